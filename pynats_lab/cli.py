@@ -20,7 +20,11 @@ def cmd_lab(args: argparse.Namespace, extra: list[str]) -> int:
     root = Path(args.notebooks) if args.notebooks else _notebooks_dir()
     if args.server:
         os.environ["NATS_URL"] = args.server
-    sys.argv = ["jupyter-lab", f"--ServerApp.root_dir={root}", *extra]
+    argv = ["jupyter-lab", f"--ServerApp.root_dir={root}"]
+    if os.geteuid() == 0:
+        # Containers and CI machines often run as root; JupyterLab refuses that unless told.
+        argv.append("--allow-root")
+    sys.argv = argv + extra
     return lab_main() or 0
 
 
