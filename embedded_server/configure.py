@@ -1,0 +1,258 @@
+"""Applying a configuration file to Options: nats-server's top-level keys, their aliases and checks.
+
+`process_config_file(opts, path)` parses the file (embedded_server.config), sets what it names on `opts`
+and raises ConfigErrors listing every problem at once (as nats-server prints them). Keys nats-server knows
+for features the embedded server does not have (cluster, tls, ...) are refused rather than ignored.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import datetime as _dt
+from typing import Any
+
+from embedded_server.auth.conf import AuthConfig, parse_authorization, validate_no_auth_user
+from embedded_server.config import ConfigError, ConfList, ConfMap, Pos, parse_duration, parse_file
+
+# nats-server configuration keys for features the embedded server does not implement.
+UNSUPPORTED = ("cluster", "gateway", "leaf", "leafnodes", "tls", "websocket", "ws", "mqtt", "https",
+               "https_port", "ocsp", "ocsp_cache", "remote_syslog", "syslog", "prof_port", "proxies",
+               "default_sentinel", "ports_file_dir")
+
+
+class ConfigErrors(ConfigError):
+    """Every error found in one configuration file; str() lists them one per line."""
+
+    def __init__(self, errors: list[ConfigError], warnings: list[ConfigError] | None = None):
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = errors
+        self.warnings = warnings or []
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
+
+
+def config_digest(conf: ConfMap) -> str:
+    """nats-server's config digest ("sha256:..."), the hash it prints with "Using configuration file"."""
+    def go_json(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: go_json(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [go_json(x) for x in v]
+        if isinstance(v, _dt.datetime):
+            return v.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return v
+    text = json.dumps(go_json(conf), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return "sha256:" + hashlib.sha256((text + "\n").encode()).hexdigest()
+
+
+def process_config_file(opts, path: str) -> list[ConfigError]:
+    """Set on `opts` what the file at `path` configures. Returns warnings; raises ConfigError(s)."""
+    conf = parse_file(path)
+    opts.config_file = path
+    if hasattr(opts, "config_digest"):
+        opts.config_digest = config_digest(conf)
+    return apply_config(opts, conf, path)
+
+
+def apply_config(opts, conf: ConfMap, path: str = "") -> list[ConfigError]:
+    errors: list[ConfigError] = []
+    warnings: list[ConfigError] = []
+    if not conf:
+        warnings.append(ConfigError(f"{path}: config has no values or is empty"))
+    auth: AuthConfig | None = None
+    no_auth_pos: Pos | None = None
+    for key, value in conf.items():
+        pos = conf.pos(key)
+        lk = key.lower()
+        try:
+            if lk == "authorization":
+                auth = parse_authorization(value, pos, errors, warnings)
+            elif lk == "no_auth_user":
+                opts.no_auth_user = _typed(value, str, pos)
+                no_auth_pos = pos
+            else:
+                _apply_one(opts, key, lk, value, pos, conf, errors, warnings)
+        except ConfigError as e:
+            errors.append(e)
+    if auth is not None:
+        opts.username, opts.password, opts.authorization = auth.username, auth.password, auth.token
+        if auth.timeout is not None:
+            opts.auth_timeout = auth.timeout
+        opts.users = auth.users if auth.users is not None else []
+        opts.nkeys = auth.nkeys if auth.nkeys is not None else []
+        opts.extra["users_block"] = auth.users is not None or auth.nkeys is not None
+    err = validate_no_auth_user(auth_config(opts), no_auth_pos)
+    if err:
+        errors.append(err)
+    if errors:
+        raise ConfigErrors(errors, warnings)
+    return warnings
+
+
+def auth_config(opts) -> AuthConfig:
+    """The auth settings an Options carries (flags and config alike), for the Authenticator."""
+    has_users = bool(opts.users or opts.nkeys or opts.extra.get("users_block"))
+    return AuthConfig(username=opts.username, password=opts.password, token=opts.authorization,
+                      timeout=opts.auth_timeout, users=list(opts.users) if has_users else None,
+                      nkeys=list(opts.nkeys) if has_users else None, no_auth_user=opts.no_auth_user)
+
+
+def _typed(value: Any, want: type, pos: Pos | None) -> Any:
+    if (want is int and isinstance(value, bool)) or not isinstance(value, want):
+        got = {bool: "bool", int: "int64", float: "float64", str: "string", ConfMap: "map[string]interface {}",
+               ConfList: "[]interface {}"}.get(type(value), type(value).__name__)
+        wanted = {str: "string", bool: "bool", int: "int64"}[want]
+        raise ConfigError(f"interface conversion: interface {{}} is {got}, not {wanted}", pos)
+    return value
+
+
+def _duration(field: str, value: Any, pos: Pos | None, warnings: list[ConfigError]) -> float:
+    """nats-server's parseDuration: a Go duration string, or (with a warning) a number of seconds."""
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except ValueError as e:
+            raise ConfigError(f"error parsing {field}: {e}", pos) from None
+    seconds = _typed(value, int, pos)
+    warnings.append(ConfigError(f"invalid use of field \"{field}\": {field} should be converted to a duration", pos))
+    return float(seconds)
+
+
+def _listen(value: Any, pos: Pos | None) -> tuple[str | None, int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return None, value
+    if not isinstance(value, str):
+        raise ConfigError(f"expected port or host:port, got {type(value).__name__}", pos)
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        raise ConfigError(f'could not parse address string "{value}"', pos)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        return host, int(port)
+    except ValueError:
+        raise ConfigError(f'could not parse port "{port}"', pos) from None
+
+
+def _size32(key: str, value: Any, pos: Pos | None) -> int:
+    n = _typed(value, int, pos)
+    if n > (1 << 31) - 1:
+        raise ConfigError(f"{key} value is too big", pos)
+    return n
+
+
+def _apply_one(opts, key: str, lk: str, v: Any, pos: Pos | None, conf: ConfMap,
+               errors: list[ConfigError], warnings: list[ConfigError]) -> None:
+    if lk == "listen":
+        host, port = _listen(v, pos)
+        if host is not None:
+            opts.host = host
+        opts.port = port
+    elif lk == "port":
+        opts.port = _typed(v, int, pos)
+    elif lk in ("host", "net"):
+        opts.host = _typed(v, str, pos)
+    elif lk == "server_name":
+        name = _typed(v, str, pos)
+        if " " in name:
+            raise ConfigError("server name cannot contain spaces", pos)
+        opts.server_name = name
+    elif lk == "http":
+        host, port = _listen(v, pos)
+        if host is not None:
+            opts.http_host = host
+        opts.http_port = port
+    elif lk in ("http_port", "monitor_port"):
+        opts.http_port = _typed(v, int, pos)
+    elif lk in ("debug", "trace", "logtime", "logtime_utc"):
+        setattr(opts, lk, _typed(v, bool, pos))
+    elif lk in ("trace_verbose", "trace_headers"):
+        opts.trace = _typed(v, bool, pos)
+    elif lk in ("logfile", "log_file"):
+        opts.log_file = _typed(v, str, pos)
+    elif lk in ("pidfile", "pid_file"):
+        opts.pid_file = _typed(v, str, pos)
+    elif lk == "max_control_line":
+        opts.max_control_line = _size32(key, v, pos)
+    elif lk == "max_payload":
+        opts.max_payload = _size32(key, v, pos)
+    elif lk == "max_pending":
+        opts.max_pending = _typed(v, int, pos)
+    elif lk in ("max_connections", "max_conn"):
+        opts.max_connections = _typed(v, int, pos) or -1
+    elif lk in ("max_subscriptions", "max_subs"):
+        opts.max_subscriptions = _typed(v, int, pos)
+    elif lk == "ping_interval":
+        opts.ping_interval = _duration("ping_interval", v, pos, warnings)
+    elif lk == "ping_max":
+        opts.max_pings_out = _typed(v, int, pos)
+    elif lk == "write_deadline":
+        opts.write_deadline = _duration("write_deadline", v, pos, warnings)
+    elif lk in ("store_dir", "storedir"):
+        if opts.store_dir and opts.extra.get("store_dir_from_config"):
+            raise ConfigError("Duplicate 'store_dir' configuration", pos)
+        opts.store_dir = _typed(v, str, pos)
+        opts.extra["store_dir_from_config"] = True
+    elif lk == "jetstream":
+        _jetstream(opts, v, pos)
+    elif lk in UNSUPPORTED:
+        raise ConfigError(f'"{key}" is not supported by the embedded server (see docs/differences.md)', pos)
+    else:
+        # Accounts, operators and anything another module owns are kept for it; truly unknown keys are
+        # errors unless they were only there to be used as $VARIABLES.
+        if lk in ("accounts", "operator", "operators", "resolver", "resolver_preload", "system_account",
+                  "system", "trusted", "trusted_keys", "mappings", "maps"):
+            opts.extra[lk] = v
+            return
+        if key not in conf.used:
+            raise ConfigError(f'unknown field "{key}"', pos)
+
+
+def _jetstream(opts, v: Any, pos: Pos | None) -> None:
+    if isinstance(v, bool):
+        opts.jetstream = v
+        return
+    if isinstance(v, str):
+        if v.lower() in ("enabled", "enable"):
+            opts.jetstream = True
+        elif v.lower() in ("disabled", "disable"):
+            opts.jetstream = False
+        else:
+            raise ConfigError(f"Expected 'enabled' or 'disabled' for string value, got '{v}'", pos)
+        return
+    if not isinstance(v, ConfMap):
+        raise ConfigError(f"Expected map, bool or string to define JetStream, got {type(v).__name__}", pos)
+    opts.jetstream = True
+    opts.extra["jetstream"] = v
+    for key, value in v.items():
+        lk, kpos = key.lower(), v.pos(key) or pos
+        if lk in ("store", "store_dir", "storedir"):
+            if opts.store_dir and opts.extra.get("store_dir_from_config"):
+                raise ConfigError("Duplicate 'store_dir' configuration", kpos)
+            opts.store_dir = _typed(value, str, kpos)
+        elif lk in ("max_memory_store", "max_mem_store", "max_mem"):
+            opts.max_memory_store = _storage_size(value, kpos)
+        elif lk in ("max_file_store", "max_file"):
+            opts.max_file_store = _storage_size(value, kpos)
+        elif lk in ("enable", "enabled"):
+            opts.jetstream = _typed(value, bool, kpos)
+
+
+def _storage_size(v: Any, pos: Pos | None) -> int:
+    """nats-server's getStorageSize: an integer, or a string like "1G" (K, M, G, T powers of 1024)."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    if not isinstance(v, str):
+        raise ConfigError("must be int64 or string", pos)
+    if not v:
+        return 0
+    mult = {"K": 10, "M": 20, "G": 30, "T": 40}.get(v[-1])
+    try:
+        num = int(v[:-1])
+    except ValueError:
+        raise ConfigError(f'strconv.ParseInt: parsing "{v[:-1]}": invalid syntax', pos) from None
+    if mult is None:
+        raise ConfigError("sizes defined as strings must end in K, M, G, T", pos)
+    return num << mult
