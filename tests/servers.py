@@ -150,7 +150,8 @@ class RunningServer:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(f"{self.kind}: no {pattern!r} in {timeout}s:\n" + "".join(self._lines))
-                self._cond.wait(left)
+                # The process may exit just after its output ends: look again soon, not only when woken.
+                self._cond.wait(min(left, 0.1))
 
     def __repr__(self) -> str:
         return f"<{self.kind} {self.url if self.port else '(not started)'}>"
