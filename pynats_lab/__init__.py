@@ -1,5 +1,98 @@
 """pynats-lab: NATS in a notebook. Magics, DataFrames, widgets and charts over nats-py.
 
 The lab talks to servers only through the NATS protocol, so everything here works the same against the
-bundled embedded server and a real nats-server or cluster.
+bundled embedded server and a real nats-server or cluster. `%load_ext pynats_lab` registers the magics;
+every magic is a thin shell over a function exported here.
 """
+from __future__ import annotations
+
+from typing import Any
+
+from . import charts, frames
+from .backup import stream_backup, stream_restore
+from .consumers import (consumer_add, consumer_config, consumer_info, consumer_ls, consumer_next,
+                        consumer_replay, consumer_rm, consumer_sub)
+from .done import Done
+from .errors import LabError
+from .kv import kv_add, kv_del, kv_get, kv_history, kv_ls, kv_put, kv_rm, kv_watch
+from .measure import bench, dedup_series, latency, latency_percentiles
+from .messaging import Collector, publish, request, server_info, subscribe, subscribe_background
+from .session import Session, get_session
+from .streams import (StreamPager, stream_add, stream_edit, stream_frame, stream_get, stream_info, stream_ls,
+                      stream_names, stream_purge, stream_rm, stream_tail, stream_view)
+
+_WIDGETS = ("StreamViewer", "ConsumerReplay", "LatencyChart", "DedupChart")
+
+
+def connect(url: str | None = None, *, context: str | None = None, creds: str | None = None,
+            nkey: str | None = None, user: str | None = None, password: str | None = None,
+            token: str | None = None, tls_ca: str | None = None, tls_cert: str | None = None,
+            tls_key: str | None = None) -> Session:
+    """Connect the session. No URL and no NATS_URL: start the embedded server (JetStream on, 127.0.0.1,
+    store under $XDG_DATA_HOME/pynats-lab) and connect to it. `context` reads a natscli context."""
+    return get_session().connect(url, context=context, creds=creds, nkey=nkey, user=user, password=password,
+                                 token=token, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
+
+
+def disconnect() -> Done:
+    """Close the connection; stop the embedded server if this session started it."""
+    s = get_session()
+    url = s.url
+    s.close()
+    return Done(f"disconnected from {url}" if url else "not connected")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WIDGETS:
+        from . import widgets
+
+        return getattr(widgets, name)
+    raise AttributeError(f"module 'pynats_lab' has no attribute {name!r}")
+
+
+def _register_formatters(ip) -> None:
+    from matplotlib.figure import Figure
+    from nats.js.api import ConsumerInfo, StreamInfo
+
+    def html(obj) -> str:
+        if isinstance(obj, StreamInfo):
+            title = f"Stream {obj.config.name}"
+        else:
+            title = f"Consumer {obj.name} on {obj.stream_name}"
+        return f"<b>{title}</b>" + frames.info_frame(obj).to_html(index=False)
+
+    def text(obj, p, cycle) -> None:
+        p.text(frames.info_frame(obj).to_string(index=False))
+
+    formatters = ip.display_formatter.formatters
+    for kind in (StreamInfo, ConsumerInfo):
+        formatters["text/html"].for_type(kind, html)
+        formatters["text/plain"].for_type(kind, text)
+    if Figure not in formatters["image/png"].type_printers:
+        from IPython.core.pylabtools import print_figure
+
+        formatters["image/png"].for_type(Figure, lambda fig: print_figure(fig, "png", bbox_inches="tight"))
+
+
+def load_ipython_extension(ip) -> None:
+    """`%load_ext pynats_lab`: the magics %nats, %stream, %consumer, %kv and table displays of infos."""
+    from .magics import NatsMagics
+
+    ip.register_magics(NatsMagics)
+    _register_formatters(ip)
+
+
+def unload_ipython_extension(ip) -> None:
+    get_session().close()
+
+
+__all__ = [
+    "connect", "disconnect", "get_session", "Session", "LabError", "Done", "charts", "frames",
+    "publish", "subscribe", "subscribe_background", "Collector", "request", "server_info",
+    "stream_add", "stream_ls", "stream_names", "stream_info", "stream_edit", "stream_rm", "stream_purge",
+    "stream_get", "stream_view", "stream_frame", "stream_tail", "StreamPager", "stream_backup", "stream_restore",
+    "consumer_add", "consumer_config", "consumer_ls", "consumer_info", "consumer_next", "consumer_sub",
+    "consumer_rm", "consumer_replay",
+    "kv_add", "kv_ls", "kv_put", "kv_get", "kv_del", "kv_history", "kv_watch", "kv_rm",
+    "latency", "latency_percentiles", "bench", "dedup_series", *_WIDGETS,
+]

@@ -1,0 +1,280 @@
+"""Consumers: add (pull or push), list, inspect, fetch the next messages with ack/nak/term, subscribe,
+remove, and replay a stream through a temporary consumer (what ConsumerReplay draws).
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import time
+from typing import Any, AsyncIterator
+
+import pandas as pd
+from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy, ReplayPolicy
+
+from . import frames
+from .done import Done
+from .errors import LabError
+from .session import Session, in_session
+from .units import parse_duration, since_to_time
+
+_ACTIONS = ("ack", "nak", "term", "none")
+
+
+def deliver_options(deliver: Any) -> dict:
+    """natscli's --deliver: all, last, new, last-per-subject, a sequence number, or a duration/time ago."""
+    if deliver is None or deliver == "":
+        return {"deliver_policy": DeliverPolicy.ALL}
+    if isinstance(deliver, int) or (isinstance(deliver, str) and deliver.isdigit()):
+        return {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": int(deliver)}
+    if isinstance(deliver, (_dt.datetime,)):
+        return {"deliver_policy": DeliverPolicy.BY_START_TIME, "opt_start_time": since_to_time(deliver)}
+    word = str(deliver).lower().replace("_", "-")
+    named = {"all": DeliverPolicy.ALL, "last": DeliverPolicy.LAST, "new": DeliverPolicy.NEW,
+             "last-per-subject": DeliverPolicy.LAST_PER_SUBJECT}
+    if word in named:
+        return {"deliver_policy": named[word]}
+    try:
+        start = since_to_time(deliver)
+    except LabError:
+        raise LabError(f"invalid --deliver {deliver!r}: use all, last, new, last-per-subject, a sequence "
+                       "number or a duration like 1h") from None
+    return {"deliver_policy": DeliverPolicy.BY_START_TIME, "opt_start_time": start}
+
+
+def _policy(enum_type, value: Any, flag: str):
+    if value is None or isinstance(value, enum_type):
+        return value
+    try:
+        return enum_type(str(value).lower())
+    except ValueError:
+        raise LabError(f"invalid {flag} {value!r}: use {'|'.join(e.value for e in enum_type)}") from None
+
+
+def consumer_config(name: str | None = None, *, pull: bool = True, target: str | None = None,
+                    deliver: Any = "all", ack: Any = "explicit", replay: Any = "instant",
+                    filter: list[str] | str | None = None, max_deliver: int | None = None,
+                    ack_wait: Any = None, max_ack_pending: int | None = None, max_waiting: int | None = None,
+                    deliver_group: str | None = None, heartbeat: Any = None, flow_control: bool | None = None,
+                    description: str | None = None, inactive_threshold: Any = None,
+                    durable: bool = True) -> ConsumerConfig:
+    """A nats-py ConsumerConfig from natscli-style options."""
+    if not pull and not target:
+        raise LabError("a push consumer needs --target SUBJECT (where it delivers)")
+    if pull and target:
+        raise LabError("--target is for push consumers: add --push")
+    filters = [filter] if isinstance(filter, str) else list(filter or [])
+    cfg = ConsumerConfig(
+        name=name, durable_name=name if durable else None, description=description,
+        ack_policy=_policy(AckPolicy, ack, "--ack"), replay_policy=_policy(ReplayPolicy, replay, "--replay"),
+        max_deliver=max_deliver, ack_wait=parse_duration(ack_wait, "--ack-wait"),
+        max_ack_pending=max_ack_pending, max_waiting=max_waiting if pull else None,
+        deliver_subject=None if pull else target, deliver_group=None if pull else deliver_group,
+        idle_heartbeat=parse_duration(heartbeat, "--heartbeat"), flow_control=flow_control or None,
+        inactive_threshold=parse_duration(inactive_threshold, "--inactive-threshold"),
+        **deliver_options(deliver),
+    )
+    if len(filters) == 1:
+        cfg.filter_subject = filters[0]
+    elif filters:
+        cfg.filter_subjects = filters
+    return cfg
+
+
+@in_session
+async def consumer_add(s: Session, stream: str, name: str | None = None, *, config: ConsumerConfig | None = None,
+                       **options: Any) -> ConsumerInfo:
+    """Create a consumer (durable when named). Options as natscli: pull (default) or push with target,
+    deliver, ack, replay, filter, max_deliver, ack_wait, max_ack_pending, heartbeat, flow_control."""
+    cfg = config or consumer_config(name, **options)
+    return await s.js.add_consumer(stream, cfg)
+
+
+@in_session
+async def consumer_ls(s: Session, stream: str) -> pd.DataFrame:
+    """The stream's consumers with their backlog (pending, ack pending, redelivered, waiting)."""
+    return frames.consumers_frame(await s.js.consumers_info(stream))
+
+
+@in_session
+async def consumer_info(s: Session, stream: str, name: str) -> ConsumerInfo:
+    """A consumer's configuration and state (delivered, ack floor, pending, ack pending, redelivered)."""
+    return await s.js.consumer_info(stream, name)
+
+
+@in_session
+async def consumer_rm(s: Session, stream: str, name: str) -> Done:
+    await s.js.delete_consumer(stream, name)
+    return Done(f"deleted consumer {name} on {stream}", stream=stream, consumer=name)
+
+
+async def _settle(msg, action: str, ack_policy) -> str | None:
+    if action == "none" or ack_policy == AckPolicy.NONE:
+        return None
+    if action == "ack":
+        await msg.ack()
+    elif action == "nak":
+        await msg.nak()
+    elif action == "term":
+        await msg.term()
+    return action
+
+
+@in_session
+async def consumer_next(s: Session, stream: str, name: str, *, count: int = 1, action: str = "ack",
+                        timeout: Any = 2.0, raw: bool = False) -> pd.DataFrame:
+    """Pull the next `count` messages from a pull consumer and ack (or nak, term, leave: action='none')
+    each. Columns: the stored ones plus consumer_seq, delivered, pending, received, and `acked`."""
+    if action not in _ACTIONS:
+        raise LabError(f"invalid action {action!r}: use {', '.join(_ACTIONS)}")
+    info = await s.js.consumer_info(stream, name)
+    if info.config.deliver_subject:
+        raise LabError(f"{name} is a push consumer: use %consumer sub {stream} {name}")
+    limit = parse_duration(timeout, "--timeout") or 2.0
+    psub = await s.js.pull_subscribe_bind(durable=name, stream=stream)
+    msgs, received = [], []
+    try:
+        deadline = time.monotonic() + limit
+        while len(msgs) < count:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                got = await psub.fetch(count - len(msgs), timeout=left)
+            except asyncio.TimeoutError:
+                break
+            now = time.time()
+            msgs.extend(got)
+            received.extend([now] * len(got))
+        settled = [await _settle(m, action, info.config.ack_policy) for m in msgs]
+        await s.nc.flush()
+    finally:
+        await psub.unsubscribe()
+    frame = frames.consumed_frame(msgs, received, raw)
+    frame["acked"] = pd.Series(settled, dtype=object)
+    return frame
+
+
+async def _deliveries(s: Session, stream: str, name: str, info: ConsumerInfo, limit: float,
+                      count: int | None) -> AsyncIterator:
+    """Messages as the consumer delivers them (push: its deliver subject; pull: repeated fetches)."""
+    deadline = time.monotonic() + limit
+    if info.config.deliver_subject:
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def on_msg(msg) -> None:
+            status = (msg.headers or {}).get("Status")
+            if status == "100":
+                if msg.reply:  # flow control asks for an answer; heartbeats have no reply
+                    await s.nc.publish(msg.reply, b"")
+                return
+            await queue.put(msg)
+
+        sub = await s.nc.subscribe(info.config.deliver_subject, queue=info.config.deliver_group or "", cb=on_msg)
+
+        async def next_batch(want: int, left: float) -> list:
+            return [await asyncio.wait_for(queue.get(), left)]
+
+        close = sub.unsubscribe
+    else:
+        psub = await s.js.pull_subscribe_bind(durable=name, stream=stream)
+
+        async def next_batch(want: int, left: float) -> list:
+            return await psub.fetch(want, timeout=min(left, 1.0))
+
+        close = psub.unsubscribe
+    try:
+        n = 0
+        while count is None or n < count:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                got = await next_batch(min(256, (count - n) if count else 256), left)
+            except asyncio.TimeoutError:
+                continue
+            for msg in got:
+                n += 1
+                yield msg
+    finally:
+        await close()
+
+
+@in_session
+async def consumer_sub(s: Session, stream: str, name: str, *, count: int | None = None, timeout: Any = 2.0,
+                       action: str = "ack", raw: bool = False) -> pd.DataFrame:
+    """Receive from a push or pull consumer until `count` messages or `timeout`; ack each (or not)."""
+    if action not in _ACTIONS:
+        raise LabError(f"invalid action {action!r}: use {', '.join(_ACTIONS)}")
+    info = await s.js.consumer_info(stream, name)
+    limit = parse_duration(timeout, "--timeout") or 2.0
+    msgs, received, settled = [], [], []
+    async for msg in _deliveries(s, stream, name, info, limit, count):
+        received.append(time.time())
+        msgs.append(msg)
+        settled.append(await _settle(msg, action, info.config.ack_policy))
+    await s.nc.flush()
+    frame = frames.consumed_frame(msgs, received, raw)
+    frame["acked"] = pd.Series(settled, dtype=object)
+    return frame
+
+
+async def run_replay(s: Session, stream: str, *, deliver: Any = "all", replay: str = "instant",
+                 filter: str | None = None, count: int | None = None, timeout: float = 10.0,
+                 on_message=None) -> pd.DataFrame:
+    """Replay a stream through a temporary push consumer (ack none, so nothing is disturbed on limits
+    streams) and return what arrived with its delivery time. `on_message(frame_so_far)` is called
+    as messages arrive, for live widgets."""
+    inbox = s.nc.new_inbox()
+    cfg = consumer_config(None, pull=False, target=inbox, deliver=deliver, ack="none", replay=replay,
+                          filter=filter, durable=False, inactive_threshold=30)
+    si = await s.js.stream_info(stream)
+    if si.config.retention and str(getattr(si.config.retention, "value", si.config.retention)) == "workqueue":
+        raise LabError(f"{stream} is a work-queue stream: a replay consumer would take its messages; "
+                       "use %stream view instead")
+    total = si.state.messages if count is None else count
+    msgs, received = [], []
+    done = asyncio.get_running_loop().create_future()
+    last_update = [0.0]
+
+    async def on_msg(msg) -> None:
+        if (msg.headers or {}).get("Status"):
+            return
+        msgs.append(msg)
+        received.append(time.time())
+        if on_message and time.monotonic() - last_update[0] > 0.2:
+            last_update[0] = time.monotonic()
+            on_message(frames.consumed_frame(list(msgs), list(received)))
+        if msg.metadata.num_pending == 0 or (count and len(msgs) >= count):
+            if not done.done():
+                done.set_result(None)
+
+    sub = await s.nc.subscribe(inbox, cb=on_msg)
+    info = None
+    try:
+        if total:
+            info = await s.js.add_consumer(stream, cfg)
+            try:
+                await asyncio.wait_for(asyncio.shield(done), timeout)
+            except asyncio.TimeoutError:
+                pass
+    finally:
+        await sub.unsubscribe()
+        if info is not None:
+            try:
+                await s.js.delete_consumer(stream, info.name)
+            except Exception:
+                pass
+    frame = frames.consumed_frame(msgs, received)
+    if on_message:
+        on_message(frame)
+    return frame
+
+
+def consumer_replay(stream: str, *, deliver: Any = "all", replay: str = "instant", filter: str | None = None,
+                    count: int | None = None, timeout: Any = 10.0, session: Session | None = None) -> pd.DataFrame:
+    """Replay messages through a temporary consumer; `time` (stored) next to `received` (delivered)."""
+    from .session import get_session
+
+    s = (session or get_session()).ensure()
+    return s.run(run_replay(s, stream, deliver=deliver, replay=replay, filter=filter, count=count,
+                        timeout=parse_duration(timeout, "--timeout") or 10.0))

@@ -1,0 +1,175 @@
+"""Key-value buckets: add, list buckets or keys, put, get, delete, history and watch, as DataFrames.
+
+A bucket is the stream KV_<bucket>; everything goes through nats-py's KeyValue, so the rules (history
+depth, TTL, delete markers) are the server's.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pandas as pd
+from nats.js.api import KeyValueConfig, StorageType
+
+from .done import Done
+from .errors import LabError
+from .messaging import encode_payload
+from .session import Session, in_session
+from .units import parse_duration, parse_size
+
+ENTRY_COLUMNS = ["bucket", "key", "value", "revision", "created", "operation"]
+
+
+def entries_frame(entries: list) -> pd.DataFrame:
+    from .frames import decode
+
+    return pd.DataFrame({
+        "bucket": pd.Series([e.bucket for e in entries], dtype=object),
+        "key": pd.Series([e.key for e in entries], dtype=object),
+        "value": pd.Series([decode(e.value) for e in entries], dtype=object),
+        "revision": pd.Series([e.revision for e in entries], dtype="int64"),
+        "created": pd.Series(pd.to_datetime([e.created for e in entries], unit="ns", utc=True)
+                             if entries else [], dtype="datetime64[ns, UTC]"),
+        "operation": pd.Series([e.operation or "PUT" for e in entries], dtype=object),
+    }, columns=ENTRY_COLUMNS)
+
+
+def _bucket_row(status) -> dict:
+    si = status.stream_info
+    return {"bucket": status.bucket, "values": si.state.messages, "history": status.history,
+            "ttl": status.ttl or None, "bytes": si.state.bytes,
+            "storage": getattr(si.config.storage, "value", si.config.storage), "created": si.created}
+
+
+def _buckets_frame(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["bucket", "values", "history", "ttl", "bytes", "storage", "created"])
+    frame["created"] = pd.to_datetime(frame["created"], utc=True)
+    return frame.sort_values("bucket", ignore_index=True)
+
+
+async def _bucket(s: Session, bucket: str):
+    import nats.js.errors as jse
+
+    try:
+        return await s.js.key_value(bucket)
+    except jse.BucketNotFoundError:
+        raise LabError(f"bucket not found: {bucket}") from None
+
+
+@in_session
+async def kv_add(s: Session, bucket: str, *, history: int = 1, ttl: Any = None, max_value_size: Any = None,
+                 max_bytes: Any = None, storage: str = "file", replicas: int = 1,
+                 description: str | None = None) -> pd.DataFrame:
+    """Create a bucket; a one-row DataFrame describing it."""
+    if not 1 <= history <= 64:
+        raise LabError("--history must be between 1 and 64")
+    cfg = KeyValueConfig(bucket=bucket, history=history, ttl=parse_duration(ttl, "--ttl"),
+                         max_value_size=parse_size(max_value_size, "--max-value-size"),
+                         max_bytes=parse_size(max_bytes, "--max-bytes"), storage=StorageType(storage),
+                         replicas=replicas, description=description, direct=True)
+    kv = await s.js.create_key_value(cfg)
+    return _buckets_frame([_bucket_row(await kv.status())])
+
+
+@in_session
+async def kv_ls(s: Session, bucket: str | None = None) -> pd.DataFrame:
+    """Without a bucket: all buckets. With one: its keys and current values."""
+    if bucket is None:
+        rows = []
+        for si in await s.js.streams_info():
+            if si.config.name.startswith("KV_"):
+                kv = await s.js.key_value(si.config.name[3:])
+                rows.append(_bucket_row(await kv.status()))
+        return _buckets_frame(rows)
+    kv = await _bucket(s, bucket)
+    watcher = await kv.watchall(ignore_deletes=True)
+    entries = []
+    try:
+        while True:
+            entry = await watcher.updates(timeout=5)
+            if entry is None:
+                break
+            entries.append(entry)
+    finally:
+        await watcher.stop()
+    return entries_frame(entries).sort_values("key", ignore_index=True)
+
+
+@in_session
+async def kv_put(s: Session, bucket: str, key: str, value: Any) -> Done:
+    kv = await _bucket(s, bucket)
+    rev = await kv.put(key, encode_payload(value))
+    return Done(f"{bucket} > {key}: revision {rev}", revision=rev, bucket=bucket, key=key)
+
+
+@in_session
+async def kv_get(s: Session, bucket: str, key: str, revision: int | None = None) -> pd.DataFrame:
+    """The current (or a given revision's) entry of a key, as a one-row DataFrame."""
+    import nats.js.errors as jse
+
+    kv = await _bucket(s, bucket)
+    try:
+        entry = await kv.get(key, revision=revision)
+    except (jse.KeyNotFoundError, jse.KeyDeletedError):
+        raise LabError(f"key not found: {bucket} > {key}") from None
+    return entries_frame([entry])
+
+
+@in_session
+async def kv_del(s: Session, bucket: str, key: str, purge: bool = False) -> Done:
+    """Delete a key (a delete marker, history kept) or purge it (history removed)."""
+    kv = await _bucket(s, bucket)
+    if purge:
+        await kv.purge(key)
+        return Done(f"purged {bucket} > {key}", bucket=bucket, key=key)
+    await kv.delete(key)
+    return Done(f"deleted {bucket} > {key}", bucket=bucket, key=key)
+
+
+@in_session
+async def kv_history(s: Session, bucket: str, key: str) -> pd.DataFrame:
+    """Every kept revision of a key, oldest first, including deletes."""
+    import nats.js.errors as jse
+
+    kv = await _bucket(s, bucket)
+    try:
+        return entries_frame(await kv.history(key))
+    except jse.NoKeysError:
+        raise LabError(f"key not found: {bucket} > {key}") from None
+
+
+@in_session
+async def kv_watch(s: Session, bucket: str, key: str = ">", *, count: int | None = None, timeout: Any = 2.0,
+                   include_history: bool = False) -> pd.DataFrame:
+    """Watch a bucket (or keys matching `key`): current values first, then changes, until `count`
+    updates or `timeout`. A DataFrame of what was seen."""
+    kv = await _bucket(s, bucket)
+    limit = parse_duration(timeout, "--timeout") or 2.0
+    watcher = await kv.watch(key, include_history=include_history)
+    entries = []
+    deadline = time.monotonic() + limit
+    try:
+        while count is None or len(entries) < count:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                entry = await watcher.updates(timeout=left)
+            except (asyncio.TimeoutError, Exception) as exc:
+                if isinstance(exc, asyncio.TimeoutError) or type(exc).__name__ == "TimeoutError":
+                    break
+                raise
+            if entry is not None:
+                entries.append(entry)
+    finally:
+        await watcher.stop()
+    return entries_frame(entries)
+
+
+@in_session
+async def kv_rm(s: Session, bucket: str) -> Done:
+    """Delete a bucket and all its keys."""
+    await _bucket(s, bucket)
+    await s.js.delete_key_value(bucket)
+    return Done(f"deleted bucket {bucket}", bucket=bucket)

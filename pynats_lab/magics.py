@@ -1,0 +1,522 @@
+"""`%nats`, `%stream`, `%consumer`, `%kv`: argument parsing plus one call into the Python API each.
+
+A magic returns what its API function returns (DataFrame, StreamInfo, widget, Done), so
+`df = %stream view ORDERS` works. A wrong use prints one line (e.g. `%stream info: stream not found
+(10059)`) and returns None: no traceback, and the session stays as it was.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import sys
+from typing import Any, Callable
+
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
+
+from .errors import LabError, describe
+
+
+class _Stop(Exception):
+    """Help was printed; nothing else to do."""
+
+
+class _Usage(Exception):
+    """The command line itself is wrong."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports instead of exiting, and prints help to stdout."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        raise _Usage(f"{message} (see {self.prog} --help)")
+
+    def exit(self, status: int = 0, message: str | None = None):
+        if message:
+            raise _Usage(message.strip())
+        raise _Stop()
+
+    def print_help(self, file=None) -> None:
+        sys.stdout.write(self.format_help())
+
+
+def _commands(prog: str, description: str) -> tuple[Parser, Any]:
+    parser = Parser(prog=prog, description=description)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    return parser, sub
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+_TEMPLATE = re.compile(r"(\{\{.*?\}\})")
+
+
+def expand(line: str, namespace: dict) -> str:
+    """IPython's {expr} and $var expansion from the user's namespace, leaving {{template}} parts alone.
+    A part that does not expand (e.g. JSON braces) stays as typed, as IPython itself does."""
+    from IPython.utils.text import DollarFormatter
+
+    formatter = DollarFormatter()
+    out = []
+    for part in _TEMPLATE.split(line):
+        if _TEMPLATE.fullmatch(part):
+            out.append(part)
+            continue
+        try:
+            out.append(formatter.vformat(part, args=[], kwargs=dict(namespace)))
+        except Exception:
+            out.append(part)
+    return "".join(out)
+
+
+# -- %nats -------------------------------------------------------------------------------------------
+def nats_parser() -> Parser:
+    p, sub = _commands("%nats", "Core NATS: connect, publish, subscribe, request, server info, latency, bench.")
+    c = sub.add_parser("connect", help="connect to a server (no URL: NATS_URL, else the embedded server)",
+                       description="Connect to URL (comma-separated for a cluster). Without a URL and without "
+                       "NATS_URL the embedded server starts (JetStream on, 127.0.0.1).")
+    c.add_argument("url", nargs="?")
+    c.add_argument("--context", help="natscli context name or JSON file (~/.config/nats/context/NAME.json)")
+    c.add_argument("--creds", metavar="FILE", help="user credentials file (JWT + seed)")
+    c.add_argument("--nkey", metavar="FILE", help="NKey seed file")
+    c.add_argument("--user", help="user name (or USER:PASSWORD)")
+    c.add_argument("--password", help="password")
+    c.add_argument("--token", help="authentication token")
+    c.add_argument("--tls-ca", metavar="FILE", help="CA certificate to verify the server")
+    c.add_argument("--tls-cert", metavar="FILE", help="client certificate")
+    c.add_argument("--tls-key", metavar="FILE", help="client certificate key")
+    sub.add_parser("disconnect", help="close the connection (and stop the embedded server if started)")
+    pub = sub.add_parser("pub", help="publish messages (also %%%%nats pub SUBJECT with the cell as payload)",
+                         description="Publish to SUBJECT. PAYLOAD, SUBJECT and --msg-id may use natscli "
+                         "templates: {{Count}} {{ID}} {{TimeStamp}} {{Unix}} {{UnixNano}} {{Time}} "
+                         "{{Random MIN MAX}}.\n{python_expr} and $var still expand from your variables.")
+    pub.add_argument("subject")
+    pub.add_argument("payload", nargs="?", default="")
+    pub.add_argument("--count", type=_int, default=1, help="publish N messages (default 1)")
+    pub.add_argument("-H", "--header", action="append", metavar="K:V", help="add a header (repeatable)")
+    pub.add_argument("--msg-id", help="Nats-Msg-Id header (for JetStream de-duplication)")
+    pub.add_argument("-J", "--js", "--jetstream", dest="js", action="store_true",
+                     help="publish to JetStream and wait for each ack (returns the acks)")
+    pub.add_argument("--reply", help="reply subject")
+    pub.add_argument("--sleep", metavar="DUR", help="pause between messages, e.g. 100ms")
+    pub.add_argument("--no-templates", action="store_true", help="send {{...}} literally")
+    s = sub.add_parser("sub", help="subscribe and collect messages into a DataFrame")
+    s.add_argument("subject")
+    s.add_argument("--count", type=_int, help="stop after N messages")
+    s.add_argument("--timeout", default="2s", metavar="DUR", help="stop after this long (default 2s)")
+    s.add_argument("--queue", help="queue group")
+    s.add_argument("--raw", action="store_true", help="keep payloads as bytes")
+    s.add_argument("--background", action="store_true",
+                   help="return at once; the result keeps collecting (.df, .stop())")
+    r = sub.add_parser("req", help="send a request, collect the reply (or replies)")
+    r.add_argument("subject")
+    r.add_argument("payload", nargs="?", default="")
+    r.add_argument("--timeout", default="2s", metavar="DUR")
+    r.add_argument("--replies", type=_int, default=1, help="wait for up to N replies")
+    r.add_argument("-H", "--header", action="append", metavar="K:V")
+    r.add_argument("--raw", action="store_true")
+    sub.add_parser("info", help="server INFO and this connection")
+    lat = sub.add_parser("latency", help="pub->sub, request/reply and JetStream publish latency + chart")
+    lat.add_argument("--count", type=_int, default=200, help="samples per kind (default 200)")
+    lat.add_argument("--size", default="128", help="payload size (default 128)")
+    lat.add_argument("--no-js", action="store_true", help="skip the JetStream publish-ack kind")
+    lat.add_argument("--no-chart", action="store_true")
+    b = sub.add_parser("bench", help="throughput in the spirit of `nats bench` + chart")
+    b.add_argument("subject", nargs="?", default="bench")
+    b.add_argument("--pub", type=_int, default=1, help="publishers (default 1)")
+    b.add_argument("--sub", type=_int, default=1, help="subscribers (default 1)")
+    b.add_argument("--msgs", type=_int, default=10000, help="messages in total (default 10000)")
+    b.add_argument("--size", default="128", help="message size (default 128)")
+    b.add_argument("--js", action="store_true", help="publish to a temporary JetStream stream")
+    b.add_argument("--no-chart", action="store_true")
+    return p
+
+
+# -- %stream -----------------------------------------------------------------------------------------
+def _stream_settings(p: Parser, adding: bool) -> None:
+    p.add_argument("--subjects", nargs="+", metavar="S", help="subjects the stream stores")
+    p.add_argument("--description")
+    if adding:
+        p.add_argument("--storage", choices=["file", "memory"], default="file")
+        p.add_argument("--retention", choices=["limits", "interest", "workqueue"], default="limits")
+        p.add_argument("--replicas", type=_int, help="replicas (cluster only)")
+    p.add_argument("--max-msgs", type=_int, metavar="N")
+    p.add_argument("--max-bytes", metavar="SIZE", help="e.g. 1GB, -1 unlimited")
+    p.add_argument("--max-age", metavar="DUR", help="e.g. 24h, 7d")
+    p.add_argument("--max-msg-size", metavar="SIZE")
+    p.add_argument("--max-msgs-per-subject", type=_int, metavar="N")
+    p.add_argument("--dupe-window", metavar="DUR", help="de-duplication window, e.g. 2m")
+    p.add_argument("--discard", choices=["old", "new"])
+    p.add_argument("--allow-rollup", action="store_true", default=None)
+    p.add_argument("--deny-delete", action="store_true", default=None)
+    p.add_argument("--deny-purge", action="store_true", default=None)
+    p.add_argument("--no-allow-direct", dest="allow_direct", action="store_false", default=None,
+                   help="turn direct get off (default on; %%stream view is faster with it)")
+
+
+def stream_parser() -> Parser:
+    p, sub = _commands("%stream", "JetStream streams: add, ls, info, edit, rm, purge, get, view, backup, restore.")
+    a = sub.add_parser("add", help="create a stream")
+    a.add_argument("name")
+    _stream_settings(a, adding=True)
+    sub.add_parser("ls", aliases=["list"], help="list streams")
+    i = sub.add_parser("info", help="configuration and state of a stream")
+    i.add_argument("name")
+    e = sub.add_parser("edit", help="change a stream's settings")
+    e.add_argument("name")
+    _stream_settings(e, adding=False)
+    rm = sub.add_parser("rm", aliases=["delete"], help="delete a stream")
+    rm.add_argument("name")
+    rm.add_argument("-f", "--force", action="store_true", help="accepted for natscli habits; no prompt here")
+    pu = sub.add_parser("purge", help="remove messages (all, by subject, keep the newest N)")
+    pu.add_argument("name")
+    pu.add_argument("--subject", help="only messages on this subject")
+    pu.add_argument("--keep", type=_int, help="keep the newest N")
+    pu.add_argument("--seq", type=_int, help="remove messages before this sequence")
+    pu.add_argument("-f", "--force", action="store_true", help="accepted for natscli habits")
+    g = sub.add_parser("get", help="one message by sequence (or the last on a subject)")
+    g.add_argument("name")
+    g.add_argument("seq", nargs="?", type=_int)
+    g.add_argument("--last-for", metavar="SUBJECT")
+    g.add_argument("--raw", action="store_true")
+    v = sub.add_parser("view", help="a page of messages as a DataFrame, read-only (works on work queues)")
+    v.add_argument("name")
+    v.add_argument("--id", type=_int, metavar="SEQ", help="start at this sequence")
+    v.add_argument("--since", metavar="DUR", help="start at messages newer than this (e.g. 2h) or an ISO time")
+    v.add_argument("--subject", metavar="FILTER", help="only messages on this subject (wildcards allowed)")
+    v.add_argument("--page-size", type=_int, default=100, metavar="N", help="messages per page (default 100)")
+    v.add_argument("--last", action="store_true", help="show the newest page")
+    v.add_argument("--follow", action="store_true",
+                   help="keep showing new messages (a live StreamViewer in Jupyter, a tail in a terminal)")
+    v.add_argument("--timeout", metavar="DUR", help="with --follow in a terminal: stop after this long")
+    v.add_argument("--raw", action="store_true", help="keep payloads as bytes")
+    bk = sub.add_parser("backup", help="save config, consumers and messages to a directory")
+    bk.add_argument("name")
+    bk.add_argument("dir")
+    bk.add_argument("--no-progress", action="store_true")
+    rs = sub.add_parser("restore", help="recreate a stream from a backup directory")
+    rs.add_argument("dir")
+    rs.add_argument("--name", help="restore under a new name")
+    rs.add_argument("--subjects", nargs="+", metavar="S", help="new subjects (needed beside the original)")
+    rs.add_argument("--no-progress", action="store_true")
+    return p
+
+
+# -- %consumer ---------------------------------------------------------------------------------------
+def consumer_parser() -> Parser:
+    p, sub = _commands("%consumer", "JetStream consumers: add, ls, info, next, sub, rm.")
+    a = sub.add_parser("add", help="create a durable consumer")
+    a.add_argument("stream")
+    a.add_argument("name")
+    kind = a.add_mutually_exclusive_group()
+    kind.add_argument("--pull", action="store_true", help="pull consumer (default)")
+    kind.add_argument("--push", action="store_true", help="push consumer (needs --target)")
+    a.add_argument("--target", metavar="SUBJECT", help="push: the subject messages are delivered to")
+    a.add_argument("--deliver", default="all",
+                   help="all, last, new, last-per-subject, a start sequence, or a duration like 1h")
+    a.add_argument("--ack", choices=["explicit", "none", "all"], default="explicit")
+    a.add_argument("--replay", choices=["instant", "original"], default="instant")
+    a.add_argument("--filter", action="append", metavar="SUBJECT", help="only these subjects (repeatable)")
+    a.add_argument("--max-deliver", type=_int, metavar="N")
+    a.add_argument("--ack-wait", metavar="DUR")
+    a.add_argument("--max-pending", type=_int, metavar="N", help="max ack pending")
+    a.add_argument("--max-waiting", type=_int, metavar="N", help="pull: max waiting requests")
+    a.add_argument("--heartbeat", metavar="DUR", help="push: idle heartbeat")
+    a.add_argument("--flow-control", action="store_true", default=None, help="push: flow control")
+    a.add_argument("--deliver-group", metavar="GROUP", help="push: queue group")
+    a.add_argument("--description")
+    ls = sub.add_parser("ls", aliases=["list"], help="the consumers of a stream")
+    ls.add_argument("stream")
+    for name, text in (("info", "configuration and state (pending, ack pending, redelivered)"),
+                       ("rm", "delete a consumer")):
+        x = sub.add_parser(name, help=text, aliases=["delete"] if name == "rm" else [])
+        x.add_argument("stream")
+        x.add_argument("name")
+        if name == "rm":
+            x.add_argument("-f", "--force", action="store_true", help="accepted for natscli habits")
+    n = sub.add_parser("next", help="pull the next messages from a pull consumer")
+    n.add_argument("stream")
+    n.add_argument("name")
+    n.add_argument("--count", type=_int, default=1)
+    act = n.add_mutually_exclusive_group()
+    act.add_argument("--no-ack", dest="action", action="store_const", const="none", help="leave unacknowledged")
+    act.add_argument("--nak", dest="action", action="store_const", const="nak", help="ask for redelivery")
+    act.add_argument("--term", dest="action", action="store_const", const="term", help="never redeliver")
+    n.add_argument("--timeout", default="2s", metavar="DUR")
+    n.add_argument("--raw", action="store_true")
+    s = sub.add_parser("sub", help="receive from a push or pull consumer for a while")
+    s.add_argument("stream")
+    s.add_argument("name")
+    s.add_argument("--count", type=_int)
+    s.add_argument("--timeout", default="2s", metavar="DUR")
+    s.add_argument("--no-ack", dest="action", action="store_const", const="none", default="ack")
+    s.add_argument("--raw", action="store_true")
+    r = sub.add_parser("replay", help="replay a stream through a temporary consumer (ConsumerReplay widget)")
+    r.add_argument("stream")
+    r.add_argument("--deliver", default="all")
+    r.add_argument("--replay", choices=["instant", "original"], default="original")
+    r.add_argument("--filter", metavar="SUBJECT")
+    r.add_argument("--count", type=_int)
+    return p
+
+
+# -- %kv ---------------------------------------------------------------------------------------------
+def kv_parser() -> Parser:
+    p, sub = _commands("%kv", "Key-value buckets: add, ls, put, get, del, history, watch, rm.")
+    a = sub.add_parser("add", help="create a bucket")
+    a.add_argument("bucket")
+    a.add_argument("--history", type=_int, default=1, help="revisions kept per key (1-64)")
+    a.add_argument("--ttl", metavar="DUR", help="how long values live")
+    a.add_argument("--max-value-size", metavar="SIZE")
+    a.add_argument("--max-bytes", metavar="SIZE")
+    a.add_argument("--storage", choices=["file", "memory"], default="file")
+    a.add_argument("--replicas", type=_int, default=1)
+    a.add_argument("--description")
+    ls = sub.add_parser("ls", aliases=["list"], help="buckets, or the keys of one bucket")
+    ls.add_argument("bucket", nargs="?")
+    put = sub.add_parser("put", help="set a value (also %%%%kv put BUCKET KEY with the cell as value)")
+    put.add_argument("bucket")
+    put.add_argument("key")
+    put.add_argument("value", nargs="?", default="")
+    g = sub.add_parser("get", help="the current value of a key")
+    g.add_argument("bucket")
+    g.add_argument("key")
+    g.add_argument("--revision", type=_int)
+    d = sub.add_parser("del", aliases=["delete"], help="delete a key")
+    d.add_argument("bucket")
+    d.add_argument("key")
+    d.add_argument("--purge", action="store_true", help="also remove its history")
+    d.add_argument("-f", "--force", action="store_true", help="accepted for natscli habits")
+    h = sub.add_parser("history", help="every kept revision of a key")
+    h.add_argument("bucket")
+    h.add_argument("key")
+    w = sub.add_parser("watch", help="watch a bucket for a while")
+    w.add_argument("bucket")
+    w.add_argument("key", nargs="?", default=">")
+    w.add_argument("--count", type=_int)
+    w.add_argument("--timeout", default="2s", metavar="DUR")
+    w.add_argument("--history", action="store_true", help="start with all kept history")
+    rm = sub.add_parser("rm", help="delete a bucket")
+    rm.add_argument("bucket")
+    rm.add_argument("-f", "--force", action="store_true", help="accepted for natscli habits")
+    return p
+
+
+def _stream_options(a: argparse.Namespace) -> dict:
+    keys = ("description", "storage", "retention", "replicas", "max_msgs", "max_bytes", "max_age", "max_msg_size",
+            "max_msgs_per_subject", "dupe_window", "discard", "allow_rollup", "deny_delete", "deny_purge",
+            "allow_direct")
+    return {k: getattr(a, k) for k in keys if getattr(a, k, None) is not None}
+
+
+def _in_kernel() -> bool:
+    from IPython import get_ipython
+
+    ip = get_ipython()
+    return ip is not None and getattr(ip, "kernel", None) is not None
+
+
+def _show(obj: Any) -> None:
+    from IPython.display import display
+
+    display(obj)
+
+
+# -- dispatch ----------------------------------------------------------------------------------------
+def run_nats(a: argparse.Namespace, cell: str | None) -> Any:
+    import pynats_lab as lab
+
+    if a.command == "connect":
+        return lab.connect(a.url, context=a.context, creds=a.creds, nkey=a.nkey, user=a.user,
+                           password=a.password, token=a.token, tls_ca=a.tls_ca, tls_cert=a.tls_cert,
+                           tls_key=a.tls_key)
+    if a.command == "disconnect":
+        return lab.disconnect()
+    if a.command == "pub":
+        payload = cell.rstrip("\n") if cell is not None else a.payload
+        return lab.publish(a.subject, payload, count=a.count, headers=a.header, msg_id=a.msg_id, js=a.js,
+                           reply=a.reply, sleep=a.sleep, use_templates=not a.no_templates)
+    if a.command == "sub":
+        if a.background:
+            return lab.subscribe_background(a.subject, queue=a.queue, raw=a.raw)
+        return lab.subscribe(a.subject, count=a.count, timeout=a.timeout, queue=a.queue, raw=a.raw)
+    if a.command == "req":
+        return lab.request(a.subject, cell.rstrip("\n") if cell is not None else a.payload, timeout=a.timeout,
+                           replies=a.replies, headers=a.header, raw=a.raw)
+    if a.command == "info":
+        return lab.server_info()
+    if a.command == "latency":
+        df = lab.latency(count=a.count, size=a.size, jetstream=not a.no_js)
+        if not a.no_chart:
+            _show(lab.charts.latency_figure(df))
+        return df
+    if a.command == "bench":
+        df = lab.bench(a.subject, pubs=a.pub, subs=a.sub, msgs=a.msgs, size=a.size, js=a.js)
+        if not a.no_chart:
+            _show(lab.charts.bench_figure(df))
+        return df
+    raise _Usage("missing command")
+
+
+def run_stream(a: argparse.Namespace, cell: str | None) -> Any:
+    import pynats_lab as lab
+
+    c = a.command
+    if c == "add":
+        return lab.stream_add(a.name, a.subjects, **_stream_options(a))
+    if c in ("ls", "list"):
+        return lab.stream_ls()
+    if c == "info":
+        return lab.stream_info(a.name)
+    if c == "edit":
+        opts = _stream_options(a)
+        if a.subjects:
+            opts["subjects"] = a.subjects
+        return lab.stream_edit(a.name, **opts)
+    if c in ("rm", "delete"):
+        return lab.stream_rm(a.name)
+    if c == "purge":
+        return lab.stream_purge(a.name, subject=a.subject, keep=a.keep, seq=a.seq)
+    if c == "get":
+        return lab.stream_get(a.name, a.seq, last_for=a.last_for, raw=a.raw)
+    if c == "view":
+        if a.follow:
+            if _in_kernel():
+                return lab.StreamViewer(a.name, subject=a.subject, start_seq=a.id, since=a.since,
+                                        page_size=a.page_size, follow=True, last=True)
+            return lab.stream_tail(a.name, subject=a.subject, since=a.since, start_seq=a.id,
+                                   timeout=a.timeout, raw=a.raw)
+        return lab.stream_view(a.name, id=a.id, since=a.since, subject=a.subject, page_size=a.page_size,
+                               raw=a.raw, last=a.last)
+    if c == "backup":
+        return lab.stream_backup(a.name, a.dir, progress=not a.no_progress)
+    if c == "restore":
+        return lab.stream_restore(a.dir, name=a.name, subjects=a.subjects, progress=not a.no_progress)
+    raise _Usage("missing command")
+
+
+def run_consumer(a: argparse.Namespace, cell: str | None) -> Any:
+    import pynats_lab as lab
+
+    c = a.command
+    if c == "add":
+        return lab.consumer_add(a.stream, a.name, pull=not a.push, target=a.target, deliver=a.deliver,
+                                ack=a.ack, replay=a.replay, filter=a.filter, max_deliver=a.max_deliver,
+                                ack_wait=a.ack_wait, max_ack_pending=a.max_pending, max_waiting=a.max_waiting,
+                                heartbeat=a.heartbeat, flow_control=a.flow_control,
+                                deliver_group=a.deliver_group, description=a.description)
+    if c in ("ls", "list"):
+        return lab.consumer_ls(a.stream)
+    if c == "info":
+        return lab.consumer_info(a.stream, a.name)
+    if c in ("rm", "delete"):
+        return lab.consumer_rm(a.stream, a.name)
+    if c == "next":
+        return lab.consumer_next(a.stream, a.name, count=a.count, action=a.action or "ack", timeout=a.timeout,
+                                 raw=a.raw)
+    if c == "sub":
+        return lab.consumer_sub(a.stream, a.name, count=a.count, timeout=a.timeout, action=a.action, raw=a.raw)
+    if c == "replay":
+        return lab.ConsumerReplay(a.stream, deliver=a.deliver, replay=a.replay, filter=a.filter, count=a.count)
+    raise _Usage("missing command")
+
+
+def run_kv(a: argparse.Namespace, cell: str | None) -> Any:
+    import pynats_lab as lab
+
+    c = a.command
+    if c == "add":
+        return lab.kv_add(a.bucket, history=a.history, ttl=a.ttl, max_value_size=a.max_value_size,
+                          max_bytes=a.max_bytes, storage=a.storage, replicas=a.replicas, description=a.description)
+    if c in ("ls", "list"):
+        return lab.kv_ls(a.bucket)
+    if c == "put":
+        return lab.kv_put(a.bucket, a.key, cell.rstrip("\n") if cell is not None else a.value)
+    if c == "get":
+        return lab.kv_get(a.bucket, a.key, revision=a.revision)
+    if c in ("del", "delete"):
+        return lab.kv_del(a.bucket, a.key, purge=a.purge)
+    if c == "history":
+        return lab.kv_history(a.bucket, a.key)
+    if c == "watch":
+        return lab.kv_watch(a.bucket, a.key, count=a.count, timeout=a.timeout, include_history=a.history)
+    if c == "rm":
+        return lab.kv_rm(a.bucket)
+    raise _Usage("missing command")
+
+
+_PARSERS: dict[str, Callable[[], Parser]] = {"nats": nats_parser, "stream": stream_parser,
+                                             "consumer": consumer_parser, "kv": kv_parser}
+_RUNNERS = {"nats": run_nats, "stream": run_stream, "consumer": run_consumer, "kv": run_kv}
+_CELL_COMMANDS = {"nats": ("pub", "req"), "kv": ("put",)}
+
+
+def invoke(magic: str, line: str, cell: str | None = None) -> Any:
+    """Parse and run one magic line; any failure becomes one line on stderr and a None result."""
+    parser = _PARSERS[magic]()
+    where = f"%{magic}"
+    first = line.split(None, 1)[0] if line.strip() else ""
+    if first in parser._subparsers._group_actions[0].choices:
+        where = f"%{magic} {first}"
+    try:
+        try:
+            argv = shlex.split(line)
+        except ValueError as exc:
+            raise _Usage(f"cannot split the line: {exc}") from None
+        if not argv:
+            parser.print_help()
+            return None
+        args = parser.parse_args(argv)
+        if cell is not None and args.command not in _CELL_COMMANDS.get(magic, ()):
+            raise _Usage(f"%%{magic} {args.command} takes no cell body")
+        return _RUNNERS[magic](args, cell)
+    except _Stop:
+        return None
+    except KeyboardInterrupt:
+        print(f"{where}: interrupted", file=sys.stderr)
+        return None
+    except _Usage as exc:
+        print(f"{where}: {exc}", file=sys.stderr)
+        return None
+    except Exception as exc:
+        print(f"{where}: {describe(exc)}", file=sys.stderr)
+        return None
+
+
+@magics_class
+class NatsMagics(Magics):
+    """The four magics. Variables expand as usual ({expr}, $var), but natscli templates ({{Count}}) pass
+    through untouched: IPython's own expansion would eat their braces."""
+
+    def _expand(self, line: str) -> str:
+        return expand(line, self.shell.user_ns)
+
+    @no_var_expand
+    @line_cell_magic
+    def nats(self, line: str, cell: str | None = None) -> Any:
+        return invoke("nats", self._expand(line), cell)
+
+    @no_var_expand
+    @line_magic
+    def stream(self, line: str) -> Any:
+        return invoke("stream", self._expand(line))
+
+    @no_var_expand
+    @line_magic
+    def consumer(self, line: str) -> Any:
+        return invoke("consumer", self._expand(line))
+
+    @no_var_expand
+    @line_cell_magic
+    def kv(self, line: str, cell: str | None = None) -> Any:
+        return invoke("kv", self._expand(line), cell)

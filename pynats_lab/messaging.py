@@ -1,0 +1,262 @@
+"""Core NATS from the notebook: publish (with natscli templates, headers, JetStream acks), subscribe into a
+DataFrame (blocking or in the background), request/reply, and the server's INFO.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from typing import Any
+
+import pandas as pd
+
+from . import frames, templates
+from .done import Done
+from .errors import LabError
+from .session import Session, get_session, in_session
+from .units import parse_duration
+
+_JS_WINDOW = 256  # JetStream publishes in flight at once: fast, yet bounded
+
+
+def encode_payload(payload: Any) -> bytes:
+    """Text as UTF-8, bytes as is, dicts and lists as JSON."""
+    if payload is None:
+        return b""
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return bytes(payload)
+    if isinstance(payload, (dict, list)):
+        return json.dumps(payload).encode()
+    return str(payload).encode()
+
+
+def parse_headers(headers: Any) -> dict[str, str]:
+    """A dict, or natscli's 'K:V' strings (a list of them, or one)."""
+    if not headers:
+        return {}
+    if isinstance(headers, dict):
+        return {str(k): str(v) for k, v in headers.items()}
+    if isinstance(headers, str):
+        headers = [headers]
+    out = {}
+    for item in headers:
+        if ":" not in item:
+            raise LabError(f"invalid header {item!r}: use KEY:VALUE")
+        k, v = item.split(":", 1)
+        if not k.strip():
+            raise LabError(f"invalid header {item!r}: empty key")
+        out[k.strip()] = v.strip()
+    return out
+
+
+@in_session
+async def publish(s: Session, subject: str, payload: Any = "", *, count: int = 1, headers: Any = None,
+                  msg_id: str | None = None, js: bool = False, reply: str | None = None,
+                  use_templates: bool = True, sleep: Any = None) -> Any:
+    """Publish `count` messages. natscli templates ({{Count}}, {{ID}}, {{TimeStamp}}, {{Random 5 10}} ...)
+    render per message in the payload, the subject and the msg id.
+
+    Core publishes return a `Done`; with `js=True` each message waits for its PubAck and the result is a
+    DataFrame (subject, stream, seq, duplicate, msg_id, sent, ack_ms)."""
+    if count < 1:
+        raise LabError("--count must be at least 1")
+    hdrs = parse_headers(headers)
+    pause = parse_duration(sleep, "--sleep") or 0
+    is_bytes = isinstance(payload, (bytes, bytearray, memoryview))
+    text = None if is_bytes else (payload if isinstance(payload, str) else None)
+    body = encode_payload(payload)
+    templated = use_templates and any(templates.has_templates(t or "") for t in (text, subject, msg_id))
+
+    def message(i: int) -> tuple[str, bytes, dict, str | None]:
+        if not templated:
+            h = dict(hdrs)
+            if msg_id:
+                h["Nats-Msg-Id"] = msg_id
+            return subject, body, h, msg_id
+        subj = templates.render(subject, i)
+        data = templates.render(text, i).encode() if text is not None else body
+        mid = templates.render(msg_id, i) if msg_id else None
+        h = dict(hdrs)
+        if mid:
+            h["Nats-Msg-Id"] = mid
+        return subj, data, h, mid
+
+    if not js:
+        for i in range(1, count + 1):
+            subj, data, h, _ = message(i)
+            await s.nc.publish(subj, data, reply=reply or "", headers=h or None)
+            if pause:
+                await s.nc.flush()
+                await asyncio.sleep(pause)
+        await s.nc.flush()
+        n = f"{count} message{'s' if count != 1 else ''}"
+        return Done(f"published {n} to {subject}", count=count, subject=subject)
+
+    subjects, acks, sent, acked, ids = [], [], [], [], []
+
+    async def one(i: int) -> None:
+        subj, data, h, mid = message(i)
+        t0 = time.time()
+        ack = await s.js.publish(subj, data, headers=h or None, timeout=5)
+        t1 = time.time()
+        subjects.append(subj); acks.append(ack); sent.append(t0); acked.append(t1); ids.append(mid)
+
+    if pause:
+        for i in range(1, count + 1):
+            await one(i)
+            await asyncio.sleep(pause)
+    else:
+        for start in range(1, count + 1, _JS_WINDOW):
+            await asyncio.gather(*(one(i) for i in range(start, min(start + _JS_WINDOW, count + 1))))
+    frame = frames.acks_frame(subjects, acks, sent, acked, ids)
+    return frame.sort_values("sent", kind="stable", ignore_index=True)
+
+
+@in_session
+async def subscribe(s: Session, subject: str, *, count: int | None = None, timeout: Any = 2.0,
+                    queue: str | None = None, raw: bool = False) -> pd.DataFrame:
+    """Collect messages on `subject` until `count` arrived or `timeout` passed; a DataFrame of them
+    (received, subject, data, headers, size, reply)."""
+    limit = parse_duration(timeout, "--timeout") or 0
+    msgs, received = [], []
+    done = asyncio.get_running_loop().create_future()
+
+    async def on_msg(msg) -> None:
+        msgs.append(msg)
+        received.append(time.time())
+        if count and len(msgs) >= count and not done.done():
+            done.set_result(None)
+
+    sub = await s.nc.subscribe(subject, queue=queue or "", cb=on_msg)
+    try:
+        await s.nc.flush()
+        try:
+            await asyncio.wait_for(asyncio.shield(done), limit if limit > 0 else None)
+        except asyncio.TimeoutError:
+            pass
+    finally:
+        await sub.unsubscribe()
+    if count:
+        msgs, received = msgs[:count], received[:count]
+    return frames.core_frame(msgs, received, raw)
+
+
+class Collector:
+    """A background subscription that keeps what arrives; `.df` is a DataFrame of it so far."""
+
+    def __init__(self, subject: str, queue: str | None = None, raw: bool = False,
+                 session: Session | None = None):
+        self.session = (session or get_session()).ensure()
+        self.subject, self.raw = subject, raw
+        self._msgs: list = []
+        self._received: list = []
+        self._lock = threading.Lock()
+
+        async def on_msg(msg) -> None:
+            with self._lock:
+                self._msgs.append(msg)
+                self._received.append(time.time())
+
+        async def start():
+            sub = await self.session.nc.subscribe(subject, queue=queue or "", cb=on_msg)
+            await self.session.nc.flush()
+            return sub
+
+        self._sub = self.session.run(start())
+
+    @property
+    def df(self) -> pd.DataFrame:
+        with self._lock:
+            return frames.core_frame(list(self._msgs), list(self._received), self.raw)
+
+    def __len__(self) -> int:
+        return len(self._msgs)
+
+    def stop(self) -> pd.DataFrame:
+        if self._sub is not None:
+            self.session.run(self._sub.unsubscribe())
+            self._sub = None
+        return self.df
+
+    def _repr_html_(self) -> str:
+        state = "listening" if self._sub is not None else "stopped"
+        return f"<p>subscription on <code>{self.subject}</code> ({state}): {len(self)} messages</p>" + \
+            self.df.tail(20).to_html()
+
+    def __repr__(self) -> str:
+        state = "listening" if self._sub is not None else "stopped"
+        return f"<subscription on {self.subject} ({state}): {len(self)} messages>"
+
+
+def subscribe_background(subject: str, *, queue: str | None = None, raw: bool = False,
+                         session: Session | None = None) -> Collector:
+    """Start collecting messages on `subject` and return at once; read `.df` any time, `.stop()` to end."""
+    return Collector(subject, queue, raw, session)
+
+
+@in_session
+async def request(s: Session, subject: str, payload: Any = "", *, timeout: Any = 2.0, replies: int = 1,
+                  headers: Any = None, raw: bool = False) -> pd.DataFrame:
+    """Send a request and collect up to `replies` answers within `timeout`; a DataFrame with `rtt_ms`."""
+    import nats.errors
+
+    limit = parse_duration(timeout, "--timeout") or 2.0
+    hdrs = parse_headers(headers) or None
+    data = encode_payload(payload)
+    if replies <= 1:
+        t0 = time.time()
+        try:
+            msg = await s.nc.request(subject, data, timeout=limit, headers=hdrs)
+        except nats.errors.NoRespondersError:
+            raise LabError(f"no responders on {subject}") from None
+        except nats.errors.TimeoutError:
+            raise LabError(f"no reply on {subject} within {limit:g}s") from None
+        t1 = time.time()
+        frame = frames.core_frame([msg], [t1], raw)
+        frame["rtt_ms"] = [(t1 - t0) * 1000]
+        return frame
+    inbox = s.nc.new_inbox()
+    msgs, received = [], []
+    done = asyncio.get_running_loop().create_future()
+
+    async def on_msg(msg) -> None:
+        if msg.headers and msg.headers.get("Status") == "503":
+            if not done.done():
+                done.set_exception(LabError(f"no responders on {subject}"))
+            return
+        msgs.append(msg)
+        received.append(time.time())
+        if len(msgs) >= replies and not done.done():
+            done.set_result(None)
+
+    sub = await s.nc.subscribe(inbox, cb=on_msg)
+    t0 = time.time()
+    try:
+        await s.nc.publish(subject, data, reply=inbox, headers=hdrs)
+        try:
+            await asyncio.wait_for(asyncio.shield(done), limit)
+        except asyncio.TimeoutError:
+            if not msgs:
+                raise LabError(f"no reply on {subject} within {limit:g}s") from None
+    finally:
+        await sub.unsubscribe()
+    frame = frames.core_frame(msgs, received, raw)
+    frame["rtt_ms"] = [(t - t0) * 1000 for t in received]
+    return frame
+
+
+@in_session
+async def server_info(s: Session) -> pd.Series:
+    """The server's INFO plus this connection's details, as a Series (field -> value)."""
+    info = dict(s.nc._server_info or {})
+    t0 = time.perf_counter()
+    await s.nc.flush()
+    rtt = (time.perf_counter() - t0) * 1000
+    conn = {"connected_url": s.nc.connected_url.geturl() if s.nc.connected_url else s.url,
+            "embedded": s.server is not None, "rtt_ms": round(rtt, 3), "client_id": s.nc.client_id,
+            "max_payload": s.nc.max_payload, "reconnects": s.nc.stats.get("reconnects", 0)}
+    if s.store_dir is not None:
+        conn["store_dir"] = str(s.store_dir)
+    row = {**conn, **{k: v for k, v in info.items() if k not in ("nonce",)}}
+    return pd.Series(row, dtype=object, name="info")

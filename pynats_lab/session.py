@@ -1,0 +1,326 @@
+"""The session: one background asyncio loop thread that owns the nats-py connection.
+
+Magics and the Python API call into it synchronously (`Session.run`), so the same code works in JupyterLab,
+plain IPython, scripts and papermill. With no URL and no NATS_URL the session starts the embedded server
+(JetStream on, 127.0.0.1, storage in a per-user data directory) and stops it with the kernel.
+"""
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import functools
+import os
+import shutil
+import ssl
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Awaitable, Callable, TypeVar
+
+from .errors import LabError, describe
+
+T = TypeVar("T")
+
+
+def data_dir() -> Path:
+    """Per-user data directory: $XDG_DATA_HOME/pynats-lab (default ~/.local/share/pynats-lab)."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "pynats-lab"
+
+
+def _note(text: str) -> None:
+    """Connection events are shown, never silent; stderr reaches the notebook from any thread."""
+    print(f"nats: {text}", file=sys.stderr, flush=True)
+
+
+class Session:
+    """One NATS connection (and possibly the embedded server behind it), driven from a private loop thread."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self.nc = None
+        self.js = None
+        self.url: str | None = None
+        self.server = None
+        self.store_dir: Path | None = None
+        self._temp_store: Path | None = None
+        self._store_lock = None
+        self._closing = False
+        self._connecting = False
+        self._last_error: str | None = None
+        self._options: dict = {}
+        self.events: list[tuple[float, str]] = []
+
+    # -- the loop thread ------------------------------------------------------------------------
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._start_lock:
+            if self._loop is None or not self._thread or not self._thread.is_alive():
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+
+                def main() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(ready.set)
+                    loop.run_forever()
+
+                self._thread = threading.Thread(target=main, name="pynats-lab-loop", daemon=True)
+                self._thread.start()
+                ready.wait()
+                self._loop = loop
+            return self._loop
+
+    def submit(self, coro: Awaitable[T]) -> concurrent.futures.Future:
+        """Schedule a coroutine on the loop thread; returns a concurrent Future (for widgets)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def run(self, coro: Awaitable[T], timeout: float | None = None) -> T:
+        """Run a coroutine on the loop thread and wait for its result; Ctrl-C cancels it."""
+        if self._thread is not None and threading.current_thread() is self._thread:
+            raise RuntimeError("Session.run called from the session's own loop thread; await instead")
+        fut = self.submit(coro)
+        try:
+            return fut.result(timeout)
+        except KeyboardInterrupt:
+            fut.cancel()
+            raise
+        except concurrent.futures.TimeoutError:
+            fut.cancel()
+            raise LabError(f"timed out after {timeout:g}s") from None
+
+    # -- connecting -----------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self.nc is not None and self.nc.is_connected
+
+    def ensure(self) -> "Session":
+        """Connect to the default (NATS_URL, else the embedded server) unless a connection is open."""
+        if self.nc is None or self.nc.is_closed:
+            self.connect()
+        return self
+
+    def connect(self, url: str | None = None, *, creds: str | None = None, user: str | None = None,
+                password: str | None = None, token: str | None = None, nkey: str | None = None,
+                tls_ca: str | None = None, tls_cert: str | None = None, tls_key: str | None = None,
+                context: str | None = None, name: str = "pynats-lab", timeout: float = 5.0) -> "Session":
+        """Connect (closing any previous connection). See `pynats_lab.connect` for the arguments."""
+        from .contexts import load_context
+
+        options: dict[str, Any] = {}
+        if context:
+            options.update(load_context(context))
+        explicit = dict(url=url, creds=creds, user=user, password=password, token=token, nkey=nkey,
+                        tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
+        options.update({k: v for k, v in explicit.items() if v})
+        url = options.pop("url", None) or os.environ.get("NATS_URL")
+        if user and not options.get("password") and ":" in user:
+            options["user"], options["password"] = user.split(":", 1)
+        self.close()
+        self._closing = False
+        if not url:
+            url = self._start_embedded()
+        try:
+            self.run(self._connect(url, name=name, timeout=timeout, **options))
+        except BaseException:
+            self._stop_embedded()
+            raise
+        self.url = url
+        return self
+
+    async def open_connection(self, name: str = "pynats-lab"):
+        """Another nats-py connection to the same server with the same credentials (for benchmarks)."""
+        import nats
+
+        nc = nats.aio.client.Client()
+        opts = dict(self._options)
+        opts.pop("error_cb", None)
+        await nc.connect(**{**opts, "name": name, "allow_reconnect": False, "max_reconnect_attempts": 1})
+        return nc
+
+    async def _connect(self, url: str, *, name: str, timeout: float, creds=None, user=None, password=None,
+                       token=None, nkey=None, tls_ca=None, tls_cert=None, tls_key=None, **ignored) -> None:
+        import nats
+
+        kwargs: dict[str, Any] = dict(
+            servers=[u.strip() for u in url.split(",")], name=name, connect_timeout=timeout,
+            max_reconnect_attempts=-1, reconnect_time_wait=1, allow_reconnect=True,
+        )
+        nc = nats.aio.client.Client()
+        # Events of a client that is not (yet, or any more) the session's own are not the user's news.
+        def mine(handler):
+            async def callback(*args):
+                if self.nc is nc:
+                    await handler(*args)
+            return callback
+
+        kwargs.update(error_cb=mine(self._on_error), disconnected_cb=mine(self._on_disconnected),
+                      reconnected_cb=mine(self._on_reconnected), closed_cb=mine(self._on_closed))
+        if creds:
+            kwargs["user_credentials"] = os.path.expanduser(creds)
+        if nkey:
+            kwargs["nkeys_seed"] = os.path.expanduser(nkey)
+        if user:
+            kwargs["user"], kwargs["password"] = user, password or ""
+        if token:
+            kwargs["token"] = token
+        if tls_ca or tls_cert or url.startswith("tls://"):
+            ctx = ssl.create_default_context(cafile=os.path.expanduser(tls_ca) if tls_ca else None)
+            if tls_cert:
+                ctx.load_cert_chain(os.path.expanduser(tls_cert), os.path.expanduser(tls_key) if tls_key else None)
+            kwargs["tls"] = ctx
+        self._connecting = True
+        try:
+            # The first attempt fails fast and clearly; only a drop after that reconnects forever.
+            await nc.connect(**{**kwargs, "max_reconnect_attempts": 1, "reconnect_time_wait": 0.1,
+                                "allow_reconnect": False})
+        except BaseException as exc:
+            try:
+                await nc.close()
+            except Exception:
+                pass
+            if isinstance(exc, (nats.errors.NoServersError, OSError)):
+                last = nc.last_error
+                if isinstance(last, ConnectionRefusedError) or last is None or isinstance(exc, OSError):
+                    reason = "connection refused (is a server running there?)"
+                else:
+                    reason = describe(last)
+                raise LabError(f"could not connect to {url}: {reason}") from None
+            raise
+        finally:
+            self._connecting = False
+        nc.options.update(allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=1)
+        self._options = {k: v for k, v in kwargs.items() if not k.endswith("_cb")}
+        self.nc = nc
+        self.js = nc.jetstream(timeout=5.0)
+
+    async def _on_error(self, exc: Exception) -> None:
+        text = describe(exc)
+        if text != self._last_error and not self._closing and not self._connecting:
+            self._last_error = text
+            _note(f"error: {text}")
+
+    async def _on_disconnected(self) -> None:
+        if not self._closing:
+            self._event(f"disconnected from {self.url}; reconnecting")
+
+    async def _on_reconnected(self) -> None:
+        self._last_error = None
+        url = self.nc.connected_url.geturl() if self.nc and self.nc.connected_url else self.url
+        self._event(f"reconnected to {url}")
+
+    async def _on_closed(self) -> None:
+        if not self._closing:
+            self._event("connection closed")
+
+    def _event(self, text: str) -> None:
+        import time
+
+        self.events.append((time.time(), text))
+        _note(text)
+
+    # -- the embedded default -------------------------------------------------------------------
+    def _claim_store_dir(self) -> Path:
+        """The per-user store, unless another kernel holds it: then a private temporary one, said out loud."""
+        import fcntl
+
+        base = data_dir()
+        base.mkdir(parents=True, exist_ok=True)
+        lock = open(base / "jetstream.lock", "a+")
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            self._temp_store = Path(tempfile.mkdtemp(prefix="pynats-lab-"))
+            _note(f"{base / 'jetstream'} is in use by another kernel; this kernel's embedded server keeps "
+                  f"its JetStream data in {self._temp_store} (deleted when the kernel ends)")
+            return self._temp_store
+        self._store_lock = lock
+        return base / "jetstream"
+
+    def _start_embedded(self) -> str:
+        try:
+            from embedded_server import EmbeddedServer
+        except ImportError:
+            raise LabError("the embedded server is not available here; "
+                           "connect to a server instead: %nats connect nats://HOST:4222") from None
+        self.store_dir = self._claim_store_dir()
+        server = EmbeddedServer(host="127.0.0.1", port=-1, jetstream=True, store_dir=str(self.store_dir),
+                                mode="process")
+        try:
+            server.start()
+        except Exception as exc:
+            self._release_store()
+            raise LabError(f"the embedded server did not start: {exc}") from None
+        self.server = server
+        _note(f"started the embedded server at {server.client_url} (JetStream store {self.store_dir})")
+        return server.client_url
+
+    def _stop_embedded(self) -> None:
+        server, self.server = self.server, None
+        if server is not None:
+            try:
+                server.stop()
+            except Exception:
+                pass
+        self._release_store()
+
+    def _release_store(self) -> None:
+        if self._store_lock is not None:
+            self._store_lock.close()
+            self._store_lock = None
+        if self._temp_store is not None:
+            shutil.rmtree(self._temp_store, ignore_errors=True)
+            self._temp_store = None
+
+    # -- closing --------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the connection and stop the embedded server if this session started it."""
+        self._closing = True
+        nc, self.nc, self.js = self.nc, None, None
+        if nc is not None and self._loop is not None and self._thread and self._thread.is_alive():
+            try:
+                self.run(nc.close(), timeout=5)
+            except Exception:
+                pass
+        self._stop_embedded()
+        self.url = None
+
+    def server_info(self) -> dict:
+        self.ensure()
+        return dict(self.nc._server_info or {})
+
+    def __repr__(self) -> str:
+        if not self.nc:
+            return "<pynats-lab session: not connected>"
+        info = self.nc._server_info or {}
+        kind = "embedded server" if self.server else info.get("server_name", "server")
+        js = "JetStream on" if info.get("jetstream") else "no JetStream"
+        return f"connected to {self.url} ({kind}, version {info.get('version', '?')}, {js})"
+
+
+_session: Session | None = None
+_session_lock = threading.Lock()
+
+
+def get_session() -> Session:
+    """The process-wide session every magic and API function uses by default."""
+    global _session
+    with _session_lock:
+        if _session is None:
+            _session = Session()
+            atexit.register(_session.close)
+        return _session
+
+
+def in_session(fn: Callable[..., Awaitable[T]]) -> Callable[..., T]:
+    """Turn `async def fn(session, ...)` into a blocking API function with an optional `session=`."""
+    @functools.wraps(fn)
+    def call(*args: Any, session: Session | None = None, **kwargs: Any) -> T:
+        s = (session or get_session()).ensure()
+        return s.run(fn(s, *args, **kwargs))
+
+    return call

@@ -1,0 +1,342 @@
+"""Streams: add, list, inspect, edit, remove, purge, get one message, and view as DataFrames.
+
+Every function returns what its magic shows: a nats-py `StreamInfo`, a DataFrame, or a `Done`. Viewing is
+lazy and read-only (see reader.py): `StreamPager` fetches one page at a time, by sequence or time.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+from typing import Any, Iterable
+
+import pandas as pd
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamInfo
+
+from . import frames
+from .done import Done
+from .errors import LabError
+from .reader import Batch, StreamReader
+from .session import Session, get_session, in_session
+from .units import parse_duration, parse_size, since_to_time
+
+_ENUMS = {"storage": StorageType, "retention": RetentionPolicy, "discard": DiscardPolicy}
+# natscli's names for the options a user types -> StreamConfig fields
+_ALIASES = {"dupe_window": "duplicate_window", "replicas": "num_replicas", "max_msgs_per_subject":
+            "max_msgs_per_subject", "max_msg_size": "max_msg_size", "allow_rollup": "allow_rollup_hdrs"}
+
+
+def _enum(kind: str, value: Any):
+    if value is None or isinstance(value, _ENUMS[kind]):
+        return value
+    try:
+        return _ENUMS[kind](str(value).lower())
+    except ValueError:
+        choices = "|".join(e.value for e in _ENUMS[kind])
+        raise LabError(f"invalid {kind} {value!r}: use {choices}") from None
+
+
+def _config_changes(options: dict) -> dict:
+    """User-level options (natscli names, '1h' and '10MB' strings) -> StreamConfig fields."""
+    out: dict = {}
+    for key, value in options.items():
+        if value is None:
+            continue
+        key = _ALIASES.get(key, key)
+        if key in ("storage", "retention", "discard"):
+            value = _enum(key, value)
+        elif key in ("max_age", "duplicate_window"):
+            value = parse_duration(value, key.replace("_", "-"))
+        elif key in ("max_bytes", "max_msg_size"):
+            value = parse_size(value, key.replace("_", "-"))
+        elif key == "subjects" and isinstance(value, str):
+            value = [s for s in value.replace(",", " ").split() if s]
+        if key not in {f.name for f in dataclasses.fields(StreamConfig)}:
+            raise LabError(f"unknown stream setting {key!r}")
+        out[key] = value
+    return out
+
+
+@in_session
+async def stream_add(s: Session, name: str, subjects: list[str] | str | None = None, *,
+                     config: StreamConfig | None = None, **options: Any) -> StreamInfo:
+    """Create a stream. Options use natscli's names: storage, retention, max_msgs, max_bytes, max_age,
+    max_msg_size, max_msgs_per_subject, dupe_window, replicas, discard, allow_direct, description, ...
+
+    Streams created here allow direct get unless `allow_direct=False`, so `stream_view` pages fast."""
+    cfg = dataclasses.replace(config) if config else StreamConfig()
+    changes = _config_changes({"subjects": subjects, **options})
+    cfg = dataclasses.replace(cfg, name=name, **changes)
+    if cfg.storage is None:
+        cfg.storage = StorageType.FILE
+    if cfg.allow_direct is None:
+        cfg.allow_direct = True
+    if not cfg.subjects:
+        cfg.subjects = [name]
+    return await s.js.add_stream(cfg)
+
+
+@in_session
+async def stream_info(s: Session, name: str) -> StreamInfo:
+    """The stream's configuration and state (messages, bytes, first/last sequence, consumers)."""
+    return await s.js.stream_info(name)
+
+
+@in_session
+async def stream_names(s: Session) -> list[str]:
+    return sorted(si.config.name for si in await s.js.streams_info())
+
+
+@in_session
+async def stream_ls(s: Session) -> pd.DataFrame:
+    """All streams as a DataFrame (name, subjects, storage, retention, messages, bytes, ...)."""
+    return frames.streams_frame(await s.js.streams_info())
+
+
+@in_session
+async def stream_edit(s: Session, name: str, **options: Any) -> StreamInfo:
+    """Change settings of an existing stream (same option names as `stream_add`)."""
+    current = (await s.js.stream_info(name)).config
+    changes = _config_changes(options)
+    if not changes:
+        raise LabError("nothing to change: give at least one setting, e.g. --max-msgs 1000")
+    return await s.js.update_stream(dataclasses.replace(current, **changes))
+
+
+@in_session
+async def stream_rm(s: Session, name: str) -> Done:
+    """Delete a stream and all its messages and consumers."""
+    await s.js.delete_stream(name)
+    return Done(f"deleted stream {name}", stream=name)
+
+
+@in_session
+async def stream_purge(s: Session, name: str, subject: str | None = None, keep: int | None = None,
+                       seq: int | None = None) -> Done:
+    """Remove messages: all, those on `subject`, all but the newest `keep`, or those before `seq`."""
+    import json as _json
+
+    req = {k: v for k, v in {"filter": subject, "keep": keep, "seq": seq}.items() if v is not None}
+    msg = await s.nc.request(f"$JS.API.STREAM.PURGE.{name}", _json.dumps(req).encode(), timeout=10)
+    resp = _json.loads(msg.data)
+    if "error" in resp:
+        import nats.js.errors as jse
+        raise jse.APIError.from_error(resp["error"])
+    purged = int(resp.get("purged", 0))
+    what = f" on {subject}" if subject else ""
+    return Done(f"purged {purged} message{'s' if purged != 1 else ''}{what} from {name}", purged=purged,
+                stream=name)
+
+
+@in_session
+async def stream_get(s: Session, name: str, seq: int | None = None, last_for: str | None = None,
+                     raw: bool = False) -> pd.DataFrame:
+    """One stored message by sequence (or the last one on a subject) as a one-row DataFrame."""
+    import nats.js.errors as jse
+
+    if seq is None and not last_for:
+        raise LabError("give a sequence number or --last-for SUBJECT")
+    try:
+        m = await s.js.get_msg(name, seq=seq, subject=last_for) if seq is None else \
+            await s.js.get_msg(name, seq=seq)
+    except jse.NotFoundError:
+        raise LabError(f"no message {seq if seq is not None else 'on ' + last_for} in stream {name}") from None
+    return frames.stored_frame([m.seq], [m.time], [m.subject], [m.data], [m.headers], raw)
+
+
+class StreamPager:
+    """Pages through a stream lazily: first, next, prev, last, goto(seq|time). Read-only.
+
+    `page` is the current DataFrame (columns as `frames.STORED_COLUMNS`). Only `page_size` messages are
+    fetched per move; moving back and to the end uses the server's pending counts, not a scan."""
+
+    def __init__(self, stream: str, *, subject: str | None = None, start_seq: int | None = None,
+                 since: Any = None, page_size: int = 100, raw: bool = False, session: Session | None = None):
+        if page_size < 1:
+            raise LabError("page size must be at least 1")
+        self.session = (session or get_session()).ensure()
+        self.stream = stream
+        self.subject = subject or None
+        self.page_size = int(page_size)
+        self.raw = raw
+        self.reader = StreamReader(self.session, stream)
+        self.page: pd.DataFrame = frames.empty_stored_frame()
+        self.info: StreamInfo = self.session.run(self.session.js.stream_info(stream))
+        self.reader.direct = bool(self.info.config.allow_direct)
+        self._start_seq = start_seq
+        self._start_time = since_to_time(since)
+
+    # -- moves ----------------------------------------------------------------------------------
+    def first(self) -> pd.DataFrame:
+        return self._show(self._fetch(start_seq=1))
+
+    def start(self) -> pd.DataFrame:
+        """The page the pager was opened at (start_seq / since), else the first page."""
+        if self._start_time is not None:
+            return self._show(self._fetch(start_time=self._start_time))
+        return self._show(self._fetch(start_seq=self._start_seq or 1))
+
+    def goto(self, seq: int | None = None, since: Any = None) -> pd.DataFrame:
+        if since is not None:
+            return self._show(self._fetch(start_time=since_to_time(since)))
+        return self._show(self._fetch(start_seq=max(int(seq or 1), 1)))
+
+    def next(self) -> pd.DataFrame:
+        if not len(self.page):
+            return self.start()
+        got = self._fetch(start_seq=int(self.page["seq"].iloc[-1]) + 1)
+        return self._show(got) if len(got) else self.page
+
+    def prev(self) -> pd.DataFrame:
+        if not len(self.page):
+            return self.last()
+        return self._show(self._page_before(int(self.page["seq"].iloc[0])))
+
+    def last(self) -> pd.DataFrame:
+        self.refresh_info()
+        return self._show(self._page_before(self.info.state.last_seq + 1))
+
+    def newer(self) -> pd.DataFrame:
+        """Messages stored after the current page (for live follow); does not move the page."""
+        after = int(self.page["seq"].iloc[-1]) + 1 if len(self.page) else 1
+        return self._frame(self._fetch(start_seq=after, count=10_000))
+
+    def follow(self) -> pd.DataFrame:
+        """Move to the newest page if new messages arrived; returns the (possibly unchanged) page."""
+        before = int(self.page["seq"].iloc[-1]) if len(self.page) else 0
+        self.refresh_info()
+        if self.info.state.last_seq > before:
+            return self.last()
+        return self.page
+
+    def refresh_info(self) -> StreamInfo:
+        self.info = self.session.run(self.session.js.stream_info(self.stream))
+        return self.info
+
+    @property
+    def position(self) -> str:
+        st = self.info.state
+        if not len(self.page):
+            return f"{self.stream}: no messages{' on ' + self.subject if self.subject else ''} " \
+                   f"(stream holds {st.messages}, seq {st.first_seq}..{st.last_seq})"
+        return f"{self.stream}: seq {self.page['seq'].iloc[0]}..{self.page['seq'].iloc[-1]} " \
+               f"({len(self.page)} shown; stream holds {st.messages}, seq {st.first_seq}..{st.last_seq})"
+
+    def pages(self, start_seq: int = 1, up_to_seq: int | None = None) -> Iterable[pd.DataFrame]:
+        """Every page from `start_seq` on, one DataFrame at a time (backup, whole-stream reads)."""
+        seq = start_seq
+        while True:
+            got = self.session.run(self.reader.fetch(seq, self.page_size, self.subject))
+            if up_to_seq is not None:
+                keep = sum(1 for x in got.seqs if x <= up_to_seq)
+                got = Batch(got.seqs[:keep], got.times[:keep], got.subjects[:keep], got.headers[:keep],
+                            got.payloads[:keep])
+            if not len(got):
+                return
+            yield self._frame(got)
+            seq = got.seqs[-1] + 1
+
+    # -- internals ------------------------------------------------------------------------------
+    def _fetch(self, start_seq: int | None = None, start_time: _dt.datetime | None = None,
+               count: int | None = None, up_to_seq: int | None = None) -> Batch:
+        return self.session.run(self.reader.fetch(start_seq, count or self.page_size, self.subject,
+                                                  start_time, up_to_seq))
+
+    def _page_before(self, seq: int) -> Batch:
+        """The `page_size` matching messages just before `seq`."""
+        if seq <= 1:
+            return self._fetch(start_seq=1)
+        start = self._start_for_count_before(seq)
+        if start is not None:
+            return self._fetch(start_seq=start, up_to_seq=seq - 1)
+        # No cheap counts (no direct get): widen a window backwards until it holds a page.
+        window = self.page_size
+        first = max(self.info.state.first_seq, 1)
+        while True:
+            lo = max(first, seq - window)
+            got = self._fetch(start_seq=lo, count=max(seq - lo, 1), up_to_seq=seq - 1)
+            if len(got) >= self.page_size or lo <= first:
+                return got.tail(self.page_size)
+            window *= 4
+
+    def _start_for_count_before(self, seq: int) -> int | None:
+        """Binary search a start sequence with exactly a page of matches in [start, seq)."""
+        run = self.session.run
+        after = run(self.reader.count_from(seq, self.subject))
+        if after is None:
+            return None
+        lo, hi = max(self.info.state.first_seq, 1), seq - 1
+        if lo > hi:
+            return lo
+        if run(self.reader.count_from(lo, self.subject)) - after <= self.page_size:
+            return lo
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if run(self.reader.count_from(mid, self.subject)) - after >= self.page_size:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def _frame(self, got: Batch) -> pd.DataFrame:
+        return frames.stored_frame(got.seqs, got.times, got.subjects, got.payloads, got.headers, self.raw)
+
+    def _show(self, got: Batch) -> pd.DataFrame:
+        self.page = self._frame(got)
+        return self.page
+
+
+def stream_view(stream: str, *, id: int | None = None, since: Any = None, subject: str | None = None,
+                page_size: int = 100, raw: bool = False, last: bool = False,
+                session: Session | None = None) -> pd.DataFrame:
+    """One page of a stream as a DataFrame, read without consuming anything (works on work-queue streams).
+
+    `id` starts at a sequence, `since` at a time ("2h" ago, a datetime or ISO string), `subject` filters
+    (wildcards allowed), `last` shows the newest page. Columns: seq, time, subject, data, headers, size,
+    msg_id."""
+    pager = StreamPager(stream, subject=subject, start_seq=id, since=since, page_size=page_size, raw=raw,
+                        session=session)
+    return pager.last() if last else pager.start()
+
+
+def stream_frame(stream: str, *, subject: str | None = None, raw: bool = False, page_size: int = 10_000,
+                 session: Session | None = None) -> pd.DataFrame:
+    """The whole stream (or its messages on `subject`) in one DataFrame, read in pages."""
+    pager = StreamPager(stream, subject=subject, page_size=page_size, raw=raw, session=session)
+    parts = list(pager.pages())
+    return pd.concat(parts, ignore_index=True) if parts else frames.empty_stored_frame()
+
+
+def stream_tail(stream: str, *, subject: str | None = None, since: Any = None, start_seq: int | None = None,
+                timeout: Any = None, poll: float = 0.5, raw: bool = False,
+                session: Session | None = None) -> pd.DataFrame:
+    """Print new messages as they are stored until Ctrl-C (or `timeout`); returns all that were shown.
+    Starts after the current last message unless `since`/`start_seq` say otherwise. (Terminal --follow.)"""
+    import time as _time
+
+    from .units import parse_duration
+
+    pager = StreamPager(stream, subject=subject, start_seq=start_seq, since=since, page_size=1000, raw=raw,
+                        session=session)
+    if since is not None or start_seq is not None:
+        shown = [pager.start()]
+    else:
+        pager.page = frames.empty_stored_frame()
+        shown = []
+        last = pager.info.state.last_seq
+        pager.page = pd.DataFrame({"seq": [last]}) if last else pager.page
+    if shown and len(shown[0]):
+        print(shown[0].to_string(index=False))
+    limit = parse_duration(timeout, "--timeout")
+    end = _time.monotonic() + limit if limit else None
+    try:
+        while end is None or _time.monotonic() < end:
+            new = pager.newer()
+            if len(new):
+                print(new.to_string(index=False, header=not shown))
+                shown.append(new)
+                pager.page = new
+            _time.sleep(poll)
+    except KeyboardInterrupt:
+        pass
+    parts = [p for p in shown if len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else frames.empty_stored_frame()

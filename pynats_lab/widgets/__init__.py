@@ -1,0 +1,11 @@
+"""ipywidgets for the lab: StreamViewer, ConsumerReplay, LatencyChart, DedupChart.
+
+Each is live in JupyterLab and also carries a static table or figure in its output, so a papermill or
+nbconvert run shows something meaningful without a widget manager.
+"""
+from .consumer_replay import ConsumerReplay
+from .dedup_chart import DedupChart
+from .latency_chart import LatencyChart
+from .stream_viewer import StreamViewer
+
+__all__ = ["StreamViewer", "ConsumerReplay", "LatencyChart", "DedupChart"]

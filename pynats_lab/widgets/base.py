@@ -1,0 +1,75 @@
+"""What the lab's widgets share: background work on the session loop, figures as PNG images, and a
+static (HTML / PNG) copy of the current state in the output for non-interactive runs."""
+from __future__ import annotations
+
+import concurrent.futures
+import html
+import io
+
+import ipywidgets as widgets
+import pandas as pd
+
+TABLE_CSS = ("<style>.pnl-table table{border-collapse:collapse;font-size:12px}"
+             ".pnl-table td,.pnl-table th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:left;"
+             "max-width:420px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}</style>")
+
+
+def figure_png(fig, dpi: int = 90) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def table_html(df: pd.DataFrame, max_chars: int = 80, css_class: str = "pnl-rows") -> str:
+    """A DataFrame as a compact HTML table, long cells shortened (the detail view shows them whole)."""
+    if df is None or not len(df):
+        return "<div class='pnl-table'><i>no messages</i></div>"
+    shown = df.copy()
+    for col in shown.columns:
+        if shown[col].dtype == object:
+            shown[col] = shown[col].map(lambda v: _short(v, max_chars))
+    return TABLE_CSS + f"<div class='pnl-table'>{shown.to_html(index=False, classes=css_class, escape=True)}</div>"
+
+
+def _short(value, n: int) -> str:
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def error_html(text: str) -> str:
+    return f"<div style='color:#b00'>{html.escape(text)}</div>"
+
+
+class LabWidget(widgets.VBox):
+    """A VBox with a background job and a static copy of itself for outputs without a widget manager."""
+
+    _job: concurrent.futures.Future | None = None
+
+    def wait(self, timeout: float | None = 60.0):
+        """Block until the background work is done (use before displaying under papermill)."""
+        if self._job is not None:
+            self._job.result(timeout)
+        return self
+
+    def static_html(self) -> str:
+        return ""
+
+    def static_png(self) -> bytes | None:
+        return None
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        if data is None:
+            data = {}
+        static = self.static_html()
+        if static:
+            data["text/html"] = static
+        png = self.static_png()
+        if png:
+            import base64
+
+            data["image/png"] = base64.b64encode(png).decode()
+        return bundle if isinstance(bundle, tuple) else data

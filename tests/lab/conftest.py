@@ -1,0 +1,56 @@
+"""Lab fixtures: a real IPython shell with the extension loaded, connected to a test server of each kind."""
+from __future__ import annotations
+
+import pytest
+
+import pynats_lab
+from pynats_lab.session import get_session
+
+
+@pytest.fixture(scope="session")
+def shell():
+    """One real InteractiveShell for the whole run, with `%load_ext pynats_lab` done."""
+    from IPython.testing.globalipapp import start_ipython
+
+    ip = start_ipython()
+    ip.run_line_magic("load_ext", "pynats_lab")
+    return ip
+
+
+def _connected(srv, monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    pynats_lab.connect(srv.url)
+    yield srv
+    get_session().close()
+
+
+@pytest.fixture
+def lab_js(js_server, shell, monkeypatch, tmp_path):
+    """The session connected to a JetStream server of this test's kind."""
+    yield from _connected(js_server, monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def lab_core(server, shell, monkeypatch, tmp_path):
+    """The session connected to a core (no JetStream) server of this test's kind."""
+    yield from _connected(server, monkeypatch, tmp_path)
+
+
+def magic(shell, line: str):
+    """Run `%name args` through the shell as a user would; returns its value."""
+    name, _, rest = line.lstrip("%").partition(" ")
+    return shell.run_line_magic(name, rest)
+
+
+def cell(shell, source: str):
+    """Run a whole cell (so assignments and cell magics work); returns the ExecutionResult."""
+    return shell.run_cell(source, store_history=False)
+
+
+def assert_one_line_errors(shell, capsys, cases: dict) -> None:
+    """Each magic line fails with exactly one stderr line starting as given; no traceback, cell succeeds."""
+    for line, start in cases.items():
+        res = cell(shell, line)
+        captured = capsys.readouterr()
+        assert res.success and "Traceback" not in captured.err + captured.out, line
+        assert captured.err.count("\n") == 1 and captured.err.startswith(start), (line, captured.err)

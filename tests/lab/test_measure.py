@@ -1,0 +1,44 @@
+"""%nats latency / bench and the de-duplication series, on every server kind."""
+from __future__ import annotations
+
+from matplotlib.figure import Figure
+
+import pynats_lab
+from pynats_lab import charts
+from tests.lab.conftest import magic
+
+
+def test_latency_has_every_kind_and_a_chart(lab_js, shell):
+    df = magic(shell, "%nats latency --count 20 --size 64 --no-chart")
+    assert set(df["kind"]) == {"pub-sub", "request-reply", "js-publish"}
+    assert (df.groupby("kind").size() == 20).all() and (df["latency_us"] > 0).all()
+    pct = pynats_lab.latency_percentiles(df)
+    assert list(pct.columns[:6]) == ["kind", "samples", "p50", "p90", "p99", "p99.9"]
+    assert (pct["p50"] <= pct["p99.9"]).all()
+    assert isinstance(charts.latency_figure(df), Figure)
+
+
+def test_latency_without_jetstream_skips_that_kind(lab_core, shell):
+    df = pynats_lab.latency(count=5)
+    assert set(df["kind"]) == {"pub-sub", "request-reply"}
+
+
+def test_bench_counts_every_message(lab_js, shell):
+    df = magic(shell, "%nats bench b.test --pub 2 --sub 2 --msgs 2000 --size 32 --no-chart")
+    assert df["client"].tolist() == ["pub 1", "pub 2", "all publishers", "sub 1", "sub 2", "all subscribers"]
+    assert df.set_index("client").loc["all subscribers", "msgs"] == 4000
+    assert (df["msgs_per_s"] > 0).all()
+    js = pynats_lab.bench(msgs=500, js=True, subs=0)
+    assert js["msgs"].tolist() == [500]
+    assert pynats_lab.stream_ls().empty  # the temporary stream is gone
+    assert isinstance(charts.bench_figure(df), Figure)
+
+
+def test_dedup_window_outlives_the_ack_and_spans_subjects(lab_js, shell):
+    df = pynats_lab.dedup_series(window="1s", ids=3)
+    rounds = df.groupby("round")["duplicate"].agg(list).to_dict()
+    assert rounds == {1: [False] * 3, 2: [True] * 3, 3: [False] * 3}
+    first, second = df[df["round"] == 1], df[df["round"] == 2]
+    assert (first["subject"].to_numpy() != second["subject"].to_numpy()).all()
+    assert df.attrs["window_s"] == 1
+    assert isinstance(charts.dedup_figure(df), Figure)

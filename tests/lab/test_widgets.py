@@ -1,0 +1,83 @@
+"""Widgets driven in-process (buttons clicked, toggles set) on every JetStream server kind; their static
+copies carry a table or a figure for non-interactive runs."""
+from __future__ import annotations
+
+import time
+
+import pynats_lab
+from tests.lab.conftest import magic
+
+
+def _wait_for(predicate, timeout=5.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_stream_viewer_pages_filters_and_follows(lab_js, shell):
+    magic(shell, "%stream add ORDERS --subjects orders.>")
+    magic(shell, '%nats pub orders.new \'{"n": {{Count}}}\' --count 12 --js -H k:v')
+    magic(shell, "%nats pub orders.paid p{{Count}} --count 3 --js")
+    v = pynats_lab.StreamViewer("ORDERS", page_size=5, poll=0.1)
+    assert v.df["seq"].tolist() == [1, 2, 3, 4, 5]
+    assert "seq 1..5" in v.status.value and v.table.value.count("<tr") == 6
+    v.next_button.click()
+    assert v.df["seq"].tolist() == [6, 7, 8, 9, 10]
+    v.last_button.click()
+    assert v.df["seq"].tolist() == [11, 12, 13, 14, 15]
+    v.prev_button.click()
+    assert v.df["seq"].tolist() == [6, 7, 8, 9, 10]
+    v.detail_pick.value = 7
+    assert "&quot;n&quot;: 7" in v.detail.value and "&quot;k&quot;: &quot;v&quot;" in v.detail.value
+    v.subject_box.value = "orders.paid"
+    v.go_button.click()
+    assert v.df["data"].tolist() == ["p1", "p2", "p3"]
+    v.subject_box.value = ""
+    v.seq_box.value = "9"
+    v.page_size_box.value = 2
+    v.go_button.click()
+    assert v.df["seq"].tolist() == [9, 10]
+    v.follow_toggle.value = True
+    magic(shell, "%nats pub orders.new late --js")
+    assert _wait_for(lambda: v.df["data"].tolist()[-1:] == ["late"])
+    v.follow_toggle.value = False
+    bundle = v._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle and "late" in bundle["text/html"]
+    v.close()
+
+
+def test_stream_viewer_reports_a_missing_stream_as_one_line(lab_js, shell, capsys):
+    assert magic(shell, "%stream view NOPE --follow") is None
+    assert capsys.readouterr().err == "%stream view: stream not found (10059)\n"
+
+
+def test_latency_chart_fills_and_renders(lab_js, shell):
+    chart = pynats_lab.LatencyChart(count=30, rounds=3, size=16, wait=True)
+    assert set(chart.df["kind"]) == {"pub-sub", "request-reply", "js-publish"}
+    assert (chart.df.groupby("kind").size() == 30).all()
+    assert chart.image.value[:4] == b"\x89PNG" and "p99.9" in chart.summary.value
+    bundle = chart._repr_mimebundle_()
+    assert "image/png" in bundle and "p50" in bundle["text/html"]
+    assert "done: 30 samples per kind" in chart.status.value
+
+
+def test_dedup_chart_shows_both_lessons(lab_js, shell):
+    chart = pynats_lab.DedupChart(window="0.6s", ids=2, wait=True)
+    summary = chart.summary()
+    assert summary[["accepted", "duplicates"]].values.tolist() == [[2, 0], [0, 2], [2, 0]]
+    assert chart.image.value[:4] == b"\x89PNG"
+    assert "different subject" in chart._repr_mimebundle_()["text/html"]
+    assert pynats_lab.stream_ls().empty
+
+
+def test_consumer_replay_grows_a_table_and_a_timeline(lab_js, shell):
+    magic(shell, "%stream add TICKS --subjects ticks")
+    magic(shell, "%nats pub ticks t{{Count}} --count 4 --js")
+    replay = magic(shell, "%consumer replay TICKS --replay instant").wait(15)
+    assert replay.df["data"].tolist() == ["t1", "t2", "t3", "t4"]
+    assert replay.image.value[:4] == b"\x89PNG" and "t4" in replay.table.value
+    assert "done: 4 messages replayed (instant)" in replay.status.value
+    assert "t4" in replay._repr_mimebundle_()["text/html"]
