@@ -22,8 +22,9 @@ def _empty(fig: Figure, ax, text: str) -> Figure:
 
 def latency_figure(df: pd.DataFrame, title: str = "Latency") -> Figure:
     """Histogram per kind (log-spaced bins, microseconds) with p50/p90/p99/p99.9 marked and listed."""
-    fig = Figure(figsize=(9, 4.2), layout="constrained")
-    ax = fig.add_subplot(1, 1, 1)
+    fig = Figure(figsize=(10, 4.2), layout="constrained")
+    ax, side = fig.subplots(1, 2, width_ratios=[3, 1])
+    side.axis("off")
     if df is None or not len(df):
         return _empty(fig, ax, "no samples yet")
     lo, hi = max(df["latency_us"].min(), 1.0), max(df["latency_us"].max(), 2.0)
@@ -36,14 +37,14 @@ def latency_figure(df: pd.DataFrame, title: str = "Latency") -> Figure:
         pct = np.percentile(v, PERCENTILES)
         for p, x in zip(PERCENTILES, pct):
             ax.axvline(x, color=color, linestyle=":" if p != 50 else "-", linewidth=1)
-        lines.append(f"{kind:>14}: " + "  ".join(f"p{p:g} {x:,.0f}" for p, x in zip(PERCENTILES, pct)))
+        lines.append(f"{kind}\n" + "\n".join(f"  p{p:<5g}{x:>10,.0f} µs" for p, x in zip(PERCENTILES, pct)))
     ax.set_xscale("log")
     ax.set_xlabel("latency (µs, log scale)")
     ax.set_ylabel("samples")
     ax.set_title(title)
     ax.legend(loc="upper right")
-    ax.text(0.01, 0.98, "\n".join(lines), transform=ax.transAxes, va="top", ha="left", family="monospace",
-            fontsize=8, bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
+    side.text(0.0, 1.0, "\n\n".join(lines), transform=side.transAxes, va="top", ha="left", family="monospace",
+              fontsize=9)
     return fig
 
 

@@ -1,0 +1,90 @@
+"""The magics and widgets in a real Jupyter kernel, executed cell by cell through nbclient: what a
+notebook user sees in the outputs (tables, one-line errors on stderr, widget views with static copies).
+One kernel serves the whole module; each test connects it to its own server."""
+from __future__ import annotations
+
+import os
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from tests.servers import subprocess_env
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+    """Run cells in one live kernel: kernel(source) -> that cell's outputs."""
+    nb = nbformat.v4.new_notebook()
+    client = NotebookClient(nb, timeout=60, kernel_name="python3", allow_errors=True)
+    env = subprocess_env()
+    env["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("kernel-data"))
+    env.pop("NATS_URL", None)
+    with client.setup_kernel(env=env, cwd=str(tmp_path_factory.mktemp("kernel-cwd"))):
+        def run(source: str) -> list[dict]:
+            cell = nbformat.v4.new_code_cell(source)
+            nb.cells.append(cell)
+            client.execute_cell(cell, len(nb.cells) - 1)
+            return cell.outputs
+
+        run("%load_ext pynats_lab")
+        yield run
+
+
+def _text(outputs, name="stdout") -> str:
+    return "".join(o.get("text", "") for o in outputs if o["output_type"] == "stream" and o["name"] == name)
+
+
+def _data(outputs) -> dict:
+    merged = {}
+    for o in outputs:
+        if o["output_type"] in ("execute_result", "display_data"):
+            merged.update(o["data"])
+    return merged
+
+
+def test_stream_magics_show_tables_in_a_kernel(kernel, js_server):
+    kernel(f"%nats connect {js_server.url}")
+    kernel("%stream add ORDERS --subjects orders.>")
+    kernel("%nats pub orders.new '{\"n\": {{Count}}}' --count 7 --js")
+    out = kernel("df = %stream view ORDERS --page-size 5\ndf")
+    html = _data(out)["text/html"]
+    assert html.count("orders.new") == 5 and "msg_id" in html
+    assert _text(kernel("print(df['seq'].tolist(), df['time'].dt.tz)")) == "[1, 2, 3, 4, 5] UTC\n"
+    info = _data(kernel("%stream info ORDERS"))
+    assert "Stream ORDERS" in info["text/html"] and "max_msgs" in info["text/plain"]
+
+
+def test_a_wrong_use_is_one_stderr_line_not_an_error(kernel, js_server):
+    kernel(f"%nats connect {js_server.url}")
+    out = kernel("%stream info NOPE")
+    assert [o["output_type"] for o in out] == ["stream"]
+    assert _text(out, "stderr") == "%stream info: stream not found (10059)\n"
+    out = kernel("%consumer next NOPE x --count=abc")
+    assert _text(out, "stderr").count("\n") == 1 and not any(o["output_type"] == "error" for o in out)
+    assert "published 1 message" in _data(kernel("%nats pub ok.still x"))["text/plain"]
+
+
+def test_help_prints_usage(kernel):
+    assert _text(kernel("%kv put --help")).startswith("usage: %kv put")
+
+
+def test_widgets_render_as_widget_views_with_static_copies(kernel, js_server):
+    kernel(f"%nats connect {js_server.url}")
+    kernel("%stream add W --subjects w.>\n%nats pub w.x hello-{{Count}} --count 3 --js")
+    viewer = _data(kernel("import pynats_lab\npynats_lab.StreamViewer('W', page_size=2)"))
+    assert "application/vnd.jupyter.widget-view+json" in viewer
+    assert "hello-1" in viewer["text/html"] and "hello-3" not in viewer["text/html"]
+    follow = _data(kernel("v = %stream view W --follow\nv"))
+    assert "application/vnd.jupyter.widget-view+json" in follow and "hello-3" in follow["text/html"]
+    kernel("v.close()")
+    chart = _data(kernel("pynats_lab.LatencyChart(count=20, rounds=2, wait=True)"))
+    assert "application/vnd.jupyter.widget-view+json" in chart
+    assert chart["image/png"] and "p99.9" in chart["text/html"]
+
+
+def test_latency_magic_shows_a_chart(kernel, server):
+    kernel(f"%nats connect {server.url}")
+    out = kernel("lat = %nats latency --count 10")
+    assert any("image/png" in o.get("data", {}) for o in out)
+    assert _text(kernel("print(sorted(set(lat['kind'])))")) == "['pub-sub', 'request-reply']\n"
