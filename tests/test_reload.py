@@ -1,0 +1,134 @@
+"""Reloading the configuration of a running server (SIGHUP), on every server kind: users added and removed,
+permissions changed under live connections, and bad or unsupported changes refused with the old config kept."""
+from __future__ import annotations
+
+import asyncio
+
+import nats
+import pytest
+
+from tests.raw import RawClient
+from tests.test_auth import can_connect, run
+
+
+def users_config(*users: str, extra: str = "") -> str:
+    entries = "\n".join(f"    {{{u}}}" for u in users)
+    return f"authorization {{\n  users = [\n{entries}\n  ]\n}}\n{extra}"
+
+
+def rewrite_and_reload(srv, config: str) -> str:
+    (srv.workdir / "server.conf").write_text(config)
+    before = len(srv.logs.splitlines(keepends=True))
+    srv.reload()
+    return "".join(srv.logs.splitlines(keepends=True)[before:])
+
+
+def login(srv, user: str, password: str) -> RawClient:
+    c = RawClient(srv)
+    c.connect(user=user, **{"pass": password})
+    assert c.ping() == []
+    return c
+
+
+def test_a_user_added_to_the_config_can_connect_after_reload(start_server):
+    srv = start_server(config=users_config("user: alice, password: a"))
+    assert not run(can_connect(srv.url, user="bob", password="b"))
+    with login(srv, "alice", "a") as alice:
+        logs = rewrite_and_reload(srv, users_config("user: alice, password: a", "user: bob, password: b"))
+        assert "Reloaded server configuration" in logs
+        assert run(can_connect(srv.url, user="bob", password="b"))
+        alice.send("SUB x 1\r\nPUB x 2\r\nok\r\n")
+        assert alice.read_msg() == ("x", b"ok")
+
+
+def test_connections_of_a_removed_user_are_closed_and_others_keep_working(start_server):
+    srv = start_server(config=users_config("user: alice, password: a", "user: bob, password: b"))
+    with login(srv, "alice", "a") as alice, login(srv, "bob", "b") as bob:
+        rewrite_and_reload(srv, users_config("user: alice, password: a"))
+        assert bob.expect_closed() == []  # closed without an error message
+        assert alice.ping() == []
+    assert not run(can_connect(srv.url, user="bob", password="b"))
+
+
+def test_a_changed_password_disconnects_with_authorization_violation(start_server):
+    srv = start_server(config=users_config("user: alice, password: old", "user: bob, password: b"))
+    with login(srv, "alice", "old") as alice, login(srv, "bob", "b") as bob:
+        rewrite_and_reload(srv, users_config("user: alice, password: new", "user: bob, password: b"))
+        assert alice.expect_closed() == ["-ERR 'Authorization Violation'"]
+        assert bob.ping() == []
+    assert run(can_connect(srv.url, user="alice", password="new"))
+
+
+def test_a_changed_token_disconnects_clients_of_the_old_one(start_server):
+    srv = start_server(config="authorization { token: one }\n")
+    with RawClient(srv) as c:
+        c.connect(auth_token="one")
+        assert c.ping() == []
+        rewrite_and_reload(srv, "authorization { token: two }\n")
+        assert c.expect_closed() == ["-ERR 'Authorization Violation'"]
+    assert run(can_connect(srv.url, token="two"))
+
+
+def test_changed_permissions_apply_to_live_connections(start_server):
+    old = "user: svc, password: pw, permissions: {publish: [\"a\", \"b\"], subscribe: [\"a\", \"b\", \"q.* g1\"]}"
+    new = "user: svc, password: pw, permissions: {publish: \"b\", subscribe: \"b\"}"
+    srv = start_server(config=users_config(old, "user: admin, password: pw"))
+    with login(srv, "svc", "pw") as svc, login(srv, "admin", "pw") as admin:
+        svc.send("SUB a 1\r\nSUB b 2\r\nSUB q.x g1 3\r\n")
+        assert svc.ping() == []
+        logs = rewrite_and_reload(srv, users_config(new, "user: admin, password: pw"))
+        assert "Reloaded server configuration" in logs
+        errors = sorted(svc.ping())
+        assert errors == [
+            "-ERR 'Permissions Violation for Subscription to \"a\" (sid \"1\")'",
+            "-ERR 'Permissions Violation for Subscription to \"q.x\" using queue \"g1\" (sid \"3\")'",
+        ]
+        svc.send("PUB a 1\r\nx\r\n")
+        assert svc.ping() == ["-ERR 'Permissions Violation for Publish to \"a\"'"]
+        admin.send("PUB a 1\r\n1\r\nPUB q.x 1\r\n2\r\nPUB b 1\r\n3\r\n")
+        admin.ping()
+        assert svc.read_msg() == ("b", b"3")  # the removed subscriptions get nothing
+        assert svc.ping() == []
+
+
+def test_a_bad_config_keeps_the_old_one(start_server):
+    srv = start_server(config=users_config("user: alice, password: a"))
+    with login(srv, "alice", "a") as alice:
+        logs = rewrite_and_reload(srv, users_config("user: alice, password: a", "user: bob, password: b")
+                                  + "max_payload: [oops\n")
+        assert "Failed to reload server configuration" in srv.wait_for_log("Failed to reload", 5)
+        assert "Reloaded server configuration" not in logs
+        assert alice.ping() == []
+    assert not run(can_connect(srv.url, user="bob", password="b"))
+    assert run(can_connect(srv.url, user="alice", password="a"))
+
+
+@pytest.mark.parametrize("before,after,field", [
+    ("server_name: one\n", "server_name: two\n", "ServerName"),
+    (users_config("user: a, password: b") + "no_auth_user: a\n",
+     users_config("user: a, password: b", "user: c, password: d") + "no_auth_user: c\n", "NoAuthUser"),
+])
+def test_options_that_cannot_be_reloaded_are_refused(start_server, before, after, field):
+    srv = start_server(config=before)
+    rewrite_and_reload(srv, after)
+    line = srv.wait_for_log("Failed to reload", 5)
+    assert f"config reload not supported for {field}" in line
+
+
+def test_reload_through_nats_py_clients(start_server):
+    """A learner's view: a new user works at once, and the existing client never notices."""
+    srv = start_server(config=users_config("user: alice, password: a"))
+
+    async def scenario():
+        alice = await nats.connect(srv.url, user="alice", password="a")
+        sub = await alice.subscribe("greet")
+        (srv.workdir / "server.conf").write_text(users_config("user: alice, password: a", "user: bob, password: b"))
+        await asyncio.get_running_loop().run_in_executor(None, srv.reload)
+        bob = await nats.connect(srv.url, user="bob", password="b")
+        await bob.publish("greet", b"hello alice")
+        msg = await sub.next_msg(2)
+        await bob.close()
+        await alice.close()
+        return msg.data
+
+    assert run(scenario()) == b"hello alice"
