@@ -11,7 +11,7 @@ import os
 import re
 from typing import Any, NamedTuple
 
-__all__ = ["ConfigError", "ConfMap", "ConfList", "Pos", "parse", "parse_file", "parse_duration",
+__all__ = ["ConfigError", "ConfMap", "ConfList", "Pos", "apply_file", "parse", "parse_file", "parse_duration",
            "format_duration"]
 
 _EOF = ""
@@ -696,3 +696,12 @@ def format_duration(seconds: float) -> str:
 
 def _trim(x: float) -> str:
     return f"{x:.9f}".rstrip("0").rstrip(".")
+
+
+def apply_file(opts, path: str) -> list[ConfigError]:
+    """Apply the configuration file at `path` to server Options (see embedded_server.configure).
+
+    Returns the warnings nats-server would print; raises ConfigError listing every error."""
+    from embedded_server.configure import process_config_file
+
+    return process_config_file(opts, path)

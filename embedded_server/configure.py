@@ -51,9 +51,10 @@ def process_config_file(opts, path: str) -> list[ConfigError]:
     """Set on `opts` what the file at `path` configures. Returns warnings; raises ConfigError(s)."""
     conf = parse_file(path)
     opts.config_file = path
-    if hasattr(opts, "config_digest"):
-        opts.config_digest = config_digest(conf)
-    return apply_config(opts, conf, path)
+    opts.extra["config_digest"] = config_digest(conf)
+    warnings = apply_config(opts, conf, path)
+    opts.extra["config_warnings"] = warnings
+    return warnings
 
 
 def apply_config(opts, conf: ConfMap, path: str = "") -> list[ConfigError]:

@@ -1,0 +1,100 @@
+"""Plugging auth/ into a Server: the CONNECT check, INFO's auth fields, and re-checking clients on reload.
+
+`install(server)` builds an Authenticator from the server's options and sets the server's hooks
+(docs/architecture.md); `reauthorize_all(server)` is what a reload runs after swapping the options.
+"""
+from __future__ import annotations
+
+from embedded_server.auth.authenticator import ANONYMOUS, Authenticator, Identity
+from embedded_server.auth.permissions import ClientPermissions
+
+GLOBAL_ACCOUNT = "$G"
+
+
+def build(options) -> Authenticator:
+    from embedded_server.configure import auth_config
+
+    return Authenticator(auth_config(options))
+
+
+def install(server) -> None:
+    """Authenticate the server's clients through auth/ with its current options."""
+    _set(server, build(server.options))
+    server.authenticator = _authenticate
+    from embedded_server import reload as _reload
+
+    server.reloader = _reload.reload
+
+
+def _set(server, auth: Authenticator) -> None:
+    server.auth = auth
+    server.auth_required = auth.auth_required
+    server.info_auth_required = auth.info_auth_required
+    server.nonce_required = auth.nonce_required
+
+
+def _authenticate(client, connect: dict) -> bool:
+    identity = client.server.auth.authenticate(connect, getattr(client, "nonce", None))
+    if identity is None:
+        return False
+    bind(client, identity)
+    return True
+
+
+def bind(client, identity: Identity) -> None:
+    """Give a client the identity it authenticated as: its name, permissions and account."""
+    client.identity = identity
+    client.user = identity.name
+    client.perms = ClientPermissions(identity.permissions) if identity.permissions is not None else None
+    account = identity.account or GLOBAL_ACCOUNT
+    if client.account.name != account:
+        client.account = client.server.register_account(account)
+
+
+def reauthorize_all(server) -> None:
+    """After a reload: authenticate every client again, as nats-server's reloadAuthorization.
+
+    A client whose user is gone (or moved account) is closed; one whose credentials no longer pass gets
+    'Authorization Violation'; the others get their new permissions, and lose the subscriptions those no
+    longer allow, each with a 'Permissions Violation for Subscription' error naming its sid."""
+    auth = build(server.options)
+    _set(server, auth)
+    for client in list(server.clients.values()):
+        if client.closed or not client.connect_received:
+            continue
+        identity = getattr(client, "identity", None) or ANONYMOUS
+        if not auth.still_same_account(client.opts, identity):
+            client.close("Client Closed")
+            continue
+        new_identity = auth.authenticate(client.opts, getattr(client, "nonce", None))
+        if new_identity is None:
+            client.auth_violation()
+            continue
+        bind(client, new_identity)
+        _drop_unauthorized_subscriptions(server, client)
+    server.flush()
+
+
+def _drop_unauthorized_subscriptions(server, client) -> None:
+    perms = client.perms
+    if perms is None:
+        return
+    for sub in list(client.subs.values()):
+        subject = _text(sub.subject)
+        queue = _text(sub.queue) if sub.queue else None
+        if perms.can_subscribe(subject, queue):
+            continue
+        client.remove_subscription(sub)
+        sid = _text(sub.sid)
+        if queue:
+            client.send_err(f'Permissions Violation for Subscription to "{subject}" using queue "{queue}" '
+                            f'(sid "{sid}")')
+            server.notice(f'Removed sub "{subject}" using queue "{queue}" (sid "{sid}") for {client.user} - '
+                          "not authorized")
+        else:
+            client.send_err(f'Permissions Violation for Subscription to "{subject}" (sid "{sid}")')
+            server.notice(f'Removed sub "{subject}" (sid "{sid}") for {client.user} - not authorized')
+
+
+def _text(v) -> str:
+    return v.decode() if isinstance(v, (bytes, bytearray)) else str(v)

@@ -1,0 +1,147 @@
+"""Applying a changed configuration file to a running server (SIGHUP, `--signal reload`), as nats-server's reload.go.
+
+All or nothing: the file is parsed and compared with the running options first; a file that does not parse,
+or changes an option that cannot change at run time, is refused with nats-server's message and the running
+configuration stays. Otherwise the new options are swapped in at once and applied: logging, limits, and auth
+(every connection is authenticated again with its CONNECT; removed users are closed, changed permissions
+apply to live connections, subscriptions no longer allowed are removed).
+"""
+from __future__ import annotations
+
+from embedded_server.config import ConfigError, format_duration
+
+# Options that may change at run time (nats-server's reloadable options among those implemented here), with
+# the name nats-server uses in its "Reloaded: ..." log line.
+_RELOADABLE = {
+    "trace": "trace", "debug": "debug", "logtime": "logtime", "logtime_utc": "logtime_utc",
+    "log_file": "log_file", "pid_file": "pid_file", "max_connections": "max_connections",
+    "max_control_line": "max_control_line", "max_payload": "max_payload", "ping_interval": "ping_interval",
+    "max_pings_out": "ping_max", "write_deadline": "write_deadline",
+}
+_AUTH = {"username": "authorization username", "password": "authorization password",
+         "authorization": "authorization token", "users": "authorization users",
+         "nkeys": "authorization nkey users"}
+# The Go field names nats-server prints in "config reload not supported for X".
+_GO_NAMES = {
+    "host": "Host", "port": "Port", "server_name": "ServerName", "http_host": "HTTPHost", "http_port": "HTTPPort",
+    "max_pending": "MaxPending", "max_subscriptions": "MaxSubs", "no_auth_user": "NoAuthUser",
+    "jetstream": "JetStream", "store_dir": "StoreDir", "max_memory_store": "JetStreamMaxMemory",
+    "max_file_store": "JetStreamMaxStore", "sync_interval": "SyncInterval", "accounts": "Accounts",
+}
+# Bookkeeping fields that are not options of their own.
+_IGNORED = {"config_file", "check_config", "extra", "accounts"}
+
+
+class ReloadRefused(ValueError):
+    """The new configuration is not applied; the message is nats-server's reason."""
+
+
+def _go_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def diff_options(old, new) -> list[str]:
+    """The option names that changed. Raises ReloadRefused if one of them cannot change at run time."""
+    changed = []
+    for name, old_value in vars(old).items():
+        if name in _IGNORED:
+            continue
+        new_value = getattr(new, name, old_value)
+        if new_value == old_value:
+            continue
+        if name in _RELOADABLE or name in _AUTH or name == "auth_timeout":
+            changed.append(name)
+        elif name == "no_auth_user" and old_value and not new_value and not any(
+                getattr(u, "username", None) == old_value for u in new.users):
+            changed.append(name)
+        else:
+            go = _GO_NAMES.get(name, name)
+            raise ReloadRefused(f"config reload not supported for {go}: old={_go_value(old_value)}, "
+                                f"new={_go_value(new_value)}")
+    if old.extra.get("accounts") != new.extra.get("accounts"):
+        changed.append("accounts")
+    return changed
+
+
+def load_new_options(server):
+    """Options from the server's config file with the command line applied again (flags win)."""
+    from embedded_server.options import Options
+    from embedded_server.configure import process_config_file
+
+    old = server.options
+    if not old.config_file:
+        raise ReloadRefused("can only reload config when a file is provided using -c or --config")
+    new = Options()
+    try:
+        warnings = process_config_file(new, old.config_file)
+    except (ConfigError, OSError) as e:
+        raise ReloadRefused(str(e)) from None
+    flags = getattr(server, "command_line", None)
+    if flags is not None:
+        flags.apply(new)
+    # A random port (-1) stays the port the server listens on.
+    if new.port in (-1, 0):
+        new.port = old.port
+    if new.http_port == -1 and old.http_port == -1:
+        new.http_port = old.http_port
+    for w in warnings:
+        server.warn(str(w))
+    return new
+
+
+def reload(server) -> None:
+    """Reload `server`'s configuration file; raises ReloadRefused (keeping the running config) if it cannot."""
+    from embedded_server.server import ReloadError
+
+    try:
+        new = load_new_options(server)
+        changed = diff_options(server.options, new)
+    except ReloadRefused as e:
+        raise ReloadError(str(e)) from None
+    old, server.options = server.options, new
+    auth_changed = False
+    for name in changed:
+        value = getattr(new, name, None)
+        if name in _AUTH:
+            server.notice(f"Reloaded: {_AUTH[name]}")
+            auth_changed = True
+        elif name == "auth_timeout":
+            server.notice(f"Reloaded: authorization timeout = {_go_float(value)}")
+            auth_changed = True
+        elif name in ("no_auth_user", "accounts"):
+            auth_changed = True
+            if name == "accounts":
+                server.notice("Reloaded: accounts")
+        elif name in ("ping_interval", "write_deadline"):
+            server.notice(f"Reloaded: {_RELOADABLE[name]} = {format_duration(value)}")
+        else:
+            server.notice(f"Reloaded: {_RELOADABLE[name]} = {_go_value(value)}")
+    _apply_limits(server, old, new)
+    if {"debug", "trace", "logtime", "logtime_utc", "log_file"} & set(changed):
+        reconfigure = getattr(server.logger, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(new)
+    if auth_changed:
+        from embedded_server.auth.hook import reauthorize_all
+
+        reauthorize_all(server)
+
+
+def _go_float(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)
+
+
+def _apply_limits(server, old, new) -> None:
+    """Limits that live connections keep a copy of (nats-server updates each client)."""
+    if old.max_payload == new.max_payload and old.max_control_line == new.max_control_line:
+        return
+    for client in list(server.clients.values()):
+        parser = getattr(client, "parser", None)
+        if parser is None:
+            continue
+        if hasattr(parser, "max_payload"):
+            parser.max_payload = new.max_payload
+        if hasattr(parser, "max_control_line"):
+            parser.max_control_line = new.max_control_line
