@@ -32,6 +32,12 @@ class RawClient:
         sig = base64.urlsafe_b64encode(kp.sign(self.info["nonce"].encode())).decode().rstrip("=")
         self.connect(nkey=as_key or kp.public_key.decode(), sig=sig, **fields)
 
+    def connect_jwt(self, jwt: str, seed: str, **fields) -> None:
+        """CONNECT with a user JWT, proving the user's key by signing the INFO nonce with its seed."""
+        import nkeys
+        sig = base64.urlsafe_b64encode(nkeys.from_seed(seed.encode()).sign(self.info["nonce"].encode()))
+        self.connect(jwt=jwt, sig=sig.decode().rstrip("="), **fields)
+
     # -- receiving ----------------------------------------------------------------------------------
     def read_line(self, timeout: float = 5.0) -> str:
         """The next protocol line; INFOs after the first (nats-server sends one after CONNECT) are skipped."""

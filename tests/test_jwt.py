@@ -1,0 +1,180 @@
+"""Operator mode (decentralized JWT auth) on every server kind: the chain of trust operator → account → user,
+with identities minted by pynats_lab.auth (seeds, JWTs, nsc-style .creds)."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import json
+
+import nats
+import pytest
+
+from pynats_lab.auth import Operator, encode_jwt
+from tests.raw import RawClient
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 30))
+
+
+@pytest.fixture
+def trust():
+    op = Operator.new("lab")
+    app = op.new_account("APP")
+    other = op.new_account("OTHER")
+    return op, app, other
+
+
+@pytest.fixture
+def srv(start_server, trust):
+    op, app, other = trust
+    return start_server(config=op.server_config())
+
+
+def refused(srv, jwt: str, seed: str) -> bool:
+    with RawClient(srv) as c:
+        c.connect_jwt(jwt, seed)
+        c.send("PING\r\n")
+        try:
+            lines = c.expect_closed(3)
+        except AssertionError:
+            return False
+        assert lines == ["-ERR 'Authorization Violation'"], lines
+        return True
+
+
+def test_info_carries_a_nonce_and_a_valid_user_connects(srv, trust, tmp_path):
+    _, app, _ = trust
+    alice = app.new_user("alice")
+    with RawClient(srv) as c:
+        assert c.info["auth_required"] is True and len(c.info["nonce"]) >= 11
+        c.connect_jwt(alice.jwt, alice.seed)
+        assert c.ping() == []
+
+    async def with_creds():
+        nc = await nats.connect(srv.url, user_credentials=str(alice.write_creds(tmp_path / "alice.creds")))
+        sub = await nc.subscribe("hello")
+        await nc.publish("hello", b"world")
+        msg = await sub.next_msg(2)
+        await nc.close()
+        return msg.data
+
+    assert run(with_creds()) == b"world"
+
+
+def test_a_user_minted_after_start_connects_without_reload(srv, trust):
+    _, app, _ = trust
+    late = app.new_user("late-comer")  # the server never saw this user
+    with RawClient(srv) as c:
+        c.connect_jwt(late.jwt, late.seed)
+        assert c.ping() == []
+
+
+def test_a_user_of_an_unknown_account_is_refused(srv):
+    stranger_op = Operator.new("elsewhere")
+    user = stranger_op.new_account("X").new_user("eve")
+    assert refused(srv, user.jwt, user.seed)
+
+
+def test_an_account_not_known_to_the_server_is_refused(srv, trust):
+    op, _, _ = trust
+    unseen = op.new_account("UNSEEN")  # signed by the right operator, but never given to the server
+    user = unseen.new_user("u")
+    assert refused(srv, user.jwt, user.seed)
+
+
+def test_a_tampered_jwt_is_refused(srv, trust):
+    _, app, _ = trust
+    user = app.new_user("mallory", pub_allow=["public.>"])
+    header, body, sig = user.jwt.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    claims["nats"]["pub"] = {"allow": [">"]}
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    assert refused(srv, f"{header}.{forged}.{sig}", user.seed)
+
+
+def test_a_seed_that_does_not_match_the_jwt_is_refused(srv, trust):
+    _, app, _ = trust
+    alice, bob = app.new_user("alice"), app.new_user("bob")
+    assert refused(srv, alice.jwt, bob.seed)
+
+
+def test_a_user_signed_by_another_account_is_refused(srv, trust):
+    op, app, other = trust
+    user = app.new_user("u")
+    claims = user.claims
+    claims["nats"]["issuer_account"] = app.public_key
+    forged = encode_jwt(claims, other.seed)  # OTHER signs a user that claims to belong to APP
+    assert refused(srv, forged, user.seed)
+
+
+def test_expired_and_not_yet_valid_users_are_refused(srv, trust):
+    _, app, _ = trust
+    old = app.new_user("old", expires=dt.timedelta(seconds=-10))
+    early = app.new_user("early", not_before=dt.timedelta(hours=1))
+    assert refused(srv, old.jwt, old.seed)
+    assert refused(srv, early.jwt, early.seed)
+
+
+def test_a_user_is_disconnected_when_its_jwt_expires(srv, trust):
+    _, app, _ = trust
+    brief = app.new_user("brief", expires=dt.timedelta(seconds=2))
+    with RawClient(srv) as c:
+        c.connect_jwt(brief.jwt, brief.seed)
+        assert c.ping() == []
+        assert c.expect_closed(6) == ["-ERR 'User Authentication Expired'"]
+
+
+def test_permissions_come_from_the_jwt(srv, trust):
+    _, app, _ = trust
+    user = app.new_user("limited", pub_allow=["orders.>"], pub_deny=["orders.secret"], sub_allow=["orders.*"])
+    with RawClient(srv) as c:
+        c.connect_jwt(user.jwt, user.seed)
+        c.send("SUB orders.new 1\r\nSUB payments 2\r\nPUB orders.secret 0\r\n\r\nPUB other 0\r\n\r\n")
+        assert c.ping() == ["-ERR 'Permissions Violation for Subscription to \"payments\"'",
+                            "-ERR 'Permissions Violation for Publish to \"orders.secret\"'",
+                            "-ERR 'Permissions Violation for Publish to \"other\"'"]
+        c.send("PUB orders.new 2\r\nok\r\n")
+        assert c.read_msg() == ("orders.new", b"ok")
+
+
+def test_accounts_are_isolated(srv, trust):
+    _, app, other = trust
+    a, b, a2 = app.new_user("a"), other.new_user("b"), app.new_user("a2")
+    with RawClient(srv) as ca, RawClient(srv) as cb, RawClient(srv) as ca2:
+        for conn, user in ((ca, a), (cb, b), (ca2, a2)):
+            conn.connect_jwt(user.jwt, user.seed)
+            conn.send("SUB shared 1\r\n")
+            assert conn.ping() == []
+        cb.send("PUB shared 6\r\nfrom-b\r\n")
+        cb.ping()
+        ca.send("PUB shared 6\r\nfrom-a\r\n")
+        assert cb.read_msg() == ("shared", b"from-b")
+        assert ca2.read_msg() == ("shared", b"from-a")
+        assert ca.read_msg() == ("shared", b"from-a")
+        assert cb.ping() == []  # b never saw a's message
+
+
+def test_bearer_tokens_need_no_signature(srv, trust):
+    _, app, _ = trust
+    bearer = app.new_user("bearer", bearer=True)
+    with RawClient(srv) as c:
+        c.connect(jwt=bearer.jwt)
+        assert c.ping() == []
+    plain = app.new_user("plain")
+    with RawClient(srv) as c:
+        c.connect(jwt=plain.jwt)
+        c.send("PING\r\n")
+        assert c.expect_closed() == ["-ERR 'Authorization Violation'"]
+
+
+def test_users_signed_by_an_account_signing_key(start_server):
+    op = Operator.new("lab")
+    app = op.new_account("APP")
+    signing = app.add_signing_key()
+    srv = start_server(config=op.server_config())
+    user = app.new_user("delegated", signer=signing)
+    with RawClient(srv) as c:
+        c.connect_jwt(user.jwt, user.seed)
+        assert c.ping() == []
