@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import datetime as _dt
 from typing import Any
 
@@ -87,6 +88,13 @@ def apply_config(opts, conf: ConfMap, path: str = "") -> list[ConfigError]:
     err = validate_no_auth_user(auth_config(opts), no_auth_pos)
     if err:
         errors.append(err)
+    from embedded_server.auth.operator import parse_operator_options
+
+    operator = parse_operator_options(opts.extra, os.path.dirname(path) or ".", errors)
+    if operator is not None:
+        opts.extra["operator_mode"] = operator
+        if opts.no_auth_user:
+            errors.append(ConfigError("no_auth_user not compatible with Trusted Operator", no_auth_pos))
     if errors:
         raise ConfigErrors(errors, warnings)
     return warnings

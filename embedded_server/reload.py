@@ -78,9 +78,10 @@ def load_new_options(server):
         warnings = process_config_file(new, old.config_file)
     except (ConfigError, OSError) as e:
         raise ReloadRefused(str(e)) from None
-    flags = getattr(server, "command_line", None)
+    flags = old.extra.get("command_line")
     if flags is not None:
         flags.apply(new)
+        new.extra["command_line"] = flags
     # A random port (-1) stays the port the server listens on.
     if new.port in (-1, 0):
         new.port = old.port

@@ -177,3 +177,60 @@ def test_users_signed_by_an_account_signing_key(start_server):
     with RawClient(srv) as c:
         c.connect_jwt(user.jwt, user.seed)
         assert c.ping() == []
+
+
+def claims_update(srv, system_user, account) -> dict:
+    """Push an account's current JWT to the server as nsc push does with the memory resolver."""
+    with RawClient(srv) as c:
+        c.connect_jwt(system_user.jwt, system_user.seed)
+        subject = f"$SYS.REQ.ACCOUNT.{account.public_key}.CLAIMS.UPDATE"
+        c.send(f"SUB _INBOX.claims 1\r\nPUB {subject} _INBOX.claims {len(account.jwt)}\r\n{account.jwt}\r\n")
+        _, payload = c.read_msg()
+        return json.loads(payload)
+
+
+def test_revoking_a_user_disconnects_it_and_keeps_it_out(srv, trust):
+    op, app, _ = trust
+    admin = op.system_account().new_user("admin")
+    alice, bob = app.new_user("alice"), app.new_user("bob")
+    with RawClient(srv) as ca, RawClient(srv) as cb:
+        for conn, user in ((ca, alice), (cb, bob)):
+            conn.connect_jwt(user.jwt, user.seed)
+            assert conn.ping() == []
+        app.revoke(alice)
+        answer = claims_update(srv, admin, app)
+        assert answer["data"] == {"account": app.public_key, "code": 200, "message": "jwt updated"}
+        assert ca.expect_closed() == ["-ERR 'User Authentication Revoked'"]
+        assert cb.ping() == []
+    assert refused(srv, alice.jwt, alice.seed)
+
+
+def test_a_signing_key_added_at_run_time_is_trusted_without_restart(srv, trust):
+    op, app, _ = trust
+    admin = op.system_account().new_user("admin")
+    first = app.new_user("first")
+    with RawClient(srv) as c:  # the account is in use
+        c.connect_jwt(first.jwt, first.seed)
+        assert c.ping() == []
+        signing = app.add_signing_key()
+        delegated = app.new_user("delegated", signer=signing)
+        assert refused(srv, delegated.jwt, delegated.seed)
+        assert claims_update(srv, admin, app)["data"]["message"] == "jwt updated"
+    with RawClient(srv) as c:
+        c.connect_jwt(delegated.jwt, delegated.seed)
+        assert c.ping() == []
+
+
+def test_an_update_not_signed_by_the_operator_is_refused(srv, trust):
+    op, app, other = trust
+    admin = op.system_account().new_user("admin")
+    user = app.new_user("u")
+    with RawClient(srv) as c:
+        c.connect_jwt(user.jwt, user.seed)
+        assert c.ping() == []
+        rogue = Operator.new("rogue")
+        forged = encode_jwt(app.claims, rogue.seed)
+        app.jwt = forged
+        answer = claims_update(srv, admin, app)
+        assert "error" in answer and answer["error"]["code"] == 500
+        assert c.ping() == []

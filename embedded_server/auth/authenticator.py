@@ -26,6 +26,10 @@ class Identity:
     permissions: Permissions | None = None
     account: str | None = None  # None: the global account $G
     user: User | NkeyUser | None = None
+    expires_in: float | None = None  # seconds until the credentials expire (JWT exp or time window)
+    max_subs: int = -1  # JWT user limits (-1: none)
+    max_payload: int = -1
+    issued_at: int = 0
 
 
 ANONYMOUS = Identity("none")

@@ -24,6 +24,16 @@ def install(server) -> None:
     from embedded_server import reload as _reload
 
     server.reloader = _reload.reload
+    conf = server.options.extra.get("operator_mode")
+    server.operator = None
+    if conf is not None:
+        from embedded_server.auth.operator import OperatorMode
+
+        server.operator = OperatorMode(conf)
+        server.auth_required = server.info_auth_required = server.nonce_required = True
+        from embedded_server.auth import claims
+
+        claims.subscribe(server)
 
 
 def _set(server, auth: Authenticator) -> None:
@@ -34,7 +44,12 @@ def _set(server, auth: Authenticator) -> None:
 
 
 def _authenticate(client, connect: dict) -> bool:
-    identity = client.server.auth.authenticate(connect, getattr(client, "nonce", None))
+    server = client.server
+    nonce = getattr(client, "nonce", None)
+    if getattr(server, "operator", None) is not None:
+        identity = server.operator.authenticate(connect, nonce, client.host)
+    else:
+        identity = server.auth.authenticate(connect, nonce)
     if identity is None:
         return False
     bind(client, identity)
@@ -49,6 +64,30 @@ def bind(client, identity: Identity) -> None:
     account = identity.account or GLOBAL_ACCOUNT
     if client.account.name != account:
         client.account = client.server.register_account(account)
+    if identity.max_payload >= 0 and hasattr(client, "parser"):
+        client.parser.max_payload = min(client.parser.max_payload, identity.max_payload)
+    _set_expiry(client, identity.expires_in)
+
+
+def _set_expiry(client, seconds: float | None) -> None:
+    """Disconnect with 'User Authentication Expired' when the credentials run out (JWT exp, time window)."""
+    old = getattr(client, "auth_expiry", None)
+    if old is not None:
+        old.cancel()
+    client.auth_expiry = None
+    loop = getattr(client.server, "loop", None)
+    if seconds is None or loop is None:
+        return
+
+    def expire() -> None:
+        client.auth_expiry = None
+        if client.closed:
+            return
+        client.send_err("User Authentication Expired")
+        client.server.debug(f"{client.label} - User Authentication Expired")
+        client.close("Authentication Expired")
+
+    client.auth_expiry = loop.call_later(max(seconds, 0.0), expire)
 
 
 def reauthorize_all(server) -> None:
@@ -59,6 +98,9 @@ def reauthorize_all(server) -> None:
     longer allow, each with a 'Permissions Violation for Subscription' error naming its sid."""
     auth = build(server.options)
     _set(server, auth)
+    if getattr(server, "operator", None) is not None:
+        server.auth_required = server.info_auth_required = server.nonce_required = True
+        return
     for client in list(server.clients.values()):
         if client.closed or not client.connect_received:
             continue
