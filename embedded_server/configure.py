@@ -65,12 +65,15 @@ def apply_config(opts, conf: ConfMap, path: str = "") -> list[ConfigError]:
         warnings.append(ConfigError(f"{path}: config has no values or is empty"))
     auth: AuthConfig | None = None
     no_auth_pos: Pos | None = None
+    accounts_value = None
     for key, value in conf.items():
         pos = conf.pos(key)
         lk = key.lower()
         try:
             if lk == "authorization":
                 auth = parse_authorization(value, pos, errors, warnings)
+            elif lk == "accounts":
+                accounts_value = (value, pos)
             elif lk == "no_auth_user":
                 opts.no_auth_user = _typed(value, str, pos)
                 no_auth_pos = pos
@@ -85,6 +88,8 @@ def apply_config(opts, conf: ConfMap, path: str = "") -> list[ConfigError]:
         opts.users = auth.users if auth.users is not None else []
         opts.nkeys = auth.nkeys if auth.nkeys is not None else []
         opts.extra["users_block"] = auth.users is not None or auth.nkeys is not None
+    if accounts_value is not None:
+        _apply_accounts(opts, *accounts_value, errors)
     err = validate_no_auth_user(auth_config(opts), no_auth_pos)
     if err:
         errors.append(err)
@@ -98,6 +103,34 @@ def apply_config(opts, conf: ConfMap, path: str = "") -> list[ConfigError]:
     if errors:
         raise ConfigErrors(errors, warnings)
     return warnings
+
+
+def _apply_accounts(opts, value, pos, errors: list[ConfigError]) -> None:
+    from embedded_server.auth.accounts import parse_accounts
+
+    accounts, users, nkeys = parse_accounts(value, pos, errors)
+    opts.accounts = accounts
+    opts.extra["accounts"] = value
+    if not users and not nkeys:
+        return
+    if opts.username:
+        errors.append(ConfigError("Can not have a single user/pass and accounts", pos))
+        return
+    if opts.authorization:
+        errors.append(ConfigError("Can not have a token and accounts", pos))
+        return
+    seen = {u.username for u in opts.users} | {n.nkey for n in opts.nkeys}
+    for u in users:
+        if u.username in seen:
+            errors.append(ConfigError(f'Duplicate user "{u.username}" detected', pos))
+        seen.add(u.username)
+    for n in nkeys:
+        if n.nkey in seen:
+            errors.append(ConfigError(f'Duplicate nkey "{n.nkey}" detected', pos))
+        seen.add(n.nkey)
+    opts.users = list(opts.users) + users
+    opts.nkeys = list(opts.nkeys) + nkeys
+    opts.extra["users_block"] = True
 
 
 def auth_config(opts) -> AuthConfig:
@@ -211,7 +244,7 @@ def _apply_one(opts, key: str, lk: str, v: Any, pos: Pos | None, conf: ConfMap,
     else:
         # Accounts, operators and anything another module owns are kept for it; truly unknown keys are
         # errors unless they were only there to be used as $VARIABLES.
-        if lk in ("accounts", "operator", "operators", "resolver", "resolver_preload", "system_account",
+        if lk in ("operator", "operators", "resolver", "resolver_preload", "system_account",
                   "system", "trusted", "trusted_keys", "mappings", "maps"):
             opts.extra[lk] = v
             return

@@ -24,6 +24,7 @@ def install(server) -> None:
     from embedded_server import reload as _reload
 
     server.reloader = _reload.reload
+    wire_accounts(server)
     conf = server.options.extra.get("operator_mode")
     server.operator = None
     if conf is not None:
@@ -34,6 +35,14 @@ def install(server) -> None:
         from embedded_server.auth import claims
 
         claims.subscribe(server)
+
+
+def wire_accounts(server) -> None:
+    """(Re)create the configured accounts' import subscriptions."""
+    from embedded_server.auth import accounts
+
+    accounts.unwire(server, getattr(server, "account_import_subs", []))
+    server.account_import_subs = accounts.wire(server, list(server.options.accounts or []))
 
 
 def _set(server, auth: Authenticator) -> None:
@@ -98,6 +107,7 @@ def reauthorize_all(server) -> None:
     longer allow, each with a 'Permissions Violation for Subscription' error naming its sid."""
     auth = build(server.options)
     _set(server, auth)
+    wire_accounts(server)
     if getattr(server, "operator", None) is not None:
         server.auth_required = server.info_auth_required = server.nonce_required = True
         return

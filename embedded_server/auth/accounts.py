@@ -1,0 +1,248 @@
+"""Accounts from the configuration file: isolated subject spaces, their users, and stream and service
+exports/imports between them (nats-server's opts.go parseAccounts and accounts.go, for what is implemented).
+
+A stream import is an internal subscription in the exporting account that republishes into the importing
+account (under `prefix` or `to`). A service import is an internal subscription in the importing account that
+forwards the request to the exporting account with a reply subject of its own (`_R_.…`), through which the
+first response travels back to the requester.
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from embedded_server.auth.conf import parse_permissions, parse_users
+from embedded_server.auth.permissions import Permissions, _subset_match, is_valid_subject
+from embedded_server.auth.users import NkeyUser, User
+from embedded_server.config import ConfigError, ConfList, ConfMap, Pos
+
+GLOBAL_ACCOUNT = "$G"
+SYSTEM_ACCOUNT = "$SYS"
+RESPONSE_TTL = 120.0  # seconds a service import waits for a response (nats-server's default threshold)
+
+
+@dataclass
+class Export:
+    subject: str
+    accounts: list[str] | None = None  # None: any account may import
+
+
+@dataclass
+class Import:
+    account: str
+    subject: str
+    to: str = ""  # service: local subject; stream: mapped subject
+    prefix: str = ""
+
+
+@dataclass
+class AccountConfig:
+    name: str
+    stream_exports: list[Export] = field(default_factory=list)
+    service_exports: list[Export] = field(default_factory=list)
+    stream_imports: list[Import] = field(default_factory=list)
+    service_imports: list[Import] = field(default_factory=list)
+    default_permissions: Permissions | None = None
+
+
+def parse_accounts(value: Any, pos: Pos | None, errors: list[ConfigError]
+                   ) -> tuple[list[AccountConfig], list[User], list[NkeyUser]]:
+    accounts: list[AccountConfig] = []
+    users: list[User] = []
+    nkeys: list[NkeyUser] = []
+    if isinstance(value, ConfList):
+        for i, name in enumerate(value):
+            if not isinstance(name, str):
+                errors.append(ConfigError("Expected account names to be strings", pos))
+            elif name == GLOBAL_ACCOUNT:
+                errors.append(ConfigError(f'"{name}" is a Reserved Account', pos))
+            elif any(a.name == name for a in accounts):
+                errors.append(ConfigError(f"Duplicate Account Entry: {name}", pos))
+            else:
+                accounts.append(AccountConfig(name))
+        return accounts, users, nkeys
+    if not isinstance(value, ConfMap):
+        errors.append(ConfigError("Expected map entries for accounts", pos))
+        return accounts, users, nkeys
+    for name, body in value.items():
+        apos = value.pos(name) or pos
+        if name in value.used:
+            continue
+        if not isinstance(body, ConfMap):
+            errors.append(ConfigError("Expected map entries for accounts", apos))
+            continue
+        if name == GLOBAL_ACCOUNT:
+            errors.append(ConfigError(f'"{name}" is a Reserved Account', apos))
+            continue
+        acc = AccountConfig(name)
+        accounts.append(acc)
+        acc_users: list[User] = []
+        acc_nkeys: list[NkeyUser] = []
+        for key, v in body.items():
+            lk, kpos = key.lower(), body.pos(key) or apos
+            if lk == "users":
+                parsed = parse_users(v, kpos, errors)
+                if parsed is not None:
+                    acc_nkeys, acc_users = parsed
+            elif lk == "exports":
+                _exports(v, kpos, acc, errors)
+            elif lk == "imports":
+                _imports(v, kpos, acc, errors)
+            elif lk == "default_permissions":
+                acc.default_permissions = parse_permissions(v, kpos, errors)
+            elif key not in body.used:
+                errors.append(ConfigError(f'unknown field "{key}"', kpos))
+        for u in acc_users + acc_nkeys:
+            u.account = name
+            if u.permissions is None and acc.default_permissions is not None:
+                u.permissions = acc.default_permissions
+                u.default_permissions = True
+        users += acc_users
+        nkeys += acc_nkeys
+    _check_imports(accounts, pos, errors)
+    return accounts, users, nkeys
+
+
+def _exports(v: Any, pos: Pos | None, acc: AccountConfig, errors: list[ConfigError]) -> None:
+    if not isinstance(v, ConfList):
+        errors.append(ConfigError(f"Exports should be an array, got {type(v).__name__}", pos))
+        return
+    for i, item in enumerate(v):
+        ipos = v.positions[i] if i < len(v.positions) else pos
+        if not isinstance(item, ConfMap):
+            errors.append(ConfigError("Export Items should be a map with type entry", ipos))
+            continue
+        kind = "stream" if "stream" in item else "service" if "service" in item else None
+        if kind is None or ("stream" in item and "service" in item):
+            errors.append(ConfigError("Export Items should have exactly one of stream or service", ipos))
+            continue
+        subject = item[kind]
+        if not isinstance(subject, str) or not is_valid_subject(subject):
+            errors.append(ConfigError(f"Expected {kind} name to be a valid subject, got {subject!r}", ipos))
+            continue
+        allowed = item.get("accounts")
+        if allowed is not None and not (isinstance(allowed, list) and all(isinstance(a, str) for a in allowed)):
+            errors.append(ConfigError("Expected accounts to be an array of account names", ipos))
+            continue
+        (acc.stream_exports if kind == "stream" else acc.service_exports).append(
+            Export(subject, list(allowed) if allowed is not None else None))
+
+
+def _imports(v: Any, pos: Pos | None, acc: AccountConfig, errors: list[ConfigError]) -> None:
+    if not isinstance(v, ConfList):
+        errors.append(ConfigError(f"Imports should be an array, got {type(v).__name__}", pos))
+        return
+    for i, item in enumerate(v):
+        ipos = v.positions[i] if i < len(v.positions) else pos
+        if not isinstance(item, ConfMap):
+            errors.append(ConfigError("Import Items should be a map with type entry", ipos))
+            continue
+        kind = "stream" if "stream" in item else "service" if "service" in item else None
+        if kind is None:
+            errors.append(ConfigError("Import Items should have a stream or a service", ipos))
+            continue
+        src = item[kind]
+        if not isinstance(src, ConfMap) or not src.get("account") or not src.get("subject"):
+            errors.append(ConfigError("Expect an account name and a subject", ipos))
+            continue
+        imp = Import(str(src["account"]), str(src["subject"]), str(item.get("to", "")), str(item.get("prefix", "")))
+        if kind == "stream":
+            if imp.prefix and imp.to:
+                errors.append(ConfigError("Stream import can not have a 'prefix' and a 'to' property", ipos))
+                continue
+            acc.stream_imports.append(imp)
+        else:
+            acc.service_imports.append(imp)
+
+
+def _authorized(exports: list[Export], subject: str, importer: str) -> bool:
+    for e in exports:
+        if _subset_match(subject.split("."), e.subject.split(".")) and (
+                e.accounts is None or importer in e.accounts):
+            return True
+    return False
+
+
+def _check_imports(accounts: list[AccountConfig], pos: Pos | None, errors: list[ConfigError]) -> None:
+    by_name = {a.name: a for a in accounts}
+    for acc in accounts:
+        for kind, imports in (("stream", acc.stream_imports), ("service", acc.service_imports)):
+            for imp in imports:
+                exporter = by_name.get(imp.account)
+                if exporter is None:
+                    errors.append(ConfigError(f'"{imp.account}" account not defined for {kind} import', pos))
+                    continue
+                exports = exporter.stream_exports if kind == "stream" else exporter.service_exports
+                if not _authorized(exports, imp.subject, acc.name):
+                    errors.append(ConfigError(f'Error adding {kind} import "{imp.subject}": {kind} import not '
+                                              "authorized", pos))
+
+
+# -- wiring into a running server -------------------------------------------------------------------------------
+def _mapped(imp: Import, subject: str) -> str:
+    if imp.prefix:
+        return f"{imp.prefix}.{subject}"
+    if imp.to and "*" not in imp.subject.split(".") and ">" not in imp.subject.split("."):
+        return imp.to
+    return subject
+
+
+def wire(server, accounts: list[AccountConfig]) -> list:
+    """Register the accounts and create the internal subscriptions their imports need; returns those
+    subscriptions (to remove on reload)."""
+    subs = []
+    for acc in accounts:
+        server.register_account(acc.name)
+    for acc in accounts:
+        importer = server.register_account(acc.name)
+        for imp in acc.stream_imports:
+            exporter = server.register_account(imp.account)
+
+            def forward(sub, client, subject, reply, hdr, payload, imp=imp, importer=importer):
+                server.send_internal(importer, _mapped(imp, subject), reply, hdr, payload)
+
+            subs.append(server.subscribe_internal(exporter, imp.subject, forward))
+        for imp in acc.service_imports:
+            exporter = server.register_account(imp.account)
+            local = imp.to or imp.subject
+
+            def request(sub, client, subject, reply, hdr, payload, imp=imp, importer=importer,
+                        exporter=exporter, local=local):
+                wild = "*" in imp.subject.split(".") or ">" in imp.subject.split(".")
+                target = subject if wild or local == imp.subject else imp.subject
+                if not reply:
+                    server.send_internal(exporter, target, None, hdr, payload)
+                    return
+                _forward_request(server, importer, exporter, target, reply, hdr, payload)
+
+            subs.append(server.subscribe_internal(importer, local, request))
+    return subs
+
+
+def _forward_request(server, importer, exporter, subject: str, reply: str, hdr, payload: bytes) -> None:
+    """Send a request into the exporting account with a private reply subject that routes the first
+    response back to the requester in the importing account."""
+    private = f"_R_.{secrets.token_hex(6)}"
+    state: dict = {}
+
+    def respond(sub, client, subj, rep, rhdr, rpayload) -> None:
+        done()
+        server.send_internal(importer, reply, None, rhdr, rpayload)
+
+    def done() -> None:
+        server.unsubscribe_internal(state["sub"])
+        timer = state.get("timer")
+        if timer is not None:
+            timer.cancel()
+
+    state["sub"] = server.subscribe_internal(exporter, private, respond)
+    loop = getattr(server, "loop", None)
+    if loop is not None:
+        state["timer"] = loop.call_later(RESPONSE_TTL, lambda: server.unsubscribe_internal(state["sub"]))
+    server.send_internal(exporter, subject, private, hdr, payload)
+
+
+def unwire(server, subs: list) -> None:
+    for sub in subs:
+        server.unsubscribe_internal(sub)
