@@ -78,7 +78,7 @@ def load_new_options(server):
         warnings = process_config_file(new, old.config_file)
     except (ConfigError, OSError) as e:
         raise ReloadRefused(str(e)) from None
-    flags = old.extra.get("command_line")
+    flags = getattr(server, "command_line", None) or old.extra.get("command_line")
     if flags is not None:
         flags.apply(new)
         new.extra["command_line"] = flags
