@@ -73,7 +73,7 @@ def test_a_service_import_answers_requests_across_accounts(srv):
 
         await shop.subscribe("price.get", cb=price)
         await shop.flush()
-        reply = await billing.request("shop.price", b"apple", timeout=2)
+        reply = await billing.request("shop.price", b"apple", timeout=10)
         await shop.close()
         await billing.close()
         return reply.data

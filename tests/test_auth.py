@@ -27,7 +27,7 @@ def bcrypt_2a(password: str) -> str:
 
 async def can_connect(url: str, **kwargs) -> bool:
     try:
-        nc = await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=2, **kwargs)
+        nc = await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=5, **kwargs)
     except (nats.errors.Error, OSError, asyncio.TimeoutError):
         return False
     await nc.close()

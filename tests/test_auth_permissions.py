@@ -159,7 +159,7 @@ def test_request_reply_through_nats_py_with_allow_responses(start_server):
 
         await svc.subscribe("requests", cb=answer)
         await svc.flush()
-        reply = await client.request("requests", b"ping", timeout=2)
+        reply = await client.request("requests", b"ping", timeout=10)
         await svc.close()
         await client.close()
         return reply.data

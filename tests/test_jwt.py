@@ -57,7 +57,7 @@ def test_info_carries_a_nonce_and_a_valid_user_connects(srv, trust, tmp_path):
         nc = await nats.connect(srv.url, user_credentials=str(alice.write_creds(tmp_path / "alice.creds")))
         sub = await nc.subscribe("hello")
         await nc.publish("hello", b"world")
-        msg = await sub.next_msg(2)
+        msg = await sub.next_msg(10)
         await nc.close()
         return msg.data
 

@@ -127,7 +127,7 @@ def test_reload_through_nats_py_clients(start_server):
         await asyncio.get_running_loop().run_in_executor(None, srv.reload)
         bob = await nats.connect(srv.url, user="bob", password="b")
         await bob.publish("greet", b"hello alice")
-        msg = await sub.next_msg(2)
+        msg = await sub.next_msg(10)
         await bob.close()
         await alice.close()
         return msg.data
