@@ -1,0 +1,125 @@
+"""The lab's targets, on each server kind: a 100-message `stream_view` page from a 1,000,000-message stream
+(< 200 ms) and a 100,000-message stream into one DataFrame (< 3 s); plus the filtered and backwards moves.
+
+    python -m bench lab [--messages 1000000] [--frame-messages 100000] [--kinds nats-server,embedded]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def _kinds() -> list[str]:
+    kinds = ["nats-server"]
+    if importlib.util.find_spec("embedded_server.jetstream") is not None:
+        kinds.append("embedded")
+    return kinds
+
+
+def fill(session, stream: str, subject_of, count: int, size: int = 64) -> float:
+    """Store `count` messages; seconds taken. Core publishes in slices, each waited for until stored: the
+    server drops what exceeds its ingest queue ("excessive stream ingest rate"), so never run ahead of it."""
+    payload = b'{"v": "' + b"x" * max(size - 10, 0) + b'"}'
+    step = 20_000
+
+    async def go():
+        nc = session.nc
+        base = (await session.js.stream_info(stream)).state.messages
+        for start in range(0, count, step):
+            for i in range(start, min(start + step, count)):
+                await nc.publish(subject_of(i), payload)
+            await nc.flush(timeout=60)
+            want = base + min(start + step, count)
+            while (await session.js.stream_info(stream)).state.messages < want:
+                await asyncio.sleep(0.02)
+
+    t0 = time.perf_counter()
+    session.run(go())
+    return time.perf_counter() - t0
+
+
+def timed(fn, repeat: int) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def run_kind(kind: str, messages: int, frame_messages: int, repeat: int) -> list[dict]:
+    import pynats_lab as lab
+    from tests.servers import RunningServer
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        srv = RunningServer(kind, ["-js", "-sd", str(Path(tmp) / "js")], Path(tmp)).start(timeout=60)
+        try:
+            s = lab.get_session().connect(srv.url)
+            lab.stream_add("BIG", "big.>", storage="file")
+            secs = fill(s, "BIG", lambda i: f"big.{i % 10}", messages)
+            print(f"[{kind}] stored {messages:,} messages in {secs:.1f}s", flush=True)
+            mid = messages // 2
+            cases = {
+                "view: 100-message page at the middle": lambda: lab.stream_view("BIG", id=mid, page_size=100),
+                "view: first page": lambda: lab.stream_view("BIG", page_size=100),
+                "view: last page (--last)": lambda: lab.stream_view("BIG", page_size=100, last=True),
+                "view: filtered page (--subject big.3, middle)":
+                    lambda: lab.stream_view("BIG", id=mid, subject="big.3", page_size=100),
+                "view: filtered last page": lambda: lab.stream_view("BIG", subject="big.3", page_size=100, last=True),
+            }
+            for name, fn in cases.items():
+                assert len(fn()) == 100, name
+                ms = timed(fn, repeat)
+                rows.append({"server": kind, "workload": name, "stream messages": messages,
+                             "median ms": statistics.median(ms), "p90 ms": sorted(ms)[int(len(ms) * 0.9) - 1],
+                             "target": "< 200 ms" if "middle" in name and "filtered" not in name else ""})
+            lab.stream_add("FRAME", "frame.>", storage="file")
+            fill(s, "FRAME", lambda i: "frame.x", frame_messages)
+            ms = timed(lambda: lab.stream_frame("FRAME"), max(repeat // 5, 3))
+            assert len(lab.stream_frame("FRAME")) == frame_messages
+            rows.append({"server": kind, "workload": f"{frame_messages:,} messages into one DataFrame",
+                         "stream messages": frame_messages, "median ms": statistics.median(ms),
+                         "p90 ms": max(ms), "target": "< 3000 ms"})
+        finally:
+            lab.get_session().close()
+            srv.stop()
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    import pandas as pd
+
+    ap = argparse.ArgumentParser(prog="python -m bench lab", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--messages", type=int, default=1_000_000)
+    ap.add_argument("--frame-messages", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--kinds", default=",".join(_kinds()), help="server kinds, comma-separated")
+    a = ap.parse_args(argv)
+    rows = []
+    for kind in a.kinds.split(","):
+        rows += run_kind(kind, a.messages, a.frame_messages, a.repeat)
+    df = pd.DataFrame(rows)
+    df["median ms"] = df["median ms"].round(1)
+    df["p90 ms"] = df["p90 ms"].round(1)
+    print(df.to_markdown(index=False) if _has_tabulate() else df.to_string(index=False))
+    return 0
+
+
+def _has_tabulate() -> bool:
+    return importlib.util.find_spec("tabulate") is not None
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
