@@ -3,3 +3,12 @@
 It speaks nats-server's wire protocol so that any NATS client works against it unchanged. It needs only the
 standard library at run time and never imports pynats_lab.
 """
+
+# This package's own version, and the nats-server feature level it implements (sent in INFO as `version`;
+# clients such as nats-py enable features by it, e.g. JetStream consumer names from 2.9).
+VERSION = "0.1.0"
+PROTOCOL_VERSION = "2.10.0"
+
+from embedded_server.embedded import EmbeddedServer  # noqa: E402  (needs the constants above)
+
+__all__ = ["EmbeddedServer", "VERSION", "PROTOCOL_VERSION"]

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-KINDS = ("nats-server",)  # "embedded" joins when its core protocol lands
+KINDS = ("nats-server", "embedded")
 
 _LISTEN = re.compile(r"Listening for client connections on (\S+):(\d+)")
 _HTTP = re.compile(r"Starting http monitor on (\S+):(\d+)")

@@ -1,0 +1,550 @@
+"""One client connection: reads and parses, processes each operation, batches writes, pings, closes.
+
+A `Client` is an asyncio protocol. Everything it sends during one read is queued in `out` and written once,
+after the read is processed (`Server.flush`). Bytes the kernel did not take yet count as pending; above
+`max_pending` the connection is a slow consumer and is dropped, so memory stays bounded.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from typing import TYPE_CHECKING
+
+from embedded_server import protocol
+from embedded_server.protocol import ProtocolError
+from embedded_server.subjects import InvalidSubject, Subscription, is_valid_literal_subject
+
+if TYPE_CHECKING:
+    from embedded_server.server import Account, Server
+
+PONG = b"PONG\r\n"
+PING = b"PING\r\n"
+OK = b"+OK\r\n"
+
+# Client-side CONNECT fields and their JSON types; a mismatch makes nats-server drop the connection.
+_BOOL_FIELDS = frozenset(("echo", "verbose", "pedantic", "tls_required", "headers", "no_responders", "new_account"))
+_STR_FIELDS = frozenset(("nkey", "jwt", "sig", "auth_token", "user", "pass", "name", "lang", "version", "account"))
+_INT_FIELDS = frozenset(("protocol",))
+SYS_GROUP = "_sys_"
+
+# Why a connection closed, in nats-server's words (ClosedState strings, shown in logs and /connz).
+CLIENT_CLOSED = "Client Closed"
+AUTH_VIOLATION = "Authentication Failure"
+AUTH_TIMEOUT = "Authentication Timeout"
+SLOW_CONSUMER = "Slow Consumer (Pending Bytes)"
+PROTOCOL_VIOLATION = "Protocol Violation"
+PARSE_ERROR = "Parse Error"
+MAX_PAYLOAD = "Maximum Message Payload Exceeded"
+MAX_CONTROL_LINE = "Maximum Control Line Exceeded"
+STALE_CONNECTION = "Stale Connection"
+BAD_CLIENT_PROTOCOL = "Bad Client Protocol Version"
+NO_RESPONDERS_NEEDS_HEADERS = "No Responders Requires Headers"
+MAX_CONNECTIONS = "Maximum Connections Exceeded"
+SERVER_SHUTDOWN = "Server Shutdown"
+WRITE_ERROR = "Write Error"
+
+_ERR_CLOSE_REASON = {
+    protocol.UNKNOWN_OP: PARSE_ERROR,
+    protocol.MAX_CONTROL_LINE_EXCEEDED: MAX_CONTROL_LINE,
+    protocol.MAX_PAYLOAD_VIOLATION: MAX_PAYLOAD,
+    protocol.AUTH_VIOLATION: AUTH_VIOLATION,
+}
+
+
+def decode_subject(b: bytes) -> str:
+    """Wire bytes to the str the subscription trie and internal callbacks use (round-trips any bytes)."""
+    return b.decode("utf-8", "surrogateescape")
+
+
+def encode_subject(s: str) -> bytes:
+    return s.encode("utf-8", "surrogateescape")
+
+
+def is_reserved_reply(reply: bytes) -> bool:
+    """Reply subjects only the server may use: service imports, JetStream acks, gateway replies."""
+    return (len(reply) > 3 and reply[:4] == b"_R_.") or (len(reply) > 8 and reply[:8] == b"$JS.ACK.") or (
+        len(reply) > 5 and reply[:5] == b"$GNR.")
+
+
+class Client(asyncio.Protocol):
+    """A client connection (nats-server's `client` of kind CLIENT)."""
+
+    def __init__(self, server: "Server"):
+        self.server = server
+        opts = server.options
+        self.cid = server.next_client_id()
+        self.account: "Account" = server.global_account
+        self.transport: asyncio.Transport | None = None
+        self.host = ""
+        self.port = 0
+        self.parser = protocol.Parser(opts.max_control_line, opts.max_payload,
+                                      expect_connect=server.auth_required)
+        self.max_pending = opts.max_pending
+        # CONNECT options; nats-server's defaults before any CONNECT is seen.
+        self.opts: dict = {"echo": True, "verbose": True, "pedantic": True, "protocol": 0, "headers": False,
+                           "no_responders": False, "name": "", "lang": "", "version": ""}
+        self.echo = True
+        self.verbose = True
+        self.pedantic = True
+        self.headers = False
+        self.no_responders = False
+        self.connect_received = False
+        self.first_pong_sent = False
+        self.user = ""                # the authenticated user's name, for logs and /connz
+        self.perms = None             # permissions object set by auth (see docs/architecture.md)
+        self.subs: dict[bytes, Subscription] = {}
+        self.out: list[bytes] = []
+        self.dirty = False
+        self.closed = False
+        self.close_reason = ""
+        # Statistics, nats-server's names.
+        self.in_msgs = self.out_msgs = self.in_bytes = self.out_bytes = 0
+        self.start = time.time()
+        self._start_mono = time.monotonic()
+        self.last_activity = self.start
+        self.last_in = time.monotonic()
+        self.rtt = 0.0
+        self._ping_sent_at = 0.0
+        self.pings_out = 0
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._auth_timer: asyncio.TimerHandle | None = None
+        self.label = f"cid:{self.cid}"
+
+    # -- connection life cycle --------------------------------------------------------------------------
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername") or ("", 0)
+        self.host, self.port = peer[0], peer[1]
+        self.label = f"{self.host}:{self.port} - cid:{self.cid}"
+        srv = self.server
+        opts = srv.options
+        transport.set_write_buffer_limits(high=max(opts.max_pending, 64 * 1024))
+        srv.debug(f"{self.label} - Client connection created")
+        if len(srv.clients) >= opts.max_connections:
+            self.out.append(b"-ERR 'maximum connections exceeded'\r\n")
+            srv.error(f"{self.label} - maximum connections exceeded")
+            self.close(MAX_CONNECTIONS)
+            return
+        srv.add_client(self)
+        transport.write(srv.info_json(self))
+        loop = srv.loop
+        if srv.auth_required:
+            self._auth_timer = loop.call_later(opts.auth_timeout, self._auth_timeout)
+        self._ping_timer = loop.call_later(opts.ping_interval, self._ping_timer_fired)
+
+    def connection_lost(self, exc) -> None:
+        if not self.closed:
+            self.close(CLIENT_CLOSED if exc is None else "Read Error", flush=False)
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        # Pending bytes are accounted for explicitly (max_pending); asyncio's flow control has nothing to add.
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+    # -- reading -----------------------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        srv = self.server
+        try:
+            self._process(data)
+        except ProtocolError as e:
+            self._protocol_error(e)
+        srv.flush()
+
+    def _process(self, data: bytes) -> None:
+        srv = self.server
+        account = self.account
+        route = srv.route
+        out = self.out
+        n_in = in_bytes = 0
+        try:
+            for op in self.parser.feed(data):
+                kind = op[0]
+                if kind == 1:  # PUB
+                    payload = op[4]
+                    n_in += 1
+                    in_bytes += len(payload) - 2
+                    subject = op[1]
+                    reply = op[2]
+                    if self.pedantic and not is_valid_literal_subject(decode_subject(subject)):
+                        out.append(b"-ERR 'Invalid Publish Subject'\r\n")
+                    if (self.perms is not None or reply) and not self._may_publish(subject, reply):
+                        continue
+                    if self.verbose:
+                        out.append(OK)
+                    if not route(account, self, subject, reply, None, op[3], 0, payload) and reply \
+                            and self.no_responders:
+                        self._no_responders(subject, reply)
+                elif kind == 2:  # HPUB
+                    payload = op[6]
+                    n_in += 1
+                    in_bytes += len(payload) - 2
+                    subject = op[1]
+                    reply = op[2]
+                    if self.pedantic and not is_valid_literal_subject(decode_subject(subject)):
+                        out.append(b"-ERR 'Invalid Publish Subject'\r\n")
+                    if (self.perms is not None or reply) and not self._may_publish(subject, reply):
+                        continue
+                    if self.verbose:
+                        out.append(OK)
+                    if op[5] == 0:
+                        # An empty header block is a plain message (nats-server delivers it as MSG).
+                        delivered = route(account, self, subject, reply, None, op[4], 0, payload)
+                    else:
+                        delivered = route(account, self, subject, reply, op[3], op[4], op[5], payload)
+                    if not delivered and reply and self.no_responders:
+                        self._no_responders(subject, reply)
+                elif kind == 3:
+                    self._sub(op[1], op[2], op[3])
+                    self.last_in = time.monotonic()
+                elif kind == 4:
+                    self._unsub(op[1], op[2])
+                    self.last_in = time.monotonic()
+                elif kind == 5:
+                    self._ping()
+                elif kind == 6:
+                    self._pong()
+                elif kind == 7:
+                    self._connect(op[1])
+                    account = self.account
+                elif kind == 8:
+                    self._info(op[1])
+                elif kind == 10:
+                    srv.error(f"{self.label} - Client Error {op[1].decode('utf-8', 'replace')}")
+                    self.close(PARSE_ERROR)
+                elif kind == 11:
+                    n_in += 1
+                    if self.verbose:
+                        out.append(OK)
+                # kind 9 (+OK from a client) needs nothing.
+                if self.closed:
+                    break
+        finally:
+            if n_in:
+                self.in_msgs += n_in
+                self.in_bytes += in_bytes
+                account.in_msgs += n_in
+                account.in_bytes += in_bytes
+                srv.in_msgs += n_in
+                srv.in_bytes += in_bytes
+                self.last_in = time.monotonic()
+                self.last_activity = time.time()
+            if out and not self.dirty and not self.closed:
+                self.dirty = True
+                srv.dirty.append(self)
+
+    def _may_publish(self, subject: bytes, reply: bytes | None) -> bool:
+        perms = self.perms
+        if perms is not None and not perms.can_publish(decode_subject(subject)):
+            self.send_err(f'Permissions Violation for Publish to "{decode_subject(subject)}"')
+            self.server.error(f'{self.label} - Publish Violation - Subject "{decode_subject(subject)}"')
+            return False
+        if reply and is_reserved_reply(reply):
+            self.send_err(f'Permissions Violation for Publish with Reply of "{decode_subject(reply)}"')
+            self.server.error(f'{self.label} - Publish Violation - Reply "{decode_subject(reply)}"')
+            return False
+        return True
+
+    def _no_responders(self, subject: bytes, reply: bytes) -> None:
+        result = self.account.sublist.match(decode_subject(reply))
+        for sub in result.psubs:
+            if sub.client is self:
+                hdr_len = 32 + len(subject)
+                self.out.append(b"HMSG %s %s %d %d\r\nNATS/1.0 503\r\nNats-Subject: %s\r\n\r\n\r\n"
+                                % (reply, sub.sid, hdr_len, hdr_len, subject))
+                return
+
+    def _protocol_error(self, e: ProtocolError) -> None:
+        srv = self.server
+        if e.err is not None:
+            self.out.append(b"-ERR '%s'\r\n" % e.err.encode())
+        if e.err == protocol.AUTH_VIOLATION:
+            srv.error(f"{self.label} - Authorization Violation")
+        elif e.err == protocol.MAX_PAYLOAD_VIOLATION:
+            srv.error(f"{self.label} - {e}")
+        else:
+            srv.error(f"{self.label} - {e}")
+        self.close(_ERR_CLOSE_REASON.get(e.err, PROTOCOL_VIOLATION))
+
+    # -- operations --------------------------------------------------------------------------------------
+    def _connect(self, arg: bytes) -> None:
+        srv = self.server
+        try:
+            if not arg.strip():
+                raise ValueError("unexpected end of JSON input")
+            obj = json.loads(arg)
+            if obj is not None and not isinstance(obj, dict):
+                raise ValueError("cannot unmarshal into ClientOpts")
+            for key, value in (obj or {}).items():
+                k = key.lower()
+                if value is None:
+                    continue
+                if k in _BOOL_FIELDS:
+                    if not isinstance(value, bool):
+                        raise ValueError(f"cannot unmarshal {type(value).__name__} into field {k} of type bool")
+                elif k in _STR_FIELDS:
+                    if not isinstance(value, str):
+                        raise ValueError(f"cannot unmarshal {type(value).__name__} into field {k} of type string")
+                elif k in _INT_FIELDS:
+                    if not isinstance(value, int) or isinstance(value, bool):
+                        raise ValueError(f"cannot unmarshal {value!r} into field {k} of type int")
+                self.opts[k] = value
+        except ValueError as e:
+            srv.error(f"{self.label} - {e}")
+            self.close(PROTOCOL_VIOLATION)
+            return
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+        first = not self.connect_received
+        self.connect_received = True
+        opts = self.opts
+        self.rtt = time.monotonic() - self._start_mono
+        self._set_first_ping_timer()
+        self.echo = opts["echo"]
+        self.verbose = opts["verbose"]
+        self.pedantic = opts["pedantic"]
+        self.headers = bool(opts.get("headers"))
+        self.no_responders = bool(opts.get("no_responders"))
+        self.parser.headers = self.headers
+        if not first:
+            # A second CONNECT may move the client to another account: nats-server drops its subscriptions.
+            self.clear_subscriptions()
+        if not srv.authenticate(self, opts) or opts.get("account") or opts.get("new_account"):
+            self.auth_violation()
+            return
+        self.parser.expect_connect = False
+        if first:
+            parts = []
+            if opts.get("version"):
+                parts.append(f"v{opts['version']}")
+            if opts.get("lang"):
+                parts.append(opts["lang"])
+            if opts.get("name"):
+                parts.append(opts["name"])
+            if parts:
+                self.label = f'{self.host}:{self.port} - cid:{self.cid} - "{":".join(parts)}"'
+        proto = opts.get("protocol", 0)
+        if proto < 0 or proto > 1:
+            self.send_err("invalid client protocol")
+            self.close(BAD_CLIENT_PROTOCOL)
+            return
+        if self.no_responders and not self.headers:
+            self.send_err("no responders requires headers support")
+            self.close(NO_RESPONDERS_NEEDS_HEADERS)
+            return
+        if self.verbose:
+            self.out.append(OK)
+
+    def _info(self, arg: bytes) -> None:
+        try:
+            if not arg.strip():
+                raise ValueError("unexpected end of JSON input")
+            obj = json.loads(arg)
+            if obj is not None and not isinstance(obj, dict):
+                raise ValueError("cannot unmarshal INFO")
+        except ValueError as e:
+            self.server.error(f"{self.label} - {e}")
+            self.close(PROTOCOL_VIOLATION)
+
+    def _sub(self, subject_b: bytes, queue_b: bytes | None, sid: bytes) -> None:
+        srv = self.server
+        subject = decode_subject(subject_b)
+        queue = decode_subject(queue_b) if queue_b is not None else None
+        perms = self.perms
+        if queue is not None:
+            if (perms is not None and not perms.can_subscribe(subject, queue)) or queue == SYS_GROUP:
+                self.send_err(f'Permissions Violation for Subscription to "{subject}" using queue "{queue}"')
+                srv.error(f'{self.label} - Subscription Violation - Subject "{subject}", Queue: "{queue}", '
+                          f'SID {sid.decode("utf-8", "replace")}')
+                return
+        elif perms is not None and not perms.can_subscribe(subject, None):
+            self.send_err(f'Permissions Violation for Subscription to "{subject}"')
+            srv.error(f'{self.label} - Subscription Violation - Subject "{subject}", SID {sid.decode("utf-8", "replace")}')
+            return
+        max_subs = srv.options.max_subscriptions
+        if max_subs > 0 and len(self.subs) >= max_subs:
+            srv.error(f"{self.label} - maximum subscriptions exceeded")
+            self.send_err("maximum subscriptions exceeded")
+            return
+        if sid not in self.subs:
+            sub = Subscription(self, subject, queue, sid, account=self.account)
+            try:
+                self.account.sublist.insert(sub)
+            except InvalidSubject:
+                self.send_err("Invalid Subject")
+                return
+            self.subs[sid] = sub
+        if self.verbose:
+            self.out.append(OK)
+
+    def _unsub(self, sid: bytes, max_msgs: int) -> None:
+        sub = self.subs.get(sid)
+        if sub is not None:
+            if max_msgs > 0 and max_msgs > sub.delivered:
+                sub.max = max_msgs
+            else:
+                sub.max = 0
+                self.remove_subscription(sub)
+        if self.verbose:
+            self.out.append(OK)
+
+    def remove_subscription(self, sub: Subscription) -> None:
+        if self.subs.get(sub.sid) is sub:
+            del self.subs[sub.sid]
+        if not sub.closed:
+            sub.closed = True
+            (sub.account or self.account).sublist.remove(sub)
+
+    def clear_subscriptions(self) -> None:
+        subs = list(self.subs.values())
+        self.subs.clear()
+        for sub in subs:
+            if not sub.closed:
+                sub.closed = True
+                (sub.account or self.account).sublist.remove(sub)
+
+    def _ping(self) -> None:
+        self.out.append(PONG)
+        self.last_in = time.monotonic()
+        if self.connect_received and not self.first_pong_sent:
+            self.first_pong_sent = True
+            if self.opts.get("protocol", 0) >= 1:
+                self.out.append(self.server.info_json(self, connect_info=True))
+
+    def _pong(self) -> None:
+        self.pings_out = 0
+        if self._ping_sent_at:
+            self.rtt = time.monotonic() - self._ping_sent_at
+
+    # -- timers ------------------------------------------------------------------------------------------
+    def _set_first_ping_timer(self) -> None:
+        # nats-server sends the first PING to a client sooner (2s, +up to 20%) to learn its RTT early.
+        interval = self.server.options.ping_interval
+        d = min(interval, 2.0)
+        d += random.random() * d / 5
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+        self._ping_timer = self.server.loop.call_later(d, self._ping_timer_fired)
+
+    def _ping_timer_fired(self) -> None:
+        self._ping_timer = None
+        if self.closed:
+            return
+        srv = self.server
+        opts = srv.options
+        now = time.monotonic()
+        need_rtt = self.rtt == 0 or now - self._ping_sent_at > 3600
+        if now - self.last_in < opts.ping_interval and not need_rtt:
+            srv.debug(f"{self.label} - Delaying PING due to client activity {now - self.last_in:.0f}s ago")
+        else:
+            if self.pings_out + 1 > opts.max_pings_out:
+                srv.debug(f"{self.label} - Stale Client Connection - Closing")
+                srv.stale_connections += 1
+                self.out.append(b"-ERR 'Stale Connection'\r\n")
+                self.close(STALE_CONNECTION)
+                return
+            self._ping_sent_at = now
+            self.pings_out += 1
+            self.send(PING)
+        self._ping_timer = srv.loop.call_later(opts.ping_interval, self._ping_timer_fired)
+
+    def _auth_timeout(self) -> None:
+        self._auth_timer = None
+        if self.closed or self.connect_received:
+            return
+        self.send_err("Authentication Timeout")
+        self.server.debug(f"{self.label} - Authentication Timeout")
+        self.close(AUTH_TIMEOUT)
+
+    # -- writing -----------------------------------------------------------------------------------------
+    def send_err(self, text: str) -> None:
+        self.queue(b"-ERR '%s'\r\n" % text.encode("utf-8", "surrogateescape"))
+
+    def queue(self, data: bytes) -> None:
+        """Queue bytes for this client; they go out with the next flush (end of the current read)."""
+        if self.closed:
+            return
+        self.out.append(data)
+        if not self.dirty:
+            self.dirty = True
+            self.server.dirty.append(self)
+
+    def send(self, data: bytes) -> None:
+        """Queue and write now (timers, internal events outside a read)."""
+        self.queue(data)
+        self.server.flush()
+
+    def flush(self) -> None:
+        self.dirty = False
+        out = self.out
+        if not out:
+            return
+        transport = self.transport
+        if transport is None or self.closed:
+            out.clear()
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        transport.write(data)
+        if transport.get_write_buffer_size() > self.max_pending:
+            self._slow_consumer()
+
+    def _slow_consumer(self) -> None:
+        srv = self.server
+        srv.slow_consumers += 1
+        self.account.slow_consumers += 1
+        srv.notice(f"{self.label} - Slow Consumer Detected: MaxPending of {self.max_pending} Exceeded")
+        self.close(SLOW_CONSUMER, flush=False)
+
+    def auth_violation(self) -> None:
+        srv = self.server
+        if self.opts.get("user"):
+            srv.error(f"{self.label} - authentication error - {self.opts['user']}")
+        else:
+            srv.error(f"{self.label} - authentication error")
+        self.send_err("Authorization Violation")
+        self.close(AUTH_VIOLATION)
+
+    def close(self, reason: str, flush: bool = True) -> None:
+        """Close the connection: drop its subscriptions, write what is queued (unless `flush` is False)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        for timer in (self._ping_timer, self._auth_timer):
+            if timer is not None:
+                timer.cancel()
+        self._ping_timer = self._auth_timer = None
+        self.clear_subscriptions()
+        srv = self.server
+        srv.remove_client(self)
+        transport = self.transport
+        if transport is not None:
+            if flush and self.out:
+                transport.write(b"".join(self.out))
+            self.out.clear()
+            if flush:
+                transport.close()
+            else:
+                transport.abort()
+        srv.debug(f"{self.label} - Client connection closed: {reason}")
+
+    # -- introspection -----------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.opts.get("name") or ""
+
+    @property
+    def pending_bytes(self) -> int:
+        t = self.transport
+        return (t.get_write_buffer_size() if t is not None else 0) + sum(len(b) for b in self.out)
+
+    def __repr__(self) -> str:
+        return f"<Client {self.label}>"

@@ -1,0 +1,474 @@
+"""HTTP monitoring (`-m`): /varz, /connz, /subsz, /healthz, /jsz, with nats-server's field names and formats.
+
+A small HTTP/1.1 responder on the server's own event loop; each request is answered from the server's live
+state and the connection is closed. Times are RFC 3339 in UTC, durations in Go's notation, as nats-server.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as _dt
+import json
+import os
+import platform
+import resource
+import time
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
+
+from embedded_server import PROTOCOL_VERSION
+
+if TYPE_CHECKING:
+    from embedded_server.client import Client
+    from embedded_server.server import Server
+
+MAX_CLOSED_CLIENTS = 10000
+DEFAULT_LIST_SIZE = 1024
+_NS = 1_000_000_000
+
+
+class BadRequest(Exception):
+    pass
+
+
+def rfc3339(ts: float) -> str:
+    """A Unix time as Go marshals time.Time in UTC: 2026-11-26T04:19:17.206489Z."""
+    d = _dt.datetime.fromtimestamp(ts, _dt.timezone.utc)
+    frac = f"{d.microsecond:06d}".rstrip("0")
+    return d.strftime("%Y-%m-%dT%H:%M:%S") + (f".{frac}" if frac else "") + "Z"
+
+
+def go_duration(seconds: float) -> str:
+    """Go's time.Duration.String(): 1h2m3.5s, 250ms, 243µs, 0s."""
+    ns = int(round(seconds * _NS))
+    if ns == 0:
+        return "0s"
+    sign = "-" if ns < 0 else ""
+    ns = abs(ns)
+    if ns < 1000:
+        return f"{sign}{ns}ns"
+    if ns < 1_000_000:
+        return f"{sign}{_trim(ns / 1000)}µs"
+    if ns < _NS:
+        return f"{sign}{_trim(ns / 1_000_000)}ms"
+    out = ""
+    hours, rem = divmod(ns, 3600 * _NS)
+    minutes, rem = divmod(rem, 60 * _NS)
+    if hours:
+        out += f"{hours}h"
+    if hours or minutes:
+        out += f"{minutes}m"
+    return f"{sign}{out}{_trim(rem / _NS)}s"
+
+
+def _trim(x: float) -> str:
+    text = f"{x:.9f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def uptime(seconds: float) -> str:
+    """nats-server's myUptime: 1y2d3h4m5s, with the leading zero units left out."""
+    secs = int(seconds)
+    mins, hrs, days = secs // 60, secs // 3600, secs // 86400
+    years = days // 365
+    if years:
+        return f"{years}y{days % 365}d{hrs % 24}h{mins % 60}m{secs % 60}s"
+    if days:
+        return f"{days}d{hrs % 24}h{mins % 60}m{secs % 60}s"
+    if hrs:
+        return f"{hrs}h{mins % 60}m{secs % 60}s"
+    if mins:
+        return f"{mins}m{secs % 60}s"
+    return f"{secs}s"
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+_SORTS = {
+    "cid": lambda c: c["cid"], "start": lambda c: c["start_ts"], "subs": lambda c: -c["subscriptions"],
+    "pending": lambda c: -c["pending_bytes"], "msgs_to": lambda c: -c["out_msgs"],
+    "msgs_from": lambda c: -c["in_msgs"], "bytes_to": lambda c: -c["out_bytes"],
+    "bytes_from": lambda c: -c["in_bytes"], "last": lambda c: -c["last_ts"], "idle": lambda c: c["last_ts"],
+    "uptime": lambda c: c["start_ts"], "stop": lambda c: -c.get("stop_ts", 0), "reason": lambda c: c.get("reason", ""),
+    "rtt": lambda c: -c["rtt_s"],
+}
+
+
+class Monitor:
+    """The monitoring endpoint of one server."""
+
+    def __init__(self, server: "Server"):
+        self.server = server
+        self.closed = collections.deque(maxlen=MAX_CLOSED_CLIENTS)
+        self.req_stats: dict[str, int] = {}
+        self._http: asyncio.AbstractServer | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        srv = self.server
+        opts = srv.options
+        host = opts.monitor_host
+        port = 0 if opts.http_port == -1 else opts.http_port
+        from embedded_server.server import StartError, join_host_port
+        try:
+            self._http = await asyncio.start_server(self._handle, host, port, reuse_address=True)
+        except OSError as e:
+            raise StartError(f"Can't start monitoring: can't listen to the monitor port: listen tcp "
+                             f"{join_host_port(host, port)}: {(e.strerror or str(e)).lower()}") from None
+        self.port = self._http.sockets[0].getsockname()[1]
+        srv.http_port = self.port
+        srv.notice(f"Starting http monitor on {join_host_port(host, self.port)}")
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
+    def closed_client(self, client: "Client") -> None:
+        info = self.conn_info(client, subs=False, detail=False)
+        info["stop_ts"] = time.time()
+        info["stop"] = rfc3339(info["stop_ts"])
+        info["reason"] = client.close_reason
+        info["subs_snapshot"] = [(s.subject, s.queue, s.sid, s.delivered, client.cid) for s in client.subs.values()]
+        self.closed.append(info)
+
+    # -- HTTP ---------------------------------------------------------------------------------------------
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+            parts = request_line.split()
+            if len(parts) < 2:
+                raise BadRequest("malformed request line")
+            method, target = parts[0], parts[1]
+            status, ctype, body = self.respond(method, target)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError, ConnectionError):
+            writer.close()
+            return
+        except BadRequest as e:
+            status, ctype, body = 400, "text/plain; charset=utf-8", str(e).encode()
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+                  503: "Service Unavailable"}.get(status, "OK")
+        headers = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                   f"Access-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n")
+        try:
+            writer.write(headers.encode() + body)
+            await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    def respond(self, method: str, target: str) -> tuple[int, str, bytes]:
+        url = urlsplit(target)
+        path = url.path.rstrip("/") or "/"
+        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        handlers = {"/varz": self.varz, "/connz": self.connz, "/subsz": self.subsz, "/subscriptionsz": self.subsz,
+                    "/healthz": self.healthz, "/jsz": self.jsz, "/accountz": self.accountz}
+        if path == "/":
+            self._count("/")
+            return 200, "text/html; charset=utf-8", self.index()
+        handler = handlers.get(path)
+        if handler is None:
+            return 404, "text/plain; charset=utf-8", b"404 page not found\n"
+        self._count(path)
+        status, doc = handler(query)
+        if path == "/healthz":
+            body = json.dumps(doc, separators=(",", ":")).encode()
+        else:
+            body = json.dumps(doc, indent=2, ensure_ascii=False).encode()
+        callback = query.get("callback")
+        if callback:
+            return status, "application/javascript", f"{callback}(".encode() + body + b")"
+        return status, "application/json", body
+
+    def _count(self, path: str) -> None:
+        self.req_stats[path] = self.req_stats.get(path, 0) + 1
+
+    def index(self) -> bytes:
+        links = "".join(f'<a href=.{p}>{label}<span class="endpoint"> {p}</span></a>\n'
+                        for p, label in (("/varz", "General"), ("/jsz", "JetStream"), ("/connz", "Connections"),
+                                         ("/accountz", "Accounts"), ("/subsz", "Subscriptions"),
+                                         ("/healthz", "Health Probe")))
+        return (f"<html lang=\"en\"><head><title>pynats-server</title></head><body>\n"
+                f"<h3>pynats-server (NATS {PROTOCOL_VERSION})</h3>\n{links}</body></html>\n").encode()
+
+    # -- documents ----------------------------------------------------------------------------------------
+    def varz(self, query: dict) -> tuple[int, dict]:
+        srv = self.server
+        opts = srv.options
+        now = time.time()
+        cpu = resource.getrusage(resource.RUSAGE_SELF)
+        jetstream: dict = {}
+        if srv.jetstream is not None and hasattr(srv.jetstream, "varz"):
+            jetstream = srv.jetstream.varz()
+        doc = {
+            "server_id": srv.server_id,
+            "server_name": srv.server_name,
+            "version": PROTOCOL_VERSION,
+            "proto": 1,
+            "go": f"python{platform.python_version()}",
+            "host": opts.host,
+            "port": srv.port,
+        }
+        if srv.auth_required:
+            doc["auth_required"] = True
+        doc.update({
+            "max_connections": opts.max_connections,
+            "ping_interval": int(opts.ping_interval * _NS),
+            "ping_max": opts.max_pings_out,
+            "http_host": opts.monitor_host,
+            "http_port": opts.http_port,
+            "http_base_path": "",
+            "https_port": 0,
+            "auth_timeout": opts.auth_timeout,
+            "max_control_line": opts.max_control_line,
+            "max_payload": opts.max_payload,
+            "max_pending": opts.max_pending,
+            "cluster": {}, "gateway": {}, "leaf": {}, "mqtt": {}, "websocket": {},
+            "jetstream": jetstream,
+            "tls_timeout": 2,
+            "write_deadline": int(opts.write_deadline * _NS),
+            "start": rfc3339(srv.start_time),
+            "now": rfc3339(now),
+            "uptime": uptime(now - srv.start_time),
+            "mem": _rss_bytes(),
+            "cores": os.cpu_count() or 1,
+            "gomaxprocs": 1,
+            "cpu": round(100.0 * (cpu.ru_utime + cpu.ru_stime) / max(now - srv.start_time, 1e-9), 2),
+            "connections": len(srv.clients),
+            "total_connections": srv.total_connections,
+            "routes": 0,
+            "remotes": 0,
+            "leafnodes": 0,
+            "in_msgs": srv.in_msgs,
+            "in_bytes": srv.in_bytes,
+            "in_client_msgs": srv.in_msgs,
+            "in_client_bytes": srv.in_bytes,
+            "out_msgs": srv.out_msgs,
+            "out_bytes": srv.out_bytes,
+            "out_client_msgs": srv.out_msgs,
+            "out_client_bytes": srv.out_bytes,
+            "slow_consumers": srv.slow_consumers,
+            "stale_connections": srv.stale_connections,
+            "stalled_clients": 0,
+            "subscriptions": srv.num_subscriptions,
+            "http_req_stats": dict(self.req_stats),
+            "config_load_time": rfc3339(srv.config_load_time),
+            "config_digest": "",
+            "slow_consumer_stats": {"clients": srv.slow_consumers, "routes": 0, "gateways": 0, "leafs": 0},
+            "stale_connection_stats": {"clients": srv.stale_connections, "routes": 0, "gateways": 0, "leafs": 0},
+        })
+        return 200, doc
+
+    def conn_info(self, c: "Client", subs: bool, detail: bool, auth: bool = False) -> dict:
+        now = time.time()
+        info = {
+            "cid": c.cid,
+            "kind": "Client",
+            "type": "nats",
+            "ip": c.host,
+            "port": c.port,
+            "start": rfc3339(c.start),
+            "last_activity": rfc3339(c.last_activity),
+            "rtt": go_duration(c.rtt),
+            "uptime": uptime(now - c.start),
+            "idle": uptime(now - c.last_activity),
+            "pending_bytes": c.pending_bytes,
+            "in_msgs": c.in_msgs,
+            "out_msgs": c.out_msgs,
+            "in_bytes": c.in_bytes,
+            "out_bytes": c.out_bytes,
+            "subscriptions": len(c.subs),
+        }
+        for key in ("name", "lang", "version"):
+            if c.opts.get(key):
+                info[key] = c.opts[key]
+        if auth and c.user:
+            info["authorized_user"] = c.user
+        if auth and c.account is not None:
+            info["account"] = c.account.name
+        if subs and c.subs:
+            info["subscriptions_list"] = [s.subject for s in c.subs.values()]
+        if detail and c.subs:
+            info["subscriptions_list_detail"] = [_sub_detail(s.subject, s.queue, s.sid, s.delivered, c.cid)
+                                                 for s in c.subs.values()]
+        # Sort keys, removed before the document is sent.
+        info["start_ts"] = c.start
+        info["last_ts"] = c.last_activity
+        info["rtt_s"] = c.rtt
+        return info
+
+    def connz(self, q: dict) -> tuple[int, dict]:
+        srv = self.server
+        sort = q.get("sort", "") or "cid"
+        auth = _bool(q, "auth")
+        detail = q.get("subs", "").lower() == "detail"
+        subs = False if detail else _bool(q, "subs")
+        offset = _int(q, "offset")
+        limit = _int(q, "limit") or DEFAULT_LIST_SIZE
+        cid = _int(q, "cid")
+        state = (q.get("state") or "open").lower()
+        if state not in ("open", "closed", "any", "all"):
+            raise BadRequest(f"Error decoding state for {q.get('state')}")
+        if sort not in _SORTS:
+            raise BadRequest(f"Invalid sorting option: {sort}")
+        if sort in ("stop", "reason") and state == "open":
+            raise BadRequest(f"Sort by {sort} only valid on closed connections")
+        user = q.get("user", "")
+        acc = q.get("acc", "")
+        conns: list[dict] = []
+        if state in ("open", "any", "all"):
+            conns += [self.conn_info(c, subs, detail, auth) for c in srv.clients.values()]
+        if state in ("closed", "any", "all"):
+            for closed in self.closed:
+                info = dict(closed)
+                snapshot = info.pop("subs_snapshot", [])
+                if subs and snapshot:
+                    info["subscriptions_list"] = [s[0] for s in snapshot]
+                if detail and snapshot:
+                    info["subscriptions_list_detail"] = [_sub_detail(*s) for s in snapshot]
+                conns.append(info)
+        if cid:
+            conns = [c for c in conns if c["cid"] == cid]
+        if user:
+            conns = [c for c in conns if c.get("authorized_user") == user]
+        if acc:
+            conns = [c for c in conns if c.get("account", "$G") == acc]
+        conns.sort(key=_SORTS[sort])
+        total = len(conns)
+        page = conns[offset:offset + limit]
+        for c in page:
+            for key in ("start_ts", "last_ts", "rtt_s", "stop_ts", "subs_snapshot"):
+                c.pop(key, None)
+        return 200, {
+            "server_id": srv.server_id,
+            "now": rfc3339(time.time()),
+            "num_connections": len(page),
+            "total": total,
+            "offset": offset,
+            "limit": limit,
+            "connections": page,
+        }
+
+    def subsz(self, q: dict) -> tuple[int, dict]:
+        srv = self.server
+        subs = _bool(q, "subs")
+        offset = _int(q, "offset")
+        limit = _int(q, "limit") or DEFAULT_LIST_SIZE
+        test = q.get("test", "")
+        acc_name = q.get("acc", "")
+        if test:
+            from embedded_server.subjects import is_valid_publish_subject
+            if not is_valid_publish_subject(test):
+                raise BadRequest(f"Invalid test subject, must be valid publish subject: {test}")
+        accounts = [srv.accounts[acc_name]] if acc_name in srv.accounts else (
+            [] if acc_name else list(srv.accounts.values()))
+        stats = {"num_subscriptions": 0, "num_cache": 0, "num_inserts": 0, "num_removes": 0, "num_matches": 0,
+                 "cache_hit_rate": 0.0, "max_fanout": 0, "avg_fanout": 0.0}
+        hits = 0
+        fanouts = 0.0
+        for acc in accounts:
+            st = acc.sublist.stats()
+            for key in ("num_subscriptions", "num_cache", "num_inserts", "num_removes", "num_matches"):
+                stats[key] += st[key]
+            hits += acc.sublist.cache_hits
+            stats["max_fanout"] = max(stats["max_fanout"], st["max_fanout"])
+            fanouts += st["avg_fanout"] * st["num_cache"]
+        if stats["num_matches"]:
+            stats["cache_hit_rate"] = hits / stats["num_matches"]
+        if stats["num_cache"]:
+            stats["avg_fanout"] = fanouts / stats["num_cache"]
+        doc = {"server_id": srv.server_id, "now": rfc3339(time.time()), **stats}
+        details = []
+        if subs or test:
+            for acc in accounts:
+                for s in acc.sublist.all():
+                    if test:
+                        from embedded_server.subjects import matches
+                        if not matches(s.subject, test):
+                            continue
+                    d = {"account": acc.name, "account_tag": acc.name, "subject": s.subject}
+                    if s.queue:
+                        d["qgroup"] = s.queue
+                    d["sid"] = s.sid.decode("utf-8", "replace") if s.client is not None else ""
+                    d["msgs"] = s.delivered
+                    d["cid"] = s.client.cid if s.client is not None else 0
+                    details.append(d)
+        doc["total"] = len(details)
+        doc["offset"] = offset
+        doc["limit"] = limit
+        if subs or test:
+            page = details[offset:offset + limit]
+            if page:
+                doc["subscriptions_list"] = page
+        return 200, doc
+
+    def healthz(self, q: dict) -> tuple[int, dict]:
+        js = self.server.jetstream
+        if js is not None and hasattr(js, "healthz"):
+            return js.healthz(q)
+        if _bool(q, "js-enabled-only") and self.server.options.jetstream and js is None:
+            return 503, {"status": "unavailable", "status_code": 503, "error": "JetStream not enabled"}
+        return 200, {"status": "ok"}
+
+    def jsz(self, q: dict) -> tuple[int, dict]:
+        js = self.server.jetstream
+        if js is not None:
+            return 200, js.jsz(q) if _accepts_query(js.jsz) else js.jsz()
+        srv = self.server
+        return 200, {"server_id": srv.server_id, "now": rfc3339(time.time()), "disabled": True,
+                     "config": {"max_memory": 0, "max_storage": 0}, "memory": 0, "storage": 0,
+                     "reserved_memory": 0, "reserved_storage": 0, "accounts": 0, "ha_assets": 0,
+                     "api": {"level": 0, "total": 0, "errors": 0}}
+
+    def accountz(self, q: dict) -> tuple[int, dict]:
+        srv = self.server
+        return 200, {"server_id": srv.server_id, "now": rfc3339(time.time()), "system_account": "",
+                     "accounts": sorted(srv.accounts)}
+
+
+def _sub_detail(subject: str, queue, sid: bytes, msgs: int, cid: int) -> dict:
+    d = {"subject": subject}
+    if queue:
+        d["qgroup"] = queue
+    d["sid"] = sid.decode("utf-8", "replace")
+    d["msgs"] = msgs
+    d["cid"] = cid
+    return d
+
+
+def _bool(q: dict, name: str) -> bool:
+    text = q.get(name, "")
+    if text == "":
+        return False
+    low = text.lower()
+    if low in ("1", "t", "true"):
+        return True
+    if low in ("0", "f", "false"):
+        return False
+    raise BadRequest(f"Error decoding boolean for '{name}': strconv.ParseBool: parsing \"{text}\": invalid syntax")
+
+
+def _int(q: dict, name: str) -> int:
+    text = q.get(name, "")
+    if text == "":
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise BadRequest(f"Error decoding int for '{name}': strconv.Atoi: parsing \"{text}\": invalid syntax") from None
+
+
+def _accepts_query(fn) -> bool:
+    import inspect
+    try:
+        return len(inspect.signature(fn).parameters) >= 1
+    except (TypeError, ValueError):
+        return False

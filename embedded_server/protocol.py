@@ -1,0 +1,368 @@
+"""The client protocol parser: bytes in, operations out. No sockets, no asyncio (sans-IO, like h11).
+
+`Parser.feed(data)` is a generator of operation tuples; a malformed stream raises `ProtocolError` at the point
+nats-server would stop, after yielding every operation before it. Operations are produced lazily, so the caller
+can change the parser's settings (CONNECT received, headers on) between two operations of the same read.
+The accepted syntax follows nats-server's parser.go: case-insensitive verbs, spaces or tabs between arguments,
+`\\r\\n` or `\\n` line ends, the control-line and payload limits checked before any payload is buffered.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+# Operation codes: the first element of each tuple `feed` yields.
+PUB = 1       # (PUB, subject, reply|None, size_bytes, payload+b"\r\n")
+HPUB = 2      # (HPUB, subject, reply|None, hdr_size_bytes, total_size_bytes, hdr_len, headers+payload+b"\r\n")
+SUB = 3       # (SUB, subject, queue|None, sid)
+UNSUB = 4     # (UNSUB, sid, max)             max is -1 when absent or not a number
+PING = 5      # (PING,)
+PONG = 6      # (PONG,)
+CONNECT = 7   # (CONNECT, json_bytes)
+INFO = 8      # (INFO, json_bytes)
+OK = 9        # (OK,)
+ERR = 10      # (ERR, text_bytes)             a client sending -ERR: nats-server closes the connection
+HMSG = 11     # (HMSG,)                       a client sending HMSG: treated as an empty message to nowhere
+
+OP_NAMES = {PUB: "PUB", HPUB: "HPUB", SUB: "SUB", UNSUB: "UNSUB", PING: "PING", PONG: "PONG",
+            CONNECT: "CONNECT", INFO: "INFO", OK: "+OK", ERR: "-ERR", HMSG: "HMSG"}
+
+MAX_CONTROL_LINE = 4096
+MAX_PAYLOAD = 1024 * 1024
+
+# -ERR texts the parser can end a connection with (nats-server's exact words).
+UNKNOWN_OP = "Unknown Protocol Operation"
+MAX_CONTROL_LINE_EXCEEDED = "maximum control line exceeded"
+MAX_PAYLOAD_VIOLATION = "Maximum Payload Violation"
+AUTH_VIOLATION = "Authorization Violation"
+
+
+class ProtocolError(Exception):
+    """The stream cannot be parsed any further; the connection must close.
+
+    `err` is the text nats-server sends as `-ERR '<err>'` before closing, or None when it closes silently
+    (bad arguments, bad sizes, bad JSON). `str(self)` is the line for the server log.
+    """
+
+    def __init__(self, log: str, err: str | None = None):
+        super().__init__(log)
+        self.err = err
+
+
+# Verb table: how the verb is followed. SEP: needs a space or tab, then an argument line. OPT: the
+# argument may follow directly. REST: everything to the end of the line is ignored.
+_SEP, _OPT, _REST = 0, 1, 2
+_VERBS = (
+    (b"PUB", _SEP, PUB), (b"HPUB", _SEP, HPUB), (b"SUB", _SEP, SUB), (b"UNSUB", _SEP, UNSUB),
+    (b"PING", _REST, PING), (b"PONG", _REST, PONG), (b"CONNECT", _OPT, CONNECT), (b"INFO", _OPT, INFO),
+    (b"+OK", _REST, OK), (b"-ERR", _SEP, ERR), (b"HMSG", _SEP, HMSG),
+)
+_WAIT = -1  # the verb is incomplete: wait for more bytes
+
+
+def _verb(head: bytes):
+    """Match the verb at the start of `head` (already upper-cased): (verb, kind, op) or _WAIT, or an error index."""
+    for verb, kind, op in _VERBS:
+        n = len(verb)
+        if head[:n] == verb:
+            return verb, kind, op
+    for verb, kind, op in _VERBS:
+        if verb.startswith(head):
+            return _WAIT
+    # Index of the first byte that no verb accepts, as nats-server reports it.
+    for i in range(1, len(head) + 1):
+        if not any(v.startswith(head[:i]) for v, _, _ in _VERBS):
+            return i - 1
+    return 0
+
+
+def parse_size(b: bytes) -> int:
+    """nats-server's parseSize: 1 to 9 ASCII digits, else -1."""
+    if 0 < len(b) <= 9 and b.isdigit():
+        return int(b)
+    return -1
+
+
+def _split_pub_args(arg: bytes) -> list[bytes]:
+    # nats-server separates PUB/HPUB arguments by spaces and tabs only.
+    args = arg.split(b" ")
+    if b"" in args or b"\t" in arg:
+        args = [a for a in arg.replace(b"\t", b" ").split(b" ") if a]
+    return args
+
+
+def split_arg(arg: bytes) -> list[bytes]:
+    """nats-server's splitArg (SUB, UNSUB): separated by spaces, tabs, CR and LF."""
+    return [a for a in arg.replace(b"\t", b" ").replace(b"\r", b" ").split(b" ") if a]
+
+
+def _snippet(data: bytes) -> str:
+    return repr(data[:32])[1:]
+
+
+class Parser:
+    """Incremental parser of what a client sends.
+
+    Settings the connection may change between operations: `expect_connect` (auth pending: anything but CONNECT
+    first is an 'Authorization Violation'), `headers` (HPUB allowed), `max_payload`, `max_control_line`.
+    """
+
+    __slots__ = ("max_control_line", "max_payload", "expect_connect", "headers", "_buf", "_pending",
+                 "_chunks", "_have", "_failed")
+
+    def __init__(self, max_control_line: int = MAX_CONTROL_LINE, max_payload: int = MAX_PAYLOAD,
+                 expect_connect: bool = False, headers: bool = False):
+        self.max_control_line = max_control_line
+        self.max_payload = max_payload
+        self.expect_connect = expect_connect
+        self.headers = headers
+        self._buf = b""
+        self._pending: tuple | None = None   # an operation waiting for its payload
+        self._chunks: list[bytes] = []
+        self._have = 0
+        self._failed: ProtocolError | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held waiting for the rest of an operation (bounded by the limits)."""
+        return len(self._buf) + self._have
+
+    def feed(self, data: bytes) -> Iterator[tuple]:
+        if self._failed is not None:
+            raise self._failed
+        try:
+            yield from self._feed(data)
+        except ProtocolError as e:
+            self._failed = e
+            self._buf = b""
+            self._chunks = []
+            raise
+
+    def _feed(self, data: bytes) -> Iterator[tuple]:
+        pending = self._pending
+        if pending is not None:
+            # Waiting for a payload: collect chunks without re-joining until it is all here.
+            need = pending[-1]
+            self._chunks.append(data)
+            self._have += len(data)
+            if self._have < need:
+                if self._have > need - 2:
+                    self._check_trailer(b"".join(self._chunks), need - 2)
+                return
+            buf = b"".join(self._chunks)
+            self._chunks = []
+            self._have = 0
+            self._pending = None
+            if buf[need - 2:need] != b"\r\n":
+                raise ProtocolError(f"Client parser ERROR, state=MSG_END, i={need - 2}: proto={_snippet(buf[need - 2:])}",
+                                    UNKNOWN_OP)
+            yield self._complete(pending, buf[:need])
+            pos = need
+        else:
+            buf = self._buf + data if self._buf else data
+            self._buf = b""
+            pos = 0
+
+        end = len(buf)
+        find = buf.find
+        mcl = self.max_control_line
+        while pos < end:
+            if self.expect_connect and buf[pos] not in b"Cc":
+                raise ProtocolError("Authorization Violation", AUTH_VIOLATION)
+            nl = find(b"\n", pos)
+            if nl < 0:
+                self._partial(buf, pos)
+                return
+            # Fast path for the common, well-formed publish.
+            if buf[pos:pos + 4] == b"PUB ":
+                arg = buf[pos + 4:nl]
+                if arg[-1:] == b"\r":
+                    arg = arg[:-1]
+                elif b"\r" in arg:
+                    arg = arg[:-1]
+                if arg[:1] in b" \t":
+                    arg = arg.lstrip(b" \t")
+                if len(arg) > mcl:
+                    raise self._mcl_error(arg)
+                args = arg.split(b" ")
+                nargs = len(args)
+                if nargs == 2 and args[0] and args[1]:
+                    subject, reply, szb = args[0], None, args[1]
+                elif nargs == 3 and args[0] and args[1] and args[2]:
+                    subject, reply, szb = args
+                else:
+                    subject, reply, szb = self._pub_args(arg)
+                if 0 < len(szb) <= 9 and szb.isdigit():
+                    size = int(szb)
+                else:
+                    raise ProtocolError(f"processPub Bad or Missing Size: {arg!r}")
+                if size > self.max_payload:
+                    raise ProtocolError(f"Maximum Payload Violation: {size} vs {self.max_payload}",
+                                        MAX_PAYLOAD_VIOLATION)
+                start = nl + 1
+                stop = start + size
+                if stop + 2 <= end:
+                    if buf[stop:stop + 2] != b"\r\n":
+                        raise ProtocolError(
+                            f"Client parser ERROR, state=MSG_END, i={stop}: proto={_snippet(buf[stop:])}", UNKNOWN_OP)
+                    pos = stop + 2
+                    yield (PUB, subject, reply, szb, buf[start:pos])
+                    continue
+                self._wait_payload((PUB, subject, reply, szb, size + 2), buf, start)
+                return
+            pos = yield from self._op(buf, pos, nl)
+
+    def _pub_args(self, arg: bytes):
+        args = _split_pub_args(arg)
+        if len(args) == 2:
+            return args[0], None, args[1]
+        if len(args) == 3:
+            return args[0], args[1], args[2]
+        raise ProtocolError(f"processPub Parse Error: {arg!r}")
+
+    def _mcl_error(self, arg: bytes) -> ProtocolError:
+        return ProtocolError(
+            f"maximum control line exceeded: max_control_line {self.max_control_line}, Buffer len {len(arg)}"
+            f" (snip: {repr(arg[:128])[1:]}...)", MAX_CONTROL_LINE_EXCEEDED)
+
+    def _op(self, buf: bytes, pos: int, nl: int):
+        """Parse one complete control line at buf[pos:nl+1]; return where the next operation starts."""
+        line = buf[pos:nl]
+        m = _verb(line[:7].upper())
+        if m == _WAIT or isinstance(m, int):
+            at = len(line) if m == _WAIT else m
+            raise ProtocolError(f"Client parser ERROR, state=0, i={pos + at}: proto={_snippet(buf[pos + at:])}",
+                                UNKNOWN_OP)
+        verb, kind, op = m
+        n = len(verb)
+        if kind == _REST:
+            yield (op,)
+            return nl + 1
+        if kind == _SEP:
+            if n >= len(line) or line[n] not in b" \t":
+                raise ProtocolError(f"Client parser ERROR, state=0, i={pos + n}: proto={_snippet(buf[pos + n:])}",
+                                    UNKNOWN_OP)
+        arg = line[n:].lstrip(b" \t")
+        if b"\r" in arg:
+            # nats-server drops the last byte of an argument line in which it saw a CR (normally the CR itself).
+            arg = arg[:-1]
+        if len(arg) > self.max_control_line:
+            raise self._mcl_error(arg)
+        if op == PUB:
+            subject, reply, szb = self._pub_args(arg)
+            size = parse_size(szb)
+            if size < 0:
+                raise ProtocolError(f"processPub Bad or Missing Size: {arg!r}")
+            if size > self.max_payload:
+                raise ProtocolError(f"Maximum Payload Violation: {size} vs {self.max_payload}", MAX_PAYLOAD_VIOLATION)
+            return (yield from self._payload(buf, nl + 1, (PUB, subject, reply, szb, size + 2)))
+        if op == HPUB:
+            if not self.headers:
+                raise ProtocolError("Header Support Not Enabled")
+            args = _split_pub_args(arg)
+            if len(args) == 3:
+                subject, reply, hdb, szb = args[0], None, args[1], args[2]
+            elif len(args) == 4:
+                subject, reply, hdb, szb = args
+            else:
+                raise ProtocolError(f"processHeaderPub Parse Error: {arg!r}")
+            hdr = parse_size(hdb)
+            if hdr < 0:
+                raise ProtocolError(f"processHeaderPub Bad or Missing Header Size: {arg!r}")
+            size = parse_size(szb)
+            if size < 0:
+                raise ProtocolError(f"processHeaderPub Bad or Missing Total Size: {arg!r}")
+            if hdr > size:
+                raise ProtocolError(f"processHeaderPub Header Size larger then TotalSize: {arg!r}")
+            if size > self.max_payload:
+                raise ProtocolError(f"Maximum Payload Violation: {size} vs {self.max_payload}", MAX_PAYLOAD_VIOLATION)
+            return (yield from self._payload(buf, nl + 1, (HPUB, subject, reply, hdb, szb, hdr, size + 2)))
+        if op == SUB:
+            args = split_arg(arg)
+            if len(args) == 2:
+                yield (SUB, args[0], None, args[1])
+            elif len(args) == 3:
+                yield (SUB, args[0], args[1], args[2])
+            else:
+                raise ProtocolError(f"processSub Parse Error: {arg!r}")
+            return nl + 1
+        if op == UNSUB:
+            args = split_arg(arg)
+            if len(args) == 1:
+                yield (UNSUB, args[0], -1)
+            elif len(args) == 2:
+                yield (UNSUB, args[0], parse_size(args[1]))
+            else:
+                raise ProtocolError(f"processUnsub Parse Error: {arg!r}")
+            return nl + 1
+        if op == HMSG:
+            # A client may not send HMSG; nats-server then expects an empty body and routes nothing.
+            return (yield from self._payload(buf, nl + 1, (HMSG, 2)))
+        yield (op, arg)  # CONNECT, INFO, -ERR
+        return nl + 1
+
+    def _payload(self, buf: bytes, start: int, head: tuple):
+        need = head[-1]
+        stop = start + need
+        if stop <= len(buf):
+            if buf[stop - 2:stop] != b"\r\n":
+                raise ProtocolError(f"Client parser ERROR, state=MSG_END, i={stop - 2}: proto={_snippet(buf[stop - 2:])}",
+                                    UNKNOWN_OP)
+            yield self._complete(head, buf[start:stop])
+            return stop
+        self._wait_payload(head, buf, start)
+        return len(buf)
+
+    @staticmethod
+    def _complete(head: tuple, payload: bytes) -> tuple:
+        op = head[0]
+        if op == PUB:
+            return (PUB, head[1], head[2], head[3], payload)
+        if op == HPUB:
+            return (HPUB, head[1], head[2], head[3], head[4], head[5], payload)
+        return (HMSG,)
+
+    def _wait_payload(self, head: tuple, buf: bytes, start: int) -> None:
+        rest = buf[start:]
+        need = head[-1]
+        if len(rest) > need - 2:
+            self._check_trailer(rest, need - 2)
+        self._pending = head
+        self._chunks = [rest]
+        self._have = len(rest)
+
+    @staticmethod
+    def _check_trailer(data: bytes, at: int) -> None:
+        if data[at:at + 1] not in (b"\r", b""):
+            raise ProtocolError(f"Client parser ERROR, state=MSG_END_R, i={at}: proto={_snippet(data[at:])}",
+                                UNKNOWN_OP)
+
+    def _partial(self, buf: bytes, pos: int) -> None:
+        """Keep an incomplete control line, failing as early as nats-server would and keeping memory bounded."""
+        rest = buf[pos:]
+        m = _verb(rest[:7].upper())
+        if m == _WAIT:
+            self._buf = rest
+            return
+        if isinstance(m, int):
+            raise ProtocolError(f"Client parser ERROR, state=0, i={pos + m}: proto={_snippet(rest[m:])}", UNKNOWN_OP)
+        verb, kind, op = m
+        n = len(verb)
+        if kind == _REST:
+            # Everything up to the newline is ignored: keep the verb only.
+            self._buf = rest[:n]
+            return
+        if kind == _SEP:
+            if len(rest) == n:
+                self._buf = rest
+                return
+            if rest[n] not in b" \t":
+                raise ProtocolError(f"Client parser ERROR, state=0, i={pos + n}: proto={_snippet(rest[n:])}",
+                                    UNKNOWN_OP)
+        arg = rest[n:].lstrip(b" \t")
+        if not arg:
+            # Only separators so far: nats-server skips them without storing.
+            self._buf = rest[:n] + b" "
+            return
+        if len(arg) > self.max_control_line:
+            raise self._mcl_error(arg)
+        self._buf = rest

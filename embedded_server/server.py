@@ -1,0 +1,545 @@
+"""The server: listener, INFO, accounts, routing a published message to its subscribers, internal subscriptions.
+
+Routing is the hot path: a PUB is matched through a per-account cache of delivery plans (rebuilt when the
+account's subscriptions change), each matching client gets the MSG appended to its outbound buffer, and every
+buffer touched during one read is written once at the end of that read (`flush`).
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import json
+import os
+import platform
+import random
+import secrets
+import time
+import traceback
+from typing import Callable
+
+from embedded_server import VERSION, PROTOCOL_VERSION
+from embedded_server.client import Client, SERVER_SHUTDOWN, decode_subject, encode_subject
+from embedded_server.logger import Logger
+from embedded_server.options import Options
+from embedded_server.subjects import Sublist, Subscription
+
+GLOBAL_ACCOUNT = "$G"
+SYSTEM_ACCOUNT = "$SYS"
+CRLF = b"\r\n"
+
+
+class StartError(Exception):
+    """The server cannot start (port taken, bad store): the command line logs it as [FTL] and exits 1."""
+
+
+class ReloadError(Exception):
+    """A reload was refused; the server keeps running with its current configuration."""
+
+
+class Account:
+    """An isolated subject space: its own subscriptions and statistics. `$G` is the global (default) account."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.sublist = Sublist()
+        self._plans: dict[bytes, tuple] = {}
+        self._plans_genid = -1
+        self.in_msgs = self.in_bytes = self.out_msgs = self.out_bytes = 0
+        self.slow_consumers = 0
+
+    def plan(self, subject: bytes) -> tuple:
+        """Delivery plan for a published subject: (plain subs, queue groups), each sub as (sub, client, MSG prefix)."""
+        plans = self._plans
+        if self._plans_genid != self.sublist.genid:
+            plans.clear()
+            self._plans_genid = self.sublist.genid
+        plan = plans.get(subject)
+        if plan is None:
+            result = self.sublist.match(decode_subject(subject))
+
+            def entry(sub: Subscription) -> tuple:
+                return sub, sub.client, b"MSG " + subject + b" " + sub.sid + b" "
+
+            plan = (tuple(entry(s) for s in result.psubs),
+                    tuple(tuple(entry(s) for s in group) for group in result.qsubs))
+            if len(plans) >= 4096:
+                plans.clear()
+            plans[subject] = plan
+        return plan
+
+    def __repr__(self) -> str:
+        return f"<Account {self.name}>"
+
+
+def _crc16(data: bytes) -> int:
+    crc = 0
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
+            crc &= 0xFFFF
+    return crc
+
+
+def new_server_id() -> str:
+    """A random public server nkey (56 characters starting with N), the form nats-server uses for its ID."""
+    raw = bytes([13 << 3]) + secrets.token_bytes(32)
+    crc = _crc16(raw)
+    return base64.b32encode(raw + bytes([crc & 0xFF, crc >> 8])).decode().rstrip("=")
+
+
+class Server:
+    """A NATS server on an asyncio event loop. Construct with Options, then `await start()`."""
+
+    def __init__(self, options: Options | None = None, logger: Logger | None = None):
+        self.options = options or Options()
+        self.logger = logger or Logger()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.server_id = new_server_id()
+        self.server_name = self.options.server_name or self.server_id
+        self.accounts: dict[str, Account] = {}
+        self.global_account = self.register_account(GLOBAL_ACCOUNT)
+        self.clients: dict[int, Client] = {}
+        self.dirty: list = []        # clients with queued output, written at the end of the current read
+        self._batch = 0
+        self._cid = 0
+        self.auth_required = self.options.auth_required
+        # Hooks for auth/ (see docs/architecture.md): replace to authenticate users, nkeys, JWTs.
+        self.authenticator: Callable | None = None
+        self.nonce_required = False
+        self.reloader: Callable | None = None
+        self.jetstream = None
+        self.info_extra: dict = {}   # INFO fields owned by other parts (e.g. JetStream's api_lvl)
+        self.monitor = None
+        self.start_time = time.time()
+        self.config_load_time = self.start_time
+        self.in_msgs = self.in_bytes = self.out_msgs = self.out_bytes = 0
+        self.slow_consumers = 0
+        self.stale_connections = 0
+        self.total_connections = 0
+        self.port = 0
+        self.http_port = 0
+        self._listener: asyncio.AbstractServer | None = None
+        self.ready = asyncio.Event()
+        self._stopped: asyncio.Event | None = None
+        self.shutting_down = False
+
+    # -- logging shortcuts ---------------------------------------------------------------------------------
+    def notice(self, text: str) -> None:
+        self.logger.notice(text)
+
+    def warn(self, text: str) -> None:
+        self.logger.warn(text)
+
+    def error(self, text: str) -> None:
+        self.logger.error(text)
+
+    def debug(self, text: str) -> None:
+        if self.logger.debug_enabled:
+            self.logger.debug(text)
+
+    # -- accounts and clients ------------------------------------------------------------------------------
+    def register_account(self, name: str) -> Account:
+        acc = self.accounts.get(name)
+        if acc is None:
+            acc = self.accounts[name] = Account(name)
+        return acc
+
+    def lookup_account(self, name: str) -> Account | None:
+        return self.accounts.get(name)
+
+    def next_client_id(self) -> int:
+        self._cid += 1
+        return self._cid
+
+    def add_client(self, client: Client) -> None:
+        self.clients[client.cid] = client
+        self.total_connections += 1
+
+    def remove_client(self, client: Client) -> None:
+        self.clients.pop(client.cid, None)
+        if self.monitor is not None:
+            self.monitor.closed_client(client)
+
+    # -- authentication (replaced by auth/) ----------------------------------------------------------------
+    def authenticate(self, client: Client, connect_opts: dict) -> bool:
+        """Check a CONNECT's credentials; may bind `client.account`, `client.perms`, `client.user`."""
+        if self.authenticator is not None:
+            return self.authenticator(client, connect_opts)
+        opts = self.options
+        if opts.authorization:
+            return hmac.compare_digest(str(connect_opts.get("auth_token") or ""), opts.authorization)
+        if opts.username:
+            ok = hmac.compare_digest(str(connect_opts.get("user") or ""), opts.username) and \
+                hmac.compare_digest(str(connect_opts.get("pass") or ""), opts.password)
+            if ok:
+                client.user = opts.username
+            return ok
+        return True
+
+    # -- INFO ----------------------------------------------------------------------------------------------
+    def info_json(self, client: Client | None, connect_info: bool = False) -> bytes:
+        opts = self.options
+        info = {
+            "server_id": self.server_id,
+            "server_name": self.server_name,
+            "version": PROTOCOL_VERSION,
+            "proto": 1,
+            "go": f"python{platform.python_version()}",
+            "host": opts.host,
+            "port": self.port,
+            "headers": True,
+        }
+        if self.auth_required:
+            info["auth_required"] = True
+        info["max_payload"] = opts.max_payload
+        if self.jetstream is not None:
+            info["jetstream"] = True
+        if client is not None:
+            info["client_id"] = client.cid
+            if client.host:
+                info["client_ip"] = client.host
+            if self.nonce_required and not connect_info:
+                client.nonce = base64.urlsafe_b64encode(secrets.token_bytes(11)).decode().rstrip("=")
+                info["nonce"] = client.nonce
+        if connect_info and client is not None:
+            info["connect_info"] = True
+            info["remote_account"] = client.account.name
+            if client.account.name == SYSTEM_ACCOUNT:
+                info["acc_is_sys"] = True
+        info.update(self.info_extra)
+        # nats-server writes a space between the JSON and the CRLF.
+        return b"INFO " + json.dumps(info, separators=(",", ":")).encode() + b" \r\n"
+
+    # -- routing (the hot path) ----------------------------------------------------------------------------
+    def route(self, account: Account, producer, subject: bytes, reply: bytes | None, hdb: bytes | None,
+              szb: bytes, hdr_len: int, payload: bytes) -> bool:
+        """Deliver one message to every matching subscription of `account`. True if anyone received it.
+
+        `payload` is the wire body including headers (first `hdr_len` bytes) and the trailing CRLF; `szb` and
+        `hdb` are the total and header sizes as sent.
+        """
+        psubs, qgroups = account.plan(subject)
+        if not psubs and not qgroups:
+            return False
+        delivered = False
+        count = 0
+        nbytes = 0
+        no_echo = producer if producer is not None and not producer.echo else None
+        dirty = self.dirty
+        if hdr_len == 0:
+            tail = (reply + b" " + szb + CRLF) if reply else (szb + CRLF)
+            body_len = len(payload) - 2
+            for sub, client, prefix in psubs:
+                if client is None:
+                    self._call_internal(sub, producer, subject, reply, 0, payload)
+                    delivered = True
+                    continue
+                if client is no_echo or sub.closed or client.closed:
+                    continue
+                n = sub.delivered = sub.delivered + 1
+                if sub.max and n > sub.max:
+                    client.remove_subscription(sub)
+                    continue
+                out = client.out
+                out.append(prefix + tail)
+                out.append(payload)
+                client.out_msgs += 1
+                client.out_bytes += body_len
+                count += 1
+                if not client.dirty:
+                    client.dirty = True
+                    dirty.append(client)
+                if sub.max and n >= sub.max:
+                    client.remove_subscription(sub)
+                delivered = True
+            nbytes = count * body_len
+        else:
+            for sub, client, prefix in psubs:
+                if client is None:
+                    self._call_internal(sub, producer, subject, reply, hdr_len, payload)
+                    delivered = True
+                    continue
+                if client is no_echo or sub.closed or client.closed:
+                    continue
+                size = self._deliver(sub, client, prefix, reply, hdb, szb, hdr_len, payload)
+                if size >= 0:
+                    nbytes += size
+                    count += 1
+                    delivered = True
+        for group in qgroups:
+            n = len(group)
+            start = int(random.random() * n) if n > 1 else 0
+            for i in range(n):
+                sub, client, prefix = group[(start + i) % n]
+                if client is None:
+                    self._call_internal(sub, producer, subject, reply, hdr_len, payload)
+                    delivered = True
+                    break
+                if client is no_echo or sub.closed or client.closed:
+                    continue
+                size = self._deliver(sub, client, prefix, reply, hdb, szb, hdr_len, payload)
+                if size >= 0:
+                    nbytes += size
+                    count += 1
+                    delivered = True
+                    break
+        if count:
+            account.out_msgs += count
+            account.out_bytes += nbytes
+            self.out_msgs += count
+            self.out_bytes += nbytes
+        return delivered
+
+    def _deliver(self, sub, client, prefix, reply, hdb, szb, hdr_len, payload) -> int:
+        """Deliver to one subscription, honouring its auto-unsubscribe limit; bytes delivered, -1 if none."""
+        n = sub.delivered = sub.delivered + 1
+        if sub.max and n > sub.max:
+            client.remove_subscription(sub)
+            return -1
+        size = self._write_msg(client, prefix, reply, hdb, szb, hdr_len, payload)
+        if sub.max and n >= sub.max:
+            client.remove_subscription(sub)
+        return size
+
+    def _write_msg(self, client, prefix, reply, hdb, szb, hdr_len, payload) -> int:
+        reply_part = reply + b" " if reply else b""
+        if hdr_len == 0:
+            line = prefix + reply_part + szb + CRLF
+            body = payload
+        elif client.headers:
+            line = b"H" + prefix + reply_part + hdb + b" " + szb + CRLF
+            body = payload
+        else:
+            # A client without header support gets the message without its headers, as nats-server does.
+            body = payload[hdr_len:]
+            line = prefix + reply_part + b"%d" % (len(body) - 2) + CRLF
+        out = client.out
+        out.append(line)
+        out.append(body)
+        n = len(body) - 2
+        client.out_msgs += 1
+        client.out_bytes += n
+        if not client.dirty:
+            client.dirty = True
+            self.dirty.append(client)
+        return n
+
+    def _call_internal(self, sub: Subscription, producer, subject: bytes, reply: bytes | None, hdr_len: int,
+                       payload: bytes) -> None:
+        if sub.closed:
+            return
+        hdr = payload[:hdr_len] if hdr_len else None
+        try:
+            sub.callback(sub, producer, decode_subject(subject), decode_subject(reply) if reply else None,
+                         hdr, payload[hdr_len:-2])
+        except Exception:
+            self.error(f"Internal subscription on \"{sub.subject}\" failed:\n{traceback.format_exc().rstrip()}")
+
+    def flush(self) -> None:
+        """Write every client's queued output (once per read, or after an internal publish)."""
+        if self._batch:
+            return
+        dirty = self.dirty
+        while dirty:
+            clients = dirty[:]
+            dirty.clear()
+            for client in clients:
+                client.flush()
+
+    # -- internal subscriptions (the seams for JetStream and system services) -------------------------------
+    def subscribe_internal(self, account: Account, subject: str, callback: Callable,
+                           queue: str | None = None) -> Subscription:
+        """Subscribe on behalf of the server: `callback(sub, client, subject, reply, hdr, payload)` runs on the
+        loop thread during routing; `client` is the publishing connection or None for internal publishes."""
+        sub = Subscription(None, subject, queue, b"", callback=callback, account=account)
+        account.sublist.insert(sub)
+        return sub
+
+    def unsubscribe_internal(self, sub: Subscription) -> None:
+        if not sub.closed:
+            sub.closed = True
+            sub.account.sublist.remove(sub)
+
+    def send_internal(self, account: Account, subject: str, reply: str | None, hdr: bytes | None,
+                      payload: bytes) -> bool:
+        """Publish as the server, routed exactly as a client's PUB/HPUB. Safe to call from a callback."""
+        subject_b = encode_subject(subject)
+        reply_b = encode_subject(reply) if reply else None
+        if hdr:
+            hdr_len = len(hdr)
+            body = hdr + payload + CRLF
+            hdb = b"%d" % hdr_len
+            szb = b"%d" % (hdr_len + len(payload))
+        else:
+            hdr_len = 0
+            body = payload + CRLF
+            hdb = None
+            szb = b"%d" % len(payload)
+        self._batch += 1
+        try:
+            delivered = self.route(account, None, subject_b, reply_b, hdb, szb, hdr_len, body)
+        finally:
+            self._batch -= 1
+        if not self._batch:
+            self.flush()
+        return delivered
+
+    def has_interest(self, account: Account, subject: str) -> bool:
+        return account.sublist.has_interest(subject)
+
+    # -- life cycle ----------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Bind, start monitoring and JetStream, log 'Server is ready'. Raises StartError."""
+        try:
+            await self._start()
+        except BaseException:
+            await self._abort_start()
+            raise
+
+    async def _abort_start(self) -> None:
+        # What a failed start left behind goes, without the shutdown log lines (nats-server exits at once).
+        if self._listener is not None:
+            self._listener.close()
+        if self.monitor is not None:
+            await self.monitor.stop()
+        if self.jetstream is not None:
+            try:
+                self.jetstream.shutdown()
+            except Exception:
+                pass
+        if self.options.pid_file and os.path.exists(self.options.pid_file):
+            try:
+                os.unlink(self.options.pid_file)
+            except OSError:
+                pass
+        if self._stopped is not None:
+            self._stopped.set()
+
+    async def _start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        opts = self.options
+        self.start_time = time.time()
+        self.notice("Starting pynats-server")
+        self.notice(f"  Version:  {PROTOCOL_VERSION} (embedded_server {VERSION})")
+        self.notice(f"  Python:   {platform.python_version()} ({self.loop_kind()})")
+        self.notice(f"  Name:     {self.server_name}")
+        self.notice(f"  ID:       {self.server_id}")
+        if opts.config_file:
+            self.notice(f"Using configuration file: {opts.config_file}")
+        if opts.pid_file:
+            try:
+                with open(opts.pid_file, "w") as f:
+                    f.write(str(os.getpid()))
+            except OSError as e:
+                raise StartError(f"Could not write pidfile: {e}") from None
+        if opts.http_port:
+            from embedded_server.monitor import Monitor
+            self.monitor = Monitor(self)
+            await self.monitor.start()
+        host, port = opts.host, (0 if opts.port == -1 else opts.port)
+        try:
+            self._listener = await self.loop.create_server(
+                lambda: Client(self), host, port, reuse_address=True, backlog=1024, start_serving=False)
+        except OSError as e:
+            hp = join_host_port(host, port)
+            reason = e.strerror or str(e)
+            if e.errno == 98:
+                reason = "bind: address already in use"
+            raise StartError(f'Error listening on port: {hp}, "listen tcp {hp}: {reason.lower()}"') from None
+        self.port = self._listener.sockets[0].getsockname()[1]
+        if opts.jetstream:
+            self._enable_jetstream()
+        self.notice(f"Listening for client connections on {join_host_port(host, self.port)}")
+        await self._listener.start_serving()
+        self.notice("Server is ready")
+        self.ready.set()
+
+    def _enable_jetstream(self) -> None:
+        try:
+            from embedded_server import jetstream
+        except ImportError as e:
+            if e.name not in ("embedded_server.jetstream",):
+                raise
+            self.warn("JetStream requested but not available in this build (embedded_server.jetstream is "
+                      "missing): running the core server only")
+            return
+        try:
+            self.jetstream = jetstream.enable(self)
+        except getattr(jetstream, "JetStreamError", RuntimeError) as e:
+            raise StartError(f"Can't start JetStream: {e}") from None
+
+    @staticmethod
+    def loop_kind() -> str:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return "asyncio"
+        return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+
+    async def shutdown(self) -> None:
+        """Close the listener and every connection, stop JetStream and monitoring."""
+        if self.shutting_down:
+            if self._stopped is not None:
+                await self._stopped.wait()
+            return
+        self.shutting_down = True
+        self.notice("Initiating Shutdown...")
+        if self._listener is not None:
+            self._listener.close()
+        for client in list(self.clients.values()):
+            client.close(SERVER_SHUTDOWN)
+        if self.jetstream is not None:
+            try:
+                self.jetstream.shutdown()
+            except Exception:
+                self.error(f"JetStream shutdown failed:\n{traceback.format_exc().rstrip()}")
+        if self.monitor is not None:
+            await self.monitor.stop()
+        if self._listener is not None:
+            try:
+                await asyncio.wait_for(self._listener.wait_closed(), 1.0)
+            except (asyncio.TimeoutError, Exception):
+                pass
+        if self.options.pid_file:
+            try:
+                os.unlink(self.options.pid_file)
+            except OSError:
+                pass
+        self.notice("Server Exiting..")
+        if self._stopped is not None:
+            self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        assert self._stopped is not None
+        await self._stopped.wait()
+
+    def reload(self) -> None:
+        """Apply the configuration file again (SIGHUP). Raises ReloadError, keeping the running config."""
+        if self.reloader is not None:
+            self.reloader(self)
+            self.config_load_time = time.time()
+            return
+        if not self.options.config_file:
+            raise ReloadError("can only reload config when a file is provided using -c or --config")
+        raise ReloadError("reloading a configuration file needs embedded_server.reload, which is not installed")
+
+    # -- introspection -------------------------------------------------------------------------------------
+    @property
+    def num_subscriptions(self) -> int:
+        return sum(acc.sublist.count for acc in self.accounts.values())
+
+    @property
+    def client_url(self) -> str:
+        host = self.options.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        return f"nats://{join_host_port(host, self.port)}"
+
+
+def join_host_port(host: str, port: int) -> str:
+    """Go's net.JoinHostPort: IPv6 literals in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
