@@ -147,10 +147,10 @@ async def serve(server: Server, handle_signals: bool = True) -> int:
     return 0
 
 
-def run(opts: Options, logger: Logger | None = None) -> int:
+def run(opts: Options, logger: Logger | None = None, command_line: CommandLine | None = None) -> int:
     """Run a server with `opts` on this thread until SIGTERM/SIGINT. Returns the exit code."""
     logger = logger or make_logger(opts)
-    server = Server(opts, logger)
+    server = Server(opts, logger, command_line)
     loop = new_event_loop()
     try:
         asyncio.set_event_loop(loop)
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: configuration file {opts.config_file} is valid", file=sys.stderr)
         return 0
     try:
-        return run(opts)
+        return run(opts, command_line=cl)
     except KeyboardInterrupt:
         return 0
 

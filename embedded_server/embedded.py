@@ -192,11 +192,11 @@ class EmbeddedServer:
         from embedded_server.server import Server
 
         try:
-            opts, _ = load_options(self.argv)
+            opts, command_line = load_options(self.argv)
         except (FlagError, ConfigFileError) as e:
             raise EmbeddedServerError(str(e)) from None
         logger = Logger(debug=opts.debug, trace=opts.trace, sink=self._add_log)
-        self.server = Server(opts, logger)
+        self.server = Server(opts, logger, command_line)
         started = threading.Event()
         result: dict = {}
 

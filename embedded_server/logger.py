@@ -35,6 +35,13 @@ class Logger:
         log._owned_file = f
         return log
 
+    def reconfigure(self, opts) -> None:
+        """Apply reloaded logging options (debug, trace, timestamps)."""
+        self.debug_enabled = opts.debug
+        self.trace_enabled = opts.trace
+        self.logtime = opts.logtime
+        self.utc = opts.logtime_utc
+
     def close(self) -> None:
         if self._owned_file is not None:
             self._owned_file.close()

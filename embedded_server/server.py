@@ -92,8 +92,9 @@ def new_server_id() -> str:
 class Server:
     """A NATS server on an asyncio event loop. Construct with Options, then `await start()`."""
 
-    def __init__(self, options: Options | None = None, logger: Logger | None = None):
+    def __init__(self, options: Options | None = None, logger: Logger | None = None, command_line=None):
         self.options = options or Options()
+        self.command_line = command_line   # the flags, applied again over a reloaded config file
         self.logger = logger or Logger()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.server_id = new_server_id()
@@ -105,6 +106,7 @@ class Server:
         self._batch = 0
         self._cid = 0
         self.auth_required = self.options.auth_required
+        self.info_auth_required = self.auth_required
         # Hooks for auth/ (see docs/architecture.md): replace to authenticate users, nkeys, JWTs.
         self.authenticator: Callable | None = None
         self.nonce_required = False
@@ -124,6 +126,16 @@ class Server:
         self.ready = asyncio.Event()
         self._stopped: asyncio.Event | None = None
         self.shutting_down = False
+        self._install_auth()
+
+    def _install_auth(self) -> None:
+        try:
+            from embedded_server.auth import hook
+        except ImportError as e:
+            if e.name and not e.name.startswith("embedded_server.auth"):
+                raise
+            return
+        hook.install(self)
 
     # -- logging shortcuts ---------------------------------------------------------------------------------
     def notice(self, text: str) -> None:
@@ -191,7 +203,7 @@ class Server:
             "port": self.port,
             "headers": True,
         }
-        if self.auth_required:
+        if self.info_auth_required:
             info["auth_required"] = True
         info["max_payload"] = opts.max_payload
         if self.jetstream is not None:
@@ -238,6 +250,13 @@ class Server:
                     continue
                 if client is no_echo or sub.closed or client.closed:
                     continue
+                if client.perms is not None:
+                    size = self._deliver(sub, client, prefix, subject, reply, hdb, szb, 0, payload)
+                    if size >= 0:
+                        nbytes += size
+                        count += 1
+                        delivered = True
+                    continue
                 n = sub.delivered = sub.delivered + 1
                 if sub.max and n > sub.max:
                     client.remove_subscription(sub)
@@ -248,13 +267,13 @@ class Server:
                 client.out_msgs += 1
                 client.out_bytes += body_len
                 count += 1
+                nbytes += body_len
                 if not client.dirty:
                     client.dirty = True
                     dirty.append(client)
                 if sub.max and n >= sub.max:
                     client.remove_subscription(sub)
                 delivered = True
-            nbytes = count * body_len
         else:
             for sub, client, prefix in psubs:
                 if client is None:
@@ -263,7 +282,7 @@ class Server:
                     continue
                 if client is no_echo or sub.closed or client.closed:
                     continue
-                size = self._deliver(sub, client, prefix, reply, hdb, szb, hdr_len, payload)
+                size = self._deliver(sub, client, prefix, subject, reply, hdb, szb, hdr_len, payload)
                 if size >= 0:
                     nbytes += size
                     count += 1
@@ -279,7 +298,7 @@ class Server:
                     break
                 if client is no_echo or sub.closed or client.closed:
                     continue
-                size = self._deliver(sub, client, prefix, reply, hdb, szb, hdr_len, payload)
+                size = self._deliver(sub, client, prefix, subject, reply, hdb, szb, hdr_len, payload)
                 if size >= 0:
                     nbytes += size
                     count += 1
@@ -292,8 +311,12 @@ class Server:
             self.out_bytes += nbytes
         return delivered
 
-    def _deliver(self, sub, client, prefix, reply, hdb, szb, hdr_len, payload) -> int:
-        """Deliver to one subscription, honouring its auto-unsubscribe limit; bytes delivered, -1 if none."""
+    def _deliver(self, sub, client, prefix, subject, reply, hdb, szb, hdr_len, payload) -> int:
+        """Deliver to one subscription, honouring its auto-unsubscribe limit and the subscriber's permissions
+        (a deny that a wider subscription could not exclude, allow_responses); bytes delivered, -1 if none."""
+        perms = client.perms
+        if perms is not None and perms.delivery_denied(decode_subject(subject), sub.queue):
+            return -1
         n = sub.delivered = sub.delivered + 1
         if sub.max and n > sub.max:
             client.remove_subscription(sub)
@@ -301,6 +324,8 @@ class Server:
         size = self._write_msg(client, prefix, reply, hdb, szb, hdr_len, payload)
         if sub.max and n >= sub.max:
             client.remove_subscription(sub)
+        if perms is not None and reply:
+            perms.track_reply(decode_subject(reply))
         return size
 
     def _write_msg(self, client, prefix, reply, hdb, szb, hdr_len, payload) -> int:
