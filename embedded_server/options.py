@@ -281,4 +281,5 @@ def load_options(argv: list[str]) -> tuple[Options, CommandLine]:
     if path:
         apply_config_file(opts, path)
     cl.apply(opts)
+    opts.extra["command_line"] = cl   # a reload applies the flags again over the new config file
     return opts, cl

@@ -27,29 +27,6 @@ def trust():
     return op, app, other
 
 
-def embedded_operator_mode(config: str) -> bool:
-    """Whether the embedded server authenticates in operator mode yet (its INFO then needs a nonce)."""
-    from embedded_server.auth import hook
-    from embedded_server.config import parse
-    from embedded_server.configure import apply_config
-    from embedded_server.options import Options
-
-    opts = Options()
-    try:
-        apply_config(opts, parse(config))
-        return hook.build(opts).nonce_required
-    except Exception:
-        return False
-
-
-@pytest.fixture
-def start_server(start_server, server_kind, trust):
-    """Transitional: operator mode on the embedded server is skipped until its JWT auth is wired in."""
-    if server_kind == "embedded" and not embedded_operator_mode(trust[0].server_config()):
-        pytest.skip("the embedded server's operator mode (JWT auth) has not landed yet")
-    return start_server
-
-
 @pytest.fixture
 def srv(start_server, trust):
     op, app, other = trust
