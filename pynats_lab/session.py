@@ -69,12 +69,8 @@ class Session:
         self.nc = None
         self.js = None
         self.url: str | None = None
-        self.server = None
-        self.store_dir: Path | None = None
-        self._temp_store: Path | None = None
-        self._store_lock = None
+        self._embedded: Embedded | None = None
         self._closing = False
-        self._connecting = False
         self._last_error: str | None = None
         self._options: dict = {}
         self.events: list[tuple[float, str]] = []
@@ -131,7 +127,8 @@ class Session:
                 password: str | None = None, token: str | None = None, nkey: str | None = None,
                 tls_ca: str | None = None, tls_cert: str | None = None, tls_key: str | None = None,
                 context: str | None = None, name: str = "pynats-lab", timeout: float = 5.0) -> "Session":
-        """Connect (closing any previous connection). See `pynats_lab.connect` for the arguments."""
+        """Connect, replacing the current connection only once the new one works (a failed connect
+        leaves the session as it was). See `pynats_lab.connect` for the arguments."""
         from .contexts import load_context
 
         options: dict[str, Any] = {}
@@ -143,16 +140,31 @@ class Session:
         url = options.pop("url", None) or os.environ.get("NATS_URL")
         if user and not options.get("password") and ":" in user:
             options["user"], options["password"] = user.split(":", 1)
-        self.close()
-        self._closing = False
+        old = self._embedded
+        embedded = None
         if not url:
-            url = self._start_embedded()
+            embedded = old if old is not None and old.running else Embedded.start()
+            url = embedded.url
         try:
-            self.run(self._connect(url, name=name, timeout=timeout, **options))
+            nc, kwargs = self.run(self._open(url, name=name, timeout=timeout, **options))
         except BaseException:
-            self._stop_embedded()
+            if embedded is not None and embedded is not old:
+                embedded.stop()
             raise
+        previous, self.nc = self.nc, nc
+        self.js = nc.jetstream(timeout=5.0)
+        self._options = kwargs
         self.url = url
+        self._closing = False
+        self._last_error = None
+        if previous is not None:
+            try:
+                self.run(previous.close(), timeout=5)
+            except Exception:
+                pass
+        if old is not None and old is not embedded:
+            old.stop()
+        self._embedded = embedded
         return self
 
     async def open_connection(self, name: str = "pynats-lab"):
@@ -166,8 +178,8 @@ class Session:
         await nc.connect(**{**opts, "name": name, "allow_reconnect": False, "max_reconnect_attempts": 1})
         return nc
 
-    async def _connect(self, url: str, *, name: str, timeout: float, creds=None, user=None, password=None,
-                       token=None, nkey=None, tls_ca=None, tls_cert=None, tls_key=None, **ignored) -> None:
+    async def _open(self, url: str, *, name: str, timeout: float, creds=None, user=None, password=None,
+                    token=None, nkey=None, tls_ca=None, tls_cert=None, tls_key=None, **ignored):
         import nats
 
         kwargs: dict[str, Any] = dict(
@@ -198,7 +210,6 @@ class Session:
             if tls_cert:
                 ctx.load_cert_chain(os.path.expanduser(tls_cert), os.path.expanduser(tls_key) if tls_key else None)
             kwargs["tls"] = ctx
-        self._connecting = True
         try:
             # The first attempt fails fast and clearly; only a drop after that reconnects forever.
             await nc.connect(**{**kwargs, "max_reconnect_attempts": 1, "reconnect_time_wait": 0.1,
@@ -216,16 +227,12 @@ class Session:
                     reason = describe(last)
                 raise LabError(f"could not connect to {url}: {reason}") from None
             raise
-        finally:
-            self._connecting = False
         nc.options.update(allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=1)
-        self._options = {k: v for k, v in kwargs.items() if not k.endswith("_cb")}
-        self.nc = nc
-        self.js = nc.jetstream(timeout=5.0)
+        return nc, {k: v for k, v in kwargs.items() if not k.endswith("_cb")}
 
     async def _on_error(self, exc: Exception) -> None:
         text = describe(exc)
-        if text != self._last_error and not self._closing and not self._connecting:
+        if text != self._last_error and not self._closing:
             self._last_error = text
             _note(f"error: {text}")
 
@@ -248,60 +255,6 @@ class Session:
         self.events.append((time.time(), text))
         _note(text)
 
-    # -- the embedded default -------------------------------------------------------------------
-    def _claim_store_dir(self) -> Path:
-        """The per-user store, unless another kernel holds it: then a private temporary one, said out loud."""
-        import fcntl
-
-        base = data_dir()
-        base.mkdir(parents=True, exist_ok=True)
-        lock = open(base / "jetstream.lock", "a+")
-        try:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            lock.close()
-            self._temp_store = Path(tempfile.mkdtemp(prefix="pynats-lab-"))
-            _note(f"{base / 'jetstream'} is in use by another kernel; this kernel's embedded server keeps "
-                  f"its JetStream data in {self._temp_store} (deleted when the kernel ends)")
-            return self._temp_store
-        self._store_lock = lock
-        return base / "jetstream"
-
-    def _start_embedded(self) -> str:
-        try:
-            from embedded_server import EmbeddedServer
-        except ImportError:
-            raise LabError("the embedded server is not available here; "
-                           "connect to a server instead: %nats connect nats://HOST:4222") from None
-        self.store_dir = self._claim_store_dir()
-        server = EmbeddedServer(host="127.0.0.1", port=-1, jetstream=True, store_dir=str(self.store_dir),
-                                mode="process")
-        try:
-            server.start()
-        except Exception as exc:
-            self._release_store()
-            raise LabError(f"the embedded server did not start: {exc}") from None
-        self.server = server
-        _note(f"started the embedded server at {server.client_url} (JetStream store {self.store_dir})")
-        return server.client_url
-
-    def _stop_embedded(self) -> None:
-        server, self.server = self.server, None
-        if server is not None:
-            try:
-                server.stop()
-            except Exception:
-                pass
-        self._release_store()
-
-    def _release_store(self) -> None:
-        if self._store_lock is not None:
-            self._store_lock.close()
-            self._store_lock = None
-        if self._temp_store is not None:
-            shutil.rmtree(self._temp_store, ignore_errors=True)
-            self._temp_store = None
-
     # -- closing --------------------------------------------------------------------------------
     def close(self) -> None:
         """Close the connection and stop the embedded server if this session started it."""
@@ -312,8 +265,19 @@ class Session:
                 self.run(nc.close(), timeout=5)
             except Exception:
                 pass
-        self._stop_embedded()
+        embedded, self._embedded = self._embedded, None
+        if embedded is not None:
+            embedded.stop()
         self.url = None
+
+    @property
+    def server(self):
+        """The EmbeddedServer this session started, or None."""
+        return self._embedded.server if self._embedded else None
+
+    @property
+    def store_dir(self) -> Path | None:
+        return self._embedded.store_dir if self._embedded else None
 
     def server_info(self) -> dict:
         self.ensure()
@@ -326,6 +290,70 @@ class Session:
         kind = "embedded server" if self.server else info.get("server_name", "server")
         js = "JetStream on" if info.get("jetstream") else "no JetStream"
         return f"connected to {self.url} ({kind}, version {info.get('version', '?')}, {js})"
+
+
+class Embedded:
+    """The embedded default: an EmbeddedServer child process and the JetStream store it owns."""
+
+    def __init__(self, server, store_dir: Path, lock, temporary: bool):
+        self.server, self.store_dir, self._lock, self._temporary = server, store_dir, lock, temporary
+
+    @property
+    def url(self) -> str:
+        return self.server.client_url
+
+    @property
+    def running(self) -> bool:
+        return bool(getattr(self.server, "running", True))
+
+    @classmethod
+    def start(cls) -> "Embedded":
+        """Start on 127.0.0.1 with JetStream, storing in the per-user data directory, unless another kernel
+        holds it: then in a private temporary directory, said out loud."""
+        import fcntl
+
+        try:
+            from embedded_server import EmbeddedServer
+        except ImportError:
+            raise LabError("the embedded server is not available here; "
+                           "connect to a server instead: %nats connect nats://HOST:4222") from None
+        base = data_dir()
+        base.mkdir(parents=True, exist_ok=True)
+        lock = open(base / "jetstream.lock", "a+")
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            store, temporary = base / "jetstream", False
+        except OSError:
+            lock.close()
+            lock, store, temporary = None, Path(tempfile.mkdtemp(prefix="pynats-lab-")), True
+            _note(f"{base / 'jetstream'} is in use by another kernel; this kernel's embedded server keeps "
+                  f"its JetStream data in {store} (deleted when the kernel ends)")
+        import importlib.util
+
+        jetstream = importlib.util.find_spec("embedded_server.jetstream") is not None
+        if not jetstream:
+            _note("this embedded server has no JetStream yet: core NATS only (streams need a nats-server URL)")
+        server = EmbeddedServer(host="127.0.0.1", port=-1, jetstream=jetstream, store_dir=str(store),
+                                mode="process")
+        self = cls(server, store, lock, temporary)
+        try:
+            server.start()
+        except Exception as exc:
+            self.stop()
+            raise LabError(f"the embedded server did not start: {exc}") from None
+        _note(f"started the embedded server at {server.client_url} (JetStream store {store})")
+        return self
+
+    def stop(self) -> None:
+        try:
+            self.server.stop()
+        except Exception:
+            pass
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+        if self._temporary:
+            shutil.rmtree(self.store_dir, ignore_errors=True)
 
 
 _session: Session | None = None

@@ -117,6 +117,12 @@ def test_connect_to_nowhere_is_one_line(shell, capsys, tmp_path, monkeypatch):
     assert err.startswith("%nats connect: could not connect to nats://127.0.0.1:1") and err.count("\n") == 1
 
 
+def test_a_failed_connect_keeps_the_working_connection(lab_core, shell, capsys):
+    assert magic(shell, "%nats connect nats://127.0.0.1:1") is None
+    assert "could not connect" in capsys.readouterr().err
+    assert magic(shell, "%nats info")["connected_url"] == lab_core.url
+
+
 def test_connect_with_a_natscli_context(server, shell, tmp_path, monkeypatch, capsys):
     ctx_dir = tmp_path / "config" / "nats" / "context"
     ctx_dir.mkdir(parents=True)

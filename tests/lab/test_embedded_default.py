@@ -89,7 +89,7 @@ def test_the_server_dies_with_a_killed_kernel(tmp_path):
         kc.execute_interactive(code, timeout=60, output_hook=grab)
         assert pid is not None
         os.kill(pid, 0)
-        os.kill(km.kernel.pid, signal.SIGKILL)
+        os.kill(km.provisioner.process.pid, signal.SIGKILL)
         deadline = time.time() + 10
         while time.time() < deadline and _alive(pid):
             time.sleep(0.1)
