@@ -483,14 +483,12 @@ class Server:
         self.ready.set()
 
     def _enable_jetstream(self) -> None:
-        try:
-            from embedded_server import jetstream
-        except ImportError as e:
-            if e.name not in ("embedded_server.jetstream",):
-                raise
+        import importlib.util
+        if importlib.util.find_spec("embedded_server.jetstream") is None:
             self.warn("JetStream requested but not available in this build (embedded_server.jetstream is "
                       "missing): running the core server only")
             return
+        from embedded_server import jetstream
         try:
             self.jetstream = jetstream.enable(self)
         except getattr(jetstream, "JetStreamError", RuntimeError) as e:
