@@ -226,7 +226,7 @@ class Server:
 
     # -- routing (the hot path) ----------------------------------------------------------------------------
     def route(self, account: Account, producer, subject: bytes, reply: bytes | None, hdb: bytes | None,
-              szb: bytes, hdr_len: int, payload: bytes) -> bool:
+              szb: bytes, hdr_len: int, payload: bytes, msg_subject: bytes | None = None) -> bool:
         """Deliver one message to every matching subscription of `account`. True if anyone received it.
 
         `payload` is the wire body including headers (first `hdr_len` bytes) and the trailing CRLF; `szb` and
@@ -235,6 +235,12 @@ class Server:
         psubs, qgroups = account.plan(subject)
         if not psubs and not qgroups:
             return False
+        if msg_subject is not None:
+            # Routed by `subject` (a JetStream deliver subject) but seen by receivers as `msg_subject`.
+            cut = 4 + len(subject)
+            psubs = tuple((s, c, b"MSG " + msg_subject + p[cut:]) for s, c, p in psubs)
+            qgroups = tuple(tuple((s, c, b"MSG " + msg_subject + p[cut:]) for s, c, p in g) for g in qgroups)
+            subject = msg_subject
         delivered = False
         count = 0
         nbytes = 0
@@ -388,7 +394,7 @@ class Server:
             sub.account.sublist.remove(sub)
 
     def send_internal(self, account: Account, subject: str, reply: str | None, hdr: bytes | None,
-                      payload: bytes) -> bool:
+                      payload: bytes, msg_subject: str | None = None) -> bool:
         """Publish as the server, routed exactly as a client's PUB/HPUB. Safe to call from a callback."""
         subject_b = encode_subject(subject)
         reply_b = encode_subject(reply) if reply else None
@@ -404,12 +410,19 @@ class Server:
             szb = b"%d" % len(payload)
         self._batch += 1
         try:
-            delivered = self.route(account, None, subject_b, reply_b, hdb, szb, hdr_len, body)
+            delivered = self.route(account, None, subject_b, reply_b, hdb, szb, hdr_len, body,
+                                   encode_subject(msg_subject) if msg_subject is not None else None)
         finally:
             self._batch -= 1
         if not self._batch:
             self.flush()
         return delivered
+
+    def deliver_internal(self, account: Account, deliver_subject: str, subject: str, reply: str | None,
+                         hdr: bytes | None, payload: bytes) -> bool:
+        """Like send_internal, routed by `deliver_subject` while receivers see `subject` in the MSG line, as
+        JetStream consumers deliver a stored message (nats-server's jsPubMsg dsubj/subj)."""
+        return self.send_internal(account, deliver_subject, reply, hdr, payload, msg_subject=subject)
 
     def has_interest(self, account: Account, subject: str) -> bool:
         return account.sublist.has_interest(subject)
