@@ -111,3 +111,15 @@ def test_reload_moving_a_user_to_another_account_closes_its_connection(start_ser
         stay.send("PUB x 1\r\n!\r\n")
         assert stay.ping() == []
         assert again.ping() == []  # u now lives in B
+
+
+def test_a_service_import_without_a_responder_fails_fast(srv):
+    async def scenario():
+        billing = await nats.connect(srv.url, user="billing", password="pw")
+        try:
+            with pytest.raises(nats.errors.NoRespondersError):
+                await billing.request("shop.price", b"apple", timeout=10)
+        finally:
+            await billing.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))

@@ -214,6 +214,11 @@ def wire(server, accounts: list[AccountConfig]) -> list:
                 if not reply:
                     server.send_internal(exporter, target, None, hdr, payload)
                     return
+                if not server.has_interest(exporter, target):
+                    # Nobody serves it in the exporting account: the requester hears so at once (503).
+                    if client is not None and getattr(client, "no_responders", False):
+                        client._no_responders(subject.encode(), reply.encode())
+                    return
                 _forward_request(server, importer, exporter, target, reply, hdr, payload)
 
             subs.append(server.subscribe_internal(importer, local, request))
