@@ -9,7 +9,6 @@ import nkeys
 import pytest
 
 from tests.raw import RawClient
-from tests.auth_landed import _skip_embedded_until_auth_is_wired  # noqa: F401
 
 USER_SEED = "SUAMLK2ZNL35WSMW37E7UD4VZ7ELPKW7DHC3BWBSD2GCZ7IUQQXZIORRBU"
 USER_NKEY = nkeys.from_seed(USER_SEED.encode()).public_key.decode()

@@ -8,7 +8,6 @@ import nats
 import pytest
 
 from tests.raw import RawClient
-from tests.auth_landed import _skip_embedded_until_auth_is_wired  # noqa: F401
 
 PERMS_CONFIG = """
 authorization {

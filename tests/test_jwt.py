@@ -12,7 +12,6 @@ import pytest
 
 from pynats_lab.auth import Operator, encode_jwt
 from tests.raw import RawClient
-from tests.auth_landed import _skip_embedded_until_auth_is_wired  # noqa: F401
 
 
 def run(coro):

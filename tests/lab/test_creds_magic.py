@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pynats_lab.auth import Operator
 from pynats_lab.session import get_session
-from tests.auth_landed import _skip_embedded_until_auth_is_wired  # noqa: F401
 from tests.lab.conftest import magic
 
 
