@@ -159,13 +159,16 @@ class _Parser:
         self.top_level(top, in_block=False)
         return top
 
-    def top_level(self, top: ConfMap, in_block: bool) -> None:
-        """Keys at the top, or inside the `{ ... }` that may wrap a whole file (JSON style)."""
+    def top_level(self, top: ConfMap, in_block: bool) -> bool:
+        """Keys at the top, or inside the `{ ... }` that may wrap a whole file (JSON style).
+
+        Returns True when the file ended (nats-server stops quietly at the end of the file wherever a key
+        could start, even inside unclosed top-level braces)."""
         while True:
             self.skip_spaces(newlines=True)
             c = self.peek()
             if c == _EOF:
-                return
+                return True
             if self.at_comment():
                 self.skip_comment()
                 continue
@@ -173,17 +176,18 @@ class _Parser:
                 raise self.error("Unexpected EOF.")
             if c == "{":
                 self.advance()
-                self.top_level(top, in_block=True)
+                if self.top_level(top, in_block=True):
+                    return True
                 if in_block and self.block_end():
-                    return
+                    return False
                 continue
             if c == "}" and in_block:
                 self.advance()
-                return
+                return False
             if self.key_value(top, in_map=False) is None:
-                return
+                return True
             if self.value_end(in_block):
-                return
+                return False
 
     def value_end(self, in_block: bool) -> bool:
         """After a top-level (or block-level) value. Returns True when a block's closing brace ended it."""

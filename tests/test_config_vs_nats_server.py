@@ -69,7 +69,7 @@ def our_type(value: str) -> str:
 @pytest.mark.parametrize("text", [
     "a = [1]\n", "a = [1 ]\n", "a = [1k]\n", "a { b: 1 }\n", "{ a: 1 }\n", "{{ a: 1 }}\n", "a = 1\n}\n",
     "a = '\n", '"', "a: 1.5s\n", "a = 1 / 2\n", "a // c\n", "a = (\nx\n)\n", "a = (\nx)\n", "include\n",
-    "a = 2020-01-01T00:00:00Z\n", "a = 2020-01-01\n", "x = $y\n", "a = \"\\x4\"\n", "a\n=\n1\n",
+    "a = 2020-01-01T00:00:00Z\n", "a = 2020-01-01\n", "x = $y\n", "a = \"\\x4\"\n", "a\n=\n1\n", "{{", "{{a=1}\n",
 ])
 def test_acceptance_matches_nats_server(tmp_path, text):
     assert we_parse(text) == nats_server_parses(tmp_path, text), text
