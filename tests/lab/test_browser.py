@@ -97,10 +97,15 @@ def test_widgets_render_in_jupyterlab(jupyterlab, tmp_path):
             viewport={"width": 1400, "height": 1000})
         try:
             page = context.new_page()
+        except Exception:
+            context.close()
+            raise
+        try:
             page.goto(f"{base}/lab/tree/{NOTEBOOK.name}?token={token}", wait_until="domcontentloaded")
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=40_000)
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
-                                   "#jp-main-statusbar :text('Idle')", timeout=40_000)
+            page.wait_for_selector(".jp-Notebook .jp-Cell", state="visible", timeout=40_000)
+            page.wait_for_function(
+                "() => /\\| Idle/.test(document.querySelector('#jp-main-statusbar')?.innerText || '')",
+                timeout=40_000)
             page.screenshot(path=str(ARTIFACTS / "jupyterlab_loaded.png"))
             page.locator(".jp-Notebook .jp-Cell").first.click()
             page.keyboard.press("Escape")
@@ -127,5 +132,8 @@ def test_widgets_render_in_jupyterlab(jupyterlab, tmp_path):
             page.locator(".pynats-stream-viewer").screenshot(path=str(ARTIFACTS / "stream_viewer.png"))
             page.locator(".pynats-latency-chart").screenshot(path=str(ARTIFACTS / "latency_chart.png"))
             page.screenshot(path=str(ARTIFACTS / "jupyterlab_notebook.png"), full_page=True)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "jupyterlab_failure.png"), full_page=True)
+            raise
         finally:
             context.close()
