@@ -54,3 +54,23 @@ def assert_one_line_errors(shell, capsys, cases: dict) -> None:
         captured = capsys.readouterr()
         assert res.success and "Traceback" not in captured.err + captured.out, line
         assert captured.err.count("\n") == 1 and captured.err.startswith(start), (line, captured.err)
+
+
+def assert_dedup_follows_the_window(df, window: float, margin: float = 0.15) -> None:
+    """Each publish is a duplicate exactly when its id was accepted less than `window` ago (any subject);
+    rows within `margin` of the window edge are not judged (timing on a loaded machine). Both outcomes
+    must occur, so the check cannot pass vacuously."""
+    accepted_at: dict[str, float] = {}
+    judged = {"duplicate": 0, "accepted": 0}
+    for row in df.itertuples():
+        last = accepted_at.get(row.msg_id)
+        gap = None if last is None else row.offset_s - last
+        if gap is None or gap > window + margin:
+            assert row.accepted, f"{row.msg_id} at {row.offset_s:.2f}s should be accepted (gap {gap})"
+            judged["accepted"] += 1
+        elif gap < window - margin:
+            assert row.duplicate, f"{row.msg_id} at {row.offset_s:.2f}s should be a duplicate (gap {gap:.2f}s)"
+            judged["duplicate"] += 1
+        if row.accepted:
+            accepted_at[row.msg_id] = row.offset_s
+    assert judged["duplicate"] and judged["accepted"], judged
