@@ -94,6 +94,7 @@ class Client(asyncio.Protocol):
         self.first_pong_sent = False
         self.user = ""                # the authenticated user's name, for logs and /connz
         self.perms = None             # permissions object set by auth (see docs/architecture.md)
+        self.max_subs = -1            # a user JWT's `subs` limit, set by auth (-1: none; 0: no subscriptions)
         self.subs: dict[bytes, Subscription] = {}
         self.out: list[bytes] = []
         self.dirty = False
@@ -368,8 +369,10 @@ class Client(asyncio.Protocol):
             self.send_err(f'Permissions Violation for Subscription to "{subject}"')
             srv.error(f'{self.label} - Subscription Violation - Subject "{subject}", SID {sid.decode("utf-8", "replace")}')
             return
-        max_subs = srv.options.max_subscriptions
-        if max_subs > 0 and len(self.subs) >= max_subs:
+        max_subs = srv.options.max_subscriptions if srv.options.max_subscriptions > 0 else -1
+        if self.max_subs >= 0 and (max_subs < 0 or self.max_subs < max_subs):
+            max_subs = self.max_subs
+        if max_subs >= 0 and len(self.subs) >= max_subs:
             srv.error(f"{self.label} - maximum subscriptions exceeded")
             self.send_err("maximum subscriptions exceeded")
             return

@@ -234,3 +234,19 @@ def test_an_update_not_signed_by_the_operator_is_refused(srv, trust):
         answer = claims_update(srv, admin, app)
         assert "error" in answer and answer["error"]["code"] == 500
         assert c.ping() == []
+
+
+def test_user_limits_from_the_jwt(srv, trust):
+    _, app, _ = trust
+    one_sub = app.new_user("one-sub", subs=1)
+    with RawClient(srv) as c:
+        c.connect_jwt(one_sub.jwt, one_sub.seed)
+        c.send("SUB a 1\r\nSUB b 2\r\n")
+        assert c.ping() == ["-ERR 'maximum subscriptions exceeded'"]
+    small = app.new_user("small", payload=4)
+    with RawClient(srv) as c:
+        c.connect_jwt(small.jwt, small.seed)
+        c.send("PUB a 4\r\nfour\r\n")
+        assert c.ping() == []
+        c.send("PUB a 5\r\nfive!\r\n")
+        assert c.expect_closed() == ["-ERR 'Maximum Payload Violation'"]

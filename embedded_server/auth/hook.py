@@ -73,6 +73,7 @@ def bind(client, identity: Identity) -> None:
     account = identity.account or GLOBAL_ACCOUNT
     if client.account.name != account:
         client.account = client.server.register_account(account)
+    client.max_subs = identity.max_subs
     if identity.max_payload >= 0 and hasattr(client, "parser"):
         client.parser.max_payload = min(client.parser.max_payload, identity.max_payload)
     _set_expiry(client, identity.expires_in)
