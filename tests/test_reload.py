@@ -132,3 +132,19 @@ def test_reload_through_nats_py_clients(start_server):
         return msg.data
 
     assert run(scenario()) == b"hello alice"
+
+
+def test_signal_reload_with_a_pid(start_server, server_kind):
+    """`--signal reload=PID`, as an operator would type it (nats-server's flag, on both servers)."""
+    import subprocess
+
+    from tests.servers import server_command, subprocess_env
+
+    srv = start_server(config=users_config("user: alice, password: a"))
+    (srv.workdir / "server.conf").write_text(users_config("user: alice, password: a", "user: bob, password: b"))
+    before = len(srv.logs.splitlines())
+    done = subprocess.run(server_command(server_kind) + ["--signal", f"reload={srv.proc.pid}"],
+                          capture_output=True, text=True, timeout=30, env=subprocess_env())
+    assert done.returncode == 0, done.stderr
+    srv.wait_for_log("Reloaded server configuration", 10, since=before)
+    assert run(can_connect(srv.url, user="bob", password="b"))
