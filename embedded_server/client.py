@@ -161,46 +161,24 @@ class Client(asyncio.Protocol):
     def _process(self, data: bytes) -> None:
         srv = self.server
         account = self.account
-        route = srv.route
         out = self.out
         n_in = in_bytes = 0
         try:
             for op in self.parser.feed(data):
                 kind = op[0]
-                if kind == 1:  # PUB
-                    payload = op[4]
+                if kind == 12:  # PUBS: a run of plain publishes to one subject
+                    n_in += op[4]
+                    in_bytes += op[5]
+                    if self.verbose or self.pedantic or self.perms is not None \
+                            or not srv.route_run(account, self, op[1], op[2], op[3], op[4], op[5]):
+                        for one in protocol.expand_run(op):
+                            self._publish(account, one[1], None, one[3], one[4], 0)
+                elif kind == 1 or kind == 2:  # PUB, HPUB
+                    tail = op[3]
+                    body_at = op[4]
                     n_in += 1
-                    in_bytes += len(payload) - 2
-                    subject = op[1]
-                    reply = op[2]
-                    if self.pedantic and not is_valid_literal_subject(decode_subject(subject)):
-                        out.append(b"-ERR 'Invalid Publish Subject'\r\n")
-                    if (self.perms is not None or reply) and not self._may_publish(subject, reply):
-                        continue
-                    if self.verbose:
-                        out.append(OK)
-                    if not route(account, self, subject, reply, None, op[3], 0, payload) and reply \
-                            and self.no_responders:
-                        self._no_responders(subject, reply)
-                elif kind == 2:  # HPUB
-                    payload = op[6]
-                    n_in += 1
-                    in_bytes += len(payload) - 2
-                    subject = op[1]
-                    reply = op[2]
-                    if self.pedantic and not is_valid_literal_subject(decode_subject(subject)):
-                        out.append(b"-ERR 'Invalid Publish Subject'\r\n")
-                    if (self.perms is not None or reply) and not self._may_publish(subject, reply):
-                        continue
-                    if self.verbose:
-                        out.append(OK)
-                    if op[5] == 0:
-                        # An empty header block is a plain message (nats-server delivers it as MSG).
-                        delivered = route(account, self, subject, reply, None, op[4], 0, payload)
-                    else:
-                        delivered = route(account, self, subject, reply, op[3], op[4], op[5], payload)
-                    if not delivered and reply and self.no_responders:
-                        self._no_responders(subject, reply)
+                    in_bytes += len(tail) - body_at - 2
+                    self._publish(account, op[1], op[2], tail, body_at, op[5] if kind == 2 else 0)
                 elif kind == 3:
                     self._sub(op[1], op[2], op[3])
                     self.last_in = time.monotonic()
@@ -239,6 +217,18 @@ class Client(asyncio.Protocol):
             if out and not self.dirty and not self.closed:
                 self.dirty = True
                 srv.dirty.append(self)
+
+    def _publish(self, account, subject: bytes, reply: bytes | None, tail: bytes, body_at: int,
+                 hdr_len: int) -> None:
+        if self.pedantic and not is_valid_literal_subject(decode_subject(subject)):
+            self.out.append(b"-ERR 'Invalid Publish Subject'\r\n")
+        if (reply is not None or self.perms is not None) and not self._may_publish(subject, reply):
+            return
+        if self.verbose:
+            self.out.append(OK)
+        if not self.server.route(account, self, subject, reply, tail, body_at, hdr_len) \
+                and reply and self.no_responders:
+            self._no_responders(subject, reply)
 
     def _may_publish(self, subject: bytes, reply: bytes | None) -> bool:
         perms = self.perms

@@ -11,8 +11,11 @@ from __future__ import annotations
 from typing import Iterator
 
 # Operation codes: the first element of each tuple `feed` yields.
-PUB = 1       # (PUB, subject, reply|None, size_bytes, payload+b"\r\n")
-HPUB = 2      # (HPUB, subject, reply|None, hdr_size_bytes, total_size_bytes, hdr_len, headers+payload+b"\r\n")
+PUB = 1       # (PUB, subject, reply|None, tail, body_at)
+HPUB = 2      # (HPUB, subject, reply|None, tail, body_at, hdr_len)
+# `tail` is the message as it goes out after "MSG <subject> <sid> [reply] ": b"<size>\r\n<payload>\r\n", or
+# b"<hdr_size> <total_size>\r\n<headers><payload>\r\n" for HPUB; the body starts at `tail[body_at:]`. Routing
+# a message to a subscriber is then two appends, with no copy of the payload.
 SUB = 3       # (SUB, subject, queue|None, sid)
 UNSUB = 4     # (UNSUB, sid, max)             max is -1 when absent or not a number
 PING = 5      # (PING,)
@@ -22,9 +25,14 @@ INFO = 8      # (INFO, json_bytes)
 OK = 9        # (OK,)
 ERR = 10      # (ERR, text_bytes)             a client sending -ERR: nats-server closes the connection
 HMSG = 11     # (HMSG,)                       a client sending HMSG: treated as an empty message to nowhere
+PUBS = 12     # (PUBS, subject, head, segment, count, payload_bytes)
+# A run of `count` (2 or more) consecutive well-formed PUBs to the same subject without reply, each starting
+# with the same bytes `head` ("PUB <subject> "), as they sit in `segment`. A pipelining publisher sends these;
+# delivering them is one bytes.replace of `head` by the subscriber's "MSG <subject> <sid> " (see server.py).
+# `expand_run` turns one back into PUB operations.
 
 OP_NAMES = {PUB: "PUB", HPUB: "HPUB", SUB: "SUB", UNSUB: "UNSUB", PING: "PING", PONG: "PONG",
-            CONNECT: "CONNECT", INFO: "INFO", OK: "+OK", ERR: "-ERR", HMSG: "HMSG"}
+            CONNECT: "CONNECT", INFO: "INFO", OK: "+OK", ERR: "-ERR", HMSG: "HMSG", PUBS: "PUBS"}
 
 MAX_CONTROL_LINE = 4096
 MAX_PAYLOAD = 1024 * 1024
@@ -106,11 +114,12 @@ class Parser:
     first is an 'Authorization Violation'), `headers` (HPUB allowed), `max_payload`, `max_control_line`.
     """
 
-    __slots__ = ("max_control_line", "max_payload", "expect_connect", "headers", "_buf", "_pending",
+    __slots__ = ("max_control_line", "max_payload", "expect_connect", "headers", "runs", "_buf", "_pending",
                  "_chunks", "_have", "_failed")
 
     def __init__(self, max_control_line: int = MAX_CONTROL_LINE, max_payload: int = MAX_PAYLOAD,
-                 expect_connect: bool = False, headers: bool = False):
+                 expect_connect: bool = False, headers: bool = False, runs: bool = True):
+        self.runs = runs
         self.max_control_line = max_control_line
         self.max_payload = max_payload
         self.expect_connect = expect_connect
@@ -130,86 +139,110 @@ class Parser:
         if self._failed is not None:
             raise self._failed
         try:
-            yield from self._feed(data)
+            pending = self._pending
+            if pending is not None:
+                # Waiting for a payload: collect chunks without re-joining until it is all here.
+                need = pending[-1]
+                self._chunks.append(data)
+                self._have += len(data)
+                if self._have < need:
+                    if self._have > need - 2:
+                        self._check_trailer(b"".join(self._chunks), need - 2)
+                    return
+                buf = b"".join(self._chunks)
+                self._chunks = []
+                self._have = 0
+                self._pending = None
+                if buf[need - 2:need] != b"\r\n":
+                    raise ProtocolError(f"Client parser ERROR, state=MSG_END, i={need - 2}: "
+                                        f"proto={_snippet(buf[need - 2:])}", UNKNOWN_OP)
+                yield self._complete(pending, buf[:need])
+                pos = need
+            else:
+                buf = self._buf + data if self._buf else data
+                self._buf = b""
+                pos = 0
+
+            end = len(buf)
+            find = buf.find
+            startswith = buf.startswith
+            mcl = self.max_control_line
+            max_payload = self.max_payload
+            while pos < end:
+                if self.expect_connect and buf[pos] not in b"Cc":
+                    raise ProtocolError("Authorization Violation", AUTH_VIOLATION)
+                nl = find(b"\n", pos)
+                if nl < 0:
+                    self._partial(buf, pos)
+                    return
+                # Fast path: a well-formed "PUB <subject> [reply] <size>\r\n" (nats-py leaves two spaces when
+                # there is no reply). Anything unusual takes the general path (_op).
+                if startswith(b"PUB ", pos) and buf[nl - 1] == 13:
+                    arg = buf[pos + 4:nl - 1]
+                    args = arg.split(b" ")
+                    nargs = len(args)
+                    if nargs == 2:
+                        subject, szb = args
+                        reply = None
+                    elif nargs == 3:
+                        subject, reply, szb = args
+                        if not reply:
+                            reply = None
+                    else:
+                        subject = b""
+                    if subject and szb.isdigit() and len(szb) <= 9 and b"\t" not in arg:
+                        if len(arg) > mcl:
+                            raise self._mcl_error(arg)
+                        size = int(szb)
+                        if size > max_payload:
+                            raise ProtocolError(f"Maximum Payload Violation: {size} vs {max_payload}",
+                                                MAX_PAYLOAD_VIOLATION)
+                        tail_at = nl - 1 - len(szb)
+                        stop = nl + 1 + size
+                        if stop + 2 > end:
+                            self._wait_payload((PUB, subject, reply, len(szb) + 2, 0, b"", stop + 2 - tail_at),
+                                               buf, tail_at)
+                            return
+                        if buf[stop] != 13 or buf[stop + 1] != 10:
+                            raise ProtocolError(
+                                f"Client parser ERROR, state=MSG_END, i={stop}: proto={_snippet(buf[stop:])}",
+                                UNKNOWN_OP)
+                        nxt = stop + 2
+                        if reply is None and self.runs and startswith(b"PUB ", nxt):
+                            # Gather the following PUBs of the same shape into one run.
+                            head = buf[pos:tail_at]
+                            hl = len(head)
+                            count = 1
+                            total = size
+                            run_end = nxt
+                            while startswith(head, run_end):
+                                nl2 = find(b"\n", run_end + hl)
+                                if nl2 < 0 or buf[nl2 - 1] != 13:
+                                    break
+                                szb2 = buf[run_end + hl:nl2 - 1]
+                                if not szb2.isdigit() or len(szb2) > 9 or hl - 4 + len(szb2) > mcl:
+                                    break
+                                size2 = int(szb2)
+                                stop2 = nl2 + 1 + size2
+                                if size2 > max_payload or stop2 + 2 > end or buf[stop2] != 13 \
+                                        or buf[stop2 + 1] != 10:
+                                    break
+                                count += 1
+                                total += size2
+                                run_end = stop2 + 2
+                            if count > 1:
+                                yield (PUBS, subject, head, buf[pos:run_end], count, total)
+                                pos = run_end
+                                continue
+                        yield (PUB, subject, reply, buf[tail_at:nxt], len(szb) + 2)
+                        pos = nxt
+                        continue
+                pos = yield from self._op(buf, pos, nl)
         except ProtocolError as e:
             self._failed = e
             self._buf = b""
             self._chunks = []
             raise
-
-    def _feed(self, data: bytes) -> Iterator[tuple]:
-        pending = self._pending
-        if pending is not None:
-            # Waiting for a payload: collect chunks without re-joining until it is all here.
-            need = pending[-1]
-            self._chunks.append(data)
-            self._have += len(data)
-            if self._have < need:
-                if self._have > need - 2:
-                    self._check_trailer(b"".join(self._chunks), need - 2)
-                return
-            buf = b"".join(self._chunks)
-            self._chunks = []
-            self._have = 0
-            self._pending = None
-            if buf[need - 2:need] != b"\r\n":
-                raise ProtocolError(f"Client parser ERROR, state=MSG_END, i={need - 2}: proto={_snippet(buf[need - 2:])}",
-                                    UNKNOWN_OP)
-            yield self._complete(pending, buf[:need])
-            pos = need
-        else:
-            buf = self._buf + data if self._buf else data
-            self._buf = b""
-            pos = 0
-
-        end = len(buf)
-        find = buf.find
-        mcl = self.max_control_line
-        while pos < end:
-            if self.expect_connect and buf[pos] not in b"Cc":
-                raise ProtocolError("Authorization Violation", AUTH_VIOLATION)
-            nl = find(b"\n", pos)
-            if nl < 0:
-                self._partial(buf, pos)
-                return
-            # Fast path for the common, well-formed publish.
-            if buf[pos:pos + 4] == b"PUB ":
-                arg = buf[pos + 4:nl]
-                if arg[-1:] == b"\r":
-                    arg = arg[:-1]
-                elif b"\r" in arg:
-                    arg = arg[:-1]
-                if arg[:1] in b" \t":
-                    arg = arg.lstrip(b" \t")
-                if len(arg) > mcl:
-                    raise self._mcl_error(arg)
-                args = arg.split(b" ")
-                nargs = len(args)
-                if nargs == 2 and args[0] and args[1]:
-                    subject, reply, szb = args[0], None, args[1]
-                elif nargs == 3 and args[0] and args[1] and args[2]:
-                    subject, reply, szb = args
-                else:
-                    subject, reply, szb = self._pub_args(arg)
-                if 0 < len(szb) <= 9 and szb.isdigit():
-                    size = int(szb)
-                else:
-                    raise ProtocolError(f"processPub Bad or Missing Size: {arg!r}")
-                if size > self.max_payload:
-                    raise ProtocolError(f"Maximum Payload Violation: {size} vs {self.max_payload}",
-                                        MAX_PAYLOAD_VIOLATION)
-                start = nl + 1
-                stop = start + size
-                if stop + 2 <= end:
-                    if buf[stop:stop + 2] != b"\r\n":
-                        raise ProtocolError(
-                            f"Client parser ERROR, state=MSG_END, i={stop}: proto={_snippet(buf[stop:])}", UNKNOWN_OP)
-                    pos = stop + 2
-                    yield (PUB, subject, reply, szb, buf[start:pos])
-                    continue
-                self._wait_payload((PUB, subject, reply, szb, size + 2), buf, start)
-                return
-            pos = yield from self._op(buf, pos, nl)
 
     def _pub_args(self, arg: bytes):
         args = _split_pub_args(arg)
@@ -254,7 +287,8 @@ class Parser:
                 raise ProtocolError(f"processPub Bad or Missing Size: {arg!r}")
             if size > self.max_payload:
                 raise ProtocolError(f"Maximum Payload Violation: {size} vs {self.max_payload}", MAX_PAYLOAD_VIOLATION)
-            return (yield from self._payload(buf, nl + 1, (PUB, subject, reply, szb, size + 2)))
+            lead = szb + b"\r\n"
+            return (yield from self._payload(buf, nl + 1, (PUB, subject, reply, len(lead), 0, lead, size + 2)))
         if op == HPUB:
             if not self.headers:
                 raise ProtocolError("Header Support Not Enabled")
@@ -275,7 +309,12 @@ class Parser:
                 raise ProtocolError(f"processHeaderPub Header Size larger then TotalSize: {arg!r}")
             if size > self.max_payload:
                 raise ProtocolError(f"Maximum Payload Violation: {size} vs {self.max_payload}", MAX_PAYLOAD_VIOLATION)
-            return (yield from self._payload(buf, nl + 1, (HPUB, subject, reply, hdb, szb, hdr, size + 2)))
+            if hdr == 0:
+                # No header block: nats-server delivers it as a plain MSG.
+                lead = szb + b"\r\n"
+                return (yield from self._payload(buf, nl + 1, (PUB, subject, reply, len(lead), 0, lead, size + 2)))
+            lead = hdb + b" " + szb + b"\r\n"
+            return (yield from self._payload(buf, nl + 1, (HPUB, subject, reply, len(lead), hdr, lead, size + 2)))
         if op == SUB:
             args = split_arg(arg)
             if len(args) == 2:
@@ -296,7 +335,7 @@ class Parser:
             return nl + 1
         if op == HMSG:
             # A client may not send HMSG; nats-server then expects an empty body and routes nothing.
-            return (yield from self._payload(buf, nl + 1, (HMSG, 2)))
+            return (yield from self._payload(buf, nl + 1, (HMSG, None, None, 0, 0, b"", 2)))
         yield (op, arg)  # CONNECT, INFO, -ERR
         return nl + 1
 
@@ -313,12 +352,13 @@ class Parser:
         return len(buf)
 
     @staticmethod
-    def _complete(head: tuple, payload: bytes) -> tuple:
-        op = head[0]
+    def _complete(head: tuple, data: bytes) -> tuple:
+        op, subject, reply, body_at, hdr_len, lead, _ = head
+        tail = lead + data if lead else data
         if op == PUB:
-            return (PUB, head[1], head[2], head[3], payload)
+            return (PUB, subject, reply, tail, body_at)
         if op == HPUB:
-            return (HPUB, head[1], head[2], head[3], head[4], head[5], payload)
+            return (HPUB, subject, reply, tail, body_at, hdr_len)
         return (HMSG,)
 
     def _wait_payload(self, head: tuple, buf: bytes, start: int) -> None:
@@ -366,3 +406,8 @@ class Parser:
         if len(arg) > self.max_control_line:
             raise self._mcl_error(arg)
         self._buf = rest
+
+
+def expand_run(op: tuple, max_payload: int = MAX_PAYLOAD) -> Iterator[tuple]:
+    """The PUB operations a PUBS run stands for, in order."""
+    return Parser(max_control_line=1 << 30, max_payload=max_payload, runs=False).feed(op[3])

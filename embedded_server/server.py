@@ -43,18 +43,15 @@ class Account:
     def __init__(self, name: str):
         self.name = name
         self.sublist = Sublist()
-        self._plans: dict[bytes, tuple] = {}
-        self._plans_genid = -1
+        # Delivery plans per published subject, dropped whenever the subscriptions change.
+        self.plans: dict[bytes, tuple] = {}
+        self.sublist.on_change = self.plans.clear
         self.in_msgs = self.in_bytes = self.out_msgs = self.out_bytes = 0
         self.slow_consumers = 0
 
     def plan(self, subject: bytes) -> tuple:
         """Delivery plan for a published subject: (plain subs, queue groups), each sub as (sub, client, MSG prefix)."""
-        plans = self._plans
-        if self._plans_genid != self.sublist.genid:
-            plans.clear()
-            self._plans_genid = self.sublist.genid
-        plan = plans.get(subject)
+        plan = self.plans.get(subject)
         if plan is None:
             result = self.sublist.match(decode_subject(subject))
 
@@ -63,9 +60,9 @@ class Account:
 
             plan = (tuple(entry(s) for s in result.psubs),
                     tuple(tuple(entry(s) for s in group) for group in result.qsubs))
-            if len(plans) >= 4096:
-                plans.clear()
-            plans[subject] = plan
+            if len(self.plans) >= 4096:
+                self.plans.clear()
+            self.plans[subject] = plan
         return plan
 
     def __repr__(self) -> str:
@@ -225,146 +222,164 @@ class Server:
         return b"INFO " + json.dumps(info, separators=(",", ":")).encode() + b" \r\n"
 
     # -- routing (the hot path) ----------------------------------------------------------------------------
-    def route(self, account: Account, producer, subject: bytes, reply: bytes | None, hdb: bytes | None,
-              szb: bytes, hdr_len: int, payload: bytes, msg_subject: bytes | None = None) -> bool:
+    def route(self, account: Account, producer, subject: bytes, reply: bytes | None, tail: bytes, body_at: int,
+              hdr_len: int = 0, msg_subject: bytes | None = None) -> bool:
         """Deliver one message to every matching subscription of `account`. True if anyone received it.
 
-        `payload` is the wire body including headers (first `hdr_len` bytes) and the trailing CRLF; `szb` and
-        `hdb` are the total and header sizes as sent.
+        `tail` is the message as sent after "MSG <subject> <sid> [reply] " (see protocol.py): the size field(s),
+        CRLF, the body (`hdr_len` bytes of headers, then the payload) from `tail[body_at:]`, and a final CRLF.
+        With `msg_subject`, matching uses `subject` but receivers see `msg_subject` (JetStream deliveries).
         """
-        psubs, qgroups = account.plan(subject)
+        plan = account.plans.get(subject)
+        if plan is None:
+            plan = account.plan(subject)
+        psubs, qgroups = plan
         if not psubs and not qgroups:
             return False
         if msg_subject is not None:
-            # Routed by `subject` (a JetStream deliver subject) but seen by receivers as `msg_subject`.
             cut = 4 + len(subject)
             psubs = tuple((s, c, b"MSG " + msg_subject + p[cut:]) for s, c, p in psubs)
             qgroups = tuple(tuple((s, c, b"MSG " + msg_subject + p[cut:]) for s, c, p in g) for g in qgroups)
             subject = msg_subject
         delivered = False
         count = 0
-        nbytes = 0
+        size = len(tail) - body_at - 2
         no_echo = producer if producer is not None and not producer.echo else None
+        fast = reply is None and hdr_len == 0
         dirty = self.dirty
-        if hdr_len == 0:
-            tail = (reply + b" " + szb + CRLF) if reply else (szb + CRLF)
-            body_len = len(payload) - 2
-            for sub, client, prefix in psubs:
-                if client is None:
-                    self._call_internal(sub, producer, subject, reply, 0, payload)
-                    delivered = True
-                    continue
-                if client is no_echo or sub.closed or client.closed:
-                    continue
-                if client.perms is not None:
-                    size = self._deliver(sub, client, prefix, subject, reply, hdb, szb, 0, payload)
-                    if size >= 0:
-                        nbytes += size
-                        count += 1
-                        delivered = True
-                    continue
-                n = sub.delivered = sub.delivered + 1
-                if sub.max and n > sub.max:
-                    client.remove_subscription(sub)
-                    continue
+        for sub, client, prefix in psubs:
+            if client is None:
+                self._call_internal(sub, producer, subject, reply, tail, body_at, hdr_len)
+                delivered = True
+                continue
+            if client is no_echo or sub.closed or client.closed:
+                continue
+            if fast and not sub.max and client.perms is None:
+                sub.delivered += 1
                 out = client.out
-                out.append(prefix + tail)
-                out.append(payload)
+                out.append(prefix)
+                out.append(tail)
                 client.out_msgs += 1
-                client.out_bytes += body_len
-                count += 1
-                nbytes += body_len
+                client.out_bytes += size
                 if not client.dirty:
                     client.dirty = True
                     dirty.append(client)
-                if sub.max and n >= sub.max:
-                    client.remove_subscription(sub)
+                count += 1
                 delivered = True
-        else:
-            for sub, client, prefix in psubs:
-                if client is None:
-                    self._call_internal(sub, producer, subject, reply, hdr_len, payload)
-                    delivered = True
-                    continue
-                if client is no_echo or sub.closed or client.closed:
-                    continue
-                size = self._deliver(sub, client, prefix, subject, reply, hdb, szb, hdr_len, payload)
-                if size >= 0:
-                    nbytes += size
-                    count += 1
-                    delivered = True
+            elif self._deliver(sub, client, prefix, subject, reply, tail, body_at, hdr_len):
+                count += 1
+                delivered = True
         for group in qgroups:
             n = len(group)
-            start = int(random.random() * n) if n > 1 else 0
+            first = int(random.random() * n) if n > 1 else 0
             for i in range(n):
-                sub, client, prefix = group[(start + i) % n]
+                sub, client, prefix = group[(first + i) % n]
                 if client is None:
-                    self._call_internal(sub, producer, subject, reply, hdr_len, payload)
-                    delivered = True
-                    break
+                    if not sub.closed:
+                        self._call_internal(sub, producer, subject, reply, tail, body_at, hdr_len)
+                        delivered = True
+                        break
+                    continue
                 if client is no_echo or sub.closed or client.closed:
                     continue
-                size = self._deliver(sub, client, prefix, subject, reply, hdb, szb, hdr_len, payload)
-                if size >= 0:
-                    nbytes += size
+                if self._deliver(sub, client, prefix, subject, reply, tail, body_at, hdr_len):
                     count += 1
                     delivered = True
                     break
         if count:
             account.out_msgs += count
-            account.out_bytes += nbytes
+            account.out_bytes += count * size
             self.out_msgs += count
-            self.out_bytes += nbytes
+            self.out_bytes += count * size
         return delivered
 
-    def _deliver(self, sub, client, prefix, subject, reply, hdb, szb, hdr_len, payload) -> int:
+    def route_run(self, account: Account, producer, subject: bytes, head: bytes, segment: bytes, count: int,
+                  total: int) -> bool:
+        """Deliver a run of plain publishes (protocol.PUBS) to subscribers that need nothing per message: one
+        bytes.replace of the "PUB <subject> " heads by the subscriber's "MSG <subject> <sid> " each.
+
+        False when something needs the messages one by one (queue groups, internal or limited subscriptions,
+        permissions, or the head also occurring inside a payload): the caller then routes them singly."""
+        plan = account.plans.get(subject)
+        if plan is None:
+            plan = account.plan(subject)
+        psubs, qgroups = plan
+        if qgroups:
+            return False
+        for sub, client, _ in psubs:
+            if client is None or sub.max or client.perms is not None:
+                return False
+        if psubs and segment.count(head) != count:
+            return False
+        no_echo = producer if not producer.echo else None
+        dirty = self.dirty
+        delivered = 0
+        for sub, client, prefix in psubs:
+            if client is no_echo or sub.closed or client.closed:
+                continue
+            client.out.append(segment.replace(head, prefix))
+            sub.delivered += count
+            client.out_msgs += count
+            client.out_bytes += total
+            if not client.dirty:
+                client.dirty = True
+                dirty.append(client)
+            delivered += 1
+        if delivered:
+            account.out_msgs += delivered * count
+            account.out_bytes += delivered * total
+            self.out_msgs += delivered * count
+            self.out_bytes += delivered * total
+        return True
+
+    def _deliver(self, sub, client, prefix, subject, reply, tail, body_at, hdr_len) -> bool:
         """Deliver to one subscription, honouring its auto-unsubscribe limit and the subscriber's permissions
-        (a deny that a wider subscription could not exclude, allow_responses); bytes delivered, -1 if none."""
+        (a deny that a wider subscription could not exclude, allow_responses). False if it was not delivered."""
         perms = client.perms
         if perms is not None and perms.delivery_denied(decode_subject(subject), sub.queue):
-            return -1
+            return False
         n = sub.delivered = sub.delivered + 1
         if sub.max and n > sub.max:
             client.remove_subscription(sub)
-            return -1
-        size = self._write_msg(client, prefix, reply, hdb, szb, hdr_len, payload)
+            return False
+        out = client.out
+        if hdr_len == 0:
+            out.append(prefix)
+            if reply:
+                out.append(reply + b" ")
+            out.append(tail)
+        elif client.headers:
+            out.append(b"H" + prefix)
+            if reply:
+                out.append(reply + b" ")
+            out.append(tail)
+        else:
+            # A client without header support gets the message without its headers, as nats-server does.
+            out.append(prefix)
+            if reply:
+                out.append(reply + b" ")
+            body = tail[body_at + hdr_len:]
+            out.append(b"%d\r\n" % (len(body) - 2))
+            out.append(body)
+        client.out_msgs += 1
+        client.out_bytes += len(tail) - body_at - 2
+        if not client.dirty:
+            client.dirty = True
+            self.dirty.append(client)
         if sub.max and n >= sub.max:
             client.remove_subscription(sub)
         if perms is not None and reply:
             perms.track_reply(decode_subject(reply))
-        return size
+        return True
 
-    def _write_msg(self, client, prefix, reply, hdb, szb, hdr_len, payload) -> int:
-        reply_part = reply + b" " if reply else b""
-        if hdr_len == 0:
-            line = prefix + reply_part + szb + CRLF
-            body = payload
-        elif client.headers:
-            line = b"H" + prefix + reply_part + hdb + b" " + szb + CRLF
-            body = payload
-        else:
-            # A client without header support gets the message without its headers, as nats-server does.
-            body = payload[hdr_len:]
-            line = prefix + reply_part + b"%d" % (len(body) - 2) + CRLF
-        out = client.out
-        out.append(line)
-        out.append(body)
-        n = len(body) - 2
-        client.out_msgs += 1
-        client.out_bytes += n
-        if not client.dirty:
-            client.dirty = True
-            self.dirty.append(client)
-        return n
-
-    def _call_internal(self, sub: Subscription, producer, subject: bytes, reply: bytes | None, hdr_len: int,
-                       payload: bytes) -> None:
+    def _call_internal(self, sub: Subscription, producer, subject: bytes, reply: bytes | None, tail: bytes,
+                       body_at: int, hdr_len: int) -> None:
         if sub.closed:
             return
-        hdr = payload[:hdr_len] if hdr_len else None
+        hdr = tail[body_at:body_at + hdr_len] if hdr_len else None
         try:
             sub.callback(sub, producer, decode_subject(subject), decode_subject(reply) if reply else None,
-                         hdr, payload[hdr_len:-2])
+                         hdr, tail[body_at + hdr_len:-2])
         except Exception:
             self.error(f"Internal subscription on \"{sub.subject}\" failed:\n{traceback.format_exc().rstrip()}")
 
@@ -395,22 +410,20 @@ class Server:
 
     def send_internal(self, account: Account, subject: str, reply: str | None, hdr: bytes | None,
                       payload: bytes, msg_subject: str | None = None) -> bool:
-        """Publish as the server, routed exactly as a client's PUB/HPUB. Safe to call from a callback."""
-        subject_b = encode_subject(subject)
-        reply_b = encode_subject(reply) if reply else None
+        """Publish as the server, routed exactly as a client's PUB/HPUB. Safe to call from a callback: what it
+        delivers is queued and written at the end of the current read (or at once outside of one)."""
         if hdr:
             hdr_len = len(hdr)
-            body = hdr + payload + CRLF
-            hdb = b"%d" % hdr_len
-            szb = b"%d" % (hdr_len + len(payload))
+            lead = b"%d %d\r\n" % (hdr_len, hdr_len + len(payload))
+            tail = lead + hdr + payload + CRLF
         else:
             hdr_len = 0
-            body = payload + CRLF
-            hdb = None
-            szb = b"%d" % len(payload)
+            lead = b"%d\r\n" % len(payload)
+            tail = lead + payload + CRLF
         self._batch += 1
         try:
-            delivered = self.route(account, None, subject_b, reply_b, hdb, szb, hdr_len, body,
+            delivered = self.route(account, None, encode_subject(subject), encode_subject(reply) if reply else None,
+                                   tail, len(lead), hdr_len,
                                    encode_subject(msg_subject) if msg_subject is not None else None)
         finally:
             self._batch -= 1

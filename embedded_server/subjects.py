@@ -201,6 +201,7 @@ class Sublist:
         self.cache_hits = 0
         self.inserts = 0
         self.removes = 0
+        self.on_change: Callable[[], None] | None = None   # called after every insert and remove
 
     # -- changes ----------------------------------------------------------------------------------------
     def insert(self, sub: Subscription) -> None:
@@ -283,6 +284,8 @@ class Sublist:
 
     def _invalidate(self, subject: str) -> None:
         self.genid += 1
+        if self.on_change is not None:
+            self.on_change()
         cache = self._cache
         if not cache:
             return
