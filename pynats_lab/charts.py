@@ -56,15 +56,18 @@ def bench_figure(df: pd.DataFrame, title: str | None = None) -> Figure:
         return _empty(fig, ax, "no results")
     colors = ["#1f77b4" if r == "pub" else "#2ca02c" for r in df["role"]]
     bars = ax.barh(df["client"], df["msgs_per_s"], color=colors)
-    for bar, mbs in zip(bars, df["mb_per_s"]):
-        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {bar.get_width():,.0f}/s  {mbs:.1f} MB/s",
-                va="center", fontsize=8)
+    p50 = df["p50_us"] if "p50_us" in df else [float("nan")] * len(df)
+    p99 = df["p99_us"] if "p99_us" in df else [float("nan")] * len(df)
+    for bar, mbs, lo, hi in zip(bars, df["mb_per_s"], p50, p99):
+        latency = f"  p50 {lo:,.0f} µs  p99 {hi:,.0f} µs" if lo == lo else ""
+        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
+                f" {bar.get_width():,.0f}/s  {mbs:.1f} MB/s{latency}", va="center", fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("messages per second")
     size = df.attrs.get("size")
     kind = "JetStream publish" if df.attrs.get("js") else "core publish"
     ax.set_title(title or f"{kind} throughput ({size} B messages)")
-    ax.margins(x=0.35)
+    ax.margins(x=0.6)
     return fig
 
 

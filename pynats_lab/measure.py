@@ -4,6 +4,7 @@ publish-ack), throughput in the spirit of `nats bench`, and the de-duplication e
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
 from typing import Any
 
@@ -123,18 +124,36 @@ async def _bench_connection(s: Session):
     return await s.open_connection(name="pynats-lab bench")
 
 
+def _stamped(payload: bytearray) -> bytes:
+    """The payload with the send time in its first 8 bytes (when it has room), for latency at the other end."""
+    if len(payload) >= 8:
+        payload[:8] = struct.pack("<d", time.perf_counter())
+    return bytes(payload)
+
+
+def _latency_columns(samples: list[float]) -> dict:
+    if not samples:
+        return {f"p{p:g}_us": float("nan") for p in BENCH_PERCENTILES}
+    v = np.asarray(samples) * 1e6
+    return {f"p{p:g}_us": float(np.percentile(v, p)) for p in BENCH_PERCENTILES}
+
+
+BENCH_PERCENTILES = (50, 90, 99)
+
+
 @in_session
 async def bench(s: Session, subject: str = "bench", *, pubs: int = 1, subs: int = 1, msgs: int = 10_000,
                 size: Any = 128, js: bool = False, timeout: float = 30.0) -> pd.DataFrame:
     """Throughput like `nats bench`: `pubs` publishers share `msgs` messages, each of `subs` subscribers
     should see all of them. Each client has its own connection. One row per client and one per role
-    total: role, client, msgs, bytes, seconds, msgs_per_s, mb_per_s."""
+    total: role, client, msgs, bytes, seconds, msgs_per_s, mb_per_s, p50_us, p90_us, p99_us.
+
+    Percentiles are per message: publish-to-receive for subscribers (the send time travels in the first
+    8 bytes, so `size` must be at least 8), publish-to-ack for JetStream publishers; under full load they
+    include queueing, as in `nats bench`."""
     nbytes = parse_size(size, "--size") or 0
-    if pubs < 1 and subs < 1:
-        raise LabError("need at least one publisher or subscriber")
     if pubs < 1:
         raise LabError("--pub must be at least 1 (a subscriber alone would wait for nothing)")
-    payload = b"\x00" * nbytes
     stream = None
     if js:
         stream, base = await temporary_stream(s, "LAB_BENCH")
@@ -144,15 +163,15 @@ async def bench(s: Session, subject: str = "bench", *, pubs: int = 1, subs: int 
     try:
         sub_conns, pub_conns = conns[:subs], conns[subs:]
         counters = []
-        for i, nc in enumerate(sub_conns):
-            state = {"n": 0, "first": None, "last": None, "done": asyncio.get_running_loop().create_future()}
+        for nc in sub_conns:
+            state = {"n": 0, "last": None, "lat": [], "done": asyncio.get_running_loop().create_future()}
 
             async def on_msg(msg, state=state) -> None:
                 now = time.perf_counter()
-                if state["first"] is None:
-                    state["first"] = now
                 state["n"] += 1
                 state["last"] = now
+                if len(msg.data) >= 8:
+                    state["lat"].append(now - struct.unpack_from("<d", msg.data)[0])
                 if state["n"] >= msgs and not state["done"].done():
                     state["done"].set_result(None)
 
@@ -161,22 +180,25 @@ async def bench(s: Session, subject: str = "bench", *, pubs: int = 1, subs: int 
             counters.append(state)
         shares = [msgs // pubs + (1 if i < msgs % pubs else 0) for i in range(pubs)]
 
-        async def publisher(nc, n: int) -> tuple[float, float]:
+        async def publisher(nc, n: int) -> tuple[float, float, list[float]]:
+            buf = bytearray(nbytes)
+            acks: list[float] = []
             t0 = time.perf_counter()
             if js:
                 jsx = nc.jetstream()
-                window = []
-                for _ in range(n):
-                    window.append(asyncio.ensure_future(jsx.publish(subject, payload, timeout=10)))
-                    if len(window) >= 256:
-                        await asyncio.gather(*window)
-                        window = []
-                await asyncio.gather(*window)
+
+                async def one() -> None:
+                    sent = time.perf_counter()
+                    await jsx.publish(subject, _stamped(buf), timeout=10)
+                    acks.append(time.perf_counter() - sent)
+
+                for start in range(0, n, 256):
+                    await asyncio.gather(*(one() for _ in range(min(256, n - start))))
             else:
                 for _ in range(n):
-                    await nc.publish(subject, payload)
+                    await nc.publish(subject, _stamped(buf))
                 await nc.flush(timeout=timeout)
-            return t0, time.perf_counter()
+            return t0, time.perf_counter(), acks
 
         spans = await asyncio.gather(*(publisher(nc, n) for nc, n in zip(pub_conns, shares)))
         for st in counters:
@@ -185,22 +207,24 @@ async def bench(s: Session, subject: str = "bench", *, pubs: int = 1, subs: int 
             except asyncio.TimeoutError:
                 pass
 
-        def row(role: str, client: str, n: int, seconds: float) -> dict:
+        def row(role: str, client: str, n: int, seconds: float, latencies: list[float]) -> dict:
             seconds = max(seconds, 1e-9)
             return {"role": role, "client": client, "msgs": n, "bytes": n * nbytes, "seconds": seconds,
-                    "msgs_per_s": n / seconds, "mb_per_s": n * nbytes / seconds / 1e6}
+                    "msgs_per_s": n / seconds, "mb_per_s": n * nbytes / seconds / 1e6,
+                    **_latency_columns(latencies)}
 
-        for i, ((t0, t1), n) in enumerate(zip(spans, shares)):
-            rows.append(row("pub", f"pub {i + 1}", n, t1 - t0))
+        for i, ((t0, t1, acks), n) in enumerate(zip(spans, shares)):
+            rows.append(row("pub", f"pub {i + 1}", n, t1 - t0, acks))
         if pubs > 1:
-            rows.append(row("pub", "all publishers", sum(shares),
-                            max(t1 for _, t1 in spans) - min(t0 for t0, _ in spans)))
-        start = min(t0 for t0, _ in spans)
+            rows.append(row("pub", "all publishers", sum(shares), max(t1 for _, t1, _ in spans) -
+                            min(t0 for t0, _, _ in spans), [a for *_, acks in spans for a in acks]))
+        start = min(t0 for t0, _, _ in spans)
         for i, st in enumerate(counters):
-            rows.append(row("sub", f"sub {i + 1}", st["n"], (st["last"] or start) - start))
+            rows.append(row("sub", f"sub {i + 1}", st["n"], (st["last"] or start) - start, st["lat"]))
         if subs > 1:
             rows.append(row("sub", "all subscribers", sum(st["n"] for st in counters),
-                            max((st["last"] or start) for st in counters) - start))
+                            max((st["last"] or start) for st in counters) - start,
+                            [x for st in counters for x in st["lat"]]))
     finally:
         for nc in conns:
             await nc.close()

@@ -28,8 +28,11 @@ def test_bench_counts_every_message(lab_js, shell):
     assert df["client"].tolist() == ["pub 1", "pub 2", "all publishers", "sub 1", "sub 2", "all subscribers"]
     assert df.set_index("client").loc["all subscribers", "msgs"] == 4000
     assert (df["msgs_per_s"] > 0).all()
+    subs = df[df["role"] == "sub"]
+    assert (subs["p50_us"] > 0).all() and (subs["p50_us"] <= subs["p99_us"]).all()
+    assert df[df["role"] == "pub"]["p50_us"].isna().all()  # core publishes have no ack to time
     js = pynats_lab.bench(msgs=500, js=True, subs=0)
-    assert js["msgs"].tolist() == [500]
+    assert js["msgs"].tolist() == [500] and js["p99_us"].iloc[0] >= js["p50_us"].iloc[0] > 0
     assert pynats_lab.stream_ls().empty  # the temporary stream is gone
     assert isinstance(charts.bench_figure(df), Figure)
 
