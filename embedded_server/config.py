@@ -358,21 +358,8 @@ class _Parser:
         return arr
 
     def array_value_end(self) -> bool:
-        while True:
-            c = self.peek()
-            if c in (" ", "\t"):
-                self.advance()
-            elif self.at_comment():
-                self.skip_comment()
-            elif c in (",", "\n", "\r", "/"):
-                self.advance()
-                return False
-            elif c == "]":
-                self.advance()
-                return True
-            else:
-                raise self.error("Expected an array value terminator \",\" or an array terminator \"]\", "
-                                 f"but got '{self.show(c)}' instead.")
+        return self.element_end("]", (",", "\n", "\r", "/"), "an array value terminator \",\" or an array "
+                                "terminator \"]\"")
 
     def map(self) -> ConfMap:
         m = ConfMap()
@@ -399,21 +386,25 @@ class _Parser:
         return m
 
     def map_value_end(self) -> bool:
+        return self.element_end("}", (";", ",", "\n", "\r", "/"), "a map value terminator \",\" or a map "
+                                "terminator \"}\"")
+
+    def element_end(self, closer: str, separators: tuple[str, ...], expected: str) -> bool:
+        """After a value in an array or map: True at the closing bracket, False at a separator."""
         while True:
             c = self.peek()
             if c in (" ", "\t"):
                 self.advance()
             elif self.at_comment():
                 self.skip_comment()
-            elif c in (";", ",", "\n", "\r", "/"):
+            elif c in separators:
                 self.advance()
                 return False
-            elif c == "}":
+            elif c == closer:
                 self.advance()
                 return True
             else:
-                raise self.error("Expected a map value terminator \",\" or a map terminator \"}\", "
-                                 f"but got '{self.show(c)}' instead.")
+                raise self.error(f"Expected {expected}, but got '{self.show(c)}' instead.")
 
     # -- scalars ----------------------------------------------------------------------------------
     def escape(self, parts: list) -> None:

@@ -95,12 +95,10 @@ def _permission(allow, deny) -> dict:
     return out
 
 
-@dataclass
-class User:
-    name: str
+class _Signed:
+    """What operators, accounts and users share: a seed (the secret) and the JWT that names its key."""
     seed: str
     jwt: str
-    account: "Account"
 
     @property
     def public_key(self) -> str:
@@ -109,6 +107,14 @@ class User:
     @property
     def claims(self) -> dict:
         return decode_jwt_claims(self.jwt)
+
+
+@dataclass
+class User(_Signed):
+    name: str
+    seed: str
+    jwt: str
+    account: "Account"
 
     @property
     def creds(self) -> str:
@@ -122,20 +128,12 @@ class User:
 
 
 @dataclass
-class Account:
+class Account(_Signed):
     name: str
     seed: str
     jwt: str
     operator: "Operator"
     signing_seeds: list[str] = field(default_factory=list)
-
-    @property
-    def public_key(self) -> str:
-        return public_key(self.seed)
-
-    @property
-    def claims(self) -> dict:
-        return decode_jwt_claims(self.jwt)
 
     def new_user(self, name: str, *, pub_allow=None, pub_deny=None, sub_allow=None, sub_deny=None,
                  allow_responses: bool | int = False, expires=None, not_before=None, bearer: bool = False,
@@ -192,7 +190,7 @@ class Account:
 
 
 @dataclass
-class Operator:
+class Operator(_Signed):
     name: str
     seed: str
     jwt: str
@@ -203,10 +201,6 @@ class Operator:
         seed = new_seed("operator")
         claims = {"name": name, "sub": public_key(seed), "nats": {"type": "operator", "version": 2}}
         return cls(name, seed, encode_jwt(claims, seed))
-
-    @property
-    def public_key(self) -> str:
-        return public_key(self.seed)
 
     def new_account(self, name: str, *, exports=None, imports=None, limits: dict | None = None,
                     expires=None) -> Account:

@@ -104,15 +104,21 @@ def parse_accounts(value: Any, pos: Pos | None, errors: list[ConfigError]
     return accounts, users, nkeys
 
 
-def _exports(v: Any, pos: Pos | None, acc: AccountConfig, errors: list[ConfigError]) -> None:
+def _entries(v: Any, pos: Pos | None, what: str, errors: list[ConfigError]):
+    """The map entries of an exports/imports array, with where each was written."""
     if not isinstance(v, ConfList):
-        errors.append(ConfigError(f"Exports should be an array, got {type(v).__name__}", pos))
+        errors.append(ConfigError(f"{what}s should be an array, got {type(v).__name__}", pos))
         return
     for i, item in enumerate(v):
         ipos = v.positions[i] if i < len(v.positions) else pos
         if not isinstance(item, ConfMap):
-            errors.append(ConfigError("Export Items should be a map with type entry", ipos))
+            errors.append(ConfigError(f"{what} Items should be a map with type entry", ipos))
             continue
+        yield item, ipos
+
+
+def _exports(v: Any, pos: Pos | None, acc: AccountConfig, errors: list[ConfigError]) -> None:
+    for item, ipos in _entries(v, pos, "Export", errors):
         kind = "stream" if "stream" in item else "service" if "service" in item else None
         if kind is None or ("stream" in item and "service" in item):
             errors.append(ConfigError("Export Items should have exactly one of stream or service", ipos))
@@ -130,14 +136,7 @@ def _exports(v: Any, pos: Pos | None, acc: AccountConfig, errors: list[ConfigErr
 
 
 def _imports(v: Any, pos: Pos | None, acc: AccountConfig, errors: list[ConfigError]) -> None:
-    if not isinstance(v, ConfList):
-        errors.append(ConfigError(f"Imports should be an array, got {type(v).__name__}", pos))
-        return
-    for i, item in enumerate(v):
-        ipos = v.positions[i] if i < len(v.positions) else pos
-        if not isinstance(item, ConfMap):
-            errors.append(ConfigError("Import Items should be a map with type entry", ipos))
-            continue
+    for item, ipos in _entries(v, pos, "Import", errors):
         kind = "stream" if "stream" in item else "service" if "service" in item else None
         if kind is None:
             errors.append(ConfigError("Import Items should have a stream or a service", ipos))
