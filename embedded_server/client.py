@@ -232,7 +232,7 @@ class Client(asyncio.Protocol):
 
     def _may_publish(self, subject: bytes, reply: bytes | None) -> bool:
         perms = self.perms
-        if perms is not None and not perms.can_publish(decode_subject(subject)):
+        if perms is not None and not perms.can_publish_wire(subject):
             self.send_err(f'Permissions Violation for Publish to "{decode_subject(subject)}"')
             self.server.error(f'{self.label} - Publish Violation - Subject "{decode_subject(subject)}"')
             return False

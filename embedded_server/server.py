@@ -336,7 +336,7 @@ class Server:
         """Deliver to one subscription, honouring its auto-unsubscribe limit and the subscriber's permissions
         (a deny that a wider subscription could not exclude, allow_responses). False if it was not delivered."""
         perms = client.perms
-        if perms is not None and perms.delivery_denied(decode_subject(subject), sub.queue):
+        if perms is not None and perms.delivery_denied(subject, sub.queue):
             return False
         n = sub.delivered = sub.delivered + 1
         if sub.max and n > sub.max:
@@ -369,7 +369,7 @@ class Server:
         if sub.max and n >= sub.max:
             client.remove_subscription(sub)
         if perms is not None and reply:
-            perms.track_reply(decode_subject(reply))
+            perms.track_reply(reply)
         return True
 
     def _call_internal(self, sub: Subscription, producer, subject: bytes, reply: bytes | None, tail: bytes,
