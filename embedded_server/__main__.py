@@ -92,7 +92,8 @@ def process_signal(spec: str) -> None:
         try:
             os.kill(pid, _SIGNALS[command])
         except OSError as e:
-            raise ValueError(f'signal "{command}" {pid}: {e.strerror}') from None
+            reason = (e.strerror or str(e))
+            raise ValueError(f'\nsignal "{command}" {pid}: {reason[:1].lower()}{reason[1:]}') from None
 
 
 def _watch_parent(parent: int, loop: asyncio.AbstractEventLoop, stop) -> None:
@@ -147,8 +148,22 @@ async def serve(server: Server, handle_signals: bool = True) -> int:
     return 0
 
 
+def raise_open_files_limit() -> None:
+    """Allow as many connections as the hard limit permits (Go raises the soft limit the same way for
+    nats-server); a default soft limit of 1024 would cap the server at about a thousand clients."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = hard if hard != resource.RLIM_INFINITY else 1 << 20
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def run(opts: Options, logger: Logger | None = None, command_line: CommandLine | None = None) -> int:
     """Run a server with `opts` on this thread until SIGTERM/SIGINT. Returns the exit code."""
+    raise_open_files_limit()
     logger = logger or make_logger(opts)
     server = Server(opts, logger, command_line)
     loop = new_event_loop()
@@ -171,9 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         opts, cl = load_options(argv)
     except FlagError as e:
+        # nats-server prints the complaint, then its usage, and exits 0 (its usage() always does).
         print(e, file=sys.stderr)
-        print(USAGE, file=sys.stderr)
-        return 2
+        print("\n" + USAGE)
+        return 0
     except ConfigFileError as e:
         Logger(sys.stderr).fatal(str(e))
         return 1
@@ -194,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         if not opts.config_file:
             print(f"{PROG}: must specify [-c, --config] option to check configuration file syntax", file=sys.stderr)
             return 1
-        print(f"{PROG}: configuration file {opts.config_file} is valid", file=sys.stderr)
+        digest = opts.extra.get("config_digest")
+        print(f"{PROG}: configuration file {opts.config_file} is valid" + (f" ({digest})" if digest else ""),
+              file=sys.stderr)
         return 0
     try:
         return run(opts, command_line=cl)

@@ -141,6 +141,17 @@ class EmbeddedServer:
         if m.group(1):
             raise EmbeddedServerError(m.group(1))
 
+    def call(self, fn, *args, timeout: float = 10.0):
+        """Thread mode: run `fn(*args)` on the server's event loop thread and return its result (the server's
+        objects, e.g. `server.subscribe_internal`, belong to that thread)."""
+        if self.mode != "thread" or not self.running:
+            raise EmbeddedServerError("call() needs a running thread-mode server")
+
+        async def on_loop():
+            return fn(*args)
+
+        return asyncio.run_coroutine_threadsafe(on_loop(), self._loop).result(timeout)
+
     def __enter__(self) -> "EmbeddedServer":
         return self.start()
 

@@ -401,7 +401,7 @@ class Parser:
         arg = rest[n:].lstrip(b" \t")
         if not arg:
             # Only separators so far: nats-server skips them without storing.
-            self._buf = rest[:n] + b" "
+            self._buf = rest[:n + 1]
             return
         if len(arg) > self.max_control_line:
             raise self._mcl_error(arg)

@@ -552,11 +552,6 @@ class Server:
                 await asyncio.wait_for(self._listener.wait_closed(), 1.0)
             except (asyncio.TimeoutError, Exception):
                 pass
-        if self.options.pid_file:
-            try:
-                os.unlink(self.options.pid_file)
-            except OSError:
-                pass
         self.notice("Server Exiting..")
         if self._stopped is not None:
             self._stopped.set()

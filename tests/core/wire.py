@@ -74,11 +74,17 @@ async def exchange(port: int, chunks, expect: bytes = b"", settle: float = 0.25,
 def isolate(data, i: int):
     """Give case `i` subjects of its own (same lengths, so sizes in the bytes stay right): cases run at once."""
     if isinstance(data, list):
-        return [isolate(d, i) for d in data]
+        # Replace across the parts, then cut at the same places (the replacements keep lengths).
+        whole = isolate(b"".join(data), i)
+        parts, at = [], 0
+        for d in data:
+            parts.append(whole[at:at + len(d)])
+            at += len(d)
+        return parts
     return data.replace(b"foo", b"f%02d" % i).replace(b"inbox", b"i%04d" % i).replace(b"nobody", b"n%05d" % i)
 
 
-def run_table(port: int, cases) -> list[str]:
+def run_table(port: int, cases, gap: float = 0.02) -> list[str]:
     """Run (send, expected_out, expected_state) cases concurrently; return a description of each mismatch.
 
     Cases must not subscribe to wildcards that could catch another case's subjects (see `isolate`).
@@ -86,7 +92,7 @@ def run_table(port: int, cases) -> list[str]:
     cases = [(isolate(send, i), isolate(expect, i), state) for i, (send, expect, state) in enumerate(cases)]
 
     async def all_cases():
-        return await asyncio.gather(*(exchange(port, send, expect) for send, expect, _ in cases))
+        return await asyncio.gather(*(exchange(port, send, expect, gap=gap) for send, expect, _ in cases))
 
     results = asyncio.run(asyncio.wait_for(all_cases(), 60))
     problems = []

@@ -1,0 +1,140 @@
+"""Monitoring (-m): the same client activity on both servers, then /varz, /connz, /subsz and /healthz compared
+field by field: every field the embedded server reports exists in nats-server's document with the same JSON
+type, the core counters agree, and the fields a dashboard needs are all there."""
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.raw import RawClient
+from tests.servers import RunningServer
+
+CORE_VARZ = {"server_id", "server_name", "version", "proto", "go", "host", "port", "max_connections", "ping_interval",
+             "ping_max", "http_host", "http_port", "auth_timeout", "max_control_line", "max_payload", "max_pending",
+             "write_deadline", "start", "now", "uptime", "mem", "cores", "cpu", "connections", "total_connections",
+             "in_msgs", "in_bytes", "out_msgs", "out_bytes", "slow_consumers", "subscriptions", "http_req_stats",
+             "config_load_time"}
+CORE_CONN = {"cid", "kind", "type", "ip", "port", "start", "last_activity", "rtt", "uptime", "idle", "pending_bytes",
+             "in_msgs", "out_msgs", "in_bytes", "out_bytes", "subscriptions", "name", "lang", "version",
+             "subscriptions_list"}
+
+
+def get(srv, path: str):
+    with urllib.request.urlopen(f"http://127.0.0.1:{srv.http_port}{path}", timeout=10) as r:
+        assert r.headers["Content-Type"].startswith("application/json")
+        return json.loads(r.read())
+
+
+def json_type(v) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, (int, float)):
+        return "number"
+    return type(v).__name__
+
+
+def same_shape(ours: dict, theirs: dict, where: str) -> list[str]:
+    problems = []
+    for key, value in ours.items():
+        if key not in theirs:
+            if value not in ({}, [], 0, "", False):
+                problems.append(f"{where}.{key}: not in nats-server's document")
+            continue
+        if json_type(value) != json_type(theirs[key]):
+            problems.append(f"{where}.{key}: {json_type(value)} here, {json_type(theirs[key])} in nats-server")
+    return problems
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """Both servers with monitoring, each with one client that subscribed twice and published once."""
+    servers, clients = {}, []
+    try:
+        for kind in ("nats-server", "embedded"):
+            srv = RunningServer(kind, ["-m", "-1"], tmp_path_factory.mktemp(kind)).start()
+            servers[kind] = srv
+            c = RawClient(srv)
+            clients.append(c)
+            c.connect(name="monitored", lang="python", version="1.0")
+            c.send("SUB foo 1\r\nSUB bar q 2\r\nPUB foo 2\r\nhi\r\n")
+            assert c.read_msg() == ("foo", b"hi")
+            assert c.ping() == []
+        yield servers
+    finally:
+        for c in clients:
+            c.close()
+        for srv in servers.values():
+            srv.stop()
+
+
+def test_varz(pair):
+    ours, theirs = get(pair["embedded"], "/varz"), get(pair["nats-server"], "/varz")
+    assert CORE_VARZ <= ours.keys()
+    assert not same_shape(ours, theirs, "varz")
+    for key in ("connections", "total_connections", "in_msgs", "out_msgs", "in_bytes", "out_bytes",
+                "slow_consumers", "max_payload", "max_pending", "ping_max"):
+        assert ours[key] == theirs[key], key
+    assert ours["port"] == pair["embedded"].port and ours["http_req_stats"]["/varz"] >= 1
+
+
+def test_connz_with_subscriptions(pair):
+    ours, theirs = get(pair["embedded"], "/connz?subs=1"), get(pair["nats-server"], "/connz?subs=1")
+    assert not same_shape(ours, theirs, "connz")
+    assert ours["num_connections"] == theirs["num_connections"] == 1
+    mine, real = ours["connections"][0], theirs["connections"][0]
+    assert CORE_CONN <= mine.keys()
+    assert not same_shape(mine, real, "connz.connections[0]")
+    for key in ("in_msgs", "out_msgs", "in_bytes", "out_bytes", "subscriptions", "name", "lang", "version"):
+        assert mine[key] == real[key], key
+    assert sorted(mine["subscriptions_list"]) == sorted(real["subscriptions_list"]) == ["bar", "foo"]
+
+
+def test_connz_detail_and_paging(pair):
+    for kind, srv in pair.items():
+        detail = get(srv, "/connz?subs=detail")["connections"][0]["subscriptions_list_detail"]
+        assert sorted((d["subject"], d.get("qgroup"), d["sid"], d["msgs"]) for d in detail) == \
+            [("bar", "q", "2", 0), ("foo", None, "1", 1)], kind
+        assert get(srv, "/connz?offset=5")["connections"] == [], kind
+
+
+def test_closed_connections_are_remembered(pair):
+    for kind, srv in pair.items():
+        c = RawClient(srv)
+        c.connect(name="leaving")
+        assert c.ping() == []
+        c.close()
+        deadline = time.monotonic() + 5
+        while True:
+            closed = get(srv, "/connz?state=closed")["connections"]
+            if any(x.get("name") == "leaving" for x in closed) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        leaving = next(x for x in closed if x.get("name") == "leaving")
+        assert leaving["reason"] == "Client Closed" and "stop" in leaving, kind
+
+
+def test_subsz(pair):
+    ours, theirs = get(pair["embedded"], "/subsz?subs=1"), get(pair["nats-server"], "/subsz?subs=1")
+    assert not same_shape(ours, theirs, "subsz")
+    mine = {(s["subject"], s.get("qgroup")) for s in ours["subscriptions_list"]}
+    real = {(s["subject"], s.get("qgroup")) for s in theirs["subscriptions_list"]
+            if s["account"] == "$G" and not s["subject"].startswith("$SYS.")}  # nats-server's system imports
+    assert mine == real == {("foo", None), ("bar", "q")}
+    by_subject = {s["subject"]: s for s in theirs["subscriptions_list"]}
+    for entry in ours["subscriptions_list"]:
+        assert not same_shape(entry, by_subject[entry["subject"]], "subsz.subscriptions_list[]")
+
+
+def test_healthz_and_errors(pair):
+    for kind, srv in pair.items():
+        assert get(srv, "/healthz") == {"status": "ok"}, kind
+        with pytest.raises(urllib.error.HTTPError) as e:
+            get(srv, "/connz?state=nonsense")
+        assert e.value.code == 400, kind
+        with pytest.raises(urllib.error.HTTPError) as e:
+            get(srv, "/no-such-page")
+        assert e.value.code == 404, kind

@@ -1,0 +1,180 @@
+"""Properties of the sans-IO parser: how a stream is cut into reads never changes the operations it yields;
+runs of publishes stand for exactly the publishes they contain; any bytes at all either parse or raise
+ProtocolError, nothing else; and memory held for an unfinished operation stays bounded."""
+from __future__ import annotations
+
+from hypothesis import given, settings, strategies as st
+
+from embedded_server import protocol
+from embedded_server.protocol import Parser, ProtocolError
+
+subjects = st.text(alphabet="abcxyz.*>_-0123456789", min_size=1, max_size=12).map(str.encode)
+tokens = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_-", min_size=1, max_size=10).map(str.encode)
+payloads = st.binary(max_size=40)
+
+
+@st.composite
+def operations(draw) -> bytes:
+    kind = draw(st.sampled_from(["pub", "pub_reply", "pub_natspy", "hpub", "sub", "qsub", "unsub", "ping",
+                                 "pong", "connect", "ok"]))
+    subject = draw(subjects)
+    payload = draw(payloads)
+    if kind == "pub":
+        return b"PUB %s %d\r\n%s\r\n" % (subject, len(payload), payload)
+    if kind == "pub_reply":
+        return b"PUB %s %s %d\r\n%s\r\n" % (subject, draw(tokens), len(payload), payload)
+    if kind == "pub_natspy":
+        return b"PUB %s  %d\r\n%s\r\n" % (subject, len(payload), payload)
+    if kind == "hpub":
+        hdr = b"NATS/1.0\r\nK: %s\r\n\r\n" % draw(tokens)
+        return b"HPUB %s %d %d\r\n%s%s\r\n" % (subject, len(hdr), len(hdr) + len(payload), hdr, payload)
+    if kind == "sub":
+        return b"SUB %s %s\r\n" % (subject, draw(tokens))
+    if kind == "qsub":
+        return b"SUB %s %s %s\r\n" % (subject, draw(tokens), draw(tokens))
+    if kind == "unsub":
+        return b"UNSUB %s %d\r\n" % (draw(tokens), draw(st.integers(0, 99)))
+    if kind == "connect":
+        return b'CONNECT {"verbose":false,"headers":true}\r\n'
+    return {"ping": b"PING\r\n", "pong": b"PONG\r\n", "ok": b"+OK\r\n"}[kind]
+
+
+streams = st.lists(st.one_of(operations(), st.lists(st.just(b"PUB run 3\r\nabc\r\n"), min_size=2, max_size=5)
+                             .map(b"".join)), min_size=1, max_size=25).map(b"".join)
+
+
+def parse(chunks, runs: bool = True) -> list[tuple]:
+    """All operations from feeding `chunks` in order, PUBS runs expanded into their PUBs."""
+    p = Parser(headers=True, runs=runs)
+    out = []
+    for chunk in chunks:
+        for op in p.feed(chunk):
+            if op[0] == protocol.PUBS:
+                out.extend(protocol.expand_run(op))
+            else:
+                out.append(op)
+    return out
+
+
+def cut(data: bytes, points: list[int]) -> list[bytes]:
+    points = sorted({p % (len(data) + 1) for p in points})
+    bounds = [0] + points + [len(data)]
+    return [data[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+@settings(max_examples=300, deadline=None)
+@given(streams, st.lists(st.integers(0, 10_000), max_size=12))
+def test_any_split_of_a_valid_stream_gives_the_same_operations(data, points):
+    whole = parse([data])
+    assert parse(cut(data, points)) == whole
+
+
+@settings(max_examples=100, deadline=None)
+@given(streams)
+def test_byte_by_byte_gives_the_same_operations(data):
+    assert parse([data[i:i + 1] for i in range(len(data))]) == parse([data])
+
+
+@settings(max_examples=200, deadline=None)
+@given(streams)
+def test_runs_stand_for_exactly_their_publishes(data):
+    assert parse([data], runs=True) == parse([data], runs=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(streams)
+def test_a_publish_tail_is_what_a_subscriber_receives(data):
+    """tail[body_at:] is the body plus CRLF, and the tail starts with the size fields the MSG line needs."""
+    for op in parse([data]):
+        if op[0] == protocol.PUB:
+            _, _, _, tail, body_at = op
+            size = tail[:body_at - 2]
+            assert tail[body_at - 2:body_at] == b"\r\n" and tail.endswith(b"\r\n")
+            assert int(size) == len(tail) - body_at - 2
+        elif op[0] == protocol.HPUB:
+            _, _, _, tail, body_at, hdr_len = op
+            hdr_size, total = tail[:body_at - 2].split(b" ")
+            assert int(hdr_size) == hdr_len and int(total) == len(tail) - body_at - 2
+            assert tail[body_at:body_at + hdr_len].startswith(b"NATS/1.0")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=300), st.lists(st.integers(0, 400), max_size=6))
+def test_random_bytes_parse_or_raise_protocol_error_only(data, points):
+    p = Parser(headers=True)
+    try:
+        for chunk in cut(data, points):
+            for _ in p.feed(chunk):
+                pass
+    except ProtocolError as e:
+        assert e.err in (None, protocol.UNKNOWN_OP, protocol.MAX_CONTROL_LINE_EXCEEDED,
+                         protocol.MAX_PAYLOAD_VIOLATION, protocol.AUTH_VIOLATION)
+    assert p.buffered <= len(data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from([b"PUB foo ", b"SUB ", b"CONNECT ", b"UNSUB ", b"HPUB x "]), st.integers(1, 20))
+def test_a_control_line_that_never_ends_is_refused_before_memory_grows(verb, rounds):
+    p = Parser(max_control_line=1024)
+    try:
+        for _ in range(rounds):
+            for _ in p.feed(verb + b"a" * 300):
+                pass
+            verb = b""
+    except ProtocolError as e:
+        assert e.err == protocol.MAX_CONTROL_LINE_EXCEEDED
+    assert p.buffered <= 1024 + 300 + 10
+
+
+def test_endless_ping_junk_and_spaces_hold_no_memory():
+    for start in (b"PING", b"PUB", b"+OK"):
+        p = Parser()
+        for data in [start] + [b" " * 10_000] * 20:
+            for _ in p.feed(data):
+                pass
+        assert p.buffered < 16
+
+
+def test_a_huge_declared_payload_is_refused_at_the_control_line():
+    p = Parser(max_payload=1024)
+    try:
+        list(p.feed(b"PUB foo 1025\r\n"))
+    except ProtocolError as e:
+        assert e.err == protocol.MAX_PAYLOAD_VIOLATION
+    else:
+        raise AssertionError("no error")
+    assert p.buffered == 0
+
+
+def test_operations_after_an_error_are_never_yielded():
+    p = Parser()
+    ops = []
+    try:
+        for op in p.feed(b"PING\r\nXXX\r\nPING\r\n"):
+            ops.append(op)
+    except ProtocolError as e:
+        assert e.err == protocol.UNKNOWN_OP
+    assert ops == [(protocol.PING,)]
+    try:
+        list(p.feed(b"PING\r\n"))
+    except ProtocolError:
+        pass
+    else:
+        raise AssertionError("a failed parser must stay failed")
+
+
+def test_nothing_but_connect_is_accepted_while_auth_is_expected():
+    p = Parser(expect_connect=True)
+    gen = p.feed(b"CONNECT {}\r\nPING\r\n")
+    assert next(gen) == (protocol.CONNECT, b"{}")
+    try:
+        next(gen)
+    except ProtocolError as e:
+        assert e.err == protocol.AUTH_VIOLATION
+    else:
+        raise AssertionError("PING before auth was accepted")
+    p = Parser(expect_connect=True)
+    gen = p.feed(b"CONNECT {}\r\nPING\r\n")
+    next(gen)
+    p.expect_connect = False  # the connection authenticated the CONNECT
+    assert list(gen) == [(protocol.PING,)]

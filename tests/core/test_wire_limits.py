@@ -1,0 +1,142 @@
+"""Limits and timers on the wire, on both servers: auth from flags, the auth timeout, stale connections,
+limits from the config, split frames, and a slow consumer that is cut off while everyone else goes on."""
+from __future__ import annotations
+
+import socket
+import time
+
+from tests.core.wire import CLOSED, OPEN, run_table
+from tests.raw import RawClient
+
+HDR = b"NATS/1.0\r\nK: v\r\n\r\n"
+PUBLISH = (b'CONNECT {"verbose":false,"headers":true}\r\nSUB foo 1\r\nSUB foo q 2\r\nPUB foo r 5\r\nhello\r\n'
+           b"HPUB foo %d %d\r\n%shi\r\nUNSUB 1\r\nPUB foo 0\r\n\r\nPING\r\n" % (len(HDR), len(HDR) + 2, HDR))
+PUBLISHED = (b"MSG foo 1 r 5\r\nhello\r\nMSG foo 2 r 5\r\nhello\r\n"
+             b"HMSG foo 1 %d %d\r\n%shi\r\nHMSG foo 2 %d %d\r\n%shi\r\n" % ((len(HDR), len(HDR) + 2, HDR) * 2)
+             + b"MSG foo 2 0\r\n\r\nPONG\r\n")
+
+
+def test_a_stream_split_anywhere_gives_the_same_answers(server):
+    byte_by_byte = [PUBLISH[i:i + 1] for i in range(len(PUBLISH))]
+    in_threes = [PUBLISH[i:i + 3] for i in range(0, len(PUBLISH), 3)]
+    problems = run_table(server.port, [(PUBLISH, PUBLISHED, OPEN), (byte_by_byte, PUBLISHED, OPEN),
+                                       (in_threes, PUBLISHED, OPEN)], gap=0.002)
+    assert not problems, "\n".join(problems)
+
+
+USER_PASS = [
+    (b"PING\r\n", b"-ERR 'Authorization Violation'\r\n", CLOSED),
+    (b"SUB foo 1\r\n", b"-ERR 'Authorization Violation'\r\n", CLOSED),
+    (b"XONNECT {}\r\n", b"-ERR 'Authorization Violation'\r\n", CLOSED),
+    (b"CONNECT {}\r\nPING\r\n", b"-ERR 'Authorization Violation'\r\n", CLOSED),
+    (b'CONNECT {"user":"u","pass":"x"}\r\nPING\r\n', b"-ERR 'Authorization Violation'\r\n", CLOSED),
+    (b'CONNECT {"user":"u","pass":"p"}\r\nPING\r\n', b"+OK\r\nPONG\r\n", OPEN),
+    (b'connect {"user":"u","pass":"p"}\r\nPING\r\n', b"+OK\r\nPONG\r\n", OPEN),
+    (b'CONNECT {"user":"u","pass":"p"}\r\nCONNECT {}\r\nPING\r\n', b"+OK\r\n+OK\r\nPONG\r\n", OPEN),
+    (b'CONNECT {"user":"u","pass":"p","account":"A"}\r\nPING\r\n', b"-ERR 'Authorization Violation'\r\n",
+     CLOSED),
+]
+TOKEN = [
+    (b"CONNECT {}\r\nPING\r\n", b"-ERR 'Authorization Violation'\r\n", CLOSED),
+    (b'CONNECT {"auth_token":"s3cret"}\r\nPING\r\n', b"+OK\r\nPONG\r\n", OPEN),
+    (b'CONNECT {"auth_token":"nope"}\r\nPING\r\n', b"-ERR 'Authorization Violation'\r\n", CLOSED),
+    (b'CONNECT {"user":"s3cret"}\r\nPING\r\n', b"-ERR 'Authorization Violation'\r\n", CLOSED),
+]
+
+
+def test_user_and_password_from_flags(start_server):
+    srv = start_server("--user", "u", "--pass", "p")
+    with RawClient(srv) as c:
+        assert c.info["auth_required"] is True
+    problems = run_table(srv.port, USER_PASS)
+    assert not problems, "\n".join(problems)
+
+
+def test_token_from_flags(start_server):
+    srv = start_server("--auth", "s3cret")
+    problems = run_table(srv.port, TOKEN)
+    assert not problems, "\n".join(problems)
+
+
+def test_a_client_that_never_sends_connect_is_timed_out(start_server):
+    srv = start_server(config="authorization { user: a, password: b, timeout: 0.3 }\n")
+    problems = run_table(srv.port, [(b"", b"-ERR 'Authentication Timeout'\r\n", CLOSED)])
+    assert not problems, "\n".join(problems)
+
+
+def test_a_client_that_never_answers_pings_is_stale(start_server):
+    srv = start_server(config='ping_interval: "150ms"\nping_max: 1\n')
+    problems = run_table(srv.port, [(b'CONNECT {"verbose":false}\r\n',
+                                     b"PING\r\n-ERR 'Stale Connection'\r\n", CLOSED)])
+    assert not problems, "\n".join(problems)
+
+
+def test_a_client_that_answers_pings_stays(start_server):
+    srv = start_server(config='ping_interval: "100ms"\nping_max: 1\n')
+    with RawClient(srv) as c:
+        c.connect()
+        deadline = time.monotonic() + 0.6
+        while time.monotonic() < deadline:
+            assert c.read_line(2) == "PING"
+            c.send("PONG\r\n")
+        assert c.ping() == []
+
+
+LIMITS = [
+    (b'CONNECT {"verbose":false}\r\nPUB foo 101\r\n', b"-ERR 'Maximum Payload Violation'\r\n", CLOSED),
+    (b'CONNECT {"verbose":false}\r\nSUB foo 1\r\nPUB foo 100\r\n' + b"x" * 100 + b"\r\nPING\r\n",
+     b"MSG foo 1 100\r\n" + b"x" * 100 + b"\r\nPONG\r\n", OPEN),
+    (b'CONNECT {"verbose":false}\r\nSUB ' + b"a" * 300 + b" 1\r\n", b"-ERR 'maximum control line exceeded'\r\n",
+     CLOSED),
+    (b'CONNECT {"verbose":false}\r\nSUB ' + b"a" * 250 + b" 1\r\nPING\r\n", b"PONG\r\n", OPEN),
+    (b'CONNECT {"verbose":false}\r\nSUB a 1\r\nSUB b 2\r\nSUB c 3\r\nPING\r\n',
+     b"-ERR 'maximum subscriptions exceeded'\r\nPONG\r\n", OPEN),
+]
+
+
+def test_limits_from_the_config(start_server):
+    srv = start_server(config="max_payload: 100\nmax_control_line: 256\nmax_subscriptions: 2\n")
+    with RawClient(srv) as c:
+        assert c.info["max_payload"] == 100
+    problems = run_table(srv.port, LIMITS)
+    assert not problems, "\n".join(problems)
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def test_a_subscriber_that_stops_reading_is_cut_off_and_memory_stays_bounded(start_server):
+    srv = start_server(config="max_pending: 262144\nmax_payload: 1024\n")
+    before = rss_kib(srv.proc.pid)
+    sub = socket.socket()
+    sub.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sub.connect(("127.0.0.1", srv.port))
+    sub.settimeout(5)
+    sub.recv(4096)
+    sub.sendall(b'CONNECT {"verbose":false}\r\nSUB slow 1\r\nPING\r\n')
+    got = b""
+    while b"PONG" not in got:
+        got += sub.recv(4096)
+    with RawClient(srv) as bystander, RawClient(srv) as pub:
+        bystander.connect()
+        bystander.send("SUB other 1\r\n")
+        assert bystander.ping() == []
+        pub.connect()
+        burst = (b"PUB slow 1000\r\n" + b"x" * 1000 + b"\r\n") * 100
+        for _ in range(120):  # 12 MB for a reader that takes nothing
+            pub.send(burst)
+        pub.send("PUB other 2\r\nok\r\n")
+        assert bystander.read_msg(10) == ("other", b"ok")
+        assert pub.ping() == []
+    srv.wait_for_log(r"Slow Consumer Detected: MaxPending of 262144 Exceeded", timeout=10)
+    received = 0
+    try:
+        while chunk := sub.recv(1 << 20):
+            received += len(chunk)
+    except ConnectionResetError:
+        pass
+    sub.close()
+    assert received < 8_000_000, "the slow subscriber was not cut off"
+    assert rss_kib(srv.proc.pid) - before < 40_000
