@@ -138,10 +138,11 @@ class Account(_Signed):
     def new_user(self, name: str, *, pub_allow=None, pub_deny=None, sub_allow=None, sub_deny=None,
                  allow_responses: bool | int = False, expires=None, not_before=None, bearer: bool = False,
                  subs: int = NO_LIMIT, data: int = NO_LIMIT, payload: int = NO_LIMIT, src=None, times=None,
-                 signer: str | None = None, seed: str | None = None) -> User:
+                 times_location: str = "", signer: str | None = None, seed: str | None = None) -> User:
         """A user of this account: its seed and a JWT signed by the account (or one of its signing keys).
 
-        `expires`/`not_before`: a datetime, a timedelta from now, or a unix time."""
+        `expires`/`not_before`: a datetime, a timedelta from now, or a unix time. `src`: CIDR networks the
+        user may connect from; `times`: daily ("HH:MM:SS", "HH:MM:SS") windows in `times_location`."""
         seed = seed or new_seed("user")
         nats: dict = {"pub": _permission(pub_allow, pub_deny), "sub": _permission(sub_allow, sub_deny),
                       "subs": subs, "data": data, "payload": payload, "type": "user", "version": 2}
@@ -153,6 +154,8 @@ class Account(_Signed):
             nats["src"] = list(src)
         if times:
             nats["times"] = [{"start": s, "end": e} for s, e in times]
+        if times_location:
+            nats["times_location"] = times_location
         signer = signer or self.seed
         if signer != self.seed:
             nats["issuer_account"] = self.public_key
