@@ -109,6 +109,10 @@ class Session:
             fut.cancel()
             raise
         except concurrent.futures.TimeoutError:
+            # Since 3.11 this is also the TimeoutError a request inside the coroutine raised: that one
+            # is the coroutine's own outcome, not this wait running out.
+            if fut.done():
+                raise
             fut.cancel()
             raise LabError(f"timed out after {timeout:g}s") from None
 
