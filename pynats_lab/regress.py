@@ -36,6 +36,7 @@ class NotebookResult:
     error: str = ""
     cell: int | None = None
     traceback: str = ""
+    source: str = ""
 
 
 @dataclass
@@ -48,7 +49,7 @@ class RegressReport:
         return bool(self.results) and all(r.status == PASSED for r in self.results)
 
     def DataFrame(self) -> pd.DataFrame:  # noqa: N802 - JupySQL's spelling for "give me the table"
-        columns = ["notebook", "status", "seconds", "cell", "error", "output"]
+        columns = ["notebook", "status", "seconds", "cell", "source", "error", "output"]
         rows = [{c: getattr(r, c) for c in columns} for r in self.results]
         return pd.DataFrame(rows, columns=columns).astype({"cell": "Int64"})
 
@@ -63,7 +64,7 @@ class RegressReport:
             rows.append(
                 f"<tr><td>{link}</td><td style='color:{colour[r.status]};font-weight:bold'>{r.status}</td>"
                 f"<td>{r.seconds:.1f}</td><td>{'' if r.cell is None else r.cell}</td>"
-                f"<td><pre>{html.escape(r.error)}</pre></td></tr>")
+                f"<td><code>{html.escape(r.source)}</code></td><td><pre>{html.escape(r.error)}</pre></td></tr>")
         passed = sum(r.status == PASSED for r in self.results)
         return (
             "<!doctype html><html><head><meta charset='utf-8'><title>pynats-lab regress</title>"
@@ -71,7 +72,7 @@ class RegressReport:
             "pre{margin:0;white-space:pre-wrap}</style></head><body>"
             f"<h1>pynats-lab regress</h1><p>server: <code>{html.escape(self.server_url)}</code> — "
             f"{passed} of {len(self.results)} passed</p>"
-            "<table><tr><th>notebook</th><th>status</th><th>seconds</th><th>cell</th><th>error</th></tr>"
+            "<table><tr><th>notebook</th><th>status</th><th>seconds</th><th>cell</th><th>code</th><th>error</th></tr>"
             + "".join(rows) + "</table></body></html>")
 
     def to_junit(self) -> str:
@@ -88,7 +89,8 @@ class RegressReport:
             if r.status != PASSED:
                 tag = "failure" if r.status == FAILED else "error"
                 detail = ET.SubElement(case, tag, message=r.error, type=r.error.split(":", 1)[0])
-                detail.text = r.traceback or r.error
+                where = f"In [{r.cell}]: {r.source}\n\n" if r.cell is not None else ""
+                detail.text = where + (r.traceback or r.error)
         root = ET.Element("testsuites")
         root.append(suite)
         ET.indent(root)
@@ -126,6 +128,21 @@ def discover(paths: list[str | Path]) -> list[Path]:
     return list(dict.fromkeys(x.resolve() for x in found))
 
 
+def _failing_line(executed: Path) -> str:
+    """The first line of code of the cell that raised, from the executed notebook (for the summary)."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(executed, as_version=4)
+    except Exception:
+        return ""
+    for cell in nb.cells:
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            lines = [line for line in cell.source.splitlines() if line.strip() and not line.startswith("#")]
+            return lines[0].strip() if lines else ""
+    return ""
+
+
 def run_notebook(nb: Path, output: Path, parameters: dict, kernel_name: str | None,
                  timeout: float) -> NotebookResult:
     """Execute one notebook with papermill; never raises, the outcome is in the result."""
@@ -142,7 +159,7 @@ def run_notebook(nb: Path, output: Path, parameters: dict, kernel_name: str | No
     except PapermillExecutionError as exc:
         tb = _ANSI.sub("", "\n".join(exc.traceback))
         return NotebookResult(name, FAILED, time.monotonic() - start, str(output),
-                              f"{exc.ename}: {exc.evalue}", exc.exec_count, tb)
+                              f"{exc.ename}: {exc.evalue}", exc.exec_count, tb, _failing_line(output))
     except Exception as exc:  # the kernel died, a cell timed out, the file is not a notebook ...
         return NotebookResult(name, ERROR, time.monotonic() - start, str(output),
                               f"{type(exc).__name__}: {_ANSI.sub('', str(exc)).strip()}")

@@ -61,6 +61,7 @@ def test_passing_and_failing_notebooks_are_reported(server, suite, tmp_path):
     assert cases["regression/a_round_trip.ipynb"].find("failure") is None
     failure = cases["regression/b_budget.ipynb"].find("failure")
     assert failure.get("message") == "AssertionError: count 5 over budget"
+    assert failure.text.startswith("In [3]: assert count < 3, f'count {count} over budget'\n"), failure.text
 
     executed = nbformat.read(out / "regression" / "a_round_trip.ipynb", as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
