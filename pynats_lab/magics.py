@@ -75,8 +75,20 @@ def expand(line: str, namespace: dict) -> str:
         try:
             out.append(formatter.vformat(part, args=[], kwargs=dict(namespace)))
         except Exception:
-            out.append(part)
+            # JSON braces next to a {var} (e.g. '{"n": {{Count}}}' --count {n}): expand each field that
+            # is an expression on its own, leave the rest as typed.
+            out.append(_FIELD.sub(lambda m: _expand_field(formatter, m.group(0), namespace), part))
     return "".join(out)
+
+
+_FIELD = re.compile(r"\{[^{}]*\}")
+
+
+def _expand_field(formatter, field: str, namespace: dict) -> str:
+    try:
+        return formatter.vformat(field, args=[], kwargs=dict(namespace))
+    except Exception:
+        return field
 
 
 # -- %nats -------------------------------------------------------------------------------------------

@@ -50,6 +50,14 @@ def test_python_variables_expand_but_templates_stay(lab_core, shell):
     assert list(listener.stop()["data"]) == ["hi alice #1", "hi alice #2", "alice"]
 
 
+def test_variables_expand_beside_json_braces_and_templates(lab_core, shell):
+    shell.user_ns["n"] = 2
+    listener = magic(shell, "%nats sub orders --background")
+    cell(shell, """%nats pub orders '{"order": {{Count}}, "of": {n}}' --count {n}""")
+    time.sleep(0.2)
+    assert list(listener.stop()["data"]) == ['{"order": 1, "of": 2}', '{"order": 2, "of": 2}']
+
+
 def test_cell_magic_publishes_the_cell_as_payload(lab_core, shell):
     listener = magic(shell, "%nats sub docs --background")
     cell(shell, '%%nats pub docs\n{"id": 7,\n "name": "x"}\n')
