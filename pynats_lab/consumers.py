@@ -131,7 +131,7 @@ async def consumer_next(s: Session, stream: str, name: str, *, count: int = 1, a
         raise LabError(f"{name} is a push consumer: use %consumer sub {stream} {name}")
     limit = parse_duration(timeout, "--timeout") or 2.0
     psub = await s.js.pull_subscribe_bind(durable=name, stream=stream)
-    msgs, received = [], []
+    msgs, received, settled = [], [], []
     try:
         deadline = time.monotonic() + limit
         while len(msgs) < count:
@@ -145,8 +145,9 @@ async def consumer_next(s: Session, stream: str, name: str, *, count: int = 1, a
             now = time.time()
             msgs.extend(got)
             received.extend([now] * len(got))
-        settled = [await _settle(m, action, info.config.ack_policy) for m in msgs]
-        await s.nc.flush()
+            # Settle each batch as it arrives: waiting for the rest could outlast a short ack_wait.
+            settled.extend([await _settle(m, action, info.config.ack_policy) for m in got])
+            await s.nc.flush()
     finally:
         await psub.unsubscribe()
     frame = frames.consumed_frame(msgs, received, raw)

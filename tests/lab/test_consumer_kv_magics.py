@@ -39,6 +39,15 @@ def test_pull_consumer_next_acks_naks_and_terms(lab_js, shell):
     assert str(magic(shell, "%consumer rm ORDERS worker")) == "deleted consumer worker on ORDERS"
 
 
+def test_next_acks_what_arrived_while_it_waits_for_more(lab_js, shell):
+    _orders(shell, 2)
+    magic(shell, "%consumer add ORDERS short --pull --ack-wait 300ms")
+    got = magic(shell, "%consumer next ORDERS short --count 5 --timeout 1s")
+    assert got["data"].tolist() == ["o1", "o2"] and got["delivered"].tolist() == [1, 1], \
+        "acked in time: nothing redelivered while next waited for messages that never came"
+    assert magic(shell, "%consumer info ORDERS short").num_redelivered == 0
+
+
 def test_push_consumer_sub_and_filters(lab_js, shell):
     _orders(shell, 4)
     magic(shell, "%nats pub orders.paid p{{Count}} --count 2 --js")
