@@ -9,6 +9,12 @@ standard library at run time and never imports pynats_lab.
 VERSION = "0.1.0"
 PROTOCOL_VERSION = "2.10.0"
 
-from embedded_server.embedded import EmbeddedServer  # noqa: E402  (needs the constants above)
-
 __all__ = ["EmbeddedServer", "VERSION", "PROTOCOL_VERSION"]
+
+
+def __getattr__(name: str):
+    # Imported on first use: the command line does not need EmbeddedServer (subprocess, pathlib) to start.
+    if name == "EmbeddedServer":
+        from embedded_server.embedded import EmbeddedServer
+        return EmbeddedServer
+    raise AttributeError(f"module 'embedded_server' has no attribute {name!r}")

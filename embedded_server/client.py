@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import time
 from typing import TYPE_CHECKING
 
 from embedded_server import protocol
-from embedded_server.protocol import ProtocolError
+from embedded_server.protocol import ProtocolError, go_quote
 from embedded_server.subjects import InvalidSubject, Subscription, is_valid_literal_subject
 
 if TYPE_CHECKING:
@@ -46,11 +47,23 @@ SERVER_SHUTDOWN = "Server Shutdown"
 WRITE_ERROR = "Write Error"
 
 _ERR_CLOSE_REASON = {
-    protocol.UNKNOWN_OP: PARSE_ERROR,
+    protocol.UNKNOWN_OP: PROTOCOL_VIOLATION,
     protocol.MAX_CONTROL_LINE_EXCEEDED: MAX_CONTROL_LINE,
     protocol.MAX_PAYLOAD_VIOLATION: MAX_PAYLOAD,
     protocol.AUTH_VIOLATION: AUTH_VIOLATION,
 }
+
+
+_REDACT = (re.compile(r'"?\s*(?:auth_token\S*?|pass\S*?)"?\s*[:=]\s*"?([^",\r\n}]*)'),
+           re.compile(r'(?:^|[^A-Za-z0-9_])"?\s*(?:proxy_sig|nkey|sig)"?\s*[:=]\s*"?([^",\r\n}]*)'))
+
+
+def redact(connect_json: str) -> str:
+    """A CONNECT's JSON with passwords, tokens and signatures replaced, as nats-server traces it."""
+    for rx in _REDACT:
+        for m in reversed(list(rx.finditer(connect_json))):
+            connect_json = connect_json[:m.start(1)] + "[REDACTED]" + connect_json[m.end(1):]
+    return connect_json
 
 
 def decode_subject(b: bytes) -> str:
@@ -163,9 +176,13 @@ class Client(asyncio.Protocol):
         account = self.account
         out = self.out
         n_in = in_bytes = 0
+        tracing = srv.logger.trace_enabled
+        self.parser.runs = not tracing
         try:
             for op in self.parser.feed(data):
                 kind = op[0]
+                if tracing:
+                    self._trace_in(op)
                 if kind == 12:  # PUBS: a run of plain publishes to one subject
                     n_in += op[4]
                     in_bytes += op[5]
@@ -218,6 +235,29 @@ class Client(asyncio.Protocol):
                 self.dirty = True
                 srv.dirty.append(self)
 
+    def _trace_in(self, op: tuple) -> None:
+        kind = op[0]
+        if kind in (1, 2):
+            tail, body_at = op[3], op[4]
+            sizes = tail[:body_at - 2].decode()
+            reply = f" {decode_subject(op[2])}" if op[2] else ""
+            self.trace(f"<<- [{'PUB' if kind == 1 else 'HPUB'} {decode_subject(op[1])}{reply} {sizes}]")
+            self.trace(f"<<- MSG_PAYLOAD: [{go_quote(tail[body_at:-2])}]")
+        elif kind == 3:
+            parts = [op[1], op[2], op[3]] if op[2] else [op[1], op[3]]
+            self.trace(f"<<- [SUB {' '.join(decode_subject(p) for p in parts)}]")
+        elif kind == 4:
+            self.trace(f"<<- [UNSUB {decode_subject(op[1])}{'' if op[2] < 0 else f' {op[2]}'}]")
+        elif kind == 7:
+            self.trace(f"<<- [CONNECT {redact(op[1].decode('utf-8', 'replace'))}]")
+        elif kind in (8, 10):
+            self.trace(f"<<- [{protocol.OP_NAMES[kind]} {op[1].decode('utf-8', 'replace')}]")
+        else:
+            self.trace(f"<<- [{protocol.OP_NAMES[kind]}]")
+
+    def trace(self, text: str) -> None:
+        self.server.logger.trace(f"{self.label} - {text}")
+
     def _publish(self, account, subject: bytes, reply: bytes | None, tail: bytes, body_at: int,
                  hdr_len: int) -> None:
         if self.pedantic and not is_valid_literal_subject(decode_subject(subject)):
@@ -254,6 +294,8 @@ class Client(asyncio.Protocol):
     def _protocol_error(self, e: ProtocolError) -> None:
         srv = self.server
         if e.err is not None:
+            if srv.logger.trace_enabled:
+                self.trace(f"->> [-ERR {e.err}]")
             self.out.append(b"-ERR '%s'\r\n" % e.err.encode())
         if e.err == protocol.AUTH_VIOLATION:
             srv.error(f"{self.label} - Authorization Violation")
@@ -312,15 +354,7 @@ class Client(asyncio.Protocol):
             return
         self.parser.expect_connect = False
         if first:
-            parts = []
-            if opts.get("version"):
-                parts.append(f"v{opts['version']}")
-            if opts.get("lang"):
-                parts.append(opts["lang"])
-            if opts.get("name"):
-                parts.append(opts["name"])
-            if parts:
-                self.label = f'{self.host}:{self.port} - cid:{self.cid} - "{":".join(parts)}"'
+            self._set_label()
         proto = opts.get("protocol", 0)
         if proto < 0 or proto > 1:
             self.send_err("invalid client protocol")
@@ -332,6 +366,31 @@ class Client(asyncio.Protocol):
             return
         if self.verbose:
             self.out.append(OK)
+
+    def _set_label(self) -> None:
+        """nats-server's connection label for logs: address, cid, "v<version>:<lang>:<name>", "<account>/<user>"."""
+        opts = self.opts
+        parts = [f"v{opts['version']}" if opts.get("version") else "", opts.get("lang") or "", opts.get("name") or ""]
+        ncs = ":".join(p for p in parts if p)
+        label = f"{self.host}:{self.port} - cid:{self.cid}"
+        if ncs:
+            label += f' - "{ncs}"'
+        user = self.auth_user_label()
+        if user:
+            label += f' - "{self.account.name}/{user}"'
+        self.label = label
+
+    def auth_user_label(self) -> str:
+        opts = self.opts
+        if opts.get("nkey"):
+            return f"nkey:{opts['nkey']}"
+        if opts.get("user"):
+            return f"user:{opts['user']}"
+        if opts.get("jwt"):
+            return f"jwt:{self.user}"
+        if opts.get("auth_token"):
+            return "token"
+        return ""
 
     def _info(self, arg: bytes) -> None:
         try:
@@ -385,6 +444,8 @@ class Client(asyncio.Protocol):
             else:
                 sub.max = 0
                 self.remove_subscription(sub)
+                if self.server.logger.trace_enabled:
+                    self.trace(f"<-> [DELSUB {sid.decode('utf-8', 'replace')}]")
         if self.verbose:
             self.out.append(OK)
 
@@ -404,6 +465,8 @@ class Client(asyncio.Protocol):
                 (sub.account or self.account).sublist.remove(sub)
 
     def _ping(self) -> None:
+        if self.server.logger.trace_enabled:
+            self.trace("->> [PONG]")
         self.out.append(PONG)
         self.last_in = time.monotonic()
         if self.connect_received and not self.first_pong_sent:
@@ -445,6 +508,8 @@ class Client(asyncio.Protocol):
                 return
             self._ping_sent_at = now
             self.pings_out += 1
+            if srv.logger.trace_enabled:
+                self.trace("->> [PING]")
             self.send(PING)
         self._ping_timer = srv.loop.call_later(opts.ping_interval, self._ping_timer_fired)
 
@@ -458,6 +523,8 @@ class Client(asyncio.Protocol):
 
     # -- writing -----------------------------------------------------------------------------------------
     def send_err(self, text: str) -> None:
+        if self.server.logger.trace_enabled:
+            self.trace(f"->> [-ERR {text}]")
         self.queue(b"-ERR '%s'\r\n" % text.encode("utf-8", "surrogateescape"))
 
     def queue(self, data: bytes) -> None:
@@ -498,10 +565,18 @@ class Client(asyncio.Protocol):
 
     def auth_violation(self) -> None:
         srv = self.server
-        if self.opts.get("user"):
-            srv.error(f"{self.label} - authentication error - {self.opts['user']}")
+        opts = self.opts
+        if opts.get("nkey"):
+            who = f'Nkey "{opts["nkey"]}"'
+        elif opts.get("user"):
+            who = f'User "{opts["user"]}"'
+        elif opts.get("jwt"):
+            who = f'JWT User "{self.user}"'
+        elif opts.get("auth_token"):
+            who = 'Token "[REDACTED]"'
         else:
-            srv.error(f"{self.label} - authentication error")
+            who = ""
+        srv.error(f"{self.label} - authentication error" + (f" - {who}" if who else ""))
         self.send_err("Authorization Violation")
         self.close(AUTH_VIOLATION)
 

@@ -103,8 +103,30 @@ def split_arg(arg: bytes) -> list[bytes]:
     return [a for a in arg.replace(b"\t", b" ").replace(b"\r", b" ").split(b" ") if a]
 
 
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
+               "\v": "\\v", '"': '\\"', "\\": "\\\\"}
+
+
+def go_quote(data: bytes) -> str:
+    """Go's %q of a byte slice (how nats-server traces payloads)."""
+    out = ['"']
+    for ch in data.decode("utf-8", "surrogateescape"):
+        code = ord(ch)
+        if ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif 0xDC80 <= code <= 0xDCFF:
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\x{code:02x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
 def _snippet(data: bytes) -> str:
-    return repr(data[:32])[1:]
+    """nats-server's protoSnippet: up to 32 bytes (one less at the end of the buffer), Go-quoted."""
+    return f"'{go_quote(data[:32] if len(data) > 32 else data[:-1])}...'"
 
 
 class Parser:

@@ -20,6 +20,7 @@ from typing import Callable
 
 from embedded_server import VERSION, PROTOCOL_VERSION
 from embedded_server.client import Client, SERVER_SHUTDOWN, decode_subject, encode_subject
+from embedded_server.protocol import go_quote
 from embedded_server.logger import Logger
 from embedded_server.options import Options
 from embedded_server.subjects import Sublist, Subscription
@@ -245,7 +246,7 @@ class Server:
         count = 0
         size = len(tail) - body_at - 2
         no_echo = producer if producer is not None and not producer.echo else None
-        fast = reply is None and hdr_len == 0
+        fast = reply is None and hdr_len == 0 and not self.logger.trace_enabled
         dirty = self.dirty
         for sub, client, prefix in psubs:
             if client is None:
@@ -304,7 +305,7 @@ class Server:
         if plan is None:
             plan = account.plan(subject)
         psubs, qgroups = plan
-        if qgroups:
+        if qgroups or self.logger.trace_enabled:
             return False
         for sub, client, _ in psubs:
             if client is None or sub.max or client.perms is not None:
@@ -363,6 +364,10 @@ class Server:
             out.append(body)
         client.out_msgs += 1
         client.out_bytes += len(tail) - body_at - 2
+        if self.logger.trace_enabled:
+            line = (b"H" if hdr_len and client.headers else b"") + prefix + (reply + b" " if reply else b"")
+            client.trace(f"->> [{decode_subject(line)}{tail[:body_at - 2].decode()}]")
+            client.trace(f"->> MSG_PAYLOAD: [{go_quote(tail[body_at:-2])}]")
         if not client.dirty:
             client.dirty = True
             self.dirty.append(client)

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from tests.raw import RawClient
 from tests.servers import RunningServer, server_command, subprocess_env
 
 
@@ -146,3 +147,38 @@ def test_the_pid_in_every_log_line_is_the_servers(start_server):
     pids = {int(m) for m in re.findall(r"^\[(\d+)\] ", srv.logs, re.M)}
     assert pids == {srv.proc.pid}
     assert os.getpid() not in pids
+
+
+def test_trace_and_debug_lines_read_like_nats_servers(start_server):
+    """-DV: the same exchange traced in the same words (passwords redacted), connection opened and closed."""
+    srv = start_server("-DV")
+    with RawClient(srv) as c:
+        me = "%s:%d" % c.sock.getsockname()
+        c.send('CONNECT {"verbose":false,"pedantic":false,"name":"tr","lang":"go","version":"1.2","user":"u",'
+               '"pass":"secret","headers":true}\r\nSUB foo 1\r\nPUB foo r 5\r\nhello\r\n'
+               "HPUB foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\nUNSUB 1\r\nPING\r\nBOGUS\r\n")
+        c.expect_closed()
+    srv.wait_for_log(f"{re.escape(me)} .*Client connection closed")
+    mine = [line.split(" - ", 1)[1] for line in srv.logs.splitlines() if f"] {me} - cid:" in line]
+    mine = [re.sub(r"^cid:\d+", "cid:N", line) for line in mine]
+    assert mine == [
+        "cid:N - Client connection created",
+        'cid:N - <<- [CONNECT {"verbose":false,"pedantic":false,"name":"tr","lang":"go","version":"1.2",'
+        '"user":"u","pass":"[REDACTED]","headers":true}]',
+        'cid:N - "v1.2:go:tr" - "$G/user:u" - <<- [SUB foo 1]',
+        'cid:N - "v1.2:go:tr" - "$G/user:u" - <<- [PUB foo r 5]',
+        'cid:N - "v1.2:go:tr" - "$G/user:u" - <<- MSG_PAYLOAD: ["hello"]',
+        'cid:N - "v1.2:go:tr" - "$G/user:u" - ->> [MSG foo 1 r 5]',
+        'cid:N - "v1.2:go:tr" - "$G/user:u" - ->> MSG_PAYLOAD: ["hello"]',
+        'cid:N - "v1.2:go:tr" - "$G/user:u" - <<- [HPUB foo 12 14]',
+        'cid:N - "v1.2:go:tr" - "$G/user:u" - <<- MSG_PAYLOAD: ["NATS/1.0\\r\\n\\r\\nhi"]',
+        'cid:N - "v1.2:go:tr" - "$G/user:u" - ->> [HMSG foo 1 12 14]',
+        'cid:N - "v1.2:go:tr" - "$G/user:u" - ->> MSG_PAYLOAD: ["NATS/1.0\\r\\n\\r\\nhi"]',
+        'cid:N - "v1.2:go:tr" - "$G/user:u" - <<- [UNSUB 1]',
+        'cid:N - "v1.2:go:tr" - "$G/user:u" - <-> [DELSUB 1]',
+        'cid:N - "v1.2:go:tr" - "$G/user:u" - <<- [PING]',
+        'cid:N - "v1.2:go:tr" - "$G/user:u" - ->> [PONG]',
+        'cid:N - "v1.2:go:tr" - "$G/user:u" - ->> [-ERR Unknown Protocol Operation]',
+        'cid:N - "v1.2:go:tr" - "$G/user:u" - Client parser ERROR, state=0, i=204: proto=\'"BOGUS\\r"...\'',
+        'cid:N - "v1.2:go:tr" - "$G/user:u" - Client connection closed: Protocol Violation',
+    ]
