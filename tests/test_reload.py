@@ -148,3 +148,21 @@ def test_signal_reload_with_a_pid(start_server, server_kind):
     assert done.returncode == 0, done.stderr
     srv.wait_for_log("Reloaded server configuration", 10, since=before)
     assert run(can_connect(srv.url, user="bob", password="b"))
+
+
+def test_embedded_server_python_api_reload(tmp_path):
+    """EmbeddedServer(config_file=...).reload() in-process: a new user works, a bad file is refused."""
+    from embedded_server import EmbeddedServer
+    from embedded_server.embedded import EmbeddedServerError
+
+    conf = tmp_path / "server.conf"
+    conf.write_text(users_config("user: alice, password: a"))
+    with EmbeddedServer(config_file=conf) as es:
+        assert not run(can_connect(es.client_url, user="bob", password="b"))
+        conf.write_text(users_config("user: alice, password: a", "user: bob, password: b"))
+        es.reload()
+        assert run(can_connect(es.client_url, user="bob", password="b"))
+        conf.write_text("authorization { users = [ {user: bob} ]\n")
+        with pytest.raises(EmbeddedServerError, match="Unexpected EOF"):
+            es.reload()
+        assert run(can_connect(es.client_url, user="bob", password="b"))
