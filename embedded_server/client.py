@@ -136,13 +136,14 @@ class Client(asyncio.Protocol):
         opts = srv.options
         transport.set_write_buffer_limits(high=max(opts.max_pending, 64 * 1024))
         srv.debug(f"{self.label} - Client connection created")
-        if len(srv.clients) >= opts.max_connections:
+        # INFO goes out first, even to a connection over the limit (as nats-server does).
+        transport.write(srv.info_json(self))
+        if opts.max_connections < 0 or 0 < opts.max_connections <= len(srv.clients):
             self.out.append(b"-ERR 'maximum connections exceeded'\r\n")
             srv.error(f"{self.label} - maximum connections exceeded")
             self.close(MAX_CONNECTIONS)
             return
         srv.add_client(self)
-        transport.write(srv.info_json(self))
         loop = srv.loop
         if srv.auth_required:
             self._auth_timer = loop.call_later(opts.auth_timeout, self._auth_timeout)

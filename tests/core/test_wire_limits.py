@@ -140,3 +140,40 @@ def test_a_subscriber_that_stops_reading_is_cut_off_and_memory_stays_bounded(sta
     sub.close()
     assert received < 8_000_000, "the slow subscriber was not cut off"
     assert rss_kib(srv.proc.pid) - before < 40_000
+
+
+def test_connections_over_the_limit_are_refused(start_server):
+    srv = start_server(config="max_connections: 2\n")
+    with RawClient(srv) as a, RawClient(srv) as b:
+        a.connect()
+        b.connect()
+        assert a.ping() == [] and b.ping() == []
+        with RawClient(srv) as third:
+            assert third.info["server_id"]
+            assert third.expect_closed() == ["-ERR 'maximum connections exceeded'"]
+        assert a.ping() == []
+    deadline = time.monotonic() + 5
+    while True:  # the server notices the two closes asynchronously
+        with RawClient(srv) as later:
+            try:
+                later.connect()
+                assert later.ping() == []
+                break
+            except (ConnectionError, AssertionError):
+                if time.monotonic() > deadline:
+                    raise
+        time.sleep(0.05)
+
+
+def test_info_carries_nats_servers_fields(start_server, server_kind):
+    """The INFO a client reads first: the same fields with the same types, and the values the client needs."""
+    srv = start_server("--user", "u", "--pass", "p")
+    with RawClient(srv) as c:
+        info = c.info
+    assert {"server_id", "server_name", "version", "proto", "go", "host", "port", "headers", "max_payload",
+            "client_id", "client_ip", "auth_required"} <= info.keys()
+    assert info["proto"] == 1 and info["headers"] is True and info["auth_required"] is True
+    assert info["port"] == srv.port and info["host"] == "127.0.0.1" and info["client_ip"] == "127.0.0.1"
+    assert info["max_payload"] == 1048576 and isinstance(info["client_id"], int)
+    assert len(info["server_id"]) == 56 and info["server_id"].startswith("N")
+    assert tuple(int(x) for x in info["version"].split(".")[:2]) >= (2, 10)
