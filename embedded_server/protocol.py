@@ -430,6 +430,6 @@ class Parser:
         self._buf = rest
 
 
-def expand_run(op: tuple, max_payload: int = MAX_PAYLOAD) -> Iterator[tuple]:
-    """The PUB operations a PUBS run stands for, in order."""
-    return Parser(max_control_line=1 << 30, max_payload=max_payload, runs=False).feed(op[3])
+def expand_run(op: tuple) -> Iterator[tuple]:
+    """The PUB operations a PUBS run stands for, in order (the run was checked against the limits already)."""
+    return Parser(max_control_line=1 << 30, max_payload=1 << 62, runs=False).feed(op[3])

@@ -22,7 +22,7 @@ from embedded_server import VERSION, PROTOCOL_VERSION
 from embedded_server.client import Client, SERVER_SHUTDOWN, decode_subject, encode_subject
 from embedded_server.protocol import go_quote
 from embedded_server.logger import Logger
-from embedded_server.options import Options
+from embedded_server.options import DEFAULT_PORT, Options
 from embedded_server.subjects import Sublist, Subscription
 
 GLOBAL_ACCOUNT = "$G"
@@ -495,7 +495,8 @@ class Server:
             from embedded_server.monitor import Monitor
             self.monitor = Monitor(self)
             await self.monitor.start()
-        host, port = opts.host, (0 if opts.port == -1 else opts.port)
+        # As nats-server: -1 picks a free port, 0 means the default 4222.
+        host, port = opts.host, {-1: 0, 0: DEFAULT_PORT}.get(opts.port, opts.port)
         try:
             self._listener = await self.loop.create_server(
                 lambda: Client(self), host, port, reuse_address=True, backlog=1024, start_serving=False)

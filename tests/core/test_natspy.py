@@ -91,6 +91,7 @@ def test_no_echo_keeps_a_connections_own_messages_from_it(server):
         mine = await quiet.subscribe("chat")
         theirs = await other.subscribe("chat")
         await quiet.flush()
+        await other.flush()
         await quiet.publish("chat", b"from quiet")
         await other.publish("chat", b"from other")
         await quiet.flush()
