@@ -270,3 +270,43 @@ def test_source_networks_and_time_windows_from_the_jwt(srv, trust):
     ]
     for user, allowed in cases:
         assert refused(srv, user.jwt, user.seed) is not allowed, user.name
+
+
+def test_account_jwt_exports_and_imports(start_server):
+    op = Operator.new("lab")
+    shop = op.new_account("SHOP", exports=[
+        {"name": "orders", "subject": "orders.>", "type": "stream"},
+        {"name": "price", "subject": "price.get", "type": "service"}])
+    billing = op.new_account("BILLING", imports=[
+        {"name": "orders", "subject": "orders.>", "account": shop.public_key, "type": "stream",
+         "local_subject": "shop.orders.>"},
+        {"name": "price", "subject": "price.get", "account": shop.public_key, "type": "service",
+         "local_subject": "shop.price"}])
+    srv = start_server(config=op.server_config())
+    seller, buyer = shop.new_user("seller"), billing.new_user("buyer")
+
+    async def scenario():
+        s = await nats.connect(srv.url, user_credentials=_creds(seller))
+        b = await nats.connect(srv.url, user_credentials=_creds(buyer))
+
+        async def price(msg):
+            await msg.respond(b"9.99")
+
+        await s.subscribe("price.get", cb=price)
+        orders = await b.subscribe("shop.orders.>")
+        await s.flush()
+        await b.flush()
+        await s.publish("orders.new", b"#42")
+        got = await orders.next_msg(10)
+        answer = await b.request("shop.price", b"apple", timeout=10)
+        await s.close()
+        await b.close()
+        return got.subject, got.data, answer.data
+
+    assert run(scenario()) == ("shop.orders.new", b"#42", b"9.99")
+
+
+def _creds(user) -> str:
+    import tempfile
+    path = tempfile.mktemp(suffix=".creds")
+    return str(user.write_creds(path))

@@ -182,9 +182,31 @@ def _check_imports(accounts: list[AccountConfig], pos: Pos | None, errors: list[
 def _mapped(imp: Import, subject: str) -> str:
     if imp.prefix:
         return f"{imp.prefix}.{subject}"
-    if imp.to and "*" not in imp.subject.split(".") and ">" not in imp.subject.split("."):
-        return imp.to
+    if imp.to:
+        return map_subject(imp.subject, imp.to, subject)
     return subject
+
+
+def map_subject(pattern: str, to: str, subject: str) -> str:
+    """The subject under `to` that `subject` (matched by `pattern`) maps to: the wildcards of `to` take the
+    tokens `pattern`'s wildcards matched, in order (`orders.>` → `shop.orders.>`)."""
+    ptoks, stoks = pattern.split("."), subject.split(".")
+    stars, tail = [], None
+    for i, p in enumerate(ptoks):
+        if p == "*":
+            stars.append(stoks[i])
+        elif p == ">":
+            tail = stoks[i:]
+    out = []
+    stars_iter = iter(stars)
+    for t in to.split("."):
+        if t == "*":
+            out.append(next(stars_iter, "*"))
+        elif t == ">":
+            out.extend(tail if tail is not None else [">"])
+        else:
+            out.append(t)
+    return ".".join(out)
 
 
 def wire(server, accounts: list[AccountConfig]) -> list:
@@ -208,8 +230,7 @@ def wire(server, accounts: list[AccountConfig]) -> list:
 
             def request(sub, client, subject, reply, hdr, payload, imp=imp, importer=importer,
                         exporter=exporter, local=local):
-                wild = "*" in imp.subject.split(".") or ">" in imp.subject.split(".")
-                target = subject if wild or local == imp.subject else imp.subject
+                target = map_subject(local, imp.subject, subject)
                 if not reply:
                     server.send_internal(exporter, target, None, hdr, payload)
                     return

@@ -28,6 +28,9 @@ def _update(server, subject: str, reply: str | None, payload: bytes) -> None:
     else:
         server.debug(f"{message} - {key}")
     if message == "jwt updated":
+        from embedded_server.auth.hook import wire_accounts
+
+        wire_accounts(server)
         _enforce(server, key)
     if reply:
         info = {"name": server.server_name, "host": server.options.host, "id": server.server_id,

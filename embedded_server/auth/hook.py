@@ -24,13 +24,14 @@ def install(server) -> None:
     from embedded_server import reload as _reload
 
     server.reloader = _reload.reload
-    wire_accounts(server)
     conf = server.options.extra.get("operator_mode")
     server.operator = None
     if conf is not None:
         from embedded_server.auth.operator import OperatorMode
 
         server.operator = OperatorMode(conf)
+    wire_accounts(server)
+    if conf is not None:
         server.auth_required = server.info_auth_required = server.nonce_required = True
         from embedded_server.auth import claims
 
@@ -38,11 +39,13 @@ def install(server) -> None:
 
 
 def wire_accounts(server) -> None:
-    """(Re)create the configured accounts' import subscriptions."""
+    """(Re)create the import subscriptions of the configured accounts, or of the account JWTs in operator mode."""
     from embedded_server.auth import accounts
 
     accounts.unwire(server, getattr(server, "account_import_subs", []))
-    server.account_import_subs = accounts.wire(server, list(server.options.accounts or []))
+    operator = getattr(server, "operator", None)
+    configs = operator.account_configs() if operator is not None else list(server.options.accounts or [])
+    server.account_import_subs = accounts.wire(server, configs)
 
 
 def _set(server, auth: Authenticator) -> None:

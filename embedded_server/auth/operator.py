@@ -141,6 +141,38 @@ class OperatorMode:
                 return False
         return True
 
+    def account_configs(self) -> list:
+        """The exports/imports of the known account JWTs, in the form the config file's accounts use.
+
+        Only public exports are honoured (activation tokens for `token_req` exports are not implemented)."""
+        from embedded_server.auth.accounts import AccountConfig, Export, Import
+
+        configs = []
+        for key, claims in self.accounts.items():
+            acc = AccountConfig(key)
+            for e in _jwt.nats(claims).get("exports") or []:
+                if not isinstance(e, dict) or not e.get("subject") or e.get("token_req"):
+                    continue
+                target = acc.service_exports if e.get("type") == "service" else acc.stream_exports
+                target.append(Export(e["subject"]))
+            for i in _jwt.nats(claims).get("imports") or []:
+                if not isinstance(i, dict) or not i.get("subject") or not i.get("account"):
+                    continue
+                exporter = self.accounts.get(i["account"])
+                kind = i.get("type") or "stream"
+                exports = [e for e in (_jwt.nats(exporter).get("exports") or []) if isinstance(e, dict)
+                           and (e.get("type") or "stream") == kind and not e.get("token_req")] if exporter else []
+                if not any(_subject_within(i["subject"], e.get("subject", "")) for e in exports):
+                    continue
+                local = i.get("local_subject") or ""
+                if kind == "service":
+                    acc.service_imports.append(Import(i["account"], i["subject"], local or i.get("to") or ""))
+                else:
+                    acc.stream_imports.append(Import(i["account"], i["subject"], local, "" if local else
+                                                     i.get("to") or i.get("prefix") or ""))
+            configs.append(acc)
+        return configs
+
     # -- users ------------------------------------------------------------------------------------
     def authenticate(self, connect: dict, nonce: str | bytes | None, host: str = "") -> Identity | None:
         token = connect.get("jwt")
@@ -202,6 +234,12 @@ class OperatorMode:
         raw = _nkey.decode_signature(sig)
         data = nonce.encode() if isinstance(nonce, str) else nonce
         return raw is not None and _nkey.verify(public_key, data, raw)
+
+
+def _subject_within(subject: str, export: str) -> bool:
+    from embedded_server.auth.permissions import _subset_match
+
+    return bool(export) and _subset_match(subject.split("."), export.split("."))
 
 
 def _limit(v) -> int:
