@@ -1,0 +1,192 @@
+"""JetStream for the embedded server: `enable(server)` is the one hook the core server calls when `-js` is given.
+
+The package follows nats-server's split: `api.py` answers `$JS.API.*`, `stream.py` and `consumer.py` hold
+the behaviour, `store/` keeps the messages (memory or file), `errors.py` is the one error table. This module
+owns the server-wide part: the store directory, resource limits and usage, the per-account registries of
+streams (`JSAccount`), recovery at start and the orderly shutdown.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+
+from . import api
+from .account import JSAccount
+from .config import API_LEVEL
+from .errors import ApiError
+
+__all__ = ["enable", "JetStream", "JetStreamError", "ApiError"]
+
+
+class JetStreamError(Exception):
+    """JetStream cannot start (store directory unusable): the server reports it and does not start."""
+
+
+def _default_limits(store_dir: str) -> tuple[int, int]:
+    """nats-server's defaults: 75% of the machine's memory, 75% of the free disk space under the store."""
+    try:
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        mem = 4 << 30
+    probe = store_dir
+    while probe and not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    try:
+        disk = shutil.disk_usage(probe or "/").free
+    except OSError:
+        disk = 1 << 40
+    return mem * 3 // 4, disk * 3 // 4
+
+
+def _sync_settings(options) -> tuple[bool, float]:
+    interval = getattr(options, "sync_interval", 120.0)
+    always = bool(getattr(options, "sync_always", False))
+    if isinstance(interval, str):
+        if interval.strip().lower() == "always":
+            return True, 120.0
+        interval = 120.0
+    if interval is None or interval <= 0:
+        interval = 120.0
+    return always, float(interval)
+
+
+def _format_size(n: int) -> str:
+    for unit, size in (("TB", 1 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} B"
+
+
+class JetStream:
+    """The JetStream subsystem of one server."""
+
+    def __init__(self, server):
+        self.server = server
+        self.loop = server.loop
+        self.logger = server.logger
+        opts = server.options
+        base = opts.store_dir or os.path.join(tempfile.gettempdir(), "nats")
+        self.store_dir = os.path.join(os.path.abspath(base), "jetstream")
+        mem_default, disk_default = _default_limits(self.store_dir)
+        max_mem = getattr(opts, "max_memory_store", -1)
+        max_file = getattr(opts, "max_file_store", -1)
+        self.max_memory = max_mem if max_mem and max_mem > 0 else mem_default
+        self.max_store = max_file if max_file and max_file > 0 else disk_default
+        self.sync_always, self.sync_interval = _sync_settings(opts)
+        self.max_pending = getattr(opts, "max_pending", 64 * 1024 * 1024)
+        self.domain = ""
+        self.version = getattr(server, "protocol_version", None) or _protocol_version()
+        self.accounts: dict[str, JSAccount] = {}
+        self.api_total = 0
+        self.api_errors = 0
+        self.usage = {"memory": 0, "file": 0}
+        self._sync_timer = None
+        self._closed = False
+
+    # -- start ------------------------------------------------------------------------------------
+    def start(self) -> None:
+        started = time.monotonic()
+        log = self.logger
+        log.notice("Starting JetStream")
+        try:
+            os.makedirs(self.store_dir, exist_ok=True)
+            probe = os.path.join(self.store_dir, ".writable")
+            with open(probe, "w") as f:
+                f.write("ok")
+            os.unlink(probe)
+        except OSError as e:
+            raise JetStreamError(f"could not create storage directory - {e}") from None
+        log.notice("---------------- JETSTREAM ----------------")
+        log.notice(f"  Max Memory:      {_format_size(self.max_memory)}")
+        log.notice(f"  Max Storage:     {_format_size(self.max_store)}")
+        log.notice(f'  Store Directory: "{self.store_dir}"')
+        log.notice(f"  Sync:            {'always' if self.sync_always else f'every {self.sync_interval:g}s'}")
+        log.notice(f"  API Level:       {API_LEVEL}")
+        log.notice("-------------------------------------------")
+        for account in list(self.server.accounts.values()):
+            if account.name != "$SYS":
+                self.enable_account(account)
+        self.server.info_extra["jetstream"] = True
+        self._arm_sync()
+        log.notice(f"Took {(time.monotonic() - started) * 1000:.3f}ms to start JetStream")
+
+    def enable_account(self, account) -> JSAccount:
+        """Turn JetStream on for an account (all accounts but $SYS at start; later ones through this call)."""
+        jsa = self.accounts.get(account.name)
+        if jsa is None:
+            jsa = self.accounts[account.name] = JSAccount(self, account)
+            jsa.recover()
+            api.subscribe(self, jsa)
+        return jsa
+
+    # -- resources --------------------------------------------------------------------------------
+    def add_usage(self, stream, gone: bool = False) -> None:
+        """A stream's size changed (or it went away): move the totals the limits are checked against."""
+        size = 0 if gone else stream.store.bytes
+        self.usage[stream.store.storage] += size - stream.accounted
+        stream.accounted = size
+
+    def limits_exceeded(self, storage: str) -> bool:
+        limit = self.max_memory if storage == "memory" else self.max_store
+        return self.usage.get(storage, 0) > limit
+
+    # -- messaging helpers ------------------------------------------------------------------------
+    def send(self, account, subject: str, payload: bytes) -> None:
+        self.server.send_internal(account, subject, None, None, payload)
+
+    # -- durability -------------------------------------------------------------------------------
+    def _arm_sync(self) -> None:
+        if not self.sync_always and not self._closed:
+            self._sync_timer = self.loop.call_later(self.sync_interval, self._sync)
+
+    def _sync(self) -> None:
+        self._sync_timer = None
+        for jsa in self.accounts.values():
+            for st in jsa.streams.values():
+                try:
+                    st.store.flush()
+                except OSError as e:
+                    self.logger.error(f"JetStream sync of stream '{jsa.account.name} > {st.name}' failed: {e}")
+        self._arm_sync()
+
+    # -- monitoring -------------------------------------------------------------------------------
+    def jsz(self) -> dict:
+        streams = sum(len(a.streams) for a in self.accounts.values())
+        consumers = sum(len(s.consumers) for a in self.accounts.values() for s in a.streams.values())
+        msgs = sum(s.store.msgs for a in self.accounts.values() for s in a.streams.values())
+        nbytes = sum(s.store.bytes for a in self.accounts.values() for s in a.streams.values())
+        return {"config": {"max_memory": self.max_memory, "max_storage": self.max_store,
+                           "store_dir": self.store_dir, "sync_interval": int(self.sync_interval * 1e9),
+                           "sync_always": self.sync_always},
+                "memory": self.usage["memory"], "storage": self.usage["file"],
+                "reserved_memory": 0, "reserved_storage": 0, "accounts": len(self.accounts),
+                "ha_assets": 0, "api": {"level": API_LEVEL, "total": self.api_total, "errors": self.api_errors},
+                "streams": streams, "consumers": consumers, "messages": msgs, "bytes": nbytes}
+
+    # -- stop -------------------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._sync_timer is not None:
+            self._sync_timer.cancel()
+        for jsa in self.accounts.values():
+            jsa.stop()
+        self.server.info_extra.pop("jetstream", None)
+
+
+def _protocol_version() -> str:
+    try:
+        from embedded_server import PROTOCOL_VERSION
+        return PROTOCOL_VERSION
+    except ImportError:
+        return "2.10.0"
+
+
+def enable(server) -> JetStream:
+    """Start JetStream on `server` (called on its loop thread before "Server is ready"). Raises JetStreamError."""
+    js = JetStream(server)
+    js.start()
+    return js

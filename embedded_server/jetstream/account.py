@@ -1,0 +1,308 @@
+"""JetStream inside one account (nats-server's jsAccount): its streams, their consumers, creating,
+updating, deleting and recovering them from the store directory.
+"""
+from __future__ import annotations
+
+import os
+
+from . import config as config_mod
+from . import filters
+from .clock import now_ns
+from .consumer import Consumer, new_consumer_name
+from .errors import ApiError, api_error
+from .store import StoreCorrupt
+from .store.file import FileStore, read_meta, write_meta
+from .store.memory import MemoryStore
+from .stream import Stream
+
+
+class JSAccount:
+    def __init__(self, js, account):
+        self.js = js
+        self.account = account
+        self.streams: dict[str, Stream] = {}
+        self.dir = os.path.join(js.store_dir, account.name, "streams")
+
+    # -- streams ----------------------------------------------------------------------------------
+    def lookup(self, name: str) -> Stream:
+        st = self.streams.get(name)
+        if st is None:
+            raise api_error("JSStreamNotFoundErr")
+        return st
+
+    def subjects_overlap(self, subjects, exclude: str | None = None) -> bool:
+        for st in self.streams.values():
+            if st.name == exclude:
+                continue
+            for s in st.cfg.get("subjects") or ():
+                for t in subjects:
+                    if filters.collide(t, s):
+                        return True
+        return False
+
+    def _new_store(self, cfg: dict):
+        if cfg["storage"] == "memory":
+            return MemoryStore(cfg)
+        path = os.path.join(self.dir, cfg["name"])
+        try:
+            return FileStore(path, cfg, sync_always=self.js.sync_always)
+        except (OSError, StoreCorrupt) as e:
+            self.js.logger.warn(f"Stream create failed for '{self.account.name} > {cfg['name']}': {e}")
+            raise api_error("JSStreamCreateErrF", err="error creating store for stream") from None
+
+    def add_stream(self, req: dict, pedantic: bool) -> tuple[Stream, bool]:
+        """nats-server's addStream: (stream, created). An identical repeat returns the existing stream."""
+        cfg = config_mod.check_stream_config(req, pedantic)
+        config_mod.set_static_metadata(cfg)
+        if cfg["num_replicas"] > 1:
+            raise api_error("JSStreamReplicasNotSupportedErr")
+        existing = self.streams.get(cfg["name"])
+        if existing is not None:
+            if config_mod.comparable_stream_config(cfg) == config_mod.comparable_stream_config(existing.cfg):
+                return existing, False
+            raise api_error("JSStreamNameExistErr")
+        if cfg.get("mirror") is not None or cfg.get("sources"):
+            raise api_error("JSStreamCreateErrF", err="stream mirrors and sources are not supported by this server")
+        self._check_resources(cfg)
+        if self.subjects_overlap(cfg.get("subjects") or ()):
+            raise api_error("JSStreamSubjectOverlapErr")
+        store = self._new_store(cfg)
+        created = now_ns()
+        if isinstance(store, FileStore):
+            try:
+                write_meta(store.directory, {"config": cfg, "created": created}, sync=True)
+            except OSError as e:
+                store.delete()
+                raise api_error("JSStreamCreateErrF", err=f"error creating store for stream: {e}") from None
+        st = Stream(self, cfg, store, created)
+        self.streams[cfg["name"]] = st
+        st.subscribe()
+        st.schedule_expiry()
+        self.js.add_usage(st)
+        return st, True
+
+    def _check_resources(self, cfg: dict, old: dict | None = None) -> None:
+        max_bytes = cfg.get("max_bytes", -1)
+        if max_bytes <= 0:
+            return
+        storage = cfg["storage"]
+        limit = self.js.max_memory if storage == "memory" else self.js.max_store
+        reserved = sum(max(s.cfg.get("max_bytes", -1), 0) for s in self.streams.values()
+                       if s.cfg["storage"] == storage and s.name != cfg["name"])
+        if reserved + max_bytes > limit:
+            raise api_error("JSMemoryResourcesExceededErr" if storage == "memory" else "JSStorageResourcesExceededErr")
+
+    def update_stream(self, name: str, req: dict, pedantic: bool) -> Stream:
+        st = self.lookup(name)
+        cfg = config_mod.check_stream_config(req, pedantic)
+        cfg = config_mod.check_stream_update(st.cfg, cfg)
+        if cfg.get("mirror") is None and st.cfg.get("mirror") is None and (cfg.get("sources") or st.cfg.get("sources")):
+            raise api_error("JSStreamUpdateErrF", err="stream sources are not supported by this server")
+        if self.subjects_overlap(cfg.get("subjects") or (), exclude=name):
+            raise api_error("JSStreamSubjectOverlapErr")
+        self._check_resources(cfg, st.cfg)
+        config_mod.set_static_metadata(cfg)
+        if isinstance(st.store, FileStore):
+            write_meta(st.store.directory, {"config": cfg, "created": st.created}, sync=True)
+        st.update(cfg)
+        self.js.add_usage(st)
+        return st
+
+    def delete_stream(self, name: str) -> None:
+        st = self.lookup(name)
+        del self.streams[name]
+        st.stop(delete=True)
+        self.js.add_usage(st, gone=True)
+
+    # -- consumers --------------------------------------------------------------------------------
+    def add_consumer(self, st: Stream, req_cfg: dict, action: str, pedantic: bool) -> Consumer:
+        """nats-server's addConsumerWithAction for a single server."""
+        if st.closed:
+            raise api_error("JSStreamInvalidErr")
+        cfg = config_mod.consumer_defaults(req_cfg, st.cfg, pedantic)
+        config_mod.check_consumer_config(cfg, st.cfg)
+        name = cfg.get("durable_name") or cfg.get("name") or ""
+        if name:
+            existing = st.consumers.get(name)
+            if existing is not None:
+                if action == "create":
+                    if consumer_comparable(cfg) != consumer_comparable(existing.cfg):
+                        raise api_error("JSConsumerAlreadyExists")
+                if st.cfg["retention"] == "workqueue" and not self._partition_unique(st, name, cfg):
+                    raise api_error("JSConsumerWQConsumerNotUniqueErr")
+                err = check_consumer_update(existing.cfg, cfg, self.js.server.has_interest, self.account)
+                if err is not None:
+                    raise err if isinstance(err, ApiError) else api_error("JSConsumerCreateErrF", err=err)
+                if not config_mod.filter_list(cfg) == config_mod.filter_list(existing.cfg) or cfg != existing.cfg:
+                    existing.update_config(cfg)
+                return existing
+        if action == "update":
+            raise api_error("JSConsumerDoesNotExist")
+        max_consumers = st.cfg.get("max_consumers", -1)
+        if max_consumers > 0 and len(st.consumers) >= max_consumers:
+            raise api_error("JSMaximumConsumersLimitErr")
+        if st.cfg["retention"] == "workqueue" and not cfg.get("direct"):
+            if cfg["ack_policy"] != "explicit":
+                raise api_error("JSConsumerWQRequiresExplicitAckErr")
+            if cfg.get("deliver_policy", "all") != "all":
+                raise api_error("JSConsumerWQConsumerNotDeliverAllErr")
+            if st.consumers:
+                if not config_mod.filter_list(cfg):
+                    raise api_error("JSConsumerWQMultipleUnfilteredErr")
+                if not self._partition_unique(st, name, cfg):
+                    raise api_error("JSConsumerWQConsumerNotUniqueErr")
+        if cfg.get("durable_name"):
+            if len(cfg["durable_name"]) > config_mod.MAX_NAME_LEN:
+                raise api_error("JSConsumerNameTooLongErrF", max=config_mod.MAX_NAME_LEN)
+            name = cfg["durable_name"]
+        elif cfg.get("name"):
+            name = cfg["name"]
+        else:
+            name = new_consumer_name()
+            while name in st.consumers:
+                name = new_consumer_name()
+            cfg["name"] = name
+        if not config_mod.is_valid_name(name):
+            raise api_error("JSConsumerBadDurableNameErr")
+        if not cfg.get("durable_name") and not cfg.get("inactive_threshold"):
+            cfg["inactive_threshold"] = 5 * config_mod.SECOND
+        created = now_ns()
+        try:
+            cstore = st.store.consumer_store(name)
+            cstore.save_config(cfg, created)
+        except OSError as e:
+            raise api_error("JSConsumerCreateErrF", err="error creating store for consumer") from e
+        o = Consumer(st, cfg, name, created, cstore)
+        st.consumers[name] = o
+        o.start()
+        return o
+
+    def _partition_unique(self, st: Stream, name: str, cfg: dict) -> bool:
+        subjects = config_mod.filter_list(cfg)
+        for other in st.consumers.values():
+            if other.name == name:
+                continue
+            ofilters = config_mod.filter_list(other.cfg)
+            if not ofilters:
+                return False
+            for a in subjects:
+                for b in ofilters:
+                    if filters.is_subset(a, b) or filters.is_subset(b, a):
+                        return False
+        return True
+
+    def delete_consumer(self, st: Stream, o: Consumer) -> None:
+        if st.consumers.get(o.name) is o:
+            del st.consumers[o.name]
+        o.stop(delete=True)
+        if st.cfg["retention"] != "limits":
+            st.check_interest_state()
+
+    # -- recovery and stop ------------------------------------------------------------------------
+    def recover(self) -> None:
+        """Bring back the file streams and their consumers found on disk; never delete what cannot be read."""
+        if not os.path.isdir(self.dir):
+            return
+        log = self.js.logger
+        for name in sorted(os.listdir(self.dir)):
+            path = os.path.join(self.dir, name)
+            if not os.path.isdir(path):
+                continue
+            try:
+                meta = read_meta(path)
+                cfg = meta["config"]
+                created = meta.get("created") or now_ns()
+            except (StoreCorrupt, KeyError, TypeError) as e:
+                log.error(f"JetStream could not recover stream in {path}: {e}; it is left untouched on disk")
+                continue
+            log.notice(f"  Starting restore for stream '{self.account.name} > {cfg['name']}'")
+            try:
+                store = FileStore(path, cfg, sync_always=self.js.sync_always)
+            except (OSError, StoreCorrupt) as e:
+                log.error(f"JetStream could not recover stream '{self.account.name} > {cfg['name']}': {e}; "
+                          "it is left untouched on disk")
+                continue
+            for text in store.warnings:
+                log.warn(text)
+            for text in store.errors:
+                log.error(text)
+            st = Stream(self, cfg, store, created)
+            self.streams[cfg["name"]] = st
+            self.js.add_usage(st)
+            log.notice(f"  Restored {store.msgs:,} messages for stream '{self.account.name} > {cfg['name']}'")
+            self._recover_consumers(st)
+            st.subscribe()
+            st.schedule_expiry()
+
+    def _recover_consumers(self, st: Stream) -> None:
+        obs = os.path.join(st.store.directory, "obs")
+        if not os.path.isdir(obs):
+            return
+        log = self.js.logger
+        for name in sorted(os.listdir(obs)):
+            cstore = st.store.consumer_store(name)
+            try:
+                meta = read_meta(cstore.directory)
+                state = cstore.load_state()
+            except (StoreCorrupt, ValueError, OSError) as e:
+                log.error(f"JetStream could not recover consumer '{self.account.name} > {st.name} > {name}': {e}; "
+                          "it is left untouched on disk")
+                continue
+            cfg = meta["config"]
+            if not cfg.get("durable_name"):
+                # Ephemerals do not outlive the server, as in nats-server.
+                cstore.delete()
+                continue
+            o = Consumer(st, cfg, name, meta.get("created") or now_ns(), cstore, state=state)
+            st.consumers[name] = o
+            o.start()
+        if st.consumers:
+            log.notice(f"  Restored {len(st.consumers)} consumer(s) for stream '{self.account.name} > {st.name}'")
+
+    def stop(self) -> None:
+        for st in self.streams.values():
+            st.stop(delete=False)
+
+
+def consumer_comparable(cfg: dict) -> dict:
+    out = dict(cfg)
+    out["metadata"] = {k: v for k, v in (cfg.get("metadata") or {}).items() if k not in ("_nats.ver", "_nats.level")}
+    return out
+
+
+def check_consumer_update(old: dict, new: dict, has_interest, account):
+    """nats-server's checkNewConsumerConfig: what an update may not change. Returns an error text or None."""
+    if old == new:
+        return None
+    same = lambda key, default=None: old.get(key, default) == new.get(key, default)  # noqa: E731
+    if not same("deliver_policy", "all"):
+        return "deliver policy can not be updated"
+    if not same("mem_storage", False):
+        return "storage type can not be updated"
+    if not same("direct", False):
+        return "direct can not be updated"
+    if not same("opt_start_seq", 0):
+        return "start sequence can not be updated"
+    if not same("opt_start_time"):
+        return "start time can not be updated"
+    if not same("ack_policy"):
+        return "ack policy can not be updated"
+    if not same("replay_policy", "instant"):
+        return "replay policy can not be updated"
+    if not same("idle_heartbeat", 0):
+        return "heart beats can not be updated"
+    if not same("flow_control", False):
+        return "flow control can not be updated"
+    if not same("deliver_subject", ""):
+        if not old.get("deliver_subject"):
+            return "can not update pull consumer to push based"
+        if not new.get("deliver_subject"):
+            return "can not update push consumer to pull based"
+        if has_interest(account, old["deliver_subject"]):
+            return api_error("JSConsumerNameExistErr")
+    if not same("max_waiting", 0):
+        return "max waiting can not be updated"
+    backoff = new.get("backoff") or []
+    if backoff and new.get("max_deliver", -1) != -1 and len(backoff) > new["max_deliver"]:
+        return api_error("JSConsumerMaxDeliverBackoffErr")
+    return None

@@ -1,0 +1,481 @@
+"""The `$JS.API.*` endpoints, one handler each, registered by subject; JSON in, JSON out, nats-server's shapes.
+
+Every handler raises `ApiError` (from errors.py) for a failure; `_dispatch` turns it into the response of
+that endpoint's `type` with nats-server's zero-value fields (a failed purge still says `"purged":0`).
+"""
+from __future__ import annotations
+
+import base64
+import json
+
+from . import config as config_mod
+from . import headers
+from .clock import parse_rfc3339, rfc3339, now_ns, ZERO_TIME
+from .config import API_LEVEL, decode_json
+from .errors import ApiError, api_error
+
+PREFIX = "io.nats.jetstream.api.v1."
+NAMES_LIMIT = 1024
+LIST_LIMIT = 256
+MAX_SUBJECT_DETAILS = 100_000
+
+# Extra zero-valued fields nats-server's response structs carry even in an error response.
+_ERROR_EXTRAS = {
+    "stream_info_response": {"total": 0, "offset": 0, "limit": 0},
+    "stream_names_response": {"total": 0, "offset": 0, "limit": 0, "streams": None},
+    "stream_list_response": {"total": 0, "offset": 0, "limit": 0, "streams": []},
+    "consumer_names_response": {"total": 0, "offset": 0, "limit": 0, "consumers": []},
+    "consumer_list_response": {"total": 0, "offset": 0, "limit": 0, "consumers": []},
+    "stream_purge_response": {"purged": 0},
+    "consumer_pause_response": {"paused": False, "pause_until": ZERO_TIME},
+}
+
+
+dumps = config_mod.compact_json
+
+
+def _is_json_object_or_array(msg: bytes) -> bool:
+    stripped = msg.lstrip(b" \t\r\n")
+    return stripped[:1] in (b"{", b"[")
+
+
+def _is_empty_request(msg: bytes) -> bool:
+    if not msg or msg == b"{}":
+        return True
+    try:
+        v = json.loads(msg)
+    except ValueError:
+        return False
+    return isinstance(v, dict) and not v
+
+
+def _token(subject: str, index: int) -> str:
+    """nats-server's tokenAt (1-based)."""
+    parts = subject.split(".")
+    return parts[index - 1] if 0 < index <= len(parts) else ""
+
+
+class Request:
+    __slots__ = ("js", "jsa", "subject", "reply", "hdr", "msg")
+
+    def __init__(self, js, jsa, subject, reply, hdr, msg):
+        self.js, self.jsa, self.subject, self.reply, self.hdr, self.msg = js, jsa, subject, reply, hdr, msg
+
+
+# -- account --------------------------------------------------------------------------------------
+
+def account_info(req: Request) -> dict:
+    jsa = req.jsa
+    memory = sum(s.store.bytes for s in jsa.streams.values() if s.store.storage == "memory")
+    storage = sum(s.store.bytes for s in jsa.streams.values() if s.store.storage == "file")
+    return {"memory": memory, "storage": storage, "reserved_memory": 0, "reserved_storage": 0,
+            "streams": len(jsa.streams), "consumers": sum(len(s.consumers) for s in jsa.streams.values()),
+            "limits": {"max_memory": -1, "max_storage": -1, "max_streams": -1, "max_consumers": -1,
+                       "max_ack_pending": -1, "memory_max_stream_bytes": -1, "storage_max_stream_bytes": -1,
+                       "max_bytes_required": False},
+            "api": {"level": API_LEVEL, "total": req.js.api_total, "errors": req.js.api_errors}}
+
+
+# -- streams --------------------------------------------------------------------------------------
+
+def stream_create(req: Request) -> dict:
+    cfg, pedantic = config_mod.decode_stream_request(req.msg)
+    name = _token(req.subject, 5)
+    config_mod.set_static_metadata(cfg)
+    if name != cfg.get("name", ""):
+        raise api_error("JSStreamMismatchErr")
+    if "\\" in name or "/" in name:
+        raise api_error("JSStreamNameContainsPathSeparatorsErr")
+    if cfg.get("sealed"):
+        raise api_error("JSStreamInvalidConfigF", err="stream configuration for create can not be sealed")
+    if cfg.get("mirror_direct") and cfg.get("mirror") is None:
+        raise api_error("JSStreamInvalidConfigF", err="stream has no mirror but does have mirror direct")
+    st, _created = req.jsa.add_stream(cfg, pedantic)
+    out = st.info(req.js.version)
+    out.pop("domain", None)
+    out["did_create"] = True
+    return out
+
+
+def stream_update(req: Request) -> dict:
+    cfg, pedantic = config_mod.decode_stream_request(req.msg)
+    checked = config_mod.check_stream_config(cfg, pedantic)
+    if _token(req.subject, 5) != checked["name"]:
+        raise api_error("JSStreamMismatchErr")
+    st = req.jsa.update_stream(checked["name"], cfg, pedantic)
+    return st.info(req.js.version)
+
+
+def stream_info(req: Request) -> dict:
+    details, subjects_filter, offset = False, "", 0
+    if _is_json_object_or_array(req.msg):
+        body = decode_json(req.msg)
+        if isinstance(body, dict):
+            details = bool(body.get("deleted_details"))
+            subjects_filter = body.get("subjects_filter") or ""
+            offset = max(int(body.get("offset") or 0), 0)
+    st = req.jsa.lookup(_token(req.subject, 5))
+    info = st.info(req.js.version, with_deleted=details)
+    paged = {"total": 0, "offset": 0, "limit": 0}
+    if subjects_filter:
+        totals = {k: v.msgs for k, v in st.store.subjects_state(subjects_filter).items()}
+        if totals:
+            paged = {"total": len(totals), "offset": offset, "limit": MAX_SUBJECT_DETAILS}
+            names = sorted(totals)
+            if offset or len(names) > MAX_SUBJECT_DETAILS:
+                names = names[min(offset, len(names)):][:MAX_SUBJECT_DETAILS]
+            info["state"] = _with_subjects(info["state"], {k: totals[k] for k in names})
+    ts = info.pop("ts")
+    info["cluster"] = {"leader": req.js.server.server_name}
+    info["ts"] = ts
+    return {**paged, **info}
+
+
+def _with_subjects(state: dict, subjects: dict) -> dict:
+    out = {}
+    for k, v in state.items():
+        out[k] = v
+        if k in ("num_subjects", "last_ts") and "subjects" not in out and (k == "num_subjects" or "num_subjects" not in state):
+            out["subjects"] = subjects
+    return out
+
+
+def stream_delete(req: Request) -> dict:
+    if not _is_empty_request(req.msg):
+        raise api_error("JSNotEmptyRequestErr")
+    req.jsa.delete_stream(_token(req.subject, 5))
+    return {"success": True}
+
+
+def stream_purge(req: Request) -> dict:
+    subject, seq, keep = "", 0, 0
+    if not _is_empty_request(req.msg):
+        body = decode_json(req.msg)
+        if not isinstance(body, dict):
+            raise config_mod.invalid_json("json: cannot unmarshal into Go value of type server.JSApiStreamPurgeRequest")
+        subject = body.get("filter") or ""
+        seq = int(body.get("seq") or 0)
+        keep = int(body.get("keep") or 0)
+        if seq > 0 and keep > 0:
+            raise api_error("JSBadRequestErr")
+    st = req.jsa.lookup(_token(req.subject, 5))
+    if st.cfg.get("sealed"):
+        raise api_error("JSStreamSealedErr")
+    if st.cfg.get("deny_purge"):
+        raise api_error("JSStreamPurgeFailedF", err="stream purge not permitted")
+    purged = st.purge(subject, seq, keep)
+    return {"success": True, "purged": purged}
+
+
+def _names_filter(jsa, subject_filter: str):
+    from . import filters
+    out = []
+    for st in jsa.streams.values():
+        if not subject_filter or any(filters.collide(subject_filter, s) for s in st.cfg.get("subjects") or ()):
+            out.append(st)
+    return sorted(out, key=lambda s: s.name)
+
+
+def stream_names(req: Request) -> dict:
+    offset, subject_filter = 0, ""
+    if _is_json_object_or_array(req.msg):
+        body = decode_json(req.msg)
+        if isinstance(body, dict):
+            offset = max(int(body.get("offset") or 0), 0)
+            subject_filter = body.get("subject") or ""
+    names = [s.name for s in _names_filter(req.jsa, subject_filter)]
+    total = len(names)
+    offset = min(offset, total)
+    page = names[offset:offset + NAMES_LIMIT]
+    return {"total": total, "offset": offset, "limit": NAMES_LIMIT, "streams": page or None}
+
+
+def stream_list(req: Request) -> dict:
+    offset, subject_filter = 0, ""
+    if _is_json_object_or_array(req.msg):
+        body = decode_json(req.msg)
+        if isinstance(body, dict):
+            offset = max(int(body.get("offset") or 0), 0)
+            subject_filter = body.get("subject") or ""
+    streams = _names_filter(req.jsa, subject_filter)
+    total = len(streams)
+    offset = min(offset, total)
+    page = [s.info() for s in streams[offset:offset + LIST_LIMIT]]
+    return {"total": total, "offset": offset, "limit": LIST_LIMIT, "streams": page}
+
+
+def msg_get(req: Request) -> dict:
+    if _is_empty_request(req.msg):
+        raise api_error("JSBadRequestErr")
+    body = decode_json(req.msg)
+    if not isinstance(body, dict):
+        raise config_mod.invalid_json("json: cannot unmarshal into Go value of type server.JSApiMsgGetRequest")
+    seq = int(body.get("seq") or 0)
+    last_for = body.get("last_by_subj") or ""
+    next_for = body.get("next_by_subj") or ""
+    start_time = body.get("start_time")
+    if body.get("batch") or body.get("max_bytes"):
+        raise api_error("JSBadRequestErr")
+    if (seq and last_for) or (not seq and not last_for and not next_for and start_time is None) or \
+            (seq and start_time is not None) or (start_time is not None and last_for) or (last_for and next_for):
+        raise api_error("JSBadRequestErr")
+    st = req.jsa.lookup(_token(req.subject, 6))
+    store = st.store
+    if start_time is not None:
+        try:
+            seq = store.get_seq_from_time(parse_rfc3339(start_time))
+        except (ValueError, TypeError):
+            raise config_mod.invalid_json(f"parsing time {json.dumps(start_time)} as RFC 3339") from None
+    if seq > 0 and not next_for:
+        sm = store.load_msg(seq)
+    elif next_for:
+        sm = store.load_next_msg((next_for,), seq)
+    else:
+        sm = store.load_last_msg(last_for)
+    if sm is None:
+        raise api_error("JSNoMessageFoundErr")
+    message = {"subject": sm.subject, "seq": sm.seq}
+    if sm.hdr and not body.get("no_hdr"):
+        message["hdrs"] = base64.b64encode(sm.hdr).decode()
+    if sm.data:
+        message["data"] = base64.b64encode(sm.data).decode()
+    message["time"] = rfc3339(sm.ts)
+    return {"message": message}
+
+
+def msg_delete(req: Request) -> dict:
+    if _is_empty_request(req.msg):
+        raise api_error("JSBadRequestErr")
+    body = decode_json(req.msg)
+    if not isinstance(body, dict):
+        raise config_mod.invalid_json("json: cannot unmarshal into Go value of type server.JSApiMsgDeleteRequest")
+    seq = body.get("seq") or 0
+    if not isinstance(seq, int) or seq < 0:
+        raise config_mod.invalid_json(
+            "json: cannot unmarshal number into Go struct field JSApiMsgDeleteRequest.seq of type uint64")
+    st = req.jsa.lookup(_token(req.subject, 6))
+    if st.cfg.get("sealed"):
+        raise api_error("JSStreamSealedErr")
+    if st.cfg.get("deny_delete"):
+        raise api_error("JSStreamMsgDeleteFailedF", err="message delete not permitted")
+    if st.store.storage == "file" and seq > st.store.last_seq:
+        raise api_error("JSStreamMsgDeleteFailedF", err="stream store EOF")
+    if not st.remove_msg(seq):
+        raise api_error("JSSequenceNotFoundErrF", seq=seq)
+    return {"success": True}
+
+
+# -- consumers ------------------------------------------------------------------------------------
+
+def consumer_create(req: Request) -> dict:
+    stream_req, cfg, action, pedantic = config_mod.decode_consumer_request(req.msg)
+    tokens = req.subject.split(".")
+    n = len(tokens)
+    filtered = ""
+    if n < 5:
+        return None
+    if n == 5:
+        kind = "legacy_ephemeral"
+        stream = tokens[4]
+        name = (cfg or {}).get("name", "")
+    elif tokens[3] == "DURABLE":
+        kind = "legacy_durable"
+        if n != 7:
+            raise api_error("JSConsumerDurableNameNotInSubjectErr")
+        stream, name = tokens[5], tokens[6]
+    else:
+        kind = "new"
+        stream, name = tokens[4], tokens[5]
+        if n > 6:
+            filtered = ".".join(tokens[6:])
+    if stream != stream_req:
+        raise api_error("JSStreamMismatchErr")
+    if name and ("\\" in name or "/" in name):
+        raise api_error("JSConsumerNameContainsPathSeparatorsErr")
+    if cfg is None:
+        cfg = {}
+        config_missing = True
+    else:
+        config_missing = False
+    if kind == "legacy_durable":
+        if not cfg.get("durable_name"):
+            raise api_error("JSConsumerDurableNameNotSetErr")
+        if name != cfg["durable_name"]:
+            raise api_error("JSConsumerDurableNameNotMatchSubjectErr")
+        cfg["name"] = name
+    if kind == "new":
+        if cfg.get("durable_name") and name != cfg["durable_name"]:
+            raise api_error("JSConsumerDurableNameNotMatchSubjectErr")
+        cfg["name"] = name
+    if kind == "legacy_ephemeral" and cfg.get("durable_name"):
+        raise api_error("JSConsumerEphemeralWithDurableNameErr")
+    if filtered and cfg.get("filter_subjects"):
+        raise api_error("JSConsumerMultipleFiltersNotAllowed")
+    if filtered and cfg.get("filter_subject", "") != filtered:
+        raise api_error("JSConsumerCreateFilterSubjectMismatchErr")
+    if cfg.get("num_replicas", 0) > 1:
+        raise api_error("JSStreamReplicasNotSupportedErr")
+    st = req.jsa.lookup(stream)
+    if config_missing and kind != "new":
+        raise api_error("JSConsumerConfigRequiredErr")
+    existing = st.consumers.get(name) if name else None
+    if existing is not None:
+        if existing.cfg.get("pause_until"):
+            cfg["pause_until"] = existing.cfg["pause_until"]
+        else:
+            cfg.pop("pause_until", None)
+    config_mod.set_static_metadata(cfg)
+    return req.jsa.add_consumer(st, cfg, action, pedantic).info(req.js.version)
+
+
+def _lookup_consumer(req: Request):
+    st = req.jsa.lookup(_token(req.subject, 5))
+    o = st.consumers.get(_token(req.subject, 6))
+    if o is None:
+        raise api_error("JSConsumerNotFoundErr")
+    return st, o
+
+
+def consumer_info(req: Request) -> dict:
+    _st, o = _lookup_consumer(req)
+    info = o.info(req.js.version)
+    ts = info.pop("ts")
+    info["cluster"] = {"leader": req.js.server.server_name}
+    info["ts"] = ts
+    return info
+
+
+def consumer_delete(req: Request) -> dict:
+    if not _is_empty_request(req.msg):
+        raise api_error("JSNotEmptyRequestErr")
+    st, o = _lookup_consumer(req)
+    req.jsa.delete_consumer(st, o)
+    return {"success": True}
+
+
+def consumer_names(req: Request) -> dict:
+    offset = 0
+    if _is_json_object_or_array(req.msg):
+        body = decode_json(req.msg)
+        if isinstance(body, dict):
+            offset = max(int(body.get("offset") or 0), 0)
+    st = req.jsa.lookup(_token(req.subject, 5))
+    names = sorted(st.consumers)
+    total = len(names)
+    offset = min(offset, total)
+    return {"total": total, "offset": offset, "limit": NAMES_LIMIT, "consumers": names[offset:offset + NAMES_LIMIT]}
+
+
+def consumer_list(req: Request) -> dict:
+    offset = 0
+    if _is_json_object_or_array(req.msg):
+        body = decode_json(req.msg)
+        if isinstance(body, dict):
+            offset = max(int(body.get("offset") or 0), 0)
+    st = req.jsa.lookup(_token(req.subject, 5))
+    names = sorted(st.consumers)
+    total = len(names)
+    offset = min(offset, total)
+    infos = [st.consumers[n].info() for n in names[offset:offset + LIST_LIMIT]]
+    return {"total": total, "offset": offset, "limit": LIST_LIMIT, "consumers": infos}
+
+
+def consumer_pause(req: Request) -> dict:
+    until = 0
+    if not _is_empty_request(req.msg):
+        body = decode_json(req.msg)
+        if isinstance(body, dict) and body.get("pause_until"):
+            try:
+                until = parse_rfc3339(body["pause_until"])
+            except (ValueError, TypeError):
+                raise config_mod.invalid_json(f'parsing time {json.dumps(body["pause_until"])} as RFC 3339') from None
+    _st, o = _lookup_consumer(req)
+    o.set_pause(until)
+    out = {"paused": bool(until) and now_ns() < until, "pause_until": rfc3339(until)}
+    if out["paused"]:
+        out["pause_remaining"] = until - now_ns()
+    return out
+
+
+# -- dispatch -------------------------------------------------------------------------------------
+
+# (subject tokens after "$JS.API", handler, response type). "*" matches one token, ">" the rest.
+ROUTES = [
+    (("INFO",), account_info, "account_info_response"),
+    (("STREAM", "CREATE", "*"), stream_create, "stream_create_response"),
+    (("STREAM", "UPDATE", "*"), stream_update, "stream_update_response"),
+    (("STREAM", "INFO", "*"), stream_info, "stream_info_response"),
+    (("STREAM", "DELETE", "*"), stream_delete, "stream_delete_response"),
+    (("STREAM", "PURGE", "*"), stream_purge, "stream_purge_response"),
+    (("STREAM", "NAMES"), stream_names, "stream_names_response"),
+    (("STREAM", "LIST"), stream_list, "stream_list_response"),
+    (("STREAM", "MSG", "GET", "*"), msg_get, "stream_msg_get_response"),
+    (("STREAM", "MSG", "DELETE", "*"), msg_delete, "stream_msg_delete_response"),
+    (("CONSUMER", "CREATE", "*"), consumer_create, "consumer_create_response"),
+    (("CONSUMER", "CREATE", "*", ">"), consumer_create, "consumer_create_response"),
+    (("CONSUMER", "DURABLE", "CREATE", "*", "*"), consumer_create, "consumer_create_response"),
+    (("CONSUMER", "INFO", "*", "*"), consumer_info, "consumer_info_response"),
+    (("CONSUMER", "DELETE", "*", "*"), consumer_delete, "consumer_delete_response"),
+    (("CONSUMER", "NAMES", "*"), consumer_names, "consumer_names_response"),
+    (("CONSUMER", "LIST", "*"), consumer_list, "consumer_list_response"),
+    (("CONSUMER", "PAUSE", "*", "*"), consumer_pause, "consumer_pause_response"),
+]
+
+
+def _route(tokens: list[str]):
+    for pattern, handler, rtype in ROUTES:
+        if pattern[-1] == ">":
+            if len(tokens) < len(pattern) or any(p != "*" and p != t for p, t in zip(pattern[:-1], tokens)):
+                continue
+            return handler, rtype
+        if len(tokens) == len(pattern) and all(p == "*" or p == t for p, t in zip(pattern, tokens)):
+            return handler, rtype
+    return None, None
+
+
+def _required_level_error(hdr: bytes | None) -> bool:
+    if not hdr:
+        return False
+    value = headers.get(hdr, b"Nats-Required-Api-Level")
+    if not value:
+        return False
+    try:
+        return int(value) > API_LEVEL
+    except ValueError:
+        return True
+
+
+def subscribe(js, jsa) -> None:
+    """Listen for the API in one account."""
+    def dispatch(sub, client, subject, reply, hdr, payload):
+        _dispatch(js, jsa, subject, reply, hdr, payload)
+
+    server = js.server
+    for subject in ("$JS.API.INFO", "$JS.API.STREAM.>", "$JS.API.CONSUMER.>"):
+        server.subscribe_internal(jsa.account, subject, dispatch)
+
+
+def _dispatch(js, jsa, subject: str, reply: str, hdr, payload: bytes) -> None:
+    tokens = subject.split(".")[2:]
+    handler, rtype = _route(tokens)
+    if handler is None or not reply:
+        return
+    js.api_total += 1
+    resp = {"type": PREFIX + rtype}
+    try:
+        if _required_level_error(hdr):
+            raise api_error("JSRequiredApiLevelErr")
+        body = handler(Request(js, jsa, subject, reply, hdr, payload))
+        if body is None:
+            js.api_total -= 1
+            return
+        resp.update(body)
+    except ApiError as e:
+        js.api_errors += 1
+        resp["error"] = e.as_dict()
+        resp.update(_ERROR_EXTRAS.get(rtype, {}))
+    except Exception as e:  # a bug here must answer, not hang the client
+        js.api_errors += 1
+        js.logger.error(f"JetStream API {subject} failed: {type(e).__name__}: {e}")
+        resp["error"] = api_error("JSStreamGeneralErrorF", err=str(e) or type(e).__name__).as_dict()
+    js.server.send_internal(jsa.account, reply, None, None, dumps(resp))

@@ -1,0 +1,203 @@
+"""The storage interface of a stream and of its consumers, shared by the memory and the file store.
+
+Modelled on nats-server's StreamStore/ConsumerStore (store.go): a store hands out sequences and timestamps,
+enforces the stream's limits (max_msgs, max_bytes, max_msgs_per_subject, discard) and answers questions
+about its contents; the stream above it owns publishing rules, retention and consumers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class StoreError(Exception):
+    """A message could not be stored or removed; the text is nats-server's (it reaches clients)."""
+
+
+class ErrMaxMsgs(StoreError):
+    def __init__(self):
+        super().__init__("maximum messages exceeded")
+
+
+class ErrMaxBytes(StoreError):
+    def __init__(self):
+        super().__init__("maximum bytes exceeded")
+
+
+class ErrMaxMsgsPerSubject(StoreError):
+    def __init__(self):
+        super().__init__("maximum messages per subject exceeded")
+
+
+class ErrMsgTooLarge(StoreError):
+    def __init__(self):
+        super().__init__("message too large")
+
+
+class ErrStoreClosed(StoreError):
+    def __init__(self):
+        super().__init__("store is closed")
+
+
+class StoreCorrupt(Exception):
+    """A store on disk cannot be trusted (bad checksum in its metadata, a record out of order, ...)."""
+
+
+class StoreMsg:
+    """One stored message as loaded from a store."""
+
+    __slots__ = ("subject", "hdr", "data", "seq", "ts")
+
+    def __init__(self, subject: str, hdr: bytes | None, data: bytes, seq: int, ts: int):
+        self.subject = subject
+        self.hdr = hdr
+        self.data = data
+        self.seq = seq
+        self.ts = ts
+
+    def __repr__(self) -> str:
+        return f"StoreMsg(seq={self.seq}, subject={self.subject!r}, {len(self.data)} bytes)"
+
+
+@dataclass
+class SimpleState:
+    msgs: int = 0
+    first: int = 0
+    last: int = 0
+
+
+@dataclass
+class StreamState:
+    msgs: int = 0
+    bytes: int = 0
+    first_seq: int = 0
+    first_ts: int = 0
+    last_seq: int = 0
+    last_ts: int = 0
+    num_subjects: int = 0
+    num_deleted: int = 0
+    deleted: list[int] | None = None
+    lost_msgs: list[int] = field(default_factory=list)
+    lost_bytes: int = 0
+
+
+def mem_msg_size(subject: str, hdr: bytes | None, data: bytes) -> int:
+    """Bytes a message counts for in a memory stream (nats-server's memStoreMsgSize)."""
+    return len(subject) + (len(hdr) if hdr else 0) + len(data) + 16
+
+
+def file_msg_size(subject: str, hdr: bytes | None, data: bytes) -> int:
+    """Bytes a message counts for in a file stream (nats-server's fileStoreMsgSize)."""
+    if hdr:
+        return 22 + len(subject) + 4 + len(hdr) + len(data) + 8
+    return 22 + len(subject) + len(data) + 8
+
+
+class StreamStore:
+    """What a stream needs from its storage. Sequences start at 1; 0 means "none".
+
+    Methods run on the server's event loop thread; they never block for long (a file store writes with
+    os.write, and fsyncs only when configured to).
+    """
+
+    storage = ""
+
+    def store_msg(self, subject: str, hdr: bytes | None, data: bytes, ttl: int = 0) -> tuple[int, int]:
+        """Store and return (seq, ts). Raises ErrMaxMsgs/ErrMaxBytes/ErrMaxMsgsPerSubject under discard new."""
+        raise NotImplementedError
+
+    def skip_msg(self) -> int:
+        """Use up the next sequence without storing anything (interest retention with no interest)."""
+        raise NotImplementedError
+
+    def load_msg(self, seq: int) -> StoreMsg | None:
+        raise NotImplementedError
+
+    def load_next_msg(self, filters: tuple[str, ...], start: int) -> StoreMsg | None:
+        """The first message at or after `start` whose subject matches one of `filters` (empty: all)."""
+        raise NotImplementedError
+
+    def load_last_msg(self, subject: str) -> StoreMsg | None:
+        """The last message matching `subject` (wildcards allowed; "" or ">" is the whole stream)."""
+        raise NotImplementedError
+
+    def load_prev_msg(self, filters: tuple[str, ...], start: int) -> StoreMsg | None:
+        raise NotImplementedError
+
+    def remove_msg(self, seq: int) -> bool:
+        raise NotImplementedError
+
+    def erase_msg(self, seq: int) -> bool:
+        """Remove and overwrite the message's bytes where the store keeps them."""
+        raise NotImplementedError
+
+    def purge(self) -> int:
+        raise NotImplementedError
+
+    def purge_ex(self, subject: str, seq: int, keep: int) -> int:
+        """Purge matching messages below `seq` (if given), keeping the newest `keep` (if given)."""
+        raise NotImplementedError
+
+    def compact(self, seq: int) -> int:
+        """Remove every message below `seq`; the next stored message gets at least `seq`."""
+        raise NotImplementedError
+
+    def expire(self, now: int, max_age: int) -> list[int]:
+        """Remove messages older than max_age (ns) and those whose per-message TTL ran out; their seqs."""
+        raise NotImplementedError
+
+    def next_expiry(self, max_age: int) -> int:
+        """When (ns since epoch) the next message expires, 0 if none will."""
+        raise NotImplementedError
+
+    def get_seq_from_time(self, ts: int) -> int:
+        raise NotImplementedError
+
+    def filtered_state(self, seq: int, subject: str) -> SimpleState:
+        raise NotImplementedError
+
+    def subjects_state(self, filter_subject: str) -> dict[str, SimpleState]:
+        raise NotImplementedError
+
+    def num_pending(self, sseq: int, filters: tuple[str, ...], last_per_subject: bool = False) -> int:
+        raise NotImplementedError
+
+    def last_seqs_per_subject(self, filters: tuple[str, ...]) -> list[int]:
+        raise NotImplementedError
+
+    def state(self, with_deleted: bool = False) -> StreamState:
+        raise NotImplementedError
+
+    def update_config(self, cfg: dict) -> None:
+        raise NotImplementedError
+
+    def consumer_store(self, name: str) -> "ConsumerStore":
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """Make everything written so far durable on the medium (fsync for files)."""
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def delete(self) -> None:
+        raise NotImplementedError
+
+
+class ConsumerStore:
+    """Where a consumer keeps its config and delivery state so that it survives a restart."""
+
+    def save_config(self, cfg: dict, created: int) -> None:
+        raise NotImplementedError
+
+    def update(self, state: dict) -> None:
+        """Record the consumer's state (delivered, ack floor, pending, redelivered)."""
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """Write out a state update that was coalesced (file stores write on a short timer)."""
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def delete(self) -> None:
+        raise NotImplementedError

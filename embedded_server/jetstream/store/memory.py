@@ -1,0 +1,566 @@
+"""The memory store: a stream's messages in a list indexed by sequence, with per-subject bookkeeping.
+
+Each message is one tuple (subject, hdr, data, ts) in a list whose slot is `seq - base`; removed messages
+leave `None` until the front is trimmed. Subjects are shared between messages through the per-subject state,
+which keeps a 1,000,000-message stream of small messages in a few hundred bytes per message.
+The file store (file.py) reuses this index and adds its journal on disk.
+"""
+from __future__ import annotations
+
+from .. import filters as subj
+from . import (ConsumerStore, ErrMaxBytes, ErrMaxMsgs, ErrMaxMsgsPerSubject, SimpleState, StoreMsg,
+               StreamState, StreamStore, mem_msg_size)
+from ..clock import now_ns
+
+_SUBJ, _HDR, _DATA, _TS = 0, 1, 2, 3
+# per-subject state: [msgs, first, last, first_stale, last_stale, subject]
+_N, _FIRST, _LAST, _FSTALE, _LSTALE, _NAME = range(6)
+_TRIM_AT = 4096
+
+
+def _all(filters) -> bool:
+    return not filters or any(f in ("", ">") for f in filters)
+
+
+class MemoryStore(StreamStore):
+    storage = "memory"
+    msg_size = staticmethod(mem_msg_size)
+
+    def __init__(self, cfg: dict):
+        self._recs: list = []
+        self._base = 1
+        self.first_seq = 0
+        self.last_seq = 0
+        self.first_ts = 0
+        self.last_ts = 0
+        self.msgs = 0
+        self.bytes = 0
+        self._fss: dict[str, list] = {}
+        self._ttls: dict[int, int] = {}
+        self.update_config(cfg)
+        first = cfg.get("first_seq") or 0
+        if first > 1:
+            self._reset_to(first)
+
+    # -- configuration --------------------------------------------------------------------------
+    def update_config(self, cfg: dict) -> None:
+        self.max_msgs = cfg.get("max_msgs", -1)
+        self.max_bytes = cfg.get("max_bytes", -1)
+        self.max_per = cfg.get("max_msgs_per_subject", -1)
+        self.discard_new = cfg.get("discard") == "new"
+        self.discard_new_per = bool(cfg.get("discard_new_per_subject"))
+        if self.max_per > 0:
+            for name in list(self._fss):
+                ss = self._fss.get(name)
+                while ss is not None and ss[_N] > self.max_per:
+                    self._fix(ss)
+                    self._remove(ss[_FIRST])
+                    ss = self._fss.get(name)
+        self._enforce_limits()
+
+    # -- writing --------------------------------------------------------------------------------
+    def store_msg(self, subject, hdr, data, ttl=0):
+        ss = self._fss.get(subject)
+        at_subject_limit = ss is not None and self.max_per > 0 and ss[_N] >= self.max_per
+        size = self.msg_size(subject, hdr, data)
+        if self.discard_new:
+            self._check_discard_new(subject, hdr, size, ss, at_subject_limit)
+        seq = self.last_seq + 1
+        ts = now_ns()
+        if ts <= self.last_ts:
+            ts = self.last_ts + 1
+        self._persist_msg(seq, subject, hdr, data, ts, ttl)
+        self._insert(seq, subject, hdr, data, ts, ttl, ss, size)
+        if self.max_per > 0 and ss is not None and ss[_N] > self.max_per:
+            while ss[_N] > self.max_per:
+                self._fix(ss)
+                self._remove(ss[_FIRST])
+        self._enforce_limits()
+        return seq, ts
+
+    def _check_discard_new(self, subject, hdr, size, ss, at_subject_limit):
+        if at_subject_limit and self.discard_new_per and not (hdr and b"Nats-Rollup:" in hdr):
+            raise ErrMaxMsgsPerSubject()
+        if self.max_msgs > 0 and self.msgs >= self.max_msgs and not at_subject_limit:
+            raise ErrMaxMsgs()
+        if self.max_bytes > 0 and self.bytes + size > self.max_bytes:
+            if not at_subject_limit:
+                raise ErrMaxBytes()
+            self._fix(ss)
+            rec = self._rec(ss[_FIRST])
+            if rec is None or self.msg_size(rec[_SUBJ], rec[_HDR], rec[_DATA]) < size:
+                raise ErrMaxBytes()
+
+    def _insert(self, seq, subject, hdr, data, ts, ttl, ss, size):
+        if ss is None:
+            ss = self._fss[subject] = [1, seq, seq, False, False, subject]
+        else:
+            subject = ss[_NAME]
+            ss[_N] += 1
+            ss[_LAST] = seq
+            ss[_LSTALE] = False
+        self._recs.append((subject, hdr or None, data, ts))
+        if self.msgs == 0:
+            self.first_seq, self.first_ts = seq, ts
+        self.last_seq, self.last_ts = seq, ts
+        self.msgs += 1
+        self.bytes += size
+        if ttl > 0:
+            self._ttls[seq] = ts + ttl * 1_000_000_000
+
+    def skip_msg(self) -> int:
+        seq = self.last_seq + 1
+        ts = max(now_ns(), self.last_ts + 1)
+        self._persist_skip(seq, ts)
+        self._apply_skip(seq, ts)
+        return seq
+
+    def _apply_skip(self, seq, ts):
+        self._recs.append(None)
+        self.last_seq, self.last_ts = seq, ts
+        if self.msgs == 0:
+            self.first_seq, self.first_ts = seq + 1, 0
+            self._trim()
+
+    def _enforce_limits(self):
+        if self.discard_new:
+            return
+        if self.max_msgs > 0:
+            while self.msgs > self.max_msgs:
+                self._remove(self.first_seq)
+        if self.max_bytes > 0:
+            while self.bytes > self.max_bytes and self.msgs:
+                self._remove(self.first_seq)
+
+    # -- removing -------------------------------------------------------------------------------
+    def remove_msg(self, seq: int) -> bool:
+        if self._rec(seq) is None:
+            return False
+        self._persist_removes([seq])
+        return self._remove(seq, persist=False)
+
+    def erase_msg(self, seq: int) -> bool:
+        return self.remove_msg(seq)
+
+    def _remove(self, seq: int, persist: bool = True) -> bool:
+        i = seq - self._base
+        if i < 0 or i >= len(self._recs):
+            return False
+        rec = self._recs[i]
+        if rec is None:
+            return False
+        if persist:
+            self._persist_removes([seq])
+        self._recs[i] = None
+        self.msgs -= 1
+        self.bytes -= self.msg_size(rec[_SUBJ], rec[_HDR], rec[_DATA])
+        if self._ttls:
+            self._ttls.pop(seq, None)
+        ss = self._fss[rec[_SUBJ]]
+        if ss[_N] == 1:
+            del self._fss[rec[_SUBJ]]
+        else:
+            ss[_N] -= 1
+            if seq == ss[_FIRST]:
+                ss[_FSTALE] = True
+            if seq == ss[_LAST]:
+                ss[_LSTALE] = True
+        if seq == self.first_seq:
+            self._advance_first()
+        return True
+
+    def _advance_first(self):
+        recs, base = self._recs, self._base
+        i = self.first_seq - base + 1
+        n = len(recs)
+        while i < n and recs[i] is None:
+            i += 1
+        if i < n and self.msgs:
+            self.first_seq = base + i
+            self.first_ts = recs[i][_TS]
+        else:
+            self.first_seq, self.first_ts = self.last_seq + 1, 0
+        self._trim()
+
+    def _trim(self):
+        k = self.first_seq - self._base
+        if k >= _TRIM_AT and k * 2 >= len(self._recs):
+            del self._recs[:k]
+            self._base += k
+
+    def _reset_to(self, first: int):
+        """Forget every message; the next one stored gets sequence `first`."""
+        self._recs = []
+        self._base = first
+        self.first_seq, self.first_ts = first, 0
+        self.last_seq = first - 1
+        self.msgs = self.bytes = 0
+        self._fss = {}
+        self._ttls = {}
+
+    def purge(self) -> int:
+        purged = self.msgs
+        self._persist_purge(self.last_seq + 1)
+        self._reset_to(self.last_seq + 1)
+        return purged
+
+    def compact(self, seq: int) -> int:
+        if seq <= 1:
+            return self.purge() if seq == 0 else 0
+        if self.first_seq >= seq and self.msgs:
+            return 0
+        if seq > self.last_seq:
+            purged = self.msgs
+            self._persist_purge(seq)
+            self._reset_to(seq)
+            return purged
+        self._persist_purge(seq)
+        purged = 0
+        for s in range(self.first_seq, seq):
+            if self._remove(s, persist=False):
+                purged += 1
+        if self.msgs == 0:
+            self.first_seq, self.first_ts = seq, 0
+        return purged
+
+    def purge_ex(self, subject: str, seq: int, keep: int) -> int:
+        if seq == 1:
+            return 0
+        if subject in ("", ">"):
+            if keep == 0 and seq == 0:
+                return self.purge()
+            if seq > 1:
+                return self.compact(seq)
+            subject = ">"
+        ss = self.filtered_state(1, subject)
+        if ss.msgs == 0:
+            return 0
+        maxp = 0
+        if keep > 0:
+            if keep >= ss.msgs:
+                return 0
+            maxp = ss.msgs - keep
+        last = ss.last if seq == 0 else min(seq - 1, ss.last)
+        literal = subj.is_literal(subject)
+        doomed = []
+        for s in range(ss.first, last + 1):
+            rec = self._rec(s)
+            if rec is not None and (rec[_SUBJ] == subject if literal else subj.matches(subject, rec[_SUBJ])):
+                doomed.append(s)
+                if maxp and len(doomed) >= maxp:
+                    break
+        if doomed:
+            self._persist_removes(doomed)
+            for s in doomed:
+                self._remove(s, persist=False)
+        return len(doomed)
+
+    def expire(self, now: int, max_age: int) -> list[int]:
+        gone = []
+        if max_age > 0:
+            cutoff = now - max_age
+            while self.msgs and self.first_ts <= cutoff:
+                seq = self.first_seq
+                if not self._remove(seq):
+                    break
+                gone.append(seq)
+        if self._ttls:
+            due = [s for s, at in self._ttls.items() if at <= now]
+            for s in due:
+                if self._remove(s):
+                    gone.append(s)
+        return gone
+
+    def next_expiry(self, max_age: int) -> int:
+        times = []
+        if max_age > 0 and self.msgs:
+            times.append(self.first_ts + max_age)
+        if self._ttls:
+            times.append(min(self._ttls.values()))
+        return min(times) if times else 0
+
+    # -- reading --------------------------------------------------------------------------------
+    def _rec(self, seq: int):
+        i = seq - self._base
+        if 0 <= i < len(self._recs):
+            return self._recs[i]
+        return None
+
+    def _msg(self, seq: int, rec) -> StoreMsg:
+        return StoreMsg(rec[_SUBJ], rec[_HDR], rec[_DATA], seq, rec[_TS])
+
+    def load_msg(self, seq: int) -> StoreMsg | None:
+        rec = self._rec(seq)
+        return None if rec is None else self._msg(seq, rec)
+
+    def subject_for_seq(self, seq: int) -> str | None:
+        rec = self._rec(seq)
+        return None if rec is None else rec[_SUBJ]
+
+    def _fix(self, ss):
+        """Bring a subject's lazily kept first/last sequence up to date."""
+        name = ss[_NAME]
+        if ss[_FSTALE]:
+            s = max(ss[_FIRST] + 1, self.first_seq)
+            while s <= ss[_LAST]:
+                rec = self._rec(s)
+                if rec is not None and rec[_SUBJ] == name:
+                    break
+                s += 1
+            ss[_FIRST], ss[_FSTALE] = s, False
+        if ss[_LSTALE]:
+            s = min(ss[_LAST] - 1, self.last_seq)
+            while s >= ss[_FIRST]:
+                rec = self._rec(s)
+                if rec is not None and rec[_SUBJ] == name:
+                    break
+                s -= 1
+            ss[_LAST], ss[_LSTALE] = s, False
+        return ss
+
+    def load_next_msg(self, filters, start: int) -> StoreMsg | None:
+        start = max(start, self.first_seq, self._base)
+        if start > self.last_seq or not self.msgs:
+            return None
+        recs, base = self._recs, self._base
+        if _all(filters):
+            for i in range(start - base, len(recs)):
+                rec = recs[i]
+                if rec is not None:
+                    return self._msg(base + i, rec)
+            return None
+        if len(filters) == 1 and subj.is_literal(filters[0]):
+            ss = self._fss.get(filters[0])
+            if ss is None:
+                return None
+            self._fix(ss)
+            if start > ss[_LAST]:
+                return None
+            name = ss[_NAME]
+            for i in range(max(start, ss[_FIRST]) - base, ss[_LAST] - base + 1):
+                rec = recs[i]
+                if rec is not None and rec[_SUBJ] == name:
+                    return self._msg(base + i, rec)
+            return None
+        # A wildcard filter: jump to the earliest matching subject when few subjects are tracked.
+        if len(self._fss) < 256:
+            best = 0
+            for name, ss in self._fss.items():
+                if subj.matches_any(filters, name):
+                    self._fix(ss)
+                    if ss[_LAST] < start:
+                        continue
+                    if ss[_FIRST] >= start:
+                        cand = ss[_FIRST]
+                    else:
+                        m = self._scan_subject(name, start, ss[_LAST])
+                        cand = m
+                    if cand and (not best or cand < best):
+                        best = cand
+            return self.load_msg(best) if best else None
+        match = subj.matches_any
+        for i in range(start - base, len(recs)):
+            rec = recs[i]
+            if rec is not None and match(filters, rec[_SUBJ]):
+                return self._msg(base + i, rec)
+        return None
+
+    def _scan_subject(self, name: str, start: int, end: int) -> int:
+        for s in range(start, end + 1):
+            rec = self._rec(s)
+            if rec is not None and rec[_SUBJ] == name:
+                return s
+        return 0
+
+    def load_prev_msg(self, filters, start: int) -> StoreMsg | None:
+        start = min(start, self.last_seq)
+        everything = _all(filters)
+        for s in range(start, self.first_seq - 1, -1):
+            rec = self._rec(s)
+            if rec is not None and (everything or subj.matches_any(filters, rec[_SUBJ])):
+                return self._msg(s, rec)
+        return None
+
+    def load_last_msg(self, subject: str) -> StoreMsg | None:
+        if not self.msgs:
+            return None
+        if subject in ("", ">"):
+            return self.load_prev_msg((), self.last_seq)
+        if subj.is_literal(subject):
+            ss = self._fss.get(subject)
+            if ss is None:
+                return None
+            self._fix(ss)
+            return self.load_msg(ss[_LAST])
+        best = 0
+        for name, ss in self._fss.items():
+            if subj.matches(subject, name):
+                self._fix(ss)
+                best = max(best, ss[_LAST])
+        return self.load_msg(best) if best else None
+
+    def get_seq_from_time(self, ts: int) -> int:
+        if not self.msgs:
+            return self.last_seq + 1
+        if ts <= self.first_ts:
+            return self.first_seq
+        if ts > self.last_ts:
+            return self.last_seq + 1
+        lo, hi = self.first_seq - self._base, len(self._recs) - 1
+        recs = self._recs
+        while lo < hi:
+            mid = (lo + hi) // 2
+            j = mid
+            while j <= hi and recs[j] is None:
+                j += 1
+            if j > hi:
+                hi = mid
+                continue
+            if recs[j][_TS] >= ts:
+                hi = mid
+            else:
+                lo = j + 1
+        while lo < len(recs) and recs[lo] is None:
+            lo += 1
+        return self._base + lo if lo < len(recs) else self.last_seq + 1
+
+    def filtered_state(self, seq: int, subject: str) -> SimpleState:
+        seq = max(seq, self.first_seq)
+        if seq > self.last_seq or not self.msgs:
+            return SimpleState()
+        if subject in ("", ">") and seq <= self.first_seq:
+            last = self.load_last_msg(">")
+            return SimpleState(self.msgs, self.first_seq, last.seq if last else 0)
+        out = SimpleState()
+        if subj.is_literal(subject) or len(self._fss) < self.msgs:
+            for name, ss in self._fss.items():
+                if subject in ("", ">") or name == subject or subj.matches(subject, name):
+                    self._fix(ss)
+                    if ss[_LAST] < seq:
+                        continue
+                    if ss[_FIRST] >= seq:
+                        n, first = ss[_N], ss[_FIRST]
+                    else:
+                        n, first = self._count_subject(name, seq, ss[_LAST])
+                    if not n:
+                        continue
+                    out.msgs += n
+                    out.first = first if not out.first else min(out.first, first)
+                    out.last = max(out.last, ss[_LAST])
+            return out
+        for s in range(seq, self.last_seq + 1):
+            rec = self._rec(s)
+            if rec is not None and subj.matches(subject, rec[_SUBJ]):
+                out.msgs += 1
+                out.first = out.first or s
+                out.last = s
+        return out
+
+    def _count_subject(self, name: str, start: int, end: int) -> tuple[int, int]:
+        n = first = 0
+        for s in range(start, end + 1):
+            rec = self._rec(s)
+            if rec is not None and rec[_SUBJ] == name:
+                n += 1
+                first = first or s
+        return n, first
+
+    def subjects_state(self, filter_subject: str) -> dict[str, SimpleState]:
+        out = {}
+        for name, ss in self._fss.items():
+            if filter_subject in ("", ">") or subj.matches(filter_subject, name):
+                self._fix(ss)
+                out[name] = SimpleState(ss[_N], ss[_FIRST], ss[_LAST])
+        return out
+
+    def num_pending(self, sseq: int, filters, last_per_subject: bool = False) -> int:
+        sseq = max(sseq, self.first_seq)
+        if sseq > self.last_seq or not self.msgs:
+            return 0
+        everything = _all(filters)
+        if last_per_subject:
+            n = 0
+            for name, ss in self._fss.items():
+                if everything or subj.matches_any(filters, name):
+                    self._fix(ss)
+                    if ss[_LAST] >= sseq:
+                        n += 1
+            return n
+        if everything:
+            if sseq <= self.first_seq:
+                return self.msgs
+            below = sum(1 for s in range(self.first_seq, sseq) if self._rec(s) is not None)
+            return self.msgs - below
+        span = self.last_seq - sseq + 1
+        if len(self._fss) <= span:
+            n = 0
+            for name, ss in self._fss.items():
+                if subj.matches_any(filters, name):
+                    self._fix(ss)
+                    if ss[_LAST] < sseq:
+                        continue
+                    n += ss[_N] if ss[_FIRST] >= sseq else self._count_subject(name, sseq, ss[_LAST])[0]
+            return n
+        n = 0
+        match = subj.matches_any
+        for s in range(sseq, self.last_seq + 1):
+            rec = self._rec(s)
+            if rec is not None and match(filters, rec[_SUBJ]):
+                n += 1
+        return n
+
+    def last_seqs_per_subject(self, filters) -> list[int]:
+        everything = _all(filters)
+        out = []
+        for name, ss in self._fss.items():
+            if everything or subj.matches_any(filters, name):
+                self._fix(ss)
+                out.append(ss[_LAST])
+        out.sort()
+        return out
+
+    def state(self, with_deleted: bool = False) -> StreamState:
+        st = StreamState(self.msgs, self.bytes, self.first_seq, self.first_ts, self.last_seq, self.last_ts,
+                         num_subjects=len(self._fss))
+        if self.msgs and self.last_seq > self.first_seq:
+            st.num_deleted = (self.last_seq - self.first_seq + 1) - self.msgs
+        if with_deleted and st.num_deleted:
+            st.deleted = [s for s in range(self.first_seq, self.last_seq + 1) if self._rec(s) is None]
+        return st
+
+    # -- persistence hooks (no-ops in memory) ---------------------------------------------------
+    def _persist_msg(self, seq, subject, hdr, data, ts, ttl):
+        pass
+
+    def _persist_skip(self, seq, ts):
+        pass
+
+    def _persist_removes(self, seqs):
+        pass
+
+    def _persist_purge(self, first_seq):
+        pass
+
+    # -- life cycle ------------------------------------------------------------------------------
+    def consumer_store(self, name: str) -> ConsumerStore:
+        return MemoryConsumerStore()
+
+    def stop(self) -> None:
+        pass
+
+    def delete(self) -> None:
+        self._reset_to(1)
+
+
+class MemoryConsumerStore(ConsumerStore):
+    def save_config(self, cfg: dict, created: int) -> None:
+        pass
+
+    def update(self, state: dict) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def delete(self) -> None:
+        pass

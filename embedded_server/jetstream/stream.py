@@ -1,0 +1,612 @@
+"""A stream: a managed internal subscription that stores what it hears and answers each publish with a PubAck.
+
+The publish path follows nats-server's processJetStreamMsg check for check (sealed, expected stream,
+message TTL, expected last subject sequence, expected last sequence, de-duplication by Nats-Msg-Id,
+expected last msg id, rollup, sizes, resources), stores first and answers second. A plain publish (no
+headers) costs one store call and one PubAck built from a per-stream byte template: no JSON on that path.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections import deque
+
+from . import config as config_mod
+from . import filters, headers
+from .clock import now_ns, rfc3339
+from .errors import ApiError, api_error
+from .store import StoreError
+
+_TTL_DURATION = re.compile(r"^([0-9]*(?:\.[0-9]*)?)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
+          "h": 3_600_000_000_000}
+
+
+def parse_go_duration(text: str) -> int | None:
+    """Go's time.ParseDuration in nanoseconds, or None if it is not one."""
+    s = text
+    if not s:
+        return None
+    sign = 1
+    if s[0] in "+-":
+        sign = -1 if s[0] == "-" else 1
+        s = s[1:]
+    if s == "0":
+        return 0
+    total = 0.0
+    if not s:
+        return None
+    while s:
+        m = _TTL_DURATION.match(s)
+        if not m or m.group(1) in ("", "."):
+            return None
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        s = s[m.end():]
+    return sign * int(total)
+
+
+def parse_msg_ttl(value: bytes) -> int:
+    """Seconds of a Nats-TTL header; -1 for "never"; raises ApiError 10165 if invalid."""
+    text = value.decode("utf-8", "replace")
+    if text.lower() == "never":
+        return -1
+    dur = parse_go_duration(text)
+    if dur is not None:
+        if dur < 1_000_000_000:
+            raise api_error("JSMessageTTLInvalidErr")
+        return dur // 1_000_000_000
+    if text.isdigit():
+        return int(text)
+    raise api_error("JSMessageTTLInvalidErr")
+
+
+def _parse_uint(value: bytes) -> int:
+    """nats-server's parseInt64 then uint64 cast: anything unparsable becomes 2^64-1."""
+    return int(value) if value.isdigit() else (1 << 64) - 1
+
+
+class Stream:
+    def __init__(self, jsa, cfg: dict, store, created: int):
+        self.jsa = jsa
+        self.js = jsa.js
+        self.account = jsa.account
+        self.cfg = cfg
+        self.name = cfg["name"]
+        self.store = store
+        self.created = created
+        self.consumers: dict = {}
+        self.lseq = store.last_seq
+        self.lmsgid = ""
+        self._dd: dict[str, tuple[int, int]] = {}
+        self._ddq: deque = deque()
+        self._subs: list = []
+        self._direct_subs: list = []
+        self._expiry_timer = None
+        self._expiry_at = 0
+        self.closed = False
+        self.accounted = 0
+        self._set_pub_ack()
+        self._rebuild_dedupe()
+
+    # -- configuration ---------------------------------------------------------------------------
+    def _set_pub_ack(self) -> None:
+        name = self.name.replace("\\", "\\\\").replace('"', '\\"')
+        domain = self.js.domain
+        if domain:
+            self.pub_ack = f'{{"stream":"{name}","domain":"{domain}","seq":'.encode()
+        else:
+            self.pub_ack = f'{{"stream":"{name}","seq":'.encode()
+        self._nack_base = {"stream": self.name}
+        if domain:
+            self._nack_base["domain"] = domain
+
+    def subscribe(self) -> None:
+        """Listen on the stream's subjects (and the direct get subjects when allowed)."""
+        server = self.js.server
+        for subject in self.cfg.get("subjects") or ():
+            self._subs.append(server.subscribe_internal(self.account, subject, self._inbound))
+        if self.cfg.get("allow_direct"):
+            self._direct_subs.append(server.subscribe_internal(
+                self.account, f"$JS.API.DIRECT.GET.{self.name}", self._direct_get, queue="_sys_"))
+            self._direct_subs.append(server.subscribe_internal(
+                self.account, f"$JS.API.DIRECT.GET.{self.name}.>", self._direct_get_last, queue="_sys_"))
+
+    def unsubscribe(self) -> None:
+        server = self.js.server
+        for sub in self._subs + self._direct_subs:
+            server.unsubscribe_internal(sub)
+        self._subs, self._direct_subs = [], []
+
+    def update(self, cfg: dict) -> None:
+        """Apply a checked new config: subjects, limits (enforced at once), direct access, dedup window."""
+        old = self.cfg
+        self.cfg = cfg
+        self.store.update_config(cfg)
+        if old.get("subjects") != cfg.get("subjects") or old.get("allow_direct") != cfg.get("allow_direct"):
+            self.unsubscribe()
+            self.subscribe()
+        if old.get("duplicate_window") != cfg.get("duplicate_window"):
+            self._expire_dedupe(now_ns())
+        self.schedule_expiry()
+        for o in list(self.consumers.values()):
+            o.stream_updated()
+
+    # -- de-duplication --------------------------------------------------------------------------
+    def _rebuild_dedupe(self) -> None:
+        window = self.cfg.get("duplicate_window", 0)
+        if window <= 0 or not self.store.msgs:
+            return
+        cutoff = now_ns() - window
+        seq = self.store.get_seq_from_time(cutoff)
+        while True:
+            sm = self.store.load_next_msg((), seq)
+            if sm is None:
+                break
+            msg_id = headers.get(sm.hdr, headers.MSG_ID) if sm.hdr else None
+            if msg_id:
+                self._store_msg_id(msg_id.decode("utf-8", "replace"), sm.seq, sm.ts)
+            seq = sm.seq + 1
+
+    def _expire_dedupe(self, now: int) -> None:
+        window = self.cfg.get("duplicate_window", 0)
+        q, dd = self._ddq, self._dd
+        while q and (window <= 0 or now - q[0][2] >= window):
+            msg_id, seq, _ts = q.popleft()
+            if dd.get(msg_id, (0,))[0] == seq:
+                del dd[msg_id]
+
+    def _store_msg_id(self, msg_id: str, seq: int, ts: int) -> None:
+        if self.cfg.get("duplicate_window", 0) <= 0:
+            return
+        self._dd[msg_id] = (seq, ts)
+        self._ddq.append((msg_id, seq, ts))
+
+    # -- the publish path ------------------------------------------------------------------------
+    def _inbound(self, sub, client, subject, reply, hdr, payload) -> None:
+        self.process_msg(subject, reply, hdr, payload)
+
+    def _respond_error(self, reply: str, err: ApiError) -> None:
+        if reply and not self.cfg.get("no_ack"):
+            body = {"error": err.as_dict(), **self._nack_base, "seq": 0}
+            self.js.send(self.account, reply, config_mod.compact_json(body))
+
+    def process_msg(self, subject: str, reply: str, hdr: bytes | None, msg: bytes) -> int:
+        """Store one published message; answer `reply` with a PubAck or an error. Returns the seq or 0."""
+        if self.closed:
+            return 0
+        cfg = self.cfg
+        can_respond = bool(reply) and not cfg.get("no_ack")
+        if cfg.get("sealed"):
+            self._respond_error(reply, api_error("JSStreamSealedErr"))
+            return 0
+        msg_id = ""
+        rollup = ""
+        ttl = 0
+        if hdr:
+            try:
+                msg_id, rollup, ttl, dup_seq = self._check_headers(subject, hdr)
+            except ApiError as e:
+                self._respond_error(reply, e)
+                return 0
+            if dup_seq:
+                if can_respond:
+                    self.js.send(self.account, reply, b"%s%d,\"duplicate\": true}" % (self.pub_ack, dup_seq))
+                return 0
+        max_size = cfg.get("max_msg_size", -1)
+        if max_size >= 0 and (hdr and len(hdr) > max_size or len(msg) > max_size - (len(hdr) if hdr else 0)):
+            self._respond_error(reply, api_error("JSStreamMessageExceedsMaximumErr"))
+            return 0
+        if hdr and len(hdr) > 65535:
+            self._respond_error(reply, api_error("JSStreamHeaderExceedsMaximumErr"))
+            return 0
+        if self.js.limits_exceeded(self.store.storage):
+            self._respond_error(reply, api_error("JSInsufficientResourcesErr"))
+            return 0
+        if cfg["retention"] == "interest" and not self._has_interest(subject):
+            seq = self.store.skip_msg()
+            self.lseq, self.lmsgid = seq, msg_id
+            if msg_id:
+                self._store_msg_id(msg_id, seq, now_ns())
+            if rollup:
+                self._rollup(subject, rollup, keep=0)
+            if can_respond:
+                self.js.send(self.account, reply, b"%s%d}" % (self.pub_ack, seq))
+            return seq
+        try:
+            seq, ts = self.store.store_msg(subject, hdr, msg, ttl)
+        except StoreError as e:
+            self._respond_error(reply, api_error("JSStreamStoreFailedF", err=str(e)))
+            return 0
+        except OSError as e:
+            self.js.logger.error(f"JetStream failed to store a msg on stream '{self.account.name} > {self.name}': {e}")
+            return 0
+        self.lseq = seq
+        self.lmsgid = msg_id
+        self.js.add_usage(self)
+        if msg_id:
+            self._store_msg_id(msg_id, seq, ts)
+        if rollup:
+            self._rollup(subject, rollup, keep=1)
+        if cfg.get("republish"):
+            self._republish(subject, hdr, msg, seq, ts)
+        if can_respond:
+            self.js.send(self.account, reply, b"%s%d}" % (self.pub_ack, seq))
+        if self.consumers:
+            for o in self.consumers.values():
+                o.signal_new(seq, subject)
+        if (cfg.get("max_age") or ttl > 0) and not self._expiry_timer:
+            self.schedule_expiry()
+        return seq
+
+    def _check_headers(self, subject: str, hdr: bytes):
+        """The header checks of nats-server, in its order; returns (msg_id, rollup, ttl, duplicate_seq)."""
+        cfg = self.cfg
+        get = headers.get
+        value = get(hdr, headers.EXPECTED_STREAM)
+        if value and value.decode("utf-8", "replace") != self.name:
+            raise api_error("JSStreamNotMatchErr")
+        ttl = 0
+        ttl_hdr = get(hdr, headers.TTL)
+        if ttl_hdr:
+            try:
+                ttl = parse_msg_ttl(ttl_hdr)
+            except ApiError:
+                ttl = 0
+                if not cfg.get("allow_msg_ttl"):
+                    pass
+                else:
+                    raise
+            if ttl != 0 and not cfg.get("allow_msg_ttl"):
+                raise api_error("JSMessageTTLDisabledErr")
+        value = get(hdr, headers.EXPECTED_LAST_SUBJ_SEQ)
+        if value is not None and value != b"":
+            expected = _parse_uint(value)
+            check_subject = get(hdr, headers.EXPECTED_LAST_SUBJ_SEQ_SUBJ)
+            check_subject = check_subject.decode("utf-8", "replace") if check_subject else subject
+            sm = self.store.load_last_msg(check_subject)
+            fseq = sm.seq if sm else 0
+            if fseq != expected:
+                raise api_error("JSStreamWrongLastSequenceErrF", seq=fseq)
+        elif get(hdr, headers.EXPECTED_LAST_SUBJ_SEQ_SUBJ):
+            raise api_error("JSStreamExpectedLastSeqPerSubjectInvalid")
+        value = get(hdr, headers.EXPECTED_LAST_SEQ)
+        if value is not None and value != b"" and _parse_uint(value) != self.lseq:
+            raise api_error("JSStreamWrongLastSequenceErrF", seq=self.lseq)
+        if get(hdr, b"Nats-Stream-Source"):
+            raise api_error("JSMessageSourceHdrNotAllowedErr")
+        msg_id = ""
+        value = get(hdr, headers.MSG_ID)
+        if value:
+            msg_id = value.decode("utf-8", "replace")
+            if self._dd:
+                self._expire_dedupe(now_ns())
+                found = self._dd.get(msg_id)
+                if found:
+                    return msg_id, "", ttl, found[0]
+        value = get(hdr, headers.EXPECTED_LAST_MSG_ID)
+        if value:
+            expected_id = value.decode("utf-8", "replace")
+            if expected_id != self.lmsgid:
+                raise api_error("JSStreamWrongLastMsgIDErrF", id=self.lmsgid)
+        rollup = ""
+        value = get(hdr, headers.ROLLUP)
+        if value:
+            rollup = value.decode("utf-8", "replace").lower()
+            if not cfg.get("allow_rollup_hdrs") or cfg.get("deny_purge"):
+                raise api_error("JSStreamRollupFailedF", err="rollup not permitted")
+            if rollup not in ("sub", "all"):
+                raise api_error("JSStreamRollupFailedF", err=f'rollup value invalid: "{value.decode("utf-8", "replace")}"')
+        return msg_id, rollup, ttl, 0
+
+    def _has_interest(self, subject: str) -> bool:
+        for o in self.consumers.values():
+            if o.filter_matches(subject):
+                return True
+        return False
+
+    def _rollup(self, subject: str, rollup: str, keep: int) -> None:
+        if rollup == "sub":
+            self.purge(subject, 0, keep)
+        else:
+            self.purge("", 0, keep)
+
+    def _republish(self, subject, hdr, msg, seq, ts) -> None:
+        rp = self.cfg["republish"]
+        if not filters.matches(rp["src"], subject):
+            return
+        dest = map_subject(rp["src"], rp["dest"], subject)
+        last = self.store.load_prev_msg((subject,), seq - 1)
+        pairs = [(b"Nats-Stream", self.name.encode()), (b"Nats-Subject", subject.encode()),
+                 (b"Nats-Sequence", b"%d" % seq), (b"Nats-Time-Stamp", rfc3339(ts).encode()),
+                 (b"Nats-Last-Sequence", b"%d" % (last.seq if last else 0))]
+        if rp.get("headers_only"):
+            pairs.append((b"Nats-Msg-Size", b"%d" % len(msg)))
+            msg = b""
+        self.js.server.send_internal(self.account, dest, None, headers.append(hdr, pairs), msg)
+
+    # -- removal ----------------------------------------------------------------------------------
+    def purge(self, subject: str = "", seq: int = 0, keep: int = 0) -> int:
+        if subject or seq or keep:
+            purged = self.store.purge_ex(subject, seq, keep)
+        else:
+            purged = self.store.purge()
+        self.lseq = max(self.lseq, self.store.last_seq)
+        self.js.add_usage(self)
+        first = self.store.first_seq
+        for o in list(self.consumers.values()):
+            o.stream_purged(subject, first)
+        return purged
+
+    def remove_msg(self, seq: int) -> bool:
+        removed = self.store.remove_msg(seq)
+        if removed:
+            self.js.add_usage(self)
+            for o in list(self.consumers.values()):
+                o.msg_removed(seq)
+        return removed
+
+    def ack_msg(self, consumer, seq: int) -> None:
+        """A consumer acknowledged `seq`: work queues drop it, interest streams drop it once no one needs it."""
+        retention = self.cfg["retention"]
+        if retention == "limits" or seq < self.store.first_seq:
+            return
+        if retention == "interest":
+            subject = self.store.subject_for_seq(seq)
+            if subject is None:
+                return
+            for o in self.consumers.values():
+                if o is not consumer and o.needs_ack(seq, subject):
+                    return
+        self.store.remove_msg(seq)
+        self.js.add_usage(self)
+
+    def check_interest_state(self) -> None:
+        """After a consumer goes away from an interest stream, drop what no remaining consumer needs."""
+        if self.cfg["retention"] == "limits":
+            return
+        seq = self.store.first_seq
+        while True:
+            sm = self.store.load_next_msg((), seq)
+            if sm is None:
+                break
+            if not any(o.needs_ack(sm.seq, sm.subject) for o in self.consumers.values()):
+                self.store.remove_msg(sm.seq)
+            seq = sm.seq + 1
+        self.js.add_usage(self)
+
+    # -- age and TTL expiry -----------------------------------------------------------------------
+    def schedule_expiry(self) -> None:
+        at = self.store.next_expiry(self.cfg.get("max_age", 0))
+        loop = self.js.loop
+        if self._expiry_timer is not None:
+            if at and at >= self._expiry_at:
+                return
+            self._expiry_timer.cancel()
+            self._expiry_timer = None
+        if not at:
+            return
+        self._expiry_at = at
+        delay = max(0.0, (at - now_ns()) / 1e9)
+        self._expiry_timer = loop.call_later(delay + 0.001, self._expire)
+
+    def _expire(self) -> None:
+        self._expiry_timer = None
+        if self.closed:
+            return
+        gone = self.store.expire(now_ns(), self.cfg.get("max_age", 0))
+        if gone:
+            self.js.add_usage(self)
+            for o in list(self.consumers.values()):
+                for seq in gone:
+                    o.msg_removed(seq)
+        self.schedule_expiry()
+
+    # -- direct get -------------------------------------------------------------------------------
+    def _direct_get(self, sub, client, subject, reply, hdr, payload) -> None:
+        if not reply:
+            return
+        if not payload:
+            return self._status(reply, b"408 Empty Request")
+        try:
+            req = json.loads(payload)
+            if not isinstance(req, dict):
+                raise ValueError
+        except ValueError:
+            return self._status(reply, b"408 Malformed Request")
+        seq, last_for, next_for = req.get("seq") or 0, req.get("last_by_subj") or "", req.get("next_by_subj") or ""
+        start_time = req.get("start_time")
+        multi = req.get("multi_last") or []
+        batch = req.get("batch") or 0
+        if not seq and not last_for and not next_for and not multi and start_time is None:
+            return self._status(reply, b"408 Empty Request")
+        if (seq and last_for) or (seq and start_time is not None) or (start_time is not None and last_for) or \
+                (last_for and next_for) or (last_for and batch) or (last_for and multi) or (next_for and multi) or \
+                (req.get("up_to_seq") and req.get("up_to_time") is not None):
+            return self._status(reply, b"408 Bad Request")
+        self.direct_get(req, reply)
+
+    def _direct_get_last(self, sub, client, subject, reply, hdr, payload) -> None:
+        if not reply:
+            return
+        req = {}
+        if payload:
+            try:
+                req = json.loads(payload)
+                if not isinstance(req, dict):
+                    raise ValueError
+            except ValueError:
+                return self._status(reply, b"408 Malformed Request")
+        parts = subject.split(".", 5)
+        key = parts[5] if len(parts) > 5 else ""
+        if not key:
+            return self._status(reply, b"408 Bad Request")
+        if any(req.get(k) for k in ("last_by_subj", "next_by_subj", "multi_last", "seq", "batch", "up_to_seq")) \
+                or req.get("start_time") is not None or req.get("up_to_time") is not None:
+            return self._status(reply, b"408 Bad Request")
+        req["last_by_subj"] = key
+        self.direct_get(req, reply)
+
+    def _status(self, reply: str, status: bytes) -> None:
+        self.js.server.send_internal(self.account, reply, None, b"NATS/1.0 " + status + b"\r\n\r\n", b"")
+
+    def _direct_headers(self, sm, extra=()) -> bytes:
+        pairs = [(b"Nats-Stream", self.name.encode()), (b"Nats-Subject", sm.subject.encode()),
+                 (b"Nats-Sequence", b"%d" % sm.seq), (b"Nats-Time-Stamp", rfc3339(sm.ts).encode())]
+        pairs.extend(extra)
+        return headers.append(sm.hdr, pairs)
+
+    def direct_get(self, req: dict, reply: str) -> None:
+        """nats-server's getDirectRequest: one message, or a batch followed by an EOB status."""
+        store = self.store
+        if req.get("multi_last"):
+            return self._direct_multi(req, reply)
+        seq = req.get("seq") or 0
+        if req.get("start_time") is not None:
+            try:
+                from .clock import parse_rfc3339
+                seq = store.get_seq_from_time(parse_rfc3339(req["start_time"]))
+            except (ValueError, TypeError):
+                return self._status(reply, b"408 Malformed Request")
+        next_for = req.get("next_by_subj") or ""
+        last_for = req.get("last_by_subj") or ""
+        batch = req.get("batch") or 0
+        is_batch = batch > 0
+        batch = batch or 1
+        np = store.num_pending(seq, (next_for,) if next_for else ()) if is_batch else 0
+        max_bytes = req.get("max_bytes") or self.js.max_pending
+        sent_bytes = 0
+        lseq = 0
+        no_hdr = req.get("no_hdr")
+        for i in range(batch):
+            if seq > 0 and not next_for:
+                sm = store.load_msg(seq) if i == 0 and not is_batch else store.load_next_msg((), seq)
+            elif next_for:
+                sm = store.load_next_msg((next_for,), seq)
+            else:
+                sm = store.load_last_msg(last_for)
+            if sm is None:
+                if batch > 1 and i > 0:
+                    break
+                return self._status(reply, b"404 Message Not Found")
+            seq = sm.seq + 1
+            hdr = None
+            if not no_hdr:
+                if is_batch:
+                    np = max(0, np - 1)
+                    hdr = self._direct_headers(sm, [(b"Nats-Num-Pending", b"%d" % np),
+                                                    (b"Nats-Last-Sequence", b"%d" % lseq)])
+                else:
+                    hdr = self._direct_headers(sm)
+            lseq = sm.seq
+            self.js.server.send_internal(self.account, reply, None, hdr, sm.data)
+            sent_bytes += len(sm.subject) + (len(sm.hdr) if sm.hdr else 0) + len(sm.data)
+            if sent_bytes >= max_bytes:
+                break
+        if is_batch:
+            np = store.num_pending(seq, (next_for,) if next_for else ())
+            self._status(reply, b"204 EOB\r\nNats-Num-Pending: %d\r\nNats-Last-Sequence: %d" % (np, lseq))
+
+    def _direct_multi(self, req: dict, reply: str) -> None:
+        store = self.store
+        up_to = req.get("up_to_seq") or 0
+        if req.get("up_to_time") is not None:
+            from .clock import parse_rfc3339
+            up_to = store.get_seq_from_time(parse_rfc3339(req["up_to_time"]))
+            if up_to <= store.first_seq:
+                return self._status(reply, b"404 No Results")
+            up_to -= 1
+        if not up_to:
+            up_to = store.last_seq
+        min_seq = req.get("seq") or 0
+        seqs = []
+        for f in req["multi_last"]:
+            for name, ss in store.subjects_state(f).items():
+                sm = store.load_prev_msg((name,), up_to)
+                if sm is not None and sm.seq >= min_seq:
+                    seqs.append(sm.seq)
+        seqs = sorted(set(seqs))
+        if len(seqs) > 1024:
+            return self._status(reply, b"413 Too Many Results")
+        if not seqs:
+            return self._status(reply, b"404 No Results")
+        batch = req.get("batch") or 0
+        max_bytes = req.get("max_bytes") or self.js.max_pending
+        sent = sent_bytes = lseq = 0
+        np = len(seqs)
+        for s in seqs:
+            sm = store.load_msg(s)
+            if sm is None:
+                continue
+            np -= 1
+            hdr = self._direct_headers(sm, [(b"Nats-Num-Pending", b"%d" % np), (b"Nats-Last-Sequence", b"%d" % lseq)])
+            lseq = sm.seq
+            self.js.server.send_internal(self.account, reply, None, hdr, sm.data)
+            sent_bytes += len(sm.subject) + (len(sm.hdr) if sm.hdr else 0) + len(sm.data)
+            sent += 1
+            if sent_bytes >= max_bytes or (batch and sent >= batch):
+                break
+        self._status(reply, b"204 EOB\r\nNats-Num-Pending: %d\r\nNats-Last-Sequence: %d\r\nNats-UpTo-Sequence: %d"
+                     % (np, lseq, up_to))
+
+    # -- info -------------------------------------------------------------------------------------
+    def state_json(self, with_deleted: bool = False, subjects_filter: str = "") -> dict:
+        st = self.store.state(with_deleted)
+        out = {"messages": st.msgs, "bytes": st.bytes, "first_seq": st.first_seq, "first_ts": rfc3339(st.first_ts),
+               "last_seq": st.last_seq, "last_ts": rfc3339(st.last_ts)}
+        if st.num_subjects:
+            out["num_subjects"] = st.num_subjects
+        if subjects_filter:
+            subjects = {k: v.msgs for k, v in self.store.subjects_state(subjects_filter).items()}
+            if subjects:
+                out["subjects"] = subjects
+        if st.num_deleted:
+            out["num_deleted"] = st.num_deleted
+        if st.deleted:
+            out["deleted"] = st.deleted
+        if st.lost_msgs:
+            out["lost"] = {"msgs": st.lost_msgs, "bytes": st.lost_bytes}
+        out["consumer_count"] = len(self.consumers)
+        return out
+
+    def info(self, version: str | None = None, with_deleted: bool = False, subjects_filter: str = "") -> dict:
+        out = {"config": config_mod.stream_config_json(self.cfg, version), "created": rfc3339(self.created),
+               "state": self.state_json(with_deleted, subjects_filter)}
+        if self.js.domain:
+            out["domain"] = self.js.domain
+        out["ts"] = rfc3339(now_ns())
+        return out
+
+    # -- life cycle -------------------------------------------------------------------------------
+    def stop(self, delete: bool = False) -> None:
+        self.closed = True
+        self.unsubscribe()
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
+            self._expiry_timer = None
+        for o in list(self.consumers.values()):
+            o.stop(delete=delete, from_stream=True)
+        if delete:
+            self.consumers.clear()
+            self.store.delete()
+        else:
+            self.store.stop()
+
+
+def map_subject(src: str, dest: str, subject: str) -> str:
+    """Map `subject` (matched by `src`) onto `dest`, carrying the wildcard tokens over in order."""
+    if dest in ("", ">"):
+        return subject
+    stoks = subject.split(".")
+    wild = []
+    for i, t in enumerate(src.split(".")):
+        if t == "*":
+            wild.append(stoks[i])
+        elif t == ">":
+            wild.append(".".join(stoks[i:]))
+    out = []
+    for t in dest.split("."):
+        if t in ("*", ">") and wild:
+            out.append(wild.pop(0))
+        else:
+            out.append(t)
+    return ".".join(out)

@@ -1,0 +1,39 @@
+"""Small helpers shared by the JetStream tests: run a scenario with a deadline, talk raw JetStream API JSON."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+import nats
+
+
+def run(coro, timeout: float = 30):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+@contextlib.asynccontextmanager
+async def connected(server, **kw):
+    nc = await nats.connect(server.url, **kw)
+    try:
+        yield nc, nc.jetstream()
+    finally:
+        await nc.close()
+
+
+async def api(nc, subject: str, body=None, timeout: float = 2.0) -> dict:
+    """A raw `$JS.API` request; the parsed JSON answer."""
+    payload = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    msg = await nc.request(subject, payload, timeout=timeout)
+    return json.loads(msg.data)
+
+
+async def publish_raw(nc, subject: str, data: bytes = b"", headers: dict | None = None) -> dict:
+    """Publish expecting a PubAck (or its error) and return it parsed, errors included."""
+    msg = await nc.request(subject, data, timeout=2.0, headers=headers)
+    return json.loads(msg.data)
+
+
+def error_of(answer: dict) -> tuple[int, int, str] | None:
+    err = answer.get("error")
+    return (err["code"], err["err_code"], err["description"]) if err else None
