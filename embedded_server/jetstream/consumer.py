@@ -347,9 +347,11 @@ class Consumer:
                     self._put_back(sm.seq, dc)
                     break
                 dsubj = wr.reply
+            if not self._deliver(dsubj, ack_reply, sm, hdr, data, dc, sz):
+                self._put_back(sm.seq, dc)
+                break
             if self.replay:
                 self._replay_lts = sm.ts
-            self._deliver(dsubj, ack_reply, sm, hdr, data, dc, sz)
             if wr is not None:
                 if wr.n <= 0 and wr.b > 0:
                     self.js.server.send_internal(self.account, dsubj, None,
@@ -414,7 +416,13 @@ class Consumer:
         self.sseq = sm.seq + 1
         return sm, 1
 
-    def _deliver(self, dsubj, ack_reply, sm, hdr, data, dc, sz) -> None:
+    def _deliver(self, dsubj, ack_reply, sm, hdr, data, dc, sz) -> bool:
+        """Send one message; False (nothing recorded) if a push consumer's subscriber has gone."""
+        if not self.js.server.send_internal(self.account, dsubj, ack_reply, hdr, data) and self.is_push:
+            self.active = False
+            self.last_activity = time.monotonic()
+            self._watch_interest()
+            return False
         dseq = self.dseq
         self.dseq += 1
         self.ldt = now_ns()
@@ -422,7 +430,6 @@ class Consumer:
             self.adflr, self.asflr = dseq, sm.seq
         else:
             self._track_pending(sm.seq, dseq)
-        self.js.server.send_internal(self.account, dsubj, ack_reply, hdr, data)
         if self.maxpb:
             self.pbytes += sz
             if self._need_flow_control(sz):
@@ -432,6 +439,7 @@ class Consumer:
         if self.ack_none and self.stream.cfg["retention"] != "limits":
             self.stream.ack_msg(self, sm.seq)
         self._save()
+        return True
 
     def _track_pending(self, sseq: int, dseq: int) -> None:
         now = now_ns()
@@ -832,27 +840,13 @@ class Consumer:
         self._interest_timer = None
         if self.closed or not self.is_push:
             return
-        active = self.js.server.has_interest(self.account, self.cfg["deliver_subject"])
-        if active != self.active:
-            self.active = active
-            if active:
-                self.last_activity = time.monotonic()
-                self.kick()
-                self._reset_hb()
-        if not active:
-            self._watch_interest()
-        else:
-            self.js.loop.call_later(0.25, self._check_interest_slow)
-
-    def _check_interest_slow(self) -> None:
-        if self.closed or not self.is_push or not self.active:
-            return
-        if not self.js.server.has_interest(self.account, self.cfg["deliver_subject"]):
-            self.active = False
+        if self.js.server.has_interest(self.account, self.cfg["deliver_subject"]):
+            self.active = True
             self.last_activity = time.monotonic()
-            self._watch_interest()
+            self._reset_hb()
+            self.kick()
         else:
-            self.js.loop.call_later(0.25, self._check_interest_slow)
+            self._watch_interest()
 
     def _reset_hb(self) -> None:
         hb = self.cfg.get("idle_heartbeat", 0)
@@ -866,7 +860,7 @@ class Consumer:
         self._hb_timer = None
         if self.closed:
             return
-        if self.active:
+        if self.js.server.has_interest(self.account, self.cfg["deliver_subject"]):
             hdr = _HB % (self.dseq - 1, self.sseq - 1)
             if self.fcid:
                 hdr = hdr[:-2] + b"Nats-Consumer-Stalled: " + self.fcid.encode() + b"\r\n\r\n"
@@ -919,7 +913,7 @@ class Consumer:
             return
         now = time.monotonic()
         if self.is_push:
-            busy = self.active
+            busy = self.js.server.has_interest(self.account, self.cfg["deliver_subject"])
         else:
             self._process_waiting(eos=False)
             busy = bool(self.waiting)
@@ -1002,7 +996,7 @@ class Consumer:
             self._process_waiting(eos=False)
         out["num_waiting"] = len(self.waiting)
         out["num_pending"] = np
-        if self.is_push and self.active:
+        if self.is_push and self.js.server.has_interest(self.account, self.cfg["deliver_subject"]):
             out["push_bound"] = True
         until = self.cfg.get("pause_until", 0)
         if until and now_ns() < until:
