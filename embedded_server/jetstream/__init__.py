@@ -41,8 +41,18 @@ def _default_limits(store_dir: str) -> tuple[int, int]:
 
 
 def _sync_settings(options) -> tuple[bool, float]:
+    """(fsync before every ack, seconds between background fsyncs) from the options or the jetstream block."""
     interval = getattr(options, "sync_interval", 120.0)
     always = bool(getattr(options, "sync_always", False))
+    block = (getattr(options, "extra", None) or {}).get("jetstream")
+    if hasattr(block, "items"):
+        for key, value in block.items():
+            if str(key).lower() in ("sync", "sync_interval"):
+                if isinstance(value, str) and value.strip().lower() != "always":
+                    from .stream import parse_go_duration
+                    ns = parse_go_duration(value.strip())
+                    value = ns / 1e9 if ns else interval
+                interval = value
     if isinstance(interval, str):
         if interval.strip().lower() == "always":
             return True, 120.0

@@ -338,11 +338,7 @@ def _lookup_consumer(req: Request):
 
 def consumer_info(req: Request) -> dict:
     _st, o = _lookup_consumer(req)
-    info = o.info(req.js.version)
-    ts = info.pop("ts")
-    info["cluster"] = {"leader": req.js.server.server_name}
-    info["ts"] = ts
-    return info
+    return o.info(req.js.version)
 
 
 def consumer_delete(req: Request) -> dict:

@@ -467,6 +467,9 @@ class FileStore(MemoryStore):
 
     def state(self, with_deleted: bool = False):
         st = super().state(with_deleted)
+        if with_deleted and self.first_seq == 0 and self.last_seq == 0:
+            # nats-server's file store reports sequence 0 of a never-written stream as deleted.
+            st.num_deleted, st.deleted = 1, [0]
         st.lost_msgs = list(self.lost_msgs)
         st.lost_bytes = self.lost_bytes
         return st
