@@ -1,0 +1,99 @@
+"""The embedded server's file store on disk: checksummed records, a torn tail cut off with a warning, corruption
+in the middle reported loudly without deleting anything, unreadable metadata leaving the stream untouched.
+
+The on-disk format is the embedded server's own, so these run on the embedded kind only.
+"""
+import os
+import pathlib
+
+import pytest
+
+from .helpers import api, connected, run
+
+
+@pytest.fixture
+def embedded_js(js_server):
+    if js_server.kind != "embedded":
+        pytest.skip("the on-disk format is the embedded server's own")
+    return js_server
+
+
+def _stream_dir(server) -> pathlib.Path:
+    store = pathlib.Path(server.args[server.args.index("-sd") + 1])
+    return store / "jetstream" / "$G" / "streams" / "S"
+
+
+async def _fill(server, n=10, size=100):
+    async with connected(server) as (nc, js):
+        await js.add_stream(name="S", subjects=["s"])
+        for i in range(n):
+            await js.publish("s", bytes([65 + i % 26]) * size)
+
+
+async def _state(server):
+    async with connected(server) as (nc, js):
+        return (await api(nc, "$JS.API.STREAM.INFO.S"))
+
+
+def test_a_torn_tail_is_cut_off_with_a_warning(embedded_js):
+    run(_fill(embedded_js))
+    embedded_js.kill()
+    block = _stream_dir(embedded_js) / "msgs" / "1.blk"
+    size = block.stat().st_size
+    with open(block, "r+b") as f:
+        f.truncate(size - 7)
+    embedded_js.start()
+    info = run(_state(embedded_js))
+    assert info["state"]["messages"] == 9 and info["state"]["last_seq"] == 9
+    assert "lost" not in info["state"]
+    assert "[WRN]" in embedded_js.logs and "torn record" in embedded_js.logs
+    assert block.stat().st_size < size - 7
+
+
+def test_corruption_in_the_middle_is_reported_and_kept_on_disk(embedded_js):
+    run(_fill(embedded_js))
+    embedded_js.stop()
+    block = _stream_dir(embedded_js) / "msgs" / "1.blk"
+    raw = bytearray(block.read_bytes())
+    record = len(raw) // 10
+    raw[record * 4 + record // 2] ^= 0xFF
+    block.write_bytes(bytes(raw))
+    embedded_js.start()
+    info = run(_state(embedded_js))
+    st = info["state"]
+    assert st["messages"] == 9 and st["first_seq"] == 1 and st["last_seq"] == 10
+    assert st["lost"]["msgs"] == [5] and st["lost"]["bytes"] > 0
+    assert "[ERR]" in embedded_js.logs and "corrupt record" in embedded_js.logs
+    assert block.read_bytes() == bytes(raw)
+
+
+def test_unreadable_metadata_leaves_the_stream_on_disk(embedded_js):
+    run(_fill(embedded_js, n=3))
+    embedded_js.stop()
+    meta = _stream_dir(embedded_js) / "meta.inf"
+    meta.write_bytes(meta.read_bytes().replace(b'"S"', b'"T"', 1))
+    embedded_js.start()
+
+    async def names():
+        async with connected(embedded_js) as (nc, js):
+            return (await api(nc, "$JS.API.STREAM.NAMES"))["streams"]
+
+    assert run(names()) is None
+    assert "[ERR]" in embedded_js.logs and "left untouched" in embedded_js.logs
+    assert (_stream_dir(embedded_js) / "msgs" / "1.blk").exists()
+
+
+def test_sync_always_from_the_config_file(start_server, server_kind, tmp_path):
+    if server_kind != "embedded":
+        pytest.skip("the on-disk format is the embedded server's own")
+    store = tmp_path / "store"
+    server = start_server(config=f'jetstream {{ store_dir: "{store}", sync_interval: always }}')
+    assert "always" in server.logs
+
+    async def publish():
+        async with connected(server) as (nc, js):
+            await js.add_stream(name="S", subjects=["s"])
+            return (await js.publish("s", b"durable")).seq
+
+    assert run(publish()) == 1
+    assert os.path.getsize(store / "jetstream" / "$G" / "streams" / "S" / "msgs" / "1.blk") > 0
