@@ -146,6 +146,10 @@ class JetStream:
     def send(self, account, subject: str, payload: bytes) -> None:
         self.server.send_internal(account, subject, None, None, payload)
 
+    def deliver(self, account, deliver_subject: str, subject: str, reply: str, hdr, payload) -> bool:
+        """A consumer's delivery: routed by the deliver subject, received with the message's own subject."""
+        return self.server.deliver_internal(account, deliver_subject, subject, reply, hdr, payload)
+
     # -- durability -------------------------------------------------------------------------------
     def _arm_sync(self) -> None:
         if not self.sync_always and not self._closed:

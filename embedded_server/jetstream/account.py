@@ -195,8 +195,7 @@ class JSAccount:
         if st.consumers.get(o.name) is o:
             del st.consumers[o.name]
         o.stop(delete=True)
-        if st.cfg["retention"] != "limits":
-            st.check_interest_state()
+        st.cleanup_no_interest(o.asflr)
 
     # -- recovery and stop ------------------------------------------------------------------------
     def recover(self) -> None:

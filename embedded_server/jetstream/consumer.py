@@ -288,7 +288,7 @@ class Consumer:
             self._npc_stale = False
             store = self.stream.store
             if self.lss:
-                self.npc = len(self.lss)
+                self.npc = len(self.lss) + store.num_pending(self.lss_resume + 1, self.filters)
             else:
                 lps = self.cfg.get("deliver_policy") == "last_per_subject" and self.lss is not None
                 self.npc = store.num_pending(self.sseq, self.filters, lps)
@@ -319,11 +319,11 @@ class Consumer:
                     break
             elif not self.waiting:
                 break
+            self.num_pending()
             sm, dc = self._next_msg()
             if sm is None:
                 break
             if dc == 1:
-                self.num_pending()
                 self.npc -= 1
             if self.replay and self._replay_lts and sm.seq != self._replay_ok:
                 delay = (sm.ts - self._replay_lts) / 1e9
@@ -401,7 +401,6 @@ class Consumer:
             if not self.lss:
                 self.lss = None
                 self.sseq = self.lss_resume
-                self._npc_stale = True
             else:
                 self.sseq = seq
             sm = store.load_msg(seq)
@@ -411,14 +410,13 @@ class Consumer:
             return sm, 1
         sm = store.load_next_msg(self.filters if not self._unfiltered else (), self.sseq)
         if sm is None:
-            self.sseq = max(self.sseq, store.last_seq + 1)
             return None, 0
         self.sseq = sm.seq + 1
         return sm, 1
 
     def _deliver(self, dsubj, ack_reply, sm, hdr, data, dc, sz) -> bool:
         """Send one message; False (nothing recorded) if a push consumer's subscriber has gone."""
-        if not self.js.server.send_internal(self.account, dsubj, ack_reply, hdr, data) and self.is_push:
+        if not self.js.deliver(self.account, dsubj, sm.subject, ack_reply, hdr, data) and self.is_push:
             self.active = False
             self.last_activity = time.monotonic()
             self._watch_interest()
@@ -957,8 +955,7 @@ class Consumer:
         self._set_filters()
         if filters_changed:
             self._npc_stale = True
-            if self.stream.cfg["retention"] == "interest":
-                self.stream.check_interest_state()
+            self.stream.cleanup_no_interest(self.asflr)
         if old.get("inactive_threshold") != new.get("inactive_threshold"):
             self._reset_delete_timer()
         if old.get("ack_wait") != new.get("ack_wait") and self.pending:

@@ -360,11 +360,14 @@ class Stream:
         self.store.remove_msg(seq)
         self.js.add_usage(self)
 
-    def check_interest_state(self) -> None:
-        """After a consumer goes away from an interest stream, drop what no remaining consumer needs."""
-        if self.cfg["retention"] == "limits":
+    def cleanup_no_interest(self, start: int) -> None:
+        """A consumer of an interest stream went away or changed its filter: drop what nobody needs now."""
+        if self.cfg["retention"] != "interest":
             return
-        seq = self.store.first_seq
+        if not self.consumers:
+            self.purge()
+            return
+        seq = max(start, self.store.first_seq)
         while True:
             sm = self.store.load_next_msg((), seq)
             if sm is None:

@@ -58,7 +58,7 @@ class Loop:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
 
-    def run(self, coro, timeout=10):
+    def run(self, coro, timeout=30):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def close(self):
@@ -96,7 +96,7 @@ async def _request(nc, subject: str, body, headers=None):
     try:
         return json.loads(msg.data)
     except ValueError:
-        return {"raw": msg.data.decode("utf-8", "replace"), "headers": dict(msg.headers or {})}
+        return {"raw": msg.data, "headers": dict(msg.headers or {})}
 
 
 async def _pull(nc, stream: str, consumer: str, batch: int, ack: str):
@@ -111,8 +111,10 @@ async def _pull(nc, stream: str, consumer: str, batch: int, ack: str):
             if msg.headers and "Status" in msg.headers:
                 out.append(("status", msg.headers["Status"], msg.headers.get("Description")))
                 break
+            # The pending count in the reply (last token) races with consumer creation inside nats-server
+            # (it may count a message twice right after a create); consumer info checks num_pending instead.
             tokens = msg.reply.split(".")
-            out.append((msg.subject, msg.data.decode(), tokens[:7] + tokens[8:]))
+            out.append((msg.subject, msg.data, tokens[:7]))
             if ack != "none":
                 await nc.publish(msg.reply, ack.encode())
     except nats.errors.TimeoutError:

@@ -205,22 +205,23 @@ class MemoryStore(StreamStore):
         return purged
 
     def compact(self, seq: int) -> int:
-        if seq <= 1:
-            return self.purge() if seq == 0 else 0
-        if self.first_seq >= seq and self.msgs:
+        """nats-server's Compact: remove everything below `seq`; past the end the store restarts at `seq`."""
+        if seq == 0:
+            return self.purge()
+        if self.first_seq > seq:
             return 0
-        if seq > self.last_seq:
-            purged = self.msgs
+        if seq <= self.last_seq:
             self._persist_purge(seq)
-            self._reset_to(seq)
+            purged = 0
+            for s in range(max(self.first_seq, self._base), seq):
+                if self._remove(s, persist=False):
+                    purged += 1
+            if self.msgs == 0:
+                self.first_seq, self.first_ts = self.last_seq + 1, 0
             return purged
+        purged = self.msgs
         self._persist_purge(seq)
-        purged = 0
-        for s in range(self.first_seq, seq):
-            if self._remove(s, persist=False):
-                purged += 1
-        if self.msgs == 0:
-            self.first_seq, self.first_ts = seq, 0
+        self._reset_to(seq)
         return purged
 
     def purge_ex(self, subject: str, seq: int, keep: int) -> int:
