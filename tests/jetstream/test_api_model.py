@@ -116,7 +116,11 @@ async def _pull(nc, stream: str, consumer: str, batch: int, ack: str):
             tokens = msg.reply.split(".")
             out.append((msg.subject, msg.data, tokens[:7]))
             if ack != "none":
-                await nc.publish(msg.reply, ack.encode())
+                # A request, so the ack is processed before the next operation (nats-server acks async).
+                try:
+                    await nc.request(msg.reply, ack.encode(), timeout=1)
+                except nats.errors.TimeoutError:
+                    out.append("no ack reply")
     except nats.errors.TimeoutError:
         out.append("quiet")
     await sub.unsubscribe()
@@ -133,7 +137,7 @@ class JetStreamModel(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
         self.streams: set[str] = set()
-        self.consumers: set[tuple[str, str]] = set()
+        self.consumers: dict[tuple[str, str], str] = {}
 
     def both(self, coro_fn):
         answers = [self.loop.run(coro_fn(nc)) for nc in self.conns]
@@ -180,7 +184,7 @@ class JetStreamModel(RuleBasedStateMachine):
     def delete_stream(self, name):
         self.both(lambda nc: _request(nc, f"$JS.API.STREAM.DELETE.{name}", b""))
         self.streams.discard(name)
-        self.consumers = {c for c in self.consumers if c[0] != name}
+        self.consumers = {c: a for c, a in self.consumers.items() if c[0] != name}
 
     @rule(name=st.sampled_from(STREAMS), details=st.booleans(), subjects=st.sampled_from(["", ">", "a.*"]))
     def stream_info(self, name, details, subjects):
@@ -238,12 +242,14 @@ class JetStreamModel(RuleBasedStateMachine):
         body = {"stream_name": stream, "config": cfg}
         answers = self.both(lambda nc: _request(nc, f"$JS.API.CONSUMER.CREATE.{stream}.{name}", body))
         if "error" not in answers[0]:
-            self.consumers.add((stream, name))
+            self.consumers[(stream, name)] = ack
 
     @precondition(lambda self: self.consumers)
     @rule(data=st.data(), batch=st.integers(1, 4), ack=st.sampled_from(["+ACK", "-NAK", "+TERM", "none"]))
     def fetch(self, data, batch, ack):
         stream, name = data.draw(st.sampled_from(sorted(self.consumers)))
+        if self.consumers[(stream, name)] == "none":
+            ack = "none"
         self.both(lambda nc: _pull(nc, stream, name, batch, ack))
         self.both(lambda nc: _request(nc, f"$JS.API.CONSUMER.INFO.{stream}.{name}", b""))
 
@@ -254,7 +260,7 @@ class JetStreamModel(RuleBasedStateMachine):
     @rule(stream=st.sampled_from(STREAMS), name=st.sampled_from(["C1", "C2"]))
     def consumer_delete(self, stream, name):
         self.both(lambda nc: _request(nc, f"$JS.API.CONSUMER.DELETE.{stream}.{name}", b""))
-        self.consumers.discard((stream, name))
+        self.consumers.pop((stream, name), None)
 
     @rule(stream=st.sampled_from(STREAMS), kind=st.sampled_from(["NAMES", "LIST"]))
     def consumer_names(self, stream, kind):

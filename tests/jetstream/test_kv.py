@@ -159,7 +159,7 @@ def test_kv_without_direct_get_uses_msg_get(js_server):
             kv = await js.create_key_value(KeyValueConfig(bucket="nd", direct=False, storage=StorageType.MEMORY))
             await kv.put("k", b"v")
             with pytest.raises(nats.errors.NoRespondersError):
-                await nc.request("$JS.API.DIRECT.GET.KV_nd.$KV.nd.k", b"", timeout=1)
+                await nc.request("$JS.API.DIRECT.GET.KV_nd.$KV.nd.k", b"", timeout=3)
             return (await kv.get("k")).value
 
     assert run(scenario()) == b"v"
@@ -170,10 +170,10 @@ def test_direct_get_headers_and_not_found(js_server):
         async with connected(js_server) as (nc, js):
             kv = await js.create_key_value(KeyValueConfig(bucket="dg", storage=StorageType.MEMORY, direct=True))
             await kv.put("k", b"v")
-            found = await nc.request("$JS.API.DIRECT.GET.KV_dg.$KV.dg.k", b"", timeout=1)
-            missing = await nc.request("$JS.API.DIRECT.GET.KV_dg.$KV.dg.nope", b"", timeout=1)
-            by_seq = await nc.request("$JS.API.DIRECT.GET.KV_dg", b'{"seq":1}', timeout=1)
-            empty = await nc.request("$JS.API.DIRECT.GET.KV_dg", b"", timeout=1)
+            found = await nc.request("$JS.API.DIRECT.GET.KV_dg.$KV.dg.k", b"", timeout=3)
+            missing = await nc.request("$JS.API.DIRECT.GET.KV_dg.$KV.dg.nope", b"", timeout=3)
+            by_seq = await nc.request("$JS.API.DIRECT.GET.KV_dg", b'{"seq":1}', timeout=3)
+            empty = await nc.request("$JS.API.DIRECT.GET.KV_dg", b"", timeout=3)
             return found, missing, by_seq, empty
 
     found, missing, by_seq, empty = run(scenario())
@@ -194,7 +194,7 @@ def test_direct_get_batch_ends_with_eob(js_server):
             inbox = nc.new_inbox()
             sub = await nc.subscribe(inbox)
             await nc.publish("$JS.API.DIRECT.GET.B", b'{"seq":2,"batch":3,"next_by_subj":"b.*"}', reply=inbox)
-            got = [await sub.next_msg(1) for _ in range(4)]
+            got = [await sub.next_msg(3) for _ in range(4)]
             return got
 
     got = run(scenario())

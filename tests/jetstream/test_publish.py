@@ -231,7 +231,7 @@ def test_headers_are_stored_and_plain_subscribers_still_receive(js_server):
             await js.add_stream(name="H", subjects=["h"], storage=StorageType.MEMORY)
             sub = await nc.subscribe("h")
             await js.publish("h", b"body", headers={"A": "1", "B": "two words"})
-            live = await sub.next_msg(1)
+            live = await sub.next_msg(3)
             stored = await js.get_msg("H", 1)
             return live, stored
 

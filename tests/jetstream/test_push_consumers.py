@@ -21,11 +21,11 @@ def test_push_consumer_delivers_with_original_subject(js_server):
         async with connected(js_server) as (nc, js):
             await _stream(js, n=3)
             sub = await js.subscribe("s.*", durable="PD", stream="S")
-            got = [await sub.next_msg(1) for _ in range(3)]
+            got = [await sub.next_msg(3) for _ in range(3)]
             for m in got:
                 await m.ack()
             await js.publish("s.1", b"live")
-            live = await sub.next_msg(1)
+            live = await sub.next_msg(3)
             await live.ack()
             await asyncio.sleep(0.05)
             info = await js.consumer_info("S", "PD")
@@ -96,8 +96,8 @@ def test_idle_heartbeats_on_push(js_server):
             sub = await nc.subscribe("hb.deliver")
             await js.add_consumer("S", ConsumerConfig(durable_name="HB", deliver_subject="hb.deliver",
                                                       idle_heartbeat=0.2, ack_policy=AckPolicy.NONE))
-            first = await sub.next_msg(1)
-            hb = await sub.next_msg(1)
+            first = await sub.next_msg(3)
+            hb = await sub.next_msg(3)
             return first, hb
 
     first, hb = run(scenario())
@@ -138,9 +138,9 @@ def test_ordered_consumer_as_nats_py_creates_it(js_server):
         async with connected(js_server) as (nc, js):
             await _stream(js, n=5)
             sub = await js.subscribe("s.*", ordered_consumer=True, stream="S")
-            got = [(await sub.next_msg(1)).data for _ in range(5)]
+            got = [(await sub.next_msg(3)).data for _ in range(5)]
             await js.publish("s.0", b"live")
-            got.append((await sub.next_msg(1)).data)
+            got.append((await sub.next_msg(3)).data)
             return got
 
     assert run(scenario()) == [b"m0", b"m1", b"m2", b"m3", b"m4", b"live"]
@@ -175,7 +175,7 @@ def test_ephemeral_push_consumer_goes_when_its_subscriber_does(js_server):
             sub = await nc.subscribe("eph.deliver")
             resp = await api(nc, "$JS.API.CONSUMER.CREATE.S", {"stream_name": "S", "config": {
                 "deliver_subject": "eph.deliver", "ack_policy": "none", "inactive_threshold": 300_000_000}})
-            await sub.next_msg(1)
+            await sub.next_msg(3)
             await sub.unsubscribe()
             for _ in range(60):
                 await asyncio.sleep(0.05)
@@ -212,7 +212,7 @@ def test_headers_only(js_server):
             sub = await nc.subscribe("ho.deliver")
             await js.add_consumer("S", ConsumerConfig(durable_name="HO", deliver_subject="ho.deliver",
                                                       headers_only=True, ack_policy=AckPolicy.NONE))
-            return await sub.next_msg(1)
+            return await sub.next_msg(3)
 
     msg = run(scenario())
     assert msg.data == b"" and msg.headers["Nats-Msg-Size"] == "10" and msg.headers["K"] == "v"
@@ -224,10 +224,10 @@ def test_deliver_last_and_new_on_push(js_server):
             await _stream(js, n=3)
             last = await js.subscribe("s.*", stream="S", deliver_policy=DeliverPolicy.LAST)
             new = await js.subscribe("s.*", stream="S", deliver_policy=DeliverPolicy.NEW)
-            first_last = await last.next_msg(1)
+            first_last = await last.next_msg(3)
             with pytest.raises(nats.errors.TimeoutError):
                 await new.next_msg(0.2)
             await js.publish("s.1", b"fresh")
-            return first_last.data, (await new.next_msg(1)).data
+            return first_last.data, (await new.next_msg(3)).data
 
     assert run(scenario()) == (b"m2", b"fresh")

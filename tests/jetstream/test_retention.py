@@ -15,7 +15,7 @@ def test_workqueue_removes_acked_messages(js_server):
             for i in range(4):
                 await js.publish(f"jobs.{i}", b"job")
             psub = await js.pull_subscribe("jobs.*", durable="W", stream="WQ")
-            msgs = await psub.fetch(4, timeout=1)
+            msgs = await psub.fetch(4, timeout=3)
             for m in msgs[:3]:
                 await m.ack_sync()
             return (await js.stream_info("WQ")).state
@@ -72,8 +72,8 @@ def test_interest_retention_keeps_until_every_consumer_acked(js_server):
             a = await js.pull_subscribe("in.*", durable="A", stream="IN")
             b = await js.pull_subscribe("in.*", durable="B", stream="IN")
             await js.publish("in.a", b"for both")
-            ma = (await a.fetch(1, timeout=1))[0]
-            mb = (await b.fetch(1, timeout=1))[0]
+            ma = (await a.fetch(1, timeout=3))[0]
+            mb = (await b.fetch(1, timeout=3))[0]
             await ma.ack_sync()
             after_one = (await js.stream_info("IN")).state
             await mb.ack_sync()
