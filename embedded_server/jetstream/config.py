@@ -12,6 +12,7 @@ import json
 from . import filters
 from .clock import parse_rfc3339
 from .errors import ApiError, api_error
+from .transform import SubjectTransform, TransformError
 
 SECOND = 1_000_000_000
 MINUTE = 60 * SECOND
@@ -301,17 +302,26 @@ def check_stream_config(req: dict, pedantic: bool = False) -> dict:
     else:
         cfg.pop("subjects", None)
     if cfg.get("subject_transform"):
-        raise _invalid("subject transforms are not supported by this server")
+        tr = cfg["subject_transform"]
+        src, dest = tr.get("src", ""), tr.get("dest", "")
+        if src and not filters.is_valid_subject(src):
+            raise api_error("JSStreamTransformInvalidSource", err=f"invalid subject {src}")
+        try:
+            SubjectTransform(src, dest)
+        except TransformError as e:
+            raise api_error("JSStreamTransformInvalidDestination", err=str(e)) from None
+        cfg["subject_transform"] = {"src": src, "dest": dest}
     if cfg.get("republish") is not None:
         rp = cfg["republish"]
         src = rp.get("src") or ">"
         dest = rp.get("dest", "")
-        if not filters.is_valid_subject(src) or not filters.is_valid_subject(dest):
-            raise _invalid(f"stream configuration for republish with transform from '{src}' to '{dest}' not valid")
         if any(filters.collide(dest, s) for s in subjects):
             raise _invalid("stream configuration for republish destination forms a cycle")
-        if dest.count("*") + dest.count(">") and not _republish_mappable(src, dest):
-            raise _invalid(f"stream configuration for republish with transform from '{src}' to '{dest}' not valid")
+        try:
+            SubjectTransform(src, dest)
+        except TransformError:
+            raise _invalid(f"stream configuration for republish with transform from '{src}' to '{dest}' "
+                           "not valid") from None
         cfg["republish"] = {"src": src, "dest": dest, **({"headers_only": True} if rp.get("headers_only") else {})}
     if cfg.get("placement") is not None:
         pl = {k: v for k, v in cfg["placement"].items() if v}
@@ -322,13 +332,6 @@ def check_stream_config(req: dict, pedantic: bool = False) -> dict:
         else:
             del cfg["placement"]
     return cfg
-
-
-def _republish_mappable(src: str, dest: str) -> bool:
-    """A destination may only use the wildcards its source has (same order), as a plain mapping."""
-    src_w = [t for t in src.split(".") if t in ("*", ">")]
-    dest_w = [t for t in dest.split(".") if t in ("*", ">")]
-    return dest_w == src_w[:len(dest_w)] and len(dest_w) == len(src_w)
 
 
 def set_static_metadata(cfg: dict, previous: dict | None = None) -> None:

@@ -106,6 +106,8 @@ _TABLE: dict[str, tuple[int, int, str]] = {
     'JSConsumerAlreadyExists': (400, 10148, 'consumer already exists'),
     'JSConsumerDoesNotExist': (400, 10149, 'consumer does not exist'),
     'JSConsumerInactiveThresholdExcess': (400, 10153, 'consumer inactive threshold exceeds system limit of {limit}'),
+    'JSStreamTransformInvalidSource': (400, 10155, 'stream transform source: {err}'),
+    'JSStreamTransformInvalidDestination': (400, 10156, 'stream transform: {err}'),
     'JSPedanticErrF': (400, 10157, 'pedantic mode: {err}'),
     'JSConsumerPriorityPolicyWithoutGroup': (400, 10159, 'Setting PriorityPolicy requires at least one PriorityGroup to be set'),
     'JSConsumerInvalidPriorityGroupErr': (400, 10160, 'Provided priority group does not exist for this consumer'),

@@ -16,6 +16,7 @@ from . import filters, headers
 from .clock import now_ns, rfc3339
 from .errors import ApiError, api_error
 from .store import StoreError
+from .transform import SubjectTransform
 
 _TTL_DURATION = re.compile(r"^([0-9]*(?:\.[0-9]*)?)(ns|us|µs|ms|s|m|h)")
 _UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
@@ -85,6 +86,7 @@ class Stream:
         self._expiry_at = 0
         self.closed = False
         self.accounted = 0
+        self._set_transforms()
         self._set_pub_ack()
         self._rebuild_dedupe()
 
@@ -99,6 +101,12 @@ class Stream:
         self._nack_base = {"stream": self.name}
         if domain:
             self._nack_base["domain"] = domain
+
+    def _set_transforms(self) -> None:
+        tr = self.cfg.get("subject_transform")
+        self._input_tr = SubjectTransform(tr.get("src", ""), tr.get("dest", "")) if tr else None
+        rp = self.cfg.get("republish")
+        self._republish_tr = SubjectTransform(rp["src"], rp["dest"]) if rp else None
 
     def subscribe(self) -> None:
         """Listen on the stream's subjects (and the direct get subjects when allowed)."""
@@ -121,6 +129,7 @@ class Stream:
         """Apply a checked new config: subjects, limits (enforced at once), direct access, dedup window."""
         old = self.cfg
         self.cfg = cfg
+        self._set_transforms()
         self.store.update_config(cfg)
         if old.get("subjects") != cfg.get("subjects") or old.get("allow_direct") != cfg.get("allow_direct"):
             self.unsubscribe()
@@ -174,6 +183,8 @@ class Stream:
         """Store one published message; answer `reply` with a PubAck or an error. Returns the seq or 0."""
         if self.closed:
             return 0
+        if self._input_tr is not None:
+            subject = self._input_tr.match(subject) or subject
         cfg = self.cfg
         can_respond = bool(reply) and not cfg.get("no_ack")
         if cfg.get("sealed"):
@@ -227,7 +238,7 @@ class Stream:
             self._store_msg_id(msg_id, seq, ts)
         if rollup:
             self._rollup(subject, rollup, keep=1)
-        if cfg.get("republish"):
+        if self._republish_tr is not None:
             self._republish(subject, hdr, msg, seq, ts)
         if can_respond:
             self.js.send(self.account, reply, b"%s%d}" % (self.pub_ack, seq))
@@ -311,15 +322,14 @@ class Stream:
             self.purge("", 0, keep)
 
     def _republish(self, subject, hdr, msg, seq, ts) -> None:
-        rp = self.cfg["republish"]
-        if not filters.matches(rp["src"], subject):
+        dest = self._republish_tr.match(subject)
+        if dest is None or not filters.is_valid_publish_subject(dest):
             return
-        dest = map_subject(rp["src"], rp["dest"], subject)
         last = self.store.load_prev_msg((subject,), seq - 1)
         pairs = [(b"Nats-Stream", self.name.encode()), (b"Nats-Subject", subject.encode()),
                  (b"Nats-Sequence", b"%d" % seq), (b"Nats-Time-Stamp", rfc3339(ts).encode()),
                  (b"Nats-Last-Sequence", b"%d" % (last.seq if last else 0))]
-        if rp.get("headers_only"):
+        if self.cfg["republish"].get("headers_only"):
             pairs.append((b"Nats-Msg-Size", b"%d" % len(msg)))
             msg = b""
         self.js.server.send_internal(self.account, dest, None, headers.append(hdr, pairs), msg)
@@ -593,23 +603,3 @@ class Stream:
             self.store.delete()
         else:
             self.store.stop()
-
-
-def map_subject(src: str, dest: str, subject: str) -> str:
-    """Map `subject` (matched by `src`) onto `dest`, carrying the wildcard tokens over in order."""
-    if dest in ("", ">"):
-        return subject
-    stoks = subject.split(".")
-    wild = []
-    for i, t in enumerate(src.split(".")):
-        if t == "*":
-            wild.append(stoks[i])
-        elif t == ">":
-            wild.append(".".join(stoks[i:]))
-    out = []
-    for t in dest.split("."):
-        if t in ("*", ">") and wild:
-            out.append(wild.pop(0))
-        else:
-            out.append(t)
-    return ".".join(out)

@@ -238,3 +238,28 @@ def test_headers_are_stored_and_plain_subscribers_still_receive(js_server):
     live, stored = run(scenario())
     assert live.data == b"body" and live.headers["B"] == "two words"
     assert stored.headers["A"] == "1" and stored.data == b"body"
+
+
+def test_subject_transform_and_republish(js_server):
+    async def scenario():
+        async with connected(js_server) as (nc, js):
+            await api(nc, "$JS.API.STREAM.CREATE.TR", {
+                "name": "TR", "subjects": ["in.>"], "storage": "memory",
+                "subject_transform": {"src": "in.*.>", "dest": "stored.{{wildcard(1)}}.>"},
+                "republish": {"src": "stored.>", "dest": "copy.>"}})
+            bad = await api(nc, "$JS.API.STREAM.CREATE.TB", {
+                "name": "TB", "subjects": ["tb"], "storage": "memory",
+                "subject_transform": {"src": "tb", "dest": "{{wildcard(1)}}"}})
+            copies = await nc.subscribe("copy.>")
+            ack = await publish_raw(nc, "in.eu.orders.1", b"x", headers={"K": "v"})
+            stored = await js.get_msg("TR", 1)
+            copy = await copies.next_msg(3)
+            return ack, stored, copy, bad
+
+    ack, stored, copy, bad = run(scenario())
+    assert ack == {"stream": "TR", "seq": 1}
+    assert stored.subject == "stored.eu.orders.1"
+    assert copy.subject == "copy.eu.orders.1" and copy.data == b"x" and copy.headers["K"] == "v"
+    assert copy.headers["Nats-Stream"] == "TR" and copy.headers["Nats-Sequence"] == "1"
+    assert copy.headers["Nats-Subject"] == "stored.eu.orders.1" and copy.headers["Nats-Last-Sequence"] == "0"
+    assert error_of(bad)[:2] == (400, 10156)
