@@ -176,13 +176,17 @@ def _names_filter(jsa, subject_filter: str):
     return sorted(out, key=lambda s: s.name)
 
 
-def stream_names(req: Request) -> dict:
-    offset, subject_filter = 0, ""
+def _paging(req: Request) -> tuple[int, str]:
+    """(offset, subject filter) of a names/list request; a body that is not a JSON object means none."""
     if _is_json_object_or_array(req.msg):
         body = decode_json(req.msg)
         if isinstance(body, dict):
-            offset = max(int(body.get("offset") or 0), 0)
-            subject_filter = body.get("subject") or ""
+            return max(int(body.get("offset") or 0), 0), body.get("subject") or ""
+    return 0, ""
+
+
+def stream_names(req: Request) -> dict:
+    offset, subject_filter = _paging(req)
     names = [s.name for s in _names_filter(req.jsa, subject_filter)]
     total = len(names)
     offset = min(offset, total)
@@ -191,12 +195,7 @@ def stream_names(req: Request) -> dict:
 
 
 def stream_list(req: Request) -> dict:
-    offset, subject_filter = 0, ""
-    if _is_json_object_or_array(req.msg):
-        body = decode_json(req.msg)
-        if isinstance(body, dict):
-            offset = max(int(body.get("offset") or 0), 0)
-            subject_filter = body.get("subject") or ""
+    offset, subject_filter = _paging(req)
     streams = _names_filter(req.jsa, subject_filter)
     total = len(streams)
     offset = min(offset, total)
@@ -350,11 +349,7 @@ def consumer_delete(req: Request) -> dict:
 
 
 def consumer_names(req: Request) -> dict:
-    offset = 0
-    if _is_json_object_or_array(req.msg):
-        body = decode_json(req.msg)
-        if isinstance(body, dict):
-            offset = max(int(body.get("offset") or 0), 0)
+    offset, _ = _paging(req)
     st = req.jsa.lookup(_token(req.subject, 5))
     names = sorted(st.consumers)
     total = len(names)
@@ -363,11 +358,7 @@ def consumer_names(req: Request) -> dict:
 
 
 def consumer_list(req: Request) -> dict:
-    offset = 0
-    if _is_json_object_or_array(req.msg):
-        body = decode_json(req.msg)
-        if isinstance(body, dict):
-            offset = max(int(body.get("offset") or 0), 0)
+    offset, _ = _paging(req)
     st = req.jsa.lookup(_token(req.subject, 5))
     names = sorted(st.consumers)
     total = len(names)

@@ -7,34 +7,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-_WHITESPACE = frozenset(" \t\n\r\f")
-
-
-def is_valid_subject(subject: str) -> bool:
-    """A subject, wildcards allowed, as nats-server's IsValidSubject."""
-    if not subject:
-        return False
-    full_wildcard_seen = False
-    for token in subject.split("."):
-        if not token or full_wildcard_seen:
-            return False
-        if len(token) > 1:
-            if not _WHITESPACE.isdisjoint(token):
-                return False
-            continue
-        if token == ">":
-            full_wildcard_seen = True
-        elif token in _WHITESPACE:
-            return False
-    return True
-
-
-def is_literal(subject: str) -> bool:
-    return not any(t in ("*", ">") for t in subject.split("."))
-
-
-def is_valid_publish_subject(subject: str) -> bool:
-    return is_valid_subject(subject) and is_literal(subject)
+from embedded_server.subjects import (is_valid_publish_subject, is_valid_subject,  # noqa: F401 (re-exported)
+                                      subject_is_literal as is_literal, subset_match as is_subset)
+from embedded_server.subjects import matches as _core_matches
 
 
 @lru_cache(maxsize=4096)
@@ -48,16 +23,7 @@ def matches(filter_subject: str, subject: str) -> bool:
         return True
     if "*" not in filter_subject and ">" not in filter_subject:
         return False
-    ftoks = _tokens(filter_subject)
-    stoks = subject.split(".")
-    for i, ft in enumerate(ftoks):
-        if ft == ">":
-            return len(stoks) > i
-        if i >= len(stoks):
-            return False
-        if ft != "*" and ft != stoks[i]:
-            return False
-    return len(stoks) == len(ftoks)
+    return _core_matches(filter_subject, subject)
 
 
 def matches_any(filters, subject: str) -> bool:
@@ -65,26 +31,6 @@ def matches_any(filters, subject: str) -> bool:
         if matches(f, subject):
             return True
     return False
-
-
-def is_subset(subject: str, of: str) -> bool:
-    """Is every subject matched by `subject` also matched by `of`? (nats-server's subjectIsSubsetMatch)."""
-    toks, test = _tokens(subject), _tokens(of)
-    for i, t2 in enumerate(test):
-        if i >= len(toks):
-            return False
-        if t2 == ">":
-            return True
-        t1 = toks[i]
-        if t1 == ">":
-            return False
-        if t1 == "*":
-            if t2 != "*":
-                return False
-            continue
-        if t2 != "*" and t1 != t2:
-            return False
-    return len(toks) == len(test)
 
 
 def collide(a: str, b: str) -> bool:

@@ -13,29 +13,10 @@ class StoreError(Exception):
     """A message could not be stored or removed; the text is nats-server's (it reaches clients)."""
 
 
-class ErrMaxMsgs(StoreError):
-    def __init__(self):
-        super().__init__("maximum messages exceeded")
-
-
-class ErrMaxBytes(StoreError):
-    def __init__(self):
-        super().__init__("maximum bytes exceeded")
-
-
-class ErrMaxMsgsPerSubject(StoreError):
-    def __init__(self):
-        super().__init__("maximum messages per subject exceeded")
-
-
-class ErrMsgTooLarge(StoreError):
-    def __init__(self):
-        super().__init__("message too large")
-
-
-class ErrStoreClosed(StoreError):
-    def __init__(self):
-        super().__init__("store is closed")
+# nats-server's texts for the refusals a store makes (they reach clients in a 10077 error).
+MAX_MSGS = "maximum messages exceeded"
+MAX_BYTES = "maximum bytes exceeded"
+MAX_MSGS_PER_SUBJECT = "maximum messages per subject exceeded"
 
 
 class StoreCorrupt(Exception):
@@ -102,7 +83,7 @@ class StreamStore:
     storage = ""
 
     def store_msg(self, subject: str, hdr: bytes | None, data: bytes, ttl: int = 0) -> tuple[int, int]:
-        """Store and return (seq, ts). Raises ErrMaxMsgs/ErrMaxBytes/ErrMaxMsgsPerSubject under discard new."""
+        """Store and return (seq, ts). Raises StoreError (MAX_MSGS, ...) under discard new."""
         raise NotImplementedError
 
     def skip_msg(self) -> int:

@@ -8,7 +8,7 @@ The file store (file.py) reuses this index and adds its journal on disk.
 from __future__ import annotations
 
 from .. import filters as subj
-from . import (ConsumerStore, ErrMaxBytes, ErrMaxMsgs, ErrMaxMsgsPerSubject, SimpleState, StoreMsg,
+from . import (MAX_BYTES, MAX_MSGS, MAX_MSGS_PER_SUBJECT, ConsumerStore, SimpleState, StoreError, StoreMsg,
                StreamState, StreamStore, mem_msg_size)
 from ..clock import now_ns
 
@@ -80,16 +80,16 @@ class MemoryStore(StreamStore):
 
     def _check_discard_new(self, subject, hdr, size, ss, at_subject_limit):
         if at_subject_limit and self.discard_new_per and not (hdr and b"Nats-Rollup:" in hdr):
-            raise ErrMaxMsgsPerSubject()
+            raise StoreError(MAX_MSGS_PER_SUBJECT)
         if self.max_msgs > 0 and self.msgs >= self.max_msgs and not at_subject_limit:
-            raise ErrMaxMsgs()
+            raise StoreError(MAX_MSGS)
         if self.max_bytes > 0 and self.bytes + size > self.max_bytes:
             if not at_subject_limit:
-                raise ErrMaxBytes()
+                raise StoreError(MAX_BYTES)
             self._fix(ss)
             rec = self._rec(ss[_FIRST])
             if rec is None or self.msg_size(rec[_SUBJ], rec[_HDR], rec[_DATA]) < size:
-                raise ErrMaxBytes()
+                raise StoreError(MAX_BYTES)
 
     def _insert(self, seq, subject, hdr, data, ts, ttl, ss, size):
         if ss is None:
