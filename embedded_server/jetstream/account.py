@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from . import advisories
 from . import config as config_mod
 from . import filters
 from .clock import now_ns
@@ -79,6 +80,7 @@ class JSAccount:
         st.subscribe()
         st.schedule_expiry()
         self.js.add_usage(st)
+        advisories.stream_action(self.js, self.account, st.name, "create")
         return st, True
 
     def _check_resources(self, cfg: dict, old: dict | None = None) -> None:
@@ -106,6 +108,7 @@ class JSAccount:
             write_meta(st.store.directory, {"config": cfg, "created": st.created}, sync=True)
         st.update(cfg)
         self.js.add_usage(st)
+        advisories.stream_action(self.js, self.account, st.name, "modify")
         return st
 
     def delete_stream(self, name: str) -> None:
@@ -113,6 +116,7 @@ class JSAccount:
         del self.streams[name]
         st.stop(delete=True)
         self.js.add_usage(st, gone=True)
+        advisories.stream_action(self.js, self.account, name, "delete")
 
     # -- consumers --------------------------------------------------------------------------------
     def add_consumer(self, st: Stream, req_cfg: dict, action: str, pedantic: bool) -> Consumer:
@@ -175,6 +179,7 @@ class JSAccount:
         o = Consumer(st, cfg, name, created, cstore)
         st.consumers[name] = o
         o.start()
+        advisories.consumer_action(self.js, self.account, st.name, name, "create")
         return o
 
     def _partition_unique(self, st: Stream, name: str, cfg: dict) -> bool:
@@ -195,6 +200,7 @@ class JSAccount:
         if st.consumers.get(o.name) is o:
             del st.consumers[o.name]
         o.stop(delete=True)
+        advisories.consumer_action(self.js, self.account, st.name, o.name, "delete")
         st.cleanup_no_interest(o.asflr)
 
     # -- recovery and stop ------------------------------------------------------------------------

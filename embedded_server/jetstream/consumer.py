@@ -14,6 +14,7 @@ import random
 import time
 from collections import deque
 
+from . import advisories
 from . import config as config_mod
 from . import filters as subj
 from . import headers
@@ -383,6 +384,8 @@ class Consumer:
             dc = self._inc_delivery_count(seq)
             maxdc = self.maxdc
             if maxdc and dc > maxdc:
+                if dc == maxdc + 1:
+                    self._notify_max_deliveries(seq, dc - 1)
                 p = self.pending.pop(seq, None)
                 if p is not None:
                     self._move_ack_floor(p[0], seq)
@@ -542,6 +545,8 @@ class Consumer:
             return False
         dc = self._delivery_count(seq)
         if dc >= maxdc:
+            if dc == maxdc:
+                self._notify_max_deliveries(seq, dc)
             if self.maxp > 0 and len(self.pending) >= self.maxp:
                 self.kick()
             p = self.pending.pop(seq, None)
@@ -550,6 +555,9 @@ class Consumer:
             self.rdc[seq] = dc
             return True
         return False
+
+    def _notify_max_deliveries(self, seq: int, deliveries: int) -> None:
+        advisories.max_deliveries(self.js, self.account, self.stream.name, self.name, seq, deliveries)
 
     def _rdq_remove(self, seq: int) -> None:
         if seq in self._rdqi:
@@ -588,6 +596,8 @@ class Consumer:
         elif msg.startswith(b"+TERM"):
             if not self._process_ack(sseq, dseq, dc):
                 skip_reply = True
+            advisories.terminated(self.js, self.account, self.stream.name, self.name, dseq, sseq, dc,
+                                  msg[5:].strip().decode("utf-8", "replace"))
         if reply and not skip_reply:
             self.js.server.send_internal(self.account, reply, None, None, b"")
 
@@ -650,6 +660,7 @@ class Consumer:
     def _process_nak(self, sseq: int, dseq: int, dc: int, msg: bytes) -> None:
         if dseq <= self.adflr or dseq >= self.dseq or sseq not in self.pending:
             return
+        advisories.nak(self.js, self.account, self.stream.name, self.name, dseq, sseq, dc)
         arg = msg[4:].strip()
         if arg:
             delay = None
@@ -939,6 +950,8 @@ class Consumer:
         config_mod.set_static_metadata(self.cfg)
         self.store.save_config(self.cfg, self.created)
         self._update_pause()
+        advisories.consumer_pause(self.js, self.account, self.stream.name, self.name,
+                                  bool(until) and now_ns() < until, until)
         self.kick()
 
     # -- config updates ---------------------------------------------------------------------------

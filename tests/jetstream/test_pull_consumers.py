@@ -445,3 +445,48 @@ def test_ephemeral_pull_consumer_goes_away_when_inactive(js_server):
 
     name, names = run(scenario())
     assert name not in names
+
+
+def test_advisories_for_max_deliveries_naks_terms_and_lifecycle(js_server):
+    async def scenario():
+        async with connected(js_server) as (nc, js):
+            events = await nc.subscribe("$JS.EVENT.ADVISORY.>")
+            await _stream(js, n=2)
+            psub = await js.pull_subscribe("s.*", durable="ADV", stream="S",
+                                           config=ConsumerConfig(ack_wait=0.2, max_deliver=2))
+            m1, m2 = await psub.fetch(2, timeout=3)
+            await m1.nak()
+            await nc.publish(m2.reply, b"+TERM cannot parse")
+            again = await psub.fetch(1, timeout=3)
+            await asyncio.sleep(0.4)
+            with pytest.raises(nats.errors.TimeoutError):
+                await psub.fetch(1, timeout=0.5)
+            await js.delete_consumer("S", "ADV")
+            await js.delete_stream("S")
+            got = []
+            try:
+                while True:
+                    msg = await events.next_msg(0.5)
+                    if msg.subject != "$JS.EVENT.ADVISORY.API":
+                        got.append(msg)
+            except nats.errors.TimeoutError:
+                pass
+            return again, got
+
+    again, got = run(scenario())
+    assert again[0].metadata.num_delivered == 2
+    by_subject = {m.subject: json.loads(m.data) for m in got}
+    created = by_subject["$JS.EVENT.ADVISORY.STREAM.CREATED.S"]
+    assert created["type"] == "io.nats.jetstream.advisory.v1.stream_action" and created["action"] == "create"
+    assert by_subject["$JS.EVENT.ADVISORY.CONSUMER.CREATED.S.ADV"]["action"] == "create"
+    nak = by_subject["$JS.EVENT.ADVISORY.CONSUMER.MSG_NAKED.S.ADV"]
+    assert (nak["type"], nak["stream_seq"], nak["deliveries"]) == ("io.nats.jetstream.advisory.v1.nak", 1, 1)
+    term = by_subject["$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.S.ADV"]
+    assert term["reason"] == "cannot parse" and term["stream_seq"] == 2
+    exceeded = by_subject["$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.S.ADV"]
+    assert exceeded["type"] == "io.nats.jetstream.advisory.v1.max_deliver"
+    assert (exceeded["stream"], exceeded["consumer"], exceeded["stream_seq"], exceeded["deliveries"]) == (
+        "S", "ADV", 1, 2)
+    assert by_subject["$JS.EVENT.ADVISORY.CONSUMER.DELETED.S.ADV"]["action"] == "delete"
+    assert by_subject["$JS.EVENT.ADVISORY.STREAM.DELETED.S"]["action"] == "delete"
+    assert all(len(e["id"]) == 22 and e["timestamp"] for e in by_subject.values())

@@ -1,0 +1,68 @@
+"""JetStream advisories on `$JS.EVENT.ADVISORY.>`, shaped as nats-server's (jetstream_events.go).
+
+An advisory is only built when someone listens on its subject, as nats-server's sendAdvisory checks interest
+first, so an unobserved server pays nothing for them.
+"""
+from __future__ import annotations
+
+import secrets
+
+from .clock import now_ns, rfc3339
+from .config import compact_json
+
+PREFIX = "$JS.EVENT.ADVISORY."
+_NUID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def _id() -> str:
+    return "".join(secrets.choice(_NUID_ALPHABET) for _ in range(22))
+
+
+def send(js, account, subject: str, kind: str, body: dict) -> None:
+    """Publish one advisory of schema `kind` (e.g. "max_deliver") if anyone is subscribed to `subject`."""
+    if not js.server.has_interest(account, subject):
+        return
+    event = {"type": f"io.nats.jetstream.advisory.v1.{kind}", "id": _id(), "timestamp": rfc3339(now_ns())}
+    event.update(body)
+    if js.domain:
+        event["domain"] = js.domain
+    js.server.send_internal(account, subject, None, None, compact_json(event))
+
+
+def stream_action(js, account, stream: str, action: str) -> None:
+    """action: create, delete or modify."""
+    verb = {"create": "CREATED", "delete": "DELETED", "modify": "UPDATED"}[action]
+    send(js, account, f"{PREFIX}STREAM.{verb}.{stream}", "stream_action", {"stream": stream, "action": action})
+
+
+def consumer_action(js, account, stream: str, consumer: str, action: str) -> None:
+    verb = {"create": "CREATED", "delete": "DELETED"}[action]
+    send(js, account, f"{PREFIX}CONSUMER.{verb}.{stream}.{consumer}", "consumer_action",
+         {"stream": stream, "consumer": consumer, "action": action})
+
+
+def max_deliveries(js, account, stream: str, consumer: str, sseq: int, deliveries: int) -> None:
+    send(js, account, f"{PREFIX}CONSUMER.MAX_DELIVERIES.{stream}.{consumer}", "max_deliver",
+         {"stream": stream, "consumer": consumer, "stream_seq": sseq, "deliveries": deliveries})
+
+
+def nak(js, account, stream: str, consumer: str, dseq: int, sseq: int, deliveries: int) -> None:
+    send(js, account, f"{PREFIX}CONSUMER.MSG_NAKED.{stream}.{consumer}", "nak",
+         {"stream": stream, "consumer": consumer, "consumer_seq": dseq, "stream_seq": sseq,
+          "deliveries": deliveries})
+
+
+def terminated(js, account, stream: str, consumer: str, dseq: int, sseq: int, deliveries: int,
+               reason: str) -> None:
+    body = {"stream": stream, "consumer": consumer, "consumer_seq": dseq, "stream_seq": sseq,
+            "deliveries": deliveries}
+    if reason:
+        body["reason"] = reason
+    send(js, account, f"{PREFIX}CONSUMER.MSG_TERMINATED.{stream}.{consumer}", "terminated", body)
+
+
+def consumer_pause(js, account, stream: str, consumer: str, paused: bool, until: int) -> None:
+    body = {"stream": stream, "consumer": consumer, "paused": paused}
+    if until:
+        body["pause_until"] = rfc3339(until)
+    send(js, account, f"{PREFIX}CONSUMER.PAUSE.{stream}.{consumer}", "consumer_pause", body)
