@@ -25,6 +25,7 @@ class StreamViewer(LabWidget):
         self.stream = stream
         self.poll = poll
         self._stop = threading.Event()
+        self._lock = threading.RLock()  # the follow thread and button clicks move the same pager
         self._follower: threading.Thread | None = None
         self.pager = StreamPager(stream, subject=subject, start_seq=start_seq, since=since, page_size=page_size,
                                  session=session)
@@ -53,6 +54,7 @@ class StreamViewer(LabWidget):
         self.go_button.on_click(lambda _b: self._apply())
         self.detail_pick.observe(lambda ch: self._show_detail(), names="value")
         self.follow_toggle.observe(lambda ch: self._set_follow(ch["new"]), names="value")
+        self.page_size_box.observe(lambda ch: self._resize(), names="value")
         controls = widgets.HBox([self.first_button, self.prev_button, self.next_button, self.last_button,
                                  self.page_size_box, self.follow_toggle])
         filters = widgets.HBox([self.subject_box, self.seq_box, self.go_button])
@@ -65,11 +67,18 @@ class StreamViewer(LabWidget):
 
     # -- actions ----------------------------------------------------------------------------------
     def _move(self, move) -> None:
-        try:
-            move()
-            self._render()
-        except Exception as exc:
-            self.status.value = error_html(describe(exc))
+        with self._lock:
+            try:
+                self.pager.page_size = max(int(self.page_size_box.value), 1)
+                move()
+                self._render()
+            except Exception as exc:
+                self.status.value = error_html(describe(exc))
+
+    def _resize(self) -> None:
+        """A new page size re-reads the page from its first message."""
+        first = int(self.pager.page["seq"].iloc[0]) if len(self.pager.page) else 1
+        self._move(lambda: self.pager.goto(seq=first))
 
     def _apply(self) -> None:
         self.pager.subject = self.subject_box.value.strip() or None
@@ -83,7 +92,6 @@ class StreamViewer(LabWidget):
             self._move(lambda: self.pager.goto(since=start))
 
     def _render(self) -> None:
-        self.pager.page_size = max(int(self.page_size_box.value), 1)
         page = self.pager.page
         self.status.value = html.escape(self.pager.position)
         self.table.value = table_html(page)
@@ -119,14 +127,15 @@ class StreamViewer(LabWidget):
 
     def _follow_loop(self) -> None:
         while not self._stop.is_set():
-            try:
-                before = self.pager.page["seq"].iloc[-1] if len(self.pager.page) else 0
-                self.pager.follow()
-                after = self.pager.page["seq"].iloc[-1] if len(self.pager.page) else 0
-                if after != before:
-                    self._render()
-            except Exception as exc:
-                self.status.value = error_html(describe(exc))
+            with self._lock:
+                try:
+                    before = self.pager.page["seq"].iloc[-1] if len(self.pager.page) else 0
+                    self.pager.follow()
+                    after = self.pager.page["seq"].iloc[-1] if len(self.pager.page) else 0
+                    if after != before:
+                        self._render()
+                except Exception as exc:
+                    self.status.value = error_html(describe(exc))
             self._stop.wait(self.poll)
 
     def close(self) -> None:

@@ -37,9 +37,12 @@ def test_stream_viewer_pages_filters_and_follows(lab_js, shell):
     assert v.df["data"].tolist() == ["p1", "p2", "p3"]
     v.subject_box.value = ""
     v.seq_box.value = "9"
-    v.page_size_box.value = 2
     v.go_button.click()
+    assert v.df["seq"].tolist() == [9, 10, 11, 12, 13]
+    v.page_size_box.value = 2
     assert v.df["seq"].tolist() == [9, 10]
+    v.next_button.click()
+    assert v.df["seq"].tolist() == [11, 12]
     v.follow_toggle.value = True
     magic(shell, "%nats pub orders.new late --js")
     assert _wait_for(lambda: v.df["data"].tolist()[-1:] == ["late"])
