@@ -245,6 +245,11 @@ class StreamPager:
         """The `page_size` matching messages just before `seq`."""
         if seq <= 1:
             return self._fetch(start_seq=1)
+        if not self.subject:
+            # Without a filter the page usually starts page_size before: one request, unless gaps.
+            guess = self._fetch(start_seq=max(seq - self.page_size, 1), up_to_seq=seq - 1)
+            if len(guess) >= self.page_size or seq - self.page_size <= self.info.state.first_seq:
+                return guess
         start = self._start_for_count_before(seq)
         if start is not None:
             return self._fetch(start_seq=start, up_to_seq=seq - 1)

@@ -68,9 +68,9 @@ def test_latency_chart_fills_and_renders(lab_js, shell):
 
 
 def test_dedup_chart_shows_both_lessons(lab_js, shell):
-    chart = pynats_lab.DedupChart(window="1s", ids=2, at=(0, 0, 1.5), wait=True)
+    chart = pynats_lab.DedupChart(window="1.5s", ids=2, at=(0, 0, 1.9), wait=True)
     assert chart.summary()["round"].tolist() == [1, 2, 3]
-    assert_dedup_follows_the_window(chart.df, 1.0)
+    assert_dedup_follows_the_window(chart.df, 1.5)
     assert chart.image.value[:4] == b"\x89PNG"
     assert "different subject" in chart._repr_mimebundle_()["text/html"]
     assert pynats_lab.stream_ls().empty
