@@ -87,7 +87,9 @@ class StreamReader:
         out = Batch()
         seq = start_seq or (None if start_time else 1)
         while len(out) < count:
-            req: dict = {"batch": count - len(out), "next_by_subj": subject or ">"}
+            req: dict = {"batch": count - len(out)}
+            if subject:  # a batch from a sequence steps over deleted messages by itself
+                req["next_by_subj"] = subject
             if seq is not None:
                 req["seq"] = seq
             else:
