@@ -165,8 +165,23 @@ class Collector:
 
         self._sub = self.session.run(start())
 
+    async def _settle(self) -> None:
+        """Take in what is already on its way: a flush round trip makes the server deliver everything
+        published on this connection before it, then the subscription's queue is drained."""
+        try:
+            await self.session.nc.flush(timeout=5)
+        except Exception:
+            return
+        for _ in range(200):
+            if self._sub is None or self._sub.pending_msgs == 0:
+                return
+            await asyncio.sleep(0.005)
+
     @property
     def df(self) -> pd.DataFrame:
+        """What arrived so far (including what this session published just before asking)."""
+        if self._sub is not None and self.session.connected:
+            self.session.run(self._settle())
         with self._lock:
             return frames.core_frame(list(self._msgs), list(self._received), self.raw)
 
@@ -174,8 +189,13 @@ class Collector:
         return len(self._msgs)
 
     def stop(self) -> pd.DataFrame:
+        """Stop listening (after taking in what is already on its way); the DataFrame of all received."""
         if self._sub is not None:
-            self.session.run(self._sub.unsubscribe())
+            async def stop() -> None:
+                await self._settle()
+                await self._sub.unsubscribe()
+
+            self.session.run(stop())
             self._sub = None
         return self.df
 

@@ -58,6 +58,19 @@ def test_variables_expand_beside_json_braces_and_templates(lab_core, shell):
     assert list(listener.stop()["data"]) == ['{"order": 1, "of": 2}', '{"order": 2, "of": 2}']
 
 
+def test_background_subscriptions_see_what_was_just_published(lab_core, shell):
+    for _ in range(5):
+        listeners = {s: pynats_lab.subscribe_background(s) for s in ("w.>", "w.us.>", "w.*.pa")}
+        for subject in ("w.us.pa", "w.us.ny", "w.de.be"):
+            pynats_lab.publish(subject, "x")
+        counts = {s: len(l.stop()) for s, l in listeners.items()}
+        assert counts == {"w.>": 3, "w.us.>": 2, "w.*.pa": 1}
+    live = pynats_lab.subscribe_background("v")
+    pynats_lab.publish("v", "{{Count}}", count=4)
+    assert live.df["data"].tolist() == ["1", "2", "3", "4"]
+    live.stop()
+
+
 def test_cell_magic_publishes_the_cell_as_payload(lab_core, shell):
     listener = magic(shell, "%nats sub docs --background")
     cell(shell, '%%nats pub docs\n{"id": 7,\n "name": "x"}\n')
