@@ -1,7 +1,8 @@
 """Key-value buckets: add, list buckets or keys, put, get, delete, history and watch, as DataFrames.
 
-A bucket is the stream KV_<bucket>; everything goes through nats-py's KeyValue, so the rules (history
-depth, TTL, delete markers) are the server's.
+A bucket is the stream KV_<bucket>. Writes go through nats-py's KeyValue, so the rules (history depth,
+TTL, delete markers) are the server's; reads (get, history, ls) read the bucket's stream like `%stream
+view` does, without a consumer, so they see exactly what is stored and never race a watcher.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ ENTRY_COLUMNS = ["bucket", "key", "value", "revision", "created", "operation"]
 
 
 def entries_frame(entries: list) -> pd.DataFrame:
+    """nats-py KeyValue.Entry objects as rows (bucket, key, value, revision, created, operation)."""
     from .frames import decode
 
     return pd.DataFrame({
@@ -29,10 +31,42 @@ def entries_frame(entries: list) -> pd.DataFrame:
         "key": pd.Series([e.key for e in entries], dtype=object),
         "value": pd.Series([decode(e.value) for e in entries], dtype=object),
         "revision": pd.Series([e.revision for e in entries], dtype="int64"),
-        "created": pd.Series(pd.to_datetime([e.created for e in entries], unit="ns", utc=True)
+        "created": pd.Series(pd.to_datetime([e.created for e in entries], utc=True)
                              if entries else [], dtype="datetime64[ns, UTC]"),
         "operation": pd.Series([e.operation or "PUT" for e in entries], dtype=object),
     }, columns=ENTRY_COLUMNS)
+
+
+def _operation(headers: dict) -> str:
+    op = headers.get("KV-Operation")
+    if op:
+        return op
+    reason = headers.get("Nats-Marker-Reason")  # server-placed markers (TTL, purge) since nats-server 2.11
+    return {"MaxAge": "PURGE", "Purge": "PURGE", "Remove": "DEL"}.get(reason, "PUT")
+
+
+async def _stored(s: Session, bucket: str, key: str = ">") -> list:
+    """Every stored entry of the bucket (or of keys matching `key`), oldest first, read-only."""
+    import nats.js.errors as jse
+    from nats.js.kv import KeyValue
+
+    from .reader import StreamReader
+
+    reader = StreamReader(s, f"KV_{bucket}")
+    try:
+        await reader._ensure_mode()
+    except jse.NotFoundError:
+        raise LabError(f"bucket not found: {bucket}") from None
+    prefix = f"$KV.{bucket}."
+    entries, seq = [], 1
+    while True:
+        got = await reader.fetch(seq, 10_000, prefix + key)
+        for sq, t, subject, hdrs, data in zip(got.seqs, got.times, got.subjects, got.headers, got.payloads):
+            entries.append(KeyValue.Entry(bucket=bucket, key=subject[len(prefix):], value=data, revision=sq,
+                                          delta=None, created=pd.Timestamp(t), operation=_operation(hdrs or {})))
+        if len(got) < 10_000:
+            return entries
+        seq = got.seqs[-1] + 1
 
 
 def _bucket_row(status) -> dict:
@@ -82,18 +116,9 @@ async def kv_ls(s: Session, bucket: str | None = None) -> pd.DataFrame:
                 kv = await s.js.key_value(si.config.name[3:])
                 rows.append(_bucket_row(await kv.status()))
         return _buckets_frame(rows)
-    kv = await _bucket(s, bucket)
-    watcher = await kv.watchall(ignore_deletes=True)
-    entries = []
-    try:
-        while True:
-            entry = await watcher.updates(timeout=5)
-            if entry is None:
-                break
-            entries.append(entry)
-    finally:
-        await watcher.stop()
-    return entries_frame(entries).sort_values("key", ignore_index=True)
+    latest = {e.key: e for e in await _stored(s, bucket)}
+    live = [e for e in latest.values() if e.operation == "PUT"]
+    return entries_frame(live).sort_values("key", ignore_index=True)
 
 
 @in_session
@@ -106,14 +131,13 @@ async def kv_put(s: Session, bucket: str, key: str, value: Any) -> Done:
 @in_session
 async def kv_get(s: Session, bucket: str, key: str, revision: int | None = None) -> pd.DataFrame:
     """The current (or a given revision's) entry of a key, as a one-row DataFrame."""
-    import nats.js.errors as jse
-
-    kv = await _bucket(s, bucket)
-    try:
-        entry = await kv.get(key, revision=revision)
-    except (jse.KeyNotFoundError, jse.KeyDeletedError):
-        raise LabError(f"key not found: {bucket} > {key}") from None
-    return entries_frame([entry])
+    entries = await _stored(s, bucket, key)
+    if revision is not None:
+        entries = [e for e in entries if e.revision == revision]
+    if not entries or entries[-1].operation != "PUT":
+        at = f" at revision {revision}" if revision is not None else ""
+        raise LabError(f"key not found: {bucket} > {key}{at}")
+    return entries_frame(entries[-1:])
 
 
 @in_session
@@ -130,13 +154,10 @@ async def kv_del(s: Session, bucket: str, key: str, purge: bool = False) -> Done
 @in_session
 async def kv_history(s: Session, bucket: str, key: str) -> pd.DataFrame:
     """Every kept revision of a key, oldest first, including deletes."""
-    import nats.js.errors as jse
-
-    kv = await _bucket(s, bucket)
-    try:
-        return entries_frame(await kv.history(key))
-    except jse.NoKeysError:
-        raise LabError(f"key not found: {bucket} > {key}") from None
+    entries = await _stored(s, bucket, key)
+    if not entries:
+        raise LabError(f"key not found: {bucket} > {key}")
+    return entries_frame(entries)
 
 
 @in_session
