@@ -166,10 +166,14 @@ class Client(asyncio.Protocol):
         if self.closed:
             return
         srv = self.server
+        # Internal answers sent while this read is processed (PubAcks, API replies) join the one write per read.
+        srv._batch += 1
         try:
             self._process(data)
         except ProtocolError as e:
             self._protocol_error(e)
+        finally:
+            srv._batch -= 1
         srv.flush()
 
     def _process(self, data: bytes) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hmac
 import json
 import os
@@ -435,6 +436,18 @@ class Server:
         if not self._batch:
             self.flush()
         return delivered
+
+    @contextlib.contextmanager
+    def batched(self):
+        """Internal sends inside the block are written once per client at its end (JetStream delivers a
+        whole pull batch this way, as a client's read is written once)."""
+        self._batch += 1
+        try:
+            yield
+        finally:
+            self._batch -= 1
+            if not self._batch:
+                self.flush()
 
     def deliver_internal(self, account: Account, deliver_subject: str, subject: str, reply: str | None,
                          hdr: bytes | None, payload: bytes) -> bool:

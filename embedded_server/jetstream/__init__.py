@@ -92,6 +92,7 @@ class JetStream:
         self.api_total = 0
         self.api_errors = 0
         self.usage = {"memory": 0, "file": 0}
+        self.limit_for = {"memory": self.max_memory, "file": self.max_store}
         self._sync_timer = None
         self._closed = False
 
@@ -139,8 +140,7 @@ class JetStream:
         stream.accounted = size
 
     def limits_exceeded(self, storage: str) -> bool:
-        limit = self.max_memory if storage == "memory" else self.max_store
-        return self.usage.get(storage, 0) > limit
+        return self.usage[storage] > self.limit_for[storage]
 
     # -- messaging helpers ------------------------------------------------------------------------
     def send(self, account, subject: str, payload: bytes) -> None:

@@ -28,7 +28,7 @@ ACK_WAIT_DELAY = 0.001
 
 
 class WaitingRequest:
-    __slots__ = ("reply", "n", "b", "d", "expires", "no_wait", "hb", "hbt", "received")
+    __slots__ = ("reply", "n", "b", "d", "expires", "no_wait", "hb", "hbt", "received", "checked")
 
     def __init__(self, reply, n, b, expires, no_wait, hb):
         self.reply, self.n, self.b, self.d = reply, n, b, 0
@@ -36,6 +36,7 @@ class WaitingRequest:
         now = time.monotonic()
         self.hbt = now + hb if hb else 0.0
         self.received = now
+        self.checked = None
 
 
 class Consumer:
@@ -86,6 +87,7 @@ class Consumer:
         self._interest_timer = None
         self._save_handle = None
         self.last_activity = time.monotonic()
+        self._last_delivery = 0.0
         self._set_filters()
         self.ack_prefix = f"$JS.ACK.{stream.name}.{name}."
         if state:
@@ -98,24 +100,18 @@ class Consumer:
 
     # -- setup ------------------------------------------------------------------------------------
     def _set_filters(self) -> None:
-        self.filters = tuple(config_mod.filter_list(self.cfg))
+        """Cache what the delivery loop reads for every message from the config."""
+        cfg = self.cfg
+        self.filters = tuple(config_mod.filter_list(cfg))
         self._unfiltered = not self.filters or ">" in self.filters
-
-    @property
-    def is_push(self) -> bool:
-        return bool(self.cfg.get("deliver_subject"))
-
-    @property
-    def ack_none(self) -> bool:
-        return self.cfg["ack_policy"] == "none"
-
-    @property
-    def maxp(self) -> int:
-        return self.cfg.get("max_ack_pending", 0) if not self.ack_none else 0
-
-    @property
-    def maxdc(self) -> int:
-        return max(self.cfg.get("max_deliver", -1), 0)
+        self._store_filters = () if self._unfiltered else self.filters
+        self.is_push = bool(cfg.get("deliver_subject"))
+        self.ack_none = cfg["ack_policy"] == "none"
+        self.maxp = cfg.get("max_ack_pending", 0) if not self.ack_none else 0
+        self.maxdc = max(cfg.get("max_deliver", -1), 0)
+        self._headers_only = bool(cfg.get("headers_only"))
+        self._ack_wait_s = cfg.get("ack_wait", 0) / 1e9
+        self._backoff = cfg.get("backoff") or None
 
     def filter_matches(self, subject: str) -> bool:
         return self._unfiltered or subj.matches_any(self.filters, subject)
@@ -297,7 +293,7 @@ class Consumer:
 
     # -- delivery ---------------------------------------------------------------------------------
     def _paused(self) -> bool:
-        until = self.cfg.get("pause_until", 0)
+        until = self.cfg.get("pause_until")
         return bool(until) and now_ns() < until
 
     def _deliver_loop(self) -> None:
@@ -306,21 +302,25 @@ class Consumer:
             return
         self._delivering = True
         try:
-            self._deliver_available()
+            with self.js.server.batched():
+                self._deliver_available()
         finally:
             self._delivering = False
 
     def _deliver_available(self) -> None:
         is_push = self.is_push
+        paused = "pause_until" in self.cfg
+        pass_id = object()
         while not self.closed:
-            if self._paused():
+            if paused and self._paused():
                 break
             if is_push:
                 if not self.active or (self.maxpb and self.pbytes > self.maxpb):
                     break
             elif not self.waiting:
                 break
-            self.num_pending()
+            if self._npc_stale:
+                self.num_pending()
             sm, dc = self._next_msg()
             if sm is None:
                 break
@@ -333,9 +333,10 @@ class Consumer:
                     self._replay_ok = sm.seq
                     self.js.loop.call_later(delay, self.kick)
                     return
-            ack_reply = "%s%d.%d.%d.%d.%d" % (self.ack_prefix, dc, sm.seq, self.dseq, sm.ts, self.num_pending())
+            npc = self.npc
+            ack_reply = "%s%d.%d.%d.%d.%d" % (self.ack_prefix, dc, sm.seq, self.dseq, sm.ts, npc if npc > 0 else 0)
             hdr, data = sm.hdr, sm.data
-            if self.cfg.get("headers_only"):
+            if self._headers_only:
                 hdr = headers.append(hdr, [(b"Nats-Msg-Size", b"%d" % len(data))])
                 data = b""
             sz = len(sm.subject) + len(ack_reply) + (len(hdr) if hdr else 0) + len(data)
@@ -343,7 +344,7 @@ class Consumer:
             if is_push:
                 dsubj = self.cfg["deliver_subject"]
             else:
-                wr = self._next_waiting(sz)
+                wr = self._next_waiting(sz, pass_id)
                 if wr is None:
                     self._put_back(sm.seq, dc)
                     break
@@ -359,10 +360,8 @@ class Consumer:
                                                  _PENDING_HDR % (b"409 Batch Completed", wr.n, wr.b), b"")
                 if wr.hb and wr.n > 0:
                     wr.hbt = time.monotonic() + wr.hb
-            if is_push:
-                self._reset_hb()
         if self.replay and self.sseq > self.stream.store.last_seq:
-            self.replay = self.cfg.get("replay_policy") == "original" and False
+            self.replay = False
         if not is_push:
             self._process_waiting(eos=True)
 
@@ -411,7 +410,7 @@ class Consumer:
             if sm is None:
                 return self._next_msg()
             return sm, 1
-        sm = store.load_next_msg(self.filters if not self._unfiltered else (), self.sseq)
+        sm = store.load_next_msg(self._store_filters, self.sseq)
         if sm is None:
             return None, 0
         self.sseq = sm.seq + 1
@@ -427,6 +426,7 @@ class Consumer:
         dseq = self.dseq
         self.dseq += 1
         self.ldt = now_ns()
+        self._last_delivery = time.monotonic()
         if self.ack_none:
             self.adflr, self.asflr = dseq, sm.seq
         else:
@@ -443,21 +443,19 @@ class Consumer:
         return True
 
     def _track_pending(self, sseq: int, dseq: int) -> None:
-        now = now_ns()
         p = self.pending.get(sseq)
         if p is not None:
-            p[1] = now
+            p[1] = now_ns()
         else:
-            self.pending[sseq] = [dseq, now]
-        delay = self._ack_wait_for(sseq)
-        self._arm_pending_timer(delay + ACK_WAIT_DELAY)
+            self.pending[sseq] = [dseq, now_ns()]
+        self._arm_pending_timer(self._ack_wait_for(sseq) + ACK_WAIT_DELAY)
 
     def _ack_wait_for(self, sseq: int) -> float:
-        backoff = self.cfg.get("backoff")
+        backoff = self._backoff
         if backoff:
             i = min(max(self.rdc.get(sseq, 0), 0), len(backoff) - 1)
             return backoff[i] / 1e9
-        return self.cfg.get("ack_wait", 0) / 1e9
+        return self._ack_wait_s
 
     def _arm_pending_timer(self, delay: float) -> None:
         at = time.monotonic() + delay
@@ -767,7 +765,7 @@ class Consumer:
         self._arm_wait_timer()
         self.kick()
 
-    def _next_waiting(self, sz: int):
+    def _next_waiting(self, sz: int, pass_id=None):
         now = time.monotonic()
         server = self.js.server
         while self.waiting:
@@ -787,7 +785,8 @@ class Consumer:
                                          _PENDING_HDR % (b"409 Message Size Exceeds MaxBytes", wr.n, wr.b), b"")
                     self.waiting.popleft()
                     continue
-            if server.has_interest(self.account, wr.reply):
+            if (pass_id is not None and wr.checked is pass_id) or server.has_interest(self.account, wr.reply):
+                wr.checked = pass_id
                 wr.n -= 1
                 wr.d += 1
                 if wr.n <= 0:
@@ -858,23 +857,26 @@ class Consumer:
             self._watch_interest()
 
     def _reset_hb(self) -> None:
+        """Idle heartbeats: a timer every `idle_heartbeat` sends one if nothing went out meanwhile."""
         hb = self.cfg.get("idle_heartbeat", 0)
-        if not hb or not self.is_push:
+        if not hb or not self.is_push or self._hb_timer is not None or self.closed:
             return
-        if self._hb_timer is not None:
-            self._hb_timer.cancel()
         self._hb_timer = self.js.loop.call_later(hb / 1e9, self._send_hb)
 
     def _send_hb(self) -> None:
         self._hb_timer = None
         if self.closed:
             return
-        if self.js.server.has_interest(self.account, self.cfg["deliver_subject"]):
+        hb = self.cfg.get("idle_heartbeat", 0) / 1e9
+        idle = time.monotonic() - self._last_delivery
+        if idle >= hb * 0.999 and self.js.server.has_interest(self.account, self.cfg["deliver_subject"]):
             hdr = _HB % (self.dseq - 1, self.sseq - 1)
             if self.fcid:
                 hdr = hdr[:-2] + b"Nats-Consumer-Stalled: " + self.fcid.encode() + b"\r\n\r\n"
             self.js.server.send_internal(self.account, self.cfg["deliver_subject"], None, hdr, b"")
-        self._reset_hb()
+            idle = 0.0
+        if hb:
+            self._hb_timer = self.js.loop.call_later(max(hb - idle, 0.001), self._send_hb)
 
     def _need_flow_control(self, sz: int) -> bool:
         if not self.fcid and self.pbytes > self.maxpb // 2:

@@ -87,6 +87,7 @@ class Stream:
         self.closed = False
         self.accounted = 0
         self._set_transforms()
+        self._set_fast_path()
         self._set_pub_ack()
         self._rebuild_dedupe()
 
@@ -101,6 +102,15 @@ class Stream:
         self._nack_base = {"stream": self.name}
         if domain:
             self._nack_base["domain"] = domain
+
+    def _set_fast_path(self) -> None:
+        """What a plain publish (no headers) must check, decided once per config instead of per message."""
+        cfg = self.cfg
+        self._slow_path = bool(self.closed or self._input_tr is not None or self._republish_tr is not None
+                               or cfg.get("sealed") or cfg["retention"] == "interest")
+        self._max_msg_size = cfg.get("max_msg_size", -1)
+        self._no_ack = bool(cfg.get("no_ack"))
+        self._expires = bool(cfg.get("max_age"))
 
     def _set_transforms(self) -> None:
         tr = self.cfg.get("subject_transform")
@@ -130,6 +140,7 @@ class Stream:
         old = self.cfg
         self.cfg = cfg
         self._set_transforms()
+        self._set_fast_path()
         self.store.update_config(cfg)
         if old.get("subjects") != cfg.get("subjects") or old.get("allow_direct") != cfg.get("allow_direct"):
             self.unsubscribe()
@@ -181,6 +192,41 @@ class Stream:
 
     def process_msg(self, subject: str, reply: str, hdr: bytes | None, msg: bytes) -> int:
         """Store one published message; answer `reply` with a PubAck or an error. Returns the seq or 0."""
+        if self._slow_path or hdr:
+            return self._process_checked(subject, reply, hdr, msg)
+        # The common case: no headers, no limits to check before storing, limits retention.
+        max_size = self._max_msg_size
+        if max_size >= 0 and len(msg) > max_size:
+            self._respond_error(reply, api_error("JSStreamMessageExceedsMaximumErr"))
+            return 0
+        js = self.js
+        storage = self.store.storage
+        if js.usage[storage] > js.limit_for[storage]:
+            self._respond_error(reply, api_error("JSInsufficientResourcesErr"))
+            return 0
+        try:
+            seq, ts = self.store.store_msg(subject, None, msg, 0)
+        except StoreError as e:
+            self._respond_error(reply, api_error("JSStreamStoreFailedF", err=str(e)))
+            return 0
+        except OSError as e:
+            js.logger.error(f"JetStream failed to store a msg on stream '{self.account.name} > {self.name}': {e}")
+            return 0
+        self.lseq = seq
+        self.lmsgid = ""
+        size = self.store.bytes
+        js.usage[storage] += size - self.accounted
+        self.accounted = size
+        if reply and not self._no_ack:
+            js.server.send_internal(self.account, reply, None, None, b"%s%d}" % (self.pub_ack, seq))
+        if self.consumers:
+            for o in self.consumers.values():
+                o.signal_new(seq, subject)
+        if self._expires and not self._expiry_timer:
+            self.schedule_expiry()
+        return seq
+
+    def _process_checked(self, subject: str, reply: str, hdr: bytes | None, msg: bytes) -> int:
         if self.closed:
             return 0
         if self._input_tr is not None:
@@ -223,6 +269,9 @@ class Stream:
             if can_respond:
                 self.js.send(self.account, reply, b"%s%d}" % (self.pub_ack, seq))
             return seq
+        if ttl is None:
+            self._respond_error(reply, api_error("JSMessageTTLInvalidErr"))
+            return 0
         try:
             seq, ts = self.store.store_msg(subject, hdr, msg, ttl)
         except StoreError as e:
@@ -262,12 +311,8 @@ class Stream:
             try:
                 ttl = parse_msg_ttl(ttl_hdr)
             except ApiError:
-                ttl = 0
-                if not cfg.get("allow_msg_ttl"):
-                    pass
-                else:
-                    raise
-            if ttl != 0 and not cfg.get("allow_msg_ttl"):
+                ttl = None  # refused later, after the other checks, as nats-server does
+            if ttl and not cfg.get("allow_msg_ttl"):
                 raise api_error("JSMessageTTLDisabledErr")
         value = get(hdr, headers.EXPECTED_LAST_SUBJ_SEQ)
         if value is not None and value != b"":
@@ -592,6 +637,7 @@ class Stream:
     # -- life cycle -------------------------------------------------------------------------------
     def stop(self, delete: bool = False) -> None:
         self.closed = True
+        self._slow_path = True
         self.unsubscribe()
         if self._expiry_timer is not None:
             self._expiry_timer.cancel()

@@ -75,7 +75,8 @@ class MemoryStore(StreamStore):
             while ss[_N] > self.max_per:
                 self._fix(ss)
                 self._remove(ss[_FIRST])
-        self._enforce_limits()
+        if (self.max_msgs > 0 and self.msgs > self.max_msgs) or (self.max_bytes > 0 and self.bytes > self.max_bytes):
+            self._enforce_limits()
         return seq, ts
 
     def _check_discard_new(self, subject, hdr, size, ss, at_subject_limit):
