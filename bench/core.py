@@ -38,10 +38,10 @@ _LISTEN = re.compile(r"Listening for client connections on (\S+):(\d+)")
 class Server:
     """One server process for the benchmark, with its start-up time and memory readings."""
 
-    def __init__(self, kind: str, workdir: Path):
+    def __init__(self, kind: str, workdir: Path, args: tuple = ()):
         self.kind = kind
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen(server_command(kind) + ["-a", "127.0.0.1", "-p", "-1"], cwd=workdir,
+        self.proc = subprocess.Popen(server_command(kind) + ["-a", "127.0.0.1", "-p", "-1", *args], cwd=workdir,
                                      env=subprocess_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True)
         lines = []

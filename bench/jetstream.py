@@ -1,0 +1,199 @@
+"""JetStream targets (issue 3 §7), both servers side by side, file and memory storage, with ratios:
+
+  (a) synchronous publish through nats-py, 128-byte messages, p50 and p99     target: p50 ≤ 1.3x nats-server
+  (b) async publish (publish_async, acks gathered), msgs/s                   target: ≥ 0.8x
+  (c) pull fetch (batch 100) + ack of every message, msgs/s                  target: ≥ 0.8x
+  (d) KV put and KV get, ops/s
+  (e) direct get of a random sequence in a 1,000,000-message stream, gets/s and p50
+  (f) resident memory of the server holding a 1,000,000 x 128-byte memory stream   target: embedded < 600 MB
+
+    python -m bench jetstream [--kinds nats-server,embedded] [--repeat 3] [--quick]
+
+Every workload runs `--repeat` times per server, alternating servers, and the best run counts (the machine
+is shared: the best run is the least disturbed one). Nothing here is asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.core import KINDS, Server, _raw_connect, _sync, table  # noqa: E402
+
+PAYLOAD = b"x" * 128
+
+
+async def _publish_and_fetch(url: str, storage: str, sync_n: int, async_n: int) -> dict:
+    import nats
+
+    nc = await nats.connect(url, pending_size=64 * 1024 * 1024)
+    js = nc.jetstream()
+    await js.add_stream(name="BENCH", subjects=["bench.js"], storage=storage)
+    for _ in range(200):  # warm up
+        await js.publish("bench.js", PAYLOAD)
+    lat = []
+    for _ in range(sync_n):
+        t0 = time.perf_counter()
+        await js.publish("bench.js", PAYLOAD)
+        lat.append(time.perf_counter() - t0)
+    lat.sort()
+    await js.purge_stream("BENCH")
+    t0 = time.perf_counter()
+    futures = [await js.publish_async("bench.js", PAYLOAD, wait_stall=10) for _ in range(async_n)]
+    await asyncio.gather(*futures)
+    async_rate = async_n / (time.perf_counter() - t0)
+    psub = await js.pull_subscribe("bench.js", durable="BENCHC", stream="BENCH")
+    got = 0
+    t0 = time.perf_counter()
+    while got < async_n:
+        msgs = await psub.fetch(100, timeout=10)
+        for m in msgs:
+            await m.ack()
+        got += len(msgs)
+    fetch_rate = got / (time.perf_counter() - t0)
+    await js.delete_stream("BENCH")
+    await nc.close()
+    return {"p50": lat[len(lat) // 2] * 1e6, "p99": lat[int(len(lat) * 0.99)] * 1e6,
+            "async": async_rate, "fetch": fetch_rate}
+
+
+async def _kv(url: str, storage: str, n: int) -> dict:
+    import nats
+    from nats.js.api import KeyValueConfig
+
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    kv = await js.create_key_value(KeyValueConfig(bucket="benchkv", storage=storage, direct=True))
+    t0 = time.perf_counter()
+    for i in range(n):
+        await kv.put(f"k{i % 100}", PAYLOAD)
+    put_rate = n / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for i in range(n):
+        await kv.get(f"k{i % 100}")
+    get_rate = n / (time.perf_counter() - t0)
+    await js.delete_key_value("benchkv")
+    await nc.close()
+    return {"put": put_rate, "get": get_rate}
+
+
+def _fill_raw(port: int, subject: bytes, count: int) -> None:
+    """Publish `count` messages without replies on one pipelined socket (the stream stores them all)."""
+    s = _raw_connect(port)
+    frame = b"PUB " + subject + b" %d\r\n" % len(PAYLOAD) + PAYLOAD + b"\r\n"
+    chunk = frame * 1000
+    for _ in range(count // 1000):
+        s.sendall(chunk)
+    s.sendall(frame * (count % 1000))
+    _sync(s)
+    s.close()
+
+
+async def _wait_for_messages(url: str, stream: str, count: int) -> None:
+    import nats
+
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    while (await js.stream_info(stream)).state.messages < count:
+        await asyncio.sleep(0.2)
+    await nc.close()
+
+
+async def _direct_gets(url: str, stream: str, count: int, n: int) -> dict:
+    import nats
+
+    nc = await nats.connect(url)
+    rng = random.Random(7)
+    lat = []
+    t0 = time.perf_counter()
+    for _ in range(n):
+        seq = rng.randint(1, count)
+        t1 = time.perf_counter()
+        msg = await nc.request(f"$JS.API.DIRECT.GET.{stream}", b'{"seq":%d}' % seq, timeout=5)
+        lat.append(time.perf_counter() - t1)
+        assert msg.headers and msg.headers.get("Nats-Sequence") == str(seq)
+    rate = n / (time.perf_counter() - t0)
+    await nc.close()
+    lat.sort()
+    return {"rate": rate, "p50": lat[len(lat) // 2] * 1e6}
+
+
+async def _create(url: str, name: str, storage: str) -> None:
+    import nats
+
+    nc = await nats.connect(url)
+    await nc.jetstream().add_stream(name=name, subjects=[f"big.{storage}"], storage=storage, allow_direct=True)
+    await nc.close()
+
+
+def run_once(kind: str, quick: bool) -> dict:
+    sync_n, async_n, kv_n = (500, 5_000, 500) if quick else (2_000, 50_000, 2_000)
+    big, gets = (100_000, 1_000) if quick else (1_000_000, 5_000)
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        srv = Server(kind, Path(tmp), ("-js", "-sd", str(Path(tmp) / "store")))
+        try:
+            for storage in ("file", "memory"):
+                out[storage] = asyncio.run(_publish_and_fetch(srv.url, storage, sync_n, async_n))
+                out[storage].update(asyncio.run(_kv(srv.url, storage, kv_n)))
+            for storage in ("memory", "file"):
+                name = f"BIG{storage.upper()}"
+                asyncio.run(_create(srv.url, name, storage))
+                _fill_raw(srv.port, f"big.{storage}".encode(), big)
+                asyncio.run(_wait_for_messages(srv.url, name, big))
+                if storage == "memory":
+                    out["rss_big"] = srv.rss_mib()
+                out[storage]["dget"] = asyncio.run(_direct_gets(srv.url, name, big, gets))
+        finally:
+            srv.stop()
+    return out
+
+
+def run(kinds: list[str], repeat: int, quick: bool) -> list[dict]:
+    from tqdm import tqdm
+
+    runs: dict[str, list[dict]] = {k: [] for k in kinds}
+    steps = [k for _ in range(repeat) for k in kinds]
+    for kind in tqdm(steps, desc="jetstream bench", unit="run"):
+        runs[kind].append(run_once(kind, quick))
+    rows = []
+    big = "100k" if quick else "1M"
+    for kind in kinds:
+        rs = runs[kind]
+        row = {"server": kind}
+        for st in ("file", "memory"):
+            row[f"(a) {st}: sync publish p50 µs"] = min(r[st]["p50"] for r in rs)
+            row[f"(a) {st}: sync publish p99 µs"] = min(r[st]["p99"] for r in rs)
+            row[f"(b) {st}: async publish msgs/s"] = max(r[st]["async"] for r in rs)
+            row[f"(c) {st}: fetch+ack msgs/s"] = max(r[st]["fetch"] for r in rs)
+            row[f"(d) {st}: KV put ops/s"] = max(r[st]["put"] for r in rs)
+            row[f"(d) {st}: KV get ops/s"] = max(r[st]["get"] for r in rs)
+            row[f"(e) {st}: direct get in {big}, gets/s"] = max(r[st]["dget"]["rate"] for r in rs)
+            row[f"(e) {st}: direct get in {big}, p50 µs"] = min(r[st]["dget"]["p50"] for r in rs)
+        row[f"(f) RSS with {big} x 128 B in memory, MiB"] = min(r["rss_big"] for r in rs)
+        rows.append(row)
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench jetstream", description=__doc__.split("\n\n")[0])
+    p.add_argument("--kinds", default=",".join(KINDS), help="servers to compare (default: both)")
+    p.add_argument("--repeat", type=int, default=3, help="runs per server; the best one counts (default 3)")
+    p.add_argument("--quick", action="store_true", help="smaller counts (100k-message stream), for a smoke run")
+    args = p.parse_args(argv)
+    rows = run([k for k in args.kinds.split(",") if k], max(args.repeat, 1), args.quick)
+    print()
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
