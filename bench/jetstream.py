@@ -85,26 +85,25 @@ async def _kv(url: str, storage: str, n: int) -> dict:
     return {"put": put_rate, "get": get_rate}
 
 
-def _fill_raw(port: int, subject: bytes, count: int) -> None:
-    """Publish `count` messages without replies on one pipelined socket (the stream stores them all)."""
+def _fill_raw(port: int, subject: bytes, count: int, window: int = 20_000) -> None:
+    """Publish `count` messages on one pipelined socket, at most `window` of them waiting for their PubAck
+    (a server may drop what it cannot take in, so acks pace the sender)."""
     s = _raw_connect(port)
-    frame = b"PUB " + subject + b" %d\r\n" % len(PAYLOAD) + PAYLOAD + b"\r\n"
-    chunk = frame * 1000
-    for _ in range(count // 1000):
-        s.sendall(chunk)
-    s.sendall(frame * (count % 1000))
-    _sync(s)
+    s.sendall(b"SUB _BENCHFILL.* 1\r\n")
+    frame = b"PUB " + subject + b" _BENCHFILL.a %d\r\n" % len(PAYLOAD) + PAYLOAD + b"\r\n"
+    sent = acked = 0
+    buf = b""
+    while acked < count:
+        if sent < count and sent - acked < window:
+            n = min(1000, count - sent)
+            s.sendall(frame * n)
+            sent += n
+            continue
+        buf += s.recv(1 << 20)
+        cut = buf.rfind(b"\r\n") + 2
+        acked += buf.count(b"MSG _BENCHFILL", 0, cut)
+        buf = buf[cut:]
     s.close()
-
-
-async def _wait_for_messages(url: str, stream: str, count: int) -> None:
-    import nats
-
-    nc = await nats.connect(url)
-    js = nc.jetstream()
-    while (await js.stream_info(stream)).state.messages < count:
-        await asyncio.sleep(0.2)
-    await nc.close()
 
 
 async def _direct_gets(url: str, stream: str, count: int, n: int) -> dict:
@@ -148,7 +147,6 @@ def run_once(kind: str, quick: bool) -> dict:
                 name = f"BIG{storage.upper()}"
                 asyncio.run(_create(srv.url, name, storage))
                 _fill_raw(srv.port, f"big.{storage}".encode(), big)
-                asyncio.run(_wait_for_messages(srv.url, name, big))
                 if storage == "memory":
                     out["rss_big"] = srv.rss_mib()
                 out[storage]["dget"] = asyncio.run(_direct_gets(srv.url, name, big, gets))

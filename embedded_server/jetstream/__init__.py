@@ -166,18 +166,64 @@ class JetStream:
         self._arm_sync()
 
     # -- monitoring -------------------------------------------------------------------------------
-    def jsz(self) -> dict:
-        streams = sum(len(a.streams) for a in self.accounts.values())
-        consumers = sum(len(s.consumers) for a in self.accounts.values() for s in a.streams.values())
-        msgs = sum(s.store.msgs for a in self.accounts.values() for s in a.streams.values())
-        nbytes = sum(s.store.bytes for a in self.accounts.values() for s in a.streams.values())
-        return {"config": {"max_memory": self.max_memory, "max_storage": self.max_store,
-                           "store_dir": self.store_dir, "sync_interval": int(self.sync_interval * 1e9),
-                           "sync_always": self.sync_always},
-                "memory": self.usage["memory"], "storage": self.usage["file"],
-                "reserved_memory": 0, "reserved_storage": 0, "accounts": len(self.accounts),
-                "ha_assets": 0, "api": {"level": API_LEVEL, "total": self.api_total, "errors": self.api_errors},
-                "streams": streams, "consumers": consumers, "messages": msgs, "bytes": nbytes}
+    def _config_doc(self) -> dict:
+        return {"max_memory": self.max_memory, "max_storage": self.max_store, "store_dir": self.store_dir,
+                "sync_interval": int(self.sync_interval * 1e9), **({"sync_always": True} if self.sync_always else {}),
+                "strict": True}
+
+    def _stats_doc(self) -> dict:
+        return {"memory": self.usage["memory"], "storage": self.usage["file"], "reserved_memory": 0,
+                "reserved_storage": 0, "accounts": len(self.accounts), "ha_assets": 0,
+                "api": {"level": API_LEVEL, "total": self.api_total, "errors": self.api_errors}}
+
+    def varz(self) -> dict:
+        """The `jetstream` section of /varz."""
+        return {"config": self._config_doc(), "stats": self._stats_doc(),
+                "limits": {"default_max_consumers": 1000}}
+
+    def jsz(self, q: dict | None = None) -> dict:
+        """/jsz as nats-server shapes it; `accounts`, `streams`, `consumers`, `config`, `acc` select detail."""
+        from .clock import now_ns, rfc3339
+        from .config import stream_config_json
+
+        q = q or {}
+        flag = lambda name: str(q.get(name, "")).lower() in ("1", "t", "true")  # noqa: E731
+        streams = [st for jsa in self.accounts.values() for st in jsa.streams.values()]
+        doc = self._stats_doc()
+        doc.update({"server_id": self.server.server_id, "now": rfc3339(now_ns()), "config": self._config_doc(),
+                    "limits": {"default_max_consumers": 1000}, "streams": len(streams),
+                    "consumers": sum(len(st.consumers) for st in streams),
+                    "messages": sum(st.store.msgs for st in streams),
+                    "bytes": sum(st.store.bytes for st in streams)})
+        want_streams, want_consumers = flag("streams") or flag("consumers"), flag("consumers")
+        if flag("accounts") or want_streams or q.get("acc"):
+            details = []
+            for name, jsa in sorted(self.accounts.items()):
+                if q.get("acc") and q["acc"] != name:
+                    continue
+                acc = {"name": name, "id": name,
+                       "memory": sum(st.store.bytes for st in jsa.streams.values() if st.store.storage == "memory"),
+                       "storage": sum(st.store.bytes for st in jsa.streams.values() if st.store.storage == "file"),
+                       "reserved_memory": 0, "reserved_storage": 0, "accounts": 0, "ha_assets": 0,
+                       "api": {"level": 0, "total": 0, "errors": 0}}
+                if want_streams:
+                    acc["stream_detail"] = []
+                    for st in sorted(jsa.streams.values(), key=lambda x: x.name):
+                        d = {"name": st.name, "created": rfc3339(st.created),
+                             "cluster": {"leader": self.server.server_name}}
+                        if flag("config"):
+                            d["config"] = stream_config_json(st.cfg)
+                        d["state"] = st.state_json()
+                        if want_consumers:
+                            d["consumer_detail"] = [o.info() for _, o in sorted(st.consumers.items())]
+                        acc["stream_detail"].append(d)
+                details.append(acc)
+            doc["account_details"] = details
+        doc["total"] = len(self.accounts)
+        return doc
+
+    def healthz(self, q: dict | None = None) -> tuple[int, dict]:
+        return 200, {"status": "ok"}
 
     # -- stop -------------------------------------------------------------------------------------
     def shutdown(self) -> None:
