@@ -239,9 +239,18 @@ class Server:
         if not psubs and not qgroups:
             return False
         if msg_subject is not None:
-            cut = 4 + len(subject)
-            psubs = tuple((s, c, b"MSG " + msg_subject + p[cut:]) for s, c, p in psubs)
-            qgroups = tuple(tuple((s, c, b"MSG " + msg_subject + p[cut:]) for s, c, p in g) for g in qgroups)
+            # A JetStream delivery: the plan of the deliver subject, shown as the stored subject (kept with the
+            # plans, so a pull batch or a push consumer rewrites it once, and dropped with them).
+            key = (subject, msg_subject)
+            rewritten = account.plans.get(key)
+            if rewritten is None:
+                cut = 4 + len(subject)
+                rewritten = (tuple((s, c, b"MSG " + msg_subject + p[cut:]) for s, c, p in psubs),
+                             tuple(tuple((s, c, b"MSG " + msg_subject + p[cut:]) for s, c, p in g) for g in qgroups))
+                if len(account.plans) >= 4096:
+                    account.plans.clear()
+                account.plans[key] = rewritten
+            psubs, qgroups = rewritten
             subject = msg_subject
         delivered = False
         count = 0
