@@ -5,6 +5,8 @@
   (c) request/reply round trip through nats-py, p50 and p99             target: p50 ≤ 1.3x
   (d) 1→10 fan-out (raw sockets, 16-byte messages), delivered msgs/s
   (e) start-up time to "Server is ready", and resident memory idle and after the runs
+and, for (a), (b) and (d), the CPU time the server process spent per message (less sensitive than rates to the
+other work on a shared machine).
 
     python -m bench core [--kinds nats-server,embedded] [--repeat 3] [--quick]
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import statistics
 import socket
@@ -55,6 +58,12 @@ class Server:
         self.port = int(_LISTEN.search("".join(lines)).group(2))
         threading.Thread(target=lambda: [None for _ in self.proc.stderr], daemon=True).start()
         self.url = f"nats://127.0.0.1:{self.port}"
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU the server process has used (it is less disturbed by a busy machine than rates)."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def rss_mib(self) -> float:
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -213,7 +222,7 @@ def run(kinds: list[str], repeat: int, quick: bool) -> list[dict]:
     n_c = 1_000 if quick else 5_000
     n_d = 50_000 if quick else 300_000
     results: dict[str, dict] = {k: {"startup": [], "rss_idle": [], "a": [], "b": [], "c": [], "d": [],
-                                    "rss_after": []} for k in kinds}
+                                    "rss_after": [], "cpu_a": [], "cpu_b": [], "cpu_d": []} for k in kinds}
     steps = [(r, k) for r in range(repeat) for k in kinds]
     with tempfile.TemporaryDirectory() as tmp:
         for r, kind in tqdm(steps, desc="core bench", unit="run"):
@@ -223,10 +232,16 @@ def run(kinds: list[str], repeat: int, quick: bool) -> list[dict]:
                 res["startup"].append(srv.startup)
                 time.sleep(0.3)
                 res["rss_idle"].append(srv.rss_mib())
+                cpu = srv.cpu_seconds()
                 res["a"].append(natspy_pubsub(srv.url, n_a))
+                res["cpu_a"].append((srv.cpu_seconds() - cpu) / n_a * 1e6)
+                cpu = srv.cpu_seconds()
                 res["b"].append(raw_blast(srv.port, n_b))
+                res["cpu_b"].append((srv.cpu_seconds() - cpu) / n_b * 1e6)
                 res["c"].append(natspy_request_reply(srv.url, n_c))
+                cpu = srv.cpu_seconds()
                 res["d"].append(raw_blast(srv.port, n_d, subscribers=10))
+                res["cpu_d"].append((srv.cpu_seconds() - cpu) / n_d * 1e6)
                 res["rss_after"].append(srv.rss_mib())
             finally:
                 srv.stop()
@@ -238,10 +253,13 @@ def run(kinds: list[str], repeat: int, quick: bool) -> list[dict]:
         rows.append({
             "server": kind,
             "(a) nats-py pub→sub 128 B, msgs/s": max(res["a"]),
+            "(a) server CPU per message, µs": statistics.median(res["cpu_a"]),
             "(b) raw blast 16 B, delivered msgs/s": max(res["b"]),
+            "(b) server CPU per message, µs": statistics.median(res["cpu_b"]),
             "(c) request/reply p50 µs": c_p50,
             "(c) request/reply p99 µs": c_p99,
             "(d) 1→10 fan-out, delivered msgs/s": max(res["d"]),
+            "(d) server CPU per published message, µs": statistics.median(res["cpu_d"]),
             "(e) start-up to ready, s": statistics.median(res["startup"]),
             "(e) RSS idle, MiB": statistics.median(res["rss_idle"]),
             "(e) RSS after the runs, MiB": max(res["rss_after"]),
@@ -262,6 +280,8 @@ def table(rows: list[dict]) -> str:
                 fmt.loc[label, col] = f"{value:.2f}x"
             elif "msgs/s" in label:
                 fmt.loc[label, col] = f"{value:,.0f}"
+            elif "CPU" in label:
+                fmt.loc[label, col] = f"{value:.2f}"
             elif "µs" in label:
                 fmt.loc[label, col] = f"{value:,.0f}"
             else:

@@ -124,6 +124,10 @@ class Client(asyncio.Protocol):
         self.pings_out = 0
         self._ping_timer: asyncio.TimerHandle | None = None
         self._auth_timer: asyncio.TimerHandle | None = None
+        self.stalled_on: "Client | None" = None      # the consumer this producer is held back for
+        self.stalled_producers: list["Client"] = []   # producers held back for this consumer
+        self._stall_timer: asyncio.TimerHandle | None = None
+        self.stalls = 0
         self.label = f"cid:{self.cid}"
 
     # -- connection life cycle --------------------------------------------------------------------------
@@ -134,7 +138,8 @@ class Client(asyncio.Protocol):
         self.label = f"{self.host}:{self.port} - cid:{self.cid}"
         srv = self.server
         opts = srv.options
-        transport.set_write_buffer_limits(high=max(opts.max_pending, 64 * 1024))
+        transport.set_write_buffer_limits(high=max(opts.max_pending * 3 // 4, 48 * 1024),
+                                          low=max(opts.max_pending // 2, 32 * 1024))
         srv.debug(f"{self.label} - Client connection created")
         # INFO goes out first, even to a connection over the limit (as nats-server does).
         transport.write(srv.info_json(self))
@@ -155,11 +160,50 @@ class Client(asyncio.Protocol):
         self.transport = None
 
     def pause_writing(self) -> None:
-        # Pending bytes are accounted for explicitly (max_pending); asyncio's flow control has nothing to add.
+        # Pending bytes are accounted for in flush() (stalls, max_pending); nothing to do when asyncio says so.
         pass
 
     def resume_writing(self) -> None:
-        pass
+        # The buffer drained below the low-water mark: the producers held back for us may go on.
+        self.release_stalled()
+
+    # -- fast producers -----------------------------------------------------------------------------------
+    def stall(self, producer: "Client") -> None:
+        """Hold back `producer`, which is filling this connection's buffer faster than it drains: its reading
+        pauses until the buffer falls below half of max_pending, or for at most 50 ms (a consumer that does not
+        read at all is then cut off at max_pending). nats-server stalls a fast producer likewise, for a few
+        milliseconds per read of at most 64 KiB; a read here can be 256 KiB, hence the longer bound."""
+        if producer.stalled_on is not None or producer.closed or producer.transport is None:
+            return
+        try:
+            producer.transport.pause_reading()
+        except (RuntimeError, AttributeError):
+            return
+        producer.stalled_on = self
+        producer.stalls += 1
+        self.server.stalls += 1
+        self.stalled_producers.append(producer)
+        producer._stall_timer = self.server.loop.call_later(0.05, producer.unstall)
+
+    def unstall(self) -> None:
+        on = self.stalled_on
+        if on is None:
+            return
+        self.stalled_on = None
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+        if self in on.stalled_producers:
+            on.stalled_producers.remove(self)
+        if not self.closed and self.transport is not None:
+            try:
+                self.transport.resume_reading()
+            except (RuntimeError, AttributeError):
+                pass
+
+    def release_stalled(self) -> None:
+        for producer in list(self.stalled_producers):
+            producer.unstall()
 
     # -- reading -----------------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -168,6 +212,7 @@ class Client(asyncio.Protocol):
         srv = self.server
         # Internal answers sent while this read is processed (PubAcks, API replies) join the one write per read.
         srv._batch += 1
+        srv.reading = self
         try:
             self._process(data)
         except ProtocolError as e:
@@ -175,6 +220,7 @@ class Client(asyncio.Protocol):
         finally:
             srv._batch -= 1
         srv.flush()
+        srv.reading = None
 
     def _process(self, data: bytes) -> None:
         srv = self.server
@@ -558,8 +604,13 @@ class Client(asyncio.Protocol):
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
         transport.write(data)
-        if transport.get_write_buffer_size() > self.max_pending:
+        pending = transport.get_write_buffer_size()
+        if pending > self.max_pending:
             self._slow_consumer()
+        elif pending > self.max_pending * 3 // 4:
+            producer = self.server.reading
+            if producer is not None and producer is not self:
+                self.stall(producer)
 
     def _slow_consumer(self) -> None:
         srv = self.server
@@ -595,6 +646,8 @@ class Client(asyncio.Protocol):
             if timer is not None:
                 timer.cancel()
         self._ping_timer = self._auth_timer = None
+        self.release_stalled()
+        self.unstall()
         self.clear_subscriptions()
         srv = self.server
         srv.remove_client(self)

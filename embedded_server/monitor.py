@@ -257,7 +257,7 @@ class Monitor:
             "out_client_bytes": srv.out_bytes,
             "slow_consumers": srv.slow_consumers,
             "stale_connections": srv.stale_connections,
-            "stalled_clients": 0,
+            "stalled_clients": srv.stalls,
             "subscriptions": srv.num_subscriptions,
             "http_req_stats": dict(self.req_stats),
             "config_load_time": rfc3339(srv.config_load_time),
@@ -285,8 +285,10 @@ class Monitor:
             "out_msgs": c.out_msgs,
             "in_bytes": c.in_bytes,
             "out_bytes": c.out_bytes,
-            "subscriptions": len(c.subs),
         }
+        if c.stalls:
+            info["stalls"] = c.stalls
+        info["subscriptions"] = len(c.subs)
         for key in ("name", "lang", "version"):
             if c.opts.get(key):
                 info[key] = c.opts[key]

@@ -6,8 +6,6 @@ dashes, booleans as `-flag` or `-flag=false`. A configuration file (`-c`) is app
 """
 from __future__ import annotations
 
-import copy
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,9 +66,6 @@ class Options:
     sync_interval: float = DEFAULT_SYNC_INTERVAL
     # Anything a configuration file sets that no field above names (kept for the modules that own it).
     extra: dict[str, Any] = field(default_factory=dict)
-
-    def clone(self) -> "Options":
-        return copy.deepcopy(self)
 
     @property
     def auth_required(self) -> bool:
@@ -241,15 +236,6 @@ def parse_command_line(argv: list[str]) -> CommandLine:
             cl.values[flag.dest] = parsed
     return cl
 
-
-def options_from_args(argv: list[str]) -> tuple[Options, CommandLine]:
-    """Options from flags alone (no config file applied yet)."""
-    cl = parse_command_line(argv)
-    return cl.apply(Options()), cl
-
-
-def option_names() -> list[str]:
-    return [f.name for f in dataclasses.fields(Options)]
 
 
 class ConfigFileError(Exception):

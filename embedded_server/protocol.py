@@ -83,6 +83,17 @@ def _verb(head: bytes):
     return 0
 
 
+def _uniform(buf: bytes, pos: int, rec: int, m: int, line: bytes) -> bool:
+    """Whether `m` records of `rec` bytes from `pos` all start with `line` and end with CRLF."""
+    stop = pos + m * rec
+    if buf[pos + rec - 2:stop:rec] != b"\r" * m or buf[pos + rec - 1:stop:rec] != b"\n" * m:
+        return False
+    for j in range(len(line)):
+        if buf[pos + j:stop:rec] != line[j:j + 1] * m:
+            return False
+    return True
+
+
 def parse_size(b: bytes) -> int:
     """nats-server's parseSize: 1 to 9 ASCII digits, else -1."""
     if 0 < len(b) <= 9 and b.isdigit():
@@ -237,6 +248,16 @@ class Parser:
                             count = 1
                             total = size
                             run_end = nxt
+                            line = buf[pos:nl + 1]
+                            if startswith(line, nxt):
+                                # Identical messages back to back (a pipelining publisher): check every record's
+                                # control line and CRLF at once with strided slices instead of one by one.
+                                rec = nxt - pos
+                                m = (end - pos) // rec
+                                if m > 2 and _uniform(buf, pos, rec, m, line):
+                                    count = m
+                                    total = size * m
+                                    run_end = pos + m * rec
                             while startswith(head, run_end):
                                 nl2 = find(b"\n", run_end + hl)
                                 if nl2 < 0 or buf[nl2 - 1] != 13:

@@ -118,7 +118,9 @@ class Server:
         self.in_msgs = self.in_bytes = self.out_msgs = self.out_bytes = 0
         self.slow_consumers = 0
         self.stale_connections = 0
+        self.stalls = 0
         self.total_connections = 0
+        self.reading: Client | None = None   # the connection whose read is being processed
         self.port = 0
         self.http_port = 0
         self._listener: asyncio.AbstractServer | None = None
@@ -317,9 +319,12 @@ class Server:
         psubs, qgroups = plan
         if qgroups or self.logger.trace_enabled:
             return False
+        clients = set()
         for sub, client, _ in psubs:
-            if client is None or sub.max or client.perms is not None:
+            if client is None or sub.max or client.perms is not None or client in clients:
+                # (A client with two matching subscriptions gets each message twice, interleaved.)
                 return False
+            clients.add(client)
         if psubs and segment.count(head) != count:
             return False
         no_echo = producer if not producer.echo else None

@@ -178,3 +178,33 @@ def test_nothing_but_connect_is_accepted_while_auth_is_expected():
     next(gen)
     p.expect_connect = False  # the connection authenticated the CONNECT
     assert list(gen) == [(protocol.PING,)]
+
+
+def parse_until_error(data: bytes, runs: bool, points=()) -> tuple[list[tuple], str | None]:
+    p = Parser(headers=True, runs=runs)
+    out = []
+    try:
+        for chunk in cut(data, list(points)):
+            for op in p.feed(chunk):
+                out.extend(protocol.expand_run(op) if op[0] == protocol.PUBS else [op])
+    except ProtocolError as e:
+        return out, e.err
+    return out, None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=0, max_size=8), st.integers(0, 30), st.binary(max_size=12), st.integers(0, 30),
+       st.sampled_from([b"PUB a ", b"PUB a  ", b"PUB a.b "]), st.lists(st.integers(0, 2000), max_size=4))
+def test_runs_of_identical_messages_agree_with_one_by_one_parsing(payload, k, junk, j, head, points):
+    """Long runs of identical messages are checked in bulk; with junk in between, or a payload that looks like
+    a header, the result (operations, and the error where it stops) is the same as parsing one by one."""
+    record = head + b"%d\r\n%s\r\n" % (len(payload), payload)
+    data = record * k + junk + record * j
+    assert parse_until_error(data, runs=True, points=points) == parse_until_error(data, runs=False)
+
+
+def test_a_payload_holding_the_header_is_not_mistaken_for_a_message():
+    inner = b"PUB a 3\r\nxyz\r\n"
+    record = b"PUB a %d\r\n%s\r\n" % (len(inner), inner)
+    assert parse_until_error(record * 10, runs=True)[0] == [(protocol.PUB, b"a", None, b"%d\r\n%s\r\n" % (
+        len(inner), inner), 4)] * 10

@@ -177,3 +177,43 @@ def test_info_carries_nats_servers_fields(start_server, server_kind):
     assert info["max_payload"] == 1048576 and isinstance(info["client_id"], int)
     assert len(info["server_id"]) == 56 and info["server_id"].startswith("N")
     assert tuple(int(x) for x in info["version"].split(".")[:2]) >= (2, 10)
+
+
+def test_a_fast_producer_is_held_back_for_a_slower_reader(start_server):
+    """A subscriber that reads, only more slowly than the publisher writes, is not cut off: the publisher is
+    stalled while the subscriber's buffer is three quarters full, and every message arrives."""
+    import threading
+
+    srv = start_server(config="max_pending: 4MB\n")
+    sub = socket.create_connection(("127.0.0.1", srv.port))
+    sub.settimeout(10)
+    sub.recv(4096)
+    sub.sendall(b'CONNECT {"verbose":false}\r\nSUB s 1\r\nPING\r\n')
+    got = b""
+    while b"PONG" not in got:
+        got += sub.recv(100)
+    received = [0]
+
+    def read_slowly():
+        try:
+            while chunk := sub.recv(65536):
+                received[0] += len(chunk)
+                time.sleep(0.002)
+        except OSError:
+            pass
+
+    reader = threading.Thread(target=read_slowly, daemon=True)
+    reader.start()
+    one = b"PUB s 1000\r\n" + b"x" * 1000 + b"\r\n"
+    with RawClient(srv) as pub:
+        pub.connect()
+        for _ in range(250):  # 25 MB, about six times max_pending
+            pub.send(one * 100)
+        assert pub.ping() == []
+    expected = 25_000 * len(b"MSG s 1 1000\r\n" + b"x" * 1000 + b"\r\n")
+    deadline = time.monotonic() + 20
+    while received[0] < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sub.close()
+    assert received[0] == expected
+    assert "Slow Consumer" not in srv.logs

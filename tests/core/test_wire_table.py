@@ -99,8 +99,20 @@ TABLE = [
     (b"CONNECT {\"verbose\":false}\r\nSUB foo 1\r\nPUB foo $JS.ACK.x.y 1\r\nx\r\nPING\r\n", b'-ERR \'Permissions Violation for Publish with Reply of "$JS.ACK.x.y"\'\r\nPONG\r\n', OPEN),
 ]
 
+# Runs of identical publishes (delivered in bulk), also when a payload looks like a message header.
+RECORD = b"PUB foo 10\r\nPUB foo 1 \r\n"
+TABLE += [
+    (C + b"SUB foo 1\r\n" + RECORD * 5 + b"PING\r\n", b"MSG foo 1 10\r\nPUB foo 1 \r\n" * 5 + b"PONG\r\n", OPEN),
+    (C + b"SUB foo 1\r\n" + b"PUB foo 3\r\nabc\r\n" * 4 + b"PUB foo 3\r\nabcd\r\n",
+     b"MSG foo 1 3\r\nabc\r\n" * 4 + b"-ERR 'Unknown Protocol Operation'\r\n", CLOSED),
+]
+
 # Wildcard subscriptions catch other cases' messages: these run one at a time.
+NO_PEDANTIC = b'CONNECT {"verbose":false,"pedantic":false}\r\n'
 ALONE = [
+    (NO_PEDANTIC + b"SUB foo 1\r\nSUB * 2\r\n" + b"PUB foo 3\r\nabc\r\n" * 4 + b"PUB foo  3\r\nxyz\r\nPING\r\n",
+     b"MSG foo 1 3\r\nabc\r\nMSG foo 2 3\r\nabc\r\n" * 4 + b"MSG foo 1 3\r\nxyz\r\nMSG foo 2 3\r\nxyz\r\nPONG\r\n",
+     OPEN),
     (b"CONNECT {}\r\nSUB > 1\r\nSUB foo.> 2\r\nSUB *.* 3\r\nPUB foo.bar 1\r\nx\r\nPING\r\n", b'+OK\r\n+OK\r\n+OK\r\n+OK\r\n+OK\r\nMSG foo.bar 1 1\r\nx\r\nMSG foo.bar 3 1\r\nx\r\nMSG foo.bar 2 1\r\nx\r\nPONG\r\n', OPEN),
     (b"CONNECT {\"verbose\":true}\r\nSUB foo.>.bar 1\r\nSUB foo* 2\r\nSUB >foo 3\r\nSUB * 4\r\nPING\r\n", b"+OK\r\n-ERR 'Invalid Subject'\r\n+OK\r\n+OK\r\n+OK\r\nPONG\r\n", OPEN),
 ]
