@@ -2,6 +2,8 @@
 
   (a) pub→sub through nats-py clients, 128-byte messages, msgs/s        target: embedded ≥ 0.9x nats-server
   (b) raw pipelined socket blast of 16-byte messages, delivered msgs/s  target: ≥ 0.3x
+      (and two variants that defeat the embedded server's bulk paths: payload sizes that vary, and 100
+      subjects in turn)
   (c) request/reply round trip through nats-py, p50 and p99             target: p50 ≤ 1.3x
   (d) 1→10 fan-out (raw sockets, 16-byte messages), delivered msgs/s
   (e) start-up time to "Server is ready", and resident memory idle and after the runs
@@ -135,27 +137,35 @@ def _sync(s: socket.socket) -> None:
         buf += s.recv(4096)
 
 
-def raw_blast(port: int, count: int, subscribers: int = 1, size: int = 16) -> float:
-    """Delivered messages per second: one raw publisher pipelining `count` PUBs, `subscribers` raw readers."""
-    subject = b"bench.b"
+def raw_blast(port: int, count: int, subscribers: int = 1, size: int = 16, mix: str = "same") -> float:
+    """Delivered messages per second: one raw publisher pipelining `count` PUBs (rounded up to whole chunks of
+    4096), `subscribers` raw readers. `mix`: "same" identical messages; "sizes" payloads of 12 to 20 bytes on
+    one subject; "subjects" 100 subjects in turn (no two neighbours alike)."""
+    chunk_msgs = 4096
+    messages = []
+    for i in range(chunk_msgs):
+        subject = b"bench.b.%d" % (i % 100) if mix == "subjects" else b"bench.b"
+        n = 12 + i % 9 if mix == "sizes" else size
+        messages.append((subject, b"x" * n))
+    filter_subject = b"bench.b.>" if mix == "subjects" else b"bench.b"
     subs = []
     for i in range(subscribers):
         s = _raw_connect(port)
-        s.sendall(b"SUB %s %d\r\n" % (subject, i + 1))
+        s.sendall(b"SUB %s %d\r\n" % (filter_subject, i + 1))
         _sync(s)
         subs.append(s)
     pub = _raw_connect(port)
     _sync(pub)
-    payload = b"x" * size
-    one = b"PUB %s %d\r\n%s\r\n" % (subject, size, payload)
-    chunk_msgs = 4096
-    chunk = one * chunk_msgs
-    per_sub_bytes = [len(b"MSG %s %d %d\r\n" % (subject, i + 1, size)) + size + 2 for i in range(subscribers)]
+    chunk = b"".join(b"PUB %s %d\r\n%s\r\n" % (subj, len(p), p) for subj, p in messages)
+    chunks = -(-count // chunk_msgs)
+    count = chunks * chunk_msgs
+    per_sub_bytes = [chunks * sum(len(b"MSG %s %d %d\r\n" % (subj, i + 1, len(p))) + len(p) + 2
+                                  for subj, p in messages) for i in range(subscribers)]
     done = [threading.Event() for _ in subs]
     t_end = [0.0] * subscribers
 
     def reader(i: int, s: socket.socket) -> None:
-        want = per_sub_bytes[i] * count
+        want = per_sub_bytes[i]
         got = 0
         buf = bytearray(1 << 20)
         view = memoryview(buf)
@@ -171,11 +181,8 @@ def raw_blast(port: int, count: int, subscribers: int = 1, size: int = 16) -> fl
     for t in threads:
         t.start()
     t0 = time.perf_counter()
-    sent = 0
-    while sent < count:
-        n = min(chunk_msgs, count - sent)
-        pub.sendall(chunk if n == chunk_msgs else one * n)
-        sent += n
+    for _ in range(chunks):
+        pub.sendall(chunk)
     for d in done:
         if not d.wait(120):
             raise RuntimeError("subscriber did not receive everything (slow consumer?)")
@@ -222,7 +229,8 @@ def run(kinds: list[str], repeat: int, quick: bool) -> list[dict]:
     n_c = 1_000 if quick else 5_000
     n_d = 50_000 if quick else 300_000
     results: dict[str, dict] = {k: {"startup": [], "rss_idle": [], "a": [], "b": [], "c": [], "d": [],
-                                    "rss_after": [], "cpu_a": [], "cpu_b": [], "cpu_d": []} for k in kinds}
+                                    "rss_after": [], "cpu_a": [], "cpu_b": [], "cpu_d": [], "b_sizes": [],
+                                    "cpu_b_sizes": [], "b_subjects": [], "cpu_b_subjects": []} for k in kinds}
     steps = [(r, k) for r in range(repeat) for k in kinds]
     with tempfile.TemporaryDirectory() as tmp:
         for r, kind in tqdm(steps, desc="core bench", unit="run"):
@@ -238,6 +246,10 @@ def run(kinds: list[str], repeat: int, quick: bool) -> list[dict]:
                 cpu = srv.cpu_seconds()
                 res["b"].append(raw_blast(srv.port, n_b))
                 res["cpu_b"].append((srv.cpu_seconds() - cpu) / n_b * 1e6)
+                for mix in ("sizes", "subjects"):
+                    cpu = srv.cpu_seconds()
+                    res[f"b_{mix}"].append(raw_blast(srv.port, n_b // 4, mix=mix))
+                    res[f"cpu_b_{mix}"].append((srv.cpu_seconds() - cpu) / (n_b // 4) * 1e6)
                 res["c"].append(natspy_request_reply(srv.url, n_c))
                 cpu = srv.cpu_seconds()
                 res["d"].append(raw_blast(srv.port, n_d, subscribers=10))
@@ -256,6 +268,10 @@ def run(kinds: list[str], repeat: int, quick: bool) -> list[dict]:
             "(a) server CPU per message, µs": statistics.median(res["cpu_a"]),
             "(b) raw blast 16 B, delivered msgs/s": max(res["b"]),
             "(b) server CPU per message, µs": statistics.median(res["cpu_b"]),
+            "(b) sizes 12-20 B vary, delivered msgs/s": max(res["b_sizes"]),
+            "(b) sizes vary: server CPU per message, µs": statistics.median(res["cpu_b_sizes"]),
+            "(b) 100 subjects in turn, delivered msgs/s": max(res["b_subjects"]),
+            "(b) 100 subjects: server CPU per message, µs": statistics.median(res["cpu_b_subjects"]),
             "(c) request/reply p50 µs": c_p50,
             "(c) request/reply p99 µs": c_p99,
             "(d) 1→10 fan-out, delivered msgs/s": max(res["d"]),

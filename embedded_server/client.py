@@ -226,7 +226,7 @@ class Client(asyncio.Protocol):
         srv = self.server
         account = self.account
         out = self.out
-        n_in = in_bytes = 0
+        n_in = in_bytes = n_out = out_bytes = 0
         tracing = srv.logger.trace_enabled
         self.parser.runs = not tracing
         try:
@@ -244,9 +244,35 @@ class Client(asyncio.Protocol):
                 elif kind == 1 or kind == 2:  # PUB, HPUB
                     tail = op[3]
                     body_at = op[4]
+                    size = len(tail) - body_at - 2
                     n_in += 1
-                    in_bytes += len(tail) - body_at - 2
-                    self._publish(account, op[1], op[2], tail, body_at, op[5] if kind == 2 else 0)
+                    in_bytes += size
+                    if kind == 1 and op[2] is None and not (tracing or self.verbose or self.pedantic) \
+                            and self.perms is None:
+                        # The common case inline: one plain subscriber, nothing to check per message.
+                        subject = op[1]
+                        plan = account.plans.get(subject)
+                        if plan is None:
+                            plan = account.plan(subject)
+                        psubs = plan[0]
+                        if len(psubs) == 1 and not plan[1]:
+                            sub, client, prefix = psubs[0]
+                            if client is not None and not sub.max and client.perms is None \
+                                    and not sub.closed and not client.closed and (client is not self or self.echo):
+                                sub.delivered += 1
+                                client.out.append(prefix)
+                                client.out.append(tail)
+                                client.out_msgs += 1
+                                client.out_bytes += size
+                                if not client.dirty:
+                                    client.dirty = True
+                                    srv.dirty.append(client)
+                                n_out += 1
+                                out_bytes += size
+                                continue
+                        srv.route(account, self, subject, None, tail, body_at, 0)
+                    else:
+                        self._publish(account, op[1], op[2], tail, body_at, op[5] if kind == 2 else 0)
                 elif kind == 3:
                     self._sub(op[1], op[2], op[3])
                     self.last_in = time.monotonic()
@@ -273,6 +299,11 @@ class Client(asyncio.Protocol):
                 if self.closed:
                     break
         finally:
+            if n_out:
+                account.out_msgs += n_out
+                account.out_bytes += out_bytes
+                srv.out_msgs += n_out
+                srv.out_bytes += out_bytes
             if n_in:
                 self.in_msgs += n_in
                 self.in_bytes += in_bytes

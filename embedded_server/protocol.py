@@ -201,8 +201,9 @@ class Parser:
             startswith = buf.startswith
             mcl = self.max_control_line
             max_payload = self.max_payload
+            expect_connect = self.expect_connect   # only a CONNECT (general path below) can clear it
             while pos < end:
-                if self.expect_connect and buf[pos] not in b"Cc":
+                if expect_connect and buf[pos] not in b"Cc":
                     raise ProtocolError("Authorization Violation", AUTH_VIOLATION)
                 nl = find(b"\n", pos)
                 if nl < 0:
@@ -241,10 +242,13 @@ class Parser:
                                 f"Client parser ERROR, state=MSG_END, i={stop}: proto={_snippet(buf[stop:])}",
                                 UNKNOWN_OP)
                         nxt = stop + 2
-                        if reply is None and self.runs and startswith(b"PUB ", nxt):
-                            # Gather the following PUBs of the same shape into one run.
+                        hl = tail_at - pos
+                        # Gather the following PUBs of the same shape into one run. (The index checks are a
+                        # cheap first look: same last subject byte, then the separator, in the next line.)
+                        if reply is None and nxt + hl < end and buf[nxt + hl - 1] == 32 \
+                                and buf[nxt + hl - 2] == buf[tail_at - 2] and self.runs \
+                                and startswith(buf[pos:tail_at], nxt):
                             head = buf[pos:tail_at]
-                            hl = len(head)
                             count = 1
                             total = size
                             run_end = nxt
@@ -281,6 +285,7 @@ class Parser:
                         pos = nxt
                         continue
                 pos = yield from self._op(buf, pos, nl)
+                expect_connect = self.expect_connect
         except ProtocolError as e:
             self._failed = e
             self._buf = b""
