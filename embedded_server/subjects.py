@@ -67,6 +67,25 @@ def matches(filter_subject: str, subject: str) -> bool:
     return len(ftoks) == len(stoks)
 
 
+def subset_match(subject: str, filter_subject: str) -> bool:
+    """Whether every subject matched by `subject` (possibly a wildcard) is also matched by `filter_subject`."""
+    stoks = subject.split(".")
+    ftoks = filter_subject.split(".")
+    for i, ft in enumerate(ftoks):
+        if i >= len(stoks):
+            return False
+        st = stoks[i]
+        if ft == FWC:
+            return True
+        if st == FWC:
+            return False
+        if ft == PWC:
+            continue
+        if st == PWC or st != ft:
+            return False
+    return len(ftoks) == len(stoks)
+
+
 class InvalidSubject(ValueError):
     """Raised by Sublist.insert for a subject nats-server would refuse ('Invalid Subject')."""
 

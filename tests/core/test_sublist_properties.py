@@ -118,3 +118,12 @@ def test_the_cache_stays_bounded():
     for i in range(5000):
         assert sl.match(f"s.{i}").psubs
     assert sl.cache_count() <= 1024
+
+
+@settings(max_examples=300, deadline=None)
+@given(filters(), filters(), st.lists(literal, max_size=20))
+def test_subset_match_means_every_matched_subject_is_matched_by_the_wider_filter(narrow, wide, samples):
+    from embedded_server.subjects import subset_match
+    if subset_match(narrow, wide):
+        assert all(matches(wide, s) for s in samples if matches(narrow, s))
+    assert subset_match(narrow, narrow) and subset_match(narrow, ">")
