@@ -27,7 +27,10 @@ _SIGNAL_NAMES = {signal.SIGTERM: "terminated", signal.SIGINT: "interrupt", signa
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop when it is installed (much faster), else the standard loop."""
+    """uvloop when it is installed (much faster), else the standard loop; PYNATS_SERVER_LOOP=asyncio forces the
+    standard one (what a plain `pip install` runs)."""
+    if os.environ.get("PYNATS_SERVER_LOOP") == "asyncio":
+        return asyncio.new_event_loop()
     try:
         import uvloop
     except ImportError:
