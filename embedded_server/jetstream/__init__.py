@@ -119,7 +119,7 @@ class JetStream:
         for account in list(self.server.accounts.values()):
             if account.name != "$SYS":
                 self.enable_account(account)
-        self.server.info_extra["jetstream"] = True
+        self.server.info_extra["api_lvl"] = API_LEVEL
         self._arm_sync()
         log.notice(f"Took {(time.monotonic() - started) * 1000:.3f}ms to start JetStream")
 
@@ -234,7 +234,7 @@ class JetStream:
             self._sync_timer.cancel()
         for jsa in self.accounts.values():
             jsa.stop()
-        self.server.info_extra.pop("jetstream", None)
+        self.server.info_extra.pop("api_lvl", None)
 
 
 def _protocol_version() -> str:

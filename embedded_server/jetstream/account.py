@@ -254,10 +254,7 @@ class JSAccount:
                           "it is left untouched on disk")
                 continue
             cfg = meta["config"]
-            if not cfg.get("durable_name"):
-                # Ephemerals do not outlive the server, as in nats-server.
-                cstore.delete()
-                continue
+            # Ephemerals come back too, as in nats-server; their inactivity threshold then removes them.
             o = Consumer(st, cfg, name, meta.get("created") or now_ns(), cstore, state=state)
             st.consumers[name] = o
             o.start()

@@ -99,6 +99,35 @@ async def _request(nc, subject: str, body, headers=None):
         return {"raw": msg.data, "headers": dict(msg.headers or {})}
 
 
+async def _create_stream(nc, name: str, body: dict):
+    """Create, retrying once on 10049: nats-server may still be removing the files of a stream of that name that
+    was deleted a moment before ("error creating store for stream")."""
+    answer = await _request(nc, f"$JS.API.STREAM.CREATE.{name}", body)
+    if isinstance(answer, dict) and answer.get("error", {}).get("err_code") == 10049:
+        await asyncio.sleep(0.1)
+        answer = await _request(nc, f"$JS.API.STREAM.CREATE.{name}", body)
+    return answer
+
+
+async def _direct(nc, subject: str, payload: bytes):
+    """A direct get: every message and status until the answer is complete (one message, or a batch and EOB)."""
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    await nc.publish(subject, payload, reply=inbox)
+    out = []
+    try:
+        while True:
+            msg = await sub.next_msg(1)
+            hdrs = {k: v for k, v in (msg.headers or {}).items() if k != "Nats-Time-Stamp"}
+            out.append((msg.data, hdrs))
+            if "Status" in hdrs or "Nats-Num-Pending" not in hdrs:
+                break
+    except nats.errors.TimeoutError:
+        out.append("timeout" if out else "no answer")
+    await sub.unsubscribe()
+    return out
+
+
 async def _pull(nc, stream: str, consumer: str, batch: int, ack: str):
     inbox = nc.new_inbox()
     sub = await nc.subscribe(inbox)
@@ -161,13 +190,14 @@ class JetStreamModel(RuleBasedStateMachine):
     @rule(name=st.sampled_from(STREAMS), variant=st.integers(0, 2), storage=st.sampled_from(["file", "memory"]),
           max_msgs=st.sampled_from([0, 3, 10]), per_subject=st.sampled_from([0, 1, 2]),
           discard=st.sampled_from(["old", "new"]), retention=st.sampled_from(["limits", "interest", "workqueue"]),
-          rollup=st.booleans(), deny_delete=st.booleans())
-    def create_stream(self, name, variant, storage, max_msgs, per_subject, discard, retention, rollup, deny_delete):
+          rollup=st.booleans(), deny_delete=st.booleans(), direct=st.booleans())
+    def create_stream(self, name, variant, storage, max_msgs, per_subject, discard, retention, rollup, deny_delete,
+                      direct):
         body = {"name": name, "subjects": STREAM_SUBJECTS[name][variant], "storage": storage,
                 "max_msgs": max_msgs, "max_msgs_per_subject": per_subject, "discard": discard,
                 "retention": retention, "allow_rollup_hdrs": rollup, "deny_delete": deny_delete,
-                "duplicate_window": 60_000_000_000}
-        answers = self.both(lambda nc: _request(nc, f"$JS.API.STREAM.CREATE.{name}", body))
+                "duplicate_window": 60_000_000_000, "allow_direct": direct}
+        answers = self.both(lambda nc: _create_stream(nc, name, body))
         if "error" not in answers[0]:
             self.streams.add(name)
 
@@ -228,6 +258,16 @@ class JetStreamModel(RuleBasedStateMachine):
     def msg_delete(self, name, seq, no_erase):
         self.both(lambda nc: _request(nc, f"$JS.API.STREAM.MSG.DELETE.{name}", {"seq": seq, "no_erase": no_erase}))
 
+    @rule(name=st.sampled_from(STREAMS), how=st.sampled_from(["seq", "last", "batch", "by_subject"]),
+          seq=st.integers(1, 10), subject=st.sampled_from(SUBJECTS + ["a.*"]), batch=st.integers(1, 4))
+    def direct_get(self, name, how, seq, subject, batch):
+        if how == "by_subject":
+            self.both(lambda nc: _direct(nc, f"$JS.API.DIRECT.GET.{name}.{subject}", b""))
+            return
+        body = {"seq": seq} if how == "seq" else {"last_by_subj": subject} if how == "last" else \
+            {"seq": seq, "next_by_subj": subject, "batch": batch}
+        self.both(lambda nc: _direct(nc, f"$JS.API.DIRECT.GET.{name}", json.dumps(body).encode()))
+
     # -- consumers ---------------------------------------------------------------------------------
     @rule(stream=st.sampled_from(STREAMS), name=st.sampled_from(["C1", "C2"]),
           ack=st.sampled_from(["explicit", "all", "none"]),
@@ -252,6 +292,12 @@ class JetStreamModel(RuleBasedStateMachine):
             ack = "none"
         self.both(lambda nc: _pull(nc, stream, name, batch, ack))
         self.both(lambda nc: _request(nc, f"$JS.API.CONSUMER.INFO.{stream}.{name}", b""))
+
+    @rule(stream=st.sampled_from(STREAMS), name=st.sampled_from(["C1", "C2", "nope"]),
+          until=st.sampled_from([None, "2099-01-01T00:00:00Z"]))
+    def consumer_pause(self, stream, name, until):
+        body = {"pause_until": until} if until else b""
+        self.both(lambda nc: _request(nc, f"$JS.API.CONSUMER.PAUSE.{stream}.{name}", body))
 
     @rule(stream=st.sampled_from(STREAMS), name=st.sampled_from(["C1", "C2", "nope"]))
     def consumer_info(self, stream, name):
