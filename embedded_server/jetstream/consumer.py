@@ -79,6 +79,7 @@ class Consumer:
         self._subs = []
         self._ptmr = None
         self._ptmr_at = 0.0
+        self._ptmr_due = 0
         self._hb_timer = None
         self._wait_timer = None
         self._wait_timer_at = 0.0
@@ -111,6 +112,7 @@ class Consumer:
         self.maxdc = max(cfg.get("max_deliver", -1), 0)
         self._headers_only = bool(cfg.get("headers_only"))
         self._ack_wait_s = cfg.get("ack_wait", 0) / 1e9
+        self._ack_wait_ns = cfg.get("ack_wait", 0)
         self._backoff = cfg.get("backoff") or None
 
     def filter_matches(self, subject: str) -> bool:
@@ -363,6 +365,7 @@ class Consumer:
         if self.replay and self.sseq > self.stream.store.last_seq:
             self.replay = False
         if not is_push:
+            self.last_activity = time.monotonic()
             self._process_waiting(eos=True)
 
     def _put_back(self, seq: int, dc: int) -> None:
@@ -425,30 +428,29 @@ class Consumer:
             return False
         dseq = self.dseq
         self.dseq += 1
-        self.ldt = now_ns()
-        self._last_delivery = time.monotonic()
+        now = self.ldt = now_ns()
         if self.ack_none:
             self.adflr, self.asflr = dseq, sm.seq
+            if self.stream.cfg["retention"] != "limits":
+                self.stream.ack_msg(self, sm.seq)
         else:
-            self._track_pending(sm.seq, dseq)
-        if self.maxpb:
-            self.pbytes += sz
-            if self._need_flow_control(sz):
-                self._send_flow_control()
-        if not self.is_push:
-            self.last_activity = time.monotonic()
-        if self.ack_none and self.stream.cfg["retention"] != "limits":
-            self.stream.ack_msg(self, sm.seq)
-        self._save()
+            seq = sm.seq
+            p = self.pending.get(seq)
+            if p is None:
+                self.pending[seq] = [dseq, now]
+            else:
+                p[1] = now
+            if self._backoff or self._ptmr is None or self._ptmr_due > now + self._ack_wait_ns:
+                self._arm_pending_timer(self._ack_wait_for(seq) + ACK_WAIT_DELAY)
+        if self.is_push:
+            self._last_delivery = time.monotonic()
+            if self.maxpb:
+                self.pbytes += sz
+                if self._need_flow_control(sz):
+                    self._send_flow_control()
+        if self._save_handle is None:
+            self._save()
         return True
-
-    def _track_pending(self, sseq: int, dseq: int) -> None:
-        p = self.pending.get(sseq)
-        if p is not None:
-            p[1] = now_ns()
-        else:
-            self.pending[sseq] = [dseq, now_ns()]
-        self._arm_pending_timer(self._ack_wait_for(sseq) + ACK_WAIT_DELAY)
 
     def _ack_wait_for(self, sseq: int) -> float:
         backoff = self._backoff
@@ -464,6 +466,7 @@ class Consumer:
                 return
             self._ptmr.cancel()
         self._ptmr_at = at
+        self._ptmr_due = now_ns() + int(delay * 1e9)
         self._ptmr = self.js.loop.call_later(delay, self._check_pending)
 
     def _delivery_count(self, seq: int) -> int:
@@ -564,15 +567,12 @@ class Consumer:
 
     # -- acks -------------------------------------------------------------------------------------
     def _on_ack(self, sub, client, subject, reply, hdr, payload) -> None:
-        tokens = subject.split(".")
-        if len(tokens) == 9:
-            off = 2
-        elif len(tokens) >= 11:
-            off = 4
-        else:
+        # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending> (our subscription's form).
+        parts = subject.rsplit(".", 5)
+        if len(parts) != 6 or subject.count(".") != 8:
             return
         try:
-            dc, sseq, dseq = int(tokens[off + 2]), int(tokens[off + 3]), int(tokens[off + 4])
+            dc, sseq, dseq = int(parts[1]), int(parts[2]), int(parts[3])
         except ValueError:
             return
         msg = payload
@@ -766,11 +766,10 @@ class Consumer:
         self.kick()
 
     def _next_waiting(self, sz: int, pass_id=None):
-        now = time.monotonic()
         server = self.js.server
         while self.waiting:
             wr = self.waiting[0]
-            if wr.expires and now >= wr.expires:
+            if wr.expires and time.monotonic() >= wr.expires:
                 self.js.server.send_internal(self.account, wr.reply, None,
                                              _PENDING_HDR % (b"408 Request Timeout", wr.n, wr.b), b"")
                 self.waiting.popleft()

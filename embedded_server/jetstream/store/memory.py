@@ -321,12 +321,18 @@ class MemoryStore(StreamStore):
         return ss
 
     def load_next_msg(self, filters, start: int) -> StoreMsg | None:
-        start = max(start, self.first_seq, self._base)
+        if start < self.first_seq:
+            start = self.first_seq
+        recs, base = self._recs, self._base
+        if start < base:
+            start = base
         if start > self.last_seq or not self.msgs:
             return None
-        recs, base = self._recs, self._base
-        if _all(filters):
-            for i in range(start - base, len(recs)):
+        if not filters or _all(filters):
+            rec = recs[start - base]
+            if rec is not None:
+                return StoreMsg(rec[0], rec[1], rec[2], start, rec[3])
+            for i in range(start - base + 1, len(recs)):
                 rec = recs[i]
                 if rec is not None:
                     return self._msg(base + i, rec)
