@@ -61,6 +61,18 @@ def parse_msg_ttl(value: bytes) -> int:
     raise api_error("JSMessageTTLInvalidErr")
 
 
+def _go_duration_text(ns: int) -> str:
+    """Go's time.Duration.String for whole seconds: "1s", "1m0s", "1h0m0s"."""
+    secs = ns // 1_000_000_000
+    h, rem = divmod(secs, 3600)
+    m, s = divmod(rem, 60)
+    if h:
+        return f"{h}h{m}m{s}s"
+    if m:
+        return f"{m}m{s}s"
+    return f"{s}s"
+
+
 def _parse_uint(value: bytes) -> int:
     """nats-server's parseInt64 then uint64 cast: anything unparsable becomes 2^64-1."""
     return int(value) if value.isdigit() else (1 << 64) - 1
@@ -451,13 +463,35 @@ class Stream:
         self._expiry_timer = None
         if self.closed:
             return
-        gone = self.store.expire(now_ns(), self.cfg.get("max_age", 0))
-        if gone:
-            self.js.add_usage(self)
-            for o in list(self.consumers.values()):
-                for seq in gone:
-                    o.msg_removed(seq)
+        now = now_ns()
+        sdm_ttl = self.cfg.get("subject_delete_marker_ttl", 0)
+        if sdm_ttl > 0:
+            self._expire_with_markers(now, sdm_ttl)
+        else:
+            gone = self.store.expire(now, self.cfg.get("max_age", 0))
+            if gone:
+                self.js.add_usage(self)
+                for o in list(self.consumers.values()):
+                    for seq in gone:
+                        o.msg_removed(seq)
         self.schedule_expiry()
+
+    def _expire_with_markers(self, now: int, sdm_ttl: int) -> None:
+        """nats-server's subject delete markers: the last message of a subject to age out is replaced by a
+        marker (`Nats-Marker-Reason: MaxAge`, its own TTL, rolling the subject up) instead of vanishing."""
+        ttl = _go_duration_text(sdm_ttl)
+        for seq in self.store.expire_candidates(now, self.cfg.get("max_age", 0)):
+            sm = self.store.load_msg(seq)
+            if sm is None:
+                continue
+            ss = self.store.subjects_state(sm.subject).get(sm.subject)
+            last = ss is not None and ss.msgs == 1
+            if last and not (sm.hdr and headers.get(sm.hdr, headers.MARKER_REASON)):
+                marker = headers.build([(headers.MARKER_REASON, b"MaxAge"), (headers.TTL, ttl.encode()),
+                                        (headers.ROLLUP, b"sub")])
+                self._process_checked(sm.subject, "", marker, b"")
+            else:
+                self.remove_msg(seq)
 
     # -- direct get -------------------------------------------------------------------------------
     def _direct_get(self, sub, client, subject, reply, hdr, payload) -> None:

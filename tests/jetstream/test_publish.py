@@ -263,3 +263,28 @@ def test_subject_transform_and_republish(js_server):
     assert copy.headers["Nats-Stream"] == "TR" and copy.headers["Nats-Sequence"] == "1"
     assert copy.headers["Nats-Subject"] == "stored.eu.orders.1" and copy.headers["Nats-Last-Sequence"] == "0"
     assert error_of(bad)[:2] == (400, 10156)
+
+
+def test_subject_delete_marker_replaces_an_aged_out_last_message(js_server):
+    async def scenario():
+        async with connected(js_server) as (nc, js):
+            created = await api(nc, "$JS.API.STREAM.CREATE.SDM", {
+                "name": "SDM", "subjects": ["sdm.*"], "storage": "memory", "max_age": 300_000_000,
+                "subject_delete_marker_ttl": 1_000_000_000})
+            await js.publish("sdm.a", b"one")
+            await js.publish("sdm.b", b"two")
+            await js.publish("sdm.b", b"three")
+            marker = None
+            for _ in range(60):
+                await asyncio.sleep(0.05)
+                resp = await api(nc, "$JS.API.STREAM.MSG.GET.SDM", {"last_by_subj": "sdm.a"})
+                if resp.get("message", {}).get("seq", 1) > 1:
+                    marker = await js.get_msg("SDM", resp["message"]["seq"])
+                    break
+            return created["config"], marker
+
+    cfg, marker = run(scenario())
+    assert cfg["allow_msg_ttl"] is True and cfg["allow_rollup_hdrs"] is True
+    assert cfg["metadata"]["_nats.req.level"] == "1"
+    assert marker is not None and not marker.data
+    assert marker.headers["Nats-Marker-Reason"] == "MaxAge" and marker.headers["Nats-TTL"] == "1s"

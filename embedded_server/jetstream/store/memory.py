@@ -37,6 +37,7 @@ class MemoryStore(StreamStore):
         self.bytes = 0
         self._fss: dict[str, list] = {}
         self._ttls: dict[int, int] = {}
+        self._never: set[int] = set()
         self.update_config(cfg)
         first = cfg.get("first_seq") or 0
         if first > 1:
@@ -108,6 +109,8 @@ class MemoryStore(StreamStore):
         self.bytes += size
         if ttl > 0:
             self._ttls[seq] = ts + ttl * 1_000_000_000
+        elif ttl < 0:
+            self._never.add(seq)
 
     def skip_msg(self) -> int:
         seq = self.last_seq + 1
@@ -157,6 +160,8 @@ class MemoryStore(StreamStore):
         self.bytes -= self.msg_size(rec[_SUBJ], rec[_HDR], rec[_DATA])
         if self._ttls:
             self._ttls.pop(seq, None)
+        if self._never:
+            self._never.discard(seq)
         ss = self._fss[rec[_SUBJ]]
         if ss[_N] == 1:
             del self._fss[rec[_SUBJ]]
@@ -198,6 +203,7 @@ class MemoryStore(StreamStore):
         self.msgs = self.bytes = 0
         self._fss = {}
         self._ttls = {}
+        self._never = set()
 
     def purge(self) -> int:
         purged = self.msgs
@@ -257,26 +263,41 @@ class MemoryStore(StreamStore):
                 self._remove(s, persist=False)
         return len(doomed)
 
-    def expire(self, now: int, max_age: int) -> list[int]:
-        gone = []
-        if max_age > 0:
+    def expire_candidates(self, now: int, max_age: int) -> list[int]:
+        """Sequences due to go, oldest first: older than max_age (unless their TTL says never) or past their TTL."""
+        due = set()
+        if max_age > 0 and self.msgs:
             cutoff = now - max_age
-            while self.msgs and self.first_ts <= cutoff:
-                seq = self.first_seq
-                if not self._remove(seq):
+            recs, base = self._recs, self._base
+            for i in range(self.first_seq - base, len(recs)):
+                rec = recs[i]
+                if rec is None:
+                    continue
+                if rec[_TS] > cutoff:
                     break
-                gone.append(seq)
+                if base + i not in self._never:
+                    due.add(base + i)
         if self._ttls:
-            due = [s for s, at in self._ttls.items() if at <= now]
-            for s in due:
-                if self._remove(s):
-                    gone.append(s)
+            due.update(s for s, at in self._ttls.items() if at <= now)
+        return sorted(due)
+
+    def expire(self, now: int, max_age: int) -> list[int]:
+        gone = [seq for seq in self.expire_candidates(now, max_age) if self._rec(seq) is not None]
+        if gone:
+            self._persist_removes(gone)
+            for seq in gone:
+                self._remove(seq, persist=False)
         return gone
 
     def next_expiry(self, max_age: int) -> int:
         times = []
         if max_age > 0 and self.msgs:
-            times.append(self.first_ts + max_age)
+            first_ts = self.first_ts
+            if self._never:
+                recs, base = self._recs, self._base
+                first_ts = next((r[_TS] for i, r in enumerate(recs) if r is not None and base + i not in self._never), 0)
+            if first_ts:
+                times.append(first_ts + max_age)
         if self._ttls:
             times.append(min(self._ttls.values()))
         return min(times) if times else 0
