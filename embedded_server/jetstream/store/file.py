@@ -154,6 +154,7 @@ class FileStore(MemoryStore):
         self._jsize = 0
         self._dirty = False
         self._recovering = True
+        self._purged = False
         self.lost_msgs: list[int] = []
         self.lost_bytes = 0
         self.warnings: list[str] = []
@@ -183,7 +184,7 @@ class FileStore(MemoryStore):
         self._load_journal()
         if self.msgs == 0:
             self.first_seq, self.first_ts = self.last_seq + 1, 0
-            if self.last_seq == 0:
+            if self.last_seq == 0 and not self._purged:
                 self.first_seq = 0
 
     def _load_block(self, index: int, path: str, last: bool) -> None:
@@ -311,6 +312,7 @@ class FileStore(MemoryStore):
         self._jsize = len(buf)
 
     def _apply_purge(self, first: int) -> None:
+        self._purged = True
         if first > self.last_seq:
             self._reset_to(first)
             return
