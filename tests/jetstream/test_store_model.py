@@ -8,11 +8,14 @@ import tempfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from embedded_server.jetstream.store import StoreError
 from embedded_server.jetstream.store import file as file_store
 from embedded_server.jetstream.store.file import FileStore
 from embedded_server.jetstream.store.memory import MemoryStore
 
 CFG = {"max_msgs": -1, "max_bytes": -1, "max_msgs_per_subject": -1, "discard": "old"}
+LIMITS = [CFG, dict(CFG, max_msgs=5), dict(CFG, max_msgs_per_subject=2), dict(CFG, max_bytes=400),
+          dict(CFG, max_msgs=4, discard="new")]
 
 ops = st.lists(st.one_of(
     st.tuples(st.just("store"), st.sampled_from(["a", "b", "c.d"]), st.binary(max_size=40), st.booleans()),
@@ -45,7 +48,10 @@ def apply(store, op):
     kind = op[0]
     if kind == "store":
         _, subject, data, with_hdr = op
-        return store.store_msg(subject, b"NATS/1.0\r\nK: v\r\n\r\n" if with_hdr else None, data)[0]
+        try:
+            return store.store_msg(subject, b"NATS/1.0\r\nK: v\r\n\r\n" if with_hdr else None, data)[0]
+        except StoreError as e:
+            return str(e)
     if kind == "remove":
         return store.remove_msg(op[1])
     if kind == "purge_ex":
@@ -61,20 +67,20 @@ def apply(store, op):
 
 
 @settings(max_examples=int(__import__("os").environ.get("JS_STORE_EXAMPLES", "150")), deadline=None, suppress_health_check=list(HealthCheck))
-@given(ops=ops)
-def test_file_store_reopens_to_what_the_memory_store_holds(ops):
+@given(ops=ops, cfg=st.sampled_from(LIMITS))
+def test_file_store_reopens_to_what_the_memory_store_holds(ops, cfg):
     old_rewrite = file_store.JOURNAL_REWRITE_AT
     file_store.JOURNAL_REWRITE_AT = 200
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            mem = MemoryStore(dict(CFG))
-            fs = FileStore(tmp, dict(CFG), block_size=300)
+            mem = MemoryStore(dict(cfg))
+            fs = FileStore(tmp, dict(cfg), block_size=300)
             for op in ops:
                 assert apply(fs, op) == apply(mem, op), op
             expected = contents(mem)
             before = contents(fs)
             fs.stop()
-            reopened = FileStore(tmp, dict(CFG), block_size=300)
+            reopened = FileStore(tmp, dict(cfg), block_size=300)
             got = contents(reopened)
             assert got[0] == expected[0]
             assert [m[:4] for m in got[1]] == [m[:4] for m in expected[1]]

@@ -403,6 +403,10 @@ class FileStore(MemoryStore):
     def _journal(self, record: bytes) -> None:
         if self._recovering:
             return
+        if self._jsize > JOURNAL_REWRITE_AT:
+            # Rewritten here, before the next change is journaled: the in-memory state is complete now
+            # (the hooks run before the store applies a change).
+            self._rewrite_journal()
         os.write(self._jfd, record)
         self._jsize += len(record)
         if self.sync_always:
@@ -439,8 +443,6 @@ class FileStore(MemoryStore):
     def _after_removal(self) -> None:
         if len(self._blocks) > 1 and (self._blocks[0].live <= 0 or self._blocks[0].last < self.first_seq):
             self._release_blocks()
-        if self._jsize > JOURNAL_REWRITE_AT:
-            self._rewrite_journal()
 
     def _rewrite_journal(self) -> None:
         """Replace the journal by the smallest one with the same effect, atomically."""
