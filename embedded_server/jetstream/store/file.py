@@ -166,6 +166,9 @@ class FileStore(MemoryStore):
             self._persist_purge(cfg["first_seq"])
             self._reset_to(cfg["first_seq"])
         self._recovering = False
+        if sync_always:
+            fsync_dir(self.msgs_dir)
+            fsync_dir(directory)
         self._enforce_after_recovery()
 
     def _blocks_have_data(self) -> bool:
