@@ -44,6 +44,7 @@ class AccountConfig:
     stream_imports: list[Import] = field(default_factory=list)
     service_imports: list[Import] = field(default_factory=list)
     default_permissions: Permissions | None = None
+    jetstream: bool = False          # `jetstream: enabled` (or a limits map) in the account
 
 
 def parse_accounts(value: Any, pos: Pos | None, errors: list[ConfigError]
@@ -91,6 +92,8 @@ def parse_accounts(value: Any, pos: Pos | None, errors: list[ConfigError]
                 _imports(v, kpos, acc, errors)
             elif lk == "default_permissions":
                 acc.default_permissions = parse_permissions(v, kpos, errors)
+            elif lk == "jetstream":
+                acc.jetstream = _jetstream_enabled(v, kpos, errors)
             elif key not in body.used:
                 errors.append(ConfigError(f'unknown field "{key}"', kpos))
         for u in acc_users + acc_nkeys:
@@ -102,6 +105,23 @@ def parse_accounts(value: Any, pos: Pos | None, errors: list[ConfigError]
         nkeys += acc_nkeys
     _check_imports(accounts, pos, errors)
     return accounts, users, nkeys
+
+
+def _jetstream_enabled(v: Any, pos: Pos | None, errors: list[ConfigError]) -> bool:
+    """An account's `jetstream`: true/false, "enabled"/"disabled", or a map of limits (enabled)."""
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str):
+        if v.lower() in ("enabled", "enable"):
+            return True
+        if v.lower() in ("disabled", "disable"):
+            return False
+        errors.append(ConfigError(f"Expected 'enabled' or 'disabled' for string value, got '{v}'", pos))
+        return False
+    if isinstance(v, ConfMap):
+        return True
+    errors.append(ConfigError(f"Expected map, bool or string to define JetStream, got {type(v).__name__}", pos))
+    return False
 
 
 def _entries(v: Any, pos: Pos | None, what: str, errors: list[ConfigError]):

@@ -116,9 +116,16 @@ class JetStream:
         log.notice(f"  Sync:            {'always' if self.sync_always else f'every {self.sync_interval:g}s'}")
         log.notice(f"  API Level:       {API_LEVEL}")
         log.notice("-------------------------------------------")
+        configured = {a.name: a for a in (getattr(self.server.options, "accounts", None) or [])}
         for account in list(self.server.accounts.values()):
-            if account.name != "$SYS":
+            if account.name == "$SYS":
+                continue
+            # As nats-server: with accounts configured, only those saying `jetstream: enabled` get it; the
+            # others answer $JS.API.INFO with "JetStream not enabled for account".
+            if not configured or getattr(configured.get(account.name), "jetstream", False):
                 self.enable_account(account)
+            else:
+                api.subscribe_not_enabled(self, account)
         self.server.info_extra["api_lvl"] = API_LEVEL
         self._arm_sync()
         log.notice(f"Took {(time.monotonic() - started) * 1000:.3f}ms to start JetStream")

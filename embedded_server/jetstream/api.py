@@ -442,6 +442,19 @@ def subscribe(js, jsa) -> None:
         server.subscribe_internal(jsa.account, subject, dispatch)
 
 
+def subscribe_not_enabled(js, account) -> None:
+    """An account without JetStream: every endpoint answers "JetStream not enabled for account"."""
+    def answer(sub, client, subject, reply, hdr, payload):
+        _handler, rtype = _route(subject.split(".")[2:])
+        if reply and rtype:
+            resp = {"type": PREFIX + rtype, "error": api_error("JSNotEnabledForAccountErr").as_dict()}
+            resp.update(_ERROR_EXTRAS.get(rtype, {}))
+            js.server.send_internal(account, reply, None, None, dumps(resp))
+
+    for subject in ("$JS.API.INFO", "$JS.API.STREAM.>", "$JS.API.CONSUMER.>"):
+        js.server.subscribe_internal(account, subject, answer)
+
+
 def _dispatch(js, jsa, subject: str, reply: str, hdr, payload: bytes) -> None:
     tokens = subject.split(".")[2:]
     handler, rtype = _route(tokens)
