@@ -16,7 +16,7 @@ async def _stream(js, n=0, name="S", subjects=("s.*",), **kw):
         await js.publish(f"s.{i % 3}", f"m{i}".encode())
 
 
-async def _pull(nc, stream, consumer, body, inbox=None, count=10, timeout=1.0):
+async def _pull(nc, stream, consumer, body, inbox=None, count=10, timeout=3.0):
     """Send a raw MSG.NEXT request and collect what comes back (messages and status) until quiet."""
     inbox = inbox or nc.new_inbox()
     sub = await nc.subscribe(inbox)
