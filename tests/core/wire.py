@@ -29,10 +29,11 @@ class Exchange:
 
 
 async def exchange(port: int, chunks, expect: bytes = b"", settle: float = 0.25, timeout: float = 5.0,
-                   gap: float = 0.02, host: str = "127.0.0.1") -> Exchange:
+                   gap: float = 0.02, host: str = "127.0.0.1", pongs: int = 0) -> Exchange:
     """Connect, read INFO, send `chunks` (bytes or a list, `gap` seconds apart), and read the answer.
 
-    Reading stops at EOF, or `settle` seconds after `expect` (masked) has been received.
+    Reading stops at EOF, or `settle` seconds after as many bytes as `expect` has (masked) and `pongs` PONGs
+    have been received.
     """
     if isinstance(chunks, (bytes, bytearray)):
         chunks = [bytes(chunks)]
@@ -53,7 +54,7 @@ async def exchange(port: int, chunks, expect: bytes = b"", settle: float = 0.25,
         settle_at = None
         while True:
             now = loop.time()
-            if settle_at is None and len(mask_info(out)) >= len(expect):
+            if settle_at is None and len(mask_info(out)) >= len(expect) and out.count(b"PONG\r\n") >= pongs:
                 settle_at = now + settle
             end = min(deadline, settle_at) if settle_at is not None else deadline
             if now >= end:
