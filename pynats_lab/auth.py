@@ -96,7 +96,9 @@ def _permission(allow, deny) -> dict:
 
 
 class _Signed:
-    """What operators, accounts and users share: a seed (the secret) and the JWT that names its key."""
+    """What operators, accounts and users share: a name, a seed (the secret), the JWT that names its key,
+    and the same read-outs: `public_key`, `claims` (the JWT's, decoded), `issuer` (who signed it)."""
+    name: str
     seed: str
     jwt: str
 
@@ -108,8 +110,18 @@ class _Signed:
     def claims(self) -> dict:
         return decode_jwt_claims(self.jwt)
 
+    @property
+    def issuer(self) -> str:
+        """The public key that signed the JWT (an operator signs itself)."""
+        return self.claims["iss"]
 
-@dataclass
+    def __repr__(self) -> str:
+        # Never the seed: a displayed identity must not put a secret into a saved notebook.
+        kind = self.claims["nats"]["type"]
+        return f"<{kind} {self.name} {self.public_key[:12]}… signed by {self.issuer[:12]}…>"
+
+
+@dataclass(repr=False)
 class User(_Signed):
     name: str
     seed: str
@@ -127,7 +139,7 @@ class User(_Signed):
         return path
 
 
-@dataclass
+@dataclass(repr=False)
 class Account(_Signed):
     name: str
     seed: str
@@ -192,7 +204,7 @@ class Account(_Signed):
         return self.reissue(revocations=revocations)
 
 
-@dataclass
+@dataclass(repr=False)
 class Operator(_Signed):
     name: str
     seed: str

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 from .errors import LabError
+from .notes import note
 
 # natscli's JSON field -> Session.connect keyword
 _FIELDS = {"url": "url", "token": "token", "user": "user", "password": "password", "creds": "creds",
@@ -49,5 +49,5 @@ def load_context(name: str) -> dict[str, str]:
     options = {ours: str(data[theirs]) for theirs, ours in _FIELDS.items() if data.get(theirs)}
     unused = sorted(k for k, v in data.items() if v and k not in _FIELDS and k not in _IGNORED_QUIETLY)
     if unused:
-        print(f"nats: context {name}: not applied by pynats-lab: {', '.join(unused)}", file=sys.stderr)
+        note(f"context {name}: not applied by pynats-lab: {', '.join(unused)}")
     return options

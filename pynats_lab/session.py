@@ -13,14 +13,15 @@ import functools
 import os
 import re
 import shutil
+import socket
 import ssl
-import sys
 import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 
-from .errors import LabError, describe
+from .errors import LabError, as_lab_error, describe, reraise
+from .notes import note as _note
 
 T = TypeVar("T")
 
@@ -54,9 +55,75 @@ def data_dir() -> Path:
     return Path(base) / "pynats-lab"
 
 
-def _note(text: str) -> None:
-    """Connection events are shown, never silent; stderr reaches the notebook from any thread."""
-    print(f"nats: {text}", file=sys.stderr, flush=True)
+
+
+_SCHEMES = ("nats", "tls", "ws", "wss")
+
+
+def _server_urls(url: str) -> list[str]:
+    """The comma-separated servers of a URL, each checked for a scheme nats-py speaks."""
+    from urllib.parse import urlparse
+
+    servers = [u.strip() for u in url.split(",") if u.strip()]
+    if not servers:
+        raise LabError(f"invalid URL {url!r}: use e.g. nats://127.0.0.1:4222")
+    for u in servers:
+        if "://" not in u:
+            continue
+        try:
+            parsed = urlparse(u)
+            parsed.port
+        except ValueError as exc:
+            raise LabError(f"invalid URL {u!r}: {exc}") from None
+        if parsed.scheme not in _SCHEMES:
+            raise LabError(f"unsupported URL scheme {parsed.scheme!r} in {u}: use nats://, tls://, ws:// or wss://")
+    return servers
+
+
+def _check_tls(url: str, nc, wants_tls: bool) -> None:
+    info = nc._server_info or {}
+    if wants_tls and info and not info.get("tls_required"):
+        if info.get("tls_available"):
+            raise LabError(f"secure connection not available: {url} offers TLS only as an option, and "
+                           "nats-py starts TLS only with servers that require it")
+        raise LabError(f"secure connection not available: {url} does not offer TLS "
+                       "(use nats:// for a plain connection)")
+
+
+def _has_userinfo(u: str) -> bool:
+    from urllib.parse import urlparse
+
+    return "://" in u and bool(urlparse(u).username)
+
+
+def connect_failure(url: str, exc: BaseException, attempts: list[BaseException], *, credentials_given: bool,
+                    timeout: float) -> str:
+    """Why a first connect failed, in one line, from the error and what each attempt reported."""
+    import nats.errors as ne
+
+    if isinstance(exc, LabError):
+        return str(exc)
+    seen = [exc, *reversed(attempts)]
+    for err in seen:
+        if isinstance(err, ne.AuthorizationError) or "authorization violation" in str(err).lower():
+            if credentials_given:
+                return f"authorization violation: {url} refused the credentials given"
+            return (f"authorization violation: {url} wants credentials "
+                    "(--user/--password, --token, --creds, --nkey or --context)")
+    for err in seen:
+        if isinstance(err, ssl.SSLError):
+            reason = getattr(err, "verify_message", None) or getattr(err, "reason", None) or str(err)
+            return f"could not connect to {url}: TLS failed: {reason}"
+        if isinstance(err, ConnectionRefusedError):
+            return f"could not connect to {url}: connection refused (is a server running there?)"
+        if isinstance(err, socket.gaierror):
+            return f"could not connect to {url}: unknown host"
+        if isinstance(err, (asyncio.TimeoutError, TimeoutError)):
+            return f"could not connect to {url}: no answer within {timeout:g}s"
+    for err in seen:
+        if not isinstance(err, ne.NoServersError):
+            return f"could not connect to {url}: {describe(err)}"
+    return f"could not connect to {url}: no server reachable at that address"
 
 
 class Session:
@@ -72,6 +139,7 @@ class Session:
         self._embedded: Embedded | None = None
         self._closing = False
         self._last_error: str | None = None
+        self._drop_reason: str | None = None
         self._options: dict = {}
         self.events: list[tuple[float, str]] = []
 
@@ -108,13 +176,13 @@ class Session:
         except KeyboardInterrupt:
             fut.cancel()
             raise
-        except concurrent.futures.TimeoutError:
-            # Since 3.11 this is also the TimeoutError a request inside the coroutine raised: that one
-            # is the coroutine's own outcome, not this wait running out.
-            if fut.done():
-                raise
-            fut.cancel()
-            raise LabError(f"timed out after {timeout:g}s") from None
+        except Exception as exc:
+            # Since 3.11 a concurrent TimeoutError is also the TimeoutError a request inside the coroutine
+            # raised: that one is the coroutine's own outcome, not this wait running out.
+            if isinstance(exc, concurrent.futures.TimeoutError) and not fut.done():
+                fut.cancel()
+                raise LabError(f"timed out after {timeout:g}s") from None
+            reraise(exc)
 
     # -- connecting -----------------------------------------------------------------------------
     @property
@@ -133,8 +201,10 @@ class Session:
                 context: str | None = None, name: str = "pynats-lab", timeout: float = 5.0) -> "Session":
         """Connect, replacing the current connection only once the new one works (a failed connect
         leaves the session as it was). See `pynats_lab.connect` for the arguments."""
+        from . import notes
         from .contexts import load_context
 
+        notes.install()
         options: dict[str, Any] = {}
         if context:
             options.update(load_context(context))
@@ -160,7 +230,7 @@ class Session:
         self._options = kwargs
         self.url = url
         self._closing = False
-        self._last_error = None
+        self._last_error = self._drop_reason = None
         if previous is not None:
             try:
                 self.run(previous.close(), timeout=5)
@@ -186,17 +256,28 @@ class Session:
                     token=None, nkey=None, tls_ca=None, tls_cert=None, tls_key=None, **ignored):
         import nats
 
+        servers = _server_urls(url)
+        files = {"credentials file": creds, "NKey seed file": nkey, "CA certificate": tls_ca,
+                 "client certificate": tls_cert, "client key": tls_key}
+        for what, path in files.items():
+            if path and not os.path.isfile(os.path.expanduser(path)):
+                raise LabError(f"{what} not found: {path}")
         kwargs: dict[str, Any] = dict(
-            servers=[u.strip() for u in url.split(",")], name=name, connect_timeout=timeout,
+            servers=servers, name=name, connect_timeout=timeout,
             max_reconnect_attempts=-1, reconnect_time_wait=1, allow_reconnect=True,
         )
         nc = nats.aio.client.Client()
         nc._parse_header_lines = parse_header_lines
-        # Events of a client that is not (yet, or any more) the session's own are not the user's news.
+        attempts: list[BaseException] = []
+
+        # Events of a client that is not (yet, or any more) the session's own are not the user's news;
+        # errors while it connects explain a failed connect.
         def mine(handler):
             async def callback(*args):
                 if self.nc is nc:
                     await handler(*args)
+                elif handler == self._on_error:
+                    attempts.append(args[0])
             return callback
 
         kwargs.update(error_cb=mine(self._on_error), disconnected_cb=mine(self._on_disconnected),
@@ -209,43 +290,55 @@ class Session:
             kwargs["user"], kwargs["password"] = user, password or ""
         if token:
             kwargs["token"] = token
-        if tls_ca or tls_cert or url.startswith("tls://"):
-            ctx = ssl.create_default_context(cafile=os.path.expanduser(tls_ca) if tls_ca else None)
-            if tls_cert:
-                ctx.load_cert_chain(os.path.expanduser(tls_cert), os.path.expanduser(tls_key) if tls_key else None)
-            kwargs["tls"] = ctx
+        wants_tls = bool(tls_ca or tls_cert) or any(u.startswith(("tls://", "wss://")) for u in servers)
         try:
+            if wants_tls:
+                ctx = ssl.create_default_context(cafile=os.path.expanduser(tls_ca) if tls_ca else None)
+                if tls_cert:
+                    ctx.load_cert_chain(os.path.expanduser(tls_cert),
+                                        os.path.expanduser(tls_key) if tls_key else None)
+                kwargs["tls"] = ctx
             # The first attempt fails fast and clearly; only a drop after that reconnects forever.
             await nc.connect(**{**kwargs, "max_reconnect_attempts": 1, "reconnect_time_wait": 0.1,
                                 "allow_reconnect": False})
+            _check_tls(url, nc, wants_tls)
         except BaseException as exc:
             try:
                 await nc.close()
             except Exception:
                 pass
-            if isinstance(exc, (nats.errors.NoServersError, OSError)):
-                last = nc.last_error
-                if isinstance(last, ConnectionRefusedError) or last is None or isinstance(exc, OSError):
-                    reason = "connection refused (is a server running there?)"
-                else:
-                    reason = describe(last)
-                raise LabError(f"could not connect to {url}: {reason}") from None
-            raise
+            if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):
+                raise
+            # nats-py speaks TLS only to a server that requires it; a refusal there is about TLS first.
+            _check_tls(url, nc, wants_tls)
+            given = bool(creds or nkey or user or token) or any(_has_userinfo(u) for u in servers)
+            line = connect_failure(url, exc, attempts, credentials_given=given, timeout=timeout)
+            lab = as_lab_error(exc, line)
+            raise (lab if isinstance(lab, LabError) else LabError(line)) from None
         nc.options.update(allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=1)
         return nc, {k: v for k, v in kwargs.items() if not k.endswith("_cb")}
 
     async def _on_error(self, exc: Exception) -> None:
+        import nats.errors as ne
+
+        if self._closing:
+            return
         text = describe(exc)
-        if text != self._last_error and not self._closing:
+        # A dropped connection, and each failed attempt to reconnect, is said once by the disconnected note.
+        if isinstance(exc, (ne.UnexpectedEOF, ne.StaleConnectionError, OSError)) or not self.nc.is_connected:
+            self._drop_reason = self._drop_reason or text
+            return
+        if text != self._last_error:
             self._last_error = text
             _note(f"error: {text}")
 
     async def _on_disconnected(self) -> None:
         if not self._closing:
-            self._event(f"disconnected from {self.url}; reconnecting")
+            why = f" ({self._drop_reason})" if self._drop_reason else ""
+            self._event(f"disconnected from {self.url}{why}; reconnecting")
 
     async def _on_reconnected(self) -> None:
-        self._last_error = None
+        self._last_error = self._drop_reason = None
         url = self.nc.connected_url.geturl() if self.nc and self.nc.connected_url else self.url
         self._event(f"reconnected to {url}")
 
@@ -256,8 +349,8 @@ class Session:
     def _event(self, text: str) -> None:
         import time
 
+        _note(text)  # first: whoever waits on `events` then finds the note already shown
         self.events.append((time.time(), text))
-        _note(text)
 
     # -- closing --------------------------------------------------------------------------------
     def close(self) -> None:

@@ -9,6 +9,8 @@ import io
 import ipywidgets as widgets
 import pandas as pd
 
+from ..errors import LabError, reraise
+
 TABLE_CSS = ("<style>.pnl-table table{border-collapse:collapse;font-size:12px}"
              ".pnl-table td,.pnl-table th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:left;"
              "max-width:420px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}</style>")
@@ -50,7 +52,12 @@ class LabWidget(widgets.VBox):
     def wait(self, timeout: float | None = 60.0):
         """Block until the background work is done (use before displaying under papermill)."""
         if self._job is not None:
-            self._job.result(timeout)
+            try:
+                self._job.result(timeout)
+            except Exception as exc:
+                if isinstance(exc, concurrent.futures.TimeoutError) and not self._job.done():
+                    raise LabError(f"still working after {timeout:g}s") from None
+                reraise(exc)
         return self
 
     def static_html(self) -> str:

@@ -12,7 +12,7 @@ import pytest
 from pynats_lab.session import Session, get_session
 from tests.lab.conftest import magic
 
-EmbeddedServer = pytest.importorskip("embedded_server").__dict__.get("EmbeddedServer")
+EmbeddedServer = getattr(pytest.importorskip("embedded_server"), "EmbeddedServer", None)  # a lazy attribute
 pytestmark = pytest.mark.skipif(EmbeddedServer is None, reason="embedded_server.EmbeddedServer has not landed yet")
 
 

@@ -3,7 +3,7 @@ notebook user sees in the outputs (tables, one-line errors on stderr, widget vie
 One kernel serves the whole module; each test connects it to its own server."""
 from __future__ import annotations
 
-import os
+import threading
 
 import nbformat
 import pytest
@@ -39,6 +39,12 @@ def _own(outputs) -> list:
     """A cell's outputs without connection notes ("nats: disconnected ...") that a previous test's server,
     stopped meanwhile, may print into whichever cell runs next."""
     return [o for o in outputs if not (o["output_type"] == "stream" and o.get("text", "").startswith("nats: "))]
+
+
+def _notes(outputs) -> list[str]:
+    """The connection notes a cell shows."""
+    text = "".join(o.get("text", "") for o in outputs if o["output_type"] == "stream" and o["name"] == "stderr")
+    return [line for line in text.splitlines() if line.startswith("nats: ")]
 
 
 def _data(outputs) -> dict:
@@ -94,3 +100,30 @@ def test_latency_magic_shows_a_chart(kernel, server):
     out = kernel("lat = %nats latency --count 10")
     assert any("image/png" in o.get("data", {}) for o in out)
     assert _text(kernel("print(sorted(set(lat['kind'])))")) == "['pub-sub', 'request-reply']\n"
+
+
+PUBLISH_DENIED = """authorization { users = [
+  {user: a, password: b, permissions: {publish: {deny: ["admin.>"]}}}
+] }"""
+
+WAIT_FOR_DISCONNECT = """import time
+s, t = pynats_lab.get_session(), time.monotonic()
+while not any("disconnected" in text for _, text in s.events[seen:]) and time.monotonic() - t < 10:
+    time.sleep(0.05)"""
+
+
+def test_connection_notes_show_under_the_cell_where_they_happen(kernel, start_server):
+    srv = start_server(config=PUBLISH_DENIED)
+    connected = kernel(f"%nats connect {srv.url} --user a --password b\n"
+                       "import pynats_lab\nseen = len(pynats_lab.get_session().events)")
+    denied = kernel("%nats pub admin.reset x")
+    assert _notes(denied) == ['nats: error: permissions violation for publish to "admin.reset"']
+    allowed = kernel("%nats pub orders.new x")
+    threading.Timer(0.3, srv.stop).start()
+    waited = kernel(WAIT_FOR_DISCONNECT)
+    [dropped] = _notes(waited)
+    assert dropped.startswith(f"nats: disconnected from {srv.url}") and dropped.endswith("; reconnecting")
+    # (The connect cell may open with the note that a previous test's server went away meanwhile.)
+    earlier = [n for n in _notes(connected) + _notes(allowed) if srv.url in n or "admin.reset" in n]
+    assert earlier == [], "no note lands under an earlier cell"
+    assert _notes(kernel("1 + 1")) == [], "failed attempts to reconnect are not listed one by one"
