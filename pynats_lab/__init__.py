@@ -13,8 +13,8 @@ from .backup import stream_backup, stream_restore
 from .consumers import (consumer_add, consumer_config, consumer_info, consumer_ls, consumer_next,
                         consumer_replay, consumer_rm, consumer_sub)
 from .done import Done
-from .errors import LabError
-from .kv import kv_add, kv_del, kv_get, kv_history, kv_ls, kv_put, kv_rm, kv_watch
+from .errors import LabError, NatsError
+from .kv import kv_add, kv_create, kv_del, kv_get, kv_history, kv_ls, kv_put, kv_rm, kv_update, kv_watch
 from .measure import bench, dedup_series, latency, latency_percentiles
 from .messaging import Collector, publish, request, server_info, subscribe, subscribe_background
 from .session import Session, get_session
@@ -87,12 +87,12 @@ def unload_ipython_extension(ip) -> None:
 
 
 __all__ = [
-    "connect", "disconnect", "get_session", "Session", "LabError", "Done", "charts", "frames",
+    "connect", "disconnect", "get_session", "Session", "LabError", "NatsError", "Done", "charts", "frames",
     "publish", "subscribe", "subscribe_background", "Collector", "request", "server_info",
     "stream_add", "stream_ls", "stream_names", "stream_info", "stream_edit", "stream_rm", "stream_purge",
     "stream_get", "stream_view", "stream_frame", "stream_tail", "StreamPager", "stream_backup", "stream_restore",
     "consumer_add", "consumer_config", "consumer_ls", "consumer_info", "consumer_next", "consumer_sub",
     "consumer_rm", "consumer_replay",
-    "kv_add", "kv_ls", "kv_put", "kv_get", "kv_del", "kv_history", "kv_watch", "kv_rm",
+    "kv_add", "kv_ls", "kv_put", "kv_create", "kv_update", "kv_get", "kv_del", "kv_history", "kv_watch", "kv_rm",
     "latency", "latency_percentiles", "bench", "dedup_series", *_WIDGETS,
 ]

@@ -63,6 +63,9 @@ def consumer_config(name: str | None = None, *, pull: bool = True, target: str |
     if pull and target:
         raise LabError("--target is for push consumers: add --push")
     filters = [filter] if isinstance(filter, str) else list(filter or [])
+    start = deliver_options(deliver)
+    if not filters and start["deliver_policy"] == DeliverPolicy.LAST_PER_SUBJECT:
+        filters = [">"]  # the server wants a filter for last-per-subject; natscli gives '>' too
     cfg = ConsumerConfig(
         name=name, durable_name=name if durable else None, description=description,
         ack_policy=_policy(AckPolicy, ack, "--ack"), replay_policy=_policy(ReplayPolicy, replay, "--replay"),
@@ -71,7 +74,7 @@ def consumer_config(name: str | None = None, *, pull: bool = True, target: str |
         deliver_subject=None if pull else target, deliver_group=None if pull else deliver_group,
         idle_heartbeat=parse_duration(heartbeat, "--heartbeat"), flow_control=flow_control or None,
         inactive_threshold=parse_duration(inactive_threshold, "--inactive-threshold"),
-        **deliver_options(deliver),
+        **start,
     )
     if len(filters) == 1:
         cfg.filter_subject = filters[0]

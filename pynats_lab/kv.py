@@ -1,4 +1,5 @@
-"""Key-value buckets: add, list buckets or keys, put, get, delete, history and watch, as DataFrames.
+"""Key-value buckets: add, list buckets or keys, put, create, update by revision, get, delete, history and
+watch, as DataFrames.
 
 A bucket is the stream KV_<bucket>. Writes go through nats-py's KeyValue, so the rules (history depth,
 TTL, delete markers) are the server's; reads (get, history, ls) read the bucket's stream like `%stream
@@ -7,6 +8,8 @@ view` does, without a consumer, so they see exactly what is stored and never rac
 from __future__ import annotations
 
 import asyncio
+import operator
+import re
 import time
 from typing import Any
 
@@ -14,7 +17,7 @@ import pandas as pd
 from nats.js.api import KeyValueConfig, StorageType
 
 from .done import Done
-from .errors import LabError
+from .errors import LabError, as_lab_error
 from .messaging import encode_payload
 from .session import Session, in_session
 from .units import parse_duration, parse_size
@@ -126,6 +129,60 @@ async def kv_put(s: Session, bucket: str, key: str, value: Any) -> Done:
     kv = await _bucket(s, bucket)
     rev = await kv.put(key, encode_payload(value))
     return Done(f"{bucket} > {key}: revision {rev}", revision=rev, bucket=bucket, key=key)
+
+
+_WRONG_LAST = re.compile(r"wrong last sequence: (\d+)")
+
+
+def _refused(exc, bucket: str, key: str, wanted: int | None) -> LabError:
+    """nats-server's wrong-last-sequence refusal as one line, saying what the key's revision is.
+    (nats-py keeps only the description; 10071 is the code of its numbered form in errors.json.)"""
+    m = _WRONG_LAST.search(exc.description or "")
+    if not m:
+        return as_lab_error(exc, f"{bucket} > {key} changed meanwhile: {exc.description} (10164)")
+    current = int(m.group(1))
+    server = f"wrong last sequence: {current} (10071)"
+    if wanted is None:
+        why = f"{bucket} > {key} exists (revision {current})"
+    elif current == 0:
+        why = f"{bucket} > {key} does not exist"
+    else:
+        why = f"{bucket} > {key} is at revision {current}, not {wanted}"
+    return as_lab_error(exc, f"{why}: {server}")
+
+
+@in_session
+async def kv_create(s: Session, bucket: str, key: str, value: Any) -> Done:
+    """Set a key only if it has no value (never set, deleted or purged); refused if it has one."""
+    import nats.js.errors as jse
+
+    kv = await _bucket(s, bucket)
+    try:
+        rev = await kv.create(key, encode_payload(value))
+    except jse.KeyWrongLastSequenceError as exc:
+        raise _refused(exc, bucket, key, None) from None
+    return Done(f"{bucket} > {key}: created, revision {rev}", revision=rev, bucket=bucket, key=key)
+
+
+@in_session
+async def kv_update(s: Session, bucket: str, key: str, value: Any, *, last: int) -> Done:
+    """Set a key only if its latest revision is still `last` (compare-and-set); refused if anyone wrote,
+    deleted or purged it since."""
+    import nats.js.errors as jse
+
+    try:
+        revision = operator.index(last)  # an int, or a numpy integer read from a DataFrame
+    except TypeError:
+        revision = -1
+    if revision < 0:
+        raise LabError(f"invalid revision {last!r}: use the revision you read (a number, 0 for none)")
+    last = revision
+    kv = await _bucket(s, bucket)
+    try:
+        rev = await kv.update(key, encode_payload(value), last=last)
+    except jse.KeyWrongLastSequenceError as exc:
+        raise _refused(exc, bucket, key, last) from None
+    return Done(f"{bucket} > {key}: revision {rev} (was {last})", revision=rev, bucket=bucket, key=key)
 
 
 @in_session

@@ -210,6 +210,7 @@ def stream_parser() -> Parser:
     v.add_argument("--last", action="store_true", help="show the newest page")
     v.add_argument("--follow", action="store_true",
                    help="keep showing new messages (a live StreamViewer in Jupyter, a tail in a terminal)")
+    v.add_argument("--interval", metavar="DUR", help="with --follow: look for new messages this often (default 1s)")
     v.add_argument("--timeout", metavar="DUR", help="with --follow in a terminal: stop after this long")
     v.add_argument("--raw", action="store_true", help="keep payloads as bytes")
     bk = sub.add_parser("backup", help="save config, consumers and messages to a directory")
@@ -284,7 +285,7 @@ def consumer_parser() -> Parser:
 
 # -- %kv ---------------------------------------------------------------------------------------------
 def kv_parser() -> Parser:
-    p, sub = _commands("%kv", "Key-value buckets: add, ls, put, get, del, history, watch, rm.")
+    p, sub = _commands("%kv", "Key-value buckets: add, ls, put, create, update, get, del, history, watch, rm.")
     a = sub.add_parser("add", help="create a bucket")
     a.add_argument("bucket")
     a.add_argument("--history", type=_int, default=1, help="revisions kept per key (1-64)")
@@ -300,6 +301,19 @@ def kv_parser() -> Parser:
     put.add_argument("bucket")
     put.add_argument("key")
     put.add_argument("value", nargs="?", default="")
+    cr = sub.add_parser("create", help="set a key only if it has no value (also %%%%kv create BUCKET KEY)",
+                        description="Set KEY only if it has no value (never set, deleted or purged). "
+                        "Refused with the server's 'wrong last sequence' if it has one.")
+    cr.add_argument("bucket")
+    cr.add_argument("key")
+    cr.add_argument("value", nargs="?", default="")
+    up = sub.add_parser("update", help="set a key only if it is still at --revision N (compare-and-set)",
+                        description="Set KEY only if its latest revision is still N, the one you read. "
+                        "Refused with the server's 'wrong last sequence' if anyone changed it since.")
+    up.add_argument("bucket")
+    up.add_argument("key")
+    up.add_argument("value", nargs="?", default="")
+    up.add_argument("--revision", type=_int, required=True, metavar="N", help="the revision you read")
     g = sub.add_parser("get", help="the current value of a key")
     g.add_argument("bucket")
     g.add_argument("key")
@@ -402,12 +416,14 @@ def run_stream(a: argparse.Namespace, cell: str | None) -> Any:
     if c == "get":
         return lab.stream_get(a.name, a.seq, last_for=a.last_for, raw=a.raw)
     if c == "view":
+        if a.interval is not None and not a.follow:
+            raise _Usage("--interval goes with --follow")
         if a.follow:
             if _in_kernel():
                 return lab.StreamViewer(a.name, subject=a.subject, start_seq=a.id, since=a.since,
-                                        page_size=a.page_size, follow=True, last=True)
+                                        page_size=a.page_size, follow=True, last=True, interval=a.interval)
             return lab.stream_tail(a.name, subject=a.subject, since=a.since, start_seq=a.id,
-                                   timeout=a.timeout, raw=a.raw)
+                                   timeout=a.timeout, interval=a.interval, raw=a.raw)
         return lab.stream_view(a.name, id=a.id, since=a.since, subject=a.subject, page_size=a.page_size,
                                raw=a.raw, last=a.last)
     if c == "backup":
@@ -454,6 +470,10 @@ def run_kv(a: argparse.Namespace, cell: str | None) -> Any:
         return lab.kv_ls(a.bucket)
     if c == "put":
         return lab.kv_put(a.bucket, a.key, cell.rstrip("\n") if cell is not None else a.value)
+    if c == "create":
+        return lab.kv_create(a.bucket, a.key, cell.rstrip("\n") if cell is not None else a.value)
+    if c == "update":
+        return lab.kv_update(a.bucket, a.key, cell.rstrip("\n") if cell is not None else a.value, last=a.revision)
     if c == "get":
         return lab.kv_get(a.bucket, a.key, revision=a.revision)
     if c in ("del", "delete"):
@@ -470,7 +490,7 @@ def run_kv(a: argparse.Namespace, cell: str | None) -> Any:
 _PARSERS: dict[str, Callable[[], Parser]] = {"nats": nats_parser, "stream": stream_parser,
                                              "consumer": consumer_parser, "kv": kv_parser}
 _RUNNERS = {"nats": run_nats, "stream": run_stream, "consumer": run_consumer, "kv": run_kv}
-_CELL_COMMANDS = {"nats": ("pub", "req"), "kv": ("put",)}
+_CELL_COMMANDS = {"nats": ("pub", "req"), "kv": ("put", "create", "update")}
 
 
 def invoke(magic: str, line: str, cell: str | None = None) -> Any:

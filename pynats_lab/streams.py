@@ -312,14 +312,16 @@ def stream_frame(stream: str, *, subject: str | None = None, raw: bool = False, 
 
 
 def stream_tail(stream: str, *, subject: str | None = None, since: Any = None, start_seq: int | None = None,
-                timeout: Any = None, poll: float = 0.5, raw: bool = False,
+                timeout: Any = None, interval: Any = "1s", raw: bool = False,
                 session: Session | None = None) -> pd.DataFrame:
     """Print new messages as they are stored until Ctrl-C (or `timeout`); returns all that were shown.
-    Starts after the current last message unless `since`/`start_seq` say otherwise. (Terminal --follow.)"""
+    Starts after the current last message unless `since`/`start_seq` say otherwise; looks for new ones
+    every `interval` (a duration). (Terminal --follow.)"""
     import time as _time
 
-    from .units import parse_duration
+    from .units import parse_duration, parse_interval
 
+    pause = parse_interval(interval)
     pager = StreamPager(stream, subject=subject, start_seq=start_seq, since=since, page_size=1000, raw=raw,
                         session=session)
     if since is not None or start_seq is not None:
@@ -340,7 +342,7 @@ def stream_tail(stream: str, *, subject: str | None = None, since: Any = None, s
                 print(new.to_string(index=False, header=not shown))
                 shown.append(new)
                 pager.page = new
-            _time.sleep(poll)
+            _time.sleep(pause)
     except KeyboardInterrupt:
         pass
     parts = [p for p in shown if len(p)]

@@ -49,6 +49,16 @@ def parse_duration(text: str | float | int | None, what: str = "duration") -> fl
     return total
 
 
+def parse_interval(text: str | float | int | None, what: str = "--interval", default: float = 1.0) -> float:
+    """How often to look again ('500ms', 2): a duration above zero; None gives `default`."""
+    seconds = parse_duration(text, what)
+    if seconds is None:
+        return default
+    if seconds <= 0:
+        raise LabError(f"invalid {what} {text!r}: it must be more than 0, e.g. 200ms or 2s")
+    return seconds
+
+
 def parse_size(text: str | int | None, what: str = "size") -> int | None:
     """'10MiB' -> 10485760; '1KB' -> 1000 (natscli's units). -1 means unlimited and passes through."""
     if text is None or text == "":

@@ -1,5 +1,6 @@
 """What the lab's widgets share: background work on the session loop, figures as PNG images, and a
-static (HTML / PNG) copy of the current state in the output for non-interactive runs."""
+static (HTML / PNG) copy of the current state in the output for non-interactive runs, complete there
+because a headless run's display waits for the work."""
 from __future__ import annotations
 
 import concurrent.futures
@@ -40,6 +41,19 @@ def _short(value, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+def headless() -> bool:
+    """True in a kernel that papermill, nbconvert or nbclient drives: such a run asks for no stdin (nobody
+    could answer `input()`), and nobody will see a live widget either, only the static copy it saves."""
+    from IPython import get_ipython
+
+    kernel = getattr(get_ipython(), "kernel", None)
+    if kernel is None:
+        return False
+    request = kernel.get_parent("shell") or {}
+    header, content = request.get("header", {}), request.get("content", {})
+    return header.get("msg_type") == "execute_request" and not content.get("allow_stdin", True)
+
+
 def error_html(text: str) -> str:
     return f"<div style='color:#b00'>{html.escape(text)}</div>"
 
@@ -48,6 +62,7 @@ class LabWidget(widgets.VBox):
     """A VBox with a background job and a static copy of itself for outputs without a widget manager."""
 
     _job: concurrent.futures.Future | None = None
+    static_wait: float = 60.0  # how long a headless display waits for the work to finish
 
     def wait(self, timeout: float | None = 60.0):
         """Block until the background work is done (use before displaying under papermill)."""
@@ -67,6 +82,13 @@ class LabWidget(widgets.VBox):
         return None
 
     def _repr_mimebundle_(self, **kwargs):
+        if headless() and self._job is not None:
+            # The saved output is all a headless run keeps: let it show the finished work. A failure is
+            # already in the widget's status line.
+            try:
+                self._job.result(self.static_wait)
+            except Exception:
+                pass
         bundle = super()._repr_mimebundle_(**kwargs)
         data = bundle[0] if isinstance(bundle, tuple) else bundle
         if data is None:

@@ -27,6 +27,7 @@ class ConsumerReplay(LabWidget):
         self.session = (session or get_session()).ensure()
         self.stream, self.deliver, self.replay, self.filter = stream, deliver, replay, filter
         self.count, self.timeout = count, timeout
+        self.static_wait = timeout + 10
         self._frame = frames.consumed_frame([], [])
         self._lock = threading.Lock()
         self.mode = widgets.ToggleButtons(options=["original", "instant"], value=replay,

@@ -13,17 +13,18 @@ from .. import frames
 from ..errors import describe
 from ..session import Session
 from ..streams import StreamPager
+from ..units import parse_interval
 from .base import LabWidget, error_html, table_html
 
 
 class StreamViewer(LabWidget):
-    """`StreamViewer("ORDERS", subject="orders.>", page_size=25, follow=True)`."""
+    """`StreamViewer("ORDERS", subject="orders.>", page_size=25, follow=True, interval="500ms")`."""
 
     def __init__(self, stream: str, *, subject: str | None = None, start_seq: int | None = None,
                  since: Any = None, page_size: int = 25, follow: bool = False, last: bool = False,
-                 poll: float = 1.0, session: Session | None = None):
+                 interval: Any = "1s", session: Session | None = None):
         self.stream = stream
-        self.poll = poll
+        self.interval = interval
         self._stop = threading.Event()
         self._lock = threading.RLock()  # the follow thread and button clicks move the same pager
         self._follower: threading.Thread | None = None
@@ -116,6 +117,15 @@ class StreamViewer(LabWidget):
             f"<br><b>headers</b><pre>{html.escape(headers)}</pre><b>data</b><pre>{html.escape(body)}</pre></div>")
 
     # -- live follow -------------------------------------------------------------------------------
+    @property
+    def interval(self) -> float:
+        """Seconds between looks for new messages while following; set it any time ('200ms', 2)."""
+        return self._interval
+
+    @interval.setter
+    def interval(self, value: Any) -> None:
+        self._interval = parse_interval(value)
+
     def _set_follow(self, on: bool) -> None:
         self.follow_toggle.icon = "pause" if on else "play"
         if on and (self._follower is None or not self._follower.is_alive()):
@@ -136,7 +146,7 @@ class StreamViewer(LabWidget):
                         self._render()
                 except Exception as exc:
                     self.status.value = error_html(describe(exc))
-            self._stop.wait(self.poll)
+            self._stop.wait(self.interval)
 
     def close(self) -> None:
         self._stop.set()

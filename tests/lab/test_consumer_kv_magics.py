@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import time
 
+import pandas as pd
+import pytest
 from nats.js.api import ConsumerInfo
+from nats.js.errors import KeyWrongLastSequenceError
 
 import pynats_lab
+from pynats_lab import LabError
 from tests.lab.conftest import assert_one_line_errors, cell, magic
 
 
@@ -111,6 +115,11 @@ def test_kv_round_trip(lab_js, shell, capsys):
     assert buckets["bucket"].tolist() == ["CONFIG"]
     watched = magic(shell, "%kv watch CONFIG --timeout 300ms")
     assert watched[["key", "operation"]].values.tolist() == [["doc", "PUT"], ["color", "DEL"]]
+    now = pd.Timestamp.now(tz="UTC")
+    for frame in (got, hist, keys, watched):
+        stamps = frame["created"]
+        assert str(stamps.dtype).startswith("datetime64") and stamps.notna().all(), "created is the store time"
+        assert ((now - stamps).abs() < pd.Timedelta("1min")).all(), stamps.tolist()
     assert magic(shell, "%kv get NOBUCKET k") is None
     assert capsys.readouterr().err == "%kv get: bucket not found: NOBUCKET\n"
     assert str(magic(shell, "%kv rm CONFIG")) == "deleted bucket CONFIG"
@@ -131,3 +140,38 @@ def test_kv_watch_sees_changes_made_meanwhile(lab_js, shell):
     s.submit(writer())
     seen = magic(shell, "%kv watch LIVE --count 2 --timeout 5s")
     assert seen[["key", "value"]].values.tolist() == [["a", "1"], ["b", "2"]]
+
+
+def test_kv_create_and_update_by_revision(lab_js, shell, capsys):
+    magic(shell, "%kv add CAS --history 5")
+    created = magic(shell, "%kv create CAS lock owner-1")
+    assert str(created) == "CAS > lock: created, revision 1" and created.revision == 1
+    assert magic(shell, "%kv update CAS lock owner-1-renewed --revision 1").revision == 2
+    cell(shell, "%%kv update CAS lock --revision 2\nowner-1\nrenewed again\n")
+    assert magic(shell, "%kv get CAS lock")[["value", "revision"]].values.tolist() == [["owner-1\nrenewed again", 3]]
+    assert_one_line_errors(shell, capsys, {
+        "%kv create CAS lock owner-2": "%kv create: CAS > lock exists (revision 3): wrong last sequence: 3 (10071)",
+        "%kv update CAS lock owner-2 --revision 2":
+            "%kv update: CAS > lock is at revision 3, not 2: wrong last sequence: 3 (10071)",
+        "%kv update CAS nobody x --revision 1": "%kv update: CAS > nobody does not exist: wrong last sequence: 0 (10071)",
+        "%kv update CAS lock x": "%kv update: the following arguments are required: --revision",
+        "%kv create NOBUCKET k v": "%kv create: bucket not found: NOBUCKET",
+    })
+    with pytest.raises(LabError, match="is at revision 3, not 1") as stale:
+        pynats_lab.kv_update("CAS", "lock", "x", last=1)
+    assert isinstance(stale.value, KeyWrongLastSequenceError), "except KeyWrongLastSequenceError still works"
+    magic(shell, "%kv del CAS lock")
+    assert magic(shell, "%kv create CAS lock owner-3").revision == 5, "a deleted key can be created again"
+    assert magic(shell, "%kv history CAS lock")["operation"].tolist() == ["PUT", "PUT", "PUT", "DEL", "PUT"]
+
+
+def test_last_per_subject_needs_no_filter(lab_js, shell):
+    magic(shell, "%stream add SENSORS --subjects sensors.>")
+    for i in range(3):
+        magic(shell, f"%nats pub sensors.a a{i} --js")
+        magic(shell, f"%nats pub sensors.b b{i} --js")
+    latest = pynats_lab.consumer_replay("SENSORS", deliver="last-per-subject", timeout=5)
+    assert latest["data"].tolist() == ["a2", "b2"] and latest["seq"].tolist() == [5, 6]
+    info = magic(shell, "%consumer add SENSORS newest --pull --deliver last-per-subject")
+    assert info.config.filter_subject == ">", "natscli's default filter"
+    assert magic(shell, "%consumer next SENSORS newest --count 5 --timeout 300ms")["data"].tolist() == ["a2", "b2"]

@@ -14,17 +14,22 @@ from tests.servers import subprocess_env
 
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory):
-    """Run cells in one live kernel: kernel(source) -> that cell's outputs."""
+    """Run cells in one live kernel: kernel(source) -> that cell's outputs. As under papermill, a cell
+    asks for no stdin, unless kernel(source, interactive=True) (as JupyterLab does)."""
     nb = nbformat.v4.new_notebook()
     client = NotebookClient(nb, timeout=60, kernel_name="python3", allow_errors=True)
     env = subprocess_env()
     env["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("kernel-data"))
     env.pop("NATS_URL", None)
     with client.setup_kernel(env=env, cwd=str(tmp_path_factory.mktemp("kernel-cwd"))):
-        def run(source: str) -> list[dict]:
+        def run(source: str, interactive: bool = False) -> list[dict]:
             cell = nbformat.v4.new_code_cell(source)
             nb.cells.append(cell)
-            client.execute_cell(cell, len(nb.cells) - 1)
+            client.kc.allow_stdin = interactive
+            try:
+                client.execute_cell(cell, len(nb.cells) - 1)
+            finally:
+                client.kc.allow_stdin = False
             return cell.outputs
 
         run("%load_ext pynats_lab")
@@ -87,8 +92,9 @@ def test_widgets_render_as_widget_views_with_static_copies(kernel, js_server):
     viewer = _data(kernel("import pynats_lab\npynats_lab.StreamViewer('W', page_size=2)"))
     assert "application/vnd.jupyter.widget-view+json" in viewer
     assert "hello-1" in viewer["text/html"] and "hello-3" not in viewer["text/html"]
-    follow = _data(kernel("v = %stream view W --follow\nv"))
+    follow = _data(kernel("v = %stream view W --follow --interval 250ms\nv"))
     assert "application/vnd.jupyter.widget-view+json" in follow and "hello-3" in follow["text/html"]
+    assert _text(kernel("print(v.interval, v.follow_toggle.value)")) == "0.25 True\n"
     kernel("v.close()")
     chart = _data(kernel("pynats_lab.LatencyChart(count=20, rounds=2, wait=True)"))
     assert "application/vnd.jupyter.widget-view+json" in chart
@@ -127,3 +133,14 @@ def test_connection_notes_show_under_the_cell_where_they_happen(kernel, start_se
     earlier = [n for n in _notes(connected) + _notes(allowed) if srv.url in n or "admin.reset" in n]
     assert earlier == [], "no note lands under an earlier cell"
     assert _notes(kernel("1 + 1")) == [], "failed attempts to reconnect are not listed one by one"
+
+
+def test_a_headless_run_shows_a_widget_with_its_work_done(kernel, js_server):
+    kernel(f"%nats connect {js_server.url}")
+    kernel("%stream add SLOW --subjects slow\n%nats pub slow s{{Count}} --count 3 --sleep 300ms --js")
+    replay = _data(kernel("import pynats_lab\npynats_lab.ConsumerReplay('SLOW', replay='original')"))
+    assert "application/vnd.jupyter.widget-view+json" in replay
+    assert all(f"s{i}" in replay["text/html"] for i in (1, 2, 3)), "the static copy holds the whole replay"
+    check = "from pynats_lab.widgets.base import headless\nprint(headless())"
+    assert _text(kernel(check)) == "True\n"
+    assert _text(kernel(check, interactive=True)) == "False\n", "a live frontend is never kept waiting"

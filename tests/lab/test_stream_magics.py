@@ -132,6 +132,9 @@ def test_wrong_stream_uses_are_one_line(lab_js, shell, capsys):
         "%stream view X --page-size 0": "%stream view: page size must be at least 1",
         "%stream edit NOPE --max-msgs 3": "%stream edit: stream not found (10059)",
         "%stream fly": "%stream: argument COMMAND: invalid choice",
+        "%stream view X --interval 1s": "%stream view: --interval goes with --follow",
+        "%stream view X --follow --interval 0s": "%stream view: invalid --interval '0s': it must be more than 0",
+        "%stream view X --follow --interval soon": "%stream view: invalid --interval 'soon': use e.g. 500ms",
     }
     assert magic(shell, "%stream") is None
     assert capsys.readouterr().out.startswith("usage: %stream")
@@ -154,7 +157,7 @@ def test_follow_in_a_terminal_tails_new_messages(lab_js, shell, capsys):
 
     s.submit(later())
     t0 = time.monotonic()
-    df = magic(shell, "%stream view LIVE --follow --timeout 1.5s")
+    df = magic(shell, "%stream view LIVE --follow --timeout 1.5s --interval 100ms")
     assert 1.4 < time.monotonic() - t0 < 5
     assert df["data"].tolist() == ["new-0", "new-1", "new-2"]
     assert "new-2" in capsys.readouterr().out

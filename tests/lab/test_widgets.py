@@ -21,7 +21,8 @@ def test_stream_viewer_pages_filters_and_follows(lab_js, shell):
     magic(shell, "%stream add ORDERS --subjects orders.>")
     magic(shell, '%nats pub orders.new \'{"n": {{Count}}}\' --count 12 --js -H k:v')
     magic(shell, "%nats pub orders.paid p{{Count}} --count 3 --js")
-    v = pynats_lab.StreamViewer("ORDERS", page_size=5, poll=0.1)
+    v = pynats_lab.StreamViewer("ORDERS", page_size=5, interval="100ms")
+    assert v.interval == 0.1
     assert v.df["seq"].tolist() == [1, 2, 3, 4, 5]
     assert "seq 1..5" in v.status.value and v.table.value.count("<tr") == 6
     v.next_button.click()
