@@ -154,3 +154,33 @@ def test_kill_9_loses_no_acknowledged_message(js_server):
     assert len(acked) > rounds
     assert missing == []
     assert state.last_seq >= max(acked)
+
+
+def test_consumer_state_survives_kill_9(js_server):
+    """Acks settled before the crash stay settled; what was delivered but not acked comes back."""
+    async def before():
+        async with connected(js_server) as (nc, js):
+            await js.add_stream(name="CS", subjects=["cs"])
+            for i in range(10):
+                await js.publish("cs", b"m%d" % i)
+            psub = await js.pull_subscribe("cs", durable="W", stream="CS",
+                                           config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=0.5))
+            msgs = await psub.fetch(10, timeout=3)
+            for m in msgs[:5]:
+                await m.ack_sync()
+        await asyncio.sleep(0.3)
+
+    async def after():
+        async with connected(js_server) as (nc, js):
+            info = await js.consumer_info("CS", "W")
+            psub = await js.pull_subscribe_bind("W", stream="CS")
+            again = await psub.fetch(5, timeout=3)
+            return info, again
+
+    run(before())
+    js_server.kill()
+    js_server.start()
+    info, again = run(after())
+    assert info.ack_floor.stream_seq == 5 and info.delivered.stream_seq == 10
+    assert sorted(m.data for m in again) == [b"m5", b"m6", b"m7", b"m8", b"m9"]
+    assert all(m.metadata.num_delivered == 2 for m in again)
