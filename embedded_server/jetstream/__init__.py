@@ -14,8 +14,10 @@ import time
 
 from . import api
 from .account import JSAccount
-from .config import API_LEVEL
+from .clock import now_ns, rfc3339
+from .config import API_LEVEL, stream_config_json
 from .errors import ApiError
+from .stream import parse_go_duration
 
 __all__ = ["enable", "JetStream", "JetStreamError", "ApiError"]
 
@@ -49,7 +51,6 @@ def _sync_settings(options) -> tuple[bool, float]:
         for key, value in block.items():
             if str(key).lower() in ("sync", "sync_interval"):
                 if isinstance(value, str) and value.strip().lower() != "always":
-                    from .stream import parse_go_duration
                     ns = parse_go_duration(value.strip())
                     value = ns / 1e9 if ns else interval
                 interval = value
@@ -190,9 +191,6 @@ class JetStream:
 
     def jsz(self, q: dict | None = None) -> dict:
         """/jsz as nats-server shapes it; `accounts`, `streams`, `consumers`, `config`, `acc` select detail."""
-        from .clock import now_ns, rfc3339
-        from .config import stream_config_json
-
         q = q or {}
         flag = lambda name: str(q.get(name, "")).lower() in ("1", "t", "true")  # noqa: E731
         streams = [st for jsa in self.accounts.values() for st in jsa.streams.values()]

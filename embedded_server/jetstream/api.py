@@ -9,6 +9,7 @@ import base64
 import json
 
 from . import config as config_mod
+from . import filters
 from . import headers
 from .clock import parse_rfc3339, rfc3339, now_ns, ZERO_TIME
 from .config import API_LEVEL, decode_json
@@ -168,7 +169,6 @@ def stream_purge(req: Request) -> dict:
 
 
 def _names_filter(jsa, subject_filter: str):
-    from . import filters
     out = []
     for st in jsa.streams.values():
         if not subject_filter or any(filters.collide(subject_filter, s) for s in st.cfg.get("subjects") or ()):

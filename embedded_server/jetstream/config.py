@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from . import filters
-from .clock import parse_rfc3339
+from .clock import parse_rfc3339, rfc3339
 from .errors import ApiError, api_error
 from .transform import SubjectTransform, TransformError
 
@@ -649,7 +649,6 @@ _TIME_FIELDS = ("opt_start_time", "pause_until")
 
 
 def consumer_config_json(cfg: dict, version: str | None = None) -> dict:
-    from .clock import rfc3339
     out = {}
     for key in _CONSUMER_ORDER:
         if key in ("deliver_policy", "ack_policy", "replay_policy"):

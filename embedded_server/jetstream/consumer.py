@@ -19,7 +19,7 @@ from . import config as config_mod
 from . import filters as subj
 from . import headers
 from .clock import now_ns, rfc3339
-from .errors import api_error
+from .stream import parse_go_duration
 
 _HB = b"NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: %d\r\nNats-Last-Stream: %d\r\n\r\n"
 _PENDING_HDR = b"NATS/1.0 %s\r\nNats-Pending-Messages: %d\r\nNats-Pending-Bytes: %d\r\n\r\n"
@@ -247,11 +247,9 @@ class Consumer:
 
     def stream_purged(self, subject: str, first: int) -> None:
         """nats-server's consumer purge: skip what was purged, drop pending entries below the new floor."""
-        if subject and not (self._unfiltered and False):
-            relevant = (not self.filters) or any(subj.collide(f, subject) for f in self.filters)
-            if not relevant:
-                self._npc_stale = True
-                return
+        if subject and self.filters and not any(subj.collide(f, subject) for f in self.filters):
+            self._npc_stale = True
+            return
         sseq = first
         if self.sseq < sseq:
             self.sseq = sseq
@@ -670,7 +668,6 @@ class Consumer:
                 except (ValueError, AttributeError):
                     delay = None
             else:
-                from .stream import parse_go_duration
                 delay = parse_go_duration(arg.decode("utf-8", "replace"))
             if delay is not None:
                 self._rdq_remove(sseq)
@@ -1043,7 +1040,3 @@ class Consumer:
 def new_consumer_name() -> str:
     """A random 8-character name, as nats-server's createConsumerName for ephemerals."""
     return "".join(random.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(8))
-
-
-def create_error(err) -> object:
-    return api_error("JSConsumerCreateErrF", err=err)

@@ -46,11 +46,6 @@ def get(hdr: bytes | None, key: bytes) -> bytes | None:
         return hdr[start:end]
 
 
-def get_str(hdr: bytes | None, key: bytes) -> str:
-    value = get(hdr, key)
-    return value.decode("utf-8", "replace") if value is not None else ""
-
-
 def remove(hdr: bytes | None, key: bytes) -> bytes | None:
     """`hdr` without any `key` lines; None if nothing but the status line is left."""
     if not hdr:

@@ -13,7 +13,7 @@ from collections import deque
 
 from . import config as config_mod
 from . import filters, headers
-from .clock import now_ns, rfc3339
+from .clock import now_ns, parse_rfc3339, rfc3339
 from .errors import ApiError, api_error
 from .store import StoreError
 from .transform import SubjectTransform
@@ -555,7 +555,6 @@ class Stream:
         seq = req.get("seq") or 0
         if req.get("start_time") is not None:
             try:
-                from .clock import parse_rfc3339
                 seq = store.get_seq_from_time(parse_rfc3339(req["start_time"]))
             except (ValueError, TypeError):
                 return self._status(reply, b"408 Malformed Request")
@@ -602,7 +601,6 @@ class Stream:
         store = self.store
         up_to = req.get("up_to_seq") or 0
         if req.get("up_to_time") is not None:
-            from .clock import parse_rfc3339
             up_to = store.get_seq_from_time(parse_rfc3339(req["up_to_time"]))
             if up_to <= store.first_seq:
                 return self._status(reply, b"404 No Results")

@@ -1,7 +1,6 @@
 """JetStream per account: with accounts configured, only those with `jetstream: enabled` have it, and each
 account's streams are its own."""
 import nats
-import pytest
 
 from .helpers import api, connected, error_of, run
 

@@ -5,7 +5,7 @@ import json
 
 import nats
 import pytest
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType
+from nats.js.api import AckPolicy, ConsumerConfig, StorageType
 
 from .helpers import api, connected, error_of, run
 
