@@ -234,7 +234,8 @@ class Sublist:
             node.qsubs.setdefault(sub.queue, {})[sub] = None
         self.count += 1
         self.inserts += 1
-        self._invalidate(subject)
+        self._changed()
+        self._add_to_cache(subject, sub)
 
     def remove(self, sub: Subscription) -> bool:
         """Remove `sub`; False if it was not in the trie."""
@@ -279,13 +280,39 @@ class Sublist:
                 level.nodes.pop(token, None)
         self.count -= 1
         self.removes += 1
-        self._invalidate(subject)
+        self._changed()
+        self._remove_from_cache(subject)
         return True
 
-    def _invalidate(self, subject: str) -> None:
+    def _changed(self) -> None:
         self.genid += 1
         if self.on_change is not None:
             self.on_change()
+
+    def _add_to_cache(self, subject: str, sub: Subscription) -> None:
+        # As nats-server: a new subscription is appended to the cached results it matches, rather than those
+        # being dropped, so the order of deliveries to overlapping subscriptions is the order of its cache
+        # (a subject published before its subscriptions existed delivers in subscription order).
+        cache = self._cache
+        if not cache:
+            return
+        keys = ([subject] if subject in cache else []) if subject_is_literal(subject) else \
+            [k for k in cache if matches(subject, k)]
+        for key in keys:
+            r = cache[key]
+            if sub.queue is None:
+                cache[key] = SublistResult(r.psubs + (sub,), r.qsubs)
+                continue
+            groups = list(r.qsubs)
+            for i, group in enumerate(groups):
+                if group[0].queue == sub.queue:
+                    groups[i] = group + (sub,)
+                    break
+            else:
+                groups.append((sub,))
+            cache[key] = SublistResult(r.psubs, tuple(groups))
+
+    def _remove_from_cache(self, subject: str) -> None:
         cache = self._cache
         if not cache:
             return
