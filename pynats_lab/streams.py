@@ -115,6 +115,13 @@ async def stream_purge(s: Session, name: str, subject: str | None = None, keep: 
     """Remove messages: all, those on `subject`, all but the newest `keep`, or those before `seq`."""
     import json as _json
 
+    # The server reads seq 0 as "not given" and purges everything: a typo must not empty a stream.
+    if seq is not None and seq < 1:
+        raise LabError(f"--seq must be at least 1 (messages before it are removed), not {seq}")
+    if keep is not None and keep < 0:
+        raise LabError(f"--keep must be 0 or more, not {keep}")
+    if seq is not None and keep is not None:
+        raise LabError("--seq and --keep do not go together: give one")
     req = {k: v for k, v in {"filter": subject, "keep": keep, "seq": seq}.items() if v is not None}
     msg = await s.nc.request(f"$JS.API.STREAM.PURGE.{name}", _json.dumps(req).encode(), timeout=10)
     resp = _json.loads(msg.data)

@@ -123,6 +123,17 @@ def test_get_and_purge(lab_js, shell, capsys):
     assert magic(shell, "%stream info ORDERS").state.messages == 10
 
 
+def test_a_purge_number_out_of_range_is_refused_and_purges_nothing(lab_js, shell, capsys):
+    _fill(shell)
+    assert_one_line_errors(shell, capsys, {
+        "%stream purge ORDERS --seq 0": "%stream purge: --seq must be at least 1",
+        "%stream purge ORDERS --keep -1": "%stream purge: --keep must be 0 or more",
+        "%stream purge ORDERS --seq 5 --keep 1": "%stream purge: --seq and --keep do not go together",
+    })
+    assert magic(shell, "%stream info ORDERS").state.messages == 35
+    assert magic(shell, "%stream purge ORDERS --seq 31").purged == 30
+
+
 def test_wrong_stream_uses_are_one_line(lab_js, shell, capsys):
     cases = {
         "%stream view NOPE": "%stream view: stream not found (10059)",
