@@ -9,13 +9,13 @@ import time
 from typing import Any, AsyncIterator
 
 import pandas as pd
-from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy, ReplayPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy, ReplayPolicy, StreamInfo
 
 from . import frames
 from .done import Done
 from .errors import LabError
 from .session import Session, in_session
-from .units import parse_duration, since_to_time
+from .units import at_least_one, parse_duration, since_to_time
 
 _ACTIONS = ("ack", "nak", "term", "none")
 
@@ -222,19 +222,31 @@ async def consumer_sub(s: Session, stream: str, name: str, *, count: int | None 
     return frame
 
 
-async def run_replay(s: Session, stream: str, *, deliver: Any = "all", replay: str = "instant",
-                 filter: str | None = None, count: int | None = None, timeout: float = 10.0,
-                 on_message=None) -> pd.DataFrame:
-    """Replay a stream through a temporary push consumer (ack none, so nothing is disturbed on limits
-    streams) and return what arrived with its delivery time. `on_message(frame_so_far)` is called
-    as messages arrive, for live widgets."""
-    inbox = s.nc.new_inbox()
-    cfg = consumer_config(None, pull=False, target=inbox, deliver=deliver, ack="none", replay=replay,
-                          filter=filter, durable=False, inactive_threshold=30)
+def replay_config(target: str, *, deliver: Any = "all", replay: Any = "instant",
+                  filter: str | None = None) -> ConsumerConfig:
+    """The temporary push consumer a replay uses: ack none, so nothing is disturbed on limits streams."""
+    return consumer_config(None, pull=False, target=target, deliver=deliver, ack="none", replay=replay,
+                           filter=filter, durable=False, inactive_threshold=30)
+
+
+async def replay_source(s: Session, stream: str) -> StreamInfo:
+    """The stream to replay; refused when it is a work queue (a consumer there would take its messages)."""
     si = await s.js.stream_info(stream)
     if si.config.retention and str(getattr(si.config.retention, "value", si.config.retention)) == "workqueue":
         raise LabError(f"{stream} is a work-queue stream: a replay consumer would take its messages; "
                        "use %stream view instead")
+    return si
+
+
+async def run_replay(s: Session, stream: str, *, deliver: Any = "all", replay: str = "instant",
+                 filter: str | None = None, count: int | None = None, timeout: float = 10.0,
+                 on_message=None) -> pd.DataFrame:
+    """Replay a stream through a temporary push consumer and return what arrived with its delivery time.
+    `on_message(frame_so_far)` is called as messages arrive, for live widgets."""
+    at_least_one(count, "--count")
+    inbox = s.nc.new_inbox()
+    cfg = replay_config(inbox, deliver=deliver, replay=replay, filter=filter)
+    si = await replay_source(s, stream)
     total = si.state.messages if count is None else count
     msgs, received = [], []
     done = asyncio.get_running_loop().create_future()

@@ -111,3 +111,11 @@ def since_to_time(since: str | float | _dt.datetime | None) -> _dt.datetime | No
 def rfc3339(when: _dt.datetime) -> str:
     """A UTC time as nats-server's JSON wants it."""
     return when.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def at_least_one(value: int | None, flag: str) -> int | None:
+    """A count the user gave (None: no limit). Zero or less is a mistake, said in one line, not an empty
+    result after a wait."""
+    if value is not None and value < 1:
+        raise LabError(f"{flag} must be at least 1")
+    return value

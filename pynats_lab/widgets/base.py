@@ -10,7 +10,7 @@ import io
 import ipywidgets as widgets
 import pandas as pd
 
-from ..errors import LabError, reraise
+from ..errors import LabError, describe, reraise
 
 TABLE_CSS = ("<style>.pnl-table table{border-collapse:collapse;font-size:12px}"
              ".pnl-table td,.pnl-table th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:left;"
@@ -78,6 +78,15 @@ class LabWidget(widgets.VBox):
     def static_html(self) -> str:
         return ""
 
+    @property
+    def failure(self) -> str | None:
+        """Why the background work failed, in one line; None while it runs or when it succeeded."""
+        job = self._job
+        if job is None or not job.done() or job.cancelled():
+            return None
+        exc = job.exception()
+        return describe(exc) if exc is not None else None
+
     def static_png(self) -> bytes | None:
         return None
 
@@ -94,6 +103,9 @@ class LabWidget(widgets.VBox):
         if data is None:
             data = {}
         static = self.static_html()
+        if self.failure:
+            # The live view shows it in the status line; a saved output has only this copy.
+            static = error_html(self.failure) + static
         if static:
             data["text/html"] = static
         png = self.static_png()

@@ -10,9 +10,10 @@ import ipywidgets as widgets
 import pandas as pd
 
 from .. import charts, frames
-from ..consumers import run_replay
+from ..consumers import replay_config, replay_source, run_replay
 from ..errors import describe
 from ..session import Session, get_session
+from ..units import at_least_one
 from .base import LabWidget, error_html, figure_png, table_html
 
 _SHOWN = ["seq", "time", "received", "subject", "data", "delivered"]
@@ -25,6 +26,10 @@ class ConsumerReplay(LabWidget):
                  count: int | None = None, timeout: float = 30.0, wait: bool = False,
                  session: Session | None = None):
         self.session = (session or get_session()).ensure()
+        # A wrong flag or stream fails here, as one line from the magic, not later inside the widget.
+        replay_config("_lab.replay.check", deliver=deliver, replay=replay, filter=filter)
+        at_least_one(count, "--count")
+        self.session.run(replay_source(self.session, stream))
         self.stream, self.deliver, self.replay, self.filter = stream, deliver, replay, filter
         self.count, self.timeout = count, timeout
         self.static_wait = timeout + 10

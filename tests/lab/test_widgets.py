@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 import pynats_lab
-from tests.lab.conftest import assert_dedup_follows_the_window, magic
+from tests.lab.conftest import assert_dedup_follows_the_window, assert_one_line_errors, magic
 
 
 def _wait_for(predicate, timeout=5.0):
@@ -85,3 +87,24 @@ def test_consumer_replay_grows_a_table_and_a_timeline(lab_js, shell):
     assert replay.image.value[:4] == b"\x89PNG" and "t4" in replay.table.value
     assert "done: 4 messages replayed (instant)" in replay.status.value
     assert "t4" in replay._repr_mimebundle_()["text/html"]
+
+
+def test_consumer_replay_reports_wrong_uses_as_one_line(lab_js, shell, capsys):
+    magic(shell, "%stream add JOBS --subjects jobs --retention workqueue")
+    magic(shell, "%stream add TICKS --subjects ticks")
+    assert_one_line_errors(shell, capsys, {
+        "%consumer replay NOPE": "%consumer replay: stream not found (10059)",
+        "%consumer replay JOBS": "%consumer replay: JOBS is a work-queue stream",
+        "%consumer replay TICKS --deliver someday": "%consumer replay: invalid --deliver 'someday'",
+        "%consumer replay TICKS --count 0": "%consumer replay: --count must be at least 1",
+    })
+
+
+def test_a_widget_whose_work_failed_says_why_in_its_saved_copy(lab_js, shell):
+    pynats_lab.stream_add("TICKS", "ticks", max_consumers=1)
+    magic(shell, "%nats pub ticks t1 --js")
+    magic(shell, "%consumer add TICKS only")
+    replay = pynats_lab.ConsumerReplay("TICKS")  # the server refuses its consumer: one is the most
+    with pytest.raises(pynats_lab.LabError) as failed:
+        replay.wait(15)
+    assert str(failed.value) and str(failed.value) in replay._repr_mimebundle_()["text/html"]
