@@ -132,6 +132,7 @@ async def consumer_next(s: Session, stream: str, name: str, *, count: int = 1, a
     info = await s.js.consumer_info(stream, name)
     if info.config.deliver_subject:
         raise LabError(f"{name} is a push consumer: use %consumer sub {stream} {name}")
+    at_least_one(count, "--count")
     limit = parse_duration(timeout, "--timeout") or 2.0
     psub = await s.js.pull_subscribe_bind(durable=name, stream=stream)
     msgs, received, settled = [], [], []
@@ -209,6 +210,7 @@ async def consumer_sub(s: Session, stream: str, name: str, *, count: int | None 
     """Receive from a push or pull consumer until `count` messages or `timeout`; ack each (or not)."""
     if action not in _ACTIONS:
         raise LabError(f"invalid action {action!r}: use {', '.join(_ACTIONS)}")
+    at_least_one(count, "--count")
     info = await s.js.consumer_info(stream, name)
     limit = parse_duration(timeout, "--timeout") or 2.0
     msgs, received, settled = [], [], []

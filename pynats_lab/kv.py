@@ -20,7 +20,7 @@ from .done import Done
 from .errors import LabError, as_lab_error
 from .messaging import encode_payload
 from .session import Session, in_session
-from .units import parse_duration, parse_size
+from .units import at_least_one, parse_duration, parse_size
 
 ENTRY_COLUMNS = ["bucket", "key", "value", "revision", "created", "operation"]
 
@@ -222,6 +222,7 @@ async def kv_watch(s: Session, bucket: str, key: str = ">", *, count: int | None
                    include_history: bool = False) -> pd.DataFrame:
     """Watch a bucket (or keys matching `key`): current values first, then changes, until `count`
     updates or `timeout`. A DataFrame of what was seen."""
+    at_least_one(count, "--count")
     kv = await _bucket(s, bucket)
     limit = parse_duration(timeout, "--timeout") or 2.0
     watcher = await kv.watch(key, include_history=include_history)

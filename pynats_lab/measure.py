@@ -13,7 +13,7 @@ import pandas as pd
 
 from .errors import LabError
 from .session import Session, in_session
-from .units import parse_duration, parse_size
+from .units import at_least_one, parse_duration, parse_size
 
 KINDS = ("pub-sub", "request-reply", "js-publish")
 PERCENTILES = (50, 90, 99, 99.9)
@@ -100,8 +100,7 @@ async def latency(s: Session, count: int = 200, size: Any = 128, jetstream: bool
     """Latency samples (microseconds) for pub->sub, request/reply and, with JetStream, publish-ack.
     One row per sample: kind, n, latency_us. `latency_percentiles(df)` summarises it."""
     nbytes = parse_size(size, "--size") or 0
-    if count < 1:
-        raise LabError("--count must be at least 1")
+    at_least_one(count, "--count")
     wanted = list(kinds or KINDS)
     if "js-publish" in wanted and (not jetstream or not await _has_jetstream(s)):
         wanted.remove("js-publish")
@@ -154,6 +153,9 @@ async def bench(s: Session, subject: str = "bench", *, pubs: int = 1, subs: int 
     nbytes = parse_size(size, "--size") or 0
     if pubs < 1:
         raise LabError("--pub must be at least 1 (a subscriber alone would wait for nothing)")
+    at_least_one(msgs, "--msgs")
+    if subs < 0:
+        raise LabError("--sub must be 0 or more")
     stream = None
     if js:
         stream, base = await temporary_stream(s, "LAB_BENCH")

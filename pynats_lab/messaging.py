@@ -15,7 +15,7 @@ from . import frames, templates
 from .done import Done
 from .errors import LabError
 from .session import Session, get_session, in_session
-from .units import parse_duration
+from .units import at_least_one, parse_duration
 
 _JS_WINDOW = 256  # JetStream publishes in flight at once: fast, yet bounded
 
@@ -59,8 +59,7 @@ async def publish(s: Session, subject: str, payload: Any = "", *, count: int = 1
 
     Core publishes return a `Done`; with `js=True` each message waits for its PubAck and the result is a
     DataFrame (subject, stream, seq, duplicate, msg_id, sent, ack_ms)."""
-    if count < 1:
-        raise LabError("--count must be at least 1")
+    at_least_one(count, "--count")
     hdrs = parse_headers(headers)
     pause = parse_duration(sleep, "--sleep") or 0
     is_bytes = isinstance(payload, (bytes, bytearray, memoryview))
@@ -118,6 +117,7 @@ async def subscribe(s: Session, subject: str, *, count: int | None = None, timeo
                     queue: str | None = None, raw: bool = False) -> pd.DataFrame:
     """Collect messages on `subject` until `count` arrived or `timeout` passed; a DataFrame of them
     (received, subject, data, headers, size, reply)."""
+    at_least_one(count, "--count")
     limit = parse_duration(timeout, "--timeout") or 0
     msgs, received = [], []
     done = asyncio.get_running_loop().create_future()
@@ -221,6 +221,7 @@ async def request(s: Session, subject: str, payload: Any = "", *, timeout: Any =
     """Send a request and collect up to `replies` answers within `timeout`; a DataFrame with `rtt_ms`."""
     import nats.errors
 
+    at_least_one(replies, "--replies")
     limit = parse_duration(timeout, "--timeout") or 2.0
     hdrs = parse_headers(headers) or None
     data = encode_payload(payload)

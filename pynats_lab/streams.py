@@ -160,6 +160,8 @@ class StreamPager:
                  since: Any = None, page_size: int = 100, raw: bool = False, session: Session | None = None):
         if page_size < 1:
             raise LabError("page size must be at least 1")
+        if start_seq is not None and start_seq < 0:
+            raise LabError(f"--id must be a sequence number, not {start_seq}")
         self.session = (session or get_session()).ensure()
         self.stream = stream
         self.subject = subject or None

@@ -70,6 +70,7 @@ def test_push_consumer_sub_and_filters(lab_js, shell):
 def test_consumer_mistakes_are_one_line(lab_js, shell, capsys):
     _orders(shell, 1)
     magic(shell, "%consumer add ORDERS pusher --push --target out.x")
+    magic(shell, "%consumer add ORDERS puller")
     cases = {
         "%consumer add ORDERS p --push": "%consumer add: a push consumer needs --target SUBJECT",
         "%consumer add ORDERS p --deliver someday": "%consumer add: invalid --deliver 'someday'",
@@ -77,6 +78,7 @@ def test_consumer_mistakes_are_one_line(lab_js, shell, capsys):
         "%consumer next ORDERS pusher": "%consumer next: pusher is a push consumer: use %consumer sub",
         "%consumer next NOPE x": "%consumer next: stream not found (10059)",
         "%consumer add ORDERS p --ack-wait 1fortnight": "%consumer add: invalid --ack-wait '1fortnight'",
+        "%consumer next ORDERS puller --count 0": "%consumer next: --count must be at least 1",
     }
     assert_one_line_errors(shell, capsys, cases)
 

@@ -114,6 +114,9 @@ def test_wrong_uses_print_one_line_and_keep_the_session(lab_core, shell, capsys)
         "%nats sub x --timeout soon": "%nats sub: invalid --timeout 'soon'",
         "%nats pub x y --count many": "%nats pub: argument --count: not a number: 'many'",
         '%nats pub x "unclosed': "%nats pub: cannot split the line",
+        "%nats sub x --count 0": "%nats sub: --count must be at least 1",
+        "%nats req x y --replies 0": "%nats req: --replies must be at least 1",
+        "%nats bench --msgs 0": "%nats bench: --msgs must be at least 1",
     }
     assert_one_line_errors(shell, capsys, cases)
     assert str(magic(shell, "%nats pub still.works ok")).startswith("published 1 message")

@@ -153,6 +153,7 @@ def test_wrong_stream_uses_are_one_line(lab_js, shell, capsys):
     magic(shell, "%stream add A --subjects shared.>")
     assert magic(shell, "%stream add B --subjects shared.>") is None
     assert capsys.readouterr().err == "%stream add: subjects overlap with an existing stream (10065)\n"
+    assert_one_line_errors(shell, capsys, {"%stream view A --id -3": "%stream view: --id must be a sequence number, not -3"})
 
 
 def test_follow_in_a_terminal_tails_new_messages(lab_js, shell, capsys):
