@@ -148,7 +148,7 @@ async def bench(s: Session, subject: str = "bench", *, pubs: int = 1, subs: int 
     total: role, client, msgs, bytes, seconds, msgs_per_s, mb_per_s, p50_us, p90_us, p99_us.
 
     Percentiles are per message: publish-to-receive for subscribers (the send time travels in the first
-    8 bytes, so `size` must be at least 8), publish-to-ack for JetStream publishers; under full load they
+    8 bytes; a `size` under 8 leaves them NaN), publish-to-ack for JetStream publishers; under full load they
     include queueing, as in `nats bench`."""
     nbytes = parse_size(size, "--size") or 0
     if pubs < 1:

@@ -35,6 +35,8 @@ def test_bench_counts_every_message(lab_js, shell):
     assert js["msgs"].tolist() == [500] and js["p99_us"].iloc[0] >= js["p50_us"].iloc[0] > 0
     assert pynats_lab.stream_ls().empty  # the temporary stream is gone
     assert isinstance(charts.bench_figure(df), Figure)
+    tiny = magic(shell, "%nats bench b.tiny --msgs 200 --size 0 --no-chart")  # no room for a send time
+    assert tiny["msgs"].tolist() == [200, 200] and tiny["p50_us"].isna().all()
 
 
 def test_dedup_window_outlives_the_ack_and_spans_subjects(lab_js, shell):
