@@ -239,6 +239,11 @@ class Session:
         if old is not None and old is not embedded:
             old.stop()
         self._embedded = embedded
+        if embedded is not None and embedded is not old:
+            # Exit hooks run last-registered first: this one now runs before the embedded server's own, so
+            # the connection closes before the server stops and the end of a run is not a "disconnected".
+            atexit.unregister(self.close)
+            atexit.register(self.close)
         return self
 
     async def open_connection(self, name: str = "pynats-lab"):

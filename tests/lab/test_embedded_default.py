@@ -100,3 +100,23 @@ def test_the_server_dies_with_a_killed_kernel(tmp_path):
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_a_script_that_ends_says_nothing_about_a_lost_connection(tmp_path):
+    """The connection closes before the embedded server stops, so the end of a run is not reported as
+    'disconnected ... reconnecting'; and the server is gone after it."""
+    import subprocess
+    import sys
+
+    from tests.servers import subprocess_env
+
+    env = subprocess_env()
+    env.pop("NATS_URL", None)
+    env["XDG_DATA_HOME"] = str(tmp_path / "data")
+    code = "import pynats_lab\ns = pynats_lab.connect()\npynats_lab.publish('x', 'y')\nprint('PID', s.server.proc.pid)"
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "started the embedded server" in done.stderr
+    assert "disconnected" not in done.stderr + done.stdout and "reconnecting" not in done.stderr
+    assert not _alive(int(done.stdout.split("PID", 1)[1].split()[0]))
