@@ -257,7 +257,12 @@ class Client(asyncio.Protocol):
                         psubs = plan[0]
                         if len(psubs) == 1 and not plan[1]:
                             sub, client, prefix = psubs[0]
-                            if client is not None and not sub.max and client.perms is None \
+                            if client is None:
+                                # One internal subscriber (a consumer's acks): its callback, without a
+                                # second look at the plan.
+                                srv._call_internal(sub, self, subject, None, tail, body_at, 0)
+                                continue
+                            if not sub.max and client.perms is None \
                                     and not sub.closed and not client.closed and (client is not self or self.echo):
                                 sub.delivered += 1
                                 client.out.append(prefix)

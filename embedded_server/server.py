@@ -47,13 +47,21 @@ class Account:
         self.sublist = Sublist()
         # Delivery plans per published subject, dropped whenever the subscriptions change.
         self.plans: dict[bytes, tuple] = {}
-        self.sublist.on_change = self.plans.clear
+        # Plans of JetStream ack subjects per `$JS.ACK.<stream>.<consumer>` (see plan), dropped alike.
+        self.ack_plans: dict[bytes, tuple | None] = {}
+        self.sublist.on_change = self._subscriptions_changed
         self.in_msgs = self.in_bytes = self.out_msgs = self.out_bytes = 0
         self.slow_consumers = 0
+
+    def _subscriptions_changed(self) -> None:
+        self.plans.clear()
+        self.ack_plans.clear()
 
     def plan(self, subject: bytes) -> tuple:
         """Delivery plan for a published subject: (plain subs, queue groups), each sub as (sub, client, MSG prefix)."""
         plan = self.plans.get(subject)
+        if plan is None and subject.startswith(b"$JS.ACK."):
+            plan = self._ack_plan(subject)
         if plan is None:
             result = self.sublist.match(decode_subject(subject))
 
@@ -65,6 +73,30 @@ class Account:
             if len(self.plans) >= 4096:
                 self.plans.clear()
             self.plans[subject] = plan
+        return plan
+
+    def _ack_plan(self, subject: bytes) -> tuple | None:
+        """An ack subject is unique per delivery: rather than matching and caching each one, the plan of its
+        `$JS.ACK.<stream>.<consumer>` prefix serves them all while only internal subscriptions (the consumer's
+        `>`) can receive them. None when that does not hold (then the subject is matched as any other)."""
+        parts = subject.split(b".", 4)
+        if len(parts) != 5 or not (parts[2] and parts[3] and parts[4]) or b".." in parts[4] \
+                or parts[4].endswith(b"."):
+            return None
+        prefix = subject[:len(subject) - len(parts[4]) - 1]
+        plans = self.ack_plans
+        if prefix in plans:
+            plan = plans[prefix]
+        else:
+            subs = self.sublist.prefix_match([p.decode() for p in parts[:4]])
+            plan = None
+            if subs is not None and all(sub.client is None for sub in subs):
+                plan = (tuple((sub, None, b"") for sub in subs), ())
+            if len(plans) >= 1024:
+                plans.clear()
+            plans[prefix] = plan
+        if plan is not None:
+            self.sublist.matches += 1
         return plan
 
     def __repr__(self) -> str:
@@ -391,6 +423,37 @@ class Server:
         if perms is not None and reply:
             perms.track_reply(reply)
         return True
+
+    def single_receiver(self, account: Account, subject: bytes):
+        """(subscription, client) when `subject` reaches exactly one plain client subscription and delivering to
+        it needs nothing per message (no permissions, no auto-unsubscribe limit, no queue group, no tracing);
+        else None. A JetStream pull batch to such a receiver is written with `write_direct`."""
+        plan = account.plans.get(subject)
+        if plan is None:
+            plan = account.plan(subject)
+        psubs, qgroups = plan
+        if len(psubs) != 1 or qgroups or self.logger.trace_enabled:
+            return None
+        sub, client, _ = psubs[0]
+        if client is None or sub.max or client.perms is not None or sub.closed or client.closed:
+            return None
+        return sub, client
+
+    def write_direct(self, account: Account, sub: Subscription, client: Client, chunks: list, count: int,
+                     size: int) -> None:
+        """Queue `count` ready-made MSG/HMSG frames (`size` payload and header bytes in all) for the receiver
+        that `single_receiver` answered, with the same statistics as routing them one by one."""
+        client.out.extend(chunks)
+        sub.delivered += count
+        client.out_msgs += count
+        client.out_bytes += size
+        account.out_msgs += count
+        account.out_bytes += size
+        self.out_msgs += count
+        self.out_bytes += size
+        if not client.dirty:
+            client.dirty = True
+            self.dirty.append(client)
 
     def _call_internal(self, sub: Subscription, producer, subject: bytes, reply: bytes | None, tail: bytes,
                        body_at: int, hdr_len: int) -> None:

@@ -344,6 +344,33 @@ class Sublist:
         cache[subject] = result
         return result
 
+    def prefix_match(self, tokens: list[str]) -> list[Subscription] | None:
+        """The plain subscriptions matching every subject made of `tokens` and one or more tokens more, when
+        that depends on `tokens` only: no `*` on the way and no subscription below the prefix other than a `>`
+        (and no queue group); otherwise None. A consumer's ack subjects are unique (`$JS.ACK.<stream>.
+        <consumer>.` and the sequences) and all end in its `>` subscription: routing them through this answer
+        keeps them out of the match cache."""
+        level = self._root
+        psubs: list[Subscription] = []
+        for token in tokens:
+            if level.pwc is not None:
+                return None
+            fwc = level.fwc
+            if fwc is not None:
+                if fwc.qsubs:
+                    return None
+                psubs.extend(fwc.psubs)
+            node = level.nodes.get(token)
+            if node is None or node.next is None:
+                return psubs
+            level = node.next
+        fwc = level.fwc
+        if level.pwc is not None or level.nodes or (fwc is not None and fwc.qsubs):
+            return None
+        if fwc is not None:
+            psubs.extend(fwc.psubs)
+        return psubs
+
     def has_interest(self, subject: str) -> bool:
         return bool(self.match(subject))
 

@@ -14,6 +14,8 @@ import random
 import time
 from collections import deque
 
+from embedded_server.client import encode_subject
+
 from . import advisories
 from . import config as config_mod
 from . import filters as subj
@@ -28,10 +30,11 @@ ACK_WAIT_DELAY = 0.001
 
 
 class WaitingRequest:
-    __slots__ = ("reply", "n", "b", "d", "expires", "no_wait", "hb", "hbt", "received", "checked")
+    __slots__ = ("reply", "reply_b", "n", "b", "d", "expires", "no_wait", "hb", "hbt", "received", "checked")
 
     def __init__(self, reply, n, b, expires, no_wait, hb):
         self.reply, self.n, self.b, self.d = reply, n, b, 0
+        self.reply_b = encode_subject(reply)
         self.expires, self.no_wait, self.hb = expires, no_wait, hb
         now = time.monotonic()
         self.hbt = now + hb if hb else 0.0
@@ -91,6 +94,7 @@ class Consumer:
         self._last_delivery = 0.0
         self._set_filters()
         self.ack_prefix = f"$JS.ACK.{stream.name}.{name}."
+        self._ack_prefix_b = encode_subject(self.ack_prefix)
         if state:
             self._apply_state(state)
         else:
@@ -311,6 +315,7 @@ class Consumer:
         is_push = self.is_push
         paused = "pause_until" in self.cfg
         pass_id = object()
+        whole_runs = not (is_push or self.replay or self._headers_only or self._backoff or self.ack_none)
         while not self.closed:
             if paused and self._paused():
                 break
@@ -321,6 +326,9 @@ class Consumer:
                 break
             if self._npc_stale:
                 self.num_pending()
+            if whole_runs and not self.rdq and not self.lss and not self.waiting[0].b \
+                    and self._pull_run(self.waiting[0]):
+                continue
             sm, dc = self._next_msg()
             if sm is None:
                 break
@@ -365,6 +373,70 @@ class Consumer:
         if not is_push:
             self.last_activity = time.monotonic()
             self._process_waiting(eos=True)
+
+    def _pull_run(self, wr: WaitingRequest) -> int:
+        """Deliver as much of pull request `wr` as is there, at once: new messages (no redeliveries), to a
+        receiver that needs nothing per message (`server.single_receiver`). The frames, the ack subjects and the
+        consumer's state are those of delivering one by one, without routing each message. The number
+        delivered; 0 leaves the request to the message-by-message path."""
+        srv = self.js.server
+        target = srv.single_receiver(self.account, wr.reply_b)
+        if target is None or (wr.expires and time.monotonic() >= wr.expires):
+            return 0
+        n = wr.n if self.maxp <= 0 else min(wr.n, self.maxp - len(self.pending))
+        sub, client = target
+        store, filters, pending = self.stream.store, self._store_filters, self.pending
+        sid = b" " + sub.sid + b" " + self._ack_prefix_b
+        with_headers = client.headers
+        now = now_ns()
+        dseq, npc = self.dseq, self.npc
+        chunks: list[bytes] = []
+        subjects: dict[str, bytes] = {}
+        count = size = 0
+        while count < n:
+            sm = store.load_next_msg(filters, self.sseq)
+            if sm is None:
+                break
+            seq = sm.seq
+            self.sseq = seq + 1
+            npc -= 1
+            subject = subjects.get(sm.subject)
+            if subject is None:
+                subject = subjects[sm.subject] = encode_subject(sm.subject)
+            hdr, data = sm.hdr, sm.data
+            if hdr and with_headers:
+                chunks.append(b"HMSG %s%s1.%d.%d.%d.%d %d %d\r\n" % (
+                    subject, sid, seq, dseq, sm.ts, npc if npc > 0 else 0, len(hdr), len(hdr) + len(data)))
+                chunks.append(hdr)
+            else:
+                # (A client without header support gets the payload only, as routing gives it.)
+                chunks.append(b"MSG %s%s1.%d.%d.%d.%d %d\r\n" % (
+                    subject, sid, seq, dseq, sm.ts, npc if npc > 0 else 0, len(data)))
+            chunks.append(data)
+            chunks.append(b"\r\n")
+            size += len(hdr) + len(data) if hdr else len(data)
+            p = pending.get(seq)
+            if p is None:
+                pending[seq] = [dseq, now]
+            else:
+                p[1] = now
+            dseq += 1
+            count += 1
+        if not count:
+            return 0
+        self.dseq, self.npc, self.ldt = dseq, npc, now
+        srv.write_direct(self.account, sub, client, chunks, count, size)
+        wr.n -= count
+        wr.d += count
+        if wr.n <= 0:
+            self.waiting.popleft()
+        elif wr.hb:
+            wr.hbt = time.monotonic() + wr.hb
+        if self._ptmr is None or self._ptmr_due > now + self._ack_wait_ns:
+            self._arm_pending_timer(self._ack_wait_s + ACK_WAIT_DELAY)
+        if self._save_handle is None:
+            self._save()
+        return count
 
     def _put_back(self, seq: int, dc: int) -> None:
         """A message picked for delivery could not go out now: it is the next one again."""
