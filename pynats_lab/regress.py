@@ -143,6 +143,10 @@ def _failing_line(executed: Path) -> str:
     return ""
 
 
+# papermill waits 60 s for a kernel by default; several starting at once on a busy CI runner can take longer.
+KERNEL_START_TIMEOUT = 180
+
+
 def run_notebook(nb: Path, output: Path, parameters: dict, kernel_name: str | None,
                  timeout: float) -> NotebookResult:
     """Execute one notebook with papermill; never raises, the outcome is in the result."""
@@ -155,7 +159,8 @@ def run_notebook(nb: Path, output: Path, parameters: dict, kernel_name: str | No
     try:
         papermill.execute_notebook(
             str(nb), str(output), parameters=parameters, kernel_name=kernel_name,
-            progress_bar=False, cwd=str(nb.parent), execution_timeout=timeout)
+            progress_bar=False, cwd=str(nb.parent), execution_timeout=timeout,
+            start_timeout=KERNEL_START_TIMEOUT)
     except PapermillExecutionError as exc:
         tb = _ANSI.sub("", "\n".join(exc.traceback))
         return NotebookResult(name, FAILED, time.monotonic() - start, str(output),
