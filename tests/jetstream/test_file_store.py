@@ -97,3 +97,68 @@ def test_sync_always_from_the_config_file(start_server, server_kind, tmp_path):
 
     assert run(publish()) == 1
     assert os.path.getsize(store / "jetstream" / "$G" / "streams" / "S" / "msgs" / "1.blk") > 0
+
+
+async def _consume(server, fetch: int, ack: int):
+    """Fetch `fetch` messages with durable C (created on first use) and ack the first `ack` of them."""
+    async with connected(server) as (nc, js):
+        psub = await js.pull_subscribe("s", durable="C", stream="S")
+        msgs = await psub.fetch(fetch, timeout=2) if fetch else []
+        for m in msgs[:ack]:
+            await m.ack_sync()
+        return [m.metadata.sequence.stream for m in msgs]
+
+
+async def _ack_floor(server):
+    async with connected(server) as (nc, js):
+        return (await js.consumer_info("S", "C")).ack_floor.stream_seq
+
+
+def _slots(server) -> dict[int, bytes]:
+    obs = _stream_dir(server) / "obs" / "C"
+    return {int(p.name.split(".")[1]): p.read_bytes() for p in obs.glob("o.*.dat")}
+
+
+def _newest(slots: dict[int, bytes]) -> int:
+    return max(slots, key=lambda i: int(slots[i].split(b" ")[1]))
+
+
+def test_a_torn_consumer_state_falls_back_to_the_state_before(embedded_js):
+    run(_fill(embedded_js))
+    assert run(_consume(embedded_js, 3, 3)) == [1, 2, 3]
+    embedded_js.stop()
+    embedded_js.start()
+    assert run(_consume(embedded_js, 2, 2)) == [4, 5]
+    embedded_js.stop()
+    slots = _slots(embedded_js)
+    assert sorted(slots) == [0, 1]
+    newest = _newest(slots)
+    obs = _stream_dir(embedded_js) / "obs" / "C"
+    (obs / f"o.{newest}.dat").write_bytes(slots[newest][:-5])  # a write cut short by a power loss
+    embedded_js.start()
+    floor = run(_ack_floor(embedded_js))
+    assert 3 <= floor < 5, "the state before the torn one"
+    assert run(_consume(embedded_js, 10, 10))[0] == floor + 1, "what it had not recorded is delivered again"
+    embedded_js.stop()
+    for i in (0, 1):
+        (obs / f"o.{i}.dat").write_bytes(b"garbage")
+    embedded_js.start()
+    assert "[ERR]" in embedded_js.logs and "could not recover consumer" in embedded_js.logs
+    assert (obs / "o.0.dat").read_bytes() == b"garbage", "left untouched on disk"
+
+
+def test_a_consumer_state_of_the_single_file_format_is_read(embedded_js):
+    run(_fill(embedded_js))
+    run(_consume(embedded_js, 4, 4))
+    embedded_js.stop()
+    slots = _slots(embedded_js)
+    head, _, data = slots[_newest(slots)].partition(b"\n")
+    obs = _stream_dir(embedded_js) / "obs" / "C"
+    for i in slots:
+        (obs / f"o.{i}.dat").unlink()
+    (obs / "o.dat").write_bytes(head.split(b" ")[0] + b"\n" + data[:int(head.split(b" ")[2])])
+    embedded_js.start()
+    assert run(_ack_floor(embedded_js)) == 4
+    run(_consume(embedded_js, 1, 1))
+    embedded_js.stop()
+    assert not (obs / "o.dat").exists() and _slots(embedded_js), "rewritten in the slot format"

@@ -8,8 +8,8 @@ Layout under `<store_dir>/jetstream/<account>/streams/<stream>/`:
   fsynced before the ack (power-loss safe); otherwise files are fsynced every `sync_interval` (2m default).
 - `msgs/index.db`: the journal of removals (deleted sequences, "everything below N is gone" markers).
   It is rewritten atomically when it grows; block files whose messages are all gone are unlinked.
-- `obs/<consumer>/`: each consumer's `meta.inf`/`meta.sum` and its state `o.dat`, written shortly after
-  every change (coalesced) and at shutdown.
+- `obs/<consumer>/`: each consumer's `meta.inf`/`meta.sum` and its state in two alternating slots
+  `o.0.dat`/`o.1.dat` (see FileConsumerStore), written shortly after every change (coalesced) and at shutdown.
 
 Every record is framed as `magic(2) type(1) flags(1) length(4) body crc32(4)`. On start every record is
 verified: a torn record at the end of the newest file is cut off with a warning; a bad record anywhere else
@@ -510,13 +510,23 @@ def _rmtree(path: str) -> None:
 
 
 class FileConsumerStore(ConsumerStore):
-    """A consumer's config and state on disk. State writes are coalesced by the caller's timer (flush)."""
+    """A consumer's config and state on disk. State writes are coalesced by the caller's timer (flush).
+
+    The state alternates between two slots, `o.0.dat` and `o.1.dat`, each `<crc32> <generation> <length>\n`
+    and the JSON, written in place: a write never touches the slot holding the newest state, so a torn write
+    leaves the one before it (whose acknowledgements are then redelivered: at-least-once), and no file is
+    replaced, which would cost a forced flush of the file on ext4 on every state write. The newest valid slot
+    wins on start; `o.dat` (the earlier single, atomically replaced file) is read when there is no slot yet."""
 
     def __init__(self, directory: str, sync_always: bool):
         self.directory = directory
         self.sync_always = sync_always
         self._pending: dict | None = None
+        self._fds: list[int] = [-1, -1]
+        self._legacy_checked = False
         os.makedirs(directory, exist_ok=True)
+        # Continue after whatever is there, so a new state always outranks an older one left on disk.
+        self._generation = max((g for g, _ in self._valid_slots()), default=0)
 
     def save_config(self, cfg: dict, created: int) -> None:
         write_meta(self.directory, {"config": cfg, "created": created})
@@ -530,15 +540,56 @@ class FileConsumerStore(ConsumerStore):
     def dirty(self) -> bool:
         return self._pending is not None
 
+    def _slot_path(self, slot: int) -> str:
+        return os.path.join(self.directory, f"o.{slot}.dat")
+
     def flush(self) -> None:
         if self._pending is None:
             return
         data = json.dumps(self._pending, separators=(",", ":")).encode()
         self._pending = None
-        write_atomic(os.path.join(self.directory, "o.dat"), b"%08x\n" % zlib.crc32(data) + data,
-                     self.sync_always)
+        self._generation += 1
+        slot = self._generation & 1
+        fd = self._fds[slot]
+        if fd < 0:
+            fd = self._fds[slot] = os.open(self._slot_path(slot), os.O_RDWR | os.O_CREAT, 0o640)
+            if self.sync_always:
+                fsync_dir(self.directory)
+        os.pwrite(fd, b"%08x %d %d\n" % (zlib.crc32(data), self._generation, len(data)) + data, 0)
+        if self.sync_always:
+            os.fsync(fd)
+        if not self._legacy_checked:
+            self._legacy_checked = True
+            legacy = os.path.join(self.directory, "o.dat")
+            if os.path.exists(legacy):
+                os.unlink(legacy)
+
+    def _read_slot(self, slot: int) -> tuple[int, bytes] | None:
+        """(generation, JSON) of a slot, or None if it is missing or does not check out."""
+        try:
+            with open(self._slot_path(slot), "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            return None
+        head, _, rest = raw.partition(b"\n")
+        try:
+            checksum, generation, length = head.split(b" ")
+            data = rest[:int(length)]
+        except ValueError:
+            return None
+        if len(data) != int(length) or checksum != b"%08x" % zlib.crc32(data):
+            return None
+        return int(generation), data
+
+    def _valid_slots(self) -> list[tuple[int, bytes]]:
+        return [s for s in (self._read_slot(0), self._read_slot(1)) if s is not None]
 
     def load_state(self) -> dict | None:
+        valid = self._valid_slots()
+        if valid:
+            return json.loads(max(valid)[1])
+        if any(os.path.exists(self._slot_path(i)) for i in (0, 1)):
+            raise StoreCorrupt(f"consumer state checksum mismatch in {self._slot_path(0)} and {self._slot_path(1)}")
         path = os.path.join(self.directory, "o.dat")
         if not os.path.exists(path):
             return None
@@ -549,9 +600,17 @@ class FileConsumerStore(ConsumerStore):
             raise StoreCorrupt(f"consumer state checksum mismatch in {path}")
         return json.loads(data)
 
+    def _close(self) -> None:
+        for i, fd in enumerate(self._fds):
+            if fd >= 0:
+                os.close(fd)
+                self._fds[i] = -1
+
     def stop(self) -> None:
         self.flush()
+        self._close()
 
     def delete(self) -> None:
         self._pending = None
+        self._close()
         _rmtree(self.directory)
