@@ -80,15 +80,16 @@ class Account:
         `$JS.ACK.<stream>.<consumer>` prefix serves them all while only internal subscriptions (the consumer's
         `>`) can receive them. None when that does not hold (then the subject is matched as any other)."""
         parts = subject.split(b".", 4)
-        if len(parts) != 5 or not (parts[2] and parts[3] and parts[4]) or b".." in parts[4] \
-                or parts[4].endswith(b"."):
+        rest = parts[-1]
+        if len(parts) != 5 or not (parts[2] and parts[3] and rest) or b".." in rest or rest[:1] == b"." \
+                or rest[-1:] == b".":
             return None
-        prefix = subject[:len(subject) - len(parts[4]) - 1]
+        prefix = subject[:len(subject) - len(rest) - 1]
         plans = self.ack_plans
         if prefix in plans:
             plan = plans[prefix]
         else:
-            subs = self.sublist.prefix_match([p.decode() for p in parts[:4]])
+            subs = self.sublist.prefix_match([decode_subject(p) for p in parts[:4]])
             plan = None
             if subs is not None and all(sub.client is None for sub in subs):
                 plan = (tuple((sub, None, b"") for sub in subs), ())
