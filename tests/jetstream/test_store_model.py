@@ -90,3 +90,30 @@ def test_file_store_reopens_to_what_the_memory_store_holds(ops, cfg):
             reopened.stop()
     finally:
         file_store.JOURNAL_REWRITE_AT = old_rewrite
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(ops=ops, cfg=st.sampled_from(LIMITS), subjects=st.lists(st.sampled_from(["a", "b", "c.d"]), max_size=40),
+       removed=st.sets(st.integers(1, 100), max_size=30), starts=st.lists(st.integers(0, 100), min_size=1, max_size=4))
+def test_pending_counts_and_filtered_state_match_a_count_of_the_messages(ops, cfg, subjects, removed, starts):
+    """num_pending and filtered_state (what consumers and direct gets report as pending) against counting the
+    stored messages one by one, after random stores, removals and purges, then a run of stores with holes."""
+    from embedded_server.jetstream.filters import matches_any
+
+    mem = MemoryStore(dict(cfg))
+    for op in ops:
+        apply(mem, op)
+    for subject in subjects:
+        apply(mem, ("store", subject, b"x", False))
+    for seq in sorted(removed):
+        mem.remove_msg(seq)
+    msgs = contents(mem)[1]
+    for start in starts:
+        for filters in ((), (">",), ("a",), ("c.*",), ("a", "c.d")):
+            want = [seq for seq, subject, *_ in msgs if seq >= start and (
+                not filters or matches_any(filters, subject))]
+            assert mem.num_pending(start, filters) == len(want), (start, filters)
+        for subject in (">", "a", "b", "c.*"):
+            want = [seq for seq, name, *_ in msgs if seq >= start and matches_any((subject,), name)]
+            got = mem.filtered_state(start, subject)
+            assert (got.msgs, got.first if want else 0) == (len(want), want[0] if want else 0), (start, subject)
