@@ -527,7 +527,14 @@ class MemoryStore(StreamStore):
         if everything:
             if sseq <= self.first_seq:
                 return self.msgs
-            gone = self._recs[self.first_seq - self._base:sseq - self._base].count(None)
+            after = self.last_seq - sseq + 1
+            if self.msgs == self.last_seq - self.first_seq + 1:
+                return after  # no holes
+            # Count the holes on the shorter side of sseq (C-level list.count, still a pass over it).
+            base = self._base
+            if after <= sseq - self.first_seq:
+                return after - self._recs[sseq - base:self.last_seq - base + 1].count(None)
+            gone = self._recs[self.first_seq - base:sseq - base].count(None)
             return self.msgs - (sseq - self.first_seq - gone)
         span = self.last_seq - sseq + 1
         if len(self._fss) <= span:
