@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from pynats_lab.session import flush  # noqa: E402
 from tests.servers import server_command, subprocess_env  # noqa: E402
 
 KINDS = ("nats-server", "embedded")
@@ -101,7 +102,7 @@ def natspy_pubsub(url: str, count: int, size: int = 128) -> float:
 
         await sub_nc.subscribe("bench.a", cb=on_msg, pending_msgs_limit=count + 1,
                                pending_bytes_limit=(size + 64) * (count + 1))
-        await sub_nc.flush()
+        await flush(sub_nc)
         payload = b"x" * size
         t0 = time.perf_counter()
         for i in range(count):
@@ -204,7 +205,7 @@ def natspy_request_reply(url: str, count: int) -> tuple[float, float]:
             await msg.respond(msg.data)
 
         await responder.subscribe("bench.rr", cb=answer)
-        await responder.flush()
+        await flush(responder)
         for _ in range(200):  # warm up: inbox subscription, caches
             await requester.request("bench.rr", b"ping", timeout=5)
         lat = []

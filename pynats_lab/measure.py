@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import LabError
-from .session import Session, in_session
+from .session import Session, flush, in_session
 from .units import at_least_one, parse_duration, parse_size
 
 KINDS = ("pub-sub", "request-reply", "js-publish")
@@ -178,7 +178,7 @@ async def bench(s: Session, subject: str = "bench", *, pubs: int = 1, subs: int 
                     state["done"].set_result(None)
 
             await nc.subscribe(subject, cb=on_msg, pending_msgs_limit=-1, pending_bytes_limit=-1)
-            await nc.flush()
+            await flush(nc)
             counters.append(state)
         shares = [msgs // pubs + (1 if i < msgs % pubs else 0) for i in range(pubs)]
 
@@ -199,7 +199,7 @@ async def bench(s: Session, subject: str = "bench", *, pubs: int = 1, subs: int 
             else:
                 for _ in range(n):
                     await nc.publish(subject, _stamped(buf))
-                await nc.flush(timeout=timeout)
+                await flush(nc, timeout)
             return t0, time.perf_counter(), acks
 
         spans = await asyncio.gather(*(publisher(nc, n) for nc, n in zip(pub_conns, shares)))

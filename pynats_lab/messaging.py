@@ -14,7 +14,7 @@ import pandas as pd
 from . import frames, templates
 from .done import Done
 from .errors import LabError
-from .session import Session, get_session, in_session
+from .session import Session, flush, get_session, in_session
 from .units import at_least_one, parse_duration
 
 _JS_WINDOW = 256  # JetStream publishes in flight at once: fast, yet bounded
@@ -86,9 +86,9 @@ async def publish(s: Session, subject: str, payload: Any = "", *, count: int = 1
             subj, data, h, _ = message(i)
             await s.nc.publish(subj, data, reply=reply or "", headers=h or None)
             if pause:
-                await s.nc.flush()
+                await flush(s.nc)
                 await asyncio.sleep(pause)
-        await s.nc.flush()
+        await flush(s.nc)
         n = f"{count} message{'s' if count != 1 else ''}"
         return Done(f"published {n} to {subject}", count=count, subject=subject)
 
@@ -130,7 +130,7 @@ async def subscribe(s: Session, subject: str, *, count: int | None = None, timeo
 
     sub = await s.nc.subscribe(subject, queue=queue or "", cb=on_msg)
     try:
-        await s.nc.flush()
+        await flush(s.nc)
         try:
             await asyncio.wait_for(asyncio.shield(done), limit if limit > 0 else None)
         except asyncio.TimeoutError:
@@ -160,7 +160,7 @@ class Collector:
 
         async def start():
             sub = await self.session.nc.subscribe(subject, queue=queue or "", cb=on_msg)
-            await self.session.nc.flush()
+            await flush(self.session.nc)
             return sub
 
         self._sub = self.session.run(start())

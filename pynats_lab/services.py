@@ -18,7 +18,7 @@ import pandas as pd
 from . import frames
 from .errors import LabError
 from .messaging import encode_payload
-from .session import Session, get_session
+from .session import Session, flush, get_session
 from .units import parse_duration
 
 Handler = Callable[[str], Any]
@@ -81,7 +81,7 @@ class Responder:
 
         async def start():
             sub = await nc.subscribe(subject, queue=queue or "", cb=on_request)
-            await nc.flush()
+            await flush(nc)
             return sub
 
         self._sub = self.session.run(start())
@@ -149,7 +149,7 @@ class Service:
             for endpoint, handler in endpoints.items():
                 subject = f"{prefix}.{endpoint}" if prefix else endpoint
                 await svc.add_endpoint(name=endpoint, subject=subject, handler=endpoint_handler(endpoint, handler))
-            await self.session.nc.flush()
+            await flush(self.session.nc)
             return svc
 
         try:

@@ -49,6 +49,18 @@ def parse_header_lines(raw: bytes) -> dict[str, str]:
     return out
 
 
+async def flush(nc, timeout: float = 10) -> None:
+    """Return once the server has processed everything sent on `nc` so far (a SUB just made included).
+
+    nats-py's flush() writes its PING straight to the socket, ahead of commands still waiting for its
+    flusher task, so its PONG can come back before the server has read a SUB made just before: a message
+    sent right after from another connection then finds no subscriber. While the first round trip is out,
+    the flusher writes those commands; the second PING follows them, so its PONG answers for them.
+    """
+    await nc.flush(timeout)
+    await nc.flush(timeout)
+
+
 def data_dir() -> Path:
     """Per-user data directory: $XDG_DATA_HOME/pynats-lab (default ~/.local/share/pynats-lab)."""
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")

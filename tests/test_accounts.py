@@ -7,6 +7,7 @@ import asyncio
 import nats
 import pytest
 
+from pynats_lab.session import flush
 from tests.raw import RawClient
 
 ACCOUNTS = """
@@ -71,7 +72,7 @@ def test_a_service_import_answers_requests_across_accounts(srv):
             await msg.respond(b"9.99 for " + msg.data)
 
         await shop.subscribe("price.get", cb=price)
-        await shop.flush()
+        await flush(shop)
         reply = await billing.request("shop.price", b"apple", timeout=10)
         await shop.close()
         await billing.close()

@@ -7,6 +7,7 @@ import asyncio
 import nats
 import pytest
 
+from pynats_lab.session import flush
 from tests.raw import RawClient
 
 PERMS_CONFIG = """
@@ -102,8 +103,9 @@ def test_nats_py_sees_the_permission_errors(srv):
         nc = await nats.connect(srv.url, user="limited", password="pw", error_cb=on_error)
         await nc.publish("orders.secret", b"x")
         await nc.subscribe("secrets")
-        await nc.flush()
-        await asyncio.sleep(0.2)
+        # nats-py hands each -ERR to error_cb before it reads the PONG behind it; the PONG also shows the
+        # connection still open.
+        await flush(nc)
         assert nc.is_connected
         await nc.close()
         return errors
@@ -157,7 +159,7 @@ def test_request_reply_through_nats_py_with_allow_responses(start_server):
             await msg.respond(b"pong:" + msg.data)
 
         await svc.subscribe("requests", cb=answer)
-        await svc.flush()
+        await flush(svc)
         reply = await client.request("requests", b"ping", timeout=10)
         await svc.close()
         await client.close()

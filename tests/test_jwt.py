@@ -11,6 +11,7 @@ import nats
 import pytest
 
 from pynats_lab.auth import Operator, encode_jwt
+from pynats_lab.session import flush
 from tests.raw import RawClient
 
 
@@ -294,8 +295,8 @@ def test_account_jwt_exports_and_imports(start_server):
 
         await s.subscribe("price.get", cb=price)
         orders = await b.subscribe("shop.orders.>")
-        await s.flush()
-        await b.flush()
+        await flush(s)
+        await flush(b)
         await s.publish("orders.new", b"#42")
         got = await orders.next_msg(10)
         answer = await b.request("shop.price", b"apple", timeout=10)

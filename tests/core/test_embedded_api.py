@@ -15,6 +15,7 @@ import pytest
 
 from embedded_server import EmbeddedServer
 from embedded_server.embedded import EmbeddedServerError
+from pynats_lab.session import flush
 from tests.servers import REPO, subprocess_env
 
 
@@ -141,7 +142,7 @@ def test_deliver_internal_shows_the_stored_subject():
         async def scenario():
             nc = await nats.connect(srv.client_url)
             sub = await nc.subscribe("deliver.to.me")
-            await nc.flush()
+            await flush(nc)
             srv.call(server.deliver_internal, server.global_account, "deliver.to.me", "orders.new", "ack.1",
                      None, b"stored")
             msg = await sub.next_msg(2)

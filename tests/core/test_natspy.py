@@ -8,6 +8,8 @@ from collections import Counter
 import nats
 import pytest
 
+from pynats_lab.session import flush
+
 
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 30))
@@ -90,8 +92,8 @@ def test_no_echo_keeps_a_connections_own_messages_from_it(server):
         other = await nats.connect(server.url)
         mine = await quiet.subscribe("chat")
         theirs = await other.subscribe("chat")
-        await quiet.flush()
-        await other.flush()
+        await flush(quiet)
+        await flush(other)
         await quiet.publish("chat", b"from quiet")
         await other.publish("chat", b"from other")
         await quiet.flush()
