@@ -34,6 +34,16 @@ async def publish_raw(nc, subject: str, data: bytes = b"", headers: dict | None 
     return json.loads(msg.data)
 
 
+async def eventually(probe, done, timeout: float = 10.0):
+    """Ask `await probe()` again and again until `done(answer)`; the last answer. For what a server does in its
+    own time (expiry, cleanup after a delete); the deadline only stops a hang, the caller asserts the answer."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not done(answer := await probe()) and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    return answer
+
+
 def error_of(answer: dict) -> tuple[int, int, str] | None:
     err = answer.get("error")
     return (err["code"], err["err_code"], err["description"]) if err else None

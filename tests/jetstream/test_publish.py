@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from nats.js.api import DiscardPolicy, StorageType
 
-from .helpers import api, connected, error_of, publish_raw, run
+from .helpers import api, connected, error_of, eventually, publish_raw, run
 
 
 def test_puback_carries_stream_and_sequence(js_server):
@@ -25,13 +25,14 @@ def test_duplicates_inside_the_window_get_the_original_sequence(js_server):
     async def scenario():
         async with connected(js_server) as (nc, js):
             await api(nc, "$JS.API.STREAM.CREATE.DD", {"name": "DD", "subjects": ["dd"], "storage": "memory",
-                                                         "duplicate_window": 400_000_000})
+                                                         "duplicate_window": 1_000_000_000})
             first = await js.publish("dd", b"1", headers={"Nats-Msg-Id": "a"})
             other = await js.publish("dd", b"2", headers={"Nats-Msg-Id": "b"})
             dup = await publish_raw(nc, "dd", b"1 again", headers={"Nats-Msg-Id": "a"})
             dup_py = await js.publish("dd", b"1 again", headers={"Nats-Msg-Id": "a"})
-            await asyncio.sleep(0.6)
-            after_window = await js.publish("dd", b"1 later", headers={"Nats-Msg-Id": "a"})
+            # Once the window has passed the id is new again (nats-server forgets ids on a timer).
+            after_window = await eventually(
+                lambda: js.publish("dd", b"1 later", headers={"Nats-Msg-Id": "a"}), lambda ack: not ack.duplicate)
             state = (await js.stream_info("DD")).state
             return first, other, dup, dup_py, after_window, state
 
@@ -173,12 +174,7 @@ def test_max_age_expires_messages(js_server):
             await js.publish("age", b"old")
             await asyncio.sleep(0.15)
             await js.publish("age", b"newer")
-            for _ in range(40):
-                await asyncio.sleep(0.05)
-                st = (await js.stream_info("AGE")).state
-                if st.messages < 2:
-                    break
-            return st
+            return (await eventually(lambda: js.stream_info("AGE"), lambda info: info.state.messages < 2)).state
 
     st = run(scenario())
     assert st.messages <= 1 and st.last_seq == 2
@@ -195,11 +191,7 @@ def test_per_message_ttl(js_server):
             keep = await publish_raw(nc, "ttl.b", b"y")
             invalid = await publish_raw(nc, "ttl.c", b"z", headers={"Nats-TTL": "soon"})
             disabled = await publish_raw(nc, "nottl", b"z", headers={"Nats-TTL": "1s"})
-            for _ in range(60):
-                await asyncio.sleep(0.05)
-                st = (await js.stream_info("TTL")).state
-                if st.messages == 1:
-                    break
+            st = (await eventually(lambda: js.stream_info("TTL"), lambda info: info.state.messages == 1)).state
             return short, keep, invalid, disabled, st
 
     short, keep, invalid, disabled, st = run(scenario())
@@ -274,13 +266,9 @@ def test_subject_delete_marker_replaces_an_aged_out_last_message(js_server):
             await js.publish("sdm.a", b"one")
             await js.publish("sdm.b", b"two")
             await js.publish("sdm.b", b"three")
-            marker = None
-            for _ in range(60):
-                await asyncio.sleep(0.05)
-                resp = await api(nc, "$JS.API.STREAM.MSG.GET.SDM", {"last_by_subj": "sdm.a"})
-                if resp.get("message", {}).get("seq", 1) > 1:
-                    marker = await js.get_msg("SDM", resp["message"]["seq"])
-                    break
+            last = await eventually(lambda: api(nc, "$JS.API.STREAM.MSG.GET.SDM", {"last_by_subj": "sdm.a"}),
+                                    lambda resp: resp.get("message", {}).get("seq", 1) > 1)
+            marker = await js.get_msg("SDM", last["message"]["seq"]) if "message" in last else None
             return created["config"], marker
 
     cfg, marker = run(scenario())

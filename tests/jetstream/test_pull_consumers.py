@@ -7,7 +7,7 @@ import nats
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, StorageType
 
-from .helpers import api, connected, error_of, run
+from .helpers import api, connected, error_of, eventually, run
 
 
 async def _stream(js, n=0, name="S", subjects=("s.*",), **kw):
@@ -184,9 +184,7 @@ def test_ack_policies_none_all_explicit(js_server):
                                                config=ConsumerConfig(ack_policy=policy, ack_wait=5))
                 msgs = await psub.fetch(6, timeout=2)
                 if policy != AckPolicy.NONE:
-                    await msgs[3].ack()
-                await nc.flush()
-                await asyncio.sleep(0.05)
+                    await msgs[3].ack_sync()  # answered once the server has applied it
                 out[policy.value] = await js.consumer_info("S", name)
             return out
 
@@ -380,8 +378,8 @@ def test_deleting_a_consumer_ends_waiting_pulls(js_server):
             inbox = nc.new_inbox()
             sub = await nc.subscribe(inbox)
             await nc.publish("$JS.API.CONSUMER.MSG.NEXT.S.Z", b'{"batch":3,"expires":5000000000}', reply=inbox)
-            await nc.flush()
-            await asyncio.sleep(0.05)
+            waiting = await eventually(lambda: js.consumer_info("S", "Z"), lambda info: info.num_waiting)
+            assert waiting.num_waiting == 1
             await js.delete_consumer("S", "Z")
             return await sub.next_msg(3)
 
@@ -436,12 +434,10 @@ def test_ephemeral_pull_consumer_goes_away_when_inactive(js_server):
             resp = await api(nc, "$JS.API.CONSUMER.CREATE.S", {"stream_name": "S", "config": {
                 "ack_policy": "explicit", "inactive_threshold": 300_000_000}})
             name = resp["name"]
-            for _ in range(60):
-                await asyncio.sleep(0.05)
-                names = (await api(nc, "$JS.API.CONSUMER.NAMES.S"))["consumers"]
-                if name not in names:
-                    break
-            return name, names
+
+            async def names():
+                return (await api(nc, "$JS.API.CONSUMER.NAMES.S"))["consumers"]
+            return name, await eventually(names, lambda now: name not in now)
 
     name, names = run(scenario())
     assert name not in names
@@ -458,19 +454,28 @@ def test_advisories_for_max_deliveries_naks_terms_and_lifecycle(js_server):
             await m1.nak()
             await nc.publish(m2.reply, b"+TERM cannot parse")
             again = await psub.fetch(1, timeout=3)
-            await asyncio.sleep(0.4)
-            with pytest.raises(nats.errors.TimeoutError):
-                await psub.fetch(1, timeout=0.5)
-            await js.delete_consumer("S", "ADV")
-            await js.delete_stream("S")
             got = []
-            try:
-                while True:
-                    msg = await events.next_msg(0.5)
+
+            async def advised(subject, wait=10.0):
+                while subject not in (m.subject for m in got):
+                    msg = await events.next_msg(wait)
                     if msg.subject != "$JS.EVENT.ADVISORY.API":
                         got.append(msg)
-            except nats.errors.TimeoutError:
-                pass
+
+            # When ack_wait has run out on the last allowed delivery, a pull gets nothing and the server says
+            # why (nats-server does when a pull is waiting): pull until it has.
+            max_deliveries = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.S.ADV"
+            while max_deliveries not in (m.subject for m in got):
+                with pytest.raises(nats.errors.TimeoutError):
+                    await psub.fetch(1, timeout=0.5)
+                try:
+                    await advised(max_deliveries, wait=0.2)
+                except nats.errors.TimeoutError:
+                    pass
+            await js.delete_consumer("S", "ADV")
+            await js.delete_stream("S")
+            await advised("$JS.EVENT.ADVISORY.CONSUMER.DELETED.S.ADV")
+            await advised("$JS.EVENT.ADVISORY.STREAM.DELETED.S")
             return again, got
 
     again, got = run(scenario())

@@ -7,7 +7,7 @@ import nats
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, ReplayPolicy, StorageType
 
-from .helpers import api, connected, error_of, run
+from .helpers import api, connected, error_of, eventually, run
 
 
 async def _stream(js, n=0, payload=b"m%d"):
@@ -26,8 +26,7 @@ def test_push_consumer_delivers_with_original_subject(js_server):
                 await m.ack()
             await js.publish("s.1", b"live")
             live = await sub.next_msg(3)
-            await live.ack()
-            await asyncio.sleep(0.05)
+            await live.ack_sync()  # answered once the server has applied it (and the acks before it)
             info = await js.consumer_info("S", "PD")
             return got, live, info
 
@@ -68,21 +67,22 @@ def test_deliver_group_splits_messages(js_server):
             await _stream(js)
             await js.add_consumer("S", ConsumerConfig(durable_name="Q", deliver_subject="deliver.q",
                                                       deliver_group="workers", ack_policy=AckPolicy.NONE))
-            subs = [await nc.subscribe("deliver.q", queue="workers") for _ in range(2)]
-            await nc.flush()
-            await asyncio.sleep(0.1)
+            counts = [0, 0]
+            all_in = asyncio.Event()
+
+            def member(i):
+                async def on_msg(msg):
+                    counts[i] += 1
+                    if sum(counts) >= 20:
+                        all_in.set()
+                return on_msg
+
+            for i in range(2):
+                await nc.subscribe("deliver.q", queue="workers", cb=member(i))
             for i in range(20):
                 await js.publish("s.0", str(i).encode())
-            counts = []
-            for sub in subs:
-                n = 0
-                try:
-                    while True:
-                        await sub.next_msg(0.3)
-                        n += 1
-                except nats.errors.TimeoutError:
-                    pass
-                counts.append(n)
+            await asyncio.wait_for(all_in.wait(), 10)
+            await asyncio.sleep(0.3)  # room for a message delivered to both members to show up
             return counts
 
     counts = run(scenario())
@@ -177,12 +177,10 @@ def test_ephemeral_push_consumer_goes_when_its_subscriber_does(js_server):
                 "deliver_subject": "eph.deliver", "ack_policy": "none", "inactive_threshold": 300_000_000}})
             await sub.next_msg(3)
             await sub.unsubscribe()
-            for _ in range(60):
-                await asyncio.sleep(0.05)
-                names = (await api(nc, "$JS.API.CONSUMER.NAMES.S"))["consumers"]
-                if resp["name"] not in names:
-                    break
-            return resp["name"], names
+
+            async def names():
+                return (await api(nc, "$JS.API.CONSUMER.NAMES.S"))["consumers"]
+            return resp["name"], await eventually(names, lambda now: resp["name"] not in now)
 
     name, names = run(scenario())
     assert name not in names
