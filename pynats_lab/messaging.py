@@ -169,7 +169,7 @@ class Collector:
         """Take in what is already on its way: a flush round trip makes the server deliver everything
         published on this connection before it, then the subscription's queue is drained."""
         try:
-            await self.session.nc.flush(timeout=5)
+            await flush(self.session.nc, 5)
         except Exception:
             return
         for _ in range(200):

@@ -6,6 +6,7 @@ import json
 import time
 
 import pandas as pd
+import pytest
 
 import pynats_lab
 from pynats_lab.session import get_session
@@ -46,7 +47,6 @@ def test_python_variables_expand_but_templates_stay(lab_core, shell):
     listener = magic(shell, "%nats sub greet --background")
     cell(shell, '%nats pub greet "hi {who} #{{Count}}" --count 2')
     cell(shell, "%nats pub greet $who")
-    time.sleep(0.2)
     assert list(listener.stop()["data"]) == ["hi alice #1", "hi alice #2", "alice"]
 
 
@@ -54,7 +54,6 @@ def test_variables_expand_beside_json_braces_and_templates(lab_core, shell):
     shell.user_ns["n"] = 2
     listener = magic(shell, "%nats sub orders --background")
     cell(shell, """%nats pub orders '{"order": {{Count}}, "of": {n}}' --count {n}""")
-    time.sleep(0.2)
     assert list(listener.stop()["data"]) == ['{"order": 1, "of": 2}', '{"order": 2, "of": 2}']
 
 
@@ -74,16 +73,14 @@ def test_background_subscriptions_see_what_was_just_published(lab_core, shell):
 def test_cell_magic_publishes_the_cell_as_payload(lab_core, shell):
     listener = magic(shell, "%nats sub docs --background")
     cell(shell, '%%nats pub docs\n{"id": 7,\n "name": "x"}\n')
-    time.sleep(0.2)
     data = listener.stop()["data"].tolist()
     assert [json.loads(d) for d in data] == [{"id": 7, "name": "x"}]
 
 
+@pytest.mark.timeout(60)  # an ignored --timeout fails here instead of hanging
 def test_sub_collects_until_count_or_timeout(lab_core, shell):
-    t0 = time.monotonic()
     df = magic(shell, "%nats sub quiet --timeout 300ms")
     assert isinstance(df, pd.DataFrame) and len(df) == 0
-    assert time.monotonic() - t0 < 3
 
 
 def test_request_returns_the_reply_with_rtt(lab_core, shell):

@@ -170,6 +170,6 @@ def test_follow_in_a_terminal_tails_new_messages(lab_js, shell, capsys):
     s.submit(later())
     t0 = time.monotonic()
     df = magic(shell, "%stream view LIVE --follow --timeout 1.5s --interval 100ms")
-    assert 1.4 < time.monotonic() - t0 < 5
+    assert time.monotonic() - t0 >= 1.4, "it follows until --timeout"
     assert df["data"].tolist() == ["new-0", "new-1", "new-2"]
     assert "new-2" in capsys.readouterr().out
