@@ -147,6 +147,25 @@ def _failing_line(executed: Path) -> str:
 KERNEL_START_TIMEOUT = 180
 
 
+def ipc_kernel_manager(directory: str) -> type:
+    """A jupyter_client AsyncKernelManager class (what nbclient and papermill drive) whose kernels talk over
+    Unix sockets in `directory`.
+
+    Over TCP, jupyter_client picks free ports and lets them go before the kernel binds them; on a busy
+    machine (other kernels, servers and their clients taking ports) one is taken meanwhile, and the kernel
+    dies with "Address already in use" while its notebook waits a minute for it. Sockets in a directory of
+    our own cannot be taken."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    # Async as nbclient's own default: a blocking KernelManager called from nbclient's loop runs its work
+    # on a helper thread, which a worker process forked afterwards inherits as dead, and then waits forever.
+    class IpcKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(**{"transport": "ipc", "ip": os.path.join(directory, "kernel"), **kwargs})
+
+    return IpcKernelManager
+
+
 def run_notebook(nb: Path, output: Path, parameters: dict, kernel_name: str | None,
                  timeout: float) -> NotebookResult:
     """Execute one notebook with papermill; never raises, the outcome is in the result."""
@@ -157,10 +176,11 @@ def run_notebook(nb: Path, output: Path, parameters: dict, kernel_name: str | No
     start = time.monotonic()
     name = str(nb)
     try:
-        papermill.execute_notebook(
-            str(nb), str(output), parameters=parameters, kernel_name=kernel_name,
-            progress_bar=False, cwd=str(nb.parent), execution_timeout=timeout,
-            start_timeout=KERNEL_START_TIMEOUT)
+        with tempfile.TemporaryDirectory(prefix="pynats-kernel-") as sockets:
+            papermill.execute_notebook(
+                str(nb), str(output), parameters=parameters, kernel_name=kernel_name,
+                progress_bar=False, cwd=str(nb.parent), execution_timeout=timeout,
+                start_timeout=KERNEL_START_TIMEOUT, kernel_manager_class=ipc_kernel_manager(sockets))
     except PapermillExecutionError as exc:
         tb = _ANSI.sub("", "\n".join(exc.traceback))
         return NotebookResult(name, FAILED, time.monotonic() - start, str(output),

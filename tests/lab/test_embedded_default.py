@@ -35,7 +35,6 @@ def test_connect_without_url_starts_the_embedded_server(shell, no_url, capsys):
     assert bool(info["embedded"]) and info["store_dir"] == str(no_url / "jetstream")
     listener = magic(shell, "%nats sub hello --background")
     magic(shell, "%nats pub hello world")
-    time.sleep(0.2)
     assert listener.stop()["data"].tolist() == ["world"]
     assert str(magic(shell, "%nats disconnect")).startswith("disconnected from nats://127.0.0.1:")
     assert not session.server
@@ -68,15 +67,19 @@ def _alive(pid: int) -> bool:
 
 
 def test_the_server_dies_with_a_killed_kernel(tmp_path):
-    from jupyter_client.manager import start_new_kernel
+    from jupyter_client.manager import KernelManager
 
     from tests.servers import subprocess_env
 
     env = subprocess_env()
     env.pop("NATS_URL", None)
     env["XDG_DATA_HOME"] = str(tmp_path / "data")
-    km, kc = start_new_kernel(kernel_name="python3", env=env, cwd=str(tmp_path))
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=str(tmp_path / "kernel"))  # no TCP port race
+    km.start_kernel(env=env, cwd=str(tmp_path))
+    kc = km.client()
+    kc.start_channels()
     try:
+        kc.wait_for_ready(timeout=60)
         code = "import pynats_lab\ns = pynats_lab.connect()\nprint('PID', s.server.proc.pid)"
         pid = None
 

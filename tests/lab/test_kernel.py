@@ -9,6 +9,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from pynats_lab.regress import ipc_kernel_manager
 from tests.servers import subprocess_env
 
 
@@ -17,7 +18,8 @@ def kernel(tmp_path_factory):
     """Run cells in one live kernel: kernel(source) -> that cell's outputs. As under papermill, a cell
     asks for no stdin, unless kernel(source, interactive=True) (as JupyterLab does)."""
     nb = nbformat.v4.new_notebook()
-    client = NotebookClient(nb, timeout=60, kernel_name="python3", allow_errors=True)
+    client = NotebookClient(nb, timeout=60, kernel_name="python3", allow_errors=True,
+                            kernel_manager_class=ipc_kernel_manager(str(tmp_path_factory.mktemp("kernel-ipc"))))
     env = subprocess_env()
     env["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("kernel-data"))
     env.pop("NATS_URL", None)
