@@ -92,7 +92,9 @@ def test_replay_shows_stored_against_delivered_times(lab_js, shell):
     instant = pynats_lab.consumer_replay("TICKS", replay="instant", timeout=5)
     assert original["data"].tolist() == instant["data"].tolist() == ["t0", "t1", "t2"]
     spread = lambda df: (df["received"].iloc[-1] - df["received"].iloc[0]).total_seconds()
-    assert spread(original) > 0.6 and spread(instant) < 0.3
+    # Stored 0.4 s apart: original replays them at least that spread, instant far closer together (relative,
+    # not an absolute bound, so a busy machine slowing both does not fail it).
+    assert spread(original) > 0.6 and spread(instant) < spread(original) / 2
     assert magic(shell, "%consumer ls TICKS").empty
 
 
