@@ -93,27 +93,33 @@ def test_file_store_reopens_to_what_the_memory_store_holds(ops, cfg):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
-@given(ops=ops, cfg=st.sampled_from(LIMITS), subjects=st.lists(st.sampled_from(["a", "b", "c.d"]), max_size=40),
-       removed=st.sets(st.integers(1, 100), max_size=30), starts=st.lists(st.integers(0, 100), min_size=1, max_size=4))
+@given(ops=ops, cfg=st.sampled_from(LIMITS),
+       subjects=st.lists(st.sampled_from(["a", "b", "c.d"]), min_size=5, max_size=40),
+       removed=st.sets(st.integers(0, 39), max_size=20), starts=st.lists(st.integers(-2, 42), min_size=1, max_size=4))
 def test_pending_counts_and_filtered_state_match_a_count_of_the_messages(ops, cfg, subjects, removed, starts):
-    """num_pending and filtered_state (what consumers and direct gets report as pending) against counting the
-    stored messages one by one, after random stores, removals and purges, then a run of stores with holes."""
+    """num_pending, filtered_state and load_next_msg with a filter (what consumers and direct gets report and
+    deliver) against the stored messages one by one, after random stores, removals and purges, then a run of
+    stores with holes (`removed` and `starts` count from the run's first sequence)."""
     from embedded_server.jetstream.filters import matches_any
 
     mem = MemoryStore(dict(cfg))
     for op in ops:
         apply(mem, op)
+    first = mem.last_seq + 1
     for subject in subjects:
         apply(mem, ("store", subject, b"x", False))
-    for seq in sorted(removed):
-        mem.remove_msg(seq)
+    for i in sorted(removed):
+        mem.remove_msg(first + i)
+    starts = [max(first + i, 0) for i in starts]
     msgs = contents(mem)[1]
     for start in starts:
         for filters in ((), (">",), ("a",), ("c.*",), ("a", "c.d")):
             want = [seq for seq, subject, *_ in msgs if seq >= start and (
                 not filters or matches_any(filters, subject))]
             assert mem.num_pending(start, filters) == len(want), (start, filters)
-        for subject in (">", "a", "b", "c.*"):
+        for subject in (">", "a", "b", "c.*", "c.d"):
             want = [seq for seq, name, *_ in msgs if seq >= start and matches_any((subject,), name)]
             got = mem.filtered_state(start, subject)
             assert (got.msgs, got.first if want else 0) == (len(want), want[0] if want else 0), (start, subject)
+            nxt = mem.load_next_msg((subject,), start)
+            assert (nxt.seq if nxt else None) == (want[0] if want else None), (start, subject)

@@ -7,7 +7,8 @@ The file store (file.py) reuses this index and adds its journal on disk.
 """
 from __future__ import annotations
 
-import operator
+from array import array
+from bisect import bisect_left, bisect_right
 
 from .. import filters as subj
 from . import (MAX_BYTES, MAX_MSGS, MAX_MSGS_PER_SUBJECT, ConsumerStore, SimpleState, StoreError, StoreMsg,
@@ -15,12 +16,11 @@ from . import (MAX_BYTES, MAX_MSGS, MAX_MSGS_PER_SUBJECT, ConsumerStore, SimpleS
 from ..clock import now_ns
 
 _SUBJ, _HDR, _DATA, _TS = 0, 1, 2, 3
-# per-subject state: [msgs, first, last, first_stale, last_stale, subject]
-_N, _FIRST, _LAST, _FSTALE, _LSTALE, _NAME = range(6)
+# per-subject state: [msgs, first, last, first_stale, last_stale, subject, sequences, head]: `sequences[head:]`
+# are the subject's stored sequences in order (an array of 8-byte ints), so counting or finding the messages of
+# one subject in a range is a bisection, not a pass over the stream.
+_N, _FIRST, _LAST, _FSTALE, _LSTALE, _NAME, _SEQS, _HEAD = range(8)
 _TRIM_AT = 4096
-
-
-_subject_of = operator.itemgetter(_SUBJ)
 
 
 def _all(filters) -> bool:
@@ -100,12 +100,13 @@ class MemoryStore(StreamStore):
 
     def _insert(self, seq, subject, hdr, data, ts, ttl, ss, size):
         if ss is None:
-            ss = self._fss[subject] = [1, seq, seq, False, False, subject]
+            ss = self._fss[subject] = [1, seq, seq, False, False, subject, array("q", (seq,)), 0]
         else:
             subject = ss[_NAME]
             ss[_N] += 1
             ss[_LAST] = seq
             ss[_LSTALE] = False
+            ss[_SEQS].append(seq)
         self._recs.append((subject, hdr or None, data, ts))
         if self.msgs == 0:
             self.first_seq, self.first_ts = seq, ts
@@ -172,6 +173,15 @@ class MemoryStore(StreamStore):
             del self._fss[rec[_SUBJ]]
         else:
             ss[_N] -= 1
+            seqs, head = ss[_SEQS], ss[_HEAD]
+            if seqs[head] == seq:
+                head += 1
+                if head >= 1024 and head * 2 >= len(seqs):
+                    del seqs[:head]
+                    head = 0
+                ss[_HEAD] = head
+            else:
+                del seqs[bisect_left(seqs, seq, head)]
             if seq == ss[_FIRST]:
                 ss[_FSTALE] = True
             if seq == ss[_LAST]:
@@ -367,15 +377,9 @@ class MemoryStore(StreamStore):
             ss = self._fss.get(filters[0])
             if ss is None:
                 return None
-            self._fix(ss)
-            if start > ss[_LAST]:
-                return None
-            name = ss[_NAME]
-            for i in range(max(start, ss[_FIRST]) - base, ss[_LAST] - base + 1):
-                rec = recs[i]
-                if rec is not None and rec[_SUBJ] == name:
-                    return self._msg(base + i, rec)
-            return None
+            seqs = ss[_SEQS]
+            i = bisect_left(seqs, start, ss[_HEAD])
+            return self.load_msg(seqs[i]) if i < len(seqs) else None
         # A wildcard filter: jump to the earliest matching subject when few subjects are tracked.
         if len(self._fss) < 256:
             best = 0
@@ -400,11 +404,8 @@ class MemoryStore(StreamStore):
         return None
 
     def _scan_subject(self, name: str, start: int, end: int) -> int:
-        for s in range(start, end + 1):
-            rec = self._rec(s)
-            if rec is not None and rec[_SUBJ] == name:
-                return s
-        return 0
+        """The first sequence of subject `name` in [start, end], or 0."""
+        return self._count_subject(name, start, end)[1]
 
     def load_prev_msg(self, filters, start: int) -> StoreMsg | None:
         start = min(start, self.last_seq)
@@ -491,17 +492,14 @@ class MemoryStore(StreamStore):
         return out
 
     def _count_subject(self, name: str, start: int, end: int) -> tuple[int, int]:
-        """How many messages of subject `name` lie in [start, end], and the first one's sequence. Done with
-        C-level list operations (the records of one subject share its str, so comparing is an identity check):
-        counting across a million messages costs milliseconds, not a Python loop per message."""
-        lo = max(start - self._base, 0)
-        window = self._recs[lo:end - self._base + 1]
-        present = list(filter(None, window))
-        subjects = list(map(_subject_of, present))
-        n = subjects.count(name)
-        if not n:
+        """How many messages of subject `name` lie in [start, end], and the first one's sequence."""
+        ss = self._fss.get(name)
+        if ss is None:
             return 0, 0
-        return n, self._base + lo + window.index(present[subjects.index(name)])
+        seqs, head = ss[_SEQS], ss[_HEAD]
+        i = bisect_left(seqs, start, head)
+        n = bisect_right(seqs, end, i) - i
+        return (n, seqs[i]) if n else (0, 0)
 
     def subjects_state(self, filter_subject: str) -> dict[str, SimpleState]:
         out = {}
