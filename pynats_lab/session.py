@@ -10,6 +10,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import functools
+import logging
 import os
 import re
 import shutil
@@ -59,6 +60,17 @@ async def flush(nc, timeout: float = 10) -> None:
     """
     await nc.flush(timeout)
     await nc.flush(timeout)
+
+
+class _QuietTLSClose(logging.Filter):
+    """asyncio logs a warning each time a TLS connection nats-py made is closed: noise, not news, under a
+    cell whose `%nats disconnect` went well."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "eof_received() has no effect when using ssl" not in record.getMessage()
+
+
+logging.getLogger("asyncio").addFilter(_QuietTLSClose())
 
 
 def data_dir() -> Path:
@@ -125,7 +137,9 @@ def connect_failure(url: str, exc: BaseException, attempts: list[BaseException],
     for err in seen:
         if isinstance(err, ssl.SSLError):
             reason = getattr(err, "verify_message", None) or getattr(err, "reason", None) or str(err)
-            return f"could not connect to {url}: TLS failed: {reason}"
+            hint = " (--tls-ca FILE: the CA that signed its certificate)" \
+                if isinstance(err, ssl.SSLCertVerificationError) else ""
+            return f"could not connect to {url}: TLS failed: {reason}{hint}"
         if isinstance(err, ConnectionRefusedError):
             return f"could not connect to {url}: connection refused (is a server running there?)"
         if isinstance(err, socket.gaierror):
@@ -321,7 +335,8 @@ class Session:
             _check_tls(url, nc, wants_tls)
         except BaseException as exc:
             try:
-                await nc.close()
+                # nats-py's close() never returns after a failed TLS handshake: bound it.
+                await asyncio.wait_for(nc.close(), 2)
             except Exception:
                 pass
             if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):
