@@ -326,8 +326,14 @@ class Session:
             if wants_tls:
                 ctx = ssl.create_default_context(cafile=os.path.expanduser(tls_ca) if tls_ca else None)
                 if tls_cert:
-                    ctx.load_cert_chain(os.path.expanduser(tls_cert),
-                                        os.path.expanduser(tls_key) if tls_key else None)
+                    try:
+                        ctx.load_cert_chain(os.path.expanduser(tls_cert),
+                                            os.path.expanduser(tls_key) if tls_key else None)
+                    except ssl.SSLError as exc:
+                        given = f"{tls_cert} with --tls-key {tls_key}" if tls_key else f"{tls_cert} (no --tls-key)"
+                        why = re.sub(r"^\[\w+\]\s*|\s*\(_ssl\.c:\d+\)$", "", str(exc.args[-1]))
+                        raise LabError(f"client certificate not usable: {given}: {why} "
+                                       "(--tls-key FILE: its private key)") from None
                 kwargs["tls"] = ctx
             # The first attempt fails fast and clearly; only a drop after that reconnects forever.
             await nc.connect(**{**kwargs, "max_reconnect_attempts": 1, "reconnect_time_wait": 0.1,

@@ -79,6 +79,8 @@ def test_tls_with_the_servers_ca_connects_and_without_it_is_one_line(server_kind
     try:
         assert_one_line_errors(shell, capsys, {  # it used to hang: nats-py's close after a failed handshake
             f"%nats connect {url}": f"%nats connect: could not connect to {url}: TLS failed: ",
+            f"%nats connect {url} --tls-ca {ca} --tls-cert {cert}":
+                f"%nats connect: client certificate not usable: {cert} (no --tls-key): ",
         })
         assert magic(shell, f"%nats connect {url} --tls-ca {ca}").url == url
         assert str(magic(shell, "%nats pub over.tls x")) == "published 1 message to over.tls"
