@@ -144,6 +144,9 @@ def test_pull_status_messages(js_server):
             await nc.flush()
             out["max_waiting"] = await _pull(nc, "S", "P", {"batch": 1, "expires": 1_000_000_000})
             await held.unsubscribe()
+            # The held request leaves the waiting list once the server sees nobody listens for it: consumer
+            # info looks (as nats-server's processWaiting), so the next request is not refused for MaxWaiting.
+            await eventually(lambda: js.consumer_info("S", "P"), lambda info: info.num_waiting == 0)
             await js.publish("s.0", b"big" * 100)
             out["max_bytes"] = await _pull(nc, "S", "P", {"batch": 1, "max_bytes": 50, "expires": 1_000_000_000})
             return out
