@@ -297,23 +297,22 @@ def kv_parser() -> Parser:
     a.add_argument("--description")
     ls = sub.add_parser("ls", aliases=["list"], help="buckets, or the keys of one bucket")
     ls.add_argument("bucket", nargs="?")
-    put = sub.add_parser("put", help="set a value (also %%%%kv put BUCKET KEY with the cell as value)")
-    put.add_argument("bucket")
-    put.add_argument("key")
-    put.add_argument("value", nargs="?", default="")
-    cr = sub.add_parser("create", help="set a key only if it has no value (also %%%%kv create BUCKET KEY)",
-                        description="Set KEY only if it has no value (never set, deleted or purged). "
-                        "Refused with the server's 'wrong last sequence' if it has one.")
-    cr.add_argument("bucket")
-    cr.add_argument("key")
-    cr.add_argument("value", nargs="?", default="")
-    up = sub.add_parser("update", help="set a key only if it is still at --revision N (compare-and-set)",
-                        description="Set KEY only if its latest revision is still N, the one you read. "
-                        "Refused with the server's 'wrong last sequence' if anyone changed it since.")
-    up.add_argument("bucket")
-    up.add_argument("key")
-    up.add_argument("value", nargs="?", default="")
-    up.add_argument("--revision", type=_int, required=True, metavar="N", help="the revision you read")
+    writes = {
+        "put": ("set a value (also %%%%kv put BUCKET KEY with the cell as value)", None),
+        "create": ("set a key only if it has no value (also %%%%kv create BUCKET KEY)",
+                   "Set KEY only if it has no value (never set, deleted or purged). "
+                   "Refused with the server's 'wrong last sequence' if it has one."),
+        "update": ("set a key only if it is still at --revision N (compare-and-set)",
+                   "Set KEY only if its latest revision is still N, the one you read. "
+                   "Refused with the server's 'wrong last sequence' if anyone changed it since."),
+    }
+    for name, (text, description) in writes.items():
+        w = sub.add_parser(name, help=text, description=description)
+        w.add_argument("bucket")
+        w.add_argument("key")
+        w.add_argument("value", nargs="?", default="")
+        if name == "update":
+            w.add_argument("--revision", type=_int, required=True, metavar="N", help="the revision you read")
     g = sub.add_parser("get", help="the current value of a key")
     g.add_argument("bucket")
     g.add_argument("key")
