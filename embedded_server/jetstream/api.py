@@ -40,6 +40,14 @@ def _is_json_object_or_array(msg: bytes) -> bool:
     return stripped[:1] in (b"{", b"[")
 
 
+def _json_object(msg: bytes, go_type: str) -> dict:
+    """A request body that must be a JSON object; anything else gets nats-server's unmarshal error for `go_type`."""
+    body = decode_json(msg)
+    if not isinstance(body, dict):
+        raise config_mod.invalid_json(f"json: cannot unmarshal into Go value of type server.{go_type}")
+    return body
+
+
 def _is_empty_request(msg: bytes) -> bool:
     if not msg or msg == b"{}":
         return True
@@ -151,9 +159,7 @@ def stream_delete(req: Request) -> dict:
 def stream_purge(req: Request) -> dict:
     subject, seq, keep = "", 0, 0
     if not _is_empty_request(req.msg):
-        body = decode_json(req.msg)
-        if not isinstance(body, dict):
-            raise config_mod.invalid_json("json: cannot unmarshal into Go value of type server.JSApiStreamPurgeRequest")
+        body = _json_object(req.msg, "JSApiStreamPurgeRequest")
         subject = body.get("filter") or ""
         seq = int(body.get("seq") or 0)
         keep = int(body.get("keep") or 0)
@@ -206,9 +212,7 @@ def stream_list(req: Request) -> dict:
 def msg_get(req: Request) -> dict:
     if _is_empty_request(req.msg):
         raise api_error("JSBadRequestErr")
-    body = decode_json(req.msg)
-    if not isinstance(body, dict):
-        raise config_mod.invalid_json("json: cannot unmarshal into Go value of type server.JSApiMsgGetRequest")
+    body = _json_object(req.msg, "JSApiMsgGetRequest")
     seq = int(body.get("seq") or 0)
     last_for = body.get("last_by_subj") or ""
     next_for = body.get("next_by_subj") or ""
@@ -245,9 +249,7 @@ def msg_get(req: Request) -> dict:
 def msg_delete(req: Request) -> dict:
     if _is_empty_request(req.msg):
         raise api_error("JSBadRequestErr")
-    body = decode_json(req.msg)
-    if not isinstance(body, dict):
-        raise config_mod.invalid_json("json: cannot unmarshal into Go value of type server.JSApiMsgDeleteRequest")
+    body = _json_object(req.msg, "JSApiMsgDeleteRequest")
     seq = body.get("seq") or 0
     if not isinstance(seq, int) or seq < 0:
         raise config_mod.invalid_json(

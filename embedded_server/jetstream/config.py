@@ -551,7 +551,7 @@ def check_consumer_config(cfg: dict, stream_cfg: dict) -> None:
     if limits.get("max_ack_pending", 0) > 0 and cfg.get("max_ack_pending", 0) > limits["max_ack_pending"]:
         raise api_error("JSConsumerMaxPendingAckExcessErrF", limit=limits["max_ack_pending"])
     if limits.get("inactive_threshold", 0) > 0 and cfg.get("inactive_threshold", 0) > limits["inactive_threshold"]:
-        raise api_error("JSConsumerInactiveThresholdExcess", limit=_go_duration(limits["inactive_threshold"]))
+        raise api_error("JSConsumerInactiveThresholdExcess", limit=go_duration(limits["inactive_threshold"]))
     if cfg.get("direct"):
         if not deliver:
             raise api_error("JSConsumerDirectRequiresPushErr")
@@ -622,7 +622,7 @@ def filter_list(cfg: dict) -> list[str]:
     return list(cfg.get("filter_subjects") or [])
 
 
-def _go_duration(ns: int) -> str:
+def go_duration(ns: int) -> str:
     """Go's time.Duration.String for whole units (enough for limits in error texts)."""
     if ns % SECOND == 0:
         secs = ns // SECOND

@@ -810,7 +810,7 @@ class Consumer:
             return self._status(reply, 409, f"Exceeded MaxRequestBatch of {max_batch}")
         max_expires = self.cfg.get("max_expires", 0)
         if expires_ns and max_expires > 0 and expires_ns > max_expires:
-            return self._status(reply, 409, f"Exceeded MaxRequestExpires of {config_mod._go_duration(max_expires)}")
+            return self._status(reply, 409, f"Exceeded MaxRequestExpires of {config_mod.go_duration(max_expires)}")
         max_req_bytes = self.cfg.get("max_bytes", 0)
         if max_bytes > 0 and max_req_bytes > 0 and max_bytes > max_req_bytes:
             return self._status(reply, 409, f"Exceeded MaxRequestMaxBytes of {max_req_bytes}")

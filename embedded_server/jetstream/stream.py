@@ -61,18 +61,6 @@ def parse_msg_ttl(value: bytes) -> int:
     raise api_error("JSMessageTTLInvalidErr")
 
 
-def _go_duration_text(ns: int) -> str:
-    """Go's time.Duration.String for whole seconds: "1s", "1m0s", "1h0m0s"."""
-    secs = ns // 1_000_000_000
-    h, rem = divmod(secs, 3600)
-    m, s = divmod(rem, 60)
-    if h:
-        return f"{h}h{m}m{s}s"
-    if m:
-        return f"{m}m{s}s"
-    return f"{s}s"
-
-
 def _parse_uint(value: bytes) -> int:
     """nats-server's parseInt64 then uint64 cast: anything unparsable becomes 2^64-1."""
     return int(value) if value.isdigit() else (1 << 64) - 1
@@ -479,7 +467,8 @@ class Stream:
     def _expire_with_markers(self, now: int, sdm_ttl: int) -> None:
         """nats-server's subject delete markers: the last message of a subject to age out is replaced by a
         marker (`Nats-Marker-Reason: MaxAge`, its own TTL, rolling the subject up) instead of vanishing."""
-        ttl = _go_duration_text(sdm_ttl)
+        # nats-server writes the marker TTL as whole seconds (time.Duration(seconds) * time.Second).
+        ttl = config_mod.go_duration(sdm_ttl - sdm_ttl % 1_000_000_000)
         for seq in self.store.expire_candidates(now, self.cfg.get("max_age", 0)):
             sm = self.store.load_msg(seq)
             if sm is None:

@@ -208,12 +208,7 @@ class FileStore(MemoryStore):
             good_end = end
         if pending_bad is not None:
             if last:
-                msg = (f"Stream store {self.directory}: dropped a torn record at the end of {path} "
-                       f"(offset {pending_bad}, {len(buf) - good_end} bytes)")
-                self.warnings.append(msg)
-                log.warning(msg)
-                with open(path, "r+b") as f:
-                    f.truncate(good_end)
+                self._drop_torn_tail(path, pending_bad, len(buf) - good_end, good_end)
             else:
                 self._report_corruption(path, pending_bad, len(buf) - pending_bad, 0)
         blk.size = good_end if last else len(buf)
@@ -222,6 +217,15 @@ class FileStore(MemoryStore):
         if rtype in (T_MSG, T_SKIP):
             return struct.unpack_from("<Q", body)[0]
         return 0
+
+    def _drop_torn_tail(self, path: str, offset: int, size: int, good_end: int) -> None:
+        """An interrupted write at the end of a file: cut it off, with a warning."""
+        msg = (f"Stream store {self.directory}: dropped a torn record at the end of {path} "
+               f"(offset {offset}, {size} bytes)")
+        self.warnings.append(msg)
+        log.warning(msg)
+        with open(path, "r+b") as f:
+            f.truncate(good_end)
 
     def _report_corruption(self, path: str, offset: int, size: int, end_seq: int) -> None:
         """Corruption inside a file: the sequences between the last good record and the next one are lost."""
@@ -304,12 +308,7 @@ class FileStore(MemoryStore):
                 (first,) = _PURGE.unpack_from(body)
                 self._apply_purge(first)
         if bad is not None:
-            msg = (f"Stream store {self.directory}: dropped a torn record at the end of {path} "
-                   f"(offset {bad}, {len(buf) - good_end} bytes)")
-            self.warnings.append(msg)
-            log.warning(msg)
-            with open(path, "r+b") as f:
-                f.truncate(good_end)
+            self._drop_torn_tail(path, bad, len(buf) - good_end, good_end)
             buf = buf[:good_end]
         self._jfd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         self._jsize = len(buf)
