@@ -336,24 +336,10 @@ class MemoryStore(StreamStore):
         return None if rec is None else rec[_SUBJ]
 
     def _fix(self, ss):
-        """Bring a subject's lazily kept first/last sequence up to date."""
-        name = ss[_NAME]
-        if ss[_FSTALE]:
-            s = max(ss[_FIRST] + 1, self.first_seq)
-            while s <= ss[_LAST]:
-                rec = self._rec(s)
-                if rec is not None and rec[_SUBJ] == name:
-                    break
-                s += 1
-            ss[_FIRST], ss[_FSTALE] = s, False
-        if ss[_LSTALE]:
-            s = min(ss[_LAST] - 1, self.last_seq)
-            while s >= ss[_FIRST]:
-                rec = self._rec(s)
-                if rec is not None and rec[_SUBJ] == name:
-                    break
-                s -= 1
-            ss[_LAST], ss[_LSTALE] = s, False
+        """Bring a subject's lazily kept first/last sequence up to date (from its sequence array)."""
+        if ss[_FSTALE] or ss[_LSTALE]:
+            seqs = ss[_SEQS]
+            ss[_FIRST], ss[_LAST], ss[_FSTALE], ss[_LSTALE] = seqs[ss[_HEAD]], seqs[-1], False, False
         return ss
 
     def load_next_msg(self, filters, start: int) -> StoreMsg | None:
@@ -388,11 +374,7 @@ class MemoryStore(StreamStore):
                     self._fix(ss)
                     if ss[_LAST] < start:
                         continue
-                    if ss[_FIRST] >= start:
-                        cand = ss[_FIRST]
-                    else:
-                        m = self._scan_subject(name, start, ss[_LAST])
-                        cand = m
+                    cand = ss[_FIRST] if ss[_FIRST] >= start else self._count_subject(name, start, ss[_LAST])[1]
                     if cand and (not best or cand < best):
                         best = cand
             return self.load_msg(best) if best else None
@@ -402,10 +384,6 @@ class MemoryStore(StreamStore):
             if rec is not None and match(filters, rec[_SUBJ]):
                 return self._msg(base + i, rec)
         return None
-
-    def _scan_subject(self, name: str, start: int, end: int) -> int:
-        """The first sequence of subject `name` in [start, end], or 0."""
-        return self._count_subject(name, start, end)[1]
 
     def load_prev_msg(self, filters, start: int) -> StoreMsg | None:
         start = min(start, self.last_seq)
