@@ -58,6 +58,26 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
 
+def strip_comment(line: str) -> str:
+    """`line` without a trailing `# comment`, as Python and a shell read one: a `#` that starts a word
+    outside quotes begins the comment; a quoted `#` or one inside a word (`a#b`) stays."""
+    quote = None
+    escaped = False
+    for i, ch in enumerate(line):
+        if escaped:
+            escaped = False
+        elif ch == "\\" and quote != "'":
+            escaped = True
+        elif quote:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#" and (i == 0 or line[i - 1].isspace()):
+            return line[:i].rstrip()
+    return line
+
+
 _TEMPLATE = re.compile(r"(\{\{.*?\}\})")
 
 
@@ -526,11 +546,12 @@ def invoke(magic: str, line: str, cell: str | None = None) -> Any:
 
 @magics_class
 class NatsMagics(Magics):
-    """The four magics. Variables expand as usual ({expr}, $var), but natscli templates ({{Count}}) pass
-    through untouched: IPython's own expansion would eat their braces."""
+    """The magics. Variables expand as usual ({expr}, $var), but natscli templates ({{Count}}) pass
+    through untouched: IPython's own expansion would eat their braces. A trailing `# comment` is ignored."""
 
     def _expand(self, line: str) -> str:
-        return expand(line, self.shell.user_ns)
+        # Every magic's line passes here: a trailing comment goes before any {var} in it could expand.
+        return expand(strip_comment(line), self.shell.user_ns)
 
     @no_var_expand
     @line_cell_magic

@@ -10,7 +10,7 @@ import pytest
 from nbclient import NotebookClient
 
 from pynats_lab.regress import ipc_kernel_manager
-from tests.servers import subprocess_env
+from tests.servers import REPO, subprocess_env
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +146,30 @@ def test_a_headless_run_shows_a_widget_with_its_work_done(kernel, js_server):
     check = "from pynats_lab.widgets.base import headless\nprint(headless())"
     assert _text(kernel(check)) == "True\n"
     assert _text(kernel(check, interactive=True)) == "False\n", "a live frontend is never kept waiting"
+
+
+def readme_notebook_block() -> str:
+    """The code block under the README's "In a notebook", exactly as a newcomer would paste it."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("## In a notebook", 1)[1]
+    return section.split("```\n", 2)[1]
+
+
+def test_the_readme_block_runs_verbatim_on_a_fresh_store(kernel):
+    block = readme_notebook_block()
+    assert "  # " in block, "the README's lines carry trailing comments, as a newcomer pastes them"
+    out = kernel(block)
+    assert not any(o["output_type"] == "error" for o in out), out
+    assert _text(out, "stderr") == "", "every line of the README works"
+    assert _text(kernel("print(type(df).__name__, len(df), df['seq'].iloc[0])")) == "DataFrame 50 1\n"
+    kernel("%nats disconnect")
+
+
+def test_a_trailing_comment_is_ignored_and_a_quoted_hash_kept(kernel, server):
+    kernel(f"%nats connect {server.url}   # a comment after the URL")
+    kernel("got = %nats sub hash.> --background   # collect")
+    out = kernel("%nats pub hash.a '#1 in quotes' # the comment\n"
+                 "%nats pub hash.b \"# also\"#tail-in-a-word --count 2   # {undefined_name} is not expanded")
+    assert _text(out, "stderr") == ""
+    shown = kernel("print(got.stop()['data'].tolist())")
+    assert _text(shown) == "['#1 in quotes', '# also#tail-in-a-word', '# also#tail-in-a-word']\n"
