@@ -17,6 +17,8 @@ from .errors import LabError, NatsError
 from .kv import kv_add, kv_create, kv_del, kv_get, kv_history, kv_ls, kv_put, kv_rm, kv_update, kv_watch
 from .measure import bench, dedup_series, latency, latency_percentiles
 from .messaging import Collector, publish, request, server_info, subscribe, subscribe_background
+from .overview import (interest, server_health, server_ls, server_report_accounts, server_report_connections,
+                       server_report_jetstream)
 from .session import Session, get_session
 from .streams import (StreamPager, stream_add, stream_edit, stream_frame, stream_get, stream_info, stream_ls,
                       stream_names, stream_purge, stream_rm, stream_tail, stream_view)
@@ -27,11 +29,14 @@ _WIDGETS = ("StreamViewer", "ConsumerReplay", "LatencyChart", "DedupChart")
 def connect(url: str | None = None, *, context: str | None = None, creds: str | None = None,
             nkey: str | None = None, user: str | None = None, password: str | None = None,
             token: str | None = None, tls_ca: str | None = None, tls_cert: str | None = None,
-            tls_key: str | None = None) -> Session:
+            tls_key: str | None = None, monitor: Any = None) -> Session:
     """Connect the session. No URL and no NATS_URL: start the embedded server (JetStream on, 127.0.0.1,
-    store under $XDG_DATA_HOME/pynats-lab) and connect to it. `context` reads a natscli context."""
+    store under $XDG_DATA_HOME/pynats-lab, its monitoring port on) and connect to it. `context` reads a
+    natscli context. `monitor` is the servers' monitoring URL(s) for `%server` when the user is not in the
+    system account (the embedded default's own is known)."""
     return get_session().connect(url, context=context, creds=creds, nkey=nkey, user=user, password=password,
-                                 token=token, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
+                                 token=token, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
+                                 monitor=monitor)
 
 
 def disconnect() -> Done:
@@ -75,7 +80,8 @@ def _register_formatters(ip) -> None:
 
 
 def load_ipython_extension(ip) -> None:
-    """`%load_ext pynats_lab`: the magics %nats, %stream, %consumer, %kv and table displays of infos."""
+    """`%load_ext pynats_lab`: the magics %nats, %stream, %consumer, %kv, %server and table displays of
+    infos."""
     from .magics import NatsMagics
 
     ip.register_magics(NatsMagics)
@@ -95,4 +101,6 @@ __all__ = [
     "consumer_rm", "consumer_replay",
     "kv_add", "kv_ls", "kv_put", "kv_create", "kv_update", "kv_get", "kv_del", "kv_history", "kv_watch", "kv_rm",
     "latency", "latency_percentiles", "bench", "dedup_series", *_WIDGETS,
+    "server_ls", "server_report_connections", "server_report_jetstream", "server_report_accounts",
+    "server_health", "interest",
 ]

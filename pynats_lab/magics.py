@@ -1,4 +1,4 @@
-"""`%nats`, `%stream`, `%consumer`, `%kv`: argument parsing plus one call into the Python API each.
+"""`%nats`, `%stream`, `%consumer`, `%kv`, `%server`: argument parsing plus one call into the Python API each.
 
 A magic returns what its API function returns (DataFrame, StreamInfo, widget, Done), so
 `df = %stream view ORDERS` works. A wrong use prints one line (e.g. `%stream info: stream not found
@@ -111,6 +111,11 @@ def _expand_field(formatter, field: str, namespace: dict) -> str:
         return field
 
 
+def _monitor_flag(p: Parser) -> None:
+    p.add_argument("--monitor", metavar="URL", help="monitoring URL(s), comma-separated for a cluster "
+                   "(remembered for the session)")
+
+
 # -- %nats -------------------------------------------------------------------------------------------
 def nats_parser() -> Parser:
     p, sub = _commands("%nats", "Core NATS: connect, publish, subscribe, request, server info, latency, bench.")
@@ -127,6 +132,8 @@ def nats_parser() -> Parser:
     c.add_argument("--tls-ca", metavar="FILE", help="CA certificate to verify the server")
     c.add_argument("--tls-cert", metavar="FILE", help="client certificate")
     c.add_argument("--tls-key", metavar="FILE", help="client certificate key")
+    c.add_argument("--monitor", metavar="URL", help="the servers' monitoring URL(s), comma-separated, for "
+                   "%%server and %%nats subs when the user is not in the system account")
     sub.add_parser("disconnect", help="close the connection (and stop the embedded server if started)")
     pub = sub.add_parser("pub", help="publish messages (also %%%%nats pub SUBJECT with the cell as payload)",
                          description="Publish to SUBJECT. PAYLOAD, SUBJECT and --msg-id may use natscli "
@@ -158,6 +165,13 @@ def nats_parser() -> Parser:
     r.add_argument("-H", "--header", action="append", metavar="K:V")
     r.add_argument("--raw", action="store_true")
     sub.add_parser("info", help="server INFO and this connection")
+    sb = sub.add_parser("subs", help="who would receive a message on SUBJECT (nothing is sent)",
+                        description="Every subscription, on every server, that a message published on SUBJECT "
+                        "would match: server, client (id, name, IP), subscription, queue group, messages so far. "
+                        "Read through $SYS (system-account user) or the monitoring port.")
+    sb.add_argument("subject")
+    sb.add_argument("--account", metavar="A", help="only this account's subscriptions")
+    _monitor_flag(sb)
     lat = sub.add_parser("latency", help="pub->sub, request/reply and JetStream publish latency + chart")
     lat.add_argument("--count", type=_int, default=200, help="samples per kind (default 200)")
     lat.add_argument("--size", default="128", help="payload size (default 128)")
@@ -357,6 +371,67 @@ def kv_parser() -> Parser:
     return p
 
 
+# -- %server -----------------------------------------------------------------------------------------
+_SERVER_SOURCE = ("Read through $SYS.REQ.SERVER.PING when the connection is a system-account user (every "
+                  "server of a cluster answers), else through the monitoring port: --monitor URL (a "
+                  "comma-separated list for a cluster; remembered for the session). The embedded default's "
+                  "own monitoring port is known.")
+
+
+def server_parser() -> Parser:
+    p, sub = _commands("%server", "The servers themselves: ls, report, health (read-only).\n"
+                       + _SERVER_SOURCE)
+
+    def command(name: str, help: str, description: str) -> Parser:
+        c = sub.add_parser(name, help=help, description=description + "\n" + _SERVER_SOURCE)
+        _monitor_flag(c)
+        return c
+
+    command("ls", "one row per server", "One row per server: version, cluster, connections, subscriptions, "
+            "messages and bytes in/out, slow consumers, memory, cpu, uptime, JetStream streams/consumers/storage.")
+    r = sub.add_parser("report", help="connections, jetstream or accounts, as nats server report")
+    rsub = r.add_subparsers(dest="report", metavar="REPORT", parser_class=Parser)
+    rc = rsub.add_parser("connections", aliases=["conns"], help="every client connection of every server",
+                         description="Every client connection of every server.\n" + _SERVER_SOURCE)
+    rc.add_argument("--sort", default="subs", help="subs (default), in-msgs, out-msgs, in-bytes, out-bytes, "
+                    "uptime, cid, name, account, pending, idle, rtt, server")
+    rc.add_argument("--top", type=_int, default=1000, metavar="N", help="only the first N (default 1000)")
+    rc.add_argument("--account", metavar="A", help="only this account's connections")
+    rj = rsub.add_parser("jetstream", aliases=["js"], help="JetStream use per server",
+                         description="JetStream per server: streams, consumers, storage against limits, API "
+                         "requests and errors, the meta leader.\n" + _SERVER_SOURCE)
+    ra = rsub.add_parser("accounts", help="connections and traffic per account",
+                         description="Per account: connections, subscriptions, messages and bytes in/out.\n"
+                         + _SERVER_SOURCE)
+    ra.add_argument("--sort", default="subs", help="subs (default), conns, in-msgs, out-msgs, in-bytes, "
+                    "out-bytes, account")
+    ra.add_argument("--top", type=_int, default=1000, metavar="N", help="only the first N (default 1000)")
+    for x in (rc, rj, ra):
+        _monitor_flag(x)
+    h = command("health", "each server's health check", "Each server's /healthz: ok, or what is wrong.")
+    h.add_argument("--js-enabled-only", action="store_true", help="only check that JetStream is enabled")
+    return p
+
+
+def run_server(a: argparse.Namespace, cell: str | None) -> Any:
+    import pynats_lab as lab
+
+    c = a.command
+    if c == "ls":
+        return lab.server_ls(monitor=a.monitor)
+    if c == "report":
+        if a.report in ("connections", "conns"):
+            return lab.server_report_connections(sort=a.sort, top=a.top, account=a.account, monitor=a.monitor)
+        if a.report in ("jetstream", "js"):
+            return lab.server_report_jetstream(monitor=a.monitor)
+        if a.report == "accounts":
+            return lab.server_report_accounts(sort=a.sort, top=a.top, monitor=a.monitor)
+        raise _Usage("which report? connections, jetstream or accounts")
+    if c == "health":
+        return lab.server_health(js_enabled_only=a.js_enabled_only, monitor=a.monitor)
+    raise _Usage("missing command")
+
+
 def _stream_options(a: argparse.Namespace) -> dict:
     keys = ("description", "storage", "retention", "replicas", "max_msgs", "max_bytes", "max_age", "max_msg_size",
             "max_msgs_per_subject", "dupe_window", "discard", "allow_rollup", "deny_delete", "deny_purge",
@@ -384,7 +459,7 @@ def run_nats(a: argparse.Namespace, cell: str | None) -> Any:
     if a.command == "connect":
         return lab.connect(a.url, context=a.context, creds=a.creds, nkey=a.nkey, user=a.user,
                            password=a.password, token=a.token, tls_ca=a.tls_ca, tls_cert=a.tls_cert,
-                           tls_key=a.tls_key)
+                           tls_key=a.tls_key, monitor=a.monitor)
     if a.command == "disconnect":
         return lab.disconnect()
     if a.command == "pub":
@@ -400,6 +475,8 @@ def run_nats(a: argparse.Namespace, cell: str | None) -> Any:
                            replies=a.replies, headers=a.header, raw=a.raw)
     if a.command == "info":
         return lab.server_info()
+    if a.command == "subs":
+        return lab.interest(a.subject, account=a.account, monitor=a.monitor)
     if a.command == "latency":
         df = lab.latency(count=a.count, size=a.size, jetstream=not a.no_js)
         if not a.no_chart:
@@ -507,8 +584,9 @@ def run_kv(a: argparse.Namespace, cell: str | None) -> Any:
 
 
 _PARSERS: dict[str, Callable[[], Parser]] = {"nats": nats_parser, "stream": stream_parser,
-                                             "consumer": consumer_parser, "kv": kv_parser}
-_RUNNERS = {"nats": run_nats, "stream": run_stream, "consumer": run_consumer, "kv": run_kv}
+                                             "consumer": consumer_parser, "kv": kv_parser,
+                                             "server": server_parser}
+_RUNNERS = {"nats": run_nats, "stream": run_stream, "consumer": run_consumer, "kv": run_kv, "server": run_server}
 _CELL_COMMANDS = {"nats": ("pub", "req"), "kv": ("put", "create", "update")}
 
 
@@ -572,3 +650,8 @@ class NatsMagics(Magics):
     @line_cell_magic
     def kv(self, line: str, cell: str | None = None) -> Any:
         return invoke("kv", self._expand(line), cell)
+
+    @no_var_expand
+    @line_magic
+    def server(self, line: str) -> Any:
+        return invoke("server", self._expand(line))

