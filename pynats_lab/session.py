@@ -380,12 +380,12 @@ class Session:
             return
         if text != self._last_error:
             self._last_error = text
-            _note(f"error: {text}")
+            _note(f"error: {text}", problem=True)
 
     async def _on_disconnected(self) -> None:
         if not self._closing:
             why = f" ({self._drop_reason})" if self._drop_reason else ""
-            self._event(f"disconnected from {self.url}{why}; reconnecting")
+            self._event(f"disconnected from {self.url}{why}; reconnecting", problem=True)
 
     async def _on_reconnected(self) -> None:
         self._last_error = self._drop_reason = None
@@ -394,12 +394,12 @@ class Session:
 
     async def _on_closed(self) -> None:
         if not self._closing:
-            self._event("connection closed")
+            self._event("connection closed", problem=True)
 
-    def _event(self, text: str) -> None:
+    def _event(self, text: str, problem: bool = False) -> None:
         import time
 
-        _note(text)  # first: whoever waits on `events` then finds the note already shown
+        _note(text, problem=problem)  # first: whoever waits on `events` then finds the note already shown
         self.events.append((time.time(), text))
 
     # -- closing --------------------------------------------------------------------------------

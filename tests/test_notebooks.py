@@ -2,7 +2,7 @@
 and every regression notebook on both servers through `pynats-lab regress`. A failure names the notebook,
 the cell and its code. Tutorials also must not print a magic's one-line error where none is expected
 (a magic that fails prints instead of raising), and must print one where the lesson shows one (cells tagged
-`magic-error`)."""
+`magic-error`); no other cell writes anything to stderr."""
 from __future__ import annotations
 
 import importlib.util
@@ -58,6 +58,22 @@ def magic_error_problems(nb) -> list[str]:
     return problems
 
 
+def stderr_problems(nb) -> list[str]:
+    """Cells that wrote to stderr (a notebook's pink error box) although they worked: a note is a quiet
+    line on stdout. Only a cell whose lesson is an error may: tagged `magic-error` (a magic's line) or
+    `expect-stderr` (a server's error or a dropped connection the lesson causes)."""
+    problems = []
+    for index, cell in enumerate(nb.cells):
+        tags = cell.metadata.get("tags", [])
+        if cell.cell_type != "code" or "magic-error" in tags or "expect-stderr" in tags:
+            continue
+        stderr = "".join(o.get("text", "") for o in cell.get("outputs", [])
+                         if o.get("output_type") == "stream" and o.get("name") == "stderr")
+        if stderr:
+            problems.append(f"cell {index} `{code_line(cell)}` wrote to stderr: {stderr.strip()[:300]!r}")
+    return problems
+
+
 def embedded_has_jetstream() -> bool:
     return "embedded" in KINDS and importlib.util.find_spec("embedded_server.jetstream") is not None
 
@@ -79,7 +95,10 @@ def _run_tutorial(nb: Path, out: Path, workdir: Path, parameters: dict) -> dict:
     finally:
         if server:
             server.stop()
-    problems = magic_error_problems(nbformat.read(out, as_version=4)) if out.exists() else []
+    problems = []
+    if out.exists():
+        executed = nbformat.read(out, as_version=4)
+        problems = magic_error_problems(executed) + stderr_problems(executed)
     return {"status": result.status, "seconds": result.seconds, "cell": result.cell, "source": result.source,
             "error": result.error, "traceback": result.traceback, "problems": problems}
 
