@@ -7,6 +7,9 @@ Go map order (random), so those orders are not comparable."""
 from __future__ import annotations
 
 import asyncio
+import json
+import time
+import urllib.request
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
@@ -60,15 +63,35 @@ def sessions(draw) -> bytes:
     return b"".join(out)
 
 
+def subscriptions(srv: RunningServer) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{srv.http_port}/varz", timeout=5) as resp:
+        return json.load(resp)["subscriptions"]
+
+
 @pytest.fixture(scope="module")
 def both(tmp_path_factory):
-    servers = [RunningServer(kind, [], tmp_path_factory.mktemp(kind)).start() for kind in ("nats-server", "embedded")]
+    servers = [RunningServer(kind, ["-m", "-1"], tmp_path_factory.mktemp(kind)).start()
+               for kind in ("nats-server", "embedded")]
+    for srv in servers:
+        srv.idle_subscriptions = subscriptions(srv)
     yield servers
     for srv in servers:
         srv.stop()
 
 
+def wait_until_idle(servers) -> None:
+    """nats-server removes a closed connection's subscriptions on another goroutine, and removing them empties
+    match-cache entries: a session that starts before that has happened sees another delivery order. Each
+    session starts once the one before has left no subscription behind on either server."""
+    deadline = time.monotonic() + 10
+    while any(subscriptions(srv) != srv.idle_subscriptions for srv in servers):
+        if time.monotonic() > deadline:
+            raise AssertionError("the previous session's subscriptions were never removed")
+        time.sleep(0.005)
+
+
 def answers(servers, data: bytes):
+    wait_until_idle(servers)
     async def run():
         pongs = data.count(b"PING\r\n")
         return await asyncio.gather(*(exchange(srv.port, data, settle=0.03, pongs=pongs) for srv in servers))
