@@ -1,7 +1,10 @@
 """The lab's targets, on each server kind: a 100-message `stream_view` page from a 1,000,000-message stream
-(< 200 ms) and a 100,000-message stream into one DataFrame (< 3 s); plus the filtered and backwards moves.
+(< 200 ms) and a 100,000-message stream into one DataFrame (< 3 s); plus the filtered and backwards moves;
+each with and without allow_direct. And `%stream report` over 1,000 streams, `%consumer report` over 1,000
+consumers, `%stream subjects` on a 1,000,000-message stream with 10,000 subjects (< 1 s each).
 
     python -m bench lab [--messages 1000000] [--frame-messages 100000] [--kinds nats-server,embedded]
+                        [--suites view,reports] [--streams 1000] [--consumers 1000] [--subjects 10000]
 """
 from __future__ import annotations
 
@@ -78,19 +81,72 @@ def run_kind(kind: str, messages: int, frame_messages: int, repeat: int) -> list
                     lambda: lab.stream_view("BIG", id=mid, subject="big.3", page_size=100),
                 "view: filtered last page": lambda: lab.stream_view("BIG", subject="big.3", page_size=100, last=True),
             }
-            for name, fn in cases.items():
-                assert len(fn()) == 100, name
-                ms = timed(fn, repeat)
-                rows.append({"server": kind, "workload": name, "stream messages": messages,
-                             "median ms": statistics.median(ms), "p90 ms": sorted(ms)[int(len(ms) * 0.9) - 1],
-                             "target": "< 200 ms" if "middle" in name and "filtered" not in name else ""})
             lab.stream_add("FRAME", "frame.>", storage="file")
             fill(s, "FRAME", lambda i: "frame.x", frame_messages)
-            ms = timed(lambda: lab.stream_frame("FRAME"), max(repeat // 5, 3))
-            assert len(lab.stream_frame("FRAME")) == frame_messages
-            rows.append({"server": kind, "workload": f"{frame_messages:,} messages into one DataFrame",
-                         "stream messages": frame_messages, "median ms": statistics.median(ms),
-                         "p90 ms": max(ms), "target": "< 3000 ms"})
+            # The same streams read both ways: allow_direct (batched direct get) and without it (pipelined
+            # STREAM.MSG.GET, what streams made by nats-py and nats.go get by default).
+            for direct in (True, False):
+                lab.stream_edit("BIG", allow_direct=direct)
+                lab.stream_edit("FRAME", allow_direct=direct)
+                how = "allow_direct" if direct else "no allow_direct"
+                for name, fn in cases.items():
+                    assert len(fn()) == 100, name
+                    ms = timed(fn, repeat)
+                    rows.append({"server": kind, "read": how, "workload": name, "stream messages": messages,
+                                 "median ms": statistics.median(ms), "p90 ms": sorted(ms)[int(len(ms) * 0.9) - 1],
+                                 "target": "< 200 ms" if "middle" in name and "filtered" not in name else ""})
+                ms = timed(lambda: lab.stream_frame("FRAME", progress=False), max(repeat // 5, 3))
+                assert len(lab.stream_frame("FRAME", progress=False)) == frame_messages
+                rows.append({"server": kind, "read": how, "workload": f"{frame_messages:,} messages into one DataFrame",
+                             "stream messages": frame_messages, "median ms": statistics.median(ms),
+                             "p90 ms": max(ms), "target": "< 3000 ms"})
+        finally:
+            lab.get_session().close()
+            srv.stop()
+    return rows
+
+
+def run_reports(kind: str, streams: int, consumers: int, messages: int, subjects: int,
+                repeat: int) -> list[dict]:
+    """`%stream report` over many streams, `%consumer report` over many consumers, `%stream subjects` on a
+    large stream with many subjects: each should answer in under 1 s."""
+    import pynats_lab as lab
+    from pynats_lab.reports import api_request
+    from tests.servers import RunningServer
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        srv = RunningServer(kind, ["-js", "-sd", str(Path(tmp) / "js")], Path(tmp)).start(timeout=60)
+        try:
+            s = lab.get_session().connect(srv.url)
+
+            async def make():
+                for start in range(0, streams, 100):
+                    await asyncio.gather(*(api_request(s, f"$JS.API.STREAM.CREATE.R{i:04d}", {
+                        "name": f"R{i:04d}", "subjects": [f"r.{i}"], "storage": "memory", "num_replicas": 1})
+                        for i in range(start, min(start + 100, streams))))
+                for start in range(0, consumers, 100):
+                    await asyncio.gather(*(api_request(s, f"$JS.API.CONSUMER.CREATE.R0000.c{i:04d}", {
+                        "stream_name": "R0000", "config": {"durable_name": f"c{i:04d}", "ack_policy": "explicit"}})
+                        for i in range(start, min(start + 100, consumers))))
+
+            s.run(make(), timeout=600)
+            lab.stream_add("SUBJ", "subj.>", storage="file")
+            secs = fill(s, "SUBJ", lambda i: f"subj.{i % subjects}", messages)
+            print(f"[{kind}] {streams:,} streams, {consumers:,} consumers, {messages:,} messages on "
+                  f"{subjects:,} subjects stored in {secs:.1f}s", flush=True)
+            cases = {
+                f"stream report, {streams:,} streams": (lambda: lab.stream_report(), streams),
+                f"consumer report, {consumers:,} consumers": (lambda: lab.consumer_report("R0000"), consumers),
+                f"stream subjects, {messages:,} messages on {subjects:,} subjects":
+                    (lambda: lab.stream_subjects("SUBJ"), subjects),
+            }
+            for name, (fn, rows_expected) in cases.items():
+                assert len(fn()) == rows_expected, name
+                ms = timed(fn, repeat)
+                rows.append({"server": kind, "read": "", "workload": name, "stream messages": None,
+                             "median ms": statistics.median(ms), "p90 ms": sorted(ms)[int(len(ms) * 0.9) - 1],
+                             "target": "< 1000 ms"})
         finally:
             lab.get_session().close()
             srv.stop()
@@ -106,10 +162,19 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--frame-messages", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--kinds", default=",".join(_kinds()), help="server kinds, comma-separated")
+    ap.add_argument("--suites", default="view,reports", help="view (stream_view/stream_frame), reports "
+                    "(stream/consumer report, stream subjects); comma-separated")
+    ap.add_argument("--streams", type=int, default=1000, help="reports: streams for %%stream report")
+    ap.add_argument("--consumers", type=int, default=1000, help="reports: consumers for %%consumer report")
+    ap.add_argument("--subjects", type=int, default=10_000, help="reports: subjects for %%stream subjects")
     a = ap.parse_args(argv)
+    suites = set(a.suites.split(","))
     rows = []
     for kind in a.kinds.split(","):
-        rows += run_kind(kind, a.messages, a.frame_messages, a.repeat)
+        if "view" in suites:
+            rows += run_kind(kind, a.messages, a.frame_messages, a.repeat)
+        if "reports" in suites:
+            rows += run_reports(kind, a.streams, a.consumers, a.messages, a.subjects, max(a.repeat // 2, 3))
     df = pd.DataFrame(rows)
     df["median ms"] = df["median ms"].round(1)
     df["p90 ms"] = df["p90 ms"].round(1)

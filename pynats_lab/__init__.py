@@ -19,6 +19,7 @@ from .measure import bench, dedup_series, latency, latency_percentiles
 from .messaging import Collector, publish, request, server_info, subscribe, subscribe_background
 from .overview import (interest, server_health, server_ls, server_report_accounts, server_report_connections,
                        server_report_jetstream)
+from .reports import consumer_report, stream_report, stream_subjects
 from .session import Session, get_session
 from .streams import (StreamPager, stream_add, stream_edit, stream_frame, stream_get, stream_info, stream_ls,
                       stream_names, stream_purge, stream_rm, stream_tail, stream_view)
@@ -97,6 +98,7 @@ __all__ = [
     "publish", "subscribe", "subscribe_background", "Collector", "request", "server_info",
     "stream_add", "stream_ls", "stream_names", "stream_info", "stream_edit", "stream_rm", "stream_purge",
     "stream_get", "stream_view", "stream_frame", "stream_tail", "StreamPager", "stream_backup", "stream_restore",
+    "stream_report", "stream_subjects", "consumer_report",
     "consumer_add", "consumer_config", "consumer_ls", "consumer_info", "consumer_next", "consumer_sub",
     "consumer_rm", "consumer_replay",
     "kv_add", "kv_ls", "kv_put", "kv_create", "kv_update", "kv_get", "kv_del", "kv_history", "kv_watch", "kv_rm",

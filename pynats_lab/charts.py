@@ -131,3 +131,20 @@ def rate_figure(df: pd.DataFrame, freq: str = "1s", title: str = "Messages over 
     ax.set_title(title)
     ax.legend(fontsize=8)
     return fig
+
+
+def subjects_figure(df: pd.DataFrame, top: int = 20, title: str | None = None) -> Figure:
+    """Horizontal bars: the `top` subjects with the most messages (a `stream_subjects` result)."""
+    fig = Figure(figsize=(9, 0.5 + 0.28 * max(min(top, len(df) if df is not None else 0), 3)), layout="constrained")
+    ax = fig.subplots()
+    name = (df.attrs.get("stream") if df is not None else None) or "stream"
+    if df is None or not len(df):
+        return _empty(fig, ax, "no subjects")
+    shown = df.sort_values(["messages", "subject"], ascending=[False, True]).head(top)
+    ax.barh(shown["subject"][::-1], shown["messages"][::-1], color="#1f77b4")
+    ax.set_xlabel("messages")
+    rest = len(df) - len(shown)
+    more = f" ({rest:,} more not shown)" if rest > 0 else ""
+    ax.set_title(title or f"{name}: top {len(shown)} of {len(df):,} subjects{more}")
+    ax.ticklabel_format(axis="x", style="plain")
+    return fig

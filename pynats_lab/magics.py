@@ -211,11 +211,26 @@ def _stream_settings(p: Parser, adding: bool) -> None:
 
 
 def stream_parser() -> Parser:
-    p, sub = _commands("%stream", "JetStream streams: add, ls, info, edit, rm, purge, get, view, backup, restore.")
+    p, sub = _commands("%stream", "JetStream streams: add, ls, report, subjects, info, edit, rm, purge, get, view, backup, restore.")
     a = sub.add_parser("add", help="create a stream")
     a.add_argument("name")
     _stream_settings(a, adding=True)
     sub.add_parser("ls", aliases=["list"], help="list streams")
+    rep = sub.add_parser("report", help="one row per stream: storage, replicas, consumers, messages, lag",
+                         description="One row per stream (natscli's `nats stream report`): storage, retention, "
+                         "replicas, consumers, messages, bytes, first/last sequence, deleted, subjects, lost; on "
+                         "a cluster the leader and each replica's lag. Read-only.")
+    rep.add_argument("--subject", metavar="FILTER", help="only streams that listen on this subject")
+    rep.add_argument("--sort", default="name", metavar="FIELD",
+                     help="name (default), messages, bytes, consumers, storage, subjects, deleted, lag")
+    sj = sub.add_parser("subjects", help="subjects in a stream with their message counts, and a bar chart",
+                        description="Subjects stored in a stream with their message counts, most first, and a "
+                        "bar chart of the top ones. From the stream info (subjects_filter): no message is read.")
+    sj.add_argument("name")
+    sj.add_argument("filter", nargs="?", help="only subjects matching this (wildcards allowed)")
+    sj.add_argument("--sort", choices=["messages", "subject"], default="messages")
+    sj.add_argument("--top", type=_int, default=20, metavar="N", help="subjects in the chart (default 20)")
+    sj.add_argument("--no-chart", action="store_true")
     i = sub.add_parser("info", help="configuration and state of a stream")
     i.add_argument("name")
     e = sub.add_parser("edit", help="change a stream's settings")
@@ -261,7 +276,7 @@ def stream_parser() -> Parser:
 
 # -- %consumer ---------------------------------------------------------------------------------------
 def consumer_parser() -> Parser:
-    p, sub = _commands("%consumer", "JetStream consumers: add, ls, info, next, sub, rm.")
+    p, sub = _commands("%consumer", "JetStream consumers: add, ls, report, info, next, sub, rm.")
     a = sub.add_parser("add", help="create a durable consumer")
     a.add_argument("stream")
     a.add_argument("name")
@@ -284,6 +299,13 @@ def consumer_parser() -> Parser:
     a.add_argument("--description")
     ls = sub.add_parser("ls", aliases=["list"], help="the consumers of a stream")
     ls.add_argument("stream")
+    rep = sub.add_parser("report", help="one row per consumer: mode, ack policy, pending, redelivered, paused",
+                         description="One row per consumer of STREAM (natscli's `nats consumer report`): pull/"
+                         "push, ack policy and wait, num_pending, num_ack_pending, redelivered, waiting, ack "
+                         "floor, last delivery, paused. Read-only.")
+    rep.add_argument("stream")
+    rep.add_argument("--sort", default="name", metavar="FIELD",
+                     help="name (default), pending, ack-pending, redelivered, waiting, last-delivery")
     for name, text in (("info", "configuration and state (pending, ack pending, redelivered)"),
                        ("rm", "delete a consumer")):
         x = sub.add_parser(name, help=text, aliases=["delete"] if name == "rm" else [])
@@ -498,6 +520,17 @@ def run_stream(a: argparse.Namespace, cell: str | None) -> Any:
         return lab.stream_add(a.name, a.subjects, **_stream_options(a))
     if c in ("ls", "list"):
         return lab.stream_ls()
+    if c == "report":
+        return lab.stream_report(subject=a.subject, sort=a.sort)
+    if c == "subjects":
+        if a.top < 1:
+            raise _Usage(f"--top must be at least 1, not {a.top}")
+        df = lab.stream_subjects(a.name, a.filter, sort=a.sort)
+        if not len(df):
+            print(f"no subjects in {a.name} match {a.filter or '>'}")
+        elif not a.no_chart:
+            _show(lab.charts.subjects_figure(df, top=a.top))
+        return df
     if c == "info":
         return lab.stream_info(a.name)
     if c == "edit":
@@ -541,6 +574,8 @@ def run_consumer(a: argparse.Namespace, cell: str | None) -> Any:
                                 deliver_group=a.deliver_group, description=a.description)
     if c in ("ls", "list"):
         return lab.consumer_ls(a.stream)
+    if c == "report":
+        return lab.consumer_report(a.stream, sort=a.sort)
     if c == "info":
         return lab.consumer_info(a.stream, a.name)
     if c in ("rm", "delete"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as _dt
+import heapq
 import json
 from dataclasses import dataclass, field
 
@@ -57,6 +58,13 @@ class StreamReader:
         if self.direct is None:
             info = await self.session.js.stream_info(self.stream)
             self.direct = bool(info.config.allow_direct)
+            self._state = info.state
+
+    async def state(self):
+        """The stream's state as last read (first/last sequence, messages): how dense the stream is."""
+        if getattr(self, "_state", None) is None:
+            self._state = (await self.session.js.stream_info(self.stream)).state
+        return self._state
 
     # -- the public primitive -------------------------------------------------------------------
     async def fetch(self, start_seq: int | None = None, count: int = 100, subject: str | None = None,
@@ -69,6 +77,8 @@ class StreamReader:
             got = await self._direct_batch(start_seq, count, subject, start_time, up_to_seq)
             if got is not None:
                 return got
+        if not self.direct:
+            return await self._pipelined(start_seq, count, subject, start_time, up_to_seq)
         return await self._one_by_one(start_seq, count, subject, start_time, up_to_seq)
 
     async def count_from(self, seq: int, subject: str | None = None) -> int | None:
@@ -157,6 +167,23 @@ class StreamReader:
         self.batch_supported = True
         return out
 
+    # -- STREAM.MSG.GET, pipelined ----------------------------------------------------------------
+    async def _pipelined(self, start_seq, count, subject, start_time, up_to_seq) -> Batch:
+        """Without direct get: many STREAM.MSG.GET requests in flight at once, never a consumer.
+
+        The sequence range is cut into stripes; up to WINDOW chains walk one stripe each, asking for the next
+        message on `subject` at or after a position, so a stripe costs one request per message it holds plus
+        one that finds the stripe's end (that answer is kept: it is the first message of a later stripe).
+        Stripes are as wide as the density seen so far makes one message likely, and no more are handed out
+        than the messages still wanted need, so a 100-message page sends about 100 requests."""
+        if start_seq is None and start_time is not None:
+            first = await self._msg_get({"start_time": rfc3339(start_time), "next_by_subj": subject or ">"})
+            if first is None:
+                return Batch()
+            start_seq = first[0]
+        walk = _StripeWalk(self, max(start_seq or 1, 1), count, subject or ">", up_to_seq)
+        return await walk.run()
+
     # -- one message per request ------------------------------------------------------------------
     async def _one_by_one(self, start_seq, count, subject, start_time, up_to_seq) -> Batch:
         out = Batch()
@@ -204,10 +231,159 @@ class StreamReader:
             if resp["error"].get("err_code") == 10037:  # no message found
                 return None
             raise jse.APIError.from_error(resp["error"])
-        m = resp["message"]
-        hdrs = parse_header_block(base64.b64decode(m["hdrs"])) if m.get("hdrs") else {}
-        data = base64.b64decode(m["data"]) if m.get("data") else b""
-        return (int(m["seq"]), m["time"], m["subject"], hdrs, data)
+        return _stored_record(resp["message"])
+
+
+WINDOW = 256          # STREAM.MSG.GET requests in flight at once
+_MAX_STRIPE = 1 << 20  # the widest stripe a chain walks (a very sparse filter)
+_STALL = 10.0          # seconds without any answer before a read gives up
+
+
+class _StripeWalk:
+    """One pipelined read: `count` messages on `subject` from `start` (below `up_to` + 1), by STREAM.MSG.GET.
+
+    Driven from the answers' callback: each answer is recorded and sends the next request of its stripe, or
+    ends the stripe and hands out new ones; no task or future per request."""
+
+    def __init__(self, reader: StreamReader, start: int, count: int, subject: str, up_to: int | None):
+        self.reader, self.count = reader, count
+        self.subject_json = json.dumps(subject).encode()
+        self.stop = up_to + 1 if up_to else None
+        self.next_start = start        # stripes below this were handed out
+        self.found: dict = {}          # seq -> record
+        self.found_in = 0              # found below next_start
+        self.beyond: list[int] = []    # heap of found seqs at or after next_start
+        self.outstanding: dict[int, int] = {}  # stripe start -> end, being walked
+        self.width_out = 0             # sequences covered by outstanding stripes
+        self.scanned = 0               # sequences covered by walked stripes
+        self.exhausted_at: int | None = None  # no matching message at or after this
+        self.density = 1.0
+
+    # -- handing out stripes ----------------------------------------------------------------------
+    def _estimate(self) -> float:
+        if self.scanned:
+            return max((self.found_in + 1) / (self.scanned + 1), 1.0 / _MAX_STRIPE)
+        return self.density
+
+    def _take(self) -> tuple[int, int] | None:
+        a = self.next_start
+        if (self.exhausted_at is not None and a >= self.exhausted_at) or (self.stop and a >= self.stop):
+            return None
+        if self.outstanding:
+            if len(self.outstanding) >= WINDOW:
+                return None
+            if self.found_in + self._estimate() * self.width_out >= self.count:
+                return None
+        elif self.found_in >= self.count:
+            return None
+        width = min(_MAX_STRIPE, max(1, int(1 / self._estimate())))
+        b = a + width if not self.stop else min(a + width, self.stop)
+        self.next_start = b
+        while self.beyond and self.beyond[0] < b:
+            heapq.heappop(self.beyond)
+            self.found_in += 1
+        self.outstanding[a] = b
+        self.width_out += b - a
+        return a, b
+
+    def _record(self, rec: tuple) -> None:
+        seq = rec[0]
+        if seq in self.found:
+            return
+        self.found[seq] = rec
+        if seq < self.next_start:
+            self.found_in += 1
+        else:
+            heapq.heappush(self.beyond, seq)
+
+    # -- requests and answers ---------------------------------------------------------------------
+    async def _ask(self, stripe: int, seq: int) -> None:
+        body = b'{"seq":%d,"next_by_subj":%s}' % (seq, self.subject_json)
+        await self.nc.publish(self.api, body, reply=f"{self.inbox}.{stripe}")
+
+    async def _fill(self) -> None:
+        """Hand out stripes while more are wanted; finish when nothing is out and nothing is wanted."""
+        while True:
+            stripe = self._take()
+            if stripe is None:
+                break
+            await self._ask(stripe[0], stripe[0])
+        if not self.outstanding and not self.done.done():
+            self.done.set_result(None)
+
+    async def _on_answer(self, msg) -> None:
+        if self.done.done():
+            return
+        self.last_answer = self.loop.time()
+        try:
+            a = int(msg.subject[len(self.inbox) + 1:])
+            b = self.outstanding.get(a)
+            if b is None:
+                return
+            resp = json.loads(msg.data)
+            if "error" in resp:
+                if resp["error"].get("err_code") != 10037:  # 10037: no message at or after the position
+                    import nats.js.errors as jse
+                    raise jse.APIError.from_error(resp["error"])
+                pos = self.position.pop(a, a)
+                self.exhausted_at = pos if self.exhausted_at is None else min(self.exhausted_at, pos)
+            else:
+                rec = _stored_record(resp["message"])
+                self._record(rec)
+                if rec[0] + 1 < b:
+                    self.position[a] = rec[0] + 1
+                    await self._ask(a, rec[0] + 1)
+                    return
+                self.position.pop(a, None)
+            del self.outstanding[a]
+            self.width_out -= b - a
+            self.scanned += b - a
+            await self._fill()
+        except Exception as exc:
+            if not self.done.done():
+                self.done.set_exception(exc)
+
+    async def run(self) -> Batch:
+        self.nc = nc = self.reader.session.nc
+        self.api = f"{API}.STREAM.MSG.GET.{self.reader.stream}"
+        self.inbox = nc.new_inbox()
+        self.loop = asyncio.get_running_loop()
+        self.done = self.loop.create_future()
+        self.position: dict[int, int] = {}   # stripe start -> the position its chain asked for last
+        state = await self.reader.state()
+        span = state.last_seq - state.first_seq + 1 if state.last_seq >= state.first_seq else 0
+        self.density = max(state.messages / span, 1.0 / _MAX_STRIPE) if span and state.messages else 1.0
+        self.last_answer = self.loop.time()
+        sub = await nc.subscribe(f"{self.inbox}.*", cb=self._on_answer, pending_msgs_limit=-1,
+                                 pending_bytes_limit=-1)
+        try:
+            await self._fill()
+            while True:
+                try:
+                    await asyncio.wait_for(asyncio.shield(self.done), 1)
+                    break
+                except asyncio.TimeoutError:
+                    if self.loop.time() - self.last_answer > _STALL:
+                        raise LabError(f"stream {self.reader.stream}: no answer to STREAM.MSG.GET for "
+                                       f"{_STALL:g}s") from None
+        finally:
+            await sub.unsubscribe()
+        out = Batch()
+        limit = self.next_start if self.exhausted_at is None else min(self.next_start, self.exhausted_at)
+        for seq in sorted(s for s in self.found if s < limit)[:self.count]:
+            s, t, subj, hdrs, data = self.found[seq]
+            out.seqs.append(s)
+            out.times.append(t)
+            out.subjects.append(subj)
+            out.headers.append(hdrs)
+            out.payloads.append(data)
+        return out
+
+
+def _stored_record(m: dict) -> tuple:
+    hdrs = parse_header_block(base64.b64decode(m["hdrs"])) if m.get("hdrs") else {}
+    data = base64.b64decode(m["data"]) if m.get("data") else b""
+    return int(m["seq"]), m["time"], m["subject"], hdrs, data
 
 
 def parse_header_block(block: bytes) -> dict:

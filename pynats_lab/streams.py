@@ -171,6 +171,7 @@ class StreamPager:
         self.page: pd.DataFrame = frames.empty_stored_frame()
         self.info: StreamInfo = self.session.run(self.session.js.stream_info(stream))
         self.reader.direct = bool(self.info.config.allow_direct)
+        self.reader._state = self.info.state
         self._start_seq = start_seq
         self._start_time = since_to_time(since)
 
@@ -219,6 +220,7 @@ class StreamPager:
 
     def refresh_info(self) -> StreamInfo:
         self.info = self.session.run(self.session.js.stream_info(self.stream))
+        self.reader._state = self.info.state
         return self.info
 
     @property
@@ -312,11 +314,26 @@ def stream_view(stream: str, *, id: int | None = None, since: Any = None, subjec
     return pager.last() if last else pager.start()
 
 
+_PROGRESS_FROM = 50_000  # a read at least this large shows a progress bar unless told not to
+
+
 def stream_frame(stream: str, *, subject: str | None = None, raw: bool = False, page_size: int = 10_000,
-                 session: Session | None = None) -> pd.DataFrame:
-    """The whole stream (or its messages on `subject`) in one DataFrame, read in pages."""
+                 progress: bool | None = None, session: Session | None = None) -> pd.DataFrame:
+    """The whole stream (or its messages on `subject`) in one DataFrame, read in pages. A read of 50,000
+    messages or more shows a progress bar (`progress=False`: never, `True`: always)."""
+    import sys
+
+    from tqdm.auto import tqdm
+
     pager = StreamPager(stream, subject=subject, page_size=page_size, raw=raw, session=session)
-    parts = list(pager.pages())
+    total = pager.info.state.messages
+    show = total >= _PROGRESS_FROM if progress is None else progress
+    parts = []
+    with tqdm(total=None if subject else total, desc=f"reading {stream}", unit="msg", file=sys.stdout,
+              disable=not show, leave=True) as bar:
+        for part in pager.pages():
+            parts.append(part)
+            bar.update(len(part))
     return pd.concat(parts, ignore_index=True) if parts else frames.empty_stored_frame()
 
 

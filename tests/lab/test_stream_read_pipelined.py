@@ -1,0 +1,109 @@
+"""Reading a stream without allow_direct: pipelined STREAM.MSG.GET gives exactly what direct get gives, on
+every server kind, in pages, filtered, from a time, across deleted messages, and takes nothing from a work
+queue (no consumer is ever made)."""
+from __future__ import annotations
+
+import asyncio
+
+import pynats_lab
+from pynats_lab import reader
+from pynats_lab.session import get_session
+
+
+def _store(stream: str, subjects, count: int) -> None:
+    s = get_session()
+
+    async def go():
+        for start in range(0, count, 500):
+            await asyncio.gather(*(s.js.publish(subjects(i), f"m{i}".encode(), headers={"n": str(i)})
+                                   for i in range(start, min(start + 500, count))))
+
+    s.run(go())
+
+
+def _twin(name: str, retention: str = "limits", count: int = 3000):
+    """The same messages in a stream with direct get (D...) and one without (N...)."""
+    for direct in (True, False):
+        stream = ("D" if direct else "N") + name
+        pynats_lab.stream_add(stream, f"{stream.lower()}.>", allow_direct=direct, retention=retention)
+    subject = lambda p: (lambda i: f"{p}.{'rare' if i % 97 == 0 else 'x' + str(i % 7)}")
+    for p in ("d", "n"):
+        _store(p.upper() + name, subject(p + name.lower()), count)
+    # Holes: deleted messages the pipelined read must step over, in both.
+    for seq in (1, 2, 500, 501, 502, count - 1):
+        for p in "DN":
+            get_session().run(get_session().js.delete_msg(p + name, seq))
+
+
+def _comparable(df):
+    return list(zip(df["seq"], df["subject"].str.split(".", n=1).str[1], df["data"], df["headers"].map(
+        lambda h: (h or {}).get("n"))))
+
+
+def test_without_direct_the_whole_stream_and_its_pages_are_the_same(lab_js):
+    _twin("ORD")
+    whole_d, whole_n = pynats_lab.stream_frame("DORD"), pynats_lab.stream_frame("NORD")
+    assert len(whole_n) == 3000 - 6 and whole_n["seq"].is_monotonic_increasing
+    assert _comparable(whole_n) == _comparable(whole_d)
+    for kwargs in ({"id": 499, "page_size": 10}, {"page_size": 100, "last": True}, {"id": 2990, "page_size": 50},
+                   {"subject": "{p}ord.rare", "page_size": 5}, {"subject": "{p}ord.rare", "last": True, "page_size": 4},
+                   {"subject": "{p}ord.x3", "id": 1000, "page_size": 30}, {"subject": "{p}ord.*", "page_size": 7}):
+        got = {p: pynats_lab.stream_view(p.upper() + "ORD", **{k: v.format(p=p) if isinstance(v, str) else v
+                                                                 for k, v in kwargs.items()}) for p in "dn"}
+        assert len(got["n"]) and _comparable(got["n"]) == _comparable(got["d"]), kwargs
+    rare = pynats_lab.stream_frame("NORD", subject="nord.rare")
+    assert rare["seq"].tolist() == [i + 1 for i in range(3000) if i % 97 == 0 and i + 1 not in (1, 2, 500, 501, 502, 2999)]
+
+
+def test_without_direct_since_a_time_and_past_the_end(lab_js):
+    pynats_lab.stream_add("TIMED", "timed.>", allow_direct=False)
+    _store("TIMED", lambda i: "timed.a", 20)
+    stored = pynats_lab.stream_frame("TIMED")["time"]
+    _store("TIMED", lambda i: "timed.b", 5)
+    since = stored.iloc[10].floor("us")
+    got = pynats_lab.stream_view("TIMED", since=since.to_pydatetime(), page_size=100)
+    first = int((stored < since).sum()) + 1  # the first stored at or after that time
+    assert got["seq"].tolist() == list(range(first, 26))
+    assert pynats_lab.stream_view("TIMED", id=26).empty
+    assert pynats_lab.stream_view("TIMED", id=21, subject="timed.a").empty
+
+
+def test_without_direct_a_work_queue_is_read_and_keeps_everything(lab_js):
+    _twin("JOB", retention="workqueue", count=1200)
+    for _ in range(2):
+        assert len(pynats_lab.stream_frame("NJOB")) == 1200 - 6
+    assert _comparable(pynats_lab.stream_frame("NJOB", subject="njob.x2")) == \
+        _comparable(pynats_lab.stream_frame("DJOB", subject="djob.x2"))
+    info = pynats_lab.stream_info("NJOB")
+    assert info.state.messages == 1200 - 6 and info.state.consumer_count == 0
+
+
+def test_without_direct_a_read_keeps_many_requests_in_flight(lab_js, monkeypatch):
+    """The read is pipelined: the most requests outstanding at once is the window, not one."""
+    pynats_lab.stream_add("WIDE", "wide.>", allow_direct=False)
+    _store("WIDE", lambda i: "wide.x", 2000)
+    most = []
+    take = reader._StripeWalk._take
+
+    def counting(self):
+        got = take(self)
+        most.append(len(self.outstanding))
+        return got
+
+    monkeypatch.setattr(reader._StripeWalk, "_take", counting)
+    assert len(pynats_lab.stream_frame("WIDE")) == 2000
+    assert max(most) == reader.WINDOW
+    most.clear()
+    assert len(pynats_lab.stream_view("WIDE", id=100, page_size=10)) == 10
+    assert max(most) <= 11  # a small page asks for about its size, not a window
+
+
+def test_a_large_read_shows_progress_on_stdout(lab_js, capsys):
+    pynats_lab.stream_add("PROG", "prog.>", allow_direct=False)
+    _store("PROG", lambda i: "prog.x", 300)
+    capsys.readouterr()
+    assert len(pynats_lab.stream_frame("PROG", progress=True, page_size=100)) == 300
+    shown = capsys.readouterr()
+    assert "reading PROG" in shown.out and "300/300" in shown.out and shown.err == ""
+    assert len(pynats_lab.stream_frame("PROG")) == 300  # small: no bar
+    assert "reading PROG" not in capsys.readouterr().out
