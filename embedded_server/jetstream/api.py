@@ -11,8 +11,9 @@ import json
 from . import config as config_mod
 from . import filters
 from . import headers
-from .clock import parse_rfc3339, rfc3339, now_ns, ZERO_TIME
-from .config import API_LEVEL, decode_json
+from . import requests
+from .clock import rfc3339, now_ns, ZERO_TIME
+from .config import API_LEVEL, decode_request
 from .errors import ApiError, api_error
 
 PREFIX = "io.nats.jetstream.api.v1."
@@ -38,14 +39,6 @@ dumps = config_mod.compact_json
 def _is_json_object_or_array(msg: bytes) -> bool:
     stripped = msg.lstrip(b" \t\r\n")
     return stripped[:1] in (b"{", b"[")
-
-
-def _json_object(msg: bytes, go_type: str) -> dict:
-    """A request body that must be a JSON object; anything else gets nats-server's unmarshal error for `go_type`."""
-    body = decode_json(msg)
-    if not isinstance(body, dict):
-        raise config_mod.invalid_json(f"json: cannot unmarshal into Go value of type server.{go_type}")
-    return body
 
 
 def _is_empty_request(msg: bytes) -> bool:
@@ -118,11 +111,10 @@ def stream_update(req: Request) -> dict:
 def stream_info(req: Request) -> dict:
     details, subjects_filter, offset = False, "", 0
     if _is_json_object_or_array(req.msg):
-        body = decode_json(req.msg)
-        if isinstance(body, dict):
-            details = bool(body.get("deleted_details"))
-            subjects_filter = body.get("subjects_filter") or ""
-            offset = max(int(body.get("offset") or 0), 0)
+        body = decode_request(req.msg, requests.STREAM_INFO_REQUEST)
+        details = body.get("deleted_details", False)
+        subjects_filter = body.get("subjects_filter", "")
+        offset = max(body.get("offset", 0), 0)
     st = req.jsa.lookup(_token(req.subject, 5))
     info = st.info(req.js.version, with_deleted=details)
     paged = {"total": 0, "offset": 0, "limit": 0}
@@ -158,11 +150,11 @@ def stream_delete(req: Request) -> dict:
 
 def stream_purge(req: Request) -> dict:
     subject, seq, keep = "", 0, 0
-    if not _is_empty_request(req.msg):
-        body = _json_object(req.msg, "JSApiStreamPurgeRequest")
-        subject = body.get("filter") or ""
-        seq = int(body.get("seq") or 0)
-        keep = int(body.get("keep") or 0)
+    if _is_json_object_or_array(req.msg):
+        body = decode_request(req.msg, requests.STREAM_PURGE_REQUEST)
+        subject = body.get("filter", "")
+        seq = body.get("seq", 0)
+        keep = body.get("keep", 0)
         if seq > 0 and keep > 0:
             raise api_error("JSBadRequestErr")
     st = req.jsa.lookup(_token(req.subject, 5))
@@ -182,17 +174,16 @@ def _names_filter(jsa, subject_filter: str):
     return sorted(out, key=lambda s: s.name)
 
 
-def _paging(req: Request) -> tuple[int, str]:
-    """(offset, subject filter) of a names/list request; a body that is not a JSON object means none."""
+def _paging(req: Request, typ: requests.Struct) -> tuple[int, str]:
+    """(offset, subject filter) of a names/list request; a body that is not a JSON object or array means none."""
     if _is_json_object_or_array(req.msg):
-        body = decode_json(req.msg)
-        if isinstance(body, dict):
-            return max(int(body.get("offset") or 0), 0), body.get("subject") or ""
+        body = decode_request(req.msg, typ)
+        return max(body.get("offset", 0), 0), body.get("subject", "")
     return 0, ""
 
 
 def stream_names(req: Request) -> dict:
-    offset, subject_filter = _paging(req)
+    offset, subject_filter = _paging(req, requests.STREAM_NAMES_REQUEST)
     names = [s.name for s in _names_filter(req.jsa, subject_filter)]
     total = len(names)
     offset = min(offset, total)
@@ -201,7 +192,7 @@ def stream_names(req: Request) -> dict:
 
 
 def stream_list(req: Request) -> dict:
-    offset, subject_filter = _paging(req)
+    offset, subject_filter = _paging(req, requests.STREAM_LIST_REQUEST)
     streams = _names_filter(req.jsa, subject_filter)
     total = len(streams)
     offset = min(offset, total)
@@ -212,12 +203,12 @@ def stream_list(req: Request) -> dict:
 def msg_get(req: Request) -> dict:
     if _is_empty_request(req.msg):
         raise api_error("JSBadRequestErr")
-    body = _json_object(req.msg, "JSApiMsgGetRequest")
-    seq = int(body.get("seq") or 0)
-    last_for = body.get("last_by_subj") or ""
-    next_for = body.get("next_by_subj") or ""
+    body = decode_request(req.msg, requests.MSG_GET_REQUEST)
+    seq = body.get("seq", 0)
+    last_for = body.get("last_by_subj", "")
+    next_for = body.get("next_by_subj", "")
     start_time = body.get("start_time")
-    if body.get("batch") or body.get("max_bytes"):
+    if body.get("batch", 0) > 0 or body.get("max_bytes", 0) > 0:
         raise api_error("JSBadRequestErr")
     if (seq and last_for) or (not seq and not last_for and not next_for and start_time is None) or \
             (seq and start_time is not None) or (start_time is not None and last_for) or (last_for and next_for):
@@ -225,10 +216,7 @@ def msg_get(req: Request) -> dict:
     st = req.jsa.lookup(_token(req.subject, 6))
     store = st.store
     if start_time is not None:
-        try:
-            seq = store.get_seq_from_time(parse_rfc3339(start_time))
-        except (ValueError, TypeError):
-            raise config_mod.invalid_json(f"parsing time {json.dumps(start_time)} as RFC 3339") from None
+        seq = store.get_seq_from_time(start_time)
     if seq > 0 and not next_for:
         sm = store.load_msg(seq)
     elif next_for:
@@ -249,11 +237,7 @@ def msg_get(req: Request) -> dict:
 def msg_delete(req: Request) -> dict:
     if _is_empty_request(req.msg):
         raise api_error("JSBadRequestErr")
-    body = _json_object(req.msg, "JSApiMsgDeleteRequest")
-    seq = body.get("seq") or 0
-    if not isinstance(seq, int) or seq < 0:
-        raise config_mod.invalid_json(
-            "json: cannot unmarshal number into Go struct field JSApiMsgDeleteRequest.seq of type uint64")
+    seq = decode_request(req.msg, requests.MSG_DELETE_REQUEST).get("seq", 0)
     st = req.jsa.lookup(_token(req.subject, 6))
     if st.cfg.get("sealed"):
         raise api_error("JSStreamSealedErr")
@@ -351,7 +335,7 @@ def consumer_delete(req: Request) -> dict:
 
 
 def consumer_names(req: Request) -> dict:
-    offset, _ = _paging(req)
+    offset, _ = _paging(req, requests.CONSUMERS_REQUEST)
     st = req.jsa.lookup(_token(req.subject, 5))
     names = sorted(st.consumers)
     total = len(names)
@@ -360,7 +344,7 @@ def consumer_names(req: Request) -> dict:
 
 
 def consumer_list(req: Request) -> dict:
-    offset, _ = _paging(req)
+    offset, _ = _paging(req, requests.CONSUMERS_REQUEST)
     st = req.jsa.lookup(_token(req.subject, 5))
     names = sorted(st.consumers)
     total = len(names)
@@ -371,13 +355,8 @@ def consumer_list(req: Request) -> dict:
 
 def consumer_pause(req: Request) -> dict:
     until = 0
-    if not _is_empty_request(req.msg):
-        body = decode_json(req.msg)
-        if isinstance(body, dict) and body.get("pause_until"):
-            try:
-                until = parse_rfc3339(body["pause_until"])
-            except (ValueError, TypeError):
-                raise config_mod.invalid_json(f'parsing time {json.dumps(body["pause_until"])} as RFC 3339') from None
+    if _is_json_object_or_array(req.msg):
+        until = decode_request(req.msg, requests.CONSUMER_PAUSE_REQUEST).get("pause_until", 0)
     _st, o = _lookup_consumer(req)
     o.set_pause(until)
     out = {"paused": bool(until) and now_ns() < until, "pause_until": rfc3339(until)}

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 
-from . import filters
-from .clock import parse_rfc3339, rfc3339
+from . import filters, requests
+from .clock import rfc3339
 from .errors import ApiError, api_error
 from .transform import SubjectTransform, TransformError
 
@@ -24,56 +24,6 @@ MAX_NAME_LEN = 255
 MAX_DESCRIPTION_LEN = 4 * 1024
 MAX_METADATA_LEN = 128 * 1024
 API_LEVEL = 5
-
-RETENTION = ("limits", "interest", "workqueue")
-DISCARD = ("old", "new")
-STORAGE = ("file", "memory")
-COMPRESSION = ("none", "s2")
-DELIVER = ("all", "last", "new", "by_start_sequence", "by_start_time", "last_per_subject")
-ACK = ("none", "all", "explicit")
-REPLAY = ("instant", "original")
-PRIORITY = ("none", "overflow", "pinned_client", "prioritized")
-
-# field -> (Go type as named in Go's decode errors, kind)
-_STREAM_TYPES = {
-    "name": ("string", "str"), "description": ("string", "str"), "subjects": ("[]string", "strs"),
-    "retention": ("RetentionPolicy", RETENTION), "max_consumers": ("int", "int"), "max_msgs": ("int64", "int"),
-    "max_bytes": ("int64", "int"), "max_age": ("time.Duration", "int"), "max_msgs_per_subject": ("int64", "int"),
-    "max_msg_size": ("int32", "int"), "discard": ("DiscardPolicy", DISCARD), "storage": ("StorageType", STORAGE),
-    "num_replicas": ("int", "int"), "no_ack": ("bool", "bool"), "duplicate_window": ("time.Duration", "int"),
-    "placement": ("Placement", "obj"), "mirror": ("StreamSource", "obj"), "sources": ("[]*StreamSource", "objs"),
-    "compression": ("StoreCompression", COMPRESSION), "first_seq": ("uint64", "uint"),
-    "subject_transform": ("SubjectTransformConfig", "obj"), "republish": ("RePublish", "obj"),
-    "allow_direct": ("bool", "bool"), "mirror_direct": ("bool", "bool"),
-    "discard_new_per_subject": ("bool", "bool"), "sealed": ("bool", "bool"), "deny_delete": ("bool", "bool"),
-    "deny_purge": ("bool", "bool"), "allow_rollup_hdrs": ("bool", "bool"),
-    "consumer_limits": ("StreamConsumerLimits", "obj"), "allow_msg_ttl": ("bool", "bool"),
-    "subject_delete_marker_ttl": ("time.Duration", "int"), "allow_msg_counter": ("bool", "bool"),
-    "allow_atomic": ("bool", "bool"), "allow_msg_schedules": ("bool", "bool"),
-    "persist_mode": ("PersistModeType", ("default", "async", "")), "allow_batched": ("bool", "bool"),
-    "metadata": ("map[string]string", "map"), "pedantic": ("bool", "bool"),
-}
-
-_CONSUMER_TYPES = {
-    "durable_name": ("string", "str"), "name": ("string", "str"), "description": ("string", "str"),
-    "deliver_policy": ("DeliverPolicy", DELIVER), "opt_start_seq": ("uint64", "uint"),
-    "opt_start_time": ("time.Time", "time"), "ack_policy": ("AckPolicy", ACK + ("flow_control",)),
-    "ack_wait": ("time.Duration", "int"), "max_deliver": ("int", "int"), "backoff": ("[]time.Duration", "ints"),
-    "filter_subject": ("string", "str"), "filter_subjects": ("[]string", "strs"),
-    "replay_policy": ("ReplayPolicy", REPLAY), "rate_limit_bps": ("uint64", "uint"),
-    "sample_freq": ("string", "str"), "max_waiting": ("int", "int"), "max_ack_pending": ("int", "int"),
-    "flow_control": ("bool", "bool"), "headers_only": ("bool", "bool"), "max_batch": ("int", "int"),
-    "max_expires": ("time.Duration", "int"), "max_bytes": ("int", "int"), "deliver_subject": ("string", "str"),
-    "deliver_group": ("string", "str"), "idle_heartbeat": ("time.Duration", "int"),
-    "inactive_threshold": ("time.Duration", "int"), "num_replicas": ("int", "int"),
-    "mem_storage": ("bool", "bool"), "direct": ("bool", "bool"), "sourcing": ("bool", "bool"),
-    "metadata": ("map[string]string", "map"), "pause_until": ("time.Time", "time"),
-    "priority_groups": ("[]string", "strs"), "priority_policy": ("PriorityPolicy", PRIORITY),
-    "priority_timeout": ("time.Duration", "int"),
-}
-
-_JSON_KIND = {str: "string", bool: "bool", int: "number", float: "number", list: "array", dict: "object",
-              type(None): "null"}
 
 
 def compact_json(obj) -> bytes:
@@ -95,64 +45,18 @@ def decode_json(payload: bytes) -> object:
         raise invalid_json(_python_json_error(e)) from None
 
 
+def decode_request(payload: bytes, typ: requests.Struct) -> dict:
+    """A request body decoded as nats-server decodes it into `typ`; a bad one raises nats-server's 10025."""
+    try:
+        return requests.decode(payload, typ)
+    except requests.GoJsonError as e:
+        raise invalid_json(str(e)) from None
+
+
 def _python_json_error(e: Exception) -> str:
     if isinstance(e, json.JSONDecodeError):
         return f"{e.msg} at offset {e.pos + 1}"
     return str(e)
-
-
-def _unmarshal_error(value, gotype: str, struct: str, field: str) -> ApiError:
-    kind = _JSON_KIND.get(type(value), "value")
-    if kind == "number":
-        kind = f"number {json.dumps(value)}" if isinstance(value, float) or gotype.startswith("uint") else "number"
-    return invalid_json(f"json: cannot unmarshal {kind} into Go struct field {struct}.{field} of type {gotype}")
-
-
-def _typed(obj: dict, types: dict, struct: str) -> dict:
-    """Check JSON types as Go's decoder would; unknown fields are ignored, null means zero value."""
-    out = {}
-    for key, value in obj.items():
-        spec = types.get(key)
-        if spec is None or value is None:
-            continue
-        gotype, kind = spec
-        if isinstance(kind, tuple):
-            if not isinstance(value, str) or value not in kind:
-                raise invalid_json(f"can not unmarshal {json.dumps(json.dumps(value))}")
-        elif kind == "str" or kind == "time":
-            if not isinstance(value, str):
-                raise _unmarshal_error(value, gotype, struct, key)
-            if kind == "time":
-                try:
-                    value = parse_rfc3339(value)
-                except ValueError:
-                    raise invalid_json(f'parsing time "{json.dumps(value)}" as "\\"2006-01-02T15:04:05Z07:00\\"": '
-                                       f"cannot parse {json.dumps(value)} as \"2006\"") from None
-        elif kind == "bool":
-            if not isinstance(value, bool):
-                raise _unmarshal_error(value, gotype, struct, key)
-        elif kind in ("int", "uint"):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-                    isinstance(value, float) and not value.is_integer()) or (kind == "uint" and value < 0):
-                raise _unmarshal_error(value, gotype, struct, key)
-            value = int(value)
-        elif kind in ("strs", "ints", "objs"):
-            if not isinstance(value, list):
-                raise _unmarshal_error(value, gotype, struct, key)
-            for item in value:
-                ok = (isinstance(item, str) if kind == "strs" else
-                      isinstance(item, int) and not isinstance(item, bool) if kind == "ints" else
-                      isinstance(item, dict) or item is None)
-                if not ok:
-                    raise _unmarshal_error(item, gotype.lstrip("[]*"), struct, key)
-        elif kind in ("obj", "map"):
-            if not isinstance(value, dict):
-                raise _unmarshal_error(value, gotype, struct, key)
-            if kind == "map" and not all(isinstance(v, str) for v in value.values()):
-                bad = next(v for v in value.values() if not isinstance(v, str))
-                raise _unmarshal_error(bad, "string", struct, key)
-        out[key] = value
-    return out
 
 
 # -- streams ---------------------------------------------------------------------------------------
@@ -163,10 +67,7 @@ def is_valid_name(name: str) -> bool:
 
 def decode_stream_request(payload: bytes) -> tuple[dict, bool]:
     """The requested config (typed, not yet normalised) and the `pedantic` flag."""
-    obj = decode_json(payload)
-    if not isinstance(obj, dict):
-        raise _unmarshal_error(obj, "server.StreamConfigRequest", "", "")
-    cfg = _typed(obj, _STREAM_TYPES, "StreamConfigRequest")
+    cfg = decode_request(payload, requests.STREAM_CONFIG_REQUEST)
     return cfg, bool(cfg.pop("pedantic", False))
 
 
@@ -423,23 +324,20 @@ def check_stream_update(old: dict, new: dict) -> dict:
 
 def decode_consumer_request(payload: bytes) -> tuple[str, dict | None, str, bool]:
     """(stream_name, config or None, action, pedantic) of a CreateConsumerRequest."""
-    obj = decode_json(payload)
-    if not isinstance(obj, dict):
-        raise _unmarshal_error(obj, "server.CreateConsumerRequest", "", "")
-    stream = obj.get("stream_name", "")
-    if stream is not None and not isinstance(stream, str):
-        raise _unmarshal_error(stream, "string", "CreateConsumerRequest", "stream_name")
-    raw = obj.get("config")
-    if raw is not None and not isinstance(raw, dict):
-        raise _unmarshal_error(raw, "server.ConsumerConfig", "CreateConsumerRequest", "config")
-    cfg = None if raw is None else _typed(raw, _CONSUMER_TYPES, "CreateConsumerRequest.config")
-    action = obj.get("action", "")
-    if action not in ("", "create", "update", None):
-        raise invalid_json(f"unknown consumer action: {json.dumps(action)}")
-    pedantic = obj.get("pedantic", False)
-    if not isinstance(pedantic, bool):
-        raise _unmarshal_error(pedantic, "bool", "CreateConsumerRequest", "pedantic")
-    return stream or "", cfg, action or "", pedantic
+    obj = decode_request(payload, requests.CREATE_CONSUMER_REQUEST)
+    return obj.get("stream_name", ""), obj.get("config"), obj.get("action", ""), obj.get("pedantic", False)
+
+
+def _atoi_error(text: str) -> str:
+    """Why nats-server refuses a sampling frequency: Go's strconv.Atoi error, or "<nil>" (its nil error) for a
+    negative number; "" if it is fine."""
+    digits = text[1:] if text[:1] in "+-" else text
+    if not digits or not digits.isascii() or not digits.isdigit():
+        return f"strconv.Atoi: parsing {json.dumps(text)}: invalid syntax"
+    value = int(digits) * (-1 if text[0] == "-" else 1)
+    if not -(1 << 63) <= value < (1 << 63):
+        return f"strconv.Atoi: parsing {json.dumps(text)}: value out of range"
+    return "<nil>" if value < 0 else ""
 
 
 def _cons_invalid(text: str) -> ApiError:
@@ -598,9 +496,9 @@ def check_consumer_config(cfg: dict, stream_cfg: dict) -> None:
         if has_seq:
             raise bad_start("by start time", "start sequence")
     if cfg.get("sample_freq"):
-        text = cfg["sample_freq"].removesuffix("%")
-        if not text.lstrip("-").isdigit() or int(text) < 0:
-            raise api_error("JSConsumerInvalidSamplingErrF", err=f'strconv.Atoi: parsing "{text}": invalid syntax')
+        sampling_error = _atoi_error(cfg["sample_freq"].removesuffix("%"))
+        if sampling_error:
+            raise api_error("JSConsumerInvalidSamplingErrF", err=sampling_error)
     if cfg.get("flow_control") and not cfg.get("idle_heartbeat"):
         raise api_error("JSConsumerWithFlowControlNeedsHeartbeats")
     if cfg.get("durable_name") and cfg.get("name") and cfg["name"] != cfg["durable_name"]:

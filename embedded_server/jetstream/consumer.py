@@ -20,6 +20,7 @@ from . import advisories
 from . import config as config_mod
 from . import filters as subj
 from . import headers
+from . import requests
 from .clock import now_ns, rfc3339
 from .stream import parse_go_duration
 
@@ -788,16 +789,11 @@ class Consumer:
         batch, max_bytes, no_wait, hb = 1, 0, False, 0
         if req.startswith(b"{"):
             try:
-                cr = json.loads(req)
-                if not isinstance(cr, dict):
-                    raise ValueError("json: cannot unmarshal into Go value of type server.JSApiConsumerGetNextRequest")
-                expires_ns = int(cr.get("expires") or 0)
-                batch = int(cr.get("batch") or 0)
-                max_bytes = int(cr.get("max_bytes") or 0)
-                no_wait = bool(cr.get("no_wait"))
-                hb = int(cr.get("idle_heartbeat") or 0)
-            except (ValueError, TypeError) as e:
+                cr = requests.decode(req, requests.CONSUMER_NEXT_REQUEST, strict=False, struct_name="")
+            except requests.GoJsonError as e:
                 return self._status(reply, 400, f"Bad Request - {e}")
+            expires_ns, batch, max_bytes = cr.get("expires", 0), cr.get("batch", 0), cr.get("max_bytes", 0)
+            no_wait, hb = cr.get("no_wait", False), cr.get("idle_heartbeat", 0)
             if hb > 0 and hb * 2 > expires_ns:
                 return self._status(reply, 400, "Bad Request - heartbeat value too large")
         elif req:

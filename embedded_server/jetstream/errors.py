@@ -65,6 +65,7 @@ _TABLE: dict[str, tuple[int, int, str]] = {
     'JSConsumerDirectRequiresEphemeralErr': (400, 10091, 'consumer direct requires an ephemeral consumer'),
     'JSConsumerFilterNotSubsetErr': (400, 10093, 'consumer filter subject is not a valid subset of the interest subjects'),
     'JSConsumerInvalidPolicyErrF': (400, 10094, '{err}'),
+    'JSConsumerInvalidSamplingErrF': (400, 10095, 'failed to parse consumer sampling configuration: {err}'),
     'JSStreamInvalidErr': (500, 10096, 'stream not valid'),
     'JSStreamHeaderExceedsMaximumErr': (400, 10097, 'header size exceeds maximum allowed of 64k'),
     'JSConsumerWQRequiresExplicitAckErr': (400, 10098, 'workqueue stream requires explicit ack'),

@@ -7,43 +7,53 @@ headers) costs one store call and one PubAck built from a per-stream byte templa
 """
 from __future__ import annotations
 
-import json
 import re
 from collections import deque
 
 from . import config as config_mod
-from . import filters, headers
-from .clock import now_ns, parse_rfc3339, rfc3339
+from . import filters, headers, requests
+from .clock import now_ns, rfc3339
 from .errors import ApiError, api_error
 from .store import StoreError
 from .transform import SubjectTransform
 
-_TTL_DURATION = re.compile(r"^([0-9]*(?:\.[0-9]*)?)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
-          "h": 3_600_000_000_000}
+_DURATION_PART = re.compile(r"([0-9]*)(?:\.([0-9]*))?(ns|us|µs|μs|ms|s|m|h)")
+_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+          "m": 60_000_000_000, "h": 3_600_000_000_000}
+_INT64_MAX = (1 << 63) - 1
+# The file store keeps a message's TTL in 32 bits: a longer one (over 68 years) is kept as the longest it can hold.
+MAX_STORED_TTL = (1 << 31) - 1
 
 
 def parse_go_duration(text: str) -> int | None:
-    """Go's time.ParseDuration in nanoseconds, or None if it is not one."""
+    """Go's time.ParseDuration in nanoseconds (integer arithmetic, overflow refused), or None if it is not one."""
     s = text
-    if not s:
-        return None
-    sign = 1
-    if s[0] in "+-":
-        sign = -1 if s[0] == "-" else 1
+    neg = s[:1] == "-"
+    if s[:1] in ("+", "-"):
         s = s[1:]
     if s == "0":
         return 0
-    total = 0.0
     if not s:
         return None
+    total = 0
     while s:
-        m = _TTL_DURATION.match(s)
-        if not m or m.group(1) in ("", "."):
+        m = _DURATION_PART.match(s)
+        if not m or not (m.group(1) or m.group(2)):
             return None
-        total += float(m.group(1)) * _UNITS[m.group(2)]
+        unit = _UNITS[m.group(3)]
+        whole, frac = int(m.group(1) or "0"), m.group(2) or ""
+        total += whole * unit + (int(frac) * unit // 10 ** len(frac) if frac else 0)
+        if total > _INT64_MAX + (1 if neg else 0):
+            return None
         s = s[m.end():]
-    return sign * int(total)
+    return -total if neg else total
+
+
+def _go_parse_int64(text: str) -> int:
+    """nats-server's parseInt64: -1 unless all ASCII digits; wraps around past int64 as Go's arithmetic does."""
+    if not text or not text.isascii() or not text.isdigit():
+        return -1
+    return ((int(text) + (1 << 63)) % (1 << 64)) - (1 << 63)
 
 
 def parse_msg_ttl(value: bytes) -> int:
@@ -55,15 +65,16 @@ def parse_msg_ttl(value: bytes) -> int:
     if dur is not None:
         if dur < 1_000_000_000:
             raise api_error("JSMessageTTLInvalidErr")
-        return dur // 1_000_000_000
-    if text.isdigit():
-        return int(text)
-    raise api_error("JSMessageTTLInvalidErr")
+        return min(dur // 1_000_000_000, MAX_STORED_TTL)
+    seconds = _go_parse_int64(text)
+    if seconds < 0:
+        raise api_error("JSMessageTTLInvalidErr")
+    return min(seconds, MAX_STORED_TTL)
 
 
 def _parse_uint(value: bytes) -> int:
     """nats-server's parseInt64 then uint64 cast: anything unparsable becomes 2^64-1."""
-    return int(value) if value.isdigit() else (1 << 64) - 1
+    return _go_parse_int64(value.decode("ascii", "replace")) % (1 << 64)
 
 
 class Stream:
@@ -183,7 +194,12 @@ class Stream:
 
     # -- the publish path ------------------------------------------------------------------------
     def _inbound(self, sub, client, subject, reply, hdr, payload) -> None:
-        self.process_msg(subject, reply, hdr, payload)
+        try:
+            self.process_msg(subject, reply, hdr, payload)
+        except Exception as e:  # a bug must not leave the publisher without an answer
+            self.js.logger.error(f"JetStream failed to process a msg on stream '{self.account.name} > {self.name}': "
+                                 f"{type(e).__name__}: {e}")
+            self._respond_error(reply, api_error("JSStreamGeneralErrorF", err=str(e) or type(e).__name__))
 
     def _respond_error(self, reply: str, err: ApiError) -> None:
         if reply and not self.cfg.get("no_ack"):
@@ -483,40 +499,56 @@ class Stream:
                 self.remove_msg(seq)
 
     # -- direct get -------------------------------------------------------------------------------
+    def _direct_request(self, reply: str, payload: bytes) -> dict | None:
+        """The JSApiMsgGetRequest of a direct get, decoded as nats-server's json.Unmarshal does (unknown fields
+        ignored); None after answering 408 Malformed Request."""
+        try:
+            return requests.decode(payload, requests.MSG_GET_REQUEST, strict=False)
+        except requests.GoJsonError:
+            self._status(reply, b"408 Malformed Request")
+            return None
+
     def _direct_get(self, sub, client, subject, reply, hdr, payload) -> None:
-        if not reply:
-            return
+        if reply:
+            self._guarded(self._direct_get_one, reply, subject, payload)
+
+    def _direct_get_last(self, sub, client, subject, reply, hdr, payload) -> None:
+        if reply:
+            self._guarded(self._direct_get_last_one, reply, subject, payload)
+
+    def _guarded(self, handler, reply: str, subject: str, payload: bytes) -> None:
+        """Run a direct get; a bug answers a 500 status and one log line instead of leaving the client waiting."""
+        try:
+            handler(reply, subject, payload)
+        except Exception as e:
+            self.js.logger.error(f"JetStream direct get on '{self.account.name} > {self.name}' failed: "
+                                 f"{type(e).__name__}: {e}")
+            self._status(reply, b"500 Internal Server Error")
+
+    def _direct_get_one(self, reply: str, subject: str, payload: bytes) -> None:
         if not payload:
             return self._status(reply, b"408 Empty Request")
-        try:
-            req = json.loads(payload)
-            if not isinstance(req, dict):
-                raise ValueError
-        except ValueError:
-            return self._status(reply, b"408 Malformed Request")
-        seq, last_for, next_for = req.get("seq") or 0, req.get("last_by_subj") or "", req.get("next_by_subj") or ""
+        req = self._direct_request(reply, payload)
+        if req is None:
+            return
+        seq, last_for, next_for = req.get("seq", 0), req.get("last_by_subj", ""), req.get("next_by_subj", "")
         start_time = req.get("start_time")
-        multi = req.get("multi_last") or []
-        batch = req.get("batch") or 0
+        multi = req.get("multi_last")
+        batch = req.get("batch", 0)
         if not seq and not last_for and not next_for and not multi and start_time is None:
             return self._status(reply, b"408 Empty Request")
         if (seq and last_for) or (seq and start_time is not None) or (start_time is not None and last_for) or \
-                (last_for and next_for) or (last_for and batch) or (last_for and multi) or (next_for and multi) or \
+                (last_for and next_for) or (last_for and batch > 0) or (last_for and multi) or (next_for and multi) or \
                 (req.get("up_to_seq") and req.get("up_to_time") is not None):
             return self._status(reply, b"408 Bad Request")
         self.direct_get(req, reply)
 
-    def _direct_get_last(self, sub, client, subject, reply, hdr, payload) -> None:
-        if not reply:
-            return
+    def _direct_get_last_one(self, reply: str, subject: str, payload: bytes) -> None:
         req = {}
         if payload:
-            try:
-                req = json.loads(payload)
-                if not isinstance(req, dict):
-                    raise ValueError
-            except ValueError:
-                return self._status(reply, b"408 Malformed Request")
+            req = self._direct_request(reply, payload)
+            if req is None:
+                return
         parts = subject.split(".", 5)
         key = parts[5] if len(parts) > 5 else ""
         if not key:
@@ -541,16 +573,13 @@ class Stream:
         store = self.store
         if req.get("multi_last"):
             return self._direct_multi(req, reply)
-        seq = req.get("seq") or 0
+        seq = req.get("seq", 0)
         if req.get("start_time") is not None:
-            try:
-                seq = store.get_seq_from_time(parse_rfc3339(req["start_time"]))
-            except (ValueError, TypeError):
-                return self._status(reply, b"408 Malformed Request")
-        next_for = req.get("next_by_subj") or ""
-        last_for = req.get("last_by_subj") or ""
-        batch = req.get("batch") or 0
-        is_batch = batch > 0
+            seq = store.get_seq_from_time(req["start_time"])
+        next_for = req.get("next_by_subj", "")
+        last_for = req.get("last_by_subj", "")
+        batch = req.get("batch", 0)
+        is_batch = batch != 0
         batch = batch or 1
         np = store.num_pending(seq, (next_for,) if next_for else ()) if is_batch else 0
         max_bytes = req.get("max_bytes") or self.js.max_pending
@@ -590,7 +619,7 @@ class Stream:
         store = self.store
         up_to = req.get("up_to_seq") or 0
         if req.get("up_to_time") is not None:
-            up_to = store.get_seq_from_time(parse_rfc3339(req["up_to_time"]))
+            up_to = store.get_seq_from_time(req["up_to_time"])
             if up_to <= store.first_seq:
                 return self._status(reply, b"404 No Results")
             up_to -= 1
