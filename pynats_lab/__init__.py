@@ -14,6 +14,7 @@ from .consumers import (consumer_add, consumer_config, consumer_info, consumer_l
                         consumer_replay, consumer_rm, consumer_sub)
 from .done import Done
 from .errors import LabError, NatsError
+from .events import EventCollector, events, events_background, events_from
 from .kv import kv_add, kv_create, kv_del, kv_get, kv_history, kv_ls, kv_put, kv_rm, kv_update, kv_watch
 from .measure import bench, dedup_series, latency, latency_percentiles
 from .messaging import Collector, publish, request, server_info, subscribe, subscribe_background
@@ -104,5 +105,5 @@ __all__ = [
     "kv_add", "kv_ls", "kv_put", "kv_create", "kv_update", "kv_get", "kv_del", "kv_history", "kv_watch", "kv_rm",
     "latency", "latency_percentiles", "bench", "dedup_series", *_WIDGETS,
     "server_ls", "server_report_connections", "server_report_jetstream", "server_report_accounts",
-    "server_health", "interest",
+    "server_health", "interest", "events", "events_background", "events_from", "EventCollector",
 ]

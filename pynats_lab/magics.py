@@ -172,6 +172,18 @@ def nats_parser() -> Parser:
     sb.add_argument("subject")
     sb.add_argument("--account", metavar="A", help="only this account's subscriptions")
     _monitor_flag(sb)
+    ev = sub.add_parser("events", help="JetStream advisories (and connection events) as a DataFrame",
+                        description="Listen to $JS.EVENT.ADVISORY.> (and, for a system-account user, "
+                        "$SYS.ACCOUNT.*.CONNECT/DISCONNECT): max_deliver, terminated, nak, consumer_action, "
+                        "stream_action, api_audit, consumer_pause, client_connect, client_disconnect ...")
+    ev.add_argument("--count", type=_int, help="stop after N events")
+    ev.add_argument("--timeout", default="5s", metavar="DUR", help="stop after this long (default 5s)")
+    ev.add_argument("--type", metavar="T", help="only these types (comma-separated, wildcards: consumer_*)")
+    ev.add_argument("--background", action="store_true",
+                    help="return at once; the result keeps collecting (.df, .stop())")
+    ev.add_argument("--capture", metavar="STREAM",
+                    help="also keep every advisory in STREAM from now on (created if missing)")
+    ev.add_argument("--from", dest="source", metavar="STREAM", help="read the advisories STREAM kept instead")
     lat = sub.add_parser("latency", help="pub->sub, request/reply and JetStream publish latency + chart")
     lat.add_argument("--count", type=_int, default=200, help="samples per kind (default 200)")
     lat.add_argument("--size", default="128", help="payload size (default 128)")
@@ -499,6 +511,14 @@ def run_nats(a: argparse.Namespace, cell: str | None) -> Any:
         return lab.server_info()
     if a.command == "subs":
         return lab.interest(a.subject, account=a.account, monitor=a.monitor)
+    if a.command == "events":
+        if a.source:
+            if a.background or a.capture or a.count:
+                raise _Usage("--from reads a stream; it goes with --type only")
+            return lab.events_from(a.source, type=a.type)
+        if a.background:
+            return lab.events_background(type=a.type, capture=a.capture)
+        return lab.events(count=a.count, timeout=a.timeout, type=a.type, capture=a.capture)
     if a.command == "latency":
         df = lab.latency(count=a.count, size=a.size, jetstream=not a.no_js)
         if not a.no_chart:
