@@ -7,7 +7,7 @@ import os
 
 from . import advisories
 from . import config as config_mod
-from . import filters
+from . import filters, sourcing
 from .clock import now_ns
 from .consumer import Consumer, new_consumer_name
 from .errors import ApiError, api_error
@@ -53,7 +53,7 @@ class JSAccount:
 
     def add_stream(self, req: dict, pedantic: bool) -> tuple[Stream, bool]:
         """nats-server's addStream: (stream, created). An identical repeat returns the existing stream."""
-        cfg = config_mod.check_stream_config(req, pedantic)
+        cfg = config_mod.check_stream_config(req, pedantic, self._sourcing_check)
         config_mod.set_static_metadata(cfg)
         if cfg["num_replicas"] > 1:
             raise api_error("JSStreamReplicasNotSupportedErr")
@@ -62,8 +62,6 @@ class JSAccount:
             if config_mod.comparable_stream_config(cfg) == config_mod.comparable_stream_config(existing.cfg):
                 return existing, False
             raise api_error("JSStreamNameExistErr")
-        if cfg.get("mirror") is not None or cfg.get("sources"):
-            raise api_error("JSStreamCreateErrF", err="stream mirrors and sources are not supported by this server")
         self._check_resources(cfg)
         if self.subjects_overlap(cfg.get("subjects") or ()):
             raise api_error("JSStreamSubjectOverlapErr")
@@ -80,8 +78,15 @@ class JSAccount:
         st.subscribe()
         st.schedule_expiry()
         self.js.add_usage(st)
+        sourcing.stream_added(self, st)
         advisories.stream_action(self.js, self.account, st.name, "create")
         return st, True
+
+    def _sourcing_check(self, cfg: dict, pedantic: bool) -> None:
+        def lookup(name):
+            st = self.streams.get(name)
+            return st.cfg if st is not None else None
+        sourcing.check_config(cfg, pedantic, lookup)
 
     def _check_resources(self, cfg: dict, old: dict | None = None) -> None:
         max_bytes = cfg.get("max_bytes", -1)
@@ -96,10 +101,8 @@ class JSAccount:
 
     def update_stream(self, name: str, req: dict, pedantic: bool) -> Stream:
         st = self.lookup(name)
-        cfg = config_mod.check_stream_config(req, pedantic)
+        cfg = config_mod.check_stream_config(req, pedantic, self._sourcing_check)
         cfg = config_mod.check_stream_update(st.cfg, cfg)
-        if cfg.get("mirror") is None and st.cfg.get("mirror") is None and (cfg.get("sources") or st.cfg.get("sources")):
-            raise api_error("JSStreamUpdateErrF", err="stream sources are not supported by this server")
         if self.subjects_overlap(cfg.get("subjects") or (), exclude=name):
             raise api_error("JSStreamSubjectOverlapErr")
         self._check_resources(cfg, st.cfg)
@@ -107,6 +110,7 @@ class JSAccount:
         if isinstance(st.store, FileStore):
             write_meta(st.store.directory, {"config": cfg, "created": st.created}, sync=True)
         st.update(cfg)
+        sourcing.stream_updated(st)
         self.js.add_usage(st)
         advisories.stream_action(self.js, self.account, st.name, "modify")
         return st
@@ -114,6 +118,7 @@ class JSAccount:
     def delete_stream(self, name: str) -> None:
         st = self.lookup(name)
         del self.streams[name]
+        sourcing.stream_removed(self, st)
         st.stop(delete=True)
         self.js.add_usage(st, gone=True)
         advisories.stream_action(self.js, self.account, name, "delete")
@@ -238,6 +243,8 @@ class JSAccount:
             self._recover_consumers(st)
             st.subscribe()
             st.schedule_expiry()
+        for st in list(self.streams.values()):
+            sourcing.stream_added(self, st)
 
     def _recover_consumers(self, st: Stream) -> None:
         obs = os.path.join(st.store.directory, "obs")

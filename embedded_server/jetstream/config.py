@@ -79,8 +79,9 @@ def _pedantic(text: str) -> ApiError:
     return api_error("JSPedanticErrF", err=text)
 
 
-def check_stream_config(req: dict, pedantic: bool = False) -> dict:
-    """nats-server's checkStreamCfg for a single server: defaults filled in, or an ApiError raised."""
+def check_stream_config(req: dict, pedantic: bool = False, sourcing_check=None) -> dict:
+    """nats-server's checkStreamCfg for a single server: defaults filled in, or an ApiError raised.
+    `sourcing_check(cfg, pedantic)` checks a mirror and sources where nats-server does (sourcing.py)."""
     cfg = dict(req)
     name = cfg.get("name", "")
     if not is_valid_name(name):
@@ -158,23 +159,8 @@ def check_stream_config(req: dict, pedantic: bool = False) -> dict:
         raise _invalid("subject delete marker TTL must not be negative")
     if cfg.get("persist_mode") == "async" and cfg["storage"] != "file":
         raise _invalid("async persist mode is only supported on file storage")
-    if cfg.get("mirror") is not None:
-        if cfg.get("first_seq"):
-            raise api_error("JSMirrorWithFirstSeqErr")
-        if cfg.get("subjects"):
-            raise api_error("JSMirrorWithSubjectsErr")
-        if cfg.get("sources"):
-            raise api_error("JSMirrorWithSourcesErr")
-        if not is_valid_name(cfg["mirror"].get("name", "")):
-            raise api_error("JSMirrorInvalidStreamName")
-    names = set()
-    for src in cfg.get("sources") or []:
-        if not src or not is_valid_name(src.get("name", "")):
-            raise api_error("JSSourceInvalidStreamName")
-        key = (src["name"], src.get("filter_subject", ""), json.dumps(src.get("external"), sort_keys=True))
-        if key in names:
-            raise api_error("JSSourceDuplicateDetected")
-        names.add(key)
+    if sourcing_check is not None and (cfg.get("mirror") is not None or cfg.get("sources")):
+        sourcing_check(cfg, pedantic)
     subjects = cfg.get("subjects") or []
     if not subjects:
         if cfg.get("mirror") is None and not cfg.get("sources"):

@@ -78,6 +78,8 @@ def _parse_uint(value: bytes) -> int:
 
 
 class Stream:
+    parse_msg_ttl = staticmethod(parse_msg_ttl)
+
     def __init__(self, jsa, cfg: dict, store, created: int):
         self.jsa = jsa
         self.js = jsa.js
@@ -97,6 +99,8 @@ class Stream:
         self._expiry_at = 0
         self.closed = False
         self.accounted = 0
+        self.sourcers: list = []  # mirrors and sources reading from this stream (sourcing.py)
+        self.sourcing = None  # this stream's own mirror or sources, when it has them
         self._set_transforms()
         self._set_fast_path()
         self._set_pub_ack()
@@ -238,11 +242,14 @@ class Stream:
         if self.consumers:
             for o in self.consumers.values():
                 o.signal_new(seq, subject)
+        if self.sourcers:
+            for feed in self.sourcers:
+                feed.origin_stored(seq)
         if self._expires and not self._expiry_timer:
             self.schedule_expiry()
         return seq
 
-    def _process_checked(self, subject: str, reply: str, hdr: bytes | None, msg: bytes) -> int:
+    def _process_checked(self, subject: str, reply: str, hdr: bytes | None, msg: bytes, sourced: bool = False) -> int:
         if self.closed:
             return 0
         if self._input_tr is not None:
@@ -257,7 +264,7 @@ class Stream:
         ttl = 0
         if hdr:
             try:
-                msg_id, rollup, ttl, dup_seq = self._check_headers(subject, hdr)
+                msg_id, rollup, ttl, dup_seq = self._check_headers(subject, hdr, sourced)
             except ApiError as e:
                 self._respond_error(reply, e)
                 return 0
@@ -307,15 +314,23 @@ class Stream:
             self._republish(subject, hdr, msg, seq, ts)
         if can_respond:
             self.js.send(self.account, reply, b"%s%d}" % (self.pub_ack, seq))
+        self.notify_stored(seq, subject, ttl)
+        return seq
+
+    def notify_stored(self, seq: int, subject: str, ttl: int = 0) -> None:
+        """After a message is stored: wake the consumers and the mirrors/sources reading this stream, arm expiry."""
         if self.consumers:
             for o in self.consumers.values():
                 o.signal_new(seq, subject)
-        if (cfg.get("max_age") or ttl > 0) and not self._expiry_timer:
+        if self.sourcers:
+            for feed in self.sourcers:
+                feed.origin_stored(seq)
+        if (self.cfg.get("max_age") or ttl > 0) and not self._expiry_timer:
             self.schedule_expiry()
-        return seq
 
-    def _check_headers(self, subject: str, hdr: bytes):
-        """The header checks of nats-server, in its order; returns (msg_id, rollup, ttl, duplicate_seq)."""
+    def _check_headers(self, subject: str, hdr: bytes, sourced: bool = False):
+        """The header checks of nats-server, in its order; returns (msg_id, rollup, ttl, duplicate_seq).
+        A sourced message was checked by its origin: its TTL and its Nats-Stream-Source header are kept."""
         cfg = self.cfg
         get = headers.get
         value = get(hdr, headers.EXPECTED_STREAM)
@@ -329,7 +344,9 @@ class Stream:
             except ApiError:
                 ttl = None  # refused later, after the other checks, as nats-server does
             if ttl and not cfg.get("allow_msg_ttl"):
-                raise api_error("JSMessageTTLDisabledErr")
+                if not sourced:
+                    raise api_error("JSMessageTTLDisabledErr")
+                ttl = 0
         value = get(hdr, headers.EXPECTED_LAST_SUBJ_SEQ)
         if value is not None and value != b"":
             expected = _parse_uint(value)
@@ -344,7 +361,7 @@ class Stream:
         value = get(hdr, headers.EXPECTED_LAST_SEQ)
         if value is not None and value != b"" and _parse_uint(value) != self.lseq:
             raise api_error("JSStreamWrongLastSequenceErrF", seq=self.lseq)
-        if get(hdr, b"Nats-Stream-Source"):
+        if not sourced and get(hdr, b"Nats-Stream-Source"):
             raise api_error("JSMessageSourceHdrNotAllowedErr")
         msg_id = ""
         value = get(hdr, headers.MSG_ID)
@@ -679,6 +696,8 @@ class Stream:
     def info(self, version: str | None = None, with_deleted: bool = False, subjects_filter: str = "") -> dict:
         out = {"config": config_mod.stream_config_json(self.cfg, version), "created": rfc3339(self.created),
                "state": self.state_json(with_deleted, subjects_filter)}
+        if self.sourcing is not None:
+            out.update(self.sourcing.info())
         if self.js.domain:
             out["domain"] = self.js.domain
         out["ts"] = rfc3339(now_ns())
@@ -688,6 +707,8 @@ class Stream:
     def stop(self, delete: bool = False) -> None:
         self.closed = True
         self._slow_path = True
+        if self.sourcing is not None:
+            self.sourcing.stop()
         self.unsubscribe()
         if self._expiry_timer is not None:
             self._expiry_timer.cancel()

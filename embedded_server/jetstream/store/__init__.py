@@ -82,8 +82,9 @@ class StreamStore:
 
     storage = ""
 
-    def store_msg(self, subject: str, hdr: bytes | None, data: bytes, ttl: int = 0) -> tuple[int, int]:
-        """Store and return (seq, ts). Raises StoreError (MAX_MSGS, ...) under discard new."""
+    def store_msg(self, subject: str, hdr: bytes | None, data: bytes, ttl: int = 0, ts: int = 0) -> tuple[int, int]:
+        """Store and return (seq, ts); `ts` keeps a given time (a mirror keeps its origin's), never going back.
+        Raises StoreError (MAX_MSGS, ...) under discard new."""
         raise NotImplementedError
 
     def skip_msg(self) -> int:

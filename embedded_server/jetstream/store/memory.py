@@ -65,16 +65,17 @@ class MemoryStore(StreamStore):
         self._enforce_limits()
 
     # -- writing --------------------------------------------------------------------------------
-    def store_msg(self, subject, hdr, data, ttl=0):
+    def store_msg(self, subject, hdr, data, ttl=0, ts=0):
         ss = self._fss.get(subject)
         at_subject_limit = ss is not None and self.max_per > 0 and ss[_N] >= self.max_per
         size = self.msg_size(subject, hdr, data)
         if self.discard_new:
             self._check_discard_new(subject, hdr, size, ss, at_subject_limit)
         seq = self.last_seq + 1
-        ts = now_ns()
-        if ts <= self.last_ts:
-            ts = self.last_ts + 1
+        if not ts:
+            ts = now_ns()
+            if ts <= self.last_ts:
+                ts = self.last_ts + 1
         self._persist_msg(seq, subject, hdr, data, ts, ttl)
         self._insert(seq, subject, hdr, data, ts, ttl, ss, size)
         if self.max_per > 0 and ss is not None and ss[_N] > self.max_per:

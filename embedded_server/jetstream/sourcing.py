@@ -1,0 +1,668 @@
+"""Stream mirrors and sources: checking their configuration as nats-server's checkStreamCfg does, and copying
+messages from the origin streams into the mirror or sourcing stream, catching up first and then following.
+
+nats-server copies through an internal push consumer on the origin; a single embedded server reads the
+origin's store directly (same sequences, same order, no consumer on the origin) and is told of each new
+message by the origin's publish path (`Stream.sourcers`). A mirror keeps the origin's sequences and
+timestamps; a source re-publishes into its stream with a `Nats-Stream-Source` header that records where each
+message came from, which is how a restarted stream finds where each source stopped.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+from . import filters, headers
+from .clock import now_ns, parse_rfc3339, rfc3339
+from .errors import ApiError, api_error
+from .store import StoreError
+from .transform import SubjectTransform, TransformError
+
+SECOND = 1_000_000_000
+STREAM_SOURCE = b"Nats-Stream-Source"
+JS_API_PREFIX = "$JS.API"
+BATCH = 4096  # messages copied per turn of the event loop while catching up
+RETRY = 1.0  # seconds before trying again after the sourcing stream refused a message
+SAVE_AFTER = 1.0  # seconds between writes of the sources' positions (file streams)
+POSITIONS_FILE = "sources.json"
+
+_DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def get_hash(name: str, size: int = 8) -> str:
+    """nats-server's getHash: the first `size` bytes of sha256(name), each mapped onto base62 digits."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return "".join(_DIGITS[b % 62] for b in digest[:size])
+
+
+def stream_identity(created_ns: int) -> str:
+    """How a sourcing stream recognises that its origin was deleted and created again."""
+    return get_hash(rfc3339(created_ns))
+
+
+# -- configuration -------------------------------------------------------------------------------
+
+def _is_valid_name(name) -> bool:
+    return isinstance(name, str) and bool(name) and not any(c in name for c in " \t\r\n\f.*>\\/")
+
+
+def _bad_type(struct: str, field: str, gotype: str, value) -> ApiError:
+    kind = {str: "string", bool: "bool", int: "number", float: "number", list: "array", dict: "object"}.get(
+        type(value), "value")
+    return api_error("JSInvalidJSONErr", err=f"json: cannot unmarshal {kind} into Go struct field "
+                                             f"{struct}.{field} of type {gotype}")
+
+
+def normalise_source(raw: dict, struct: str) -> dict:
+    """A `mirror` or `sources[i]` object as nats-server decodes and echoes it (empty fields left out)."""
+    out: dict = {}
+    name = raw.get("name", "")
+    if not isinstance(name, str):
+        raise _bad_type(struct, "name", "string", name)
+    out["name"] = name
+    seq = raw.get("opt_start_seq") or 0
+    if isinstance(seq, bool) or not isinstance(seq, (int, float)) or seq < 0 or int(seq) != seq:
+        raise _bad_type(struct, "opt_start_seq", "uint64", seq)
+    if seq:
+        out["opt_start_seq"] = int(seq)
+    start = raw.get("opt_start_time")
+    if start is not None:
+        if not isinstance(start, str):
+            raise _bad_type(struct, "opt_start_time", "time.Time", start)
+        try:
+            out["opt_start_time"] = rfc3339(parse_rfc3339(start))
+        except ValueError:
+            raise api_error("JSInvalidJSONErr", err=f'parsing time "\\"{start}\\"" as '
+                            f'"\\"2006-01-02T15:04:05Z07:00\\"": cannot parse "\\"{start}\\"" as "2006"') from None
+    fs = raw.get("filter_subject") or ""
+    if not isinstance(fs, str):
+        raise _bad_type(struct, "filter_subject", "string", fs)
+    if fs:
+        out["filter_subject"] = fs
+    trs = raw.get("subject_transforms") or []
+    if not isinstance(trs, list) or not all(isinstance(t, dict) for t in trs):
+        raise _bad_type(struct, "subject_transforms", "[]server.SubjectTransformConfig", trs)
+    if trs:
+        out["subject_transforms"] = [{"src": t.get("src") or "", "dest": t.get("dest") or ""} for t in trs]
+    ext = raw.get("external")
+    if ext is not None:
+        if not isinstance(ext, dict):
+            raise _bad_type(struct, "external", "server.ExternalStream", ext)
+        out["external"] = {"api": ext.get("api") or "", "deliver": ext.get("deliver") or ""}
+    if raw.get("consumer") is not None:
+        out["consumer"] = raw["consumer"]
+    return out
+
+
+def index_name(src: dict) -> str:
+    """nats-server's composeIName: what makes two sources the same (stream, api prefix, filters, transforms)."""
+    iname = src["name"]
+    if src.get("external") is not None:
+        iname += ":" + get_hash(src["external"].get("api", ""))
+    trs = src.get("subject_transforms") or []
+    if not trs:
+        source, dest = src.get("filter_subject") or ">", ">"
+    else:
+        source = "\f".join(t["src"] or ">" for t in trs)
+        dest = "\f".join(t["dest"] or ">" for t in trs)
+    return " ".join((iname, source, dest))
+
+
+def _check_transforms(trs, kind: str, subset: bool) -> None:
+    for i, tr in enumerate(trs):
+        src = tr["src"]
+        if src and not filters.is_valid_subject(src):
+            raise api_error(f"JS{kind}InvalidSubjectFilter", err=f"invalid subject {src}")
+        try:
+            SubjectTransform(src, tr["dest"])
+        except TransformError as e:
+            raise api_error(f"JS{kind}InvalidTransformDestination", err=str(e)) from None
+        if not subset:
+            for j, other in enumerate(trs):
+                if i != j and filters.collide(src or ">", other["src"] or ">"):
+                    raise api_error("JSMirrorOverlappingSubjectFilters")
+    if subset:
+        for i, tr in enumerate(trs):
+            for j, other in enumerate(trs):
+                if i != j and filters.is_subset(tr["src"] or ">", other["src"] or ">"):
+                    raise api_error("JSSourceOverlappingSubjectFilters")
+
+
+def check_config(cfg: dict, pedantic: bool, lookup=None) -> None:
+    """The mirror and sources part of nats-server's checkStreamCfg, in its order. `lookup(name)` gives the
+    config of another stream of the account (or None): for message sizes, inherited direct gets and cycles."""
+    lookup = lookup or (lambda name: None)
+    stream_subjects: list[str] = []
+    deliver_prefixes: list[str] = []
+    api_prefixes: list[str] = []
+    mirror = cfg.get("mirror")
+    if mirror is not None:
+        mirror = cfg["mirror"] = normalise_source(mirror, "StreamConfigRequest.mirror")
+        if cfg.get("first_seq"):
+            raise api_error("JSMirrorWithFirstSeqErr")
+        if cfg.get("subjects"):
+            raise api_error("JSMirrorWithSubjectsErr")
+        if cfg.get("sources"):
+            raise api_error("JSMirrorWithSourcesErr")
+        if cfg.get("allow_msg_counter"):
+            raise api_error("JSMirrorWithCountersErr")
+        if cfg.get("allow_atomic"):
+            raise api_error("JSMirrorWithAtomicPublishErr")
+        if cfg.get("allow_batched"):
+            raise api_error("JSMirrorWithBatchPublishErr")
+        if cfg.get("allow_msg_schedules"):
+            raise api_error("JSMirrorWithMsgSchedulesErr")
+        if mirror.get("consumer") is not None:
+            raise api_error("JSStreamInvalidConfigF",
+                            err="durable consumers for mirrors are not supported by this server")
+        if mirror.get("filter_subject") and mirror.get("subject_transforms"):
+            raise api_error("JSMirrorMultipleFiltersNotAllowed")
+        if cfg.get("subject_delete_marker_ttl", 0) > 0:
+            raise api_error("JSStreamInvalidConfigF", err="subject delete markers forbidden on mirrors")
+        _check_transforms(mirror.get("subject_transforms") or [], "Mirror", subset=False)
+        if mirror.get("external") is None:
+            if not _is_valid_name(mirror["name"]):
+                raise api_error("JSMirrorInvalidStreamName")
+            origin = lookup(mirror["name"])
+            if origin is not None:
+                stream_subjects.extend(origin.get("subjects") or ())
+                if cfg.get("max_msg_size", -1) > 0 and origin.get("max_msg_size", -1) > 0 and \
+                        cfg["max_msg_size"] < origin["max_msg_size"]:
+                    raise api_error("JSMirrorMaxMessageSizeTooBigErr")
+                if pedantic and bool(cfg.get("mirror_direct")) != bool(origin.get("allow_direct")):
+                    raise api_error("JSPedanticErrF", err="origin stream has direct get set, mirror has it disabled")
+                cfg["mirror_direct"] = bool(origin.get("allow_direct"))
+        else:
+            _collect_prefixes(mirror["external"], deliver_prefixes, api_prefixes)
+    sources = cfg.get("sources") or []
+    if sources and cfg.get("allow_msg_schedules"):
+        raise api_error("JSSourceWithMsgSchedulesErr")
+    seen: set[str] = set()
+    checked = []
+    for raw in sources:
+        if raw is None or not _is_valid_name(raw.get("name")):
+            raise api_error("JSSourceInvalidStreamName")
+        src = normalise_source(raw, "StreamConfigRequest.sources")
+        checked.append(src)
+        iname = index_name(src)
+        if iname in seen:
+            raise api_error("JSSourceDuplicateDetected")
+        seen.add(iname)
+        if src.get("filter_subject") and src.get("subject_transforms"):
+            raise api_error("JSSourceMultipleFiltersNotAllowed")
+        _check_transforms(src.get("subject_transforms") or [], "Source", subset=True)
+        if src.get("consumer") is not None:
+            raise api_error("JSStreamInvalidConfigF",
+                            err="durable consumers for sources are not supported by this server")
+        if src.get("external") is None:
+            origin = lookup(src["name"])
+            if origin is not None:
+                stream_subjects.extend(origin.get("subjects") or ())
+                if cfg.get("max_msg_size", -1) > 0 and origin.get("max_msg_size", -1) > 0 and \
+                        cfg["max_msg_size"] < origin["max_msg_size"]:
+                    raise api_error("JSSourceMaxMessageSizeTooBigErr")
+        else:
+            _collect_prefixes(src["external"], deliver_prefixes, api_prefixes)
+    if sources:
+        cfg["sources"] = checked
+    for pfx in deliver_prefixes:
+        if not filters.is_valid_publish_subject(pfx):
+            raise api_error("JSStreamInvalidExternalDeliverySubjErrF", prefix=pfx)
+        for sub in stream_subjects:
+            if filters.collide(sub, f"{pfx}.{sub}"):
+                raise api_error("JSStreamExternalDelPrefixOverlapsErrF", prefix=pfx, subject=sub)
+    for pfx in api_prefixes:
+        if not filters.is_valid_publish_subject(pfx):
+            raise api_error("JSStreamInvalidConfigF",
+                            err=f'stream external api prefix "{pfx}" must be a valid subject without wildcards')
+        if filters.collide(pfx, JS_API_PREFIX):
+            raise api_error("JSStreamExternalApiOverlapErrF", prefix=pfx, subject=JS_API_PREFIX)
+    _check_cycles(cfg, lookup)
+
+
+def _collect_prefixes(ext: dict, deliver: list, api: list) -> None:
+    if ext.get("deliver"):
+        deliver.append(ext["deliver"])
+    if ext.get("api"):
+        api.append(ext["api"])
+
+
+def _check_cycles(cfg: dict, lookup) -> None:
+    """nats-server's walk over sources and mirrors: a stream may not (indirectly) source what it stores."""
+    def overlaps(subjects, flt):
+        return not flt or any(filters.collide(s, flt) for s in subjects or ())
+
+    to_visit, visited = [cfg], set()
+    while to_visit:
+        cur = to_visit.pop(0)
+        visited.add(cur["name"])
+        for src in cur.get("sources") or ():
+            if src.get("external") is not None:
+                continue
+            if src["name"] in visited:
+                if overlaps(cur.get("subjects"), src.get("filter_subject", "")):
+                    raise api_error("JSStreamInvalidConfigF", err="detected cycle")
+            else:
+                other = lookup(src["name"])
+                if other is not None:
+                    to_visit.append(other)
+        m = cur.get("mirror")
+        if m is not None and m.get("external") is None:
+            if m["name"] in visited:
+                raise api_error("JSStreamInvalidConfigF", err="detected cycle")
+            other = lookup(m["name"])
+            if other is not None:
+                to_visit.append(other)
+
+
+# -- runtime ---------------------------------------------------------------------------------------
+
+class Feed:
+    """One mirror or one source of a stream: where it reads (`origin`), how far it got (`sseq`)."""
+
+    def __init__(self, owner: "Sourcing", spec: dict, mirror: bool):
+        self.owner = owner
+        self.spec = spec
+        self.mirror = mirror
+        self.name = spec["name"]
+        self.iname = index_name(spec)
+        self.label = self.iname.split(" ")[0]
+        trs = spec.get("subject_transforms") or []
+        if spec.get("filter_subject"):
+            self.filters: tuple[str, ...] = (spec["filter_subject"],)
+        else:
+            self.filters = tuple(t["src"] or ">" for t in trs)
+        if any(f == ">" for f in self.filters):
+            self.filters = ()
+        self.transforms = [SubjectTransform(t["src"] or ">", t["dest"]) for t in trs if t["dest"]]
+        parts = self.iname.split(" ")
+        self._hdr_middle = f"{parts[1]} {parts[2]}"
+        self.origin = None
+        self.sseq = 0  # the last origin sequence taken (or passed over by a filter)
+        self.next = 0  # the next origin sequence to look at once attached
+        self.ident = ""
+        self.err: ApiError | None = None
+        self.last = 0
+        self.stopped = False
+        self._scheduled = False
+        self._retry = None
+        self.failure = ""  # the last reason the stream refused a copy (logged once)
+
+    # -- attaching to the origin ----------------------------------------------------------------
+    def start_seq(self) -> int:
+        spec = self.spec
+        if spec.get("opt_start_seq"):
+            return spec["opt_start_seq"]
+        if spec.get("opt_start_time") and self.origin is not None:
+            return max(self.origin.store.get_seq_from_time(parse_rfc3339(spec["opt_start_time"])), 1)
+        return 1
+
+    def attach(self, origin) -> None:
+        if self.stopped or self.origin is origin:
+            return
+        self.detach()
+        ident = stream_identity(origin.created)
+        if self.ident and self.ident != ident and not self.mirror:
+            self.owner.stream.js.logger.warn(
+                f"JetStream source stream \"{self.name}\" for stream '{self.owner.stream.account.name} > "
+                f"{self.owner.stream.name}' was recreated, resetting source state")
+            self.sseq = 0
+        self.ident = ident
+        self.origin = origin
+        self.err = None
+        self.last = now_ns()
+        if self.mirror:
+            last = self.owner.stream.store.last_seq
+            self.next = last + 1 if last else self.start_seq()
+        else:
+            self.next = self.sseq + 1 if self.sseq else self.start_seq()
+        origin.sourcers.append(self)
+        self.schedule()
+
+    def detach(self, gone: bool = False) -> None:
+        if self.origin is not None:
+            try:
+                self.origin.sourcers.remove(self)
+            except ValueError:
+                pass
+            self.origin = None
+        if gone:
+            self.err = api_error("JSStreamNotFoundErr")
+        self._cancel_retry()
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.detach()
+
+    def _cancel_retry(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+
+    # -- copying --------------------------------------------------------------------------------
+    def origin_stored(self, seq: int) -> None:
+        """The origin stored `seq`: copy it now if this feed is caught up, else let the pump reach it."""
+        if self._scheduled or self._retry is not None:
+            return
+        if seq == self.next:
+            self.pump(limit=1)
+        else:
+            self.schedule()
+
+    def schedule(self) -> None:
+        if not self._scheduled and not self.stopped:
+            self._scheduled = True
+            self.owner.stream.js.loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        self.pump(BATCH)
+
+    def pump(self, limit: int) -> None:
+        origin = self.origin
+        if origin is None or self.stopped or origin.closed:
+            return
+        target = self.owner.stream
+        if target.closed:
+            return
+        store = origin.store
+        flt = self.filters
+        take = self.owner.take_mirrored if self.mirror else self.owner.take_sourced
+        done = 0
+        more = True
+        while done < limit:
+            sm = store.load_next_msg(flt, self.next)
+            if sm is None:
+                self.next = max(self.next, store.last_seq + 1)
+                more = False
+                break
+            if not take(self, sm):
+                self._retry = target.js.loop.call_later(RETRY, self._retry_now)
+                more = False
+                break
+            self.sseq = sm.seq
+            self.next = sm.seq + 1
+            done += 1
+        if done:
+            self.last = now_ns()
+            if not self.mirror:
+                self.owner.positions_changed()
+        if more:
+            self.schedule()
+
+    def _retry_now(self) -> None:
+        self._retry = None
+        self.pump(BATCH)
+
+    def transform(self, subject: str) -> str:
+        for tr in self.transforms:
+            out = tr.match(subject)
+            if out is not None:
+                return out
+        return subject
+
+    # -- info -----------------------------------------------------------------------------------
+    def info(self) -> dict:
+        out: dict = {"name": self.name}
+        if self.spec.get("external") is not None:
+            out["external"] = dict(self.spec["external"])
+        lag = 0
+        if self.origin is not None and not self.origin.closed:
+            lag = self.origin.store.num_pending(self.next, self.filters)
+        out["lag"] = lag
+        if not self.mirror and self.sseq:
+            out["seq"] = self.sseq
+        if self.origin is None:
+            out["active"] = -1
+        else:
+            # nats-server hears from a healthy origin at least once a second (its idle heartbeat).
+            out["active"] = (now_ns() - self.last) % SECOND
+        if self.err is not None:
+            out["error"] = self.err.as_dict()
+        if self.spec.get("filter_subject"):
+            out["filter_subject"] = self.spec["filter_subject"]
+        if self.spec.get("subject_transforms"):
+            out["subject_transforms"] = [dict(t) for t in self.spec["subject_transforms"]]
+        return out
+
+
+class Sourcing:
+    """The mirror or the sources of one stream."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.mirror: Feed | None = None
+        self.sources: dict[str, Feed] = {}
+        self._remembered: dict[str, tuple[int, str]] = {}
+        self._save_timer = None
+        directory = getattr(stream.store, "directory", None)
+        self._path = os.path.join(directory, POSITIONS_FILE) if directory else None
+
+    # -- configuration --------------------------------------------------------------------------
+    def configure(self, cfg: dict) -> None:
+        """Start, keep or stop feeds so that they match `cfg` (a create, an update, a promotion)."""
+        jsa = self.stream.jsa
+        spec = cfg.get("mirror")
+        if spec is None and self.mirror is not None:
+            self.mirror.stop()
+            self.mirror = None
+        elif spec is not None and self.mirror is None:
+            self.mirror = Feed(self, spec, mirror=True)
+            self._attach(self.mirror, jsa)
+        wanted = {index_name(s): s for s in cfg.get("sources") or ()}
+        for iname in list(self.sources):
+            if iname not in wanted:
+                feed = self.sources.pop(iname)
+                self._remembered[iname] = (feed.sseq, feed.ident)
+                feed.stop()
+        new = [Feed(self, s, mirror=False) for iname, s in wanted.items() if iname not in self.sources]
+        if new:
+            self._recover_positions(new)
+        for feed in new:
+            self.sources[feed.iname] = feed
+            self._attach(feed, jsa)
+
+    def _attach(self, feed: Feed, jsa) -> None:
+        if feed.spec.get("external") is not None:
+            feed.err = api_error("JSStreamNotFoundErr")
+            return
+        origin = jsa.streams.get(feed.name)
+        if origin is None or origin is self.stream:
+            feed.err = api_error("JSStreamNotFoundErr")
+            return
+        feed.attach(origin)
+
+    def _recover_positions(self, feeds: list[Feed]) -> None:
+        """Where each new source stopped: remembered from before, or read back from the `Nats-Stream-Source`
+        headers of this stream's newest messages (nats-server's startingSequenceForSources)."""
+        saved = self._load_positions()
+        missing = {}
+        for feed in feeds:
+            if feed.iname in self._remembered:
+                feed.sseq, feed.ident = self._remembered.pop(feed.iname)
+            else:
+                missing[feed.iname] = feed
+                if feed.iname in saved:
+                    feed.sseq, feed.ident = saved[feed.iname]
+        store = self.stream.store
+        seq = store.last_seq
+        while missing and seq >= store.first_seq and seq > 0:
+            sm = store.load_prev_msg((), seq)
+            if sm is None:
+                break
+            seq = sm.seq - 1
+            value = headers.get(sm.hdr, STREAM_SOURCE) if sm.hdr else None
+            if not value:
+                continue
+            fields = value.decode("utf-8", "replace").split(" ")
+            if len(fields) < 4:
+                continue
+            iname = " ".join((fields[0], fields[2], fields[3]))
+            feed = missing.pop(iname, None)
+            if feed is not None:
+                seq = int(fields[1]) if fields[1].isdigit() else 0
+                if seq > feed.sseq:
+                    feed.sseq = seq
+                    feed.ident = fields[5] if len(fields) >= 6 else ""
+
+    # -- positions on disk ----------------------------------------------------------------------
+    # A work queue or a purge removes the copies whose headers say how far a source got, so a file
+    # stream also keeps each source's position in a small file, written a moment after it moves and at stop.
+    def _load_positions(self) -> dict:
+        if self._path is None:
+            return {}
+        try:
+            with open(self._path, encoding="utf-8") as f:
+                doc = json.load(f)
+            return {k: (int(v["seq"]), str(v.get("ident", ""))) for k, v in doc.items()}
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return {}
+
+    def positions_changed(self) -> None:
+        if self._path is not None and self._save_timer is None:
+            self._save_timer = self.stream.js.loop.call_later(SAVE_AFTER, self.save_positions)
+
+    def save_positions(self) -> None:
+        if self._save_timer is not None:
+            self._save_timer.cancel()
+            self._save_timer = None
+        if self._path is None or not os.path.isdir(os.path.dirname(self._path)):
+            return
+        doc = {f.iname: {"seq": f.sseq, "ident": f.ident} for f in self.sources.values()}
+        tmp = self._path + ".tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(doc, f)
+            os.replace(tmp, self._path)
+        except OSError as e:
+            self.stream.js.logger.warn(f"JetStream could not save the source positions of stream "
+                                       f"'{self.stream.account.name} > {self.stream.name}': {e}")
+
+    # -- the accounts' streams come and go ------------------------------------------------------
+    def origin_added(self, origin) -> None:
+        for feed in self.feeds():
+            if feed.origin is None and feed.name == origin.name and feed.spec.get("external") is None:
+                feed.attach(origin)
+
+    def origin_removed(self, origin) -> None:
+        for feed in self.feeds():
+            if feed.origin is origin:
+                feed.detach(gone=True)
+
+    def feeds(self) -> list[Feed]:
+        return ([self.mirror] if self.mirror is not None else []) + list(self.sources.values())
+
+    def stop(self) -> None:
+        if self.sources and self._save_timer is not None:
+            self.save_positions()
+        for feed in self.feeds():
+            feed.stop()
+
+    def info(self) -> dict:
+        """The `mirror` or `sources` block of stream info."""
+        if self.mirror is not None:
+            return {"mirror": self.mirror.info()}
+        if self.sources:
+            return {"sources": [feed.info() for feed in self.sources.values()]}
+        return {}
+
+    # -- storing --------------------------------------------------------------------------------
+    def take_mirrored(self, feed: Feed, sm) -> bool:
+        """Store an origin message at its own sequence and time; gaps (deleted, filtered) are skipped."""
+        st = self.stream
+        store = st.store
+        if sm.seq <= store.last_seq:
+            return True
+        js = st.js
+        storage = store.storage
+        if js.usage[storage] > js.limit_for[storage]:
+            return False
+        subject = feed.transform(sm.subject) if feed.transforms else sm.subject
+        ttl = 0
+        if sm.hdr and st.cfg.get("allow_msg_ttl"):
+            value = headers.get(sm.hdr, headers.TTL)
+            if value:
+                try:
+                    ttl = st.parse_msg_ttl(value)
+                except ApiError:
+                    ttl = 0
+        try:
+            if sm.seq > store.last_seq + 1:
+                if store.msgs == 0:
+                    store.compact(sm.seq)
+                else:
+                    while store.last_seq < sm.seq - 1:
+                        store.skip_msg()
+            seq, _ts = store.store_msg(subject, sm.hdr, sm.data, ttl, ts=sm.ts)
+        except (StoreError, OSError) as e:  # limits under discard new, a full disk: try again later
+            if str(e) != feed.failure:
+                js.logger.warn(f"Error processing inbound mirror message for '{st.account.name}' > '{st.name}': {e}")
+            feed.failure = str(e)
+            return False
+        feed.failure = ""
+        st.lseq = seq
+        js.add_usage(st)
+        st.notify_stored(seq, subject, ttl)
+        return True
+
+    def take_sourced(self, feed: Feed, sm) -> bool:
+        """Publish an origin message into this stream as nats-server's processInboundSourceMsg does."""
+        st = self.stream
+        hdr = sm.hdr
+        if hdr:
+            hdr = headers.remove(hdr, STREAM_SOURCE)
+            hdr = _remove_prefixed(hdr, (b"Nats-Expected-", b"Nats-Batch-"))
+            msg_id = headers.get(hdr, headers.MSG_ID)
+            if msg_id and msg_id.decode("utf-8", "replace") in st._dd:
+                st._expire_dedupe(now_ns())
+                if msg_id.decode("utf-8", "replace") in st._dd:
+                    return True
+        value = f"{feed.label} {sm.seq} {feed._hdr_middle} {sm.subject}"
+        if feed.ident:
+            value += " " + feed.ident
+        hdr = headers.append(hdr, [(STREAM_SOURCE, value.encode())])
+        subject = feed.transform(sm.subject) if feed.transforms else sm.subject
+        return st._process_checked(subject, "", hdr, sm.data, sourced=True) > 0
+
+
+def _remove_prefixed(hdr: bytes | None, prefixes: tuple[bytes, ...]) -> bytes | None:
+    if not hdr:
+        return hdr
+    lines = hdr.split(b"\r\n")
+    kept = [ln for ln in lines[1:] if ln and not ln.startswith(prefixes)]
+    if len(kept) == len([ln for ln in lines[1:] if ln]):
+        return hdr
+    if not kept:
+        return None
+    return lines[0] + b"\r\n" + b"\r\n".join(kept) + b"\r\n\r\n"
+
+
+# -- hooks the account calls -------------------------------------------------------------------------
+
+def stream_added(jsa, st) -> None:
+    """A stream was created (or recovered): start its own feeds, and attach feeds that wait for it."""
+    if st.cfg.get("mirror") is not None or st.cfg.get("sources"):
+        st.sourcing = Sourcing(st)
+        st.sourcing.configure(st.cfg)
+    for other in jsa.streams.values():
+        if other is not st and other.sourcing is not None:
+            other.sourcing.origin_added(st)
+
+
+def stream_updated(st) -> None:
+    if st.cfg.get("mirror") is not None or st.cfg.get("sources"):
+        if st.sourcing is None:
+            st.sourcing = Sourcing(st)
+        st.sourcing.configure(st.cfg)
+    elif st.sourcing is not None:
+        st.sourcing.configure(st.cfg)
+        st.sourcing = None
+
+
+def stream_removed(jsa, st) -> None:
+    for other in jsa.streams.values():
+        if other.sourcing is not None:
+            other.sourcing.origin_removed(st)
+    for feed in list(st.sourcers):
+        feed.detach(gone=True)
