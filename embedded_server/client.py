@@ -115,6 +115,7 @@ class Client(asyncio.Protocol):
         self.close_reason = ""
         # Statistics, nats-server's names.
         self.in_msgs = self.out_msgs = self.in_bytes = self.out_bytes = 0
+        self._tallied_msgs = self._tallied_bytes = 0   # the part of out_msgs/out_bytes in the totals already
         self.start = time.time()
         self._start_mono = time.monotonic()
         self.last_activity = self.start
@@ -211,24 +212,26 @@ class Client(asyncio.Protocol):
             return
         srv = self.server
         # Internal answers sent while this read is processed (PubAcks, API replies) join the one write per read.
-        srv._batch += 1
         srv.reading = self
         try:
-            self._process(data)
-        except ProtocolError as e:
-            self._protocol_error(e)
+            with srv.batched():
+                try:
+                    self._process(data)
+                except ProtocolError as e:
+                    self._protocol_error(e)
         finally:
-            srv._batch -= 1
-        srv.flush()
-        srv.reading = None
+            srv.reading = None
 
     def _process(self, data: bytes) -> None:
         srv = self.server
         account = self.account
         out = self.out
-        n_in = in_bytes = n_out = out_bytes = 0
+        n_in = in_bytes = 0
         tracing = srv.logger.trace_enabled
         self.parser.runs = not tracing
+        # Whether this connection's publishes need nothing checked per message (set again by a CONNECT).
+        plain = not (tracing or self.verbose or self.pedantic) and self.perms is None
+        skip = None if self.echo else self
         try:
             for op in self.parser.feed(data):
                 kind = op[0]
@@ -237,8 +240,7 @@ class Client(asyncio.Protocol):
                 if kind == 12:  # PUBS: a run of plain publishes to one subject
                     n_in += op[4]
                     in_bytes += op[5]
-                    if self.verbose or self.pedantic or self.perms is not None \
-                            or not srv.route_run(account, self, op[1], op[2], op[3], op[4], op[5]):
+                    if not plain or not srv.route_run(account, self, op[1], op[2], op[3], op[4], op[5]):
                         for one in protocol.expand_run(op):
                             self._publish(account, one[1], None, one[3], one[4], 0)
                 elif kind == 1 or kind == 2:  # PUB, HPUB
@@ -247,35 +249,18 @@ class Client(asyncio.Protocol):
                     size = len(tail) - body_at - 2
                     n_in += 1
                     in_bytes += size
-                    if kind == 1 and op[2] is None and not (tracing or self.verbose or self.pedantic) \
-                            and self.perms is None:
-                        # The common case inline: one plain subscriber, nothing to check per message.
+                    if plain and kind == 1 and op[2] is None:
+                        # The common case: nothing to check per message, so straight to delivery when the
+                        # subject's plan allows it (see server.Plan).
                         subject = op[1]
                         plan = account.plans.get(subject)
                         if plan is None:
                             plan = account.plan(subject)
-                        psubs = plan[0]
-                        if len(psubs) == 1 and not plan[1]:
-                            sub, client, prefix = psubs[0]
-                            if client is None:
-                                # One internal subscriber (a consumer's acks): its callback, without a
-                                # second look at the plan.
-                                srv._call_internal(sub, self, subject, None, tail, body_at, 0)
-                                continue
-                            if not sub.max and client.perms is None \
-                                    and not sub.closed and not client.closed and (client is not self or self.echo):
-                                sub.delivered += 1
-                                client.out.append(prefix)
-                                client.out.append(tail)
-                                client.out_msgs += 1
-                                client.out_bytes += size
-                                if not client.dirty:
-                                    client.dirty = True
-                                    srv.dirty.append(client)
-                                n_out += 1
-                                out_bytes += size
-                                continue
-                        srv.route(account, self, subject, None, tail, body_at, 0)
+                        fast = plan.fast
+                        if fast is not None:
+                            srv.deliver(fast, tail, 1, size, skip)
+                        else:
+                            srv.route(account, self, subject, None, tail, body_at, 0)
                     else:
                         self._publish(account, op[1], op[2], tail, body_at, op[5] if kind == 2 else 0)
                 elif kind == 3:
@@ -291,6 +276,8 @@ class Client(asyncio.Protocol):
                 elif kind == 7:
                     self._connect(op[1])
                     account = self.account
+                    plain = not (tracing or self.verbose or self.pedantic) and self.perms is None
+                    skip = None if self.echo else self
                 elif kind == 8:
                     self._info(op[1])
                 elif kind == 10:
@@ -304,11 +291,6 @@ class Client(asyncio.Protocol):
                 if self.closed:
                     break
         finally:
-            if n_out:
-                account.out_msgs += n_out
-                account.out_bytes += out_bytes
-                srv.out_msgs += n_out
-                srv.out_bytes += out_bytes
             if n_in:
                 self.in_msgs += n_in
                 self.in_bytes += in_bytes
@@ -373,9 +355,8 @@ class Client(asyncio.Protocol):
         result = self.account.sublist.match(decode_subject(reply))
         for sub in result.psubs:
             if sub.client is self:
-                hdr_len = 32 + len(subject)
-                self.out.append(b"HMSG %s %s %d %d\r\nNATS/1.0 503\r\nNats-Subject: %s\r\n\r\n\r\n"
-                                % (reply, sub.sid, hdr_len, hdr_len, subject))
+                protocol.stored_msg_frame(self.out, reply, sub.sid, b"",
+                                          b"NATS/1.0 503\r\nNats-Subject: %s\r\n\r\n" % subject, b"", True)
                 return
 
     def _protocol_error(self, e: ProtocolError) -> None:
@@ -528,6 +509,8 @@ class Client(asyncio.Protocol):
         if sub is not None:
             if max_msgs > 0 and max_msgs > sub.delivered:
                 sub.max = max_msgs
+                # Deliveries to it are now counted one by one (plans only hold what needs no check).
+                (sub.account or self.account).drop_plans()
             else:
                 sub.max = 0
                 self.remove_subscription(sub)
@@ -628,8 +611,25 @@ class Client(asyncio.Protocol):
         self.queue(data)
         self.server.flush()
 
+    def tally_out(self) -> None:
+        """Add what was delivered to this connection since the last tally to its account's and the server's
+        totals (once per write rather than per message; also on close and before an account change)."""
+        msgs = self.out_msgs - self._tallied_msgs
+        if msgs:
+            size = self.out_bytes - self._tallied_bytes
+            self._tallied_msgs = self.out_msgs
+            self._tallied_bytes = self.out_bytes
+            account = self.account
+            account.out_msgs += msgs
+            account.out_bytes += size
+            srv = self.server
+            srv.out_msgs += msgs
+            srv.out_bytes += size
+
     def flush(self) -> None:
         self.dirty = False
+        if self.out_msgs != self._tallied_msgs:
+            self.tally_out()
         out = self.out
         if not out:
             return
@@ -685,6 +685,7 @@ class Client(asyncio.Protocol):
         self.release_stalled()
         self.unstall()
         self.clear_subscriptions()
+        self.tally_out()
         srv = self.server
         srv.remove_client(self)
         transport = self.transport

@@ -459,3 +459,53 @@ class Parser:
 def expand_run(op: tuple) -> Iterator[tuple]:
     """The PUB operations a PUBS run stands for, in order (the run was checked against the limits already)."""
     return Parser(max_control_line=1 << 30, max_payload=1 << 62, runs=False).feed(op[3])
+
+
+# -- frames: what the server writes to a subscriber (built here only) ----------------------------------------
+# A message travels inside the server as the parser gives it (`tail`, `body_at`, `hdr_len`, see PUB/HPUB above);
+# a subscription's frame is its "MSG <subject> <sid> " prefix, the reply, then that tail.
+
+def msg_prefix(subject: bytes, sid: bytes) -> bytes:
+    """The start of every MSG line a subscription receives: b"MSG <subject> <sid> "."""
+    return b"MSG " + subject + b" " + sid + b" "
+
+
+def msg_tail(hdr: bytes | None, payload: bytes) -> tuple[bytes, int, int]:
+    """(tail, body_at, hdr_len) of a message the server publishes itself, the form a parsed PUB/HPUB has."""
+    if hdr:
+        hdr_len = len(hdr)
+        lead = b"%d %d\r\n" % (hdr_len, hdr_len + len(payload))
+        return lead + hdr + payload + b"\r\n", len(lead), hdr_len
+    lead = b"%d\r\n" % len(payload)
+    return lead + payload + b"\r\n", len(lead), 0
+
+
+def msg_frame(prefix: bytes, reply: bytes | None, tail: bytes, body_at: int, hdr_len: int,
+              headers: bool) -> tuple[bytes, bytes]:
+    """(head, body) of the MSG or HMSG frame of a message for one subscription: the frame is head + body. A client
+    without header support gets the message without its headers, as nats-server does."""
+    head = prefix + reply + b" " if reply else prefix
+    if not hdr_len:
+        return head, tail
+    if headers:
+        return b"H" + head, tail
+    body = tail[body_at + hdr_len:]
+    return head + b"%d\r\n" % (len(body) - 2), body
+
+
+def stored_msg_frame(chunks: list, subject: bytes, sid: bytes, reply: bytes, hdr: bytes | None, payload: bytes,
+                     headers: bool) -> int:
+    """Append to `chunks` the frame of a message held as headers and payload (a JetStream delivery written
+    without routing, a no-responders status); `reply` may be empty. A client without header support gets the
+    payload only, as msg_frame gives it. Returns the bytes counted for it: headers and payload, as routing
+    counts them."""
+    if reply:
+        sid = sid + b" " + reply
+    if hdr and headers:
+        chunks.append(b"HMSG %s %s %d %d\r\n" % (subject, sid, len(hdr), len(hdr) + len(payload)))
+        chunks.append(hdr)
+    else:
+        chunks.append(b"MSG %s %s %d\r\n" % (subject, sid, len(payload)))
+    chunks.append(payload)
+    chunks.append(b"\r\n")
+    return len(hdr) + len(payload) if hdr else len(payload)

@@ -21,14 +21,13 @@ from typing import Callable
 
 from embedded_server import VERSION, PROTOCOL_VERSION
 from embedded_server.client import Client, SERVER_SHUTDOWN, decode_subject, encode_subject
-from embedded_server.protocol import go_quote
+from embedded_server.protocol import go_quote, msg_frame, msg_prefix, msg_tail
 from embedded_server.logger import Logger
 from embedded_server.options import DEFAULT_PORT, Options
 from embedded_server.subjects import Sublist, Subscription
 
 GLOBAL_ACCOUNT = "$G"
 SYSTEM_ACCOUNT = "$SYS"
-CRLF = b"\r\n"
 
 
 class StartError(Exception):
@@ -39,26 +38,47 @@ class ReloadError(Exception):
     """A reload was refused; the server keeps running with its current configuration."""
 
 
+class Plan:
+    """Where a message published to one subject goes.
+
+    `psubs`: each matching plain subscription as (sub, client, prefix) in nats-server's order, `client` None for
+    an internal subscription, `prefix` the subscription's b"MSG <subject> <sid> " (protocol.msg_prefix);
+    `qgroups`: a tuple of such entries per queue group. `fast`: `psubs` again when each of them is a client
+    connection that needs nothing checked per message (no permissions, no auto-unsubscribe limit) and there is no
+    queue group; else None. A plan is only valid until the account's subscriptions change: anything that could
+    alter it (SUB, UNSUB, an UNSUB with a limit, a connection closing, new permissions) drops the account's plans.
+    """
+
+    __slots__ = ("psubs", "qgroups", "fast")
+
+    def __init__(self, psubs: tuple, qgroups: tuple):
+        self.psubs = psubs
+        self.qgroups = qgroups
+        plain = not qgroups and all(c is not None and not s.max and c.perms is None for s, c, _ in psubs)
+        self.fast = psubs if plain else None
+
+
 class Account:
     """An isolated subject space: its own subscriptions and statistics. `$G` is the global (default) account."""
 
     def __init__(self, name: str):
         self.name = name
         self.sublist = Sublist()
-        # Delivery plans per published subject, dropped whenever the subscriptions change.
-        self.plans: dict[bytes, tuple] = {}
-        # Plans of JetStream ack subjects per `$JS.ACK.<stream>.<consumer>` (see plan), dropped alike.
-        self.ack_plans: dict[bytes, tuple | None] = {}
-        self.sublist.on_change = self._subscriptions_changed
+        # Delivery plans per published subject (and per (deliver subject, stored subject) for JetStream).
+        self.plans: dict = {}
+        # Plans of JetStream ack subjects per `$JS.ACK.<stream>.<consumer>` (see plan).
+        self.ack_plans: dict[bytes, Plan | None] = {}
+        self.sublist.on_change = self.drop_plans
         self.in_msgs = self.in_bytes = self.out_msgs = self.out_bytes = 0
         self.slow_consumers = 0
 
-    def _subscriptions_changed(self) -> None:
+    def drop_plans(self) -> None:
+        """Forget the delivery plans: the subscriptions, or what a subscriber needs checked, changed."""
         self.plans.clear()
         self.ack_plans.clear()
 
-    def plan(self, subject: bytes) -> tuple:
-        """Delivery plan for a published subject: (plain subs, queue groups), each sub as (sub, client, MSG prefix)."""
+    def plan(self, subject: bytes) -> Plan:
+        """The delivery plan of a published subject (built and kept when not known yet)."""
         plan = self.plans.get(subject)
         if plan is None and subject.startswith(b"$JS.ACK."):
             plan = self._ack_plan(subject)
@@ -66,14 +86,29 @@ class Account:
             result = self.sublist.match(decode_subject(subject))
 
             def entry(sub: Subscription) -> tuple:
-                return sub, sub.client, b"MSG " + subject + b" " + sub.sid + b" "
+                return sub, sub.client, msg_prefix(subject, sub.sid)
 
-            plan = (tuple(entry(s) for s in result.psubs),
-                    tuple(tuple(entry(s) for s in group) for group in result.qsubs))
+            plan = Plan(tuple(entry(s) for s in result.psubs),
+                        tuple(tuple(entry(s) for s in group) for group in result.qsubs))
             if len(self.plans) >= 4096:
                 self.plans.clear()
             self.plans[subject] = plan
         return plan
+
+    def shown_as(self, plan: Plan, subject: bytes, msg_subject: bytes) -> Plan:
+        """The plan of deliver subject `subject` with receivers seeing `msg_subject` in the MSG line (a JetStream
+        delivery), kept with the plans so a pull batch or a push consumer rewrites it once."""
+        key = (subject, msg_subject)
+        rewritten = self.plans.get(key)
+        if rewritten is None:
+            cut = 4 + len(subject)
+            rewritten = Plan(tuple((s, c, b"MSG " + msg_subject + p[cut:]) for s, c, p in plan.psubs),
+                             tuple(tuple((s, c, b"MSG " + msg_subject + p[cut:]) for s, c, p in g)
+                                   for g in plan.qgroups))
+            if len(self.plans) >= 4096:
+                self.plans.clear()
+            self.plans[key] = rewritten
+        return rewritten
 
     def _ack_plan(self, subject: bytes) -> tuple | None:
         """An ack subject is unique per delivery: rather than matching and caching each one, the plan of its
@@ -92,7 +127,7 @@ class Account:
             subs = self.sublist.prefix_match([decode_subject(p) for p in parts[:4]])
             plan = None
             if subs is not None and all(sub.client is None for sub in subs):
-                plan = (tuple((sub, None, b"") for sub in subs), ())
+                plan = Plan(tuple((sub, None, b"") for sub in subs), ())
             if len(plans) >= 1024:
                 plans.clear()
             plans[prefix] = plan
@@ -258,7 +293,32 @@ class Server:
         # nats-server writes a space between the JSON and the CRLF.
         return b"INFO " + json.dumps(info, separators=(",", ":")).encode() + b" \r\n"
 
-    # -- routing (the hot path) ----------------------------------------------------------------------------
+    # -- routing and delivery (the hot path) ------------------------------------------------------------------
+    def deliver(self, targets, tail: bytes, count: int, size: int, skip=None, mid: bytes = b"") -> None:
+        """The one place messages reach client connections (nats-server's deliverMsg).
+
+        For each (sub, client, head) of `targets` except the connection `skip`: queue head + mid + tail on the
+        client (a frame, or `count` frames, built in protocol.py), count `count` messages of `size` payload and
+        header bytes on the subscription and the client, and mark the client to be written at the end of the
+        current read, when its account's and the server's totals take them too (`Client.tally_out`). Checks
+        that differ per message (permissions, auto-unsubscribe limits, header support, tracing) were made by
+        the caller (`_deliver_checked`); a plan's `fast` entries need none."""
+        dirty = self.dirty
+        for sub, client, head in targets:
+            if client is skip:
+                continue
+            out = client.out
+            out.append(head)
+            if mid:
+                out.append(mid)
+            out.append(tail)
+            sub.delivered += count
+            client.out_msgs += count
+            client.out_bytes += size
+            if not client.dirty:
+                client.dirty = True
+                dirty.append(client)
+
     def route(self, account: Account, producer, subject: bytes, reply: bytes | None, tail: bytes, body_at: int,
               hdr_len: int = 0, msg_subject: bytes | None = None) -> bool:
         """Deliver one message to every matching subscription of `account`. True if anyone received it.
@@ -270,73 +330,38 @@ class Server:
         plan = account.plans.get(subject)
         if plan is None:
             plan = account.plan(subject)
-        psubs, qgroups = plan
-        if not psubs and not qgroups:
-            return False
         if msg_subject is not None:
-            # A JetStream delivery: the plan of the deliver subject, shown as the stored subject (kept with the
-            # plans, so a pull batch or a push consumer rewrites it once, and dropped with them).
-            key = (subject, msg_subject)
-            rewritten = account.plans.get(key)
-            if rewritten is None:
-                cut = 4 + len(subject)
-                rewritten = (tuple((s, c, b"MSG " + msg_subject + p[cut:]) for s, c, p in psubs),
-                             tuple(tuple((s, c, b"MSG " + msg_subject + p[cut:]) for s, c, p in g) for g in qgroups))
-                if len(account.plans) >= 4096:
-                    account.plans.clear()
-                account.plans[key] = rewritten
-            psubs, qgroups = rewritten
+            plan = account.shown_as(plan, subject, msg_subject)
             subject = msg_subject
+        skip = producer if producer is not None and not producer.echo else None
+        fast = plan.fast
+        if fast is not None and hdr_len == 0 and not self.logger.trace_enabled:
+            self.deliver(fast, tail, 1, len(tail) - body_at - 2, skip, reply + b" " if reply else b"")
+            return bool(fast) and (skip is None or any(client is not skip for _, client, _ in fast))
         delivered = False
-        count = 0
-        size = len(tail) - body_at - 2
-        no_echo = producer if producer is not None and not producer.echo else None
-        fast = reply is None and hdr_len == 0 and not self.logger.trace_enabled
-        dirty = self.dirty
-        for sub, client, prefix in psubs:
+        for sub, client, prefix in plan.psubs:
             if client is None:
-                self._call_internal(sub, producer, subject, reply, tail, body_at, hdr_len)
+                self.call_internal(sub, producer, subject, reply, tail, body_at, hdr_len)
                 delivered = True
-                continue
-            if client is no_echo or sub.closed or client.closed:
-                continue
-            if fast and not sub.max and client.perms is None:
-                sub.delivered += 1
-                out = client.out
-                out.append(prefix)
-                out.append(tail)
-                client.out_msgs += 1
-                client.out_bytes += size
-                if not client.dirty:
-                    client.dirty = True
-                    dirty.append(client)
-                count += 1
+            elif client is not skip and not sub.closed and not client.closed \
+                    and self._deliver_checked(account, sub, client, prefix, subject, reply, tail, body_at, hdr_len):
                 delivered = True
-            elif self._deliver(sub, client, prefix, subject, reply, tail, body_at, hdr_len):
-                count += 1
-                delivered = True
-        for group in qgroups:
+        for group in plan.qgroups:
             n = len(group)
             first = int(random.random() * n) if n > 1 else 0
             for i in range(n):
                 sub, client, prefix = group[(first + i) % n]
                 if client is None:
                     if not sub.closed:
-                        self._call_internal(sub, producer, subject, reply, tail, body_at, hdr_len)
+                        self.call_internal(sub, producer, subject, reply, tail, body_at, hdr_len)
                         delivered = True
                         break
                     continue
-                if client is no_echo or sub.closed or client.closed:
+                if client is skip or sub.closed or client.closed:
                     continue
-                if self._deliver(sub, client, prefix, subject, reply, tail, body_at, hdr_len):
-                    count += 1
+                if self._deliver_checked(account, sub, client, prefix, subject, reply, tail, body_at, hdr_len):
                     delivered = True
                     break
-        if count:
-            account.out_msgs += count
-            account.out_bytes += count * size
-            self.out_msgs += count
-            self.out_bytes += count * size
         return delivered
 
     def route_run(self, account: Account, producer, subject: bytes, head: bytes, segment: bytes, count: int,
@@ -345,119 +370,63 @@ class Server:
         bytes.replace of the "PUB <subject> " heads by the subscriber's "MSG <subject> <sid> " each.
 
         False when something needs the messages one by one (queue groups, internal or limited subscriptions,
-        permissions, or the head also occurring inside a payload): the caller then routes them singly."""
+        permissions, a connection with two matching subscriptions, or the head also occurring inside a
+        payload): the caller then routes them singly."""
         plan = account.plans.get(subject)
         if plan is None:
             plan = account.plan(subject)
-        psubs, qgroups = plan
-        if qgroups or self.logger.trace_enabled:
+        fast = plan.fast
+        if fast is None or self.logger.trace_enabled:
             return False
-        clients = set()
-        for sub, client, _ in psubs:
-            if client is None or sub.max or client.perms is not None or client in clients:
-                # (A client with two matching subscriptions gets each message twice, interleaved.)
-                return False
-            clients.add(client)
-        if psubs and segment.count(head) != count:
+        if len(fast) > 1 and len({client for _, client, _ in fast}) < len(fast):
+            # (A client with two matching subscriptions gets each message twice, interleaved.)
             return False
-        no_echo = producer if not producer.echo else None
-        dirty = self.dirty
-        delivered = 0
-        for sub, client, prefix in psubs:
-            if client is no_echo or sub.closed or client.closed:
-                continue
-            client.out.append(segment.replace(head, prefix))
-            sub.delivered += count
-            client.out_msgs += count
-            client.out_bytes += total
-            if not client.dirty:
-                client.dirty = True
-                dirty.append(client)
-            delivered += 1
-        if delivered:
-            account.out_msgs += delivered * count
-            account.out_bytes += delivered * total
-            self.out_msgs += delivered * count
-            self.out_bytes += delivered * total
+        if fast and segment.count(head) != count:
+            return False
+        skip = producer if not producer.echo else None
+        self.deliver([(sub, client, segment.replace(head, prefix)) for sub, client, prefix in fast
+                      if client is not skip], b"", count, total)
         return True
 
-    def _deliver(self, sub, client, prefix, subject, reply, tail, body_at, hdr_len) -> bool:
+    def _deliver_checked(self, account: Account, sub: Subscription, client: Client, prefix: bytes, subject: bytes,
+                         reply: bytes | None, tail: bytes, body_at: int, hdr_len: int) -> bool:
         """Deliver to one subscription, honouring its auto-unsubscribe limit and the subscriber's permissions
-        (a deny that a wider subscription could not exclude, allow_responses). False if it was not delivered."""
+        (a deny that a wider subscription could not exclude, allow_responses), the client's header support,
+        and tracing. False if it was not delivered."""
         perms = client.perms
         if perms is not None and perms.delivery_denied(subject, sub.queue):
             return False
-        n = sub.delivered = sub.delivered + 1
+        n = sub.delivered + 1
         if sub.max and n > sub.max:
             client.remove_subscription(sub)
             return False
-        out = client.out
-        if hdr_len == 0:
-            out.append(prefix)
-            if reply:
-                out.append(reply + b" ")
-            out.append(tail)
-        elif client.headers:
-            out.append(b"H" + prefix)
-            if reply:
-                out.append(reply + b" ")
-            out.append(tail)
-        else:
-            # A client without header support gets the message without its headers, as nats-server does.
-            out.append(prefix)
-            if reply:
-                out.append(reply + b" ")
-            body = tail[body_at + hdr_len:]
-            out.append(b"%d\r\n" % (len(body) - 2))
-            out.append(body)
-        client.out_msgs += 1
-        client.out_bytes += len(tail) - body_at - 2
+        head, body = msg_frame(prefix, reply, tail, body_at, hdr_len, client.headers)
+        self.deliver(((sub, client, head),), body, 1, len(tail) - body_at - 2)
         if self.logger.trace_enabled:
             line = (b"H" if hdr_len and client.headers else b"") + prefix + (reply + b" " if reply else b"")
             client.trace(f"->> [{decode_subject(line)}{tail[:body_at - 2].decode()}]")
             client.trace(f"->> MSG_PAYLOAD: [{go_quote(tail[body_at:-2])}]")
-        if not client.dirty:
-            client.dirty = True
-            self.dirty.append(client)
         if sub.max and n >= sub.max:
             client.remove_subscription(sub)
         if perms is not None and reply:
             perms.track_reply(reply)
         return True
 
-    def single_receiver(self, account: Account, subject: bytes):
-        """(subscription, client) when `subject` reaches exactly one plain client subscription and delivering to
-        it needs nothing per message (no permissions, no auto-unsubscribe limit, no queue group, no tracing);
-        else None. A JetStream pull batch to such a receiver is written with `write_direct`."""
+    def single_receiver(self, account: Account, subject: bytes) -> tuple | None:
+        """The plan entry (sub, client, prefix) when `subject` reaches exactly one client subscription that needs
+        nothing per message (a plan's `fast`, no tracing); else None. A JetStream pull batch to such a receiver
+        is framed at once (protocol.stored_msg_frame) and queued with one `deliver`."""
         plan = account.plans.get(subject)
         if plan is None:
             plan = account.plan(subject)
-        psubs, qgroups = plan
-        if len(psubs) != 1 or qgroups or self.logger.trace_enabled:
+        fast = plan.fast
+        if fast is None or len(fast) != 1 or self.logger.trace_enabled:
             return None
-        sub, client, _ = psubs[0]
-        if client is None or sub.max or client.perms is not None or sub.closed or client.closed:
-            return None
-        return sub, client
+        return fast[0]
 
-    def write_direct(self, account: Account, sub: Subscription, client: Client, chunks: list, count: int,
-                     size: int) -> None:
-        """Queue `count` ready-made MSG/HMSG frames (`size` payload and header bytes in all) for the receiver
-        that `single_receiver` answered, with the same statistics as routing them one by one."""
-        client.out.extend(chunks)
-        sub.delivered += count
-        client.out_msgs += count
-        client.out_bytes += size
-        account.out_msgs += count
-        account.out_bytes += size
-        self.out_msgs += count
-        self.out_bytes += size
-        if not client.dirty:
-            client.dirty = True
-            self.dirty.append(client)
-
-    def _call_internal(self, sub: Subscription, producer, subject: bytes, reply: bytes | None, tail: bytes,
-                       body_at: int, hdr_len: int) -> None:
+    def call_internal(self, sub: Subscription, producer, subject: bytes, reply: bytes | None, tail: bytes,
+                      body_at: int, hdr_len: int) -> None:
+        """Hand a message to an internal subscription's callback (JetStream, system services)."""
         if sub.closed:
             return
         hdr = tail[body_at:body_at + hdr_len] if hdr_len else None
@@ -496,18 +465,11 @@ class Server:
                       payload: bytes, msg_subject: str | None = None) -> bool:
         """Publish as the server, routed exactly as a client's PUB/HPUB. Safe to call from a callback: what it
         delivers is queued and written at the end of the current read (or at once outside of one)."""
-        if hdr:
-            hdr_len = len(hdr)
-            lead = b"%d %d\r\n" % (hdr_len, hdr_len + len(payload))
-            tail = lead + hdr + payload + CRLF
-        else:
-            hdr_len = 0
-            lead = b"%d\r\n" % len(payload)
-            tail = lead + payload + CRLF
+        tail, body_at, hdr_len = msg_tail(hdr, payload)
         self._batch += 1
         try:
             delivered = self.route(account, None, encode_subject(subject), encode_subject(reply) if reply else None,
-                                   tail, len(lead), hdr_len,
+                                   tail, body_at, hdr_len,
                                    encode_subject(msg_subject) if msg_subject is not None else None)
         finally:
             self._batch -= 1

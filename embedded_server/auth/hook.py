@@ -73,8 +73,12 @@ def bind(client, identity: Identity) -> None:
     client.identity = identity
     client.user = identity.name
     client.perms = ClientPermissions(identity.permissions) if identity.permissions is not None else None
+    if client.subs:
+        # New permissions (a reload): what delivery to its subscriptions must check changed.
+        client.account.drop_plans()
     account = identity.account or GLOBAL_ACCOUNT
     if client.account.name != account:
+        client.tally_out()
         client.account = client.server.register_account(account)
     client.max_subs = identity.max_subs
     if identity.max_payload >= 0 and hasattr(client, "parser"):

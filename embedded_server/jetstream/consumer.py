@@ -15,6 +15,7 @@ import time
 from collections import deque
 
 from embedded_server.client import encode_subject
+from embedded_server.protocol import stored_msg_frame
 
 from . import advisories
 from . import config as config_mod
@@ -385,9 +386,9 @@ class Consumer:
         if target is None or (wr.expires and time.monotonic() >= wr.expires):
             return 0
         n = wr.n if self.maxp <= 0 else min(wr.n, self.maxp - len(self.pending))
-        sub, client = target
+        sub, client, _ = target
         store, filters, pending = self.stream.store, self._store_filters, self.pending
-        sid = b" " + sub.sid + b" " + self._ack_prefix_b
+        sid, ack_prefix = sub.sid, self._ack_prefix_b
         with_headers = client.headers
         now = now_ns()
         dseq, npc = self.dseq, self.npc
@@ -404,18 +405,9 @@ class Consumer:
             subject = subjects.get(sm.subject)
             if subject is None:
                 subject = subjects[sm.subject] = encode_subject(sm.subject)
-            hdr, data = sm.hdr, sm.data
-            if hdr and with_headers:
-                chunks.append(b"HMSG %s%s1.%d.%d.%d.%d %d %d\r\n" % (
-                    subject, sid, seq, dseq, sm.ts, npc if npc > 0 else 0, len(hdr), len(hdr) + len(data)))
-                chunks.append(hdr)
-            else:
-                # (A client without header support gets the payload only, as routing gives it.)
-                chunks.append(b"MSG %s%s1.%d.%d.%d.%d %d\r\n" % (
-                    subject, sid, seq, dseq, sm.ts, npc if npc > 0 else 0, len(data)))
-            chunks.append(data)
-            chunks.append(b"\r\n")
-            size += len(hdr) + len(data) if hdr else len(data)
+            size += stored_msg_frame(chunks, subject, sid,
+                                     b"%s1.%d.%d.%d.%d" % (ack_prefix, seq, dseq, sm.ts, npc if npc > 0 else 0),
+                                     sm.hdr, sm.data, with_headers)
             p = pending.get(seq)
             if p is None:
                 pending[seq] = [dseq, now]
@@ -426,7 +418,7 @@ class Consumer:
         if not count:
             return 0
         self.dseq, self.npc, self.ldt = dseq, npc, now
-        srv.write_direct(self.account, sub, client, chunks, count, size)
+        srv.deliver(((sub, client, b"".join(chunks)),), b"", count, size)
         wr.n -= count
         wr.d += count
         if wr.n <= 0:
