@@ -434,6 +434,8 @@ class Client(asyncio.Protocol):
             return
         if self.verbose:
             self.out.append(OK)
+        if first:
+            srv.client_connected(self)
 
     def _set_label(self) -> None:
         """nats-server's connection label for logs: address, cid, "v<version>:<lang>:<name>", "<account>/<user>"."""

@@ -135,6 +135,7 @@ class Monitor:
         info["stop_ts"] = time.time()
         info["stop"] = rfc3339(info["stop_ts"])
         info["reason"] = client.close_reason
+        info["acc_name"] = client.account.name if client.account is not None else ""
         info["subs_snapshot"] = [(s.subject, s.queue, s.sid, s.delivered, client.cid) for s in client.subs.values()]
         self.closed.append(info)
 
@@ -170,7 +171,8 @@ class Monitor:
         path = url.path.rstrip("/") or "/"
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         handlers = {"/varz": self.varz, "/connz": self.connz, "/subsz": self.subsz, "/subscriptionsz": self.subsz,
-                    "/healthz": self.healthz, "/jsz": self.jsz, "/accountz": self.accountz}
+                    "/healthz": self.healthz, "/jsz": self.jsz, "/accountz": self.accountz,
+                    "/accstatz": self.accstatz_http}
         if path == "/":
             self._count("/")
             return 200, "text/html; charset=utf-8", self.index()
@@ -262,6 +264,7 @@ class Monitor:
             "http_req_stats": dict(self.req_stats),
             "config_load_time": rfc3339(srv.config_load_time),
             "config_digest": "",
+            **({"system_account": srv.system_account_name} if srv.system_account_name else {}),
             "slow_consumer_stats": {"clients": srv.slow_consumers, "routes": 0, "gateways": 0, "leafs": 0},
             "stale_connection_stats": {"clients": srv.stale_connections, "routes": 0, "gateways": 0, "leafs": 0},
         })
@@ -320,14 +323,15 @@ class Monitor:
         if state not in ("open", "closed", "any", "all"):
             raise BadRequest(f"Error decoding state for {q.get('state')}")
         if sort not in _SORTS:
-            raise BadRequest(f"Invalid sorting option: {sort}")
+            raise BadRequest(f"invalid sorting option: {sort}")
         if sort in ("stop", "reason") and state == "open":
-            raise BadRequest(f"Sort by {sort} only valid on closed connections")
+            raise BadRequest(f"sort by {sort} only valid on closed connections")
         user = q.get("user", "")
         acc = q.get("acc", "")
         conns: list[dict] = []
         if state in ("open", "any", "all"):
-            conns += [self.conn_info(c, subs, detail, auth) for c in srv.clients.values()]
+            conns += [self.conn_info(c, subs, detail, auth) for c in srv.clients.values()
+                      if not acc or (c.account is not None and c.account.name == acc)]
         if state in ("closed", "any", "all"):
             for closed in self.closed:
                 info = dict(closed)
@@ -342,12 +346,12 @@ class Monitor:
         if user:
             conns = [c for c in conns if c.get("authorized_user") == user]
         if acc:
-            conns = [c for c in conns if c.get("account", "$G") == acc]
+            conns = [c for c in conns if c.get("acc_name", acc) == acc]
         conns.sort(key=_SORTS[sort])
         total = len(conns)
         page = conns[offset:offset + limit]
         for c in page:
-            for key in ("start_ts", "last_ts", "rtt_s", "stop_ts", "subs_snapshot"):
+            for key in ("start_ts", "last_ts", "rtt_s", "stop_ts", "subs_snapshot", "acc_name"):
                 c.pop(key, None)
         return 200, {
             "server_id": srv.server_id,
@@ -369,7 +373,7 @@ class Monitor:
         if test:
             from embedded_server.subjects import is_valid_publish_subject
             if not is_valid_publish_subject(test):
-                raise BadRequest(f"Invalid test subject, must be valid publish subject: {test}")
+                raise BadRequest(f"invalid test subject, must be valid publish subject: {test}")
         accounts = [srv.accounts[acc_name]] if acc_name in srv.accounts else (
             [] if acc_name else list(srv.accounts.values()))
         stats = {"num_subscriptions": 0, "num_cache": 0, "num_inserts": 0, "num_removes": 0, "num_matches": 0,
@@ -428,12 +432,115 @@ class Monitor:
         return 200, {"server_id": srv.server_id, "now": rfc3339(time.time()), "disabled": True,
                      "config": {"max_memory": 0, "max_storage": 0}, "memory": 0, "storage": 0,
                      "reserved_memory": 0, "reserved_storage": 0, "accounts": 0, "ha_assets": 0,
-                     "api": {"level": 0, "total": 0, "errors": 0}}
+                     "api": {"level": 0, "total": 0, "errors": 0}, "streams": 0, "consumers": 0, "messages": 0,
+                     "bytes": 0, "total": 0}
 
     def accountz(self, q: dict) -> tuple[int, dict]:
         srv = self.server
-        return 200, {"server_id": srv.server_id, "now": rfc3339(time.time()), "system_account": "",
-                     "accounts": sorted(srv.accounts)}
+        doc = {"server_id": srv.server_id, "now": rfc3339(time.time())}
+        if srv.system_account_name:
+            doc["system_account"] = srv.system_account_name
+        name = q.get("acc", "")
+        if name:
+            detail = self.account_detail(name)
+            if detail is None:
+                raise BadRequest(f"Account {name} does not exist")
+            doc["account_detail"] = detail
+        else:
+            doc["accounts"] = list(srv.accounts)
+        return 200, doc
+
+    def account_detail(self, name: str) -> dict | None:
+        """nats-server's AccountInfo: /accountz?acc=NAME and `$SYS.REQ.ACCOUNT.<acc>.INFO`."""
+        srv = self.server
+        acc = srv.accounts.get(name)
+        if acc is None:
+            return None
+        config = next((a for a in _account_configs(srv) if a.name == name), None)
+        js = srv.jetstream
+        detail: dict = {"account_name": name, "update_time": rfc3339(getattr(acc, "created", srv.start_time))}
+        if name == srv.system_account_name:
+            detail["is_system"] = True
+        detail.update({
+            "expired": False, "complete": True,
+            "jetstream_enabled": bool(js is not None and name in getattr(js, "accounts", {})),
+            "leafnode_connections": 0,
+            "client_connections": sum(1 for c in srv.clients.values() if c.account is acc and c.connect_received),
+            "subscriptions": acc.sublist.count,
+        })
+        exports = []
+        imports = []
+        if config is not None:
+            for e in config.service_exports:
+                exports.append({"subject": e.subject, "type": "service", "response_type": "Singleton",
+                                "approved_accounts": list(e.accounts or [])})
+            for e in config.stream_exports:
+                exports.append({"subject": e.subject, "type": "stream", "approved_accounts": list(e.accounts or [])})
+            for i in config.stream_imports:
+                imp = {"subject": i.subject, "account": i.account, "type": "stream", "invalid": False,
+                       "share": False, "tracking": False}
+                local = i.to or (f"{i.prefix}.{i.subject}" if i.prefix else "")
+                if local:
+                    imp = {"subject": i.subject, "account": i.account, "local_subject": local, "type": "stream",
+                           "invalid": False, "share": False, "tracking": False}
+                imports.append(imp)
+            for i in config.service_imports:
+                local = i.to or i.subject
+                imports.append({"subject": i.subject, "account": i.account, "to": local, "local_subject": local,
+                                "type": "service", "invalid": False, "share": False, "tracking": False})
+        if srv.events is not None:
+            imports += srv.events.system_imports(name)
+        if exports:
+            detail["exports"] = exports
+        if imports:
+            detail["imports"] = imports
+        detail["name_tag"] = name
+        st = acc.sublist.stats()
+        detail["sublist_stats"] = {k: st[k] for k in ("num_subscriptions", "num_cache", "num_inserts", "num_removes",
+                                                      "num_matches")}
+        detail["sublist_stats"].update({
+            "cache_hit_rate": acc.sublist.cache_hits / st["num_matches"] if st["num_matches"] else 0,
+            "max_fanout": st["max_fanout"], "avg_fanout": st["avg_fanout"]})
+        return detail
+
+    def accstatz(self, names: list[str], include_unused: bool) -> dict:
+        """nats-server's AccountStatz: the named accounts (all when none are named), only those with
+        connections unless `include_unused`."""
+        srv = self.server
+        events = srv.events
+        chosen = [srv.accounts[n] for n in names if n in srv.accounts] if names else list(srv.accounts.values())
+        stats = []
+        for acc in chosen:
+            stat = events.account_stat(acc) if events is not None else _plain_account_stat(srv, acc)
+            if include_unused or stat["conns"] > 0:
+                stats.append(stat)
+        return {"server_id": srv.server_id, "now": rfc3339(time.time()), "account_statz": stats}
+
+    def accstatz_http(self, q: dict) -> tuple[int, dict]:
+        names = [n for n in q.get("accounts", "").split(",") if n]
+        return 200, self.accstatz(names, _bool(q, "unused") or _bool(q, "include_unused"))
+
+
+def _account_configs(srv) -> list:
+    operator = getattr(srv, "operator", None)
+    if operator is not None:
+        try:
+            return operator.account_configs()
+        except Exception:
+            return []
+    return list(srv.options.accounts or [])
+
+
+def _plain_account_stat(srv, acc) -> dict:
+    conns = sum(1 for c in srv.clients.values() if c.account is acc and c.connect_received)
+    zero = {"msgs": 0, "bytes": 0}
+
+    def stats(msgs: int, size: int) -> dict:
+        return {"msgs": msgs, "bytes": size, "gateways": dict(zero), "routes": dict(zero), "leafs": dict(zero)}
+
+    return {"acc": acc.name, "name": acc.name, "conns": conns, "leafnodes": 0, "total_conns": conns,
+            "num_subscriptions": acc.sublist.count, "sent": stats(acc.out_msgs, acc.out_bytes),
+            "received": stats(acc.in_msgs, acc.in_bytes), "slow_consumers": acc.slow_consumers}
 
 
 def _sub_detail(subject: str, queue, sid: bytes, msgs: int, cid: int) -> dict:

@@ -166,6 +166,8 @@ class Server:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.server_id = new_server_id()
         self.server_name = self.options.server_name or self.server_id
+        self.events = None           # the system account's services (events.py), from start()
+        self.system_account_name = ""
         self.accounts: dict[str, Account] = {}
         self.global_account = self.register_account(GLOBAL_ACCOUNT)
         self.clients: dict[int, Client] = {}
@@ -225,6 +227,8 @@ class Server:
         acc = self.accounts.get(name)
         if acc is None:
             acc = self.accounts[name] = Account(name)
+            if self.events is not None:
+                self.events.account_registered(acc)
         return acc
 
     def lookup_account(self, name: str) -> Account | None:
@@ -242,6 +246,22 @@ class Server:
         self.clients.pop(client.cid, None)
         if self.monitor is not None:
             self.monitor.closed_client(client)
+        if self.events is not None and getattr(client, "announced", False):
+            # Published after the close has written what the client was owed (its last -ERR), as nats-server
+            # queues events to its internal send loop.
+            self._soon(self.events.client_disconnected, client)
+
+    def client_connected(self, client: Client) -> None:
+        """A client passed CONNECT: the system account announces it ($SYS.ACCOUNT.<acc>.CONNECT)."""
+        if self.events is not None:
+            client.announced = True
+            self._soon(self.events.client_connected, client)
+
+    def _soon(self, fn, *args) -> None:
+        if self.loop is not None:
+            self.loop.call_soon(fn, *args)
+        else:
+            fn(*args)
 
     # -- authentication (replaced by auth/) ----------------------------------------------------------------
     def authenticate(self, client: Client, connect_opts: dict) -> bool:
@@ -287,7 +307,7 @@ class Server:
         if connect_info and client is not None:
             info["connect_info"] = True
             info["remote_account"] = client.account.name
-            if client.account.name == SYSTEM_ACCOUNT:
+            if client.account.name == (self.system_account_name or SYSTEM_ACCOUNT):
                 info["acc_is_sys"] = True
         info.update(self.info_extra)
         # nats-server writes a space between the JSON and the CRLF.
@@ -544,9 +564,8 @@ class Server:
                     f.write(str(os.getpid()))
             except OSError as e:
                 raise StartError(f"Could not write pidfile: {e}") from None
+        self.monitor_docs()
         if opts.http_port:
-            from embedded_server.monitor import Monitor
-            self.monitor = Monitor(self)
             await self.monitor.start()
         # As nats-server: -1 picks a free port, 0 means the default 4222.
         host, port = opts.host, {-1: 0, 0: DEFAULT_PORT}.get(opts.port, opts.port)
@@ -562,10 +581,33 @@ class Server:
         self.port = self._listener.sockets[0].getsockname()[1]
         if opts.jetstream:
             self._enable_jetstream()
+        self._start_system_account()
         self.notice(f"Listening for client connections on {join_host_port(host, self.port)}")
         await self._listener.start_serving()
         self.notice("Server is ready")
         self.ready.set()
+
+    def monitor_docs(self):
+        """The monitoring documents (monitor.Monitor), also when no HTTP port serves them."""
+        if self.monitor is None:
+            from embedded_server.monitor import Monitor
+            self.monitor = Monitor(self)
+        return self.monitor
+
+    def _start_system_account(self) -> None:
+        """The system account (`system_account`, the operator's, or `$SYS`) and its services (events.py)."""
+        from embedded_server import events
+        operator = getattr(self, "operator", None)
+        name = ""
+        if operator is not None:
+            name = operator.system_account
+        if not name:
+            extra = self.options.extra
+            configured = extra.get("system_account", extra.get("system"))
+            name = configured if isinstance(configured, str) and configured else SYSTEM_ACCOUNT
+        self.system_account_name = name
+        self.events = events.SystemServices(self, self.register_account(name))
+        self.events.start()
 
     def _enable_jetstream(self) -> None:
         import importlib.util
@@ -595,6 +637,8 @@ class Server:
             return
         self.shutting_down = True
         self.notice("Initiating Shutdown...")
+        if self.events is not None:
+            self.events.stop()
         if self._listener is not None:
             self._listener.close()
         for client in list(self.clients.values()):

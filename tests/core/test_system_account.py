@@ -1,0 +1,298 @@
+"""The system account on both servers: `$SYS.REQ.SERVER.*` and `$SYS.REQ.ACCOUNT.*` requests, the envelope and
+document of each compared field by field with nats-server's, connect/disconnect and connection-count events, the
+STATSZ heartbeat, the imports other accounts get, and what users outside the system account cannot reach.
+
+Values that must differ between the servers (ids, names, times, versions, memory, CPU, counts of nats-server's own
+internal subscriptions) are compared by type only (`same_shape`)."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import nats
+import pytest
+
+from pynats_lab.session import flush
+from tests.core.test_monitoring import json_type
+
+CONFIG = """
+accounts {
+  SYS: { users: [{user: sys, password: pw}] }
+  APP: { users: [{user: app, password: pw}, {user: app2, password: pw}] }
+  OTHER: { users: [{user: other, password: pw}] }
+}
+system_account: SYS
+"""
+
+# nats-server's envelope has fields a lone Python server has no counterpart for (its build's feature flags).
+NATS_ONLY_SERVER_FIELDS = {"feature_flags"}
+
+
+def same_shape(ours, theirs, where: str = "") -> list[str]:
+    """Every field of ours is in theirs with the same JSON type, and every field of theirs is in ours (except
+    empty ones nats-server omits nowhere else), recursively through objects."""
+    problems = []
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        for key in theirs.keys() - ours.keys() - NATS_ONLY_SERVER_FIELDS:
+            problems.append(f"{where}.{key}: missing here")
+        for key in ours.keys() - theirs.keys():
+            problems.append(f"{where}.{key}: not in nats-server's document")
+        for key in ours.keys() & theirs.keys():
+            problems += same_shape(ours[key], theirs[key], f"{where}.{key}")
+    elif json_type(ours) != json_type(theirs) and theirs is not None and ours is not None:
+        problems.append(f"{where}: {json_type(ours)} here, {json_type(theirs)} in nats-server")
+    return problems
+
+
+async def connect(srv, user: str | None = None, **kw):
+    auth = f"{user}:pw@" if user else ""
+    return await nats.connect(f"nats://{auth}127.0.0.1:{srv.port}", allow_reconnect=False, **kw)
+
+
+async def ask(nc, subject: str, body: bytes = b"", timeout: float = 5.0) -> dict:
+    msg = await nc.request(subject, body, timeout=timeout)
+    return json.loads(msg.data)
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """Both servers with the accounts above and monitoring on."""
+    from tests.servers import RunningServer
+    servers = {}
+    try:
+        for kind in ("nats-server", "embedded"):
+            workdir = tmp_path_factory.mktemp(kind)
+            (workdir / "server.conf").write_text(CONFIG)
+            servers[kind] = RunningServer(kind, ["-c", str(workdir / "server.conf"), "-m", "-1"], workdir).start()
+        yield servers
+    finally:
+        for srv in servers.values():
+            srv.stop()
+
+
+def both(pair, fn):
+    """Run `fn(srv)` (a coroutine function) on both servers; returns {kind: result}."""
+    return {kind: asyncio.run(fn(srv)) for kind, srv in pair.items()}
+
+
+KINDS = ("STATSZ", "VARZ", "CONNZ", "SUBSZ", "JSZ", "HEALTHZ", "ACCOUNTZ", "LEAFZ", "ROUTEZ", "GATEWAYZ", "IDZ")
+
+
+def test_every_server_kind_answers_with_nats_servers_document(pair):
+    async def run(srv):
+        nc = await connect(srv, "sys")
+        app = await connect(srv, "app", name="worker")
+        try:
+            out = {kind: await ask(nc, f"$SYS.REQ.SERVER.PING.{kind}") for kind in KINDS}
+            out["PING"] = await ask(nc, "$SYS.REQ.SERVER.PING")
+            idz = out["IDZ"]
+            out["direct"] = await ask(nc, f"$SYS.REQ.SERVER.{idz['id']}.CONNZ", b'{"auth": true}')
+            return out, idz["id"], idz["name"]
+        finally:
+            await app.close()
+            await nc.close()
+
+    results = both(pair, run)
+    ours, our_id, our_name = results["embedded"]
+    theirs, _, _ = results["nats-server"]
+    for kind in ours:
+        doc = ours[kind]
+        problems = same_shape(doc, theirs[kind], kind)
+        # nats-server's varz lists its own build; its jsz/statsz JetStream sections exist only with -js.
+        assert not [p for p in problems if "disk_io_wait_stats" not in p and ".feature_flags" not in p
+                    and "git_commit" not in p and "config_digest" not in p], problems
+        if kind != "IDZ":
+            assert doc["server"]["id"] == our_id and doc["server"]["name"] == our_name, kind
+    assert ours["IDZ"].keys() == theirs["IDZ"].keys() == {"name", "host", "id"}
+    for doc in (ours, theirs):
+        assert doc["LEAFZ"]["data"]["leafs"] == [] and doc["ROUTEZ"]["data"]["routes"] == []
+        assert doc["GATEWAYZ"]["data"]["outbound_gateways"] == {}
+        assert doc["HEALTHZ"]["data"] == {"status": "ok", "status_code": 200}
+        assert doc["ACCOUNTZ"]["data"]["system_account"] == "SYS"
+        assert {"SYS", "APP", "OTHER", "$G"} <= set(doc["ACCOUNTZ"]["data"]["accounts"])
+        assert doc["PING"]["statsz"]["connections"] == 2
+        conns = doc["direct"]["data"]["connections"]
+        assert sorted((c["account"], c["authorized_user"]) for c in conns) == [("APP", "app"), ("SYS", "sys")]
+
+
+@pytest.mark.parametrize("body, code, description", [
+    (b"{bad", 400, "invalid character 'b' looking for beginning of object key string"),
+    (b'{"sort": "zzz"}', 500, "invalid sorting option: zzz"),
+    (b'{"offset": "x"}', 400, None),
+    (b"[1]", 400, None),
+])
+def test_bad_request_bodies_get_nats_servers_error(pair, body, code, description):
+    async def run(srv):
+        nc = await connect(srv, "sys")
+        try:
+            return await ask(nc, "$SYS.REQ.SERVER.PING.CONNZ", body)
+        finally:
+            await nc.close()
+
+    results = both(pair, run)
+    for kind, doc in results.items():
+        assert doc["error"]["code"] == code, (kind, doc)
+        assert ("data" in doc) == ("data" in results["nats-server"]), kind
+    if description is not None:
+        assert results["embedded"]["error"]["description"] == results["nats-server"]["error"]["description"] \
+            == description
+    else:
+        assert results["embedded"]["error"]["description"] == results["nats-server"]["error"]["description"]
+
+
+def test_a_filter_that_does_not_match_this_server_gets_no_answer(pair):
+    async def run(srv):
+        nc = await connect(srv, "sys")
+        try:
+            inbox = nc.new_inbox()
+            sub = await nc.subscribe(inbox)
+            await nc.publish("$SYS.REQ.SERVER.PING.VARZ", b'{"server_name": "no-such-server"}', reply=inbox)
+            await nc.publish("$SYS.REQ.SERVER.PING.VARZ", b'{"host": "127.0.0.1"}', reply=inbox)
+            first = await sub.next_msg(timeout=5)
+            await flush(nc)
+            with pytest.raises(nats.errors.TimeoutError):
+                await sub.next_msg(timeout=0.5)
+            return json.loads(first.data)
+        finally:
+            await nc.close()
+
+    for kind, doc in both(pair, run).items():
+        assert "data" in doc, kind
+
+
+def test_account_requests(pair):
+    async def run(srv):
+        nc = await connect(srv, "sys")
+        app = await connect(srv, "app", name="worker")
+        try:
+            await app.subscribe("work.>")
+            await flush(app)
+            out = {kind: await ask(nc, f"$SYS.REQ.ACCOUNT.APP.{kind}")
+                   for kind in ("CONNZ", "SUBSZ", "INFO", "STATZ", "JSZ", "CONNS")}
+            out["missing"] = await ask(nc, "$SYS.REQ.ACCOUNT.NOPE.INFO")
+            return out
+        finally:
+            await app.close()
+            await nc.close()
+
+    results = both(pair, run)
+    ours, theirs = results["embedded"], results["nats-server"]
+    for kind in ("CONNZ", "STATZ", "CONNS"):
+        assert not same_shape(ours[kind], theirs[kind], kind), kind
+    for kind, doc in results.items():
+        assert [c["name"] for c in doc["CONNZ"]["data"]["connections"]] == ["worker"], kind
+        subjects = [s["subject"] for s in doc["SUBSZ"]["data"]["subscriptions_list"]]
+        assert "work.>" in subjects and all(s["account"] == "APP" for s in doc["SUBSZ"]["data"]["subscriptions_list"])
+        info = doc["INFO"]["data"]
+        assert info["account_name"] == "APP" and info["client_connections"] == 1, kind
+        assert {(i["to"], i["account"]) for i in info["imports"]} >= {("$SYS.REQ.SERVER.PING.CONNZ", "SYS"),
+                                                                      ("$SYS.REQ.ACCOUNT.PING.STATZ", "SYS"),
+                                                                      ("$SYS.REQ.USER.INFO", "SYS")}, kind
+        stat = doc["STATZ"]["data"]["account_statz"]
+        assert [(s["acc"], s["conns"]) for s in stat] == [("APP", 1)], kind
+        assert doc["CONNS"]["type"] == "io.nats.server.advisory.v1.account_connections"
+        assert doc["CONNS"]["acc"] == "APP" and doc["CONNS"]["conns"] == 1, kind
+        assert doc["JSZ"]["error"] == {"code": 500, "description": "jetstream not enabled"}, kind
+        assert doc["missing"]["error"] == {"code": 500, "description": "Account NOPE does not exist"}, kind
+    assert not same_shape(ours["INFO"]["data"]["imports"][0], theirs["INFO"]["data"]["imports"][0], "imports")
+
+
+def test_connect_and_disconnect_events(pair):
+    async def run(srv):
+        nc = await connect(srv, "sys")
+        events = []
+        try:
+            async def keep(msg):
+                events.append((msg.subject, json.loads(msg.data)))
+
+            await nc.subscribe("$SYS.ACCOUNT.>", cb=keep)
+            await flush(nc)
+            app = await connect(srv, "app", name="worker")
+            await app.publish("x", b"hello")
+            await flush(app)
+            await app.close()
+            for _ in range(200):
+                if any(s.endswith(".DISCONNECT") for s, _ in events):
+                    break
+                await asyncio.sleep(0.025)
+            return events
+        finally:
+            await nc.close()
+
+    results = both(pair, run)
+    by_subject = {kind: {s: d for s, d in ev} for kind, ev in results.items()}
+    ours, theirs = by_subject["embedded"], by_subject["nats-server"]
+    for subject in ("$SYS.ACCOUNT.APP.CONNECT", "$SYS.ACCOUNT.APP.DISCONNECT", "$SYS.ACCOUNT.APP.SERVER.CONNS"):
+        assert subject in ours and subject in theirs, subject
+        assert not same_shape(ours[subject], theirs[subject], subject), subject
+    for docs in (ours, theirs):
+        connect_ev, gone = docs["$SYS.ACCOUNT.APP.CONNECT"], docs["$SYS.ACCOUNT.APP.DISCONNECT"]
+        assert connect_ev["type"] == "io.nats.server.advisory.v1.client_connect"
+        assert {k: connect_ev["client"][k] for k in ("acc", "user", "name", "kind", "client_type")} == \
+            {"acc": "APP", "user": "app", "name": "worker", "kind": "Client", "client_type": "nats"}
+        assert gone["type"] == "io.nats.server.advisory.v1.client_disconnect"
+        assert gone["reason"] == "Client Closed"
+        assert gone["sent"] == {"msgs": 1, "bytes": 5}
+        assert docs["$SYS.ACCOUNT.APP.SERVER.CONNS"]["acc"] == "APP"
+
+
+def test_statsz_heartbeat(pair):
+    async def run(srv):
+        nc = await connect(srv, "sys")
+        try:
+            sub = await nc.subscribe("$SYS.SERVER.*.STATSZ")
+            msg = await sub.next_msg(timeout=15)
+            return json.loads(msg.data)
+        finally:
+            await nc.close()
+
+    results = both(pair, run)
+    assert not same_shape(results["embedded"], results["nats-server"], "statsz")
+    for doc in results.values():
+        assert doc["statsz"]["connections"] >= 1
+
+
+def test_other_accounts_reach_only_their_own_imports(pair):
+    async def run(srv):
+        app = await connect(srv, "app", name="worker")
+        other = await connect(srv, "other", name="elsewhere")
+        try:
+            out = {}
+            for subject in ("$SYS.REQ.SERVER.PING", "$SYS.REQ.SERVER.PING.VARZ", "$SYS.REQ.ACCOUNT.OTHER.CONNZ"):
+                with pytest.raises(nats.errors.NoRespondersError):
+                    await app.request(subject, b"", timeout=5)
+            out["connz"] = await ask(app, "$SYS.REQ.SERVER.PING.CONNZ")
+            out["statz"] = await ask(app, "$SYS.REQ.ACCOUNT.PING.STATZ")
+            out["user"] = await ask(app, "$SYS.REQ.USER.INFO")
+            return out
+        finally:
+            await app.close()
+            await other.close()
+
+    results = both(pair, run)
+    for kind, doc in results.items():
+        assert [c.get("name") for c in doc["connz"]["data"]["connections"]] == ["worker"], kind
+        assert [s["acc"] for s in doc["statz"]["data"]["account_statz"]] == ["APP"], kind
+        assert {k: doc["user"]["data"][k] for k in ("user", "account")} == {"user": "app", "account": "APP"}, kind
+
+
+def test_default_server_has_a_system_account_nobody_is_in(start_server):
+    srv = start_server("-m", "-1")
+
+    async def run():
+        nc = await connect(srv)
+        try:
+            assert nc._server_info.get("acc_is_sys") is None
+            with pytest.raises(nats.errors.NoRespondersError):
+                await nc.request("$SYS.REQ.SERVER.PING", b"", timeout=5)
+            connz = await ask(nc, "$SYS.REQ.SERVER.PING.CONNZ")
+            return connz
+        finally:
+            await nc.close()
+
+    connz = asyncio.run(run())
+    assert connz["data"]["num_connections"] == 1
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{srv.http_port}/accountz", timeout=10) as r:
+        doc = json.loads(r.read())
+    assert doc["system_account"] == "$SYS" and set(doc["accounts"]) == {"$G", "$SYS"}
