@@ -68,13 +68,11 @@ def normalise_source(raw: dict, struct: str) -> dict:
         out["opt_start_seq"] = int(seq)
     start = raw.get("opt_start_time")
     if start is not None:
-        if not isinstance(start, str):
-            raise _bad_type(struct, "opt_start_time", "time.Time", start)
+        # The request decoder gives nanoseconds; a config read back from disk has the RFC 3339 text.
         try:
-            out["opt_start_time"] = rfc3339(parse_rfc3339(start))
-        except ValueError:
-            raise api_error("JSInvalidJSONErr", err=f'parsing time "\\"{start}\\"" as '
-                            f'"\\"2006-01-02T15:04:05Z07:00\\"": cannot parse "\\"{start}\\"" as "2006"') from None
+            out["opt_start_time"] = rfc3339(start if isinstance(start, int) else parse_rfc3339(start))
+        except (ValueError, TypeError):
+            raise _bad_type(struct, "opt_start_time", "time.Time", start) from None
     fs = raw.get("filter_subject") or ""
     if not isinstance(fs, str):
         raise _bad_type(struct, "filter_subject", "string", fs)
