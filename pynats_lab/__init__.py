@@ -22,6 +22,7 @@ from .overview import (interest, server_health, server_ls, server_report_account
                        server_report_jetstream)
 from .reports import consumer_report, stream_report, stream_subjects
 from .session import Session, get_session
+from .tracing import trace
 from .streams import (StreamPager, stream_add, stream_edit, stream_frame, stream_get, stream_info, stream_ls,
                       stream_names, stream_purge, stream_rm, stream_tail, stream_view)
 
@@ -105,5 +106,5 @@ __all__ = [
     "kv_add", "kv_ls", "kv_put", "kv_create", "kv_update", "kv_get", "kv_del", "kv_history", "kv_watch", "kv_rm",
     "latency", "latency_percentiles", "bench", "dedup_series", *_WIDGETS,
     "server_ls", "server_report_connections", "server_report_jetstream", "server_report_accounts",
-    "server_health", "interest", "events", "events_background", "events_from", "EventCollector",
+    "server_health", "interest", "events", "events_background", "events_from", "EventCollector", "trace",
 ]

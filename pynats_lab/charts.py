@@ -148,3 +148,100 @@ def subjects_figure(df: pd.DataFrame, top: int = 20, title: str | None = None) -
     ax.set_title(title or f"{name}: top {len(shown)} of {len(df):,} subjects{more}")
     ax.ticklabel_format(axis="x", style="plain")
     return fig
+
+
+def trace_figure(df: pd.DataFrame, title: str | None = None) -> Figure:
+    """The route of a traced message (`%nats trace`): the publisher, each server it crossed (with the subject
+    mappings, exports and imports it went through there), and every receiver: clients (with their
+    subscription and queue group), streams, and the next server over a route, gateway or leafnode."""
+    fig = Figure(figsize=(10, 3), layout="constrained")
+    ax = fig.subplots()
+    ax.axis("off")
+    if df is None or not len(df):
+        return _empty(fig, ax, "no trace events")
+    hops: dict[str, list[dict]] = {}
+    for row in df.to_dict("records"):
+        hops.setdefault(row["hop"], []).append(row)
+    servers: dict[str, tuple[float, float]] = {}
+    leaves: list[tuple[float, float, str, str, str]] = []   # x, y, label, parent hop, color
+    links: list[tuple[str, str, str]] = []                 # from hop, to hop, label
+    next_y = [0.0]
+
+    def leaf(x: float, label: str, hop: str, color: str) -> float:
+        y = next_y[0]
+        next_y[0] += 1
+        leaves.append((x, y, label, hop, color))
+        return y
+
+    def place(hop: str, x: float) -> float:
+        ys = []
+        for r in hops.get(hop, []):
+            forward = r["kind"] == "egress" and str(r["detail"]).startswith("to hop ")
+            target = str(r["detail"])[len("to hop "):] if forward else None
+            if forward and target in hops:
+                ys.append(place(target, x + 2))
+                links.append((hop, target, f"{r['via']}"))
+            elif r["kind"] == "egress":
+                queue = f"\nqueue {r['queue']}" if r["queue"] else ""
+                color = "#d62728" if r["error"] else "#1f77b4"
+                ys.append(leaf(x + 1, f"{r['client'] or r['via']}\n{r['subject']}{queue}", hop, color))
+            elif r["kind"] == "jetstream":
+                color = "#d62728" if r["error"] or r["detail"] else "#2ca02c"
+                ys.append(leaf(x + 1, f"stream {r['stream']}\n{r['subject']}", hop, color))
+        if not ys:
+            ys.append(leaf(x + 1, "nobody", hop, "grey"))
+        servers[hop] = (x, sum(ys) / len(ys))
+        return servers[hop][1]
+
+    place("", 1.0)
+    for hop in hops:
+        if hop not in servers:
+            place(hop, 3.0)
+    first = hops[""][0] if "" in hops else next(iter(hops.values()))[0]
+    height = max(next_y[0], 1)
+    box = dict(boxstyle="round,pad=0.4", fc="white", ec="#444444")
+    # Each label is drawn by the annotation whose arrow ends at it, so the arrow stops at its box.
+    arrow = dict(arrowstyle="<|-", color="#666666")
+    drawn = {}
+    incoming = {dst: (src, via) for src, dst, via in links}
+    for hop, (x, y) in servers.items():
+        rows = hops.get(hop, [])
+        ingress = next((r for r in rows if r["kind"] == "ingress"), None)
+        steps = []
+        for r in rows:
+            if r["kind"] == "subject mapping":
+                steps.append(f"mapped to {r['subject']}")
+            elif r["kind"] == "stream export":
+                steps.append(f"export to {r['account']}: {r['subject']}")
+            elif r["kind"] == "service import":
+                steps.append(f"import into {r['account']}: {r['subject']}")
+            if r["error"]:
+                steps.append(f"error: {r['error']}")
+        name = rows[0]["server"] if rows else hop
+        if len(name) == 56 and name.isupper():  # an unnamed server is called by its id
+            name = name[:8] + "…"
+        label = f"{name}\naccount {ingress['account'] if ingress else ''}"
+        style = dict(ha="center", va="center", bbox=dict(box, fc="#f0f0f0"), fontsize=8, fontweight="bold")
+        if hop in incoming:
+            src, via = incoming[hop]
+            drawn[hop] = ax.annotate(label, servers[src], (x, y), arrowprops=dict(arrow, color="#9467bd"), **style)
+            (x0, y0) = servers[src]
+            ax.annotate(via, ((x0 + x) / 2, (y0 + y) / 2), ha="center", va="bottom", fontsize=7, color="#9467bd")
+        else:
+            drawn[hop] = ax.annotate(label, (x, y), **style)
+        if steps:
+            ax.annotate("\n".join(steps), (x, y + 0.35), ha="center", va="top", fontsize=7, color="#555555")
+    for x, y, label, hop, color in leaves:
+        ax.annotate(label, servers[hop], (x, y), ha="center", va="center", bbox=dict(box, ec=color), fontsize=8,
+                    color=color, arrowprops=dict(arrow, color=color, patchB=drawn[hop].get_bbox_patch()))
+    ox, oy = servers.get("", (1.0, 0.0))
+    origin = drawn.get("") or next(iter(drawn.values()))
+    ax.annotate(f"{first['client'] or 'publisher'}\n{first['subject']}", (ox, oy), (0, oy), ha="center",
+                va="center", bbox=dict(box, ec="#888888"), fontsize=8,
+                arrowprops=dict(arrow, arrowstyle="-|>", patchB=origin.get_bbox_patch()))
+    right = max([x for x, *_ in leaves] + [x for x, _ in servers.values()])
+    ax.set_xlim(-0.6, right + 0.6)
+    ax.set_ylim(height + 0.3, -0.9)
+    fig.set_size_inches(max(6, 2.2 * (right + 1.2)), max(2.2, 0.9 * height + 1))
+    ax.set_title(title or f"Trace of {first['subject']}", fontsize=10)
+    return fig

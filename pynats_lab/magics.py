@@ -172,6 +172,16 @@ def nats_parser() -> Parser:
     sb.add_argument("subject")
     sb.add_argument("--account", metavar="A", help="only this account's subscriptions")
     _monitor_flag(sb)
+    tr = sub.add_parser("trace", help="trace a message hop by hop through the servers (nats-server 2.11+)",
+                        description="Publish on SUBJECT with Nats-Trace-Dest and, unless --deliver, "
+                        "Nats-Trace-Only (nobody receives it), and show every server's trace: ingress, subject "
+                        "mapping, stream export, service import, JetStream, egress; with a drawing of the route.")
+    tr.add_argument("subject")
+    tr.add_argument("payload", nargs="?", default="")
+    tr.add_argument("-H", "--header", action="append", metavar="K:V", help="add a header (repeatable)")
+    tr.add_argument("--deliver", action="store_true", help="really deliver the message (and store it)")
+    tr.add_argument("--timeout", default="2s", metavar="DUR", help="wait this long for the servers' events")
+    tr.add_argument("--no-chart", action="store_true", help="no drawing of the route")
     ev = sub.add_parser("events", help="JetStream advisories (and connection events) as a DataFrame",
                         description="Listen to $JS.EVENT.ADVISORY.> (and, for a system-account user, "
                         "$SYS.ACCOUNT.*.CONNECT/DISCONNECT): max_deliver, terminated, nak, consumer_action, "
@@ -511,6 +521,12 @@ def run_nats(a: argparse.Namespace, cell: str | None) -> Any:
         return lab.server_info()
     if a.command == "subs":
         return lab.interest(a.subject, account=a.account, monitor=a.monitor)
+    if a.command == "trace":
+        df = lab.trace(a.subject, cell.rstrip("\n") if cell is not None else a.payload, headers=a.header,
+                       deliver=a.deliver, timeout=a.timeout)
+        if not a.no_chart:
+            _show(lab.charts.trace_figure(df))
+        return df
     if a.command == "events":
         if a.source:
             if a.background or a.capture or a.count:
@@ -642,7 +658,7 @@ _PARSERS: dict[str, Callable[[], Parser]] = {"nats": nats_parser, "stream": stre
                                              "consumer": consumer_parser, "kv": kv_parser,
                                              "server": server_parser}
 _RUNNERS = {"nats": run_nats, "stream": run_stream, "consumer": run_consumer, "kv": run_kv, "server": run_server}
-_CELL_COMMANDS = {"nats": ("pub", "req"), "kv": ("put", "create", "update")}
+_CELL_COMMANDS = {"nats": ("pub", "req", "trace"), "kv": ("put", "create", "update")}
 
 
 def invoke(magic: str, line: str, cell: str | None = None) -> Any:

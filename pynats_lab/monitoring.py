@@ -9,7 +9,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import LabError
 
@@ -136,6 +136,21 @@ def http_json(url: str, timeout: float = 2.0) -> dict:
                        "port?") from None
 
 
+async def wait_until(changed: asyncio.Event, enough: Callable[[], bool], deadline: Callable[[], float]) -> None:
+    """Wait until `enough()` or the loop's clock passes `deadline()`; both are asked again each time `changed`
+    is set (by the callback that collects answers)."""
+    loop = asyncio.get_running_loop()
+    while not enough():
+        left = deadline() - loop.time()
+        if left <= 0:
+            return
+        changed.clear()
+        try:
+            await asyncio.wait_for(changed.wait(), left)
+        except asyncio.TimeoutError:
+            pass
+
+
 async def system_request(s: Session, subject: str, body: dict | bytes | None = None, timeout: float = 2.0,
                          expect: int | None = None) -> list[dict]:
     """Send a `$SYS` request and collect every server's JSON answer: until `expect` answers (default: as many
@@ -143,7 +158,7 @@ async def system_request(s: Session, subject: str, body: dict | bytes | None = N
     import nats.errors
 
     nc = s.nc
-    expect = expect or getattr(s, "_server_count", None)
+    expect = expect or s._server_count
     answers: list[dict] = []
     loop = asyncio.get_running_loop()
     changed = asyncio.Event()
@@ -166,22 +181,15 @@ async def system_request(s: Session, subject: str, body: dict | bytes | None = N
     start = loop.time()
     try:
         await nc.publish(subject, payload, reply=inbox)
-        while True:
-            if state["no_responders"] and not answers:
-                raise nats.errors.NoRespondersError
-            if expect and len(answers) >= expect:
-                break
-            now = loop.time()
-            left = start + timeout - now
-            if answers:
-                left = min(left, state["last"] + GAP - now)
-            if left <= 0:
-                break
-            changed.clear()
-            try:
-                await asyncio.wait_for(changed.wait(), left)
-            except asyncio.TimeoutError:
-                pass
+
+        def deadline() -> float:
+            end = start + timeout
+            return min(end, state["last"] + GAP) if answers else end
+
+        await wait_until(changed, lambda: state["no_responders"] or bool(expect and len(answers) >= expect),
+                         deadline)
+        if state["no_responders"] and not answers:
+            raise nats.errors.NoRespondersError
     finally:
         await sub.unsubscribe()
     if not answers:
