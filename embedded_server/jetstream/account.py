@@ -7,7 +7,7 @@ import os
 
 from . import advisories
 from . import config as config_mod
-from . import filters, sourcing
+from . import filters, recovery, sourcing
 from .clock import now_ns
 from .consumer import Consumer, new_consumer_name
 from .errors import ApiError, api_error
@@ -209,64 +209,85 @@ class JSAccount:
         st.cleanup_no_interest(o.asflr)
 
     # -- recovery and stop ------------------------------------------------------------------------
+    # Nothing found on disk may stop the server from starting: a stream or consumer that cannot be loaded is
+    # reported with an [ERR] line and moved into `unloadable/` beside the others (see recovery.py); the rest runs.
     def recover(self) -> None:
-        """Bring back the file streams and their consumers found on disk; never delete what cannot be read."""
-        if not os.path.isdir(self.dir):
+        """Bring back the file streams and their consumers found on disk."""
+        try:
+            names = sorted(os.listdir(self.dir)) if os.path.isdir(self.dir) else []
+        except OSError as e:
+            self.js.logger.error(f"JetStream could not read {self.dir}: {e}")
             return
-        log = self.js.logger
-        for name in sorted(os.listdir(self.dir)):
+        for name in names:
             path = os.path.join(self.dir, name)
-            if not os.path.isdir(path):
-                continue
-            try:
-                meta = read_meta(path)
-                cfg = meta["config"]
-                created = meta.get("created") or now_ns()
-            except (StoreCorrupt, KeyError, TypeError) as e:
-                log.error(f"JetStream could not recover stream in {path}: {e}; it is left untouched on disk")
-                continue
-            log.notice(f"  Starting restore for stream '{self.account.name} > {cfg['name']}'")
-            try:
-                store = FileStore(path, cfg, sync_always=self.js.sync_always)
-            except (OSError, StoreCorrupt) as e:
-                log.error(f"JetStream could not recover stream '{self.account.name} > {cfg['name']}': {e}; "
-                          "it is left untouched on disk")
-                continue
+            if os.path.isdir(path):
+                self._recover_stream(name, path)
+        for st in list(self.streams.values()):
+            sourcing.stream_added(self, st)
+
+    def _recover_stream(self, name: str, path: str) -> None:
+        log = self.js.logger
+        store = None
+        try:
+            meta = read_meta(path)
+            cfg, created = recovery.stream_meta(meta, name)
+            if self.subjects_overlap(cfg.get("subjects") or ()):
+                raise recovery.Unloadable("subjects overlap with an existing stream")
+            log.notice(f"  Starting restore for stream '{self.account.name} > {name}'")
+            store = FileStore(path, cfg, sync_always=self.js.sync_always)
             for text in store.warnings:
                 log.warn(text)
             for text in store.errors:
                 log.error(text)
-            st = Stream(self, cfg, store, created)
-            self.streams[cfg["name"]] = st
-            self.js.add_usage(st)
-            log.notice(f"  Restored {store.msgs:,} messages for stream '{self.account.name} > {cfg['name']}'")
-            self._recover_consumers(st)
-            st.subscribe()
-            st.schedule_expiry()
-        for st in list(self.streams.values()):
-            sourcing.stream_added(self, st)
+            st = Stream(self, cfg, store, created or now_ns())
+        except Exception as e:  # noqa: BLE001 - whatever the files hold, the other streams still start
+            if store is not None:
+                store.stop()
+            reason = str(e) if isinstance(e, (StoreCorrupt, recovery.Unloadable, OSError)) else repr(e)
+            aside = recovery.keep_aside(path, os.path.dirname(self.dir))
+            log.error(f'  Error recreating stream "{name}" in account \'{self.account.name}\': {reason}; '
+                      f"its files are kept in {aside}")
+            return
+        self.streams[cfg["name"]] = st
+        self.js.add_usage(st)
+        log.notice(f"  Restored {store.msgs:,} messages for stream '{self.account.name} > {cfg['name']}'")
+        self._recover_consumers(st)
+        st.subscribe()
+        st.schedule_expiry()
 
     def _recover_consumers(self, st: Stream) -> None:
         obs = os.path.join(st.store.directory, "obs")
-        if not os.path.isdir(obs):
+        try:
+            names = sorted(os.listdir(obs)) if os.path.isdir(obs) else []
+        except OSError as e:
+            self.js.logger.error(f"JetStream could not read {obs}: {e}")
             return
-        log = self.js.logger
-        for name in sorted(os.listdir(obs)):
-            cstore = st.store.consumer_store(name)
-            try:
-                meta = read_meta(cstore.directory)
-                state = cstore.load_state()
-            except (StoreCorrupt, ValueError, OSError) as e:
-                log.error(f"JetStream could not recover consumer '{self.account.name} > {st.name} > {name}': {e}; "
-                          "it is left untouched on disk")
-                continue
-            cfg = meta["config"]
-            # Ephemerals come back too, as in nats-server; their inactivity threshold then removes them.
-            o = Consumer(st, cfg, name, meta.get("created") or now_ns(), cstore, state=state)
-            st.consumers[name] = o
-            o.start()
+        for name in names:
+            self._recover_consumer(st, name, os.path.join(obs, name))
         if st.consumers:
-            log.notice(f"  Restored {len(st.consumers)} consumer(s) for stream '{self.account.name} > {st.name}'")
+            self.js.logger.notice(f"  Restored {len(st.consumers)} consumer(s) for stream "
+                                  f"'{self.account.name} > {st.name}'")
+
+    def _recover_consumer(self, st: Stream, name: str, path: str) -> None:
+        cstore = None
+        try:
+            if not os.path.isdir(path):
+                raise recovery.Unloadable("not a directory")
+            cstore = st.store.consumer_store(name)
+            cfg, created = recovery.consumer_meta(read_meta(path), name, st.cfg)
+            state = recovery.consumer_state(cstore.load_state())
+            # Ephemerals come back too, as in nats-server; their inactivity threshold then removes them.
+            o = Consumer(st, cfg, name, created or now_ns(), cstore, state=state)
+        except Exception as e:  # noqa: BLE001 - one consumer's files never keep its stream from running
+            if cstore is not None:
+                cstore.close()
+            reason = str(e) if isinstance(e, (StoreCorrupt, recovery.Unloadable, OSError, ValueError)) else repr(e)
+            aside = recovery.keep_aside(path, st.store.directory)
+            self.js.logger.error(f'    Error recreating consumer "{name}" of stream '
+                                 f"'{self.account.name} > {st.name}': {reason}; its files are kept in {aside}")
+            return
+        st.consumers[name] = o
+        o.start()
 
     def stop(self) -> None:
         for st in self.streams.values():

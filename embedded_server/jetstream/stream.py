@@ -283,7 +283,11 @@ class Stream:
             self._respond_error(reply, api_error("JSInsufficientResourcesErr"))
             return 0
         if cfg["retention"] == "interest" and not self._has_interest(subject):
-            seq = self.store.skip_msg()
+            try:
+                seq = self.store.skip_msg()
+            except StoreError as e:
+                self._respond_error(reply, api_error("JSStreamStoreFailedF", err=str(e)))
+                return 0
             self.lseq, self.lmsgid = seq, msg_id
             if msg_id:
                 self._store_msg_id(msg_id, seq, now_ns())

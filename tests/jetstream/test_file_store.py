@@ -35,7 +35,9 @@ async def _state(server):
         return (await api(nc, "$JS.API.STREAM.INFO.S"))
 
 
-def test_a_torn_tail_is_cut_off_with_a_warning(embedded_js):
+def test_a_torn_tail_is_cut_off_with_a_warning_and_its_sequence_not_reused(embedded_js):
+    """A record cut short at the end of the newest block is an interrupted write: cut off with a warning. The
+    state file had recorded its sequence, so it is reported lost and the next message does not get it."""
     run(_fill(embedded_js))
     embedded_js.kill()
     block = _stream_dir(embedded_js) / "msgs" / "1.blk"
@@ -44,10 +46,17 @@ def test_a_torn_tail_is_cut_off_with_a_warning(embedded_js):
         f.truncate(size - 7)
     embedded_js.start()
     info = run(_state(embedded_js))
-    assert info["state"]["messages"] == 9 and info["state"]["last_seq"] == 9
-    assert "lost" not in info["state"]
+    assert info["state"]["messages"] == 9 and info["state"]["last_seq"] == 10
+    assert info["state"]["lost"]["msgs"] == [10]
     assert "[WRN]" in embedded_js.logs and "torn record" in embedded_js.logs
+    assert "[ERR]" in embedded_js.logs and "1 message(s) lost (sequences 10)" in embedded_js.logs
     assert block.stat().st_size < size - 7
+
+    async def publish():
+        async with connected(embedded_js) as (nc, js):
+            return (await js.publish("s", b"after")).seq
+
+    assert run(publish()) == 11
 
 
 def test_corruption_in_the_middle_is_reported_and_kept_on_disk(embedded_js):
@@ -67,9 +76,10 @@ def test_corruption_in_the_middle_is_reported_and_kept_on_disk(embedded_js):
     assert block.read_bytes() == bytes(raw)
 
 
-def test_unreadable_metadata_leaves_the_stream_on_disk(embedded_js):
+def test_unreadable_metadata_moves_the_stream_aside(embedded_js):
     run(_fill(embedded_js, n=3))
     embedded_js.stop()
+    blocks = (_stream_dir(embedded_js) / "msgs" / "1.blk").read_bytes()
     meta = _stream_dir(embedded_js) / "meta.inf"
     meta.write_bytes(meta.read_bytes().replace(b'"S"', b'"T"', 1))
     embedded_js.start()
@@ -79,8 +89,10 @@ def test_unreadable_metadata_leaves_the_stream_on_disk(embedded_js):
             return (await api(nc, "$JS.API.STREAM.NAMES"))["streams"]
 
     assert run(names()) is None
-    assert "[ERR]" in embedded_js.logs and "left untouched" in embedded_js.logs
-    assert (_stream_dir(embedded_js) / "msgs" / "1.blk").exists()
+    assert "[ERR]" in embedded_js.logs and 'Error recreating stream "S"' in embedded_js.logs
+    assert not _stream_dir(embedded_js).exists()
+    aside = list((_stream_dir(embedded_js).parent.parent / "unloadable").glob("S.*"))
+    assert len(aside) == 1 and (aside[0] / "msgs" / "1.blk").read_bytes() == blocks, "kept, untouched"
 
 
 def test_sync_always_from_the_config_file(start_server, server_kind, tmp_path):
@@ -143,8 +155,9 @@ def test_a_torn_consumer_state_falls_back_to_the_state_before(embedded_js):
     for i in (0, 1):
         (obs / f"o.{i}.dat").write_bytes(b"garbage")
     embedded_js.start()
-    assert "[ERR]" in embedded_js.logs and "could not recover consumer" in embedded_js.logs
-    assert (obs / "o.0.dat").read_bytes() == b"garbage", "left untouched on disk"
+    assert "[ERR]" in embedded_js.logs and 'Error recreating consumer "C"' in embedded_js.logs
+    aside = list((_stream_dir(embedded_js) / "unloadable").glob("C.*"))
+    assert len(aside) == 1 and (aside[0] / "o.0.dat").read_bytes() == b"garbage", "kept aside, untouched"
 
 
 def test_a_consumer_state_of_the_single_file_format_is_read(embedded_js):

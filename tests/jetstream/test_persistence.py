@@ -1,9 +1,11 @@
 """File storage across restarts: streams, messages and consumer state come back with the same -sd, and a
 SIGKILL during acknowledged publishes never loses an acknowledged message."""
 import asyncio
+import pathlib
 import random
 
 import nats
+import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, StorageType
 
 from .helpers import api, connected, run
@@ -184,3 +186,68 @@ def test_consumer_state_survives_kill_9(js_server):
     assert info.ack_floor.stream_seq == 5 and info.delivered.stream_seq == 10
     assert sorted(m.data for m in again) == [b"m5", b"m6", b"m7", b"m8", b"m9"]
     assert all(m.metadata.num_delivered == 2 for m in again)
+
+
+def test_a_stream_past_sequence_2_63_still_starts(js_server):
+    """`first_seq` is a uint64: both servers accept 2^63 and acknowledge the message stored there, and both
+    start again afterwards. The embedded server keeps the message (nats-server 2.15 comes back empty and hands
+    2^63 out again; docs/differences.md)."""
+    first = 1 << 63
+
+    async def create_and_publish():
+        async with connected(js_server) as (nc, js):
+            await api(nc, "$JS.API.STREAM.CREATE.BIG", {"name": "BIG", "subjects": ["big"], "first_seq": first})
+            return (await js.publish("big", b"one")).seq
+
+    async def after():
+        async with connected(js_server) as (nc, js):
+            state = (await api(nc, "$JS.API.STREAM.INFO.BIG"))["state"]
+            return state, (await js.publish("big", b"two")).seq
+
+    assert run(create_and_publish()) == first
+    js_server.restart()
+    state, seq = run(after())
+    if js_server.kind == "embedded":
+        assert (state["messages"], state["first_seq"], state["last_seq"]) == (1, first, first)
+        assert seq == first + 1
+
+
+@pytest.mark.parametrize("block", ["1.blk", "2.blk", "3.blk"])
+def test_a_deleted_block_file_never_sends_the_last_sequence_back(js_server, block):
+    """Delete one block file of a stopped server's own store (first, middle or newest): the stream comes up with
+    the others, its last sequence stays where it was and the next message gets the next sequence. Both servers
+    log the missing block; the embedded server also lists the lost sequences in the stream state's `lost`
+    (nats-server leaves it out; docs/differences.md)."""
+    async def fill():
+        async with connected(js_server) as (nc, js):
+            # max_bytes makes both servers cut ~32 kB blocks (nats-server's dynBlkSize).
+            await api(nc, "$JS.API.STREAM.CREATE.B", {"name": "B", "subjects": ["b"], "max_bytes": 100_000})
+            for i in range(300):
+                await js.publish("b", b"%05d" % i + b"x" * 250)
+
+    async def after():
+        async with connected(js_server) as (nc, js):
+            state = (await api(nc, "$JS.API.STREAM.INFO.B"))["state"]
+            present = []
+            for seq in range(1, 301):
+                reply = await api(nc, "$JS.API.STREAM.MSG.GET.B", {"seq": seq})
+                if "message" in reply:
+                    present.append(seq)
+            return state, present, (await js.publish("b", b"next")).seq
+
+    run(fill())
+    js_server.stop()
+    store = pathlib.Path(js_server.args[js_server.args.index("-sd") + 1])
+    msgs = store / "jetstream" / "$G" / "streams" / "B" / "msgs"
+    assert (msgs / "3.blk").exists() and not (msgs / "4.blk").exists()
+    (msgs / block).unlink()
+    js_server.start()
+    state, present, seq = run(after(), timeout=60)
+    assert 0 < len(present) < 300 and state["messages"] == len(present)
+    assert state["last_seq"] == 300 and seq == 301
+    missing = sorted(set(range(1, 301)) - set(present))
+    if js_server.kind == "embedded":
+        assert state["lost"]["msgs"] == missing and state["lost"]["bytes"] > 0
+        assert f"{len(missing)} message(s) lost" in js_server.logs and f"{block} missing" in js_server.logs
+    else:
+        assert f"could not locate msg block {block[0]}" in js_server.logs

@@ -17,6 +17,9 @@ class StoreError(Exception):
 MAX_MSGS = "maximum messages exceeded"
 MAX_BYTES = "maximum bytes exceeded"
 MAX_MSGS_PER_SUBJECT = "maximum messages per subject exceeded"
+# Sequences are uint64 as in nats-server; past the last one nats-server wraps to 0, this store refuses.
+MAX_SEQ = (1 << 64) - 1
+SEQ_EXHAUSTED = "sequence space exhausted"
 
 
 class StoreCorrupt(Exception):

@@ -6,14 +6,19 @@ Layout under `<store_dir>/jetstream/<account>/streams/<stream>/`:
 - `msgs/<n>.blk`: message records, appended with one os.write each *before* the PubAck is sent, so a
   SIGKILL of the server loses no acknowledged message. With `sync_interval: always` the block is also
   fsynced before the ack (power-loss safe); otherwise files are fsynced every `sync_interval` (2m default).
+  A block is closed at nats-server's block size (a quarter of `max_bytes`, 32 kB to 8 MB; else 8 MB).
 - `msgs/index.db`: the journal of removals (deleted sequences, "everything below N is gone" markers).
   It is rewritten atomically when it grows; block files whose messages are all gone are unlinked.
+- `state.dat`: the last sequence (rewritten in place after every record), then the blocks as last seen and
+  the lost data (rewritten at every new block, sync and stop): what nats-server keeps in its index.db.
 - `obs/<consumer>/`: each consumer's `meta.inf`/`meta.sum` and its state in two alternating slots
   `o.0.dat`/`o.1.dat` (see FileConsumerStore), written shortly after every change (coalesced) and at shutdown.
 
 Every record is framed as `magic(2) type(1) flags(1) length(4) body crc32(4)`. On start every record is
-verified: a torn record at the end of the newest file is cut off with a warning; a bad record anywhere else
-is reported loudly (its sequences become `lost` in the stream state) and nothing on disk is deleted.
+verified, and every sequence up to the last one recorded is accounted for (a record in a block, or a removal in
+the journal): a record cut short at the end of the newest block is a torn write, cut off with a warning; any
+other damage, and any sequence that is nowhere (a block file deleted or cut), is reported with an error and
+listed in the stream state's `lost`; nothing damaged is deleted, and the last sequence never goes back.
 The messages are also kept in memory (the index of memory.py), so reads never touch the disk.
 """
 from __future__ import annotations
@@ -24,7 +29,7 @@ import os
 import struct
 import zlib
 
-from . import ConsumerStore, StoreCorrupt, file_msg_size
+from . import MAX_SEQ, ConsumerStore, StoreCorrupt, file_msg_size
 from .memory import MemoryStore
 
 log = logging.getLogger("embedded_server.jetstream")
@@ -37,7 +42,17 @@ _SKIP = struct.Struct("<Qq")
 _PURGE = struct.Struct("<Q")
 T_MSG, T_SKIP, T_DEL, T_PURGE = 1, 2, 3, 4
 BLOCK_SIZE = 8 * 1024 * 1024
+MIN_BLOCK_SIZE = 32 * 1000
 JOURNAL_REWRITE_AT = 1 * 1024 * 1024
+STATE_FILE = "state.dat"
+# The state file starts with the stream's last sequence, rewritten (one pwrite, not synced) after every record:
+# even with its newest records gone, the stream does not hand their sequences out again.
+STATE_MAGIC = b"JSLS"
+_LAST_BODY = struct.Struct("<4sQq")
+_LAST = struct.Struct("<4sQqI")
+# A hole in the sequences wider than this is not believed (a record or a state file saying so is damage): no
+# block holds that many records, and the in-memory index keeps a slot per sequence.
+MAX_GAP = 1 << 22
 
 
 def _frame(rtype: int, body: bytes) -> bytes:
@@ -107,6 +122,23 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def make_dirs(path: str, sync: bool) -> list[str]:
+    """os.makedirs; returns the directories whose entries changed (those it created and the one holding them),
+    fsynced already with `sync`, so that a new stream or consumer is still there after a power loss."""
+    changed = []
+    probe = os.path.abspath(path)
+    while not os.path.isdir(probe):
+        changed.append(probe)
+        probe = os.path.dirname(probe)
+    os.makedirs(path, exist_ok=True)
+    if changed:
+        changed.append(probe)
+        if sync:
+            for d in changed:
+                fsync_dir(d)
+    return changed
+
+
 def write_meta(directory: str, meta: dict, sync: bool = True) -> None:
     """meta.inf and its checksum meta.sum, each replaced atomically (sum last)."""
     data = json.dumps(meta, separators=(",", ":")).encode()
@@ -131,6 +163,21 @@ def read_meta(directory: str) -> dict:
         raise StoreCorrupt(f"metadata in {directory} is not JSON: {e}") from None
 
 
+def _valid_state(state) -> bool:
+    """Whether a decoded state file has the shape _write_state gives it (a checksum says nothing about that)."""
+    def seq(v):
+        return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SEQ
+    if not isinstance(state, dict) or not all(seq(state.get(k)) for k in ("first_seq", "last_seq", "last_ts")):
+        return False
+    blocks = state.get("blocks")
+    if not isinstance(blocks, list) or not all(isinstance(b, list) and len(b) == 4 and all(map(seq, b))
+                                               for b in blocks):
+        return False
+    lost = state.get("lost", {"msgs": [], "bytes": 0})
+    return (isinstance(lost, dict) and isinstance(lost.get("msgs"), list) and all(map(seq, lost["msgs"]))
+            and seq(lost.get("bytes")))
+
+
 class _Block:
     __slots__ = ("index", "path", "first", "last", "live", "size")
 
@@ -139,18 +186,75 @@ class _Block:
         self.first = self.last = self.live = self.size = 0
 
 
+def block_size_for(cfg: dict) -> int:
+    """nats-server's dynBlkSize: a quarter of `max_bytes` (32 kB to 8 MB), else 8 MB (4 MB unless limits)."""
+    max_bytes = cfg.get("max_bytes") or -1
+    if max_bytes > 0:
+        size = max_bytes // 4 + 1
+        size += -size % 100
+        if size <= MIN_BLOCK_SIZE:
+            return MIN_BLOCK_SIZE
+        return BLOCK_SIZE if size >= BLOCK_SIZE else BLOCK_SIZE // 2
+    return BLOCK_SIZE if cfg.get("retention", "limits") == "limits" else BLOCK_SIZE // 2
+
+
+def _is_torn(tail: bytes, types=(T_MSG, T_SKIP)) -> bool:
+    """Whether the bytes after the last good record of the newest block are an interrupted append: a record
+    shorter than its own header says (or zeros, which is what a power loss leaves in a file's unsynced end).
+    A record complete in length that fails its checksum, or bytes that are no record at all, are damage."""
+    if not tail.strip(b"\0"):
+        return True
+    head = _FRAME.pack(MAGIC, T_MSG, 0, 0)
+    if len(tail) < 3:
+        return tail == head[:len(tail)]
+    if tail[:2] != head[:2] or tail[2] not in types:
+        return False
+    if len(tail) < _FRAME.size:
+        return True
+    length = _FRAME.unpack_from(tail)[3]
+    return _FRAME.size + length + _CRC.size > len(tail)
+
+
+def _records_in(region: bytes) -> int:
+    """How many records a damaged region at the end of a block held, as far as their headers tell (at least 1)."""
+    count, pos = 0, 0
+    while pos + _FRAME.size <= len(region):
+        magic, rtype, _flags, length = _FRAME.unpack_from(region, pos)
+        if magic != MAGIC or rtype not in (T_MSG, T_SKIP):
+            break
+        count += 1
+        pos += _FRAME.size + length + _CRC.size
+    return max(count, 1)
+
+
+def _ranges(seqs: list[int]) -> str:
+    """1-3,7,9-10: sequences as the log shows them."""
+    out, i = [], 0
+    while i < len(seqs):
+        j = i
+        while j + 1 < len(seqs) and seqs[j + 1] == seqs[j] + 1:
+            j += 1
+        out.append(str(seqs[i]) if i == j else f"{seqs[i]}-{seqs[j]}")
+        i = j + 1
+    if len(out) > 8:
+        out = out[:4] + ["..."] + out[-3:]
+    return ",".join(out)
+
+
 class FileStore(MemoryStore):
     storage = "file"
     msg_size = staticmethod(file_msg_size)
 
-    def __init__(self, directory: str, cfg: dict, sync_always: bool = False, block_size: int = BLOCK_SIZE):
+    def __init__(self, directory: str, cfg: dict, sync_always: bool = False, block_size: int | None = None):
         self.directory = directory
         self.msgs_dir = os.path.join(directory, "msgs")
+        self.state_path = os.path.join(directory, STATE_FILE)
         self.sync_always = sync_always
-        self.block_size = block_size
+        self.block_size = block_size or block_size_for(cfg)
         self._blocks: list[_Block] = []
         self._fd = -1
         self._jfd = -1
+        self._sfd = -1
         self._jsize = 0
         self._dirty = False
         self._recovering = True
@@ -159,29 +263,61 @@ class FileStore(MemoryStore):
         self.lost_bytes = 0
         self.warnings: list[str] = []
         self.errors: list[str] = []
-        os.makedirs(self.msgs_dir, exist_ok=True)
+        self._purge_floor = 0
+        self._damage_records = 1
+        self._start_new_block = False
+        # Without sync_always, new directories are fsynced with the files at the next sync.
+        self._new_dirs = [] if sync_always else make_dirs(self.msgs_dir, False)
+        if sync_always:
+            make_dirs(self.msgs_dir, True)
         super().__init__(dict(cfg, first_seq=0))
+        self._start_seq = max(cfg.get("first_seq") or 0, 1)
         self._recover()
         if self.last_seq == 0 and (cfg.get("first_seq") or 0) > 1 and not self._blocks_have_data():
             self._persist_purge(cfg["first_seq"])
             self._reset_to(cfg["first_seq"])
         self._recovering = False
-        if sync_always:
-            fsync_dir(self.msgs_dir)
-            fsync_dir(directory)
         self._enforce_after_recovery()
+        self._write_state(sync=sync_always)
 
     def _blocks_have_data(self) -> bool:
         return any(b.size for b in self._blocks)
 
     # -- recovery -------------------------------------------------------------------------------
+    # Every sequence from the stream's first to its last is accounted for on disk: a message or a skip in a
+    # block, or a removal in the journal. Sequences that are neither are lost, and reported; the last sequence
+    # recorded in the state file keeps a stream whose newest records are gone from handing their numbers out
+    # again.
     def _recover(self) -> None:
+        saved = self._read_state()
+        self._gaps: list[list] = []  # [first, last, reason, removed-by-journal set]
+        self._damage: str | None = None  # a damaged region waiting for the next good record to end it
         names = sorted((int(n[:-4]), n) for n in os.listdir(self.msgs_dir)
                        if n.endswith(".blk") and n[:-4].isdigit())
         for pos, (index, name) in enumerate(names):
             self._load_block(index, os.path.join(self.msgs_dir, name), last=pos == len(names) - 1)
+        saved_last = saved.get("last_seq", 0) if saved else 0
+        if saved_last - self.last_seq > MAX_GAP and (self.last_seq or self._recs):
+            self._warn(f"{self.state_path} says the last sequence is {saved_last}, far beyond the blocks "
+                       f"({self.last_seq}); not believed")
+            saved = None
+            saved_last = 0
+        if saved_last > self.last_seq:
+            reason = self._damage or self._missing_tail_reason(saved)
+            self._gap(self.last_seq + 1, saved_last, reason)
+            self._extend_to(saved_last, saved.get("last_ts", 0))
+        if saved:
+            self._count_missing_bytes(saved)
+        elif self._damage:
+            # Damage after the last good record with nothing on disk to say how far it went: at least the one
+            # record it held is gone, so its sequence is not handed out again.
+            self._gap(self.last_seq + 1, self.last_seq + self._damage_records, self._damage)
+            self._extend_to(self.last_seq + self._damage_records, self.last_ts)
+        self._damage = None
         if not self._blocks:
             self._new_block(1)
+        elif self._start_new_block:
+            self._new_block(self._blocks[-1].index + 1)
         else:
             self._open_active()
         self._load_journal()
@@ -189,91 +325,183 @@ class FileStore(MemoryStore):
             self.first_seq, self.first_ts = self.last_seq + 1, 0
             if self.last_seq == 0 and not self._purged:
                 self.first_seq = 0
+        self._settle_gaps(saved)
+
+    def _count_missing_bytes(self, saved: dict) -> None:
+        """Bytes of block files gone or shorter than the state file last saw them (what nats-server's lost
+        `bytes` counts); damage inside the files is counted where it is found."""
+        on_disk = {b.index: b.size for b in self._blocks}
+        for index, _first, _last, size in saved["blocks"]:
+            if on_disk.get(index, 0) < size and (index in on_disk or _last):
+                self.lost_bytes += size - on_disk.get(index, 0)
+
+    def _missing_tail_reason(self, saved: dict) -> str:
+        blocks = saved.get("blocks") or []
+        newest = blocks[-1][0] if blocks else 0
+        if newest and not any(b.index == newest for b in self._blocks):
+            return f"{newest}.blk missing from {self.msgs_dir}"
+        if self._blocks:
+            return f"missing at the end of {self._blocks[-1].path}"
+        return f"no block file left in {self.msgs_dir}"
+
+    def _gap(self, first: int, last: int, reason: str) -> None:
+        """Sequences with no record on disk; `reason` says why if damage was seen there (else they are lost
+        only if no removal of theirs is recorded either: a released block or a purge leaves such gaps too)."""
+        if first <= last:
+            self._gaps.append([first, last, reason, set()])
+
+    def _extend_to(self, last: int, ts: int) -> None:
+        if self.last_seq == 0 and not self._recs:
+            self._base = last + 1
+        else:
+            self._recs.extend([None] * (last - self.last_seq))
+        self.last_seq, self.last_ts = last, max(self.last_ts, ts)
+
+    def _settle_gaps(self, saved: dict | None) -> None:
+        """Sequences of a gap that the journal (or the saved state) says were removed are not lost; the rest is."""
+        floor = max(self._purge_floor, (saved or {}).get("first_seq", 0))
+        lost = set((saved or {}).get("lost", {}).get("msgs") or ())
+        self.lost_bytes += (saved or {}).get("lost", {}).get("bytes", 0)
+        on_disk = {b.index for b in self._blocks}
+        gone = [b for b in (saved or {}).get("blocks", ()) if b[0] not in on_disk and b[1]]
+        for first, last, reason, removed in self._gaps:
+            if reason.startswith("not in any block"):
+                names = [f"{i}.blk" for i, bfirst, blast, _ in gone if bfirst <= last and blast >= first]
+                if names:
+                    reason = f"{', '.join(names)} missing from {self.msgs_dir}"
+            seqs = [s for s in lost if first <= s < floor]
+            seqs += [s for s in range(max(first, floor), min(last, max(first, floor) + MAX_GAP - 1) + 1)
+                     if s not in removed]
+            lost.update(seqs)
+            seqs.sort()
+            if not seqs and not reason.startswith(("corrupt", "unreadable")):
+                continue
+            if seqs:
+                msg = (f"Stream store {self.directory}: {len(seqs)} message(s) lost "
+                       f"(sequences {_ranges(seqs)}): {reason}")
+            else:
+                msg = (f"Stream store {self.directory}: {reason}; the sequences there "
+                       f"({first}-{last}) had been removed before, no message lost")
+            self.errors.append(msg)
+            log.error(msg)
+        self._gaps = []
+        self.lost_msgs = sorted(lost)
+
+    def _read_state(self) -> dict | None:
+        """The state file as last written: its JSON (blocks, lost data, first sequence) with the last sequence
+        of its head, which is rewritten after every record. None if absent or unreadable."""
+        try:
+            with open(self.state_path, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            self._warn(f"cannot read {self.state_path}: {e}")
+            return None
+        head = None
+        if len(raw) >= _LAST.size:
+            magic, last_seq, last_ts, crc = _LAST.unpack_from(raw)
+            if magic == STATE_MAGIC and crc == zlib.crc32(raw[:_LAST.size - _CRC.size]):
+                head = last_seq, last_ts
+        line, _, rest = raw[_LAST.size:].partition(b"\n")
+        try:
+            checksum, length = line.split(b" ")
+            data = rest[:int(length)]
+            ok = len(data) == int(length) and checksum == b"%08x" % zlib.crc32(data)
+            state = json.loads(data) if ok else None
+        except ValueError:
+            state = None
+        if not _valid_state(state):
+            if head is None:
+                self._warn(f"{self.state_path} is unreadable; the last sequence is taken from the blocks")
+                return None
+            self._warn(f"{self.state_path} is partly unreadable; its last sequence ({head[0]}) is used")
+            state = {"first_seq": 0, "last_seq": 0, "last_ts": 0, "blocks": []}
+        if head is not None and head[0] > state["last_seq"]:
+            state["last_seq"], state["last_ts"] = head
+        return state
+
+    def _warn(self, text: str) -> None:
+        msg = f"Stream store {self.directory}: {text}"
+        self.warnings.append(msg)
+        log.warning(msg)
 
     def _load_block(self, index: int, path: str, last: bool) -> None:
         with open(path, "rb") as f:
             buf = f.read()
         blk = _Block(index, path)
         self._blocks.append(blk)
-        good_end = 0
-        pending_bad = None
-        for pos, end, rtype, body in read_records(buf):
+        bad_at = None
+        for pos, _end, rtype, body in read_records(buf):
             if pos == "bad":
-                pending_bad = end  # offset of the bad record
+                bad_at = _end  # offset of the bad record
                 continue
-            if pending_bad is not None:
-                self._report_corruption(path, pending_bad, pos - pending_bad, self._peek_seq(rtype, body))
-                pending_bad = None
-            self._apply_block_record(blk, rtype, body)
-            good_end = end
-        if pending_bad is not None:
-            if last:
-                self._drop_torn_tail(path, pending_bad, len(buf) - good_end, good_end)
-            else:
-                self._report_corruption(path, pending_bad, len(buf) - pending_bad, 0)
-        blk.size = good_end if last else len(buf)
+            if bad_at is not None:
+                self._damaged(path, bad_at, pos - bad_at)
+                bad_at = None
+            self._apply_block_record(blk, rtype, body, pos)
+        self._start_new_block = False
+        blk.size = len(buf)
+        if bad_at is None:
+            return
+        tail = buf[bad_at:]
+        if last and _is_torn(tail):
+            self._warn(f"dropped a torn record at the end of {path} (offset {bad_at}, {len(tail)} bytes)")
+            with open(path, "r+b") as f:
+                f.truncate(bad_at)
+            blk.size = bad_at
+            return
+        self._damaged(path, bad_at, len(tail))
+        self._damage_records = _records_in(tail)
+        # The damaged file is kept as it is; new messages go to a new block after it.
+        self._start_new_block = last
 
-    def _peek_seq(self, rtype, body) -> int:
-        if rtype in (T_MSG, T_SKIP):
-            return struct.unpack_from("<Q", body)[0]
-        return 0
-
-    def _drop_torn_tail(self, path: str, offset: int, size: int, good_end: int) -> None:
-        """An interrupted write at the end of a file: cut it off, with a warning."""
-        msg = (f"Stream store {self.directory}: dropped a torn record at the end of {path} "
-               f"(offset {offset}, {size} bytes)")
-        self.warnings.append(msg)
-        log.warning(msg)
-        with open(path, "r+b") as f:
-            f.truncate(good_end)
-
-    def _report_corruption(self, path: str, offset: int, size: int, end_seq: int) -> None:
-        """Corruption inside a file: the sequences between the last good record and the next one are lost."""
-        start = self.last_seq + 1
-        stop = end_seq - 1 if end_seq else start - 1
-        lost = list(range(start, stop + 1))
-        self.lost_msgs.extend(lost)
+    def _damaged(self, path: str, offset: int, size: int) -> None:
         self.lost_bytes += size
-        if lost:
-            # Keep the sequence numbers consistent: the lost messages leave a gap.
-            for _ in lost:
-                self._recs.append(None)
-            self.last_seq = stop
-        msg = (f"Stream store {self.directory}: corrupt record in {path} at offset {offset}; "
-               f"{len(lost)} message(s) lost" + (f" (sequences {lost[0]}-{lost[-1]})" if lost else "")
-               + "; the file is left untouched")
-        self.errors.append(msg)
-        log.error(msg)
+        self._damage = f"corrupt record in {path} at offset {offset} ({size} bytes); the file is left untouched"
 
-    def _apply_block_record(self, blk: _Block, rtype: int, body: bytes) -> None:
+    def _apply_block_record(self, blk: _Block, rtype: int, body: bytes, pos: int) -> bool:
+        """Load one checksummed record. A record that decodes to nonsense is damage like a bad checksum."""
+        try:
+            if rtype == T_MSG:
+                seq, ts, ttl, slen, hlen = _MSG_HEAD.unpack_from(body)
+                at = _MSG_HEAD.size
+                subject = body[at:at + slen].decode()
+                at += slen
+                hdr = body[at:at + hlen] if hlen else None
+                data = body[at + hlen:]
+                if not subject or len(hdr or b"") != hlen or len(body) < at + hlen:
+                    raise ValueError("lengths do not add up")
+            elif rtype == T_SKIP:
+                seq, ts = _SKIP.unpack_from(body)
+            else:
+                raise ValueError(f"a record of type {rtype} in a block")
+            if seq <= self.last_seq or seq == 0:
+                raise ValueError(f"sequence {seq} after {self.last_seq}")
+            if (self.last_seq or self._recs) and seq - self.last_seq > MAX_GAP:
+                raise ValueError(f"sequence {seq} after {self.last_seq}")
+        except (struct.error, ValueError) as e:
+            self.lost_bytes += len(body)
+            self._damage = f"unreadable record in {blk.path} at offset {pos} ({e}); the file is left untouched"
+            return False
+        self._fill_gap(seq)
         if rtype == T_MSG:
-            seq, ts, ttl, slen, hlen = _MSG_HEAD.unpack_from(body)
-            at = _MSG_HEAD.size
-            subject = body[at:at + slen].decode()
-            at += slen
-            hdr = body[at:at + hlen] if hlen else None
-            data = body[at + hlen:]
-            if seq <= self.last_seq:
-                raise StoreCorrupt(f"{blk.path}: sequence {seq} after {self.last_seq}")
-            self._fill_gap(seq)
-            ttl_left = ttl
-            self._insert(seq, subject, hdr, data, ts, ttl_left, self._fss.get(subject),
+            self._insert(seq, subject, hdr, data, ts, ttl, self._fss.get(subject),
                          self.msg_size(subject, hdr, data))
             blk.live += 1
-        elif rtype == T_SKIP:
-            seq, ts = _SKIP.unpack_from(body)
-            if seq <= self.last_seq:
-                raise StoreCorrupt(f"{blk.path}: sequence {seq} after {self.last_seq}")
-            self._fill_gap(seq)
+        else:
             self._recs.append(None)
             self.last_seq, self.last_ts = seq, ts
-        else:
-            return
         if not blk.first:
             blk.first = seq
         blk.last = seq
+        return True
 
     def _fill_gap(self, seq: int) -> None:
+        expected = self.last_seq + 1 if (self.last_seq or self._recs) else self._start_seq
+        if seq > expected:
+            self._gap(expected, seq - 1, self._damage or f"not in any block file (before {seq}, in {self.msgs_dir})")
+        self._damage = None
         if self.last_seq == 0 and not self._recs:
             self._base = seq
             return
@@ -300,21 +528,43 @@ class FileStore(MemoryStore):
                 log.error(msg)
                 bad = None
             good_end = end
-            if rtype == T_DEL:
-                (count,) = struct.unpack_from("<I", body)
-                for seq in struct.unpack_from(f"<{count}Q", body, 4):
-                    self._remove(seq, persist=False)
-            elif rtype == T_PURGE:
-                (first,) = _PURGE.unpack_from(body)
-                self._apply_purge(first)
-        if bad is not None:
-            self._drop_torn_tail(path, bad, len(buf) - good_end, good_end)
+            try:
+                if rtype == T_DEL:
+                    (count,) = struct.unpack_from("<I", body)
+                    seqs = struct.unpack_from(f"<{count}Q", body, 4)
+                    for seq in seqs:
+                        self._remove(seq, persist=False)
+                    if self._gaps:
+                        self._note_removed(seqs)
+                elif rtype == T_PURGE:
+                    (first,) = _PURGE.unpack_from(body)
+                    self._apply_purge(first)
+            except struct.error:
+                msg = (f"Stream store {self.directory}: unreadable record in {path} at offset {pos}; "
+                       "some removed messages may reappear; the file is left untouched")
+                self.errors.append(msg)
+                log.error(msg)
+        if bad is not None and _is_torn(buf[bad:], (T_DEL, T_PURGE)):
+            self._warn(f"dropped a torn record at the end of {path} (offset {bad}, {len(buf) - good_end} bytes)")
+            with open(path, "r+b") as f:
+                f.truncate(good_end)
             buf = buf[:good_end]
+        elif bad is not None:
+            msg = (f"Stream store {self.directory}: corrupt record in {path} at offset {bad}; "
+                   "some removed messages may reappear; the file is left untouched")
+            self.errors.append(msg)
+            log.error(msg)
         self._jfd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         self._jsize = len(buf)
 
+    def _note_removed(self, seqs) -> None:
+        for gap in self._gaps:
+            first, last, _, removed = gap
+            removed.update(s for s in seqs if first <= s <= last)
+
     def _apply_purge(self, first: int) -> None:
         self._purged = True
+        self._purge_floor = max(self._purge_floor, first)
         if first > self.last_seq:
             self._reset_to(first)
             return
@@ -331,6 +581,27 @@ class FileStore(MemoryStore):
                             "discard_new_per_subject": self.discard_new_per})
         self._release_blocks()
 
+    # -- the state file -------------------------------------------------------------------------
+    def _write_state(self, sync: bool) -> None:
+        """Record the last sequence, the blocks and the lost data (rewritten in place, checksummed)."""
+        state = {"first_seq": self.first_seq if self.msgs else self.last_seq + 1, "last_seq": self.last_seq,
+                 "last_ts": self.last_ts, "blocks": [[b.index, b.first, b.last, b.size] for b in self._blocks]}
+        if self.lost_msgs:
+            state["lost"] = {"msgs": self.lost_msgs, "bytes": self.lost_bytes}
+        data = json.dumps(state, separators=(",", ":")).encode()
+        if self._sfd < 0:
+            new = not os.path.exists(self.state_path)
+            self._sfd = os.open(self.state_path, os.O_RDWR | os.O_CREAT, 0o640)
+            if new and self.sync_always:
+                fsync_dir(self.directory)
+        os.pwrite(self._sfd, self._last_head() + b"%08x %d\n" % (zlib.crc32(data), len(data)) + data, 0)
+        if sync:
+            os.fsync(self._sfd)
+
+    def _last_head(self) -> bytes:
+        head = _LAST_BODY.pack(STATE_MAGIC, self.last_seq, self.last_ts)
+        return head + _CRC.pack(zlib.crc32(head))
+
     # -- blocks ---------------------------------------------------------------------------------
     def _new_block(self, index: int) -> None:
         if self._fd >= 0:
@@ -342,16 +613,20 @@ class FileStore(MemoryStore):
         self._blocks.append(blk)
         if not self._recovering:
             fsync_dir(self.msgs_dir)
+            # The state file learns of every block: if this one goes missing, its first sequence is known.
+            self._write_state(sync=self.sync_always)
 
     def _open_active(self) -> None:
         self._fd = os.open(self._blocks[-1].path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
 
-    def _write(self, record: bytes, seq: int, is_msg: bool) -> None:
+    def _write(self, record: bytes, seq: int, ts: int, is_msg: bool) -> None:
         blk = self._blocks[-1]
         if blk.size and blk.size + len(record) > self.block_size:
             self._new_block(blk.index + 1)
             blk = self._blocks[-1]
         os.write(self._fd, record)
+        head = _LAST_BODY.pack(STATE_MAGIC, seq, ts)
+        os.pwrite(self._sfd, head + _CRC.pack(zlib.crc32(head)), 0)
         if self.sync_always:
             os.fsync(self._fd)
         else:
@@ -397,10 +672,10 @@ class FileStore(MemoryStore):
         sb = subject.encode()
         hlen = len(hdr) if hdr else 0
         body = b"".join((_MSG_HEAD.pack(seq, ts, ttl, len(sb), hlen), sb, hdr or b"", data))
-        self._write(_frame(T_MSG, body), seq, True)
+        self._write(_frame(T_MSG, body), seq, ts, True)
 
     def _persist_skip(self, seq, ts):
-        self._write(_frame(T_SKIP, _SKIP.pack(seq, ts)), seq, False)
+        self._write(_frame(T_SKIP, _SKIP.pack(seq, ts)), seq, ts, False)
 
     def _journal(self, record: bytes) -> None:
         if self._recovering:
@@ -470,6 +745,10 @@ class FileStore(MemoryStore):
                 os.fsync(self._fd)
             if self._jfd >= 0:
                 os.fsync(self._jfd)
+            self._write_state(sync=True)
+            for d in self._new_dirs:
+                fsync_dir(d)
+            self._new_dirs = []
 
     def state(self, with_deleted: bool = False):
         st = super().state(with_deleted)
@@ -484,16 +763,21 @@ class FileStore(MemoryStore):
         return FileConsumerStore(os.path.join(self.directory, "obs", name), self.sync_always)
 
     def stop(self) -> None:
-        for fd in (self._fd, self._jfd):
+        if self._fd >= 0 and self._sfd >= 0:
+            self._write_state(sync=False)
+        for fd in (self._fd, self._jfd, self._sfd):
             if fd >= 0:
                 try:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-        self._fd = self._jfd = -1
+        self._fd = self._jfd = self._sfd = -1
 
     def delete(self) -> None:
-        self.stop()
+        for fd in (self._fd, self._jfd, self._sfd):
+            if fd >= 0:
+                os.close(fd)
+        self._fd = self._jfd = self._sfd = -1
         _rmtree(self.directory)
         self._reset_to(1)
 
@@ -523,7 +807,7 @@ class FileConsumerStore(ConsumerStore):
         self._pending: dict | None = None
         self._fds: list[int] = [-1, -1]
         self._legacy_checked = False
-        os.makedirs(directory, exist_ok=True)
+        make_dirs(directory, sync_always)
         # Continue after whatever is there, so a new state always outranks an older one left on disk.
         self._generation = max((g for g, _ in self._valid_slots()), default=0)
 
@@ -573,12 +857,13 @@ class FileConsumerStore(ConsumerStore):
         head, _, rest = raw.partition(b"\n")
         try:
             checksum, generation, length = head.split(b" ")
-            data = rest[:int(length)]
+            generation, length = int(generation), int(length)
         except ValueError:
             return None
-        if len(data) != int(length) or checksum != b"%08x" % zlib.crc32(data):
+        data = rest[:length]
+        if generation < 0 or len(data) != length or checksum != b"%08x" % zlib.crc32(data):
             return None
-        return int(generation), data
+        return generation, data
 
     def _valid_slots(self) -> list[tuple[int, bytes]]:
         return [s for s in (self._read_slot(0), self._read_slot(1)) if s is not None]
@@ -598,6 +883,11 @@ class FileConsumerStore(ConsumerStore):
         if checksum != b"%08x" % zlib.crc32(data):
             raise StoreCorrupt(f"consumer state checksum mismatch in {path}")
         return json.loads(data)
+
+    def close(self) -> None:
+        """Let go of the files without writing anything (a consumer that could not be loaded)."""
+        self._pending = None
+        self._close()
 
     def _close(self) -> None:
         for i, fd in enumerate(self._fds):

@@ -11,13 +11,14 @@ from array import array
 from bisect import bisect_left, bisect_right
 
 from .. import filters as subj
-from . import (MAX_BYTES, MAX_MSGS, MAX_MSGS_PER_SUBJECT, ConsumerStore, SimpleState, StoreError, StoreMsg,
-               StreamState, StreamStore, mem_msg_size)
+from . import (MAX_BYTES, MAX_MSGS, MAX_MSGS_PER_SUBJECT, MAX_SEQ, SEQ_EXHAUSTED, ConsumerStore, SimpleState,
+               StoreError, StoreMsg, StreamState, StreamStore, mem_msg_size)
 from ..clock import now_ns
 
 _SUBJ, _HDR, _DATA, _TS = 0, 1, 2, 3
 # per-subject state: [msgs, first, last, first_stale, last_stale, subject, sequences, head]: `sequences[head:]`
-# are the subject's stored sequences in order (an array of 8-byte ints), so counting or finding the messages of
+# are the subject's stored sequences in order (an array of unsigned 8-byte ints: a stream may start anywhere
+# up to 2^64-1, as nats-server's uint64 `first_seq` allows), so counting or finding the messages of
 # one subject in a range is a bisection, not a pass over the stream.
 _N, _FIRST, _LAST, _FSTALE, _LSTALE, _NAME, _SEQS, _HEAD = range(8)
 _TRIM_AT = 4096
@@ -72,6 +73,8 @@ class MemoryStore(StreamStore):
         if self.discard_new:
             self._check_discard_new(subject, hdr, size, ss, at_subject_limit)
         seq = self.last_seq + 1
+        if seq > MAX_SEQ:
+            raise StoreError(SEQ_EXHAUSTED)
         if not ts:
             ts = now_ns()
             if ts <= self.last_ts:
@@ -101,7 +104,7 @@ class MemoryStore(StreamStore):
 
     def _insert(self, seq, subject, hdr, data, ts, ttl, ss, size):
         if ss is None:
-            ss = self._fss[subject] = [1, seq, seq, False, False, subject, array("q", (seq,)), 0]
+            ss = self._fss[subject] = [1, seq, seq, False, False, subject, array("Q", (seq,)), 0]
         else:
             subject = ss[_NAME]
             ss[_N] += 1
@@ -121,6 +124,8 @@ class MemoryStore(StreamStore):
 
     def skip_msg(self) -> int:
         seq = self.last_seq + 1
+        if seq > MAX_SEQ:
+            raise StoreError(SEQ_EXHAUSTED)
         ts = max(now_ns(), self.last_ts + 1)
         self._persist_skip(seq, ts)
         self._apply_skip(seq, ts)

@@ -1,0 +1,111 @@
+"""What start-up believes of a store directory: decoded metadata and consumer state are checked for shape before
+they are used (a checksum proves only that the bytes are the ones written), and what cannot be loaded is moved
+aside, with the reason logged, so that the rest of the server starts and the name can be used again.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+from . import config as config_mod
+from .errors import ApiError
+from .store import MAX_SEQ
+
+UNLOADABLE = "unloadable"
+
+
+class Unloadable(Exception):
+    """Content on disk that does not describe a stream or consumer this server can run."""
+
+
+def _is_uint(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEQ
+
+
+def _created(meta: dict) -> int:
+    created = meta.get("created")
+    if created is None:
+        return 0
+    if not isinstance(created, int) or isinstance(created, bool) or created < 0:
+        raise Unloadable(f"'created' is {created!r}, not a time in nanoseconds")
+    return created
+
+
+def _config(meta, what: str) -> dict:
+    if not isinstance(meta, dict):
+        raise Unloadable(f"the {what} metafile holds {type(meta).__name__}, not an object")
+    cfg = meta.get("config")
+    if not isinstance(cfg, dict):
+        raise Unloadable(f"the {what} metafile has no 'config' object")
+    return cfg
+
+
+def stream_meta(meta, dirname: str) -> tuple[dict, int]:
+    """(config, created) of a stream's meta.inf, checked as a create request would be."""
+    cfg = _config(meta, "stream")
+    try:
+        typed = config_mod._typed(cfg, config_mod._STREAM_TYPES, "StreamConfig")
+        config_mod.check_stream_config({**cfg, **typed})
+    except ApiError as e:
+        raise Unloadable(e.description) from None
+    if cfg.get("name") != dirname:
+        raise Unloadable(f"the metafile names stream {cfg.get('name')!r}, its directory is {dirname!r}")
+    if cfg.get("storage", "file") != "file":
+        raise Unloadable(f"storage is {cfg.get('storage')!r} in a file stream's directory")
+    return {**cfg, **typed}, _created(meta)
+
+
+def consumer_meta(meta, dirname: str, stream_cfg: dict) -> tuple[dict, int]:
+    """(config, created) of a consumer's meta.inf."""
+    cfg = _config(meta, "consumer")
+    try:
+        typed = config_mod._typed(cfg, config_mod._CONSUMER_TYPES, "ConsumerConfig")
+        cfg = config_mod.consumer_defaults({**cfg, **typed}, stream_cfg)
+    except ApiError as e:
+        raise Unloadable(e.description) from None
+    name = cfg.get("durable_name") or cfg.get("name")
+    if name != dirname:
+        raise Unloadable(f"the metafile names consumer {name!r}, its directory is {dirname!r}")
+    return cfg, _created(meta)
+
+
+def consumer_state(state) -> dict | None:
+    """The delivery state as Consumer reads it, or Unloadable naming the first field that is wrong."""
+    if state is None:
+        return None
+    if not isinstance(state, dict):
+        raise Unloadable(f"the consumer state holds {type(state).__name__}, not an object")
+    for key in ("delivered", "ack_floor"):
+        part = state.get(key, {})
+        if not isinstance(part, dict) or not all(_is_uint(part.get(k, 0)) for k in ("consumer_seq", "stream_seq")):
+            raise Unloadable(f"the consumer state's {key!r} is {part!r}")
+    pending = state.get("pending") or {}
+    if not isinstance(pending, dict):
+        raise Unloadable("the consumer state's 'pending' is not an object")
+    for seq, entry in pending.items():
+        if not (seq.isdigit() and isinstance(entry, list) and len(entry) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in entry)):
+            raise Unloadable(f"the consumer state's pending entry {seq!r}: {entry!r}")
+    redelivered = state.get("redelivered") or {}
+    if not isinstance(redelivered, dict) or not all(
+            k.isdigit() and _is_uint(v) for k, v in redelivered.items()):
+        raise Unloadable("the consumer state's 'redelivered' is not a map of sequences to counts")
+    return state
+
+
+def keep_aside(path: str, holder: str) -> str:
+    """Move `path` into `<holder>/unloadable/` under a name with the time, out of the way of a new stream or
+    consumer of the same name; returns where it went (or `path` if it could not be moved)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target_dir = os.path.join(holder, UNLOADABLE)
+    target = os.path.join(target_dir, f"{os.path.basename(path)}.{stamp}")
+    n = 1
+    while os.path.exists(target):
+        n += 1
+        target = os.path.join(target_dir, f"{os.path.basename(path)}.{stamp}.{n}")
+    try:
+        os.makedirs(target_dir, exist_ok=True)
+        os.rename(path, target)
+    except OSError:
+        return path
+    return target
