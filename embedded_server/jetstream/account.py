@@ -243,10 +243,8 @@ class JSAccount:
         except Exception as e:  # noqa: BLE001 - whatever the files hold, the other streams still start
             if store is not None:
                 store.stop()
-            reason = str(e) if isinstance(e, (StoreCorrupt, recovery.Unloadable, OSError)) else repr(e)
-            aside = recovery.keep_aside(path, os.path.dirname(self.dir))
-            log.error(f'  Error recreating stream "{name}" in account \'{self.account.name}\': {reason}; '
-                      f"its files are kept in {aside}")
+            log.error(f'  Error recreating stream "{name}" in account \'{self.account.name}\': '
+                      + recovery.set_aside(e, path, os.path.dirname(self.dir)))
             return
         self.streams[cfg["name"]] = st
         self.js.add_usage(st)
@@ -281,10 +279,9 @@ class JSAccount:
         except Exception as e:  # noqa: BLE001 - one consumer's files never keep its stream from running
             if cstore is not None:
                 cstore.close()
-            reason = str(e) if isinstance(e, (StoreCorrupt, recovery.Unloadable, OSError, ValueError)) else repr(e)
-            aside = recovery.keep_aside(path, st.store.directory)
             self.js.logger.error(f'    Error recreating consumer "{name}" of stream '
-                                 f"'{self.account.name} > {st.name}': {reason}; its files are kept in {aside}")
+                                 f"'{self.account.name} > {st.name}': "
+                                 + recovery.set_aside(e, path, st.store.directory))
             return
         st.consumers[name] = o
         o.start()

@@ -4,12 +4,15 @@ aside, with the reason logged, so that the rest of the server starts and the nam
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 
 from . import config as config_mod
+from . import requests
+from .clock import rfc3339
 from .errors import ApiError
-from .store import MAX_SEQ
+from .store import MAX_SEQ, StoreCorrupt
 
 UNLOADABLE = "unloadable"
 
@@ -40,27 +43,50 @@ def _config(meta, what: str) -> dict:
     return cfg
 
 
+_STREAM_CONFIG = requests.Struct("StreamConfig", requests.STREAM_CONFIG_FIELDS)
+
+
+def _texts_for_times(cfg: dict, keys: tuple[str, ...]) -> dict:
+    """A stored config keeps times as nanoseconds where the API sends RFC 3339 text: the text, for decoding."""
+    return {k: rfc3339(v) if k in keys and isinstance(v, int) and not isinstance(v, bool) else v
+            for k, v in cfg.items()}
+
+
+def _check_types(cfg: dict, struct: requests.Struct) -> None:
+    """Each field's JSON type as nats-server would decode the config (json.Unmarshal: unknown fields pass)."""
+    try:
+        requests.decode(json.dumps(cfg), struct, strict=False)
+    except requests.GoJsonError as e:
+        raise Unloadable(str(e)) from None
+
+
 def stream_meta(meta, dirname: str) -> tuple[dict, int]:
     """(config, created) of a stream's meta.inf, checked as a create request would be."""
     cfg = _config(meta, "stream")
+    typed = dict(cfg)
+    if isinstance(cfg.get("mirror"), dict):
+        typed["mirror"] = _texts_for_times(cfg["mirror"], ("opt_start_time",))
+    if isinstance(cfg.get("sources"), list):
+        typed["sources"] = [_texts_for_times(s, ("opt_start_time",)) if isinstance(s, dict) else s
+                            for s in cfg["sources"]]
+    _check_types(typed, _STREAM_CONFIG)
     try:
-        typed = config_mod._typed(cfg, config_mod._STREAM_TYPES, "StreamConfig")
-        config_mod.check_stream_config({**cfg, **typed})
+        config_mod.check_stream_config(cfg)
     except ApiError as e:
         raise Unloadable(e.description) from None
     if cfg.get("name") != dirname:
         raise Unloadable(f"the metafile names stream {cfg.get('name')!r}, its directory is {dirname!r}")
     if cfg.get("storage", "file") != "file":
         raise Unloadable(f"storage is {cfg.get('storage')!r} in a file stream's directory")
-    return {**cfg, **typed}, _created(meta)
+    return cfg, _created(meta)
 
 
 def consumer_meta(meta, dirname: str, stream_cfg: dict) -> tuple[dict, int]:
     """(config, created) of a consumer's meta.inf."""
     cfg = _config(meta, "consumer")
+    _check_types(_texts_for_times(cfg, ("opt_start_time", "pause_until")), requests.CONSUMER_CONFIG)
     try:
-        typed = config_mod._typed(cfg, config_mod._CONSUMER_TYPES, "ConsumerConfig")
-        cfg = config_mod.consumer_defaults({**cfg, **typed}, stream_cfg)
+        cfg = config_mod.consumer_defaults(cfg, stream_cfg)
     except ApiError as e:
         raise Unloadable(e.description) from None
     name = cfg.get("durable_name") or cfg.get("name")
@@ -91,6 +117,15 @@ def consumer_state(state) -> dict | None:
             k.isdigit() and _is_uint(v) for k, v in redelivered.items()):
         raise Unloadable("the consumer state's 'redelivered' is not a map of sequences to counts")
     return state
+
+
+def set_aside(error: Exception, path: str, holder: str) -> str:
+    """What the log says about a stream or consumer that could not be loaded. Content judged unusable (bad
+    checksum, wrong shape, unreadable) is moved aside; an unexpected exception is this server's own defect, so
+    the files stay where they are for the next version to load."""
+    if isinstance(error, (Unloadable, StoreCorrupt, OSError, ValueError, UnicodeError)):
+        return f"{error}; its files are kept in {keep_aside(path, holder)}"
+    return f"{error!r} (an internal error; its files are left in place)"
 
 
 def keep_aside(path: str, holder: str) -> str:
