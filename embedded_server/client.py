@@ -13,7 +13,9 @@ import re
 import time
 from typing import TYPE_CHECKING
 
-from embedded_server import protocol
+from embedded_server import errors, protocol
+from embedded_server.errors import (CLIENT_CLOSED, PARSE_ERROR, PROTOCOL_VIOLATION, READ_ERROR, SERVER_SHUTDOWN,
+                                    SLOW_CONSUMER, Err)
 from embedded_server.protocol import ProtocolError, go_quote
 from embedded_server.subjects import InvalidSubject, Subscription, is_valid_literal_subject
 
@@ -29,30 +31,6 @@ _BOOL_FIELDS = frozenset(("echo", "verbose", "pedantic", "tls_required", "header
 _STR_FIELDS = frozenset(("nkey", "jwt", "sig", "auth_token", "user", "pass", "name", "lang", "version", "account"))
 _INT_FIELDS = frozenset(("protocol",))
 SYS_GROUP = "_sys_"
-
-# Why a connection closed, in nats-server's words (ClosedState strings, shown in logs and /connz).
-CLIENT_CLOSED = "Client Closed"
-AUTH_VIOLATION = "Authentication Failure"
-AUTH_TIMEOUT = "Authentication Timeout"
-SLOW_CONSUMER = "Slow Consumer (Pending Bytes)"
-PROTOCOL_VIOLATION = "Protocol Violation"
-PARSE_ERROR = "Parse Error"
-MAX_PAYLOAD = "Maximum Message Payload Exceeded"
-MAX_CONTROL_LINE = "Maximum Control Line Exceeded"
-STALE_CONNECTION = "Stale Connection"
-BAD_CLIENT_PROTOCOL = "Bad Client Protocol Version"
-NO_RESPONDERS_NEEDS_HEADERS = "No Responders Requires Headers"
-MAX_CONNECTIONS = "Maximum Connections Exceeded"
-SERVER_SHUTDOWN = "Server Shutdown"
-WRITE_ERROR = "Write Error"
-
-_ERR_CLOSE_REASON = {
-    protocol.UNKNOWN_OP: PROTOCOL_VIOLATION,
-    protocol.MAX_CONTROL_LINE_EXCEEDED: MAX_CONTROL_LINE,
-    protocol.MAX_PAYLOAD_VIOLATION: MAX_PAYLOAD,
-    protocol.AUTH_VIOLATION: AUTH_VIOLATION,
-}
-
 
 _REDACT = (re.compile(r'"?\s*(?:auth_token\S*?|pass\S*?)"?\s*[:=]\s*"?([^",\r\n}]*)'),
            re.compile(r'(?:^|[^A-Za-z0-9_])"?\s*(?:proxy_sig|nkey|sig)"?\s*[:=]\s*"?([^",\r\n}]*)'))
@@ -145,9 +123,8 @@ class Client(asyncio.Protocol):
         # INFO goes out first, even to a connection over the limit (as nats-server does).
         transport.write(srv.info_json(self))
         if opts.max_connections < 0 or 0 < opts.max_connections <= len(srv.clients):
-            self.out.append(b"-ERR 'maximum connections exceeded'\r\n")
             srv.error(f"{self.label} - maximum connections exceeded")
-            self.close(MAX_CONNECTIONS)
+            self.send_err(errors.ERR_MAX_CONNECTIONS)
             return
         srv.add_client(self)
         loop = srv.loop
@@ -157,7 +134,7 @@ class Client(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         if not self.closed:
-            self.close(CLIENT_CLOSED if exc is None else "Read Error", flush=False)
+            self.close(CLIENT_CLOSED if exc is None else READ_ERROR, flush=False)
         self.transport = None
 
     def pause_writing(self) -> None:
@@ -330,7 +307,7 @@ class Client(asyncio.Protocol):
     def _publish(self, account, subject: bytes, reply: bytes | None, tail: bytes, body_at: int,
                  hdr_len: int) -> None:
         if self.pedantic and not is_valid_literal_subject(decode_subject(subject)):
-            self.out.append(b"-ERR 'Invalid Publish Subject'\r\n")
+            self.send_err(errors.ERR_INVALID_PUBLISH_SUBJECT)
         if (reply is not None or self.perms is not None) and not self._may_publish(subject, reply):
             return
         if self.verbose:
@@ -342,11 +319,11 @@ class Client(asyncio.Protocol):
     def _may_publish(self, subject: bytes, reply: bytes | None) -> bool:
         perms = self.perms
         if perms is not None and not perms.can_publish_wire(subject):
-            self.send_err(f'Permissions Violation for Publish to "{decode_subject(subject)}"')
+            self.send_err(errors.ERR_PUBLISH_VIOLATION, decode_subject(subject))
             self.server.error(f'{self.label} - Publish Violation - Subject "{decode_subject(subject)}"')
             return False
         if reply and is_reserved_reply(reply):
-            self.send_err(f'Permissions Violation for Publish with Reply of "{decode_subject(reply)}"')
+            self.send_err(errors.ERR_PUBLISH_REPLY_VIOLATION, decode_subject(reply))
             self.server.error(f'{self.label} - Publish Violation - Reply "{decode_subject(reply)}"')
             return False
         return True
@@ -360,18 +337,10 @@ class Client(asyncio.Protocol):
                 return
 
     def _protocol_error(self, e: ProtocolError) -> None:
-        srv = self.server
         if e.err is not None:
-            if srv.logger.trace_enabled:
-                self.trace(f"->> [-ERR {e.err}]")
-            self.out.append(b"-ERR '%s'\r\n" % e.err.encode())
-        if e.err == protocol.AUTH_VIOLATION:
-            srv.error(f"{self.label} - Authorization Violation")
-        elif e.err == protocol.MAX_PAYLOAD_VIOLATION:
-            srv.error(f"{self.label} - {e}")
-        else:
-            srv.error(f"{self.label} - {e}")
-        self.close(_ERR_CLOSE_REASON.get(e.err, PROTOCOL_VIOLATION))
+            self.queue_err(e.err)
+        self.server.error(f"{self.label} - {e}")
+        self.close(e.err.closes if e.err is not None else PROTOCOL_VIOLATION)
 
     # -- operations --------------------------------------------------------------------------------------
     def _connect(self, arg: bytes) -> None:
@@ -425,12 +394,10 @@ class Client(asyncio.Protocol):
             self._set_label()
         proto = opts.get("protocol", 0)
         if proto < 0 or proto > 1:
-            self.send_err("invalid client protocol")
-            self.close(BAD_CLIENT_PROTOCOL)
+            self.send_err(errors.ERR_BAD_CLIENT_PROTOCOL)
             return
         if self.no_responders and not self.headers:
-            self.send_err("no responders requires headers support")
-            self.close(NO_RESPONDERS_NEEDS_HEADERS)
+            self.send_err(errors.ERR_NO_RESPONDERS_NEEDS_HEADERS)
             return
         if self.verbose:
             self.out.append(OK)
@@ -480,12 +447,12 @@ class Client(asyncio.Protocol):
         perms = self.perms
         if queue is not None:
             if (perms is not None and not perms.can_subscribe(subject, queue)) or queue == SYS_GROUP:
-                self.send_err(f'Permissions Violation for Subscription to "{subject}" using queue "{queue}"')
+                self.send_err(errors.ERR_QUEUE_SUBSCRIPTION_VIOLATION, subject, queue)
                 srv.error(f'{self.label} - Subscription Violation - Subject "{subject}", Queue: "{queue}", '
                           f'SID {sid.decode("utf-8", "replace")}')
                 return
         elif perms is not None and not perms.can_subscribe(subject, None):
-            self.send_err(f'Permissions Violation for Subscription to "{subject}"')
+            self.send_err(errors.ERR_SUBSCRIPTION_VIOLATION, subject)
             srv.error(f'{self.label} - Subscription Violation - Subject "{subject}", SID {sid.decode("utf-8", "replace")}')
             return
         max_subs = srv.options.max_subscriptions if srv.options.max_subscriptions > 0 else -1
@@ -493,14 +460,14 @@ class Client(asyncio.Protocol):
             max_subs = self.max_subs
         if max_subs >= 0 and len(self.subs) >= max_subs:
             srv.error(f"{self.label} - maximum subscriptions exceeded")
-            self.send_err("maximum subscriptions exceeded")
+            self.send_err(errors.ERR_MAX_SUBSCRIPTIONS)
             return
         if sid not in self.subs:
             sub = Subscription(self, subject, queue, sid, account=self.account)
             try:
                 self.account.sublist.insert(sub)
             except InvalidSubject:
-                self.send_err("Invalid Subject")
+                self.send_err(errors.ERR_INVALID_SUBJECT)
                 return
             self.subs[sid] = sub
         if self.verbose:
@@ -575,8 +542,7 @@ class Client(asyncio.Protocol):
             if self.pings_out + 1 > opts.max_pings_out:
                 srv.debug(f"{self.label} - Stale Client Connection - Closing")
                 srv.stale_connections += 1
-                self.out.append(b"-ERR 'Stale Connection'\r\n")
-                self.close(STALE_CONNECTION)
+                self.send_err(errors.ERR_STALE_CONNECTION)
                 return
             self._ping_sent_at = now
             self.pings_out += 1
@@ -589,12 +555,22 @@ class Client(asyncio.Protocol):
         self._auth_timer = None
         if self.closed or self.connect_received:
             return
-        self.send_err("Authentication Timeout")
+        err = errors.ERR_AUTHENTICATION_TIMEOUT
+        self.queue_err(err)
         self.server.debug(f"{self.label} - Authentication Timeout")
-        self.close(AUTH_TIMEOUT)
+        self.close(err.closes)
 
     # -- writing -----------------------------------------------------------------------------------------
-    def send_err(self, text: str) -> None:
+    def send_err(self, err: Err, *args) -> None:
+        """Send an `-ERR` of the table (errors.py), its `{}` fields filled from `args`; close the connection
+        after it when the table says nats-server does."""
+        self.queue_err(err, *args)
+        if err.closes is not None:
+            self.close(err.closes)
+
+    def queue_err(self, err: Err, *args) -> None:
+        """Queue the `-ERR` only: the caller logs what nats-server logs in between, then closes with `err.closes`."""
+        text = err.format(*args)
         if self.server.logger.trace_enabled:
             self.trace(f"->> [-ERR {text}]")
         self.queue(b"-ERR '%s'\r\n" % text.encode("utf-8", "surrogateescape"))
@@ -671,8 +647,7 @@ class Client(asyncio.Protocol):
         else:
             who = ""
         srv.error(f"{self.label} - authentication error" + (f" - {who}" if who else ""))
-        self.send_err("Authorization Violation")
-        self.close(AUTH_VIOLATION)
+        self.send_err(errors.ERR_AUTHORIZATION_VIOLATION)
 
     def close(self, reason: str, flush: bool = True) -> None:
         """Close the connection: drop its subscriptions, write what is queued (unless `flush` is False)."""

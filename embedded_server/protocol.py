@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import Iterator
 
+from embedded_server.errors import (ERR_AUTHORIZATION_VIOLATION, ERR_MAX_CONTROL_LINE, ERR_MAX_PAYLOAD,
+                                    ERR_UNKNOWN_PROTOCOL, Err)
+
 # Operation codes: the first element of each tuple `feed` yields.
 PUB = 1       # (PUB, subject, reply|None, tail, body_at)
 HPUB = 2      # (HPUB, subject, reply|None, tail, body_at, hdr_len)
@@ -37,21 +40,16 @@ OP_NAMES = {PUB: "PUB", HPUB: "HPUB", SUB: "SUB", UNSUB: "UNSUB", PING: "PING", 
 MAX_CONTROL_LINE = 4096
 MAX_PAYLOAD = 1024 * 1024
 
-# -ERR texts the parser can end a connection with (nats-server's exact words).
-UNKNOWN_OP = "Unknown Protocol Operation"
-MAX_CONTROL_LINE_EXCEEDED = "maximum control line exceeded"
-MAX_PAYLOAD_VIOLATION = "Maximum Payload Violation"
-AUTH_VIOLATION = "Authorization Violation"
 
 
 class ProtocolError(Exception):
     """The stream cannot be parsed any further; the connection must close.
 
-    `err` is the text nats-server sends as `-ERR '<err>'` before closing, or None when it closes silently
-    (bad arguments, bad sizes, bad JSON). `str(self)` is the line for the server log.
+    `err` is the entry of the error table (errors.py) nats-server sends as `-ERR` before closing, or None when
+    it closes silently (bad arguments, bad sizes, bad JSON). `str(self)` is the line for the server log.
     """
 
-    def __init__(self, log: str, err: str | None = None):
+    def __init__(self, log: str, err: Err | None = None):
         super().__init__(log)
         self.err = err
 
@@ -188,7 +186,7 @@ class Parser:
                 self._pending = None
                 if buf[need - 2:need] != b"\r\n":
                     raise ProtocolError(f"Client parser ERROR, state=MSG_END, i={need - 2}: "
-                                        f"proto={_snippet(buf[need - 2:])}", UNKNOWN_OP)
+                                        f"proto={_snippet(buf[need - 2:])}", ERR_UNKNOWN_PROTOCOL)
                 yield self._complete(pending, buf[:need])
                 pos = need
             else:
@@ -204,7 +202,7 @@ class Parser:
             expect_connect = self.expect_connect   # only a CONNECT (general path below) can clear it
             while pos < end:
                 if expect_connect and buf[pos] not in b"Cc":
-                    raise ProtocolError("Authorization Violation", AUTH_VIOLATION)
+                    raise ProtocolError(ERR_AUTHORIZATION_VIOLATION.text, ERR_AUTHORIZATION_VIOLATION)
                 nl = find(b"\n", pos)
                 if nl < 0:
                     self._partial(buf, pos)
@@ -230,7 +228,7 @@ class Parser:
                         size = int(szb)
                         if size > max_payload:
                             raise ProtocolError(f"Maximum Payload Violation: {size} vs {max_payload}",
-                                                MAX_PAYLOAD_VIOLATION)
+                                                ERR_MAX_PAYLOAD)
                         tail_at = nl - 1 - len(szb)
                         stop = nl + 1 + size
                         if stop + 2 > end:
@@ -240,7 +238,7 @@ class Parser:
                         if buf[stop] != 13 or buf[stop + 1] != 10:
                             raise ProtocolError(
                                 f"Client parser ERROR, state=MSG_END, i={stop}: proto={_snippet(buf[stop:])}",
-                                UNKNOWN_OP)
+                                ERR_UNKNOWN_PROTOCOL)
                         nxt = stop + 2
                         hl = tail_at - pos
                         # Gather the following PUBs of the same shape into one run. (The index checks are a
@@ -303,7 +301,7 @@ class Parser:
     def _mcl_error(self, arg: bytes) -> ProtocolError:
         return ProtocolError(
             f"maximum control line exceeded: max_control_line {self.max_control_line}, Buffer len {len(arg)}"
-            f" (snip: {repr(arg[:128])[1:]}...)", MAX_CONTROL_LINE_EXCEEDED)
+            f" (snip: {repr(arg[:128])[1:]}...)", ERR_MAX_CONTROL_LINE)
 
     def _op(self, buf: bytes, pos: int, nl: int):
         """Parse one complete control line at buf[pos:nl+1]; return where the next operation starts."""
@@ -312,7 +310,7 @@ class Parser:
         if m == _WAIT or isinstance(m, int):
             at = len(line) if m == _WAIT else m
             raise ProtocolError(f"Client parser ERROR, state=0, i={pos + at}: proto={_snippet(buf[pos + at:])}",
-                                UNKNOWN_OP)
+                                ERR_UNKNOWN_PROTOCOL)
         verb, kind, op = m
         n = len(verb)
         if kind == _REST:
@@ -321,7 +319,7 @@ class Parser:
         if kind == _SEP:
             if n >= len(line) or line[n] not in b" \t":
                 raise ProtocolError(f"Client parser ERROR, state=0, i={pos + n}: proto={_snippet(buf[pos + n:])}",
-                                    UNKNOWN_OP)
+                                    ERR_UNKNOWN_PROTOCOL)
         arg = line[n:].lstrip(b" \t")
         if b"\r" in arg:
             # nats-server drops the last byte of an argument line in which it saw a CR (normally the CR itself).
@@ -334,7 +332,7 @@ class Parser:
             if size < 0:
                 raise ProtocolError(f"processPub Bad or Missing Size: {arg!r}")
             if size > self.max_payload:
-                raise ProtocolError(f"Maximum Payload Violation: {size} vs {self.max_payload}", MAX_PAYLOAD_VIOLATION)
+                raise ProtocolError(f"Maximum Payload Violation: {size} vs {self.max_payload}", ERR_MAX_PAYLOAD)
             lead = szb + b"\r\n"
             return (yield from self._payload(buf, nl + 1, (PUB, subject, reply, len(lead), 0, lead, size + 2)))
         if op == HPUB:
@@ -356,7 +354,7 @@ class Parser:
             if hdr > size:
                 raise ProtocolError(f"processHeaderPub Header Size larger then TotalSize: {arg!r}")
             if size > self.max_payload:
-                raise ProtocolError(f"Maximum Payload Violation: {size} vs {self.max_payload}", MAX_PAYLOAD_VIOLATION)
+                raise ProtocolError(f"Maximum Payload Violation: {size} vs {self.max_payload}", ERR_MAX_PAYLOAD)
             if hdr == 0:
                 # No header block: nats-server delivers it as a plain MSG.
                 lead = szb + b"\r\n"
@@ -393,7 +391,7 @@ class Parser:
         if stop <= len(buf):
             if buf[stop - 2:stop] != b"\r\n":
                 raise ProtocolError(f"Client parser ERROR, state=MSG_END, i={stop - 2}: proto={_snippet(buf[stop - 2:])}",
-                                    UNKNOWN_OP)
+                                    ERR_UNKNOWN_PROTOCOL)
             yield self._complete(head, buf[start:stop])
             return stop
         self._wait_payload(head, buf, start)
@@ -422,7 +420,7 @@ class Parser:
     def _check_trailer(data: bytes, at: int) -> None:
         if data[at:at + 1] not in (b"\r", b""):
             raise ProtocolError(f"Client parser ERROR, state=MSG_END_R, i={at}: proto={_snippet(data[at:])}",
-                                UNKNOWN_OP)
+                                ERR_UNKNOWN_PROTOCOL)
 
     def _partial(self, buf: bytes, pos: int) -> None:
         """Keep an incomplete control line, failing as early as nats-server would and keeping memory bounded."""
@@ -432,7 +430,7 @@ class Parser:
             self._buf = rest
             return
         if isinstance(m, int):
-            raise ProtocolError(f"Client parser ERROR, state=0, i={pos + m}: proto={_snippet(rest[m:])}", UNKNOWN_OP)
+            raise ProtocolError(f"Client parser ERROR, state=0, i={pos + m}: proto={_snippet(rest[m:])}", ERR_UNKNOWN_PROTOCOL)
         verb, kind, op = m
         n = len(verb)
         if kind == _REST:
@@ -445,7 +443,7 @@ class Parser:
                 return
             if rest[n] not in b" \t":
                 raise ProtocolError(f"Client parser ERROR, state=0, i={pos + n}: proto={_snippet(rest[n:])}",
-                                    UNKNOWN_OP)
+                                    ERR_UNKNOWN_PROTOCOL)
         arg = rest[n:].lstrip(b" \t")
         if not arg:
             # Only separators so far: nats-server skips them without storing.

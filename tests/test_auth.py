@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
+import urllib.request
 
 import bcrypt
 import nats
@@ -139,3 +142,18 @@ def test_no_auth_user_must_be_a_configured_user(start_server, server_kind, tmp_p
 def test_bad_authorization_blocks_are_refused_at_start(start_server, config, message):
     with pytest.raises(RuntimeError, match=message):
         start_server(config=config)
+
+
+def test_a_refused_login_is_closed_as_an_authentication_failure(start_server):
+    """nats-server answers a bad CONNECT with -ERR 'Authorization Violation' and records the connection as closed
+    for "Authentication Failure" (its AuthenticationViolation state); /connz shows that reason."""
+    srv = start_server("-m", "-1", config="authorization { token: s3cr3t }\n")
+    assert_refused(srv, auth_token="wrong", name="intruder")
+    deadline = time.monotonic() + 10
+    while True:
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.http_port}/connz?state=closed", timeout=10) as r:
+            closed = [c for c in json.loads(r.read())["connections"] if c.get("name") == "intruder"]
+        if closed or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert [c["reason"] for c in closed] == ["Authentication Failure"]

@@ -2,7 +2,7 @@
 
 One Authenticator is built per configuration (at start and on every reload); it is immutable, so a reload
 swaps it atomically. `authenticate()` returns the Identity (user, permissions, account) or None, in which
-case the server answers `-ERR 'Authorization Violation'` and closes the connection.
+case the server answers with errors.ERR_AUTHORIZATION_VIOLATION and closes the connection.
 """
 from __future__ import annotations
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+from embedded_server import errors
+
 SUBJECTS = ("$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE", "$SYS.ACCOUNT.*.CLAIMS.UPDATE")
 
 
@@ -56,6 +58,5 @@ def _enforce(server, key: str) -> None:
         if client.closed or identity is None or identity.account != key:
             continue
         if operator.revoked(key, identity.name, identity.issued_at):
-            client.send_err("User Authentication Revoked")
-            client.close("Revocation")
+            client.send_err(errors.ERR_AUTHENTICATION_REVOKED)
     server.flush()

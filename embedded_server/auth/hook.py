@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+from embedded_server import errors
 from embedded_server.auth.authenticator import ANONYMOUS, Authenticator, Identity
 from embedded_server.auth.permissions import ClientPermissions
 
@@ -100,9 +101,10 @@ def _set_expiry(client, seconds: float | None) -> None:
         client.auth_expiry = None
         if client.closed:
             return
-        client.send_err("User Authentication Expired")
+        err = errors.ERR_AUTHENTICATION_EXPIRED
+        client.queue_err(err)
         client.server.debug(f"{client.label} - User Authentication Expired")
-        client.close("Authentication Expired")
+        client.close(err.closes)
 
     client.auth_expiry = loop.call_later(max(seconds, 0.0), expire)
 
@@ -124,7 +126,7 @@ def reauthorize_all(server) -> None:
             continue
         identity = getattr(client, "identity", None) or ANONYMOUS
         if not auth.still_same_account(client.opts, identity):
-            client.close("Client Closed")
+            client.close(errors.CLIENT_CLOSED)
             continue
         new_identity = auth.authenticate(client.opts, getattr(client, "nonce", None))
         if new_identity is None:
@@ -147,12 +149,11 @@ def _drop_unauthorized_subscriptions(server, client) -> None:
         client.remove_subscription(sub)
         sid = _text(sub.sid)
         if queue:
-            client.send_err(f'Permissions Violation for Subscription to "{subject}" using queue "{queue}" '
-                            f'(sid "{sid}")')
+            client.send_err(errors.ERR_QUEUE_SUBSCRIPTION_REMOVED, subject, queue, sid)
             server.notice(f'Removed sub "{subject}" using queue "{queue}" (sid "{sid}") for {client.user} - '
                           "not authorized")
         else:
-            client.send_err(f'Permissions Violation for Subscription to "{subject}" (sid "{sid}")')
+            client.send_err(errors.ERR_SUBSCRIPTION_REMOVED, subject, sid)
             server.notice(f'Removed sub "{subject}" (sid "{sid}") for {client.user} - not authorized')
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
-from embedded_server import protocol
+from embedded_server import errors, protocol
 from embedded_server.protocol import Parser, ProtocolError
 
 subjects = st.text(alphabet="abcxyz.*>_-0123456789", min_size=1, max_size=12).map(str.encode)
@@ -107,8 +107,8 @@ def test_random_bytes_parse_or_raise_protocol_error_only(data, points):
             for _ in p.feed(chunk):
                 pass
     except ProtocolError as e:
-        assert e.err in (None, protocol.UNKNOWN_OP, protocol.MAX_CONTROL_LINE_EXCEEDED,
-                         protocol.MAX_PAYLOAD_VIOLATION, protocol.AUTH_VIOLATION)
+        assert e.err in (None, errors.ERR_UNKNOWN_PROTOCOL, errors.ERR_MAX_CONTROL_LINE, errors.ERR_MAX_PAYLOAD,
+                         errors.ERR_AUTHORIZATION_VIOLATION)
     assert p.buffered <= len(data)
 
 
@@ -122,7 +122,7 @@ def test_a_control_line_that_never_ends_is_refused_before_memory_grows(verb, rou
                 pass
             verb = b""
     except ProtocolError as e:
-        assert e.err == protocol.MAX_CONTROL_LINE_EXCEEDED
+        assert e.err == errors.ERR_MAX_CONTROL_LINE
     assert p.buffered <= 1024 + 300 + 10
 
 
@@ -140,7 +140,7 @@ def test_a_huge_declared_payload_is_refused_at_the_control_line():
     try:
         list(p.feed(b"PUB foo 1025\r\n"))
     except ProtocolError as e:
-        assert e.err == protocol.MAX_PAYLOAD_VIOLATION
+        assert e.err == errors.ERR_MAX_PAYLOAD
     else:
         raise AssertionError("no error")
     assert p.buffered == 0
@@ -153,7 +153,7 @@ def test_operations_after_an_error_are_never_yielded():
         for op in p.feed(b"PING\r\nXXX\r\nPING\r\n"):
             ops.append(op)
     except ProtocolError as e:
-        assert e.err == protocol.UNKNOWN_OP
+        assert e.err == errors.ERR_UNKNOWN_PROTOCOL
     assert ops == [(protocol.PING,)]
     try:
         list(p.feed(b"PING\r\n"))
@@ -170,7 +170,7 @@ def test_nothing_but_connect_is_accepted_while_auth_is_expected():
     try:
         next(gen)
     except ProtocolError as e:
-        assert e.err == protocol.AUTH_VIOLATION
+        assert e.err == errors.ERR_AUTHORIZATION_VIOLATION
     else:
         raise AssertionError("PING before auth was accepted")
     p = Parser(expect_connect=True)
