@@ -6,8 +6,9 @@
   (d) KV put and KV get, ops/s
   (e) direct get of a random sequence in a 1,000,000-message stream, gets/s and p50
   (f) resident memory of the server holding a 1,000,000 x 128-byte memory stream   target: embedded < 600 MB
+  (g) a file mirror catching up the 1,000,000-message file stream, msgs/s      target: ≥ 0.5x
 
-    python -m bench jetstream [--kinds nats-server,embedded] [--repeat 3] [--quick]
+    python -m bench jetstream [--kinds nats-server,embedded] [--repeat 3] [--quick] [--only g]
 
 Every workload runs `--repeat` times per server, alternating servers, and the best run counts (the machine
 is shared: the best run is the least disturbed one). Nothing here is asserted.
@@ -133,41 +134,66 @@ async def _create(url: str, name: str, storage: str) -> None:
     await nc.close()
 
 
-def run_once(kind: str, quick: bool) -> dict:
+async def _mirror_catch_up(url: str, origin: str, count: int) -> float:
+    """Create a file mirror of `origin` (holding `count` messages) and time it until it holds them all."""
+    import json
+
+    import nats
+
+    nc = await nats.connect(url)
+    t0 = time.perf_counter()
+    await nc.request(f"$JS.API.STREAM.CREATE.MIRROR{origin}",
+                     json.dumps({"name": f"MIRROR{origin}", "mirror": {"name": origin}}).encode(), timeout=10)
+    while True:
+        msg = await nc.request(f"$JS.API.STREAM.INFO.MIRROR{origin}", b"", timeout=10)
+        if json.loads(msg.data)["state"]["messages"] >= count:
+            break
+        await asyncio.sleep(0.01)
+    rate = count / (time.perf_counter() - t0)
+    await nc.close()
+    return rate
+
+
+def run_once(kind: str, quick: bool, only: str = "") -> dict:
     sync_n, async_n, kv_n = (500, 5_000, 500) if quick else (2_000, 50_000, 2_000)
     big, gets = (100_000, 1_000) if quick else (1_000_000, 5_000)
-    out: dict = {}
+    out: dict = {"file": {}, "memory": {}}
     with tempfile.TemporaryDirectory() as tmp:
         srv = Server(kind, Path(tmp), ("-js", "-sd", str(Path(tmp) / "store")))
         try:
-            for storage in ("file", "memory"):
-                out[storage] = asyncio.run(_publish_and_fetch(srv.url, storage, sync_n, async_n))
-                out[storage].update(asyncio.run(_kv(srv.url, storage, kv_n)))
+            if not only:
+                for storage in ("file", "memory"):
+                    out[storage] = asyncio.run(_publish_and_fetch(srv.url, storage, sync_n, async_n))
+                    out[storage].update(asyncio.run(_kv(srv.url, storage, kv_n)))
             for storage in ("memory", "file"):
+                if only and storage == "memory":
+                    continue
                 name = f"BIG{storage.upper()}"
                 asyncio.run(_create(srv.url, name, storage))
                 _fill_raw(srv.port, f"big.{storage}".encode(), big)
                 if storage == "memory":
                     out["rss_big"] = srv.rss_mib()
-                out[storage]["dget"] = asyncio.run(_direct_gets(srv.url, name, big, gets))
+                if not only:
+                    out[storage]["dget"] = asyncio.run(_direct_gets(srv.url, name, big, gets))
+            out["mirror"] = asyncio.run(_mirror_catch_up(srv.url, "BIGFILE", big))
         finally:
             srv.stop()
     return out
 
 
-def run(kinds: list[str], repeat: int, quick: bool) -> list[dict]:
+def run(kinds: list[str], repeat: int, quick: bool, only: str = "") -> list[dict]:
     from tqdm import tqdm
 
     runs: dict[str, list[dict]] = {k: [] for k in kinds}
     steps = [k for _ in range(repeat) for k in kinds]
     for kind in tqdm(steps, desc="jetstream bench", unit="run"):
-        runs[kind].append(run_once(kind, quick))
+        runs[kind].append(run_once(kind, quick, only))
     rows = []
     big = "100k" if quick else "1M"
     for kind in kinds:
         rs = runs[kind]
         row = {"server": kind}
-        for st in ("file", "memory"):
+        for st in ("file", "memory") if not only else ():
             row[f"(a) {st}: sync publish p50 µs"] = min(r[st]["p50"] for r in rs)
             row[f"(a) {st}: sync publish p99 µs"] = min(r[st]["p99"] for r in rs)
             row[f"(b) {st}: async publish msgs/s"] = max(r[st]["async"] for r in rs)
@@ -176,7 +202,9 @@ def run(kinds: list[str], repeat: int, quick: bool) -> list[dict]:
             row[f"(d) {st}: KV get ops/s"] = max(r[st]["get"] for r in rs)
             row[f"(e) {st}: direct get in {big}, gets/s"] = max(r[st]["dget"]["rate"] for r in rs)
             row[f"(e) {st}: direct get in {big}, p50 µs"] = min(r[st]["dget"]["p50"] for r in rs)
-        row[f"(f) RSS with {big} x 128 B in memory, MiB"] = min(r["rss_big"] for r in rs)
+        if not only:
+            row[f"(f) RSS with {big} x 128 B in memory, MiB"] = min(r["rss_big"] for r in rs)
+        row[f"(g) mirror catching up {big}, msgs/s"] = max(r["mirror"] for r in rs)
         rows.append(row)
     return rows
 
@@ -186,8 +214,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--kinds", default=",".join(KINDS), help="servers to compare (default: both)")
     p.add_argument("--repeat", type=int, default=3, help="runs per server; the best one counts (default 3)")
     p.add_argument("--quick", action="store_true", help="smaller counts (100k-message stream), for a smoke run")
+    p.add_argument("--only", choices=("g",), default="", help="run one workload: g = mirror catch-up")
     args = p.parse_args(argv)
-    rows = run([k for k in args.kinds.split(",") if k], max(args.repeat, 1), args.quick)
+    rows = run([k for k in args.kinds.split(",") if k], max(args.repeat, 1), args.quick, args.only)
     print()
     print(table(rows))
     return 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from . import filters, requests
+from . import counters, filters, requests
 from .clock import rfc3339
 from .errors import ApiError, api_error
 from .transform import SubjectTransform, TransformError
@@ -132,8 +132,7 @@ def check_stream_config(req: dict, pedantic: bool = False, sourcing_check=None) 
     cfg["duplicate_window"] = dup
     if cfg.get("deny_purge") and cfg.get("allow_rollup_hdrs"):
         raise _invalid("roll-ups require the purge permission")
-    if cfg.get("allow_msg_counter"):
-        raise _invalid("message counters are not supported by this server")
+    counters.check_config(cfg)
     if cfg.get("allow_atomic") or cfg.get("allow_batched"):
         raise _invalid("batch publishing is not supported by this server")
     if cfg.get("allow_msg_schedules"):
@@ -229,6 +228,8 @@ def set_static_metadata(cfg: dict, previous: dict | None = None) -> None:
         level = 1
     if cfg.get("pause_until") or cfg.get("priority_policy", "none") != "none" or cfg.get("priority_groups"):
         level = max(level, 1)
+    if cfg.get("allow_msg_counter"):
+        level = max(level, 2)
     meta["_nats.req.level"] = str(level)
     cfg["metadata"] = meta
 
@@ -295,6 +296,8 @@ def check_stream_update(old: dict, new: dict) -> dict:
         raise api_error("JSStreamMirrorNotUpdatableErr")
     if old.get("allow_msg_ttl") and not new.get("allow_msg_ttl"):
         raise _invalid("message TTL status can not be disabled")
+    if bool(old.get("allow_msg_counter")) != bool(new.get("allow_msg_counter")):
+        raise _invalid("stream configuration update can not change message counter setting")
     if old.get("persist_mode", "") != new.get("persist_mode", ""):
         raise _invalid("stream configuration update can not change persist mode")
     cfg = dict(new)

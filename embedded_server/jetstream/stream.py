@@ -11,7 +11,7 @@ import re
 from collections import deque
 
 from . import config as config_mod
-from . import filters, headers, requests
+from . import counters, filters, headers, requests
 from .clock import now_ns, rfc3339
 from .errors import ApiError, api_error
 from .store import StoreError
@@ -122,7 +122,7 @@ class Stream:
         """What a plain publish (no headers) must check, decided once per config instead of per message."""
         cfg = self.cfg
         self._slow_path = bool(self.closed or self._input_tr is not None or self._republish_tr is not None
-                               or cfg.get("sealed") or cfg["retention"] == "interest")
+                               or cfg.get("sealed") or cfg["retention"] == "interest" or cfg.get("allow_msg_counter"))
         self._max_msg_size = cfg.get("max_msg_size", -1)
         self._no_ack = bool(cfg.get("no_ack"))
         self._expires = bool(cfg.get("max_age"))
@@ -262,8 +262,10 @@ class Stream:
         msg_id = ""
         rollup = ""
         ttl = 0
+        incr = None
         if hdr:
             try:
+                incr = counters.check_incr(cfg.get("allow_msg_counter", False), hdr, msg, sourced)
                 msg_id, rollup, ttl, dup_seq = self._check_headers(subject, hdr, sourced)
             except ApiError as e:
                 self._respond_error(reply, e)
@@ -271,6 +273,15 @@ class Stream:
             if dup_seq:
                 if can_respond:
                     self.js.send(self.account, reply, b"%s%d,\"duplicate\": true}" % (self.pub_ack, dup_seq))
+                return 0
+        counter = None
+        if cfg.get("allow_msg_counter"):
+            try:
+                if incr is None:
+                    raise api_error("JSMessageIncrMissingErr")
+                hdr, msg, counter = counters.apply(self.store, subject, hdr, msg, incr)
+            except ApiError as e:
+                self._respond_error(reply, e)
                 return 0
         max_size = cfg.get("max_msg_size", -1)
         if max_size >= 0 and (hdr and len(hdr) > max_size or len(msg) > max_size - (len(hdr) if hdr else 0)):
@@ -317,7 +328,10 @@ class Stream:
         if self._republish_tr is not None:
             self._republish(subject, hdr, msg, seq, ts)
         if can_respond:
-            self.js.send(self.account, reply, b"%s%d}" % (self.pub_ack, seq))
+            if counter is None:
+                self.js.send(self.account, reply, b"%s%d}" % (self.pub_ack, seq))
+            else:
+                self.js.send(self.account, reply, b'%s%d,"val":"%s"}' % (self.pub_ack, seq, counter.encode()))
         self.notify_stored(seq, subject, ttl)
         return seq
 
