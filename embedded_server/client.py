@@ -207,7 +207,7 @@ class Client(asyncio.Protocol):
         tracing = srv.logger.trace_enabled
         self.parser.runs = not tracing
         # Whether this connection's publishes need nothing checked per message (set again by a CONNECT).
-        plain = not (tracing or self.verbose or self.pedantic) and self.perms is None
+        plain = not (tracing or self.verbose or self.pedantic) and self.perms is None and account.mappings is None
         skip = None if self.echo else self
         try:
             for op in self.parser.feed(data):
@@ -253,7 +253,7 @@ class Client(asyncio.Protocol):
                 elif kind == 7:
                     self._connect(op[1])
                     account = self.account
-                    plain = not (tracing or self.verbose or self.pedantic) and self.perms is None
+                    plain = not (tracing or self.verbose or self.pedantic) and self.perms is None and account.mappings is None
                     skip = None if self.echo else self
                 elif kind == 8:
                     self._info(op[1])
@@ -306,6 +306,9 @@ class Client(asyncio.Protocol):
 
     def _publish(self, account, subject: bytes, reply: bytes | None, tail: bytes, body_at: int,
                  hdr_len: int) -> None:
+        if account.mappings is not None:
+            # nats-server maps a client's publish before anything else looks at its subject.
+            subject = encode_subject(account.mappings.map(decode_subject(subject)))
         if self.pedantic and not is_valid_literal_subject(decode_subject(subject)):
             self.send_err(errors.ERR_INVALID_PUBLISH_SUBJECT)
         if (reply is not None or self.perms is not None) and not self._may_publish(subject, reply):

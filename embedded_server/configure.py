@@ -244,8 +244,12 @@ def _apply_one(opts, key: str, lk: str, v: Any, pos: Pos | None, conf: ConfMap,
     else:
         # Accounts, operators and anything another module owns are kept for it; truly unknown keys are
         # errors unless they were only there to be used as $VARIABLES.
+        if lk in ("mappings", "maps"):
+            from embedded_server.mappings import parse_mappings
+            opts.extra["mappings_parsed"] = parse_mappings(v, pos, errors)
+            return
         if lk in ("operator", "operators", "resolver", "resolver_preload", "system_account",
-                  "system", "trusted", "trusted_keys", "mappings", "maps"):
+                  "system", "trusted", "trusted_keys"):
             opts.extra[lk] = v
             return
         if key not in conf.used:

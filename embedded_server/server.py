@@ -71,6 +71,8 @@ class Account:
         self.sublist.on_change = self.drop_plans
         self.in_msgs = self.in_bytes = self.out_msgs = self.out_bytes = 0
         self.slow_consumers = 0
+        # The account's subject mappings (transform.AccountMappings), applied to its clients' publishes.
+        self.mappings = None
 
     def drop_plans(self) -> None:
         """Forget the delivery plans: the subscriptions, or what a subscriber needs checked, changed."""

@@ -45,6 +45,7 @@ class AccountConfig:
     service_imports: list[Import] = field(default_factory=list)
     default_permissions: Permissions | None = None
     jetstream: bool = False          # `jetstream: enabled` (or a limits map) in the account
+    mappings: list = field(default_factory=list)   # transform.Mapping, in the order written
 
 
 def parse_accounts(value: Any, pos: Pos | None, errors: list[ConfigError]
@@ -94,6 +95,9 @@ def parse_accounts(value: Any, pos: Pos | None, errors: list[ConfigError]
                 acc.default_permissions = parse_permissions(v, kpos, errors)
             elif lk == "jetstream":
                 acc.jetstream = _jetstream_enabled(v, kpos, errors)
+            elif lk in ("mappings", "maps"):
+                from embedded_server.mappings import parse_mappings
+                acc.mappings = parse_mappings(v, kpos, errors)
             elif key not in body.used:
                 errors.append(ConfigError(f'unknown field "{key}"', kpos))
         for u in acc_users + acc_nkeys:

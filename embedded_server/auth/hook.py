@@ -47,6 +47,9 @@ def wire_accounts(server) -> None:
     operator = getattr(server, "operator", None)
     configs = operator.account_configs() if operator is not None else list(server.options.accounts or [])
     server.account_import_subs = accounts.wire(server, configs)
+    from embedded_server import mappings
+
+    mappings.install(server)
 
 
 def _set(server, auth: Authenticator) -> None:
