@@ -1,10 +1,12 @@
 """The lab's targets, on each server kind: a 100-message `stream_view` page from a 1,000,000-message stream
 (< 200 ms) and a 100,000-message stream into one DataFrame (< 3 s); plus the filtered and backwards moves;
 each with and without allow_direct. And `%stream report` over 1,000 streams, `%consumer report` over 1,000
-consumers, `%stream subjects` on a 1,000,000-message stream with 10,000 subjects (< 1 s each).
+consumers, `%stream subjects` on a 1,000,000-message stream with 10,000 subjects (< 1 s each). And one
+`%server watch` refresh (read every server, redraw the ServerMonitor's charts and table) with 120 readings
+already charted, through the monitoring port and through $SYS (< 100 ms).
 
     python -m bench lab [--messages 1000000] [--frame-messages 100000] [--kinds nats-server,embedded]
-                        [--suites view,reports] [--streams 1000] [--consumers 1000] [--subjects 10000]
+                        [--suites view,reports,watch] [--streams 1000] [--consumers 1000] [--subjects 10000]
 """
 from __future__ import annotations
 
@@ -153,6 +155,50 @@ def run_reports(kind: str, streams: int, consumers: int, messages: int, subjects
     return rows
 
 
+WATCH_CONFIG = """
+accounts { SYS { users [{user: sys, password: sys}] }, APP { users [{user: app, password: app}] } }
+system_account: SYS
+"""
+
+
+def run_watch(kind: str, repeat: int, history: int = 120) -> list[dict]:
+    """One ServerMonitor refresh as the widget does it: a reading of every server and the redraw."""
+    import pynats_lab as lab
+    from pynats_lab.overview import ServerSampler
+    from pynats_lab.widgets.server_monitor import watch_svg
+    from pynats_lab.widgets.base import table_html
+    from tests.servers import RunningServer
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        conf = Path(tmp) / "server.conf"
+        conf.write_text(WATCH_CONFIG)
+        srv = RunningServer(kind, ["-m", "-1", "-c", str(conf)], Path(tmp)).start(timeout=60)
+        try:
+            for how, url, monitor in (("monitoring", f"nats://app:app@127.0.0.1:{srv.port}",
+                                       f"http://127.0.0.1:{srv.http_port}"),
+                                      ("$SYS", f"nats://sys:sys@127.0.0.1:{srv.port}", None)):
+                s = lab.get_session().connect(url)
+                sampler = ServerSampler(s, monitor)
+                for _ in range(history + 1):
+                    s.run(sampler.sample())
+
+                def refresh():
+                    s.run(sampler.sample())
+                    watch_svg(sampler.frame)
+                    table_html(sampler.frame.tail(1))
+
+                assert sampler.frame["server"].nunique() == 1
+                ms = timed(refresh, repeat)
+                rows.append({"server": kind, "read": how, "workload": f"%server watch refresh, {history} readings "
+                             "charted", "stream messages": None, "median ms": statistics.median(ms),
+                             "p90 ms": sorted(ms)[int(len(ms) * 0.9) - 1], "target": "< 100 ms"})
+        finally:
+            lab.get_session().close()
+            srv.stop()
+    return rows
+
+
 def main(argv: list[str]) -> int:
     import pandas as pd
 
@@ -162,8 +208,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--frame-messages", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--kinds", default=",".join(_kinds()), help="server kinds, comma-separated")
-    ap.add_argument("--suites", default="view,reports", help="view (stream_view/stream_frame), reports "
-                    "(stream/consumer report, stream subjects); comma-separated")
+    ap.add_argument("--suites", default="view,reports,watch", help="view (stream_view/stream_frame), reports "
+                    "(stream/consumer report, stream subjects), watch (%%server watch); comma-separated")
     ap.add_argument("--streams", type=int, default=1000, help="reports: streams for %%stream report")
     ap.add_argument("--consumers", type=int, default=1000, help="reports: consumers for %%consumer report")
     ap.add_argument("--subjects", type=int, default=10_000, help="reports: subjects for %%stream subjects")
@@ -175,6 +221,8 @@ def main(argv: list[str]) -> int:
             rows += run_kind(kind, a.messages, a.frame_messages, a.repeat)
         if "reports" in suites:
             rows += run_reports(kind, a.streams, a.consumers, a.messages, a.subjects, max(a.repeat // 2, 3))
+        if "watch" in suites:
+            rows += run_watch(kind, a.repeat)
     df = pd.DataFrame(rows)
     df["median ms"] = df["median ms"].round(1)
     df["p90 ms"] = df["p90 ms"].round(1)

@@ -19,14 +19,14 @@ from .kv import kv_add, kv_create, kv_del, kv_get, kv_history, kv_ls, kv_put, kv
 from .measure import bench, dedup_series, latency, latency_percentiles
 from .messaging import Collector, publish, request, server_info, subscribe, subscribe_background
 from .overview import (interest, server_health, server_ls, server_report_accounts, server_report_connections,
-                       server_report_jetstream)
+                       server_report_jetstream, server_watch)
 from .reports import consumer_report, stream_report, stream_subjects
 from .session import Session, get_session
 from .tracing import trace
 from .streams import (StreamPager, stream_add, stream_edit, stream_frame, stream_get, stream_info, stream_ls,
                       stream_names, stream_purge, stream_rm, stream_tail, stream_view)
 
-_WIDGETS = ("StreamViewer", "ConsumerReplay", "LatencyChart", "DedupChart")
+_WIDGETS = ("StreamViewer", "ConsumerReplay", "LatencyChart", "DedupChart", "ServerMonitor")
 
 
 def connect(url: str | None = None, *, context: str | None = None, creds: str | None = None,
@@ -106,5 +106,5 @@ __all__ = [
     "kv_add", "kv_ls", "kv_put", "kv_create", "kv_update", "kv_get", "kv_del", "kv_history", "kv_watch", "kv_rm",
     "latency", "latency_percentiles", "bench", "dedup_series", *_WIDGETS,
     "server_ls", "server_report_connections", "server_report_jetstream", "server_report_accounts",
-    "server_health", "interest", "events", "events_background", "events_from", "EventCollector", "trace",
+    "server_health", "server_watch", "interest", "events", "events_background", "events_from", "EventCollector", "trace",
 ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib.dates import DateFormatter
 from matplotlib.figure import Figure
 
 PERCENTILES = (50, 90, 99, 99.9)
@@ -150,6 +151,11 @@ def subjects_figure(df: pd.DataFrame, top: int = 20, title: str | None = None) -
     return fig
 
 
+def server_label(name: str) -> str:
+    """A server's name for a chart: an unnamed server is called by its 56-character id, cut to 8."""
+    return name[:8] + "…" if len(name) == 56 and name.isupper() else name
+
+
 def trace_figure(df: pd.DataFrame, title: str | None = None) -> Figure:
     """The route of a traced message (`%nats trace`): the publisher, each server it crossed (with the subject
     mappings, exports and imports it went through there), and every receiver: clients (with their
@@ -217,10 +223,7 @@ def trace_figure(df: pd.DataFrame, title: str | None = None) -> Figure:
                 steps.append(f"import into {r['account']}: {r['subject']}")
             if r["error"]:
                 steps.append(f"error: {r['error']}")
-        name = rows[0]["server"] if rows else hop
-        if len(name) == 56 and name.isupper():  # an unnamed server is called by its id
-            name = name[:8] + "…"
-        label = f"{name}\naccount {ingress['account'] if ingress else ''}"
+        label = f"{server_label(rows[0]['server'] if rows else hop)}\naccount {ingress['account'] if ingress else ''}"
         style = dict(ha="center", va="center", bbox=dict(box, fc="#f0f0f0"), fontsize=8, fontweight="bold")
         if hop in incoming:
             src, via = incoming[hop]
@@ -244,4 +247,37 @@ def trace_figure(df: pd.DataFrame, title: str | None = None) -> Figure:
     ax.set_ylim(height + 0.3, -0.9)
     fig.set_size_inches(max(6, 2.2 * (right + 1.2)), max(2.2, 0.9 * height + 1))
     ax.set_title(title or f"Trace of {first['subject']}", fontsize=10)
+    return fig
+
+
+WATCH_PANELS = (("msgs/s", ("in_msgs_s", "out_msgs_s")), ("bytes/s", ("in_bytes_s", "out_bytes_s")),
+                ("connections", ("connections",)), ("slow consumers", ("slow_consumers",)))
+
+
+def server_watch_figure(df: pd.DataFrame, title: str = "Servers") -> Figure:
+    """Four panels over time, one line per server: messages/s and bytes/s in (solid) and out (dashed),
+    connections, slow consumers (`%server watch`, ServerMonitor)."""
+    fig = Figure(figsize=(10, 5), layout="constrained")
+    axes = fig.subplots(2, 2, sharex=True).ravel()
+    fig.suptitle(title, fontsize=10)
+    if df is None or not len(df):
+        for ax, (name, _) in zip(axes, WATCH_PANELS):
+            ax.set_title(name, fontsize=9)
+            _empty(fig, ax, "waiting for the second reading")
+        return fig
+    servers = list(dict.fromkeys(df["server"]))
+    colors = {s: f"C{i % 10}" for i, s in enumerate(servers)}
+    for ax, (name, columns) in zip(axes, WATCH_PANELS):
+        ax.set_title(name, fontsize=9)
+        for server, g in df.groupby("server", sort=False):
+            for col in columns:
+                ax.plot(g["time"], g[col], color=colors[server], linestyle="--" if "out" in col else "-",
+                        label=f"{server_label(server)} {'out' if 'out' in col else 'in'}" if len(columns) > 1
+                        else server_label(server))
+        ax.tick_params(labelsize=7)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="upper left")
+    for ax in axes[2:]:
+        ax.xaxis.set_major_formatter(DateFormatter("%H:%M:%S"))
     return fig

@@ -423,7 +423,7 @@ _SERVER_SOURCE = ("Read through $SYS.REQ.SERVER.PING when the connection is a sy
 
 
 def server_parser() -> Parser:
-    p, sub = _commands("%server", "The servers themselves: ls, report, health (read-only).\n"
+    p, sub = _commands("%server", "The servers themselves: ls, report, health, watch (read-only).\n"
                        + _SERVER_SOURCE)
 
     def command(name: str, help: str, description: str) -> Parser:
@@ -454,6 +454,12 @@ def server_parser() -> Parser:
         _monitor_flag(x)
     h = command("health", "each server's health check", "Each server's /healthz: ok, or what is wrong.")
     h.add_argument("--js-enabled-only", action="store_true", help="only check that JetStream is enabled")
+    w = command("watch", "live msgs/s, bytes/s, connections, slow consumers per server",
+                "Live charts, one line per server, updated in place (a ServerMonitor widget in Jupyter, a "
+                "table per interval in a terminal).")
+    w.add_argument("--interval", metavar="DUR", help="how often to read the servers (default 1s)")
+    w.add_argument("--timeout", metavar="DUR", help="stop after this long (default: until stopped; 10s "
+                   "outside Jupyter)")
     return p
 
 
@@ -473,6 +479,10 @@ def run_server(a: argparse.Namespace, cell: str | None) -> Any:
         raise _Usage("which report? connections, jetstream or accounts")
     if c == "health":
         return lab.server_health(js_enabled_only=a.js_enabled_only, monitor=a.monitor)
+    if c == "watch":
+        if _in_kernel():
+            return lab.ServerMonitor(interval=a.interval, timeout=a.timeout, monitor=a.monitor)
+        return lab.server_watch(interval=a.interval, timeout=a.timeout or "10s", monitor=a.monitor)
     raise _Usage("missing command")
 
 

@@ -344,3 +344,32 @@ class ServerSampler:
     @property
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=SAMPLE_COLUMNS)
+
+
+def server_watch(*, interval: Any = "1s", timeout: Any = "10s", monitor: Any = None,
+                 session: Session | None = None) -> pd.DataFrame:
+    """Print every server's rates each `interval` for `timeout` (or until Ctrl-C), as `%server watch` does
+    outside Jupyter; returns all of them (the ServerMonitor widget's DataFrame)."""
+    from .session import get_session
+    from .units import parse_duration, parse_interval
+
+    s = (session or get_session()).ensure()
+    every = parse_interval(interval)
+    limit = parse_duration(timeout, "--timeout")
+    if limit is None or limit <= 0:
+        raise LabError(f"invalid --timeout {timeout!r}: it must be more than 0")
+    sampler = ServerSampler(s, monitor)
+    s.run(sampler.sample())
+    end = time.monotonic() + limit
+    try:
+        while time.monotonic() + every <= end + 1e-9:
+            time.sleep(every)
+            rows = s.run(sampler.sample())
+            if rows:
+                frame = pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
+                frame = frame.round({c: 1 for c in frame.columns if c.endswith("_s")})
+                frame["time"] = frame["time"].dt.strftime("%H:%M:%S")
+                print(frame.to_string(index=False) + "\n", flush=True)
+    except KeyboardInterrupt:
+        pass
+    return sampler.frame

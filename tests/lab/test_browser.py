@@ -86,6 +86,20 @@ def jupyterlab(tmp_path, nats_url):
     log.close()
 
 
+def run_all_cells(page, url: str, loaded_screenshot: str | None = None) -> None:
+    """Open a notebook in JupyterLab, wait for its kernel, and run every cell with Shift+Enter."""
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_selector(".jp-Notebook .jp-Cell", state="visible", timeout=40_000)
+    page.wait_for_function(
+        "() => /\\| Idle/.test(document.querySelector('#jp-main-statusbar')?.innerText || '')", timeout=40_000)
+    if loaded_screenshot:
+        page.screenshot(path=str(ARTIFACTS / loaded_screenshot))
+    page.locator(".jp-Notebook .jp-Cell").first.click()
+    page.keyboard.press("Escape")
+    for _ in range(page.locator(".jp-Notebook .jp-Cell").count()):
+        page.keyboard.press("Shift+Enter")
+
+
 def test_widgets_render_in_jupyterlab(jupyterlab, tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -101,16 +115,7 @@ def test_widgets_render_in_jupyterlab(jupyterlab, tmp_path):
             context.close()
             raise
         try:
-            page.goto(f"{base}/lab/tree/{NOTEBOOK.name}?token={token}", wait_until="domcontentloaded")
-            page.wait_for_selector(".jp-Notebook .jp-Cell", state="visible", timeout=40_000)
-            page.wait_for_function(
-                "() => /\\| Idle/.test(document.querySelector('#jp-main-statusbar')?.innerText || '')",
-                timeout=40_000)
-            page.screenshot(path=str(ARTIFACTS / "jupyterlab_loaded.png"))
-            page.locator(".jp-Notebook .jp-Cell").first.click()
-            page.keyboard.press("Escape")
-            for _ in range(page.locator(".jp-Notebook .jp-Cell").count()):
-                page.keyboard.press("Shift+Enter")
+            run_all_cells(page, f"{base}/lab/tree/{NOTEBOOK.name}?token={token}", "jupyterlab_loaded.png")
             viewer = page.wait_for_selector(".pynats-stream-viewer table tbody tr", timeout=40_000)
             assert viewer is not None
             page.wait_for_function(

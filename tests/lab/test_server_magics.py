@@ -224,3 +224,34 @@ def test_a_three_node_cluster_shows_three_rows(shell, monkeypatch, tmp_path):
     finally:
         get_session().close()
         cluster.stop()
+
+
+def test_server_monitor_charts_rates_live(system_lab, shell):
+    srv = system_lab
+    app = App(_url(srv, "app"), "publisher")
+    try:
+        monitor = pynats_lab.ServerMonitor(interval="100ms", timeout="1.5s")
+        while not monitor._job.done():
+            app.do(app.nc.publish("load", b"x" * 100))
+            app.do(app.nc.flush())
+        monitor.wait()
+        df = monitor.df
+        assert list(df.columns) == ["time", "server", "in_msgs_s", "out_msgs_s", "in_bytes_s", "out_bytes_s",
+                                    "connections", "slow_consumers"]
+        assert len(df) >= 3 and df["in_msgs_s"].max() > 0 and df["in_bytes_s"].max() >= 100
+        assert set(df["server"]) == {_varz(srv)["server_name"]} and (df["connections"] >= 2).all()
+        assert "<polyline" in monitor.chart.value and "msgs/s" in monitor.chart.value
+        assert monitor.static_png().startswith(b"\x89PNG") and "in_msgs_s" in monitor.static_html()
+        assert len(monitor.refreshes) == len(set(df["time"]))
+    finally:
+        app.close()
+
+
+def test_server_watch_outside_jupyter_prints_each_reading(system_lab, shell, capsys):
+    df = magic(shell, "%server watch --interval 200ms --timeout 700ms")
+    out = capsys.readouterr().out
+    assert len(df) >= 2 and out.count("in_msgs_s") == len(set(df["time"]))
+    assert_one_line_errors(shell, capsys, {
+        "%server watch --interval 0": "%server watch: invalid --interval '0'",
+        "%server watch --timeout soon": "%server watch: invalid --timeout 'soon'",
+    })

@@ -1,0 +1,165 @@
+"""ServerMonitor: every server's messages/s and bytes/s in and out, connections and slow consumers, read
+again every interval and charted live, one line per server (`%server watch` in Jupyter).
+
+The live charts are SVG drawn here (a few hundred bytes of polyline per server, made in about a
+millisecond) so a refresh stays well under 100 ms; matplotlib draws the saved copy."""
+from __future__ import annotations
+
+import asyncio
+import html
+import time
+from typing import Any
+
+import ipywidgets as widgets
+import pandas as pd
+
+from .. import charts
+from ..errors import LabError, describe
+from ..overview import ServerSampler
+from ..session import Session, get_session
+from ..units import parse_duration, parse_interval
+from .base import LabWidget, error_html, figure_png, headless, table_html
+
+HEADLESS_READINGS = 5  # a saved notebook shows this many intervals when no --timeout was given
+
+
+class ServerMonitor(LabWidget):
+    """`ServerMonitor(interval="1s", timeout=None)`: live charts until `timeout` or `.stop()`; `.df` holds
+    the rates (time, server, in/out msgs/s and bytes/s, connections, slow consumers)."""
+
+    def __init__(self, *, interval: Any = "1s", timeout: Any = None, monitor: Any = None, wait: bool = False,
+                 session: Session | None = None):
+        self.session = (session or get_session()).ensure()
+        self.interval = parse_interval(interval)
+        limit = parse_duration(timeout, "--timeout")
+        if limit is not None and limit <= 0:
+            raise LabError(f"invalid --timeout {timeout!r}: it must be more than 0")
+        if limit is None and headless():
+            limit = self.interval * HEADLESS_READINGS
+        self.timeout = limit
+        self.static_wait = (limit or 0) + 30
+        self.sampler = ServerSampler(self.session, monitor)
+        # The first reading happens here, so a wrong use (no way to reach the servers) fails at once.
+        self.session.run(self.sampler.sample())
+        self.refreshes: list[float] = []
+        self._stopping = False
+        self.chart = widgets.HTML()
+        self.table = widgets.HTML()
+        self.status = widgets.HTML("reading…")
+        self.stop_button = widgets.Button(description="stop", icon="stop", layout=widgets.Layout(width="auto"))
+        self.stop_button.on_click(lambda _b: self.stop())
+        super().__init__([widgets.HTML(f"<b>Servers</b> of {self.session.url}"), self.status, self.chart,
+                          self.table, self.stop_button])
+        self.add_class("pynats-server-monitor")
+        self._render()
+        self._job = self.session.submit(self._watch())
+        if wait:
+            self.wait(None)
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        try:
+            while not self._stopping:
+                await asyncio.sleep(self.interval)
+                if self._stopping:
+                    break
+                t0 = time.perf_counter()
+                await self.sampler.sample()
+                self._render()
+                self.refreshes.append(time.perf_counter() - t0)
+                readings = len(self.sampler.rows) and len({r["time"] for r in self.sampler.rows})
+                self.status.value = f"{readings} readings every {self.interval:g}s"
+                if self.timeout is not None and loop.time() - start >= self.timeout:
+                    break
+            self.status.value += " — stopped"
+        except Exception as exc:
+            self.status.value = error_html(describe(exc))
+            raise
+
+    def stop(self) -> pd.DataFrame:
+        """Stop reading (after the current reading); the DataFrame of all rates."""
+        self._stopping = True
+        try:
+            self.wait(self.interval + 10)
+        except LabError:
+            pass
+        return self.df
+
+    @property
+    def df(self) -> pd.DataFrame:
+        return self.sampler.frame
+
+    def figure(self):
+        return charts.server_watch_figure(self.df, title=f"Servers of {self.session.url}")
+
+    def latest(self) -> pd.DataFrame:
+        df = self.df
+        if not len(df):
+            return df
+        return df[df["time"] == df["time"].max()].reset_index(drop=True)
+
+    def _render(self) -> None:
+        self.chart.value = watch_svg(self.df)
+        latest = self.latest()
+        self.table.value = table_html(_rounded(latest)) if len(latest) else ""
+
+    def static_html(self) -> str:
+        latest = self.latest()
+        return "<b>Servers</b>" + (table_html(_rounded(latest)) if len(latest) else "<i>no rates yet</i>")
+
+    def static_png(self) -> bytes:
+        return figure_png(self.figure())
+
+
+def _rounded(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.round({c: 1 for c in df.columns if c.endswith("_s")})
+    out["time"] = out["time"].dt.strftime("%H:%M:%S")
+    return out
+
+
+_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+            "#bcbd22", "#17becf")
+
+
+def _number(v: float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(v) >= size:
+            return f"{v / size:.1f}{unit}"
+    return f"{v:.0f}" if v == int(v) else f"{v:.1f}"
+
+
+def watch_svg(df: pd.DataFrame, width: int = 440, height: int = 150) -> str:
+    """The four panels of charts.server_watch_figure as inline SVG: one polyline per server and direction."""
+    servers = list(dict.fromkeys(df["server"])) if len(df) else []
+    colors = {s: _PALETTE[i % len(_PALETTE)] for i, s in enumerate(servers)}
+    legend = " ".join(f"<span style='color:{colors[s]}'>&#9644; {html.escape(charts.server_label(str(s)))}</span>"
+                      for s in servers)
+    if servers:
+        legend += " <span style='color:#666'>(solid in, dashed out)</span>"
+    panels = []
+    t0 = df["time"].min().timestamp() if len(df) else 0.0
+    t1 = df["time"].max().timestamp() if len(df) else 1.0
+    span = max(t1 - t0, 1e-9)
+    left, top, bottom = 44, 18, 16
+    for name, columns in charts.WATCH_PANELS:
+        top_value = max(float(df[list(columns)].max().max()) if len(df) else 0.0, 1.0)
+        parts = [f"<svg width='{width}' height='{height}' style='font:10px sans-serif;margin:2px'>",
+                 f"<text x='{left}' y='12' font-weight='bold'>{name}</text>",
+                 f"<line x1='{left}' y1='{height - bottom}' x2='{width - 4}' y2='{height - bottom}' stroke='#bbb'/>",
+                 f"<text x='{left - 4}' y='{top + 4}' text-anchor='end' fill='#666'>{_number(top_value)}</text>",
+                 f"<text x='{left - 4}' y='{height - bottom}' text-anchor='end' fill='#666'>0</text>"]
+        if len(df) == 0:
+            parts.append(f"<text x='{width / 2}' y='{height / 2}' text-anchor='middle' fill='#999'>"
+                         "waiting for the second reading</text>")
+        for server, g in df.groupby("server", sort=False):
+            xs = [left + (t.timestamp() - t0) / span * (width - left - 6) for t in g["time"]]
+            for col in columns:
+                ys = [height - bottom - float(v) / top_value * (height - top - bottom) for v in g[col]]
+                points = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
+                dash = " stroke-dasharray='4 3'" if "out" in col else ""
+                parts.append(f"<polyline fill='none' stroke='{colors[server]}' stroke-width='1.5'{dash} "
+                             f"points='{points}'/>")
+        parts.append("</svg>")
+        panels.append("".join(parts))
+    return f"<div>{legend}</div><div style='display:flex;flex-wrap:wrap'>{''.join(panels)}</div>"
