@@ -10,8 +10,9 @@ from typing import Any
 
 from . import charts, frames
 from .backup import stream_backup, stream_restore
-from .consumers import (consumer_add, consumer_config, consumer_info, consumer_ls, consumer_next,
-                        consumer_replay, consumer_rm, consumer_sub)
+from .consumers import (consumer_add, consumer_config, consumer_edit, consumer_info, consumer_ls, consumer_next,
+                        consumer_pause, consumer_replay, consumer_resume, consumer_rm, consumer_sub)
+from .diagnose import consumer_why
 from .done import Done
 from .errors import LabError, NatsError
 from .events import EventCollector, events, events_background, events_from
@@ -24,7 +25,7 @@ from .reports import consumer_report, stream_report, stream_subjects
 from .session import Session, get_session
 from .tracing import trace
 from .streams import (StreamPager, stream_add, stream_edit, stream_frame, stream_get, stream_info, stream_ls,
-                      stream_names, stream_purge, stream_rm, stream_tail, stream_view)
+                      stream_names, stream_purge, stream_rm, stream_rmm, stream_tail, stream_view)
 
 _WIDGETS = ("StreamViewer", "ConsumerReplay", "LatencyChart", "DedupChart", "ServerMonitor")
 
@@ -100,7 +101,8 @@ __all__ = [
     "publish", "subscribe", "subscribe_background", "Collector", "request", "server_info",
     "stream_add", "stream_ls", "stream_names", "stream_info", "stream_edit", "stream_rm", "stream_purge",
     "stream_get", "stream_view", "stream_frame", "stream_tail", "StreamPager", "stream_backup", "stream_restore",
-    "stream_report", "stream_subjects", "consumer_report",
+    "stream_report", "stream_subjects", "stream_rmm", "consumer_report", "consumer_why", "consumer_edit",
+    "consumer_pause", "consumer_resume",
     "consumer_add", "consumer_config", "consumer_ls", "consumer_info", "consumer_next", "consumer_sub",
     "consumer_rm", "consumer_replay",
     "kv_add", "kv_ls", "kv_put", "kv_create", "kv_update", "kv_get", "kv_del", "kv_history", "kv_watch", "kv_rm",

@@ -15,7 +15,7 @@ from . import frames
 from .done import Done
 from .errors import LabError
 from .session import Session, in_session
-from .units import at_least_one, parse_duration, since_to_time
+from .units import at_least_one, format_duration, parse_duration, since_to_time
 
 _ACTIONS = ("ack", "nak", "term", "none")
 
@@ -102,6 +102,124 @@ async def consumer_ls(s: Session, stream: str) -> pd.DataFrame:
 async def consumer_info(s: Session, stream: str, name: str) -> ConsumerInfo:
     """A consumer's configuration and state (delivered, ack floor, pending, ack pending, redelivered)."""
     return await s.js.consumer_info(stream, name)
+
+
+# natscli's names for the settings `consumer_edit` can change -> the server's config fields
+_EDITABLE = {"description": "description", "ack_wait": "ack_wait", "max_deliver": "max_deliver",
+             "max_ack_pending": "max_ack_pending", "max_pending": "max_ack_pending", "max_waiting": "max_waiting",
+             "filter": "filter_subject", "heartbeat": "idle_heartbeat", "inactive_threshold": "inactive_threshold",
+             "metadata": "metadata", "backoff": "backoff", "sample": "sample_freq",
+             "headers_only": "headers_only", "target": "deliver_subject"}
+_NANOS = {"ack_wait", "idle_heartbeat", "inactive_threshold"}
+
+
+def _shown(field: str, value: Any) -> str:
+    if field == "metadata" and value:
+        value = {k: v for k, v in value.items() if not k.startswith("_nats")}
+    if value in (None, "", [], {}):
+        return "unset"
+    if field in _NANOS:
+        return format_duration(int(value) / 1e9)
+    if field == "backoff":
+        return "[" + ", ".join(format_duration(int(v) / 1e9) for v in value) + "]"
+    return str(value)
+
+
+@in_session
+async def consumer_edit(s: Session, stream: str, name: str, **options: Any) -> Done:
+    """Change a consumer's editable settings (natscli's `consumer edit`): description, ack_wait, max_deliver,
+    max_ack_pending (max_pending), max_waiting, filter (one subject or several), heartbeat,
+    inactive_threshold, backoff (durations), metadata (K=V, added), sample, headers_only, target (push).
+    Returns what changed, old -> new; the server refuses what cannot change (its error text)."""
+    from .reports import api_request
+    from .streams import metadata_dict
+
+    changes = {k: v for k, v in options.items() if v is not None}
+    unknown = sorted(set(changes) - set(_EDITABLE))
+    if unknown:
+        raise LabError(f"cannot edit {', '.join(unknown)}: editable are {', '.join(sorted(_EDITABLE))}")
+    if not changes:
+        raise LabError("nothing to change: give at least one setting, e.g. --max-pending 1000")
+    info = await api_request(s, f"$JS.API.CONSUMER.INFO.{stream}.{name}")
+    old = dict(info["config"])
+    new = dict(old)
+    for key, value in changes.items():
+        field = _EDITABLE[key]
+        if field in _NANOS:
+            value = int(parse_duration(value, "--" + key.replace("_", "-")) * 1e9)
+        elif field == "backoff":
+            items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+            value = [int(parse_duration(v, "--backoff") * 1e9) for v in items]
+        elif field == "metadata":
+            value = {**(old.get("metadata") or {}), **metadata_dict(value)}
+        elif field == "filter_subject":
+            filters = [value] if isinstance(value, str) else list(value)
+            new.pop("filter_subject", None)
+            new.pop("filter_subjects", None)
+            if len(filters) == 1:
+                value = filters[0]
+            else:
+                new["filter_subjects"] = filters
+                continue
+        new[field] = value
+    resp = await api_request(s, f"$JS.API.CONSUMER.CREATE.{stream}.{name}",
+                             {"stream_name": stream, "config": new, "action": "update"})
+    after = resp["config"]
+    changed = [(f, old.get(f), after.get(f)) for f in sorted(set(old) | set(after))
+               if old.get(f) != after.get(f) and not f.startswith("_")]
+    changed = [c for c in changed if c[0] != "metadata" or
+               {k: v for k, v in (c[1] or {}).items() if not k.startswith("_nats")} !=
+               {k: v for k, v in (c[2] or {}).items() if not k.startswith("_nats")}]
+    if not changed:
+        return Done(f"{stream} > {name}: nothing changed (the settings given were already so)", changed={})
+    lines = "; ".join(f"{f} {_shown(f, a)} -> {_shown(f, b)}" for f, a, b in changed)
+    return Done(f"edited {stream} > {name}: {lines}", changed={f: (a, b) for f, a, b in changed})
+
+
+def pause_time(until: Any) -> _dt.datetime:
+    """--until: a duration from now (1h30m) or a time (ISO, or natscli's '2006-01-02 15:04:05'; naive is UTC)."""
+    if isinstance(until, _dt.datetime):
+        return until if until.tzinfo else until.replace(tzinfo=_dt.timezone.utc)
+    text = str(until).strip()
+    try:
+        return _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=parse_duration(text, "--until"))
+    except LabError:
+        pass
+    try:
+        when = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise LabError(f"invalid --until {until!r}: use a duration (2h) or a time (2026-01-02 15:04:05, UTC)") \
+            from None
+    return when if when.tzinfo else when.replace(tzinfo=_dt.timezone.utc)
+
+
+@in_session
+async def consumer_pause(s: Session, stream: str, name: str, until: Any) -> Done:
+    """Pause a consumer until a time or for a duration (nats-server 2.11+): it delivers nothing meanwhile."""
+    from .reports import api_request
+    from .units import rfc3339
+
+    when = pause_time(until)
+    resp = await api_request(s, f"$JS.API.CONSUMER.PAUSE.{stream}.{name}", {"pause_until": rfc3339(when)})
+    if not resp.get("paused"):
+        raise LabError(f"{stream} > {name} did not pause: {when:%Y-%m-%d %H:%M:%S} UTC is in the past")
+    left = int(resp.get("pause_remaining") or 0) / 1e9
+    return Done(f"paused {stream} > {name} until {when:%Y-%m-%d %H:%M:%S} UTC ({format_duration(round(left))})",
+                stream=stream, consumer=name, until=when)
+
+
+@in_session
+async def consumer_resume(s: Session, stream: str, name: str) -> Done:
+    """Resume a paused consumer now."""
+    from .reports import api_request
+
+    info = await api_request(s, f"$JS.API.CONSUMER.INFO.{stream}.{name}")
+    if not info.get("paused"):
+        return Done(f"{stream} > {name} was not paused: nothing changed", stream=stream, consumer=name)
+    was = pd.Timestamp(info["config"].get("pause_until")).tz_convert("UTC")
+    await api_request(s, f"$JS.API.CONSUMER.PAUSE.{stream}.{name}", {})
+    return Done(f"resumed {stream} > {name} (it was paused until {was:%Y-%m-%d %H:%M:%S} UTC)", stream=stream,
+                consumer=name)
 
 
 @in_session

@@ -144,6 +144,8 @@ def nats_parser() -> Parser:
     pub.add_argument("--count", type=_int, default=1, help="publish N messages (default 1)")
     pub.add_argument("-H", "--header", action="append", metavar="K:V", help="add a header (repeatable)")
     pub.add_argument("--msg-id", help="Nats-Msg-Id header (for JetStream de-duplication)")
+    pub.add_argument("--ttl", metavar="DUR", help="message TTL (Nats-TTL; the stream needs --allow-msg-ttl), "
+                     "e.g. 30s, 1h, never")
     pub.add_argument("-J", "--js", "--jetstream", dest="js", action="store_true",
                      help="publish to JetStream and wait for each ack (returns the acks)")
     pub.add_argument("--reply", help="reply subject")
@@ -230,10 +232,26 @@ def _stream_settings(p: Parser, adding: bool) -> None:
     p.add_argument("--deny-purge", action="store_true", default=None)
     p.add_argument("--no-allow-direct", dest="allow_direct", action="store_false", default=None,
                    help="turn direct get off (default on; %%stream view is faster with it)")
+    p.add_argument("--allow-msg-ttl", action="store_true", default=None,
+                   help="messages may carry a TTL (Nats-TTL header; %%nats pub --ttl)")
+    p.add_argument("--subject-delete-marker-ttl", "--subject-del-markers-ttl", dest="subject_delete_marker_ttl",
+                   metavar="DUR", help="leave a delete marker this long when max age removes a subject's last message")
+    p.add_argument("--transform", nargs=2, metavar=("SRC", "DEST"), help="subject transform of stored messages")
+    p.add_argument("--transform-source", metavar="SRC", help="natscli's spelling: with --transform-destination")
+    p.add_argument("--transform-destination", metavar="DEST")
+    p.add_argument("--republish", nargs=2, metavar=("SRC", "DEST"), help="republish stored messages to DEST")
+    p.add_argument("--republish-source", metavar="SRC", help="natscli's spelling: with --republish-destination")
+    p.add_argument("--republish-destination", metavar="DEST")
+    p.add_argument("--republish-headers-only", "--republish-headers", dest="republish_headers_only",
+                   action="store_true", default=None, help="republish headers only, no bodies")
+    p.add_argument("--metadata", action="append", metavar="K=V", help="stream metadata (repeatable)")
+    if not adding:
+        p.add_argument("--no-transform", action="store_true", default=None, help="remove the subject transform")
+        p.add_argument("--no-republish", action="store_true", default=None, help="remove the republish")
 
 
 def stream_parser() -> Parser:
-    p, sub = _commands("%stream", "JetStream streams: add, ls, report, subjects, info, edit, rm, purge, get, view, backup, restore.")
+    p, sub = _commands("%stream", "JetStream streams: add, ls, report, subjects, info, edit, rm, purge, rmm, get, view, backup, restore.")
     a = sub.add_parser("add", help="create a stream")
     a.add_argument("name")
     _stream_settings(a, adding=True)
@@ -267,6 +285,10 @@ def stream_parser() -> Parser:
     pu.add_argument("--keep", type=_int, help="keep the newest N (0 or more)")
     pu.add_argument("--seq", type=_int, help="remove messages before this sequence (1 or more)")
     pu.add_argument("-f", "--force", action="store_true", help="accepted for natscli habits")
+    rmm = sub.add_parser("rmm", help="remove one message by sequence (erased)")
+    rmm.add_argument("name")
+    rmm.add_argument("seq", type=_int)
+    rmm.add_argument("-f", "--force", action="store_true", help="accepted for natscli habits")
     g = sub.add_parser("get", help="one message by sequence (or the last on a subject)")
     g.add_argument("name")
     g.add_argument("seq", nargs="?", type=_int)
@@ -298,7 +320,7 @@ def stream_parser() -> Parser:
 
 # -- %consumer ---------------------------------------------------------------------------------------
 def consumer_parser() -> Parser:
-    p, sub = _commands("%consumer", "JetStream consumers: add, ls, report, info, next, sub, rm.")
+    p, sub = _commands("%consumer", "JetStream consumers: add, ls, report, why, info, edit, pause, resume, next, sub, rm.")
     a = sub.add_parser("add", help="create a durable consumer")
     a.add_argument("stream")
     a.add_argument("name")
@@ -328,6 +350,44 @@ def consumer_parser() -> Parser:
     rep.add_argument("stream")
     rep.add_argument("--sort", default="name", metavar="FIELD",
                      help="name (default), pending, ack-pending, redelivered, waiting, last-delivery")
+    ed = sub.add_parser("edit", help="change a consumer's settings; prints what changed",
+                        description="Change the settings a consumer allows to change (natscli's `consumer edit`); "
+                        "prints each change, old -> new. The server refuses the others with its error.")
+    ed.add_argument("stream")
+    ed.add_argument("name")
+    ed.add_argument("--description")
+    ed.add_argument("--ack-wait", metavar="DUR")
+    ed.add_argument("--max-deliver", type=_int, metavar="N")
+    ed.add_argument("--max-pending", type=_int, metavar="N", help="max ack pending")
+    ed.add_argument("--max-waiting", type=_int, metavar="N", help="pull: max waiting requests")
+    ed.add_argument("--filter", action="append", metavar="SUBJECT", help="filter subject(s) (repeatable)")
+    ed.add_argument("--heartbeat", metavar="DUR", help="push: idle heartbeat")
+    ed.add_argument("--inactive-threshold", metavar="DUR")
+    ed.add_argument("--backoff", nargs="+", metavar="DUR", help="redelivery delays, e.g. 1s 5s 30s")
+    ed.add_argument("--metadata", action="append", metavar="K=V", help="add metadata (repeatable)")
+    ed.add_argument("--sample", type=_int, metavar="PERCENT", help="ack sampling for latency advisories")
+    ed.add_argument("--target", metavar="SUBJECT", help="push: a new deliver subject")
+    pa = sub.add_parser("pause", help="pause a consumer until a time or for a duration",
+                        description="Pause a consumer (nats-server 2.11+): it delivers nothing until then.")
+    pa.add_argument("stream")
+    pa.add_argument("name")
+    pa.add_argument("until_arg", nargs="?", metavar="UNTIL", help="as --until")
+    pa.add_argument("--until", metavar="TIME|DUR",
+                    help="a duration from now (2h) or a time (ISO, or '2026-01-02 15:04:05'; UTC)")
+    rs = sub.add_parser("resume", help="resume a paused consumer now")
+    rs.add_argument("stream")
+    rs.add_argument("name")
+    why = sub.add_parser("why", help="why a consumer delivers nothing (or twice): findings and what to do",
+                         description="Findings (finding, severity, detail, what to do) from the consumer's and "
+                         "stream's info: paused, max_ack_pending reached, nobody pulling, push without "
+                         "subscriber, a filter that matches nothing, a start past the end, max_deliver "
+                         "exhausted, ack_wait shorter than processing, messages removed by another consumer; "
+                         "or healthy. Read-only.")
+    why.add_argument("stream")
+    why.add_argument("name")
+    why.add_argument("--idle", default="30s", metavar="DUR",
+                     help="no delivery for this long counts as nobody pulling (default 30s)")
+    why.add_argument("--processing", metavar="DUR", help="how long a message takes to process, if known")
     for name, text in (("info", "configuration and state (pending, ack pending, redelivered)"),
                        ("rm", "delete a consumer")):
         x = sub.add_parser(name, help=text, aliases=["delete"] if name == "rm" else [])
@@ -486,11 +546,28 @@ def run_server(a: argparse.Namespace, cell: str | None) -> Any:
     raise _Usage("missing command")
 
 
+def _pair_flags(a: argparse.Namespace, name: str) -> Any:
+    """--NAME SRC DEST, or natscli's --NAME-source SRC --NAME-destination DEST."""
+    both = getattr(a, name)
+    src, dest = getattr(a, f"{name}_source"), getattr(a, f"{name}_destination")
+    if (src is None) != (dest is None):
+        raise _Usage(f"--{name}-source and --{name}-destination go together")
+    if both and src:
+        raise _Usage(f"give --{name} SRC DEST or --{name}-source/--{name}-destination, not both")
+    return both or ([src, dest] if src else None)
+
+
 def _stream_options(a: argparse.Namespace) -> dict:
     keys = ("description", "storage", "retention", "replicas", "max_msgs", "max_bytes", "max_age", "max_msg_size",
             "max_msgs_per_subject", "dupe_window", "discard", "allow_rollup", "deny_delete", "deny_purge",
-            "allow_direct")
-    return {k: getattr(a, k) for k in keys if getattr(a, k, None) is not None}
+            "allow_direct", "allow_msg_ttl", "subject_delete_marker_ttl", "republish_headers_only", "metadata",
+            "no_transform", "no_republish")
+    out = {k: getattr(a, k) for k in keys if getattr(a, k, None) is not None}
+    for name in ("transform", "republish"):
+        pair = _pair_flags(a, name)
+        if pair:
+            out[name] = pair
+    return out
 
 
 def _in_kernel() -> bool:
@@ -519,7 +596,7 @@ def run_nats(a: argparse.Namespace, cell: str | None) -> Any:
     if a.command == "pub":
         payload = cell.rstrip("\n") if cell is not None else a.payload
         return lab.publish(a.subject, payload, count=a.count, headers=a.header, msg_id=a.msg_id, js=a.js,
-                           reply=a.reply, sleep=a.sleep, use_templates=not a.no_templates)
+                           reply=a.reply, sleep=a.sleep, use_templates=not a.no_templates, ttl=a.ttl)
     if a.command == "sub":
         if a.background:
             return lab.subscribe_background(a.subject, queue=a.queue, raw=a.raw)
@@ -590,6 +667,8 @@ def run_stream(a: argparse.Namespace, cell: str | None) -> Any:
         return lab.stream_purge(a.name, subject=a.subject, keep=a.keep, seq=a.seq)
     if c == "get":
         return lab.stream_get(a.name, a.seq, last_for=a.last_for, raw=a.raw)
+    if c == "rmm":
+        return lab.stream_rmm(a.name, a.seq)
     if c == "view":
         if a.interval is not None and not a.follow:
             raise _Usage("--interval goes with --follow")
@@ -622,6 +701,27 @@ def run_consumer(a: argparse.Namespace, cell: str | None) -> Any:
         return lab.consumer_ls(a.stream)
     if c == "report":
         return lab.consumer_report(a.stream, sort=a.sort)
+    if c == "edit":
+        sample = f"{a.sample}%" if a.sample is not None else None
+        return lab.consumer_edit(a.stream, a.name, description=a.description, ack_wait=a.ack_wait,
+                                 max_deliver=a.max_deliver, max_pending=a.max_pending, max_waiting=a.max_waiting,
+                                 filter=a.filter, heartbeat=a.heartbeat, inactive_threshold=a.inactive_threshold,
+                                 backoff=a.backoff, metadata=a.metadata, sample=sample, target=a.target)
+    if c == "pause":
+        if (a.until is None) == (a.until_arg is None):
+            raise _Usage("give the time once: --until TIME|DUR (e.g. --until 2h)")
+        return lab.consumer_pause(a.stream, a.name, a.until or a.until_arg)
+    if c == "resume":
+        return lab.consumer_resume(a.stream, a.name)
+    if c == "why":
+        df = lab.consumer_why(a.stream, a.name, idle=a.idle, processing=a.processing)
+        if _in_kernel():
+            from IPython.display import Markdown
+
+            _show(Markdown(df.attrs["explanation"]))
+        else:
+            print(df.attrs["explanation"].replace("**", "").replace("*", ""))
+        return df
     if c == "info":
         return lab.consumer_info(a.stream, a.name)
     if c in ("rm", "delete"):

@@ -50,17 +50,30 @@ def parse_headers(headers: Any) -> dict[str, str]:
     return out
 
 
+def message_ttl(ttl: Any) -> str:
+    """A Nats-TTL header value: whole seconds as nats-server reads them ("never": kept forever)."""
+    if isinstance(ttl, str) and ttl.strip().lower() == "never":
+        return "never"
+    seconds = parse_duration(ttl, "--ttl")
+    if seconds is None or seconds < 1 or seconds != int(seconds):
+        raise LabError(f"invalid --ttl {ttl!r}: use whole seconds of at least 1s (e.g. 30s, 5m, 1h) or never")
+    return f"{int(seconds)}s"
+
+
 @in_session
 async def publish(s: Session, subject: str, payload: Any = "", *, count: int = 1, headers: Any = None,
                   msg_id: str | None = None, js: bool = False, reply: str | None = None,
-                  use_templates: bool = True, sleep: Any = None) -> Any:
+                  use_templates: bool = True, sleep: Any = None, ttl: Any = None) -> Any:
     """Publish `count` messages. natscli templates ({{Count}}, {{ID}}, {{TimeStamp}}, {{Random 5 10}} ...)
-    render per message in the payload, the subject and the msg id.
+    render per message in the payload, the subject and the msg id. `ttl` ("30s", "1h", "never") sets the
+    Nats-TTL header: a stream with allow_msg_ttl removes the message after that long.
 
     Core publishes return a `Done`; with `js=True` each message waits for its PubAck and the result is a
     DataFrame (subject, stream, seq, duplicate, msg_id, sent, ack_ms)."""
     at_least_one(count, "--count")
     hdrs = parse_headers(headers)
+    if ttl is not None:
+        hdrs["Nats-TTL"] = message_ttl(ttl)
     pause = parse_duration(sleep, "--sleep") or 0
     is_bytes = isinstance(payload, (bytes, bytearray, memoryview))
     text = None if is_bytes else (payload if isinstance(payload, str) else None)

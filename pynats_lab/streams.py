@@ -10,7 +10,8 @@ import datetime as _dt
 from typing import Any, Iterable
 
 import pandas as pd
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamInfo
+from nats.js.api import (DiscardPolicy, RePublish, RetentionPolicy, StorageType, StreamConfig, StreamInfo,
+                         SubjectTransform)
 
 from . import frames
 from .done import Done
@@ -35,9 +36,62 @@ def _enum(kind: str, value: Any):
         raise LabError(f"invalid {kind} {value!r}: use {choices}") from None
 
 
+def _pair(value: Any, flag: str) -> tuple[str, str]:
+    if isinstance(value, str):
+        value = value.split()
+    if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(value):
+        raise LabError(f"{flag} wants a source and a destination subject, e.g. {flag} orders.* copy.orders.*")
+    return str(value[0]), str(value[1])
+
+
+def metadata_dict(value: Any) -> dict:
+    """--metadata K=V (repeatable), or a dict, -> {K: V}."""
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    items = [value] if isinstance(value, str) else list(value)
+    out = {}
+    for item in items:
+        k, sep, v = str(item).partition("=")
+        if not sep or not k.strip():
+            raise LabError(f"invalid --metadata {item!r}: use KEY=VALUE")
+        out[k.strip()] = v
+    return out
+
+
+def _special_changes(options: dict) -> dict:
+    """The settings that are not one StreamConfig field each: transform, republish, metadata, TTLs."""
+    out: dict = {}
+    headers_only = options.pop("republish_headers_only", None)
+    if options.pop("no_transform", None):
+        out["subject_transform"] = None
+    if options.pop("no_republish", None):
+        out["republish"] = None
+    transform = options.pop("transform", None)
+    if transform is not None:
+        src, dest = _pair(transform, "--transform")
+        out["subject_transform"] = SubjectTransform(src=src, dest=dest)
+    republish = options.pop("republish", None)
+    if republish is not None:
+        src, dest = _pair(republish, "--republish")
+        out["republish"] = RePublish(src=src, dest=dest, headers_only=True if headers_only else None)
+    elif headers_only:
+        raise LabError("--republish-headers-only goes with --republish SRC DEST")
+    metadata = options.pop("metadata", None)
+    if metadata is not None:
+        out["metadata"] = metadata_dict(metadata)
+    marker = options.pop("subject_delete_marker_ttl", None)
+    if marker is not None:
+        seconds = parse_duration(marker, "--subject-delete-marker-ttl")
+        if seconds is not None and seconds < 1:
+            raise LabError(f"invalid --subject-delete-marker-ttl {marker!r}: at least 1s")
+        out["subject_delete_marker_ttl"] = seconds
+    return out
+
+
 def _config_changes(options: dict) -> dict:
     """User-level options (natscli names, '1h' and '10MB' strings) -> StreamConfig fields."""
-    out: dict = {}
+    options = dict(options)
+    out: dict = _special_changes(options)
     for key, value in options.items():
         if value is None:
             continue
@@ -94,11 +148,14 @@ async def stream_ls(s: Session) -> pd.DataFrame:
 
 @in_session
 async def stream_edit(s: Session, name: str, **options: Any) -> StreamInfo:
-    """Change settings of an existing stream (same option names as `stream_add`)."""
+    """Change settings of an existing stream (same option names as `stream_add`; `metadata` keys are added to
+    the stream's, `no_transform` / `no_republish` remove those)."""
     current = (await s.js.stream_info(name)).config
     changes = _config_changes(options)
     if not changes:
         raise LabError("nothing to change: give at least one setting, e.g. --max-msgs 1000")
+    if "metadata" in changes:
+        changes["metadata"] = {**(current.metadata or {}), **changes["metadata"]}
     return await s.js.update_stream(dataclasses.replace(current, **changes))
 
 
@@ -132,6 +189,20 @@ async def stream_purge(s: Session, name: str, subject: str | None = None, keep: 
     what = f" on {subject}" if subject else ""
     return Done(f"purged {purged} message{'s' if purged != 1 else ''}{what} from {name}", purged=purged,
                 stream=name)
+
+
+@in_session
+async def stream_rmm(s: Session, name: str, seq: int) -> Done:
+    """Remove one message (natscli's `stream rmm`: erased, not only marked deleted). Says which it was."""
+    from .reports import api_request
+
+    if seq is None or int(seq) < 1:
+        raise LabError(f"a message sequence is 1 or more, not {seq}")
+    seq = int(seq)
+    found = await api_request(s, f"$JS.API.STREAM.MSG.GET.{name}", {"seq": seq})
+    subject = found["message"]["subject"]
+    await api_request(s, f"$JS.API.STREAM.MSG.DELETE.{name}", {"seq": seq})
+    return Done(f"removed message {seq} ({subject}) from {name}", stream=name, seq=seq, subject=subject)
 
 
 @in_session

@@ -345,6 +345,8 @@ class Stream:
                 feed.origin_stored(seq)
         if (self.cfg.get("max_age") or ttl > 0) and not self._expiry_timer:
             self.schedule_expiry()
+        elif ttl > 0 and now_ns() + ttl * 1_000_000_000 < self._expiry_at:
+            self.schedule_expiry()  # a shorter TTL than the one the timer waits for
 
     def _check_headers(self, subject: str, hdr: bytes, sourced: bool = False):
         """The header checks of nats-server, in its order; returns (msg_id, rollup, ttl, duplicate_seq).

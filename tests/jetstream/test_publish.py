@@ -201,6 +201,19 @@ def test_per_message_ttl(js_server):
     assert st.messages == 1 and st.first_seq == 2
 
 
+def test_a_short_ttl_after_a_long_one_expires_on_time(js_server):
+    async def scenario():
+        async with connected(js_server) as (nc, js):
+            await api(nc, "$JS.API.STREAM.CREATE.TTL2", {"name": "TTL2", "subjects": ["ttl2.*"], "storage": "file",
+                                                           "allow_msg_ttl": True})
+            await publish_raw(nc, "ttl2.long", b"x", headers={"Nats-TTL": "1h"})
+            await publish_raw(nc, "ttl2.short", b"y", headers={"Nats-TTL": "1s"})
+            return (await eventually(lambda: js.stream_info("TTL2"), lambda info: info.state.messages == 1)).state
+
+    st = run(scenario())
+    assert st.messages == 1 and st.first_seq == 1 and st.last_seq == 2
+
+
 def test_no_ack_stream_stores_without_answering(js_server):
     async def scenario():
         async with connected(js_server) as (nc, js):

@@ -47,6 +47,18 @@ def cell(shell, source: str):
     return shell.run_cell(source, store_history=False)
 
 
+def eventually(condition, timeout: float = 20.0) -> None:
+    """Wait until `condition()` is true (a loaded machine gets time); fail the test if it never is."""
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not reached within {timeout:g}s: {getattr(condition, '__name__', condition)}")
+
+
 def assert_one_line_errors(shell, capsys, cases: dict) -> None:
     """Each magic line fails with exactly one stderr line starting as given; no traceback, cell succeeds."""
     for line, start in cases.items():
