@@ -33,14 +33,16 @@ _WIDGETS = ("StreamViewer", "ConsumerReplay", "LatencyChart", "DedupChart", "Ser
 def connect(url: str | None = None, *, context: str | None = None, creds: str | None = None,
             nkey: str | None = None, user: str | None = None, password: str | None = None,
             token: str | None = None, tls_ca: str | None = None, tls_cert: str | None = None,
-            tls_key: str | None = None, monitor: Any = None) -> Session:
+            tls_key: str | None = None, monitor: Any = None, fresh: bool = False) -> Session:
     """Connect the session. No URL and no NATS_URL: start the embedded server (JetStream on, 127.0.0.1,
     store under $XDG_DATA_HOME/pynats-lab, its monitoring port on) and connect to it. `context` reads a
     natscli context. `monitor` is the servers' monitoring URL(s) for `%server` when the user is not in the
-    system account (the embedded default's own is known)."""
+    system account (the embedded default's own is known). `fresh=True` starts an embedded server of this
+    notebook's own on an empty private store, deleted at disconnect or when the kernel ends, whatever the
+    default store holds."""
     return get_session().connect(url, context=context, creds=creds, nkey=nkey, user=user, password=password,
                                  token=token, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
-                                 monitor=monitor)
+                                 monitor=monitor, fresh=fresh)
 
 
 def disconnect() -> Done:

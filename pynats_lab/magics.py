@@ -123,6 +123,8 @@ def nats_parser() -> Parser:
                        description="Connect to URL (comma-separated for a cluster). Without a URL and without "
                        "NATS_URL the embedded server starts (JetStream on, 127.0.0.1).")
     c.add_argument("url", nargs="?")
+    c.add_argument("--fresh", action="store_true",
+                   help="an embedded server of this notebook's own on an empty store, deleted at disconnect")
     c.add_argument("--context", help="natscli context name or JSON file (~/.config/nats/context/NAME.json)")
     c.add_argument("--creds", metavar="FILE", help="user credentials file (JWT + seed)")
     c.add_argument("--nkey", metavar="FILE", help="NKey seed file")
@@ -590,7 +592,7 @@ def run_nats(a: argparse.Namespace, cell: str | None) -> Any:
     if a.command == "connect":
         return lab.connect(a.url, context=a.context, creds=a.creds, nkey=a.nkey, user=a.user,
                            password=a.password, token=a.token, tls_ca=a.tls_ca, tls_cert=a.tls_cert,
-                           tls_key=a.tls_key, monitor=a.monitor)
+                           tls_key=a.tls_key, monitor=a.monitor, fresh=a.fresh)
     if a.command == "disconnect":
         return lab.disconnect()
     if a.command == "pub":

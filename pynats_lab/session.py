@@ -230,7 +230,7 @@ class Session:
                 password: str | None = None, token: str | None = None, nkey: str | None = None,
                 tls_ca: str | None = None, tls_cert: str | None = None, tls_key: str | None = None,
                 context: str | None = None, name: str = "pynats-lab", timeout: float = 5.0,
-                monitor: Any = None) -> "Session":
+                monitor: Any = None, fresh: bool = False) -> "Session":
         """Connect, replacing the current connection only once the new one works (a failed connect
         leaves the session as it was). See `pynats_lab.connect` for the arguments."""
         from . import notes
@@ -246,13 +246,17 @@ class Session:
         explicit = dict(url=url, creds=creds, user=user, password=password, token=token, nkey=nkey,
                         tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
         options.update({k: v for k, v in explicit.items() if v})
-        url = options.pop("url", None) or os.environ.get("NATS_URL")
+        if fresh and (options.get("url") or context):
+            raise LabError("--fresh starts a private embedded server: it takes no URL and no --context")
+        # fresh: the embedded server even where NATS_URL names another, since the notebook asked for it.
+        url = options.pop("url", None) or (None if fresh else os.environ.get("NATS_URL"))
         if user and not options.get("password") and ":" in user:
             options["user"], options["password"] = user.split(":", 1)
         old = self._embedded
         embedded = None
         if not url:
-            embedded = old if old is not None and old.running else Embedded.start()
+            reuse = old is not None and old.running and not fresh
+            embedded = old if reuse else Embedded.start(fresh=fresh)
             url = embedded.url
         try:
             nc, kwargs = self.run(self._open(url, name=name, timeout=timeout, **options))
@@ -459,9 +463,10 @@ class Embedded:
         return [f"http://127.0.0.1:{port}"] if port else None
 
     @classmethod
-    def start(cls) -> "Embedded":
+    def start(cls, fresh: bool = False) -> "Embedded":
         """Start on 127.0.0.1 with JetStream, storing in the per-user data directory, unless another kernel
-        holds it: then in a private temporary directory, said out loud."""
+        holds it: then in a private temporary directory, said out loud. `fresh`: always in a new private
+        temporary directory (empty, deleted when the server stops)."""
         import fcntl
 
         try:
@@ -471,15 +476,19 @@ class Embedded:
                            "connect to a server instead: %nats connect nats://HOST:4222") from None
         base = data_dir()
         base.mkdir(parents=True, exist_ok=True)
-        lock = open(base / "jetstream.lock", "a+")
+        lock = None if fresh else open(base / "jetstream.lock", "a+")
         try:
+            if lock is None:
+                raise OSError("a fresh store was asked for")
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             store, temporary = base / "jetstream", False
         except OSError:
-            lock.close()
+            if lock is not None:
+                lock.close()
             lock, store, temporary = None, Path(tempfile.mkdtemp(prefix="pynats-lab-")), True
-            _note(f"{base / 'jetstream'} is in use by another kernel; this kernel's embedded server keeps "
-                  f"its JetStream data in {store} (deleted when the kernel ends)")
+            if not fresh:
+                _note(f"{base / 'jetstream'} is in use by another kernel; this kernel's embedded server keeps "
+                      f"its JetStream data in {store} (deleted when the kernel ends)")
         import importlib.util
 
         jetstream = importlib.util.find_spec("embedded_server.jetstream") is not None
@@ -493,7 +502,8 @@ class Embedded:
         except Exception as exc:
             self.stop()
             raise LabError(f"the embedded server did not start: {exc}") from None
-        _note(f"started the embedded server at {server.client_url} (JetStream store {store})")
+        kept = "a fresh private JetStream store, deleted when it stops" if fresh else f"JetStream store {store}"
+        _note(f"started the embedded server at {server.client_url} ({kept})")
         return self
 
     def stop(self) -> None:

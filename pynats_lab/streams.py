@@ -9,13 +9,14 @@ import dataclasses
 import datetime as _dt
 from typing import Any, Iterable
 
+import nats.js.errors as jse
 import pandas as pd
 from nats.js.api import (DiscardPolicy, RePublish, RetentionPolicy, StorageType, StreamConfig, StreamInfo,
                          SubjectTransform)
 
 from . import frames
 from .done import Done
-from .errors import LabError
+from .errors import LabError, as_lab_error
 from .reader import Batch, StreamReader
 from .session import Session, get_session, in_session
 from .units import parse_duration, parse_size, since_to_time
@@ -126,7 +127,57 @@ async def stream_add(s: Session, name: str, subjects: list[str] | str | None = N
         cfg.allow_direct = True
     if not cfg.subjects:
         cfg.subjects = [name]
-    return await s.js.add_stream(cfg)
+    try:
+        return await s.js.add_stream(cfg)
+    except jse.APIError as exc:
+        if exc.err_code == 10058:
+            asked = sorted({"subjects", "storage", *changes} - {"name"})
+            raise as_lab_error(exc, await _exists_otherwise(s, cfg, asked, exc)) from None
+        if exc.err_code == 10065:
+            raise as_lab_error(exc, await _overlaps(s, cfg, exc)) from None
+        raise
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    if hasattr(value, "value"):
+        return str(value.value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+async def _exists_otherwise(s: Session, cfg: StreamConfig, asked: list[str], exc) -> str:
+    """Why an add met a stream of that name with other settings, and the three ways on."""
+    name = cfg.name
+    try:
+        have = (await s.js.stream_info(name)).config
+        differ = [f"{k} {_shown(getattr(have, k))} (asked {_shown(getattr(cfg, k))})" for k in asked
+                  if getattr(have, k, None) != getattr(cfg, k)]
+    except Exception:
+        differ = []
+    what = f": it has {'; '.join(differ)}" if differ else ""
+    return (f"stream {name} already exists with other settings{what} ({exc.err_code}). Look at it with "
+            f"%stream info {name}, change it with %stream edit {name}, or delete it and its messages with "
+            f"%stream rm {name}")
+
+
+async def _overlaps(s: Session, cfg: StreamConfig, exc) -> str:
+    """Which existing streams hold the subjects an add asked for."""
+    from .subjects import subjects_overlap
+
+    holders = []
+    try:
+        for si in await s.js.streams_info():
+            mine = [x for x in si.config.subjects or [] if any(subjects_overlap(x, y) for y in cfg.subjects)]
+            if mine:
+                holders.append(f"{si.config.name} ({', '.join(mine)})")
+    except Exception:
+        pass
+    held = f": held by {'; '.join(holders)}" if holders else ""
+    return (f"subjects overlap with an existing stream{held} ({exc.err_code}). Use other subjects, or "
+            f"change or delete that stream (%stream edit / %stream rm)")
 
 
 @in_session

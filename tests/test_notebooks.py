@@ -32,7 +32,7 @@ LOOSE_BUDGETS = ["-p", "request_reply_budget=100", "-p", "js_publish_budget=200"
 JOBS = 2  # CI has two cores; a kernel mostly waits on its server, so two at a time keeps both busy
 CELL_TIMEOUT = 120
 
-_MAGIC_ERROR = re.compile(r"^%(?:nats|stream|consumer|kv)(?: [\w-]+)?: .+$", re.M)
+_MAGIC_ERROR = re.compile(r"^%(?:nats|stream|consumer|kv|server)(?: [\w-]+)?: .+$", re.M)
 
 
 def code_line(cell) -> str:
@@ -103,9 +103,52 @@ def _run_tutorial(nb: Path, out: Path, workdir: Path, parameters: dict) -> dict:
             "error": result.error, "traceback": result.traceback, "problems": problems}
 
 
+def readme_notebook(path: Path) -> Path:
+    """The README's "In a notebook" block, verbatim (comments included), as a one-cell notebook."""
+    block = (REPO / "README.md").read_text().split("## In a notebook", 1)[1].split("```\n", 2)[1]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("The README's example"), nbformat.v4.new_code_cell(block),
+                nbformat.v4.new_code_cell("assert len(df) == 50 and df['seq'].iloc[0] == 1")]
+    nbformat.write(nb, path)
+    return path
+
+
+def _run_in_sequence(notebooks: list[Path], out: Path, workdir: Path, kind: str) -> list[dict]:
+    """In a worker process: the tutorials that take a `server_url`, one after the other on one server
+    that keeps its JetStream data where the lab's embedded default does, then the README's block in a
+    kernel that starts that default on the same store: whatever a tutorial left there, it meets."""
+    from pynats_lab.regress import run_notebook
+
+    os.environ["XDG_DATA_HOME"] = str(workdir / "data")
+    os.environ.pop("NATS_URL", None)
+    store = workdir / "data" / "pynats-lab" / "jetstream"
+    results = []
+
+    def run(nb: Path, params: dict) -> None:
+        result = run_notebook(nb, out / nb.name, params, "python3", CELL_TIMEOUT)
+        executed = out / nb.name
+        problems = []
+        if executed.exists():
+            done = nbformat.read(executed, as_version=4)
+            problems = magic_error_problems(done) + stderr_problems(done)
+        results.append({"name": nb.name, "status": result.status, "cell": result.cell, "source": result.source,
+                        "error": result.error, "problems": problems, "seconds": result.seconds})
+
+    if kind == "embedded":
+        from embedded_server import EmbeddedServer
+
+        with EmbeddedServer(host="127.0.0.1", port=-1, jetstream=True, store_dir=str(store),
+                            mode="process") as server:
+            for nb in notebooks:
+                run(nb, {"server_url": server.client_url})
+    run(readme_notebook(workdir / "readme.ipynb"), {})
+    return results
+
+
 @pytest.fixture(scope="module")
 def tutorial_runs(tmp_path_factory) -> dict[str, dict]:
-    """Every tutorial, executed once, JOBS at a time; results by file name."""
+    """Every tutorial, executed once, JOBS at a time, each on a store of its own; beside them, in one
+    more job, the same tutorials in sequence on one shared server, then the README block (`"sequence"`)."""
     base = tmp_path_factory.mktemp("tutorials")
     own_kind = "embedded" if "embedded" in KINDS else "nats-server"
     for key, value in subprocess_env().items():
@@ -114,12 +157,17 @@ def tutorial_runs(tmp_path_factory) -> dict[str, dict]:
     started = time.monotonic()
     with ProcessPoolExecutor(max_workers=JOBS) as pool:
         futures = {}
+        shared = [nb for nb in TUTORIALS if "server_url" in _parameters(nbformat.read(nb, as_version=4))]
+        # Submitted first: the longest job, so the two workers finish at about the same time.
+        futures["sequence"] = pool.submit(_run_in_sequence, shared, base / "sequence-out",
+                                          tmp_path_factory.mktemp("sequence"), own_kind)
         for nb in TUTORIALS:
             declared = _parameters(nbformat.read(nb, as_version=4))
             params = {k: v for k, v in {"server_url": None, "server_kind": own_kind}.items() if k in declared}
             futures[nb.name] = pool.submit(_run_tutorial, nb, base / "out" / nb.name, base / nb.stem, params)
         runs = {name: fut.result() for name, fut in futures.items()}
-    seconds = {name: round(r["seconds"], 1) for name, r in runs.items()}
+    seconds = {name: round(r["seconds"], 1) for name, r in runs.items() if name != "sequence"}
+    seconds["in sequence"] = round(sum(r["seconds"] for r in runs["sequence"]), 1)
     print(f"\ntutorials: {time.monotonic() - started:.1f}s wall with {JOBS} jobs; per notebook: {seconds}")
     return runs
 
@@ -130,6 +178,18 @@ def test_tutorial_runs_top_to_bottom(name, tutorial_runs):
     assert run["status"] == "passed", (
         f"{name} {run['status']} in cell In [{run['cell']}] `{run['source']}`: {run['error']}\n{run['traceback']}")
     assert not run["problems"], f"{name}: " + "; ".join(run["problems"])
+
+
+def test_tutorials_in_sequence_on_one_server_then_the_readme_block(tutorial_runs):
+    """A user's server is shared by every notebook: each tutorial leaves it as it found it, so the next
+    one and then the README's own example (comments and all) run on it without a failure."""
+    runs = tutorial_runs["sequence"]
+    assert [r["name"] for r in runs][-1] == "readme.ipynb" and len(runs) >= 10
+    for run in runs:
+        assert run["status"] == "passed", (
+            f"{run['name']} (after {[r['name'] for r in runs[:runs.index(run)]]}) {run['status']} in cell "
+            f"In [{run['cell']}] `{run['source']}`: {run['error']}")
+        assert not run["problems"], f"{run['name']}: " + "; ".join(run["problems"])
 
 
 def _parameters(nb) -> dict[str, str]:

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+import pynats_lab
 from pynats_lab.session import Session, get_session
 from tests.lab.conftest import magic
 
@@ -123,3 +124,24 @@ def test_a_script_that_ends_says_nothing_about_a_lost_connection(tmp_path):
     assert "started the embedded server" in done.stderr
     assert "disconnected" not in done.stderr + done.stdout and "reconnecting" not in done.stderr
     assert not _alive(int(done.stdout.split("PID", 1)[1].split()[0]))
+
+
+def test_a_fresh_connect_gets_an_empty_private_store_that_goes_at_disconnect(shell, no_url, capsys,
+                                                                                 monkeypatch):
+    pynats_lab.connect()
+    pynats_lab.stream_add("KEPT", "kept", storage="memory")
+    default = get_session().store_dir
+    monkeypatch.setenv("NATS_URL", "nats://127.0.0.1:1")  # --fresh asks for the embedded server anyway
+    try:
+        session = magic(shell, "%nats connect --fresh   # a store of this notebook's own")
+        assert session is not None and session.store_dir != default
+        private = session.store_dir
+        assert pynats_lab.stream_names() == [], "fresh: nothing another notebook made"
+        assert "a fresh private JetStream store" in capsys.readouterr().err
+        assert magic(shell, "%nats connect nats://127.0.0.1:4222 --fresh") is None
+        assert capsys.readouterr().err == ("%nats connect: --fresh starts a private embedded server: it takes no "
+                                           "URL and no --context\n")
+        assert get_session().store_dir == private, "a refused connect leaves the session as it was"
+    finally:
+        magic(shell, "%nats disconnect")
+    assert not private.exists() and default.exists()

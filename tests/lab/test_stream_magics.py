@@ -173,3 +173,24 @@ def test_follow_in_a_terminal_tails_new_messages(lab_js, shell, capsys):
     assert time.monotonic() - t0 >= 1.4, "it follows until --timeout"
     assert df["data"].tolist() == ["new-0", "new-1", "new-2"]
     assert "new-2" in capsys.readouterr().out
+
+
+def test_an_add_again_is_idempotent_and_a_conflicting_one_says_how_on(lab_js, shell, capsys):
+    first = magic(shell, "%stream add ORDERS --subjects orders.* --storage memory --max-msgs 100")
+    again = magic(shell, "%stream add ORDERS --subjects orders.* --storage memory --max-msgs 100")
+    assert again.config.subjects == first.config.subjects and capsys.readouterr().err == ""
+    assert magic(shell, "%stream add ORDERS --subjects orders.> --max-msgs 100") is None
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("%stream add: stream ORDERS already exists with other settings")
+    assert "storage memory (asked file)" in err and "subjects orders.* (asked orders.>)" in err
+    assert "(10058)" in err and all(f"%stream {c} ORDERS" in err for c in ("info", "edit", "rm"))
+    assert magic(shell, "%stream add SHOP --subjects orders.new") is None
+    err = capsys.readouterr().err
+    assert err.startswith("%stream add: subjects overlap with an existing stream: held by ORDERS (orders.*)")
+    try:
+        pynats_lab.stream_add("ORDERS", "orders.>")
+    except pynats_lab.NatsError as exc:
+        assert exc.err_code == 10058 and "already exists with other settings" in str(exc)
+    else:
+        raise AssertionError("a conflicting add must raise")
+    assert pynats_lab.stream_info("ORDERS").config.subjects == ["orders.*"], "nothing changed"
