@@ -152,7 +152,9 @@ def test_wrong_stream_uses_are_one_line(lab_js, shell, capsys):
     assert_one_line_errors(shell, capsys, cases)
     magic(shell, "%stream add A --subjects shared.>")
     assert magic(shell, "%stream add B --subjects shared.>") is None
-    assert capsys.readouterr().err == "%stream add: subjects overlap with an existing stream (10065)\n"
+    assert capsys.readouterr().err == ("%stream add: subjects overlap with an existing stream: held by A (shared.>) "
+                                       "(10065). Use other subjects, or change or delete that stream "
+                                       "(%stream edit / %stream rm)\n")
     assert_one_line_errors(shell, capsys, {"%stream view A --id -3": "%stream view: --id must be a sequence number, not -3"})
 
 
