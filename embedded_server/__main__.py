@@ -23,7 +23,8 @@ _SIGNALS = {
     "reopen": signal.SIGUSR1, "ldm": signal.SIGUSR2,
 }
 # Go's names for signals, as nats-server logs them ('Trapped "terminated" signal').
-_SIGNAL_NAMES = {signal.SIGTERM: "terminated", signal.SIGINT: "interrupt", signal.SIGHUP: "hangup"}
+_SIGNAL_NAMES = {signal.SIGTERM: "terminated", signal.SIGINT: "interrupt", signal.SIGHUP: "hangup",
+                 signal.SIGUSR2: "user defined signal 2"}
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -134,10 +135,14 @@ async def serve(server: Server, handle_signals: bool = True) -> int:
             except Exception as e:  # a reload must never take the server down
                 logger.error(f"Failed to reload server configuration: {e}")
             return
+        if signum == signal.SIGUSR2:
+            from embedded_server import lameduck
+            loop.create_task(lameduck.enter(server))
+            return
         loop.create_task(server.shutdown())
 
     if handle_signals:
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2):
             loop.add_signal_handler(signum, on_signal, signum)
         parent = os.environ.get("PYNATS_SERVER_PARENT")
         if parent and parent.isdigit():

@@ -162,6 +162,15 @@ def _duration(field: str, value: Any, pos: Pos | None, warnings: list[ConfigErro
     return float(seconds)
 
 
+def _go_duration_string(field: str, value: Any, pos: Pos | None) -> float:
+    """A duration nats-server reads with time.ParseDuration only (a string)."""
+    text = _typed(value, str, pos)
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise ConfigError(f"error parsing {field}: {e}", pos) from None
+
+
 def _listen(value: Any, pos: Pos | None) -> tuple[str | None, int]:
     if isinstance(value, int) and not isinstance(value, bool):
         return None, value
@@ -232,6 +241,17 @@ def _apply_one(opts, key: str, lk: str, v: Any, pos: Pos | None, conf: ConfMap,
         opts.max_pings_out = _typed(v, int, pos)
     elif lk == "write_deadline":
         opts.write_deadline = _duration("write_deadline", v, pos, warnings)
+    elif lk == "lame_duck_duration":
+        seconds = _go_duration_string(lk, v, pos)
+        if seconds < 30:
+            from embedded_server.monitor import go_duration
+            raise ConfigError(f"invalid lame_duck_duration of {go_duration(seconds)}, minimum is 30 seconds", pos)
+        opts.extra[lk] = seconds
+    elif lk == "lame_duck_grace_period":
+        seconds = _go_duration_string(lk, v, pos)
+        if seconds < 0:
+            raise ConfigError("invalid lame_duck_grace_period, needs to be positive", pos)
+        opts.extra[lk] = seconds
     elif lk in ("store_dir", "storedir"):
         if opts.store_dir and opts.extra.get("store_dir_from_config"):
             raise ConfigError("Duplicate 'store_dir' configuration", pos)
