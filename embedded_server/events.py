@@ -348,10 +348,7 @@ class SystemServices:
             for k in ("account", "stream", "consumer"):
                 if opts.get(k):
                     q[k] = opts[k]
-            status, doc = mon.healthz(q)
-            doc = dict(doc)
-            doc.setdefault("status_code", status)
-            return doc
+            return mon.health(q)
         raise RequestError(500, f"unknown request {kind}")
 
     def _connz(self, opts: dict, account: str | None = None) -> dict:

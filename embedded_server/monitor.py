@@ -417,12 +417,68 @@ class Monitor:
         return 200, doc
 
     def healthz(self, q: dict) -> tuple[int, dict]:
-        js = self.server.jetstream
-        if js is not None and hasattr(js, "healthz"):
-            return js.healthz(q)
-        if _bool(q, "js-enabled-only") and self.server.options.jetstream and js is None:
-            return 503, {"status": "unavailable", "status_code": 503, "error": "JetStream not enabled"}
-        return 200, {"status": "ok"}
+        """/healthz: the HTTP status and body (nats-server leaves `status_code` out of the HTTP body)."""
+        doc = self.health(q)
+        status = doc.pop("status_code")
+        return status, doc
+
+    def health(self, q: dict) -> dict:
+        """nats-server's healthz: `js-enabled-only`, `js-server-only`, `account`/`stream`/`consumer` and `details`,
+        with its texts and codes; the store directory is read for the streams that must have been recovered."""
+        details = _bool(q, "details")
+        server_only = _bool(q, "js-server-only")
+        enabled_only = _bool(q, "js-enabled-only") or _bool(q, "js-enabled")
+        account, stream, consumer = q.get("account", ""), q.get("stream", ""), q.get("consumer", "")
+
+        def fail(code: int, kind: str, text: str, status: str = "unavailable", **where) -> dict:
+            if details:
+                return {"status": "error", "status_code": code, "errors": [{"type": kind, **where, "error": text}]}
+            return {"status": status, "status_code": code, "error": text}
+
+        ok = {"status": "ok", "status_code": 200}
+        if not account and stream:
+            return fail(400, "BAD_REQUEST", '"account" must not be empty when checking stream health', "error")
+        if not stream and consumer:
+            return fail(400, "BAD_REQUEST", '"stream" must not be empty when checking consumer health', "error")
+        srv = self.server
+        if server_only or not srv.options.jetstream:
+            return ok
+        js = srv.jetstream
+        if js is None:
+            return fail(503, "JETSTREAM", "JetStream not enabled (10076)")
+        if enabled_only:
+            return ok
+        base = getattr(js, "store_dir", "")
+        acc_found = stream_found = consumer_found = False
+        for name in _listdir(base):
+            if account:
+                if name != account:
+                    continue
+                acc_found = True
+            jsa = getattr(js, "accounts", {}).get(name)
+            for sname in _listdir(os.path.join(base, name, "streams")):
+                if stream:
+                    if sname != stream:
+                        continue
+                    stream_found = True
+                st = jsa.streams.get(sname) if jsa is not None else None
+                if st is None:
+                    return fail(503, "STREAM", f"JetStream stream '{name} > {sname}' could not be recovered",
+                                account=name, stream=sname)
+                if stream_found:
+                    consumer_found = bool(consumer) and consumer in st.consumers
+                    break
+            if acc_found:
+                break
+        if account and not acc_found:
+            return fail(404, "ACCOUNT", f'JetStream account "{account}" not found', account=account)
+        if stream and not stream_found:
+            return fail(404, "STREAM", f'JetStream stream "{stream}" not found on account "{account}"',
+                        account=account, stream=stream)
+        if consumer and not consumer_found:
+            return fail(404, "CONSUMER", f'JetStream consumer "{consumer}" not found for stream "{stream}" on '
+                                         f'account "{account}"', account=account, stream=stream, consumer=consumer)
+        return ok
 
     def jsz(self, q: dict) -> tuple[int, dict]:
         js = self.server.jetstream
@@ -541,6 +597,13 @@ def _plain_account_stat(srv, acc) -> dict:
     return {"acc": acc.name, "name": acc.name, "conns": conns, "leafnodes": 0, "total_conns": conns,
             "num_subscriptions": acc.sublist.count, "sent": stats(acc.out_msgs, acc.out_bytes),
             "received": stats(acc.in_msgs, acc.in_bytes), "slow_consumers": acc.slow_consumers}
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return sorted(e for e in os.listdir(path) if not e.startswith("."))
+    except OSError:
+        return []
 
 
 def _sub_detail(subject: str, queue, sid: bytes, msgs: int, cid: int) -> dict:

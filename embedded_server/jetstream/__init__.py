@@ -223,7 +223,11 @@ class JetStream:
                             d["consumer_detail"] = [o.info() for _, o in sorted(st.consumers.items())]
                         acc["stream_detail"].append(d)
                 details.append(acc)
-            doc["account_details"] = details
+            offset = max(_int_arg(q.get("offset")), 0)
+            limit = _int_arg(q.get("limit")) or 1024
+            page = details[offset:offset + limit]
+            if page:
+                doc["account_details"] = page
         doc["total"] = len(self.accounts)
         return doc
 
@@ -240,6 +244,13 @@ class JetStream:
         for jsa in self.accounts.values():
             jsa.stop()
         self.server.info_extra.pop("api_lvl", None)
+
+
+def _int_arg(value) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _protocol_version() -> str:
