@@ -493,10 +493,9 @@ def msg_frame(prefix: bytes, reply: bytes | None, tail: bytes, body_at: int, hdr
 
 def stored_msg_frame(chunks: list, subject: bytes, sid: bytes, reply: bytes, hdr: bytes | None, payload: bytes,
                      headers: bool) -> int:
-    """Append to `chunks` the frame of a message held as headers and payload (a JetStream delivery written
-    without routing, a no-responders status); `reply` may be empty. A client without header support gets the
-    payload only, as msg_frame gives it. Returns the bytes counted for it: headers and payload, as routing
-    counts them."""
+    """Append to `chunks` the frame of a message held as headers and payload (a no-responders status, a message
+    delivered without routing); `reply` may be empty. A client without header support gets the payload only,
+    as msg_frame gives it. Returns the bytes counted for it: headers and payload, as routing counts them."""
     if reply:
         sid = sid + b" " + reply
     if hdr and headers:
@@ -507,3 +506,12 @@ def stored_msg_frame(chunks: list, subject: bytes, sid: bytes, reply: bytes, hdr
     chunks.append(payload)
     chunks.append(b"\r\n")
     return len(hdr) + len(payload) if hdr else len(payload)
+
+
+def msg_line_templates(sid: bytes, reply_template: bytes) -> tuple[bytes, bytes]:
+    """The MSG and HMSG control lines of stored_msg_frame as %-templates for a batch to one subscription whose
+    replies follow `reply_template` (a %-template itself, e.g. a JetStream ack subject's numbers): fill the MSG
+    one with (subject, *reply fields, payload size), the HMSG one with (subject, *reply fields, header size,
+    total size). A batch of thousands is then one %-operation a message (JetStream pull batches)."""
+    line = b" " + sid.replace(b"%", b"%%") + b" " + reply_template
+    return b"MSG %s" + line + b" %d\r\n", b"HMSG %s" + line + b" %d %d\r\n"

@@ -15,7 +15,7 @@ import time
 from collections import deque
 
 from embedded_server.client import encode_subject
-from embedded_server.protocol import stored_msg_frame
+from embedded_server.protocol import msg_line_templates
 
 from . import advisories
 from . import config as config_mod
@@ -388,7 +388,7 @@ class Consumer:
         n = wr.n if self.maxp <= 0 else min(wr.n, self.maxp - len(self.pending))
         sub, client, _ = target
         store, filters, pending = self.stream.store, self._store_filters, self.pending
-        sid, ack_prefix = sub.sid, self._ack_prefix_b
+        msg_line, hmsg_line = msg_line_templates(sub.sid, self._ack_prefix_b.replace(b"%", b"%%") + b"1.%d.%d.%d.%d")
         with_headers = client.headers
         now = now_ns()
         dseq, npc = self.dseq, self.npc
@@ -405,9 +405,17 @@ class Consumer:
             subject = subjects.get(sm.subject)
             if subject is None:
                 subject = subjects[sm.subject] = encode_subject(sm.subject)
-            size += stored_msg_frame(chunks, subject, sid,
-                                     b"%s1.%d.%d.%d.%d" % (ack_prefix, seq, dseq, sm.ts, npc if npc > 0 else 0),
-                                     sm.hdr, sm.data, with_headers)
+            hdr, data = sm.hdr, sm.data
+            if hdr and with_headers:
+                chunks.append(hmsg_line % (subject, seq, dseq, sm.ts, npc if npc > 0 else 0, len(hdr),
+                                           len(hdr) + len(data)))
+                chunks.append(hdr)
+            else:
+                # (A client without header support gets the payload only, as routing gives it.)
+                chunks.append(msg_line % (subject, seq, dseq, sm.ts, npc if npc > 0 else 0, len(data)))
+            chunks.append(data)
+            chunks.append(b"\r\n")
+            size += len(hdr) + len(data) if hdr else len(data)
             p = pending.get(seq)
             if p is None:
                 pending[seq] = [dseq, now]
