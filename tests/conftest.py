@@ -46,3 +46,11 @@ def js_server(server_kind, start_server, tmp_path_factory) -> RunningServer:
     if server_kind == "embedded" and importlib.util.find_spec("embedded_server.jetstream") is None:
         pytest.skip("the embedded server's JetStream has not landed yet")
     return start_server("-js", "-sd", str(tmp_path_factory.mktemp("jetstream")))
+
+
+@pytest.fixture
+def embedded_js(js_server) -> RunningServer:
+    """js_server, for tests of the embedded server's own on-disk format (skipped for nats-server)."""
+    if js_server.kind != "embedded":
+        pytest.skip("the on-disk format is the embedded server's own")
+    return js_server

@@ -223,7 +223,11 @@ class JSAccount:
             if os.path.isdir(path):
                 self._recover_stream(name, path)
         for st in list(self.streams.values()):
-            sourcing.stream_added(self, st)
+            try:
+                sourcing.stream_added(self, st)
+            except Exception as e:  # noqa: BLE001 - a stream that cannot follow its origins still starts
+                self.js.logger.error(f"JetStream could not start the mirror/sources of stream "
+                                     f"'{self.account.name} > {st.name}': {e!r}")
 
     def _recover_stream(self, name: str, path: str) -> None:
         log = self.js.logger

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import pathlib
 
 import nats
 
@@ -47,3 +48,8 @@ async def eventually(probe, done, timeout: float = 10.0):
 def error_of(answer: dict) -> tuple[int, int, str] | None:
     err = answer.get("error")
     return (err["code"], err["err_code"], err["description"]) if err else None
+
+
+def streams_dir(server, account: str = "$G") -> pathlib.Path:
+    """Where a server started with `-sd DIR` keeps the file streams of `account`."""
+    return pathlib.Path(server.args[server.args.index("-sd") + 1]) / "jetstream" / account / "streams"

@@ -8,19 +8,11 @@ import pathlib
 
 import pytest
 
-from .helpers import api, connected, run
-
-
-@pytest.fixture
-def embedded_js(js_server):
-    if js_server.kind != "embedded":
-        pytest.skip("the on-disk format is the embedded server's own")
-    return js_server
+from .helpers import api, connected, run, streams_dir
 
 
 def _stream_dir(server) -> pathlib.Path:
-    store = pathlib.Path(server.args[server.args.index("-sd") + 1])
-    return store / "jetstream" / "$G" / "streams" / "S"
+    return streams_dir(server) / "S"
 
 
 async def _fill(server, n=10, size=100):

@@ -1,14 +1,13 @@
 """File storage across restarts: streams, messages and consumer state come back with the same -sd, and a
 SIGKILL during acknowledged publishes never loses an acknowledged message."""
 import asyncio
-import pathlib
 import random
 
 import nats
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, StorageType
 
-from .helpers import api, connected, run
+from .helpers import api, connected, run, streams_dir
 
 
 def test_streams_messages_and_consumers_survive_a_restart(js_server):
@@ -237,8 +236,7 @@ def test_a_deleted_block_file_never_sends_the_last_sequence_back(js_server, bloc
 
     run(fill())
     js_server.stop()
-    store = pathlib.Path(js_server.args[js_server.args.index("-sd") + 1])
-    msgs = store / "jetstream" / "$G" / "streams" / "B" / "msgs"
+    msgs = streams_dir(js_server) / "B" / "msgs"
     assert (msgs / "3.blk").exists() and not (msgs / "4.blk").exists()
     (msgs / block).unlink()
     js_server.start()

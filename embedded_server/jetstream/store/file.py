@@ -48,8 +48,8 @@ STATE_FILE = "state.dat"
 # The state file starts with the stream's last sequence, rewritten (one pwrite, not synced) after every record:
 # even with its newest records gone, the stream does not hand their sequences out again.
 STATE_MAGIC = b"JSLS"
-_LAST_BODY = struct.Struct("<4sQq")
-_LAST = struct.Struct("<4sQqI")
+_LAST_BODY = struct.Struct("<4sQqQ")  # magic, last sequence, its time, size of the journal
+_LAST = struct.Struct("<4sQqQI")
 # A hole in the sequences wider than this is not believed (a record or a state file saying so is damage): no
 # block holds that many records, and the in-memory index keeps a slot per sequence.
 MAX_GAP = 1 << 22
@@ -173,6 +173,8 @@ def _valid_state(state) -> bool:
     if not isinstance(blocks, list) or not all(isinstance(b, list) and len(b) == 4 and all(map(seq, b))
                                                for b in blocks):
         return False
+    if not seq(state.get("journal", 0)):
+        return False
     lost = state.get("lost", {"msgs": [], "bytes": 0})
     return (isinstance(lost, dict) and isinstance(lost.get("msgs"), list) and all(map(seq, lost["msgs"]))
             and seq(lost.get("bytes")))
@@ -277,6 +279,7 @@ class FileStore(MemoryStore):
             self._persist_purge(cfg["first_seq"])
             self._reset_to(cfg["first_seq"])
         self._recovering = False
+        self._write_state(sync=False)  # opens the state file the removals below record their journal size in
         self._enforce_after_recovery()
         self._write_state(sync=sync_always)
 
@@ -290,6 +293,7 @@ class FileStore(MemoryStore):
     # again.
     def _recover(self) -> None:
         saved = self._read_state()
+        self._saved_journal = (saved or {}).get("journal", 0)
         self._gaps: list[list] = []  # [first, last, reason, removed-by-journal set]
         self._damage: str | None = None  # a damaged region waiting for the next good record to end it
         names = sorted((int(n[:-4]), n) for n in os.listdir(self.msgs_dir)
@@ -400,9 +404,9 @@ class FileStore(MemoryStore):
             return None
         head = None
         if len(raw) >= _LAST.size:
-            magic, last_seq, last_ts, crc = _LAST.unpack_from(raw)
+            magic, last_seq, last_ts, journal, crc = _LAST.unpack_from(raw)
             if magic == STATE_MAGIC and crc == zlib.crc32(raw[:_LAST.size - _CRC.size]):
-                head = last_seq, last_ts
+                head = last_seq, last_ts, journal
         line, _, rest = raw[_LAST.size:].partition(b"\n")
         try:
             checksum, length = line.split(b" ")
@@ -417,8 +421,10 @@ class FileStore(MemoryStore):
                 return None
             self._warn(f"{self.state_path} is partly unreadable; its last sequence ({head[0]}) is used")
             state = {"first_seq": 0, "last_seq": 0, "last_ts": 0, "blocks": []}
-        if head is not None and head[0] > state["last_seq"]:
-            state["last_seq"], state["last_ts"] = head
+        if head is not None:
+            state["journal"] = head[2]
+            if head[0] > state["last_seq"]:
+                state["last_seq"], state["last_ts"] = head[:2]
         return state
 
     def _warn(self, text: str) -> None:
@@ -556,6 +562,11 @@ class FileStore(MemoryStore):
             log.error(msg)
         self._jfd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         self._jsize = len(buf)
+        if self._saved_journal > len(buf) and bad is None:
+            msg = (f"Stream store {self.directory}: {path} holds {len(buf)} bytes where {self._saved_journal} "
+                   "were recorded; messages removed before may reappear")
+            self.errors.append(msg)
+            log.error(msg)
 
     def _note_removed(self, seqs) -> None:
         for gap in self._gaps:
@@ -585,7 +596,8 @@ class FileStore(MemoryStore):
     def _write_state(self, sync: bool) -> None:
         """Record the last sequence, the blocks and the lost data (rewritten in place, checksummed)."""
         state = {"first_seq": self.first_seq if self.msgs else self.last_seq + 1, "last_seq": self.last_seq,
-                 "last_ts": self.last_ts, "blocks": [[b.index, b.first, b.last, b.size] for b in self._blocks]}
+                 "last_ts": self.last_ts, "blocks": [[b.index, b.first, b.last, b.size] for b in self._blocks],
+                 "journal": self._jsize}
         if self.lost_msgs:
             state["lost"] = {"msgs": self.lost_msgs, "bytes": self.lost_bytes}
         data = json.dumps(state, separators=(",", ":")).encode()
@@ -599,7 +611,7 @@ class FileStore(MemoryStore):
             os.fsync(self._sfd)
 
     def _last_head(self) -> bytes:
-        head = _LAST_BODY.pack(STATE_MAGIC, self.last_seq, self.last_ts)
+        head = _LAST_BODY.pack(STATE_MAGIC, self.last_seq, self.last_ts, self._jsize)
         return head + _CRC.pack(zlib.crc32(head))
 
     # -- blocks ---------------------------------------------------------------------------------
@@ -625,7 +637,7 @@ class FileStore(MemoryStore):
             self._new_block(blk.index + 1)
             blk = self._blocks[-1]
         os.write(self._fd, record)
-        head = _LAST_BODY.pack(STATE_MAGIC, seq, ts)
+        head = _LAST_BODY.pack(STATE_MAGIC, seq, ts, self._jsize)
         os.pwrite(self._sfd, head + _CRC.pack(zlib.crc32(head)), 0)
         if self.sync_always:
             os.fsync(self._fd)
@@ -686,6 +698,7 @@ class FileStore(MemoryStore):
             self._rewrite_journal()
         os.write(self._jfd, record)
         self._jsize += len(record)
+        os.pwrite(self._sfd, self._last_head(), 0)
         if self.sync_always:
             os.fsync(self._jfd)
         else:
@@ -736,6 +749,7 @@ class FileStore(MemoryStore):
         write_atomic(path, data, sync=True)
         self._jfd = os.open(path, os.O_WRONLY | os.O_APPEND, 0o640)
         self._jsize = len(data)
+        self._write_state(sync=True)
 
     # -- durability and life cycle --------------------------------------------------------------
     def flush(self) -> None:

@@ -1,0 +1,288 @@
+"""Damage to every kind of file of the embedded server's file store, one case at a time: delete, truncate at and
+between record boundaries, flip bits in headers, payloads and checksums, and content rewritten with a valid
+checksum. For each case the store is reopened and must: start (no exception), give back every message the
+damage did not hit exactly as it was stored, list every message it cannot give back in `lost` and say so in an
+error line (never "0 message(s) lost"), keep its last sequence (the next message gets a new one), and report
+the same loss again on the next start.
+
+The on-disk format is the embedded server's own, so these cases are embedded-only by nature; they run on the
+store in-process (what the server logs and puts in stream info is the store's `errors`, `warnings` and
+`state().lost_msgs`, see tests/faults/test_start_up.py for the same through a running server).
+`FAULTS_SCALE=N` (or `python -m bench faults`) adds N random bit flips per file kind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+
+from embedded_server.jetstream import recovery
+from embedded_server.jetstream.store import StoreCorrupt
+from embedded_server.jetstream.store.file import FileConsumerStore, FileStore, read_records
+
+SCALE = int(os.environ.get("FAULTS_SCALE", "0"))
+BLOCK = 4096
+N_MSGS = 120
+
+
+def _build(tmp: Path, closing: str):
+    """A stream of 120 messages over several blocks (some with headers), a few removed (in the journal), closed
+    cleanly or abandoned as by kill -9. Returns (directory, messages still stored, last sequence)."""
+    d = tmp / "S"
+    fs = FileStore(str(d), {"name": "S"}, block_size=BLOCK)
+    rng = random.Random(7)
+    stored = {}
+    for i in range(N_MSGS):
+        subject = f"s.{i % 3}"
+        hdr = b"NATS/1.0\r\nk: v\r\n\r\n" if i % 5 == 0 else None
+        data = bytes(rng.randrange(256) for _ in range(rng.randrange(20, 120)))
+        seq, _ = fs.store_msg(subject, hdr, data)
+        stored[seq] = (subject, hdr, data)
+    for seq in (3, 50, 51, 90):
+        fs.remove_msg(seq)
+        del stored[seq]
+    last = fs.last_seq
+    if closing == "stop":
+        fs.stop()
+    else:
+        for fd in (fs._fd, fs._jfd, fs._sfd):
+            os.close(fd)
+    return d, stored, last
+
+
+def _blocks(d: Path) -> list[Path]:
+    return sorted((d / "msgs").glob("*.blk"), key=lambda p: int(p.stem))
+
+
+def _record_offsets(path: Path) -> list[tuple[int, int]]:
+    return [(pos, end) for pos, end, _, _ in read_records(path.read_bytes()) if pos != "bad"]
+
+
+def _flip(path: Path, offset: int) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[offset] ^= 0x10
+    path.write_bytes(bytes(raw))
+
+
+def _rewrite_record(path: Path, index: int, change) -> None:
+    """Replace record `index` by `change(body)`, framed and checksummed as the store would write it."""
+    raw = path.read_bytes()
+    pos, end = _record_offsets(path)[index]
+    head = raw[pos:pos + 8]
+    body = change(raw[pos + 8:end - 4])
+    head = head[:4] + struct.pack("<I", len(body))
+    path.write_bytes(raw[:pos] + head + body + struct.pack("<I", zlib.crc32(body, zlib.crc32(head))) + raw[end:])
+
+
+def _set_seq(seq: int):
+    return lambda body: struct.pack("<Q", seq) + body[8:]
+
+
+# Each case: (name, damage(directory)). Block cases pick the first, a middle and the newest block.
+def _block_damage(which: int, action: str):
+    def damage(d: Path):
+        blk = _blocks(d)[which]
+        recs = _record_offsets(blk)
+        mid = recs[len(recs) // 2] if which != -1 else recs[-1]
+        if action == "delete":
+            blk.unlink()
+        elif action == "truncate at a record boundary":
+            with open(blk, "r+b") as f:
+                f.truncate(recs[len(recs) // 2][0])
+        elif action == "truncate inside a record":
+            with open(blk, "r+b") as f:
+                f.truncate(mid[0] + (mid[1] - mid[0]) // 2)
+        elif action == "flip a header bit":
+            _flip(blk, mid[0] + 5)  # the length
+        elif action == "flip a payload bit":
+            _flip(blk, mid[1] - 10)
+        elif action == "flip a checksum bit":
+            _flip(blk, mid[1] - 2)
+        elif action == "valid checksum, sequence going back":
+            _rewrite_record(blk, recs.index(mid), _set_seq(1))
+        elif action == "valid checksum, body cut short":
+            _rewrite_record(blk, recs.index(mid), lambda body: body[:5])
+        elif action == "zeros over a record":
+            raw = bytearray(blk.read_bytes())
+            raw[mid[0]:mid[1]] = bytes(mid[1] - mid[0])
+            blk.write_bytes(bytes(raw))
+    return damage
+
+
+BLOCK_ACTIONS = ["delete", "truncate at a record boundary", "truncate inside a record", "flip a header bit",
+                 "flip a payload bit", "flip a checksum bit", "valid checksum, sequence going back",
+                 "valid checksum, body cut short", "zeros over a record"]
+CASES = [(f"{where} block: {action}", _block_damage(which, action))
+         for where, which in (("first", 0), ("middle", 1), ("newest", -1)) for action in BLOCK_ACTIONS]
+
+
+def _other_damage(kind: str):
+    def damage(d: Path):
+        journal, state = d / "msgs" / "index.db", d / "state.dat"
+        if kind == "journal deleted":
+            journal.unlink()
+        elif kind == "journal truncated inside a record":
+            with open(journal, "r+b") as f:
+                f.truncate(journal.stat().st_size - 3)
+        elif kind == "journal bit flipped":
+            _flip(journal, 10)
+        elif kind == "state file deleted":
+            state.unlink()
+        elif kind == "state file bit flipped":
+            _flip(state, 30)
+        elif kind == "state file with a valid checksum and wrong content":
+            data = json.dumps({"first_seq": "one", "last_seq": [], "blocks": 7}).encode()
+            state.write_bytes(state.read_bytes()[:32] + b"%08x %d\n" % (zlib.crc32(data), len(data)) + data)
+        elif kind == "msgs directory emptied":
+            for p in (d / "msgs").iterdir():
+                p.unlink()
+    return damage
+
+
+OTHER = ["journal deleted", "journal truncated inside a record", "journal bit flipped", "state file deleted",
+         "state file bit flipped", "state file with a valid checksum and wrong content", "msgs directory emptied"]
+CASES += [(kind, _other_damage(kind)) for kind in OTHER]
+
+
+def _random_flips(n: int):
+    rng = random.Random(n)
+
+    def damage(d: Path):
+        files = [p for p in (d / "msgs").iterdir()] + [d / "state.dat"]
+        for _ in range(3):
+            target = rng.choice(files)
+            size = target.stat().st_size
+            if size:
+                _flip(target, rng.randrange(size))
+    return damage
+
+
+CASES += [(f"random bit flips #{i}", _random_flips(i)) for i in range(SCALE * 10)]
+
+
+def _check(d: Path, stored: dict, last: int, name: str):
+    fs = FileStore(str(d), {"name": "S"}, block_size=BLOCK)
+    try:
+        lost = set(fs.state().lost_msgs)
+        gone = []
+        for seq, (subject, hdr, data) in stored.items():
+            sm = fs.load_msg(seq)
+            if sm is None:
+                gone.append(seq)
+                continue
+            assert (sm.subject, sm.hdr, sm.data) == (subject, hdr, data), f"{name}: seq {seq} changed"
+        text = "\n".join(fs.errors)
+        assert not re.search(r"(?<!\d)0 message\(s\) lost", text)
+        unreported = sorted(set(gone) - lost)
+        if name in ("journal deleted", "journal bit flipped"):
+            assert fs.errors, f"{name}: removed messages came back without a word"
+        if "journal" in name or "emptied" in name:
+            # Removals the journal no longer knows of cannot be told from losses; nothing may pass unseen.
+            assert not unreported or fs.errors, f"{name}: {unreported} gone without a word"
+        else:
+            assert not unreported, f"{name}: gone but not in lost: {unreported}"
+        if gone:
+            assert fs.errors, f"{name}: messages gone and no error logged"
+            assert sum(int(n) for n in re.findall(r"(\d+) message\(s\) lost", text)) >= len(set(gone) & lost)
+        assert lost <= set(range(1, last + 1)), f"{name}: lost names sequences that never existed"
+        assert fs.last_seq >= last, f"{name}: last sequence went back from {last} to {fs.last_seq}"
+        seq, _ = fs.store_msg("after", None, b"new")
+        assert seq > last
+    finally:
+        fs.stop()
+    again = FileStore(str(d), {"name": "S"}, block_size=BLOCK)
+    try:
+        assert set(again.state().lost_msgs) >= lost, f"{name}: the loss is no longer reported after a restart"
+        assert again.last_seq >= seq and again.load_msg(seq).data == b"new"
+    finally:
+        again.stop()
+    return gone, lost
+
+
+@pytest.mark.parametrize("closing", ["stop", "kill -9"])
+@pytest.mark.parametrize("name,damage", CASES, ids=[c[0] for c in CASES])
+def test_damage_is_survived_and_reported(tmp_path, closing, name, damage):
+    d, stored, last = _build(tmp_path, closing)
+    damage(d)
+    gone, lost = _check(d, stored, last, name)
+    if name.split(":")[0].endswith("block") and "delete" in name or "emptied" in name:
+        assert gone, f"{name}: the damage removed nothing?"
+
+
+def test_the_untouched_store_reports_nothing(tmp_path):
+    """The control case: without damage, every message comes back and nothing is reported."""
+    for closing in ("stop", "kill -9"):
+        d, stored, last = _build(tmp_path / closing, closing)
+        fs = FileStore(str(d), {"name": "S"}, block_size=BLOCK)
+        assert fs.errors == [] and fs.warnings == [] and fs.state().lost_msgs == []
+        assert fs.last_seq == last and all(fs.load_msg(s).data == v[2] for s, v in stored.items())
+        fs.stop()
+
+
+# -- consumer state ---------------------------------------------------------------------------------
+
+def _consumer(tmp: Path) -> tuple[Path, dict, dict]:
+    d = tmp / "obs" / "C"
+    cs = FileConsumerStore(str(d), sync_always=False)
+    older = {"delivered": {"consumer_seq": 5, "stream_seq": 5}, "ack_floor": {"consumer_seq": 3, "stream_seq": 3},
+             "pending": {"4": [4, 1], "5": [5, 2]}, "redelivered": {}}
+    newer = dict(older, ack_floor={"consumer_seq": 5, "stream_seq": 5}, pending={})
+    cs.update(older)
+    cs.flush()
+    cs.update(newer)
+    cs.flush()
+    cs.stop()
+    return d, older, newer
+
+
+def _newest_slot(d: Path) -> Path:
+    return max(d.glob("o.*.dat"), key=lambda p: int(p.read_bytes().split(b" ")[1]))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip a data bit", "flip the generation", "flip the checksum"])
+def test_a_damaged_consumer_state_falls_back_to_the_one_before(tmp_path, damage):
+    d, older, _ = _consumer(tmp_path)
+    slot = _newest_slot(d)
+    raw = slot.read_bytes()
+    if damage == "truncate":
+        slot.write_bytes(raw[:-4])
+    elif damage == "flip a data bit":
+        _flip(slot, len(raw) - 3)
+    elif damage == "flip the generation":
+        slot.write_bytes(raw.replace(b" 2 ", b" x ", 1))
+    else:
+        _flip(slot, 0)
+    cs = FileConsumerStore(str(d), sync_always=False)
+    assert recovery.consumer_state(cs.load_state()) == older
+    cs.close()
+
+
+@pytest.mark.parametrize("content", [
+    {"delivered": "5"}, {"ack_floor": {"stream_seq": -1}}, {"pending": {"x": [1, 2]}}, {"pending": {"4": "a"}},
+    {"redelivered": {"4": "two"}}, [], "text"])
+def test_a_consumer_state_with_a_valid_checksum_and_wrong_content_is_refused(tmp_path, content):
+    d, _, _ = _consumer(tmp_path)
+    data = json.dumps(content).encode()
+    slot = _newest_slot(d)
+    generation = slot.read_bytes().split(b" ")[1]
+    slot.write_bytes(b"%08x %s %d\n" % (zlib.crc32(data), generation, len(data)) + data)
+    cs = FileConsumerStore(str(d), sync_always=False)
+    with pytest.raises(recovery.Unloadable):
+        recovery.consumer_state(cs.load_state())
+    cs.close()
+
+
+def test_both_consumer_slots_unreadable_is_reported(tmp_path):
+    d, _, _ = _consumer(tmp_path)
+    for slot in d.glob("o.*.dat"):
+        slot.write_bytes(b"garbage")
+    cs = FileConsumerStore(str(d), sync_always=False)
+    with pytest.raises(StoreCorrupt):
+        cs.load_state()
+    cs.close()
