@@ -46,6 +46,7 @@ class AccountConfig:
     default_permissions: Permissions | None = None
     jetstream: bool = False          # `jetstream: enabled` (or a limits map) in the account
     mappings: list = field(default_factory=list)   # transform.Mapping, in the order written
+    jetstream_limits: dict | None = None   # the limits map of `jetstream { ... }` (jetstream/limits.py names)
 
 
 def parse_accounts(value: Any, pos: Pos | None, errors: list[ConfigError]
@@ -95,6 +96,8 @@ def parse_accounts(value: Any, pos: Pos | None, errors: list[ConfigError]
                 acc.default_permissions = parse_permissions(v, kpos, errors)
             elif lk == "jetstream":
                 acc.jetstream = _jetstream_enabled(v, kpos, errors)
+                if isinstance(v, ConfMap):
+                    acc.jetstream_limits = _jetstream_limits(v, kpos, errors)
             elif lk in ("mappings", "maps"):
                 from embedded_server.mappings import parse_mappings
                 acc.mappings = parse_mappings(v, kpos, errors)
@@ -126,6 +129,43 @@ def _jetstream_enabled(v: Any, pos: Pos | None, errors: list[ConfigError]) -> bo
         return True
     errors.append(ConfigError(f"Expected map, bool or string to define JetStream, got {type(v).__name__}", pos))
     return False
+
+
+_LIMIT_KEYS = {
+    "max_memory": "max_memory", "max_mem": "max_memory", "mem": "max_memory", "memory": "max_memory",
+    "max_store": "max_storage", "max_file": "max_storage", "max_disk": "max_storage", "store": "max_storage",
+    "disk": "max_storage", "max_streams": "max_streams", "streams": "max_streams",
+    "max_consumers": "max_consumers", "consumers": "max_consumers",
+    "max_bytes_required": "max_bytes_required", "max_stream_bytes": "max_bytes_required",
+    "max_bytes": "max_bytes_required", "mem_max_stream_bytes": "memory_max_stream_bytes",
+    "memory_max_stream_bytes": "memory_max_stream_bytes", "disk_max_stream_bytes": "storage_max_stream_bytes",
+    "store_max_stream_bytes": "storage_max_stream_bytes", "max_ack_pending": "max_ack_pending",
+}
+
+
+def _jetstream_limits(v: ConfMap, pos: Pos | None, errors: list[ConfigError]) -> dict:
+    """An account's JetStream limits map (nats-server's parseJetStreamForAccount), as $JS.API.INFO names them."""
+    limits: dict = {}
+    for key, value in v.items():
+        lk, kpos = key.lower(), v.pos(key) or pos
+        name = _LIMIT_KEYS.get(lk)
+        if name == "max_bytes_required":
+            if not isinstance(value, bool):
+                errors.append(ConfigError(f'Expected a parseable bool for "{key}", got {value}', kpos))
+                continue
+            limits[name] = value
+        elif name is not None:
+            if not isinstance(value, int) or isinstance(value, bool):
+                errors.append(ConfigError(f'Expected a parseable size for "{key}", got {value}', kpos))
+                continue
+            limits[name] = value
+        elif lk == "cluster_traffic":
+            if value not in ("system", "owner", ""):
+                errors.append(ConfigError(f"Expected 'system' or 'owner' string value for \"{key}\", got {value}",
+                                          kpos))
+        elif lk not in ("enabled", "enable") and key not in v.used:
+            errors.append(ConfigError(f'Unknown field "{key}" parsing account jetstream limits', kpos))
+    return limits
 
 
 def _entries(v: Any, pos: Pos | None, what: str, errors: list[ConfigError]):

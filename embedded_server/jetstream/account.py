@@ -7,7 +7,7 @@ import os
 
 from . import advisories
 from . import config as config_mod
-from . import filters, recovery, sourcing
+from . import filters, limits, recovery, sourcing
 from .clock import now_ns
 from .consumer import Consumer, new_consumer_name
 from .errors import ApiError, api_error
@@ -23,6 +23,8 @@ class JSAccount:
         self.account = account
         self.streams: dict[str, Stream] = {}
         self.dir = os.path.join(js.store_dir, account.name, "streams")
+        self.limits = limits.for_account(js, account.name)
+        self.limited = limits.is_limited(self.limits)
 
     # -- streams ----------------------------------------------------------------------------------
     def lookup(self, name: str) -> Stream:
@@ -58,6 +60,8 @@ class JSAccount:
         if cfg["num_replicas"] > 1:
             raise api_error("JSStreamReplicasNotSupportedErr")
         existing = self.streams.get(cfg["name"])
+        if self.limited:
+            limits.check_stream(self, cfg, new=existing is None)
         if existing is not None:
             if config_mod.comparable_stream_config(cfg) == config_mod.comparable_stream_config(existing.cfg):
                 return existing, False
@@ -103,6 +107,8 @@ class JSAccount:
         st = self.lookup(name)
         cfg = config_mod.check_stream_config(req, pedantic, self._sourcing_check)
         cfg = config_mod.check_stream_update(st.cfg, cfg)
+        if self.limited:
+            limits.check_stream(self, cfg, new=False)
         if self.subjects_overlap(cfg.get("subjects") or (), exclude=name):
             raise api_error("JSStreamSubjectOverlapErr")
         self._check_resources(cfg, st.cfg)
@@ -129,6 +135,8 @@ class JSAccount:
         if st.closed:
             raise api_error("JSStreamInvalidErr")
         cfg = config_mod.consumer_defaults(req_cfg, st.cfg, pedantic)
+        if self.limited:
+            limits.check_consumer(self, cfg, explicit_max_ack_pending=bool(req_cfg.get("max_ack_pending")))
         config_mod.check_consumer_config(cfg, st.cfg)
         name = cfg.get("durable_name") or cfg.get("name") or ""
         if name:
@@ -147,7 +155,7 @@ class JSAccount:
                 return existing
         if action == "update":
             raise api_error("JSConsumerDoesNotExist")
-        max_consumers = st.cfg.get("max_consumers", -1)
+        max_consumers = limits.max_consumers(self, st.cfg) if self.limited else st.cfg.get("max_consumers", -1)
         if max_consumers > 0 and len(st.consumers) >= max_consumers:
             raise api_error("JSMaximumConsumersLimitErr")
         if st.cfg["retention"] == "workqueue" and not cfg.get("direct"):

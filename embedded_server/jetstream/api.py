@@ -72,9 +72,7 @@ def account_info(req: Request) -> dict:
     storage = sum(s.store.bytes for s in jsa.streams.values() if s.store.storage == "file")
     return {"memory": memory, "storage": storage, "reserved_memory": 0, "reserved_storage": 0,
             "streams": len(jsa.streams), "consumers": sum(len(s.consumers) for s in jsa.streams.values()),
-            "limits": {"max_memory": -1, "max_storage": -1, "max_streams": -1, "max_consumers": -1,
-                       "max_ack_pending": -1, "memory_max_stream_bytes": -1, "storage_max_stream_bytes": -1,
-                       "max_bytes_required": False},
+            "limits": dict(jsa.limits),
             "api": {"level": API_LEVEL, "total": req.js.api_total, "errors": req.js.api_errors}}
 
 

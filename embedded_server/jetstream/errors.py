@@ -35,6 +35,8 @@ _TABLE: dict[str, tuple[int, int, str]] = {
     'JSStreamInvalidConfigF': (500, 10052, '{err}'),
     'JSStreamLimitsErrF': (500, 10053, '{err}'),
     'JSStreamMessageExceedsMaximumErr': (400, 10054, 'message size exceeds maximum allowed'),
+    'JSStreamMaxBytesRequired': (400, 10113, 'account requires a stream config to have max bytes set'),
+    'JSStreamMaxStreamBytesExceeded': (400, 10122, 'stream max bytes exceeds account limit max stream bytes'),
     'JSStreamMirrorNotUpdatableErr': (400, 10055, 'stream mirror configuration can not be updated'),
     'JSStreamMismatchErr': (400, 10056, 'stream name in subject does not match request'),
     'JSStreamMsgDeleteFailedF': (500, 10057, '{err}'),

@@ -11,7 +11,7 @@ import re
 from collections import deque
 
 from . import config as config_mod
-from . import counters, filters, headers, requests
+from . import counters, filters, headers, limits, requests
 from .clock import now_ns, rfc3339
 from .errors import ApiError, api_error
 from .store import StoreError
@@ -122,7 +122,8 @@ class Stream:
         """What a plain publish (no headers) must check, decided once per config instead of per message."""
         cfg = self.cfg
         self._slow_path = bool(self.closed or self._input_tr is not None or self._republish_tr is not None
-                               or cfg.get("sealed") or cfg["retention"] == "interest" or cfg.get("allow_msg_counter"))
+                               or cfg.get("sealed") or cfg["retention"] == "interest" or cfg.get("allow_msg_counter")
+                               or self.jsa.limited)
         self._max_msg_size = cfg.get("max_msg_size", -1)
         self._no_ack = bool(cfg.get("no_ack"))
         self._expires = bool(cfg.get("max_age"))
@@ -292,6 +293,9 @@ class Stream:
             return 0
         if self.js.limits_exceeded(self.store.storage):
             self._respond_error(reply, api_error("JSInsufficientResourcesErr"))
+            return 0
+        if self.jsa.limited and limits.publish_exceeds(self.jsa, self.store.storage, subject, hdr, msg):
+            self._respond_error(reply, api_error("JSAccountResourcesExceededErr"))
             return 0
         if cfg["retention"] == "interest" and not self._has_interest(subject):
             try:

@@ -1,0 +1,76 @@
+"""Account JetStream limits (nats-server's JetStreamAccountLimits): from an account's `jetstream { ... }` map in the
+configuration, reported by `$JS.API.INFO` and enforced with nats-server's errors when a stream or consumer is
+created and when a message would take the account over its storage."""
+from __future__ import annotations
+
+from .errors import api_error
+from .store import file_msg_size, mem_msg_size
+
+UNLIMITED = {"max_memory": -1, "max_storage": -1, "max_streams": -1, "max_consumers": -1, "max_ack_pending": -1,
+             "memory_max_stream_bytes": -1, "storage_max_stream_bytes": -1, "max_bytes_required": False}
+
+
+def for_account(js, name: str) -> dict:
+    """The limits the configuration gives account `name` (all unlimited when it has none)."""
+    for cfg in getattr(js.server.options, "accounts", None) or []:
+        if cfg.name == name and getattr(cfg, "jetstream_limits", None):
+            return {**UNLIMITED, **cfg.jetstream_limits}
+    return dict(UNLIMITED)
+
+
+def is_limited(limits: dict) -> bool:
+    return limits != UNLIMITED
+
+
+def check_stream(jsa, cfg: dict, new: bool) -> None:
+    """nats-server's checks of a stream config against its account's limits (may fill in `max_bytes`)."""
+    lim = jsa.limits
+    max_bytes = cfg.get("max_bytes", -1)
+    if lim["max_bytes_required"] and max_bytes <= 0:
+        raise api_error("JSStreamMaxBytesRequired")
+    memory = cfg["storage"] == "memory"
+    per_stream = lim["memory_max_stream_bytes"] if memory else lim["storage_max_stream_bytes"]
+    if per_stream > 0:
+        if max_bytes <= 0:
+            cfg["max_bytes"] = max_bytes = per_stream
+        elif max_bytes > per_stream:
+            raise api_error("JSStreamMaxStreamBytesExceeded")
+    if new and 0 < lim["max_streams"] <= len(jsa.streams):
+        raise api_error("JSMaximumStreamsLimitErr")
+    limit = lim["max_memory"] if memory else lim["max_storage"]
+    if limit < 0:
+        return
+    reserved = sum(max(s.cfg.get("max_bytes", -1), 0) for s in jsa.streams.values()
+                   if s.cfg["storage"] == cfg["storage"] and s.name != cfg["name"])
+    if limit == 0 or (max_bytes > 0 and reserved + max_bytes > limit):
+        raise api_error("JSMemoryResourcesExceededErr" if memory else "JSStorageResourcesExceededErr")
+
+
+def max_consumers(jsa, stream_cfg: dict) -> int:
+    """Consumers a stream may have: its own max_consumers, capped by the account's (per stream)."""
+    own = stream_cfg.get("max_consumers", -1)
+    acc = jsa.limits["max_consumers"]
+    if acc > 0 and (own <= 0 or acc < own):
+        return acc
+    return own
+
+
+def check_consumer(jsa, cfg: dict, explicit_max_ack_pending: bool) -> None:
+    """The account's max_ack_pending is the default and the ceiling of a consumer's (10121 above it)."""
+    limit = jsa.limits["max_ack_pending"]
+    if limit <= 0 or cfg.get("ack_policy") == "none":
+        return
+    if not explicit_max_ack_pending:
+        cfg["max_ack_pending"] = limit
+    elif cfg.get("max_ack_pending", 0) > limit:
+        raise api_error("JSConsumerMaxPendingAckExcessErrF", limit=limit)
+
+
+def publish_exceeds(jsa, storage: str, subject: str, hdr: bytes | None, msg: bytes) -> bool:
+    """Would storing this message take the account over its memory or storage limit?"""
+    limit = jsa.limits["max_memory" if storage == "memory" else "max_storage"]
+    if limit < 0:
+        return False
+    used = sum(s.store.bytes for s in jsa.streams.values() if s.store.storage == storage)
+    size = mem_msg_size(subject, hdr, msg) if storage == "memory" else file_msg_size(subject, hdr, msg)
+    return used + size > limit

@@ -1,0 +1,81 @@
+"""Account JetStream limits from the configuration, on both servers: reported by $JS.API.INFO, and every limit
+enforced with nats-server's error (max bytes required, per-stream bytes, streams, consumers per stream,
+max_ack_pending default and ceiling, memory/storage reservations, storage used by publishes)."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import nats
+
+LIMITS = """
+jetstream { store_dir: "%s" }
+accounts {
+  A: { users: [{user: a, password: pw}], jetstream: { max_mem: 64MB, max_file: 32MB, max_streams: 2,
+       max_consumers: 1, max_ack_pending: 100, memory_max_stream_bytes: 2048, store_max_stream_bytes: 4096,
+       max_bytes_required: true } }
+  B: { users: [{user: b, password: pw}], jetstream: { max_mem: 0, max_file: 2000 } }
+  C: { users: [{user: c, password: pw}], jetstream: enabled }
+}
+"""
+
+STEPS = [
+    ("a", "$JS.API.STREAM.CREATE.S1", {"name": "S1", "subjects": ["s1"]}),
+    ("a", "$JS.API.STREAM.CREATE.S1", {"name": "S1", "subjects": ["s1"], "max_bytes": 8192}),
+    ("a", "$JS.API.STREAM.CREATE.S1", {"name": "S1", "subjects": ["s1"], "max_bytes": 4096}),
+    ("a", "$JS.API.STREAM.CREATE.M1", {"name": "M1", "subjects": ["m1"], "max_bytes": 4096, "storage": "memory"}),
+    ("a", "$JS.API.STREAM.CREATE.S2", {"name": "S2", "subjects": ["s2"], "max_bytes": 100}),
+    ("a", "$JS.API.STREAM.CREATE.S3", {"name": "S3", "subjects": ["s3"], "max_bytes": 100}),
+    ("a", "$JS.API.CONSUMER.CREATE.S1.C1", {"stream_name": "S1", "config": {"durable_name": "C1",
+                                                                           "ack_policy": "explicit"}}),
+    ("a", "$JS.API.CONSUMER.CREATE.S1.C2", {"stream_name": "S1", "config": {"durable_name": "C2",
+                                                                           "ack_policy": "explicit"}}),
+    ("a", "$JS.API.CONSUMER.CREATE.S2.C3", {"stream_name": "S2", "config": {"durable_name": "C3",
+                                                                           "ack_policy": "explicit",
+                                                                           "max_ack_pending": 200}}),
+    ("b", "$JS.API.STREAM.CREATE.B1", {"name": "B1", "subjects": ["b1"], "max_bytes": 4000}),
+    ("b", "$JS.API.STREAM.CREATE.B1", {"name": "B1", "subjects": ["b1"]}),
+    ("b", "$JS.API.STREAM.CREATE.BM", {"name": "BM", "subjects": ["bm"], "storage": "memory"}),
+]
+
+
+def _summary(doc: dict):
+    if "error" in doc:
+        return doc["error"]
+    if "config" in doc:
+        return {k: doc["config"].get(k) for k in ("name", "max_bytes", "max_ack_pending")}
+    return doc
+
+
+async def _scenario(srv) -> list:
+    conns = {u: await nats.connect(f"nats://{u}:pw@127.0.0.1:{srv.port}", allow_reconnect=False) for u in "abc"}
+    out = []
+    try:
+        for user in "abc":
+            info = json.loads((await conns[user].request("$JS.API.INFO", b"", timeout=5)).data)
+            out.append(info["limits"])
+        for user, subject, body in STEPS:
+            msg = await conns[user].request(subject, json.dumps(body).encode(), timeout=5)
+            out.append(_summary(json.loads(msg.data)))
+        for i in range(30):
+            ack = json.loads((await conns["b"].request("b1", b"x" * 100, timeout=5)).data)
+            if "error" in ack:
+                out.append((i, ack))
+                break
+        info = json.loads((await conns["b"].request("$JS.API.INFO", b"", timeout=5)).data)
+        out.append({k: info[k] for k in ("storage", "memory", "streams")})
+        return out
+    finally:
+        for nc in conns.values():
+            await nc.close()
+
+
+def test_account_limits_are_reported_and_enforced_as_nats_server(start_server, tmp_path):
+    results = {}
+    for kind in ("nats-server", "embedded"):
+        srv = start_server(config=LIMITS % (tmp_path / kind), kind=kind)
+        results[kind] = asyncio.run(_scenario(srv))
+    assert results["embedded"] == results["nats-server"]
+    ours = results["embedded"]
+    assert ours[0]["max_streams"] == 2 and ours[2]["max_streams"] == -1
+    assert ours[3]["err_code"] == 10113 and ours[-2][1]["error"]["err_code"] == 10002
