@@ -45,7 +45,7 @@ def cmd_regress(args: argparse.Namespace, extra: list[str]) -> int:
         params = dict(parse_parameter(p) for p in args.parameter)
         report = regress(args.paths or ["notebooks/regression"], server=args.server, parameters=params,
                          out=args.out, junit=args.junit, jobs=args.jobs, timeout=args.timeout,
-                         kernel_name=args.kernel)
+                         kernel_name=args.kernel, creds=args.creds, monitor=args.monitor)
     except (ValueError, FileNotFoundError) as exc:
         print(f"pynats-lab regress: {exc}", file=sys.stderr)
         return 2
@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
                          description="Run papermill regression notebooks against one NATS server.")
     reg.add_argument("paths", nargs="*", help="notebooks or folders (default: notebooks/regression)")
     reg.add_argument("--server", help="NATS URL (default: start the embedded server for the run)")
+    reg.add_argument("--creds", metavar="FILE", help="credentials file the notebooks log in with (NATS_CREDS)")
+    reg.add_argument("--monitor", metavar="URL", help="the servers' monitoring URL(s), comma-separated, for "
+                     "server_health when the credentials are not a system-account user's (NATS_MONITOR)")
     reg.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
                      help="notebook parameter, as papermill's -p (repeatable)")
     reg.add_argument("--junit", help="write JUnit XML here")

@@ -13,7 +13,7 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -191,18 +191,39 @@ def run_notebook(nb: Path, output: Path, parameters: dict, kernel_name: str | No
     return NotebookResult(name, PASSED, time.monotonic() - start, str(output))
 
 
-def _embedded_server(stack: ExitStack) -> str:
+def _embedded_server(stack: ExitStack) -> tuple[str, str]:
+    """A fresh embedded server for the run: its client URL and its monitoring URL."""
     from embedded_server import EmbeddedServer
 
     store = stack.enter_context(tempfile.TemporaryDirectory(prefix="pynats-regress-"))
-    srv = stack.enter_context(EmbeddedServer(jetstream=True, store_dir=store, mode="process"))
-    return srv.client_url
+    srv = stack.enter_context(EmbeddedServer(jetstream=True, store_dir=store, http_port=-1, mode="process"))
+    return srv.client_url, f"http://127.0.0.1:{srv.http_port}"
+
+
+@contextmanager
+def _environment(**values: str | None):
+    """Set environment variables for the notebooks' kernels (they inherit them), and put them back after."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update({k: v for k, v in values.items() if v})
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def regress(paths: list[str | Path], server: str | None = None, parameters: dict | None = None,
             out: str | Path = "regress-out", junit: str | Path | None = None, jobs: int | None = None,
-            timeout: float = 600, kernel_name: str | None = None, progress: bool = True) -> RegressReport:
+            timeout: float = 600, kernel_name: str | None = None, progress: bool = True,
+            creds: str | Path | None = None, monitor: str | None = None) -> RegressReport:
     """Run the regression notebooks under `paths` against `server` (default: a fresh embedded server).
+
+    `creds` (a .creds file) is how the notebooks log in to `server`, `monitor` its monitoring URL(s) for the
+    notebooks that read the servers themselves (`server_health`); both reach the notebooks' kernels as
+    natscli's NATS_CREDS and the lab's NATS_MONITOR.
 
     Writes the executed notebooks and `report.html` under `out`, JUnit XML to `junit` if given, and returns
     the report; `report.ok` is False when any notebook failed.
@@ -216,8 +237,15 @@ def regress(paths: list[str | Path], server: str | None = None, parameters: dict
     # Names (and output paths) keep the folder the notebooks sit in: "regression/limits.ipynb".
     base = Path(os.path.commonpath([p.parent for p in notebooks])).parent
     names = {nb: os.path.relpath(nb, base) for nb in notebooks}
+    if creds and not Path(creds).expanduser().is_file():
+        raise FileNotFoundError(f"credentials file not found: {creds}")
     with ExitStack() as stack:
-        url = server or _embedded_server(stack)
+        if server:
+            url = server
+        else:
+            url, monitor = _embedded_server(stack)
+        stack.enter_context(_environment(NATS_CREDS=str(Path(creds).expanduser().resolve()) if creds else None,
+                                         NATS_MONITOR=monitor))
         params = {**(parameters or {}), "server_url": url}
         report = RegressReport(url)
         workers = max(1, min(jobs or os.cpu_count() or 1, len(notebooks)))

@@ -237,7 +237,7 @@ class Session:
         from .contexts import load_context
         from .monitoring import monitor_urls
 
-        monitors = monitor_urls(monitor)
+        monitors = monitor_urls(monitor or os.environ.get("NATS_MONITOR"))
 
         notes.install()
         options: dict[str, Any] = {}
@@ -250,6 +250,10 @@ class Session:
             raise LabError("--fresh starts a private embedded server: it takes no URL and no --context")
         # fresh: the embedded server even where NATS_URL names another, since the notebook asked for it.
         url = options.pop("url", None) or (None if fresh else os.environ.get("NATS_URL"))
+        if url and not any(options.get(k) for k in ("creds", "nkey", "user", "token")) \
+                and os.environ.get("NATS_CREDS"):
+            # natscli's variable: a server given by URL is reached with these credentials.
+            options["creds"] = os.environ["NATS_CREDS"]
         if user and not options.get("password") and ":" in user:
             options["user"], options["password"] = user.split(":", 1)
         old = self._embedded
