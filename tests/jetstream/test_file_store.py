@@ -68,6 +68,29 @@ def test_corruption_in_the_middle_is_reported_and_kept_on_disk(embedded_js):
     assert block.read_bytes() == bytes(raw)
 
 
+def test_a_flipped_byte_in_the_last_record_is_corruption_not_a_torn_write(embedded_js):
+    """The newest record is complete in length but fails its checksum: it was written whole and damaged later,
+    so it is reported lost (not cut as a torn write), the file is kept, and its sequence is not handed out again."""
+    run(_fill(embedded_js))
+    embedded_js.kill()
+    block = _stream_dir(embedded_js) / "msgs" / "1.blk"
+    raw = bytearray(block.read_bytes())
+    raw[-20] ^= 0x01
+    block.write_bytes(bytes(raw))
+    embedded_js.start()
+
+    async def after():
+        async with connected(embedded_js) as (nc, js):
+            info = await api(nc, "$JS.API.STREAM.INFO.S")
+            return info["state"], (await js.publish("s", b"after")).seq
+
+    state, seq = run(after())
+    assert (state["messages"], state["last_seq"], state["lost"]["msgs"]) == (9, 10, [10]) and seq == 11
+    assert "[ERR]" in embedded_js.logs and "1 message(s) lost (sequences 10): corrupt record" in embedded_js.logs
+    assert "torn" not in embedded_js.logs
+    assert block.read_bytes() == bytes(raw), "the damaged block is kept as it is"
+
+
 def test_unreadable_metadata_moves_the_stream_aside(embedded_js):
     run(_fill(embedded_js, n=3))
     embedded_js.stop()

@@ -272,6 +272,7 @@ class FileStore(MemoryStore):
         self._new_dirs = [] if sync_always else make_dirs(self.msgs_dir, False)
         if sync_always:
             make_dirs(self.msgs_dir, True)
+        self._dirty = bool(self._new_dirs)
         super().__init__(dict(cfg, first_seq=0))
         self._start_seq = max(cfg.get("first_seq") or 0, 1)
         self._recover()
