@@ -13,6 +13,7 @@ from .backup import stream_backup, stream_restore
 from .consumers import (consumer_add, consumer_config, consumer_edit, consumer_info, consumer_ls, consumer_next,
                         consumer_pause, consumer_replay, consumer_resume, consumer_rm, consumer_sub)
 from .diagnose import consumer_why
+from .lag import consumer_watch
 from .done import Done
 from .errors import LabError, NatsError
 from .events import EventCollector, events, events_background, events_from
@@ -27,7 +28,7 @@ from .tracing import trace
 from .streams import (StreamPager, stream_add, stream_edit, stream_frame, stream_get, stream_info, stream_ls,
                       stream_names, stream_purge, stream_rm, stream_rmm, stream_tail, stream_view)
 
-_WIDGETS = ("StreamViewer", "ConsumerReplay", "LatencyChart", "DedupChart", "ServerMonitor")
+_WIDGETS = ("StreamViewer", "ConsumerReplay", "LatencyChart", "DedupChart", "ServerMonitor", "LagChart")
 
 
 def connect(url: str | None = None, *, context: str | None = None, creds: str | None = None,
@@ -104,7 +105,7 @@ __all__ = [
     "stream_add", "stream_ls", "stream_names", "stream_info", "stream_edit", "stream_rm", "stream_purge",
     "stream_get", "stream_view", "stream_frame", "stream_tail", "StreamPager", "stream_backup", "stream_restore",
     "stream_report", "stream_subjects", "stream_rmm", "consumer_report", "consumer_why", "consumer_edit",
-    "consumer_pause", "consumer_resume",
+    "consumer_pause", "consumer_resume", "consumer_watch",
     "consumer_add", "consumer_config", "consumer_ls", "consumer_info", "consumer_next", "consumer_sub",
     "consumer_rm", "consumer_replay",
     "kv_add", "kv_ls", "kv_put", "kv_create", "kv_update", "kv_get", "kv_del", "kv_history", "kv_watch", "kv_rm",

@@ -254,26 +254,31 @@ WATCH_PANELS = (("msgs/s", ("in_msgs_s", "out_msgs_s")), ("bytes/s", ("in_bytes_
                 ("connections", ("connections",)), ("slow consumers", ("slow_consumers",)))
 
 
-def server_watch_figure(df: pd.DataFrame, title: str = "Servers") -> Figure:
-    """Four panels over time, one line per server: messages/s and bytes/s in (solid) and out (dashed),
-    connections, slow consumers (`%server watch`, ServerMonitor)."""
+LAG_PANELS = (("num_pending", ("num_pending",)), ("num_ack_pending", ("num_ack_pending",)),
+              ("num_redelivered", ("num_redelivered",)), ("num_waiting", ("num_waiting",)))
+
+
+def panels_figure(df: pd.DataFrame, panels, key: str, label=str, title: str = "",
+                  empty: str = "no reading yet") -> Figure:
+    """Four panels over time, one line per `key` value (a server, a consumer) and column; a column named
+    *out* is dashed and labelled out, the others in when a panel has two."""
     fig = Figure(figsize=(10, 5), layout="constrained")
     axes = fig.subplots(2, 2, sharex=True).ravel()
     fig.suptitle(title, fontsize=10)
     if df is None or not len(df):
-        for ax, (name, _) in zip(axes, WATCH_PANELS):
+        for ax, (name, _) in zip(axes, panels):
             ax.set_title(name, fontsize=9)
-            _empty(fig, ax, "waiting for the second reading")
+            _empty(fig, ax, empty)
         return fig
-    servers = list(dict.fromkeys(df["server"]))
-    colors = {s: f"C{i % 10}" for i, s in enumerate(servers)}
-    for ax, (name, columns) in zip(axes, WATCH_PANELS):
+    keys = list(dict.fromkeys(df[key]))
+    colors = {k: f"C{i % 10}" for i, k in enumerate(keys)}
+    for ax, (name, columns) in zip(axes, panels):
         ax.set_title(name, fontsize=9)
-        for server, g in df.groupby("server", sort=False):
+        for k, g in df.groupby(key, sort=False):
             for col in columns:
-                ax.plot(g["time"], g[col], color=colors[server], linestyle="--" if "out" in col else "-",
-                        label=f"{server_label(server)} {'out' if 'out' in col else 'in'}" if len(columns) > 1
-                        else server_label(server))
+                ax.plot(g["time"], g[col], color=colors[k], linestyle="--" if "out" in col else "-",
+                        marker="." if len(g) < 3 else None,
+                        label=f"{label(k)} {'out' if 'out' in col else 'in'}" if len(columns) > 1 else label(k))
         ax.tick_params(labelsize=7)
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
@@ -281,3 +286,15 @@ def server_watch_figure(df: pd.DataFrame, title: str = "Servers") -> Figure:
     for ax in axes[2:]:
         ax.xaxis.set_major_formatter(DateFormatter("%H:%M:%S"))
     return fig
+
+
+def server_watch_figure(df: pd.DataFrame, title: str = "Servers") -> Figure:
+    """Four panels over time, one line per server: messages/s and bytes/s in (solid) and out (dashed),
+    connections, slow consumers (`%server watch`, ServerMonitor)."""
+    return panels_figure(df, WATCH_PANELS, "server", server_label, title, "waiting for the second reading")
+
+
+def lag_figure(df: pd.DataFrame, title: str = "Consumer lag") -> Figure:
+    """Four panels over time, one line per consumer: num_pending, num_ack_pending, num_redelivered,
+    num_waiting (`%consumer watch`, LagChart)."""
+    return panels_figure(df, LAG_PANELS, "consumer", str, title)

@@ -322,7 +322,7 @@ def stream_parser() -> Parser:
 
 # -- %consumer ---------------------------------------------------------------------------------------
 def consumer_parser() -> Parser:
-    p, sub = _commands("%consumer", "JetStream consumers: add, ls, report, why, info, edit, pause, resume, next, sub, rm.")
+    p, sub = _commands("%consumer", "JetStream consumers: add, ls, report, why, watch, info, edit, pause, resume, next, sub, rm.")
     a = sub.add_parser("add", help="create a durable consumer")
     a.add_argument("stream")
     a.add_argument("name")
@@ -379,6 +379,13 @@ def consumer_parser() -> Parser:
     rs = sub.add_parser("resume", help="resume a paused consumer now")
     rs.add_argument("stream")
     rs.add_argument("name")
+    wa = sub.add_parser("watch", help="num_pending, ack pending, redelivered, waiting over time (LagChart)",
+                        description="Read the consumers of STREAM (or one) every --interval: a live LagChart in "
+                        "Jupyter, a line per consumer per reading in a terminal. Read-only.")
+    wa.add_argument("stream")
+    wa.add_argument("name", nargs="?")
+    wa.add_argument("--interval", default="1s", metavar="DUR", help="how often to read (default 1s)")
+    wa.add_argument("--timeout", metavar="DUR", help="stop after this long (default: until stopped)")
     why = sub.add_parser("why", help="why a consumer delivers nothing (or twice): findings and what to do",
                          description="Findings (finding, severity, detail, what to do) from the consumer's and "
                          "stream's info: paused, max_ack_pending reached, nobody pulling, push without "
@@ -715,6 +722,10 @@ def run_consumer(a: argparse.Namespace, cell: str | None) -> Any:
         return lab.consumer_pause(a.stream, a.name, a.until or a.until_arg)
     if c == "resume":
         return lab.consumer_resume(a.stream, a.name)
+    if c == "watch":
+        if _in_kernel():
+            return lab.LagChart(a.stream, a.name, interval=a.interval, timeout=a.timeout)
+        return lab.consumer_watch(a.stream, a.name, interval=a.interval, timeout=a.timeout)
     if c == "why":
         df = lab.consumer_why(a.stream, a.name, idle=a.idle, processing=a.processing)
         if _in_kernel():

@@ -5,44 +5,30 @@ The live charts are SVG drawn here (a few hundred bytes of polyline per server, 
 millisecond) so a refresh stays well under 100 ms; matplotlib draws the saved copy."""
 from __future__ import annotations
 
-import asyncio
 import html
-import time
 from typing import Any
 
 import ipywidgets as widgets
 import pandas as pd
 
 from .. import charts
-from ..errors import LabError, describe
 from ..overview import ServerSampler
 from ..session import Session, get_session
-from ..units import parse_duration, parse_interval
-from .base import LabWidget, error_html, figure_png, headless, table_html
-
-HEADLESS_READINGS = 5  # a saved notebook shows this many intervals when no --timeout was given
+from .base import figure_png, table_html
+from .watch import Watch
 
 
-class ServerMonitor(LabWidget):
+class ServerMonitor(Watch):
     """`ServerMonitor(interval="1s", timeout=None)`: live charts until `timeout` or `.stop()`; `.df` holds
     the rates (time, server, in/out msgs/s and bytes/s, connections, slow consumers)."""
 
     def __init__(self, *, interval: Any = "1s", timeout: Any = None, monitor: Any = None, wait: bool = False,
                  session: Session | None = None):
         self.session = (session or get_session()).ensure()
-        self.interval = parse_interval(interval)
-        limit = parse_duration(timeout, "--timeout")
-        if limit is not None and limit <= 0:
-            raise LabError(f"invalid --timeout {timeout!r}: it must be more than 0")
-        if limit is None and headless():
-            limit = self.interval * HEADLESS_READINGS
-        self.timeout = limit
-        self.static_wait = (limit or 0) + 30
+        self._watch_settings(interval, timeout)
         self.sampler = ServerSampler(self.session, monitor)
         # The first reading happens here, so a wrong use (no way to reach the servers) fails at once.
         self.session.run(self.sampler.sample())
-        self.refreshes: list[float] = []
-        self._stopping = False
         self.chart = widgets.HTML()
         self.table = widgets.HTML()
         self.status = widgets.HTML("reading…")
@@ -52,43 +38,9 @@ class ServerMonitor(LabWidget):
                           self.table, self.stop_button])
         self.add_class("pynats-server-monitor")
         self._render()
-        self._job = self.session.submit(self._watch())
+        self._start_watch()
         if wait:
             self.wait(None)
-
-    async def _watch(self) -> None:
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        try:
-            while not self._stopping:
-                await asyncio.sleep(self.interval)
-                if self._stopping:
-                    break
-                t0 = time.perf_counter()
-                await self.sampler.sample()
-                self._render()
-                self.refreshes.append(time.perf_counter() - t0)
-                readings = len(self.sampler.rows) and len({r["time"] for r in self.sampler.rows})
-                self.status.value = f"{readings} readings every {self.interval:g}s"
-                if self.timeout is not None and loop.time() - start >= self.timeout:
-                    break
-            self.status.value += " — stopped"
-        except Exception as exc:
-            self.status.value = error_html(describe(exc))
-            raise
-
-    def stop(self) -> pd.DataFrame:
-        """Stop reading (after the current reading); the DataFrame of all rates."""
-        self._stopping = True
-        try:
-            self.wait(self.interval + 10)
-        except LabError:
-            pass
-        return self.df
-
-    @property
-    def df(self) -> pd.DataFrame:
-        return self.sampler.frame
 
     def figure(self):
         return charts.server_watch_figure(self.df, title=f"Servers of {self.session.url}")
@@ -129,20 +81,22 @@ def _number(v: float) -> str:
     return f"{v:.0f}" if v == int(v) else f"{v:.1f}"
 
 
-def watch_svg(df: pd.DataFrame, width: int = 440, height: int = 150) -> str:
-    """The four panels of charts.server_watch_figure as inline SVG: one polyline per server and direction."""
-    servers = list(dict.fromkeys(df["server"])) if len(df) else []
+def watch_svg(df: pd.DataFrame, width: int = 440, height: int = 150, *, panels=charts.WATCH_PANELS,
+              key: str = "server", label=charts.server_label, waiting: str = "waiting for the second reading") -> str:
+    """Panels over time as inline SVG, one polyline per `key` value (a server, a consumer) and column; a
+    column named *out* is dashed. Defaults: the four panels of charts.server_watch_figure."""
+    servers = list(dict.fromkeys(df[key])) if len(df) else []
     colors = {s: _PALETTE[i % len(_PALETTE)] for i, s in enumerate(servers)}
-    legend = " ".join(f"<span style='color:{colors[s]}'>&#9644; {html.escape(charts.server_label(str(s)))}</span>"
+    legend = " ".join(f"<span style='color:{colors[s]}'>&#9644; {html.escape(label(str(s)))}</span>"
                       for s in servers)
-    if servers:
+    if servers and any(len(columns) > 1 for _, columns in panels):
         legend += " <span style='color:#666'>(solid in, dashed out)</span>"
-    panels = []
+    drawn = []
     t0 = df["time"].min().timestamp() if len(df) else 0.0
     t1 = df["time"].max().timestamp() if len(df) else 1.0
     span = max(t1 - t0, 1e-9)
     left, top, bottom = 44, 18, 16
-    for name, columns in charts.WATCH_PANELS:
+    for name, columns in panels:
         top_value = max(float(df[list(columns)].max().max()) if len(df) else 0.0, 1.0)
         parts = [f"<svg width='{width}' height='{height}' style='font:10px sans-serif;margin:2px'>",
                  f"<text x='{left}' y='12' font-weight='bold'>{name}</text>",
@@ -151,8 +105,8 @@ def watch_svg(df: pd.DataFrame, width: int = 440, height: int = 150) -> str:
                  f"<text x='{left - 4}' y='{height - bottom}' text-anchor='end' fill='#666'>0</text>"]
         if len(df) == 0:
             parts.append(f"<text x='{width / 2}' y='{height / 2}' text-anchor='middle' fill='#999'>"
-                         "waiting for the second reading</text>")
-        for server, g in df.groupby("server", sort=False):
+                         f"{html.escape(waiting)}</text>")
+        for server, g in df.groupby(key, sort=False):
             xs = [left + (t.timestamp() - t0) / span * (width - left - 6) for t in g["time"]]
             for col in columns:
                 ys = [height - bottom - float(v) / top_value * (height - top - bottom) for v in g[col]]
@@ -161,5 +115,5 @@ def watch_svg(df: pd.DataFrame, width: int = 440, height: int = 150) -> str:
                 parts.append(f"<polyline fill='none' stroke='{colors[server]}' stroke-width='1.5'{dash} "
                              f"points='{points}'/>")
         parts.append("</svg>")
-        panels.append("".join(parts))
-    return f"<div>{legend}</div><div style='display:flex;flex-wrap:wrap'>{''.join(panels)}</div>"
+        drawn.append("".join(parts))
+    return f"<div>{legend}</div><div style='display:flex;flex-wrap:wrap'>{''.join(drawn)}</div>"

@@ -3,6 +3,7 @@ UI, and the test checks that rows and a chart rendered (not "Error displaying wi
 Screenshots go to test-artifacts/. Debian's chromium only; Playwright never downloads a browser."""
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -98,6 +99,30 @@ def run_all_cells(page, url: str, loaded_screenshot: str | None = None) -> None:
     page.keyboard.press("Escape")
     for _ in range(page.locator(".jp-Notebook .jp-Cell").count()):
         page.keyboard.press("Shift+Enter")
+
+
+@contextlib.contextmanager
+def notebook_page(jupyterlab, tmp_path: Path, notebook: Path, failure_png: str):
+    """A Chromium page on which every cell of `notebook` (copied next to the others) has been run; a full-page
+    screenshot `failure_png` if the test fails on it."""
+    from playwright.sync_api import sync_playwright
+
+    base, token = jupyterlab
+    shutil.copy(notebook, tmp_path / "root" / notebook.name)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        try:
+            run_all_cells(page, f"{base}/lab/tree/{notebook.name}?token={token}")
+            yield page
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / failure_png), full_page=True)
+            raise
+        finally:
+            context.close()
 
 
 def test_widgets_render_in_jupyterlab(jupyterlab, tmp_path):
