@@ -291,9 +291,12 @@ async def interest(s: Session, subject: str, *, account: str | None = None, moni
         for sub in (doc or {}).get("subscriptions_list") or []:
             if account and sub.get("account") not in (None, account):
                 continue
-            c = clients.get((server.get("name"), sub.get("cid"))) or {}
+            c = clients.get((server.get("name"), sub.get("cid")))
+            # A subscription of no client connection is the server's own: a stream, a service import …
+            client = c.get("name", "") if c else "(internal)"
+            c = c or {}
             rows.append({"server": server.get("name"), "account": sub.get("account", c.get("account", "")),
-                         "cid": sub.get("cid"), "client": c.get("name", ""), "ip": c.get("ip"),
+                         "cid": sub.get("cid"), "client": client, "ip": c.get("ip"),
                          "subscription": sub.get("subject"), "queue": sub.get("qgroup", ""),
                          "msgs": sub.get("msgs"), "sid": sub.get("sid")})
     frame = pd.DataFrame(rows, columns=_SUBS_COLUMNS)
