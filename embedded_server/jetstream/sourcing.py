@@ -27,6 +27,7 @@ RETRY = 1.0  # seconds before trying again after the sourcing stream refused a m
 SAVE_AFTER = 1.0  # seconds between writes of the sources' positions (file streams)
 POSITIONS_FILE = "sources.json"
 
+MORE, IDLE, RETRY_LATER = "more", "idle", "retry"  # what a copying turn left to do
 _DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
@@ -364,30 +365,20 @@ class Feed:
         target = self.owner.stream
         if target.closed:
             return
-        store = origin.store
-        flt = self.filters
-        take = self.owner.take_mirrored if self.mirror else self.owner.take_sourced
-        done = 0
-        more = True
-        while done < limit:
-            sm = store.load_next_msg(flt, self.next)
-            if sm is None:
-                self.next = max(self.next, store.last_seq + 1)
-                more = False
-                break
-            if not take(self, sm):
-                self._retry = target.js.loop.call_later(RETRY, self._retry_now)
-                more = False
-                break
-            self.sseq = sm.seq
-            self.next = sm.seq + 1
-            done += 1
+        copy = self.owner.copy_mirrored if self.mirror else self.owner.copy_sourced
+        target.store.begin_writes()
+        try:
+            done, state = copy(self, origin.store, limit)
+        finally:
+            target.store.end_writes()
         if done:
             self.last = now_ns()
             if not self.mirror:
                 self.owner.positions_changed()
-        if more:
+        if state == MORE:
             self.schedule()
+        elif state == RETRY_LATER:
+            self._retry = target.js.loop.call_later(RETRY, self._retry_now)
 
     def _retry_now(self) -> None:
         self._retry = None
@@ -566,43 +557,86 @@ class Sourcing:
         return {}
 
     # -- storing --------------------------------------------------------------------------------
-    def take_mirrored(self, feed: Feed, sm) -> bool:
-        """Store an origin message at its own sequence and time; gaps (deleted, filtered) are skipped."""
+    def copy_mirrored(self, feed: Feed, origin_store, limit: int) -> tuple[int, str]:
+        """Store up to `limit` origin messages at their own sequences and times; gaps (deleted, filtered)
+        are skipped. Returns (copied, MORE/IDLE/RETRY_LATER)."""
         st = self.stream
         store = st.store
-        if sm.seq <= store.last_seq:
-            return True
         js = st.js
         storage = store.storage
         if js.usage[storage] > js.limit_for[storage]:
-            return False
-        subject = feed.transform(sm.subject) if feed.transforms else sm.subject
-        ttl = 0
-        if sm.hdr and st.cfg.get("allow_msg_ttl"):
-            value = headers.get(sm.hdr, headers.TTL)
-            if value:
-                try:
-                    ttl = st.parse_msg_ttl(value)
-                except ApiError:
-                    ttl = 0
+            return 0, RETRY_LATER
+        flt = feed.filters
+        transform = feed.transform if feed.transforms else None
+        ttls = bool(st.cfg.get("allow_msg_ttl"))
+        notify = st.notify_stored
+        watched = bool(st.consumers or st.sourcers or st.cfg.get("max_age"))
+        load, load_next = origin_store.load_msg, origin_store.load_next_msg
+        done = seq = 0
+        state = MORE
+        while done < limit:
+            sm = load(feed.next) if not flt else None
+            if sm is None:
+                sm = load_next(flt, feed.next)
+                if sm is None:
+                    feed.next = max(feed.next, origin_store.last_seq + 1)
+                    state = IDLE
+                    break
+            feed.sseq = sm.seq
+            feed.next = sm.seq + 1
+            if sm.seq <= store.last_seq:
+                continue
+            subject = transform(sm.subject) if transform else sm.subject
+            ttl = self._mirrored_ttl(st, sm.hdr) if ttls and sm.hdr else 0
+            try:
+                if sm.seq > store.last_seq + 1:
+                    if store.msgs == 0:
+                        store.compact(sm.seq)
+                    else:
+                        while store.last_seq < sm.seq - 1:
+                            store.skip_msg()
+                seq, _ts = store.store_msg(subject, sm.hdr, sm.data, ttl, ts=sm.ts)
+            except (StoreError, OSError) as e:  # limits under discard new, a full disk: try again later
+                feed.sseq, feed.next = sm.seq - 1, sm.seq
+                if str(e) != feed.failure:
+                    js.logger.warn(f"Error processing inbound mirror message for '{st.account.name}' > "
+                                   f"'{st.name}': {e}")
+                feed.failure = str(e)
+                state = RETRY_LATER
+                break
+            feed.failure = ""
+            done += 1
+            if watched or ttl:
+                notify(seq, subject, ttl)
+        if seq:
+            st.lseq = seq
+            js.add_usage(st)
+        return done, state
+
+    @staticmethod
+    def _mirrored_ttl(st, hdr: bytes) -> int:
+        value = headers.get(hdr, headers.TTL)
+        if not value:
+            return 0
         try:
-            if sm.seq > store.last_seq + 1:
-                if store.msgs == 0:
-                    store.compact(sm.seq)
-                else:
-                    while store.last_seq < sm.seq - 1:
-                        store.skip_msg()
-            seq, _ts = store.store_msg(subject, sm.hdr, sm.data, ttl, ts=sm.ts)
-        except (StoreError, OSError) as e:  # limits under discard new, a full disk: try again later
-            if str(e) != feed.failure:
-                js.logger.warn(f"Error processing inbound mirror message for '{st.account.name}' > '{st.name}': {e}")
-            feed.failure = str(e)
-            return False
-        feed.failure = ""
-        st.lseq = seq
-        js.add_usage(st)
-        st.notify_stored(seq, subject, ttl)
-        return True
+            return st.parse_msg_ttl(value)
+        except ApiError:
+            return 0
+
+    def copy_sourced(self, feed: Feed, origin_store, limit: int) -> tuple[int, str]:
+        """Publish up to `limit` origin messages into this stream. Returns (copied, MORE/IDLE/RETRY_LATER)."""
+        done = 0
+        while done < limit:
+            sm = origin_store.load_next_msg(feed.filters, feed.next)
+            if sm is None:
+                feed.next = max(feed.next, origin_store.last_seq + 1)
+                return done, IDLE
+            if not self.take_sourced(feed, sm):
+                return done, RETRY_LATER
+            feed.sseq = sm.seq
+            feed.next = sm.seq + 1
+            done += 1
+        return done, MORE
 
     def take_sourced(self, feed: Feed, sm) -> bool:
         """Publish an origin message into this stream as nats-server's processInboundSourceMsg does."""

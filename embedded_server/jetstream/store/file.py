@@ -268,6 +268,8 @@ class FileStore(MemoryStore):
         self._purge_floor = 0
         self._damage_records = 1
         self._start_new_block = False
+        self._held: list | None = None  # records held back between begin_writes and end_writes
+        self._held_last = (0, 0)
         # Without sync_always, new directories are fsynced with the files at the next sync.
         self._new_dirs = [] if sync_always else make_dirs(self.msgs_dir, False)
         if sync_always:
@@ -632,18 +634,39 @@ class FileStore(MemoryStore):
     def _open_active(self) -> None:
         self._fd = os.open(self._blocks[-1].path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
 
-    def _write(self, record: bytes, seq: int, ts: int, is_msg: bool) -> None:
-        blk = self._blocks[-1]
-        if blk.size and blk.size + len(record) > self.block_size:
-            self._new_block(blk.index + 1)
-            blk = self._blocks[-1]
-        os.write(self._fd, record)
+    def begin_writes(self) -> None:
+        """Hold the records of what is stored from now on and write them in one go at end_writes (a mirror
+        catching up stores thousands of messages in one turn of the event loop, none of them acknowledged)."""
+        if self._held is None:
+            self._held = []
+
+    def end_writes(self) -> None:
+        held, self._held = self._held, None
+        if held:
+            self._write_records(b"".join(held), *self._held_last)
+
+    def _write_records(self, records: bytes, seq: int, ts: int) -> None:
+        os.write(self._fd, records)
         head = _LAST_BODY.pack(STATE_MAGIC, seq, ts, self._jsize)
         os.pwrite(self._sfd, head + _CRC.pack(zlib.crc32(head)), 0)
         if self.sync_always:
             os.fsync(self._fd)
         else:
             self._dirty = True
+
+    def _write(self, record: bytes, seq: int, ts: int, is_msg: bool) -> None:
+        blk = self._blocks[-1]
+        if blk.size and blk.size + len(record) > self.block_size:
+            if self._held:
+                self._write_records(b"".join(self._held), *self._held_last)
+                self._held = []
+            self._new_block(blk.index + 1)
+            blk = self._blocks[-1]
+        if self._held is not None:
+            self._held.append(record)
+            self._held_last = (seq, ts)
+        else:
+            self._write_records(record, seq, ts)
         blk.size += len(record)
         if not blk.first:
             blk.first = seq

@@ -66,6 +66,12 @@ class MemoryStore(StreamStore):
         self._enforce_limits()
 
     # -- writing --------------------------------------------------------------------------------
+    def begin_writes(self) -> None:
+        """A run of stores follows (the file store writes them in one go at end_writes)."""
+
+    def end_writes(self) -> None:
+        pass
+
     def store_msg(self, subject, hdr, data, ttl=0, ts=0):
         ss = self._fss.get(subject)
         at_subject_limit = ss is not None and self.max_per > 0 and ss[_N] >= self.max_per
