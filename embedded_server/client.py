@@ -13,7 +13,7 @@ import re
 import time
 from typing import TYPE_CHECKING
 
-from embedded_server import errors, protocol
+from embedded_server import errors, msgtrace, protocol
 from embedded_server.errors import (CLIENT_CLOSED, PARSE_ERROR, PROTOCOL_VIOLATION, READ_ERROR, SERVER_SHUTDOWN,
                                     SLOW_CONSUMER, Err)
 from embedded_server.protocol import ProtocolError, go_quote
@@ -306,17 +306,35 @@ class Client(asyncio.Protocol):
 
     def _publish(self, account, subject: bytes, reply: bytes | None, tail: bytes, body_at: int,
                  hdr_len: int) -> None:
+        trace = None
+        if hdr_len and (msgtrace.TRACE_DEST in tail[body_at:body_at + hdr_len] or account.trace_dest is not None):
+            trace = msgtrace.start(self, account, decode_subject(subject), tail[body_at:body_at + hdr_len],
+                                   len(tail) - body_at - 2)
+            if trace is msgtrace.SKIP:
+                return
         if account.mappings is not None:
             # nats-server maps a client's publish before anything else looks at its subject.
-            subject = encode_subject(account.mappings.map(decode_subject(subject)))
+            mapped = encode_subject(account.mappings.map(decode_subject(subject)))
+            if trace is not None and mapped != subject:
+                trace.mapping(decode_subject(mapped))
+            subject = mapped
         if self.pedantic and not is_valid_literal_subject(decode_subject(subject)):
             self.send_err(errors.ERR_INVALID_PUBLISH_SUBJECT)
         if (reply is not None or self.perms is not None) and not self._may_publish(subject, reply):
             return
         if self.verbose:
             self.out.append(OK)
-        if not self.server.route(account, self, subject, reply, tail, body_at, hdr_len) \
-                and reply and self.no_responders:
+        srv = self.server
+        if trace is not None:
+            srv.msg_trace = trace
+            try:
+                delivered = srv.route(account, self, subject, reply, tail, body_at, hdr_len)
+            finally:
+                srv.msg_trace = None
+            trace.send()
+        else:
+            delivered = srv.route(account, self, subject, reply, tail, body_at, hdr_len)
+        if not delivered and reply and self.no_responders:
             self._no_responders(subject, reply)
 
     def _may_publish(self, subject: bytes, reply: bytes | None) -> bool:

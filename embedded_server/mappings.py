@@ -114,12 +114,15 @@ def install(server) -> None:
     opts = server.options
     for acc in server.accounts.values():
         acc.mappings = None
+        acc.trace_dest = None
     top = opts.extra.get("mappings_parsed") or []
     if top:
         server.global_account.mappings = AccountMappings(top)
     operator = getattr(server, "operator", None)
     configs = [] if operator is not None else list(opts.accounts or [])
     for cfg in configs:
+        if getattr(cfg, "trace_dest", None):
+            server.register_account(cfg.name).trace_dest = cfg.trace_dest
         maps = getattr(cfg, "mappings", None)
         if maps:
             server.register_account(cfg.name).mappings = AccountMappings(maps)

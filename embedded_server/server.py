@@ -19,7 +19,7 @@ import time
 import traceback
 from typing import Callable
 
-from embedded_server import VERSION, PROTOCOL_VERSION
+from embedded_server import VERSION, PROTOCOL_VERSION, msgtrace
 from embedded_server.client import Client, SERVER_SHUTDOWN, decode_subject, encode_subject
 from embedded_server.protocol import go_quote, msg_frame, msg_prefix, msg_tail
 from embedded_server.logger import Logger
@@ -73,6 +73,8 @@ class Account:
         self.slow_consumers = 0
         # The account's subject mappings (transform.AccountMappings), applied to its clients' publishes.
         self.mappings = None
+        # (destination, sampling %) for messages with a sampled `traceparent` header (msgtrace.py), or None.
+        self.trace_dest = None
 
     def drop_plans(self) -> None:
         """Forget the delivery plans: the subscriptions, or what a subscriber needs checked, changed."""
@@ -169,6 +171,7 @@ class Server:
         self.server_id = new_server_id()
         self.server_name = self.options.server_name or self.server_id
         self.events = None           # the system account's services (events.py), from start()
+        self.msg_trace = None        # the msgtrace.MsgTrace of the message being routed, if it is traced
         self.system_account_name = ""
         self.accounts: dict[str, Account] = {}
         self.global_account = self.register_account(GLOBAL_ACCOUNT)
@@ -368,6 +371,8 @@ class Server:
             elif client is not skip and not sub.closed and not client.closed \
                     and self._deliver_checked(account, sub, client, prefix, subject, reply, tail, body_at, hdr_len):
                 delivered = True
+            elif client is skip and self.msg_trace is not None:
+                self.msg_trace.egress(client, sub, account, msgtrace.NO_ECHO)
         for group in plan.qgroups:
             n = len(group)
             first = int(random.random() * n) if n > 1 else 0
@@ -416,12 +421,21 @@ class Server:
         (a deny that a wider subscription could not exclude, allow_responses), the client's header support,
         and tracing. False if it was not delivered."""
         perms = client.perms
+        trace = self.msg_trace
         if perms is not None and perms.delivery_denied(subject, sub.queue):
+            if trace is not None:
+                trace.egress(client, sub, account, msgtrace.SUB_DENY)
             return False
         n = sub.delivered + 1
         if sub.max and n > sub.max:
             client.remove_subscription(sub)
+            if trace is not None:
+                trace.egress(client, sub, account, msgtrace.AUTO_UNSUB_EXCEEDED)
             return False
+        if trace is not None:
+            trace.egress(client, sub, account)
+            if trace.only:
+                return True
         head, body = msg_frame(prefix, reply, tail, body_at, hdr_len, client.headers)
         self.deliver(((sub, client, head),), body, 1, len(tail) - body_at - 2)
         if self.logger.trace_enabled:

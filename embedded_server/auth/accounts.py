@@ -26,6 +26,7 @@ RESPONSE_TTL = 120.0  # seconds a service import waits for a response (nats-serv
 class Export:
     subject: str
     accounts: list[str] | None = None  # None: any account may import
+    allow_trace: bool = False          # a service export lets message traces continue into it
 
 
 @dataclass
@@ -34,6 +35,7 @@ class Import:
     subject: str
     to: str = ""  # service: local subject; stream: mapped subject
     prefix: str = ""
+    allow_trace: bool = False  # a stream import lets message traces continue across it
 
 
 @dataclass
@@ -47,6 +49,7 @@ class AccountConfig:
     jetstream: bool = False          # `jetstream: enabled` (or a limits map) in the account
     mappings: list = field(default_factory=list)   # transform.Mapping, in the order written
     jetstream_limits: dict | None = None   # the limits map of `jetstream { ... }` (jetstream/limits.py names)
+    trace_dest: tuple[str, int] | None = None   # `msg_trace`: where sampled `traceparent` messages are traced
 
 
 def parse_accounts(value: Any, pos: Pos | None, errors: list[ConfigError]
@@ -98,6 +101,8 @@ def parse_accounts(value: Any, pos: Pos | None, errors: list[ConfigError]
                 acc.jetstream = _jetstream_enabled(v, kpos, errors)
                 if isinstance(v, ConfMap):
                     acc.jetstream_limits = _jetstream_limits(v, kpos, errors)
+            elif lk in ("msg_trace", "trace_dest"):
+                acc.trace_dest = _msg_trace(key, v, kpos, errors)
             elif lk in ("mappings", "maps"):
                 from embedded_server.mappings import parse_mappings
                 acc.mappings = parse_mappings(v, kpos, errors)
@@ -129,6 +134,42 @@ def _jetstream_enabled(v: Any, pos: Pos | None, errors: list[ConfigError]) -> bo
         return True
     errors.append(ConfigError(f"Expected map, bool or string to define JetStream, got {type(v).__name__}", pos))
     return False
+
+
+def _msg_trace(key: str, v: Any, pos: Pos | None, errors: list[ConfigError]) -> tuple[str, int] | None:
+    """An account's `msg_trace` (nats-server's parseAccountMsgTrace): a destination, or {dest, sampling}."""
+    from embedded_server.subjects import is_valid_publish_subject
+    dest, sampling = "", 100
+    items = v.items() if isinstance(v, ConfMap) else [("dest", v)]
+    for k, value in items:
+        kpos = v.pos(k) if isinstance(v, ConfMap) else pos
+        lk = k.lower()
+        if lk == "dest":
+            if not isinstance(value, str):
+                errors.append(ConfigError(f'Field "{k if isinstance(v, ConfMap) else key}" should be a string, got '
+                                          f'{type(value).__name__}', kpos))
+                return None
+            if not is_valid_publish_subject(value):
+                errors.append(ConfigError(f'Trace destination "{value}" is not valid', kpos))
+                return None
+            dest = value
+        elif lk == "sampling":
+            if isinstance(value, str) and value.endswith("%"):
+                value = value[:-1]
+            try:
+                sampling = int(value)
+            except (TypeError, ValueError):
+                errors.append(ConfigError(f'Invalid trace destination sampling value "{value}"', kpos))
+                return None
+            if sampling <= 0 or sampling > 100:
+                errors.append(ConfigError(f"Ttrace destination sampling value {sampling} is invalid, needs to be "
+                                          "[1..100]", kpos))
+                return None
+        else:
+            errors.append(ConfigError(f'Unknown field "{k}" parsing account message trace map/struct "{key}"',
+                                      kpos))
+            return None
+    return (dest, sampling) if dest else None
 
 
 _LIMIT_KEYS = {
@@ -196,7 +237,7 @@ def _exports(v: Any, pos: Pos | None, acc: AccountConfig, errors: list[ConfigErr
             errors.append(ConfigError("Expected accounts to be an array of account names", ipos))
             continue
         (acc.stream_exports if kind == "stream" else acc.service_exports).append(
-            Export(subject, list(allowed) if allowed is not None else None))
+            Export(subject, list(allowed) if allowed is not None else None, item.get("allow_trace") is True))
 
 
 def _imports(v: Any, pos: Pos | None, acc: AccountConfig, errors: list[ConfigError]) -> None:
@@ -209,7 +250,8 @@ def _imports(v: Any, pos: Pos | None, acc: AccountConfig, errors: list[ConfigErr
         if not isinstance(src, ConfMap) or not src.get("account") or not src.get("subject"):
             errors.append(ConfigError("Expect an account name and a subject", ipos))
             continue
-        imp = Import(str(src["account"]), str(src["subject"]), str(item.get("to", "")), str(item.get("prefix", "")))
+        imp = Import(str(src["account"]), str(src["subject"]), str(item.get("to", "")), str(item.get("prefix", "")),
+                     item.get("allow_trace") is True)
         if kind == "stream":
             if imp.prefix and imp.to:
                 errors.append(ConfigError("Stream import can not have a 'prefix' and a 'to' property", ipos))
@@ -285,16 +327,48 @@ def wire(server, accounts: list[AccountConfig]) -> list:
             exporter = server.register_account(imp.account)
 
             def forward(sub, client, subject, reply, hdr, payload, imp=imp, importer=importer):
-                server.send_internal(importer, _mapped(imp, subject), reply, hdr, payload)
+                to = _mapped(imp, subject)
+                trace = server.msg_trace
+                if trace is not None:
+                    trace.stream_export(importer.name, to)
+                    if not imp.allow_trace:
+                        # The trace stops here: trace-only goes no further, a delivery continues untraced.
+                        if trace.only:
+                            return
+                        server.msg_trace = None
+                        try:
+                            server.send_internal(importer, to, reply, hdr, payload)
+                        finally:
+                            server.msg_trace = trace
+                        return
+                server.send_internal(importer, to, reply, hdr, payload)
 
             subs.append(server.subscribe_internal(exporter, imp.subject, forward))
         for imp in acc.service_imports:
             exporter = server.register_account(imp.account)
             local = imp.to or imp.subject
 
+            traced = any(e.allow_trace and _subset_match(imp.subject.split("."), e.subject.split("."))
+                         for a in accounts if a.name == imp.account for e in a.service_exports)
+
             def request(sub, client, subject, reply, hdr, payload, imp=imp, importer=importer,
-                        exporter=exporter, local=local):
+                        exporter=exporter, local=local, traced=traced):
                 target = map_subject(local, imp.subject, subject)
+                trace = server.msg_trace
+                if trace is not None:
+                    trace.service_import(exporter.name, subject, target)
+                    if not traced:
+                        if trace.only:
+                            return
+                        server.msg_trace = None
+                        try:
+                            request(sub, client, subject, reply, hdr, payload)
+                        finally:
+                            server.msg_trace = trace
+                        return
+                    if trace.only:
+                        server.send_internal(exporter, target, None, hdr, payload)
+                        return
                 if not reply:
                     server.send_internal(exporter, target, None, hdr, payload)
                     return

@@ -199,6 +199,13 @@ class Stream:
 
     # -- the publish path ------------------------------------------------------------------------
     def _inbound(self, sub, client, subject, reply, hdr, payload) -> None:
+        trace = self.js.server.msg_trace
+        if trace is not None:
+            stored = (self._input_tr.match(subject) or subject) if self._input_tr is not None else subject
+            trace.jetstream(self.name, stored,
+                            no_interest=self.cfg["retention"] == "interest" and not self._has_interest(stored))
+            if trace.only:
+                return
         try:
             self.process_msg(subject, reply, hdr, payload)
         except Exception as e:  # a bug must not leave the publisher without an answer
