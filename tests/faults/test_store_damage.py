@@ -51,6 +51,7 @@ def _build(tmp: Path, closing: str):
     if closing == "stop":
         fs.stop()
     else:
+        fs._unmap()  # what the process had mapped stays in the page cache, as after kill -9
         for fd in (fs._fd, fs._jfd, fs._sfd):
             os.close(fd)
     return d, stored, last

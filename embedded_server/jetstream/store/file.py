@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import mmap
 import os
 import struct
 import zlib
@@ -257,6 +258,7 @@ class FileStore(MemoryStore):
         self._fd = -1
         self._jfd = -1
         self._sfd = -1
+        self._head = None  # the state file's head, mapped: rewriting it after each record costs no system call
         self._jsize = 0
         self._dirty = False
         self._recovering = True
@@ -610,6 +612,9 @@ class FileStore(MemoryStore):
             if new and self.sync_always:
                 fsync_dir(self.directory)
         os.pwrite(self._sfd, self._last_head() + b"%08x %d\n" % (zlib.crc32(data), len(data)) + data, 0)
+        if self._head is None:
+            # A shared mapping writes to the page cache as pwrite does: it survives kill -9 and fsync syncs it.
+            self._head = mmap.mmap(self._sfd, _LAST.size)
         if sync:
             os.fsync(self._sfd)
 
@@ -648,7 +653,7 @@ class FileStore(MemoryStore):
     def _write_records(self, records: bytes, seq: int, ts: int) -> None:
         os.write(self._fd, records)
         head = _LAST_BODY.pack(STATE_MAGIC, seq, ts, self._jsize)
-        os.pwrite(self._sfd, head + _CRC.pack(zlib.crc32(head)), 0)
+        self._head[:] = head + _CRC.pack(zlib.crc32(head))
         if self.sync_always:
             os.fsync(self._fd)
         else:
@@ -722,7 +727,7 @@ class FileStore(MemoryStore):
             self._rewrite_journal()
         os.write(self._jfd, record)
         self._jsize += len(record)
-        os.pwrite(self._sfd, self._last_head(), 0)
+        self._head[:] = self._last_head()
         if self.sync_always:
             os.fsync(self._jfd)
         else:
@@ -803,6 +808,7 @@ class FileStore(MemoryStore):
     def stop(self) -> None:
         if self._fd >= 0 and self._sfd >= 0:
             self._write_state(sync=False)
+        self._unmap()
         for fd in (self._fd, self._jfd, self._sfd):
             if fd >= 0:
                 try:
@@ -811,7 +817,13 @@ class FileStore(MemoryStore):
                     os.close(fd)
         self._fd = self._jfd = self._sfd = -1
 
+    def _unmap(self) -> None:
+        if self._head is not None:
+            self._head.close()
+            self._head = None
+
     def delete(self) -> None:
+        self._unmap()
         for fd in (self._fd, self._jfd, self._sfd):
             if fd >= 0:
                 os.close(fd)
