@@ -15,7 +15,8 @@ import time
 from . import api
 from .account import JSAccount
 from .clock import now_ns, rfc3339
-from .config import API_LEVEL, stream_config_json
+from .config import API_LEVEL
+from .config_json import stream_config_json
 from .errors import ApiError
 from .stream import parse_go_duration
 

@@ -7,6 +7,8 @@ import os
 
 from . import advisories
 from . import config as config_mod
+from . import config_check
+from . import config_json
 from . import filters, limits, recovery, sourcing
 from .clock import now_ns
 from .consumer import Consumer, new_consumer_name
@@ -55,15 +57,15 @@ class JSAccount:
 
     def add_stream(self, req: dict, pedantic: bool) -> tuple[Stream, bool]:
         """nats-server's addStream: (stream, created). An identical repeat returns the existing stream."""
-        cfg = config_mod.check_stream_config(req, pedantic, self._sourcing_check)
-        config_mod.set_static_metadata(cfg)
+        cfg = config_check.check_stream_config(req, pedantic, self._sourcing_check)
+        config_check.set_static_metadata(cfg)
         if cfg["num_replicas"] > 1:
             raise api_error("JSStreamReplicasNotSupportedErr")
         existing = self.streams.get(cfg["name"])
         if self.limited:
             limits.check_stream(self, cfg, new=existing is None)
         if existing is not None:
-            if config_mod.comparable_stream_config(cfg) == config_mod.comparable_stream_config(existing.cfg):
+            if config_json.comparable_stream_config(cfg) == config_json.comparable_stream_config(existing.cfg):
                 return existing, False
             raise api_error("JSStreamNameExistErr")
         self._check_resources(cfg)
@@ -105,14 +107,14 @@ class JSAccount:
 
     def update_stream(self, name: str, req: dict, pedantic: bool) -> Stream:
         st = self.lookup(name)
-        cfg = config_mod.check_stream_config(req, pedantic, self._sourcing_check)
-        cfg = config_mod.check_stream_update(st.cfg, cfg)
+        cfg = config_check.check_stream_config(req, pedantic, self._sourcing_check)
+        cfg = config_check.check_stream_update(st.cfg, cfg)
         if self.limited:
             limits.check_stream(self, cfg, new=False)
         if self.subjects_overlap(cfg.get("subjects") or (), exclude=name):
             raise api_error("JSStreamSubjectOverlapErr")
         self._check_resources(cfg, st.cfg)
-        config_mod.set_static_metadata(cfg)
+        config_check.set_static_metadata(cfg)
         if isinstance(st.store, FileStore):
             write_meta(st.store.directory, {"config": cfg, "created": st.created}, sync=True)
         st.update(cfg)
@@ -134,10 +136,10 @@ class JSAccount:
         """nats-server's addConsumerWithAction for a single server."""
         if st.closed:
             raise api_error("JSStreamInvalidErr")
-        cfg = config_mod.consumer_defaults(req_cfg, st.cfg, pedantic)
+        cfg = config_check.consumer_defaults(req_cfg, st.cfg, pedantic)
         if self.limited:
             limits.check_consumer(self, cfg, explicit_max_ack_pending=bool(req_cfg.get("max_ack_pending")))
-        config_mod.check_consumer_config(cfg, st.cfg)
+        config_check.check_consumer_config(cfg, st.cfg)
         name = cfg.get("durable_name") or cfg.get("name") or ""
         if name:
             existing = st.consumers.get(name)
@@ -179,7 +181,7 @@ class JSAccount:
             while name in st.consumers:
                 name = new_consumer_name()
             cfg["name"] = name
-        if not config_mod.is_valid_name(name):
+        if not config_check.is_valid_name(name):
             raise api_error("JSConsumerBadDurableNameErr")
         if not cfg.get("durable_name") and not cfg.get("inactive_threshold"):
             cfg["inactive_threshold"] = 5 * config_mod.SECOND

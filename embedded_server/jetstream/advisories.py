@@ -8,7 +8,7 @@ from __future__ import annotations
 import secrets
 
 from .clock import now_ns, rfc3339
-from .config import compact_json
+from .config_json import compact_json
 
 PREFIX = "$JS.EVENT.ADVISORY."
 _NUID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

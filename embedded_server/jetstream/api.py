@@ -8,12 +8,14 @@ from __future__ import annotations
 import base64
 import json
 
-from . import config as config_mod
+from . import config_check
+from . import config_json
 from . import filters
 from . import headers
 from . import requests
 from .clock import rfc3339, now_ns, ZERO_TIME
-from .config import API_LEVEL, decode_request
+from .config import API_LEVEL
+from .config_json import decode_request
 from .errors import ApiError, api_error
 
 PREFIX = "io.nats.jetstream.api.v1."
@@ -33,7 +35,7 @@ _ERROR_EXTRAS = {
 }
 
 
-dumps = config_mod.compact_json
+dumps = config_json.compact_json
 
 
 def _is_json_object_or_array(msg: bytes) -> bool:
@@ -79,9 +81,9 @@ def account_info(req: Request) -> dict:
 # -- streams --------------------------------------------------------------------------------------
 
 def stream_create(req: Request) -> dict:
-    cfg, pedantic = config_mod.decode_stream_request(req.msg)
+    cfg, pedantic = config_json.decode_stream_request(req.msg)
     name = _token(req.subject, 5)
-    config_mod.set_static_metadata(cfg)
+    config_check.set_static_metadata(cfg)
     if name != cfg.get("name", ""):
         raise api_error("JSStreamMismatchErr")
     if "\\" in name or "/" in name:
@@ -98,8 +100,8 @@ def stream_create(req: Request) -> dict:
 
 
 def stream_update(req: Request) -> dict:
-    cfg, pedantic = config_mod.decode_stream_request(req.msg)
-    checked = config_mod.check_stream_config(cfg, pedantic)
+    cfg, pedantic = config_json.decode_stream_request(req.msg)
+    checked = config_check.check_stream_config(cfg, pedantic)
     if _token(req.subject, 5) != checked["name"]:
         raise api_error("JSStreamMismatchErr")
     st = req.jsa.update_stream(checked["name"], cfg, pedantic)
@@ -251,7 +253,7 @@ def msg_delete(req: Request) -> dict:
 # -- consumers ------------------------------------------------------------------------------------
 
 def consumer_create(req: Request) -> dict:
-    stream_req, cfg, action, pedantic = config_mod.decode_consumer_request(req.msg)
+    stream_req, cfg, action, pedantic = config_json.decode_consumer_request(req.msg)
     tokens = req.subject.split(".")
     n = len(tokens)
     filtered = ""
@@ -307,7 +309,7 @@ def consumer_create(req: Request) -> dict:
             cfg["pause_until"] = existing.cfg["pause_until"]
         else:
             cfg.pop("pause_until", None)
-    config_mod.set_static_metadata(cfg)
+    config_check.set_static_metadata(cfg)
     return req.jsa.add_consumer(st, cfg, action, pedantic).info(req.js.version)
 
 

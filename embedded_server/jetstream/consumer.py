@@ -23,6 +23,8 @@ from embedded_server.client import encode_subject
 
 from . import advisories
 from . import config as config_mod
+from . import config_check
+from . import config_json
 from . import filters as subj
 from . import headers
 from .clock import now_ns, rfc3339
@@ -452,7 +454,7 @@ class Consumer(ConsumerPersistence, AckTracking, PullRequests, PushDelivery):
             self.cfg["pause_until"] = until
         else:
             self.cfg.pop("pause_until", None)
-        config_mod.set_static_metadata(self.cfg)
+        config_check.set_static_metadata(self.cfg)
         self.store.save_config(self.cfg, self.created)
         self._update_pause()
         advisories.consumer_pause(self.js, self.account, self.stream.name, self.name,
@@ -506,7 +508,7 @@ class Consumer(ConsumerPersistence, AckTracking, PullRequests, PushDelivery):
         if self.lat:
             ack_floor["last_active"] = rfc3339(self.lat)
         out = {"stream_name": self.stream.name, "name": self.name, "created": rfc3339(self.created),
-               "config": config_mod.consumer_config_json(self.cfg, version), "delivered": delivered,
+               "config": config_json.consumer_config_json(self.cfg, version), "delivered": delivered,
                "ack_floor": ack_floor, "num_ack_pending": len(self.pending),
                "num_redelivered": 0 if self.cfg.get("max_deliver") == 1 else len(self.rdc)}
         if not self.is_push:

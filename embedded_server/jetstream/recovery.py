@@ -8,7 +8,7 @@ import json
 import os
 import time
 
-from . import config as config_mod
+from . import config_check
 from . import requests
 from .clock import rfc3339
 from .errors import ApiError
@@ -71,7 +71,7 @@ def stream_meta(meta, dirname: str) -> tuple[dict, int]:
                             for s in cfg["sources"]]
     _check_types(typed, _STREAM_CONFIG)
     try:
-        config_mod.check_stream_config(cfg)
+        config_check.check_stream_config(cfg)
     except ApiError as e:
         raise Unloadable(e.description) from None
     if cfg.get("name") != dirname:
@@ -86,7 +86,7 @@ def consumer_meta(meta, dirname: str, stream_cfg: dict) -> tuple[dict, int]:
     cfg = _config(meta, "consumer")
     _check_types(_texts_for_times(cfg, ("opt_start_time", "pause_until")), requests.CONSUMER_CONFIG)
     try:
-        cfg = config_mod.consumer_defaults(cfg, stream_cfg)
+        cfg = config_check.consumer_defaults(cfg, stream_cfg)
     except ApiError as e:
         raise Unloadable(e.description) from None
     name = cfg.get("durable_name") or cfg.get("name")

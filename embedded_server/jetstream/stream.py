@@ -11,6 +11,7 @@ import re
 from collections import deque
 
 from . import config as config_mod
+from . import config_json
 from . import counters, filters, headers, limits, requests
 from .clock import now_ns, rfc3339
 from .errors import ApiError, api_error
@@ -216,7 +217,7 @@ class Stream:
     def _respond_error(self, reply: str, err: ApiError) -> None:
         if reply and not self.cfg.get("no_ack"):
             body = {"error": err.as_dict(), **self._nack_base, "seq": 0}
-            self.js.send(self.account, reply, config_mod.compact_json(body))
+            self.js.send(self.account, reply, config_json.compact_json(body))
 
     def process_msg(self, subject: str, reply: str, hdr: bytes | None, msg: bytes) -> int:
         """Store one published message; answer `reply` with a PubAck or an error. Returns the seq or 0."""
@@ -725,7 +726,7 @@ class Stream:
         return out
 
     def info(self, version: str | None = None, with_deleted: bool = False, subjects_filter: str = "") -> dict:
-        out = {"config": config_mod.stream_config_json(self.cfg, version), "created": rfc3339(self.created),
+        out = {"config": config_json.stream_config_json(self.cfg, version), "created": rfc3339(self.created),
                "state": self.state_json(with_deleted, subjects_filter)}
         if self.sourcing is not None:
             out.update(self.sourcing.info())
