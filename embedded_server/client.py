@@ -410,6 +410,8 @@ class Client(asyncio.Protocol):
         if not srv.authenticate(self, opts) or opts.get("account") or opts.get("new_account"):
             self.auth_violation()
             return
+        if self.closed:   # refused after authenticating (the account's connection limit)
+            return
         self.parser.expect_connect = False
         if first:
             self._set_label()

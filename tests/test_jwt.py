@@ -311,3 +311,23 @@ def _creds(user) -> str:
     import tempfile
     path = tempfile.mktemp(suffix=".creds")
     return str(user.write_creds(path))
+
+
+def test_account_limits_from_the_jwt(start_server):
+    """An account JWT's conn, subs and payload limits, on both servers: the second connection is refused with
+    nats-server's error, and the account's subs/payload limits apply to a user that has none of its own."""
+    op = Operator.new("lab")
+    app = op.new_account("APP", limits={"conn": 1, "subs": 1, "payload": 4})
+    srv = start_server(config=op.server_config())
+    user = app.new_user("u")
+    with RawClient(srv) as first:
+        first.connect_jwt(user.jwt, user.seed)
+        assert first.ping() == []
+        with RawClient(srv) as second:
+            second.connect_jwt(user.jwt, user.seed)
+            second.send("PING\r\n")
+            assert second.expect_closed() == ["-ERR 'maximum account active connections exceeded'"]
+        first.send("SUB a 1\r\nSUB b 2\r\n")
+        assert first.ping() == ["-ERR 'maximum subscriptions exceeded'"]
+        first.send("PUB a 5\r\nfive!\r\n")
+        assert first.expect_closed() == ["-ERR 'Maximum Payload Violation'"]

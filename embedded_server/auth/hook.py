@@ -69,6 +69,16 @@ def _authenticate(client, connect: dict) -> bool:
     if identity is None:
         return False
     bind(client, identity)
+    operator = getattr(server, "operator", None)
+    if operator is not None and identity.account:
+        limit = operator.max_connections(identity.account)
+        if limit >= 0:
+            others = sum(1 for c in server.clients.values()
+                         if c is not client and c.account is client.account and c.connect_received and not c.closed)
+            if others >= limit:
+                client.send_err("maximum account active connections exceeded")
+                server.error(f"{client.label} - maximum account active connections exceeded")
+                client.close("Maximum Account Connections Exceeded")
     return True
 
 

@@ -223,8 +223,16 @@ class OperatorMode:
             expires_in = max(0.0, user["exp"] - now)
         if window_left is not None and (expires_in is None or window_left < expires_in):
             expires_in = window_left
+        # The account's subs and payload limits cap the user's (nats-server's applyAccountLimits).
+        acc_limits = _jwt.nats(account).get("limits") or {}
         return Identity("jwt", user.get("sub", ""), perms, account_key, None, expires_in,
-                        _limit(limits.get("subs")), _limit(limits.get("payload")), int(user.get("iat") or 0))
+                        _tighter(_limit(limits.get("subs")), _limit(acc_limits.get("subs"))),
+                        _tighter(_limit(limits.get("payload")), _limit(acc_limits.get("payload"))),
+                        int(user.get("iat") or 0))
+
+    def max_connections(self, account_key: str) -> int:
+        """The account JWT's `conn` limit (-1: none)."""
+        return _limit((_jwt.nats(self.accounts.get(account_key, {})).get("limits") or {}).get("conn"))
 
     @staticmethod
     def _signed_nonce(public_key: str, connect: dict, nonce) -> bool:
@@ -244,6 +252,13 @@ def _subject_within(subject: str, export: str) -> bool:
 
 def _limit(v) -> int:
     return int(v) if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else -1
+
+
+def _tighter(a: int, b: int) -> int:
+    """The stricter of two limits where -1 means none."""
+    if a < 0:
+        return b
+    return a if b < 0 else min(a, b)
 
 
 def permissions_from_jwt(p: dict) -> Permissions | None:
