@@ -30,6 +30,15 @@ OK = b"+OK\r\n"
 _BOOL_FIELDS = frozenset(("echo", "verbose", "pedantic", "tls_required", "headers", "no_responders", "new_account"))
 _STR_FIELDS = frozenset(("nkey", "jwt", "sig", "auth_token", "user", "pass", "name", "lang", "version", "account"))
 _INT_FIELDS = frozenset(("protocol",))
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _Pairs(dict):
+    """A JSON object that also keeps its key/value pairs in order, duplicates included."""
+
+    def __init__(self, pairs):
+        super().__init__(pairs)
+        self.pairs = pairs
 SYS_GROUP = "_sys_"
 
 _REDACT = (re.compile(r'"?\s*(?:auth_token\S*?|pass\S*?)"?\s*[:=]\s*"?([^",\r\n}]*)'),
@@ -358,6 +367,8 @@ class Client(asyncio.Protocol):
                 return
 
     def _protocol_error(self, e: ProtocolError) -> None:
+        if e.pub_subject and self.pedantic and not is_valid_literal_subject(decode_subject(e.pub_subject)):
+            self.queue_err(errors.ERR_INVALID_PUBLISH_SUBJECT)
         if e.err is not None:
             self.queue_err(e.err)
         self.server.error(f"{self.label} - {e}")
@@ -369,10 +380,11 @@ class Client(asyncio.Protocol):
         try:
             if not arg.strip():
                 raise ValueError("unexpected end of JSON input")
-            obj = json.loads(arg)
+            # Go's decoder takes invalid UTF-8 (and lone surrogates) in a string as U+FFFD.
+            obj = json.loads(arg.decode("utf-8", "replace"), object_pairs_hook=_Pairs)
             if obj is not None and not isinstance(obj, dict):
                 raise ValueError("cannot unmarshal into ClientOpts")
-            for key, value in (obj or {}).items():
+            for key, value in (obj.pairs if obj else ()):  # a key given twice is checked twice, as Go does
                 k = key.lower()
                 if value is None:
                     continue
@@ -382,9 +394,11 @@ class Client(asyncio.Protocol):
                 elif k in _STR_FIELDS:
                     if not isinstance(value, str):
                         raise ValueError(f"cannot unmarshal {type(value).__name__} into field {k} of type string")
+                    value = _LONE_SURROGATE.sub("\ufffd", value)
                 elif k in _INT_FIELDS:
-                    if not isinstance(value, int) or isinstance(value, bool):
-                        raise ValueError(f"cannot unmarshal {value!r} into field {k} of type int")
+                    if not isinstance(value, int) or isinstance(value, bool) or not -(1 << 63) <= value < (1 << 63):
+                        raise ValueError(f"json: cannot unmarshal number {value} into Go struct field ClientOpts.{k} "
+                                         "of type int")
                 self.opts[k] = value
         except ValueError as e:
             srv.error(f"{self.label} - {e}")

@@ -49,9 +49,11 @@ class ProtocolError(Exception):
     it closes silently (bad arguments, bad sizes, bad JSON). `str(self)` is the line for the server log.
     """
 
-    def __init__(self, log: str, err: Err | None = None):
+    def __init__(self, log: str, err: Err | None = None, pub_subject: bytes | None = None):
         super().__init__(log)
         self.err = err
+        # A PUB/HPUB whose payload did not end in CRLF: nats-server checked its subject before reading it.
+        self.pub_subject = pub_subject
 
 
 # Verb table: how the verb is followed. SEP: needs a space or tab, then an argument line. OPT: the
@@ -178,7 +180,7 @@ class Parser:
                 self._have += len(data)
                 if self._have < need:
                     if self._have > need - 2:
-                        self._check_trailer(b"".join(self._chunks), need - 2)
+                        self._check_trailer(b"".join(self._chunks), need - 2, pending[1])
                     return
                 buf = b"".join(self._chunks)
                 self._chunks = []
@@ -186,7 +188,7 @@ class Parser:
                 self._pending = None
                 if buf[need - 2:need] != b"\r\n":
                     raise ProtocolError(f"Client parser ERROR, state=MSG_END, i={need - 2}: "
-                                        f"proto={_snippet(buf[need - 2:])}", ERR_UNKNOWN_PROTOCOL)
+                                        f"proto={_snippet(buf[need - 2:])}", ERR_UNKNOWN_PROTOCOL, pending[1])
                 yield self._complete(pending, buf[:need])
                 pos = need
             else:
@@ -238,7 +240,7 @@ class Parser:
                         if buf[stop] != 13 or buf[stop + 1] != 10:
                             raise ProtocolError(
                                 f"Client parser ERROR, state=MSG_END, i={stop}: proto={_snippet(buf[stop:])}",
-                                ERR_UNKNOWN_PROTOCOL)
+                                ERR_UNKNOWN_PROTOCOL, subject)
                         nxt = stop + 2
                         hl = tail_at - pos
                         # Gather the following PUBs of the same shape into one run. (The index checks are a
@@ -391,7 +393,7 @@ class Parser:
         if stop <= len(buf):
             if buf[stop - 2:stop] != b"\r\n":
                 raise ProtocolError(f"Client parser ERROR, state=MSG_END, i={stop - 2}: proto={_snippet(buf[stop - 2:])}",
-                                    ERR_UNKNOWN_PROTOCOL)
+                                    ERR_UNKNOWN_PROTOCOL, head[1])
             yield self._complete(head, buf[start:stop])
             return stop
         self._wait_payload(head, buf, start)
@@ -411,16 +413,16 @@ class Parser:
         rest = buf[start:]
         need = head[-1]
         if len(rest) > need - 2:
-            self._check_trailer(rest, need - 2)
+            self._check_trailer(rest, need - 2, head[1])
         self._pending = head
         self._chunks = [rest]
         self._have = len(rest)
 
     @staticmethod
-    def _check_trailer(data: bytes, at: int) -> None:
+    def _check_trailer(data: bytes, at: int, pub_subject: bytes | None) -> None:
         if data[at:at + 1] not in (b"\r", b""):
             raise ProtocolError(f"Client parser ERROR, state=MSG_END_R, i={at}: proto={_snippet(data[at:])}",
-                                ERR_UNKNOWN_PROTOCOL)
+                                ERR_UNKNOWN_PROTOCOL, pub_subject)
 
     def _partial(self, buf: bytes, pos: int) -> None:
         """Keep an incomplete control line, failing as early as nats-server would and keeping memory bounded."""

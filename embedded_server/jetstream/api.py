@@ -245,6 +245,9 @@ def msg_delete(req: Request) -> dict:
         raise api_error("JSStreamMsgDeleteFailedF", err="message delete not permitted")
     if st.store.storage == "file" and seq > st.store.last_seq:
         raise api_error("JSStreamMsgDeleteFailedF", err="stream store EOF")
+    if st.store.storage == "file" and seq < st.store.first_seq:
+        # nats-server's file store finds no block holding it: "no message found", not "sequence ... not found".
+        raise api_error("JSStreamMsgDeleteFailedF", err="no message found")
     if not st.remove_msg(seq):
         raise api_error("JSSequenceNotFoundErrF", seq=seq)
     return {"success": True}

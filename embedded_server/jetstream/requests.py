@@ -86,7 +86,8 @@ DELIVER = _quoted_enum("DeliverPolicy", ("all", "last", "new", "by_start_sequenc
                                          "last_per_subject"), aliases={'"undefined"': "all"})
 ACK = _quoted_enum("AckPolicy", ("none", "all", "explicit", "flow_control"))
 REPLAY = _quoted_enum("ReplayPolicy", ("instant", "original"))
-PERSIST = _quoted_enum("PersistModeType", ("default", "async", ""))
+# The default persist mode is Go's zero value: omitted from the config nats-server answers.
+PERSIST = _quoted_enum("PersistModeType", ("async",), aliases={'"default"': "", '""': ""})
 PRIORITY = _quoted_enum("PriorityPolicy", ("none", "overflow", "pinned_client", "prioritized"),
                         error="unknown priority policy: %v")
 ACTION = _quoted_enum("ConsumerAction", ("create", "update"), error="unknown consumer action: %v",
@@ -230,12 +231,25 @@ class _Object:
 class _State:
     """Go's decodeState: decoding goes on past a bad field and the first error found is the one answered (a type
     error, an unknown field, or an enum's or a time's own UnmarshalJSON error alike, as nats-server answers)."""
-    __slots__ = ("saved", "strict", "top")
+    __slots__ = ("saved", "strict", "top", "text")
 
     def __init__(self, strict: bool, top: str):
         self.saved: str | None = None
         self.strict = strict
         self.top = top
+        self.text = ""
+
+    def raw(self, key: str, value) -> str:
+        """The JSON text of `key`'s value as it was sent (Go quotes an enum's bad value byte for byte)."""
+        if isinstance(value, (list, _Object)):
+            m = re.search(re.escape(json.dumps(key, ensure_ascii=False)) + r"[ \t\n\r]*:[ \t\n\r]*", self.text)
+            if m:
+                try:
+                    _value, end = _DECODER.raw_decode(self.text, m.end())
+                    return self.text[m.end():end]
+                except (ValueError, RecursionError):
+                    pass
+        return _raw(value)
 
     def save(self, text: str) -> None:
         if self.saved is None:
@@ -314,10 +328,10 @@ def parse_time(text: str) -> int:
         if len(v) < 6 or v[3] != ":" or v[0] not in "+-" or not (v[1:3] + v[4:6]).isdigit():
             raise _time_err(text, "Z07:00", v)
         hh, mm = int(v[1:3]), int(v[4:6])
-        if hh >= 24:
-            raise _time_err(text, message=": timezone hour out of range")
-        if mm >= 60:
-            raise _time_err(text, message=": timezone minute out of range")
+        if hh > 24:  # Go's Parse takes up to 24:00 and 60 minutes
+            raise _time_err(text, message=": time zone offset hour out of range")
+        if mm > 60:
+            raise _time_err(text, message=": time zone offset minute out of range")
         offset = (hh * 60 + mm) * 60 * (-1 if v[0] == "-" else 1)
         v = v[6:]
     if v:
@@ -397,7 +411,7 @@ def _decode(value, typ, st: _State, path: list[str]):
     raise TypeError(f"no decoder for {typ!r}")
 
 
-def _decode_enum(value, typ: Enum, st: _State, path: list[str]):
+def _decode_enum(value, typ: Enum, st: _State, path: list):
     if typ is COMPRESSION:
         if value is not None and (not isinstance(value, str) or isinstance(value, _Number)):
             st.save(f"json: cannot unmarshal {_kind(value)} into Go value of type string")
@@ -406,7 +420,7 @@ def _decode_enum(value, typ: Enum, st: _State, path: list[str]):
         else:
             st.save(typ.error)
         return _UNSET
-    raw = _raw(value)
+    raw = st.raw(str(path[-1]), value) if path else _raw(value)
     if raw in typ.values:
         return typ.values[raw]
     st.save(typ.error.replace("%q", json.dumps(raw, ensure_ascii=False)).replace("%v", raw))
@@ -421,7 +435,7 @@ def _decode_struct(obj: _Object, typ: Struct, st: _State, path: list[str]) -> di
             if st.strict:
                 st.save(f"json: unknown field {json.dumps(key, ensure_ascii=False)}")
             continue
-        got = _decode(value, typ.fields[name], st, path + [name])
+        got = _decode(value, typ.fields[name], st, path + [key])  # Go's error names the key as sent
         if got is _UNSET:
             if value is None and isinstance(typ.fields[name], (Slice, Map, Struct)) or value is None and \
                     typ.fields[name] is TIME:
@@ -455,6 +469,7 @@ def decode(payload: bytes | str, typ: Struct, *, strict: bool = True, struct_nam
     `struct_name` is the struct named in type errors when it is not `typ`'s name (nats-server decodes a pull
     request through a pointer to a pointer, and Go then names no struct: "Go struct field .batch")."""
     st = _State(strict, typ.name if struct_name is None else struct_name)
+    st.text = payload.decode("utf-8", "replace") if isinstance(payload, (bytes, bytearray, memoryview)) else payload
     out: dict = {}
     for value in _values(payload, many=strict):
         if value is None:

@@ -107,6 +107,20 @@ TABLE += [
      b"MSG foo 1 3\r\nabc\r\n" * 4 + b"-ERR 'Unknown Protocol Operation'\r\n", CLOSED),
 ]
 
+# CONNECT as Go decodes it: invalid UTF-8 in a string is taken (as U+FFFD), numbers past int64 and a key given
+# twice with a bad first value close the connection; a pedantic PUB with a bad subject and a bad payload end
+# gets both errors, the subject's first.
+TABLE += [
+    (b'CONNECT {"verbose":true,"name":"\xff\xfe"}\r\nPING\r\n', b"+OK\r\nPONG\r\n", OPEN),
+    (b'CONNECT {"verbose":true,"lang":"\\ud800"}\r\nPING\r\n', b"+OK\r\nPONG\r\n", OPEN),
+    (b'CONNECT {"verbose":true,"protocol":9223372036854775808}\r\nPING\r\n', b"", CLOSED),
+    (b'CONNECT {"verbose":true,"protocol":9223372036854775807}\r\nPING\r\n',
+     b"-ERR 'invalid client protocol'\r\n", CLOSED),
+    (b'CONNECT {"verbose":0,"verbose":true}\r\nPING\r\n', b"", CLOSED),
+    (b'CONNECT {"verbose":true,"pedantic":true}\r\nPUB foo.* 0\r\n\x00\r\nPING\r\n',
+     b"+OK\r\n-ERR 'Invalid Publish Subject'\r\n-ERR 'Unknown Protocol Operation'\r\n", CLOSED),
+]
+
 # Wildcard subscriptions catch other cases' messages: these run one at a time.
 NO_PEDANTIC = b'CONNECT {"verbose":false,"pedantic":false}\r\n'
 ALONE = [
