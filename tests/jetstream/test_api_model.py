@@ -10,7 +10,6 @@ import asyncio
 import importlib.util
 import json
 import os
-import threading
 
 import nats
 import pytest
@@ -18,6 +17,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from tests.fuzz.differential import Loop
 from tests.servers import KINDS, RunningServer
 
 pytestmark = pytest.mark.skipif(
@@ -48,22 +48,6 @@ def mask(value, names: dict):
     if isinstance(value, str) and value in names:
         return names[value]
     return value
-
-
-class Loop:
-    """One event loop in a thread, so hypothesis' synchronous rules can drive two async connections."""
-
-    def __init__(self):
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro, timeout=30):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self):
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 @pytest.fixture(scope="module")
