@@ -139,10 +139,11 @@ def check_pull_idle(f: Facts) -> list:
                  f"nothing is waiting on {f.who} at this moment, but its last delivery was {_ago_text(last)}; "
                  f"{pending:,} messages are left. Workers that fetch in batches look like this between batches.",
                  "nothing, if a worker fetches again soon")]
+    when = "it has never delivered a message" if last is None else f"its last delivery was {_ago_text(last)}"
     return [("nobody is pulling", "stuck",
              f"{f.who} is a pull consumer with {pending:,} messages to deliver, no pull request waiting "
-             f"(num_waiting 0) and its last delivery was {_ago_text(last)}: a pull consumer delivers only "
-             f"to fetch requests, so nothing reads it.",
+             f"(num_waiting 0), and {when}: a pull consumer delivers only to fetch requests, so nothing "
+             "reads it.",
              f"start (or fix) the worker that fetches from it; to read by hand: %consumer next {f.stream} "
              f"{f.name} --count 10")]
 
@@ -191,8 +192,8 @@ def check_start_past_end(f: Facts) -> list:
         if start > last + 1 and f.seq("delivered") < start:
             return [("start sequence past the stream's end", "stuck",
                      f"{f.who} starts at sequence {start:,} (deliver by_start_sequence), but the stream's last "
-                     f"message is {last:,}: it delivers nothing until {start - last - 1:,} more messages are "
-                     "stored, and none of the ones already there.",
+                     f"message is {last:,}: it skips the messages there and the next {start - last - 1:,} to be "
+                     "stored, and delivers nothing until then.",
                      f"make the consumer again with --deliver all or --deliver {max(last, 1)} (a start sequence "
                      "cannot be edited)")]
     if policy == "by_start_time":
@@ -227,22 +228,24 @@ def check_max_deliver(f: Facts) -> list:
     left_behind = f.left_behind
     if kept and kept[0]:
         out.append(("messages exhausted max_deliver", "warning",
-                    f"{kept[0]:,} messages of {f.who} were delivered {max_deliver} times (max_deliver) without "
+                    f"{kept[0]:,} message{'s' if kept[0] != 1 else ''} of {f.who} "
+                    f"{'were' if kept[0] != 1 else 'was'} delivered {max_deliver} times (max_deliver) without "
                     f"an acknowledgement and are not delivered again (MAX_DELIVERIES advisories kept in stream "
                     f"{kept[1]}).", f"%stream view {kept[1]} --subject {_ADVISORY}.MAX_DELIVERIES.{f.stream}."
                     f"{f.name} shows which: fix what fails on them, then republish them, or raise --max-deliver"))
     elif left_behind:
         count, seqs = left_behind
         shown = ", ".join(str(s) for s in seqs[:10]) + (" …" if len(seqs) > 10 else "")
+        some = "1 message" if count == 1 else f"{count:,} messages"
         out.append(("messages exhausted max_deliver", "warning",
-                    f"{count:,} messages of this {retention} stream are still stored behind {f.who}'s ack floor "
-                    f"(sequence {f.seq('ack_floor'):,}), so nobody acknowledged them: they were delivered "
-                    f"{max_deliver} times (max_deliver) or terminated, and are not delivered again. "
-                    f"Sequences: {shown}.",
+                    f"{some} of this {retention} stream {'is' if count == 1 else 'are'} still stored behind "
+                    f"{f.who}'s ack floor (sequence {f.seq('ack_floor'):,}), so nobody acknowledged "
+                    f"{'it' if count == 1 else 'them'}: delivered {max_deliver} times (max_deliver) or "
+                    f"terminated, and not delivered again. Sequences: {shown}.",
                     f"look at them (%stream get {f.stream} {seqs[0]}), fix what fails on them, then remove "
                     f"(%stream rmm {f.stream} SEQ) or republish them; or raise --max-deliver"))
     redelivered = f.n("num_redelivered")
-    if redelivered:
+    if redelivered and f.n("num_ack_pending"):  # with nothing pending the count is of messages already gone
         out.append(("messages being redelivered", "warning" if max_deliver > 1 else "info",
                     f"{redelivered:,} unacknowledged messages of {f.who} were delivered more than once; each is "
                     f"given up after {max_deliver} deliveries (max_deliver).",
