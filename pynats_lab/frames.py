@@ -145,6 +145,8 @@ def acks_frame(subjects: Sequence[str], acks: Sequence, sent: Sequence[float], a
         "msg_id": pd.Series(msg_ids, dtype=object),
         "sent": _time_column([int(t * 1e9) for t in sent]),
         "ack_ms": pd.Series([(b - a) * 1000 for a, b in zip(sent, acked)], dtype="float64"),
+        **({"val": pd.Series([getattr(a, "val", None) for a in acks], dtype=object)}
+           if any(getattr(a, "val", None) is not None for a in acks) else {}),
     })
 
 

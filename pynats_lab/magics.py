@@ -148,6 +148,8 @@ def nats_parser() -> Parser:
     pub.add_argument("--msg-id", help="Nats-Msg-Id header (for JetStream de-duplication)")
     pub.add_argument("--ttl", metavar="DUR", help="message TTL (Nats-TTL; the stream needs --allow-msg-ttl), "
                      "e.g. 30s, 1h, never")
+    pub.add_argument("--incr", metavar="N", help="add N to a counter (Nats-Incr; the stream needs "
+                     "--allow-msg-counter); no payload, acked, the new total in `val`")
     pub.add_argument("-J", "--js", "--jetstream", dest="js", action="store_true",
                      help="publish to JetStream and wait for each ack (returns the acks)")
     pub.add_argument("--reply", help="reply subject")
@@ -247,7 +249,18 @@ def _stream_settings(p: Parser, adding: bool) -> None:
     p.add_argument("--republish-headers-only", "--republish-headers", dest="republish_headers_only",
                    action="store_true", default=None, help="republish headers only, no bodies")
     p.add_argument("--metadata", action="append", metavar="K=V", help="stream metadata (repeatable)")
+    if adding:
+        p.add_argument("--mirror", nargs="+", metavar="ARG",
+                       help="mirror another stream: STREAM [FILTER [DEST]] (no --subjects; DEST maps FILTER)")
+        p.add_argument("--allow-msg-counter", "--allow-counter", dest="allow_msg_counter", action="store_true",
+                       default=None, help="a counter stream: publishes carry Nats-Incr (%%nats pub --incr N)")
+    p.add_argument("--source", dest="sources", nargs="+", action="append", metavar="ARG",
+                   help="copy from another stream: STREAM [FILTER [DEST]] (repeatable)")
+    p.add_argument("--start-seq", type=_int, metavar="N", help="the mirror or sources begin at this sequence")
+    p.add_argument("--start-time", metavar="TIME", help="... or at this time (ISO, or a duration ago: 2h)")
     if not adding:
+        p.add_argument("--no-mirror", action="store_true", default=None,
+                       help="promote a mirror: stop copying, keep its messages (then give it --subjects)")
         p.add_argument("--no-transform", action="store_true", default=None, help="remove the subject transform")
         p.add_argument("--no-republish", action="store_true", default=None, help="remove the republish")
 
@@ -570,7 +583,7 @@ def _stream_options(a: argparse.Namespace) -> dict:
     keys = ("description", "storage", "retention", "replicas", "max_msgs", "max_bytes", "max_age", "max_msg_size",
             "max_msgs_per_subject", "dupe_window", "discard", "allow_rollup", "deny_delete", "deny_purge",
             "allow_direct", "allow_msg_ttl", "subject_delete_marker_ttl", "republish_headers_only", "metadata",
-            "no_transform", "no_republish")
+            "no_transform", "no_republish", "no_mirror", "mirror", "sources", "start_seq", "start_time", "allow_msg_counter")
     out = {k: getattr(a, k) for k in keys if getattr(a, k, None) is not None}
     for name in ("transform", "republish"):
         pair = _pair_flags(a, name)
@@ -605,7 +618,8 @@ def run_nats(a: argparse.Namespace, cell: str | None) -> Any:
     if a.command == "pub":
         payload = cell.rstrip("\n") if cell is not None else a.payload
         return lab.publish(a.subject, payload, count=a.count, headers=a.header, msg_id=a.msg_id, js=a.js,
-                           reply=a.reply, sleep=a.sleep, use_templates=not a.no_templates, ttl=a.ttl)
+                           reply=a.reply, sleep=a.sleep, use_templates=not a.no_templates, ttl=a.ttl,
+                           incr=a.incr)
     if a.command == "sub":
         if a.background:
             return lab.subscribe_background(a.subject, queue=a.queue, raw=a.raw)

@@ -63,10 +63,12 @@ def message_ttl(ttl: Any) -> str:
 @in_session
 async def publish(s: Session, subject: str, payload: Any = "", *, count: int = 1, headers: Any = None,
                   msg_id: str | None = None, js: bool = False, reply: str | None = None,
-                  use_templates: bool = True, sleep: Any = None, ttl: Any = None) -> Any:
+                  use_templates: bool = True, sleep: Any = None, ttl: Any = None, incr: Any = None) -> Any:
     """Publish `count` messages. natscli templates ({{Count}}, {{ID}}, {{TimeStamp}}, {{Random 5 10}} ...)
     render per message in the payload, the subject and the msg id. `ttl` ("30s", "1h", "never") sets the
-    Nats-TTL header: a stream with allow_msg_ttl removes the message after that long.
+    Nats-TTL header: a stream with allow_msg_ttl removes the message after that long. `incr` (an integer,
+    may be negative) adds to a counter (Nats-Incr; the stream needs allow_msg_counter): the message has no
+    payload, it goes through JetStream and the result has the counter's new total in `val`.
 
     Core publishes return a `Done`; with `js=True` each message waits for its PubAck and the result is a
     DataFrame (subject, stream, seq, duplicate, msg_id, sent, ack_ms)."""
@@ -74,6 +76,14 @@ async def publish(s: Session, subject: str, payload: Any = "", *, count: int = 1
     hdrs = parse_headers(headers)
     if ttl is not None:
         hdrs["Nats-TTL"] = message_ttl(ttl)
+    if incr is not None:
+        text = str(incr).strip()
+        if isinstance(incr, bool) or not text.lstrip("+-").isdigit():
+            raise LabError(f"--incr wants a whole number (it may be negative), e.g. --incr 5, not {incr!r}")
+        if payload not in ("", b"", None):
+            raise LabError("a counter increment carries no payload: drop the payload or --incr")
+        hdrs["Nats-Incr"] = text
+        js = True
     pause = parse_duration(sleep, "--sleep") or 0
     is_bytes = isinstance(payload, (bytes, bytearray, memoryview))
     text = None if is_bytes else (payload if isinstance(payload, str) else None)

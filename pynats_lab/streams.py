@@ -12,7 +12,7 @@ from typing import Any, Iterable
 import nats.js.errors as jse
 import pandas as pd
 from nats.js.api import (DiscardPolicy, RePublish, RetentionPolicy, StorageType, StreamConfig, StreamInfo,
-                         SubjectTransform)
+                         StreamSource, SubjectTransform)
 
 from . import frames
 from .done import Done
@@ -59,9 +59,47 @@ def metadata_dict(value: Any) -> dict:
     return out
 
 
-def _special_changes(options: dict) -> dict:
-    """The settings that are not one StreamConfig field each: transform, republish, metadata, TTLs."""
+def stream_source(spec: Any, flag: str = "--source", start_seq: int | None = None,
+                  start_time: Any = None) -> StreamSource:
+    """A mirror or source: "NAME", [NAME], [NAME, FILTER] or [NAME, FILTER, DEST] (FILTER stored as DEST, the
+    wildcards carried over as in a subject transform), or a nats-py StreamSource taken as it is."""
+    if isinstance(spec, StreamSource):
+        return spec
+    parts = spec.split() if isinstance(spec, str) else [str(p) for p in spec]
+    if not 1 <= len(parts) <= 3 or not all(parts):
+        raise LabError(f"{flag} wants STREAM [FILTER [DEST]], e.g. {flag} ORDERS 'orders.eu.*' 'eu.$1'")
+    if start_seq is not None and start_time is not None:
+        raise LabError("give --start-seq or --start-time, not both")
+    if start_seq is not None and start_seq < 1:
+        raise LabError("--start-seq must be at least 1")
+    src = StreamSource(name=parts[0], opt_start_seq=start_seq, opt_start_time=since_to_time(start_time))
+    if len(parts) == 3:
+        src.subject_transforms = [SubjectTransform(src=parts[1], dest=parts[2])]
+    elif len(parts) == 2:
+        src.filter_subject = parts[1]
+    return src
+
+
+def _sourcing_changes(options: dict) -> dict:
+    """--mirror and --source (repeatable), with --start-seq / --start-time for each of them."""
     out: dict = {}
+    start_seq, start_time = options.pop("start_seq", None), options.pop("start_time", None)
+    mirror, sources = options.pop("mirror", None), options.pop("sources", None)
+    if options.pop("no_mirror", None):
+        out["mirror"] = None
+    if mirror is not None:
+        out["mirror"] = stream_source(mirror, "--mirror", start_seq, start_time)
+    if sources is not None:
+        items = [sources] if isinstance(sources, (str, StreamSource)) else list(sources)
+        out["sources"] = [stream_source(x, "--source", start_seq, start_time) for x in items]
+    if (start_seq is not None or start_time is not None) and mirror is None and sources is None:
+        raise LabError("--start-seq and --start-time go with --mirror or --source")
+    return out
+
+
+def _special_changes(options: dict) -> dict:
+    """The settings that are not one StreamConfig field each: transform, republish, metadata, TTLs, sourcing."""
+    out: dict = _sourcing_changes(options)
     headers_only = options.pop("republish_headers_only", None)
     if options.pop("no_transform", None):
         out["subject_transform"] = None
@@ -116,6 +154,9 @@ async def stream_add(s: Session, name: str, subjects: list[str] | str | None = N
                      config: StreamConfig | None = None, **options: Any) -> StreamInfo:
     """Create a stream. Options use natscli's names: storage, retention, max_msgs, max_bytes, max_age,
     max_msg_size, max_msgs_per_subject, dupe_window, replicas, discard, allow_direct, description, ...
+    `mirror="ORIGIN"` or `sources=["A", ["B", "b.>"], ["C", "c.*", "all.$1"]]` copy other streams (see
+    `stream_source`), with `start_seq=` or `start_time=` where to begin; `allow_msg_counter=True` makes a
+    counter stream (`publish(..., incr=N)`).
 
     Streams created here allow direct get unless `allow_direct=False`, so `stream_view` pages fast."""
     cfg = dataclasses.replace(config) if config else StreamConfig()
@@ -125,7 +166,7 @@ async def stream_add(s: Session, name: str, subjects: list[str] | str | None = N
         cfg.storage = StorageType.FILE
     if cfg.allow_direct is None:
         cfg.allow_direct = True
-    if not cfg.subjects:
+    if not cfg.subjects and cfg.mirror is None and not cfg.sources:
         cfg.subjects = [name]
     try:
         return await s.js.add_stream(cfg)

@@ -1,0 +1,57 @@
+"""%stream add --mirror/--source, %stream edit --no-mirror and %nats pub --incr through a real IPython shell, on
+every JetStream server kind, with the one-line errors for bad input."""
+from __future__ import annotations
+
+from nats.js.api import StreamInfo
+
+from tests.lab.conftest import assert_one_line_errors, eventually, magic
+
+
+def _messages(shell, name: str) -> int:
+    return magic(shell, f"%stream info {name}").state.messages
+
+
+def test_a_mirror_and_an_aggregate_of_sources(lab_js, shell):
+    magic(shell, "%stream add EU --subjects eu.>")
+    magic(shell, "%stream add US --subjects us.>")
+    magic(shell, "%nats pub eu.orders.{{Count}} x --count 3 --js")
+    magic(shell, "%nats pub us.orders.{{Count}} y --count 2 --js")
+    magic(shell, "%nats pub us.audit z --js")
+    mirror = magic(shell, "%stream add EUCOPY --mirror EU")
+    assert isinstance(mirror, StreamInfo) and mirror.config.mirror.name == "EU" and not mirror.config.subjects
+    agg = magic(shell, "%stream add ALL --source EU 'eu.orders.*' 'all.eu.$1' --source US us.orders.>")
+    assert [s.name for s in agg.config.sources] == ["EU", "US"]
+    assert agg.config.sources[0].subject_transforms[0].dest == "all.eu.$1"
+    assert agg.config.sources[1].filter_subject == "us.orders.>"
+    eventually(lambda: _messages(shell, "EUCOPY") == 3 and _messages(shell, "ALL") == 5)
+    view = magic(shell, "%stream view ALL")
+    assert sorted(view["subject"]) == ["all.eu.1", "all.eu.2", "all.eu.3", "us.orders.1", "us.orders.2"]
+    late = magic(shell, "%stream add LATE --source EU --start-seq 3")
+    eventually(lambda: _messages(shell, "LATE") == 1)
+    assert late.config.sources[0].opt_start_seq == 3
+    promoted = magic(shell, "%stream edit EUCOPY --no-mirror --subjects copy.>")
+    assert promoted.config.mirror is None and promoted.config.subjects == ["copy.>"]
+    assert magic(shell, "%nats pub copy.x own --js")["stream"].tolist() == ["EUCOPY"]
+
+
+def test_counters_with_pub_incr(lab_js, shell):
+    info = magic(shell, "%stream add HITS --subjects hits.> --allow-msg-counter")
+    assert info.config.allow_msg_counter is True
+    first = magic(shell, "%nats pub hits.home --incr 5")
+    again = magic(shell, "%nats pub hits.home --incr -2")
+    assert first["val"].tolist() == ["5"] and again["val"].tolist() == ["3"]
+    assert first["seq"].tolist() == [1] and again["seq"].tolist() == [2]
+
+
+def test_bad_sourcing_and_counter_input_is_one_line(lab_js, shell, capsys):
+    magic(shell, "%stream add ORIGIN --subjects o.>")
+    magic(shell, "%stream add PLAIN --subjects p")
+    assert_one_line_errors(shell, capsys, {
+        "%stream add M --mirror ORIGIN --subjects m": "%stream add: stream mirrors can not contain subjects (10034)",
+        "%stream add M --mirror ORIGIN a b c": "%stream add: --mirror wants STREAM [FILTER [DEST]]",
+        "%stream add M --source ORIGIN --start-seq 0": "%stream add: --start-seq must be at least 1",
+        "%stream add M --subjects m --start-seq 2": "%stream add: --start-seq and --start-time go with --mirror",
+        "%nats pub p --incr x": "%nats pub: --incr wants a whole number",
+        "%nats pub p body --incr 1": "%nats pub: a counter increment carries no payload",
+        "%nats pub p --incr 1": "%nats pub: message counters is disabled (10168)",
+    })
