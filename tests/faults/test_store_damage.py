@@ -287,3 +287,28 @@ def test_both_consumer_slots_unreadable_is_reported(tmp_path):
     with pytest.raises(StoreCorrupt):
         cs.load_state()
     cs.close()
+
+
+# -- directories ------------------------------------------------------------------------------------
+
+def test_new_directories_are_fsynced(tmp_path, monkeypatch):
+    """A new stream (and consumer) is only safe from a power loss once the directories holding its files are
+    synced too: at once with sync_interval always, at the next sync otherwise."""
+    from embedded_server.jetstream.store import file as file_store
+
+    synced: list[str] = []
+    real = file_store.fsync_dir
+    monkeypatch.setattr(file_store, "fsync_dir", lambda path: (synced.append(path), real(path)))
+    streams = tmp_path / "streams"
+    streams.mkdir()
+    fs = FileStore(str(streams / "S"), {"name": "S"}, sync_always=True)
+    fs.consumer_store("C").stop()
+    assert {str(streams), str(streams / "S"), str(streams / "S" / "msgs"), str(streams / "S" / "obs"),
+            str(streams / "S" / "obs" / "C")} <= set(synced)
+    fs.stop()
+    synced.clear()
+    fs = FileStore(str(streams / "T"), {"name": "T"}, sync_always=False)
+    assert str(streams / "T") not in synced
+    fs.flush()
+    assert {str(streams), str(streams / "T"), str(streams / "T" / "msgs")} <= set(synced)
+    fs.stop()
