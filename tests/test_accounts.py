@@ -123,3 +123,29 @@ def test_a_service_import_without_a_responder_fails_fast(srv):
             await billing.close()
 
     asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+LIMITED = """
+accounts {
+  L: { users: [{user: l, password: pw}], limits: { max_connections: 1, max_subscriptions: 1, max_payload: 4 } }
+}
+"""
+
+
+def test_account_limits_block(start_server):
+    """An account's `limits` block: connections, subscriptions per connection and payload, as nats-server."""
+    srv = start_server(config=LIMITED)
+    with login(srv, "l") as first, RawClient(srv) as second:
+        second.connect(user="l", **{"pass": "pw"})
+        assert_account_limits(first, second)
+
+
+def assert_account_limits(first: RawClient, second: RawClient) -> None:
+    """With `first` connected to an account limited to 1 connection, 1 subscription and 4-byte payloads, and
+    `second` sending its CONNECT: nats-server's errors for each limit."""
+    second.send("PING\r\n")
+    assert second.expect_closed() == ["-ERR 'maximum account active connections exceeded'"]
+    first.send("SUB a 1\r\nSUB b 2\r\n")
+    assert first.ping() == ["-ERR 'maximum subscriptions exceeded'"]
+    first.send("PUB a 5\r\nfive!\r\n")
+    assert first.expect_closed() == ["-ERR 'Maximum Payload Violation'"]

@@ -13,6 +13,7 @@ import pytest
 from pynats_lab.auth import Operator, encode_jwt
 from pynats_lab.session import flush
 from tests.raw import RawClient
+from tests.test_accounts import assert_account_limits
 
 
 def run(coro):
@@ -325,9 +326,4 @@ def test_account_limits_from_the_jwt(start_server):
         assert first.ping() == []
         with RawClient(srv) as second:
             second.connect_jwt(user.jwt, user.seed)
-            second.send("PING\r\n")
-            assert second.expect_closed() == ["-ERR 'maximum account active connections exceeded'"]
-        first.send("SUB a 1\r\nSUB b 2\r\n")
-        assert first.ping() == ["-ERR 'maximum subscriptions exceeded'"]
-        first.send("PUB a 5\r\nfive!\r\n")
-        assert first.expect_closed() == ["-ERR 'Maximum Payload Violation'"]
+            assert_account_limits(first, second)

@@ -50,6 +50,7 @@ class AccountConfig:
     mappings: list = field(default_factory=list)   # transform.Mapping, in the order written
     jetstream_limits: dict | None = None   # the limits map of `jetstream { ... }` (jetstream/limits.py names)
     trace_dest: tuple[str, int] | None = None   # `msg_trace`: where sampled `traceparent` messages are traced
+    limits: dict = field(default_factory=dict)  # `limits { max_connections, max_subscriptions, max_payload }`
 
 
 def parse_accounts(value: Any, pos: Pos | None, errors: list[ConfigError]
@@ -101,6 +102,8 @@ def parse_accounts(value: Any, pos: Pos | None, errors: list[ConfigError]
                 acc.jetstream = _jetstream_enabled(v, kpos, errors)
                 if isinstance(v, ConfMap):
                     acc.jetstream_limits = _jetstream_limits(v, kpos, errors)
+            elif lk == "limits":
+                acc.limits = _account_limits(v, kpos, errors)
             elif lk in ("msg_trace", "trace_dest"):
                 acc.trace_dest = _msg_trace(key, v, kpos, errors)
             elif lk in ("mappings", "maps"):
@@ -134,6 +137,29 @@ def _jetstream_enabled(v: Any, pos: Pos | None, errors: list[ConfigError]) -> bo
         return True
     errors.append(ConfigError(f"Expected map, bool or string to define JetStream, got {type(v).__name__}", pos))
     return False
+
+
+def _account_limits(v: Any, pos: Pos | None, errors: list[ConfigError]) -> dict:
+    """An account's `limits` map (nats-server's parseAccountLimits), keyed as the account JWT's limits."""
+    if not isinstance(v, ConfMap):
+        errors.append(ConfigError(f"Expected account limits to be a map/struct, got {v}", pos))
+        return {}
+    names = {"max_connections": "conn", "max_conn": "conn", "max_subscriptions": "subs", "max_subs": "subs",
+             "max_payload": "payload", "max_pay": "payload", "max_leafnodes": "leaf", "max_leafs": "leaf"}
+    out = {}
+    for key, value in v.items():
+        kpos = v.pos(key) or pos
+        name = names.get(key.lower())
+        if name is None:
+            if key not in v.used:
+                errors.append(ConfigError(f'Unknown field "{key}" parsing account limits', kpos))
+            continue
+        if not isinstance(value, int) or isinstance(value, bool):
+            errors.append(ConfigError(f"interface conversion: interface {{}} is {type(value).__name__}, not int64",
+                                      kpos))
+            continue
+        out[name] = value
+    return out
 
 
 def _msg_trace(key: str, v: Any, pos: Pos | None, errors: list[ConfigError]) -> tuple[str, int] | None:

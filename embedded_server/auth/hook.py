@@ -69,10 +69,11 @@ def _authenticate(client, connect: dict) -> bool:
     if identity is None:
         return False
     bind(client, identity)
-    operator = getattr(server, "operator", None)
-    if operator is not None and identity.account:
-        limit = operator.max_connections(identity.account)
-        if limit >= 0:
+    limits = _account_limits(server, identity.account)
+    if limits:
+        _cap_client(client, limits)
+        limit = limits.get("conn", -1)
+        if isinstance(limit, int) and limit >= 0:
             others = sum(1 for c in server.clients.values()
                          if c is not client and c.account is client.account and c.connect_received and not c.closed)
             if others >= limit:
@@ -98,6 +99,29 @@ def bind(client, identity: Identity) -> None:
     if identity.max_payload >= 0 and hasattr(client, "parser"):
         client.parser.max_payload = min(client.parser.max_payload, identity.max_payload)
     _set_expiry(client, identity.expires_in)
+
+
+def _account_limits(server, name: str | None) -> dict:
+    """The account's conn/subs/payload limits: its JWT's in operator mode, else its `limits` block."""
+    if not name:
+        return {}
+    operator = getattr(server, "operator", None)
+    if operator is not None:
+        return {"conn": operator.max_connections(name)}
+    for cfg in server.options.accounts or []:
+        if cfg.name == name:
+            return getattr(cfg, "limits", None) or {}
+    return {}
+
+
+def _cap_client(client, limits: dict) -> None:
+    """An account's subs and payload limits cap the client's (the JWT's were applied by the operator)."""
+    subs = limits.get("subs", -1)
+    if isinstance(subs, int) and subs >= 0 and (client.max_subs < 0 or subs < client.max_subs):
+        client.max_subs = subs
+    payload = limits.get("payload", -1)
+    if isinstance(payload, int) and payload >= 0 and hasattr(client, "parser"):
+        client.parser.max_payload = min(client.parser.max_payload, payload)
 
 
 def _set_expiry(client, seconds: float | None) -> None:
