@@ -24,6 +24,7 @@ SERVER_SHUTDOWN = "Server Shutdown"
 AUTHENTICATION_EXPIRED = "Authentication Expired"
 REVOCATION = "Revocation"
 NO_RESPONDERS_NEEDS_HEADERS = "No Responders Requires Headers"
+MAX_ACCOUNT_CONNECTIONS = "Maximum Account Connections Exceeded"
 
 
 class Err(NamedTuple):
@@ -48,6 +49,7 @@ ERR_AUTHENTICATION_EXPIRED = Err("User Authentication Expired", AUTHENTICATION_E
 ERR_AUTHENTICATION_REVOKED = Err("User Authentication Revoked", REVOCATION)
 ERR_STALE_CONNECTION = Err("Stale Connection", STALE_CONNECTION)
 ERR_MAX_CONNECTIONS = Err("maximum connections exceeded", MAX_CONNECTIONS)
+ERR_MAX_ACCOUNT_CONNECTIONS = Err("maximum account active connections exceeded", MAX_ACCOUNT_CONNECTIONS)
 ERR_BAD_CLIENT_PROTOCOL = Err("invalid client protocol", BAD_CLIENT_PROTOCOL)
 ERR_NO_RESPONDERS_NEEDS_HEADERS = Err("no responders requires headers support", NO_RESPONDERS_NEEDS_HEADERS)
 

@@ -13,6 +13,8 @@ import json
 import random
 import time
 
+from embedded_server import errors
+
 TRACE_DEST = b"Nats-Trace-Dest"
 TRACE_ONLY = "Nats-Trace-Only"
 TRACE_HOP = "Nats-Trace-Hop"
@@ -172,7 +174,7 @@ def start(client, account, subject: str, hdr: bytes, size: int):
         return None
     perms = client.perms
     if perms is not None and not perms.can_publish(dest):
-        client.send_err(f'Permissions Violation for Publish to "{dest}"')
+        client.send_err(errors.ERR_PUBLISH_VIOLATION, dest)
         server.error(f'{client.label} - Publish Violation - Subject "{dest}"')
         return SKIP
     return MsgTrace(server, account, dest, only, headers, size, client, subject)

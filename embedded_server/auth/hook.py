@@ -77,9 +77,10 @@ def _authenticate(client, connect: dict) -> bool:
             others = sum(1 for c in server.clients.values()
                          if c is not client and c.account is client.account and c.connect_received and not c.closed)
             if others >= limit:
-                client.send_err("maximum account active connections exceeded")
-                server.error(f"{client.label} - maximum account active connections exceeded")
-                client.close("Maximum Account Connections Exceeded")
+                err = errors.ERR_MAX_ACCOUNT_CONNECTIONS
+                client.queue_err(err)
+                server.error(f"{client.label} - {err.text}")
+                client.close(err.closes)
     return True
 
 
