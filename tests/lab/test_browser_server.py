@@ -23,7 +23,10 @@ def test_server_monitor_updates_in_place(jupyterlab, tmp_path):  # noqa: F811
             timeout=40_000)
         page.wait_for_function(
             "() => [...document.querySelectorAll('.pynats-server-monitor td')].some("
-            "td => /^[1-9][0-9.]*$/.test(td.innerText) && parseFloat(td.innerText) > 500)", timeout=40_000)
+            "td => /^[1-9][0-9.]*$/.test(td.innerText) && parseFloat(td.innerText) > 500)", timeout=40_000,
+            # The table shows the latest reading only, one interval long: look every 50 ms, not on animation
+            # frames, which a loaded machine delays past it.
+            polling=50)
         assert page.locator(".pynats-server-monitor").count() == 1
         assert page.locator(".pynats-server-monitor svg").count() == 4
         text = page.locator(".jp-Notebook").inner_text()
