@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import LabError
-from .monitoring import is_system_user
+from .monitoring import system_connection
 from .session import Session, flush, get_session, in_session
 from .units import at_least_one, parse_duration
 
@@ -68,8 +68,19 @@ def _wanted(kind: str | None):
     return lambda row: any(fnmatch.fnmatchcase(row["type"], p) for p in patterns)
 
 
-async def _subjects(s: Session) -> list[str]:
-    return [ADVISORIES, *CONNECTIONS] if await is_system_user(s) else [ADVISORIES]
+async def _subscribe(s: Session, on_msg) -> tuple[list[str], list]:
+    """Advisories on the session's connection; connection events where a system-account user listens (the
+    session's own connection, or the embedded default's system user)."""
+    subs = [await s.nc.subscribe(ADVISORIES, cb=on_msg)]
+    subjects = [ADVISORIES]
+    system = await system_connection(s)
+    if system is not None:
+        subs += [await system.subscribe(subject, cb=on_msg) for subject in CONNECTIONS]
+        subjects += CONNECTIONS
+        if system is not s.nc:
+            await flush(system)
+    await flush(s.nc)
+    return subjects, subs
 
 
 async def _capture(s: Session, stream: str) -> bool:
@@ -108,9 +119,7 @@ class EventCollector:
                     self._rows.append(row)
 
         async def start():
-            self.subjects = await _subjects(self.session)
-            subs = [await self.session.nc.subscribe(subj, cb=on_msg) for subj in self.subjects]
-            await flush(self.session.nc)
+            self.subjects, subs = await _subscribe(self.session, on_msg)
             return subs
 
         self._subs = self.session.run(start())
@@ -187,9 +196,8 @@ async def events(s: Session, *, count: int | None = None, timeout: Any = "5s", t
         if count and len(rows) >= count and not done.done():
             done.set_result(None)
 
-    subs = [await s.nc.subscribe(subj, cb=on_msg) for subj in await _subjects(s)]
+    _, subs = await _subscribe(s, on_msg)
     try:
-        await flush(s.nc)
         try:
             await asyncio.wait_for(asyncio.shield(done), limit)
         except asyncio.TimeoutError:

@@ -58,8 +58,8 @@ def monitor_urls(text: str | list | tuple | None) -> list[str] | None:
 class Source:
     """One way to ask every server of the session's connection for a monitoring document."""
 
-    def __init__(self, session: Session, kind: str, urls: list[str] | None = None):
-        self.session, self.kind, self.urls = session, kind, urls or []
+    def __init__(self, session: Session, kind: str, urls: list[str] | None = None, nc=None):
+        self.session, self.kind, self.urls, self.nc = session, kind, urls or [], nc
 
     def __repr__(self) -> str:
         where = "$SYS requests" if self.kind == "system" else "monitoring " + ", ".join(self.urls)
@@ -75,7 +75,7 @@ class Source:
     # -- $SYS ---------------------------------------------------------------------------------------
     async def _system(self, what: str, options: dict, timeout: float) -> list[tuple[dict, Any]]:
         subject = "$SYS.REQ.SERVER.PING" if what == "STATSZ" else f"$SYS.REQ.SERVER.PING.{what}"
-        replies = await system_request(self.session, subject, options, timeout)
+        replies = await system_request(self.session, subject, options, timeout, nc=self.nc)
         out = []
         for doc in replies:
             server = doc.get("server") or {}
@@ -152,12 +152,12 @@ async def wait_until(changed: asyncio.Event, enough: Callable[[], bool], deadlin
 
 
 async def system_request(s: Session, subject: str, body: dict | bytes | None = None, timeout: float = 2.0,
-                         expect: int | None = None) -> list[dict]:
+                         expect: int | None = None, nc=None) -> list[dict]:
     """Send a `$SYS` request and collect every server's JSON answer: until `expect` answers (default: as many
     servers as the last STATSZ counted), or GAP seconds without a new one, or `timeout`."""
     import nats.errors
 
-    nc = s.nc
+    nc = nc or s.nc
     expect = expect or s._server_count
     answers: list[dict] = []
     loop = asyncio.get_running_loop()
@@ -216,17 +216,31 @@ async def is_system_user(s: Session) -> bool:
     return system
 
 
+async def system_connection(s: Session):
+    """A connection that may ask `$SYS`: the session's own if its user is in the system account, else the
+    embedded default's system user's; None when there is neither."""
+    if await is_system_user(s):
+        return s.nc
+    nc = await s.system_connection()
+    if nc is not None and s._server_count is None:
+        answers = await system_request(s, "$SYS.REQ.SERVER.PING", {}, timeout=1.0, nc=nc)
+        s._server_count = max((a.get("statsz") or {}).get("active_servers") or 0 for a in answers) or len(answers)
+    return nc
+
+
 async def source(s: Session, monitor: Any = None) -> Source:
     """The way to reach the servers: `monitor` URLs when given (remembered for the session), else `$SYS` for a
-    system-account user, else the monitoring URLs the session knows (the embedded default's own)."""
+    system-account user (or the embedded default's own system user), else the monitoring URLs the session
+    knows."""
     given = monitor_urls(monitor)
     if given:
         if given != s.monitor_urls:
             s._monitor_names.clear()
         s.monitor_urls = given
         return Source(s, "monitor", given)
-    if await is_system_user(s):
-        return Source(s, "system")
+    nc = await system_connection(s)
+    if nc is not None:
+        return Source(s, "system", nc=nc)
     if s.monitor_urls:
         return Source(s, "monitor", s.monitor_urls)
     raise LabError(NEEDS)

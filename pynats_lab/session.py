@@ -173,6 +173,7 @@ class Session:
         self._monitor_names: dict[str, dict] = {}
         self._system_user: tuple[int, bool] | None = None
         self._server_count: int | None = None
+        self._system_nc = None  # the embedded default's system-account connection, opened when first needed
 
     # -- the loop thread ------------------------------------------------------------------------
     @property
@@ -276,6 +277,7 @@ class Session:
         self._last_error = self._drop_reason = None
         self._monitor_names.clear()
         self._system_user = self._server_count = None
+        self._close_system_connection()
         self.monitor_urls = monitors or (embedded.monitor_urls if embedded is not None else None)
         if previous is not None:
             try:
@@ -411,8 +413,32 @@ class Session:
         self.events.append((time.time(), text))
 
     # -- closing --------------------------------------------------------------------------------
+    async def system_connection(self):
+        """A connection of the embedded default's own system-account user (None for other servers)."""
+        import nats
+
+        embedded = self._embedded
+        if embedded is None or not embedded.system_user or not embedded.running:
+            return None
+        if self._system_nc is None or self._system_nc.is_closed:
+            user, password = embedded.system_user
+            nc = nats.aio.client.Client()
+            await nc.connect(servers=[embedded.url], user=user, password=password, name="pynats-lab-system",
+                             allow_reconnect=False, max_reconnect_attempts=1, connect_timeout=5)
+            self._system_nc = nc
+        return self._system_nc
+
+    def _close_system_connection(self) -> None:
+        nc, self._system_nc = self._system_nc, None
+        if nc is not None and self._loop is not None and self._thread and self._thread.is_alive():
+            try:
+                self.run(nc.close(), timeout=5)
+            except Exception:
+                pass
+
     def close(self) -> None:
         """Close the connection and stop the embedded server if this session started it."""
+        self._close_system_connection()
         self._closing = True
         nc, self.nc, self.js = self.nc, None, None
         if nc is not None and self._loop is not None and self._thread and self._thread.is_alive():
@@ -450,8 +476,12 @@ class Session:
 class Embedded:
     """The embedded default: an EmbeddedServer child process and the JetStream store it owns."""
 
-    def __init__(self, server, store_dir: Path, lock, temporary: bool):
+    def __init__(self, server, store_dir: Path, lock, temporary: bool, conf_dir: Path | None = None,
+                 system_user: tuple[str, str] | None = None):
         self.server, self.store_dir, self._lock, self._temporary = server, store_dir, lock, temporary
+        self._conf_dir = conf_dir
+        # A user of the server's system account, known only to this session: %server and connection events.
+        self.system_user = system_user
 
     @property
     def url(self) -> str:
@@ -498,9 +528,10 @@ class Embedded:
         jetstream = importlib.util.find_spec("embedded_server.jetstream") is not None
         if not jetstream:
             _note("this embedded server has no JetStream yet: core NATS only (streams need a nats-server URL)")
+        conf_dir, system_user = _system_account_config()
         server = EmbeddedServer(host="127.0.0.1", port=-1, jetstream=jetstream, store_dir=str(store),
-                                http_port=-1, mode="process")
-        self = cls(server, store, lock, temporary)
+                                http_port=-1, config_file=str(conf_dir / "server.conf"), mode="process")
+        self = cls(server, store, lock, temporary, conf_dir, system_user)
         try:
             server.start()
         except Exception as exc:
@@ -520,6 +551,27 @@ class Embedded:
             self._lock = None
         if self._temporary:
             shutil.rmtree(self.store_dir, ignore_errors=True)
+        if self._conf_dir is not None:
+            shutil.rmtree(self._conf_dir, ignore_errors=True)
+
+
+def _system_account_config() -> tuple[Path, tuple[str, str]]:
+    """The embedded default's configuration: clients that give no credentials land in the global account as
+    before (`no_auth_user`), and a system account `SYS` has one user whose random password only this session
+    knows. Written to a private folder, deleted when the server stops."""
+    import secrets
+
+    folder = Path(tempfile.mkdtemp(prefix="pynats-lab-conf-"))
+    user, password = "pynats-lab-system", secrets.token_urlsafe(24)
+    conf = folder / "server.conf"
+    conf.write_text(f"""# written by pynats-lab for its embedded default (deleted when the server stops)
+authorization {{ users [{{user: "pynats-lab", password: "{secrets.token_urlsafe(24)}"}}] }}
+no_auth_user: "pynats-lab"
+accounts {{ SYS {{ users [{{user: "{user}", password: "{password}"}}] }} }}
+system_account: SYS
+""")
+    conf.chmod(0o600)
+    return folder, (user, password)
 
 
 _session: Session | None = None

@@ -119,12 +119,19 @@ class JetStream:
         log.notice(f"  API Level:       {API_LEVEL}")
         log.notice("-------------------------------------------")
         configured = {a.name: a for a in (getattr(self.server.options, "accounts", None) or [])}
+        extra = self.server.options.extra
+        system = extra.get("system_account", extra.get("system"))
+        system = system if isinstance(system, str) and system else "$SYS"
+        # As nats-server (globalAccountOnly): accounts besides $G and the system account make a multi-account
+        # server, where only those saying `jetstream: enabled` get it; the others answer $JS.API.INFO with
+        # "JetStream not enabled for account". With only a system account configured, $G keeps JetStream.
+        multi = any(name not in ("$G", system) for name in configured)
         for account in list(self.server.accounts.values()):
-            if account.name == "$SYS":
+            if account.name in ("$SYS", system):
+                if account.name == system:  # never JetStream in the system account, as nats-server
+                    api.subscribe_not_enabled(self, account)
                 continue
-            # As nats-server: with accounts configured, only those saying `jetstream: enabled` get it; the
-            # others answer $JS.API.INFO with "JetStream not enabled for account".
-            if not configured or getattr(configured.get(account.name), "jetstream", False):
+            if not multi or getattr(configured.get(account.name), "jetstream", False):
                 self.enable_account(account)
             else:
                 api.subscribe_not_enabled(self, account)

@@ -36,3 +36,24 @@ def test_only_accounts_with_jetstream_get_it(start_server, tmp_path):
     assert b_info["type"] == "io.nats.jetstream.api.v1.account_info_response"
     assert error_of(b_create) == (503, 10039, "JetStream not enabled for account")
     assert "error" not in c_info and c_create["config"]["name"] == "S" and c_names["streams"] == ["S"]
+
+
+def test_a_system_account_alone_leaves_jetstream_to_the_global_account(start_server, tmp_path):
+    """Only a system account configured (with a user of its own): the server is still "global account only"
+    for JetStream, as nats-server's globalAccountOnly has it; anonymous clients (no_auth_user in $G) keep
+    JetStream, the system account gets none."""
+    server = start_server(config=f"""
+jetstream {{ store_dir: "{tmp_path / 'store'}" }}
+authorization {{ users [{{user: lab, password: lab}}] }}
+no_auth_user: lab
+accounts {{ SYS {{ users [{{user: ops, password: ops}}] }} }}
+system_account: SYS
+""")
+
+    async def info(**auth):
+        async with connected(server, **auth) as (nc, js):
+            return await api(nc, "$JS.API.INFO")
+
+    anonymous = run(info())
+    assert "error" not in anonymous and anonymous["streams"] == 0, anonymous
+    assert error_of(run(info(user="ops", password="ops"))) == (503, 10039, "JetStream not enabled for account")

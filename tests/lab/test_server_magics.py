@@ -3,8 +3,8 @@ user, through the monitoring port otherwise, on the embedded default with nothin
 3-node nats-server cluster. Every command only reads: the servers' state is the same after it."""
 from __future__ import annotations
 
-import asyncio
 import json
+import time
 import urllib.request
 
 import nats
@@ -141,13 +141,30 @@ def test_the_embedded_default_needs_nothing_configured(shell, monkeypatch, tmp_p
         listener = magic(shell, "%nats sub orders.* --background")
         ls = magic(shell, "%server ls")
         assert list(ls["id"]) == [s.server_info()["server_id"]] and ls.iloc[0]["connections"] >= 1
-        conns = magic(shell, "%server report connections")
-        assert list(conns["name"]) == ["pynats-lab"] and conns.iloc[0]["subs"] >= 1
+        conns = magic(shell, "%server report connections").set_index("name")
+        # The session's own system-account user (reading $SYS) is the second connection.
+        assert set(conns.index) == {"pynats-lab", "pynats-lab-system"} and conns.loc["pynats-lab", "subs"] >= 1
+        assert (conns.loc["pynats-lab", "account"], conns.loc["pynats-lab-system", "account"]) == ("$G", "SYS")
         assert list(magic(shell, "%server health")["status"]) == ["ok"]
         assert list(magic(shell, "%server report jetstream")["streams"]) == [0]
         subs = magic(shell, "%nats subs orders.new")
         assert list(subs["subscription"]) == ["orders.*"] and list(subs["client"]) == ["pynats-lab"]
         listener.stop()
+        # Connection events too: the embedded default has a system account user of the session's own.
+        events = magic(shell, "%nats events --background --type client_*")
+
+        async def visit():
+            nc = await nats.connect(s.url, name="visitor")
+            await nc.flush()
+            await nc.close()
+
+        s.run(visit())
+        deadline = time.monotonic() + 10
+        while len(events) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen = events.stop()
+        assert list(seen["type"]) == ["client_connect", "client_disconnect"]
+        assert set(seen["client"]) == {"visitor"} and set(seen["account"]) == {"$G"}
         assert "Traceback" not in capsys.readouterr().err
     finally:
         get_session().close()
