@@ -312,3 +312,21 @@ def test_new_directories_are_fsynced(tmp_path, monkeypatch):
     fs.flush()
     assert {str(streams), str(streams / "T"), str(streams / "T" / "msgs")} <= set(synced)
     fs.stop()
+
+
+def test_a_purge_clears_the_losses_it_covers(tmp_path):
+    """Lost sequences stay reported across restarts until a purge or compaction discards that part of the
+    stream (as nats-server forgets lost data for removed messages)."""
+    d, stored, last = _build(tmp_path, "stop")
+    _blocks(d)[0].unlink()
+    fs = FileStore(str(d), {"name": "S"}, block_size=BLOCK)
+    lost = fs.state().lost_msgs
+    assert lost and lost[0] == 1
+    fs.store_msg("after", None, b"new")
+    assert fs.state().lost_msgs == lost, "storing does not change the report"
+    fs.compact(fs.first_seq + 1)
+    assert fs.state().lost_msgs == [] and fs.state().lost_bytes == 0
+    fs.stop()
+    again = FileStore(str(d), {"name": "S"}, block_size=BLOCK)
+    assert again.state().lost_msgs == [] and again.errors == []
+    again.stop()

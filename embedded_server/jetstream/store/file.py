@@ -749,6 +749,12 @@ class FileStore(MemoryStore):
         if self._recovering:
             return
         self._journal(_frame(T_PURGE, _PURGE.pack(first_seq)))
+        if self.lost_msgs and self.lost_msgs[0] < first_seq:
+            # A purge or compaction discards what was below: the report of losses there goes with it.
+            self.lost_msgs = [s for s in self.lost_msgs if s >= first_seq]
+            if not self.lost_msgs:
+                self.lost_bytes = 0
+            self._write_state(sync=self.sync_always)
         for b in self._blocks:
             if b.last and b.last < first_seq:
                 b.live = 0
