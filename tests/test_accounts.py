@@ -3,6 +3,7 @@ exports/imports, and users moved between accounts by a reload."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import nats
 import pytest
@@ -79,6 +80,45 @@ def test_a_service_import_answers_requests_across_accounts(srv):
         return reply.data
 
     assert asyncio.run(asyncio.wait_for(scenario(), 20)) == b"9.99 for apple"
+
+
+CHAINED = """
+accounts {
+  A: { users = [ {user: a, password: pw} ], exports = [ {service: "svc.>"} ] }
+  B: { users = [ {user: b, password: pw} ], imports = [ {service: {account: A, subject: "svc.>"}} ],
+       exports = [ {service: "svc.>"} ] }
+  C: { users = [ {user: c, password: pw} ], imports = [ {service: {account: B, subject: "svc.>"}} ] }
+}
+"""
+
+
+@pytest.mark.parametrize("requester, expected", [("b", {"acc": "B"}), ("c", {"acc": "C", "svc": "B"})])
+def test_a_service_import_tells_the_responder_who_asked(start_server, requester, expected):
+    """nats-server adds Nats-Request-Info (the requesting account, its RTT; on a chained import the account
+    whose import it crossed next) to every request that crosses a service import, replacing one sent."""
+    srv = start_server(config=CHAINED)
+
+    async def scenario():
+        a = await nats.connect(srv.url, user="a", password="pw")
+        asker = await nats.connect(srv.url, user=requester, password="pw")
+        seen = []
+
+        async def serve(msg):
+            seen.append(msg.headers.get("Nats-Request-Info") if msg.headers else None)
+            await msg.respond(b"ok")
+
+        await a.subscribe("svc.x", cb=serve)
+        await flush(a)
+        await asker.request("svc.x", b"q", timeout=10, headers={"Nats-Request-Info": '{"acc":"forged"}'})
+        await a.close()
+        await asker.close()
+        return seen
+
+    seen = asyncio.run(asyncio.wait_for(scenario(), 20))
+    assert len(seen) == 1 and seen[0] is not None
+    info = json.loads(seen[0])
+    assert isinstance(info.pop("rtt", 0), int)
+    assert info == expected
 
 
 @pytest.mark.parametrize("config,message", [

@@ -20,6 +20,7 @@ authorization {
     {user: bare, password: pw, permissions: {publish: "only.this", subscribe: ["only.*"]}}
     {user: admin, password: pw, permissions: {publish: ">", subscribe: ">"}}
     {user: defaulted, password: pw}
+    {user: denied, password: pw, permissions: {publish: {deny: ["secret.>"]}}}
   ]
   default_permissions: {publish: "default.>", subscribe: "default.>"}
 }
@@ -65,6 +66,17 @@ def test_subscribe_violations_name_subject_and_queue(srv):
         ]
         c.send("PUB public.x 2\r\nhi\r\n")
         assert c.read_msg() == ("public.x", b"hi")
+
+
+def test_a_subject_with_an_empty_token_matches_no_permission_entry(srv):
+    """nats-server's sublist matches nothing for `a..b`: an allow list refuses it, a deny list lets it by."""
+    with login(srv, "limited") as limited, login(srv, "denied") as denied:
+        limited.send("PUB orders..secret 1\r\nx\r\nPUB orders.x. 1\r\nx\r\nSUB orders..x 1\r\n")
+        assert limited.ping() == ["-ERR 'Permissions Violation for Publish to \"orders..secret\"'",
+                                  "-ERR 'Permissions Violation for Publish to \"orders.x.\"'",
+                                  "-ERR 'Permissions Violation for Subscription to \"orders..x\"'"]
+        denied.send("PUB secret..x 1\r\nx\r\nPUB secret.x 1\r\nx\r\n")
+        assert denied.ping() == ["-ERR 'Permissions Violation for Publish to \"secret.x\"'"]
 
 
 def test_a_bare_list_means_allow(srv):

@@ -8,6 +8,7 @@ first response travels back to the requester.
 """
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -380,6 +381,7 @@ def wire(server, accounts: list[AccountConfig]) -> list:
             def request(sub, client, subject, reply, hdr, payload, imp=imp, importer=importer,
                         exporter=exporter, local=local, traced=traced):
                 target = map_subject(local, imp.subject, subject)
+                hdr = with_request_info(hdr, client, importer.name)
                 trace = server.msg_trace
                 if trace is not None:
                     trace.service_import(exporter.name, subject, target)
@@ -407,6 +409,36 @@ def wire(server, accounts: list[AccountConfig]) -> list:
 
             subs.append(server.subscribe_internal(importer, local, request))
     return subs
+
+
+REQUEST_INFO = b"Nats-Request-Info"
+_CLIENT_INFO_ORDER = ("start", "host", "id", "acc", "svc", "user", "name", "lang", "ver", "rtt", "server", "cluster")
+
+
+def with_request_info(hdr: bytes | None, client, account: str) -> bytes:
+    """The header of a request crossing a service import with nats-server's `Nats-Request-Info` set: the
+    requester's account and RTT (`{"acc":"A","rtt":123}`) on the first import; on a chained one, the
+    earlier info with `svc` naming the account whose import it crosses now."""
+    lines = hdr.split(b"\r\n")[1:-2] if hdr else []
+    earlier = [ln for ln in lines if ln.split(b":", 1)[0].strip() == REQUEST_INFO]
+    info: dict = {}
+    if getattr(client, "account", None) is not None and hasattr(client, "rtt"):
+        info = {"acc": client.account.name}
+        rtt = int(client.rtt * 1e9)
+        if rtt > 0:
+            info["rtt"] = rtt
+    elif earlier:
+        try:
+            info = json.loads(earlier[0].split(b":", 1)[1])
+            info["svc"] = account
+        except (ValueError, AttributeError, TypeError):
+            info = {}
+    if not info:
+        return hdr
+    value = json.dumps({k: info[k] for k in _CLIENT_INFO_ORDER if k in info}, separators=(",", ":")).encode()
+    kept = [ln for ln in lines if ln.split(b":", 1)[0].strip() != REQUEST_INFO]
+    status = hdr.split(b"\r\n", 1)[0] if hdr else b"NATS/1.0"
+    return b"\r\n".join([status] + kept + [REQUEST_INFO + b": " + value]) + b"\r\n\r\n"
 
 
 def _forward_request(server, importer, exporter, subject: str, reply: str, hdr, payload: bytes) -> None:

@@ -178,7 +178,10 @@ class _Patterns:
                 self.queued.append((subject.split("."), queue))
 
     def match(self, tokens: list[str]) -> tuple[bool, list[str]]:
-        """(any plain entry matches, queue names of the queue entries that match)."""
+        """(any plain entry matches, queue names of the queue entries that match). A subject with an empty token
+        matches nothing, as in nats-server's sublist: an allow list refuses it, a deny list lets it through."""
+        if "" in tokens:
+            return False, []
         plain = any(pattern_matches(p, tokens) for p in self.plain)
         queues = [q for p, q in self.queued if pattern_matches(p, tokens)]
         return plain, queues
