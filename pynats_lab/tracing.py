@@ -40,10 +40,7 @@ def _client(e: dict) -> str:
 def trace_rows(events: list[dict]) -> list[dict]:
     """Every server's trace event, flattened to rows in route order: the origin server first, each egress to
     another server followed by that server's own rows."""
-    by_hop: dict[str, dict] = {}
-    for ev in events:
-        hop = ((ev.get("request") or {}).get("header") or {}).get("Nats-Trace-Hop", [""])
-        by_hop[hop[0] if isinstance(hop, list) else str(hop)] = ev
+    by_hop = {_hop(ev): ev for ev in events}
     rows: list[dict] = []
 
     def walk(hop: str, depth: int) -> None:
@@ -108,9 +105,21 @@ def trace_frame(events: list[dict]) -> pd.DataFrame:
     return frame
 
 
-def _expected(events: list[dict]) -> int:
-    return 1 + sum(1 for ev in events for e in ev.get("events") or []
-                   if e.get("type") == "eg" and e.get("kind") in _FORWARDS)
+def _hop(ev: dict) -> str:
+    hop = ((ev.get("request") or {}).get("header") or {}).get("Nats-Trace-Hop", [""])
+    return hop[0] if isinstance(hop, list) else str(hop)
+
+
+def _complete(events: list[dict]) -> bool:
+    """Every server's event is in: the origin's, each one an egress forwarded to, and the parents of each
+    that came (events from different servers arrive in any order)."""
+    got = {_hop(ev) for ev in events}
+    needed = {""} | {e["hop"] for ev in events for e in ev.get("events") or []
+                     if e.get("type") == "eg" and e.get("kind") in _FORWARDS and e.get("hop")}
+    for hop in got:
+        parts = hop.split(".")
+        needed |= {".".join(parts[:i]) for i in range(1, len(parts))}
+    return needed <= got
 
 
 @in_session
@@ -154,7 +163,7 @@ async def trace(s: Session, subject: str, payload: Any = "", *, headers: Any = N
         await s.nc.publish(subject, encode_payload(payload), headers=hdrs)
         await s.nc.flush()
         end = loop.time() + limit
-        await wait_until(changed, lambda: bool(events) and len(events) >= _expected(events), lambda: end)
+        await wait_until(changed, lambda: _complete(events), lambda: end)
     finally:
         await sub.unsubscribe()
     if not events:
