@@ -63,10 +63,14 @@ def __getattr__(name: str) -> Any:
 
 
 def _register_formatters(ip) -> None:
+    from html import escape
+
     from matplotlib.figure import Figure
     from nats.js.api import ConsumerInfo, StreamInfo
 
     def html(obj) -> str:
+        if getattr(obj, "summary", None):  # what an add answered: one line, the rest one call away
+            return f"<p>{escape(obj.summary)}</p>"
         if isinstance(obj, StreamInfo):
             title = f"Stream {obj.config.name}"
         else:
@@ -74,7 +78,7 @@ def _register_formatters(ip) -> None:
         return f"<b>{title}</b>" + frames.info_frame(obj).to_html(index=False)
 
     def text(obj, p, cycle) -> None:
-        p.text(frames.info_frame(obj).to_string(index=False))
+        p.text(getattr(obj, "summary", None) or frames.info_frame(obj).to_string(index=False))
 
     formatters = ip.display_formatter.formatters
     for kind in (StreamInfo, ConsumerInfo):

@@ -11,6 +11,13 @@ from matplotlib.dates import DateFormatter
 from matplotlib.figure import Figure
 
 PERCENTILES = (50, 90, 99, 99.9)
+_STYLES = {50: "-", 90: "--", 99: ":", 99.9: "-."}
+
+
+def supported_percentiles(n: int, percentiles=PERCENTILES) -> list[float]:
+    """The percentiles `n` samples can speak for: p needs at least one sample above it, so p99 needs 100
+    samples and p99.9 a thousand; fewer would print the maximum under another name."""
+    return [p for p in percentiles if round(n * (100 - p), 6) >= 100]
 _COLORS = {"pub-sub": "#1f77b4", "request-reply": "#ff7f0e", "js-publish": "#2ca02c"}
 
 
@@ -30,20 +37,34 @@ def latency_figure(df: pd.DataFrame, title: str = "Latency") -> Figure:
         return _empty(fig, ax, "no samples yet")
     lo, hi = max(df["latency_us"].min(), 1.0), max(df["latency_us"].max(), 2.0)
     bins = np.logspace(np.log10(lo), np.log10(hi * 1.05), 40)
-    lines = []
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    lines, drawn = [], []
     for kind, g in df.groupby("kind", sort=False):
         v = g["latency_us"].to_numpy()
         color = _COLORS.get(kind)
-        ax.hist(v, bins=bins, alpha=0.45, label=kind, color=color)
-        pct = np.percentile(v, PERCENTILES)
-        for p, x in zip(PERCENTILES, pct):
-            ax.axvline(x, color=color, linestyle=":" if p != 50 else "-", linewidth=1)
-        lines.append(f"{kind}\n" + "\n".join(f"  p{p:<5g}{x:>10,.0f} µs" for p, x in zip(PERCENTILES, pct)))
+        ax.hist(v, bins=bins, alpha=0.45, label=f"{kind} ({len(v):,} samples)", color=color)
+        shown = supported_percentiles(len(v))
+        pct = np.percentile(v, shown) if shown else []
+        for p, x in zip(shown, pct):
+            ax.axvline(x, color=color, linestyle=_STYLES.get(p, ":"), linewidth=1)
+        drawn += [p for p in shown if p not in drawn]
+        rows = [f"  p{p:<5g}{x:>10,.0f} µs" for p, x in zip(shown, pct)] + [f"  max  {v.max():>10,.0f} µs"]
+        lines.append(f"{kind} ({len(v):,})\n" + "\n".join(rows))
     ax.set_xscale("log")
+    # Labels on 1-2-5 steps only, none on minor ticks: they collided within a decade.
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}" if x >= 1 else f"{x:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("latency (µs, log scale)")
     ax.set_ylabel("samples")
     ax.set_title(title)
-    ax.legend(loc="upper right")
+    handles, _ = ax.get_legend_handles_labels()
+    handles += [Line2D([], [], color="grey", linestyle=_STYLES.get(p, ":"), label=f"p{p:g}") for p in drawn]
+    ax.legend(handles=handles, loc="upper right", fontsize=8)
+    if len(drawn) < len(PERCENTILES):
+        lines.append("percentiles need samples:\np99 100, p99.9 1,000")
     side.text(0.0, 1.0, "\n\n".join(lines), transform=side.transAxes, va="top", ha="left", family="monospace",
               fontsize=9)
     return fig

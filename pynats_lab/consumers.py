@@ -11,10 +11,11 @@ from typing import Any, AsyncIterator
 import pandas as pd
 from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy, ReplayPolicy, StreamInfo
 
-from . import frames
+from . import frames, tables
 from .done import Done
 from .errors import LabError
 from .session import Session, in_session
+from .subjects import check_subject
 from .units import at_least_one, format_duration, parse_duration, since_to_time
 
 _ACTIONS = ("ack", "nak", "term", "none")
@@ -63,6 +64,8 @@ def consumer_config(name: str | None = None, *, pull: bool = True, target: str |
     if pull and target:
         raise LabError("--target is for push consumers: add --push")
     filters = [filter] if isinstance(filter, str) else list(filter or [])
+    for f in filters:
+        check_subject(f, "--filter", wildcards=True)
     start = deliver_options(deliver)
     if not filters and start["deliver_policy"] == DeliverPolicy.LAST_PER_SUBJECT:
         filters = [">"]  # the server wants a filter for last-per-subject; natscli gives '>' too
@@ -89,7 +92,7 @@ async def consumer_add(s: Session, stream: str, name: str | None = None, *, conf
     """Create a consumer (durable when named). Options as natscli: pull (default) or push with target,
     deliver, ack, replay, filter, max_deliver, ack_wait, max_ack_pending, heartbeat, flow_control."""
     cfg = config or consumer_config(name, **options)
-    return await s.js.add_consumer(stream, cfg)
+    return tables.added_consumer(await s.js.add_consumer(stream, cfg))
 
 
 @in_session
@@ -274,7 +277,31 @@ async def consumer_next(s: Session, stream: str, name: str, *, count: int = 1, a
         await psub.unsubscribe()
     frame = frames.consumed_frame(msgs, received, raw)
     frame["acked"] = pd.Series(settled, dtype=object)
-    return frame
+    if len(frame):
+        verb = {"ack": "acknowledged", "nak": "asked to be redelivered", "term": "terminated",
+                "none": "left unacknowledged"}.get(action, action)
+        line = (f"{len(frame):,} message{'s' if len(frame) != 1 else ''} from {stream} > {name}, {verb}; "
+                f"{int(frame['pending'].iloc[-1]):,} more pending")
+    else:
+        line = await _why_nothing(s, stream, name, limit)
+    return tables.lab_frame(frame, line, columns=CONSUMED_SHOWN)
+
+
+# The columns worth the eye in a table of deliveries; the others (size, consumer_seq, received) stay in
+# the DataFrame and are named under it.
+CONSUMED_SHOWN = ["seq", "time", "subject", "data", "headers", "msg_id", "delivered", "pending", "acked"]
+
+
+async def _why_nothing(s: Session, stream: str, name: str, limit: float) -> str:
+    info = await s.js.consumer_info(stream, name)
+    messages = (await s.js.stream_info(stream)).state.messages
+    waited = f"no message for {name} within {limit:g}s"
+    if not messages:
+        return f"{waited}: {stream} holds no messages"
+    if info.num_ack_pending:
+        return (f"{waited}: {info.num_ack_pending:,} delivered and waiting for an ack (redelivered after "
+                f"ack wait), none new")
+    return f"{waited}: all of {stream}'s messages this consumer selects were delivered already"
 
 
 async def _deliveries(s: Session, stream: str, name: str, info: ConsumerInfo, limit: float,
@@ -339,7 +366,11 @@ async def consumer_sub(s: Session, stream: str, name: str, *, count: int | None 
     await s.nc.flush()
     frame = frames.consumed_frame(msgs, received, raw)
     frame["acked"] = pd.Series(settled, dtype=object)
-    return frame
+    if len(frame):
+        line = f"{len(frame):,} message{'s' if len(frame) != 1 else ''} from {stream} > {name}"
+    else:
+        line = await _why_nothing(s, stream, name, limit)
+    return tables.lab_frame(frame, line, columns=CONSUMED_SHOWN)
 
 
 def replay_config(target: str, *, deliver: Any = "all", replay: Any = "instant",

@@ -13,6 +13,11 @@ import asyncio
 class LabError(Exception):
     """A problem the user caused or can fix; its message is shown as is, without a traceback."""
 
+    def _render_traceback_(self) -> list[str]:
+        # IPython asks an exception for this before drawing a traceback: a LabError raised by a function
+        # or widget constructor in a cell shows as its one line, not as frames through the lab's internals.
+        return [f"{type(self).__name__}: {self}"]
+
 
 class NatsError(LabError):
     """What nats-py (or the network below it) raised: a server's refusal, a timeout, a lost connection.
@@ -46,7 +51,9 @@ def is_nats_failure(exc: BaseException) -> bool:
     """An error from the NATS side (server answer, timeout, connection) rather than a bug in the lab."""
     import nats.errors as ne
 
-    return isinstance(exc, (ne.Error, asyncio.TimeoutError, TimeoutError, OSError))
+    # nats-py checks names itself and says so with a ValueError("nats: invalid stream name: 'a.b'").
+    said_by_nats = isinstance(exc, ValueError) and str(exc).startswith("nats: ")
+    return said_by_nats or isinstance(exc, (ne.Error, asyncio.TimeoutError, TimeoutError, OSError))
 
 
 def as_lab_error(exc: BaseException, line: str | None = None) -> BaseException:
@@ -106,5 +113,6 @@ def describe(exc: BaseException) -> str:
         text = str(exc) or type(exc).__name__
         return text[len("nats: "):] if text.startswith("nats: ") else text
     if isinstance(exc, (OSError, ValueError)):
-        return str(exc) or type(exc).__name__
+        text = str(exc) or type(exc).__name__
+        return text[len("nats: "):] if text.startswith("nats: ") else text
     return f"{type(exc).__name__}: {exc}"

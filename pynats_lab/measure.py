@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import tables
 from .errors import LabError
 from .session import Session, flush, in_session
 from .units import at_least_one, parse_duration, parse_size
@@ -104,19 +105,26 @@ async def latency(s: Session, count: int = 200, size: Any = 128, jetstream: bool
     wanted = list(kinds or KINDS)
     if "js-publish" in wanted and (not jetstream or not await _has_jetstream(s)):
         wanted.remove("js-publish")
-    return latency_frame({k: await sample_latency(s, k, count, nbytes) for k in wanted})
+    samples = latency_frame({k: await sample_latency(s, k, count, nbytes) for k in wanted})
+    return tables.lab_frame(samples, f"{len(samples):,} latency samples ({count:,} per kind, {nbytes} B "
+                            "payloads), summarised in µs below; the samples themselves are this DataFrame's rows",
+                            body=latency_percentiles)
 
 
 def latency_percentiles(df: pd.DataFrame) -> pd.DataFrame:
-    """p50 / p90 / p99 / p99.9, mean and max per kind, in microseconds."""
+    """p50 / p90 / p99 / p99.9, mean and max per kind, in microseconds: only the percentiles the number of
+    samples supports (p99 needs 100, p99.9 1,000); a column no kind supports is left out."""
+    from .charts import supported_percentiles
+
     rows = []
     for kind, g in df.groupby("kind", sort=False):
         v = g["latency_us"].to_numpy()
         row = {"kind": kind, "samples": len(v)}
-        row.update({f"p{p:g}": float(np.percentile(v, p)) for p in PERCENTILES})
+        shown = supported_percentiles(len(v))
+        row.update({f"p{p:g}": float(np.percentile(v, p)) if p in shown else float("nan") for p in PERCENTILES})
         row.update({"mean": float(v.mean()), "max": float(v.max())})
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).dropna(axis=1, how="all")
 
 
 async def _bench_connection(s: Session):

@@ -11,10 +11,11 @@ from typing import Any
 
 import pandas as pd
 
-from . import frames, templates
+from . import frames, tables, templates
 from .done import Done
 from .errors import LabError
 from .session import Session, flush, get_session, in_session
+from .subjects import check_subject
 from .units import at_least_one, parse_duration
 
 _JS_WINDOW = 256  # JetStream publishes in flight at once: fast, yet bounded
@@ -27,7 +28,12 @@ def encode_payload(payload: Any) -> bytes:
     if isinstance(payload, (bytes, bytearray, memoryview)):
         return bytes(payload)
     if isinstance(payload, (dict, list)):
-        return json.dumps(payload).encode()
+        try:
+            return json.dumps(payload).encode()
+        except (TypeError, ValueError) as exc:
+            raise LabError(f"payload is not JSON: {exc}") from None
+    if not isinstance(payload, (str, int, float)):
+        raise LabError(f"a payload is text, bytes, a number, a dict or a list, not {type(payload).__name__}")
     return str(payload).encode()
 
 
@@ -72,6 +78,8 @@ async def publish(s: Session, subject: str, payload: Any = "", *, count: int = 1
 
     Core publishes return a `Done`; with `js=True` each message waits for its PubAck and the result is a
     DataFrame (subject, stream, seq, duplicate, msg_id, sent, ack_ms)."""
+    if not isinstance(subject, str) or not subject:
+        check_subject(subject)
     at_least_one(count, "--count")
     hdrs = parse_headers(headers)
     if ttl is not None:
@@ -90,13 +98,18 @@ async def publish(s: Session, subject: str, payload: Any = "", *, count: int = 1
     body = encode_payload(payload)
     templated = use_templates and any(templates.has_templates(t or "") for t in (text, subject, msg_id))
 
+    # A subject no server routes is refused before anything is sent (templated: as the first renders).
+    check_subject(templates.render(subject, 1) if templated else subject)
+    if reply:
+        check_subject(reply, "reply subject")
+
     def message(i: int) -> tuple[str, bytes, dict, str | None]:
         if not templated:
             h = dict(hdrs)
             if msg_id:
                 h["Nats-Msg-Id"] = msg_id
             return subject, body, h, msg_id
-        subj = templates.render(subject, i)
+        subj = check_subject(templates.render(subject, i)) if i > 1 else templates.render(subject, i)
         data = templates.render(text, i).encode() if text is not None else body
         mid = templates.render(msg_id, i) if msg_id else None
         h = dict(hdrs)
@@ -132,7 +145,19 @@ async def publish(s: Session, subject: str, payload: Any = "", *, count: int = 1
         for start in range(1, count + 1, _JS_WINDOW):
             await asyncio.gather(*(one(i) for i in range(start, min(start + _JS_WINDOW, count + 1))))
     frame = frames.acks_frame(subjects, acks, sent, acked, ids)
-    return frame.sort_values("sent", kind="stable", ignore_index=True)
+    return tables.lab_frame(frame.sort_values("sent", kind="stable", ignore_index=True), acks_summary(frame))
+
+
+def acks_summary(frame: pd.DataFrame) -> str:
+    """One line over a table of PubAcks: how many stored where, duplicates, how long the acks took."""
+    n = len(frame)
+    where = "; ".join(f"{stream} seq {g['seq'].min()}..{g['seq'].max()}" if len(g) > 1 else f"{stream} seq {g['seq'].iloc[0]}"
+                      for stream, g in frame.groupby("stream", sort=False))
+    dups = int(frame["duplicate"].sum())
+    ms = frame["ack_ms"]
+    took = f"ack {ms.median():.2f} ms median, {ms.max():.2f} ms max" if n > 1 else f"ack {ms.iloc[0]:.2f} ms"
+    return (f"{n:,} message{'s' if n != 1 else ''} stored in {where}"
+            + (f", {dups:,} of them duplicates (not stored again)" if dups else "") + f"; {took}")
 
 
 @in_session
@@ -140,6 +165,7 @@ async def subscribe(s: Session, subject: str, *, count: int | None = None, timeo
                     queue: str | None = None, raw: bool = False) -> pd.DataFrame:
     """Collect messages on `subject` until `count` arrived or `timeout` passed; a DataFrame of them
     (received, subject, data, headers, size, reply)."""
+    check_subject(subject, wildcards=True)
     at_least_one(count, "--count")
     limit = parse_duration(timeout, "--timeout") or 0
     msgs, received = [], []
@@ -162,7 +188,11 @@ async def subscribe(s: Session, subject: str, *, count: int | None = None, timeo
         await sub.unsubscribe()
     if count:
         msgs, received = msgs[:count], received[:count]
-    return frames.core_frame(msgs, received, raw)
+    got = frames.core_frame(msgs, received, raw)
+    if len(got):
+        return tables.lab_frame(got, f"{len(got):,} message{'s' if len(got) != 1 else ''} on {subject}")
+    return tables.lab_frame(got, f"no message on {subject} within {limit:g}s"
+                            + (f" (count {count} not reached)" if count else ""))
 
 
 class Collector:
@@ -170,6 +200,7 @@ class Collector:
 
     def __init__(self, subject: str, queue: str | None = None, raw: bool = False,
                  session: Session | None = None):
+        check_subject(subject, wildcards=True)
         self.session = (session or get_session()).ensure()
         self.subject, self.raw = subject, raw
         self._msgs: list = []
@@ -244,6 +275,7 @@ async def request(s: Session, subject: str, payload: Any = "", *, timeout: Any =
     """Send a request and collect up to `replies` answers within `timeout`; a DataFrame with `rtt_ms`."""
     import nats.errors
 
+    check_subject(subject)
     at_least_one(replies, "--replies")
     limit = parse_duration(timeout, "--timeout") or 2.0
     hdrs = parse_headers(headers) or None

@@ -6,6 +6,7 @@ lazy and read-only (see reader.py): `StreamPager` fetches one page at a time, by
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import datetime as _dt
 from typing import Any, Iterable
 
@@ -14,11 +15,12 @@ import pandas as pd
 from nats.js.api import (DiscardPolicy, RePublish, RetentionPolicy, StorageType, StreamConfig, StreamInfo,
                          StreamSource, SubjectTransform)
 
-from . import frames
+from . import frames, tables
 from .done import Done
 from .errors import LabError, as_lab_error
 from .reader import Batch, StreamReader
 from .session import Session, get_session, in_session
+from .subjects import check_subject
 from .units import parse_duration, parse_size, since_to_time
 
 _ENUMS = {"storage": StorageType, "retention": RetentionPolicy, "discard": DiscardPolicy}
@@ -169,7 +171,7 @@ async def stream_add(s: Session, name: str, subjects: list[str] | str | None = N
     if not cfg.subjects and cfg.mirror is None and not cfg.sources:
         cfg.subjects = [name]
     try:
-        return await s.js.add_stream(cfg)
+        return tables.added_stream(await s.js.add_stream(cfg))
     except jse.APIError as exc:
         if exc.err_code == 10058:
             asked = sorted({"subjects", "storage", *changes} - {"name"})
@@ -308,9 +310,11 @@ async def stream_get(s: Session, name: str, seq: int | None = None, last_for: st
     try:
         m = await s.js.get_msg(name, seq=seq, subject=last_for) if seq is None else \
             await s.js.get_msg(name, seq=seq)
-    except jse.NotFoundError:
+    except jse.NotFoundError as exc:
+        if getattr(exc, "err_code", None) == 10059:
+            raise
         raise LabError(f"no message {seq if seq is not None else 'on ' + last_for} in stream {name}") from None
-    return frames.stored_frame([m.seq], [m.time], [m.subject], [m.data], [m.headers], raw)
+    return tables.lab_frame(frames.stored_frame([m.seq], [m.time], [m.subject], [m.data], [m.headers], raw))
 
 
 class StreamPager:
@@ -321,6 +325,11 @@ class StreamPager:
 
     def __init__(self, stream: str, *, subject: str | None = None, start_seq: int | None = None,
                  since: Any = None, page_size: int = 100, raw: bool = False, session: Session | None = None):
+        for what, value in (("page size", page_size), ("--id", start_seq)):
+            if value is not None and (not isinstance(value, numbers.Integral) or isinstance(value, bool)):
+                raise LabError(f"{what} must be a whole number, not {value!r}")
+        if subject:
+            check_subject(subject, "--subject", wildcards=True)
         if page_size < 1:
             raise LabError("page size must be at least 1")
         if start_seq is not None and start_seq < 0:
@@ -474,7 +483,32 @@ def stream_view(stream: str, *, id: int | None = None, since: Any = None, subjec
     msg_id."""
     pager = StreamPager(stream, subject=subject, start_seq=id, since=since, page_size=page_size, raw=raw,
                         session=session)
-    return pager.last() if last else pager.start()
+    page = pager.last() if last else pager.start()
+    return tables.lab_frame(page, view_summary(pager, page, id=id, since=since))
+
+
+def view_summary(pager: StreamPager, page: pd.DataFrame, *, id: int | None = None, since: Any = None) -> str:
+    """The line over a page of a stream: where it is in the stream, or why it is empty."""
+    st, name = pager.info.state, pager.stream
+    on = f" on {pager.subject}" if pager.subject else ""
+    if len(page):
+        first, last = int(page["seq"].iloc[0]), int(page["seq"].iloc[-1])
+        more = f"; next page: %stream view {name} --id {last + 1}" + (f" --subject {pager.subject}" if on else "") \
+            if last < st.last_seq and len(page) >= pager.page_size else ""
+        return (f"{name}: {len(page):,} message{'s' if len(page) != 1 else ''}{on}, seq {first}..{last} "
+                f"(the stream holds {st.messages:,}, seq {st.first_seq}..{st.last_seq}){more}")
+    if not st.messages:
+        return f"{name} holds no messages yet"
+    if id is not None and id > st.last_seq:
+        return f"no message at or after seq {id}; the stream ends at {st.last_seq}"
+    if since is not None and pager._start_time is not None:
+        return (f"no message{on} since {pager._start_time.isoformat(timespec='seconds')}; the stream holds "
+                f"{st.messages:,}, seq {st.first_seq}..{st.last_seq}")
+    if on:
+        subjects = ", ".join(pager.info.config.subjects or [])
+        return (f"no message{on} in {name} (its {st.messages:,} messages are on {subjects}; a filter matches "
+                "whole tokens, * one token, > the rest)")
+    return f"no message in {name} from there (seq {st.first_seq}..{st.last_seq})"
 
 
 _PROGRESS_FROM = 50_000  # a read at least this large shows a progress bar unless told not to

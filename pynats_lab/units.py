@@ -6,6 +6,7 @@ sizes accept natscli's units. Everything returns plain numbers (seconds, bytes).
 from __future__ import annotations
 
 import datetime as _dt
+import numbers
 import re
 
 from .errors import LabError
@@ -116,6 +117,8 @@ def rfc3339(when: _dt.datetime) -> str:
 def at_least_one(value: int | None, flag: str) -> int | None:
     """A count the user gave (None: no limit). Zero or less is a mistake, said in one line, not an empty
     result after a wait."""
+    if value is not None and (not isinstance(value, numbers.Integral) or isinstance(value, bool)):
+        raise LabError(f"{flag} must be a whole number, not {value!r}")
     if value is not None and value < 1:
         raise LabError(f"{flag} must be at least 1")
     return value

@@ -11,7 +11,7 @@ from .. import charts
 from ..errors import describe
 from ..measure import KINDS, _has_jetstream, latency_frame, latency_percentiles, sample_latency
 from ..session import Session, get_session
-from ..units import parse_size
+from ..units import at_least_one, parse_size
 from .base import LabWidget, error_html, figure_png, table_html
 
 
@@ -20,6 +20,7 @@ class LatencyChart(LabWidget):
 
     def __init__(self, *, count: int = 300, size=128, kinds: tuple[str, ...] = KINDS, rounds: int = 6,
                  wait: bool = False, session: Session | None = None):
+        at_least_one(count, "count")
         self.session = (session or get_session()).ensure()
         self.count, self.size, self.rounds = count, parse_size(size, "size") or 0, max(rounds, 1)
         self.kinds = list(kinds)
@@ -48,15 +49,19 @@ class LatencyChart(LabWidget):
     async def _measure(self) -> None:
         try:
             kinds = [k for k in self.kinds if k != "js-publish" or await _has_jetstream(self.session)]
-            per_round = max(self.count // self.rounds, 1)
-            for r in range(self.rounds):
+            rounds = min(self.rounds, self.count)
+            done = 0
+            for r in range(rounds):
+                # Every sample asked for is taken: the rounds share `count` exactly (150 in 4: 37, 38, 37, 38).
+                now = self.count * (r + 1) // rounds - self.count * r // rounds
                 for kind in kinds:
-                    got = await sample_latency(self.session, kind, per_round, self.size)
+                    got = await sample_latency(self.session, kind, now, self.size)
                     with self._lock:
                         self.samples.setdefault(kind, []).extend(got)
-                self.status.value = f"round {r + 1}/{self.rounds}: {per_round} samples per kind"
+                done += now
+                self.status.value = f"round {r + 1}/{rounds}: {done} of {self.count} samples per kind"
                 self._render()
-            self.status.value = f"done: {per_round * self.rounds} samples per kind, {self.size} B payload"
+            self.status.value = f"done: {self.count} samples per kind, {self.size} B payload"
         except Exception as exc:
             self.status.value = error_html(describe(exc))
             raise
