@@ -456,6 +456,12 @@ class Monitor:
                     continue
                 acc_found = True
             jsa = getattr(js, "accounts", {}).get(name)
+            # A stream start-up set aside (jetstream/recovery.py) stays a failed check until it is dealt with.
+            for entry in _listdir(os.path.join(base, name, "unloadable")):
+                sname = entry.split(".", 1)[0]
+                if not stream or sname == stream:
+                    return fail(503, "STREAM", f"JetStream stream '{name} > {sname}' could not be recovered",
+                                account=name, stream=sname)
             for sname in _listdir(os.path.join(base, name, "streams")):
                 if stream:
                     if sname != stream:

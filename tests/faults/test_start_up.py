@@ -11,11 +11,22 @@ from __future__ import annotations
 
 import json
 import pathlib
+import urllib.error
+import urllib.request
 import zlib
 
+import pytest
 
 from embedded_server.jetstream.store.file import write_meta
 from tests.jetstream.helpers import api, connected, run, streams_dir
+
+
+def _healthz(server) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/healthz", timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
 
 
 def _meta(path: pathlib.Path) -> dict:
@@ -29,7 +40,15 @@ def _write_slot(obs: pathlib.Path, content) -> None:
     (obs / "o.1.dat").write_bytes(b"%08x 99 %d\n" % (zlib.crc32(data), len(data)) + data)
 
 
-def test_unloadable_streams_and_consumers_are_set_aside_and_the_rest_starts(embedded_js):
+@pytest.fixture
+def embedded_js_monitored(server_kind, start_server, tmp_path):
+    if server_kind != "embedded":
+        pytest.skip("the on-disk format is the embedded server's own")
+    return start_server("-js", "-sd", str(tmp_path / "store"), "-m", "-1")
+
+
+def test_unloadable_streams_and_consumers_are_set_aside_and_the_rest_starts(embedded_js_monitored):
+    embedded_js = embedded_js_monitored
     async def create():
         async with connected(embedded_js) as (nc, js):
             for name in "ABCDEF":
@@ -74,6 +93,9 @@ def test_unloadable_streams_and_consumers_are_set_aside_and_the_rest_starts(embe
             return sorted(names), sorted(consumers), a, recreated.state.messages, seq
 
     names, consumers, a_msgs, b_msgs, seq = run(after())
+    status, health = _healthz(embedded_js)
+    assert (status, health) == (503, {"status": "unavailable",
+                                      "error": "JetStream stream '$G > B' could not be recovered"})
     assert names == ["A", "F"] and consumers == ["GOOD"] and a_msgs == 3
     assert (b_msgs, seq) == (0, 1), "the name is free again, in a new directory"
     for name, why in (("B", "no 'config'"), ("C", "max_msgs"), ("D", "names stream 'A'"), ("E", "not an object")):
