@@ -227,6 +227,11 @@ def test_a_three_node_cluster_shows_three_rows(shell, monkeypatch, tmp_path):
         jsr = magic(shell, "%server report jetstream")
         assert len(jsr) == 3 and jsr["meta_leader"].sum() == 1
         assert len(magic(shell, "%server health")) == 3
+        conns = magic(shell, "%server report connections")
+        assert len(conns) == 1 and conns.iloc[0]["server"] in {"n1", "n2", "n3"} and conns.iloc[0]["account"] == "SYS"
+        assert magic(shell, "%server report accounts").set_index("account").loc["SYS", "connections"] == 1
+        monitor = pynats_lab.ServerMonitor(interval="100ms", timeout="600ms", wait=True)
+        assert set(monitor.df["server"]) == {"n1", "n2", "n3"} and monitor.chart.value.count("<polyline") >= 3 * 4
         pynats_lab.connect(f"nats://app:app@127.0.0.1:{port}", monitor=cluster.monitor_url)
         ls = magic(shell, "%server ls")
         assert sorted(ls["server"]) == ["n1", "n2", "n3"] and set(ls["cluster"]) == {"ops"}
