@@ -79,8 +79,8 @@ def check_stream_config(req: dict, pedantic: bool = False, sourcing_check=None) 
     if cfg.get("deny_purge") and cfg.get("allow_rollup_hdrs"):
         raise _invalid("roll-ups require the purge permission")
     counters.check_config(cfg)
-    if cfg.get("allow_atomic") or cfg.get("allow_batched"):
-        raise _invalid("batch publishing is not supported by this server")
+    if cfg.get("allow_batched"):
+        raise _invalid("fast batch publishing is not supported by this server")
     if cfg.get("allow_msg_schedules"):
         raise _invalid("message schedules are not supported by this server")
     if cfg.get("discard_new_per_subject"):
@@ -104,6 +104,8 @@ def check_stream_config(req: dict, pedantic: bool = False, sourcing_check=None) 
         raise _invalid("subject delete marker TTL must not be negative")
     if cfg.get("persist_mode") == "async" and cfg["storage"] != "file":
         raise _invalid("async persist mode is only supported on file storage")
+    if cfg.get("persist_mode") == "async" and cfg.get("allow_atomic"):
+        raise _invalid("async persist mode is not supported with atomic batch publish")
     if sourcing_check is not None and (cfg.get("mirror") is not None or cfg.get("sources")):
         sourcing_check(cfg, pedantic)
     subjects = cfg.get("subjects") or []
@@ -174,7 +176,7 @@ def set_static_metadata(cfg: dict, previous: dict | None = None) -> None:
         level = 1
     if cfg.get("pause_until") or cfg.get("priority_policy", "none") != "none" or cfg.get("priority_groups"):
         level = max(level, 1)
-    if cfg.get("allow_msg_counter"):
+    if cfg.get("allow_msg_counter") or cfg.get("allow_atomic"):
         level = max(level, 2)
     meta["_nats.req.level"] = str(level)
     cfg["metadata"] = meta

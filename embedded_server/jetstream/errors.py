@@ -157,6 +157,14 @@ _TABLE: dict[str, tuple[int, int, str]] = {
     'JSMirrorWithBatchPublishErr': (400, 10209, 'stream mirrors can not also use batch publishing'),
     'JSMirrorDurableConsumerCfgInvalid': (400, 10213, 'stream mirror consumer config is invalid'),
     'JSSourceDurableConsumerCfgInvalid': (400, 10215, 'stream source consumer config is invalid'),
+    'JSAtomicPublishMissingSeqErr': (400, 10175, 'atomic publish sequence is missing'),
+    'JSAtomicPublishIncompleteBatchErr': (400, 10176, 'atomic publish batch is incomplete'),
+    'JSAtomicPublishUnsupportedHeaderBatchErr': (400, 10177, 'atomic publish unsupported header used: {header}'),
+    'JSAtomicPublishInvalidBatchIDErr': (400, 10179, 'atomic publish batch ID is invalid'),
+    'JSAtomicPublishTooLargeBatchErrF': (400, 10199, 'atomic publish batch is too large: {size}'),
+    'JSAtomicPublishInvalidBatchCommitErr': (400, 10200, 'atomic publish batch commit is invalid'),
+    'JSAtomicPublishContainsDuplicateMessageErr': (400, 10201, 'atomic publish batch contains duplicate message id'),
+    'JSAtomicPublishTooManyInflight': (429, 10210, 'atomic publish too many inflight'),
     'JSMessageSourceHdrNotAllowedErr': (400, 10227, 'message stream source header is not allowed'),
 }
 

@@ -12,6 +12,7 @@ from collections import deque
 
 from . import config as config_mod
 from . import config_json
+from . import batch as batch_mod
 from . import counters, filters, headers, limits, requests
 from .clock import now_ns, rfc3339
 from .errors import ApiError, api_error
@@ -258,9 +259,16 @@ class Stream:
             self.schedule_expiry()
         return seq
 
-    def _process_checked(self, subject: str, reply: str, hdr: bytes | None, msg: bytes, sourced: bool = False) -> int:
+    def _process_checked(self, subject: str, reply: str, hdr: bytes | None, msg: bytes, sourced: bool = False,
+                         batch: tuple[str, int] | None = None) -> int:
+        """The publish path with every check. `batch` is (id, count) for the messages of a committed atomic
+        batch (count only on the last, whose PubAck says it)."""
         if self.closed:
             return 0
+        if hdr and batch is None and not sourced:
+            batch_id = headers.get(hdr, batch_mod.BATCH_ID)
+            if batch_id:
+                return batch_mod.process(self, subject, reply, hdr, msg, batch_id)
         if self._input_tr is not None:
             subject = self._input_tr.match(subject) or subject
         cfg = self.cfg
@@ -340,7 +348,10 @@ class Stream:
         if self._republish_tr is not None:
             self._republish(subject, hdr, msg, seq, ts)
         if can_respond:
-            if counter is None:
+            if batch is not None and batch[1]:
+                self.js.send(self.account, reply, b'%s%d,"batch":%s,"count":%d}' % (
+                    self.pub_ack, seq, config_json.compact_json(batch[0]), batch[1]))
+            elif counter is None:
                 self.js.send(self.account, reply, b"%s%d}" % (self.pub_ack, seq))
             else:
                 self.js.send(self.account, reply, b'%s%d,"val":"%s"}' % (self.pub_ack, seq, counter.encode()))
@@ -741,6 +752,7 @@ class Stream:
         self._slow_path = True
         if self.sourcing is not None:
             self.sourcing.stop()
+        batch_mod.drop_all(self)
         self.unsubscribe()
         if self._expiry_timer is not None:
             self._expiry_timer.cancel()

@@ -1,0 +1,203 @@
+"""Atomic batch publish (`allow_atomic`): messages carrying `Nats-Batch-Id` and `Nats-Batch-Sequence` are held
+until the one with `Nats-Batch-Commit: 1` (or `eob`, an end marker that is not stored) arrives; then every
+message of the batch is checked as nats-server's checkMsgHeadersPreClusteredProposal checks it, and either all
+are stored, in order and with nothing in between, or none is.
+
+A staged message is answered with an empty message; the commit with a PubAck carrying `batch` and `count`.
+Staged batches live in memory: a restart forgets batches that were not committed (none of them was
+acknowledged as stored). A batch that hears nothing for 10 seconds is dropped, as in nats-server.
+"""
+from __future__ import annotations
+
+from . import counters, headers
+from .clock import now_ns
+from .errors import ApiError, api_error
+
+BATCH_ID = b"Nats-Batch-Id"
+BATCH_SEQ = b"Nats-Batch-Sequence"
+BATCH_COMMIT = b"Nats-Batch-Commit"
+MAX_ID_LEN = 64
+MAX_BATCH_SIZE = 1000
+MAX_INFLIGHT_PER_STREAM = 50
+MAX_INFLIGHT_TOTAL = 1000
+TIMEOUT = 10.0
+
+_inflight_total = 0
+
+
+class AtomicBatch:
+    __slots__ = ("msgs", "lseq", "timer")
+
+    def __init__(self):
+        self.msgs: list[tuple[str, bytes, bytes]] = []
+        self.lseq = 0
+        self.timer = None
+
+
+def _batches(st) -> dict:
+    batches = getattr(st, "atomic_batches", None)
+    if batches is None:
+        batches = st.atomic_batches = {}
+    return batches
+
+
+def _drop(st, batch_id: str) -> None:
+    global _inflight_total
+    b = _batches(st).pop(batch_id, None)
+    if b is not None:
+        _inflight_total -= 1
+        if b.timer is not None:
+            b.timer.cancel()
+
+
+def drop_all(st) -> None:
+    """The stream stops or goes away: its staged batches with it."""
+    for batch_id in list(_batches(st)):
+        _drop(st, batch_id)
+
+
+def _arm(st, batch_id: str, b: AtomicBatch) -> None:
+    if b.timer is not None:
+        b.timer.cancel()
+    b.timer = st.js.loop.call_later(TIMEOUT, _drop, st, batch_id)
+
+
+def process(st, subject: str, reply: str, hdr: bytes, msg: bytes, batch_id: bytes) -> int:
+    """One message of an atomic batch (nats-server's processJetStreamAtomicBatchMsg). Returns the last stored
+    sequence on a successful commit, else 0."""
+    try:
+        return _process(st, subject, reply, hdr, msg, batch_id.decode("utf-8", "replace"))
+    except ApiError as e:
+        st._respond_error(reply, e)
+        return 0
+
+
+def _process(st, subject: str, reply: str, hdr: bytes, msg: bytes, batch_id: str) -> int:
+    global _inflight_total
+    cfg = st.cfg
+    if cfg.get("sealed"):
+        raise api_error("JSStreamSealedErr")
+    if st.js.limits_exceeded(st.store.storage):
+        raise api_error("JSInsufficientResourcesErr")
+    max_size = cfg.get("max_msg_size", -1)
+    if max_size >= 0 and (len(hdr) > max_size or len(msg) > max_size - len(hdr)):
+        raise api_error("JSStreamMessageExceedsMaximumErr")
+    if not cfg.get("allow_atomic"):
+        raise api_error("JSAtomicPublishDisabledErr")
+    if len(batch_id) > MAX_ID_LEN:
+        raise api_error("JSAtomicPublishInvalidBatchIDErr")
+    value = headers.get(hdr, BATCH_SEQ)
+    if not value or not value.isdigit():
+        raise api_error("JSAtomicPublishMissingSeqErr")
+    seq = int(value)
+    commit = headers.get(hdr, BATCH_COMMIT)
+    eob = commit == b"eob"
+    size = seq - 1 if eob else seq
+    batches = _batches(st)
+    b = batches.get(batch_id)
+    if b is None:
+        if seq != 1:
+            if size > MAX_BATCH_SIZE:
+                raise api_error("JSAtomicPublishTooLargeBatchErrF", size=MAX_BATCH_SIZE)
+            raise api_error("JSAtomicPublishIncompleteBatchErr")
+        if len(batches) + 1 > MAX_INFLIGHT_PER_STREAM or _inflight_total + 1 > MAX_INFLIGHT_TOTAL:
+            raise api_error("JSAtomicPublishTooManyInflight")
+        b = batches[batch_id] = AtomicBatch()
+        _inflight_total += 1
+    if commit is not None and not eob and commit != b"1":
+        _drop(st, batch_id)
+        raise api_error("JSAtomicPublishInvalidBatchCommitErr")
+    b.lseq += 1
+    if b.lseq != seq or (seq == 1 and eob):
+        _drop(st, batch_id)
+        raise api_error("JSAtomicPublishIncompleteBatchErr")
+    if size > MAX_BATCH_SIZE:
+        _drop(st, batch_id)
+        raise api_error("JSAtomicPublishTooLargeBatchErrF", size=MAX_BATCH_SIZE)
+    if not eob:
+        b.msgs.append((subject, hdr, msg))
+    if commit is None:
+        _arm(st, batch_id, b)
+        if reply and not cfg.get("no_ack"):
+            st.js.send(st.account, reply, b"")
+        return 0
+    msgs = b.msgs
+    _drop(st, batch_id)
+    _check(st, msgs)
+    if eob:
+        subj, last_hdr, data = msgs[-1]
+        msgs[-1] = (subj, headers.append(last_hdr, [(BATCH_COMMIT, b"1")]), data)
+    stored = 0
+    for i, (subj, h, data) in enumerate(msgs):
+        last = i == len(msgs) - 1
+        stored = st._process_checked(subj, reply if last else "", h, data,
+                                     batch=(batch_id, len(msgs) if last else 0))
+    return stored
+
+
+def _check(st, msgs: list) -> None:
+    """Every message of the batch against the stream as it is plus the batch's own earlier messages."""
+    cfg = st.cfg
+    counter = bool(cfg.get("allow_msg_counter"))
+    transform = st._input_tr
+    ids: set[str] = set()
+    inflight: set[str] = set()
+    if st._dd:
+        st._expire_dedupe(now_ns())
+    for i, (subject, hdr, msg) in enumerate(msgs):
+        if transform is not None:
+            subject = transform.match(subject) or subject
+        get = headers.get
+        if get(hdr, headers.EXPECTED_LAST_MSG_ID):
+            raise api_error("JSAtomicPublishUnsupportedHeaderBatchErr", header="Nats-Expected-Last-Msg-Id")
+        incr = counters.check_incr(counter, hdr, msg, False)
+        value = get(hdr, headers.EXPECTED_STREAM)
+        if value and value.decode("utf-8", "replace") != st.name:
+            raise api_error("JSStreamNotMatchErr")
+        ttl = get(hdr, headers.TTL)
+        if ttl:
+            parsed = st.parse_msg_ttl(ttl)  # raises 10165 when invalid
+            if parsed and not cfg.get("allow_msg_ttl"):
+                raise api_error("JSMessageTTLDisabledErr")
+        msg_id = get(hdr, headers.MSG_ID)
+        if msg_id:
+            key = msg_id.decode("utf-8", "replace")
+            if key in ids or key in st._dd:
+                raise api_error("JSAtomicPublishContainsDuplicateMessageErr")
+            ids.add(key)
+        if get(hdr, b"Nats-Stream-Source"):
+            raise api_error("JSMessageSourceHdrNotAllowedErr")
+        if counter and incr is None:
+            raise api_error("JSMessageIncrMissingErr")
+        value = get(hdr, headers.EXPECTED_LAST_SEQ)
+        if value is not None and value != b"":
+            expected = int(value) if value.isdigit() else -1
+            if expected != st.lseq + i:
+                raise api_error("JSStreamWrongLastSequenceErrF", seq=st.lseq + i)
+            if i > 0:
+                raise api_error("JSStreamWrongLastSequenceConstantErr")
+        value = get(hdr, headers.EXPECTED_LAST_SUBJ_SEQ)
+        if value is not None and value != b"":
+            check = get(hdr, headers.EXPECTED_LAST_SUBJ_SEQ_SUBJ)
+            check_subject = check.decode("utf-8", "replace") if check else subject
+            if check_subject in inflight:
+                raise api_error("JSStreamWrongLastSequenceConstantErr")
+            last = st.store.load_last_msg(check_subject)
+            fseq = last.seq if last else 0
+            if not value.isdigit() or int(value) != fseq:
+                raise api_error("JSStreamWrongLastSequenceErrF", seq=fseq)
+        elif get(hdr, headers.EXPECTED_LAST_SUBJ_SEQ_SUBJ):
+            raise api_error("JSStreamExpectedLastSeqPerSubjectInvalid")
+        rollup = get(hdr, headers.ROLLUP)
+        if rollup:
+            kind = rollup.decode("utf-8", "replace").lower()
+            if not cfg.get("allow_rollup_hdrs") or cfg.get("deny_purge"):
+                raise api_error("JSStreamRollupFailedF", err="rollup not permitted")
+            if kind == "sub" and subject in inflight:
+                raise api_error("JSStreamRollupFailedF", err="batch rollup sub invalid")
+            if kind == "all" and inflight:
+                raise api_error("JSStreamRollupFailedF", err="batch rollup all invalid")
+            if kind not in ("sub", "all"):
+                raise api_error("JSStreamRollupFailedF",
+                                err=f'rollup value invalid: "{rollup.decode("utf-8", "replace")}"')
+        inflight.add(subject)

@@ -1,0 +1,115 @@
+"""Atomic batch publish (`allow_atomic`) on both servers: staged messages get an empty answer, the commit (`1`
+or an `eob` marker) stores the whole batch with a PubAck carrying `batch` and `count`, and every refusal stores
+nothing of the batch, with nats-server's error."""
+import base64
+import json
+
+import pytest
+
+from .helpers import api, connected, error_of, run
+
+
+def _hdrs(batch_id: str, seq: int, commit: str | None = None, **extra) -> dict:
+    out = {"Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(seq)}
+    if commit:
+        out["Nats-Batch-Commit"] = commit
+    out.update({k.replace("_", "-"): v for k, v in extra.items()})
+    return out
+
+
+async def _pub(nc, subject: str, headers: dict, data: bytes = b"x"):
+    msg = await nc.request(subject, data, headers=headers, timeout=3)
+    return json.loads(msg.data) if msg.data else None
+
+
+async def _messages(nc, stream: str) -> int:
+    return (await api(nc, f"$JS.API.STREAM.INFO.{stream}"))["state"]["messages"]
+
+
+def test_a_batch_is_stored_whole_at_its_commit(js_server):
+    async def scenario():
+        async with connected(js_server) as (nc, js):
+            created = await api(nc, "$JS.API.STREAM.CREATE.A", {"name": "A", "subjects": ["a.>"], "allow_atomic": True})
+            staged = [await _pub(nc, f"a.{i}", _hdrs("b1", i)) for i in (1, 2)]
+            before = await _messages(nc, "A")
+            ack = await _pub(nc, "a.3", _hdrs("b1", 3, "1"))
+            first = await api(nc, "$JS.API.STREAM.MSG.GET.A", {"seq": 1})
+            last = await api(nc, "$JS.API.STREAM.MSG.GET.A", {"seq": 3})
+            await _pub(nc, "a.4", _hdrs("b2", 1))
+            eob = await _pub(nc, "a.4", _hdrs("b2", 2, "eob"), b"")
+            marked = await api(nc, "$JS.API.STREAM.MSG.GET.A", {"seq": 4})
+            return created, staged, before, ack, first, last, eob, marked, await _messages(nc, "A")
+
+    created, staged, before, ack, first, last, eob, marked, total = run(scenario())
+    assert created["config"]["allow_atomic"] is True and created["config"]["metadata"]["_nats.req.level"] == "2"
+    assert staged == [None, None] and before == 0
+    assert ack == {"stream": "A", "seq": 3, "batch": "b1", "count": 3}
+    assert base64.b64decode(first["message"]["hdrs"]) == b"NATS/1.0\r\nNats-Batch-Id: b1\r\nNats-Batch-Sequence: 1\r\n\r\n"
+    assert b"Nats-Batch-Commit: 1" in base64.b64decode(last["message"]["hdrs"])
+    assert eob == {"stream": "A", "seq": 4, "batch": "b2", "count": 1}
+    assert b"Nats-Batch-Commit: 1" in base64.b64decode(marked["message"]["hdrs"]) and total == 4
+
+
+@pytest.mark.parametrize("steps, expected", [
+    ([("b", 1, None, {}), ("b", 3, None, {}), ("b", 4, "1", {})], (400, 10176, "atomic publish batch is incomplete")),
+    ([("b", 2, None, {})], (400, 10176, "atomic publish batch is incomplete")),
+    ([("b", 1001, None, {})], (400, 10199, "atomic publish batch is too large: 1000")),
+    ([("x" * 65, 1, None, {})], (400, 10179, "atomic publish batch ID is invalid")),
+    ([("b", 1, None, {}), ("b", 2, "yes", {})], (400, 10200, "atomic publish batch commit is invalid")),
+    ([("b", 1, "eob", {})], (400, 10176, "atomic publish batch is incomplete")),
+    ([("b", 1, None, {"Nats-Msg-Id": "m"}), ("b", 2, "1", {"Nats-Msg-Id": "m"})],
+     (400, 10201, "atomic publish batch contains duplicate message id")),
+    ([("b", 1, "1", {"Nats-Expected-Last-Msg-Id": "m"})],
+     (400, 10177, "atomic publish unsupported header used: Nats-Expected-Last-Msg-Id")),
+    ([("b", 1, None, {}), ("b", 2, "1", {"Nats-Expected-Last-Sequence": "0"})], (400, 10071, "wrong last sequence: 1")),
+    ([("b", 1, None, {}), ("b", 2, "1", {"Nats-Expected-Last-Sequence": "1"})], (400, 10164, "wrong last sequence")),
+    ([("b", 1, None, {}), ("b", 2, "1", {"Nats-Expected-Last-Subject-Sequence": "0"})],
+     (400, 10164, "wrong last sequence")),
+    ([("b", 1, None, {}), ("b", 2, "1", {"Nats-Rollup": "all"})], (500, 10111, "rollup not permitted")),
+])
+def test_a_refused_batch_stores_nothing(js_server, steps, expected):
+    async def scenario():
+        async with connected(js_server) as (nc, js):
+            await api(nc, "$JS.API.STREAM.CREATE.A", {"name": "A", "subjects": ["a"], "allow_atomic": True})
+            answers = []
+            for batch_id, seq, commit, extra in steps:
+                h = _hdrs(batch_id, seq, commit)
+                h.update(extra)
+                answers.append(await _pub(nc, "a", h))
+            return answers, await _messages(nc, "A")
+
+    answers, stored = run(scenario())
+    assert error_of(answers[-1]) == expected and answers[-1]["seq"] == 0
+    assert stored == 0
+
+
+def test_batches_need_allow_atomic_a_sequence_and_no_async_persistence(js_server):
+    async def scenario():
+        async with connected(js_server) as (nc, js):
+            await api(nc, "$JS.API.STREAM.CREATE.P", {"name": "P", "subjects": ["p"]})
+            await api(nc, "$JS.API.STREAM.CREATE.A", {"name": "A", "subjects": ["a"], "allow_atomic": True})
+            disabled = await _pub(nc, "p", _hdrs("c", 1))
+            missing = await _pub(nc, "a", {"Nats-Batch-Id": "c"})
+            async_mode = await api(nc, "$JS.API.STREAM.CREATE.X", {"name": "X", "allow_atomic": True,
+                                                                  "persist_mode": "async"})
+            return disabled, missing, async_mode
+
+    disabled, missing, async_mode = run(scenario())
+    assert error_of(disabled) == (400, 10174, "atomic publish is disabled")
+    assert error_of(missing) == (400, 10175, "atomic publish sequence is missing")
+    assert error_of(async_mode) == (500, 10052, "async persist mode is not supported with atomic batch publish")
+
+
+def test_a_batch_of_counter_increments_adds_up(js_server):
+    async def scenario():
+        async with connected(js_server) as (nc, js):
+            await api(nc, "$JS.API.STREAM.CREATE.C", {"name": "C", "subjects": ["c"], "allow_atomic": True,
+                                                      "allow_msg_counter": True})
+            await _pub(nc, "c", _hdrs("k", 1, None, Nats_Incr="2"), b"")
+            ack = await _pub(nc, "c", _hdrs("k", 2, "1", Nats_Incr="3"), b"")
+            last = await api(nc, "$JS.API.STREAM.MSG.GET.C", {"seq": 2})
+            return ack, last
+
+    ack, last = run(scenario())
+    assert ack == {"stream": "C", "seq": 2, "batch": "k", "count": 2}
+    assert base64.b64decode(last["message"]["data"]) == b'{"val":"5"}'
