@@ -330,3 +330,17 @@ def test_a_purge_clears_the_losses_it_covers(tmp_path):
     again = FileStore(str(d), {"name": "S"}, block_size=BLOCK)
     assert again.state().lost_msgs == [] and again.errors == []
     again.stop()
+
+
+def test_a_block_file_put_back_is_no_longer_lost(tmp_path):
+    d, stored, last = _build(tmp_path, "stop")
+    middle = _blocks(d)[1]
+    kept = middle.read_bytes()
+    middle.unlink()
+    fs = FileStore(str(d), {"name": "S"}, block_size=BLOCK)
+    assert fs.state().lost_msgs
+    fs.stop()
+    middle.write_bytes(kept)
+    again = FileStore(str(d), {"name": "S"}, block_size=BLOCK)
+    assert again.state().lost_msgs == [] and all(again.load_msg(s).data == v[2] for s, v in stored.items())
+    again.stop()

@@ -315,13 +315,13 @@ class FileStore(MemoryStore):
             reason = self._damage or self._missing_tail_reason(saved)
             self._gap(self.last_seq + 1, saved_last, reason)
             self._extend_to(saved_last, saved.get("last_ts", 0))
-        if saved:
-            self._count_missing_bytes(saved)
         elif self._damage:
             # Damage after the last good record with nothing on disk to say how far it went: at least the one
             # record it held is gone, so its sequence is not handed out again.
             self._gap(self.last_seq + 1, self.last_seq + self._damage_records, self._damage)
             self._extend_to(self.last_seq + self._damage_records, self.last_ts)
+        if saved:
+            self._count_missing_bytes(saved)
         self._damage = None
         if not self._blocks:
             self._new_block(1)
@@ -394,7 +394,8 @@ class FileStore(MemoryStore):
             self.errors.append(msg)
             log.error(msg)
         self._gaps = []
-        self.lost_msgs = sorted(lost)
+        # A block file put back brings its messages back: they are no longer lost.
+        self.lost_msgs = sorted(s for s in lost if self._rec(s) is None)
 
     def _read_state(self) -> dict | None:
         """The state file as last written: its JSON (blocks, lost data, first sequence) with the last sequence
