@@ -4,10 +4,7 @@ It speaks nats-server's wire protocol so that any NATS client works against it u
 standard library at run time and never imports pynats_lab.
 """
 
-# This package's own version, and the nats-server feature level it implements (sent in INFO as `version`;
-# clients such as nats-py enable features by it, e.g. JetStream consumer names from 2.9).
-VERSION = "0.1.0"
-PROTOCOL_VERSION = "2.11.0"
+from embedded_server.version import PROTOCOL_VERSION, VERSION
 
 __all__ = ["EmbeddedServer", "VERSION", "PROTOCOL_VERSION"]
 

@@ -5,16 +5,14 @@ SIGHUP (reload), and implements `--signal` to send those signals to a running se
 """
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
-import threading
 
-from embedded_server import PROTOCOL_VERSION, VERSION
 from embedded_server.logger import Logger
-from embedded_server.options import (USAGE, CommandLine, ConfigFileError, FlagError, Options, load_options)
-from embedded_server.server import ReloadError, Server, StartError
+from embedded_server.options import USAGE, ConfigFileError, FlagError, load_options
+from embedded_server.running import run
+from embedded_server.version import PROTOCOL_VERSION, VERSION
 
 PROG = "pynats-server"
 
@@ -22,28 +20,6 @@ _SIGNALS = {
     "stop": signal.SIGKILL, "quit": signal.SIGINT, "term": signal.SIGTERM, "reload": signal.SIGHUP,
     "reopen": signal.SIGUSR1, "ldm": signal.SIGUSR2,
 }
-# Go's names for signals, as nats-server logs them ('Trapped "terminated" signal').
-_SIGNAL_NAMES = {signal.SIGTERM: "terminated", signal.SIGINT: "interrupt", signal.SIGHUP: "hangup",
-                 signal.SIGUSR2: "user defined signal 2"}
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop when it is installed (much faster), else the standard loop; PYNATS_SERVER_LOOP=asyncio forces the
-    standard one (what a plain `pip install` runs)."""
-    if os.environ.get("PYNATS_SERVER_LOOP") == "asyncio":
-        return asyncio.new_event_loop()
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
-def make_logger(opts: Options) -> Logger:
-    kw = dict(debug=opts.debug, trace=opts.trace, logtime=opts.logtime, utc=opts.logtime_utc)
-    if opts.log_file:
-        return Logger.to_file(opts.log_file, **kw)
-    return Logger(sys.stderr, **kw)
 
 
 def _our_pids() -> list[int]:
@@ -100,16 +76,6 @@ def process_signal(spec: str) -> None:
             raise ValueError(f'\nsignal "{command}" {pid}: {reason[:1].lower()}{reason[1:]}') from None
 
 
-def _watch_parent(parent: int, loop: asyncio.AbstractEventLoop, stop) -> None:
-    """Shut down when the process that started us is gone (the fallback to PR_SET_PDEATHSIG)."""
-    def check() -> None:
-        if os.getppid() != parent:
-            stop(signal.SIGTERM)
-            return
-        loop.call_later(1.0, check)
-    loop.call_later(1.0, check)
-
-
 def _set_parent_death_signal() -> None:
     try:
         import ctypes
@@ -117,73 +83,6 @@ def _set_parent_death_signal() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-
-
-async def serve(server: Server, handle_signals: bool = True) -> int:
-    """Start `server` and run until it is shut down. Returns the exit code."""
-    loop = asyncio.get_running_loop()
-    logger = server.logger
-
-    def on_signal(signum: int) -> None:
-        logger.notice(f'Trapped "{_SIGNAL_NAMES.get(signum, str(signum))}" signal')
-        if signum == signal.SIGHUP:
-            try:
-                server.reload()
-                logger.notice("Reloaded server configuration")
-            except ReloadError as e:
-                logger.error(f"Failed to reload server configuration: {e}")
-            except Exception as e:  # a reload must never take the server down
-                logger.error(f"Failed to reload server configuration: {e}")
-            return
-        if signum == signal.SIGUSR2:
-            from embedded_server import lameduck
-            loop.create_task(lameduck.enter(server))
-            return
-        loop.create_task(server.shutdown())
-
-    if handle_signals:
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2):
-            loop.add_signal_handler(signum, on_signal, signum)
-        parent = os.environ.get("PYNATS_SERVER_PARENT")
-        if parent and parent.isdigit():
-            _watch_parent(int(parent), loop, on_signal)
-    try:
-        await server.start()
-    except StartError as e:
-        logger.fatal(str(e))
-        return 1
-    await server.wait_stopped()
-    return 0
-
-
-def raise_open_files_limit() -> None:
-    """Allow as many connections as the hard limit permits (Go raises the soft limit the same way for
-    nats-server); a default soft limit of 1024 would cap the server at about a thousand clients."""
-    try:
-        import resource
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        want = hard if hard != resource.RLIM_INFINITY else 1 << 20
-        if soft != resource.RLIM_INFINITY and soft < want:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    except (ImportError, ValueError, OSError):
-        pass
-
-
-def run(opts: Options, logger: Logger | None = None, command_line: CommandLine | None = None) -> int:
-    """Run a server with `opts` on this thread until SIGTERM/SIGINT. Returns the exit code."""
-    raise_open_files_limit()
-    logger = logger or make_logger(opts)
-    server = Server(opts, logger, command_line)
-    loop = new_event_loop()
-    try:
-        asyncio.set_event_loop(loop)
-        return loop.run_until_complete(serve(server, threading.current_thread() is threading.main_thread()))
-    finally:
-        try:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        finally:
-            loop.close()
-            logger.close()
 
 
 def main(argv: list[str] | None = None) -> int:

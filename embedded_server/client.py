@@ -14,8 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 from embedded_server import errors, msgtrace, protocol
-from embedded_server.errors import (CLIENT_CLOSED, PARSE_ERROR, PROTOCOL_VIOLATION, READ_ERROR, SERVER_SHUTDOWN,
-                                    SLOW_CONSUMER, Err)
+from embedded_server.errors import (CLIENT_CLOSED, PARSE_ERROR, PROTOCOL_VIOLATION, READ_ERROR, SLOW_CONSUMER, Err)
 from embedded_server.protocol import ProtocolError, go_quote
 from embedded_server.subjects import InvalidSubject, Subscription, is_valid_literal_subject
 

@@ -11,8 +11,7 @@ import os
 import re
 from typing import Any, NamedTuple
 
-__all__ = ["ConfigError", "ConfMap", "ConfList", "Pos", "apply_file", "parse", "parse_file", "parse_duration",
-           "format_duration"]
+__all__ = ["ConfigError", "ConfMap", "ConfList", "Pos", "parse", "parse_file", "parse_duration"]
 
 _EOF = ""
 _KEY_SEPARATORS = "=:"
@@ -671,32 +670,3 @@ def parse_duration(text: str) -> float:
         total += float(f"{whole or 0}.{frac or 0}") * _UNITS[unit]
         s = s[m.end():]
     return sign * total
-
-
-def format_duration(seconds: float) -> str:
-    """Go's Duration.String(), e.g. 2m0s, 1h30m0s, 500ms, as nats-server prints durations in its logs."""
-    if seconds == 0:
-        return "0s"
-    sign = "-" if seconds < 0 else ""
-    ns = round(abs(seconds) * 1e9)
-    if ns < 1_000_000_000:
-        for unit, size in (("ms", 1_000_000), ("µs", 1000), ("ns", 1)):
-            if ns >= size:
-                return sign + _trim(ns / size) + unit
-    h, rest = divmod(ns, 3600 * 10**9)
-    m, rest = divmod(rest, 60 * 10**9)
-    out = (f"{h}h" if h else "") + (f"{m}m" if h or m else "") + _trim(rest / 1e9) + "s"
-    return sign + out
-
-
-def _trim(x: float) -> str:
-    return f"{x:.9f}".rstrip("0").rstrip(".")
-
-
-def apply_file(opts, path: str) -> list[ConfigError]:
-    """Apply the configuration file at `path` to server Options (see embedded_server.configure).
-
-    Returns the warnings nats-server would print; raises ConfigError listing every error."""
-    from embedded_server.configure import process_config_file
-
-    return process_config_file(opts, path)

@@ -244,8 +244,8 @@ def _apply_one(opts, key: str, lk: str, v: Any, pos: Pos | None, conf: ConfMap,
     elif lk == "lame_duck_duration":
         seconds = _go_duration_string(lk, v, pos)
         if seconds < 30:
-            from embedded_server.monitor import go_duration
-            raise ConfigError(f"invalid lame_duck_duration of {go_duration(seconds)}, minimum is 30 seconds", pos)
+            from embedded_server.gotime import seconds_string
+            raise ConfigError(f"invalid lame_duck_duration of {seconds_string(seconds)}, minimum is 30 seconds", pos)
         opts.extra[lk] = seconds
     elif lk == "lame_duck_grace_period":
         seconds = _go_duration_string(lk, v, pos)

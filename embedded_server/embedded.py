@@ -121,7 +121,7 @@ class EmbeddedServer:
         if not self.running:
             raise EmbeddedServerError("the server is not running")
         if self.mode == "thread":
-            from embedded_server.server import ReloadError
+            from embedded_server.errors import ReloadError
 
             async def do_reload() -> None:
                 self.server.reload()
@@ -197,7 +197,7 @@ class EmbeddedServer:
 
     # -- thread mode ----------------------------------------------------------------------------------
     def _start_thread(self, timeout: float) -> None:
-        from embedded_server.__main__ import new_event_loop, serve
+        from embedded_server.running import new_event_loop, serve
         from embedded_server.logger import Logger
         from embedded_server.options import ConfigFileError, FlagError, load_options
         from embedded_server.server import Server

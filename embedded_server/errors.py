@@ -64,3 +64,11 @@ ERR_QUEUE_SUBSCRIPTION_VIOLATION = Err('Permissions Violation for Subscription t
 # A reload took the permission away: the subscription is removed, its sid named.
 ERR_SUBSCRIPTION_REMOVED = Err('Permissions Violation for Subscription to "{}" (sid "{}")')
 ERR_QUEUE_SUBSCRIPTION_REMOVED = Err('Permissions Violation for Subscription to "{}" using queue "{}" (sid "{}")')
+
+
+class StartError(Exception):
+    """The server cannot start (port taken, bad store): the command line logs it as [FTL] and exits 1."""
+
+
+class ReloadError(Exception):
+    """A reload was refused; the server keeps running with its current configuration."""

@@ -14,7 +14,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING
 
-from embedded_server import PROTOCOL_VERSION
+from embedded_server.version import PROTOCOL_VERSION
 from embedded_server.monitor import BadRequest
 
 if TYPE_CHECKING:
@@ -254,7 +254,7 @@ class SystemServices:
     def server_info(self) -> dict:
         srv = self.server
         self.seq += 1
-        from embedded_server.monitor import rfc3339
+        from embedded_server.gotime import rfc3339
         js = srv.jetstream is not None
         return {"name": srv.server_name, "host": srv.options.host, "id": srv.server_id, "ver": PROTOCOL_VERSION,
                 "jetstream": js, "flags": 1 if js else 0, "seq": self.seq, "time": rfc3339(time.time())}
@@ -323,7 +323,7 @@ class SystemServices:
     def _server_doc(self, kind: str, opts: dict):
         srv = self.server
         mon = srv.monitor_docs()
-        from embedded_server.monitor import rfc3339
+        from embedded_server.gotime import rfc3339
         now = rfc3339(time.time())
         if kind == "VARZ":
             return _ok(mon.varz({}))
@@ -406,7 +406,8 @@ class SystemServices:
     # -- statsz ----------------------------------------------------------------------------------------
     def statsz(self) -> dict:
         srv = self.server
-        from embedded_server.monitor import _rss_bytes, rfc3339
+        from embedded_server.gotime import rfc3339
+        from embedded_server.monitor import _rss_bytes
         now = time.time()
         cpu = resource.getrusage(resource.RUSAGE_SELF)
         stats = {
@@ -559,7 +560,7 @@ class SystemServices:
             self._send(reply, self._conns_event(stat))
 
     def _conns_event(self, stat: dict) -> dict:
-        from embedded_server.monitor import rfc3339
+        from embedded_server.gotime import rfc3339
         return {"type": "io.nats.server.advisory.v1.account_connections", "id": new_event_id(),
                 "timestamp": rfc3339(time.time()), "server": self.server_info(), **stat}
 
@@ -581,7 +582,7 @@ class SystemServices:
 
     # -- events ----------------------------------------------------------------------------------------
     def client_info(self, client, stop: float | None = None) -> dict:
-        from embedded_server.monitor import rfc3339
+        from embedded_server.gotime import rfc3339
         info: dict = {"start": rfc3339(client.start), "host": client.host, "id": client.cid,
                       "acc": client.account.name}
         if client.user:
@@ -603,7 +604,7 @@ class SystemServices:
         return info
 
     def client_connected(self, client) -> None:
-        from embedded_server.monitor import rfc3339
+        from embedded_server.gotime import rfc3339
         if not self.subs:
             return
         acc = client.account
@@ -613,7 +614,7 @@ class SystemServices:
         self.publish(f"$SYS.ACCOUNT.{acc.name}.CONNECT", doc)
 
     def client_disconnected(self, client) -> None:
-        from embedded_server.monitor import rfc3339
+        from embedded_server.gotime import rfc3339
         if not self.subs:
             return
         acc = client.account

@@ -7,6 +7,8 @@ import asyncio
 import json
 import random
 
+from embedded_server.errors import SERVER_SHUTDOWN
+
 DEFAULT_DURATION = 120.0
 DEFAULT_GRACE_PERIOD = 10.0
 
@@ -48,7 +50,6 @@ async def enter(server) -> None:
     if server.shutting_down:
         return
     server.notice("Closing existing clients")
-    from embedded_server.client import SERVER_SHUTDOWN
     for i, client in enumerate(clients):
         client.close(SERVER_SHUTDOWN)
         if i == len(clients) - 1:

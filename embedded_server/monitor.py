@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import datetime as _dt
 import json
 import os
 import platform
@@ -16,7 +15,10 @@ import time
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
-from embedded_server import PROTOCOL_VERSION
+from embedded_server.errors import StartError
+from embedded_server.gotime import rfc3339, seconds_string
+from embedded_server.options import join_host_port
+from embedded_server.version import PROTOCOL_VERSION
 
 if TYPE_CHECKING:
     from embedded_server.client import Client
@@ -29,36 +31,6 @@ _NS = 1_000_000_000
 
 class BadRequest(Exception):
     pass
-
-
-def rfc3339(ts: float) -> str:
-    """A Unix time as Go marshals time.Time in UTC: 2026-11-26T04:19:17.206489Z."""
-    d = _dt.datetime.fromtimestamp(ts, _dt.timezone.utc)
-    frac = f"{d.microsecond:06d}".rstrip("0")
-    return d.strftime("%Y-%m-%dT%H:%M:%S") + (f".{frac}" if frac else "") + "Z"
-
-
-def go_duration(seconds: float) -> str:
-    """Go's time.Duration.String(): 1h2m3.5s, 250ms, 243µs, 0s."""
-    ns = int(round(seconds * _NS))
-    if ns == 0:
-        return "0s"
-    sign = "-" if ns < 0 else ""
-    ns = abs(ns)
-    if ns < 1000:
-        return f"{sign}{ns}ns"
-    if ns < 1_000_000:
-        return f"{sign}{_trim(ns / 1000)}µs"
-    if ns < _NS:
-        return f"{sign}{_trim(ns / 1_000_000)}ms"
-    out = ""
-    hours, rem = divmod(ns, 3600 * _NS)
-    minutes, rem = divmod(rem, 60 * _NS)
-    if hours:
-        out += f"{hours}h"
-    if hours or minutes:
-        out += f"{minutes}m"
-    return f"{sign}{out}{_trim(rem / _NS)}s"
 
 
 def _trim(x: float) -> str:
@@ -115,7 +87,6 @@ class Monitor:
         opts = srv.options
         host = opts.monitor_host
         port = 0 if opts.http_port == -1 else opts.http_port
-        from embedded_server.server import StartError, join_host_port
         try:
             self._http = await asyncio.start_server(self._handle, host, port, reuse_address=True)
         except OSError as e:
@@ -280,7 +251,7 @@ class Monitor:
             "port": c.port,
             "start": rfc3339(c.start),
             "last_activity": rfc3339(c.last_activity),
-            "rtt": go_duration(c.rtt),
+            "rtt": seconds_string(c.rtt),
             "uptime": uptime(now - c.start),
             "idle": uptime(now - c.last_activity),
             "pending_bytes": c.pending_bytes,

@@ -29,7 +29,7 @@ AUTO_UNSUB_EXCEEDED = "Not delivered because auto-unsubscribe exceeded"
 
 
 def _now() -> str:
-    from embedded_server.monitor import rfc3339
+    from embedded_server.gotime import rfc3339
     return rfc3339(time.time())
 
 

@@ -243,17 +243,11 @@ class ConfigFileError(Exception):
 
 
 def apply_config_file(opts: Options, path: str) -> None:
-    """Apply a nats-server configuration file to `opts` through embedded_server.config."""
+    """Apply a nats-server configuration file to `opts` (embedded_server.configure)."""
+    from embedded_server.configure import process_config_file  # (configure imports this module)
+
     try:
-        from embedded_server import config
-    except ImportError:
-        raise ConfigFileError(f"cannot read {path}: configuration files need embedded_server.config, "
-                              "which is not installed") from None
-    apply = getattr(config, "apply_file", None)
-    if apply is None:
-        raise ConfigFileError(f"cannot read {path}: embedded_server.config has no apply_file()")
-    try:
-        apply(opts, path)
+        process_config_file(opts, path)
     except (ValueError, OSError) as e:
         raise ConfigFileError(str(e)) from None
     opts.config_file = path
@@ -269,3 +263,8 @@ def load_options(argv: list[str]) -> tuple[Options, CommandLine]:
     cl.apply(opts)
     opts.extra["command_line"] = cl   # a reload applies the flags again over the new config file
     return opts, cl
+
+
+def join_host_port(host: str, port: int) -> str:
+    """Go's net.JoinHostPort: IPv6 literals in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

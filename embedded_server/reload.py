@@ -8,7 +8,9 @@ apply to live connections, subscriptions no longer allowed are removed).
 """
 from __future__ import annotations
 
-from embedded_server.config import ConfigError, format_duration
+from embedded_server.config import ConfigError
+from embedded_server.errors import ReloadError
+from embedded_server.gotime import seconds_string
 
 # Options that may change at run time (nats-server's reloadable options among those implemented here), with
 # the name nats-server uses in its "Reloaded: ..." log line.
@@ -94,8 +96,6 @@ def load_new_options(server):
 
 def reload(server) -> None:
     """Reload `server`'s configuration file; raises ReloadRefused (keeping the running config) if it cannot."""
-    from embedded_server.server import ReloadError
-
     try:
         new = load_new_options(server)
         changed = diff_options(server.options, new)
@@ -116,7 +116,7 @@ def reload(server) -> None:
             if name == "accounts":
                 server.notice("Reloaded: accounts")
         elif name in ("ping_interval", "write_deadline"):
-            server.notice(f"Reloaded: {_RELOADABLE[name]} = {format_duration(value)}")
+            server.notice(f"Reloaded: {_RELOADABLE[name]} = {seconds_string(value)}")
         else:
             server.notice(f"Reloaded: {_RELOADABLE[name]} = {_go_value(value)}")
     _apply_limits(server, old, new)

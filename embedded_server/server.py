@@ -19,23 +19,19 @@ import time
 import traceback
 from typing import Callable
 
-from embedded_server import VERSION, PROTOCOL_VERSION, msgtrace
-from embedded_server.client import Client, SERVER_SHUTDOWN, decode_subject, encode_subject
+from embedded_server import msgtrace
+from embedded_server import reload as config_reload
+from embedded_server.auth import hook
+from embedded_server.client import Client, decode_subject, encode_subject
+from embedded_server.errors import SERVER_SHUTDOWN, StartError
 from embedded_server.protocol import go_quote, msg_frame, msg_prefix, msg_tail
 from embedded_server.logger import Logger
-from embedded_server.options import DEFAULT_PORT, Options
+from embedded_server.options import DEFAULT_PORT, Options, join_host_port
 from embedded_server.subjects import Sublist, Subscription
+from embedded_server.version import PROTOCOL_VERSION, VERSION
 
 GLOBAL_ACCOUNT = "$G"
 SYSTEM_ACCOUNT = "$SYS"
-
-
-class StartError(Exception):
-    """The server cannot start (port taken, bad store): the command line logs it as [FTL] and exits 1."""
-
-
-class ReloadError(Exception):
-    """A reload was refused; the server keeps running with its current configuration."""
 
 
 class Plan:
@@ -184,7 +180,6 @@ class Server:
         # Hooks for auth/ (see docs/architecture.md): replace to authenticate users, nkeys, JWTs.
         self.authenticator: Callable | None = None
         self.nonce_required = False
-        self.reloader: Callable | None = None
         self.jetstream = None
         self.info_extra: dict = {}   # INFO fields owned by other parts (e.g. JetStream's api_lvl)
         self.monitor = None
@@ -205,12 +200,6 @@ class Server:
         self._install_auth()
 
     def _install_auth(self) -> None:
-        try:
-            from embedded_server.auth import hook
-        except ImportError as e:
-            if e.name and not e.name.startswith("embedded_server.auth"):
-                raise
-            return
         hook.install(self)
 
     # -- logging shortcuts ---------------------------------------------------------------------------------
@@ -626,15 +615,11 @@ class Server:
         self.events.start()
 
     def _enable_jetstream(self) -> None:
-        import importlib.util
-        if importlib.util.find_spec("embedded_server.jetstream") is None:
-            self.warn("JetStream requested but not available in this build (embedded_server.jetstream is "
-                      "missing): running the core server only")
-            return
+        # Imported here so that a core-only server never loads JetStream.
         from embedded_server import jetstream
         try:
             self.jetstream = jetstream.enable(self)
-        except getattr(jetstream, "JetStreamError", RuntimeError) as e:
+        except jetstream.JetStreamError as e:
             raise StartError(f"Can't start JetStream: {e}") from None
 
     @staticmethod
@@ -681,13 +666,8 @@ class Server:
 
     def reload(self) -> None:
         """Apply the configuration file again (SIGHUP). Raises ReloadError, keeping the running config."""
-        if self.reloader is not None:
-            self.reloader(self)
-            self.config_load_time = time.time()
-            return
-        if not self.options.config_file:
-            raise ReloadError("can only reload config when a file is provided using -c or --config")
-        raise ReloadError("reloading a configuration file needs embedded_server.reload, which is not installed")
+        config_reload.reload(self)
+        self.config_load_time = time.time()
 
     # -- introspection -------------------------------------------------------------------------------------
     @property
@@ -701,8 +681,4 @@ class Server:
             host = "127.0.0.1"
         return f"nats://{join_host_port(host, self.port)}"
 
-
-def join_host_port(host: str, port: int) -> str:
-    """Go's net.JoinHostPort: IPv6 literals in brackets."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 

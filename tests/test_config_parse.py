@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from embedded_server.config import ConfigError, parse, parse_duration, parse_file, format_duration
+from embedded_server.config import ConfigError, parse, parse_duration, parse_file
+from embedded_server.gotime import seconds_string
 
 
 def test_the_three_key_separators_and_optional_semicolons():
@@ -244,7 +245,7 @@ def test_bad_durations_fail_with_gos_message(text, message):
 
 @pytest.mark.parametrize("seconds,text", [(120, "2m0s"), (5400, "1h30m0s"), (0.5, "500ms"), (2, "2s"), (0, "0s")])
 def test_durations_print_as_go(seconds, text):
-    assert format_duration(seconds) == text
+    assert seconds_string(seconds) == text
 
 
 # -- round trips ----------------------------------------------------------------------------------------------

@@ -467,3 +467,14 @@ def _forward_request(server, importer, exporter, subject: str, reply: str, hdr, 
 def unwire(server, subs: list) -> None:
     for sub in subs:
         server.unsubscribe_internal(sub)
+
+
+def wire_accounts(server) -> None:
+    """(Re)create the import subscriptions of the configured accounts, or of the account JWTs in operator mode."""
+    unwire(server, getattr(server, "account_import_subs", []))
+    operator = getattr(server, "operator", None)
+    configs = operator.account_configs() if operator is not None else list(server.options.accounts or [])
+    server.account_import_subs = wire(server, configs)
+    from embedded_server import mappings
+
+    mappings.install(server)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from embedded_server import errors
+from embedded_server.auth.accounts import wire_accounts
 
 SUBJECTS = ("$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE", "$SYS.ACCOUNT.*.CLAIMS.UPDATE")
 
@@ -30,8 +31,6 @@ def _update(server, subject: str, reply: str | None, payload: bytes) -> None:
     else:
         server.debug(f"{message} - {key}")
     if message == "jwt updated":
-        from embedded_server.auth.hook import wire_accounts
-
         wire_accounts(server)
         _enforce(server, key)
     if reply:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from embedded_server import errors
+from embedded_server.auth.accounts import wire_accounts
 from embedded_server.auth.authenticator import ANONYMOUS, Authenticator, Identity
 from embedded_server.auth.permissions import ClientPermissions
 
@@ -22,9 +23,6 @@ def install(server) -> None:
     """Authenticate the server's clients through auth/ with its current options."""
     _set(server, build(server.options))
     server.authenticator = _authenticate
-    from embedded_server import reload as _reload
-
-    server.reloader = _reload.reload
     conf = server.options.extra.get("operator_mode")
     server.operator = None
     if conf is not None:
@@ -37,19 +35,6 @@ def install(server) -> None:
         from embedded_server.auth import claims
 
         claims.subscribe(server)
-
-
-def wire_accounts(server) -> None:
-    """(Re)create the import subscriptions of the configured accounts, or of the account JWTs in operator mode."""
-    from embedded_server.auth import accounts
-
-    accounts.unwire(server, getattr(server, "account_import_subs", []))
-    operator = getattr(server, "operator", None)
-    configs = operator.account_configs() if operator is not None else list(server.options.accounts or [])
-    server.account_import_subs = accounts.wire(server, configs)
-    from embedded_server import mappings
-
-    mappings.install(server)
 
 
 def _set(server, auth: Authenticator) -> None:

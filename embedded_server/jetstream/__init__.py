@@ -12,6 +12,8 @@ import shutil
 import tempfile
 import time
 
+from embedded_server.version import PROTOCOL_VERSION
+
 from . import api
 from .account import JSAccount
 from .clock import now_ns, rfc3339
@@ -89,7 +91,7 @@ class JetStream:
         self.sync_always, self.sync_interval = _sync_settings(opts)
         self.max_pending = getattr(opts, "max_pending", 64 * 1024 * 1024)
         self.domain = ""
-        self.version = getattr(server, "protocol_version", None) or _protocol_version()
+        self.version = PROTOCOL_VERSION
         self.accounts: dict[str, JSAccount] = {}
         self.api_total = 0
         self.api_errors = 0
@@ -259,14 +261,6 @@ def _int_arg(value) -> int:
         return int(value or 0)
     except (TypeError, ValueError):
         return 0
-
-
-def _protocol_version() -> str:
-    try:
-        from embedded_server import PROTOCOL_VERSION
-        return PROTOCOL_VERSION
-    except ImportError:
-        return "2.10.0"
 
 
 def enable(server) -> JetStream:

@@ -22,19 +22,3 @@ def filter_list(cfg: dict) -> list[str]:
     if cfg.get("filter_subject"):
         return [cfg["filter_subject"]]
     return list(cfg.get("filter_subjects") or [])
-
-
-def go_duration(ns: int) -> str:
-    """Go's time.Duration.String for whole units (enough for limits in error texts)."""
-    if ns % SECOND == 0:
-        secs = ns // SECOND
-        h, rem = divmod(secs, 3600)
-        m, s = divmod(rem, 60)
-        if h:
-            return f"{h}h{m}m{s}s"
-        if m:
-            return f"{m}m{s}s"
-        return f"{s}s"
-    if ns % 1_000_000 == 0:
-        return f"{ns // 1_000_000}ms"
-    return f"{ns}ns"

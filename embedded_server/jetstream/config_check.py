@@ -9,7 +9,9 @@ import json
 from . import counters, filters
 from .errors import ApiError, api_error
 from .config import (DEFAULT_ACK_WAIT, DEFAULT_DUPLICATE_WINDOW, DEFAULT_MAX_ACK_PENDING, DEFAULT_MAX_WAITING,
-                     MAX_DESCRIPTION_LEN, MAX_METADATA_LEN, MAX_NAME_LEN, MINUTE, SECOND, filter_list, go_duration)
+                     MAX_DESCRIPTION_LEN, MAX_METADATA_LEN, MAX_NAME_LEN, MINUTE, SECOND, filter_list)
+from embedded_server.gotime import duration_string
+
 from .transform import SubjectTransform, TransformError
 
 
@@ -336,7 +338,7 @@ def check_consumer_config(cfg: dict, stream_cfg: dict) -> None:
     if limits.get("max_ack_pending", 0) > 0 and cfg.get("max_ack_pending", 0) > limits["max_ack_pending"]:
         raise api_error("JSConsumerMaxPendingAckExcessErrF", limit=limits["max_ack_pending"])
     if limits.get("inactive_threshold", 0) > 0 and cfg.get("inactive_threshold", 0) > limits["inactive_threshold"]:
-        raise api_error("JSConsumerInactiveThresholdExcess", limit=go_duration(limits["inactive_threshold"]))
+        raise api_error("JSConsumerInactiveThresholdExcess", limit=duration_string(limits["inactive_threshold"]))
     if cfg.get("direct"):
         if not deliver:
             raise api_error("JSConsumerDirectRequiresPushErr")

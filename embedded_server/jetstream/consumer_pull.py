@@ -8,9 +8,9 @@ import time
 from collections import deque
 
 from embedded_server.client import encode_subject
+from embedded_server.gotime import duration_string
 from embedded_server.protocol import msg_line_templates
 
-from . import config as config_mod
 from . import requests
 from .clock import now_ns
 from .consumer_acks import ACK_WAIT_DELAY
@@ -70,7 +70,7 @@ class PullRequests:
             return self._status(reply, 409, f"Exceeded MaxRequestBatch of {max_batch}")
         max_expires = self.cfg.get("max_expires", 0)
         if expires_ns and max_expires > 0 and expires_ns > max_expires:
-            return self._status(reply, 409, f"Exceeded MaxRequestExpires of {config_mod.go_duration(max_expires)}")
+            return self._status(reply, 409, f"Exceeded MaxRequestExpires of {duration_string(max_expires)}")
         max_req_bytes = self.cfg.get("max_bytes", 0)
         if max_bytes > 0 and max_req_bytes > 0 and max_bytes > max_req_bytes:
             return self._status(reply, 409, f"Exceeded MaxRequestMaxBytes of {max_req_bytes}")

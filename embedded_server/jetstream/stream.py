@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from collections import deque
 
-from . import config as config_mod
+from embedded_server.gotime import duration_string
+
 from . import config_json
 from . import batch as batch_mod
 from . import counters, filters, headers, limits, requests
@@ -544,7 +545,7 @@ class Stream:
         """nats-server's subject delete markers: the last message of a subject to age out is replaced by a
         marker (`Nats-Marker-Reason: MaxAge`, its own TTL, rolling the subject up) instead of vanishing."""
         # nats-server writes the marker TTL as whole seconds (time.Duration(seconds) * time.Second).
-        ttl = config_mod.go_duration(sdm_ttl - sdm_ttl % 1_000_000_000)
+        ttl = duration_string(sdm_ttl - sdm_ttl % 1_000_000_000)
         for seq in self.store.expire_candidates(now, self.cfg.get("max_age", 0)):
             sm = self.store.load_msg(seq)
             if sm is None:
