@@ -102,7 +102,8 @@ class Monitor:
             self._http = None
 
     def closed_client(self, client: "Client") -> None:
-        info = self.conn_info(client, subs=False, detail=False)
+        # With its user and account: /connz?auth=true shows them for closed connections too, as nats-server.
+        info = self.conn_info(client, subs=False, detail=False, auth=True)
         info["stop_ts"] = time.time()
         info["stop"] = rfc3339(info["stop_ts"])
         info["reason"] = client.close_reason
@@ -268,7 +269,7 @@ class Monitor:
                 info[key] = c.opts[key]
         if auth and c.user:
             info["authorized_user"] = c.user
-        if auth and c.account is not None:
+        if auth and c.account is not None and c.account.name != "$G":  # nats-server leaves $G unnamed
             info["account"] = c.account.name
         if subs and c.subs:
             info["subscriptions_list"] = [s.subject for s in c.subs.values()]
@@ -306,6 +307,9 @@ class Monitor:
         if state in ("closed", "any", "all"):
             for closed in self.closed:
                 info = dict(closed)
+                if not auth:
+                    info.pop("authorized_user", None)
+                    info.pop("account", None)
                 snapshot = info.pop("subs_snapshot", [])
                 if subs and snapshot:
                     info["subscriptions_list"] = [s[0] for s in snapshot]

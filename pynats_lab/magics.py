@@ -513,8 +513,11 @@ def server_parser() -> Parser:
         _monitor_flag(c)
         return c
 
-    command("ls", "one row per server", "One row per server: version, cluster, connections, subscriptions, "
-            "messages and bytes in/out, slow consumers, memory, cpu, uptime, JetStream streams/consumers/storage.")
+    ls = command("ls", "one row per server", "One row per server: version, cluster, connections, subscriptions, "
+                 "messages and bytes in/out, slow consumers, memory, cpu, uptime, JetStream streams/consumers/"
+                 "storage.")
+    ls.add_argument("--sort", help="name, cluster (default), conns, subs, mem, cpu, slow, uptime, in-msgs, "
+                    "out-msgs, streams, storage")
     r = sub.add_parser("report", help="connections, jetstream or accounts, as nats server report")
     rsub = r.add_subparsers(dest="report", metavar="REPORT", parser_class=Parser)
     rc = rsub.add_parser("connections", aliases=["conns"], help="every client connection of every server",
@@ -523,6 +526,8 @@ def server_parser() -> Parser:
                     "uptime, cid, name, account, pending, idle, rtt, server")
     rc.add_argument("--top", type=_int, default=1000, metavar="N", help="only the first N (default 1000)")
     rc.add_argument("--account", metavar="A", help="only this account's connections")
+    rc.add_argument("--state", choices=["open", "closed", "all"], default="open",
+                    help="open (default), closed (those the servers remember), or all")
     rj = rsub.add_parser("jetstream", aliases=["js"], help="JetStream use per server",
                          description="JetStream per server: streams, consumers, storage against limits, API "
                          "requests and errors, the meta leader.\n" + _SERVER_SOURCE)
@@ -550,10 +555,11 @@ def run_server(a: argparse.Namespace, cell: str | None) -> Any:
 
     c = a.command
     if c == "ls":
-        return lab.server_ls(monitor=a.monitor)
+        return lab.server_ls(sort=a.sort, monitor=a.monitor)
     if c == "report":
         if a.report in ("connections", "conns"):
-            return lab.server_report_connections(sort=a.sort, top=a.top, account=a.account, monitor=a.monitor)
+            return lab.server_report_connections(sort=a.sort, top=a.top, account=a.account, state=a.state,
+                                                 monitor=a.monitor)
         if a.report in ("jetstream", "js"):
             return lab.server_report_jetstream(monitor=a.monitor)
         if a.report == "accounts":

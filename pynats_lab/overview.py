@@ -99,14 +99,29 @@ def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+_LS_SORTS = {"name": ("server", True), "cluster": ("cluster", True), "conns": ("connections", False),
+             "subs": ("subscriptions", False), "mem": ("mem", False), "cpu": ("cpu", False),
+             "slow": ("slow_consumers", False), "uptime": ("start", True), "in-msgs": ("in_msgs", False),
+             "out-msgs": ("out_msgs", False), "streams": ("streams", False), "storage": ("js_storage", False)}
+
+
 @in_session
-async def server_ls(s: Session, *, monitor: Any = None) -> pd.DataFrame:
+async def server_ls(s: Session, *, sort: str | None = None, monitor: Any = None) -> pd.DataFrame:
     """One row per server (every server of a cluster): name, id, version, cluster, connections,
     subscriptions, messages and bytes in/out, slow consumers, memory, cpu %, uptime, JetStream streams,
     consumers and storage. Through `$SYS.REQ.SERVER.PING` for a system-account user, else the monitoring
-    port(s) (`monitor=`, remembered; the embedded default's own is known)."""
+    port(s) (`monitor=`, remembered; the embedded default's own is known). `sort` as `nats server ls
+    --sort`: name, cluster (default: cluster then name), conns, subs, mem, cpu, slow, uptime, in-msgs,
+    out-msgs, streams, storage; counters largest first."""
+    key = (sort or "cluster").replace("_", "-")
+    if key not in _LS_SORTS:
+        raise LabError(f"invalid --sort {sort!r}: use one of {', '.join(_LS_SORTS)}")
     src = await source(s, monitor)
-    return _frame(await _servers(src), LS_COLUMNS)
+    rows = await _servers(src)
+    frame = pd.DataFrame(rows, columns=LS_COLUMNS + ["start"])
+    column, ascending = _LS_SORTS[key]
+    frame = frame.sort_values([column, "server"], ascending=[ascending, True], kind="stable", na_position="last")
+    return frame[LS_COLUMNS].reset_index(drop=True)
 
 
 _CONN_COLUMNS = ["server", "cid", "name", "account", "user", "ip", "port", "lang", "version", "uptime", "idle",
@@ -130,26 +145,33 @@ def _go_seconds(text: str | None) -> float | None:
         return None
 
 
-async def _connections(src: Source, account: str | None = None) -> list[dict]:
+_STATES = {"open": 0, "closed": 1, "all": 2}  # nats-server's ConnState, as $SYS requests take it
+
+
+async def _connections(src: Source, account: str | None = None, state: str = "open") -> list[dict]:
     rows: list[dict] = []
     offset = 0
     while True:
-        options = {"auth": True, "offset": offset, "limit": _PAGE}
+        options: dict = {"auth": True, "offset": offset, "limit": _PAGE}
         if account:
             options["acc"] = account
+        if state != "open":
+            options["state"] = _STATES[state] if src.kind == "system" else state
         more = False
         for server, doc in await src.gather("CONNZ", options):
             doc = doc or {}
             for c in doc.get("connections") or []:
                 rows.append({"server": server.get("name"), "cid": c.get("cid"), "name": c.get("name", ""),
-                             "account": c.get("account", ""), "user": c.get("authorized_user", ""),
+                             # connz leaves the global account unnamed
+                             "account": c.get("account") or "$G", "user": c.get("authorized_user", ""),
                              "ip": c.get("ip"), "port": c.get("port"), "lang": c.get("lang", ""),
                              "version": c.get("version", ""), "uptime": c.get("uptime"), "idle": c.get("idle"),
                              "rtt": c.get("rtt"), "subs": c.get("subscriptions"),
                              "pending_bytes": c.get("pending_bytes"), "in_msgs": c.get("in_msgs"),
                              "out_msgs": c.get("out_msgs"), "in_bytes": c.get("in_bytes"),
                              "out_bytes": c.get("out_bytes"), "start": _time(c.get("start")),
-                             "last_activity": _time(c.get("last_activity")), "rtt_s": _go_seconds(c.get("rtt"))})
+                             "last_activity": _time(c.get("last_activity")), "rtt_s": _go_seconds(c.get("rtt")),
+                             "stop": _time(c.get("stop")), "reason": c.get("reason", "")})
             if doc.get("total", 0) > offset + _PAGE:
                 more = True
         if not more:
@@ -159,23 +181,28 @@ async def _connections(src: Source, account: str | None = None) -> list[dict]:
 
 @in_session
 async def server_report_connections(s: Session, *, sort: str = "subs", top: int | None = 1000,
-                                    account: str | None = None, monitor: Any = None) -> pd.DataFrame:
+                                    account: str | None = None, state: str = "open",
+                                    monitor: Any = None) -> pd.DataFrame:
     """Every client connection of every server, one row each (server, cid, name, account, user, ip, uptime,
     rtt, subs, pending, msgs and bytes in/out), sorted as `nats server report connections --sort` (subs,
     in-msgs, out-msgs, in-bytes, out-bytes, uptime, cid, plus name, account, pending, idle, rtt, server),
-    the `top` N, only `account`'s if given."""
+    the `top` N, only `account`'s if given. `state` closed or all adds the connections the servers remember
+    as closed, with `stop` and `reason`."""
     key = (sort or "subs").replace("_", "-")
     if key not in _CONN_SORTS:
         raise LabError(f"invalid --sort {sort!r}: use one of {', '.join(_CONN_SORTS)}")
+    if state not in _STATES:
+        raise LabError(f"invalid --state {state!r}: use open, closed or all")
     at_least_one(top, "--top")
     src = await source(s, monitor)
-    rows = await _connections(src, account)
-    frame = pd.DataFrame(rows, columns=_CONN_COLUMNS + ["start", "last_activity", "rtt_s"])
+    rows = await _connections(src, account, state)
+    columns = _CONN_COLUMNS + (["stop", "reason"] if state != "open" else [])
+    frame = pd.DataFrame(rows, columns=columns + ["start", "last_activity", "rtt_s"])
     column, ascending = _CONN_SORTS[key]
     frame = frame.sort_values([column, "cid"], ascending=[ascending, True], kind="stable", na_position="last")
     if top:
         frame = frame.head(top)
-    return frame[_CONN_COLUMNS].reset_index(drop=True)
+    return frame[columns].reset_index(drop=True)
 
 
 _JS_COLUMNS = ["server", "cluster", "domain", "streams", "consumers", "messages", "bytes", "memory", "storage",
@@ -227,7 +254,7 @@ async def server_report_accounts(s: Session, *, sort: str = "subs", top: int | N
         names.update((doc or {}).get("accounts") or [])
     totals = {n: dict.fromkeys(_ACC_COLUMNS[1:], 0) for n in names}
     for c in conns:
-        t = totals.setdefault(c["account"] or "$G", dict.fromkeys(_ACC_COLUMNS[1:], 0))
+        t = totals.setdefault(c["account"], dict.fromkeys(_ACC_COLUMNS[1:], 0))
         t["connections"] += 1
         for k in ("subs", "in_msgs", "out_msgs", "in_bytes", "out_bytes"):
             t[k] += c[k] or 0

@@ -115,6 +115,11 @@ def test_closed_connections_are_remembered(pair):
             time.sleep(0.05)
         leaving = next(x for x in closed if x.get("name") == "leaving")
         assert leaving["reason"] == "Client Closed" and "stop" in leaving, kind
+        assert "account" not in leaving, kind
+        # With auth=true a connection names its account, closed or open, except the global account $G.
+        closed = get(srv, "/connz?state=closed&auth=true")["connections"]
+        assert "account" not in next(x for x in closed if x.get("name") == "leaving"), kind
+        assert all("account" not in x for x in get(srv, "/connz?auth=true")["connections"]), kind
 
 
 def test_subsz(pair):

@@ -144,6 +144,7 @@ def test_the_embedded_default_needs_nothing_configured(shell, monkeypatch, tmp_p
         conns = magic(shell, "%server report connections").set_index("name")
         # The session's own system-account user (reading $SYS) is the second connection.
         assert set(conns.index) == {"pynats-lab", "pynats-lab-system"} and conns.loc["pynats-lab", "subs"] >= 1
+        # connz leaves the global account unnamed; the report names it.
         assert (conns.loc["pynats-lab", "account"], conns.loc["pynats-lab-system", "account"]) == ("$G", "SYS")
         assert list(magic(shell, "%server health")["status"]) == ["ok"]
         assert list(magic(shell, "%server report jetstream")["streams"]) == [0]
@@ -209,6 +210,7 @@ def test_help_and_bad_input_are_one_line(lab_js, shell, capsys):
     assert "--sort" in capsys.readouterr().out
     assert_one_line_errors(shell, capsys, {
         "%server report connections --sort bogus": "%server report: invalid --sort 'bogus': use one of subs, cid,",
+        "%server ls --sort bogus": "%server ls: invalid --sort 'bogus': use one of name, cluster,",
         "%server report connections --top 0": "%server report: --top must be",
         "%server report": "%server report: which report? connections, jetstream or accounts",
         "%server bogus": "%server: argument COMMAND: invalid choice",
@@ -277,3 +279,21 @@ def test_server_watch_outside_jupyter_prints_each_reading(system_lab, shell, cap
         "%server watch --interval 0": "%server watch: invalid --interval '0'",
         "%server watch --timeout soon": "%server watch: invalid --timeout 'soon'",
     })
+
+
+def test_closed_connections_and_sorted_servers(system_lab, shell):
+    srv = system_lab
+    app = App(_url(srv, "app"), "short-lived")
+    app.close()
+    deadline = time.monotonic() + 10
+    while True:
+        closed = magic(shell, "%server report connections --state closed")
+        if "short-lived" in set(closed["name"]) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    row = closed[closed["name"] == "short-lived"].iloc[0]
+    assert row["reason"] == "Client Closed" and row["account"] == "APP" and row["stop"] is not None
+    assert "short-lived" not in set(magic(shell, "%server report connections")["name"])
+    everyone = magic(shell, "%server report connections --state all")
+    assert {"short-lived", "pynats-lab"} <= set(everyone["name"])
+    assert list(magic(shell, "%server ls --sort conns")["id"]) == [_varz(srv)["server_id"]]
