@@ -75,14 +75,6 @@ def _die_with_parent() -> None:
         pass
 
 
-def _embedded_available() -> bool:
-    try:
-        from embedded_server import EmbeddedServer  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 class LocalServer:
     """One server process started from a notebook, with its own temporary folder.
 
@@ -96,8 +88,6 @@ class LocalServer:
                  port: int = -1, workdir: str | os.PathLike | None = None):
         if kind not in KINDS:
             raise LabError(f"unknown server kind {kind!r}: use {' or '.join(KINDS)}")
-        if kind == "embedded" and not _embedded_available():
-            raise LabError("the embedded server is not available here: use kind='nats-server'")
         self.kind, self.name, self.host = kind, name, host
         self.jetstream = jetstream
         self.args = [str(a) for a in args]

@@ -503,11 +503,7 @@ class Embedded:
         temporary directory (empty, deleted when the server stops)."""
         import fcntl
 
-        try:
-            from embedded_server import EmbeddedServer
-        except ImportError:
-            raise LabError("the embedded server is not available here; "
-                           "connect to a server instead: %nats connect nats://HOST:4222") from None
+        from embedded_server import EmbeddedServer
         base = data_dir()
         base.mkdir(parents=True, exist_ok=True)
         lock = None if fresh else open(base / "jetstream.lock", "a+")
@@ -523,13 +519,8 @@ class Embedded:
             if not fresh:
                 _note(f"{base / 'jetstream'} is in use by another kernel; this kernel's embedded server keeps "
                       f"its JetStream data in {store} (deleted when the kernel ends)")
-        import importlib.util
-
-        jetstream = importlib.util.find_spec("embedded_server.jetstream") is not None
-        if not jetstream:
-            _note("this embedded server has no JetStream yet: core NATS only (streams need a nats-server URL)")
         conf_dir, system_user = _system_account_config()
-        server = EmbeddedServer(host="127.0.0.1", port=-1, jetstream=jetstream, store_dir=str(store),
+        server = EmbeddedServer(host="127.0.0.1", port=-1, jetstream=True, store_dir=str(store),
                                 http_port=-1, config_file=str(conf_dir / "server.conf"), mode="process")
         self = cls(server, store, lock, temporary, conf_dir, system_user)
         try:

@@ -1,7 +1,6 @@
 """The `server` fixture: every behaviour test runs against the embedded server and the real nats-server."""
 from __future__ import annotations
 
-import importlib.util
 
 import pytest
 
@@ -43,8 +42,6 @@ def server(start_server) -> RunningServer:
 @pytest.fixture
 def js_server(server_kind, start_server, tmp_path_factory) -> RunningServer:
     """A server with JetStream on and file storage in a fresh temporary directory."""
-    if server_kind == "embedded" and importlib.util.find_spec("embedded_server.jetstream") is None:
-        pytest.skip("the embedded server's JetStream has not landed yet")
     return start_server("-js", "-sd", str(tmp_path_factory.mktemp("jetstream")))
 
 
