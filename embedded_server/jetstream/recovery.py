@@ -102,7 +102,9 @@ def consumer_state(state) -> dict | None:
     if not isinstance(state, dict):
         raise Unloadable(f"the consumer state holds {type(state).__name__}, not an object")
     for key in ("delivered", "ack_floor"):
-        part = state.get(key, {})
+        if key not in state:
+            raise Unloadable(f"the consumer state has no {key!r}")
+        part = state[key]
         if not isinstance(part, dict) or not all(_is_uint(part.get(k, 0)) for k in ("consumer_seq", "stream_seq")):
             raise Unloadable(f"the consumer state's {key!r} is {part!r}")
     pending = state.get("pending") or {}

@@ -265,7 +265,7 @@ def test_a_damaged_consumer_state_falls_back_to_the_one_before(tmp_path, damage)
 
 
 @pytest.mark.parametrize("content", [
-    {"delivered": "5"}, {"ack_floor": {"stream_seq": -1}}, {"pending": {"x": [1, 2]}}, {"pending": {"4": "a"}},
+    {}, {"delivered": "5"}, {"delivered": {}, "ack_floor": {"stream_seq": -1}}, {"pending": {"x": [1, 2]}}, {"pending": {"4": "a"}},
     {"redelivered": {"4": "two"}}, [], "text"])
 def test_a_consumer_state_with_a_valid_checksum_and_wrong_content_is_refused(tmp_path, content):
     d, _, _ = _consumer(tmp_path)
