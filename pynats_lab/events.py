@@ -61,10 +61,23 @@ def events_frame(rows: list[dict]) -> pd.DataFrame:
     return frame
 
 
+# The advisory and event types nats-server publishes (the last part of their `type`).
+TYPES = ("api_audit", "api_limit_reached", "consumer_action", "consumer_group_pinned", "consumer_group_unpinned",
+         "consumer_leader_elected", "consumer_pause", "consumer_quorum_lost", "domain_leader_elected",
+         "max_deliver", "meta_rescue", "nak", "restore_complete", "restore_create", "server_out_of_space",
+         "server_removed", "snapshot_complete", "snapshot_create", "stream_action", "stream_batch_abandoned",
+         "stream_leader_elected", "stream_quorum_lost", "terminated", "account_connections", "client_connect",
+         "client_disconnect", "ocsp_peer_link_invalid", "ocsp_peer_reject")
+
+
 def _wanted(kind: str | None):
     if not kind:
         return lambda row: True
     patterns = [k.strip() for k in kind.split(",") if k.strip()]
+    unknown = [p for p in patterns if not any(fnmatch.fnmatchcase(t, p) for t in TYPES)]
+    if unknown or not patterns:
+        raise LabError(f"invalid --type {kind!r}: no event type matches {', '.join(unknown) or 'it'}; types are "
+                       f"{', '.join(sorted(TYPES))} (wildcards allowed: consumer_*)")
     return lambda row: any(fnmatch.fnmatchcase(row["type"], p) for p in patterns)
 
 
@@ -182,9 +195,9 @@ async def events(s: Session, *, count: int | None = None, timeout: Any = "5s", t
     limit = parse_duration(timeout, "--timeout")
     if limit is not None and limit <= 0:
         raise LabError(f"invalid --timeout {timeout!r}: it must be more than 0")
+    wanted = _wanted(type)
     if capture:
         await _capture(s, capture)
-    wanted = _wanted(type)
     rows: list[dict] = []
     done = asyncio.get_running_loop().create_future()
 
@@ -212,6 +225,7 @@ def events_background(*, type: str | None = None, capture: str | None = None,
                       session: Session | None = None) -> EventCollector:
     """Start collecting advisories (and connection events for a system-account user) and return at once."""
     s = (session or get_session()).ensure()
+    _wanted(type)  # a wrong --type is said before anything is made
     if capture:
         s.run(_capture(s, capture))
     collector = EventCollector(type=type, session=s)

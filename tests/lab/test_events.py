@@ -81,6 +81,8 @@ def test_bad_use_is_one_line(lab_js, shell, capsys):
         "%nats events --timeout 0": "%nats events: invalid --timeout '0': it must be more than 0",
         "%nats events --from NOPE": "%nats events: stream not found (10059)",
         "%nats events --from OTHER --background": "%nats events: --from reads a stream",
+        "%nats events --type max_delivery": "%nats events: invalid --type 'max_delivery': no event type matches "
+                                            "max_delivery; types are account_connections, api_audit,",
         "%nats events --capture OTHER --timeout 10ms": "%nats events: stream OTHER exists and does not keep",
     })
 
