@@ -167,6 +167,7 @@ class Server:
         self.server_id = new_server_id()
         self.server_name = self.options.server_name or self.server_id
         self.events = None           # the system account's services (events.py), from start()
+        self.jetstream = None
         self.msg_trace = None        # the msgtrace.MsgTrace of the message being routed, if it is traced
         self.system_account_name = ""
         self.accounts: dict[str, Account] = {}
@@ -223,6 +224,8 @@ class Server:
             acc = self.accounts[name] = Account(name)
             if self.events is not None:
                 self.events.account_registered(acc)
+            if self.jetstream is not None and hasattr(self.jetstream, "account_registered"):
+                self.jetstream.account_registered(acc)
         return acc
 
     def lookup_account(self, name: str) -> Account | None:
@@ -584,9 +587,9 @@ class Server:
                 reason = "bind: address already in use"
             raise StartError(f'Error listening on port: {hp}, "listen tcp {hp}: {reason.lower()}"') from None
         self.port = self._listener.sockets[0].getsockname()[1]
+        self._start_system_account()
         if opts.jetstream:
             self._enable_jetstream()
-        self._start_system_account()
         self.notice(f"Listening for client connections on {join_host_port(host, self.port)}")
         await self._listener.start_serving()
         self.notice("Server is ready")

@@ -327,3 +327,35 @@ def test_account_limits_from_the_jwt(start_server):
         with RawClient(srv) as second:
             second.connect_jwt(user.jwt, user.seed)
             assert_account_limits(first, second)
+
+
+def test_jetstream_limits_from_the_account_jwt(start_server, tmp_path_factory):
+    """An account JWT with JetStream limits gets JetStream (reported and enforced as nats-server does); one without
+    them answers that JetStream is not enabled for it."""
+    op = Operator.new("lab")
+    js_acc = op.new_account("JS", limits={"mem_storage": -1, "disk_storage": 100000, "streams": 1, "consumer": -1,
+                                          "disk_max_stream_bytes": 4096, "max_bytes_required": True})
+    plain = op.new_account("PLAIN")
+    srv = start_server("-js", "-sd", str(tmp_path_factory.mktemp("js")), config=op.server_config())
+
+    async def scenario():
+        out = []
+        for account in (js_acc, plain):
+            user = account.new_user("u")
+            nc = await nats.connect(srv.url, user_credentials=_creds(user), allow_reconnect=False)
+            info = json.loads((await nc.request("$JS.API.INFO", b"", timeout=5)).data)
+            out.append(info.get("limits") or info["error"])
+            for body in ({"name": "A", "subjects": ["a"]}, {"name": "A", "subjects": ["a"], "max_bytes": 1000},
+                         {"name": "B", "subjects": ["b"], "max_bytes": 1000}):
+                answer = json.loads((await nc.request(f"$JS.API.STREAM.CREATE.{body['name']}",
+                                                      json.dumps(body).encode(), timeout=5)).data)
+                out.append(answer["error"]["err_code"] if "error" in answer else answer["config"]["max_bytes"])
+            await nc.close()
+        return out
+
+    out = run(scenario())
+    assert out[0] == {"max_memory": -1, "max_storage": 100000, "max_streams": 1, "max_consumers": -1,
+                      "max_ack_pending": -1, "memory_max_stream_bytes": -1, "storage_max_stream_bytes": 4096,
+                      "max_bytes_required": True}
+    assert out[1:4] == [10113, 1000, 10027]
+    assert out[4]["err_code"] == 10039 and out[5:] == [10039, 10039, 10039]

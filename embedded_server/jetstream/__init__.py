@@ -14,7 +14,7 @@ import time
 
 from embedded_server.version import PROTOCOL_VERSION
 
-from . import api
+from . import api, limits
 from .account import JSAccount
 from .clock import now_ns, rfc3339
 from .config import API_LEVEL
@@ -93,6 +93,7 @@ class JetStream:
         self.domain = ""
         self.version = PROTOCOL_VERSION
         self.accounts: dict[str, JSAccount] = {}
+        self._not_enabled: set[str] = set()   # accounts answering "JetStream not enabled for account"
         self.api_total = 0
         self.api_errors = 0
         self.usage = {"memory": 0, "file": 0}
@@ -120,26 +121,40 @@ class JetStream:
         log.notice(f"  Sync:            {'always' if self.sync_always else f'every {self.sync_interval:g}s'}")
         log.notice(f"  API Level:       {API_LEVEL}")
         log.notice("-------------------------------------------")
-        configured = {a.name: a for a in (getattr(self.server.options, "accounts", None) or [])}
-        extra = self.server.options.extra
-        system = extra.get("system_account", extra.get("system"))
-        system = system if isinstance(system, str) and system else "$SYS"
-        # As nats-server (globalAccountOnly): accounts besides $G and the system account make a multi-account
-        # server, where only those saying `jetstream: enabled` get it; the others answer $JS.API.INFO with
-        # "JetStream not enabled for account". With only a system account configured, $G keeps JetStream.
-        multi = any(name not in ("$G", system) for name in configured)
         for account in list(self.server.accounts.values()):
-            if account.name in ("$SYS", system):
-                if account.name == system:  # never JetStream in the system account, as nats-server
-                    api.subscribe_not_enabled(self, account)
-                continue
-            if not multi or getattr(configured.get(account.name), "jetstream", False):
-                self.enable_account(account)
-            else:
-                api.subscribe_not_enabled(self, account)
+            self.account_registered(account)
         self.server.info_extra["api_lvl"] = API_LEVEL
         self._arm_sync()
         log.notice(f"Took {(time.monotonic() - started) * 1000:.3f}ms to start JetStream")
+
+    def account_registered(self, account) -> None:
+        """Turn JetStream on or off for an account, at start or when it first appears (operator mode). As
+        nats-server: never the system account; with accounts configured, only those saying `jetstream: enabled`
+        (or a limits map); in operator mode, those whose JWT has JetStream limits; the others answer
+        $JS.API.INFO with "JetStream not enabled for account"."""
+        server = self.server
+        if account.name in self.accounts or account.name in self._not_enabled:
+            return
+        extra = server.options.extra
+        system = getattr(server, "system_account_name", "") or extra.get("system_account", extra.get("system"))
+        system = system if isinstance(system, str) and system else "$SYS"
+        operator = getattr(server, "operator", None)
+        if account.name in ("$SYS", system):
+            enabled = False   # never JetStream in the system account, as nats-server
+        elif operator is not None:
+            enabled = limits.jwt_enabled(operator.accounts.get(account.name))
+        else:
+            configured = {a.name: a for a in (getattr(server.options, "accounts", None) or [])}
+            # As nats-server (globalAccountOnly): accounts besides $G and the system account make a
+            # multi-account server, where only those saying `jetstream: enabled` get it. With only a system
+            # account configured, $G keeps JetStream.
+            multi = any(name not in ("$G", system) for name in configured)
+            enabled = not multi or bool(getattr(configured.get(account.name), "jetstream", False))
+        if enabled:
+            self.enable_account(account)
+        else:
+            self._not_enabled.add(account.name)
+            api.subscribe_not_enabled(self, account)
 
     def enable_account(self, account) -> JSAccount:
         """Turn JetStream on for an account (all accounts but $SYS at start; later ones through this call)."""

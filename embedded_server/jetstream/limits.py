@@ -10,8 +10,32 @@ UNLIMITED = {"max_memory": -1, "max_storage": -1, "max_streams": -1, "max_consum
              "memory_max_stream_bytes": -1, "storage_max_stream_bytes": -1, "max_bytes_required": False}
 
 
+# An account JWT's JetStream limits (jwt.JetStreamLimits) as $JS.API.INFO names them.
+_JWT_NAMES = {"mem_storage": "max_memory", "disk_storage": "max_storage", "streams": "max_streams",
+              "consumer": "max_consumers", "max_ack_pending": "max_ack_pending",
+              "mem_max_stream_bytes": "memory_max_stream_bytes", "disk_max_stream_bytes": "storage_max_stream_bytes",
+              "max_bytes_required": "max_bytes_required"}
+
+
+def _jwt_limits(claims: dict | None) -> dict:
+    lim = ((claims or {}).get("nats") or {}).get("limits") or {}
+    return {name: lim[key] for key, name in _JWT_NAMES.items() if key in lim}
+
+
+def jwt_enabled(claims: dict | None) -> bool:
+    """jwt's IsJSEnabled: tiered limits, or a memory or disk storage limit other than 0."""
+    nats = (claims or {}).get("nats") or {}
+    if nats.get("tiered_limits"):
+        return True
+    lim = nats.get("limits") or {}
+    return bool(lim.get("mem_storage", 0) or lim.get("disk_storage", 0))
+
+
 def for_account(js, name: str) -> dict:
-    """The limits the configuration gives account `name` (all unlimited when it has none)."""
+    """The limits the configuration (or the account's JWT) gives account `name` (unlimited when none)."""
+    operator = getattr(js.server, "operator", None)
+    if operator is not None:
+        return {**UNLIMITED, **_jwt_limits(operator.accounts.get(name))}
     for cfg in getattr(js.server.options, "accounts", None) or []:
         if cfg.name == name and getattr(cfg, "jetstream_limits", None):
             return {**UNLIMITED, **cfg.jetstream_limits}
