@@ -161,11 +161,24 @@ def check_push_interest(f: Facts) -> list:
              "subject is wrong, make a consumer with the right --target")]
 
 
+def _storable_subjects(cfg: dict) -> list[str] | None:
+    """Patterns a stored message's subject can have; None when that cannot be told (mirrors, sources)."""
+    if cfg.get("mirror") or cfg.get("sources"):
+        return None
+    subjects = list(cfg.get("subjects") or [])
+    transform = cfg.get("subject_transform") or {}
+    if transform.get("dest"):
+        # a transform stores messages under its destination: {{wildcard(1)}}-style tokens become '*'
+        subjects.append(".".join("*" if "{{" in t else t for t in transform["dest"].split(".")))
+    return subjects or None
+
+
 def check_filter(f: Facts) -> list:
     out = []
     stream_subjects = list((f.si.get("config") or {}).get("subjects") or [])
+    storable = _storable_subjects(f.si.get("config") or {})
     for flt in f.filters:
-        if stream_subjects and not any(_collide(flt, s) for s in stream_subjects):
+        if storable and not any(_collide(flt, s) for s in storable):
             out.append(("filter outside the stream's subjects", "stuck",
                         f"filter {flt!r} matches none of the stream's subjects ({', '.join(stream_subjects)}): "
                         "no message can ever be stored there for this consumer.",

@@ -130,6 +130,15 @@ def test_filter_that_matches_no_stored_subject(lab_js, shell):
     assert "filter matches no stored subject" not in _why("ORDERS", "right")["finding"].tolist()
 
 
+def test_a_filter_on_transformed_subjects_is_not_outside_the_stream(lab_js, shell):
+    magic(shell, "%stream add SHOP --subjects shop.* --transform shop.* stored.shop.{{wildcard(1)}}")
+    magic(shell, "%nats pub shop.eu x --js")
+    magic(shell, "%consumer add SHOP eu --pull --filter stored.shop.eu")
+    magic(shell, "%consumer add SHOP wrong --pull --filter other.>")
+    assert "filter outside the stream's subjects" not in _why("SHOP", "eu")["finding"].tolist()
+    assert _row(_why("SHOP", "wrong"), "filter outside the stream's subjects")["severity"] == "stuck"
+
+
 def test_start_sequence_past_the_end(lab_js, shell):
     _stream(shell, n=10)
     magic(shell, "%consumer add ORDERS late --pull --deliver 100")
