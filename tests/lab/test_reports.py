@@ -187,3 +187,20 @@ def test_reports_on_a_three_node_cluster_show_replicas_and_leaders(shell, monkey
             eventually(shows_it_gone, timeout=60)
         finally:
             pynats_lab.get_session().close()
+
+
+def test_stream_report_shows_a_mirrors_lag(lab_js, shell):
+    magic(shell, "%stream add ORDERS --subjects orders.>")
+    _pub(lambda i: "orders.x", 10)
+    s = get_session()
+    s.run(pynats_lab.reports.api_request(s, "$JS.API.STREAM.CREATE.COPY", {
+        "name": "COPY", "mirror": {"name": "ORDERS"}, "storage": "file", "num_replicas": 1}))
+    eventually(lambda: pynats_lab.stream_info("COPY").state.messages == 10)
+
+    def caught_up():
+        row = pynats_lab.stream_report().set_index("stream").loc["COPY"]
+        return row["source_lag"] == 0
+
+    eventually(caught_up)
+    df = pynats_lab.stream_report().set_index("stream")
+    assert df.loc["COPY", "messages"] == 10 and pd.isna(df.loc["ORDERS", "source_lag"])
