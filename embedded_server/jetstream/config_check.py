@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from . import counters, filters
+from . import counters, filters, schedules
 from .errors import ApiError, api_error
 from .config import (DEFAULT_ACK_WAIT, DEFAULT_DUPLICATE_WINDOW, DEFAULT_MAX_ACK_PENDING, DEFAULT_MAX_WAITING,
                      MAX_DESCRIPTION_LEN, MAX_METADATA_LEN, MAX_NAME_LEN, MINUTE, SECOND, filter_list)
@@ -83,8 +83,6 @@ def check_stream_config(req: dict, pedantic: bool = False, sourcing_check=None) 
     counters.check_config(cfg)
     if cfg.get("allow_batched"):
         raise _invalid("fast batch publishing is not supported by this server")
-    if cfg.get("allow_msg_schedules"):
-        raise _invalid("message schedules are not supported by this server")
     if cfg.get("discard_new_per_subject"):
         if cfg["discard"] != "new":
             raise _invalid("discard new per subject requires discard new policy to be set")
@@ -104,6 +102,7 @@ def check_stream_config(req: dict, pedantic: bool = False, sourcing_check=None) 
             cfg["allow_rollup_hdrs"], cfg["deny_purge"] = True, False
     elif sdm < 0:
         raise _invalid("subject delete marker TTL must not be negative")
+    schedules.check_config(cfg, pedantic)
     if cfg.get("persist_mode") == "async" and cfg["storage"] != "file":
         raise _invalid("async persist mode is only supported on file storage")
     if cfg.get("persist_mode") == "async" and cfg.get("allow_atomic"):
@@ -178,7 +177,7 @@ def set_static_metadata(cfg: dict, previous: dict | None = None) -> None:
         level = 1
     if cfg.get("pause_until") or cfg.get("priority_policy", "none") != "none" or cfg.get("priority_groups"):
         level = max(level, 1)
-    if cfg.get("allow_msg_counter") or cfg.get("allow_atomic"):
+    if cfg.get("allow_msg_counter") or cfg.get("allow_atomic") or cfg.get("allow_msg_schedules"):
         level = max(level, 2)
     meta["_nats.req.level"] = str(level)
     cfg["metadata"] = meta
@@ -204,6 +203,8 @@ def check_stream_update(old: dict, new: dict) -> dict:
         raise api_error("JSStreamMirrorNotUpdatableErr")
     if old.get("allow_msg_ttl") and not new.get("allow_msg_ttl"):
         raise _invalid("message TTL status can not be disabled")
+    if old.get("allow_msg_schedules") and not new.get("allow_msg_schedules"):
+        raise _invalid("message schedules can not be disabled")
     if bool(old.get("allow_msg_counter")) != bool(new.get("allow_msg_counter")):
         raise _invalid("stream configuration update can not change message counter setting")
     if old.get("persist_mode", "") != new.get("persist_mode", ""):

@@ -165,6 +165,13 @@ _TABLE: dict[str, tuple[int, int, str]] = {
     'JSAtomicPublishInvalidBatchCommitErr': (400, 10200, 'atomic publish batch commit is invalid'),
     'JSAtomicPublishContainsDuplicateMessageErr': (400, 10201, 'atomic publish batch contains duplicate message id'),
     'JSAtomicPublishTooManyInflight': (429, 10210, 'atomic publish too many inflight'),
+    'JSMessageSchedulesPatternInvalidErr': (400, 10189, 'message schedules pattern is invalid'),
+    'JSMessageSchedulesTargetInvalidErr': (400, 10190, 'message schedules target is invalid'),
+    'JSMessageSchedulesTTLInvalidErr': (400, 10191, 'message schedules invalid per-message TTL'),
+    'JSMessageSchedulesRollupInvalidErr': (400, 10192, 'message schedules invalid rollup'),
+    'JSMessageSchedulesSourceInvalidErr': (400, 10203, 'message schedules source is invalid'),
+    'JSMessageSchedulesSchedulerInvalidErr': (400, 10212, 'message schedules invalid scheduler'),
+    'JSMessageSchedulesTimeZoneInvalidErr': (400, 10223, 'message schedules time zone is invalid'),
     'JSMessageSourceHdrNotAllowedErr': (400, 10227, 'message stream source header is not allowed'),
 }
 

@@ -14,7 +14,7 @@ from embedded_server.gotime import duration_string
 
 from . import config_json
 from . import batch as batch_mod
-from . import counters, filters, headers, limits, requests
+from . import counters, filters, headers, limits, requests, schedules
 from .clock import now_ns, rfc3339
 from .errors import ApiError, api_error
 from .store import StoreError
@@ -82,6 +82,7 @@ def _parse_uint(value: bytes) -> int:
 
 class Stream:
     parse_msg_ttl = staticmethod(parse_msg_ttl)
+    parse_duration = staticmethod(parse_go_duration)
 
     def __init__(self, jsa, cfg: dict, store, created: int):
         self.jsa = jsa
@@ -104,6 +105,7 @@ class Stream:
         self.accounted = 0
         self.sourcers: list = []  # mirrors and sources reading from this stream (sourcing.py)
         self.sourcing = None  # this stream's own mirror or sources, when it has them
+        self.scheduler = None  # due times of message schedules (allow_msg_schedules)
         self._set_transforms()
         self._set_fast_path()
         self._set_pub_ack()
@@ -126,7 +128,10 @@ class Stream:
         cfg = self.cfg
         self._slow_path = bool(self.closed or self._input_tr is not None or self._republish_tr is not None
                                or cfg.get("sealed") or cfg["retention"] == "interest" or cfg.get("allow_msg_counter")
-                               or self.jsa.limited)
+                               or cfg.get("allow_msg_schedules") or self.jsa.limited)
+        if cfg.get("allow_msg_schedules") and self.scheduler is None:
+            self.scheduler = schedules.Scheduler(self)
+            self.scheduler.rebuild()
         self._max_msg_size = cfg.get("max_msg_size", -1)
         self._no_ack = bool(cfg.get("no_ack"))
         self._expires = bool(cfg.get("max_age"))
@@ -284,6 +289,8 @@ class Stream:
         if hdr:
             try:
                 incr = counters.check_incr(cfg.get("allow_msg_counter", False), hdr, msg, sourced)
+                if not sourced and b"Nats-Schedul" in hdr:
+                    hdr = schedules.check_publish(self, subject, hdr)
                 msg_id, rollup, ttl, dup_seq = self._check_headers(subject, hdr, sourced)
             except ApiError as e:
                 self._respond_error(reply, e)
@@ -346,6 +353,10 @@ class Stream:
             self._store_msg_id(msg_id, seq, ts)
         if rollup:
             self._rollup(subject, rollup, keep=1)
+        if hdr and b"Nats-Schedul" in hdr:
+            schedules.after_store(self, hdr)
+        if self.scheduler is not None:
+            self.scheduler.stored(seq, subject, hdr, ts)
         if self._republish_tr is not None:
             self._republish(subject, hdr, msg, seq, ts)
         if can_respond:
@@ -754,6 +765,8 @@ class Stream:
         if self.sourcing is not None:
             self.sourcing.stop()
         batch_mod.drop_all(self)
+        if self.scheduler is not None:
+            self.scheduler.stop()
         self.unsubscribe()
         if self._expiry_timer is not None:
             self._expiry_timer.cancel()
