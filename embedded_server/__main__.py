@@ -117,12 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         if not opts.config_file:
             print(f"{PROG}: must specify [-c, --config] option to check configuration file syntax", file=sys.stderr)
             return 1
-        warnings = opts.extra.get("config_warnings")
+        warnings = opts.config_warnings
         if warnings:
             # nats-server's -t treats warnings (e.g. a duration given as a bare number) as failures.
             print(f"{PROG}: " + "\n".join(str(w) for w in warnings) + "\n", file=sys.stderr)
             return 1
-        digest = opts.extra.get("config_digest")
+        digest = opts.config_digest
         print(f"{PROG}: configuration file {opts.config_file} is valid" + (f" ({digest})" if digest else ""),
               file=sys.stderr)
         return 0

@@ -52,9 +52,9 @@ def process_config_file(opts, path: str) -> list[ConfigError]:
     """Set on `opts` what the file at `path` configures. Returns warnings; raises ConfigError(s)."""
     conf = parse_file(path)
     opts.config_file = path
-    opts.extra["config_digest"] = config_digest(conf)
+    opts.config_digest = config_digest(conf)
     warnings = apply_config(opts, conf, path)
-    opts.extra["config_warnings"] = warnings
+    opts.config_warnings = warnings
     return warnings
 
 
@@ -87,7 +87,7 @@ def apply_config(opts, conf: ConfMap, path: str = "") -> list[ConfigError]:
             opts.auth_timeout = auth.timeout
         opts.users = auth.users if auth.users is not None else []
         opts.nkeys = auth.nkeys if auth.nkeys is not None else []
-        opts.extra["users_block"] = auth.users is not None or auth.nkeys is not None
+        opts.users_block = auth.users is not None or auth.nkeys is not None
     if accounts_value is not None:
         _apply_accounts(opts, *accounts_value, errors)
     err = validate_no_auth_user(auth_config(opts), no_auth_pos)
@@ -95,9 +95,9 @@ def apply_config(opts, conf: ConfMap, path: str = "") -> list[ConfigError]:
         errors.append(err)
     from embedded_server.auth.operator import parse_operator_options
 
-    operator = parse_operator_options(opts.extra, os.path.dirname(path) or ".", errors)
+    operator = parse_operator_options(opts.operator_keys, os.path.dirname(path) or ".", errors)
     if operator is not None:
-        opts.extra["operator_mode"] = operator
+        opts.operator_mode = operator
         if opts.no_auth_user:
             errors.append(ConfigError("no_auth_user not compatible with Trusted Operator", no_auth_pos))
     if errors:
@@ -110,7 +110,7 @@ def _apply_accounts(opts, value, pos, errors: list[ConfigError]) -> None:
 
     accounts, users, nkeys = parse_accounts(value, pos, errors)
     opts.accounts = accounts
-    opts.extra["accounts"] = value
+    opts.accounts_block = value
     if not users and not nkeys:
         return
     if opts.username:
@@ -130,12 +130,12 @@ def _apply_accounts(opts, value, pos, errors: list[ConfigError]) -> None:
         seen.add(n.nkey)
     opts.users = list(opts.users) + users
     opts.nkeys = list(opts.nkeys) + nkeys
-    opts.extra["users_block"] = True
+    opts.users_block = True
 
 
 def auth_config(opts) -> AuthConfig:
     """The auth settings an Options carries (flags and config alike), for the Authenticator."""
-    has_users = bool(opts.users or opts.nkeys or opts.extra.get("users_block"))
+    has_users = bool(opts.users or opts.nkeys or opts.users_block)
     return AuthConfig(username=opts.username, password=opts.password, token=opts.authorization,
                       timeout=opts.auth_timeout, users=list(opts.users) if has_users else None,
                       nkeys=list(opts.nkeys) if has_users else None, no_auth_user=opts.no_auth_user)
@@ -246,17 +246,17 @@ def _apply_one(opts, key: str, lk: str, v: Any, pos: Pos | None, conf: ConfMap,
         if seconds < 30:
             from embedded_server.gotime import seconds_string
             raise ConfigError(f"invalid lame_duck_duration of {seconds_string(seconds)}, minimum is 30 seconds", pos)
-        opts.extra[lk] = seconds
+        opts.lame_duck_duration = seconds
     elif lk == "lame_duck_grace_period":
         seconds = _go_duration_string(lk, v, pos)
         if seconds < 0:
             raise ConfigError("invalid lame_duck_grace_period, needs to be positive", pos)
-        opts.extra[lk] = seconds
+        opts.lame_duck_grace_period = seconds
     elif lk in ("store_dir", "storedir"):
-        if opts.store_dir and opts.extra.get("store_dir_from_config"):
+        if opts.store_dir and opts.store_dir_from_config:
             raise ConfigError("Duplicate 'store_dir' configuration", pos)
         opts.store_dir = _typed(v, str, pos)
-        opts.extra["store_dir_from_config"] = True
+        opts.store_dir_from_config = True
     elif lk == "jetstream":
         _jetstream(opts, v, pos)
     elif lk in UNSUPPORTED:
@@ -266,11 +266,14 @@ def _apply_one(opts, key: str, lk: str, v: Any, pos: Pos | None, conf: ConfMap,
         # errors unless they were only there to be used as $VARIABLES.
         if lk in ("mappings", "maps"):
             from embedded_server.mappings import parse_mappings
-            opts.extra["mappings_parsed"] = parse_mappings(v, pos, errors)
+            opts.mappings = parse_mappings(v, pos, errors)
             return
         if lk in ("operator", "operators", "resolver", "resolver_preload", "system_account",
                   "system", "trusted", "trusted_keys"):
-            opts.extra[lk] = v
+            opts.operator_keys[lk] = v
+            keys = opts.operator_keys
+            system = keys.get("system_account", keys.get("system"))
+            opts.system_account = system if isinstance(system, str) else ""
             return
         if key not in conf.used:
             raise ConfigError(f'unknown field "{key}"', pos)
@@ -291,11 +294,11 @@ def _jetstream(opts, v: Any, pos: Pos | None) -> None:
     if not isinstance(v, ConfMap):
         raise ConfigError(f"Expected map, bool or string to define JetStream, got {type(v).__name__}", pos)
     opts.jetstream = True
-    opts.extra["jetstream"] = v
+    opts.jetstream_block = v
     for key, value in v.items():
         lk, kpos = key.lower(), v.pos(key) or pos
         if lk in ("store", "store_dir", "storedir"):
-            if opts.store_dir and opts.extra.get("store_dir_from_config"):
+            if opts.store_dir and opts.store_dir_from_config:
                 raise ConfigError("Duplicate 'store_dir' configuration", kpos)
             opts.store_dir = _typed(value, str, kpos)
         elif lk in ("max_memory_store", "max_mem_store", "max_mem"):

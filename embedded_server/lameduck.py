@@ -9,9 +9,6 @@ import random
 
 from embedded_server.errors import SERVER_SHUTDOWN
 
-DEFAULT_DURATION = 120.0
-DEFAULT_GRACE_PERIOD = 10.0
-
 
 async def enter(server) -> None:
     if server.shutting_down or getattr(server, "lame_duck", False) or server._listener is None:
@@ -24,8 +21,8 @@ async def enter(server) -> None:
     server._listener.close()
     server._listener = None
     opts = server.options
-    grace = abs(opts.extra.get("lame_duck_grace_period", DEFAULT_GRACE_PERIOD))
-    duration = opts.extra.get("lame_duck_duration", DEFAULT_DURATION)
+    grace = abs(opts.lame_duck_grace_period)
+    duration = opts.lame_duck_duration
     if server.jetstream is not None:
         try:
             server.jetstream.shutdown()

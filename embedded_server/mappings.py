@@ -115,7 +115,7 @@ def install(server) -> None:
     for acc in server.accounts.values():
         acc.mappings = None
         acc.trace_dest = None
-    top = opts.extra.get("mappings_parsed") or []
+    top = opts.mappings
     if top:
         server.global_account.mappings = AccountMappings(top)
     operator = getattr(server, "operator", None)

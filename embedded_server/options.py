@@ -21,6 +21,8 @@ DEFAULT_PING_INTERVAL = 120.0
 DEFAULT_PING_MAX_OUT = 2
 DEFAULT_WRITE_DEADLINE = 10.0
 DEFAULT_SYNC_INTERVAL = 120.0
+DEFAULT_LAME_DUCK_DURATION = 120.0
+DEFAULT_LAME_DUCK_GRACE_PERIOD = 10.0
 
 
 @dataclass
@@ -64,8 +66,23 @@ class Options:
     max_memory_store: int = -1       # -1: dynamic, as nats-server
     max_file_store: int = -1
     sync_interval: float = DEFAULT_SYNC_INTERVAL
-    # Anything a configuration file sets that no field above names (kept for the modules that own it).
-    extra: dict[str, Any] = field(default_factory=dict)
+    jetstream_block: Any = None      # the config's `jetstream { ... }` map, read by jetstream/
+    store_dir_from_config: bool = False
+    # The system account, lame duck mode, subject mappings (mappings.py).
+    system_account: str = ""         # `system_account` (or `system`) of the config; "" for the default
+    lame_duck_duration: float = DEFAULT_LAME_DUCK_DURATION
+    lame_duck_grace_period: float = DEFAULT_LAME_DUCK_GRACE_PERIOD
+    mappings: list = field(default_factory=list)      # transform.Mapping of the top-level `mappings` block
+    # Accounts and operator mode as written (auth/ reads them): the `accounts` block, and the operator/resolver
+    # keys that auth/operator.py turns into `operator_mode`.
+    accounts_block: Any = None
+    users_block: bool = False        # an `authorization { users }` or account users exist
+    operator_keys: dict[str, Any] = field(default_factory=dict)
+    operator_mode: Any = None
+    # Bookkeeping: the flags a reload applies again over the file, and what `-t` reports.
+    command_line: Any = None
+    config_digest: str = ""
+    config_warnings: list = field(default_factory=list)
 
     @property
     def auth_required(self) -> bool:
@@ -261,7 +278,7 @@ def load_options(argv: list[str]) -> tuple[Options, CommandLine]:
     if path:
         apply_config_file(opts, path)
     cl.apply(opts)
-    opts.extra["command_line"] = cl   # a reload applies the flags again over the new config file
+    opts.command_line = cl   # a reload applies the flags again over the new config file
     return opts, cl
 
 

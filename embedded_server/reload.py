@@ -31,7 +31,9 @@ _GO_NAMES = {
     "max_file_store": "JetStreamMaxStore", "sync_interval": "SyncInterval", "accounts": "Accounts",
 }
 # Bookkeeping fields that are not options of their own.
-_IGNORED = {"config_file", "check_config", "extra", "accounts"}
+_IGNORED = {"config_file", "check_config", "accounts", "accounts_block", "jetstream_block", "store_dir_from_config",
+            "system_account", "lame_duck_duration", "lame_duck_grace_period", "mappings", "users_block",
+            "operator_keys", "operator_mode", "command_line", "config_digest", "config_warnings"}
 
 
 class ReloadRefused(ValueError):
@@ -62,7 +64,7 @@ def diff_options(old, new) -> list[str]:
             go = _GO_NAMES.get(name, name)
             raise ReloadRefused(f"config reload not supported for {go}: old={_go_value(old_value)}, "
                                 f"new={_go_value(new_value)}")
-    if old.extra.get("accounts") != new.extra.get("accounts"):
+    if old.accounts_block != new.accounts_block:
         changed.append("accounts")
     return changed
 
@@ -80,10 +82,10 @@ def load_new_options(server):
         warnings = process_config_file(new, old.config_file)
     except (ConfigError, OSError) as e:
         raise ReloadRefused(str(e)) from None
-    flags = getattr(server, "command_line", None) or old.extra.get("command_line")
+    flags = server.command_line or old.command_line
     if flags is not None:
         flags.apply(new)
-        new.extra["command_line"] = flags
+        new.command_line = flags
     # A random port (-1) stays the port the server listens on.
     if new.port in (-1, 0):
         new.port = old.port

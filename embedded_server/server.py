@@ -610,9 +610,7 @@ class Server:
         if operator is not None:
             name = operator.system_account
         if not name:
-            extra = self.options.extra
-            configured = extra.get("system_account", extra.get("system"))
-            name = configured if isinstance(configured, str) and configured else SYSTEM_ACCOUNT
+            name = self.options.system_account or SYSTEM_ACCOUNT
         self.system_account_name = name
         self.events = events.SystemServices(self, self.register_account(name))
         self.events.start()

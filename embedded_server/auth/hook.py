@@ -23,7 +23,7 @@ def install(server) -> None:
     """Authenticate the server's clients through auth/ with its current options."""
     _set(server, build(server.options))
     server.authenticator = _authenticate
-    conf = server.options.extra.get("operator_mode")
+    conf = server.options.operator_mode
     server.operator = None
     if conf is not None:
         from embedded_server.auth.operator import OperatorMode

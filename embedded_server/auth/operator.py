@@ -41,10 +41,10 @@ def read_operator_jwt(value: str, base_dir: str = ".") -> str:
     raise ValueError(f"no JWT found in {path}")
 
 
-def parse_operator_options(extra: dict, base_dir: str, errors: list[ConfigError]) -> OperatorConfig | None:
-    """From the config's operator/resolver/resolver_preload/system_account keys (kept in Options.extra)."""
-    op_value = next((extra[k] for k in ("operator", "operators", "root", "roots", "root_operator",
-                                         "root_operators") if k in extra), None)
+def parse_operator_options(keys: dict, base_dir: str, errors: list[ConfigError]) -> OperatorConfig | None:
+    """From the config's operator/resolver/resolver_preload/system_account keys (Options.operator_keys)."""
+    op_value = next((keys[k] for k in ("operator", "operators", "root", "roots", "root_operator",
+                                         "root_operators") if k in keys), None)
     if op_value is None:
         return None
     conf = OperatorConfig()
@@ -55,14 +55,14 @@ def parse_operator_options(extra: dict, base_dir: str, errors: list[ConfigError]
             conf.operators.append(_jwt.decode(token, expect="operator"))
         except (OSError, ValueError) as e:
             errors.append(ConfigError(f"error parsing operator JWT: {e}"))
-    resolver = extra.get("resolver")
+    resolver = keys.get("resolver")
     if resolver is not None:
         if isinstance(resolver, str) and resolver.upper() == "MEMORY":
             conf.resolver = "MEMORY"
         else:
             errors.append(ConfigError("resolver: only MEMORY is supported by the embedded server "
                                       "(see docs/differences.md)"))
-    preload = extra.get("resolver_preload")
+    preload = keys.get("resolver_preload")
     if preload is not None:
         if not isinstance(preload, dict):
             errors.append(ConfigError("preload should be a map of account_public_key:account_jwt"))
@@ -80,7 +80,7 @@ def parse_operator_options(extra: dict, base_dir: str, errors: list[ConfigError]
                     errors.append(ConfigError(f"account JWT subject does not match key {key}"))
                     continue
                 conf.preload[key] = token
-    sys_acc = extra.get("system_account", extra.get("system"))
+    sys_acc = keys.get("system_account", keys.get("system"))
     if isinstance(sys_acc, str):
         conf.system_account = sys_acc
     elif conf.operators:

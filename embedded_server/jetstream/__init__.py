@@ -47,9 +47,9 @@ def _default_limits(store_dir: str) -> tuple[int, int]:
 
 def _sync_settings(options) -> tuple[bool, float]:
     """(fsync before every ack, seconds between background fsyncs) from the options or the jetstream block."""
-    interval = getattr(options, "sync_interval", 120.0)
-    always = bool(getattr(options, "sync_always", False))
-    block = (getattr(options, "extra", None) or {}).get("jetstream")
+    interval = options.sync_interval
+    always = False
+    block = options.jetstream_block
     if hasattr(block, "items"):
         for key, value in block.items():
             if str(key).lower() in ("sync", "sync_interval"):
@@ -84,12 +84,12 @@ class JetStream:
         base = opts.store_dir or os.path.join(tempfile.gettempdir(), "nats")
         self.store_dir = os.path.join(os.path.abspath(base), "jetstream")
         mem_default, disk_default = _default_limits(self.store_dir)
-        max_mem = getattr(opts, "max_memory_store", -1)
-        max_file = getattr(opts, "max_file_store", -1)
+        max_mem = opts.max_memory_store
+        max_file = opts.max_file_store
         self.max_memory = max_mem if max_mem and max_mem > 0 else mem_default
         self.max_store = max_file if max_file and max_file > 0 else disk_default
         self.sync_always, self.sync_interval = _sync_settings(opts)
-        self.max_pending = getattr(opts, "max_pending", 64 * 1024 * 1024)
+        self.max_pending = opts.max_pending
         self.domain = ""
         self.version = PROTOCOL_VERSION
         self.accounts: dict[str, JSAccount] = {}
@@ -135,16 +135,14 @@ class JetStream:
         server = self.server
         if account.name in self.accounts or account.name in self._not_enabled:
             return
-        extra = server.options.extra
-        system = getattr(server, "system_account_name", "") or extra.get("system_account", extra.get("system"))
-        system = system if isinstance(system, str) and system else "$SYS"
-        operator = getattr(server, "operator", None)
+        system = getattr(server, "system_account_name", "") or server.options.system_account or "$SYS"
+        operator = server.operator
         if account.name in ("$SYS", system):
             enabled = False   # never JetStream in the system account, as nats-server
         elif operator is not None:
             enabled = limits.jwt_enabled(operator.accounts.get(account.name))
         else:
-            configured = {a.name: a for a in (getattr(server.options, "accounts", None) or [])}
+            configured = {a.name: a for a in server.options.accounts}
             # As nats-server (globalAccountOnly): accounts besides $G and the system account make a
             # multi-account server, where only those saying `jetstream: enabled` get it. With only a system
             # account configured, $G keeps JetStream.
