@@ -129,14 +129,27 @@ def dedup_figure(df: pd.DataFrame, window_s: float | None = None,
     ax.scatter(acc["offset_s"], acc["msg_id"].map(y), color="#2ca02c", s=40, label="accepted (stored)", zorder=3)
     ax.scatter(dup["offset_s"], dup["msg_id"].map(y), color="#d62728", marker="x", s=50,
                label="duplicate (acked, not stored)", zorder=3)
+    tails = {}
     for _, row in df.iterrows():
-        ax.annotate(row["subject"].rsplit(".", 1)[-1], (row["offset_s"], y[row["msg_id"]]),
+        tail = row["subject"].rsplit(".", 1)[-1]
+        tails.setdefault(tail, row["subject"])
+        ax.annotate(tail, (row["offset_s"], y[row["msg_id"]]),
                     textcoords="offset points", xytext=(0, 7), ha="center", fontsize=7)
     ax.set_yticks(range(len(ids)), ids)
     ax.set_ylim(-0.7, len(ids) - 0.3)
+    # Room left of the first publish (at 0) so its marker and label are not cut by the axis.
+    right = float((df["offset_s"] + (window_s or 0)).max())
+    ax.set_xlim(-max(right * 0.04, 0.05), right * 1.03 + 0.05)
     ax.set_xlabel("seconds since the first publish")
     ax.set_title(f"{title} (window {window_s:g}s shaded)")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, fontsize=8)
+    handles, _ = ax.get_legend_handles_labels()
+    if len(tails) > 1:
+        from matplotlib.patches import Patch
+
+        said = ", ".join(f"{t} = {s}" for t, s in tails.items())
+        handles.append(Patch(color="none", label=f"labels: the subject published to ({said}): "
+                                                  "one id on another subject is still a duplicate"))
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, fontsize=8)
     return fig
 
 

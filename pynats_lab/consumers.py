@@ -11,7 +11,7 @@ from typing import Any, AsyncIterator
 import pandas as pd
 from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy, ReplayPolicy, StreamInfo
 
-from . import frames, tables
+from . import frames, progress, tables
 from .done import Done
 from .errors import LabError
 from .session import Session, in_session
@@ -257,22 +257,24 @@ async def consumer_next(s: Session, stream: str, name: str, *, count: int = 1, a
     limit = parse_duration(timeout, "--timeout") or 2.0
     psub = await s.js.pull_subscribe_bind(durable=name, stream=stream)
     msgs, received, settled = [], [], []
+    shown = progress.bar(count, f"{stream} > {name}", enabled=None if count > 1 else False)
     try:
-        deadline = time.monotonic() + limit
-        while len(msgs) < count:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            try:
-                got = await psub.fetch(count - len(msgs), timeout=left)
-            except asyncio.TimeoutError:
-                break
-            now = time.time()
-            msgs.extend(got)
-            received.extend([now] * len(got))
-            # Settle each batch as it arrives: waiting for the rest could outlast a short ack_wait.
-            settled.extend([await _settle(m, action, info.config.ack_policy) for m in got])
-            await s.nc.flush()
+        async with progress.Following(shown, lambda: len(msgs)):
+            deadline = time.monotonic() + limit
+            while len(msgs) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    got = await psub.fetch(count - len(msgs), timeout=left)
+                except asyncio.TimeoutError:
+                    break
+                now = time.time()
+                msgs.extend(got)
+                received.extend([now] * len(got))
+                # Settle each batch as it arrives: waiting for the rest could outlast a short ack_wait.
+                settled.extend([await _settle(m, action, info.config.ack_policy) for m in got])
+                await s.nc.flush()
     finally:
         await psub.unsubscribe()
     frame = frames.consumed_frame(msgs, received, raw)

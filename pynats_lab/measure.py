@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import tables
+from . import progress, tables
 from .errors import LabError
 from .session import Session, flush, in_session
 from .units import at_least_one, parse_duration, parse_size
@@ -189,8 +189,9 @@ async def bench(s: Session, subject: str = "bench", *, pubs: int = 1, subs: int 
             await flush(nc)
             counters.append(state)
         shares = [msgs // pubs + (1 if i < msgs % pubs else 0) for i in range(pubs)]
+        published = [0] * pubs
 
-        async def publisher(nc, n: int) -> tuple[float, float, list[float]]:
+        async def publisher(nc, n: int, me: int) -> tuple[float, float, list[float]]:
             buf = bytearray(nbytes)
             acks: list[float] = []
             t0 = time.perf_counter()
@@ -204,18 +205,23 @@ async def bench(s: Session, subject: str = "bench", *, pubs: int = 1, subs: int 
 
                 for start in range(0, n, 256):
                     await asyncio.gather(*(one() for _ in range(min(256, n - start))))
+                    published[me] = start + min(256, n - start)
             else:
-                for _ in range(n):
+                for i in range(n):
                     await nc.publish(subject, _stamped(buf))
+                    published[me] = i + 1
                 await flush(nc, timeout)
             return t0, time.perf_counter(), acks
 
-        spans = await asyncio.gather(*(publisher(nc, n) for nc, n in zip(pub_conns, shares)))
-        for st in counters:
-            try:
-                await asyncio.wait_for(asyncio.shield(st["done"]), timeout)
-            except asyncio.TimeoutError:
-                pass
+        # The bar counts what was published and what every subscriber received (sampled, off the hot path).
+        shown = progress.bar(msgs * (1 + subs), f"bench {subject}")
+        async with progress.Following(shown, lambda: sum(published) + sum(st["n"] for st in counters)):
+            spans = await asyncio.gather(*(publisher(nc, n, i) for i, (nc, n) in enumerate(zip(pub_conns, shares))))
+            for st in counters:
+                try:
+                    await asyncio.wait_for(asyncio.shield(st["done"]), timeout)
+                except asyncio.TimeoutError:
+                    pass
 
         def row(role: str, client: str, n: int, seconds: float, latencies: list[float]) -> dict:
             seconds = max(seconds, 1e-9)

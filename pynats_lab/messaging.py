@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import frames, tables, templates
+from . import frames, progress, tables, templates
 from .done import Done
 from .errors import LabError
 from .session import Session, flush, get_session, in_session
@@ -117,16 +117,25 @@ async def publish(s: Session, subject: str, payload: Any = "", *, count: int = 1
             h["Nats-Msg-Id"] = mid
         return subj, data, h, mid
 
+    started = time.monotonic()
+    done = 0
+    # A bar only for many messages, and only once they take a second; the loop below only counts.
+    shown = progress.bar(count, f"publishing to {subject}", enabled=None if count > 1 else False)
     if not js:
-        for i in range(1, count + 1):
-            subj, data, h, _ = message(i)
-            await s.nc.publish(subj, data, reply=reply or "", headers=h or None)
-            if pause:
-                await flush(s.nc)
-                await asyncio.sleep(pause)
-        await flush(s.nc)
-        n = f"{count} message{'s' if count != 1 else ''}"
-        return Done(f"published {n} to {subject}", count=count, subject=subject)
+        async with progress.Following(shown, lambda: done):
+            for i in range(1, count + 1):
+                subj, data, h, _ = message(i)
+                await s.nc.publish(subj, data, reply=reply or "", headers=h or None)
+                done = i
+                if pause:
+                    await flush(s.nc)
+                    await asyncio.sleep(pause)
+            await flush(s.nc)
+        n = f"{count:,} message{'s' if count != 1 else ''}" if count >= 10_000 else \
+            f"{count} message{'s' if count != 1 else ''}"
+        took = time.monotonic() - started
+        rate = f" in {took:.1f} s ({count / took:,.0f}/s)" if took >= progress.DELAY and count > 1 else ""
+        return Done(f"published {n} to {subject}{rate}", count=count, subject=subject)
 
     subjects, acks, sent, acked, ids = [], [], [], [], []
 
@@ -137,13 +146,14 @@ async def publish(s: Session, subject: str, payload: Any = "", *, count: int = 1
         t1 = time.time()
         subjects.append(subj); acks.append(ack); sent.append(t0); acked.append(t1); ids.append(mid)
 
-    if pause:
-        for i in range(1, count + 1):
-            await one(i)
-            await asyncio.sleep(pause)
-    else:
-        for start in range(1, count + 1, _JS_WINDOW):
-            await asyncio.gather(*(one(i) for i in range(start, min(start + _JS_WINDOW, count + 1))))
+    async with progress.Following(shown, lambda: len(acks)):
+        if pause:
+            for i in range(1, count + 1):
+                await one(i)
+                await asyncio.sleep(pause)
+        else:
+            for start in range(1, count + 1, _JS_WINDOW):
+                await asyncio.gather(*(one(i) for i in range(start, min(start + _JS_WINDOW, count + 1))))
     frame = frames.acks_frame(subjects, acks, sent, acked, ids)
     return tables.lab_frame(frame.sort_values("sent", kind="stable", ignore_index=True), acks_summary(frame))
 

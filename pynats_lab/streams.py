@@ -531,7 +531,12 @@ def stream_frame(stream: str, *, subject: str | None = None, raw: bool = False, 
         for part in pager.pages():
             parts.append(part)
             bar.update(len(part))
-    return pd.concat(parts, ignore_index=True) if parts else frames.empty_stored_frame()
+    whole = pd.concat(parts, ignore_index=True) if parts else frames.empty_stored_frame()
+    on = f" on {subject}" if subject else ""
+    if not len(whole):
+        return tables.lab_frame(whole, f"{stream} holds no messages{on}")
+    return tables.lab_frame(whole, f"{stream}: {len(whole):,} messages{on}, seq {whole['seq'].iloc[0]}.."
+                                   f"{whole['seq'].iloc[-1]}")
 
 
 def stream_tail(stream: str, *, subject: str | None = None, since: Any = None, start_seq: int | None = None,

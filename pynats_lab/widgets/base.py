@@ -3,16 +3,19 @@ static (HTML / PNG) copy of the current state in the output for non-interactive 
 because a headless run's display waits for the work."""
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import html
 import io
+import threading
 
 import ipywidgets as widgets
 import pandas as pd
 
 from ..errors import LabError, describe, reraise
 
-TABLE_CSS = ("<style>.pnl-table table{border-collapse:collapse;font-size:12px}"
+TABLE_CSS = ("<style>.pnl-table{max-width:100%;overflow-x:auto}"
+             ".pnl-table table{border-collapse:collapse;font-size:12px}"
              ".pnl-table td,.pnl-table th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:left;"
              "max-width:420px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}</style>")
 
@@ -27,10 +30,12 @@ def table_html(df: pd.DataFrame, max_chars: int = 80, css_class: str = "pnl-rows
     """A DataFrame as a compact HTML table, long cells shortened (the detail view shows them whole)."""
     if df is None or not len(df):
         return "<div class='pnl-table'><i>no messages</i></div>"
-    shown = df.copy()
+    from ..tables import readable
+
+    # Compact times (to the millisecond, the date only when rows span days), headers as Key: value.
+    shown = readable(df)
     for col in shown.columns:
-        if shown[col].dtype == object:
-            shown[col] = shown[col].map(lambda v: _short(v, max_chars))
+        shown[col] = shown[col].map(lambda v: _short(v, max_chars))
     return TABLE_CSS + f"<div class='pnl-table'>{shown.to_html(index=False, classes=css_class, escape=True)}</div>"
 
 
@@ -63,6 +68,41 @@ class LabWidget(widgets.VBox):
 
     _job: concurrent.futures.Future | None = None
     static_wait: float = 60.0  # how long a headless display waits for the work to finish
+    _drawing = False
+    _draw_again = False
+    _draw_lock = threading.Lock()  # shared by all widgets: it guards two flags for a moment
+
+    def _render(self) -> None:
+        """Draw the current state into the widget's views."""
+
+    def _draw_soon(self) -> None:
+        """Redraw in another thread, one drawing at a time, ending on the latest state. Called from the
+        session's loop as work progresses: the loop that publishes or delivers never waits for matplotlib
+        (a chart takes a tenth of a second; an instant replay of ten messages took two)."""
+        with self._draw_lock:
+            if self._drawing:
+                self._draw_again = True
+                return
+            self._drawing = True
+        threading.Thread(target=self._draw_until_current, daemon=True, name="lab-widget-draw").start()
+
+    def _draw_until_current(self) -> None:
+        while True:
+            try:
+                self._render()
+            except Exception:  # a drawing that fails leaves the last one; the status line says why work failed
+                pass
+            with self._draw_lock:
+                if not self._draw_again:
+                    self._drawing = False
+                    return
+                self._draw_again = False
+
+    async def _drawn(self) -> None:
+        """From the loop, at the end of the work: the final state drawn before the work counts as done."""
+        self._draw_soon()
+        while self._drawing:
+            await asyncio.sleep(0.01)
 
     def wait(self, timeout: float | None = 60.0):
         """Block until the background work is done (use before displaying under papermill)."""

@@ -65,16 +65,20 @@ class ConsumerReplay(LabWidget):
             final = await run_replay(self.session, self.stream, deliver=self.deliver, replay=self.replay,
                                      filter=self.filter, count=self.count, timeout=self.timeout,
                                      on_message=self._update)
-            self._update(final)
+            with self._lock:
+                self._frame = final
+            await self._drawn()
             self.status.value = f"done: {len(final)} messages replayed ({self.replay})"
         except Exception as exc:
             self.status.value = error_html(describe(exc))
             raise
 
     def _update(self, frame: pd.DataFrame) -> None:
+        """A frame so far, from the loop thread while messages arrive: kept at once, drawn off the loop,
+        so an instant replay stays instant."""
         with self._lock:
             self._frame = frame
-        self._render()
+        self._draw_soon()
 
     @property
     def df(self) -> pd.DataFrame:

@@ -50,7 +50,7 @@ class DedupChart(LabWidget):
             self.window_s = final.attrs.get("window_s", self.window_s)
             self.status.value = (f"done: {int(final['accepted'].sum())} accepted, "
                                  f"{int(final['duplicate'].sum())} duplicates, window {self.window_s:g}s")
-            self._render()
+            await self._drawn()
         except Exception as exc:
             self.status.value = error_html(describe(exc))
             raise
@@ -58,7 +58,7 @@ class DedupChart(LabWidget):
     def _on_ack(self, row: dict) -> None:
         with self._lock:
             self.rows.append(row)
-        self._render()
+        self._draw_soon()  # off the loop: a drawing there would delay the next publish past the window
 
     @property
     def df(self) -> pd.DataFrame:

@@ -223,3 +223,16 @@ def test_a_wrong_call_in_python_shows_one_line_not_a_traceback(kernel, js_server
     out = kernel("import pynats_lab as lab\nlab.StreamViewer('NOPE')")
     [error] = [o for o in out if o["output_type"] == "error"]
     assert error["traceback"] == [f"{error['ename']}: stream not found (10059)"], "one line, no frames"
+
+
+def test_long_work_shows_a_progress_bar_and_a_summary_short_work_none(kernel, server):
+    kernel(f"%nats connect {server.url}")
+    quick = kernel("%nats pub quick.x hi --count 3")
+    assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in quick)
+    # 150 pauses of 10 ms: over a second by construction, whatever the machine.
+    slow = kernel("%nats pub slow.x hi --count 150 --sleep 10ms")
+    bars = [o for o in slow if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert bars and "publishing to slow.x" in bars[0]["data"]["text/plain"]
+    assert re.fullmatch(r"published 150 messages to slow\.x in \d+\.\d s \([\d,]+/s\)", _data(slow)["text/plain"]
+                        .strip("'"))
+    assert _text(slow, "stderr") == ""

@@ -26,7 +26,8 @@ def test_stream_viewer_pages_filters_and_follows(lab_js, shell):
     v = pynats_lab.StreamViewer("ORDERS", page_size=5, interval="100ms")
     assert v.interval == 0.1
     assert v.df["seq"].tolist() == [1, 2, 3, 4, 5]
-    assert "seq 1..5" in v.status.value and v.table.value.count("<tr") == 6
+    assert "seq 1..5" in v.status.value and [seq for _, seq in v.rows.options] == [1, 2, 3, 4, 5]
+    assert v.rows.options[0][0].startswith("1  ") and '{"n": 1}  [k: v]' in v.rows.options[0][0]
     v.next_button.click()
     assert v.df["seq"].tolist() == [6, 7, 8, 9, 10]
     v.last_button.click()
@@ -38,6 +39,15 @@ def test_stream_viewer_pages_filters_and_follows(lab_js, shell):
     v.subject_box.value = "orders.paid"
     v.go_button.click()
     assert v.df["data"].tolist() == ["p1", "p2", "p3"]
+    assert "filter: subject <code>orders.paid</code>" in v.status.value, "the status line says what filters"
+    v.search_box.value = "p2"
+    v.search_button.click()
+    assert v.df["data"].tolist() == ["p2"] and "search <code>p2</code>" in v.status.value
+    v.subject_box.value = ""
+    v.search_box.value = "k: v"
+    v.search_button.click()
+    assert len(v.df) == 5 and v.df["data"].iloc[0] == '{"n": 1}', "a search looks in headers too"
+    v.search_box.value = ""
     v.subject_box.value = ""
     v.seq_box.value = "9"
     v.go_button.click()
@@ -109,3 +119,19 @@ def test_a_widget_whose_work_failed_says_why_in_its_saved_copy(lab_js, shell):
     with pytest.raises(pynats_lab.LabError) as failed:
         replay.wait(15)
     assert str(failed.value) and str(failed.value) in replay._repr_mimebundle_()["text/html"]
+
+
+def test_stream_viewer_shows_binary_payloads_as_hex_or_base64(lab_js, shell):
+    pynats_lab.stream_add("BIN", "bin")
+    pynats_lab.publish("bin", b"\x00\xffok", js=True)
+    pynats_lab.publish("bin", "plain text", js=True)
+    v = pynats_lab.StreamViewer("BIN")
+    v.rows.value = 1
+    assert "data (hex, not UTF-8 text)" in v.detail.value and "00 ff 6f 6b" in v.detail.value
+    v.view.value = "base64"
+    assert "AP9vaw==" in v.detail.value
+    v.rows.value = 2
+    assert "cGxhaW4gdGV4dA==" in v.detail.value
+    v.view.value = "text"
+    assert "<pre>plain text</pre>" in v.detail.value
+    v.close()
