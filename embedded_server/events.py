@@ -144,16 +144,24 @@ def parse_options(kind: str, payload: bytes) -> dict:
             continue
         name = next(f for f in fields if f.lower() == key.lower())
         ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
-        if want is int and isinstance(value, float) and value.is_integer():
-            value, ok = int(value), True
         if want is list and ok and not all(isinstance(v, str) for v in value):
             ok = False
+        if want is int and (isinstance(value, float) or (ok and not -2**63 <= value < 2**63)):
+            raise RequestError(400, f"json: cannot unmarshal number {_number_text(text, key, value)} into Go "
+                                    f"struct field {struct}.{name} of type int")
         if not ok:
             what = {list: "array", str: "string", bool: "bool", dict: "object"}.get(type(value), "number")
             raise RequestError(400, f"json: cannot unmarshal {what} into Go struct field {struct}.{name} of type "
                                     f"{_GO_TYPES[want]}")
         out[name] = value
     return out
+
+
+def _number_text(text: str, key: str, value) -> str:
+    """The number as written in the request (Go's error quotes the literal)."""
+    import re
+    m = re.search(r'"%s"\s*:\s*(-?[0-9][0-9.eE+-]*)' % re.escape(key), text)
+    return m.group(1) if m else str(value)
 
 
 class SystemServices:

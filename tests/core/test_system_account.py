@@ -296,3 +296,38 @@ def test_default_server_has_a_system_account_nobody_is_in(start_server):
     with urllib.request.urlopen(f"http://127.0.0.1:{srv.http_port}/accountz", timeout=10) as r:
         doc = json.loads(r.read())
     assert doc["system_account"] == "$SYS" and set(doc["accounts"]) == {"$G", "$SYS"}
+
+
+BAD_BODIES = [b"{", b"[]", b"null", b"42", b'"x"', b'{"offset": -5, "limit": -1}', b'{"state": 99}',
+              b'{"sort": "stop"}', b'{"sort": 5}', b'\xff\xfe', b'{"accounts": "x"}', b'{"account": "NOPE"}',
+              b'{"offset": 99999999999999999999}', b'{"subscriptions": "yes"}', b'{"test": "a.*"}',
+              b'{"acc": "NOPE", "auth": true}', b'{"streams": true, "consumer": true, "config": true}']
+BAD_SUBJECTS = [f"$SYS.REQ.SERVER.PING.{k}" for k in KINDS if k != "IDZ"] + \
+    [f"$SYS.REQ.ACCOUNT.APP.{k}" for k in ("CONNZ", "SUBSZ", "INFO", "STATZ", "JSZ", "LEAFZ")]
+
+
+def test_bad_request_bodies_everywhere_get_nats_servers_answer_and_no_crash(pair):
+    """Every service with every bad body: answered (or not) as nats-server, with its error code; the embedded
+    server logs no failure and still answers afterwards."""
+    async def run(srv):
+        nc = await connect(srv, "sys")
+        out = {}
+        try:
+            for subject in BAD_SUBJECTS:
+                for body in BAD_BODIES:
+                    try:
+                        doc = await ask(nc, subject, body, timeout=1)
+                        err = doc.get("error")
+                        out[(subject, body)] = err["code"] if err else "ok"
+                    except nats.errors.TimeoutError:
+                        out[(subject, body)] = "no answer"
+            assert "statsz" in await ask(nc, "$SYS.REQ.SERVER.PING")
+            return out
+        finally:
+            await nc.close()
+
+    results = both(pair, run)
+    differ = {k: (results["embedded"][k], v) for k, v in results["nats-server"].items()
+              if results["embedded"][k] != v}
+    assert not differ, sorted(differ.items())[:8]
+    assert "failed" not in pair["embedded"].logs
