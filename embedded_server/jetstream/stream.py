@@ -299,6 +299,8 @@ class Stream:
                 if can_respond:
                     self.js.send(self.account, reply, b"%s%d,\"duplicate\": true}" % (self.pub_ack, dup_seq))
                 return 0
+            if ttl and ttl > 0 and not sourced:
+                hdr, ttl = self._ttl_at_least_marker(hdr, ttl)
         counter = None
         if cfg.get("allow_msg_counter"):
             try:
@@ -382,6 +384,15 @@ class Stream:
             self.schedule_expiry()
         elif ttl > 0 and now_ns() + ttl * 1_000_000_000 < self._expiry_at:
             self.schedule_expiry()  # a shorter TTL than the one the timer waits for
+
+    def _ttl_at_least_marker(self, hdr: bytes, ttl: int) -> tuple[bytes, int]:
+        """nats-server raises a message TTL below the subject delete marker TTL to it (unless the stream keeps
+        one message per subject), rewriting Nats-TTL as whole seconds at the end of the headers."""
+        marker = self.cfg.get("subject_delete_marker_ttl", 0) // 1_000_000_000
+        if marker and ttl < marker and self.cfg.get("max_msgs_per_subject", -1) != 1:
+            hdr = headers.append(headers.remove(hdr, headers.TTL), [(headers.TTL, str(marker).encode())])
+            ttl = marker
+        return hdr, ttl
 
     def _check_headers(self, subject: str, hdr: bytes, sourced: bool = False):
         """The header checks of nats-server, in its order; returns (msg_id, rollup, ttl, duplicate_seq).

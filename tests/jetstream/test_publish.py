@@ -214,6 +214,31 @@ def test_a_short_ttl_after_a_long_one_expires_on_time(js_server):
     assert st.messages == 1 and st.first_seq == 1 and st.last_seq == 2
 
 
+def test_a_ttl_below_the_delete_marker_ttl_is_raised_to_it(js_server):
+    """nats-server stores such a message with the marker's TTL (whole seconds) unless one message per subject
+    is kept; a longer TTL and `never` stay as sent."""
+    async def scenario():
+        async with connected(js_server) as (nc, js):
+            stored = {}
+            for name, per in (("MARK", -1), ("MARK1", 1)):
+                await api(nc, f"$JS.API.STREAM.CREATE.{name}", {
+                    "name": name, "subjects": [f"{name.lower()}.*"], "storage": "memory", "allow_msg_ttl": True,
+                    "subject_delete_marker_ttl": 60_000_000_000, "max_age": 3_600_000_000_000,
+                    "max_msgs_per_subject": per})
+                for subject, ttl in (("short", "1s"), ("long", "2m"), ("never", "never")):
+                    await publish_raw(nc, f"{name.lower()}.{subject}", b"x", headers={"Nats-TTL": ttl, "a": "b"})
+                for seq in (1, 2, 3):
+                    msg = await js.get_msg(name, seq)
+                    stored[(name, msg.subject.split(".")[1])] = msg.headers
+            return stored
+
+    stored = run(scenario())
+    assert stored[("MARK", "short")] == {"a": "b", "Nats-TTL": "60"}
+    assert list(stored[("MARK", "short")]) == ["a", "Nats-TTL"]
+    assert stored[("MARK", "long")]["Nats-TTL"] == "2m" and stored[("MARK", "never")]["Nats-TTL"] == "never"
+    assert stored[("MARK1", "short")]["Nats-TTL"] == "1s"
+
+
 def test_no_ack_stream_stores_without_answering(js_server):
     async def scenario():
         async with connected(js_server) as (nc, js):
