@@ -93,6 +93,10 @@ class Client(asyncio.Protocol):
         self.first_pong_sent = False
         self.user = ""                # the authenticated user's name, for logs and /connz
         self.perms = None             # permissions object set by auth (see docs/architecture.md)
+        self.identity = None          # who auth/ says this is (auth/authenticator.Identity)
+        self.nonce: str | None = None  # the nonce of this connection's INFO, when the server asks for one
+        self.auth_expiry = None       # the timer that ends the connection when its credentials expire
+        self.announced = False        # a CONNECT event was published for it (events.py)
         self.max_subs = -1            # a user JWT's `subs` limit, set by auth (-1: none; 0: no subscriptions)
         self.subs: dict[bytes, Subscription] = {}
         self.out: list[bytes] = []

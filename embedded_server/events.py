@@ -523,7 +523,7 @@ class SystemServices:
             raise RequestError(500, "jetstream not enabled")
         if self.server.lookup_account(name) is None:
             raise RequestError(500, f'account "{name}" not found')
-        if name not in getattr(js, "accounts", {}):
+        if name not in js.accounts:
             raise RequestError(500, f'account "{name}" not jetstream enabled')
         q = {"acc": name, "accounts": "true"}
         if opts.get("streams") or opts.get("consumer"):
@@ -579,9 +579,9 @@ class SystemServices:
         if client is None:
             doc["error"] = {"code": 400}
         else:
-            identity = getattr(client, "identity", None)
+            identity = client.identity
             data = {"user": client.user or "", "account": client.account.name, "account_name": client.account.name}
-            perms = getattr(identity, "permissions", None) if identity is not None else None
+            perms = identity.permissions if identity is not None else None
             if perms is not None and hasattr(perms, "to_json"):
                 data["permissions"] = perms.to_json()
             doc["data"] = data

@@ -11,7 +11,7 @@ from embedded_server.errors import SERVER_SHUTDOWN
 
 
 async def enter(server) -> None:
-    if server.shutting_down or getattr(server, "lame_duck", False) or server._listener is None:
+    if server.shutting_down or server.lame_duck or server._listener is None:
         return
     server.notice("Entering lame duck mode, stop accepting new clients")
     server.lame_duck = True

@@ -118,11 +118,11 @@ def install(server) -> None:
     top = opts.mappings
     if top:
         server.global_account.mappings = AccountMappings(top)
-    operator = getattr(server, "operator", None)
+    operator = server.operator
     configs = [] if operator is not None else list(opts.accounts or [])
     for cfg in configs:
-        if getattr(cfg, "trace_dest", None):
+        if cfg.trace_dest:
             server.register_account(cfg.name).trace_dest = cfg.trace_dest
-        maps = getattr(cfg, "mappings", None)
+        maps = cfg.mappings
         if maps:
             server.register_account(cfg.name).mappings = AccountMappings(maps)

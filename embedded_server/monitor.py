@@ -423,14 +423,14 @@ class Monitor:
             return fail(503, "JETSTREAM", "JetStream not enabled (10076)")
         if enabled_only:
             return ok
-        base = getattr(js, "store_dir", "")
+        base = js.store_dir
         acc_found = stream_found = consumer_found = False
         for name in _listdir(base):
             if account:
                 if name != account:
                     continue
                 acc_found = True
-            jsa = getattr(js, "accounts", {}).get(name)
+            jsa = js.accounts.get(name)
             # A stream start-up set aside (jetstream/recovery.py) stays a failed check until it is dealt with.
             for entry in _listdir(os.path.join(base, name, "unloadable")):
                 sname = entry.split(".", 1)[0]
@@ -500,7 +500,7 @@ class Monitor:
             detail["is_system"] = True
         detail.update({
             "expired": False, "complete": True,
-            "jetstream_enabled": bool(js is not None and name in getattr(js, "accounts", {})),
+            "jetstream_enabled": bool(js is not None and name in js.accounts),
             "leafnode_connections": 0,
             "client_connections": sum(1 for c in srv.clients.values() if c.account is acc and c.connect_received),
             "subscriptions": acc.sublist.count,
@@ -559,7 +559,7 @@ class Monitor:
 
 
 def _account_configs(srv) -> list:
-    operator = getattr(srv, "operator", None)
+    operator = srv.operator
     if operator is not None:
         try:
             return operator.account_configs()

@@ -123,9 +123,7 @@ def reload(server) -> None:
             server.notice(f"Reloaded: {_RELOADABLE[name]} = {_go_value(value)}")
     _apply_limits(server, old, new)
     if {"debug", "trace", "logtime", "logtime_utc", "log_file"} & set(changed):
-        reconfigure = getattr(server.logger, "reconfigure", None)
-        if reconfigure is not None:
-            reconfigure(new)
+        server.logger.reconfigure(new)
     if auth_changed:
         from embedded_server.auth.hook import reauthorize_all
 
@@ -141,10 +139,5 @@ def _apply_limits(server, old, new) -> None:
     if old.max_payload == new.max_payload and old.max_control_line == new.max_control_line:
         return
     for client in list(server.clients.values()):
-        parser = getattr(client, "parser", None)
-        if parser is None:
-            continue
-        if hasattr(parser, "max_payload"):
-            parser.max_payload = new.max_payload
-        if hasattr(parser, "max_control_line"):
-            parser.max_control_line = new.max_control_line
+        client.parser.max_payload = new.max_payload
+        client.parser.max_control_line = new.max_control_line

@@ -198,6 +198,10 @@ class Server:
         self.ready = asyncio.Event()
         self._stopped: asyncio.Event | None = None
         self.shutting_down = False
+        # Set by auth/hook.py (operator mode, account imports), events.py and lameduck.py.
+        self.operator = None
+        self.account_import_subs: list = []
+        self.lame_duck = False
         self._install_auth()
 
     def _install_auth(self) -> None:
@@ -243,7 +247,7 @@ class Server:
         self.clients.pop(client.cid, None)
         if self.monitor is not None:
             self.monitor.closed_client(client)
-        if self.events is not None and getattr(client, "announced", False):
+        if self.events is not None and client.announced:
             # Published after the close has written what the client was owed (its last -ERR), as nats-server
             # queues events to its internal send loop.
             self._soon(self.events.client_disconnected, client)
@@ -605,7 +609,7 @@ class Server:
     def _start_system_account(self) -> None:
         """The system account (`system_account`, the operator's, or `$SYS`) and its services (events.py)."""
         from embedded_server import events
-        operator = getattr(self, "operator", None)
+        operator = self.operator
         name = ""
         if operator is not None:
             name = operator.system_account

@@ -402,7 +402,7 @@ def wire(server, accounts: list[AccountConfig]) -> list:
                     return
                 if not server.has_interest(exporter, target):
                     # Nobody serves it in the exporting account: the requester hears so at once (503).
-                    if client is not None and getattr(client, "no_responders", False):
+                    if client is not None and client.no_responders:
                         client._no_responders(subject.encode(), reply.encode())
                     return
                 _forward_request(server, importer, exporter, target, reply, hdr, payload)
@@ -458,7 +458,7 @@ def _forward_request(server, importer, exporter, subject: str, reply: str, hdr, 
             timer.cancel()
 
     state["sub"] = server.subscribe_internal(exporter, private, respond)
-    loop = getattr(server, "loop", None)
+    loop = server.loop
     if loop is not None:
         state["timer"] = loop.call_later(RESPONSE_TTL, lambda: server.unsubscribe_internal(state["sub"]))
     server.send_internal(exporter, subject, private, hdr, payload)
@@ -471,8 +471,8 @@ def unwire(server, subs: list) -> None:
 
 def wire_accounts(server) -> None:
     """(Re)create the import subscriptions of the configured accounts, or of the account JWTs in operator mode."""
-    unwire(server, getattr(server, "account_import_subs", []))
-    operator = getattr(server, "operator", None)
+    unwire(server, server.account_import_subs)
+    operator = server.operator
     configs = operator.account_configs() if operator is not None else list(server.options.accounts or [])
     server.account_import_subs = wire(server, configs)
     from embedded_server import mappings

@@ -8,6 +8,7 @@ import json
 
 from embedded_server import errors
 from embedded_server.auth.accounts import wire_accounts
+from embedded_server.version import PROTOCOL_VERSION
 
 SUBJECTS = ("$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE", "$SYS.ACCOUNT.*.CLAIMS.UPDATE")
 
@@ -35,7 +36,7 @@ def _update(server, subject: str, reply: str | None, payload: bytes) -> None:
         _enforce(server, key)
     if reply:
         info = {"name": server.server_name, "host": server.options.host, "id": server.server_id,
-                "ver": getattr(server, "version", ""), "seq": 0, "time": ""}
+                "ver": PROTOCOL_VERSION, "seq": 0, "time": ""}
         body = {"server": info}
         if error:
             body["error"] = {"account": key, "code": 500, "description": f"{message} - {error}"}
@@ -53,7 +54,7 @@ def _enforce(server, key: str) -> None:
     """After an account update: disconnect its revoked users."""
     operator = server.operator
     for client in list(server.clients.values()):
-        identity = getattr(client, "identity", None)
+        identity = client.identity
         if client.closed or identity is None or identity.account != key:
             continue
         if operator.revoked(key, identity.name, identity.issued_at):

@@ -46,8 +46,8 @@ def _set(server, auth: Authenticator) -> None:
 
 def _authenticate(client, connect: dict) -> bool:
     server = client.server
-    nonce = getattr(client, "nonce", None)
-    if getattr(server, "operator", None) is not None:
+    nonce = client.nonce
+    if server.operator is not None:
         identity = server.operator.authenticate(connect, nonce, client.host)
     else:
         identity = server.auth.authenticate(connect, nonce)
@@ -82,7 +82,7 @@ def bind(client, identity: Identity) -> None:
         client.tally_out()
         client.account = client.server.register_account(account)
     client.max_subs = identity.max_subs
-    if identity.max_payload >= 0 and hasattr(client, "parser"):
+    if identity.max_payload >= 0:
         client.parser.max_payload = min(client.parser.max_payload, identity.max_payload)
     _set_expiry(client, identity.expires_in)
 
@@ -91,12 +91,12 @@ def _account_limits(server, name: str | None) -> dict:
     """The account's conn/subs/payload limits: its JWT's in operator mode, else its `limits` block."""
     if not name:
         return {}
-    operator = getattr(server, "operator", None)
+    operator = server.operator
     if operator is not None:
         return {"conn": operator.max_connections(name)}
     for cfg in server.options.accounts or []:
         if cfg.name == name:
-            return getattr(cfg, "limits", None) or {}
+            return cfg.limits
     return {}
 
 
@@ -112,11 +112,11 @@ def _cap_client(client, limits: dict) -> None:
 
 def _set_expiry(client, seconds: float | None) -> None:
     """Disconnect with 'User Authentication Expired' when the credentials run out (JWT exp, time window)."""
-    old = getattr(client, "auth_expiry", None)
+    old = client.auth_expiry
     if old is not None:
         old.cancel()
     client.auth_expiry = None
-    loop = getattr(client.server, "loop", None)
+    loop = client.server.loop
     if seconds is None or loop is None:
         return
 
@@ -141,17 +141,17 @@ def reauthorize_all(server) -> None:
     auth = build(server.options)
     _set(server, auth)
     wire_accounts(server)
-    if getattr(server, "operator", None) is not None:
+    if server.operator is not None:
         server.auth_required = server.info_auth_required = server.nonce_required = True
         return
     for client in list(server.clients.values()):
         if client.closed or not client.connect_received:
             continue
-        identity = getattr(client, "identity", None) or ANONYMOUS
+        identity = client.identity or ANONYMOUS
         if not auth.still_same_account(client.opts, identity):
             client.close(errors.CLIENT_CLOSED)
             continue
-        new_identity = auth.authenticate(client.opts, getattr(client, "nonce", None))
+        new_identity = auth.authenticate(client.opts, client.nonce)
         if new_identity is None:
             client.auth_violation()
             continue

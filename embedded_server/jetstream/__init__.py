@@ -135,7 +135,7 @@ class JetStream:
         server = self.server
         if account.name in self.accounts or account.name in self._not_enabled:
             return
-        system = getattr(server, "system_account_name", "") or server.options.system_account or "$SYS"
+        system = server.system_account_name or server.options.system_account or "$SYS"
         operator = server.operator
         if account.name in ("$SYS", system):
             enabled = False   # never JetStream in the system account, as nats-server

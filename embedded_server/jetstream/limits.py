@@ -33,11 +33,11 @@ def jwt_enabled(claims: dict | None) -> bool:
 
 def for_account(js, name: str) -> dict:
     """The limits the configuration (or the account's JWT) gives account `name` (unlimited when none)."""
-    operator = getattr(js.server, "operator", None)
+    operator = js.server.operator
     if operator is not None:
         return {**UNLIMITED, **_jwt_limits(operator.accounts.get(name))}
-    for cfg in getattr(js.server.options, "accounts", None) or []:
-        if cfg.name == name and getattr(cfg, "jetstream_limits", None):
+    for cfg in js.server.options.accounts:
+        if cfg.name == name and cfg.jetstream_limits:
             return {**UNLIMITED, **cfg.jetstream_limits}
     return dict(UNLIMITED)
 
