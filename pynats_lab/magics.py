@@ -150,6 +150,11 @@ def nats_parser() -> Parser:
                      "e.g. 30s, 1h, never")
     pub.add_argument("--incr", metavar="N", help="add N to a counter (Nats-Incr; the stream needs "
                      "--allow-msg-counter); no payload, acked, the new total in `val`")
+    pub.add_argument("--batch", action="store_true", help="the --count messages as one atomic batch (the "
+                     "stream needs allow_atomic): all stored or none; returns the commit's ack")
+    pub.add_argument("--schedule", metavar="WHEN", help="a message schedule (the stream needs "
+                     "allow_msg_schedules): '@every 10s', '@at TIME', cron, @hourly, or a delay such as 30s")
+    pub.add_argument("--target", metavar="SUBJECT", help="where a --schedule stores its message when due")
     pub.add_argument("-J", "--js", "--jetstream", dest="js", action="store_true",
                      help="publish to JetStream and wait for each ack (returns the acks)")
     pub.add_argument("--reply", help="reply subject")
@@ -254,6 +259,10 @@ def _stream_settings(p: Parser, adding: bool) -> None:
                        help="mirror another stream: STREAM [FILTER [DEST]] (no --subjects; DEST maps FILTER)")
         p.add_argument("--allow-msg-counter", "--allow-counter", dest="allow_msg_counter", action="store_true",
                        default=None, help="a counter stream: publishes carry Nats-Incr (%%nats pub --incr N)")
+    p.add_argument("--allow-atomic", "--allow-batch", dest="allow_atomic", action="store_true", default=None,
+                   help="atomic batch publish (%%nats pub --batch)")
+    p.add_argument("--allow-msg-schedules", "--allow-schedules", dest="allow_msg_schedules", action="store_true",
+                   default=None, help="message schedules (%%nats pub --schedule WHEN --target SUBJECT)")
     p.add_argument("--source", dest="sources", nargs="+", action="append", metavar="ARG",
                    help="copy from another stream: STREAM [FILTER [DEST]] (repeatable)")
     p.add_argument("--start-seq", type=_int, metavar="N", help="the mirror or sources begin at this sequence")
@@ -589,7 +598,8 @@ def _stream_options(a: argparse.Namespace) -> dict:
     keys = ("description", "storage", "retention", "replicas", "max_msgs", "max_bytes", "max_age", "max_msg_size",
             "max_msgs_per_subject", "dupe_window", "discard", "allow_rollup", "deny_delete", "deny_purge",
             "allow_direct", "allow_msg_ttl", "subject_delete_marker_ttl", "republish_headers_only", "metadata",
-            "no_transform", "no_republish", "no_mirror", "mirror", "sources", "start_seq", "start_time", "allow_msg_counter")
+            "no_transform", "no_republish", "no_mirror", "mirror", "sources", "start_seq", "start_time", "allow_msg_counter",
+            "allow_atomic", "allow_msg_schedules")
     out = {k: getattr(a, k) for k in keys if getattr(a, k, None) is not None}
     for name in ("transform", "republish"):
         pair = _pair_flags(a, name)
@@ -625,7 +635,7 @@ def run_nats(a: argparse.Namespace, cell: str | None) -> Any:
         payload = cell.rstrip("\n") if cell is not None else a.payload
         return lab.publish(a.subject, payload, count=a.count, headers=a.header, msg_id=a.msg_id, js=a.js,
                            reply=a.reply, sleep=a.sleep, use_templates=not a.no_templates, ttl=a.ttl,
-                           incr=a.incr)
+                           incr=a.incr, batch=a.batch, schedule=a.schedule, target=a.target)
     if a.command == "sub":
         if a.background:
             return lab.subscribe_background(a.subject, queue=a.queue, raw=a.raw)

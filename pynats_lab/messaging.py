@@ -4,11 +4,14 @@ DataFrame (blocking or in the background), request/reply, and the server's INFO.
 from __future__ import annotations
 
 import asyncio
+import datetime as _dt
 import json
 import threading
 import time
+import uuid
 from typing import Any
 
+import nats.js.errors as jse
 import pandas as pd
 
 from . import frames, progress, tables, templates
@@ -66,15 +69,58 @@ def message_ttl(ttl: Any) -> str:
     return f"{int(seconds)}s"
 
 
+def schedule_pattern(schedule: str) -> str:
+    """A Nats-Schedule value: "@every 10s", "@at <RFC 3339>", cron and @hourly... as given; a duration
+    ("30s", "5m") means once, that long from now."""
+    text = str(schedule).strip()
+    if text.startswith("@") or len(text.split()) == 6:
+        return text
+    try:
+        seconds = parse_duration(text, "--schedule")
+    except LabError:
+        seconds = None
+    if not seconds or seconds < 0:
+        raise LabError(f"invalid --schedule {schedule!r}: use '@every 10s', '@at 2030-01-01T00:00:00Z', a "
+                       "six-field cron ('0 0 9 * * mon-fri'), @hourly/@daily..., or a delay such as 30s")
+    when = _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=seconds)
+    return "@at " + when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def _publish_batch(s: Session, messages: list) -> pd.DataFrame:
+    """An atomic batch: every message but the last staged without waiting, the last one commits."""
+    batch_id = uuid.uuid4().hex
+    last = len(messages)
+    for i, (subj, data, h, _mid) in enumerate(messages, 1):
+        h = {**h, "Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(i)}
+        if i < last:
+            await s.nc.publish(subj, data, headers=h)
+            continue
+        h["Nats-Batch-Commit"] = "1"
+        t0 = time.time()
+        reply = await s.nc.request(subj, data, headers=h, timeout=10)
+        ack = json.loads(reply.data) if reply.data else {}
+        if "error" in ack:
+            jse.APIError.from_error(ack["error"])
+        return pd.DataFrame({"subject": [subj], "stream": [ack.get("stream")], "seq": [ack.get("seq")],
+                             "batch": [ack.get("batch")], "count": [ack.get("count")],
+                             "ack_ms": [(time.time() - t0) * 1000]})
+
+
 @in_session
 async def publish(s: Session, subject: str, payload: Any = "", *, count: int = 1, headers: Any = None,
                   msg_id: str | None = None, js: bool = False, reply: str | None = None,
-                  use_templates: bool = True, sleep: Any = None, ttl: Any = None, incr: Any = None) -> Any:
+                  use_templates: bool = True, sleep: Any = None, ttl: Any = None, incr: Any = None,
+                  batch: bool = False, schedule: str | None = None, target: str | None = None) -> Any:
     """Publish `count` messages. natscli templates ({{Count}}, {{ID}}, {{TimeStamp}}, {{Random 5 10}} ...)
     render per message in the payload, the subject and the msg id. `ttl` ("30s", "1h", "never") sets the
     Nats-TTL header: a stream with allow_msg_ttl removes the message after that long. `incr` (an integer,
     may be negative) adds to a counter (Nats-Incr; the stream needs allow_msg_counter): the message has no
     payload, it goes through JetStream and the result has the counter's new total in `val`.
+    `batch=True` publishes the `count` messages as one atomic batch (the stream needs allow_atomic): all are
+    stored or none; the result is the commit's ack (stream, seq of the last, batch id, count).
+    `schedule` ("@every 10s", "@at <time>", a six-field cron, or a duration meaning "once, that long from
+    now") with `target` publishes a message schedule (the stream needs allow_msg_schedules): the server stores
+    the payload on `target` when it is due.
 
     Core publishes return a `Done`; with `js=True` each message waits for its PubAck and the result is a
     DataFrame (subject, stream, seq, duplicate, msg_id, sent, ack_ms)."""
@@ -91,6 +137,12 @@ async def publish(s: Session, subject: str, payload: Any = "", *, count: int = 1
         if payload not in ("", b"", None):
             raise LabError("a counter increment carries no payload: drop the payload or --incr")
         hdrs["Nats-Incr"] = text
+        js = True
+    if schedule is not None or target is not None:
+        if not schedule or not target:
+            raise LabError("--schedule and --target go together, e.g. --schedule '@every 10s' --target jobs.run")
+        hdrs["Nats-Schedule"] = schedule_pattern(schedule)
+        hdrs["Nats-Schedule-Target"] = target
         js = True
     pause = parse_duration(sleep, "--sleep") or 0
     is_bytes = isinstance(payload, (bytes, bytearray, memoryview))
@@ -121,6 +173,8 @@ async def publish(s: Session, subject: str, payload: Any = "", *, count: int = 1
     done = 0
     # A bar only for many messages, and only once they take a second; the loop below only counts.
     shown = progress.bar(count, f"publishing to {subject}", enabled=None if count > 1 else False)
+    if batch:
+        return await _publish_batch(s, [message(i) for i in range(1, count + 1)])
     if not js:
         async with progress.Following(shown, lambda: done):
             for i in range(1, count + 1):

@@ -1,5 +1,5 @@
-"""%stream add --mirror/--source, %stream edit --no-mirror and %nats pub --incr through a real IPython shell, on
-every JetStream server kind, with the one-line errors for bad input."""
+"""%stream add --mirror/--source, %stream edit --no-mirror, %nats pub --incr / --batch / --schedule through a
+real IPython shell, on every JetStream server kind, with the one-line errors for bad input."""
 from __future__ import annotations
 
 from nats.js.api import StreamInfo
@@ -54,4 +54,24 @@ def test_bad_sourcing_and_counter_input_is_one_line(lab_js, shell, capsys):
         "%nats pub p --incr x": "%nats pub: --incr wants a whole number",
         "%nats pub p body --incr 1": "%nats pub: a counter increment carries no payload",
         "%nats pub p --incr 1": "%nats pub: message counters is disabled (10168)",
+    })
+
+
+def test_atomic_batches_and_schedules(lab_js, shell):
+    magic(shell, "%stream add JOBS --subjects jobs.> --allow-atomic --allow-msg-schedules")
+    ack = magic(shell, "%nats pub jobs.step step-{{Count}} --count 3 --batch")
+    assert ack["count"].tolist() == [3] and ack["seq"].tolist() == [3] and ack["stream"].tolist() == ["JOBS"]
+    assert _messages(shell, "JOBS") == 3
+    sched = magic(shell, "%nats pub jobs.sched.ping ping --schedule 1s --target jobs.ping")
+    assert sched["seq"].tolist() == [4]
+    eventually(lambda: magic(shell, "%stream get JOBS --last-for jobs.ping") is not None, 15)
+
+
+def test_bad_batch_and_schedule_input_is_one_line(lab_js, shell, capsys):
+    magic(shell, "%stream add PLAIN --subjects p.>")
+    assert_one_line_errors(shell, capsys, {
+        "%nats pub p.x y --count 2 --batch": "%nats pub: atomic publish is disabled (10174)",
+        "%nats pub p.x y --schedule '@every 1m'": "%nats pub: --schedule and --target go together",
+        "%nats pub p.x y --schedule soonish --target p.y": "%nats pub: invalid --schedule 'soonish'",
+        "%nats pub p.x y --schedule '@every 1m' --target p.y": "%nats pub: message schedules is disabled (10188)",
     })
