@@ -148,6 +148,17 @@ def check_pull_idle(f: Facts) -> list:
              f"{f.name} --count 10")]
 
 
+def check_max_waiting(f: Facts) -> list:
+    limit, waiting = int(f.cfg.get("max_waiting") or 0), f.n("num_waiting")
+    if not f.pull or limit <= 0 or waiting < limit:
+        return []
+    return [("max_waiting reached", "warning",
+             f"{waiting:,} pull requests are waiting on {f.who}, which is its max_waiting ({limit:,}): a further "
+             "fetch is refused (409 Exceeded MaxWaiting) until one of them is answered or expires.",
+             "fetch with an expiry (nats-py's fetch(timeout=...)) so requests do not pile up, use fewer workers, "
+             f"or raise the limit: %consumer edit {f.stream} {f.name} --max-waiting {limit * 4}")]
+
+
 def check_push_interest(f: Facts) -> list:
     if f.pull or f.ci.get("push_bound"):
         return []
@@ -326,7 +337,7 @@ def check_removed_by_others(f: Facts) -> list:
              "this one)")]
 
 
-CHECKS = (check_paused, check_max_ack_pending, check_pull_idle, check_push_interest, check_filter,
+CHECKS = (check_paused, check_max_ack_pending, check_pull_idle, check_max_waiting, check_push_interest, check_filter,
           check_start_past_end, check_max_deliver, check_ack_wait, check_removed_by_others)
 
 

@@ -410,7 +410,7 @@ def consumer_parser() -> Parser:
     wa.add_argument("--timeout", metavar="DUR", help="stop after this long (default: until stopped)")
     why = sub.add_parser("why", help="why a consumer delivers nothing (or twice): findings and what to do",
                          description="Findings (finding, severity, detail, what to do) from the consumer's and "
-                         "stream's info: paused, max_ack_pending reached, nobody pulling, push without "
+                         "stream's info: paused, max_ack_pending reached, nobody pulling, max_waiting reached, push without "
                          "subscriber, a filter that matches nothing, a start past the end, max_deliver "
                          "exhausted, ack_wait shorter than processing, messages removed by another consumer; "
                          "or healthy. Read-only.")

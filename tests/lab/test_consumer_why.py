@@ -91,6 +91,23 @@ def test_pull_consumer_nobody_pulls(lab_js, shell):
     s.run(sub.unsubscribe())
 
 
+def test_max_waiting_reached(lab_js, shell):
+    _stream(shell, "IDLE", n=0)
+    magic(shell, "%consumer add IDLE worker --pull --max-waiting 2")
+    s = get_session()
+    inbox = s.nc.new_inbox()
+    sub = s.run(s.nc.subscribe(inbox + ".*"))
+    for i in range(2):
+        s.run(s.nc.publish("$JS.API.CONSUMER.MSG.NEXT.IDLE.worker",
+                           json.dumps({"batch": 1, "expires": 30_000_000_000}).encode(), reply=f"{inbox}.{i}"))
+    s.run(s.nc.flush())
+    eventually(lambda: pynats_lab.consumer_info("IDLE", "worker").num_waiting == 2)
+    row = _row(_why("IDLE", "worker"), "max_waiting reached")
+    assert "2 pull requests are waiting on IDLE > worker, which is its max_waiting (2)" in row["detail"]
+    assert "--max-waiting 8" in row["what to do"]
+    s.run(sub.unsubscribe())
+
+
 def test_push_consumer_without_subscriber(lab_js, shell):
     _stream(shell, n=4)
     magic(shell, "%consumer add ORDERS pusher --push --target deliver.orders")
