@@ -221,27 +221,30 @@ class Client(asyncio.Protocol):
         # Whether this connection's publishes need nothing checked per message (set again by a CONNECT).
         plain = not (tracing or self.verbose or self.pedantic) and self.perms is None and account.mappings is None
         skip = None if self.echo else self
+        # The operations protocol.Parser yields, by name (locals: the loop below runs once per message).
+        PUB, HPUB, PUBS, SUB, UNSUB = protocol.PUB, protocol.HPUB, protocol.PUBS, protocol.SUB, protocol.UNSUB
+        PING, PONG, CONNECT, INFO = protocol.PING, protocol.PONG, protocol.CONNECT, protocol.INFO
+        ERR, HMSG = protocol.ERR, protocol.HMSG
         try:
             for op in self.parser.feed(data):
                 kind = op[0]
                 if tracing:
                     self._trace_in(op)
-                if kind == 12:  # PUBS: a run of plain publishes to one subject
-                    n_in += op[4]
-                    in_bytes += op[5]
-                    if not plain or not srv.route_run(account, self, op[1], op[2], op[3], op[4], op[5]):
-                        for one in protocol.expand_run(op):
-                            self._publish(account, one[1], None, one[3], one[4], 0)
-                elif kind == 1 or kind == 2:  # PUB, HPUB
-                    tail = op[3]
-                    body_at = op[4]
+                if kind == PUBS:
+                    _, subject, head, segment, count, total = op
+                    n_in += count
+                    in_bytes += total
+                    if not plain or not srv.route_run(account, self, subject, head, segment, count, total):
+                        for _, subject, reply, tail, body_at in protocol.expand_run(op):
+                            self._publish(account, subject, None, tail, body_at, 0)
+                elif kind == PUB:
+                    _, subject, reply, tail, body_at = op
                     size = len(tail) - body_at - 2
                     n_in += 1
                     in_bytes += size
-                    if plain and kind == 1 and op[2] is None:
+                    if plain and reply is None:
                         # The common case: nothing to check per message, so straight to delivery when the
                         # subject's plan allows it (see server.Plan).
-                        subject = op[1]
                         plan = account.plans.get(subject)
                         if plan is None:
                             plan = account.plan(subject)
@@ -251,32 +254,39 @@ class Client(asyncio.Protocol):
                         else:
                             srv.route(account, self, subject, None, tail, body_at, 0)
                     else:
-                        self._publish(account, op[1], op[2], tail, body_at, op[5] if kind == 2 else 0)
-                elif kind == 3:
-                    self._sub(op[1], op[2], op[3])
+                        self._publish(account, subject, reply, tail, body_at, 0)
+                elif kind == HPUB:
+                    _, subject, reply, tail, body_at, hdr_len = op
+                    n_in += 1
+                    in_bytes += len(tail) - body_at - 2
+                    self._publish(account, subject, reply, tail, body_at, hdr_len)
+                elif kind == SUB:
+                    _, subject, queue, sid = op
+                    self._sub(subject, queue, sid)
                     self.last_in = time.monotonic()
-                elif kind == 4:
-                    self._unsub(op[1], op[2])
+                elif kind == UNSUB:
+                    _, sid, max_msgs = op
+                    self._unsub(sid, max_msgs)
                     self.last_in = time.monotonic()
-                elif kind == 5:
+                elif kind == PING:
                     self._ping()
-                elif kind == 6:
+                elif kind == PONG:
                     self._pong()
-                elif kind == 7:
+                elif kind == CONNECT:
                     self._connect(op[1])
                     account = self.account
                     plain = not (tracing or self.verbose or self.pedantic) and self.perms is None and account.mappings is None
                     skip = None if self.echo else self
-                elif kind == 8:
+                elif kind == INFO:
                     self._info(op[1])
-                elif kind == 10:
+                elif kind == ERR:
                     srv.error(f"{self.label} - Client Error {op[1].decode('utf-8', 'replace')}")
                     self.close(PARSE_ERROR)
-                elif kind == 11:
+                elif kind == HMSG:
                     n_in += 1
                     if self.verbose:
                         out.append(OK)
-                # kind 9 (+OK from a client) needs nothing.
+                # +OK from a client (protocol.OK) needs nothing.
                 if self.closed:
                     break
         finally:
@@ -295,20 +305,20 @@ class Client(asyncio.Protocol):
 
     def _trace_in(self, op: tuple) -> None:
         kind = op[0]
-        if kind in (1, 2):
+        if kind == protocol.PUB or kind == protocol.HPUB:
             tail, body_at = op[3], op[4]
             sizes = tail[:body_at - 2].decode()
             reply = f" {decode_subject(op[2])}" if op[2] else ""
-            self.trace(f"<<- [{'PUB' if kind == 1 else 'HPUB'} {decode_subject(op[1])}{reply} {sizes}]")
+            self.trace(f"<<- [{protocol.OP_NAMES[kind]} {decode_subject(op[1])}{reply} {sizes}]")
             self.trace(f"<<- MSG_PAYLOAD: [{go_quote(tail[body_at:-2])}]")
-        elif kind == 3:
+        elif kind == protocol.SUB:
             parts = [op[1], op[2], op[3]] if op[2] else [op[1], op[3]]
             self.trace(f"<<- [SUB {' '.join(decode_subject(p) for p in parts)}]")
-        elif kind == 4:
+        elif kind == protocol.UNSUB:
             self.trace(f"<<- [UNSUB {decode_subject(op[1])}{'' if op[2] < 0 else f' {op[2]}'}]")
-        elif kind == 7:
+        elif kind == protocol.CONNECT:
             self.trace(f"<<- [CONNECT {redact(op[1].decode('utf-8', 'replace'))}]")
-        elif kind in (8, 10):
+        elif kind == protocol.INFO or kind == protocol.ERR:
             self.trace(f"<<- [{protocol.OP_NAMES[kind]} {op[1].decode('utf-8', 'replace')}]")
         else:
             self.trace(f"<<- [{protocol.OP_NAMES[kind]}]")

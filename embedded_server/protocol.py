@@ -13,7 +13,9 @@ from typing import Iterator
 from embedded_server.errors import (ERR_AUTHORIZATION_VIOLATION, ERR_MAX_CONTROL_LINE, ERR_MAX_PAYLOAD,
                                     ERR_UNKNOWN_PROTOCOL, Err)
 
-# Operation codes: the first element of each tuple `feed` yields.
+# Operation codes: the first element of each tuple `feed` yields. Callers match the code by name and unpack the
+# fields by the names below (client.py); the operations stay plain tuples because a NamedTuple or a class with
+# __slots__ costs 0.2-0.4 µs more to build per message, on a path of about 0.5 µs a message.
 PUB = 1       # (PUB, subject, reply|None, tail, body_at)
 HPUB = 2      # (HPUB, subject, reply|None, tail, body_at, hdr_len)
 # `tail` is the message as it goes out after "MSG <subject> <sid> [reply] ": b"<size>\r\n<payload>\r\n", or
