@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 
 from .errors import LabError
+from .headers import parse_header_block
 from .units import rfc3339
 
 API = "$JS.API"
@@ -384,13 +385,3 @@ def _stored_record(m: dict) -> tuple:
     hdrs = parse_header_block(base64.b64decode(m["hdrs"])) if m.get("hdrs") else {}
     data = base64.b64decode(m["data"]) if m.get("data") else b""
     return int(m["seq"]), m["time"], m["subject"], hdrs, data
-
-
-def parse_header_block(block: bytes) -> dict:
-    """'NATS/1.0\\r\\nK: V\\r\\n\\r\\n' -> {'K': 'V'} (the last value wins, as nats-py's headers dict)."""
-    headers: dict = {}
-    for line in block.decode("utf-8", "replace").split("\r\n")[1:]:
-        if ":" in line:
-            k, v = line.split(":", 1)
-            headers[k.strip()] = v.strip()
-    return headers

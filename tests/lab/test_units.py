@@ -9,7 +9,7 @@ from nats.aio.client import Client
 
 from pynats_lab import frames, templates
 from pynats_lab.errors import LabError
-from pynats_lab.session import parse_header_lines
+from pynats_lab.headers import parse_header_block, parse_header_lines
 from pynats_lab.units import format_duration, parse_duration, parse_size
 
 
@@ -52,6 +52,8 @@ def test_templates_render_per_message():
 ])
 def test_header_parser_matches_nats_py(raw):
     assert parse_header_lines(raw) == Client._parse_header_lines(raw)
+    # A stored block (STREAM.MSG.GET's hdrs) reads the same as the message nats-py would have received.
+    assert parse_header_block(b"NATS/1.0\r\n" + raw) == Client._parse_header_lines(raw)
 
 
 def test_stored_rows_strip_direct_get_metadata_and_size_headers():
