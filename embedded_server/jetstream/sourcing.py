@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 
+from ..auth.accounts import map_subject
 from . import filters, headers
 from .clock import now_ns, parse_rfc3339, rfc3339
 from .errors import ApiError, api_error
@@ -454,8 +455,10 @@ class Sourcing:
 
     def _attach(self, feed: Feed, jsa) -> None:
         if feed.spec.get("external") is not None:
-            feed.err = api_error("JSStreamNotFoundErr")
-            return
+            jsa = external_account(jsa, feed.spec["external"].get("api", ""), feed.name)
+            if jsa is None:
+                feed.err = api_error("JSStreamNotFoundErr")
+                return
         origin = jsa.streams.get(feed.name)
         if origin is None or origin is self.stream:
             feed.err = api_error("JSStreamNotFoundErr")
@@ -531,8 +534,13 @@ class Sourcing:
     # -- the accounts' streams come and go ------------------------------------------------------
     def origin_added(self, origin) -> None:
         for feed in self.feeds():
-            if feed.origin is None and feed.name == origin.name and feed.spec.get("external") is None:
-                feed.attach(origin)
+            if feed.origin is None and feed.name == origin.name:
+                if feed.spec.get("external") is None:
+                    if origin.jsa is self.stream.jsa:
+                        feed.attach(origin)
+                elif external_account(self.stream.jsa, feed.spec["external"].get("api", ""),
+                                      feed.name) is origin.jsa:
+                    feed.attach(origin)
 
     def origin_removed(self, origin) -> None:
         for feed in self.feeds():
@@ -670,6 +678,21 @@ def _remove_prefixed(hdr: bytes | None, prefixes: tuple[bytes, ...]) -> bytes | 
     return lines[0] + b"\r\n" + b"\r\n".join(kept) + b"\r\n\r\n"
 
 
+def external_account(jsa, api_prefix: str, stream: str):
+    """The JetStream account an `external` API prefix reaches from `jsa`'s account: the one whose
+    `$JS.API.CONSUMER.>` a service import of this account maps the prefix onto (nats-server's cross-account
+    sourcing), or None."""
+    probe = f"{api_prefix}.CONSUMER.CREATE.{stream}"
+    wanted = f"{JS_API_PREFIX}.CONSUMER.CREATE.{stream}"
+    accounts = {a.name: a for a in (jsa.js.server.options.accounts or [])}
+    config = accounts.get(jsa.account.name)
+    for imp in (config.service_imports if config is not None else ()):
+        local = imp.to or imp.subject
+        if filters.matches(local, probe) and map_subject(local, imp.subject, probe) == wanted:
+            return jsa.js.accounts.get(imp.account)
+    return None
+
+
 # -- hooks the account calls -------------------------------------------------------------------------
 
 def stream_added(jsa, st) -> None:
@@ -677,9 +700,10 @@ def stream_added(jsa, st) -> None:
     if st.cfg.get("mirror") is not None or st.cfg.get("sources"):
         st.sourcing = Sourcing(st)
         st.sourcing.configure(st.cfg)
-    for other in jsa.streams.values():
-        if other is not st and other.sourcing is not None:
-            other.sourcing.origin_added(st)
+    for account in jsa.js.accounts.values():
+        for other in account.streams.values():
+            if other is not st and other.sourcing is not None:
+                other.sourcing.origin_added(st)
 
 
 def stream_updated(st) -> None:
@@ -693,8 +717,9 @@ def stream_updated(st) -> None:
 
 
 def stream_removed(jsa, st) -> None:
-    for other in jsa.streams.values():
-        if other.sourcing is not None:
-            other.sourcing.origin_removed(st)
+    for account in jsa.js.accounts.values():
+        for other in account.streams.values():
+            if other.sourcing is not None:
+                other.sourcing.origin_removed(st)
     for feed in list(st.sourcers):
         feed.detach(gone=True)

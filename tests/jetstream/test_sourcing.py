@@ -327,3 +327,42 @@ def test_sources_forming_a_cycle_are_refused(js_server):
             return await api(nc, "$JS.API.STREAM.UPDATE.C1", {"name": "C1", "subjects": ["c1"], "sources": [{"name": "C2"}]})
 
     assert error_of(run(scenario())) == (500, 10052, "detected cycle")
+
+
+CROSS_ACCOUNT = """
+jetstream { store_dir: "%s" }
+no_auth_user: ia
+accounts {
+  JS { jetstream: enabled, users = [ { user: js, password: js } ]
+       exports [ { service: "$JS.API.CONSUMER.>" }, { stream: "RI.DELIVER.SYNC.>" }, { service: "$JS.FC.>" } ] }
+  IA { jetstream: enabled, users = [ { user: ia, password: ia } ]
+       imports [ { service: { account: JS, subject: "$JS.API.CONSUMER.>" }, to: "RI.JS.API.CONSUMER.>" }
+                 { stream: { account: JS, subject: "RI.DELIVER.SYNC.>" } }
+                 { service: { account: JS, subject: "$JS.FC.>" } } ] }
+}
+"""
+
+
+def test_external_mirror_and_source_reach_another_account_through_its_imports(start_server, tmp_path):
+    server = start_server(config=CROSS_ACCOUNT % (tmp_path / "store"))
+    external = {"api": "RI.JS.API", "deliver": "RI.DELIVER.SYNC.X"}
+
+    async def scenario():
+        async with connected(server, user="js", password="js") as (owner, js):
+            async with connected(server) as (nc, _):
+                await api(owner, "$JS.API.STREAM.CREATE.TEST", {"name": "TEST", "subjects": ["test"]})
+                for i in range(20):
+                    await js.publish("test", b"%d" % i)
+                await api(nc, "$JS.API.STREAM.CREATE.M", {"name": "M", "mirror": {"name": "TEST", "external": external}})
+                await api(nc, "$JS.API.STREAM.CREATE.S", {"name": "S", "sources": [{"name": "TEST", "external": external}]})
+                await _wait_messages(nc, "M", 20)
+                await _wait_messages(nc, "S", 20)
+                await js.publish("test", b"live")
+                mirror = await _wait_messages(nc, "M", 21)
+                await _wait_messages(nc, "S", 21)
+                return mirror, await _msgs(nc, "S")
+
+    mirror, sourced = run(scenario())
+    assert mirror["mirror"]["external"] == external and mirror["mirror"]["lag"] == 0
+    assert [m["data"] for m in sourced] == [b"%d" % i for i in range(20)] + [b"live"]
+    assert _source_header(sourced[0]["hdrs"]).split(" ")[:5] == ["TEST:dpDEksoe", "1", ">", ">", "test"]
