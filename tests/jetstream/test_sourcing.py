@@ -305,6 +305,10 @@ def test_a_stream_source_header_cannot_be_published(js_server):
     ({"sources": [{"name": "O", "external": {"api": "JS.x.API", "deliver": "a b"}}]},
      (400, 10024, "stream external delivery prefix a b must not contain wildcards")),
     ({"sources": [{"name": "O"}], "max_msg_size": 10}, (400, 10046, "stream source must have max message size >= target")),
+    ({"mirror": {"name": "O", "subject_transforms": [{"src": "o.*", "dest": "x.$9"}]}},
+     (400, 10154, "mirror transform: invalid mapping destination: wildcard index out of range in $9: [9]")),
+    ({"sources": [{"name": "O", "subject_transforms": [{"src": "o.1", "dest": "x.$3"}]}]},
+     (400, 10146, "source transform: invalid mapping destination: wildcard index out of range in $3")),
 ])
 def test_invalid_mirror_and_source_configs_get_nats_server_errors(js_server, body, expected):
     async def scenario():
