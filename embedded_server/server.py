@@ -71,11 +71,17 @@ class Account:
         self.mappings = None
         # (destination, sampling %) for messages with a sampled `traceparent` header (msgtrace.py), or None.
         self.trace_dest = None
+        # One-shot callbacks for the next change of subscriptions (push consumers waiting for a subscriber).
+        self.interest_watchers: list = []
 
     def drop_plans(self) -> None:
         """Forget the delivery plans: the subscriptions, or what a subscriber needs checked, changed."""
         self.plans.clear()
         self.ack_plans.clear()
+        if self.interest_watchers:
+            watchers, self.interest_watchers = self.interest_watchers, []
+            for watcher in watchers:
+                watcher()
 
     def plan(self, subject: bytes) -> Plan:
         """The delivery plan of a published subject (built and kept when not known yet)."""

@@ -16,6 +16,13 @@ class PushDelivery:
     def _watch_interest(self) -> None:
         if self._interest_timer is None and not self.closed:
             self._interest_timer = self.js.loop.call_later(0.05, self._check_interest)
+            # A subscription made meanwhile is noticed at once (nats-server updates interest as it subscribes).
+            self.account.interest_watchers.append(self._interest_changed)
+
+    def _interest_changed(self) -> None:
+        if self._interest_timer is not None:
+            self._interest_timer.cancel()
+            self._interest_timer = self.js.loop.call_soon(self._check_interest)
 
     def _check_interest(self) -> None:
         self._interest_timer = None

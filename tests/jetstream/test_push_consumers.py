@@ -229,3 +229,25 @@ def test_deliver_last_and_new_on_push(js_server):
             return first_last.data, (await new.next_msg(3)).data
 
     assert run(scenario()) == (b"m2", b"fresh")
+
+
+def test_a_push_consumer_delivers_as_soon_as_its_subscriber_appears(js_server):
+    """nats.py's test_ephemeral_subscribe: while one ephemeral push subscriber acks its 10 messages one by one,
+    the other (created just after it) has already received all 10 (the server noticed its subscription at
+    once, not at its next look)."""
+    async def scenario():
+        nc = await nats.connect(js_server.url)
+        js = nc.jetstream()
+        await js.add_stream(name="EPH", subjects=["eph"])
+        for i in range(10):
+            await js.publish("eph", b"%d" % i)
+        sub1 = await js.subscribe("eph")
+        sub2 = await js.subscribe("eph")
+        for _ in range(10):
+            msg = await sub1.next_msg(timeout=5)
+            await msg.ack_sync()
+        pending = sub2.pending_msgs
+        await nc.close()
+        return pending
+
+    assert asyncio.run(scenario()) == 10
