@@ -29,6 +29,8 @@ OK = b"+OK\r\n"
 _BOOL_FIELDS = frozenset(("echo", "verbose", "pedantic", "tls_required", "headers", "no_responders", "new_account"))
 _STR_FIELDS = frozenset(("nkey", "jwt", "sig", "auth_token", "user", "pass", "name", "lang", "version", "account"))
 _INT_FIELDS = frozenset(("protocol",))
+# A flush of more payload than this is written in pieces of about this size (Client._write_burst).
+_BURST = 1 << 20
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -656,6 +658,7 @@ class Client(asyncio.Protocol):
 
     def flush(self) -> None:
         self.dirty = False
+        burst = self.out_bytes - self._tallied_bytes
         if self.out_msgs != self._tallied_msgs:
             self.tally_out()
         out = self.out
@@ -665,9 +668,13 @@ class Client(asyncio.Protocol):
         if transport is None or self.closed:
             out.clear()
             return
-        data = out[0] if len(out) == 1 else b"".join(out)
+        if len(out) == 1:
+            transport.write(out[0])
+        elif burst > _BURST:
+            self._write_burst(out, transport)
+        else:
+            transport.write(b"".join(out))
         out.clear()
-        transport.write(data)
         pending = transport.get_write_buffer_size()
         if pending > self.max_pending:
             self._slow_consumer()
@@ -675,6 +682,24 @@ class Client(asyncio.Protocol):
             producer = self.server.reading
             if producer is not None and producer is not self:
                 self.stall(producer)
+
+    def _write_burst(self, out: list, transport) -> None:
+        """Write a big queue (a fan-out of one payload to many subscriptions of this connection, say) in pieces,
+        never as one joined copy, and stop once the transport holds more than max_pending: the connection is
+        then a slow consumer, as nats-server finds it, and what was not written is dropped, not copied.
+        Memory stays about max_pending however many frames share the payload."""
+        piece: list = []
+        size = 0
+        for chunk in out:
+            piece.append(chunk)
+            size += len(chunk)
+            if size >= _BURST:
+                transport.write(b"".join(piece))
+                piece, size = [], 0
+                if transport.get_write_buffer_size() > self.max_pending:
+                    return
+        if piece:
+            transport.write(b"".join(piece))
 
     def _slow_consumer(self) -> None:
         srv = self.server

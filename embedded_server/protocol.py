@@ -44,6 +44,10 @@ MAX_PAYLOAD = 1024 * 1024
 
 
 
+# Reads of a payload shorter than this are copied together rather than kept one object each (Parser.feed).
+_SMALL_READ = 16 * 1024
+
+
 class ProtocolError(Exception):
     """The stream cannot be parsed any further; the connection must close.
 
@@ -178,7 +182,15 @@ class Parser:
             if pending is not None:
                 # Waiting for a payload: collect chunks without re-joining until it is all here.
                 need = pending[-1]
-                self._chunks.append(data)
+                chunks = self._chunks
+                if len(data) >= _SMALL_READ:
+                    chunks.append(data)
+                elif type(chunks[-1]) is bytearray:
+                    chunks[-1] += data
+                else:
+                    # A small read keeps the memory block the socket read was made in (a page or more for a
+                    # byte): small reads are copied together into one bytearray instead of being kept.
+                    chunks.append(bytearray(data))
                 self._have += len(data)
                 if self._have < need:
                     if self._have > need - 2:

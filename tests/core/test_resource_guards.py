@@ -1,0 +1,118 @@
+"""One client must not exhaust the server or stall the others (issue 11): a fan-out burst is bounded by
+max_pending, a payload trickled in byte by byte costs about its bytes, and a storm of SUBs leaves other clients
+served. Each runs on both servers; a healthy client meanwhile measures its worst round trip, which is reported
+(not asserted: tests assert no times) while the test asserts that it was served.
+"""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not __import__("os").path.exists("/proc/self/status"), reason="reads /proc")
+
+
+def rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def raw(srv, connect: bytes = b'CONNECT {"verbose":false}\r\n') -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.recv(65536)  # INFO
+    s.sendall(connect)
+    return s
+
+
+def ping(s: socket.socket) -> None:
+    s.sendall(b"PING\r\n")
+    buf = b""
+    while b"PONG\r\n" not in buf:
+        data = s.recv(65536)
+        if not data:
+            raise ConnectionError("closed")
+        buf += data
+
+
+class Healthy(threading.Thread):
+    """Another client pinging the server all along; its worst round trip and how many it got."""
+
+    def __init__(self, srv):
+        super().__init__(daemon=True)
+        self.sock = raw(srv)
+        ping(self.sock)
+        self.stop = threading.Event()
+        self.worst = 0.0
+        self.served = 0
+
+    def run(self):
+        while not self.stop.is_set():
+            t0 = time.perf_counter()
+            ping(self.sock)
+            self.worst = max(self.worst, time.perf_counter() - t0)
+            self.served += 1
+            time.sleep(0.002)
+
+    def finish(self, record_property, label: str) -> None:
+        self.stop.set()
+        self.join(60)
+        self.sock.close()
+        record_property(f"{label}_worst_rtt_ms", round(self.worst * 1000, 1))
+        print(f"{label}: healthy client served {self.served} pings, worst round trip {self.worst * 1000:.1f} ms")
+        assert self.served > 0 and not self.is_alive()
+
+
+def test_a_fan_out_burst_to_one_client_is_bounded_by_max_pending(server, record_property):
+    """1,000 subscriptions of one connection on one subject and one 1 MB publish: 1 GB of frames for that
+    connection. nats-server writes what max_pending allows and cuts it as a slow consumer; memory stays
+    about max_pending (nats-server ~90 MB, the embedded server once took 1 GB and more)."""
+    healthy = Healthy(server)
+    healthy.start()
+    sub = raw(server)
+    sub.sendall(b"".join(b"SUB big %d\r\n" % i for i in range(1000)))
+    ping(sub)
+    before = rss(server.proc.pid)
+    pub = raw(server)
+    pub.sendall(b"PUB big 1048576\r\n" + b"z" * 1048576 + b"\r\n")
+    got, peak = 0, 0
+    while True:
+        data = sub.recv(1 << 20)
+        if not data:
+            break
+        got += len(data)
+        peak = max(peak, rss(server.proc.pid))
+    server.wait_for_log("Slow Consumer Detected: MaxPending of 67108864 Exceeded", timeout=20)
+    ping(pub)
+    healthy.finish(record_property, "fan-out")
+    growth = peak - before
+    record_property("fan_out_rss_growth_mb", growth // 2 ** 20)
+    print(f"fan-out: {got / 2 ** 20:.0f} MB delivered before the cut, server RSS grew {growth / 2 ** 20:.0f} MB")
+    assert 0 < got < 1000 * 2 ** 20
+    assert growth < 400 * 2 ** 20
+
+
+def test_a_payload_trickled_byte_by_byte_costs_about_its_bytes(server, record_property):
+    """A client declares a 1 MB payload and sends it one byte per TCP segment: each read is a separate
+    buffer. nats-server holds ~1 byte per byte; the embedded server once kept a memory page per read."""
+    healthy = Healthy(server)
+    healthy.start()
+    s = raw(server, b'CONNECT {"verbose":false}\r\nPUB x 1048576\r\n')
+    time.sleep(0.2)
+    before = rss(server.proc.pid)
+    n = 10_000
+    for _ in range(n):
+        s.send(b"y")
+        time.sleep(0.0002)
+    time.sleep(0.3)
+    growth = rss(server.proc.pid) - before
+    healthy.finish(record_property, "trickle")
+    s.close()
+    record_property("trickle_bytes_per_byte", round(growth / n))
+    print(f"trickle: server RSS grew {growth / n:.0f} bytes per byte received")
+    assert growth < 400 * n
