@@ -29,6 +29,8 @@ OK = b"+OK\r\n"
 _BOOL_FIELDS = frozenset(("echo", "verbose", "pedantic", "tls_required", "headers", "no_responders", "new_account"))
 _STR_FIELDS = frozenset(("nkey", "jwt", "sig", "auth_token", "user", "pass", "name", "lang", "version", "account"))
 _INT_FIELDS = frozenset(("protocol",))
+# How long one turn of the event loop may spend on a read full of SUBs/UNSUBs before the rest waits (seconds).
+_WORK_SLICE = 0.005
 # A flush of more payload than this is written in pieces of about this size (Client._write_burst).
 _BURST = 1 << 20
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -119,6 +121,8 @@ class Client(asyncio.Protocol):
         self._auth_timer: asyncio.TimerHandle | None = None
         self.stalled_on: "Client | None" = None      # the consumer this producer is held back for
         self.stalled_producers: list["Client"] = []   # producers held back for this consumer
+        self._ops = None            # the rest of a read's operations, when it yielded the loop (_yield_work)
+        self._held: list[bytes] = []  # reads that arrived meanwhile
         self._stall_timer: asyncio.TimerHandle | None = None
         self.stalls = 0
         self.label = f"cid:{self.cid}"
@@ -187,7 +191,7 @@ class Client(asyncio.Protocol):
             self._stall_timer = None
         if self in on.stalled_producers:
             on.stalled_producers.remove(self)
-        if not self.closed and self.transport is not None:
+        if not self.closed and self.transport is not None and self._ops is None:
             try:
                 self.transport.resume_reading()
             except (RuntimeError, AttributeError):
@@ -198,8 +202,11 @@ class Client(asyncio.Protocol):
             producer.unstall()
 
     # -- reading -----------------------------------------------------------------------------------------
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes | None) -> None:
         if self.closed:
+            return
+        if self._ops is not None and data is not None:
+            self._held.append(data)  # the rest of an earlier read is still being worked through
             return
         srv = self.server
         # Internal answers sent while this read is processed (PubAcks, API replies) join the one write per read.
@@ -227,8 +234,12 @@ class Client(asyncio.Protocol):
         PUB, HPUB, PUBS, SUB, UNSUB = protocol.PUB, protocol.HPUB, protocol.PUBS, protocol.SUB, protocol.UNSUB
         PING, PONG, CONNECT, INFO = protocol.PING, protocol.PONG, protocol.CONNECT, protocol.INFO
         ERR, HMSG = protocol.ERR, protocol.HMSG
+        ops = self.parser.feed(data) if data is not None else self._ops
+        self._ops = None
+        heavy = 0
+        deadline = time.perf_counter() + _WORK_SLICE
         try:
-            for op in self.parser.feed(data):
+            for op in ops:
                 kind = op[0]
                 if tracing:
                     self._trace_in(op)
@@ -262,14 +273,20 @@ class Client(asyncio.Protocol):
                     n_in += 1
                     in_bytes += len(tail) - body_at - 2
                     self._publish(account, subject, reply, tail, body_at, hdr_len)
-                elif kind == SUB:
-                    _, subject, queue, sid = op
-                    self._sub(subject, queue, sid)
+                elif kind == SUB or kind == UNSUB:
+                    if kind == SUB:
+                        _, subject, queue, sid = op
+                        self._sub(subject, queue, sid)
+                    else:
+                        _, sid, max_msgs = op
+                        self._unsub(sid, max_msgs)
                     self.last_in = time.monotonic()
-                elif kind == UNSUB:
-                    _, sid, max_msgs = op
-                    self._unsub(sid, max_msgs)
-                    self.last_in = time.monotonic()
+                    heavy += 1
+                    if heavy >= 8:
+                        heavy = 0
+                        if time.perf_counter() > deadline and not self.closed:
+                            self._yield_work(ops)
+                            break
                 elif kind == PING:
                     self._ping()
                 elif kind == PONG:
@@ -304,6 +321,29 @@ class Client(asyncio.Protocol):
             if out and not self.dirty and not self.closed:
                 self.dirty = True
                 srv.dirty.append(self)
+
+    def _yield_work(self, ops) -> None:
+        """A read full of SUBs (a storm of them) has used its slice of the event loop: the rest of it waits
+        for the next turn, with this connection's reading paused, so that other clients are served between."""
+        self._ops = ops
+        if self.transport is not None:
+            try:
+                self.transport.pause_reading()
+            except RuntimeError:
+                pass
+        self.server.loop.call_soon(self._resume_work)
+
+    def _resume_work(self) -> None:
+        if self.closed or self._ops is None:
+            return
+        self.data_received(None)
+        while self._ops is None and self._held and not self.closed:
+            self.data_received(self._held.pop(0))
+        if self._ops is None and not self.closed and self.stalled_on is None and self.transport is not None:
+            try:
+                self.transport.resume_reading()
+            except RuntimeError:
+                pass
 
     def _trace_in(self, op: tuple) -> None:
         kind = op[0]

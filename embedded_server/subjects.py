@@ -14,6 +14,7 @@ _WHITESPACE = frozenset(" \t\n\r\f")
 # Cached match results beyond this many subjects are swept, keeping memory bounded (nats-server: slCacheMax).
 CACHE_MAX = 1024
 CACHE_SWEEP_TO = 256
+CACHE_RESULT_MAX = 1024  # a cached match with more plain subscriptions is not extended by a wildcard insert
 
 
 def is_valid_subject(subject: str) -> bool:
@@ -114,11 +115,14 @@ class Subscription:
 
 
 class SublistResult:
-    """Matches of one subject: plain subscriptions, and queue subscriptions grouped by queue name."""
+    """Matches of one subject: plain subscriptions, and queue subscriptions grouped by queue name.
+
+    A cached result holds lists, which a new matching subscription is appended to in place (O(1), where a
+    copy per subscription made a storm of SUBs on a published subject O(n²)); callers copy what they keep."""
 
     __slots__ = ("psubs", "qsubs")
 
-    def __init__(self, psubs: tuple = (), qsubs: tuple = ()):
+    def __init__(self, psubs=(), qsubs=()):
         self.psubs = psubs
         self.qsubs = qsubs
 
@@ -296,21 +300,26 @@ class Sublist:
         cache = self._cache
         if not cache:
             return
-        keys = ([subject] if subject in cache else []) if subject_is_literal(subject) else \
-            [k for k in cache if matches(subject, k)]
+        literal = subject_is_literal(subject)
+        keys = ([subject] if subject in cache else []) if literal else [k for k in cache if matches(subject, k)]
         for key in keys:
             r = cache[key]
-            if sub.queue is None:
-                cache[key] = SublistResult(r.psubs + (sub,), r.qsubs)
+            if not literal and len(r.psubs) >= CACHE_RESULT_MAX:
+                # A wildcard storm would grow every cached result it matches (memory times the cache size):
+                # a big one is dropped and matched afresh when next published to.
+                del cache[key]
                 continue
-            groups = list(r.qsubs)
-            for i, group in enumerate(groups):
+            if r is EMPTY_RESULT:
+                r = cache[key] = SublistResult([], [])
+            if sub.queue is None:
+                r.psubs.append(sub)
+                continue
+            for group in r.qsubs:
                 if group[0].queue == sub.queue:
-                    groups[i] = group + (sub,)
+                    group.append(sub)
                     break
             else:
-                groups.append((sub,))
-            cache[key] = SublistResult(r.psubs, tuple(groups))
+                r.qsubs.append([sub])
 
     def _remove_from_cache(self, subject: str) -> None:
         cache = self._cache
@@ -336,7 +345,7 @@ class Sublist:
         psubs: list = []
         qsubs: list = []
         _match_level(self._root, tokens, psubs, qsubs, {})
-        result = SublistResult(tuple(psubs), tuple(tuple(q) for q in qsubs)) if psubs or qsubs else EMPTY_RESULT
+        result = SublistResult(psubs, [list(q) for q in qsubs]) if psubs or qsubs else EMPTY_RESULT
         cache = self._cache
         if len(cache) >= CACHE_MAX:
             for key in list(cache)[: CACHE_MAX - CACHE_SWEEP_TO]:

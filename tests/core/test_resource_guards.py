@@ -23,7 +23,7 @@ def rss(pid: int) -> int:
 
 
 def raw(srv, connect: bytes = b'CONNECT {"verbose":false}\r\n') -> socket.socket:
-    s = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=60)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     s.recv(65536)  # INFO
     s.sendall(connect)
@@ -116,3 +116,30 @@ def test_a_payload_trickled_byte_by_byte_costs_about_its_bytes(server, record_pr
     record_property("trickle_bytes_per_byte", round(growth / n))
     print(f"trickle: server RSS grew {growth / n:.0f} bytes per byte received")
     assert growth < 400 * n
+
+
+N_STORM = 20_000
+
+
+def test_a_storm_of_subs_on_a_published_subject_leaves_other_clients_served(server, record_property):
+    """20,000 SUBs on one connection to a subject whose match is cached: nats-server serves the others
+    throughout; the embedded server once stalled them all (100,000 SUBs: ~40 s, a copy of the cached match per
+    SUB; nats-server copies too, so its own storm is slow, but on other goroutines). The storm's own end is
+    checked too: every subscription gets the next message."""
+    publisher = raw(server)
+    publisher.sendall(b"PUB storm.x 1\r\nx\r\n")  # the subject's match is now cached
+    ping(publisher)
+    storm = raw(server)
+    payload = b"".join(b"SUB storm.x %d\r\n" % i for i in range(1, N_STORM + 1))
+    healthy = Healthy(server)
+    healthy.start()
+    storm.sendall(payload)
+    ping(storm)
+    healthy.finish(record_property, "sub-storm")
+    publisher.sendall(b"PUB storm.x 1\r\ny\r\n")
+    got = b""
+    while got.count(b"MSG storm.x") < N_STORM:
+        data = storm.recv(1 << 20)
+        assert data, "the storm connection was closed"
+        got += data
+    assert got.count(b"MSG storm.x") == N_STORM
