@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import re
 from typing import Any, NamedTuple
+
+from embedded_server import gotime
 
 __all__ = ["ConfigError", "ConfMap", "ConfList", "Pos", "parse", "parse_file", "parse_duration"]
 
@@ -641,32 +642,7 @@ class _Parser:
                 ctx.used.add(key)
 
 
-# -- durations, as Go's time.ParseDuration ----------------------------------------------------------
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION_PART = re.compile(r"(\d*)(?:\.(\d*))?([^\d.]*)")
-
-
+# -- durations, as Go's time.ParseDuration -------------------------------------------------------------------
 def parse_duration(text: str) -> float:
     """Seconds in a Go duration string ("1h30m", "500ms", "-1.5s"); ValueError with Go's message if bad."""
-    orig, s = text, text
-    sign = 1.0
-    if s[:1] in ("-", "+"):
-        sign = -1.0 if s[0] == "-" else 1.0
-        s = s[1:]
-    if s == "0":
-        return 0.0
-    if not s:
-        raise ValueError(f'time: invalid duration "{orig}"')
-    total = 0.0
-    while s:
-        m = _DURATION_PART.match(s)
-        whole, frac, unit = m.group(1), m.group(2), m.group(3)
-        if not whole and not frac:
-            raise ValueError(f'time: invalid duration "{orig}"')
-        if not unit:
-            raise ValueError(f'time: missing unit in duration "{orig}"')
-        if unit not in _UNITS:
-            raise ValueError(f'time: unknown unit "{unit}" in duration "{orig}"')
-        total += float(f"{whole or 0}.{frac or 0}") * _UNITS[unit]
-        s = s[m.end():]
-    return sign * total
+    return gotime.parse_duration(text) / 1e9

@@ -1,10 +1,44 @@
-"""Go's renderings of time that nats-server's output shows: time.Duration.String (logs, error texts, /connz rtt)
-and time.Time in JSON (monitoring, events). One place for each, so every part prints them alike."""
+"""Go's time as nats-server reads and shows it: time.ParseDuration (configuration, headers, ack delays),
+time.Duration.String (logs, error texts, /connz rtt) and time.Time in JSON (monitoring, events). One place for
+each, so every part reads and prints them alike."""
 from __future__ import annotations
 
 import datetime as _dt
+import re
 
 _NS = 1_000_000_000
+_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": _NS, "m": 60 * _NS, "h": 3600 * _NS}
+_PART = re.compile(r"([0-9]*)(?:\.([0-9]*))?([^0-9.]*)")
+_INT64_MAX = (1 << 63) - 1
+
+
+def parse_duration(text: str) -> int:
+    """Go's time.ParseDuration, in nanoseconds with integer arithmetic ("1h30m", "500ms", "-1.5s", ".5µs");
+    ValueError with Go's message when it is not one (or overflows int64)."""
+    s = text
+    neg = s[:1] == "-"
+    if s[:1] in ("+", "-"):
+        s = s[1:]
+    if s == "0":
+        return 0
+    if not s:
+        raise ValueError(f'time: invalid duration "{text}"')
+    total = 0
+    while s:
+        m = _PART.match(s)
+        whole, frac, unit = m.group(1), m.group(2), m.group(3)
+        if not whole and not frac:
+            raise ValueError(f'time: invalid duration "{text}"')
+        if not unit:
+            raise ValueError(f'time: missing unit in duration "{text}"')
+        size = _UNITS.get(unit)
+        if size is None:
+            raise ValueError(f'time: unknown unit "{unit}" in duration "{text}"')
+        total += int(whole or "0") * size + (int(frac) * size // 10 ** len(frac) if frac else 0)
+        if total > _INT64_MAX + neg:
+            raise ValueError(f'time: invalid duration "{text}"')
+        s = s[m.end():]
+    return -total if neg else total
 
 
 def duration_string(ns: int) -> str:

@@ -7,9 +7,9 @@ headers) costs one store call and one PubAck built from a per-stream byte templa
 """
 from __future__ import annotations
 
-import re
 from collections import deque
 
+from embedded_server import gotime
 from embedded_server.gotime import duration_string
 
 from . import config_json
@@ -20,36 +20,16 @@ from .errors import ApiError, api_error
 from .store import StoreError
 from .transform import SubjectTransform
 
-_DURATION_PART = re.compile(r"([0-9]*)(?:\.([0-9]*))?(ns|us|µs|μs|ms|s|m|h)")
-_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
-          "m": 60_000_000_000, "h": 3_600_000_000_000}
-_INT64_MAX = (1 << 63) - 1
 # The file store keeps a message's TTL in 32 bits: a longer one (over 68 years) is kept as the longest it can hold.
 MAX_STORED_TTL = (1 << 31) - 1
 
 
 def parse_go_duration(text: str) -> int | None:
-    """Go's time.ParseDuration in nanoseconds (integer arithmetic, overflow refused), or None if it is not one."""
-    s = text
-    neg = s[:1] == "-"
-    if s[:1] in ("+", "-"):
-        s = s[1:]
-    if s == "0":
-        return 0
-    if not s:
+    """Go's time.ParseDuration in nanoseconds (gotime.parse_duration), or None if it is not one."""
+    try:
+        return gotime.parse_duration(text)
+    except ValueError:
         return None
-    total = 0
-    while s:
-        m = _DURATION_PART.match(s)
-        if not m or not (m.group(1) or m.group(2)):
-            return None
-        unit = _UNITS[m.group(3)]
-        whole, frac = int(m.group(1) or "0"), m.group(2) or ""
-        total += whole * unit + (int(frac) * unit // 10 ** len(frac) if frac else 0)
-        if total > _INT64_MAX + (1 if neg else 0):
-            return None
-        s = s[m.end():]
-    return -total if neg else total
 
 
 def _go_parse_int64(text: str) -> int:
