@@ -174,8 +174,7 @@ def run_watch(kind: str, repeat: int, history: int = 120) -> list[dict]:
     """One ServerMonitor refresh as the widget does it: a reading of every server and the redraw."""
     import pynats_lab as lab
     from pynats_lab.overview import ServerSampler
-    from pynats_lab.widgets.server_monitor import watch_svg
-    from pynats_lab.widgets.base import table_html
+    from pynats_lab.widgets.server_monitor import live_view
     from tests.servers import RunningServer
 
     rows = []
@@ -194,8 +193,7 @@ def run_watch(kind: str, repeat: int, history: int = 120) -> list[dict]:
 
                 def refresh():
                     s.run(sampler.sample())
-                    watch_svg(sampler.frame)
-                    table_html(sampler.frame.tail(1))
+                    live_view(sampler.frame)
 
                 assert sampler.frame["server"].nunique() == 1
                 ms = timed(refresh, repeat)

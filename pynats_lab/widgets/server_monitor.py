@@ -9,12 +9,13 @@ import html
 from typing import Any
 
 import ipywidgets as widgets
+import numpy as np
 import pandas as pd
 
 from .. import charts
 from ..overview import ServerSampler
 from ..session import Session, get_session
-from .base import figure_png, table_html
+from .base import TABLE_CSS, figure_png, table_html
 from .watch import Watch
 
 
@@ -45,16 +46,14 @@ class ServerMonitor(Watch):
     def figure(self):
         return charts.server_watch_figure(self.df, title=f"Servers of {self.session.url}")
 
-    def latest(self) -> pd.DataFrame:
-        df = self.df
+    def latest(self, df: pd.DataFrame | None = None) -> pd.DataFrame:
+        df = self.df if df is None else df
         if not len(df):
             return df
         return df[df["time"] == df["time"].max()].reset_index(drop=True)
 
     def _render(self) -> None:
-        self.chart.value = watch_svg(self.df)
-        latest = self.latest()
-        self.table.value = table_html(_rounded(latest)) if len(latest) else ""
+        self.chart.value, self.table.value = live_view(self.df)
 
     def static_html(self) -> str:
         latest = self.latest()
@@ -62,6 +61,24 @@ class ServerMonitor(Watch):
 
     def static_png(self) -> bytes:
         return figure_png(self.figure())
+
+
+def live_view(df: pd.DataFrame) -> tuple[str, str]:
+    """The live charts (SVG) and the latest reading's table (HTML) of a ServerMonitor: what one refresh
+    draws. The table is written by hand: pandas' to_html alone can take longer than the whole refresh."""
+    if not len(df):
+        return watch_svg(df), ""
+    latest = df[df["time"] == df["time"].max()].reset_index(drop=True)
+    return watch_svg(df), _plain_table(_rounded(latest))
+
+
+def _plain_table(df: pd.DataFrame) -> str:
+    if not len(df):
+        return ""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+                   for row in df.itertuples(index=False))
+    return TABLE_CSS + f"<div class='pnl-table'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
 def _rounded(df: pd.DataFrame) -> pd.DataFrame:
@@ -92,10 +109,13 @@ def watch_svg(df: pd.DataFrame, width: int = 440, height: int = 150, *, panels=c
     if servers and any(len(columns) > 1 for _, columns in panels):
         legend += " <span style='color:#666'>(solid in, dashed out)</span>"
     drawn = []
-    t0 = df["time"].min().timestamp() if len(df) else 0.0
-    t1 = df["time"].max().timestamp() if len(df) else 1.0
-    span = max(t1 - t0, 1e-9)
     left, top, bottom = 44, 18, 16
+    # Plain arrays, computed once: a refresh must stay cheap with hours of readings charted.
+    ns = df["time"].to_numpy(dtype="datetime64[ns]").astype("int64") if len(df) else np.zeros(0, "int64")
+    span = max(int(ns.max() - ns.min()), 1) if len(ns) else 1
+    xs_all = left + (ns - (ns.min() if len(ns) else 0)) / span * (width - left - 6)
+    keys = df[key].to_numpy() if len(df) else np.zeros(0)
+    masks = {s: keys == s for s in servers}
     for name, columns in panels:
         top_value = max(float(df[list(columns)].max().max()) if len(df) else 0.0, 1.0)
         parts = [f"<svg width='{width}' height='{height}' style='font:10px sans-serif;margin:2px'>",
@@ -106,11 +126,13 @@ def watch_svg(df: pd.DataFrame, width: int = 440, height: int = 150, *, panels=c
         if len(df) == 0:
             parts.append(f"<text x='{width / 2}' y='{height / 2}' text-anchor='middle' fill='#999'>"
                          f"{html.escape(waiting)}</text>")
-        for server, g in df.groupby(key, sort=False):
-            xs = [left + (t.timestamp() - t0) / span * (width - left - 6) for t in g["time"]]
+        for server in servers:
+            mask = masks[server]
+            xs = xs_all[mask]
             for col in columns:
-                ys = [height - bottom - float(v) / top_value * (height - top - bottom) for v in g[col]]
-                points = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
+                values = df[col].to_numpy(dtype="float64", na_value=0.0)[mask]
+                ys = height - bottom - values / top_value * (height - top - bottom)
+                points = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs.tolist(), ys.tolist()))
                 dash = " stroke-dasharray='4 3'" if "out" in col else ""
                 parts.append(f"<polyline fill='none' stroke='{colors[server]}' stroke-width='1.5'{dash} "
                              f"points='{points}'/>")
