@@ -307,6 +307,11 @@ def _jetstream(opts, v: Any, pos: Pos | None) -> None:
             opts.max_file_store = _storage_size(value, kpos)
         elif lk in ("enable", "enabled"):
             opts.jetstream = _typed(value, bool, kpos)
+        elif lk == "domain":
+            domain = _typed(value, str, kpos)
+            if domain and not all(c.isalnum() or c in "-_" for c in domain):
+                raise ConfigError(f"invalid domain name: \"{domain}\" is not a valid subject token", kpos)
+            opts.jetstream_domain = domain
 
 
 def _storage_size(v: Any, pos: Pos | None) -> int:

@@ -66,6 +66,7 @@ class Options:
     max_memory_store: int = -1       # -1: dynamic, as nats-server
     max_file_store: int = -1
     sync_interval: float = DEFAULT_SYNC_INTERVAL
+    jetstream_domain: str = ""       # `jetstream { domain }`: $JS.<domain>.API.> reaches the API too
     jetstream_block: Any = None      # the config's `jetstream { ... }` map, read by jetstream/
     store_dir_from_config: bool = False
     # The system account, lame duck mode, subject mappings (mappings.py).

@@ -90,7 +90,7 @@ class JetStream:
         self.max_store = max_file if max_file and max_file > 0 else disk_default
         self.sync_always, self.sync_interval = _sync_settings(opts)
         self.max_pending = opts.max_pending
-        self.domain = ""
+        self.domain = opts.jetstream_domain
         self.version = PROTOCOL_VERSION
         self.accounts: dict[str, JSAccount] = {}
         self._not_enabled: set[str] = set()   # accounts answering "JetStream not enabled for account"

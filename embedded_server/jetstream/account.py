@@ -26,6 +26,7 @@ class JSAccount:
         self.streams: dict[str, Stream] = {}
         self.dir = os.path.join(js.store_dir, account.name, "streams")
         self.limits = limits.for_account(js, account.name)
+        self.api_total = self.api_errors = 0   # this account's API requests, as its $JS.API.INFO reports
         self.limited = limits.is_limited(self.limits)
 
     # -- streams ----------------------------------------------------------------------------------

@@ -72,10 +72,13 @@ def account_info(req: Request) -> dict:
     jsa = req.jsa
     memory = sum(s.store.bytes for s in jsa.streams.values() if s.store.storage == "memory")
     storage = sum(s.store.bytes for s in jsa.streams.values() if s.store.storage == "file")
-    return {"memory": memory, "storage": storage, "reserved_memory": 0, "reserved_storage": 0,
-            "streams": len(jsa.streams), "consumers": sum(len(s.consumers) for s in jsa.streams.values()),
-            "limits": dict(jsa.limits),
-            "api": {"level": API_LEVEL, "total": req.js.api_total, "errors": req.js.api_errors}}
+    out = {"memory": memory, "storage": storage, "reserved_memory": 0, "reserved_storage": 0,
+           "streams": len(jsa.streams), "consumers": sum(len(s.consumers) for s in jsa.streams.values()),
+           "limits": dict(jsa.limits)}
+    if req.js.domain:
+        out["domain"] = req.js.domain
+    out["api"] = {"level": API_LEVEL, "total": jsa.api_total, "errors": jsa.api_errors}
+    return out
 
 
 # -- streams --------------------------------------------------------------------------------------
@@ -424,6 +427,12 @@ def subscribe(js, jsa) -> None:
     server = js.server
     for subject in ("$JS.API.INFO", "$JS.API.STREAM.>", "$JS.API.CONSUMER.>"):
         server.subscribe_internal(jsa.account, subject, dispatch)
+    if js.domain:
+        # nats-server maps $JS.<domain>.API.> to $JS.API.> in every JetStream account.
+        def domain_dispatch(sub, client, subject, reply, hdr, payload):
+            _dispatch(js, jsa, "$JS.API." + subject.split(".", 3)[3], reply, hdr, payload)
+
+        server.subscribe_internal(jsa.account, f"$JS.{js.domain}.API.>", domain_dispatch)
 
 
 def subscribe_not_enabled(js, account) -> None:
@@ -462,4 +471,8 @@ def _dispatch(js, jsa, subject: str, reply: str, hdr, payload: bytes) -> None:
         js.api_errors += 1
         js.logger.error(f"JetStream API {subject} failed: {type(e).__name__}: {e}")
         resp["error"] = api_error("JSStreamGeneralErrorF", err=str(e) or type(e).__name__).as_dict()
+    # The account's own counters move after the answer is made (its INFO does not count itself).
+    jsa.api_total += 1
+    if "error" in resp:
+        jsa.api_errors += 1
     js.server.send_internal(jsa.account, reply, None, None, dumps(resp))

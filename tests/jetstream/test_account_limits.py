@@ -79,3 +79,33 @@ def test_account_limits_are_reported_and_enforced_as_nats_server(start_server, t
     ours = results["embedded"]
     assert ours[0]["max_streams"] == 2 and ours[2]["max_streams"] == -1
     assert ours[3]["err_code"] == 10113 and ours[-2][1]["error"]["err_code"] == 10002
+
+
+DOMAIN = """
+jetstream { store_dir: "%s", domain: "lab-domain" }
+"""
+
+
+def test_jetstream_domain_and_per_account_api_counts(start_server, tmp_path):
+    """`jetstream { domain }`: the API answers on $JS.<domain>.API.> too, INFO and PubAcks name the domain; the
+    API counts of INFO leave out the INFO request itself, as nats-server."""
+    async def scenario(srv):
+        nc = await nats.connect(srv.url, allow_reconnect=False)
+        try:
+            out = []
+            for subject in ("$JS.API.INFO", "$JS.lab-domain.API.INFO"):
+                info = json.loads((await nc.request(subject, b"", timeout=5)).data)
+                out.append((info.get("domain"), info["api"]["total"], info["api"]["errors"]))
+            await nc.request("$JS.lab-domain.API.STREAM.CREATE.D", json.dumps({"name": "D", "subjects": ["d"]})
+                             .encode(), timeout=5)
+            out.append(json.loads((await nc.request("d", b"x", timeout=5)).data))
+            return out
+        finally:
+            await nc.close()
+
+    results = {}
+    for kind in ("nats-server", "embedded"):
+        srv = start_server(config=DOMAIN % (tmp_path / kind), kind=kind)
+        results[kind] = asyncio.run(scenario(srv))
+    assert results["embedded"] == results["nats-server"] == [
+        ("lab-domain", 0, 0), ("lab-domain", 1, 0), {"stream": "D", "domain": "lab-domain", "seq": 1}]
