@@ -28,6 +28,13 @@ def _empty(fig: Figure, ax, text: str) -> Figure:
     return fig
 
 
+def _short_number(x: float) -> str:
+    for size, unit in ((1e6, "M"), (1e3, "k")):
+        if x >= size:
+            return f"{x / size:g}{unit}"
+    return f"{x:g}"
+
+
 def latency_figure(df: pd.DataFrame, title: str = "Latency") -> Figure:
     """Histogram per kind (log-spaced bins, microseconds) with p50/p90/p99/p99.9 marked and listed."""
     fig = Figure(figsize=(10, 4.2), layout="constrained")
@@ -53,9 +60,11 @@ def latency_figure(df: pd.DataFrame, title: str = "Latency") -> Figure:
         rows = [f"  p{p:<5g}{x:>10,.0f} µs" for p, x in zip(shown, pct)] + [f"  max  {v.max():>10,.0f} µs"]
         lines.append(f"{kind} ({len(v):,})\n" + "\n".join(rows))
     ax.set_xscale("log")
-    # Labels on 1-2-5 steps only, none on minor ticks: they collided within a decade.
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}" if x >= 1 else f"{x:g}"))
+    # Labels on 1-2-5 steps over up to two decades, on powers of ten beyond, short (20k, 1M), none on
+    # minor ticks: they collided.
+    decades = np.log10(hi / lo)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades <= 2 else (1.0,)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: _short_number(x)))
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("latency (µs, log scale)")
     ax.set_ylabel("samples")
@@ -108,7 +117,9 @@ def timeline_figure(df: pd.DataFrame, title: str = "Replay: stored vs delivered"
     ax.set_xlabel("published at (s after the first message)")
     ax.set_ylabel("delivered at (s after the first delivery)")
     ax.set_title(title)
-    ax.legend(loc="upper left")
+    # Below the diagonal is where no delivery can be (nothing arrives before it was published): the legend
+    # hides no point there.
+    ax.legend(loc="lower right")
     return fig
 
 
@@ -146,10 +157,9 @@ def dedup_figure(df: pd.DataFrame, window_s: float | None = None,
     if len(tails) > 1:
         from matplotlib.patches import Patch
 
-        said = ", ".join(f"{t} = {s}" for t, s in tails.items())
-        handles.append(Patch(color="none", label=f"labels: the subject published to ({said}): "
-                                                  "one id on another subject is still a duplicate"))
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, fontsize=8)
+        said = " / ".join(f"….{t}" for t in tails)
+        handles.append(Patch(color="none", label=f"{', '.join(tails)}: the subject it went to ({said})"))
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3, fontsize=8)
     return fig
 
 

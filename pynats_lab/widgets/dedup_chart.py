@@ -16,7 +16,9 @@ from ..session import Session, get_session
 from ..units import parse_duration
 from .base import LabWidget, error_html, figure_png, table_html
 
-LESSONS = ("<ul><li>The second round re-sends each id within the window, after the first was acked, "
+LESSONS = ("<p><small>Each point is one publish of that id; its label (a, b) is the last token of the subject "
+           "it went to, so the chart shows the same id on two subjects.</small></p>"
+           "<ul><li>The second round re-sends each id within the window, after the first was acked, "
            "on a <i>different subject</i>: the stream still rejects it. The duplicate window outlives "
            "the ack, and ids are tracked per stream, not per subject.</li>"
            "<li>The last round comes after the window: the same ids are accepted again.</li></ul>")

@@ -60,7 +60,9 @@ class LatencyChart(LabWidget):
                         self.samples.setdefault(kind, []).extend(got)
                 done += now
                 self.status.value = f"round {r + 1}/{rounds}: {done} of {self.count} samples per kind"
-                self._render()
+                # Off the loop: other widgets' work shares it (a drawing there delayed a DedupChart's rounds).
+                self._draw_soon()
+            await self._drawn()
             self.status.value = f"done: {self.count} samples per kind, {self.size} B payload"
         except Exception as exc:
             self.status.value = error_html(describe(exc))

@@ -171,7 +171,7 @@ class StreamViewer(LabWidget):
             else "<i>no messages</i>"
         options = _row_labels(page)
         current = self.detail_pick.value
-        self.rows.rows = max(min(len(options), 15), 1)
+        self.rows.rows = max(min(len(options), 15), 2)  # one row would make a drop-down
         self.detail_pick.options = options
         if options:
             self.detail_pick.value = current if current in dict(options).values() else options[0][1]
@@ -273,7 +273,9 @@ def _row_labels(page) -> list[tuple[str, int]]:
     subject_width = min(max(len(s) for s in page["subject"]), 32)
     out = []
     for seq, t, subject, data, headers in zip(page["seq"], times, page["subject"], page["data"], page["headers"]):
-        text = data if isinstance(data, str) else f"{len(data)} bytes"
+        text = data if isinstance(data, str) else ""
+        if not isinstance(data, str) or not " ".join(data.split()).isprintable():
+            text = "<binary payload: click the row for hex>"
         hdrs = "  [" + clip("; ".join(f"{k}: {v}" for k, v in headers.items()), 60) + "]" if headers else ""
         out.append((f"{seq:>{width}}  {t}  {subject:<{subject_width}}  {clip(text, 90)}{hdrs}", int(seq)))
     return out

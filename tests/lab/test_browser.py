@@ -1,5 +1,7 @@
-"""JupyterLab in headless Chromium: a notebook with a StreamViewer and a LatencyChart is run through the
-UI, and the test checks that rows and a chart rendered (not "Error displaying widget").
+"""JupyterLab in headless Chromium: a notebook with the four widgets is run through the UI, and the test
+checks that they render (not "Error displaying widget") and answer clicks: a StreamViewer row picks the
+detail, the filter shows in the status line, a binary payload shows as hex or base64, a search finds a
+message; the LatencyChart takes every sample asked; ConsumerReplay and DedupChart finish inside their box.
 Screenshots go to test-artifacts/. Debian's chromium only; Playwright never downloads a browser."""
 from __future__ import annotations
 
@@ -56,6 +58,10 @@ def jupyterlab(tmp_path, nats_url):
     notification = tmp_path / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     notification.parent.mkdir(parents=True)
     notification.write_text('{"checkForUpdates": false, "fetchNews": "false"}')
+    # Every cell in the page, not only those in view: the test runs and reads them all.
+    tracker = tmp_path / "settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    tracker.parent.mkdir(parents=True)
+    tracker.write_text('{"windowingMode": "none"}')
     port, token = _free_port(), secrets.token_hex(16)
     env = subprocess_env()
     env.update(NATS_URL=nats_url, XDG_DATA_HOME=str(tmp_path / "data"), JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"),
@@ -141,29 +147,72 @@ def test_widgets_render_in_jupyterlab(jupyterlab, tmp_path):
             raise
         try:
             run_all_cells(page, f"{base}/lab/tree/{NOTEBOOK.name}?token={token}", "jupyterlab_loaded.png")
-            viewer = page.wait_for_selector(".pynats-stream-viewer table tbody tr", timeout=40_000)
-            assert viewer is not None
+            rows = page.locator(".pynats-stream-viewer select option")
+            rows.first.wait_for(timeout=40_000)
             page.wait_for_function(
                 "() => [...document.querySelectorAll('.pynats-latency-chart img')]"
                 ".some(i => i.complete && i.naturalWidth > 200)", timeout=40_000)
             page.wait_for_function(
                 "() => document.querySelector('.pynats-latency-chart')?.innerText.includes('done:')",
-                timeout=40_000)
-            rows = page.locator(".pynats-stream-viewer table tbody tr")
-            assert rows.count() == 10
-            assert "widget" in rows.first.inner_text()
-            page.locator(".pynats-stream-viewer button:has-text('next')").click()
+                timeout=60_000)
+            assert rows.count() == 10 and "widget" in rows.first.inner_text()
+            viewer = page.locator(".pynats-stream-viewer")
+            # A click on a row shows that message in full.
+            rows.nth(3).click()
+            page.wait_for_function(
+                "() => document.querySelector('.pynats-stream-viewer .pnl-detail')?.innerText.includes('seq 4')",
+                timeout=10_000)
+            assert '"order": 4' in viewer.locator(".pnl-detail").inner_text()
+            viewer.screenshot(path=str(ARTIFACTS / "stream_viewer_detail.png"))
+            viewer.locator("button:has-text('next')").click()
             page.wait_for_function(
                 "() => document.querySelector('.pynats-stream-viewer').innerText.includes('seq 11..20')",
                 timeout=10_000)
-            assert "p99.9" in page.locator(".pynats-latency-chart").inner_text()
+            # The filter shows in the status line; a binary payload shows as hex, or base64 on a click.
+            viewer.locator("input[placeholder='subject filter, e.g. orders.>']").fill("browser.bin")
+            viewer.locator("button:has-text('go')").click()
+            page.wait_for_function(
+                "() => document.querySelector('.pynats-stream-viewer').innerText.includes('filter: subject browser.bin')",
+                timeout=10_000)
+            page.wait_for_function(
+                "() => document.querySelector('.pynats-stream-viewer .pnl-detail')?.innerText.includes('00 ff 62')",
+                timeout=10_000)
+            viewer.screenshot(path=str(ARTIFACTS / "stream_viewer_hex.png"))
+            viewer.locator("button:has-text('base64')").click()
+            page.wait_for_function(
+                "() => document.querySelector('.pynats-stream-viewer .pnl-detail')?.innerText.includes('AP9iaW5hcnk=')",
+                timeout=10_000)
+            # A search looks in payloads and headers.
+            viewer.locator("input[placeholder='subject filter, e.g. orders.>']").fill("")
+            viewer.locator("input[placeholder='text in payload or headers']").fill('"order": 27')
+            viewer.locator("button:has-text('find')").click()
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.pynats-stream-viewer select option')].map(o => o.textContent)"
+                ".join('|').replace(/\\u00a0/g, ' ').includes('\"order\": 27')", timeout=10_000)
+            assert rows.count() == 1 and "1 found" in viewer.inner_text()
+            viewer.screenshot(path=str(ARTIFACTS / "stream_viewer_search.png"))
+            # LatencyChart: every sample asked for, only the percentiles 150 samples support.
+            latency = page.locator(".pynats-latency-chart").inner_text()
+            assert "done: 150 samples per kind" in latency and "p99" in latency and "p99.9" not in latency
+            # ConsumerReplay and DedupChart finish; the replay table stays inside its box.
+            page.wait_for_function(
+                "() => document.querySelector('.pynats-consumer-replay')?.innerText.includes('done: 10 messages')",
+                timeout=30_000)
+            page.wait_for_function(
+                "() => document.querySelector('.pynats-dedup-chart')?.innerText.includes('done:')", timeout=60_000)
+            overflow = page.evaluate(
+                "() => { const b = document.querySelector('.pynats-consumer-replay');"
+                " return b.scrollWidth - b.clientWidth; }")
+            assert overflow <= 1, f"the replay widget is {overflow}px wider than its box"
             text = page.locator(".jp-Notebook").inner_text()
             assert "Error displaying widget" not in text and "Traceback" not in text
-            page.locator(".pynats-stream-viewer").screenshot(path=str(ARTIFACTS / "stream_viewer.png"))
-            page.locator(".pynats-latency-chart").screenshot(path=str(ARTIFACTS / "latency_chart.png"))
+            for name, css in (("stream_viewer", ".pynats-stream-viewer"), ("latency_chart", ".pynats-latency-chart"),
+                              ("consumer_replay", ".pynats-consumer-replay"), ("dedup_chart", ".pynats-dedup-chart")):
+                page.locator(css).screenshot(path=str(ARTIFACTS / f"{name}.png"))
             page.screenshot(path=str(ARTIFACTS / "jupyterlab_notebook.png"), full_page=True)
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "jupyterlab_failure.png"), full_page=True)
+            (ARTIFACTS / "jupyterlab_failure.txt").write_text(page.locator(".jp-Notebook").inner_text())
             raise
         finally:
             context.close()
