@@ -93,6 +93,12 @@ def jupyterlab(tmp_path, nats_url):
     log.close()
 
 
+def shows(page, css: str, text: str, timeout: int = 10_000) -> None:
+    """Wait until the first element matching `css` shows `text`."""
+    page.wait_for_function("([css, text]) => document.querySelector(css)?.innerText.includes(text)",
+                           arg=[css, text], timeout=timeout)
+
+
 def run_all_cells(page, url: str, loaded_screenshot: str | None = None) -> None:
     """Open a notebook in JupyterLab, wait for its kernel, and run every cell with Shift+Enter."""
     page.goto(url, wait_until="domcontentloaded")
@@ -152,36 +158,24 @@ def test_widgets_render_in_jupyterlab(jupyterlab, tmp_path):
             page.wait_for_function(
                 "() => [...document.querySelectorAll('.pynats-latency-chart img')]"
                 ".some(i => i.complete && i.naturalWidth > 200)", timeout=40_000)
-            page.wait_for_function(
-                "() => document.querySelector('.pynats-latency-chart')?.innerText.includes('done:')",
-                timeout=60_000)
+            shows(page, ".pynats-latency-chart", "done:", 60_000)
             assert rows.count() == 10 and "widget" in rows.first.inner_text()
             viewer = page.locator(".pynats-stream-viewer")
             # A click on a row shows that message in full.
             rows.nth(3).click()
-            page.wait_for_function(
-                "() => document.querySelector('.pynats-stream-viewer .pnl-detail')?.innerText.includes('seq 4')",
-                timeout=10_000)
+            shows(page, ".pynats-stream-viewer .pnl-detail", "seq 4", 10_000)
             assert '"order": 4' in viewer.locator(".pnl-detail").inner_text()
             viewer.screenshot(path=str(ARTIFACTS / "stream_viewer_detail.png"))
             viewer.locator("button:has-text('next')").click()
-            page.wait_for_function(
-                "() => document.querySelector('.pynats-stream-viewer').innerText.includes('seq 11..20')",
-                timeout=10_000)
+            shows(page, ".pynats-stream-viewer", "seq 11..20", 10_000)
             # The filter shows in the status line; a binary payload shows as hex, or base64 on a click.
             viewer.locator("input[placeholder='subject filter, e.g. orders.>']").fill("browser.bin")
             viewer.locator("button:has-text('go')").click()
-            page.wait_for_function(
-                "() => document.querySelector('.pynats-stream-viewer').innerText.includes('filter: subject browser.bin')",
-                timeout=10_000)
-            page.wait_for_function(
-                "() => document.querySelector('.pynats-stream-viewer .pnl-detail')?.innerText.includes('00 ff 62')",
-                timeout=10_000)
+            shows(page, ".pynats-stream-viewer", "filter: subject browser.bin", 10_000)
+            shows(page, ".pynats-stream-viewer .pnl-detail", "00 ff 62", 10_000)
             viewer.screenshot(path=str(ARTIFACTS / "stream_viewer_hex.png"))
             viewer.locator("button:has-text('base64')").click()
-            page.wait_for_function(
-                "() => document.querySelector('.pynats-stream-viewer .pnl-detail')?.innerText.includes('AP9iaW5hcnk=')",
-                timeout=10_000)
+            shows(page, ".pynats-stream-viewer .pnl-detail", "AP9iaW5hcnk=", 10_000)
             # A search looks in payloads and headers.
             viewer.locator("input[placeholder='subject filter, e.g. orders.>']").fill("")
             viewer.locator("input[placeholder='text in payload or headers']").fill('"order": 27')
@@ -195,11 +189,8 @@ def test_widgets_render_in_jupyterlab(jupyterlab, tmp_path):
             latency = page.locator(".pynats-latency-chart").inner_text()
             assert "done: 150 samples per kind" in latency and "p99" in latency and "p99.9" not in latency
             # ConsumerReplay and DedupChart finish; the replay table stays inside its box.
-            page.wait_for_function(
-                "() => document.querySelector('.pynats-consumer-replay')?.innerText.includes('done: 10 messages')",
-                timeout=30_000)
-            page.wait_for_function(
-                "() => document.querySelector('.pynats-dedup-chart')?.innerText.includes('done:')", timeout=60_000)
+            shows(page, ".pynats-consumer-replay", "done: 10 messages", 30_000)
+            shows(page, ".pynats-dedup-chart", "done:", 60_000)
             overflow = page.evaluate(
                 "() => { const b = document.querySelector('.pynats-consumer-replay');"
                 " return b.scrollWidth - b.clientWidth; }")
