@@ -205,6 +205,9 @@ class SystemServices:
         return s
 
     def stop(self) -> None:
+        """The server shuts down: the last event is `$SYS.SERVER.<id>.SHUTDOWN` (its ServerInfo), as nats-server."""
+        if self.subs:
+            self.publish(f"$SYS.SERVER.{self.server.server_id}.SHUTDOWN", self.server_info())
         for s in self.subs:
             self.server.unsubscribe_internal(s)
         self.subs.clear()

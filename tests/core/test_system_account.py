@@ -331,3 +331,31 @@ def test_bad_request_bodies_everywhere_get_nats_servers_answer_and_no_crash(pair
               if results["embedded"][k] != v}
     assert not differ, sorted(differ.items())[:8]
     assert "failed" not in pair["embedded"].logs
+
+
+def test_shutdown_event(start_server):
+    """A system user hears `$SYS.SERVER.<id>.SHUTDOWN` (the server's ServerInfo) when the server stops."""
+    srv = start_server(config=CONFIG)
+
+    async def run():
+        nc = await connect(srv, "sys")
+        got = []
+
+        async def keep(msg):
+            got.append(msg)
+
+        await nc.subscribe("$SYS.SERVER.*.SHUTDOWN", cb=keep)
+        await flush(nc)
+        idz = await ask(nc, "$SYS.REQ.SERVER.PING.IDZ")
+        await asyncio.get_running_loop().run_in_executor(None, srv.stop)
+        for _ in range(200):
+            if got or nc.is_closed:
+                break
+            await asyncio.sleep(0.025)
+        await nc.close()
+        assert got, "no shutdown event"
+        return idz, got[0].subject, json.loads(got[0].data)
+
+    idz, subject, doc = asyncio.run(run())
+    assert subject == f"$SYS.SERVER.{idz['id']}.SHUTDOWN"
+    assert doc["id"] == idz["id"] and doc["name"] == idz["name"] and "seq" in doc
