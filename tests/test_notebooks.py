@@ -227,14 +227,12 @@ def test_regression_notebooks_pass_against_the_server(start_server, server_kind,
     # server_health reads the server's own view: its monitoring port.
     js_server = start_server("-js", "-sd", str(tmp_path_factory.mktemp("jetstream")), "-m", "-1")
     junit = tmp_path / "junit.xml"
-    # A documented difference (docs/differences.md): the embedded server publishes no JetStream advisories.
-    known = ["-p", "expect_advisories=False"] if js_server.kind == "embedded" else []
     started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "pynats_lab.cli", "regress", str(NOTEBOOKS / "regression"), "--server",
          js_server.url, "--monitor", f"http://127.0.0.1:{js_server.http_port}", "--jobs", str(JOBS),
          "--junit", str(junit), "--out", str(tmp_path / "out"),
-         "--timeout", str(CELL_TIMEOUT), *LOOSE_BUDGETS, *known],
+         "--timeout", str(CELL_TIMEOUT), *LOOSE_BUDGETS],
         cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=600)
     print(f"\nregression notebooks on {js_server.kind}: {time.monotonic() - started:.1f}s\n{proc.stdout}")
     failures = []
