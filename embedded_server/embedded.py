@@ -1,8 +1,13 @@
-"""`EmbeddedServer`: run the server from Python, in a background thread or as a child process.
+"""`EmbeddedServer`: run the server from Python, in a background thread or as a child process; and
+`ServerProcess`, the one launcher of a server process that the lab and the tests share.
 
 Thread mode shares the interpreter (fast start, logs kept in memory). Process mode runs
 `python -m embedded_server` with the same flags; the child dies with its parent (PR_SET_PDEATHSIG, a parent
 watchdog, and an atexit hook), so a Jupyter kernel that dies leaves no orphan server behind.
+
+`ServerProcess` starts any server that speaks nats-server's command line and log lines (this package's or
+nats-server itself), waits for "Server is ready", reads the ports back from the log, and stops, kills or
+reloads it (SIGHUP, waiting for the server's answer).
 """
 from __future__ import annotations
 
@@ -40,6 +45,161 @@ class EmbeddedServerError(RuntimeError):
     """The server could not start (its [FTL] line is the message), or a reload was refused."""
 
 
+class ServerExited(EmbeddedServerError):
+    """The server process ended while a log line was awaited; `reason` is its [FTL] text or its log."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class LogTimeout(EmbeddedServerError):
+    """The awaited log line did not come in time."""
+
+
+class ServerLog:
+    """What a server logged, line by line (the last `max_lines`, or all), with a wait for a given line."""
+
+    def __init__(self, max_lines: int | None = None):
+        self._lines: collections.deque[str] = collections.deque(maxlen=max_lines)
+        self._cond = threading.Condition()
+
+    def add(self, line: str) -> None:
+        with self._cond:
+            self._lines.append(line.rstrip("\n"))
+            self._cond.notify_all()
+
+    def clear(self) -> None:
+        with self._cond:
+            self._lines.clear()
+
+    def lines(self) -> list[str]:
+        with self._cond:
+            return list(self._lines)
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._lines)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines())
+
+    def wait_for(self, pattern: str | re.Pattern, timeout: float, since: int = 0, alive=lambda: True) -> str:
+        """The first line from index `since` on that matches; ServerExited once `alive()` is false and no
+        line matched (after the last lines are read), LogTimeout after `timeout` seconds."""
+        rx = re.compile(pattern) if isinstance(pattern, str) else pattern
+        deadline = time.monotonic() + timeout
+        gone = False
+        with self._cond:
+            while True:
+                for line in list(self._lines)[since:]:
+                    if rx.search(line):
+                        return line
+                if gone:
+                    raise ServerExited(self.failure())
+                if not alive():
+                    gone = True   # one more look: the last lines may still be on their way
+                    self._cond.wait(0.2)
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise LogTimeout(f"no {rx.pattern!r} in the log within {timeout:g}s:\n{self.text}")
+                self._cond.wait(min(left, 0.1))
+
+    def failure(self) -> str:
+        fatal = [line for line in self.lines() if "[FTL]" in line]
+        return fatal[-1].split("[FTL] ", 1)[-1] if fatal else f"the server stopped:\n{self.text}"
+
+    def ports(self) -> tuple[int, int | None]:
+        """(client port, monitoring port or None), from the lines nats-server logs when it listens."""
+        text = self.text
+        m = _LISTEN.search(text)
+        if not m:
+            raise EmbeddedServerError(f"no listen line in the logs:\n{text}")
+        h = _HTTP.search(text)
+        return int(m.group(2)), int(h.group(2)) if h else None
+
+
+class ServerProcess:
+    """One server process: `command` is a server's command line (nats-server's flags); its stderr (and stdout,
+    with `merge_stdout`) is read into `log`. `preexec_fn` runs in the child (e.g. a parent-death signal)."""
+
+    def __init__(self, command: list[str], cwd: str | os.PathLike | None = None, env: dict | None = None,
+                 preexec_fn=None, max_lines: int | None = None, merge_stdout: bool = False):
+        self.command = [str(c) for c in command]
+        self.cwd, self.env, self.preexec_fn, self.merge_stdout = cwd, env, preexec_fn, merge_stdout
+        self.log = ServerLog(max_lines)
+        self.proc: subprocess.Popen | None = None
+        self.port: int | None = None
+        self.http_port: int | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def start(self, timeout: float = 20.0) -> "ServerProcess":
+        """Start and return once the server logged 'Server is ready' (ports read back); stopped again and
+        ServerExited or LogTimeout if not."""
+        self.log.clear()
+        self.proc = subprocess.Popen(
+            self.command, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if self.merge_stdout else subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if self.merge_stdout else subprocess.PIPE,
+            text=True, errors="replace", preexec_fn=self.preexec_fn)
+        stream = self.proc.stdout if self.merge_stdout else self.proc.stderr
+        threading.Thread(target=self._pump, args=(stream,), name="nats-server-log", daemon=True).start()
+        try:
+            self.wait_for_log("Server is ready", timeout)
+        except EmbeddedServerError:
+            self.stop(2)
+            raise
+        self.port, self.http_port = self.log.ports()
+        return self
+
+    def _pump(self, stream) -> None:
+        for line in stream:
+            self.log.add(line)
+        with self.log._cond:
+            self.log._cond.notify_all()
+
+    def wait_for_log(self, pattern: str | re.Pattern, timeout: float = 10.0, since: int = 0) -> str:
+        return self.log.wait_for(pattern, timeout, since, alive=lambda: self.running)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL if it does not exit in time. Returns the exit code."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return proc.returncode if proc else None
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, nothing flushed by the server on its way out."""
+        if self.running:
+            self.proc.kill()
+            self.proc.wait()
+
+    def reload(self, timeout: float = 10.0) -> str:
+        """SIGHUP, as `nats-server --signal reload` sends, and wait for the server's answer: its log line, or
+        EmbeddedServerError with the reason it refused. Only those two lines end the wait."""
+        before = len(self.log)
+        self.proc.send_signal(signal.SIGHUP)
+        line = self.wait_for_log(_RELOADED, timeout, since=before)
+        m = _RELOADED.search(line)
+        if m.group(1):
+            raise EmbeddedServerError(m.group(1))
+        return line
+
+
 class EmbeddedServer:
     """A NATS server you start from Python.
 
@@ -68,12 +228,11 @@ class EmbeddedServer:
         if http_port is not None:
             argv += ["-m", str(http_port)]
         self.argv = argv + [str(a) for a in args]
-        self._log = collections.deque(maxlen=_LOG_LINES)
-        self._log_cond = threading.Condition()
+        self.log = ServerLog(_LOG_LINES)
+        self._process: ServerProcess | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.server = None            # the Server object (thread mode only)
-        self.proc: subprocess.Popen | None = None
 
     # -- public API -----------------------------------------------------------------------------------
     @property
@@ -86,20 +245,24 @@ class EmbeddedServer:
 
     @property
     def logs(self) -> str:
-        with self._log_cond:
-            return "\n".join(self._log)
+        return self.log.text
+
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        """The child process (process mode)."""
+        return self._process.proc if self._process is not None else None
 
     @property
     def running(self) -> bool:
         if self.mode == "process":
-            return self.proc is not None and self.proc.poll() is None
+            return self._process is not None and self._process.running
         return self._thread is not None and self._thread.is_alive()
 
     def start(self, timeout: float = 20.0) -> "EmbeddedServer":
         """Start and return once the server logged 'Server is ready'. Raises EmbeddedServerError."""
         if self.running:
             return self
-        self._log.clear()
+        self.log.clear()
         if self.mode == "thread":
             self._start_thread(timeout)
         else:
@@ -134,12 +297,7 @@ class EmbeddedServer:
                 raise EmbeddedServerError(str(e)) from None
             self.server.logger.notice("Reloaded server configuration")
             return
-        before = len(self._log)
-        self.proc.send_signal(signal.SIGHUP)
-        line = self._wait_log(_RELOADED, timeout, since=before)
-        m = _RELOADED.search(line)
-        if m.group(1):
-            raise EmbeddedServerError(m.group(1))
+        self._process.reload(timeout)
 
     def call(self, fn, *args, timeout: float = 10.0):
         """Thread mode: run `fn(*args)` on the server's event loop thread and return its result (the server's
@@ -162,39 +320,6 @@ class EmbeddedServer:
         where = self.client_url if self.port else "not running"
         return f"<EmbeddedServer {self.mode} {where}>"
 
-    # -- logs -----------------------------------------------------------------------------------------
-    def _add_log(self, line: str) -> None:
-        with self._log_cond:
-            self._log.append(line.rstrip("\n"))
-            self._log_cond.notify_all()
-
-    def _wait_log(self, rx: re.Pattern, timeout: float, since: int = 0) -> str:
-        deadline = time.monotonic() + timeout
-        with self._log_cond:
-            while True:
-                for line in list(self._log)[since:]:
-                    if rx.search(line):
-                        return line
-                if not self.running:
-                    raise EmbeddedServerError(self._failure())
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise EmbeddedServerError(f"timed out after {timeout}s waiting for {rx.pattern!r}:\n{self.logs}")
-                self._log_cond.wait(min(left, 0.1))
-
-    def _failure(self) -> str:
-        fatal = [line for line in self._log if "[FTL]" in line]
-        return fatal[-1].split("[FTL] ", 1)[-1] if fatal else f"the server stopped:\n{self.logs}"
-
-    def _read_ports(self) -> None:
-        text = self.logs
-        m = _LISTEN.search(text)
-        if not m:
-            raise EmbeddedServerError(f"no listen line in the logs:\n{text}")
-        self.port = int(m.group(2))
-        h = _HTTP.search(text)
-        self.http_port = int(h.group(2)) if h else None
-
     # -- thread mode ----------------------------------------------------------------------------------
     def _start_thread(self, timeout: float) -> None:
         from embedded_server.running import new_event_loop, serve
@@ -206,7 +331,7 @@ class EmbeddedServer:
             opts, command_line = load_options(self.argv)
         except (FlagError, ConfigFileError) as e:
             raise EmbeddedServerError(str(e)) from None
-        logger = Logger(debug=opts.debug, trace=opts.trace, sink=self._add_log)
+        logger = Logger(debug=opts.debug, trace=opts.trace, sink=self.log.add)
         self.server = Server(opts, logger, command_line)
         started = threading.Event()
         result: dict = {}
@@ -239,7 +364,7 @@ class EmbeddedServer:
             self._thread.join(2)
             if "error" in result:
                 raise EmbeddedServerError(str(result["error"])) from result["error"]
-            raise EmbeddedServerError(self._failure())
+            raise EmbeddedServerError(self.log.failure())
         self.port = self.server.port
         self.http_port = self.server.http_port or None
 
@@ -265,33 +390,12 @@ class EmbeddedServer:
         # otherwise the child would die with a short-lived worker thread. The watchdog covers the rest.
         if threading.current_thread() is threading.main_thread():
             env["PYNATS_SERVER_PDEATHSIG"] = "1"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "embedded_server", *self.argv], env=env,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            text=True, errors="replace")
-        threading.Thread(target=self._pump, args=(self.proc,), name="embedded-nats-server-log",
-                         daemon=True).start()
-        try:
-            self._wait_log(re.compile("Server is ready"), timeout)
-        except EmbeddedServerError:
-            self._stop_process(2)
-            raise
-        self._read_ports()
-
-    def _pump(self, proc: subprocess.Popen) -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            self._add_log(line)
-        with self._log_cond:
-            self._log_cond.notify_all()
+        self._process = ServerProcess([sys.executable, "-m", "embedded_server", *self.argv], env=env,
+                                      max_lines=_LOG_LINES)
+        self.log = self._process.log
+        self._process.start(timeout)
+        self.port, self.http_port = self._process.port, self._process.http_port
 
     def _stop_process(self, timeout: float) -> None:
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if self._process is not None:
+            self._process.stop(timeout)

@@ -6,7 +6,6 @@ started here stops when the kernel ends (and dies with it if the kernel is kille
 from __future__ import annotations
 
 import atexit
-import collections
 import ctypes
 import json
 import os
@@ -14,7 +13,6 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -30,10 +28,7 @@ from .errors import LabError
 
 KINDS = ("embedded", "nats-server")
 
-_LISTEN = re.compile(r"Listening for client connections on (\S+):(\d+)")
-_HTTP = re.compile(r"Starting http monitor on (\S+):(\d+)")
 _RELOADED = re.compile(r"Reloaded server configuration|Failed to reload server configuration: (.*)")
-_FATAL = re.compile(r"\[FTL\] (.*)")
 _LOG_LINES = 5000
 
 _live: "weakref.WeakSet[LocalServer]" = weakref.WeakSet()
@@ -102,10 +97,8 @@ class LocalServer:
         self.port: int | None = None
         self._port_wanted = port
         self.http_port: int | None = None
-        self.proc: subprocess.Popen | None = None
+        self._process = None          # embedded_server.embedded.ServerProcess: the launcher tests use too
         self._embedded = None
-        self._log: collections.deque[str] = collections.deque(maxlen=_LOG_LINES)
-        self._cond = threading.Condition()
 
     # -- life cycle -------------------------------------------------------------------------------
     def _argv(self) -> list[str]:
@@ -122,8 +115,6 @@ class LocalServer:
         """Start and return once the server is ready; raises LabError with the server's reason if not."""
         if self.running:
             return self
-        with self._cond:
-            self._log.clear()
         if self.kind == "embedded":
             self._start_embedded(timeout)
         else:
@@ -141,38 +132,38 @@ class LocalServer:
             srv.start(timeout)
         except Exception as exc:
             raise LabError(f"the embedded server did not start: {exc}") from None
-        self._embedded, self.proc = srv, srv.proc
+        self._embedded, self._process = srv, srv._process
         self.port, self.http_port = srv.port, srv.http_port
 
     def _start_process(self, timeout: float) -> None:
+        from embedded_server.embedded import EmbeddedServerError, ServerProcess
+
         main = threading.current_thread() is threading.main_thread()
         # The parent-death signal belongs to the forking thread: ask for it only from the main thread.
-        self.proc = subprocess.Popen(
-            [nats_server_binary(), *self._argv()], cwd=self.dir, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace",
-            preexec_fn=_die_with_parent if main else None)
-        threading.Thread(target=self._pump, args=(self.proc,), daemon=True, name="nats-server-log").start()
+        self._process = ServerProcess([nats_server_binary(), *self._argv()], cwd=self.dir,
+                                      preexec_fn=_die_with_parent if main else None, max_lines=_LOG_LINES)
         try:
-            self.wait_for_log("Server is ready", timeout)
-        except LabError:
-            self.kill()
-            raise
-        m = _LISTEN.search(self.logs)
-        self.port = int(m.group(2))
-        h = _HTTP.search(self.logs)
-        self.http_port = int(h.group(2)) if h else None
+            self._process.start(timeout)
+        except EmbeddedServerError as exc:
+            raise self._lab_error(exc) from None
+        self.port, self.http_port = self._process.port, self._process.http_port
 
-    def _pump(self, proc: subprocess.Popen) -> None:
-        for line in proc.stderr:
-            with self._cond:
-                self._log.append(line.rstrip("\n"))
-                self._cond.notify_all()
-        with self._cond:
-            self._cond.notify_all()
+    def _lab_error(self, exc: Exception) -> LabError:
+        from embedded_server.embedded import LogTimeout, ServerExited
+
+        if isinstance(exc, ServerExited):
+            return LabError(f"{self.kind} stopped: {exc.reason}")
+        if isinstance(exc, LogTimeout):
+            return LabError(f"{self.kind}: {str(exc).splitlines()[0]}")
+        return LabError(str(exc))
+
+    @property
+    def proc(self):
+        return self._process.proc if self._process is not None else None
 
     @property
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self._process is not None and self._process.running
 
     @property
     def pid(self) -> int | None:
@@ -188,20 +179,13 @@ class LocalServer:
     def _halt(self, timeout: float) -> None:
         if self._embedded is not None:
             self._embedded.stop(timeout)
-            return
-        if self.running:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        elif self._process is not None:
+            self._process.stop(timeout)
 
     def kill(self) -> None:
         """SIGKILL: a crash, nothing flushed. The folder (and the JetStream store) stays for restart()."""
-        if self.running:
-            self.proc.kill()
-            self.proc.wait()
+        if self._process is not None:
+            self._process.kill()
 
     def restart(self, timeout: float = 20.0) -> "LocalServer":
         """Start again on the same port with the same configuration and JetStream store."""
@@ -226,11 +210,16 @@ class LocalServer:
     def reload(self, timeout: float = 10.0) -> str:
         """Send SIGHUP, as `nats-server --signal reload=PID` does, and wait for the server's answer.
         Returns the server's log line; raises LabError with the server's reason when it refuses."""
+        from embedded_server.embedded import LogTimeout, ServerExited
+
         if not self.running:
             raise LabError("the server is not running")
-        before = self._log_count()
-        os.kill(self.pid, signal.SIGHUP)
-        return self.wait_for_reload(since=before, timeout=timeout)
+        try:
+            return self._process.reload(timeout)
+        except (ServerExited, LogTimeout) as exc:
+            raise self._lab_error(exc) from None
+        except Exception as exc:  # EmbeddedServerError: the server refused, with its reason
+            raise LabError(f"reload refused: {exc}") from None
 
     def wait_for_reload(self, since: int = 0, timeout: float = 10.0) -> str:
         line = self.wait_for_log(_RELOADED.pattern, timeout, since=since)
@@ -247,10 +236,7 @@ class LocalServer:
         return f"nats://{self.host}:{self.port}"
 
     def _lines(self) -> list[str]:
-        if self._embedded is not None:
-            return self._embedded.logs.splitlines()
-        with self._cond:
-            return list(self._log)
+        return self._process.log.lines() if self._process is not None else []
 
     def _log_count(self) -> int:
         return len(self._lines())
@@ -271,20 +257,14 @@ class LocalServer:
 
     def wait_for_log(self, pattern: str, timeout: float = 10.0, since: int = 0) -> str:
         """Block until a log line from index `since` on matches `pattern`; return it."""
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            for line in self._lines()[since:]:
-                if rx.search(line):
-                    return line
-            if not self.running:
-                fatal = [m.group(1) for m in map(_FATAL.search, self._lines()) if m]
-                reason = fatal[-1] if fatal else "it exited:\n" + self.logs
-                raise LabError(f"{self.kind} stopped: {reason}")
-            if time.monotonic() > deadline:
-                raise LabError(f"{self.kind}: no {pattern!r} in the log within {timeout:g}s")
-            with self._cond:
-                self._cond.wait(0.05)
+        from embedded_server.embedded import EmbeddedServerError
+
+        if self._process is None:
+            raise LabError("the server is not running")
+        try:
+            return self._process.wait_for_log(pattern, timeout, since)
+        except EmbeddedServerError as exc:
+            raise self._lab_error(exc) from None
 
     @property
     def monitor_url(self) -> str:
