@@ -193,6 +193,9 @@ class SystemServices:
         sub("$SYS.REQ.ACCOUNT.PING.STATZ", self._account_ping_statz)
         sub("$SYS.REQ.ACCOUNT.PING.CONNZ", self._account_handler("CONNZ"))
         sub("$SYS.REQ.USER.INFO", lambda s, c, subj, reply, hdr, p: self._user_info(c, reply))
+        sub(f"$SYS.REQ.SERVER.{sid}.KICK", lambda s, c, subj, reply, hdr, p: self._client_request(reply, p, kick=True))
+        sub(f"$SYS.REQ.SERVER.{sid}.LDM", lambda s, c, subj, reply, hdr, p: self._client_request(reply, p, kick=False))
+        sub(f"$SYS.REQ.SERVER.{sid}.RELOAD", lambda s, c, subj, reply, hdr, p: self._reload_request(reply, p))
         # Our own heartbeat subject: with only this subscription there is nobody to send the STATSZ to.
         self.remote_stats_sub = sub("$SYS.SERVER.*.STATSZ", lambda *a: None)
         for acc in list(srv.accounts.values()):
@@ -413,6 +416,62 @@ class SystemServices:
             if opts.get(key):
                 q[key] = str(opts[key])
         return _ok(self.server.monitor_docs().jsz(q))
+
+    # -- operations on this server ---------------------------------------------------------------------
+    def _plain_answer(self, reply: str | None, payload: bytes, action) -> None:
+        """nats-server's zReq for requests without a document: {"server"} on success, {"server", "error"}."""
+        if not reply:
+            return
+        doc: dict = {"server": None}
+        try:
+            opts = parse_options("", payload)
+            if self._filtered_out(opts):
+                return
+            error = action()
+            if error:
+                doc["error"] = {"code": 500, "description": error}
+        except RequestError as e:
+            doc["error"] = {"code": e.code, "description": e.description}
+        doc["server"] = self.server_info()
+        self._send(reply, doc)
+
+    def _client_request(self, reply: str | None, payload: bytes, kick: bool) -> None:
+        """`$SYS.REQ.SERVER.<id>.KICK` closes a client ("Kicked"); `.LDM` sends it an INFO with `ldm: true`.
+        A body that is not a `{"cid": N}` object is logged and not answered, as nats-server."""
+        try:
+            req = json.loads(payload or b"")
+            cid = req.get("cid", 0) if isinstance(req, dict) else None
+            if not isinstance(cid, int) or isinstance(cid, bool) or cid < 0:
+                raise ValueError("cid")
+        except (ValueError, AttributeError):
+            self.server.error("Error unmarshalling kick client request")   # (nats-server's words for LDM too)
+            return
+
+        def act() -> str:
+            client = self.server.clients.get(cid)
+            if client is None or client.closed:
+                return "no such client or leafnode id" if kick else "no such client id"
+            if kick:
+                client.close("Kicked")
+                return ""
+            if client.opts.get("protocol", 0) < 1 or not client.connect_received:
+                return "client does not support Lame Duck Mode or is not ready to receive the notification"
+            from embedded_server import lameduck
+            lameduck._announce(self.server, [client])
+            return ""
+
+        self._plain_answer(reply, payload, act)
+
+    def _reload_request(self, reply: str | None, payload: bytes) -> None:
+        def act() -> str:
+            try:
+                self.server.reload()
+            except Exception as e:
+                return str(e)
+            self.server.notice("Reloaded server configuration")
+            return ""
+
+        self._plain_answer(reply, payload, act)
 
     # -- statsz ----------------------------------------------------------------------------------------
     def statsz(self) -> dict:

@@ -359,3 +359,42 @@ def test_shutdown_event(start_server):
     idz, subject, doc = asyncio.run(run())
     assert subject == f"$SYS.SERVER.{idz['id']}.SHUTDOWN"
     assert doc["id"] == idz["id"] and doc["name"] == idz["name"] and "seq" in doc
+
+
+def test_kick_ldm_and_reload_requests(start_server):
+    """`$SYS.REQ.SERVER.<id>.KICK` closes a client, `.LDM` sends it an INFO with ldm, `.RELOAD` reloads the
+    configuration; unknown client ids get nats-server's errors, a body that is not {"cid": N} no answer."""
+    from tests.core.test_lame_duck import _lines_until_closed
+    from tests.raw import RawClient
+
+    results = {}
+    for kind in ("nats-server", "embedded"):
+        srv = start_server(config=CONFIG, kind=kind)
+
+        async def run(srv=srv):
+            nc = await connect(srv, "sys")
+            try:
+                sid = (await ask(nc, "$SYS.REQ.SERVER.PING.IDZ"))["id"]
+                victim = RawClient(srv)
+                victim.connect(user="app", **{"pass": "pw"})
+                assert victim.ping() == []
+                cid = victim.info["client_id"]
+                out = {}
+                for name, body in (("ldm", {"cid": cid}), ("ldm_unknown", {"cid": 99999}),
+                                   ("kick_unknown", {"cid": 99999}), ("kick", {"cid": cid}), ("reload", {})):
+                    verb = name.split("_")[0].upper()
+                    doc = await ask(nc, f"$SYS.REQ.SERVER.{sid}.{verb}", json.dumps(body).encode())
+                    out[name] = doc.get("error") or sorted(doc)
+                with pytest.raises(nats.errors.TimeoutError):
+                    await nc.request(f"$SYS.REQ.SERVER.{sid}.KICK", b"not json", timeout=1)
+                lines = _lines_until_closed(victim.sock, 10)
+                out["victim_ldm"] = any(json.loads(line[5:]).get("ldm") for line in lines if line.startswith("INFO"))
+                victim.close()
+                return out
+            finally:
+                await nc.close()
+
+        results[kind] = asyncio.run(run())
+    assert results["embedded"] == results["nats-server"]
+    assert results["embedded"]["kick"] == ["server"] and results["embedded"]["victim_ldm"] is True
+    assert results["embedded"]["kick_unknown"] == {"code": 500, "description": "no such client or leafnode id"}
