@@ -359,3 +359,41 @@ def test_jetstream_limits_from_the_account_jwt(start_server, tmp_path_factory):
                       "max_bytes_required": True}
     assert out[1:4] == [10113, 1000, 10027]
     assert out[4]["err_code"] == 10039 and out[5:] == [10039, 10039, 10039]
+
+
+def test_tiered_jetstream_limits_from_the_account_jwt(start_server, tmp_path_factory):
+    """An account JWT with tiered_limits (R1): $JS.API.INFO reports zero top-level limits and an R1 tier with the
+    limits and usage, and the R1 limits are enforced (streams, default max_ack_pending), as nats-server."""
+    from pynats_lab.auth import decode_jwt_claims
+    op = Operator.new("lab")
+    acc = op.new_account("T")
+    claims = decode_jwt_claims(acc.jwt)
+    claims["nats"]["limits"]["tiered_limits"] = {"R1": {
+        "mem_storage": -1, "disk_storage": 100000, "streams": 2, "consumer": -1, "max_ack_pending": 50,
+        "mem_max_stream_bytes": 0, "disk_max_stream_bytes": 0, "max_bytes_required": False}}
+    acc.jwt = encode_jwt(claims, op.seed)
+    srv = start_server("-js", "-sd", str(tmp_path_factory.mktemp("js")), config=op.server_config())
+    user = acc.new_user("u")
+
+    async def scenario():
+        nc = await nats.connect(srv.url, user_credentials=_creds(user), allow_reconnect=False)
+        out = []
+        for name in ("A", "B", "C"):
+            answer = json.loads((await nc.request(f"$JS.API.STREAM.CREATE.{name}", json.dumps(
+                {"name": name, "subjects": [name.lower()]}).encode(), timeout=5)).data)
+            out.append(answer.get("error", {}).get("err_code", "ok"))
+        answer = json.loads((await nc.request("$JS.API.CONSUMER.CREATE.A.C", json.dumps(
+            {"stream_name": "A", "config": {"durable_name": "C", "ack_policy": "explicit"}}).encode(), timeout=5)).data)
+        out.append(answer["config"]["max_ack_pending"])
+        info = json.loads((await nc.request("$JS.API.INFO", b"", timeout=5)).data)
+        await nc.close()
+        return out, info
+
+    out, info = run(scenario())
+    assert out == ["ok", "ok", 10027, 50]
+    assert set(info["limits"].values()) == {0, False}
+    tier = info["tiers"]["R1"]
+    assert (tier["streams"], tier["consumers"]) == (2, 1)
+    assert tier["limits"] == {"max_memory": -1, "max_storage": 100000, "max_streams": 2, "max_consumers": -1,
+                              "max_ack_pending": 50, "memory_max_stream_bytes": -1, "storage_max_stream_bytes": -1,
+                              "max_bytes_required": False}

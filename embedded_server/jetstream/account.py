@@ -28,6 +28,7 @@ class JSAccount:
         self.limits = limits.for_account(js, account.name)
         self.api_total = self.api_errors = 0   # this account's API requests, as its $JS.API.INFO reports
         self.limited = limits.is_limited(self.limits)
+        self.tiered = limits.is_tiered(js, account.name)
 
     # -- streams ----------------------------------------------------------------------------------
     def lookup(self, name: str) -> Stream:

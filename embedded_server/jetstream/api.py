@@ -72,12 +72,18 @@ def account_info(req: Request) -> dict:
     jsa = req.jsa
     memory = sum(s.store.bytes for s in jsa.streams.values() if s.store.storage == "memory")
     storage = sum(s.store.bytes for s in jsa.streams.values() if s.store.storage == "file")
-    out = {"memory": memory, "storage": storage, "reserved_memory": 0, "reserved_storage": 0,
-           "streams": len(jsa.streams), "consumers": sum(len(s.consumers) for s in jsa.streams.values()),
-           "limits": dict(jsa.limits)}
+    usage = {"memory": memory, "storage": storage, "reserved_memory": 0, "reserved_storage": 0,
+             "streams": len(jsa.streams), "consumers": sum(len(s.consumers) for s in jsa.streams.values())}
+    if jsa.tiered:
+        # Limits in tiers (an account JWT's tiered_limits): the top level holds none, R1 holds them all.
+        out = {**usage, "limits": {k: (False if isinstance(v, bool) else 0) for k, v in jsa.limits.items()}}
+    else:
+        out = {**usage, "limits": dict(jsa.limits)}
     if req.js.domain:
         out["domain"] = req.js.domain
     out["api"] = {"level": API_LEVEL, "total": jsa.api_total, "errors": jsa.api_errors}
+    if jsa.tiered:
+        out["tiers"] = {"R1": {**usage, "limits": dict(jsa.limits)}}
     return out
 
 

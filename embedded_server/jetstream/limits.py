@@ -19,15 +19,32 @@ _JWT_NAMES = {"mem_storage": "max_memory", "disk_storage": "max_storage", "strea
 
 def _jwt_limits(claims: dict | None) -> dict:
     lim = ((claims or {}).get("nats") or {}).get("limits") or {}
+    tier = (lim.get("tiered_limits") or {}).get("R1")
+    if isinstance(tier, dict):
+        # A lone server's streams all have one replica: the R1 tier is the account's limits (a per-stream
+        # bytes limit of 0 reads as none there, as nats-server reports it).
+        out = {name: tier[key] for key, name in _JWT_NAMES.items() if key in tier}
+        for key in ("memory_max_stream_bytes", "storage_max_stream_bytes"):
+            if not out.get(key):
+                out[key] = -1
+        return out
     return {name: lim[key] for key, name in _JWT_NAMES.items() if key in lim}
+
+
+def is_tiered(js, name: str) -> bool:
+    """Does account `name`'s JWT give its JetStream limits in tiers (then $JS.API.INFO reports `tiers`)?"""
+    operator = getattr(js.server, "operator", None)
+    if operator is None:
+        return False
+    lim = ((operator.accounts.get(name) or {}).get("nats") or {}).get("limits") or {}
+    return bool(lim.get("tiered_limits"))
 
 
 def jwt_enabled(claims: dict | None) -> bool:
     """jwt's IsJSEnabled: tiered limits, or a memory or disk storage limit other than 0."""
-    nats = (claims or {}).get("nats") or {}
-    if nats.get("tiered_limits"):
+    lim = ((claims or {}).get("nats") or {}).get("limits") or {}
+    if lim.get("tiered_limits"):
         return True
-    lim = nats.get("limits") or {}
     return bool(lim.get("mem_storage", 0) or lim.get("disk_storage", 0))
 
 
