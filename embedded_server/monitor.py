@@ -300,10 +300,14 @@ class Monitor:
             raise BadRequest(f"sort by {sort} only valid on closed connections")
         user = q.get("user", "")
         acc = q.get("acc", "")
+        subject_filter = q.get("filter_subject", "")
+        if subject_filter and subject_filter != ">" and not acc:
+            raise BadRequest("filter by subject only valid with account filtering")
         conns: list[dict] = []
         if state in ("open", "any", "all"):
             conns += [self.conn_info(c, subs, detail, auth) for c in srv.clients.values()
-                      if not acc or (c.account is not None and c.account.name == acc)]
+                      if (not acc or (c.account is not None and c.account.name == acc))
+                      and (not subject_filter or subject_filter == ">" or _has_colliding_sub(c, subject_filter))]
         if state in ("closed", "any", "all"):
             for closed in self.closed:
                 info = dict(closed)
@@ -578,6 +582,29 @@ def _plain_account_stat(srv, acc) -> dict:
     return {"acc": acc.name, "name": acc.name, "conns": conns, "leafnodes": 0, "total_conns": conns,
             "num_subscriptions": acc.sublist.count, "sent": stats(acc.out_msgs, acc.out_bytes),
             "received": stats(acc.in_msgs, acc.in_bytes), "slow_consumers": acc.slow_consumers}
+
+
+def _has_colliding_sub(client, subject: str) -> bool:
+    """Does the client have a subscription that could receive a message on `subject` (nats-server's
+    SubjectsCollide)?"""
+    tokens = subject.split(".")
+    for sub in client.subs.values():
+        other = sub.subject if isinstance(sub.subject, str) else sub.subject.decode()
+        if _collide(tokens, other.split(".")):
+            return True
+    return False
+
+
+def _collide(a: list[str], b: list[str]) -> bool:
+    for i in range(max(len(a), len(b))):
+        if i >= len(a) or i >= len(b):
+            return False
+        x, y = a[i], b[i]
+        if x == ">" or y == ">":
+            return True
+        if x != y and x != "*" and y != "*":
+            return False
+    return True
 
 
 def _listdir(path: str) -> list[str]:

@@ -398,3 +398,27 @@ def test_kick_ldm_and_reload_requests(start_server):
     assert results["embedded"] == results["nats-server"]
     assert results["embedded"]["kick"] == ["server"] and results["embedded"]["victim_ldm"] is True
     assert results["embedded"]["kick_unknown"] == {"code": 500, "description": "no such client or leafnode id"}
+
+
+def test_connz_filter_subject(pair):
+    """CONNZ's filter_subject (with an account): only connections with a subscription that collides with it;
+    without an account nats-server's error."""
+    async def run(srv):
+        nc = await connect(srv, "sys")
+        a = await connect(srv, "app", name="orders-reader")
+        b = await connect(srv, "app", name="other")
+        try:
+            await a.subscribe("orders.*")
+            await b.subscribe("news")
+            await flush(a)
+            await flush(b)
+            doc = await ask(nc, "$SYS.REQ.SERVER.PING.CONNZ", b'{"acc": "APP", "filter_subject": "orders.new"}')
+            bad = await ask(nc, "$SYS.REQ.SERVER.PING.CONNZ", b'{"filter_subject": "orders.new"}')
+            return [c.get("name") for c in doc["data"]["connections"]], bad["error"]
+        finally:
+            for c in (a, b, nc):
+                await c.close()
+
+    results = both(pair, run)
+    assert results["embedded"] == results["nats-server"] == (
+        ["orders-reader"], {"code": 500, "description": "filter by subject only valid with account filtering"})
