@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from . import counters, filters, schedules
+from . import counters, filters, priority, schedules
 from .errors import ApiError, api_error
 from .config import (DEFAULT_ACK_WAIT, DEFAULT_DUPLICATE_WINDOW, DEFAULT_MAX_ACK_PENDING, DEFAULT_MAX_WAITING,
                      MAX_DESCRIPTION_LEN, MAX_METADATA_LEN, MAX_NAME_LEN, MINUTE, SECOND, filter_list)
@@ -396,9 +396,4 @@ def check_consumer_config(cfg: dict, stream_cfg: dict) -> None:
     meta = cfg.get("metadata") or {}
     if sum(len(k) + len(v) for k, v in meta.items()) > MAX_METADATA_LEN:
         raise api_error("JSConsumerMetadataLengthErrF", limit=f"{MAX_METADATA_LEN // 1024}KB")
-    if cfg.get("priority_policy", "none") != "none":
-        raise _invalid("priority groups are not supported by this server")
-    if cfg.get("priority_groups"):
-        raise api_error("JSConsumerPriorityGroupWithPolicyNone")
-    if cfg.get("priority_timeout", 0) > 0:
-        raise api_error("JSConsumerPinnedTTLWithoutPriorityPolicyNone")
+    priority.check_config(cfg)

@@ -21,7 +21,7 @@ from collections import deque
 
 from embedded_server.client import encode_subject
 
-from . import advisories
+from . import advisories, priority
 from . import config as config_mod
 from . import config_check
 from . import config_json
@@ -273,7 +273,8 @@ class Consumer(ConsumerPersistence, AckTracking, PullRequests, PushDelivery):
         is_push = self.is_push
         paused = "pause_until" in self.cfg
         pass_id = object()
-        whole_runs = not (is_push or self.replay or self._headers_only or self._backoff or self.ack_none)
+        whole_runs = not (is_push or self.replay or self._headers_only or self._backoff or self.ack_none
+                          or self.cfg.get("priority_policy", "none") != "none")
         while not self.closed:
             if paused and self._paused():
                 break
@@ -522,6 +523,8 @@ class Consumer(ConsumerPersistence, AckTracking, PullRequests, PushDelivery):
             out["paused"] = True
             out["pause_remaining"] = until - now_ns()
         out["ts"] = rfc3339(now_ns())
+        if self.cfg.get("priority_groups"):
+            out["priority_groups"] = priority.info(self.cfg)
         return out
 
 

@@ -11,7 +11,7 @@ from embedded_server.client import encode_subject
 from embedded_server.gotime import duration_string
 from embedded_server.protocol import msg_line_templates
 
-from . import requests
+from . import priority, requests
 from .clock import now_ns
 from .consumer_acks import ACK_WAIT_DELAY
 from .consumer_push import IDLE_HEARTBEAT_HDR
@@ -20,7 +20,8 @@ PENDING_STATUS_HDR = b"NATS/1.0 %s\r\nNats-Pending-Messages: %d\r\nNats-Pending-
 
 
 class WaitingRequest:
-    __slots__ = ("reply", "reply_b", "n", "b", "d", "expires", "no_wait", "hb", "hbt", "received", "checked")
+    __slots__ = ("reply", "reply_b", "n", "b", "d", "expires", "no_wait", "hb", "hbt", "received", "checked",
+                 "min_pending", "min_ack_pending", "priority")
 
     def __init__(self, reply, n, b, expires, no_wait, hb):
         self.reply, self.n, self.b, self.d = reply, n, b, 0
@@ -30,6 +31,7 @@ class WaitingRequest:
         self.hbt = now + hb if hb else 0.0
         self.received = now
         self.checked = None
+        self.min_pending = self.min_ack_pending = self.priority = 0  # priority groups (priority.py)
 
 
 class PullRequests:
@@ -51,6 +53,7 @@ class PullRequests:
         req = msg.strip()
         expires_ns = 0
         batch, max_bytes, no_wait, hb = 1, 0, False, 0
+        cr = {}
         if req.startswith(b"{"):
             try:
                 cr = requests.decode(req, requests.CONSUMER_NEXT_REQUEST, strict=False, struct_name="")
@@ -74,6 +77,9 @@ class PullRequests:
         max_req_bytes = self.cfg.get("max_bytes", 0)
         if max_bytes > 0 and max_req_bytes > 0 and max_bytes > max_req_bytes:
             return self._status(reply, 409, f"Exceeded MaxRequestMaxBytes of {max_req_bytes}")
+        bad = priority.check_request(self.cfg, cr)
+        if bad:
+            return self._status(reply, 400, bad)
         if len(self.waiting) >= self.cfg.get("max_waiting", 0):
             self._process_waiting(eos=False)
         self.last_activity = time.monotonic()
@@ -90,14 +96,29 @@ class PullRequests:
             if not hb:
                 self._status(reply, 409, "Exceeded MaxWaiting")
             return
-        self.waiting.append(WaitingRequest(reply, batch, max_bytes, expires, no_wait, hb / 1e9))
+        wr = WaitingRequest(reply, batch, max_bytes, expires, no_wait, hb / 1e9)
+        wr.min_pending, wr.min_ack_pending = cr.get("min_pending", 0), cr.get("min_ack_pending", 0)
+        wr.priority = cr.get("priority", 0)
+        if self.cfg.get("priority_policy") == "prioritized":
+            priority.insert_prioritized(self.waiting, wr)
+        else:
+            self.waiting.append(wr)
         self._arm_wait_timer()
         self.kick()
 
     def _next_waiting(self, sz: int, pass_id=None):
         server = self.js.server
+        overflow = self.cfg.get("priority_policy") == "overflow"
+        cycled = 0
         while self.waiting:
             wr = self.waiting[0]
+            if overflow and not priority.overflow_ready(wr, self.npc, len(self.pending)):
+                # Not far enough behind for this request: the next one may be (nats-server cycles them).
+                self.waiting.rotate(-1)
+                cycled += 1
+                if cycled >= len(self.waiting):
+                    return None
+                continue
             if wr.expires and time.monotonic() >= wr.expires:
                 self.js.server.send_internal(self.account, wr.reply, None,
                                              PENDING_STATUS_HDR % (b"408 Request Timeout", wr.n, wr.b), b"")
