@@ -681,7 +681,7 @@ def _remove_prefixed(hdr: bytes | None, prefixes: tuple[bytes, ...]) -> bytes | 
 def external_account(jsa, api_prefix: str, stream: str):
     """The JetStream account an `external` API prefix reaches from `jsa`'s account: the one whose
     `$JS.API.CONSUMER.>` a service import of this account maps the prefix onto (nats-server's cross-account
-    sourcing), or None."""
+    sourcing), or None (nats-server does not reach its own domain's `$JS.<domain>.API` this way either)."""
     probe = f"{api_prefix}.CONSUMER.CREATE.{stream}"
     wanted = f"{JS_API_PREFIX}.CONSUMER.CREATE.{stream}"
     accounts = {a.name: a for a in (jsa.js.server.options.accounts or [])}
