@@ -7,10 +7,17 @@
   (c) request/reply round trip through nats-py, p50 and p99             target: p50 ≤ 1.3x
   (d) 1→10 fan-out (raw sockets, 16-byte messages), delivered msgs/s
   (e) start-up time to "Server is ready", and resident memory idle and after the runs
-and, for (a), (b) and (d), the CPU time the server process spent per message (less sensitive than rates to the
-other work on a shared machine).
+  (f) the honest per-message path (issue 16): payload sizes that vary, 200 subjects, 4 raw publishers and 4 raw
+      subscribers (one on a wildcard, one with 100 literal subscriptions, two in a queue group), delivered
+      msgs/s                                                           target: ≥ 0.7x
+and, for (a), (b), (d) and (f), the CPU time the server process spent per message (less sensitive than rates to
+the other work on a shared machine).
 
-    python -m bench core [--kinds nats-server,embedded] [--repeat 3] [--quick]
+    python -m bench core [--kinds nats-server,embedded] [--repeat 3] [--quick] [--only a,b,c,d,f]
+                         [--profile FILE]
+
+`--profile FILE` runs the embedded server under cProfile (only for the workloads of `--only`), writes its
+statistics to FILE and prints the functions with the most own time.
 
 Each throughput workload runs `--repeat` times per server, alternating servers, and the best run counts (the
 machine is shared: the best run is the least disturbed one). Nothing here is asserted.
@@ -20,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import re
 import statistics
 import socket
@@ -44,10 +52,11 @@ _LISTEN = re.compile(r"Listening for client connections on (\S+):(\d+)")
 class Server:
     """One server process for the benchmark, with its start-up time and memory readings."""
 
-    def __init__(self, kind: str, workdir: Path, args: tuple = ()):
+    def __init__(self, kind: str, workdir: Path, args: tuple = (), command: list[str] | None = None):
         self.kind = kind
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen(server_command(kind) + ["-a", "127.0.0.1", "-p", "-1", *args], cwd=workdir,
+        command = command or server_command(kind)
+        self.proc = subprocess.Popen(command + ["-a", "127.0.0.1", "-p", "-1", *args], cwd=workdir,
                                      env=subprocess_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True)
         lines = []
@@ -67,6 +76,12 @@ class Server:
         with open(f"/proc/{self.proc.pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def cpu_during(self, work, *args, **kwargs) -> tuple:
+        """Run `work(*args, **kwargs)`; return its result and the server's CPU seconds meanwhile."""
+        cpu = self.cpu_seconds()
+        result = work(*args, **kwargs)
+        return result, self.cpu_seconds() - cpu
 
     def rss_mib(self) -> float:
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -193,6 +208,114 @@ def raw_blast(port: int, count: int, subscribers: int = 1, size: int = 16, mix: 
     return count * subscribers / elapsed
 
 
+# -- (f) the honest per-message path -----------------------------------------------------------------------
+HONEST_SUBJECTS = 200
+HONEST_PUBLISHERS = 4
+HONEST_MAX_PAYLOAD = 512
+
+
+def _honest_messages(seed: int, n: int) -> list[tuple[bytes, bytes]]:
+    """`n` messages of one publisher: subjects of the 200 in a random order, payload sizes 0-512 bytes."""
+    rng = random.Random(seed)
+    return [(b"bench.h.%d" % rng.randrange(HONEST_SUBJECTS), b"x" * rng.randint(0, HONEST_MAX_PAYLOAD))
+            for _ in range(n)]
+
+
+def _msg_len(subject: bytes, sid: int, payload: bytes) -> int:
+    return len(b"MSG %s %d %d\r\n" % (subject, sid, len(payload))) + len(payload) + 2
+
+
+def honest_path(port: int, count: int, queue: bool = True) -> tuple[float, int]:
+    """(delivered msgs/s, messages delivered): 4 raw publishers pipeline `count` PUBs between them (rounded up
+    to whole chunks of 2048 each) over 200 subjects with payloads of 0-512 bytes; 4 raw subscribers read them:
+    `bench.h.>` (every message), 100 literal subscriptions to the even subjects on one connection, and two
+    members of queue group `q` on `bench.h.*` (every message to one of the two): 2.5 deliveries a message.
+    `queue=False`: the last two subscribe to `bench.h.*` without a group (3.5 deliveries a message), the variant
+    that shows what a queue group costs."""
+    chunk_msgs = 2048
+    per_pub = [_honest_messages(seed, chunk_msgs) for seed in range(HONEST_PUBLISHERS)]
+    chunks = -(-count // (chunk_msgs * HONEST_PUBLISHERS))
+    wildcard = _raw_connect(port)
+    wildcard.sendall(b"SUB bench.h.> 1\r\n")
+    literal = _raw_connect(port)
+    literal.sendall(b"".join(b"SUB bench.h.%d %d\r\n" % (k, 100 + k // 2)
+                             for k in range(0, HONEST_SUBJECTS, 2)))
+    members = [_raw_connect(port) for _ in range(2)]
+    for sid, s in enumerate(members, start=2):
+        s.sendall(b"SUB bench.h.* %s%d\r\n" % (b"q " if queue else b"", sid))
+    for s in [wildcard, literal, *members]:
+        _sync(s)
+    pubs = [_raw_connect(port) for _ in range(HONEST_PUBLISHERS)]
+    for s in pubs:
+        _sync(s)
+    payloads = [b"".join(b"PUB %s %d\r\n%s\r\n" % (subj, len(p), p) for subj, p in msgs) for msgs in per_pub]
+    every = [m for msgs in per_pub for m in msgs]
+
+    def even(subject: bytes) -> bool:
+        return int(subject.rsplit(b".", 1)[1]) % 2 == 0
+
+    want_wildcard = chunks * sum(_msg_len(subj, 1, p) for subj, p in every)
+    want_literal = chunks * sum(_msg_len(subj, 100 + int(subj.rsplit(b".", 1)[1]) // 2, p)
+                                for subj, p in every if even(subj))
+    want_queue = chunks * sum(_msg_len(subj, 2, p) for subj, p in every)  # sids 2 and 3: same length
+    delivered = chunks * ((2 if queue else 3) * len(every) + sum(1 for subj, _ in every if even(subj)))
+    queue_got = [0]
+    lock = threading.Lock()
+    ends: list[float] = []
+    failed: list[str] = []
+
+    def reader(s: socket.socket, want: int, shared: list | None) -> None:
+        buf = bytearray(1 << 20)
+        view = memoryview(buf)
+        got = 0
+        s.settimeout(0.2)
+        deadline = time.monotonic() + 300
+        while (shared[0] if shared else got) < want:
+            if time.monotonic() > deadline:
+                failed.append("timed out")
+                return
+            try:
+                n = s.recv_into(view)
+            except socket.timeout:
+                continue
+            if not n:
+                failed.append("connection closed (slow consumer?)")
+                return
+            if shared is None:
+                got += n
+                continue
+            with lock:  # the queue group is done when its two members together have everything
+                shared[0] += n
+                if shared[0] >= want:
+                    ends.append(time.perf_counter())
+                    return
+        if shared is None:
+            ends.append(time.perf_counter())
+
+    def publisher(s: socket.socket, chunk: bytes) -> None:
+        start.wait()
+        for _ in range(chunks):
+            s.sendall(chunk)
+
+    start = threading.Event()
+    threads = [threading.Thread(target=reader, args=(wildcard, want_wildcard, None), daemon=True),
+               threading.Thread(target=reader, args=(literal, want_literal, None), daemon=True)]
+    threads += [threading.Thread(target=reader, args=(s, want_queue, queue_got if queue else None), daemon=True)
+                for s in members]
+    threads += [threading.Thread(target=publisher, args=(s, c), daemon=True) for s, c in zip(pubs, payloads)]
+    for t in threads:
+        t.start()
+    t0 = time.perf_counter()
+    start.set()
+    for t in threads:
+        t.join(310)
+    for s in [wildcard, literal, *members, *pubs]:
+        s.close()
+    if failed or len(ends) < (3 if queue else 4):
+        raise RuntimeError(f"(f) a subscriber did not receive everything: {failed or 'still reading'}")
+    return delivered / (max(ends) - t0), delivered
+
+
 # -- (c) request/reply --------------------------------------------------------------------------------
 def natspy_request_reply(url: str, count: int) -> tuple[float, float]:
     import nats
@@ -222,66 +345,105 @@ def natspy_request_reply(url: str, count: int) -> tuple[float, float]:
 
 
 # -- the run --------------------------------------------------------------------------------------------
-def run(kinds: list[str], repeat: int, quick: bool) -> list[dict]:
+WORKLOADS = "abcdf"
+
+
+def _profiled_embedded(path: Path) -> list[str]:
+    return [sys.executable, "-m", "cProfile", "-o", str(path), "-m", "embedded_server"]
+
+
+def run(kinds: list[str], repeat: int, quick: bool, only: str = WORKLOADS,
+        profile: Path | None = None) -> list[dict]:
     from tqdm import tqdm
 
     n_a = 50_000 if quick else 200_000
     n_b = 200_000 if quick else 2_000_000
     n_c = 1_000 if quick else 5_000
     n_d = 50_000 if quick else 300_000
-    results: dict[str, dict] = {k: {"startup": [], "rss_idle": [], "a": [], "b": [], "c": [], "d": [],
-                                    "rss_after": [], "cpu_a": [], "cpu_b": [], "cpu_d": [], "b_sizes": [],
-                                    "cpu_b_sizes": [], "b_subjects": [], "cpu_b_subjects": []} for k in kinds}
+    n_f = 100_000 if quick else 800_000
+    results: dict[str, dict] = {k: {} for k in kinds}
     steps = [(r, k) for r in range(repeat) for k in kinds]
     with tempfile.TemporaryDirectory() as tmp:
         for r, kind in tqdm(steps, desc="core bench", unit="run"):
-            srv = Server(kind, Path(tmp))
+            command = _profiled_embedded(profile) if profile and kind == "embedded" else None
+            srv = Server(kind, Path(tmp), command=command)
+            res = results[kind]
+
+            def keep(key: str, value) -> None:
+                res.setdefault(key, []).append(value)
+
+            def rate_and_cpu(key: str, per: int, work, *args, **kwargs) -> None:
+                rate, cpu = srv.cpu_during(work, *args, **kwargs)
+                keep(key, rate)
+                keep(f"cpu_{key}", cpu / per * 1e6)
+
             try:
-                res = results[kind]
-                res["startup"].append(srv.startup)
+                keep("startup", srv.startup)
                 time.sleep(0.3)
-                res["rss_idle"].append(srv.rss_mib())
-                cpu = srv.cpu_seconds()
-                res["a"].append(natspy_pubsub(srv.url, n_a))
-                res["cpu_a"].append((srv.cpu_seconds() - cpu) / n_a * 1e6)
-                cpu = srv.cpu_seconds()
-                res["b"].append(raw_blast(srv.port, n_b))
-                res["cpu_b"].append((srv.cpu_seconds() - cpu) / n_b * 1e6)
-                for mix in ("sizes", "subjects"):
-                    cpu = srv.cpu_seconds()
-                    res[f"b_{mix}"].append(raw_blast(srv.port, n_b // 4, mix=mix))
-                    res[f"cpu_b_{mix}"].append((srv.cpu_seconds() - cpu) / (n_b // 4) * 1e6)
-                res["c"].append(natspy_request_reply(srv.url, n_c))
-                cpu = srv.cpu_seconds()
-                res["d"].append(raw_blast(srv.port, n_d, subscribers=10))
-                res["cpu_d"].append((srv.cpu_seconds() - cpu) / n_d * 1e6)
-                res["rss_after"].append(srv.rss_mib())
+                keep("rss_idle", srv.rss_mib())
+                if "a" in only:
+                    rate_and_cpu("a", n_a, natspy_pubsub, srv.url, n_a)
+                if "b" in only:
+                    rate_and_cpu("b", n_b, raw_blast, srv.port, n_b)
+                    for mix in ("sizes", "subjects"):
+                        rate_and_cpu(f"b_{mix}", n_b // 4, raw_blast, srv.port, n_b // 4, mix=mix)
+                if "c" in only:
+                    keep("c", natspy_request_reply(srv.url, n_c))
+                if "d" in only:
+                    rate_and_cpu("d", n_d, raw_blast, srv.port, n_d, subscribers=10)
+                if "f" in only:
+                    (rate, delivered), cpu = srv.cpu_during(honest_path, srv.port, n_f)
+                    keep("f", rate)
+                    keep("cpu_f", cpu / delivered * 1e6)
+                    (rate, delivered), cpu = srv.cpu_during(honest_path, srv.port, n_f // 2, queue=False)
+                    keep("f_noq", rate)
+                    keep("cpu_f_noq", cpu / delivered * 1e6)
+                keep("rss_after", srv.rss_mib())
             finally:
                 srv.stop()
+    labels = [
+        ("a", max, "(a) nats-py pub→sub 128 B, msgs/s"),
+        ("cpu_a", statistics.median, "(a) server CPU per message, µs"),
+        ("b", max, "(b) raw blast 16 B, delivered msgs/s"),
+        ("cpu_b", statistics.median, "(b) server CPU per message, µs"),
+        ("b_sizes", max, "(b) sizes 12-20 B vary, delivered msgs/s"),
+        ("cpu_b_sizes", statistics.median, "(b) sizes vary: server CPU per message, µs"),
+        ("b_subjects", max, "(b) 100 subjects in turn, delivered msgs/s"),
+        ("cpu_b_subjects", statistics.median, "(b) 100 subjects: server CPU per message, µs"),
+        ("c", lambda xs: min(x[0] for x in xs), "(c) request/reply p50 µs"),
+        ("c", lambda xs: min(x[1] for x in xs), "(c) request/reply p99 µs"),
+        ("d", max, "(d) 1→10 fan-out, delivered msgs/s"),
+        ("cpu_d", statistics.median, "(d) server CPU per published message, µs"),
+        ("f", max, "(f) honest path (sizes vary, 200 subjects, 4 pub/4 sub), delivered msgs/s"),
+        ("cpu_f", statistics.median, "(f) server CPU per delivered message, µs"),
+        ("f_noq", max, "(f) the same without the queue group, delivered msgs/s"),
+        ("cpu_f_noq", statistics.median, "(f) without queue group: server CPU per delivered message, µs"),
+        ("startup", statistics.median, "(e) start-up to ready, s"),
+        ("rss_idle", statistics.median, "(e) RSS idle, MiB"),
+        ("rss_after", max, "(e) RSS after the runs, MiB"),
+    ]
     rows = []
     for kind in kinds:
         res = results[kind]
-        c_p50 = min(x[0] for x in res["c"])
-        c_p99 = min(x[1] for x in res["c"])
-        rows.append({
-            "server": kind,
-            "(a) nats-py pub→sub 128 B, msgs/s": max(res["a"]),
-            "(a) server CPU per message, µs": statistics.median(res["cpu_a"]),
-            "(b) raw blast 16 B, delivered msgs/s": max(res["b"]),
-            "(b) server CPU per message, µs": statistics.median(res["cpu_b"]),
-            "(b) sizes 12-20 B vary, delivered msgs/s": max(res["b_sizes"]),
-            "(b) sizes vary: server CPU per message, µs": statistics.median(res["cpu_b_sizes"]),
-            "(b) 100 subjects in turn, delivered msgs/s": max(res["b_subjects"]),
-            "(b) 100 subjects: server CPU per message, µs": statistics.median(res["cpu_b_subjects"]),
-            "(c) request/reply p50 µs": c_p50,
-            "(c) request/reply p99 µs": c_p99,
-            "(d) 1→10 fan-out, delivered msgs/s": max(res["d"]),
-            "(d) server CPU per published message, µs": statistics.median(res["cpu_d"]),
-            "(e) start-up to ready, s": statistics.median(res["startup"]),
-            "(e) RSS idle, MiB": statistics.median(res["rss_idle"]),
-            "(e) RSS after the runs, MiB": max(res["rss_after"]),
-        })
+        rows.append({"server": kind, **{label: pick(res[key]) for key, pick, label in labels if key in res}})
     return rows
+
+
+def hotspots(path: Path, top: int = 25) -> str:
+    """The functions with the most own time in a cProfile file, with their share of the profile's total."""
+    import io
+    import pstats
+
+    stats = pstats.Stats(str(path))
+    total = stats.total_tt
+    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]
+    out = io.StringIO()
+    out.write(f"profile {path}: {total:.2f} s of own time in total\n")
+    out.write(f"{'own %':>6} {'cum %':>6} {'calls':>10}  function\n")
+    for (file, line, name), (_cc, ncalls, tottime, cumtime, _callers) in rows:
+        where = f"{Path(file).name}:{line}" if line else file
+        out.write(f"{100 * tottime / total:6.1f} {100 * cumtime / total:6.1f} {ncalls:10d}  {name} ({where})\n")
+    return out.getvalue()
 
 
 def table(rows: list[dict]) -> str:
@@ -319,13 +481,22 @@ def main(argv: list[str]) -> int:
     p.add_argument("--kinds", default=",".join(KINDS), help="servers to compare (default: both)")
     p.add_argument("--repeat", type=int, default=3, help="runs per server; the best one counts (default 3)")
     p.add_argument("--quick", action="store_true", help="smaller message counts, for a smoke run")
+    p.add_argument("--only", default=",".join(WORKLOADS),
+                   help="workloads to run, of a,b,c,d,f (default: all; (e) is always measured)")
+    p.add_argument("--profile", type=Path, metavar="FILE",
+                   help="run the embedded server under cProfile, write its statistics to FILE, print the top")
     args = p.parse_args(argv)
     kinds = [k for k in args.kinds.split(",") if k]
-    rows = run(kinds, max(args.repeat, 1), args.quick)
+    only = "".join(w for w in args.only.split(",") if w)
+    if set(only) - set(WORKLOADS) or not only:
+        p.error(f"--only takes workloads of {','.join(WORKLOADS)}, got {args.only!r}")
+    rows = run(kinds, max(args.repeat, 1), args.quick, only, args.profile)
     print()
     print(table(rows))
+    if args.profile and "embedded" in kinds:
+        print()
+        print(hotspots(args.profile))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
