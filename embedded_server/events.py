@@ -668,7 +668,8 @@ class SystemServices:
         jwt = client.opts.get("jwt")
         if jwt:
             info["jwt"] = jwt
-        info["name_tag"] = client.account.name
+        from embedded_server.monitor import name_tag
+        info["name_tag"] = name_tag(self.server, client.account.name)
         info["kind"] = "Client"
         info["client_type"] = "nats"
         return info

@@ -535,7 +535,7 @@ class Monitor:
             detail["exports"] = exports
         if imports:
             detail["imports"] = imports
-        detail["name_tag"] = name
+        detail["name_tag"] = name_tag(srv, name)
         st = acc.sublist.stats()
         detail["sublist_stats"] = {k: st[k] for k in ("num_subscriptions", "num_cache", "num_inserts", "num_removes",
                                                       "num_matches")}
@@ -579,9 +579,19 @@ def _plain_account_stat(srv, acc) -> dict:
     def stats(msgs: int, size: int) -> dict:
         return {"msgs": msgs, "bytes": size, "gateways": dict(zero), "routes": dict(zero), "leafs": dict(zero)}
 
-    return {"acc": acc.name, "name": acc.name, "conns": conns, "leafnodes": 0, "total_conns": conns,
+    return {"acc": acc.name, "name": name_tag(srv, acc.name), "conns": conns, "leafnodes": 0, "total_conns": conns,
             "num_subscriptions": acc.sublist.count, "sent": stats(acc.out_msgs, acc.out_bytes),
             "received": stats(acc.in_msgs, acc.in_bytes), "slow_consumers": acc.slow_consumers}
+
+
+def name_tag(srv, account: str) -> str:
+    """An account's name as nats-server shows it: its JWT's `name` in operator mode, else the account name."""
+    operator = getattr(srv, "operator", None)
+    if operator is not None:
+        name = (operator.accounts.get(account) or {}).get("name")
+        if isinstance(name, str) and name:
+            return name
+    return account
 
 
 def _has_colliding_sub(client, subject: str) -> bool:

@@ -397,3 +397,27 @@ def test_tiered_jetstream_limits_from_the_account_jwt(start_server, tmp_path_fac
     assert tier["limits"] == {"max_memory": -1, "max_storage": 100000, "max_streams": 2, "max_consumers": -1,
                               "max_ack_pending": 50, "memory_max_stream_bytes": -1, "storage_max_stream_bytes": -1,
                               "max_bytes_required": False}
+
+
+def test_system_account_events_name_jwt_accounts_by_their_name(start_server):
+    """In operator mode the CONNECT event's name_tag and ACCOUNT.<key>.STATZ's name are the account JWT's name."""
+    op = Operator.new("lab")
+    app = op.new_account("APP")
+    system = op.system_account()
+    srv = start_server(config=op.server_config())
+    admin, user = system.new_user("admin"), app.new_user("u")
+
+    async def scenario():
+        sys_nc = await nats.connect(srv.url, user_credentials=_creds(admin), allow_reconnect=False)
+        sub = await sys_nc.subscribe(f"$SYS.ACCOUNT.{app.public_key}.CONNECT")
+        await flush(sys_nc)
+        nc = await nats.connect(srv.url, user_credentials=_creds(user), allow_reconnect=False)
+        event = json.loads((await sub.next_msg(timeout=10)).data)
+        statz = json.loads((await sys_nc.request(f"$SYS.REQ.ACCOUNT.{app.public_key}.STATZ", b"", timeout=5)).data)
+        await nc.close()
+        await sys_nc.close()
+        return event, statz
+
+    event, statz = run(scenario())
+    assert event["client"]["acc"] == app.public_key and event["client"]["name_tag"] == "APP"
+    assert [(s["acc"], s["name"]) for s in statz["data"]["account_statz"]] == [(app.public_key, "APP")]
