@@ -763,6 +763,7 @@ class Client(asyncio.Protocol):
             who = ""
         srv.error(f"{self.label} - authentication error" + (f" - {who}" if who else ""))
         self.send_err(errors.ERR_AUTHORIZATION_VIOLATION)
+        srv.auth_failed(self)
 
     def close(self, reason: str, flush: bool = True) -> None:
         """Close the connection: drop its subscriptions, write what is queued (unless `flush` is False)."""

@@ -699,6 +699,26 @@ class SystemServices:
                "reason": client.close_reason}
         self.publish(f"$SYS.ACCOUNT.{acc.name}.DISCONNECT", doc)
 
+    def auth_error(self, client) -> None:
+        """A refused CONNECT: `$SYS.SERVER.<id>.CLIENT.AUTH.ERR`, and the client's DISCONNECT in the account it
+        was in (`$G`), both with nats-server's client_disconnect JSON and reason "Authentication Failure"."""
+        from embedded_server.monitor import rfc3339
+        if not self.subs:
+            return
+        now = time.time()
+        for subject in (f"$SYS.SERVER.{self.server.server_id}.CLIENT.AUTH.ERR",
+                        f"$SYS.ACCOUNT.{client.account.name}.DISCONNECT"):
+            info = self.client_info(client, stop=now)
+            user = client.opts.get("user") or client.opts.get("nkey")
+            if user and "user" not in info:
+                info["user"] = user   # the name it tried (nats-server's raw auth user)
+            doc = {"type": "io.nats.server.advisory.v1.client_disconnect", "id": new_event_id(),
+                   "timestamp": rfc3339(now), "server": self.server_info(), "client": info,
+                   "sent": {"msgs": client.in_msgs, "bytes": client.in_bytes},
+                   "received": {"msgs": client.out_msgs, "bytes": client.out_bytes},
+                   "reason": "Authentication Failure"}
+            self.publish(subject, doc)
+
     def _conns_update(self, acc: "Account") -> None:
         """`$SYS.ACCOUNT.<acc>.SERVER.CONNS` (and the older `$SYS.SERVER.ACCOUNT.<acc>.CONNS`) with the account's
         connection count; repeated every 30 s while it has connections. Never for `$G`, as nats-server."""

@@ -264,6 +264,11 @@ class Server:
             client.announced = True
             self._soon(self.events.client_connected, client)
 
+    def auth_failed(self, client: Client) -> None:
+        """A CONNECT was refused: the system account reports it ($SYS.SERVER.<id>.CLIENT.AUTH.ERR)."""
+        if self.events is not None and not getattr(client, "announced", False):
+            self._soon(self.events.auth_error, client)
+
     def _soon(self, fn, *args) -> None:
         if self.loop is not None:
             self.loop.call_soon(fn, *args)

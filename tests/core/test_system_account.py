@@ -422,3 +422,39 @@ def test_connz_filter_subject(pair):
     results = both(pair, run)
     assert results["embedded"] == results["nats-server"] == (
         ["orders-reader"], {"code": 500, "description": "filter by subject only valid with account filtering"})
+
+
+def test_authentication_failure_events(pair):
+    """A refused CONNECT: `$SYS.SERVER.<id>.CLIENT.AUTH.ERR` and `$SYS.ACCOUNT.$G.DISCONNECT` with nats-server's
+    JSON and reason."""
+    from tests.raw import RawClient
+
+    async def run(srv):
+        nc = await connect(srv, "sys")
+        got = []
+
+        async def keep(msg):
+            got.append((msg.subject.split(".")[-3:] if "AUTH" in msg.subject else msg.subject, json.loads(msg.data)))
+
+        await nc.subscribe("$SYS.SERVER.*.CLIENT.AUTH.ERR", cb=keep)
+        await nc.subscribe("$SYS.ACCOUNT.$G.DISCONNECT", cb=keep)
+        await flush(nc)
+        intruder = RawClient(srv)
+        intruder.connect(user="app", name="intruder", **{"pass": "wrong"})
+        intruder.send("PING\r\n")
+        assert intruder.expect_closed() == ["-ERR 'Authorization Violation'"]
+        for _ in range(200):
+            if len(got) >= 2:
+                break
+            await asyncio.sleep(0.025)
+        await nc.close()
+        return sorted(got, key=lambda x: str(x[0]))
+
+    results = both(pair, run)
+    ours, theirs = results["embedded"], results["nats-server"]
+    assert [s for s, _ in ours] == [s for s, _ in theirs] == ["$SYS.ACCOUNT.$G.DISCONNECT", ["CLIENT", "AUTH", "ERR"]]
+    for (_, mine), (_, real) in zip(ours, theirs):
+        assert not same_shape(mine, real, "event")
+        assert (mine["reason"], mine["client"]["user"], mine["client"]["name"]) == \
+            (real["reason"], real["client"]["user"], real["client"]["name"]) == ("Authentication Failure", "app",
+                                                                                  "intruder")
