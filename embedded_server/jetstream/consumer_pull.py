@@ -40,7 +40,12 @@ class PullRequests:
     def _on_next_request(self, sub, client, subject, reply, hdr, payload) -> None:
         if not reply:
             return
-        self.process_next_request(reply, payload)
+        try:
+            self.process_next_request(reply, payload)
+        except Exception as e:  # a bug must answer the puller, not leave it waiting
+            self.js.logger.error(f"JetStream pull request on '{self.account.name} > {self.stream.name} > "
+                                 f"{self.name}' failed: {type(e).__name__}: {e}")
+            self._status(reply, 500, "Internal Server Error")
 
     def _status(self, reply: str, code: int, text: str) -> None:
         self.js.server.send_internal(self.account, reply, None, b"NATS/1.0 %d %s\r\n\r\n" % (code, text.encode()), b"")
