@@ -7,6 +7,9 @@ connect and subscribe everyone, server RSS before the clients, with them connect
 delivered msgs/s (first publish to last delivery) and the server's CPU time per delivered message.
 
     python -m bench clients [--clients 1000] [--subs 10] [--messages 2000] [--repeat 1] [--quick]
+                            [--profile FILE]
+
+`--profile FILE` runs the embedded server under cProfile, as `python -m bench core --profile` does.
 
 All clients live in this one process on one event loop, so the delivered rate is bound by nats-py's reading
 (a Python callback per delivered message) as much as by the server; the server CPU per message and the RSS
@@ -21,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.core import KINDS, Server, table
+from bench.core import KINDS, Server, hotspots, profiled_embedded, table
 
 POOL = 100
 
@@ -88,13 +91,15 @@ async def _workload(srv: Server, clients: int, subs: int, messages: int, size: i
             "delivered": expected}
 
 
-def run(kinds: list[str], repeat: int, clients: int, subs: int, messages: int, size: int) -> list[dict]:
+def run(kinds: list[str], repeat: int, clients: int, subs: int, messages: int, size: int,
+        profile: Path | None = None) -> list[dict]:
     from tqdm import tqdm
 
     results: dict[str, list[dict]] = {k: [] for k in kinds}
     with tempfile.TemporaryDirectory() as tmp:
         for _, kind in tqdm([(r, k) for r in range(repeat) for k in kinds], desc="clients bench", unit="run"):
-            srv = Server(kind, Path(tmp))
+            command = profiled_embedded(profile) if profile and kind == "embedded" else None
+            srv = Server(kind, Path(tmp), command=command)
             try:
                 time.sleep(0.3)
                 results[kind].append(asyncio.run(_workload(srv, clients, subs, messages, size)))
@@ -124,12 +129,17 @@ def main(argv: list[str]) -> int:
     p.add_argument("--size", type=int, default=128, help="payload bytes (default 128)")
     p.add_argument("--repeat", type=int, default=1, help="runs per server; the best one counts (default 1)")
     p.add_argument("--quick", action="store_true", help="300 messages, for a smoke run")
+    p.add_argument("--profile", type=Path, metavar="FILE",
+                   help="run the embedded server under cProfile, write its statistics to FILE, print the top")
     args = p.parse_args(argv)
     if min(args.clients, args.subs, args.messages, args.repeat) < 1 or args.size < 0:
         p.error("--clients, --subs, --messages and --repeat must be at least 1, --size at least 0")
     kinds = [k for k in args.kinds.split(",") if k]
     messages = 300 if args.quick else args.messages
-    rows = run(kinds, args.repeat, args.clients, args.subs, messages, args.size)
+    rows = run(kinds, args.repeat, args.clients, args.subs, messages, args.size, args.profile)
     print()
     print(table(rows))
+    if args.profile and "embedded" in kinds:
+        print()
+        print(hotspots(args.profile))
     return 0

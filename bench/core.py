@@ -349,7 +349,7 @@ def natspy_request_reply(url: str, count: int) -> tuple[float, float]:
 WORKLOADS = "abcdfg"
 
 
-def _profiled_embedded(path: Path) -> list[str]:
+def profiled_embedded(path: Path) -> list[str]:
     return [sys.executable, "-m", "cProfile", "-o", str(path), "-m", "embedded_server"]
 
 
@@ -366,7 +366,7 @@ def run(kinds: list[str], repeat: int, quick: bool, only: str = WORKLOADS,
     steps = [(r, k) for r in range(repeat) for k in kinds]
     with tempfile.TemporaryDirectory() as tmp:
         for r, kind in tqdm(steps, desc="core bench", unit="run"):
-            command = _profiled_embedded(profile) if profile and kind == "embedded" else None
+            command = profiled_embedded(profile) if profile and kind == "embedded" else None
             srv = Server(kind, Path(tmp), command=command)
             res = results[kind]
 
