@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 from nats.js.api import KeyValueConfig, StorageType
 
+from . import tables
 from .done import Done
 from .errors import LabError, as_lab_error
 from .messaging import encode_payload
@@ -194,7 +195,7 @@ async def kv_get(s: Session, bucket: str, key: str, revision: int | None = None)
     if not entries or entries[-1].operation != "PUT":
         at = f" at revision {revision}" if revision is not None else ""
         raise LabError(f"key not found: {bucket} > {key}{at}")
-    return entries_frame(entries[-1:])
+    return tables.lab_frame(entries_frame(entries[-1:]))
 
 
 @in_session
@@ -214,7 +215,8 @@ async def kv_history(s: Session, bucket: str, key: str) -> pd.DataFrame:
     entries = await _stored(s, bucket, key)
     if not entries:
         raise LabError(f"key not found: {bucket} > {key}")
-    return entries_frame(entries)
+    return tables.lab_frame(entries_frame(entries), f"{bucket} > {key}: {len(entries)} revision"
+                            f"{'s' if len(entries) != 1 else ''} kept, oldest first")
 
 
 @in_session
@@ -243,7 +245,12 @@ async def kv_watch(s: Session, bucket: str, key: str = ">", *, count: int | None
                 entries.append(entry)
     finally:
         await watcher.stop()
-    return entries_frame(entries)
+    seen = entries_frame(entries)
+    what = f"{bucket} > {key}" if key != ">" else bucket
+    if not len(seen):
+        return tables.lab_frame(seen, f"nothing in {what} within {limit:g}s: no value"
+                                      + (" and no change" if not include_history else ", no history, no change"))
+    return tables.lab_frame(seen, f"{len(seen)} entr{'ies' if len(seen) != 1 else 'y'} seen in {what}")
 
 
 @in_session
