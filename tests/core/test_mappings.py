@@ -120,9 +120,11 @@ def test_bad_mappings_stop_the_server_with_nats_servers_reason(tmp_path, mapping
         conf = tmp_path / f"{kind}.conf"
         conf.write_text(f"mappings {{ {mapping} }}\n")
         srv = RunningServer(kind, ["-c", str(conf)], tmp_path)
-        with pytest.raises(Exception):
-            srv.start(timeout=15)
-        srv.stop()
+        try:
+            with pytest.raises(Exception):
+                srv.start(timeout=15)
+        finally:
+            srv.stop()  # a server that accepted the mapping is not left running
         lines = [line for line in srv.logs.splitlines() if "conf:" in line]
         assert lines, srv.logs
         reasons[kind] = lines[0].split("conf:", 1)[1].split(":", 2)[-1].strip()
