@@ -296,7 +296,7 @@ class Monitor:
             raise BadRequest(f"Error decoding state for {q.get('state')}")
         if sort not in _SORTS:
             raise BadRequest(f"invalid sorting option: {sort}")
-        if sort in ("stop", "reason") and state == "open":
+        if sort in ("stop", "reason") and state != "closed":
             raise BadRequest(f"sort by {sort} only valid on closed connections")
         user = q.get("user", "")
         acc = q.get("acc", "")
@@ -372,7 +372,7 @@ class Monitor:
             stats["avg_fanout"] = fanouts / stats["num_cache"]
         doc = {"server_id": srv.server_id, "now": rfc3339(time.time()), **stats}
         details = []
-        if subs or test:
+        if subs:
             for acc in accounts:
                 for s in acc.sublist.all():
                     if test:
@@ -389,7 +389,7 @@ class Monitor:
         doc["total"] = len(details)
         doc["offset"] = offset
         doc["limit"] = limit
-        if subs or test:
+        if subs:
             page = details[offset:offset + limit]
             if page:
                 doc["subscriptions_list"] = page

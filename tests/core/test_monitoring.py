@@ -147,3 +147,62 @@ def test_healthz_and_errors(pair):
         with pytest.raises(urllib.error.HTTPError) as e:
             get(srv, "/no-such-page")
         assert e.value.code == 404, kind
+
+
+def test_connz_sort_and_state_and_subsz_test_answer_as_nats_server(start_server):
+    """Every /connz sort option with every state (sort order by connection name where it is deterministic,
+    nats-server's 400 where it refuses), and /subsz?test= with and without subs=1, on both servers."""
+    import asyncio
+
+    import nats
+
+    from pynats_lab.session import flush
+
+    sorts = ["cid", "start", "subs", "pending", "msgs_to", "msgs_from", "bytes_to", "bytes_from", "last", "idle",
+             "uptime", "stop", "reason", "rtt", "bogus"]
+    ordered = {"cid", "subs", "msgs_from", "bytes_from"}
+    answers = {}
+    for kind in ("nats-server", "embedded"):
+        srv = start_server("-m", "-1", kind=kind)
+
+        async def activity(srv=srv):
+            a = await nats.connect(srv.url, name="a")
+            b = await nats.connect(srv.url, name="b")
+            c = await nats.connect(srv.url, name="c")
+            await a.subscribe("foo.*")
+            await b.subscribe("foo.bar", queue="q")
+            await b.subscribe("x")
+            for _ in range(3):
+                await a.publish("x", b"hi")
+            await flush(a)
+            await flush(b)
+            await c.close()
+            return a, b
+
+        loop = asyncio.new_event_loop()
+        a, b = loop.run_until_complete(activity())
+        deadline = time.monotonic() + 10
+        while not get(srv, "/connz?state=closed")["connections"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        out = {}
+        for sort in sorts:
+            for state in ("open", "closed", "all"):
+                path = f"/connz?sort={sort}&state={state}"
+                try:
+                    conns = get(srv, path)["connections"]
+                    out[path] = [c.get("name") for c in conns] if sort in ordered else len(conns)
+                except urllib.error.HTTPError as e:
+                    out[path] = (e.code, e.read().decode())
+        for path in ("/subsz?test=foo.bar", "/subsz?test=foo.bar&subs=1", "/subsz?test=foo.*"):
+            try:
+                doc = get(srv, path)
+                out[path] = sorted((s["subject"], s.get("qgroup")) for s in doc.get("subscriptions_list", [])
+                                   if not s["subject"].startswith("$SYS."))
+            except urllib.error.HTTPError as e:
+                out[path] = (e.code, e.read().decode())
+        loop.run_until_complete(a.close())
+        loop.run_until_complete(b.close())
+        loop.close()
+        answers[kind] = out
+    assert answers["embedded"] == answers["nats-server"]
+    assert answers["embedded"]["/subsz?test=foo.bar&subs=1"] == [("foo.*", None), ("foo.bar", "q")]
