@@ -14,7 +14,8 @@ PREFIX = "$JS.EVENT.ADVISORY."
 _NUID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
-def _id() -> str:
+def nuid() -> str:
+    """A 22-character id of nats-server's NUID alphabet (advisory ids, pin ids)."""
     return "".join(secrets.choice(_NUID_ALPHABET) for _ in range(22))
 
 
@@ -22,7 +23,7 @@ def send(js, account, subject: str, kind: str, body: dict) -> None:
     """Publish one advisory of schema `kind` (e.g. "max_deliver") if anyone is subscribed to `subject`."""
     if not js.server.has_interest(account, subject):
         return
-    event = {"type": f"io.nats.jetstream.advisory.v1.{kind}", "id": _id(), "timestamp": rfc3339(now_ns())}
+    event = {"type": f"io.nats.jetstream.advisory.v1.{kind}", "id": nuid(), "timestamp": rfc3339(now_ns())}
     event.update(body)
     if js.domain:
         event["domain"] = js.domain
@@ -66,3 +67,14 @@ def consumer_pause(js, account, stream: str, consumer: str, paused: bool, until:
     if until:
         body["pause_until"] = rfc3339(until)
     send(js, account, f"{PREFIX}CONSUMER.PAUSE.{stream}.{consumer}", "consumer_pause", body)
+
+
+def consumer_pinned(js, account, stream: str, consumer: str, group: str, pin_id: str) -> None:
+    send(js, account, f"{PREFIX}CONSUMER.PINNED.{stream}.{consumer}", "consumer_group_pinned",
+         {"account": account.name, "stream": stream, "consumer": consumer, "group": group, "pinned_id": pin_id})
+
+
+def consumer_unpinned(js, account, stream: str, consumer: str, group: str, reason: str) -> None:
+    """reason: "timeout" or "admin" (nats-server's two)."""
+    send(js, account, f"{PREFIX}CONSUMER.UNPINNED.{stream}.{consumer}", "consumer_group_unpinned",
+         {"account": account.name, "stream": stream, "consumer": consumer, "group": group, "reason": reason})

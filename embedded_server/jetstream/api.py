@@ -12,10 +12,11 @@ from . import config_check
 from . import config_json
 from . import filters
 from . import headers
+from . import priority
 from . import requests
 from .clock import rfc3339, now_ns, ZERO_TIME
 from .config import API_LEVEL
-from .config_json import decode_request
+from .config_json import decode_request, invalid_json
 from .errors import ApiError, api_error
 
 PREFIX = "io.nats.jetstream.api.v1."
@@ -377,6 +378,21 @@ def consumer_pause(req: Request) -> dict:
     return out
 
 
+def consumer_unpin(req: Request) -> dict:
+    if not req.msg.strip():
+        raise invalid_json("unexpected end of JSON input")  # Go's json.Unmarshal of nothing
+    group = decode_request(req.msg, requests.CONSUMER_UNPIN_REQUEST).get("group", "")
+    if not group:
+        raise invalid_json("consumer group not specified")
+    if not priority.VALID_GROUP.match(group):
+        raise api_error("JSConsumerInvalidGroupNameErr")
+    _st, o = _lookup_consumer(req)
+    if group not in (o.cfg.get("priority_groups") or ()):
+        raise api_error("JSConsumerInvalidPriorityGroupErr")
+    priority.unpin(o, group)
+    return {}
+
+
 # -- dispatch -------------------------------------------------------------------------------------
 
 # (subject tokens after "$JS.API", handler, response type). "*" matches one token, ">" the rest.
@@ -399,6 +415,7 @@ ROUTES = [
     (("CONSUMER", "NAMES", "*"), consumer_names, "consumer_names_response"),
     (("CONSUMER", "LIST", "*"), consumer_list, "consumer_list_response"),
     (("CONSUMER", "PAUSE", "*", "*"), consumer_pause, "consumer_pause_response"),
+    (("CONSUMER", "UNPIN", "*", "*"), consumer_unpin, "consumer_unpin_response"),
 ]
 
 

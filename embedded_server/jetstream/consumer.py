@@ -86,6 +86,9 @@ class Consumer(ConsumerPersistence, AckTracking, PullRequests, PushDelivery):
         self._pause_timer = None
         self._interest_timer = None
         self._save_handle = None
+        self.pin_id = ""  # the pinned client's Nats-Pin-Id (priority policy pinned_client, priority.py)
+        self.pinned_ts = 0
+        self.pin_timer = None
         self.last_activity = time.monotonic()
         self._last_delivery = 0.0
         self._set_filters()
@@ -316,6 +319,9 @@ class Consumer(ConsumerPersistence, AckTracking, PullRequests, PushDelivery):
                     self._put_back(sm.seq, dc)
                     break
                 dsubj = wr.reply
+                if self.pin_id:
+                    hdr = headers.append(hdr, [(b"Nats-Pin-Id", self.pin_id.encode())])
+                    sz += 15 + len(self.pin_id)
             if not self._deliver(dsubj, ack_reply, sm, hdr, data, dc, sz):
                 self._put_back(sm.seq, dc)
                 break
@@ -524,7 +530,7 @@ class Consumer(ConsumerPersistence, AckTracking, PullRequests, PushDelivery):
             out["pause_remaining"] = until - now_ns()
         out["ts"] = rfc3339(now_ns())
         if self.cfg.get("priority_groups"):
-            out["priority_groups"] = priority.info(self.cfg)
+            out["priority_groups"] = priority.info(self)
         return out
 
 
@@ -537,6 +543,7 @@ class Consumer(ConsumerPersistence, AckTracking, PullRequests, PushDelivery):
                   self._interest_timer, self._save_handle):
             if t is not None:
                 t.cancel()
+        priority.unassign_pin(self)
         for sub in self._subs:
             self.js.server.unsubscribe_internal(sub)
         self._subs = []

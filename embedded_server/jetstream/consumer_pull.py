@@ -21,7 +21,7 @@ PENDING_STATUS_HDR = b"NATS/1.0 %s\r\nNats-Pending-Messages: %d\r\nNats-Pending-
 
 class WaitingRequest:
     __slots__ = ("reply", "reply_b", "n", "b", "d", "expires", "no_wait", "hb", "hbt", "received", "checked",
-                 "min_pending", "min_ack_pending", "priority")
+                 "min_pending", "min_ack_pending", "priority", "group", "pin_id")
 
     def __init__(self, reply, n, b, expires, no_wait, hb):
         self.reply, self.n, self.b, self.d = reply, n, b, 0
@@ -32,6 +32,7 @@ class WaitingRequest:
         self.received = now
         self.checked = None
         self.min_pending = self.min_ack_pending = self.priority = 0  # priority groups (priority.py)
+        self.group = self.pin_id = ""
 
 
 class PullRequests:
@@ -85,6 +86,11 @@ class PullRequests:
         bad = priority.check_request(self.cfg, cr)
         if bad:
             return self._status(reply, 400, bad)
+        if self.pin_id and cr.get("group"):
+            if cr.get("id") == self.pin_id:
+                priority.set_pin_timer(self, cr["group"])
+            elif cr.get("id"):
+                return self._status(reply, 423, "Nats-Pin-Id mismatch")
         if len(self.waiting) >= self.cfg.get("max_waiting", 0):
             self._process_waiting(eos=False)
         self.last_activity = time.monotonic()
@@ -104,6 +110,7 @@ class PullRequests:
         wr = WaitingRequest(reply, batch, max_bytes, expires, no_wait, hb / 1e9)
         wr.min_pending, wr.min_ack_pending = cr.get("min_pending", 0), cr.get("min_ack_pending", 0)
         wr.priority = cr.get("priority", 0)
+        wr.group, wr.pin_id = cr.get("group", ""), cr.get("id", "")
         if self.cfg.get("priority_policy") == "prioritized":
             priority.insert_prioritized(self.waiting, wr)
         else:
@@ -113,21 +120,41 @@ class PullRequests:
 
     def _next_waiting(self, sz: int, pass_id=None):
         server = self.js.server
-        overflow = self.cfg.get("priority_policy") == "overflow"
+        policy = self.cfg.get("priority_policy")
+        overflow, pinned = policy == "overflow", policy == "pinned_client"
         cycled = 0
         while self.waiting:
             wr = self.waiting[0]
+            if wr.expires and time.monotonic() >= wr.expires:
+                self.js.server.send_internal(self.account, wr.reply, None,
+                                             PENDING_STATUS_HDR % (b"408 Request Timeout", wr.n, wr.b), b"")
+                self.waiting.popleft()
+                continue
+            assigned = False
+            if pinned:
+                if not self.pin_id and not wr.pin_id:
+                    # No pin: this request's client gets it (and keeps it while it asks with that id).
+                    wr.pin_id = priority.assign_pin(self, wr.group)
+                    assigned = True
+                elif not wr.pin_id:
+                    # Someone else is pinned: this request waits (for the pin to go).
+                    self.waiting.rotate(-1)
+                    cycled += 1
+                    if cycled >= len(self.waiting):
+                        return None
+                    continue
+                elif wr.pin_id != self.pin_id:
+                    # An old pin id (or one issued by no one): nats-server ends the request with 423.
+                    server.send_internal(self.account, wr.reply, None,
+                                         PENDING_STATUS_HDR % (b"423 Nats-Wrong-Pin-Id", wr.n, wr.b), b"")
+                    self.waiting.popleft()
+                    continue
             if overflow and not priority.overflow_ready(wr, self.npc, len(self.pending)):
                 # Not far enough behind for this request: the next one may be (nats-server cycles them).
                 self.waiting.rotate(-1)
                 cycled += 1
                 if cycled >= len(self.waiting):
                     return None
-                continue
-            if wr.expires and time.monotonic() >= wr.expires:
-                self.js.server.send_internal(self.account, wr.reply, None,
-                                             PENDING_STATUS_HDR % (b"408 Request Timeout", wr.n, wr.b), b"")
-                self.waiting.popleft()
                 continue
             if wr.b > 0:
                 if sz <= wr.b:
@@ -137,6 +164,8 @@ class PullRequests:
                 else:
                     server.send_internal(self.account, wr.reply, None,
                                          PENDING_STATUS_HDR % (b"409 Message Size Exceeds MaxBytes", wr.n, wr.b), b"")
+                    if assigned:
+                        priority.unassign_pin(self)
                     self.waiting.popleft()
                     continue
             if (pass_id is not None and wr.checked is pass_id) or server.has_interest(self.account, wr.reply):

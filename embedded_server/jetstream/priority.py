@@ -1,12 +1,15 @@
 """Consumer priority groups (ADR-42) for pull consumers: the `overflow` policy (a request with `min_pending` or
 `min_ack_pending` is served only while the consumer is that far behind) and the `prioritized` policy (requests
-with a lower `priority`, 0-9, are served first). The `pinned_client` policy is refused (see differences.md).
+with a lower `priority`, 0-9, are served first) and the `pinned_client` policy (the first request without an `id`
+pins its client: every message then carries `Nats-Pin-Id` and only requests with that id are served; the pin
+goes after `priority_timeout` without a request from it, or by `$JS.API.CONSUMER.UNPIN`).
 """
 from __future__ import annotations
 
 import re
 
-from .clock import ZERO_TIME
+from . import advisories
+from .clock import ZERO_TIME, now_ns, rfc3339
 from .errors import api_error
 
 VALID_GROUP = re.compile(r"^[a-zA-Z0-9/_=-]{1,16}$")
@@ -26,9 +29,6 @@ def check_config(cfg: dict) -> None:
                 raise api_error("JSConsumerEmptyGroupName")
             if not VALID_GROUP.match(group):
                 raise api_error("JSConsumerInvalidGroupNameErr")
-        if policy == "pinned_client":
-            raise api_error("JSStreamInvalidConfigF",
-                            err="the pinned_client priority policy is not supported by this server")
     else:
         if cfg.get("priority_groups"):
             raise api_error("JSConsumerPriorityGroupWithPolicyNone")
@@ -73,7 +73,55 @@ def insert_prioritized(waiting, wr) -> None:
     waiting.append(wr)
 
 
-def info(cfg: dict) -> list:
-    """The `priority_groups` of consumer info: nats-server reports the first group (no pin: zero time)."""
-    groups = cfg.get("priority_groups") or []
-    return [{"group": groups[0], "pinned_ts": ZERO_TIME}] if groups else []
+def info(o) -> list:
+    """The `priority_groups` of consumer info: nats-server reports the first group with its pin (if any)."""
+    groups = o.cfg.get("priority_groups") or []
+    if not groups:
+        return []
+    state = {"group": groups[0]}
+    if o.pin_id:
+        state["pinned_client_id"] = o.pin_id
+    state["pinned_ts"] = rfc3339(o.pinned_ts) if o.pinned_ts else ZERO_TIME
+    return [state]
+
+
+# -- the pinned client ----------------------------------------------------------------------------
+
+def assign_pin(o, group: str) -> str:
+    """Pin the client of the request for `group` being served: a new id, its timer, the pinned advisory."""
+    o.pin_id = advisories.nuid()
+    o.pinned_ts = now_ns()
+    set_pin_timer(o, group)
+    advisories.consumer_pinned(o.js, o.account, o.stream.name, o.name, group, o.pin_id)
+    return o.pin_id
+
+
+def unassign_pin(o) -> None:
+    o.pin_id = ""
+    o.pinned_ts = 0
+    if o.pin_timer is not None:
+        o.pin_timer.cancel()
+        o.pin_timer = None
+
+
+def set_pin_timer(o, group: str) -> None:
+    """(Re)start the `priority_timeout` after which a pin without requests is released."""
+    if o.pin_timer is not None:
+        o.pin_timer.cancel()
+    o.pin_timer = o.js.loop.call_later(o.cfg.get("priority_timeout", 0) / 1e9, _pin_expired, o, group)
+
+
+def _pin_expired(o, group: str) -> None:
+    o.pin_timer = None
+    if o.closed or not o.pin_id:
+        return
+    unassign_pin(o)
+    advisories.consumer_unpinned(o.js, o.account, o.stream.name, o.name, group, "timeout")
+    o.kick()
+
+
+def unpin(o, group: str) -> None:
+    """`$JS.API.CONSUMER.UNPIN`: release the pin (if any) and tell the advisory listeners it was the admin."""
+    unassign_pin(o)
+    advisories.consumer_unpinned(o.js, o.account, o.stream.name, o.name, group, "admin")
+    o.kick()

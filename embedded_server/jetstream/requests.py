@@ -148,6 +148,7 @@ STREAM_NAMES_REQUEST = Struct("JSApiStreamNamesRequest", {"offset": INT, "subjec
 STREAM_LIST_REQUEST = Struct("JSApiStreamListRequest", {"offset": INT, "subject": STRING})
 CONSUMERS_REQUEST = Struct("JSApiConsumersRequest", {"offset": INT})
 CONSUMER_PAUSE_REQUEST = Struct("JSApiConsumerPauseRequest", {"pause_until": TIME})
+CONSUMER_UNPIN_REQUEST = Struct("JSApiConsumerUnpinRequest", {"group": STRING})
 CONSUMER_NEXT_REQUEST = Struct("JSApiConsumerGetNextRequest", {
     "expires": DURATION, "batch": INT, "max_bytes": INT, "no_wait": BOOL, "idle_heartbeat": DURATION,
     "group": STRING, "min_pending": INT64, "min_ack_pending": INT64, "id": STRING, "priority": INT,

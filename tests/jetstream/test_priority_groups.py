@@ -99,3 +99,136 @@ def test_prioritized_serves_the_lowest_priority_number_first(js_server):
 
     high, low = run(scenario())
     assert high == ["first"] and low == ["408 Request Timeout"]
+
+
+async def _pull_pinned(nc, consumer: str, body: dict, timeout: float = 1.5) -> tuple[list[str], set, str]:
+    """One pull request on a pinned_client consumer: the payloads, the Nats-Pin-Id values they carried, and
+    the status that ended the request ('' if none came)."""
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    await nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.S.{consumer}", json.dumps(body).encode(), reply=inbox)
+    payloads, pins, status = [], set(), ""
+    try:
+        while len(payloads) < body.get("batch", 1):
+            msg = await sub.next_msg(timeout=timeout)
+            hdrs = msg.headers or {}
+            if hdrs.get("Status"):
+                status = f"{hdrs['Status']} {hdrs.get('Description', '')}".strip()
+                break
+            payloads.append(msg.data.decode())
+            pins.add(hdrs.get("Nats-Pin-Id"))
+    except asyncio.TimeoutError:
+        pass
+    await sub.unsubscribe()
+    return payloads, pins, status
+
+
+async def _pinned_setup(nc, timeout_ns: int, count: int) -> dict:
+    await api(nc, "$JS.API.STREAM.CREATE.S", {"name": "S", "subjects": ["s"]})
+    for i in range(count):
+        await nc.request("s", b"m%d" % i, timeout=2)
+    return await api(nc, "$JS.API.CONSUMER.CREATE.S.PC", {"stream_name": "S", "config": {
+        "durable_name": "PC", "ack_policy": "explicit", "priority_policy": "pinned_client",
+        "priority_groups": ["A"], "priority_timeout": timeout_ns}})
+
+
+async def _advisory(sub) -> dict:
+    """The next pin/unpin advisory (others, such as CONSUMER.CREATED, are skipped)."""
+    while True:
+        msg = await sub.next_msg(timeout=5)
+        if ".PINNED." in msg.subject or ".UNPINNED." in msg.subject:
+            return json.loads(msg.data)
+
+
+def test_pinned_client_serves_only_the_pinned_id_until_unpinned(js_server):
+    async def scenario():
+        async with connected(js_server) as (nc, js):
+            events = await nc.subscribe("$JS.EVENT.ADVISORY.CONSUMER.*.S.PC")
+            created = await _pinned_setup(nc, 30_000_000_000, 10)
+            first = await _pull_pinned(nc, "PC", {"batch": 2, "expires": 2_000_000_000, "group": "A"})
+            pinned = await _advisory(events)
+            pin = pinned["pinned_id"]
+            info = await api(nc, "$JS.API.CONSUMER.INFO.S.PC")
+            other = await _pull_pinned(nc, "PC", {"batch": 1, "expires": 500_000_000, "group": "A"})
+            wrong = await _pull_pinned(nc, "PC", {"batch": 1, "expires": 500_000_000, "group": "A", "id": "nope"})
+            again = await _pull_pinned(nc, "PC", {"batch": 1, "expires": 2_000_000_000, "group": "A", "id": pin})
+            bad_unpins = [await api(nc, subject, body) for subject, body in (
+                ("$JS.API.CONSUMER.UNPIN.S.PC", b""),
+                ("$JS.API.CONSUMER.UNPIN.S.PC", {}),
+                ("$JS.API.CONSUMER.UNPIN.S.PC", {"group": "a b"}),
+                ("$JS.API.CONSUMER.UNPIN.S.PC", {"group": "B"}),
+                ("$JS.API.CONSUMER.UNPIN.S.NONE", {"group": "A"}),
+                ("$JS.API.CONSUMER.UNPIN.NONE.PC", {"group": "A"}))]
+            unpinned = await api(nc, "$JS.API.CONSUMER.UNPIN.S.PC", {"group": "A"})
+            admin = await _advisory(events)
+            info_after = await api(nc, "$JS.API.CONSUMER.INFO.S.PC")
+            stale = await _pull_pinned(nc, "PC", {"batch": 1, "expires": 2_000_000_000, "group": "A", "id": pin})
+            new = await _pull_pinned(nc, "PC", {"batch": 1, "expires": 2_000_000_000, "group": "A"})
+            repinned = await _advisory(events)
+            return (created, first, pinned, info, other, wrong, again, bad_unpins, unpinned, admin, info_after,
+                    stale, new, repinned)
+
+    (created, first, pinned, info, other, wrong, again, bad_unpins, unpinned, admin, info_after, stale, new,
+     repinned) = run(scenario())
+    assert created["config"]["priority_policy"] == "pinned_client"
+    assert created["config"]["priority_timeout"] == 30_000_000_000
+    pin = pinned["pinned_id"]
+    assert len(pin) == 22
+    assert {k: pinned[k] for k in ("type", "account", "stream", "consumer", "group")} == {
+        "type": "io.nats.jetstream.advisory.v1.consumer_group_pinned", "account": "$G", "stream": "S",
+        "consumer": "PC", "group": "A"}
+    assert first == (["m0", "m1"], {pin}, "")
+    [state] = info["priority_groups"]
+    assert state["group"] == "A" and state["pinned_client_id"] == pin
+    assert state["pinned_ts"] != "0001-01-01T00:00:00Z"
+    # Another client waits while the pin holds; a wrong id is refused at once.
+    assert other == ([], set(), "408 Request Timeout")
+    assert wrong == ([], set(), "423 Nats-Pin-Id mismatch")
+    assert again == (["m2"], {pin}, "")
+    assert [error_of(a) for a in bad_unpins] == [
+        (400, 10025, "invalid JSON: unexpected end of JSON input"),
+        (400, 10025, "invalid JSON: consumer group not specified"),
+        (400, 10162, "Valid priority group name must match A-Z, a-z, 0-9, -_/=)+ and may not exceed 16 characters"),
+        (400, 10160, "Provided priority group does not exist for this consumer"),
+        (404, 10014, "consumer not found"),
+        (404, 10059, "stream not found")]
+    assert unpinned == {"type": "io.nats.jetstream.api.v1.consumer_unpin_response"}
+    assert {k: admin[k] for k in ("type", "account", "stream", "consumer", "group", "reason")} == {
+        "type": "io.nats.jetstream.advisory.v1.consumer_group_unpinned", "account": "$G", "stream": "S",
+        "consumer": "PC", "group": "A", "reason": "admin"}
+    assert info_after["priority_groups"] == [{"group": "A", "pinned_ts": "0001-01-01T00:00:00Z"}]
+    # The old id is told so once a message is there for it; a request without an id takes a new pin.
+    assert stale == ([], set(), "423 Nats-Wrong-Pin-Id")
+    assert repinned["pinned_id"] != pin
+    assert new == (["m3"], {repinned["pinned_id"]}, "")
+
+
+def test_pinned_client_loses_the_pin_after_priority_timeout_without_requests(js_server):
+    async def scenario():
+        async with connected(js_server) as (nc, js):
+            events = await nc.subscribe("$JS.EVENT.ADVISORY.CONSUMER.*.S.PC")
+            await _pinned_setup(nc, 300_000_000, 4)
+            first = await _pull_pinned(nc, "PC", {"batch": 1, "expires": 2_000_000_000, "group": "A"})
+            pinned = await _advisory(events)
+            timed_out = await _advisory(events)
+            second = await _pull_pinned(nc, "PC", {"batch": 1, "expires": 2_000_000_000, "group": "A"})
+            repinned = await _advisory(events)
+            return first, pinned, timed_out, second, repinned
+
+    first, pinned, timed_out, second, repinned = run(scenario())
+    assert first == (["m0"], {pinned["pinned_id"]}, "")
+    assert timed_out["type"] == "io.nats.jetstream.advisory.v1.consumer_group_unpinned"
+    assert timed_out["reason"] == "timeout" and timed_out["group"] == "A"
+    assert repinned["pinned_id"] != pinned["pinned_id"]
+    assert second == (["m1"], {repinned["pinned_id"]}, "")
+
+
+def test_pinned_client_priority_timeout_defaults_to_two_minutes(js_server):
+    async def scenario():
+        async with connected(js_server) as (nc, js):
+            created = await _pinned_setup(nc, 0, 0)
+            return created, await api(nc, "$JS.API.CONSUMER.INFO.S.PC")
+
+    created, info = run(scenario())
+    assert created["config"]["priority_timeout"] == 120_000_000_000
+    assert info["priority_groups"] == [{"group": "A", "pinned_ts": "0001-01-01T00:00:00Z"}]
