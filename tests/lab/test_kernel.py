@@ -149,10 +149,10 @@ def test_a_headless_run_shows_a_widget_with_its_work_done(kernel, js_server):
     assert _text(kernel(check, interactive=True)) == "False\n", "a live frontend is never kept waiting"
 
 
-def readme_notebook_block() -> str:
-    """The code block under the README's "In a notebook", exactly as a newcomer would paste it."""
+def readme_notebook_block(heading: str = "In a notebook") -> str:
+    """The code block under one of the README's headings, exactly as a newcomer would paste it."""
     text = (REPO / "README.md").read_text()
-    section = text.split("## In a notebook", 1)[1]
+    section = text.split(f"## {heading}", 1)[1]
     return section.split("```\n", 2)[1]
 
 
@@ -166,6 +166,12 @@ def test_the_readme_block_runs_verbatim_on_a_fresh_store(kernel):
     [started] = _notes(out, "stdout")
     assert started.startswith("nats: started the embedded server at nats://127.0.0.1:"), "a quiet line"
     assert _text(kernel("print(isinstance(df, pd.DataFrame), len(df), df['seq'].iloc[0])")) == "True 50 1\n"
+    # Then the ops block ("Debugging and operating a server") on what the first block made.
+    ops = readme_notebook_block("Debugging and operating a server")
+    assert "%consumer why ORDERS worker" in ops
+    out = kernel(ops)
+    assert not any(o["output_type"] == "error" for o in out), out
+    assert _text(out, "stderr") == "", "every ops line of the README works, no error box"
     kernel("%nats disconnect")
 
 
