@@ -174,6 +174,14 @@ class PullRequests:
                 wr.d += 1
                 if wr.n <= 0:
                     self.waiting.popleft()
+                elif policy and policy != "none" and len(self.waiting) > 1:
+                    # With a priority policy the next message goes to the next request (of the same priority),
+                    # as nats-server's pop / popAndRequeue hand them out one at a time.
+                    self.waiting.popleft()
+                    if policy == "prioritized":
+                        priority.insert_prioritized(self.waiting, wr)
+                    else:
+                        self.waiting.append(wr)
                 return wr
             self.waiting.popleft()
         return None

@@ -232,3 +232,23 @@ def test_pinned_client_priority_timeout_defaults_to_two_minutes(js_server):
     created, info = run(scenario())
     assert created["config"]["priority_timeout"] == 120_000_000_000
     assert info["priority_groups"] == [{"group": "A", "pinned_ts": "0001-01-01T00:00:00Z"}]
+
+
+@pytest.mark.parametrize("policy", ["overflow", "prioritized"])
+def test_waiting_requests_of_a_priority_consumer_take_turns(js_server, policy):
+    async def scenario():
+        async with connected(js_server) as (nc, js):
+            await _setup(nc, "T", policy, count=0)
+            body = {"batch": 2, "expires": 4_000_000_000, "group": "A"}
+            first = asyncio.create_task(_pull(nc, "T", body, timeout=5))
+            while (await api(nc, "$JS.API.CONSUMER.INFO.S.T"))["num_waiting"] < 1:
+                await asyncio.sleep(0.05)
+            second = asyncio.create_task(_pull(nc, "T", body, timeout=5))
+            while (await api(nc, "$JS.API.CONSUMER.INFO.S.T"))["num_waiting"] < 2:
+                await asyncio.sleep(0.05)
+            for i in range(4):
+                await nc.request("s", b"m%d" % i, timeout=2)
+            return await first, await second
+
+    first, second = run(scenario())
+    assert first == ["m0", "m2"] and second == ["m1", "m3"]
