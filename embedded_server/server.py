@@ -39,19 +39,22 @@ class Plan:
 
     `psubs`: each matching plain subscription as (sub, client, prefix) in nats-server's order, `client` None for
     an internal subscription, `prefix` the subscription's b"MSG <subject> <sid> " (protocol.msg_prefix);
-    `qgroups`: a tuple of such entries per queue group. `fast`: `psubs` again when each of them is a client
-    connection that needs nothing checked per message (no permissions, no auto-unsubscribe limit) and there is no
-    queue group; else None. A plan is only valid until the account's subscriptions change: anything that could
+    `qgroups`: a tuple of such entries per queue group. `plain`: `psubs` again when each of them is a client
+    connection that needs nothing checked per message (no permissions, no auto-unsubscribe limit), else None: a
+    message without headers or tracing goes to them with one `Server.deliver` and no test per subscriber; only a
+    queue group's member, picked per message, is looked at, and joins that deliver (`Server.route`). `fast`: `plain` when
+    there is also no queue group (the whole plan is one `deliver`), else None. A plan is only valid until the account's subscriptions change: anything that could
     alter it (SUB, UNSUB, an UNSUB with a limit, a connection closing, new permissions) drops the account's plans.
     """
 
-    __slots__ = ("psubs", "qgroups", "fast")
+    __slots__ = ("psubs", "qgroups", "plain", "fast")
 
     def __init__(self, psubs: tuple, qgroups: tuple):
         self.psubs = psubs
         self.qgroups = qgroups
-        plain = not qgroups and all(c is not None and not s.max and c.perms is None for s, c, _ in psubs)
-        self.fast = psubs if plain else None
+        plain = all(c is not None and not s.max and c.perms is None for s, c, _ in psubs)
+        self.plain = psubs if plain else None
+        self.fast = psubs if plain and not qgroups else None
 
 
 class Account:
@@ -366,21 +369,50 @@ class Server:
             plan = account.shown_as(plan, subject, msg_subject)
             subject = msg_subject
         skip = producer if producer is not None and not producer.echo else None
-        fast = plan.fast
-        if fast is not None and hdr_len == 0 and not self.logger.trace_enabled:
-            self.deliver(fast, tail, 1, len(tail) - body_at - 2, skip, reply + b" " if reply else b"")
-            return bool(fast) and (skip is None or any(client is not skip for _, client, _ in fast))
-        delivered = False
-        for sub, client, prefix in plan.psubs:
-            if client is None:
-                self.call_internal(sub, producer, subject, reply, tail, body_at, hdr_len)
-                delivered = True
-            elif client is not skip and not sub.closed and not client.closed \
-                    and self._deliver_checked(account, sub, client, prefix, subject, reply, tail, body_at, hdr_len):
-                delivered = True
-            elif client is skip and self.msg_trace is not None:
-                self.msg_trace.egress(client, sub, account, msgtrace.NO_ECHO)
-        for group in plan.qgroups:
+        plain = plan.plain
+        # Nothing to check per message (no headers to strip, no tracing): the plain subscribers and each queue
+        # group's chosen member, when it needs no check either, take it with one deliver.
+        unchecked = plain is not None and hdr_len == 0 and self.msg_trace is None and not self.logger.trace_enabled
+        qgroups = plan.qgroups
+        if unchecked:
+            mid = reply + b" " if reply else b""
+            delivered = bool(plain) and (skip is None or any(client is not skip for _, client, _ in plain))
+            if qgroups:
+                # Each group's member picked at random joins the same deliver when it needs no check either;
+                # otherwise that group and the ones after it go the general way below, after this deliver (a
+                # connection's messages stay in nats-server's order: plain subscriptions, then queue groups).
+                targets = list(plain)
+                random_ = random.random
+                for done, group in enumerate(qgroups):
+                    n = len(group)
+                    entry = group[int(random_() * n)] if n > 1 else group[0]
+                    sub, client, _ = entry
+                    if client is None or client is skip or sub.closed or client.closed or sub.max \
+                            or client.perms is not None:
+                        qgroups = qgroups[done:]
+                        break
+                    targets.append(entry)
+                    delivered = True
+                else:
+                    qgroups = ()
+                self.deliver(targets, tail, 1, len(tail) - body_at - 2, skip, mid)
+            elif plain:
+                self.deliver(plain, tail, 1, len(tail) - body_at - 2, skip, mid)
+            if not qgroups:
+                return delivered
+        else:
+            delivered = False
+            for sub, client, prefix in plan.psubs:
+                if client is None:
+                    self.call_internal(sub, producer, subject, reply, tail, body_at, hdr_len)
+                    delivered = True
+                elif client is not skip and not sub.closed and not client.closed \
+                        and self._deliver_checked(account, sub, client, prefix, subject, reply, tail, body_at,
+                                                  hdr_len):
+                    delivered = True
+                elif client is skip and self.msg_trace is not None:
+                    self.msg_trace.egress(client, sub, account, msgtrace.NO_ECHO)
+        for group in qgroups:
             n = len(group)
             first = int(random.random() * n) if n > 1 else 0
             for i in range(n):
@@ -393,6 +425,10 @@ class Server:
                     continue
                 if client is skip or sub.closed or client.closed:
                     continue
+                if unchecked and not sub.max and client.perms is None:
+                    self.deliver(((sub, client, prefix),), tail, 1, len(tail) - body_at - 2, None, mid)
+                    delivered = True
+                    break
                 if self._deliver_checked(account, sub, client, prefix, subject, reply, tail, body_at, hdr_len):
                     delivered = True
                     break

@@ -104,6 +104,13 @@ def answers(servers, data: bytes):
 # overlapping subscriptions existed delivers in subscription order, not in the trie's `>`-first order.
 @example(data=b'CONNECT {"verbose":false,"pedantic":false,"echo":true,"headers":false,"no_responders":false}\r\n'
          b"PUB a 0\r\n\r\nSUB a 1\r\nSUB > 2\r\nPUB a 0\r\n\r\nPING\r\n")
+# A plain subscriber and queue members on one connection: the members join the plain subscribers' delivery
+# unless one needs a check (an auto-unsubscribe limit here), when that group and the next go the checked way.
+@example(data=b'CONNECT {"verbose":false,"pedantic":false,"echo":true,"headers":false,"no_responders":false}\r\n'
+         b"SUB a 1\r\nSUB * q2 2\r\nSUB > q3 3\r\nPUB a 1\r\nx\r\nUNSUB 2 2\r\nPUB a r.1 1\r\ny\r\n"
+         b"PUB a 1\r\nz\r\nPUB a 0\r\n\r\nPING\r\n")
+@example(data=b'CONNECT {"verbose":false,"pedantic":false,"echo":false,"headers":false,"no_responders":false}\r\n'
+         b"SUB a 1\r\nSUB > q2 2\r\nPUB a 1\r\nx\r\nPING\r\n")
 def test_random_sessions_get_the_same_answers(both, data):
     real, ours = answers(both, data)
     assert (ours.masked, ours.state) == (real.masked, real.state), data
