@@ -319,7 +319,7 @@ class Consumer(ConsumerPersistence, AckTracking, PullRequests, PushDelivery):
                     self._put_back(sm.seq, dc)
                     break
                 dsubj = wr.reply
-                if self.pin_id:
+                if self.pin_id and self.cfg.get("priority_policy") == "pinned_client":
                     hdr = headers.append(hdr, [(b"Nats-Pin-Id", self.pin_id.encode())])
                     sz += 15 + len(self.pin_id)
             if not self._deliver(dsubj, ack_reply, sm, hdr, data, dc, sz):

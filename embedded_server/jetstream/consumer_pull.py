@@ -86,7 +86,7 @@ class PullRequests:
         bad = priority.check_request(self.cfg, cr)
         if bad:
             return self._status(reply, 400, bad)
-        if self.pin_id and cr.get("group"):
+        if self.pin_id and cr.get("group") and self.cfg.get("priority_policy", "none") != "none":
             if cr.get("id") == self.pin_id:
                 priority.set_pin_timer(self, cr["group"])
             elif cr.get("id"):
@@ -131,11 +131,14 @@ class PullRequests:
                 self.waiting.popleft()
                 continue
             assigned = False
-            if pinned:
+            # (A pin outlives an update of the policy until it times out or is unpinned, as in nats-server.)
+            if (pinned and not self.pin_id) or self.pin_id:
                 if not self.pin_id and not wr.pin_id:
                     # No pin: this request's client gets it (and keeps it while it asks with that id).
                     wr.pin_id = priority.assign_pin(self, wr.group)
                     assigned = True
+                elif wr.pin_id == self.pin_id:
+                    pass
                 elif not wr.pin_id:
                     # Someone else is pinned: this request waits (for the pin to go).
                     self.waiting.rotate(-1)
@@ -143,7 +146,7 @@ class PullRequests:
                     if cycled >= len(self.waiting):
                         return None
                     continue
-                elif wr.pin_id != self.pin_id:
+                else:
                     # An old pin id (or one issued by no one): nats-server ends the request with 423.
                     server.send_internal(self.account, wr.reply, None,
                                          PENDING_STATUS_HDR % (b"423 Nats-Wrong-Pin-Id", wr.n, wr.b), b"")

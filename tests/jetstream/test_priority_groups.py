@@ -203,13 +203,19 @@ def test_pinned_client_serves_only_the_pinned_id_until_unpinned(js_server):
     assert new == (["m3"], {repinned["pinned_id"]}, "")
 
 
+async def _first_pin(nc, timeout_ns: int):
+    """A pinned_client consumer PC on 4 messages, one pulled by a request that takes the pin: the advisory
+    subscription, what that request got, and the pinned advisory."""
+    events = await nc.subscribe("$JS.EVENT.ADVISORY.CONSUMER.*.S.PC")
+    await _pinned_setup(nc, timeout_ns, 4)
+    first = await _pull_pinned(nc, "PC", {"batch": 1, "expires": 2_000_000_000, "group": "A"})
+    return events, first, await _advisory(events)
+
+
 def test_pinned_client_loses_the_pin_after_priority_timeout_without_requests(js_server):
     async def scenario():
         async with connected(js_server) as (nc, js):
-            events = await nc.subscribe("$JS.EVENT.ADVISORY.CONSUMER.*.S.PC")
-            await _pinned_setup(nc, 300_000_000, 4)
-            first = await _pull_pinned(nc, "PC", {"batch": 1, "expires": 2_000_000_000, "group": "A"})
-            pinned = await _advisory(events)
+            events, first, pinned = await _first_pin(nc, 300_000_000)
             timed_out = await _advisory(events)
             second = await _pull_pinned(nc, "PC", {"batch": 1, "expires": 2_000_000_000, "group": "A"})
             repinned = await _advisory(events)
@@ -252,3 +258,27 @@ def test_waiting_requests_of_a_priority_consumer_take_turns(js_server, policy):
 
     first, second = run(scenario())
     assert first == ["m0", "m2"] and second == ["m1", "m3"]
+
+
+def test_a_pin_outlives_an_update_away_from_pinned_client_until_unpinned(js_server):
+    async def scenario():
+        async with connected(js_server) as (nc, js):
+            _events, first, pinned = await _first_pin(nc, 30_000_000_000)
+            pin = pinned["pinned_id"]
+            updated = await api(nc, "$JS.API.CONSUMER.CREATE.S.PC", {"stream_name": "S", "action": "update", "config": {
+                "durable_name": "PC", "ack_policy": "explicit", "priority_policy": "overflow",
+                "priority_groups": ["A"]}})
+            with_id = await _pull_pinned(nc, "PC", {"batch": 1, "expires": 1_000_000_000, "group": "A", "id": pin})
+            blocked = await _pull_pinned(nc, "PC", {"batch": 1, "expires": 500_000_000, "group": "A"})
+            await api(nc, "$JS.API.CONSUMER.UNPIN.S.PC", {"group": "A"})
+            plain = await _pull_pinned(nc, "PC", {"batch": 1, "expires": 2_000_000_000, "group": "A"})
+            return first, pin, updated, with_id, blocked, plain
+
+    first, pin, updated, with_id, blocked, plain = run(scenario())
+    assert first == (["m0"], {pin}, "")
+    assert updated["config"]["priority_policy"] == "overflow" and "priority_timeout" not in updated["config"]
+    assert with_id == ([], set(), "400 Bad Request - Not a Pinned Client Priority consumer")
+    # The old pin still holds back requests without its id (nats-server keeps it until timeout or UNPIN) ...
+    assert blocked == ([], set(), "408 Request Timeout")
+    # ... and once it is gone, messages come without a Nats-Pin-Id.
+    assert plain == (["m1"], {None}, "")
