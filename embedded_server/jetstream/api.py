@@ -379,9 +379,10 @@ def consumer_pause(req: Request) -> dict:
 
 
 def consumer_unpin(req: Request) -> dict:
-    if not req.msg.strip():
-        raise invalid_json("unexpected end of JSON input")  # Go's json.Unmarshal of nothing
-    group = decode_request(req.msg, requests.CONSUMER_UNPIN_REQUEST).get("group", "")
+    try:  # nats-server decodes this one with json.Unmarshal (one value, unknown fields ignored)
+        group = requests.decode(req.msg, requests.CONSUMER_UNPIN_REQUEST, strict=False).get("group", "")
+    except requests.GoJsonError as e:
+        raise invalid_json(str(e)) from None
     if not group:
         raise invalid_json("consumer group not specified")
     if not priority.VALID_GROUP.match(group):

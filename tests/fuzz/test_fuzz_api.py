@@ -26,6 +26,7 @@ ENDPOINTS = {
     "CONSUMER.NAMES.F": R.CONSUMERS_REQUEST, "CONSUMER.LIST.F": R.CONSUMERS_REQUEST,
     "CONSUMER.PAUSE.F.C": R.CONSUMER_PAUSE_REQUEST, "STREAM.CREATE.X": R.STREAM_CONFIG_REQUEST,
     "CONSUMER.CREATE.F.C": R.CREATE_CONSUMER_REQUEST, "DIRECT.GET.F": R.MSG_GET_REQUEST,
+    "CONSUMER.UNPIN.F.C": R.CONSUMER_UNPIN_REQUEST,
 }
 
 NASTY = st.sampled_from([None, -1, 0, 1, 2, 1.0, 1.5, 1e2, 2 ** 31, 2 ** 31 - 1, 2 ** 63, 2 ** 63 - 1, 2 ** 64,
@@ -58,8 +59,7 @@ def value_for(typ):
 
 
 # Fields of features the embedded server refuses on purpose (docs/differences.md): not fuzzed.
-UNSUPPORTED = {"mirror", "sources", "allow_msg_counter", "allow_atomic", "allow_batched", "allow_msg_schedules",
-               "priority_policy", "priority_groups", "priority_timeout"}
+UNSUPPORTED = {"mirror", "sources", "allow_msg_counter", "allow_atomic", "allow_batched", "allow_msg_schedules"}
 
 
 def bodies_for(typ: R.Struct, max_fields: int = 3):
