@@ -4,6 +4,7 @@ remove, and replay a stream through a temporary consumer (what ConsumerReplay dr
 from __future__ import annotations
 
 import asyncio
+import json
 import datetime as _dt
 import time
 from typing import Any, AsyncIterator
@@ -88,11 +89,28 @@ def consumer_config(name: str | None = None, *, pull: bool = True, target: str |
 
 @in_session
 async def consumer_add(s: Session, stream: str, name: str | None = None, *, config: ConsumerConfig | None = None,
-                       **options: Any) -> ConsumerInfo:
+                       priority_policy: str | None = None, priority_groups: list[str] | str | None = None,
+                       priority_timeout: Any = None, **options: Any) -> ConsumerInfo:
     """Create a consumer (durable when named). Options as natscli: pull (default) or push with target,
-    deliver, ack, replay, filter, max_deliver, ack_wait, max_ack_pending, heartbeat, flow_control."""
+    deliver, ack, replay, filter, max_deliver, ack_wait, max_ack_pending, heartbeat, flow_control; priority
+    groups (nats-server 2.11+): priority_policy (overflow, pinned_client, prioritized), priority_groups,
+    priority_timeout (pinned_client: how long a pin lasts without requests)."""
     cfg = config or consumer_config(name, **options)
-    return tables.added_consumer(await s.js.add_consumer(stream, cfg))
+    if priority_policy is None and not priority_groups and priority_timeout is None:
+        return tables.added_consumer(await s.js.add_consumer(stream, cfg))
+    from .reports import api_request
+
+    # nats-py's ConsumerConfig has no priority fields: the request is sent as JSON with them added.
+    body = cfg.as_dict()
+    if priority_policy is not None:
+        body["priority_policy"] = priority_policy
+    if priority_groups:
+        body["priority_groups"] = [priority_groups] if isinstance(priority_groups, str) else list(priority_groups)
+    if priority_timeout is not None:
+        body["priority_timeout"] = int(parse_duration(priority_timeout, "--priority-timeout") * 1e9)
+    subject = f"$JS.API.CONSUMER.CREATE.{stream}" + (f".{cfg.name}" if cfg.name else "")
+    resp = await api_request(s, subject, {"stream_name": stream, "config": body})
+    return tables.added_consumer(ConsumerInfo.from_response(resp))
 
 
 @in_session
@@ -245,9 +263,13 @@ async def _settle(msg, action: str, ack_policy) -> str | None:
 
 @in_session
 async def consumer_next(s: Session, stream: str, name: str, *, count: int = 1, action: str = "ack",
-                        timeout: Any = 2.0, raw: bool = False) -> pd.DataFrame:
+                        timeout: Any = 2.0, raw: bool = False, group: str | None = None,
+                        min_pending: int | None = None, min_ack_pending: int | None = None,
+                        priority: int | None = None, pin_id: str | None = None) -> pd.DataFrame:
     """Pull the next `count` messages from a pull consumer and ack (or nak, term, leave: action='none')
-    each. Columns: the stored ones plus consumer_seq, delivered, pending, received, and `acked`."""
+    each. Columns: the stored ones plus consumer_seq, delivered, pending, received, and `acked`.
+    A consumer with priority groups needs `group`; with it go min_pending / min_ack_pending (overflow),
+    priority (prioritized, 0-9) and pin_id (pinned_client: the Nats-Pin-Id the messages came with)."""
     if action not in _ACTIONS:
         raise LabError(f"invalid action {action!r}: use {', '.join(_ACTIONS)}")
     info = await s.js.consumer_info(stream, name)
@@ -255,6 +277,13 @@ async def consumer_next(s: Session, stream: str, name: str, *, count: int = 1, a
         raise LabError(f"{name} is a push consumer: use %consumer sub {stream} {name}")
     at_least_one(count, "--count")
     limit = parse_duration(timeout, "--timeout") or 2.0
+    wants = {"group": group, "min_pending": min_pending, "min_ack_pending": min_ack_pending, "priority": priority,
+             "id": pin_id}
+    if any(v is not None for v in wants.values()):
+        if not group:
+            raise LabError("--min-pending, --min-ack-pending, --priority and --pin-id go with --group G")
+        return await _next_in_group(s, stream, name, info, {k: v for k, v in wants.items() if v is not None},
+                                    count, action, limit, raw)
     psub = await s.js.pull_subscribe_bind(durable=name, stream=stream)
     msgs, received, settled = [], [], []
     shown = progress.bar(count, f"{stream} > {name}", enabled=None if count > 1 else False)
@@ -287,6 +316,54 @@ async def consumer_next(s: Session, stream: str, name: str, *, count: int = 1, a
     else:
         line = await _why_nothing(s, stream, name, limit)
     return tables.lab_frame(frame, line, columns=CONSUMED_SHOWN)
+
+
+async def _next_in_group(s: Session, stream: str, name: str, info, fields: dict, count: int, action: str,
+                         limit: float, raw: bool) -> pd.DataFrame:
+    """consumer_next for a priority group: one pull request with the group's fields (nats-py's fetch has none)."""
+    inbox = s.nc.new_inbox()
+    sub = await s.nc.subscribe(inbox)
+    body = {"batch": count, "expires": int(limit * 1e9), **fields}
+    msgs, received, settled, status = [], [], [], ""
+    try:
+        await s.nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}", json.dumps(body).encode(), reply=inbox)
+        while len(msgs) < count:
+            try:
+                msg = await sub.next_msg(timeout=limit + 1)
+            except asyncio.TimeoutError:
+                break
+            code = (msg.headers or {}).get("Status")
+            if code:
+                status = f"{code} {(msg.headers or {}).get('Description', '')}".strip()
+                break
+            msgs.append(msg)
+            received.append(time.time())
+            settled.append(await _settle(msg, action, info.config.ack_policy))
+        await s.nc.flush()
+    finally:
+        await sub.unsubscribe()
+    if status[:3] not in ("", "404", "408"):
+        raise LabError(f"{stream} > {name} refused the pull request for group {fields['group']}: {status}")
+    frame = frames.consumed_frame(msgs, received, raw)
+    frame["acked"] = pd.Series(settled, dtype=object)
+    pins = {(m.headers or {}).get("Nats-Pin-Id") for m in msgs} - {None}
+    if msgs:
+        line = f"{len(msgs):,} message{'s' if len(msgs) != 1 else ''} from {stream} > {name} (group {fields['group']})"
+        if pins:
+            line += f", pinned as {', '.join(sorted(pins))} (pass --pin-id to keep the pin)"
+    else:
+        line = (f"nothing from {stream} > {name} for group {fields['group']} within {format_duration(limit)} "
+                f"({status or 'no answer'})")
+    return tables.lab_frame(frame, line, columns=CONSUMED_SHOWN)
+
+
+@in_session
+async def consumer_unpin(s: Session, stream: str, name: str, group: str) -> Done:
+    """Release the pinned client of a priority group (pinned_client policy): the next request gets the pin."""
+    from .reports import api_request
+
+    await api_request(s, f"$JS.API.CONSUMER.UNPIN.{stream}.{name}", {"group": group})
+    return Done(f"unpinned group {group} of {stream} > {name}", stream=stream, consumer=name, group=group)
 
 
 # The columns worth the eye in a table of deliveries; the others (size, consumer_seq, received) stay in

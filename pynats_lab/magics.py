@@ -344,7 +344,7 @@ def stream_parser() -> Parser:
 
 # -- %consumer ---------------------------------------------------------------------------------------
 def consumer_parser() -> Parser:
-    p, sub = _commands("%consumer", "JetStream consumers: add, ls, report, why, watch, info, edit, pause, resume, next, sub, rm.")
+    p, sub = _commands("%consumer", "JetStream consumers: add, ls, report, why, watch, info, edit, pause, resume, next, unpin, sub, rm.")
     a = sub.add_parser("add", help="create a durable consumer")
     a.add_argument("stream")
     a.add_argument("name")
@@ -365,6 +365,11 @@ def consumer_parser() -> Parser:
     a.add_argument("--flow-control", action="store_true", default=None, help="push: flow control")
     a.add_argument("--deliver-group", metavar="GROUP", help="push: queue group")
     a.add_argument("--description")
+    a.add_argument("--priority-policy", choices=["none", "overflow", "pinned_client", "prioritized"],
+                   help="pull: priority groups (nats-server 2.11+), needs --priority-group")
+    a.add_argument("--priority-group", action="append", metavar="G", help="a priority group (repeatable)")
+    a.add_argument("--priority-timeout", metavar="DUR",
+                   help="pinned_client: how long a pin lasts without requests (default 2m)")
     ls = sub.add_parser("ls", aliases=["list"], help="the consumers of a stream")
     ls.add_argument("stream")
     rep = sub.add_parser("report", help="one row per consumer: mode, ack policy, pending, redelivered, paused",
@@ -436,6 +441,18 @@ def consumer_parser() -> Parser:
     act.add_argument("--term", dest="action", action="store_const", const="term", help="never redeliver")
     n.add_argument("--timeout", default="2s", metavar="DUR")
     n.add_argument("--raw", action="store_true")
+    n.add_argument("--group", metavar="G", help="the priority group to pull for (consumers with priority groups)")
+    n.add_argument("--min-pending", type=_int, metavar="N", help="overflow: only while N or more are pending")
+    n.add_argument("--min-ack-pending", type=_int, metavar="N",
+                   help="overflow: only while N or more wait for their ack")
+    n.add_argument("--priority", type=_int, metavar="N", help="prioritized: 0-9, lower is served first")
+    n.add_argument("--pin-id", metavar="ID", help="pinned_client: the Nats-Pin-Id of earlier messages")
+    un = sub.add_parser("unpin", help="release the pinned client of a priority group",
+                        description="Release the pin of a pinned_client consumer's group: the next pull request "
+                        "without an id takes it (nats-server 2.11+).")
+    un.add_argument("stream")
+    un.add_argument("name")
+    un.add_argument("--group", required=True, metavar="G")
     s = sub.add_parser("sub", help="receive from a push or pull consumer for a while")
     s.add_argument("stream")
     s.add_argument("name")
@@ -464,6 +481,11 @@ def kv_parser() -> Parser:
     a.add_argument("--storage", choices=["file", "memory"], default="file")
     a.add_argument("--replicas", type=_int, default=1)
     a.add_argument("--description")
+    a.add_argument("--priority-policy", choices=["none", "overflow", "pinned_client", "prioritized"],
+                   help="pull: priority groups (nats-server 2.11+), needs --priority-group")
+    a.add_argument("--priority-group", action="append", metavar="G", help="a priority group (repeatable)")
+    a.add_argument("--priority-timeout", metavar="DUR",
+                   help="pinned_client: how long a pin lasts without requests (default 2m)")
     ls = sub.add_parser("ls", aliases=["list"], help="buckets, or the keys of one bucket")
     ls.add_argument("bucket", nargs="?")
     writes = {
@@ -735,7 +757,9 @@ def run_consumer(a: argparse.Namespace, cell: str | None) -> Any:
                                 ack=a.ack, replay=a.replay, filter=a.filter, max_deliver=a.max_deliver,
                                 ack_wait=a.ack_wait, max_ack_pending=a.max_pending, max_waiting=a.max_waiting,
                                 heartbeat=a.heartbeat, flow_control=a.flow_control,
-                                deliver_group=a.deliver_group, description=a.description)
+                                deliver_group=a.deliver_group, description=a.description,
+                                priority_policy=a.priority_policy, priority_groups=a.priority_group,
+                                priority_timeout=a.priority_timeout)
     if c in ("ls", "list"):
         return lab.consumer_ls(a.stream)
     if c == "report":
@@ -771,7 +795,10 @@ def run_consumer(a: argparse.Namespace, cell: str | None) -> Any:
         return lab.consumer_rm(a.stream, a.name)
     if c == "next":
         return lab.consumer_next(a.stream, a.name, count=a.count, action=a.action or "ack", timeout=a.timeout,
-                                 raw=a.raw)
+                                 raw=a.raw, group=a.group, min_pending=a.min_pending,
+                                 min_ack_pending=a.min_ack_pending, priority=a.priority, pin_id=a.pin_id)
+    if c == "unpin":
+        return lab.consumer_unpin(a.stream, a.name, a.group)
     if c == "sub":
         return lab.consumer_sub(a.stream, a.name, count=a.count, timeout=a.timeout, action=a.action, raw=a.raw)
     if c == "replay":

@@ -1,0 +1,55 @@
+"""%consumer add --priority-policy, %consumer next --group ..., %consumer unpin through a real IPython shell, on
+every JetStream server kind."""
+from __future__ import annotations
+
+from tests.lab.conftest import assert_one_line_errors, magic
+
+
+def _orders(shell, n: int) -> None:
+    magic(shell, "%stream add ORDERS --subjects orders.>")
+    magic(shell, "%nats pub orders.new o{{Count}} --count " + str(n) + " --js")
+
+
+def _pin(frame) -> set:
+    return {h.get("Nats-Pin-Id") for h in frame["headers"]}
+
+
+def test_pinned_client_from_the_magics(lab_js, shell, capsys):
+    _orders(shell, 4)
+    added = magic(shell, "%consumer add ORDERS pc --priority-policy pinned_client --priority-group A "
+                         "--priority-timeout 30s")
+    assert added.name == "pc" and added.summary.startswith("consumer pc on ORDERS: pull, all subjects, deliver all, ack explicit")
+    first = magic(shell, "%consumer next ORDERS pc --group A --count 2")
+    assert first["data"].tolist() == ["o1", "o2"] and first["acked"].tolist() == ["ack", "ack"]
+    [pin] = _pin(first)
+    assert pin and f"pinned as {pin}" in first.summary
+    other = magic(shell, "%consumer next ORDERS pc --group A --timeout 500ms")
+    assert len(other) == 0 and "408 Request Timeout" in other.summary
+    again = magic(shell, f"%consumer next ORDERS pc --group A --pin-id {pin}")
+    assert again["data"].tolist() == ["o3"] and _pin(again) == {pin}
+    assert str(magic(shell, "%consumer unpin ORDERS pc --group A")) == "unpinned group A of ORDERS > pc"
+    after = magic(shell, "%consumer next ORDERS pc --group A")
+    assert after["data"].tolist() == ["o4"] and _pin(after) != {pin}
+    assert_one_line_errors(shell, capsys, {
+        "%consumer next ORDERS pc --group A --pin-id nope":
+            "%consumer next: ORDERS > pc refused the pull request for group A: 423 Nats-Pin-Id mismatch",
+        "%consumer next ORDERS pc --group B": "%consumer next: ORDERS > pc refused the pull request for group B: "
+                                              "400 Bad Request - Invalid Priority Group",
+        "%consumer next ORDERS pc": "%consumer next: ",
+        "%consumer next ORDERS pc --pin-id x": "%consumer next: --min-pending, --min-ack-pending, --priority and",
+        "%consumer unpin ORDERS pc --group B":
+            "%consumer unpin: Provided priority group does not exist for this consumer (10160)",
+        "%consumer add ORDERS x --priority-policy overflow":
+            "%consumer add: Setting PriorityPolicy requires at least one PriorityGroup to be set (10159)",
+    })
+
+
+def test_overflow_and_prioritized_from_the_magics(lab_js, shell):
+    _orders(shell, 4)
+    magic(shell, "%consumer add ORDERS ov --priority-policy overflow --priority-group A")
+    held = magic(shell, "%consumer next ORDERS ov --group A --min-pending 10 --timeout 500ms")
+    assert len(held) == 0
+    got = magic(shell, "%consumer next ORDERS ov --group A --min-pending 3 --count 2")
+    assert got["data"].tolist() == ["o1", "o2"]
+    magic(shell, "%consumer add ORDERS pr --priority-policy prioritized --priority-group A")
+    assert magic(shell, "%consumer next ORDERS pr --group A --priority 3")["data"].tolist() == ["o1"]
