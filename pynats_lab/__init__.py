@@ -29,7 +29,8 @@ from .tracing import trace
 from .streams import (StreamPager, stream_add, stream_edit, stream_frame, stream_get, stream_info, stream_ls,
                       stream_names, stream_purge, stream_rm, stream_rmm, stream_tail, stream_view)
 
-_WIDGETS = ("StreamViewer", "ConsumerReplay", "LatencyChart", "DedupChart", "ServerMonitor", "LagChart")
+_WIDGETS = ("StreamViewer", "ConsumerReplay", "LatencyChart", "DedupChart", "ServerMonitor", "LagChart",
+            "PriorityGroups")
 
 
 def connect(url: str | None = None, *, context: str | None = None, creds: str | None = None,

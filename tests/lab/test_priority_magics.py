@@ -53,3 +53,24 @@ def test_overflow_and_prioritized_from_the_magics(lab_js, shell):
     assert got["data"].tolist() == ["o1", "o2"]
     magic(shell, "%consumer add ORDERS pr --priority-policy prioritized --priority-group A")
     assert magic(shell, "%consumer next ORDERS pr --group A --priority 3")["data"].tolist() == ["o1"]
+
+
+def test_priority_groups_widget_shows_who_receives_what(lab_js, shell):
+    import pynats_lab
+
+    pinned = pynats_lab.PriorityGroups("pinned_client", clients=3, messages=8, wait=True)
+    df = pinned.df
+    assert df["seq"].tolist() == list(range(1, 9)), pinned.status.value
+    before, after = df[~df["after_leave"]], df[df["after_leave"]]
+    assert before["client"].nunique() == 1 and after["client"].nunique() == 1
+    assert before["client"].iloc[0] == pinned.left != after["client"].iloc[0]
+    assert before["pin"].nunique() == 1 and set(after["pin"]) != set(before["pin"]) and df["pin"].notna().all()
+    ranked = pynats_lab.PriorityGroups("prioritized", clients=3, messages=6, wait=True)
+    assert ranked.summary()[["client", "before", "after"]].values.tolist() == [["c1", 3, 0], ["c2", 0, 3]]
+    spill = pynats_lab.PriorityGroups("overflow", clients=2, messages=10, min_pending=3, wait=True)
+    counts = spill.summary().set_index("client")
+    assert counts.loc["c1", "before"] == 5 and "c2" in counts.index and counts.loc["c2", "before"] == 0
+    assert 1 <= counts.loc["c2", "after"] < 5, spill.status.value
+    assert "waiting for nobody" in spill.status.value
+    assert "Priority groups: overflow" in spill._repr_mimebundle_()["text/html"]
+    assert not [s for s in pynats_lab.stream_names() if s.startswith("PRIORITY_DEMO")]
