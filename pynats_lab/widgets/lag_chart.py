@@ -7,7 +7,6 @@ from __future__ import annotations
 import html
 from typing import Any
 
-import ipywidgets as widgets
 import pandas as pd
 
 from .. import charts
@@ -31,18 +30,8 @@ class LagChart(Watch):
         self.sampler = LagSampler(self.session, stream, consumer)
         self.session.run(self.sampler.sample())  # a wrong stream or consumer fails here, at once
         self.what = f"{stream} > {consumer}" if consumer else f"consumers of {stream}"
-        self.chart = widgets.HTML()
-        self.table = widgets.HTML()
-        self.status = widgets.HTML("1 reading")
-        self.stop_button = widgets.Button(description="stop", icon="stop", layout=widgets.Layout(width="auto"))
-        self.stop_button.on_click(lambda _b: self.stop())
-        super().__init__([widgets.HTML(f"<b>Lag</b> of {html.escape(self.what)}"), self.status, self.chart,
-                          self.table, self.stop_button])
-        self.add_class("pynats-lag-chart")
-        self._render()
-        self._start_watch()
-        if wait:
-            self.wait(None)
+        super().__init__()
+        self._start_watch(f"<b>Lag</b> of {html.escape(self.what)}", "pynats-lag-chart", "1 reading", wait)
 
     def figure(self):
         return charts.lag_figure(self.df, title=f"Lag of {self.what}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import html
 from typing import Any
 
-import ipywidgets as widgets
 import numpy as np
 import pandas as pd
 
@@ -30,18 +29,8 @@ class ServerMonitor(Watch):
         self.sampler = ServerSampler(self.session, monitor)
         # The first reading happens here, so a wrong use (no way to reach the servers) fails at once.
         self.session.run(self.sampler.sample())
-        self.chart = widgets.HTML()
-        self.table = widgets.HTML()
-        self.status = widgets.HTML("reading…")
-        self.stop_button = widgets.Button(description="stop", icon="stop", layout=widgets.Layout(width="auto"))
-        self.stop_button.on_click(lambda _b: self.stop())
-        super().__init__([widgets.HTML(f"<b>Servers</b> of {self.session.url}"), self.status, self.chart,
-                          self.table, self.stop_button])
-        self.add_class("pynats-server-monitor")
-        self._render()
-        self._start_watch()
-        if wait:
-            self.wait(None)
+        super().__init__()
+        self._start_watch(f"<b>Servers</b> of {self.session.url}", "pynats-server-monitor", "reading…", wait)
 
     def figure(self):
         return charts.server_watch_figure(self.df, title=f"Servers of {self.session.url}")

@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Any
 
+import ipywidgets as widgets
 import pandas as pd
 
 from ..errors import LabError, describe
@@ -16,8 +17,8 @@ HEADLESS_READINGS = 5  # a saved notebook shows this many intervals when no --ti
 
 
 class Watch(LabWidget):
-    """Subclasses set `self.sampler` (an object with `async sample()`, `.rows` and `.frame`), `self.status`
-    (an HTML widget) and `_render()`; `_start_watch` then runs the readings in the background."""
+    """Subclasses set `self.sampler` (an object with `async sample()`, `.rows` and `.frame`), take a first
+    reading, and call `_start_watch`; their `_render()` draws into `self.chart` and `self.table`."""
 
     def _watch_settings(self, interval: Any, timeout: Any) -> None:
         self.interval = parse_interval(interval)
@@ -31,8 +32,20 @@ class Watch(LabWidget):
         self.refreshes: list[float] = []
         self._stopping = False
 
-    def _start_watch(self) -> None:
+    def _start_watch(self, title: str, css_class: str, status: str, wait: bool) -> None:
+        """Lay out the title (HTML), status line, chart, table of the latest reading and stop button, draw the
+        first reading (taken by the constructor) and read on in the background."""
+        self.chart = widgets.HTML()
+        self.table = widgets.HTML()
+        self.status = widgets.HTML(status)
+        self.stop_button = widgets.Button(description="stop", icon="stop", layout=widgets.Layout(width="auto"))
+        self.stop_button.on_click(lambda _b: self.stop())
+        self.children = [widgets.HTML(title), self.status, self.chart, self.table, self.stop_button]
+        self.add_class(css_class)
+        self._render()
         self._job = self.session.submit(self._watch())
+        if wait:
+            self.wait(None)
 
     async def _watch(self) -> None:
         loop = asyncio.get_running_loop()
