@@ -12,6 +12,7 @@ from __future__ import annotations
 from . import counters, headers
 from .clock import now_ns
 from .errors import ApiError, api_error
+from .store import MAX_BYTES, MAX_MSGS, MAX_MSGS_PER_SUBJECT
 
 BATCH_ID = b"Nats-Batch-Id"
 BATCH_SEQ = b"Nats-Batch-Sequence"
@@ -142,6 +143,7 @@ def _check(st, msgs: list) -> None:
     transform = st._input_tr
     ids: set[str] = set()
     inflight: set[str] = set()
+    totals = _Totals()
     if st._dd:
         st._expire_dedupe(now_ns())
     for i, (subject, hdr, msg) in enumerate(msgs):
@@ -201,3 +203,39 @@ def _check(st, msgs: list) -> None:
                 raise api_error("JSStreamRollupFailedF",
                                 err=f'rollup value invalid: "{rollup.decode("utf-8", "replace")}"')
         inflight.add(subject)
+        _check_discard_new(st, subject, hdr, msg, totals)
+
+
+
+class _Totals:
+    """A batch's messages and bytes so far, and per subject (nats-server's inflight running totals)."""
+    __slots__ = ("msgs", "bytes", "per_subject", "state")
+
+    def __init__(self):
+        self.msgs = self.bytes = 0
+        self.per_subject: dict[str, int] = {}
+        self.state = None
+
+
+def _check_discard_new(st, subject: str, hdr: bytes, msg: bytes, totals: _Totals) -> None:
+    """Under discard new the whole batch must fit before any of it is stored: the stream's messages and bytes
+    plus the batch's so far, and per subject with discard_new_per_subject (a rollup passes)."""
+    cfg = st.cfg
+    totals.msgs += 1
+    totals.bytes += st.store.msg_size(subject, hdr, msg)
+    totals.per_subject[subject] = totals.per_subject.get(subject, 0) + 1
+    if cfg.get("discard") != "new":
+        return
+    max_msgs, max_bytes = cfg.get("max_msgs", -1), cfg.get("max_bytes", -1)
+    if max_msgs > 0 or max_bytes > 0:
+        if totals.state is None:
+            totals.state = st.store.state()
+        if max_msgs > 0 and totals.state.msgs + totals.msgs > max_msgs:
+            raise api_error("JSStreamStoreFailedF", err=MAX_MSGS)
+        if max_bytes > 0 and totals.state.bytes + totals.bytes > max_bytes:
+            raise api_error("JSStreamStoreFailedF", err=MAX_BYTES)
+    max_per = cfg.get("max_msgs_per_subject", -1)
+    if cfg.get("discard_new_per_subject") and max_per > 0 and not headers.get(hdr, headers.ROLLUP):
+        held = st.store.subjects_state(subject).get(subject)
+        if (held.msgs if held else 0) + totals.per_subject[subject] > max_per:
+            raise api_error("JSStreamStoreFailedF", err=MAX_MSGS_PER_SUBJECT)

@@ -83,6 +83,32 @@ def test_a_refused_batch_stores_nothing(js_server, steps, expected):
     assert stored == 0
 
 
+def test_a_batch_that_would_not_fit_under_discard_new_stores_nothing(js_server):
+    """Each message would fit one by one until the limit; the batch is refused whole, before any is stored."""
+    async def scenario():
+        async with connected(js_server) as (nc, js):
+            await api(nc, "$JS.API.STREAM.CREATE.A", {"name": "A", "subjects": ["a.>"], "allow_atomic": True,
+                                                      "discard": "new", "max_msgs": 5, "max_msgs_per_subject": 2,
+                                                      "discard_new_per_subject": True})
+            await _pub(nc, "a.1", _hdrs("b1", 1))
+            await _pub(nc, "a.2", _hdrs("b1", 2))
+            fits = await _pub(nc, "a.3", _hdrs("b1", 3, "1"))
+            await _pub(nc, "a.4", _hdrs("b2", 1))
+            await _pub(nc, "a.5", _hdrs("b2", 2))
+            too_many = await _pub(nc, "a.6", _hdrs("b2", 3, "1"))
+            await _pub(nc, "a.1", _hdrs("b3", 1))
+            per_subject = await _pub(nc, "a.1", _hdrs("b3", 2, "1"))
+            await _pub(nc, "a.4", _hdrs("b4", 1))
+            fills = await _pub(nc, "a.5", _hdrs("b4", 2, "1"))
+            return fits, too_many, per_subject, fills, await _messages(nc, "A")
+
+    fits, too_many, per_subject, fills, stored = run(scenario())
+    assert fits["count"] == 3
+    assert error_of(too_many) == (503, 10077, "maximum messages exceeded")
+    assert error_of(per_subject) == (503, 10077, "maximum messages per subject exceeded")
+    assert fills["count"] == 2 and stored == 5
+
+
 def test_batches_need_allow_atomic_a_sequence_and_no_async_persistence(js_server):
     async def scenario():
         async with connected(js_server) as (nc, js):
