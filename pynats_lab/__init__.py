@@ -26,6 +26,7 @@ from .overview import (interest, server_health, server_ls, server_report_account
 from .reports import consumer_report, stream_report, stream_subjects
 from .session import Session, get_session
 from .tracing import trace
+from .tutorials import TutorialConflict, tutorial_end, tutorial_start
 from .streams import (StreamPager, stream_add, stream_edit, stream_frame, stream_get, stream_info, stream_ls,
                       stream_names, stream_purge, stream_rm, stream_rmm, stream_tail, stream_view)
 
@@ -118,4 +119,5 @@ __all__ = [
     "latency", "latency_percentiles", "bench", "dedup_series", *_WIDGETS,
     "server_ls", "server_report_connections", "server_report_jetstream", "server_report_accounts",
     "server_health", "server_watch", "interest", "events", "events_background", "events_from", "EventCollector", "trace",
+    "tutorial_start", "tutorial_end", "TutorialConflict",
 ]

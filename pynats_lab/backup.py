@@ -129,6 +129,10 @@ def stream_restore(directory: str | Path, *, name: str | None = None, subjects: 
         if config.pop(key, None):
             print(f"restore: {key} of the original not restored: the messages are restored directly")
     meta_kv = {k: v for k, v in (config.get("metadata") or {}).items() if not k.startswith("_nats")}
+    if s.tutorial is not None:  # a stream a tutorial restores is the tutorial's (tutorials.py)
+        from .tutorials import MARKER
+
+        meta_kv[MARKER] = s.tutorial
     config["metadata"] = meta_kv or None
     config = {k: v for k, v in config.items() if v is not None}
     sealed = config.pop("sealed", False)

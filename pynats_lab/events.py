@@ -104,8 +104,10 @@ async def _capture(s: Session, stream: str) -> bool:
     try:
         info = await s.js.stream_info(stream)
     except jse.NotFoundError:
-        await s.js.add_stream(StreamConfig(name=stream, subjects=[CAPTURED],
-                                           description="JetStream advisories kept by %nats events --capture"))
+        from .tutorials import mark_config
+
+        await s.js.add_stream(mark_config(s, StreamConfig(
+            name=stream, subjects=[CAPTURED], description="JetStream advisories kept by %nats events --capture")))
         return True
     if CAPTURED not in (info.config.subjects or []):
         raise LabError(f"stream {stream} exists and does not keep {CAPTURED}: capture into a new stream "

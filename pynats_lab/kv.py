@@ -21,6 +21,7 @@ from .done import Done
 from .errors import LabError, as_lab_error
 from .messaging import encode_payload
 from .session import Session, in_session
+from .tutorials import mark_stream
 from .units import at_least_one, parse_duration, parse_size
 
 ENTRY_COLUMNS = ["bucket", "key", "value", "revision", "created", "operation"]
@@ -107,6 +108,7 @@ async def kv_add(s: Session, bucket: str, *, history: int = 1, ttl: Any = None, 
                          max_bytes=parse_size(max_bytes, "--max-bytes"), storage=StorageType(storage),
                          replicas=replicas, description=description, direct=True)
     kv = await s.js.create_key_value(cfg)
+    await mark_stream(s, f"KV_{bucket}")
     return _buckets_frame([_bucket_row(await kv.status())])
 
 

@@ -152,6 +152,9 @@ class Session:
         self._system_user: tuple[int, bool] | None = None
         self._server_count: int | None = None
         self._system_nc = None  # the embedded default's system-account connection, opened when first needed
+        # The running tutorial (tutorials.py): what the lab creates carries its marker.
+        self.tutorial: str | None = None
+        self.tutorial_names: list = []
 
     # -- the loop thread ------------------------------------------------------------------------
     @property

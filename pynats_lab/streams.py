@@ -21,6 +21,7 @@ from .errors import LabError, as_lab_error
 from .reader import Batch, StreamReader
 from .session import Session, get_session, in_session
 from .subjects import check_subject
+from .tutorials import mark_config
 from .units import parse_duration, parse_size, since_to_time
 
 _ENUMS = {"storage": StorageType, "retention": RetentionPolicy, "discard": DiscardPolicy}
@@ -170,6 +171,7 @@ async def stream_add(s: Session, name: str, subjects: list[str] | str | None = N
         cfg.allow_direct = True
     if not cfg.subjects and cfg.mirror is None and not cfg.sources:
         cfg.subjects = [name]
+    cfg = mark_config(s, cfg)
     try:
         return tables.added_stream(await s.js.add_stream(cfg))
     except jse.APIError as exc:
