@@ -101,9 +101,12 @@ async def _publish_batch(s: Session, messages: list) -> pd.DataFrame:
         ack = json.loads(reply.data) if reply.data else {}
         if "error" in ack:
             jse.APIError.from_error(ack["error"])
-        return pd.DataFrame({"subject": [subj], "stream": [ack.get("stream")], "seq": [ack.get("seq")],
-                             "batch": [ack.get("batch")], "count": [ack.get("count")],
-                             "ack_ms": [(time.time() - t0) * 1000]})
+        took = (time.time() - t0) * 1000
+        frame = pd.DataFrame({"subject": [subj], "stream": [ack.get("stream")], "seq": [ack.get("seq")],
+                              "batch": [ack.get("batch")], "count": [ack.get("count")], "ack_ms": [took]})
+        n, seq = ack.get("count") or last, ack.get("seq") or 0
+        return tables.lab_frame(frame, f"a batch of {n} stored in {ack.get('stream')} seq {seq - n + 1}..{seq} "
+                                       f"(all or none); commit ack {took:.2f} ms")
 
 
 @in_session
