@@ -110,7 +110,24 @@ async def consumer_add(s: Session, stream: str, name: str | None = None, *, conf
         body["priority_timeout"] = int(parse_duration(priority_timeout, "--priority-timeout") * 1e9)
     subject = f"$JS.API.CONSUMER.CREATE.{stream}" + (f".{cfg.name}" if cfg.name else "")
     resp = await api_request(s, subject, {"stream_name": stream, "config": body})
-    return tables.added_consumer(ConsumerInfo.from_response(resp))
+    return tables.added_consumer(with_priority(resp))
+
+
+def with_priority(resp: dict) -> ConsumerInfo:
+    """nats-py's ConsumerInfo of a consumer info answer, with the priority group fields it drops kept under
+    nats-server's names: config.priority_policy, .priority_groups, .priority_timeout (seconds, as nats-py gives
+    ack_wait) and info.priority_groups, each group's state ({group, pinned_client_id, pinned_ts})."""
+    cfg = dict(resp.get("config") or {})
+    info = ConsumerInfo.from_response(resp)
+    if cfg.get("priority_policy"):
+        info.config.priority_policy = cfg["priority_policy"]
+    if cfg.get("priority_groups"):
+        info.config.priority_groups = list(cfg["priority_groups"])
+    if cfg.get("priority_timeout"):
+        info.config.priority_timeout = cfg["priority_timeout"] / 1e9
+    if resp.get("priority_groups"):
+        info.priority_groups = [dict(g) for g in resp["priority_groups"]]
+    return info
 
 
 @in_session
@@ -121,8 +138,12 @@ async def consumer_ls(s: Session, stream: str) -> pd.DataFrame:
 
 @in_session
 async def consumer_info(s: Session, stream: str, name: str) -> ConsumerInfo:
-    """A consumer's configuration and state (delivered, ack floor, pending, ack pending, redelivered)."""
-    return await s.js.consumer_info(stream, name)
+    """A consumer's configuration and state (delivered, ack floor, pending, ack pending, redelivered), with
+    its priority policy, groups and each group's pinned client (see `with_priority`)."""
+    from .reports import api_request
+
+    resp = await api_request(s, f"$JS.API.CONSUMER.INFO.{stream}.{name}")
+    return with_priority(resp)
 
 
 # natscli's names for the settings `consumer_edit` can change -> the server's config fields

@@ -150,12 +150,20 @@ def acks_frame(subjects: Sequence[str], acks: Sequence, sent: Sequence[float], a
     })
 
 
+# Server fields nats-py's dataclasses drop, kept on them by the lab (consumers.with_priority) and shown.
+KEPT_FIELDS = ("priority_policy", "priority_groups", "priority_timeout")
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return value.value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if getattr(value, f.name) not in (None, [], {})}
+        out = {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+               if getattr(value, f.name) not in (None, [], {})}
+        for name in KEPT_FIELDS:  # set by the lab where nats-py has no field for them
+            if vars(value).get(name) not in (None, [], {}):
+                out[name] = _plain(vars(value)[name])
+        return out
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
@@ -207,6 +215,10 @@ def flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
         name = f"{prefix}{key}"
         if isinstance(value, dict) and value:
             pairs.extend(flatten(value, name + "."))
+        elif key == "priority_groups" and value and isinstance(value[0], dict):  # a group's state per group
+            for group in value:
+                pairs.extend(flatten({k: v for k, v in group.items() if k != "group"},
+                                     f"{name}.{group.get('group')}."))
         elif value not in (None, [], {}, ""):
             pairs.append((name, value))
     return pairs

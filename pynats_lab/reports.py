@@ -143,7 +143,7 @@ async def stream_report(s: Session, *, subject: str | None = None, sort: str = "
 CONSUMER_REPORT_COLUMNS = ["consumer", "mode", "ack_policy", "ack_wait", "num_pending", "pending_pct",
                            "num_ack_pending", "max_ack_pending", "num_redelivered", "num_waiting",
                            "ack_floor", "delivered", "last_delivery", "last_ack", "paused", "pause_until",
-                           "push_bound", "filter", "durable", "leader"]
+                           "push_bound", "filter", "priority", "pinned", "durable", "leader"]
 
 
 def consumer_row(ci: dict, stream_msgs: int | None = None) -> dict:
@@ -165,7 +165,12 @@ def consumer_row(ci: dict, stream_msgs: int | None = None) -> dict:
         "last_delivery": _time(delivered.get("last_active")), "last_ack": _time(floor.get("last_active")),
         "paused": bool(ci.get("paused")), "pause_until": _time(cfg.get("pause_until")) if ci.get("paused") else None,
         "push_bound": bool(ci.get("push_bound")) if cfg.get("deliver_subject") else None,
-        "filter": ", ".join(filters) or None, "durable": bool(cfg.get("durable_name")),
+        "filter": ", ".join(filters) or None,
+        "priority": (f"{cfg['priority_policy']} ({', '.join(cfg.get('priority_groups') or [])})"
+                     if cfg.get("priority_policy") else None),
+        "pinned": ", ".join(f"{g.get('group')}: {g['pinned_client_id']}" for g in ci.get("priority_groups") or []
+                            if g.get("pinned_client_id")) or None,
+        "durable": bool(cfg.get("durable_name")),
         "leader": (ci.get("cluster") or {}).get("leader"),
     }
 

@@ -179,7 +179,10 @@ def added_consumer(info: ConsumerInfo) -> AddedConsumer:
     kind = f"push to {c.deliver_subject}" if c.deliver_subject else "pull"
     filters = c.filter_subject or ", ".join(c.filter_subjects or []) or "all subjects"
     info.__class__ = AddedConsumer
+    policy = getattr(c, "priority_policy", None)
+    groups = ", ".join(getattr(c, "priority_groups", None) or [])
+    priority = f", priority {policy} (group {groups})" if policy else ""
     info.summary = (f"consumer {info.name} on {info.stream_name}: {kind}, {filters}, deliver "
-                    f"{_value(c.deliver_policy)}, ack {_value(c.ack_policy)}, {info.num_pending:,} pending "
-                    f"(every setting: %consumer info {info.stream_name} {info.name})")
+                    f"{_value(c.deliver_policy)}, ack {_value(c.ack_policy)}{priority}, {info.num_pending:,} "
+                    f"pending (every setting: %consumer info {info.stream_name} {info.name})")
     return info

@@ -2,6 +2,7 @@
 every JetStream server kind."""
 from __future__ import annotations
 
+import pynats_lab
 from tests.lab.conftest import assert_one_line_errors, magic
 
 
@@ -23,6 +24,18 @@ def test_pinned_client_from_the_magics(lab_js, shell, capsys):
     assert first["data"].tolist() == ["o1", "o2"] and first["acked"].tolist() == ["ack", "ack"]
     [pin] = _pin(first)
     assert pin and f"pinned as {pin}" in first.summary
+    assert "priority pinned_client (group A)" in added.summary
+    # nats-py's ConsumerInfo has no priority fields: info and report show them from the server's JSON
+    info = magic(shell, "%consumer info ORDERS pc")
+    c = info.config
+    assert (c.priority_policy, c.priority_groups, c.priority_timeout) == ("pinned_client", ["A"], 30.0)
+    assert [g["group"] for g in info.priority_groups] == ["A"] and info.priority_groups[0]["pinned_client_id"] == pin
+    shown = dict(pynats_lab.frames.info_frame(info).values.tolist())
+    assert shown["config.priority_policy"] == "pinned_client" and shown["priority_groups.A.pinned_client_id"] == pin
+    magic(shell, "%consumer add ORDERS plain")
+    report = magic(shell, "%consumer report ORDERS").set_index("consumer")
+    assert report.loc["pc", ["priority", "pinned"]].tolist() == ["pinned_client (A)", f"A: {pin}"]
+    assert report.loc["plain", ["priority", "pinned"]].isna().all()
     other = magic(shell, "%consumer next ORDERS pc --group A --timeout 500ms")
     assert len(other) == 0 and "408 Request Timeout" in other.summary
     again = magic(shell, f"%consumer next ORDERS pc --group A --pin-id {pin}")
