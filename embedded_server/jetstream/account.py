@@ -9,7 +9,7 @@ from . import advisories
 from . import config as config_mod
 from . import config_check
 from . import config_json
-from . import filters, limits, recovery, sourcing
+from . import filters, limits, recovery, snapshot, sourcing
 from .clock import now_ns
 from .consumer import Consumer, new_consumer_name
 from .errors import ApiError, api_error
@@ -225,6 +225,7 @@ class JSAccount:
     # reported with an [ERR] line and moved into `unloadable/` beside the others (see recovery.py); the rest runs.
     def recover(self) -> None:
         """Bring back the file streams and their consumers found on disk."""
+        snapshot.clean_staging(self)
         try:
             names = sorted(os.listdir(self.dir)) if os.path.isdir(self.dir) else []
         except OSError as e:

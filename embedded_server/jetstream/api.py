@@ -14,6 +14,7 @@ from . import filters
 from . import headers
 from . import priority
 from . import requests
+from . import snapshot
 from .clock import rfc3339, now_ns, ZERO_TIME
 from .config import API_LEVEL
 from .config_json import decode_request, invalid_json
@@ -33,6 +34,7 @@ _ERROR_EXTRAS = {
     "consumer_list_response": {"total": 0, "offset": 0, "limit": 0, "consumers": []},
     "stream_purge_response": {"purged": 0},
     "consumer_pause_response": {"paused": False, "pause_until": ZERO_TIME},
+    "stream_restore_response": {"deliver_subject": ""},
 }
 
 
@@ -408,6 +410,8 @@ ROUTES = [
     (("STREAM", "LIST"), stream_list, "stream_list_response"),
     (("STREAM", "MSG", "GET", "*"), msg_get, "stream_msg_get_response"),
     (("STREAM", "MSG", "DELETE", "*"), msg_delete, "stream_msg_delete_response"),
+    (("STREAM", "SNAPSHOT", "*"), snapshot.stream_snapshot, "stream_snapshot_response"),
+    (("STREAM", "RESTORE", "*"), snapshot.stream_restore, "stream_restore_response"),
     (("CONSUMER", "CREATE", "*"), consumer_create, "consumer_create_response"),
     (("CONSUMER", "CREATE", "*", ">"), consumer_create, "consumer_create_response"),
     (("CONSUMER", "DURABLE", "CREATE", "*", "*"), consumer_create, "consumer_create_response"),

@@ -50,11 +50,12 @@ class Slice:
 
 
 class Map:
-    """map[string]string."""
-    __slots__ = ("name",)
+    """map[string]string, or map[string]<item>."""
+    __slots__ = ("name", "item")
 
-    def __init__(self):
-        self.name = "map[string]string"
+    def __init__(self, item=None):
+        self.item = item
+        self.name = "map[string]" + (item.name if item is not None else "string")
 
 
 class Struct:
@@ -401,8 +402,9 @@ def _decode(value, typ, st: _State, path: list[str]):
             return _UNSET
         out = {}
         for k, v in value.pairs:
-            got = _decode(v, STRING, st, path + [k])
-            out[_string(k)] = "" if got is _UNSET else got
+            item = STRING if typ.item is None else typ.item
+            got = _decode(v, item, st, path + [k])
+            out[_string(k)] = _zero(item) if got is _UNSET else got
         return out
     if isinstance(typ, Struct):
         if not isinstance(value, _Object):
