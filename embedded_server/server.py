@@ -28,7 +28,7 @@ from embedded_server.protocol import go_quote, msg_frame, msg_prefix, msg_tail
 from embedded_server.logger import Logger
 from embedded_server.options import DEFAULT_PORT, Options, join_host_port
 from embedded_server.subjects import Sublist, Subscription
-from embedded_server.version import PROTOCOL_VERSION, VERSION
+from embedded_server.version import API_LEVEL, PROTOCOL_VERSION, VERSION
 
 GLOBAL_ACCOUNT = "$G"
 SYSTEM_ACCOUNT = "$SYS"
@@ -191,7 +191,6 @@ class Server:
         self.authenticator: Callable | None = None
         self.nonce_required = False
         self.jetstream = None
-        self.info_extra: dict = {}   # INFO fields owned by other parts (e.g. JetStream's api_lvl)
         self.monitor = None
         self.start_time = time.time()
         self.config_load_time = self.start_time
@@ -319,12 +318,14 @@ class Server:
             if self.nonce_required and not connect_info:
                 client.nonce = base64.urlsafe_b64encode(secrets.token_bytes(11)).decode().rstrip("=")
                 info["nonce"] = client.nonce
+        if opts.jetstream_domain:
+            info["domain"] = opts.jetstream_domain
         if connect_info and client is not None:
             info["connect_info"] = True
             info["remote_account"] = client.account.name
             if client.account.name == (self.system_account_name or SYSTEM_ACCOUNT):
                 info["acc_is_sys"] = True
-        info.update(self.info_extra)
+        info["api_lvl"] = API_LEVEL  # with or without JetStream, as nats-server
         # nats-server writes a space between the JSON and the CRLF.
         return b"INFO " + json.dumps(info, separators=(",", ":")).encode() + b" \r\n"
 

@@ -123,7 +123,6 @@ class JetStream:
         log.notice("-------------------------------------------")
         for account in list(self.server.accounts.values()):
             self.account_registered(account)
-        self.server.info_extra["api_lvl"] = API_LEVEL
         self._arm_sync()
         log.notice(f"Took {(time.monotonic() - started) * 1000:.3f}ms to start JetStream")
 
@@ -266,7 +265,6 @@ class JetStream:
             self._sync_timer.cancel()
         for jsa in self.accounts.values():
             jsa.stop()
-        self.server.info_extra.pop("api_lvl", None)
 
 
 def _int_arg(value) -> int:

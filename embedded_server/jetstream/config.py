@@ -6,6 +6,8 @@ setConsumerConfigDefaults, checkConsumerCfg) in config_check.py.
 """
 from __future__ import annotations
 
+from embedded_server.version import API_LEVEL  # noqa: F401  (re-exported: the level of PROTOCOL_VERSION)
+
 SECOND = 1_000_000_000
 MINUTE = 60 * SECOND
 DEFAULT_DUPLICATE_WINDOW = 2 * MINUTE
@@ -15,7 +17,6 @@ DEFAULT_MAX_WAITING = 512
 MAX_NAME_LEN = 255
 MAX_DESCRIPTION_LEN = 4 * 1024
 MAX_METADATA_LEN = 128 * 1024
-API_LEVEL = 5
 
 
 def filter_list(cfg: dict) -> list[str]:

@@ -175,9 +175,11 @@ def set_static_metadata(cfg: dict, previous: dict | None = None) -> None:
     level = 0
     if cfg.get("allow_msg_ttl") or cfg.get("subject_delete_marker_ttl", 0) > 0:
         level = 1
-    if cfg.get("pause_until") or cfg.get("priority_policy", "none") != "none" or cfg.get("priority_groups"):
+    if (cfg.get("pause_until") or cfg.get("priority_policy", "none") != "none" or cfg.get("priority_groups")
+            or cfg.get("priority_timeout")):
         level = max(level, 1)
-    if cfg.get("allow_msg_counter") or cfg.get("allow_atomic") or cfg.get("allow_msg_schedules"):
+    if (cfg.get("allow_msg_counter") or cfg.get("allow_atomic") or cfg.get("allow_msg_schedules")
+            or cfg.get("persist_mode") == "async"):
         level = max(level, 2)
     meta["_nats.req.level"] = str(level)
     cfg["metadata"] = meta

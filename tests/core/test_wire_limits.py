@@ -171,12 +171,13 @@ def test_info_carries_nats_servers_fields(start_server, server_kind):
     with RawClient(srv) as c:
         info = c.info
     assert {"server_id", "server_name", "version", "proto", "go", "host", "port", "headers", "max_payload",
-            "client_id", "client_ip", "auth_required"} <= info.keys()
+            "client_id", "client_ip", "auth_required", "api_lvl"} <= info.keys()
     assert info["proto"] == 1 and info["headers"] is True and info["auth_required"] is True
     assert info["port"] == srv.port and info["host"] == "127.0.0.1" and info["client_ip"] == "127.0.0.1"
     assert info["max_payload"] == 1048576 and isinstance(info["client_id"], int)
     assert len(info["server_id"]) == 56 and info["server_id"].startswith("N")
     assert tuple(int(x) for x in info["version"].split(".")[:2]) >= (2, 10)
+    assert isinstance(info["api_lvl"], int) and info["api_lvl"] >= 2  # without JetStream too, as nats-server
 
 
 def test_a_fast_producer_is_held_back_for_a_slower_reader(start_server):

@@ -54,8 +54,8 @@ class Loop:
         self.thread.join(5)
 
 
-MASKED_KEYS = {"created", "ts", "first_ts", "last_ts", "time", "last_active", "_nats.ver", "cluster",
-               "pause_remaining", "Nats-Time-Stamp"}
+MASKED_KEYS = {"created", "ts", "first_ts", "last_ts", "time", "last_active", "_nats.ver", "_nats.level",
+               "cluster", "pause_remaining", "Nats-Time-Stamp"}
 # Go's JSON syntax errors are worded differently from Python's (docs/differences.md): compare only the code.
 GO_SYNTAX_ERRORS = ("invalid character", "unexpected end of JSON input", "exceeded max depth")
 

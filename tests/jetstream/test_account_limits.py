@@ -99,6 +99,7 @@ def test_jetstream_domain_and_per_account_api_counts(start_server, tmp_path):
             await nc.request("$JS.lab-domain.API.STREAM.CREATE.D", json.dumps({"name": "D", "subjects": ["d"]})
                              .encode(), timeout=5)
             out.append(json.loads((await nc.request("d", b"x", timeout=5)).data))
+            out.append(nc._server_info.get("domain"))  # the connection's INFO names it too
             return out
         finally:
             await nc.close()
@@ -108,4 +109,4 @@ def test_jetstream_domain_and_per_account_api_counts(start_server, tmp_path):
         srv = start_server(config=DOMAIN % (tmp_path / kind), kind=kind)
         results[kind] = asyncio.run(scenario(srv))
     assert results["embedded"] == results["nats-server"] == [
-        ("lab-domain", 0, 0), ("lab-domain", 1, 0), {"stream": "D", "domain": "lab-domain", "seq": 1}]
+        ("lab-domain", 0, 0), ("lab-domain", 1, 0), {"stream": "D", "domain": "lab-domain", "seq": 1}, "lab-domain"]

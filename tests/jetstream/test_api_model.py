@@ -24,8 +24,8 @@ pytestmark = pytest.mark.skipif(
     "embedded" not in KINDS or importlib.util.find_spec("embedded_server.jetstream") is None,
     reason="needs both servers with JetStream")
 
-MASKED_KEYS = {"created", "ts", "first_ts", "last_ts", "time", "last_active", "_nats.ver", "cluster",
-               "pause_remaining"}
+MASKED_KEYS = {"created", "ts", "first_ts", "last_ts", "time", "last_active", "_nats.ver", "_nats.level",
+               "cluster", "pause_remaining"}
 STREAMS = ["A", "B"]
 SUBJECTS = ["a.1", "a.2", "b.1", "b.x.y"]
 STREAM_SUBJECTS = {"A": [["a.*"], ["a.1", "a.2"], ["a.>"]], "B": [["b.>"], ["b.*"], ["a.1"]]}

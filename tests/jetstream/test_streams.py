@@ -276,15 +276,3 @@ def test_bad_request_error_maps_to_nats_py_error(js_server):
     assert err.err_code == 10065
 
 
-def test_info_announces_jetstream_and_required_api_level_is_checked(js_server):
-    async def scenario():
-        async with connected(js_server) as (nc, js):
-            too_new = await nc.request("$JS.API.STREAM.NAMES", b"", timeout=3,
-                                       headers={"Nats-Required-Api-Level": "99"})
-            fine = await nc.request("$JS.API.STREAM.NAMES", b"", timeout=3, headers={"Nats-Required-Api-Level": "1"})
-            return nc._server_info, json.loads(too_new.data), json.loads(fine.data)
-
-    info, too_new, fine = run(scenario())
-    assert info["jetstream"] is True and info["api_lvl"] == 5
-    assert error_of(too_new) == (412, 10185, "JetStream minimum api level required")
-    assert "error" not in fine
