@@ -34,14 +34,16 @@ def test_feature_level_in_info_and_in_every_config(js_server):
             streams = {}
             for name, (cfg, _) in STREAMS.items():
                 streams[name] = await api(nc, f"$JS.API.STREAM.CREATE.{name}",
-                                          {"name": name, "subjects": [name.lower()], "storage": "file", **cfg})
+                                          {"name": name, "subjects": [name.lower()], "storage": "file",
+                                           "max_consumers": 10, **cfg})
             consumers = {}
             for name, (cfg, _) in CONSUMERS.items():
                 consumers[name] = await api(nc, f"$JS.API.CONSUMER.CREATE.PLAIN.{name}",
                                             {"stream_name": "PLAIN", "config": {"durable_name": name, **cfg}})
-            # An update that adds a feature raises the level it needs; info repeats what is stored.
+            # An update that adds a feature raises the level it needs; info repeats what is stored. Raising
+            # max_consumers is allowed from 2.12.5.
             updated = await api(nc, "$JS.API.STREAM.UPDATE.PLAIN",
-                                {"name": "PLAIN", "subjects": ["plain"], "allow_msg_ttl": True})
+                                {"name": "PLAIN", "subjects": ["plain"], "allow_msg_ttl": True, "max_consumers": 20})
             info = await api(nc, "$JS.API.CONSUMER.INFO.PLAIN.pinned")
             account = await api(nc, "$JS.API.INFO")
             levels = {}
@@ -64,7 +66,7 @@ def test_feature_level_in_info_and_in_every_config(js_server):
         assert cfg["metadata"]["_nats.ver"] == version and cfg["metadata"]["_nats.level"] == str(level), cfg
     needed = {name: r["config"]["metadata"]["_nats.req.level"] for name, r in {**streams, **consumers}.items()}
     assert needed == {name: lvl for name, (_, lvl) in {**STREAMS, **CONSUMERS}.items()}
-    assert updated["config"]["metadata"]["_nats.req.level"] == "1"
+    assert updated["config"]["metadata"]["_nats.req.level"] == "1" and updated["config"]["max_consumers"] == 20
     assert info["config"]["metadata"]["_nats.req.level"] == "1"
     # A request that needs a newer API than the server's is refused with 10185; its own level is fine.
     assert levels[API_LEVEL] is None
