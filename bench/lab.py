@@ -1,12 +1,19 @@
 """The lab's targets, on each server kind: a 100-message `stream_view` page from a 1,000,000-message stream
 (< 200 ms) and a 100,000-message stream into one DataFrame (< 3 s); plus the filtered and backwards moves;
-each with and without allow_direct. And `%stream report` over 1,000 streams, `%consumer report` over 1,000
-consumers, `%stream subjects` on a 1,000,000-message stream with 10,000 subjects (< 1 s each). And one
+each with and without allow_direct. Whole-stream reads (`stream_frame`) three ways: through the ordered
+consumer (the default for a large limits stream), and without one by batched direct get and by pipelined
+STREAM.MSG.GET (how work-queue and interest streams are read); the `bulk` suite reads the 1,000,000-message
+stream whole the same three ways (< 30 s). And `%stream report` over 1,000 streams, `%consumer report` over
+1,000 consumers, `%stream subjects` on a 1,000,000-message stream with 10,000 subjects (< 1 s each). And one
 `%server watch` refresh (read every server, redraw the ServerMonitor's charts and table) with 120 readings
 already charted, through the monitoring port and through $SYS (< 100 ms).
 
     python -m bench lab [--messages 1000000] [--frame-messages 100000] [--kinds nats-server,embedded]
-                        [--suites view,reports,watch] [--streams 1000] [--consumers 1000] [--subjects 10000]
+                        [--suites view,bulk,reports,watch] [--streams 1000] [--consumers 1000] [--subjects 10000]
+                        [--quick]
+
+`--quick` makes everything small (100,000 and 20,000 messages, 100 streams and consumers, 3 repeats), for a
+smoke run; its figures are not the targets'.
 """
 from __future__ import annotations
 
@@ -70,7 +77,44 @@ def timed(fn, repeat: int) -> list[float]:
     return out
 
 
-def run_kind(kind: str, messages: int, frame_messages: int, repeat: int) -> list[dict]:
+# How a whole-stream read is made: stream_frame's `consumer` argument and the stream's allow_direct.
+READS = (("ordered consumer", None, False), ("direct get", False, True), ("STREAM.MSG.GET", False, False))
+
+
+def read_whole(kind: str, stream: str, messages: int, repeat: int, target: str) -> list[dict]:
+    """`stream_frame(stream)` the three ways of READS; a row for each."""
+    import pynats_lab as lab
+    from pynats_lab import reader
+
+    rows = []
+    for how, consumer, direct in READS:
+        lab.stream_edit(stream, allow_direct=direct)
+        made = []
+        opened = reader.OrderedRead.open
+
+        async def counting(self):
+            made.append(self)
+            return await opened(self)
+
+        reader.OrderedRead.open = counting
+        try:
+            ms = timed(lambda: _check_len(lab.stream_frame(stream, consumer=consumer, progress=False), messages),
+                       repeat)
+        finally:
+            reader.OrderedRead.open = opened
+        assert bool(made) == (consumer is None), how  # the read went the way it says
+        rows.append({"server": kind, "read": how, "workload": f"{messages:,} messages into one DataFrame",
+                     "stream messages": messages, "median ms": statistics.median(ms), "p90 ms": max(ms),
+                     "target": target})
+        print(f"[{kind}] {messages:,} into a DataFrame, {how}: median {statistics.median(ms):,.0f} ms", flush=True)
+    return rows
+
+
+def _check_len(frame, messages: int) -> None:
+    assert len(frame) == messages, (len(frame), messages)
+
+
+def run_kind(kind: str, messages: int, frame_messages: int, repeat: int, suites: set[str]) -> list[dict]:
     import pynats_lab as lab
     from tests.servers import RunningServer
 
@@ -82,37 +126,44 @@ def run_kind(kind: str, messages: int, frame_messages: int, repeat: int) -> list
             lab.stream_add("BIG", "big.>", storage="file")
             secs = fill(s, "BIG", lambda i: f"big.{i % 10}", messages)
             print(f"[{kind}] stored {messages:,} messages in {secs:.1f}s", flush=True)
-            mid = messages // 2
-            cases = {
-                "view: 100-message page at the middle": lambda: lab.stream_view("BIG", id=mid, page_size=100),
-                "view: first page": lambda: lab.stream_view("BIG", page_size=100),
-                "view: last page (--last)": lambda: lab.stream_view("BIG", page_size=100, last=True),
-                "view: filtered page (--subject big.3, middle)":
-                    lambda: lab.stream_view("BIG", id=mid, subject="big.3", page_size=100),
-                "view: filtered last page": lambda: lab.stream_view("BIG", subject="big.3", page_size=100, last=True),
-            }
-            lab.stream_add("FRAME", "frame.>", storage="file")
-            fill(s, "FRAME", lambda i: "frame.x", frame_messages)
-            # The same streams read both ways: allow_direct (batched direct get) and without it (pipelined
-            # STREAM.MSG.GET, what streams made by nats-py and nats.go get by default).
-            for direct in (True, False):
-                lab.stream_edit("BIG", allow_direct=direct)
-                lab.stream_edit("FRAME", allow_direct=direct)
-                how = "allow_direct" if direct else "no allow_direct"
-                for name, fn in cases.items():
-                    assert len(fn()) == 100, name
-                    ms = timed(fn, repeat)
-                    rows.append({"server": kind, "read": how, "workload": name, "stream messages": messages,
-                                 "median ms": statistics.median(ms), "p90 ms": sorted(ms)[int(len(ms) * 0.9) - 1],
-                                 "target": "< 200 ms" if "middle" in name and "filtered" not in name else ""})
-                ms = timed(lambda: lab.stream_frame("FRAME", progress=False), max(repeat // 5, 3))
-                assert len(lab.stream_frame("FRAME", progress=False)) == frame_messages
-                rows.append({"server": kind, "read": how, "workload": f"{frame_messages:,} messages into one DataFrame",
-                             "stream messages": frame_messages, "median ms": statistics.median(ms),
-                             "p90 ms": max(ms), "target": "< 3000 ms"})
+            if "view" in suites:
+                rows += _views(kind, messages, frame_messages, repeat)
+            if "bulk" in suites:
+                rows += read_whole(kind, "BIG", messages, 1, "< 30000 ms")
         finally:
             lab.get_session().close()
             srv.stop()
+    return rows
+
+
+def _views(kind: str, messages: int, frame_messages: int, repeat: int) -> list[dict]:
+    import pynats_lab as lab
+
+    rows = []
+    s = lab.get_session()
+    mid = messages // 2
+    cases = {
+        "view: 100-message page at the middle": lambda: lab.stream_view("BIG", id=mid, page_size=100),
+        "view: first page": lambda: lab.stream_view("BIG", page_size=100),
+        "view: last page (--last)": lambda: lab.stream_view("BIG", page_size=100, last=True),
+        "view: filtered page (--subject big.3, middle)":
+            lambda: lab.stream_view("BIG", id=mid, subject="big.3", page_size=100),
+        "view: filtered last page": lambda: lab.stream_view("BIG", subject="big.3", page_size=100, last=True),
+    }
+    # Pages are read the same way whatever the size: batched direct get with allow_direct, pipelined
+    # STREAM.MSG.GET without it (what streams made by nats-py and nats.go get by default).
+    for direct in (True, False):
+        lab.stream_edit("BIG", allow_direct=direct)
+        how = "allow_direct" if direct else "no allow_direct"
+        for name, fn in cases.items():
+            assert len(fn()) == 100, name
+            ms = timed(fn, repeat)
+            rows.append({"server": kind, "read": how, "workload": name, "stream messages": messages,
+                         "median ms": statistics.median(ms), "p90 ms": sorted(ms)[int(len(ms) * 0.9) - 1],
+                         "target": "< 200 ms" if "middle" in name and "filtered" not in name else ""})
+    lab.stream_add("FRAME", "frame.>", storage="file")
+    fill(s, "FRAME", lambda i: "frame.x", frame_messages)
+    rows += read_whole(kind, "FRAME", frame_messages, max(repeat // 5, 3), "< 3000 ms")
     return rows
 
 
@@ -215,17 +266,22 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--frame-messages", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--kinds", default=",".join(_kinds()), help="server kinds, comma-separated")
-    ap.add_argument("--suites", default="view,reports,watch", help="view (stream_view/stream_frame), reports "
-                    "(stream/consumer report, stream subjects), watch (%%server watch); comma-separated")
+    ap.add_argument("--suites", default="view,bulk,reports,watch", help="view (stream_view pages, stream_frame "
+                    "of --frame-messages), bulk (stream_frame of --messages), reports (stream/consumer report, "
+                    "stream subjects), watch (%%server watch); comma-separated")
+    ap.add_argument("--quick", action="store_true", help="small sizes for a smoke run (not the targets' sizes)")
     ap.add_argument("--streams", type=int, default=1000, help="reports: streams for %%stream report")
     ap.add_argument("--consumers", type=int, default=1000, help="reports: consumers for %%consumer report")
     ap.add_argument("--subjects", type=int, default=10_000, help="reports: subjects for %%stream subjects")
     a = ap.parse_args(argv)
+    if a.quick:
+        a.messages, a.frame_messages, a.repeat = 100_000, 20_000, 3
+        a.streams, a.consumers, a.subjects = 100, 100, 1000
     suites = set(a.suites.split(","))
     rows = []
     for kind in a.kinds.split(","):
-        if "view" in suites:
-            rows += run_kind(kind, a.messages, a.frame_messages, a.repeat)
+        if suites & {"view", "bulk"}:
+            rows += run_kind(kind, a.messages, a.frame_messages, a.repeat, suites)
         if "reports" in suites:
             rows += run_reports(kind, a.streams, a.consumers, a.messages, a.subjects, max(a.repeat // 2, 3))
         if "watch" in suites:

@@ -89,19 +89,31 @@ def _time_column(values: Sequence) -> pd.Series:
 
 def stored_frame(seqs: Sequence[int], times: Sequence, subjects: Sequence[str], payloads: Sequence[bytes],
                  headers: Sequence[dict | None], raw: bool = False) -> pd.DataFrame:
-    """Rows for messages as a stream stores them (direct get, message get, backup files)."""
-    hdrs = [user_headers(h) for h in headers]
-    data = [decode(p, raw) for p in payloads]
+    """Rows for messages as a stream stores them (direct get, message get, a consumer, backup files)."""
+    # Per-row work only where a row has headers: a bulk read of plain messages is mostly here.
+    hdrs = [user_headers(h) if h else {} for h in headers]
+    data = _decode_all(payloads, raw)
     frame = pd.DataFrame({
         "seq": pd.Series(seqs, dtype="int64"),
         "time": _time_column(times),
         "subject": pd.Series(subjects, dtype=object),
         "data": pd.Series(data, dtype=object),
         "headers": pd.Series(hdrs, dtype=object),
-        "size": pd.Series([len(p or b"") + header_size(h) for p, h in zip(payloads, hdrs)], dtype="int64"),
-        "msg_id": pd.Series([h.get("Nats-Msg-Id") for h in hdrs], dtype=object),
+        "size": pd.Series([len(p or b"") + header_size(h) if h else len(p or b"") for p, h in zip(payloads, hdrs)],
+                          dtype="int64"),
+        "msg_id": pd.Series([h.get("Nats-Msg-Id") if h else None for h in hdrs], dtype=object),
     })
     return frame
+
+
+def _decode_all(payloads: Sequence[bytes | None], raw: bool) -> list:
+    """`decode` of each payload; one pass without a call per row while all are UTF-8."""
+    if raw:
+        return [decode(p, True) for p in payloads]
+    try:
+        return [p.decode("utf-8") if p else "" for p in payloads]
+    except (UnicodeDecodeError, AttributeError):
+        return [decode(p) for p in payloads]
 
 
 def empty_stored_frame() -> pd.DataFrame:

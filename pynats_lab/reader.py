@@ -1,5 +1,8 @@
-"""Reading a stream without touching it: JetStream direct get (batched where the server supports it) or
-STREAM.MSG.GET, never a consumer. Nothing is acknowledged, so work-queue and interest streams stay as they are.
+"""Reading a stream without changing it. Pages and reads of work-queue and interest streams use JetStream direct
+get (batched where the server supports it) or pipelined STREAM.MSG.GET, never a consumer: nothing is acknowledged,
+so those streams stay as they are. A large whole-stream read of a limits-retention stream goes through an ordered
+consumer (`OrderedRead`: ephemeral, AckNone, in memory, deleted when the read ends), the fastest way to stream
+stored messages out of either server; it takes nothing from anyone on such a stream.
 
 `fetch` returns raw records `(seq, time, subject, headers, data)`; frames.py turns them into rows.
 """
@@ -10,6 +13,7 @@ import base64
 import datetime as _dt
 import heapq
 import json
+import secrets
 from dataclasses import dataclass, field
 
 from .errors import LabError
@@ -379,6 +383,211 @@ class _StripeWalk:
             out.headers.append(hdrs)
             out.payloads.append(data)
         return out
+
+
+CONSUMER_FROM = 10_000             # a whole-stream read of a limits stream this large goes through a consumer
+_WINDOW_BYTES = 8 << 20           # message bytes pulled and not yet received, at most (about)
+_PULLS = 4                        # pull requests outstanding at once
+_MAX_BATCH = 2000                 # messages a pull request asks for, at most
+_PULL_EXPIRES = 30_000_000_000    # ns a pull request waits at most
+_CONSUMER_IDLE = 30_000_000_000   # inactive_threshold: the server removes a consumer the lab left behind
+_RESETS = 3                       # new consumers one read may make before it gives up
+_QUIET = 3.0                      # seconds without a message before the read asks after its consumer
+
+
+class OrderedRead:
+    """A stream's messages in sequence order through an ordered consumer, for bulk reads of limits streams.
+
+    The consumer is ephemeral, AckNone, memory storage, one replica, delivering from a start sequence on a
+    filter; it is pulled a few requests ahead (about `_WINDOW_BYTES` in flight, so neither the server's buffer
+    for this client nor the lab's grows with the stream). Each message's stream sequence, time and the count
+    left arrive in its reply subject, so no metadata header is parsed. The read ends at `stop` (the stream's
+    last sequence when it began) or when nothing is left. A gap in the consumer's own sequence or a vanished
+    consumer makes a new one from the next sequence, as nats.go's ordered consumer does. `close()` deletes it;
+    `inactive_threshold` removes it if the lab never gets to."""
+
+    def __init__(self, reader: StreamReader, start: int, subject: str | None, stop: int | None,
+                 avg_size: float = 256):
+        self.reader, self.stream = reader, reader.stream
+        self.subject = subject if subject and subject != ">" else None
+        self.stop = stop
+        self.batch = max(1, min(_MAX_BATCH, int(_WINDOW_BYTES / _PULLS / max(avg_size, 1))))
+        self.records: list = []   # received, not yet taken
+        self.taken = 0
+        self.want = 0             # records take() has been asked for in all
+        self.last_seq = max(start, 1) - 1
+        self.finished = False
+        self.broken: str | None = None
+        self.name: str | None = None
+        self.names: list[str] = []  # every consumer this read made
+        self.resets = 0
+
+    # -- the consumer -----------------------------------------------------------------------------
+    async def open(self) -> None:
+        self.nc = self.reader.session.nc
+        self.loop = asyncio.get_running_loop()
+        self.wake = asyncio.Event()
+        self.inbox = self.nc.new_inbox()
+        self.sub = await self.nc.subscribe(self.inbox, cb=self._on_msg, pending_msgs_limit=-1,
+                                           pending_bytes_limit=-1)
+        try:
+            await self._create()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _api(self, subject: str, body: dict | None = None) -> dict:
+        import nats.js.errors as jse
+
+        msg = await self.nc.request(f"{API}.{subject}", json.dumps(body).encode() if body is not None else b"",
+                                    timeout=5)
+        resp = json.loads(msg.data)
+        if "error" in resp:
+            raise jse.APIError.from_error(resp["error"])
+        return resp
+
+    async def _create(self) -> None:
+        name = f"lab_read_{secrets.token_hex(6)}"
+        cfg = {"name": name, "deliver_policy": "by_start_sequence", "opt_start_seq": self.last_seq + 1,
+               "ack_policy": "none", "replay_policy": "instant", "mem_storage": True, "num_replicas": 1,
+               "inactive_threshold": _CONSUMER_IDLE}
+        if self.subject:
+            cfg["filter_subject"] = self.subject
+        self.cseq, self.asked, self.got = 0, 0, 0
+        info = await self._api(f"CONSUMER.CREATE.{self.stream}.{name}", {"stream_name": self.stream, "config": cfg})
+        self.name = name
+        self.names.append(name)
+        if not info.get("num_pending"):
+            self._finish()
+
+    async def _delete(self, name: str) -> None:
+        import nats.errors as ne
+        import nats.js.errors as jse
+
+        try:
+            await self._api(f"CONSUMER.DELETE.{self.stream}.{name}")
+        except (jse.NotFoundError, ne.TimeoutError, ne.ConnectionClosedError):
+            pass  # gone already, or left to inactive_threshold
+
+    async def close(self) -> None:
+        """Stop receiving and delete the consumer(s) this read made."""
+        self.name = None
+        try:
+            await self.sub.unsubscribe()
+        except Exception:
+            pass
+        for name in self.names:
+            await self._delete(name)
+        self.names = []
+
+    async def _reset(self) -> None:
+        self.resets += 1
+        if self.resets > _RESETS:
+            raise LabError(f"stream {self.stream}: the reading consumer was lost {_RESETS} times ({self.broken})")
+        old, self.name, self.broken = self.name, None, None
+        if old:
+            await self._delete(old)
+            self.names.remove(old)
+        await self._create()
+
+    # -- answers ----------------------------------------------------------------------------------
+    def _finish(self) -> None:
+        self.finished = True
+        self.wake.set()
+
+    async def _on_msg(self, msg) -> None:
+        reply = msg.reply
+        if not reply:  # a status: an expired or refused pull request, or the consumer gone
+            self._status(msg.headers or {})
+            return
+        t = reply.split(".")
+        at = 6 if len(t) >= 11 else 4  # $JS.ACK[.<domain>.<account hash>].<stream>.<consumer>.<delivered>...
+        if self.finished or t[at - 1] != self.name:
+            return  # after the end, or from a consumer this read replaced
+        cseq = int(t[at + 2])
+        if cseq != self.cseq + 1:
+            self.broken, self.name = f"consumer sequence {cseq} after {self.cseq}", None
+            self.wake.set()
+            return
+        self.cseq = cseq
+        self.got += 1
+        seq = int(t[at + 1])
+        if self.stop is not None and seq > self.stop:
+            self._finish()
+            return
+        self.records.append((seq, int(t[at + 3]), msg.subject, msg.headers, msg.data))
+        self.last_seq = seq
+        if t[at + 4] == "0" or seq == self.stop:
+            self._finish()
+        elif len(self.records) >= self.want - self.taken:
+            self.wake.set()
+        if self.asked - self.got <= self.batch * (_PULLS - 1):  # a request's worth arrived: the next one
+            await self._pull()
+
+    def _status(self, hdrs: dict) -> None:
+        code = hdrs.get(_STATUS, "")
+        left = hdrs.get("Nats-Pending-Messages")
+        if code == "409" and "deleted" in hdrs.get("Description", "").lower():
+            self.broken, self.name = "consumer deleted", None
+        elif code == "503":  # no responders: a pull to a consumer that is no more
+            self.broken, self.name = "consumer gone", None
+        elif code in ("408", "409") and left and left.isdigit():
+            self.asked -= int(left)  # what an ended request will not deliver
+        elif code in ("408", "409"):
+            self.asked = self.got  # ended, delivering who knows what: ask again
+        self.wake.set()
+
+    async def _pull(self) -> None:
+        """Pull while less than the window is outstanding and more than is wanted soon is not on its way."""
+        if self.name is None or self.finished:
+            return
+        body = b'{"batch":%d,"expires":%d}' % (self.batch, _PULL_EXPIRES)
+        subject = f"{API}.CONSUMER.MSG.NEXT.{self.stream}.{self.name}"
+        window = self.batch * _PULLS
+        while (self.asked - self.got < window and
+               len(self.records) + self.asked - self.got < self.want - self.taken + window):
+            self.asked += self.batch
+            await self.nc.publish(subject, body, reply=self.inbox)
+
+    # -- the caller's side ------------------------------------------------------------------------
+    async def take(self, count: int) -> Batch:
+        """The next `count` messages (fewer at the end; none once the read is over)."""
+        self.want = self.taken + count
+        quiet_since = self.loop.time()
+        while len(self.records) < count and not self.finished:
+            if self.broken:
+                await self._reset()
+                continue
+            await self._pull()
+            self.wake.clear()
+            before = len(self.records)
+            try:
+                await asyncio.wait_for(self.wake.wait(), 1)
+            except asyncio.TimeoutError:
+                pass
+            if len(self.records) != before or self.finished:
+                quiet_since = self.loop.time()
+            elif self.loop.time() - quiet_since > _QUIET:
+                await self._check_stalled()
+                quiet_since = self.loop.time()
+        part, self.records = self.records[:count], self.records[count:]
+        self.taken += len(part)
+        return Batch([r[0] for r in part], [r[1] for r in part], [r[2] for r in part], [r[3] for r in part],
+                     [r[4] for r in part])
+
+    async def _check_stalled(self) -> None:
+        """Nothing arrived for a while: the rest was deleted meanwhile, or the consumer is gone."""
+        import nats.js.errors as jse
+
+        try:
+            info = await self._api(f"CONSUMER.INFO.{self.stream}.{self.name}")
+        except jse.NotFoundError:
+            self.broken = "consumer gone"
+            return
+        if not info.get("num_pending"):
+            self._finish()
+        else:
+            self.asked = self.got  # requests lost somewhere: ask again
 
 
 def _stored_record(m: dict) -> tuple:

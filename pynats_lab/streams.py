@@ -16,9 +16,10 @@ from nats.js.api import (DiscardPolicy, RePublish, RetentionPolicy, StorageType,
                          StreamSource, SubjectTransform)
 
 from . import frames, tables
+from . import reader as _reader
 from .done import Done
 from .errors import LabError, as_lab_error
-from .reader import Batch, StreamReader
+from .reader import Batch, OrderedRead, StreamReader
 from .session import Session, get_session, in_session
 from .subjects import check_subject
 from .tutorials import mark_config
@@ -406,8 +407,18 @@ class StreamPager:
         return f"{self.stream}: seq {self.page['seq'].iloc[0]}..{self.page['seq'].iloc[-1]} " \
                f"({len(self.page)} shown; stream holds {st.messages}, seq {st.first_seq}..{st.last_seq})"
 
-    def pages(self, start_seq: int = 1, up_to_seq: int | None = None) -> Iterable[pd.DataFrame]:
-        """Every page from `start_seq` on, one DataFrame at a time (backup, whole-stream reads)."""
+    def pages(self, start_seq: int = 1, up_to_seq: int | None = None,
+              consumer: bool | None = None) -> Iterable[pd.DataFrame]:
+        """Every page from `start_seq` on, one DataFrame at a time (whole-stream reads, searches).
+
+        `consumer`: read through an ordered consumer (reader.OrderedRead; limits-retention streams only), or
+        never (False: direct get / STREAM.MSG.GET, as pages are read). None: through a consumer when the
+        stream has limits retention and at least `reader.CONSUMER_FROM` messages, if the server lets the lab
+        make one; otherwise as pages."""
+        read = self._open_consumer(start_seq, up_to_seq, consumer)
+        if read is not None:
+            yield from self._consumer_pages(read)
+            return
         seq = start_seq
         while True:
             got = self.session.run(self.reader.fetch(seq, self.page_size, self.subject))
@@ -419,6 +430,47 @@ class StreamPager:
                 return
             yield self._frame(got)
             seq = got.seqs[-1] + 1
+
+    def _open_consumer(self, start_seq: int, up_to_seq: int | None, consumer: bool | None):
+        """An opened OrderedRead for a bulk read, or None to read as pages (see `pages`)."""
+        import nats.errors as ne
+
+        if consumer is False:
+            return None
+        retention = getattr(self.info.config.retention, "value", self.info.config.retention) or "limits"
+        if retention != "limits":
+            if consumer:
+                raise LabError(f"{self.stream} has {retention} retention: a consumer would change what it keeps "
+                               "(read it with consumer=False)")
+            return None
+        if consumer is None and self.info.state.messages < _reader.CONSUMER_FROM:
+            return None
+        st = self.refresh_info().state
+        if not st.messages:
+            return None
+        stop = min(up_to_seq, st.last_seq) if up_to_seq is not None else st.last_seq
+        read = OrderedRead(self.reader, start_seq, self.subject, stop,
+                           st.bytes / st.messages if st.messages else 256)
+        try:
+            self.session.run(read.open())
+        except (jse.APIError, ne.TimeoutError, ne.NoRespondersError):
+            if consumer:
+                raise
+            return None  # not allowed here (account or stream consumer limit, permissions): read as pages
+        return read
+
+    def _consumer_pages(self, read: OrderedRead) -> Iterable[pd.DataFrame]:
+        try:
+            while True:
+                got = self.session.run(read.take(self.page_size))
+                if not len(got):
+                    return
+                yield self._frame(got)
+        finally:
+            try:
+                self.session.run(read.close(), timeout=10)
+            except Exception:
+                pass  # the server removes it after its inactive_threshold
 
     # -- internals ------------------------------------------------------------------------------
     def _fetch(self, start_seq: int | None = None, start_time: _dt.datetime | None = None,
@@ -517,9 +569,15 @@ _PROGRESS_FROM = 50_000  # a read at least this large shows a progress bar unles
 
 
 def stream_frame(stream: str, *, subject: str | None = None, raw: bool = False, page_size: int = 10_000,
-                 progress: bool | None = None, session: Session | None = None) -> pd.DataFrame:
-    """The whole stream (or its messages on `subject`) in one DataFrame, read in pages. A read of 50,000
-    messages or more shows a progress bar (`progress=False`: never, `True`: always)."""
+                 progress: bool | None = None, consumer: bool | None = None,
+                 session: Session | None = None) -> pd.DataFrame:
+    """The whole stream (or its messages on `subject`) in one DataFrame. A read of 50,000 messages or more shows
+    a progress bar (`progress=False`: never, `True`: always).
+
+    A limits-retention stream of 10,000 messages or more is read through an ordered consumer (ephemeral,
+    AckNone, deleted when the read ends), the fastest way on both servers; work-queue and interest streams,
+    smaller ones and `consumer=False` are read with direct get or STREAM.MSG.GET and leave no trace.
+    `consumer=True` asks for a consumer whatever the size."""
     import sys
 
     from tqdm.auto import tqdm
@@ -530,7 +588,7 @@ def stream_frame(stream: str, *, subject: str | None = None, raw: bool = False, 
     parts = []
     with tqdm(total=None if subject else total, desc=f"reading {stream}", unit="msg", file=sys.stdout,
               disable=not show, leave=True) as bar:
-        for part in pager.pages():
+        for part in pager.pages(consumer=consumer):
             parts.append(part)
             bar.update(len(part))
     whole = pd.concat(parts, ignore_index=True) if parts else frames.empty_stored_frame()

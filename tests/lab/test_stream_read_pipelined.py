@@ -1,11 +1,15 @@
 """Reading a stream without allow_direct: pipelined STREAM.MSG.GET gives exactly what direct get gives, on
 every server kind, in pages, filtered, from a time, across deleted messages, and takes nothing from a work
-queue (no consumer is ever made)."""
+queue (no consumer is ever made). Bulk reads of limits streams go through an ordered consumer that gives the
+same rows and is gone after the read."""
 from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 import pynats_lab
+from pynats_lab.errors import LabError
 from pynats_lab import reader
 from pynats_lab.session import get_session
 
@@ -107,3 +111,67 @@ def test_a_large_read_shows_progress_on_stdout(lab_js, capsys):
     assert "reading PROG" in shown.out and "300/300" in shown.out and shown.err == ""
     assert len(pynats_lab.stream_frame("PROG")) == 300  # small: no bar
     assert "reading PROG" not in capsys.readouterr().out
+
+
+def test_a_bulk_read_of_a_limits_stream_goes_through_a_consumer_that_is_gone_after(lab_js, monkeypatch):
+    """Whole-stream reads of a limits stream use an ordered consumer (from reader.CONSUMER_FROM messages on,
+    lowered here): the same rows as direct get, whole, filtered and in small pages, over deleted messages; the
+    consumer exists during the read only; work-queue streams are never read that way."""
+    monkeypatch.setattr(reader, "CONSUMER_FROM", 500)
+    _twin("BULK", count=1500)
+    seen = []  # consumers of the stream seen in the middle of a read
+    take = reader.OrderedRead.take
+
+    async def spying(self, count):
+        seen.append([ci.name for ci in await get_session().js.consumers_info(self.stream)])
+        return await take(self, count)
+
+    monkeypatch.setattr(reader.OrderedRead, "take", spying)
+    direct = pynats_lab.stream_frame("DBULK", consumer=False)
+    got = pynats_lab.stream_frame("DBULK")
+    assert seen and all(len(names) == 1 and names[0].startswith("lab_read_") for names in seen)
+    assert len(got) == 1500 - 6 and got["seq"].is_monotonic_increasing
+    cols = ["seq", "time", "subject", "data", "headers", "size", "msg_id"]
+    assert got[cols].equals(direct[cols])
+    assert _comparable(pynats_lab.stream_frame("NBULK")) == _comparable(direct)  # without allow_direct too
+    paged = pynats_lab.stream_frame("DBULK", subject="dbulk.x3", page_size=7)
+    assert paged[cols].equals(pynats_lab.stream_frame("DBULK", subject="dbulk.x3", consumer=False)[cols])
+    assert pynats_lab.stream_frame("DBULK", subject="dbulk.none").empty
+    # An abandoned read (a search that found enough) deletes its consumer too.
+    seen.clear()
+    pages = pynats_lab.StreamPager("DBULK", page_size=100).pages()
+    assert len(next(pages)) == 100 and seen[-1]
+    pages.close()
+    for stream in ("DBULK", "NBULK"):
+        info = pynats_lab.stream_info(stream)
+        assert info.state.consumer_count == 0 and info.state.messages == 1500 - 6
+    # A work queue: read as pages, never by a consumer, and a consumer asked for is refused in one line.
+    _twin("WQ", retention="workqueue", count=600)
+    seen.clear()
+    assert len(pynats_lab.stream_frame("NWQ")) == 600 - 6 and not seen
+    with pytest.raises(LabError, match="workqueue retention: a consumer would change what it keeps"):
+        pynats_lab.stream_frame("NWQ", consumer=True)
+    assert pynats_lab.stream_info("NWQ").state.consumer_count == 0
+
+
+def test_a_consumer_lost_in_the_middle_of_a_read_is_replaced(lab_js, monkeypatch):
+    """Ordered: when the reading consumer vanishes, a new one continues from the next sequence; nothing is
+    missed or repeated, and none is left behind."""
+    pynats_lab.stream_add("LOST", "lost.>", allow_direct=False)
+    _store("LOST", lambda i: f"lost.{i % 3}", 1200)
+    monkeypatch.setattr(reader, "_MAX_BATCH", 50)  # 200 in flight: most of the stream is still to come
+    take = reader.OrderedRead.take
+    made = []
+
+    async def deleting(self, count):
+        made.append(self.name)
+        if len(made) == 2:  # after the first page, as if the server had lost it
+            await get_session().js.delete_consumer(self.stream, self.name)
+        return await take(self, count)
+
+    monkeypatch.setattr(reader.OrderedRead, "take", deleting)
+    got = pynats_lab.stream_frame("LOST", page_size=300, consumer=True)
+    assert got["seq"].tolist() == list(range(1, 1201))
+    assert got["data"].tolist() == [f"m{i}" for i in range(1200)]
+    assert len(set(made)) >= 2  # a second consumer finished the read
+    assert pynats_lab.stream_info("LOST").state.consumer_count == 0
