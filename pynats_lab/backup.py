@@ -1,9 +1,14 @@
-"""Stream backup and restore as readable files: `stream.json` (the server's config), `consumers.json`
-(durable consumer configs), `messages.jsonl` (one message a line with headers and original time) and
-`backup.json` (what, when, from which server).
+"""Stream backup and restore, two ways.
 
-Restore republishes the messages, so the server gives them new timestamps (and, after gaps, new sequence
-numbers); the originals travel in the `Lab-Original-Time` and `Lab-Original-Seq` headers and stay in the files.
+Readable files: `stream.json` (the server's config), `consumers.json` (durable consumer configs),
+`messages.jsonl` (one message a line with headers and original time) and `backup.json` (what, when, from which
+server). Restore republishes the messages, so the server gives them new timestamps (and, after gaps, new
+sequence numbers); the originals travel in the `Lab-Original-Time` and `Lab-Original-Seq` headers.
+
+The server's snapshot (`snapshot=True`), as natscli's `nats stream backup`/`restore` (jsm.go's
+SnapshotToDirectory / RestoreSnapshotFromDirectory): `stream.tar.s2` holds the bytes the server streamed
+(`$JS.API.STREAM.SNAPSHOT`, every chunk acknowledged) and `backup.json` its `{"config", "state"}`; restore sends
+them back through `$JS.API.STREAM.RESTORE`. Sequences, times and consumer state come back exactly.
 """
 from __future__ import annotations
 
@@ -17,8 +22,13 @@ from .done import Done
 from .errors import LabError
 from .reader import StreamReader
 from .session import Session, get_session
+from .units import parse_size
 
 FORMAT = "pynats-lab stream backup v1"
+SNAPSHOT_FILE = "stream.tar.s2"     # natscli's names
+META_FILE = "backup.json"
+_RESTORE_CHUNK = 64 * 1024          # what jsm.go sends per restore request
+_IDLE = 5.0                         # natscli gives up on a backup after this long without a chunk
 ORIGINAL_TIME = "Lab-Original-Time"
 ORIGINAL_SEQ = "Lab-Original-Seq"
 _PAGE = 1000
@@ -54,12 +64,20 @@ def _decode(rec: dict) -> bytes:
     return rec.get("data", "").encode("utf-8")
 
 
-def stream_backup(stream: str, directory: str | Path, *, progress: bool = True,
+def stream_backup(stream: str, directory: str | Path, *, snapshot: bool = False, consumers: bool = True,
+                  chunk_size: int | str | None = None, window_size: int | str | None = None, progress: bool = True,
                   session: Session | None = None) -> Done:
-    """Write config, durable consumers and every message (read-only, via direct/message get) to `directory`."""
+    """Write config, durable consumers and every message (read-only, via direct/message get) to `directory`;
+    with `snapshot=True` the server's own snapshot in natscli's layout (`stream.tar.s2`, `backup.json`),
+    with the consumers' state unless `consumers=False`."""
     from .frames import user_headers
 
     s = (session or get_session()).ensure()
+    if snapshot:
+        return _snapshot_backup(s, stream, Path(directory).expanduser(), consumers,
+                                parse_size(chunk_size, "chunk size"), parse_size(window_size, "window size"), progress)
+    if not consumers or chunk_size is not None or window_size is not None:
+        raise LabError("--no-consumers, --chunk-size and --window-size go with --snapshot")
     out = Path(directory).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     info = s.run(_api(s, f"$JS.API.STREAM.INFO.{stream}"))
@@ -110,8 +128,10 @@ def stream_restore(directory: str | Path, *, name: str | None = None, subjects: 
     Returns the restored stream's StreamInfo."""
     s = (session or get_session()).ensure()
     src = Path(directory).expanduser()
+    if (src / SNAPSHOT_FILE).is_file():
+        return _snapshot_restore(s, src, name, subjects, progress)
     if not (src / "stream.json").is_file():
-        raise LabError(f"no stream backup in {src} (stream.json missing)")
+        raise LabError(f"no stream backup in {src} (neither {SNAPSHOT_FILE} nor stream.json)")
     config = json.loads((src / "stream.json").read_text())
     consumers = json.loads((src / "consumers.json").read_text()) if (src / "consumers.json").is_file() else []
     meta = json.loads((src / "backup.json").read_text()) if (src / "backup.json").is_file() else {}
@@ -188,3 +208,126 @@ async def _republish(s: Session, stream: str, lines: list[str], bar, staging: st
         duplicates += sum(results)
         bar.update(len(batch))
     return duplicates
+
+
+# -- the server's snapshot, natscli's layout -------------------------------------------------------------
+
+def _snapshot_backup(s: Session, stream: str, out: Path, consumers: bool, chunk: int | None,
+                     window: int | None, progress: bool) -> Done:
+    out.mkdir(parents=True, exist_ok=True)
+    info = s.run(_api(s, f"$JS.API.STREAM.INFO.{stream}"))   # a missing stream fails here, before any file
+    data_file = out / SNAPSHOT_FILE
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=info["state"].get("bytes") or None, desc=f"snapshot {stream}", unit="B", unit_scale=True,
+               disable=not progress, leave=True)
+    try:
+        with open(data_file, "wb") as fh:
+            resp, received, chunks = s.run(_receive_snapshot(s, stream, fh, consumers, chunk, window, bar))
+    except BaseException:
+        data_file.unlink(missing_ok=True)
+        raise
+    finally:
+        if bar.total:
+            bar.n = bar.total
+        bar.close()
+    (out / META_FILE).write_text(json.dumps({"config": resp["config"], "state": resp["state"]}, indent=2))
+    n = resp["state"].get("consumer_count", 0)
+    return Done(f"snapshot of {stream}: {resp['state'].get('messages', 0)} messages, {n} consumers, "
+                f"{received:,} bytes in {chunks} chunks to {out}",
+                messages=resp["state"].get("messages", 0), consumers=n, bytes=received, path=str(out))
+
+
+async def _receive_snapshot(s: Session, stream: str, fh, consumers: bool, chunk: int | None,
+                            window: int | None, bar) -> tuple[dict, int, int]:
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    finished = loop.create_future()
+    counts = {"bytes": 0, "chunks": 0, "at": loop.time()}
+
+    async def on_chunk(m) -> None:
+        if finished.done():
+            return
+        counts["at"] = loop.time()
+        if not m.data:
+            status = (m.headers or {}).get("Status", "")
+            if status and status != "204":
+                desc = (m.headers or {}).get("Description", "")
+                finished.set_exception(LabError(f"snapshot of {stream} failed: {status} {desc}".rstrip()))
+            else:
+                finished.set_result(None)
+            return
+        if m.reply:  # acknowledge first: the server sends the next chunks while this one is written
+            await s.nc.publish(m.reply, b"")
+        fh.write(m.data)
+        counts["bytes"] += len(m.data)
+        counts["chunks"] += 1
+        bar.update(len(m.data))
+
+    inbox = s.nc.new_inbox()
+    sub = await s.nc.subscribe(inbox, cb=on_chunk, pending_msgs_limit=-1, pending_bytes_limit=-1)
+    try:
+        req = {"deliver_subject": inbox, "no_consumers": not consumers, "chunk_size": chunk or 128 * 1024}
+        if window:
+            req["window_size"] = window
+        resp = await _api(s, f"$JS.API.STREAM.SNAPSHOT.{stream}", req)
+        while not finished.done():
+            await asyncio.wait({finished}, timeout=0.5)
+            if not finished.done() and loop.time() - counts["at"] > _IDLE:
+                raise LabError(f"snapshot of {stream} timed out after receiving no data for {_IDLE:g}s")
+        finished.result()
+    finally:
+        await sub.unsubscribe()
+    return resp, counts["bytes"], counts["chunks"]
+
+
+def _snapshot_restore(s: Session, src: Path, name: str | None, subjects: list[str] | None, progress: bool):
+    try:
+        meta = json.loads((src / META_FILE).read_text())
+        config, state = dict(meta["config"]), meta["state"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise LabError(f"{src / META_FILE} is not a snapshot's backup.json ({e})") from None
+    stream = config.get("name", "")
+    if name and name != stream:
+        raise LabError(f"a snapshot restores under its own name ({stream}); stream names may not be changed "
+                       "during restore")
+    if subjects:
+        config["subjects"] = list(subjects)
+    import nats.js.errors as jse
+
+    try:
+        s.run(_api(s, f"$JS.API.STREAM.INFO.{stream}"))
+    except jse.NotFoundError:
+        pass
+    else:
+        raise LabError(f"stream {stream} already exists: delete it first (%stream rm {stream}) or restore "
+                       "elsewhere")
+    size = (src / SNAPSHOT_FILE).stat().st_size
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=size, desc=f"restore {stream}", unit="B", unit_scale=True, disable=not progress, leave=True)
+    try:
+        with open(src / SNAPSHOT_FILE, "rb") as fh:
+            s.run(_send_snapshot(s, stream, config, state, fh, bar))
+    finally:
+        bar.close()
+    return s.run(s.js.stream_info(stream))
+
+
+async def _send_snapshot(s: Session, stream: str, config: dict, state: dict, fh, bar) -> dict:
+    import nats.js.errors as jse
+
+    resp = await _api(s, f"$JS.API.STREAM.RESTORE.{stream}", {"config": config, "state": state})
+    subject = resp["deliver_subject"]
+    while chunk := fh.read(_RESTORE_CHUNK):
+        ack = await s.nc.request(subject, chunk, timeout=10)
+        if ack.data:
+            err = json.loads(ack.data).get("error")
+            if err:
+                raise jse.APIError.from_error(err)
+        bar.update(len(chunk))
+    final = json.loads((await s.nc.request(subject, b"", timeout=600)).data)
+    if "error" in final:
+        raise jse.APIError.from_error(final["error"])
+    return final

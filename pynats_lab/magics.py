@@ -333,10 +333,17 @@ def stream_parser() -> Parser:
     bk = sub.add_parser("backup", help="save config, consumers and messages to a directory")
     bk.add_argument("name")
     bk.add_argument("dir")
+    bk.add_argument("--snapshot", action="store_true",
+                    help="the server's snapshot in natscli's layout (stream.tar.s2, backup.json): sequences, times "
+                         "and consumer state come back exactly; `nats stream restore` reads it")
+    bk.add_argument("--no-consumers", action="store_true", help="with --snapshot: leave the consumers out")
+    bk.add_argument("--chunk-size", metavar="SIZE", help="with --snapshot: bytes per chunk (server default 128KiB)")
+    bk.add_argument("--window-size", metavar="SIZE", help="with --snapshot: bytes in flight (server default 8MiB)")
     bk.add_argument("--no-progress", action="store_true")
-    rs = sub.add_parser("restore", help="recreate a stream from a backup directory")
+    rs = sub.add_parser("restore", help="recreate a stream from a backup directory (readable files or a snapshot, "
+                                        "found out from the files)")
     rs.add_argument("dir")
-    rs.add_argument("--name", help="restore under a new name")
+    rs.add_argument("--name", help="restore under a new name (readable backups only)")
     rs.add_argument("--subjects", nargs="+", metavar="S", help="new subjects (needed beside the original)")
     rs.add_argument("--no-progress", action="store_true")
     return p
@@ -742,7 +749,8 @@ def run_stream(a: argparse.Namespace, cell: str | None) -> Any:
         return lab.stream_view(a.name, id=a.id, since=a.since, subject=a.subject, page_size=a.page_size,
                                raw=a.raw, last=a.last)
     if c == "backup":
-        return lab.stream_backup(a.name, a.dir, progress=not a.no_progress)
+        return lab.stream_backup(a.name, a.dir, snapshot=a.snapshot, consumers=not a.no_consumers,
+                                 chunk_size=a.chunk_size, window_size=a.window_size, progress=not a.no_progress)
     if c == "restore":
         return lab.stream_restore(a.dir, name=a.name, subjects=a.subjects, progress=not a.no_progress)
     raise _Usage("missing command")

@@ -55,3 +55,51 @@ def test_restore_under_a_new_name_beside_the_original(lab_js, shell, tmp_path, c
     assert magic(shell, "%stream view JOBS2")["data"].tolist() == ["j1", "j2", "j3"]
     assert magic(shell, f"%stream restore {tmp_path}/nothing") is None
     assert "no stream backup in" in capsys.readouterr().err
+
+
+def test_snapshot_backup_and_restore_keep_sequences_times_and_consumer_state(lab_js, shell, tmp_path, capsys):
+    """`--snapshot` is the server's own snapshot in natscli's layout; restore finds out which kind a directory
+    holds. Misuse gets one line each."""
+    magic(shell, "%stream add ORDERS --subjects orders.>")
+    magic(shell, "%nats pub orders.new 'n{{Count}}' --count 30 --js -H source:test")
+    pynats_lab.publish("orders.bin", b"\x00\xff\x10binary", js=True)
+    s = pynats_lab.get_session()
+    for seq in (4, 5, 31):
+        s.run(s.js.delete_msg("ORDERS", seq))
+    magic(shell, "%consumer add ORDERS worker --pull --filter orders.new")
+    got = magic(shell, "%consumer next ORDERS worker --count 5 --no-ack")
+    assert len(got) == 5
+    magic(shell, "%consumer next ORDERS worker --count 2")
+    before = pynats_lab.stream_frame("ORDERS", raw=True)
+    worker_before = magic(shell, "%consumer info ORDERS worker")
+
+    done = magic(shell, f"%stream backup ORDERS {tmp_path}/snap --snapshot --no-progress")
+    assert done.messages == 28 and done.consumers == 1
+    meta = json.loads((tmp_path / "snap" / "backup.json").read_text())
+    assert set(meta) == {"config", "state"} and meta["config"]["name"] == "ORDERS"
+    assert meta["state"]["last_seq"] == 31 and (tmp_path / "snap" / "stream.tar.s2").stat().st_size > 0
+    assert sorted(p.name for p in (tmp_path / "snap").iterdir()) == ["backup.json", "stream.tar.s2"]
+
+    assert magic(shell, f"%stream restore {tmp_path}/snap --no-progress") is None
+    assert "stream ORDERS already exists" in capsys.readouterr().err
+    magic(shell, "%stream rm ORDERS")
+    restored = magic(shell, f"%stream restore {tmp_path}/snap --no-progress")
+    assert restored.state.messages == 28 and (restored.state.first_seq, restored.state.last_seq) == (1, 31)
+    after = pynats_lab.stream_frame("ORDERS", raw=True)
+    for column in ("seq", "subject", "data", "headers", "time"):
+        assert after[column].tolist() == before[column].tolist(), column
+    worker_after = magic(shell, "%consumer info ORDERS worker")
+    def position(ci):
+        return (ci.delivered.consumer_seq, ci.delivered.stream_seq, ci.ack_floor.consumer_seq,
+                ci.ack_floor.stream_seq, ci.num_ack_pending, ci.num_pending)
+
+    assert position(worker_after) == position(worker_before)
+    assert worker_after.num_ack_pending == 5
+
+    assert magic(shell, f"%stream restore {tmp_path}/snap --name OTHER --no-progress") is None
+    assert "restores under its own name" in capsys.readouterr().err
+    assert magic(shell, f"%stream backup ORDERS {tmp_path}/plain --no-consumers") is None
+    assert "go with --snapshot" in capsys.readouterr().err
+    assert magic(shell, f"%stream backup NOPE {tmp_path}/none --snapshot --no-progress") is None
+    assert "stream not found" in capsys.readouterr().err
+    assert not (tmp_path / "none" / "stream.tar.s2").exists()
