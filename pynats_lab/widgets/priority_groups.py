@@ -139,22 +139,33 @@ class PriorityGroups(LabWidget):
         return frame.sort_values("seq").reset_index(drop=True)
 
     def summary(self) -> pd.DataFrame:
-        """Messages per client, before and after the busiest one left."""
+        """Messages per client, before and after the busiest one left; every client, those that got nothing
+        too (waiting is what a stand-by does)."""
         df = self.df
-        if not len(df):
-            return pd.DataFrame(columns=["client", "messages", "before", "after"])
-        out = df.groupby("client").agg(messages=("seq", "count"),
-                                       before=("after_leave", lambda a: int((~a.astype(bool)).sum())),
-                                       after=("after_leave", lambda a: int(a.astype(bool).sum())))
-        return out.reset_index()
+        names = [f"c{i + 1}" for i in range(self.clients)]
+        out = pd.DataFrame({"client": names})
+        if len(df):
+            after = df["after_leave"].astype(bool)
+            out["messages"] = out["client"].map(df["client"].value_counts()).fillna(0).astype(int)
+            out["before"] = out["client"].map(df.loc[~after, "client"].value_counts()).fillna(0).astype(int)
+            out["after"] = out["client"].map(df.loc[after, "client"].value_counts()).fillna(0).astype(int)
+        else:
+            out["messages"] = out["before"] = out["after"] = 0
+        return out
 
     def _render(self) -> None:
-        self.table.value = self.static_html()
+        self.table.value = self._tables_html()  # the title and the lesson are widgets of their own
 
-    def static_html(self) -> str:
+    def _tables_html(self) -> str:
         df = self.df
         rows = df[["seq", "client", "pin", "after_leave"]] if len(df) else df
-        return (f"<b>Priority groups: {self.policy}</b>" + table_html(self.summary()) + table_html(rows)
+        gone = f"after {self.left} left" if self.left else "after the busiest left"
+        rows = rows.rename(columns={"pin": "Nats-Pin-Id", "after_leave": gone})
+        return ("<p><small>messages per client</small></p>" + table_html(self.summary())
+                + "<p><small>who received each message</small></p>" + table_html(rows))
+
+    def static_html(self) -> str:
+        return (f"<b>Priority groups: {self.policy}</b>" + self._tables_html()
                 + f"<p><small>{LESSONS[self.policy]}</small></p>")
 
 

@@ -1,7 +1,8 @@
 """JupyterLab in headless Chromium: a notebook with the four widgets is run through the UI, and the test
 checks that they render (not "Error displaying widget") and answer clicks: a StreamViewer row picks the
 detail, the filter shows in the status line, a binary payload shows as hex or base64, a search finds a
-message; the LatencyChart takes every sample asked; ConsumerReplay and DedupChart finish inside their box.
+message; the LatencyChart takes every sample asked; ConsumerReplay and DedupChart finish inside their box;
+PriorityGroups shows the pinned client, then the next one, in two tables inside its box.
 Screenshots go to test-artifacts/. Debian's chromium only; Playwright never downloads a browser."""
 from __future__ import annotations
 
@@ -195,10 +196,25 @@ def test_widgets_render_in_jupyterlab(jupyterlab, tmp_path):
                 "() => { const b = document.querySelector('.pynats-consumer-replay');"
                 " return b.scrollWidth - b.clientWidth; }")
             assert overflow <= 1, f"the replay widget is {overflow}px wider than its box"
+            # PriorityGroups: the pinned client took everything until it left, then the next one was pinned;
+            # both tables (per client, per message) and the lesson fit inside the box.
+            groups = page.locator(".pynats-priority-groups")
+            shows(page, ".pynats-priority-groups", "done: 8 of 8 messages delivered", 30_000)
+            assert groups.locator("table").count() == 2 and groups.inner_text().count("Priority groups:") == 1
+            assert groups.locator("table").nth(0).locator("tbody tr").count() == 3  # the stand-by that got 0 too
+            per_message = groups.locator("table").nth(1).locator("tbody tr")
+            assert per_message.count() == 8
+            clients = {per_message.nth(i).locator("td").nth(1).inner_text().strip() for i in range(8)}
+            assert len(clients) == 2 and "Nats-Pin-Id" in groups.inner_text()
+            overflow = page.evaluate(
+                "() => { const b = document.querySelector('.pynats-priority-groups');"
+                " return b.scrollWidth - b.clientWidth; }")
+            assert overflow <= 1, f"the priority groups widget is {overflow}px wider than its box"
             text = page.locator(".jp-Notebook").inner_text()
             assert "Error displaying widget" not in text and "Traceback" not in text
             for name, css in (("stream_viewer", ".pynats-stream-viewer"), ("latency_chart", ".pynats-latency-chart"),
-                              ("consumer_replay", ".pynats-consumer-replay"), ("dedup_chart", ".pynats-dedup-chart")):
+                              ("consumer_replay", ".pynats-consumer-replay"), ("dedup_chart", ".pynats-dedup-chart"),
+                              ("priority_groups", ".pynats-priority-groups")):
                 page.locator(css).screenshot(path=str(ARTIFACTS / f"{name}.png"))
             page.screenshot(path=str(ARTIFACTS / "jupyterlab_notebook.png"), full_page=True)
         except Exception:

@@ -79,7 +79,8 @@ def test_priority_groups_widget_shows_who_receives_what(lab_js, shell):
     assert before["client"].iloc[0] == pinned.left != after["client"].iloc[0]
     assert before["pin"].nunique() == 1 and set(after["pin"]) != set(before["pin"]) and df["pin"].notna().all()
     ranked = pynats_lab.PriorityGroups("prioritized", clients=3, messages=6, wait=True)
-    assert ranked.summary()[["client", "before", "after"]].values.tolist() == [["c1", 3, 0], ["c2", 0, 3]]
+    assert ranked.summary()[["client", "before", "after"]].values.tolist() == [
+        ["c1", 3, 0], ["c2", 0, 3], ["c3", 0, 0]]  # every client, c3 waited throughout
     spill = pynats_lab.PriorityGroups("overflow", clients=2, messages=10, min_pending=3, wait=True)
     counts = spill.summary().set_index("client")
     assert counts.loc["c1", "before"] == 5 and "c2" in counts.index and counts.loc["c2", "before"] == 0
