@@ -396,6 +396,11 @@ def consumer_unpin(req: Request) -> dict:
     return {}
 
 
+def cluster_required(req: Request) -> dict:
+    """Leader step-down and peer removal: a lone nats-server answers that they need clustering."""
+    raise api_error("JSClusterRequiredErr")
+
+
 # -- dispatch -------------------------------------------------------------------------------------
 
 # (subject tokens after "$JS.API", handler, response type). "*" matches one token, ">" the rest.
@@ -421,6 +426,9 @@ ROUTES = [
     (("CONSUMER", "LIST", "*"), consumer_list, "consumer_list_response"),
     (("CONSUMER", "PAUSE", "*", "*"), consumer_pause, "consumer_pause_response"),
     (("CONSUMER", "UNPIN", "*", "*"), consumer_unpin, "consumer_unpin_response"),
+    (("STREAM", "LEADER", "STEPDOWN", "*"), cluster_required, "stream_leader_stepdown_response"),
+    (("CONSUMER", "LEADER", "STEPDOWN", "*", "*"), cluster_required, "consumer_leader_stepdown_response"),
+    (("STREAM", "PEER", "REMOVE", "*"), cluster_required, "stream_remove_peer_response"),
 ]
 
 

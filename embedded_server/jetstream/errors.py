@@ -9,6 +9,7 @@ from __future__ import annotations
 _TABLE: dict[str, tuple[int, int, str]] = {
     'JSAccountResourcesExceededErr': (400, 10002, 'resource limits exceeded for account'),
     'JSBadRequestErr': (400, 10003, 'bad request'),
+    'JSClusterRequiredErr': (503, 10010, 'JetStream clustering support required'),
     'JSConsumerCreateErrF': (500, 10012, '{err}'),
     'JSConsumerNameExistErr': (400, 10013, 'consumer name already in use'),
     'JSConsumerNotFoundErr': (404, 10014, 'consumer not found'),

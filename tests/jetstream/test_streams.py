@@ -276,3 +276,25 @@ def test_bad_request_error_maps_to_nats_py_error(js_server):
     assert err.err_code == 10065
 
 
+
+
+def test_cluster_only_endpoints_answer_that_they_need_clustering(js_server):
+    """A lone server answers leader step-down and peer removal with 10010, as nats-server does."""
+    async def scenario():
+        async with connected(js_server) as (nc, js):
+            await api(nc, "$JS.API.STREAM.CREATE.S", {"name": "S", "subjects": ["s"]})
+            await api(nc, "$JS.API.CONSUMER.CREATE.S.c", {"stream_name": "S", "config": {"name": "c"}})
+            out = {}
+            for subject, body in (("STREAM.LEADER.STEPDOWN.S", b""), ("CONSUMER.LEADER.STEPDOWN.S.c", b""),
+                                  ("STREAM.PEER.REMOVE.S", b'{"peer": "x"}'), ("STREAM.LEADER.STEPDOWN.NONE", b"")):
+                out[subject] = json.loads((await nc.request(f"$JS.API.{subject}", body, timeout=3)).data)
+            return out
+
+    error = {"code": 503, "err_code": 10010, "description": "JetStream clustering support required"}
+    prefix = "io.nats.jetstream.api.v1."
+    assert run(scenario()) == {
+        "STREAM.LEADER.STEPDOWN.S": {"type": prefix + "stream_leader_stepdown_response", "error": error},
+        "CONSUMER.LEADER.STEPDOWN.S.c": {"type": prefix + "consumer_leader_stepdown_response", "error": error},
+        "STREAM.PEER.REMOVE.S": {"type": prefix + "stream_remove_peer_response", "error": error},
+        "STREAM.LEADER.STEPDOWN.NONE": {"type": prefix + "stream_leader_stepdown_response", "error": error},
+    }
