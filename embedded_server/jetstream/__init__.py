@@ -66,6 +66,35 @@ def _sync_settings(options) -> tuple[bool, float]:
     return always, float(interval)
 
 
+def _batch_limits(options) -> dict:
+    """`jetstream { limits { batch { max_inflight_per_stream, max_inflight_total, max_msgs, timeout } } }`, as
+    nats-server reads them (timeout a Go duration, kept here in seconds); anything unreadable is left unset."""
+    out: dict = {}
+    block = options.jetstream_block
+    lims = _child(block, "limits")
+    batch = _child(lims, "batch")
+    if batch is None:
+        return out
+    for key, value in batch.items():
+        lk = str(key).lower()
+        if lk in ("max_inflight_per_stream", "max_inflight_total", "max_msgs") and isinstance(value, int):
+            out[lk] = value
+        elif lk == "timeout" and isinstance(value, str):
+            ns = parse_go_duration(value.strip())
+            if ns:
+                out["timeout"] = ns / 1e9
+    return out
+
+
+def _child(block, name: str):
+    if not hasattr(block, "items"):
+        return None
+    for key, value in block.items():
+        if str(key).lower() == name and hasattr(value, "items"):
+            return value
+    return None
+
+
 def _format_size(n: int) -> str:
     for unit, size in (("TB", 1 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
         if n >= size:
@@ -89,6 +118,7 @@ class JetStream:
         self.max_memory = max_mem if max_mem and max_mem > 0 else mem_default
         self.max_store = max_file if max_file and max_file > 0 else disk_default
         self.sync_always, self.sync_interval = _sync_settings(opts)
+        self.batch_limits = _batch_limits(opts)
         self.max_pending = opts.max_pending
         self.domain = opts.jetstream_domain
         self.version = PROTOCOL_VERSION

@@ -78,3 +78,9 @@ def consumer_unpinned(js, account, stream: str, consumer: str, group: str, reaso
     """reason: "timeout" or "admin" (nats-server's two)."""
     send(js, account, f"{PREFIX}CONSUMER.UNPINNED.{stream}.{consumer}", "consumer_group_unpinned",
          {"account": account.name, "stream": stream, "consumer": consumer, "group": group, "reason": reason})
+
+
+def batch_abandoned(js, account, stream: str, batch_id: str, reason: str) -> None:
+    """An atomic batch given up: reason "timeout", "incomplete", "large" or "unsupported" (nats-server's four)."""
+    send(js, account, f"{PREFIX}STREAM.BATCH_ABANDONED.{stream}", "stream_batch_abandoned",
+         {"stream": stream, "batch": batch_id, "reason": reason})

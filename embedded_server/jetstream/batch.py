@@ -5,12 +5,15 @@ are stored, in order and with nothing in between, or none is.
 
 A staged message is answered with an empty message; the commit with a PubAck carrying `batch` and `count`.
 Staged batches live in memory: a restart forgets batches that were not committed (none of them was
-acknowledged as stored). A batch that hears nothing for 10 seconds is dropped, as in nats-server.
+acknowledged as stored). A batch that hears nothing for 10 seconds is dropped, as in nats-server. A batch
+given up (timeout, a gap, too large, an API level this server lacks) raises the BATCH_ABANDONED advisory.
+The limits are nats-server's, changed as there by `jetstream { limits { batch { ... } } }` (`batch_limits`).
 """
 from __future__ import annotations
 
-from . import counters, headers
+from . import advisories, counters, headers
 from .clock import now_ns
+from .config import API_LEVEL
 from .errors import ApiError, api_error
 from .store import MAX_BYTES, MAX_MSGS, MAX_MSGS_PER_SUBJECT
 
@@ -22,8 +25,31 @@ MAX_BATCH_SIZE = 1000
 MAX_INFLIGHT_PER_STREAM = 50
 MAX_INFLIGHT_TOTAL = 1000
 TIMEOUT = 10.0
+REQUIRED_API_LEVEL = b"Nats-Required-Api-Level"
+_DEFAULTS = {"max_inflight_per_stream": MAX_INFLIGHT_PER_STREAM, "max_inflight_total": MAX_INFLIGHT_TOTAL,
+             "max_msgs": MAX_BATCH_SIZE, "timeout": TIMEOUT}
 
 _inflight_total = 0
+
+
+def limit(js, name: str, default=None):
+    """A batch limit: the server's `jetstream { limits { batch { name: ... } } }` when set above 0, else the
+    default (atomic batches' unless another is given)."""
+    value = js.batch_limits.get(name, 0)
+    if value > 0:
+        return value
+    return _DEFAULTS[name] if default is None else default
+
+
+def required_level_error(hdr: bytes) -> bool:
+    """nats-server's errorOnRequiredApiLevel: Nats-Required-Api-Level is not an integer or above this server's."""
+    value = headers.get(hdr, REQUIRED_API_LEVEL)
+    if not value:
+        return False
+    try:
+        return int(value) > API_LEVEL
+    except ValueError:
+        return True
 
 
 class AtomicBatch:
@@ -42,13 +68,15 @@ def _batches(st) -> dict:
     return batches
 
 
-def _drop(st, batch_id: str) -> None:
+def _drop(st, batch_id: str, reason: str = "") -> None:
     global _inflight_total
     b = _batches(st).pop(batch_id, None)
     if b is not None:
         _inflight_total -= 1
         if b.timer is not None:
             b.timer.cancel()
+        if reason:
+            advisories.batch_abandoned(st.js, st.account, st.name, batch_id, reason)
 
 
 def drop_all(st) -> None:
@@ -60,7 +88,7 @@ def drop_all(st) -> None:
 def _arm(st, batch_id: str, b: AtomicBatch) -> None:
     if b.timer is not None:
         b.timer.cancel()
-    b.timer = st.js.loop.call_later(TIMEOUT, _drop, st, batch_id)
+    b.timer = st.js.loop.call_later(limit(st.js, "timeout"), _drop, st, batch_id, "timeout")
 
 
 def process(st, subject: str, reply: str, hdr: bytes, msg: bytes, batch_id: bytes) -> int:
@@ -94,27 +122,35 @@ def _process(st, subject: str, reply: str, hdr: bytes, msg: bytes, batch_id: str
     commit = headers.get(hdr, BATCH_COMMIT)
     eob = commit == b"eob"
     size = seq - 1 if eob else seq
+    js = st.js
+    max_msgs = limit(js, "max_msgs")
     batches = _batches(st)
     b = batches.get(batch_id)
     if b is None:
         if seq != 1:
-            if size > MAX_BATCH_SIZE:
-                raise api_error("JSAtomicPublishTooLargeBatchErrF", size=MAX_BATCH_SIZE)
+            if size > max_msgs:
+                raise api_error("JSAtomicPublishTooLargeBatchErrF", size=max_msgs)
             raise api_error("JSAtomicPublishIncompleteBatchErr")
-        if len(batches) + 1 > MAX_INFLIGHT_PER_STREAM or _inflight_total + 1 > MAX_INFLIGHT_TOTAL:
+        if len(batches) + 1 > limit(js, "max_inflight_per_stream") or \
+                _inflight_total + 1 > limit(js, "max_inflight_total"):
             raise api_error("JSAtomicPublishTooManyInflight")
         b = batches[batch_id] = AtomicBatch()
         _inflight_total += 1
     if commit is not None and not eob and commit != b"1":
         _drop(st, batch_id)
         raise api_error("JSAtomicPublishInvalidBatchCommitErr")
+    if headers.get(hdr, REQUIRED_API_LEVEL) is not None:
+        if required_level_error(hdr):
+            _drop(st, batch_id, "unsupported")
+            raise api_error("JSRequiredApiLevelErr")
+        hdr = headers.remove(hdr, REQUIRED_API_LEVEL)
     b.lseq += 1
     if b.lseq != seq or (seq == 1 and eob):
-        _drop(st, batch_id)
+        _drop(st, batch_id, "incomplete")
         raise api_error("JSAtomicPublishIncompleteBatchErr")
-    if size > MAX_BATCH_SIZE:
-        _drop(st, batch_id)
-        raise api_error("JSAtomicPublishTooLargeBatchErrF", size=MAX_BATCH_SIZE)
+    if size > max_msgs:
+        _drop(st, batch_id, "large")
+        raise api_error("JSAtomicPublishTooLargeBatchErrF", size=max_msgs)
     if not eob:
         b.msgs.append((subject, hdr, msg))
     if commit is None:

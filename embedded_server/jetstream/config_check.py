@@ -81,8 +81,6 @@ def check_stream_config(req: dict, pedantic: bool = False, sourcing_check=None) 
     if cfg.get("deny_purge") and cfg.get("allow_rollup_hdrs"):
         raise _invalid("roll-ups require the purge permission")
     counters.check_config(cfg)
-    if cfg.get("allow_batched"):
-        raise _invalid("fast batch publishing is not supported by this server")
     if cfg.get("discard_new_per_subject"):
         if cfg["discard"] != "new":
             raise _invalid("discard new per subject requires discard new policy to be set")
@@ -136,7 +134,8 @@ def check_stream_config(req: dict, pedantic: bool = False, sourcing_check=None) 
         cfg["subjects"] = list(subjects)
     else:
         cfg.pop("subjects", None)
-    if cfg.get("subject_transform"):
+    if cfg.get("subject_transform") is not None:
+        # nats-server keeps a given transform, even `{}`, and echoes it with both fields
         tr = cfg["subject_transform"]
         src, dest = tr.get("src", ""), tr.get("dest", "")
         if src and not filters.is_valid_subject(src):
@@ -181,6 +180,8 @@ def set_static_metadata(cfg: dict, previous: dict | None = None) -> None:
     if (cfg.get("allow_msg_counter") or cfg.get("allow_atomic") or cfg.get("allow_msg_schedules")
             or cfg.get("persist_mode") == "async"):
         level = max(level, 2)
+    if cfg.get("allow_batched"):
+        level = max(level, 4)
     meta["_nats.req.level"] = str(level)
     cfg["metadata"] = meta
 

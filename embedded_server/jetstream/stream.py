@@ -14,6 +14,7 @@ from embedded_server.gotime import duration_string
 
 from . import config_json
 from . import batch as batch_mod
+from . import fastbatch
 from . import counters, filters, headers, limits, requests, schedules
 from .clock import now_ns, rfc3339
 from .errors import ApiError, api_error
@@ -143,6 +144,10 @@ class Stream:
         """Apply a checked new config: subjects, limits (enforced at once), direct access, dedup window."""
         old = self.cfg
         self.cfg = cfg
+        if not cfg.get("allow_atomic"):
+            batch_mod.drop_all(self)
+        if not cfg.get("allow_batched"):
+            fastbatch.drop_all(self)
         self._set_transforms()
         self._set_fast_path()
         self.store.update_config(cfg)
@@ -208,7 +213,7 @@ class Stream:
 
     def process_msg(self, subject: str, reply: str, hdr: bytes | None, msg: bytes) -> int:
         """Store one published message; answer `reply` with a PubAck or an error. Returns the seq or 0."""
-        if self._slow_path or hdr:
+        if self._slow_path or hdr or reply[-4:] == ".$FI":
             return self._process_checked(subject, reply, hdr, msg)
         # The common case: no headers, no limits to check before storing, limits retention.
         max_size = self._max_msg_size
@@ -251,83 +256,103 @@ class Stream:
         batch (count only on the last, whose PubAck says it)."""
         if self.closed:
             return 0
+        if reply[-4:] == ".$FI" and batch is None and not sourced:
+            op, malformed = fastbatch.parse_reply(reply, hdr)
+            if op is not None or malformed:
+                return fastbatch.process(self, op, subject, reply, hdr, msg)
         if hdr and batch is None and not sourced:
             batch_id = headers.get(hdr, batch_mod.BATCH_ID)
             if batch_id:
                 return batch_mod.process(self, subject, reply, hdr, msg, batch_id)
+        can_respond = bool(reply) and not self.cfg.get("no_ack")
+        try:
+            subject, hdr, msg, msg_id, rollup, ttl, counter, dup_seq = self.check_msg(subject, hdr, msg, sourced)
+            if dup_seq:
+                if can_respond:
+                    self.js.send(self.account, reply, b"%s%d,\"duplicate\": true}" % (self.pub_ack, dup_seq))
+                return 0
+            seq, stored = self.store_checked(subject, hdr, msg, msg_id, rollup, ttl)
+        except ApiError as e:
+            self._respond_error(reply, e)
+            return 0
+        except StoreError as e:
+            self._respond_error(reply, api_error("JSStreamStoreFailedF", err=str(e)))
+            return 0
+        if not seq:
+            return 0
+        if can_respond:
+            if batch is not None and batch[1]:
+                self.js.send(self.account, reply, b'%s%d,"batch":%s,"count":%d}' % (
+                    self.pub_ack, seq, config_json.compact_json(batch[0]), batch[1]))
+            elif counter is None or not stored:
+                self.js.send(self.account, reply, b"%s%d}" % (self.pub_ack, seq))
+            else:
+                self.js.send(self.account, reply, b'%s%d,"val":"%s"}' % (self.pub_ack, seq, counter.encode()))
+        if stored:
+            self.notify_stored(seq, subject, ttl)
+        return seq
+
+    def check_msg(self, subject: str, hdr: bytes | None, msg: bytes, sourced: bool = False,
+                  check_last_msg_id: bool = True):
+        """nats-server's checks before a message is stored, in its order: raises the ApiError a publisher gets.
+        Returns (subject after the input transform, headers, data, msg id, rollup, ttl, counter total, seq of
+        the duplicate or 0); data and headers may be rewritten (counters, schedules, TTL raised to the marker
+        TTL). A wrong Nats-Expected-Last-Msg-Id gives msg id None when `check_last_msg_id` is off: a fast batch
+        answers it at store time, as nats-server does."""
         if self._input_tr is not None:
             subject = self._input_tr.match(subject) or subject
         cfg = self.cfg
-        can_respond = bool(reply) and not cfg.get("no_ack")
         if cfg.get("sealed"):
-            self._respond_error(reply, api_error("JSStreamSealedErr"))
-            return 0
+            raise api_error("JSStreamSealedErr")
         msg_id = ""
         rollup = ""
         ttl = 0
         incr = None
         if hdr:
-            try:
-                incr = counters.check_incr(cfg.get("allow_msg_counter", False), hdr, msg, sourced)
-                if not sourced and b"Nats-Schedul" in hdr:
-                    hdr = schedules.check_publish(self, subject, hdr)
-                msg_id, rollup, ttl, dup_seq = self._check_headers(subject, hdr, sourced)
-            except ApiError as e:
-                self._respond_error(reply, e)
-                return 0
+            incr = counters.check_incr(cfg.get("allow_msg_counter", False), hdr, msg, sourced)
+            if not sourced and b"Nats-Schedul" in hdr:
+                hdr = schedules.check_publish(self, subject, hdr)
+            msg_id, rollup, ttl, dup_seq = self._check_headers(subject, hdr, sourced, check_last_msg_id)
             if dup_seq:
-                if can_respond:
-                    self.js.send(self.account, reply, b"%s%d,\"duplicate\": true}" % (self.pub_ack, dup_seq))
-                return 0
+                return subject, hdr, msg, msg_id, rollup, ttl, None, dup_seq
             if ttl and ttl > 0 and not sourced:
                 hdr, ttl = self._ttl_at_least_marker(hdr, ttl)
         counter = None
         if cfg.get("allow_msg_counter"):
-            try:
-                if incr is None:
-                    raise api_error("JSMessageIncrMissingErr")
-                hdr, msg, counter = counters.apply(self.store, subject, hdr, msg, incr)
-            except ApiError as e:
-                self._respond_error(reply, e)
-                return 0
+            if incr is None:
+                raise api_error("JSMessageIncrMissingErr")
+            hdr, msg, counter = counters.apply(self.store, subject, hdr, msg, incr)
         max_size = cfg.get("max_msg_size", -1)
         if max_size >= 0 and (hdr and len(hdr) > max_size or len(msg) > max_size - (len(hdr) if hdr else 0)):
-            self._respond_error(reply, api_error("JSStreamMessageExceedsMaximumErr"))
-            return 0
+            raise api_error("JSStreamMessageExceedsMaximumErr")
         if hdr and len(hdr) > 65535:
-            self._respond_error(reply, api_error("JSStreamHeaderExceedsMaximumErr"))
-            return 0
+            raise api_error("JSStreamHeaderExceedsMaximumErr")
+        return subject, hdr, msg, msg_id, rollup, ttl, counter, 0
+
+    def store_checked(self, subject: str, hdr: bytes | None, msg: bytes, msg_id: str, rollup: str,
+                      ttl: int | None) -> tuple[int, bool]:
+        """Store a checked message (or skip it: interest retention without interest). Returns (seq, stored);
+        seq 0 after a disk error, which is logged and not answered, as nats-server does. Raises ApiError for
+        the limits checked at store time, StoreError for the store's own refusals (discard new)."""
         if self.js.limits_exceeded(self.store.storage):
-            self._respond_error(reply, api_error("JSInsufficientResourcesErr"))
-            return 0
+            raise api_error("JSInsufficientResourcesErr")
         if self.jsa.limited and limits.publish_exceeds(self.jsa, self.store.storage, subject, hdr, msg):
-            self._respond_error(reply, api_error("JSAccountResourcesExceededErr"))
-            return 0
-        if cfg["retention"] == "interest" and not self._has_interest(subject):
-            try:
-                seq = self.store.skip_msg()
-            except StoreError as e:
-                self._respond_error(reply, api_error("JSStreamStoreFailedF", err=str(e)))
-                return 0
+            raise api_error("JSAccountResourcesExceededErr")
+        if self.cfg["retention"] == "interest" and not self._has_interest(subject):
+            seq = self.store.skip_msg()
             self.lseq, self.lmsgid = seq, msg_id
             if msg_id:
                 self._store_msg_id(msg_id, seq, now_ns())
             if rollup:
                 self._rollup(subject, rollup, keep=0)
-            if can_respond:
-                self.js.send(self.account, reply, b"%s%d}" % (self.pub_ack, seq))
-            return seq
+            return seq, False
         if ttl is None:
-            self._respond_error(reply, api_error("JSMessageTTLInvalidErr"))
-            return 0
+            raise api_error("JSMessageTTLInvalidErr")
         try:
             seq, ts = self.store.store_msg(subject, hdr, msg, ttl)
-        except StoreError as e:
-            self._respond_error(reply, api_error("JSStreamStoreFailedF", err=str(e)))
-            return 0
         except OSError as e:
             self.js.logger.error(f"JetStream failed to store a msg on stream '{self.account.name} > {self.name}': {e}")
-            return 0
+            return 0, False
         self.lseq = seq
         self.lmsgid = msg_id
         self.js.add_usage(self)
@@ -341,16 +366,7 @@ class Stream:
             self.scheduler.stored(seq, subject, hdr, ts)
         if self._republish_tr is not None:
             self._republish(subject, hdr, msg, seq, ts)
-        if can_respond:
-            if batch is not None and batch[1]:
-                self.js.send(self.account, reply, b'%s%d,"batch":%s,"count":%d}' % (
-                    self.pub_ack, seq, config_json.compact_json(batch[0]), batch[1]))
-            elif counter is None:
-                self.js.send(self.account, reply, b"%s%d}" % (self.pub_ack, seq))
-            else:
-                self.js.send(self.account, reply, b'%s%d,"val":"%s"}' % (self.pub_ack, seq, counter.encode()))
-        self.notify_stored(seq, subject, ttl)
-        return seq
+        return seq, True
 
     def notify_stored(self, seq: int, subject: str, ttl: int = 0) -> None:
         """After a message is stored: wake the consumers and the mirrors/sources reading this stream, arm expiry."""
@@ -374,7 +390,7 @@ class Stream:
             ttl = marker
         return hdr, ttl
 
-    def _check_headers(self, subject: str, hdr: bytes, sourced: bool = False):
+    def _check_headers(self, subject: str, hdr: bytes, sourced: bool = False, check_last_msg_id: bool = True):
         """The header checks of nats-server, in its order; returns (msg_id, rollup, ttl, duplicate_seq).
         A sourced message was checked by its origin: its TTL and its Nats-Stream-Source header are kept."""
         cfg = self.cfg
@@ -422,6 +438,8 @@ class Stream:
         if value:
             expected_id = value.decode("utf-8", "replace")
             if expected_id != self.lmsgid:
+                if not check_last_msg_id:
+                    return None, "", ttl, 0
                 raise api_error("JSStreamWrongLastMsgIDErrF", id=self.lmsgid)
         rollup = ""
         value = get(hdr, headers.ROLLUP)
@@ -756,6 +774,7 @@ class Stream:
         if self.sourcing is not None:
             self.sourcing.stop()
         batch_mod.drop_all(self)
+        fastbatch.drop_all(self)
         if self.scheduler is not None:
             self.scheduler.stop()
         self.unsubscribe()

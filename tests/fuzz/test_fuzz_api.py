@@ -59,7 +59,7 @@ def value_for(typ):
 
 
 # Fields of features the embedded server refuses on purpose (docs/differences.md): not fuzzed.
-UNSUPPORTED = {"mirror", "sources", "allow_msg_counter", "allow_atomic", "allow_batched", "allow_msg_schedules"}
+UNSUPPORTED = {"mirror", "sources", "allow_msg_counter", "allow_atomic", "allow_msg_schedules"}
 
 
 def bodies_for(typ: R.Struct, max_fields: int = 3):
