@@ -11,10 +11,10 @@ import json
 from . import config_check
 from . import config_json
 from . import filters
-from . import headers
 from . import priority
 from . import requests
 from . import snapshot
+from .batch import required_level_error
 from .clock import rfc3339, now_ns, ZERO_TIME
 from .config import API_LEVEL
 from .config_json import decode_request, invalid_json
@@ -443,18 +443,6 @@ def _route(tokens: list[str]):
     return None, None
 
 
-def _required_level_error(hdr: bytes | None) -> bool:
-    if not hdr:
-        return False
-    value = headers.get(hdr, b"Nats-Required-Api-Level")
-    if not value:
-        return False
-    try:
-        return int(value) > API_LEVEL
-    except ValueError:
-        return True
-
-
 def subscribe(js, jsa) -> None:
     """Listen for the API in one account."""
     def dispatch(sub, client, subject, reply, hdr, payload):
@@ -492,7 +480,7 @@ def _dispatch(js, jsa, subject: str, reply: str, hdr, payload: bytes) -> None:
     js.api_total += 1
     resp = {"type": PREFIX + rtype}
     try:
-        if _required_level_error(hdr):
+        if required_level_error(hdr):
             raise api_error("JSRequiredApiLevelErr")
         body = handler(Request(js, jsa, subject, reply, hdr, payload))
         if body is None:

@@ -201,7 +201,6 @@ def _stored(st, b: FastBatch, op: FastOp, seq: int, reply: str) -> None:
 def process(st, op: FastOp | None, subject: str, reply: str, hdr: bytes | None, msg: bytes) -> int:
     """One message with a fast batch reply subject (nats-server's processJetStreamFastBatchMsg). Returns the
     stream sequence it was stored at, or 0."""
-    global _inflight_total
     cfg = st.cfg
     can_respond = bool(reply) and not cfg.get("no_ack")
 
