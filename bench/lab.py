@@ -215,6 +215,34 @@ def run_reports(kind: str, streams: int, consumers: int, messages: int, subjects
     return rows
 
 
+def run_decode(repeat: int) -> None:
+    """The embedded server's request decoding, CPU µs per body (best of `repeat` x 20,000), printed as its own
+    table: the fast path for simple bodies (what `decode` does) against the general Go-rules decoder
+    (`decode_full`). In process, no server."""
+    import timeit
+
+    import pandas as pd
+
+    from embedded_server.jetstream import requests as r
+
+    rows = []
+    for name, typ, body in (("STREAM.MSG.GET / DIRECT.GET {seq, next_by_subj}", r.MSG_GET_REQUEST,
+                             b'{"seq":12345,"next_by_subj":"orders.>"}'),
+                            ("DIRECT.GET {last_by_subj}", r.MSG_GET_REQUEST, b'{"last_by_subj":"orders.new"}'),
+                            ("DIRECT.GET batch {seq, batch, next_by_subj}", r.MSG_GET_REQUEST,
+                             b'{"batch": 10000, "next_by_subj": "orders.>", "seq": 1}'),
+                            ("CONSUMER.MSG.NEXT {batch, expires}", r.CONSUMER_NEXT_REQUEST,
+                             b'{"batch":2000,"expires":30000000000}')):
+        assert r.decode(body, typ) == r.decode_full(body, typ)
+        us = {how: min(timeit.repeat(lambda: fn(body, typ), number=20_000, repeat=max(repeat, 3),
+                                     timer=time.process_time)) / 20_000 * 1e6
+              for how, fn in (("fast path us", r.decode), ("general decoder us", r.decode_full))}
+        rows.append({"body": name, **{k: round(v, 2) for k, v in us.items()},
+                     "ratio": round(us["general decoder us"] / us["fast path us"], 1)})
+    df = pd.DataFrame(rows)
+    print(df.to_markdown(index=False) if _has_tabulate() else df.to_string(index=False))
+
+
 WATCH_CONFIG = """
 accounts { SYS { users [{user: sys, password: sys}] }, APP { users [{user: app, password: app}] } }
 system_account: SYS
@@ -268,7 +296,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--kinds", default=",".join(_kinds()), help="server kinds, comma-separated")
     ap.add_argument("--suites", default="view,bulk,reports,watch", help="view (stream_view pages, stream_frame "
                     "of --frame-messages), bulk (stream_frame of --messages), reports (stream/consumer report, "
-                    "stream subjects), watch (%%server watch); comma-separated")
+                    "stream subjects), watch (%%server watch), decode (the embedded server's request decoding, "
+                    "in process); comma-separated")
     ap.add_argument("--quick", action="store_true", help="small sizes for a smoke run (not the targets' sizes)")
     ap.add_argument("--streams", type=int, default=1000, help="reports: streams for %%stream report")
     ap.add_argument("--consumers", type=int, default=1000, help="reports: consumers for %%consumer report")
@@ -279,13 +308,17 @@ def main(argv: list[str]) -> int:
         a.streams, a.consumers, a.subjects = 100, 100, 1000
     suites = set(a.suites.split(","))
     rows = []
-    for kind in a.kinds.split(","):
+    for kind in filter(None, a.kinds.split(",")):
         if suites & {"view", "bulk"}:
             rows += run_kind(kind, a.messages, a.frame_messages, a.repeat, suites)
         if "reports" in suites:
             rows += run_reports(kind, a.streams, a.consumers, a.messages, a.subjects, max(a.repeat // 2, 3))
         if "watch" in suites:
             rows += run_watch(kind, a.repeat)
+    if "decode" in suites:
+        run_decode(a.repeat)
+    if not rows:
+        return 0
     df = pd.DataFrame(rows)
     df["median ms"] = df["median ms"].round(1)
     df["p90 ms"] = df["p90 ms"].round(1)
