@@ -4,17 +4,19 @@ remove, and replay a stream through a temporary consumer (what ConsumerReplay dr
 from __future__ import annotations
 
 import asyncio
-import json
+import dataclasses
 import datetime as _dt
+import json
 import time
 from typing import Any, AsyncIterator
 
+import nats.js.errors as jse
 import pandas as pd
 from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy, ReplayPolicy, StreamInfo
 
 from . import frames, progress, tables
 from .done import Done
-from .errors import LabError
+from .errors import LabError, as_lab_error
 from .session import Session, in_session
 from .subjects import check_subject
 from .units import at_least_one, format_duration, parse_duration, since_to_time
@@ -96,6 +98,47 @@ async def consumer_add(s: Session, stream: str, name: str | None = None, *, conf
     groups (nats-server 2.11+): priority_policy (overflow, pinned_client, prioritized), priority_groups,
     priority_timeout (pinned_client: how long a pin lasts without requests)."""
     cfg = config or consumer_config(name, **options)
+    try:
+        return await _add_consumer(s, stream, cfg, priority_policy, priority_groups, priority_timeout)
+    except jse.APIError as exc:
+        # 10012 is also the answer to a bad config; only a durable that exists gets the hint
+        if exc.err_code == 10012 and cfg.durable_name:
+            hint = await _exists_otherwise(s, stream, cfg, exc)
+            if hint:
+                raise as_lab_error(exc, hint) from None
+        raise
+
+
+def _setting(field: str, value: Any) -> str:
+    if hasattr(value, "value"):
+        value = value.value
+    if field in ("ack_wait", "idle_heartbeat", "inactive_threshold") and isinstance(value, (int, float)):
+        return format_duration(value)
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "none"
+    return "unset" if value is None else str(value)
+
+
+async def _exists_otherwise(s: Session, stream: str, cfg: ConsumerConfig, exc) -> str | None:
+    """Why an add met a consumer of that name with settings that cannot change, and the ways on; None if no
+    such consumer exists (then the refusal was about the config itself). Settings that can change are changed
+    by the add itself, as nats-server updates a durable created again."""
+    name = cfg.durable_name
+    try:
+        have = (await s.js.consumer_info(stream, name)).config
+    except Exception:
+        return None
+    differ = [f"{f.name} {_setting(f.name, getattr(have, f.name))} (asked {_setting(f.name, getattr(cfg, f.name))})"
+              for f in dataclasses.fields(cfg) if f.name not in ("name", "durable_name")
+              and getattr(cfg, f.name) is not None and getattr(cfg, f.name) != getattr(have, f.name)]
+    what = f" with {'; '.join(differ)}" if differ else ""
+    return (f"consumer {name} on {stream} exists{what}; {exc.description} ({exc.err_code}). %consumer edit "
+            f"{stream} {name} cannot change that either: %consumer rm {stream} {name} and add it again (it starts "
+            f"over), or pick another name")
+
+
+async def _add_consumer(s: Session, stream: str, cfg: ConsumerConfig, priority_policy, priority_groups,
+                        priority_timeout) -> ConsumerInfo:
     if priority_policy is None and not priority_groups and priority_timeout is None:
         return tables.added_consumer(await s.js.add_consumer(stream, cfg))
     from .reports import api_request

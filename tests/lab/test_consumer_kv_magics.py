@@ -79,6 +79,13 @@ def test_consumer_mistakes_are_one_line(lab_js, shell, capsys):
         "%consumer next NOPE x": "%consumer next: stream not found (10059)",
         "%consumer add ORDERS p --ack-wait 1fortnight": "%consumer add: invalid --ack-wait '1fortnight'",
         "%consumer next ORDERS puller --count 0": "%consumer next: --count must be at least 1",
+        # a durable added again with a setting the server cannot change: what differs and the way on
+        "%consumer add ORDERS puller --deliver last":
+            "%consumer add: consumer puller on ORDERS exists with deliver_policy all (asked last); deliver policy "
+            "can not be updated (10012). %consumer edit ORDERS puller cannot change that either: %consumer rm "
+            "ORDERS puller and add it again",
+        "%consumer add ORDERS puller --ack none":
+            "%consumer add: consumer puller on ORDERS exists with ack_policy explicit (asked none); ack policy",
     }
     assert_one_line_errors(shell, capsys, cases)
 
