@@ -232,6 +232,7 @@ class Client(asyncio.Protocol):
         skip = None if self.echo else self
         # The operations protocol.Parser yields, by name (locals: the loop below runs once per message).
         PUB, HPUB, PUBS, SUB, UNSUB = protocol.PUB, protocol.HPUB, protocol.PUBS, protocol.SUB, protocol.UNSUB
+        PUBB = protocol.PUBB
         PING, PONG, CONNECT, INFO = protocol.PING, protocol.PONG, protocol.CONNECT, protocol.INFO
         ERR, HMSG = protocol.ERR, protocol.HMSG
         ops = self.parser.feed(data) if data is not None else self._ops
@@ -243,7 +244,24 @@ class Client(asyncio.Protocol):
                 kind = op[0]
                 if tracing:
                     self._trace_in(op)
-                if kind == PUBS:
+                if kind == PUBB:
+                    _, batch, count, total = op
+                    if plain:
+                        done = srv.route_batch(account, self, batch)
+                    else:
+                        done = 0
+                        for subject, tail, size in batch:
+                            done += 1
+                            self._publish(account, subject, None, tail, len(tail) - size - 2, 0)
+                            if self.closed:
+                                break
+                    if done < count:
+                        # The connection closed halfway: what came after was not received.
+                        count = done
+                        total = sum(size for _, _, size in batch[:done])
+                    n_in += count
+                    in_bytes += total
+                elif kind == PUBS:
                     _, subject, head, segment, count, total = op
                     n_in += count
                     in_bytes += total

@@ -8,6 +8,7 @@ The accepted syntax follows nats-server's parser.go: case-insensitive verbs, spa
 """
 from __future__ import annotations
 
+import re
 from typing import Iterator
 
 from embedded_server.errors import (ERR_AUTHORIZATION_VIOLATION, ERR_MAX_CONTROL_LINE, ERR_MAX_PAYLOAD,
@@ -34,15 +35,24 @@ PUBS = 12     # (PUBS, subject, head, segment, count, payload_bytes)
 # A run of `count` (2 or more) consecutive well-formed PUBs to the same subject without reply, each starting
 # with the same bytes `head` ("PUB <subject> "), as they sit in `segment`. A pipelining publisher sends these;
 # delivering them is one bytes.replace of `head` by the subscriber's "MSG <subject> <sid> " (see server.py).
-# `expand_run` turns one back into PUB operations.
+PUBB = 13     # (PUBB, batch, count, payload_bytes)
+# A batch of consecutive well-formed, complete PUBs without reply (any subjects, no two neighbours alike), each
+# as (subject, tail, size) with tail as in PUB and size its payload bytes. One read from a publisher is mostly one
+# batch, routed in one loop (server.Server.route_batch) instead of one yielded operation per message.
+# `expand_run` turns a PUBS or PUBB back into PUB operations.
 
 OP_NAMES = {PUB: "PUB", HPUB: "HPUB", SUB: "SUB", UNSUB: "UNSUB", PING: "PING", PONG: "PONG",
-            CONNECT: "CONNECT", INFO: "INFO", OK: "+OK", ERR: "-ERR", HMSG: "HMSG", PUBS: "PUBS"}
+            CONNECT: "CONNECT", INFO: "INFO", OK: "+OK", ERR: "-ERR", HMSG: "HMSG", PUBS: "PUBS", PUBB: "PUBB"}
 
 MAX_CONTROL_LINE = 4096
 MAX_PAYLOAD = 1024 * 1024
 
 
+
+# The control line of a PUB a batch takes: a subject without space, tab, CR or LF, one space (or two, as nats-py
+# writes a PUB without reply), 1-9 digits. Anything else (a reply, tabs, lower case, a size too long) is left to
+# the one-by-one paths of Parser.feed.
+_BATCH_PUB = re.compile(rb"PUB ([^ \t\r\n]+)  ?([0-9]{1,9})\r\n")
 
 # Reads of a payload shorter than this are copied together rather than kept one object each (Parser.feed).
 _SMALL_READ = 16 * 1024
@@ -216,9 +226,40 @@ class Parser:
             mcl = self.max_control_line
             max_payload = self.max_payload
             expect_connect = self.expect_connect   # only a CONNECT (general path below) can clear it
+            match = _BATCH_PUB.match if self.runs else None
             while pos < end:
                 if expect_connect and buf[pos] not in b"Cc":
                     raise ProtocolError(ERR_AUTHORIZATION_VIOLATION.text, ERR_AUTHORIZATION_VIOLATION)
+                # Batch path: consecutive complete PUBs without reply go out as one PUBB. Whatever it does not
+                # take (an incomplete or invalid message, one over a limit, the start of a run of one subject)
+                # is left where it starts for the paths below, which wait, raise or form the run.
+                m = match(buf, pos) if match is not None else None
+                if m is not None:
+                    batch = []
+                    add = batch.append
+                    total = last_size = last_pos = 0
+                    last = None
+                    while m is not None:
+                        subject, szb = m.groups()
+                        body = m.end()
+                        size = int(szb)
+                        stop = body + size
+                        if size > max_payload or body - pos - 6 > mcl or not startswith(b"\r\n", stop):
+                            break
+                        if subject == last:
+                            batch.pop()
+                            total -= last_size
+                            pos = last_pos
+                            break
+                        add((subject, buf[body - 2 - len(szb):stop + 2], size))
+                        total += size
+                        last, last_pos, last_size = subject, pos, size
+                        pos = stop + 2
+                        m = match(buf, pos)
+                    if batch:
+                        yield (PUBB, batch, len(batch), total)
+                        if pos >= end:
+                            break
                 nl = find(b"\n", pos)
                 if nl < 0:
                     self._partial(buf, pos)
@@ -471,7 +512,9 @@ class Parser:
 
 
 def expand_run(op: tuple) -> Iterator[tuple]:
-    """The PUB operations a PUBS run stands for, in order (the run was checked against the limits already)."""
+    """The PUB operations a PUBS run or a PUBB batch stands for, in order (checked against the limits already)."""
+    if op[0] == PUBB:
+        return iter([(PUB, subject, None, tail, len(tail) - size - 2) for subject, tail, size in op[1]])
     return Parser(max_control_line=1 << 30, max_payload=1 << 62, runs=False).feed(op[3])
 
 

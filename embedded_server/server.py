@@ -31,6 +31,8 @@ from embedded_server.subjects import Sublist, Subscription
 from embedded_server.version import API_LEVEL, PROTOCOL_VERSION, VERSION
 
 GLOBAL_ACCOUNT = "$G"
+# A plan keeps a receiver list per choice of queue group members (Plan.routes) up to this many choices.
+_MAX_ROUTES = 64
 SYSTEM_ACCOUNT = "$SYS"
 
 
@@ -43,11 +45,12 @@ class Plan:
     connection that needs nothing checked per message (no permissions, no auto-unsubscribe limit), else None: a
     message without headers or tracing goes to them with one `Server.deliver` and no test per subscriber; only a
     queue group's member, picked per message, is looked at, and joins that deliver (`Server.route`). `fast`: `plain` when
-    there is also no queue group (the whole plan is one `deliver`), else None. A plan is only valid until the account's subscriptions change: anything that could
+    there is also no queue group (the whole plan is one `deliver`), else None. `routes`: see `_routes`; a batch
+    of publishes (`Server.route_batch`) takes them without a call per message. A plan is only valid until the account's subscriptions change: anything that could
     alter it (SUB, UNSUB, an UNSUB with a limit, a connection closing, new permissions) drops the account's plans.
     """
 
-    __slots__ = ("psubs", "qgroups", "plain", "fast")
+    __slots__ = ("psubs", "qgroups", "plain", "fast", "routes")
 
     def __init__(self, psubs: tuple, qgroups: tuple):
         self.psubs = psubs
@@ -55,6 +58,26 @@ class Plan:
         plain = all(c is not None and not s.max and c.perms is None for s, c, _ in psubs)
         self.plain = psubs if plain else None
         self.fast = psubs if plain and not qgroups else None
+        self.routes = None
+        if plain:
+            self.routes = self._routes(psubs, qgroups)
+
+    @staticmethod
+    def _routes(psubs: tuple, qgroups: tuple) -> tuple | None:
+        """`routes`: every receiver list a message without headers may take, when none of the receivers needs a
+        check: `(fast,)` without queue groups; with them, one list per choice of a member in each group (the
+        plain subscribers, then each group's member: nats-server's order). A message picks one at random, which
+        picks each group's member uniformly and independently, as route() does. None when a member needs a check
+        (internal, permissions, an auto-unsubscribe limit) or the choices are too many to keep."""
+        routes = [psubs]
+        for group in qgroups:
+            if len(routes) * len(group) > _MAX_ROUTES:
+                return None
+            for sub, client, _ in group:
+                if client is None or sub.max or client.perms is not None:
+                    return None
+            routes = [targets + (member,) for targets in routes for member in group]
+        return tuple(routes)
 
 
 class Account:
@@ -338,7 +361,8 @@ class Server:
         header bytes on the subscription and the client, and mark the client to be written at the end of the
         current read, when its account's and the server's totals take them too (`Client.tally_out`). Checks
         that differ per message (permissions, auto-unsubscribe limits, header support, tracing) were made by
-        the caller (`_deliver_checked`); a plan's `fast` entries need none."""
+        the caller (`_deliver_checked`); a plan's `fast` entries need none. `route_batch` holds the one inlined
+        copy of this loop (for a batch of publishes): a change here belongs there too."""
         dirty = self.dirty
         for sub, client, head in targets:
             if client is skip:
@@ -354,6 +378,44 @@ class Server:
             if not client.dirty:
                 client.dirty = True
                 dirty.append(client)
+
+    def route_batch(self, account: Account, producer, batch: list) -> int:
+        """Route a batch of publishes without reply or headers from one connection (protocol.PUBB), each
+        (subject, tail, size). Where the subject's plan has `routes`, the message takes one of them (a random one
+        when there are queue groups) and is queued and counted here as `deliver` would, in one loop for the
+        whole batch; anything else goes through `route`. Returns how many messages were routed: all of them,
+        unless routing one closed the producer (the rest is then dropped, as a closed connection's reads are)."""
+        plans = account.plans
+        dirty = self.dirty
+        random_ = random.random
+        skip = None if producer.echo else producer
+        done = 0
+        for subject, tail, size in batch:
+            plan = plans.get(subject)
+            if plan is None:
+                plan = account.plan(subject)
+            routes = plan.routes
+            if routes is None or (skip is not None and plan.qgroups):
+                done += 1
+                self.route(account, producer, subject, None, tail, len(tail) - size - 2)
+                if producer.closed:
+                    return done
+                continue
+            targets = routes[0] if len(routes) == 1 else routes[int(random_() * len(routes))]
+            if skip is not None:
+                self.deliver(targets, tail, 1, size, skip)
+                continue
+            for sub, client, prefix in targets:
+                out = client.out
+                out.append(prefix)
+                out.append(tail)
+                sub.delivered += 1
+                client.out_msgs += 1
+                client.out_bytes += size
+                if not client.dirty:
+                    client.dirty = True
+                    dirty.append(client)
+        return len(batch)
 
     def route(self, account: Account, producer, subject: bytes, reply: bytes | None, tail: bytes, body_at: int,
               hdr_len: int = 0, msg_subject: bytes | None = None) -> bool:

@@ -44,12 +44,12 @@ streams = st.lists(st.one_of(operations(), st.lists(st.just(b"PUB run 3\r\nabc\r
 
 
 def parse(chunks, runs: bool = True) -> list[tuple]:
-    """All operations from feeding `chunks` in order, PUBS runs expanded into their PUBs."""
+    """All operations from feeding `chunks` in order, PUBS runs and PUBB batches expanded into their PUBs."""
     p = Parser(headers=True, runs=runs)
     out = []
     for chunk in chunks:
         for op in p.feed(chunk):
-            if op[0] == protocol.PUBS:
+            if op[0] in (protocol.PUBS, protocol.PUBB):
                 out.extend(protocol.expand_run(op))
             else:
                 out.append(op)
@@ -180,13 +180,13 @@ def test_nothing_but_connect_is_accepted_while_auth_is_expected():
     assert list(gen) == [(protocol.PING,)]
 
 
-def parse_until_error(data: bytes, runs: bool, points=()) -> tuple[list[tuple], str | None]:
-    p = Parser(headers=True, runs=runs)
+def parse_until_error(data: bytes, runs: bool, points=(), **limits) -> tuple[list[tuple], str | None]:
+    p = Parser(headers=True, runs=runs, **limits)
     out = []
     try:
         for chunk in cut(data, list(points)):
             for op in p.feed(chunk):
-                out.extend(protocol.expand_run(op) if op[0] == protocol.PUBS else [op])
+                out.extend(protocol.expand_run(op) if op[0] in (protocol.PUBS, protocol.PUBB) else [op])
     except ProtocolError as e:
         return out, e.err
     return out, None
@@ -208,3 +208,38 @@ def test_a_payload_holding_the_header_is_not_mistaken_for_a_message():
     record = b"PUB a %d\r\n%s\r\n" % (len(inner), inner)
     assert parse_until_error(record * 10, runs=True)[0] == [(protocol.PUB, b"a", None, b"%d\r\n%s\r\n" % (
         len(inner), inner), 4)] * 10
+
+
+@st.composite
+def publishes(draw) -> bytes:
+    """A PUB as a batch takes it, or one just outside what it takes (reply, tab, lower case, two spaces, a size
+    or control line over the limits below, a bad trailer, junk)."""
+    subject = draw(st.sampled_from([b"a", b"b.c", b"d", b"x" * 40]))
+    payload = draw(st.binary(max_size=30))
+    kind = draw(st.sampled_from(["pub"] * 6 + ["natspy", "reply", "tab", "lower", "big", "trailer", "junk"]))
+    if kind == "natspy":
+        return b"PUB %s  %d\r\n%s\r\n" % (subject, len(payload), payload)
+    if kind == "reply":
+        return b"PUB %s r %d\r\n%s\r\n" % (subject, len(payload), payload)
+    if kind == "tab":
+        return b"PUB %s\t%d\r\n%s\r\n" % (subject, len(payload), payload)
+    if kind == "lower":
+        return b"pub %s %d\r\n%s\r\n" % (subject, len(payload), payload)
+    if kind == "big":
+        return b"PUB %s 25\r\n%s\r\n" % (subject, b"y" * 25)
+    if kind == "trailer":
+        return b"PUB %s %d\r\n%sxy" % (subject, len(payload), payload)
+    if kind == "junk":
+        return draw(st.binary(max_size=6))
+    return b"PUB %s %d\r\n%s\r\n" % (subject, len(payload), payload)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(publishes(), min_size=1, max_size=30).map(b"".join), st.lists(st.integers(0, 2000), max_size=4))
+def test_batches_agree_with_one_by_one_parsing(data, points):
+    """Batches of publishes to changing subjects (PUBB) give the same operations, and stop with the same error at
+    the same place, as parsing one by one, under any cut into reads; with limits a batch must not pass: a
+    control line over 40 bytes, a payload over 24."""
+    limits = {"max_control_line": 40, "max_payload": 24}
+    assert parse_until_error(data, runs=True, points=points, **limits) == \
+        parse_until_error(data, runs=False, **limits)
