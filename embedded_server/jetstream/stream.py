@@ -213,7 +213,7 @@ class Stream:
 
     def process_msg(self, subject: str, reply: str, hdr: bytes | None, msg: bytes) -> int:
         """Store one published message; answer `reply` with a PubAck or an error. Returns the seq or 0."""
-        if self._slow_path or hdr or reply[-4:] == ".$FI":
+        if self._slow_path or hdr or (reply and reply[-4:] == ".$FI"):
             return self._process_checked(subject, reply, hdr, msg)
         # The common case: no headers, no limits to check before storing, limits retention.
         max_size = self._max_msg_size
@@ -256,7 +256,7 @@ class Stream:
         batch (count only on the last, whose PubAck says it)."""
         if self.closed:
             return 0
-        if reply[-4:] == ".$FI" and batch is None and not sourced:
+        if reply and reply[-4:] == ".$FI" and batch is None and not sourced:
             op, malformed = fastbatch.parse_reply(reply, hdr)
             if op is not None or malformed:
                 return fastbatch.process(self, op, subject, reply, hdr, msg)

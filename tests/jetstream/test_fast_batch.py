@@ -87,6 +87,8 @@ def test_fast_batch_flow_acks_gaps_errors_and_the_commit(js_server):
                                      answers={1: 1, 2: 0, 3: 2}[s])
                            for s, op in ((1, START), (2, APPEND), (3, COMMIT))]
             out["quiet"] = await replies.none_left()
+            await nc.publish("t", b"no reply")  # a plain publish without a reply subject is stored as ever
+            await nc.publish("t", b"no reply", headers={"Nats-Msg-Id": "m2"})
             out["stored"] = [(m["message"]["subject"], base64.b64decode(m["message"]["data"]))
                              for m in [await api(nc, "$JS.API.STREAM.MSG.GET.T", {"seq": s}) for s in (2, 6)]]
             out["state"] = (await api(nc, "$JS.API.STREAM.INFO.T"))["state"]["messages"]
@@ -120,7 +122,7 @@ def test_fast_batch_flow_acks_gaps_errors_and_the_commit(js_server):
     # Duplicates are skipped, yet acknowledged in the flow; nothing of the batch was stored (seq 0).
     assert out["dups"] == [[_ack(0, 3)], [], [_ack(3, 3), {"stream": "T", "seq": 0, "batch": "d3", "count": 3}]]
     assert out["quiet"] is True
-    assert out["stored"] == [("t.1", b"x"), ("t.5", b"x")] and out["state"] == 18
+    assert out["stored"] == [("t.1", b"x"), ("t.5", b"x")] and out["state"] == 20
 
 
 BATCH_LIMITS = 'jetstream { limits { batch { max_inflight_per_stream: 1, max_inflight_total: 2, max_msgs: 3, ' \
