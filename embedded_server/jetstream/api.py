@@ -13,6 +13,7 @@ from . import config_json
 from . import filters
 from . import priority
 from . import requests
+from . import consumer_reset
 from . import snapshot
 from .batch import required_level_error
 from .clock import rfc3339, now_ns, ZERO_TIME
@@ -429,6 +430,7 @@ ROUTES = [
     (("STREAM", "LEADER", "STEPDOWN", "*"), cluster_required, "stream_leader_stepdown_response"),
     (("CONSUMER", "LEADER", "STEPDOWN", "*", "*"), cluster_required, "consumer_leader_stepdown_response"),
     (("STREAM", "PEER", "REMOVE", "*"), cluster_required, "stream_remove_peer_response"),
+    (("CONSUMER", "RESET", "*", "*"), consumer_reset.consumer_reset, "consumer_reset_response"),
 ]
 
 

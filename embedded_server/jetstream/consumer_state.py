@@ -32,6 +32,21 @@ class ConsumerPersistence:
             # Everything still pending after a restart is due for redelivery.
             self.js.loop.call_soon(self._check_pending)
 
+    def reset_position(self, seq: int) -> None:
+        """Deliver from stream sequence `seq` on, as if everything before it was acknowledged and nothing was
+        pending (nats-server's resetLocalStartingSeq; `$JS.API.CONSUMER.RESET`)."""
+        previous = self.asflr
+        self.pending, self.rdc = {}, {}
+        self.rdq, self._rdqi = [], set()
+        self.sseq, self.dseq = seq, 1
+        self.adflr, self.asflr = 0, seq - 1
+        self.ldt = self.lat = 0
+        self._npc_stale = True
+        self._save()
+        if seq - 1 > previous:
+            self.stream.cleanup_no_interest(previous + 1)
+        self.kick()
+
     def state(self) -> dict:
         return {"delivered": {"consumer_seq": self.dseq - 1, "stream_seq": self.sseq - 1},
                 "ack_floor": {"consumer_seq": self.adflr, "stream_seq": self.asflr},
