@@ -467,16 +467,29 @@ class StreamPager:
                     return
                 yield self._frame(got)
         finally:
-            try:
-                self.session.run(read.close(), timeout=10)
-            except Exception:
-                pass  # the server removes it after its inactive_threshold
+            self._close(read)
+
+    def _close(self, read: OrderedRead) -> None:
+        try:
+            self.session.run(read.close(), timeout=10)
+        except Exception:
+            pass  # the server removes it after its inactive_threshold
 
     # -- internals ------------------------------------------------------------------------------
     def _fetch(self, start_seq: int | None = None, start_time: _dt.datetime | None = None,
                count: int | None = None, up_to_seq: int | None = None) -> Batch:
-        return self.session.run(self.reader.fetch(start_seq, count or self.page_size, self.subject,
-                                                  start_time, up_to_seq))
+        count = count or self.page_size
+        st = self.info.state
+        if count >= _reader.CONSUMER_FROM and start_time is None and \
+                min(up_to_seq or st.last_seq, st.last_seq) - max(start_seq or 1, st.first_seq) >= _reader.CONSUMER_FROM:
+            # A page as large as a bulk read (--page-size 100000) is one.
+            read = self._open_consumer(start_seq or 1, up_to_seq, None)
+            if read is not None:
+                try:
+                    return self.session.run(read.take(count))
+                finally:
+                    self._close(read)
+        return self.session.run(self.reader.fetch(start_seq, count, self.subject, start_time, up_to_seq))
 
     def _page_before(self, seq: int) -> Batch:
         """The `page_size` matching messages just before `seq`."""

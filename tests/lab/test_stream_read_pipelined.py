@@ -137,6 +137,11 @@ def test_a_bulk_read_of_a_limits_stream_goes_through_a_consumer_that_is_gone_aft
     paged = pynats_lab.stream_frame("DBULK", subject="dbulk.x3", page_size=7)
     assert paged[cols].equals(pynats_lab.stream_frame("DBULK", subject="dbulk.x3", consumer=False)[cols])
     assert pynats_lab.stream_frame("DBULK", subject="dbulk.none").empty
+    seen.clear()  # a page as large as a bulk read is one; a small one is not
+    page = pynats_lab.stream_view("NBULK", id=100, page_size=600)
+    assert seen and _comparable(page) == _comparable(direct[direct["seq"] >= 100].head(600))
+    seen.clear()
+    assert len(pynats_lab.stream_view("NBULK", id=100, page_size=50)) == 50 and not seen
     # An abandoned read (a search that found enough) deletes its consumer too.
     seen.clear()
     pages = pynats_lab.StreamPager("DBULK", page_size=100).pages()
