@@ -46,7 +46,7 @@ class ServerMonitor(Watch):
 
     def static_html(self) -> str:
         latest = self.latest()
-        return "<b>Servers</b>" + (table_html(_rounded(latest)) if len(latest) else "<i>no rates yet</i>")
+        return "<b>Servers</b>" + (table_html(_shown(latest)) if len(latest) else "<i>no rates yet</i>")
 
     def static_png(self) -> bytes:
         return figure_png(self.figure())
@@ -58,16 +58,42 @@ def live_view(df: pd.DataFrame) -> tuple[str, str]:
     if not len(df):
         return watch_svg(df), ""
     latest = df[df["time"] == df["time"].max()].reset_index(drop=True)
-    return watch_svg(df), _plain_table(_rounded(latest))
+    return watch_svg(df), _plain_table(_shown(latest))
+
+
+# The table's headers as the charts name them: short enough that the table fits beside a narrow notebook.
+_HEADERS = {"in_msgs_s": "in msgs/s", "out_msgs_s": "out msgs/s", "in_bytes_s": "in bytes/s",
+            "out_bytes_s": "out bytes/s", "connections": "conns", "slow_consumers": "slow consumers"}
+# The output area is a flex box whose HTML child grows to its content unless allowed to shrink: then the
+# table's own box (max-width 100%, scrolling) is as wide as the widget, not wider and cut off.
+_FIT_CSS = ("<style>.pynats-server-monitor .widget-html-content{min-width:0;max-width:100%}"
+            ".pynats-server-monitor .pnl-table td,.pynats-server-monitor .pnl-table th{padding:2px 5px}</style>")
+
+
+def _shown(df: pd.DataFrame) -> pd.DataFrame:
+    """The latest reading as the table shows it: rates rounded, a server without a name called by the start
+    of its id (as the chart's legend), readable headers."""
+    out = _rounded(df)
+    out["server"] = [charts.server_label(str(s)) for s in out["server"]]
+    return out.rename(columns=_HEADERS)
 
 
 def _plain_table(df: pd.DataFrame) -> str:
     if not len(df):
         return ""
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    df = df.copy()
+    # One reading: its time is said once above the table, not in a column of its own.
+    at = f"<div style='font-size:12px;color:#666'>latest reading {html.escape(str(df['time'].iloc[0]))}</div>"
+    df = df.drop(columns="time")
+    for column in ("in msgs/s", "out msgs/s", "in bytes/s", "out bytes/s"):
+        if column in df:  # 4.7M, 36.6k: the live table stays narrow; .df keeps every digit
+            df[column] = [_number(float(v)) for v in df[column]]
+    # Headers may wrap (two words each): the whole table then fits a narrow page instead of being cut.
+    head = "".join(f"<th style='white-space:normal'>{html.escape(str(c))}</th>" for c in df.columns)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
                    for row in df.itertuples(index=False))
-    return TABLE_CSS + f"<div class='pnl-table'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+    return (TABLE_CSS + _FIT_CSS + at
+            + f"<div class='pnl-table'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
 
 
 def _rounded(df: pd.DataFrame) -> pd.DataFrame:
