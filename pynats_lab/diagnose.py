@@ -337,8 +337,38 @@ def check_removed_by_others(f: Facts) -> list:
              "this one)")]
 
 
+def check_pinned(f: Facts) -> list:
+    """pinned_client: a group pinned to a client that stopped asking leaves its stand-bys waiting until the pin
+    times out (priority_timeout, 2 minutes unless set)."""
+    if f.cfg.get("priority_policy") != "pinned_client" or f.ci.get("paused"):
+        return []
+    pending, waiting, last = f.n("num_pending"), f.n("num_waiting"), f.ago("delivered")
+    timeout = int(f.cfg.get("priority_timeout") or 120_000_000_000) / 1e9
+    rows = []
+    for group in f.ci.get("priority_groups") or []:
+        pin, name = group.get("pinned_client_id"), group.get("group")
+        if not pin:
+            continue
+        since = _time(group.get("pinned_ts"))
+        held = f" since {since:%H:%M:%S} UTC" if since is not None else ""
+        if pending and waiting and (last is None or last >= f.idle):
+            rows.append(("pinned client stopped asking", "stuck",
+                         f"group {name} of {f.who} is pinned to client {pin}{held}; {waiting:,} pull request(s) "
+                         f"and {pending:,} messages wait, but the last delivery was "
+                         f"{_ago_text(last)}: the pinned client no longer asks, and the others are stand-bys "
+                         f"until the pin times out after {format_duration(timeout)} without its requests.",
+                         f"%consumer unpin {f.stream} {f.name} --group {name} (the next request takes the pin); "
+                         f"for a quicker hand-over: --priority-timeout on a new consumer"))
+        else:
+            rows.append(("pinned client", "info",
+                         f"group {name} of {f.who} is pinned to client {pin}{held}: it gets every message, "
+                         f"requests without its Nats-Pin-Id wait as stand-bys (priority_timeout "
+                         f"{format_duration(timeout)}).", "nothing"))
+    return rows
+
+
 CHECKS = (check_paused, check_max_ack_pending, check_pull_idle, check_max_waiting, check_push_interest, check_filter,
-          check_start_past_end, check_max_deliver, check_ack_wait, check_removed_by_others)
+          check_start_past_end, check_max_deliver, check_ack_wait, check_removed_by_others, check_pinned)
 
 
 # -- gathering -------------------------------------------------------------------------------------------

@@ -231,3 +231,35 @@ def test_why_mistakes_are_one_line(lab_js, shell, capsys):
         "%consumer why NOPE x": "%consumer why: stream not found",
         "%consumer why ORDERS x --idle soon": "%consumer why: invalid --idle",
     })
+
+
+def test_pinned_client_that_stopped_asking_and_the_unpin(lab_js, shell):
+    _stream(shell, n=5)
+    magic(shell, "%consumer add ORDERS pc --priority-policy pinned_client --priority-group A --priority-timeout 5m")
+    pinned = magic(shell, "%consumer next ORDERS pc --group A")
+    pin = pinned["headers"].iloc[0]["Nats-Pin-Id"]
+    assert _row(_why("ORDERS", "pc"), "pinned client")["severity"] == "info"
+    # a stand-by asks without the pin and waits; the pinned client asks no more
+    s = get_session()
+    standby = s.run(s.nc.subscribe(s.nc.new_inbox()))
+    s.run(s.nc.publish("$JS.API.CONSUMER.MSG.NEXT.ORDERS.pc", json.dumps(
+        {"batch": 1, "expires": 30_000_000_000, "group": "A"}).encode(), reply=standby.subject))
+    s.run(s.nc.flush())
+    eventually(lambda: pynats_lab.consumer_info("ORDERS", "pc").num_waiting == 1)
+    seen = []
+
+    def stuck() -> bool:
+        seen.append(_why("ORDERS", "pc", idle="200ms"))
+        return "pinned client stopped asking" in seen[-1]["finding"].tolist()
+
+    eventually(stuck)
+    row = _row(seen[-1], "pinned client stopped asking")
+    assert row["severity"] == "stuck" and pin in row["detail"]
+    assert "1 pull request(s) and 4 messages wait" in row["detail"]
+    assert "5m0s" in row["detail"] and row["what to do"].startswith("%consumer unpin ORDERS pc --group A")
+    magic(shell, "%consumer unpin ORDERS pc --group A")
+    got = s.run(standby.next_msg(timeout=10))
+    assert got.headers.get("Nats-Pin-Id") not in (None, pin)
+    s.run(standby.unsubscribe())
+    assert "pinned client stopped asking" not in _why("ORDERS", "pc", idle="200ms", idle_consumer=False)[
+        "finding"].tolist()
