@@ -22,19 +22,26 @@ class ArchiveError(Exception):
 
 # -- CRC-32C (Castagnoli), masked as the framing format wants ----------------------------------------
 
-def _table() -> list[int]:
-    out = []
+def _tables() -> list[list[int]]:
+    """Slicing-by-16 tables: table k advances a byte by k further positions (16 bytes per step in pure Python)."""
+    first = []
     for i in range(256):
         c = i
         for _ in range(8):
             c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        out.append(c)
+        first.append(c)
+    out = [first]
+    for _ in range(15):
+        prev = out[-1]
+        out.append([(v >> 8) ^ first[v & 0xFF] for v in prev])
     return out
 
 
-_T = _table()
+_TABLES = _tables()
+_T = _TABLES[0]
+_WORDS = struct.Struct("<IIII")
 
-try:  # an optional C implementation, when installed (not a dependency)
+try:  # a C implementation when installed (the `speed` extra); the standard library has no CRC-32C
     from crc32c import crc32c as _crc32c_c   # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - depends on the machine
     _crc32c_c = None
@@ -43,10 +50,17 @@ except ImportError:  # pragma: no cover - depends on the machine
 def crc32c(data: bytes) -> int:
     if _crc32c_c is not None:
         return _crc32c_c(data)
-    t = _T
+    t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11, t12, t13, t14, t15 = _TABLES
     c = 0xFFFFFFFF
-    for b in data:
-        c = t[(c ^ b) & 0xFF] ^ (c >> 8)
+    n = len(data) & ~15
+    for a, b, d, e in _WORDS.iter_unpack(memoryview(data)[:n]):
+        c ^= a
+        c = (t15[c & 0xFF] ^ t14[(c >> 8) & 0xFF] ^ t13[(c >> 16) & 0xFF] ^ t12[c >> 24]
+             ^ t11[b & 0xFF] ^ t10[(b >> 8) & 0xFF] ^ t9[(b >> 16) & 0xFF] ^ t8[b >> 24]
+             ^ t7[d & 0xFF] ^ t6[(d >> 8) & 0xFF] ^ t5[(d >> 16) & 0xFF] ^ t4[d >> 24]
+             ^ t3[e & 0xFF] ^ t2[(e >> 8) & 0xFF] ^ t1[(e >> 16) & 0xFF] ^ t0[e >> 24])
+    for x in data[n:]:
+        c = t0[(c ^ x) & 0xFF] ^ (c >> 8)
     return c ^ 0xFFFFFFFF
 
 
@@ -63,7 +77,12 @@ def frame(data: bytes) -> bytes:
 
 # -- the archive ------------------------------------------------------------------------------------
 
+_SMALL = [bytes((i,)) for i in range(128)]
+
+
 def _uvarint(n: int) -> bytes:
+    if n < 0x80:
+        return _SMALL[n]
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
@@ -96,18 +115,26 @@ class Entry:
 
 # -- reading ----------------------------------------------------------------------------------------
 
-def _s2_block(src: bytes) -> bytes:
-    """Decode one S2 (or Snappy) block."""
-    n, s, shift = 0, 0, 0
+def _read_uvarint(buf: bytes, pos: int) -> tuple[int, int]:
+    """(value, position after it); IndexError when `buf` ends inside it."""
+    n, shift = 0, 0
     while True:
-        if s >= len(src) or shift > 63:
-            raise ArchiveError("s2: corrupt input")
-        b = src[s]
-        s += 1
+        b = buf[pos]
+        pos += 1
         n |= (b & 0x7F) << shift
         if b < 0x80:
-            break
+            return n, pos
         shift += 7
+        if shift > 63:
+            raise ArchiveError("archive: invalid archive stream")
+
+
+def _s2_block(src: bytes) -> bytes:
+    """Decode one S2 (or Snappy) block."""
+    try:
+        n, s = _read_uvarint(src, 0)
+    except (IndexError, ArchiveError):
+        raise ArchiveError("s2: corrupt input") from None
     if n > _MAX_BLOCK:
         raise ArchiveError("s2: decoded block is too large")
     dst = bytearray()
@@ -215,50 +242,58 @@ class Reader:
 
     def __init__(self, chunks):
         self._chunks = chunks
-        self._buf = bytearray()
+        self._buf = b""
+        self._pos = 0
         self._eof = False
-        magic = self._take(len(MAGIC))
-        if magic != MAGIC:
+        if self._take(len(MAGIC)) != MAGIC:
             raise ArchiveError("snapshot is not a nats-server 2.15 archive (NATSARC1); "
                                "older tar snapshots cannot be restored here")
 
     def _fill(self, n: int) -> bool:
-        while len(self._buf) < n and not self._eof:
+        """At least `n` bytes after the position, unless the stream ends first."""
+        if len(self._buf) - self._pos >= n:
+            return True
+        parts = [self._buf[self._pos:]]
+        have = len(parts[0])
+        while have < n and not self._eof:
             try:
-                self._buf += next(self._chunks)
+                part = next(self._chunks)
             except StopIteration:
                 self._eof = True
-        return len(self._buf) >= n
+                break
+            parts.append(part)
+            have += len(part)
+        self._buf, self._pos = b"".join(parts), 0
+        return have >= n
 
     def _take(self, n: int) -> bytes:
         if not self._fill(n):
             raise ArchiveError("unexpected EOF")
-        out = bytes(self._buf[:n])
-        del self._buf[:n]
+        out = self._buf[self._pos:self._pos + n]
+        self._pos += n
         return out
-
-    def _uvarint(self) -> int:
-        n, shift = 0, 0
-        while True:
-            b = self._take(1)[0]
-            n |= (b & 0x7F) << shift
-            if b < 0x80:
-                return n
-            shift += 7
-            if shift > 63:
-                raise ArchiveError("archive: invalid archive stream")
 
     def next(self) -> Entry:
         if not self._fill(1):
             raise ArchiveError("backup was truncated")
-        name_len = self._uvarint()
-        z = self._uvarint()
-        ts = (z >> 1) ^ -(z & 1)
-        seq = self._uvarint()
-        hlen = self._uvarint()
-        plen = self._uvarint()
+        self._fill(64)   # an entry's five lengths take at most 50 bytes
+        buf, pos = self._buf, self._pos
+        vals = []
+        try:
+            for _ in range(5):
+                b = buf[pos]
+                if b < 0x80:
+                    vals.append(b)
+                    pos += 1
+                else:
+                    n, pos = _read_uvarint(buf, pos)
+                    vals.append(n)
+        except IndexError:
+            raise ArchiveError("unexpected EOF") from None
+        self._pos = pos
+        name_len, z, seq, hlen, plen = vals
         if name_len > 1 << 20:
             raise ArchiveError("archive: invalid archive stream")
         name = self._take(name_len).decode("utf-8", "replace")
-        body = self._take(hlen + plen)
-        return Entry(name, ts, seq, body[:hlen], body[hlen:])
+        hdr = self._take(hlen) if hlen else b""
+        return Entry(name, (z >> 1) ^ -(z & 1), seq, hdr, self._take(plen) if plen else b"")

@@ -13,12 +13,14 @@ import os
 import random
 import shutil
 import string
+import time
 
 from . import archive, config_check, config_json, headers, limits, requests, sourcing
 from .clock import now_ns
 from .config_json import decode_request
 from .consumer import Consumer
 from .errors import ApiError, api_error
+from .store import StoreError
 from .store.file import FileStore, write_meta
 from .store.memory import MemoryStore
 from .stream import Stream, parse_msg_ttl
@@ -28,6 +30,7 @@ DEFAULT_WINDOW = 8 * 1024 * 1024
 ACK_TIMEOUT = 5.0          # nats-server's snapshotAckTimeout
 STALL_TIMEOUT = 5.0        # nats-server's restore activityInterval
 INTEREST_WAIT = 2.0        # how long a snapshot waits for someone to listen on its deliver subject
+SLICE = 0.005              # a restore builds its stream in slices of this long
 STAGING = "__snapshots__"
 
 SNAPSHOT_REQUEST = requests.Struct("JSApiStreamSnapshotRequest", {
@@ -280,6 +283,8 @@ class _Restore:
             raise api_error("JSTempStorageFailedErr") from None
         self.total = 0
         self.started = now_ns()
+        self.reply = ""
+        self.building = None
         js.logger.notice(f"Starting restore for stream {self.label}")
         self.sub = js.server.subscribe_internal(jsa.account, self.subject, self._on_chunk)
         self.timer = js.loop.call_later(STALL_TIMEOUT, self._stalled)
@@ -336,23 +341,44 @@ class _Restore:
         self.js.server.send_internal(self.jsa.account, reply, None, None, config_json.compact_json(resp))
 
     def _finish(self, reply: str) -> None:
+        """The last chunk came: build the stream a slice at a time (the event loop serves everyone meanwhile)."""
         self._stop_listening()
-        secs = (now_ns() - self.started) / 1e9
+        self.reply = reply
         try:
             self.file.flush()
             self.file.seek(0)
-            st = _build(self.js, self.jsa, self.cfg, self.file, self.dir)
-        except (ApiError, archive.ArchiveError, OSError, ValueError) as e:
-            err = e if isinstance(e, ApiError) else api_error("JSStreamRestoreErrF", err=str(e))
-            self.js.logger.warn(f"Restore failed for {self.total} bytes for stream {self.label} in {secs:.3f}s: "
-                                f"{err.description}")
-            self._close()
-            self._answer(reply, err)
-            return
+        except OSError as e:
+            return self._failed(e)
+        self.building = _build(self.js, self.jsa, self.cfg, self.file, self.dir)
+        self._step()
+
+    def _step(self) -> None:
+        try:
+            next(self.building)
+        except StopIteration as done:
+            return self._done(done.value)
+        except Exception as e:  # noqa: BLE001 - whatever stops a restore is said to the client, nothing is kept
+            return self._failed(e)
+        self.js.loop.call_soon(self._step)
+
+    def _failed(self, e: Exception) -> None:
+        if isinstance(e, ApiError):
+            err = e
+        else:
+            text = str(e) if isinstance(e, (archive.ArchiveError, StoreError)) else f"{type(e).__name__}: {e}"
+            err = api_error("JSStreamRestoreErrF", err=text)
+        secs = (now_ns() - self.started) / 1e9
+        self.js.logger.warn(f"Restore failed for {self.total} bytes for stream {self.label} in {secs:.3f}s: "
+                            f"{err.description}")
         self._close()
+        self._answer(self.reply, err)
+
+    def _done(self, st) -> None:
+        self._close()
+        secs = (now_ns() - self.started) / 1e9
         self.js.logger.notice(f"Completed restore of {self.total} bytes for stream {self.label} in {secs:.3f}s")
         info = st.info(self.js.version)
-        self._answer(reply, {k: info[k] for k in ("config", "created", "state", "ts")})
+        self._answer(self.reply, {k: info[k] for k in ("config", "created", "state", "ts")})
 
 
 def _loading_config(cfg: dict) -> dict:
@@ -393,7 +419,8 @@ def _consumer_config(name: str, doc: dict, stream_cfg: dict) -> tuple[dict, dict
 
 
 def _build(js, jsa, cfg: dict, f, workdir: str):
-    """Read the archive in `f` and make the stream; raises with the reason when it cannot."""
+    """Read the archive in `f` and make the stream, yielding now and then to let the event loop run; returns
+    the stream, or raises with the reason it cannot be made."""
     reader = archive.Reader(archive.unframe(f))
     head = reader.next()
     if head.name != "state.json":
@@ -415,18 +442,16 @@ def _build(js, jsa, cfg: dict, f, workdir: str):
         except ValueError as err:
             raise archive.ArchiveError(f"failed to decode consumer {cname!r} state: {err}") from None
         consumers.append((cname, *_consumer_config(cname, doc, cfg)))
-    if cfg["name"] in jsa.streams:
-        raise api_error("JSStreamNameExistRestoreFailedErr")
-    if jsa.subjects_overlap(cfg.get("subjects") or ()):
-        raise archive.ArchiveError("error adding stream: subjects overlap with an existing stream")
+    _check_place(jsa, cfg)
     jsa._check_resources(cfg)
     file_stream = cfg["storage"] == "file"
     path = os.path.join(workdir, "stream")
     store = FileStore(path, _loading_config(cfg), sync_always=js.sync_always) if file_stream \
         else MemoryStore(_loading_config(cfg))
     try:
-        _fill(js, store, reader, first_seq, last_seq, cfg)
+        yield from _fill(js, store, reader, first_seq, last_seq)
         store.update_config(cfg)
+        _check_place(jsa, cfg)   # again: others may have made streams while this one was being built
     except BaseException:
         store.delete()
         raise
@@ -456,7 +481,15 @@ def _build(js, jsa, cfg: dict, f, workdir: str):
     return st
 
 
-def _fill(js, store, reader, first_seq: int, last_seq: int, cfg: dict) -> None:
+def _check_place(jsa, cfg: dict) -> None:
+    if cfg["name"] in jsa.streams:
+        raise api_error("JSStreamNameExistRestoreFailedErr")
+    if jsa.subjects_overlap(cfg.get("subjects") or ()):
+        raise archive.ArchiveError("error adding stream: subjects overlap with an existing stream")
+
+
+def _fill(js, store, reader, first_seq: int, last_seq: int):
+    slice_end = time.monotonic() + SLICE
     if first_seq > 1:
         store.compact(first_seq)
     lseq = max(first_seq, 1) - 1
@@ -475,6 +508,9 @@ def _fill(js, store, reader, first_seq: int, last_seq: int, cfg: dict) -> None:
         for _ in range(e.seq - lseq - 1):
             store.skip_msg()
         lseq = e.seq
+        if time.monotonic() > slice_end:
+            yield
+            slice_end = time.monotonic() + SLICE
         ttl = 0
         if e.hdr:
             value = headers.get(e.hdr, b"Nats-TTL")
