@@ -36,6 +36,11 @@ _IGNORED = {"config_file", "check_config", "accounts", "accounts_block", "jetstr
             "operator_keys", "operator_mode", "command_line", "config_digest", "config_warnings"}
 
 
+# JetStream's server-wide limits: a reload may raise them while JetStream runs (nats-server 2.12.7+), with the
+# name of its "Reloaded: JetStream ..." line.
+_JS_LIMITS = {"max_memory_store": "max_mem_store", "max_file_store": "max_file_store"}
+
+
 class ReloadRefused(ValueError):
     """The new configuration is not applied; the message is nats-server's reason."""
 
@@ -55,7 +60,10 @@ def diff_options(old, new) -> list[str]:
         new_value = getattr(new, name, old_value)
         if new_value == old_value:
             continue
-        if name in _RELOADABLE or name in _AUTH or name == "auth_timeout":
+        if name in _JS_LIMITS:
+            if _js_limit_raised(old_value, new_value, old.jetstream):
+                changed.append(name)
+        elif name in _RELOADABLE or name in _AUTH or name == "auth_timeout":
             changed.append(name)
         elif name == "no_auth_user" and old_value and not new_value and not any(
                 getattr(u, "username", None) == old_value for u in new.users):
@@ -67,6 +75,20 @@ def diff_options(old, new) -> list[str]:
     if old.accounts_block != new.accounts_block:
         changed.append("accounts")
     return changed
+
+
+def _js_limit_raised(old_value: int, new_value: int, jetstream: bool) -> bool:
+    """Whether a changed `max_memory_store` / `max_file_store` is applied (True), ignored (JetStream off) or
+    refused with nats-server's reason: only a raise of a set limit, never to or from "dynamic" (-1)."""
+    if not jetstream:
+        return False
+    if old_value != -1 and new_value != -1 and new_value > old_value:
+        return True
+    if new_value == -1:
+        raise ReloadRefused("config reload not supported for jetstream max memory and max store")
+    if old_value == -1:
+        raise ReloadRefused("config reload not supported for jetstream dynamic max memory and store")
+    raise ReloadRefused("config reload not supported for decreasing jetstream max memory and store")
 
 
 def load_new_options(server):
@@ -117,6 +139,8 @@ def reload(server) -> None:
             auth_changed = True
             if name == "accounts":
                 server.notice("Reloaded: accounts")
+        elif name in _JS_LIMITS:
+            _raise_js_limit(server, name, value)
         elif name in ("ping_interval", "write_deadline"):
             server.notice(f"Reloaded: {_RELOADABLE[name]} = {seconds_string(value)}")
         else:
@@ -128,6 +152,21 @@ def reload(server) -> None:
         from embedded_server.auth.hook import reauthorize_all
 
         reauthorize_all(server)
+
+
+def _raise_js_limit(server, name: str, value: int) -> None:
+    """A raised JetStream limit takes effect at once (nats-server's jetStreamLimitsOption)."""
+    from embedded_server.jetstream import format_size
+
+    js = server.jetstream
+    if js is not None:
+        storage = "memory" if name == "max_memory_store" else "file"
+        if storage == "memory":
+            js.max_memory = value
+        else:
+            js.max_store = value
+        js.limit_for[storage] = value
+    server.notice(f"Reloaded: JetStream {_JS_LIMITS[name]} = {format_size(value)}")
 
 
 def _go_float(v: float) -> str:

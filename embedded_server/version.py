@@ -6,5 +6,5 @@ stream and consumer configs: the JetStream API level nats-server has in that rel
 2.12.5–2.12.15: 3, 2.14: 4, 2.15: 5). Both say what is there; docs/differences.md "Feature level" says why this one.
 """
 VERSION = "0.1.0"
-PROTOCOL_VERSION = "2.12.6"
+PROTOCOL_VERSION = "2.12.15"
 API_LEVEL = 3

@@ -166,3 +166,30 @@ def test_embedded_server_python_api_reload(tmp_path):
         with pytest.raises(EmbeddedServerError, match="Unexpected EOF"):
             es.reload()
         assert run(can_connect(es.client_url, user="bob", password="b"))
+
+
+def test_jetstream_limits_may_be_raised_not_lowered(start_server, tmp_path):
+    """nats-server 2.12.7+: a reload raises max_memory_store / max_file_store at once; lowering them or making
+    them dynamic is refused and the running limits stay."""
+    import json
+    import urllib.request
+
+    def config(mem: str, store: str) -> str:
+        return f'jetstream {{\n  store_dir: "{tmp_path}"\n  max_memory_store: {mem}\n  max_file_store: {store}\n}}\n'
+
+    def limits():
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.http_port}/varz", timeout=5) as resp:
+            cfg = json.load(resp)["jetstream"]["config"]
+        return cfg["max_memory"], cfg["max_storage"]
+
+    srv = start_server("-m", "-1", config=config("10MB", "20MB"))
+    assert limits() == (10 << 20, 20 << 20)
+    logs = rewrite_and_reload(srv, config("20MB", "40MB"))
+    assert "Reloaded: JetStream max_mem_store = 20.00 MB" in logs
+    assert "Reloaded: JetStream max_file_store = 40.00 MB" in logs
+    assert limits() == (20 << 20, 40 << 20)
+    for mem, why in (("10MB", "decreasing jetstream max memory and store"), ("-1", "jetstream max memory and max store")):
+        since = len(srv.logs.splitlines())
+        rewrite_and_reload(srv, config(mem, "40MB"))
+        assert f"config reload not supported for {why}" in srv.wait_for_log("Failed to reload", 5, since)
+        assert limits() == (20 << 20, 40 << 20)

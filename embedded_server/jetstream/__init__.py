@@ -95,7 +95,8 @@ def _child(block, name: str):
     return None
 
 
-def _format_size(n: int) -> str:
+def format_size(n: int) -> str:
+    """Bytes as nats-server's friendlyBytes writes them (`10.00 MB`)."""
     for unit, size in (("TB", 1 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
         if n >= size:
             return f"{n / size:.2f} {unit}"
@@ -145,8 +146,8 @@ class JetStream:
         except OSError as e:
             raise JetStreamError(f"could not create storage directory - {e}") from None
         log.notice("---------------- JETSTREAM ----------------")
-        log.notice(f"  Max Memory:      {_format_size(self.max_memory)}")
-        log.notice(f"  Max Storage:     {_format_size(self.max_store)}")
+        log.notice(f"  Max Memory:      {format_size(self.max_memory)}")
+        log.notice(f"  Max Storage:     {format_size(self.max_store)}")
         log.notice(f'  Store Directory: "{self.store_dir}"')
         log.notice(f"  Sync:            {'always' if self.sync_always else f'every {self.sync_interval:g}s'}")
         log.notice(f"  API Level:       {API_LEVEL}")

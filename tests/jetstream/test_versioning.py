@@ -17,6 +17,7 @@ STREAMS = {
     "ATOMIC": ({"allow_atomic": True}, "2"),
     "SCHEDULES": ({"allow_msg_schedules": True}, "2"),
     "ASYNC": ({"persist_mode": "async"}, "2"),
+    "BATCHED": ({"allow_batched": True}, "4"),
 }
 # consumer name -> (config, level), setStaticConsumerMetadata's rules
 CONSUMERS = {
