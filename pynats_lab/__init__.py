@@ -12,7 +12,7 @@ from . import charts, frames
 from .backup import stream_backup, stream_restore
 from .consumers import (consumer_add, consumer_config, consumer_edit, consumer_info, consumer_ls, consumer_next,
                         consumer_pause, consumer_replay, consumer_resume, consumer_rm, consumer_sub,
-                        consumer_unpin)
+                        consumer_unpin, consumer_reset)
 from .diagnose import consumer_why
 from .lag import consumer_watch
 from .done import Done
@@ -112,7 +112,7 @@ __all__ = [
     "stream_add", "stream_ls", "stream_names", "stream_info", "stream_edit", "stream_rm", "stream_purge",
     "stream_get", "stream_view", "stream_frame", "stream_tail", "StreamPager", "stream_backup", "stream_restore",
     "stream_report", "stream_subjects", "stream_rmm", "consumer_report", "consumer_why", "consumer_edit",
-    "consumer_pause", "consumer_resume", "consumer_watch", "consumer_unpin",
+    "consumer_pause", "consumer_resume", "consumer_watch", "consumer_unpin", "consumer_reset",
     "consumer_add", "consumer_config", "consumer_ls", "consumer_info", "consumer_next", "consumer_sub",
     "consumer_rm", "consumer_replay",
     "kv_add", "kv_ls", "kv_put", "kv_create", "kv_update", "kv_get", "kv_del", "kv_history", "kv_watch", "kv_rm",

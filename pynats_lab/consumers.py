@@ -430,6 +430,28 @@ async def consumer_unpin(s: Session, stream: str, name: str, group: str) -> Done
     return Done(f"unpinned group {group} of {stream} > {name}", stream=stream, consumer=name, group=group)
 
 
+@in_session
+async def consumer_reset(s: Session, stream: str, name: str, seq: int | None = None) -> Done:
+    """Move a consumer back to its ack floor, or to stream sequence `seq` (as its deliver policy allows): what it
+    had delivered and not acknowledged is forgotten and delivered again from there (nats-server 2.14+)."""
+    import nats.errors
+
+    from .reports import api_request
+
+    if seq is not None and seq < 1:
+        raise LabError(f"invalid --seq {seq}: a stream sequence is 1 or more")
+    try:
+        resp = await api_request(s, f"$JS.API.CONSUMER.RESET.{stream}.{name}",
+                                 {"seq": seq} if seq is not None else None, timeout=2)
+    except (asyncio.TimeoutError, nats.errors.TimeoutError, nats.errors.NoRespondersError):
+        await api_request(s, f"$JS.API.CONSUMER.INFO.{stream}.{name}")   # says which is missing, if one is
+        raise LabError(f"{stream} > {name} did not answer the reset: the server has no consumer reset "
+                       "(nats-server 2.14 added it)") from None
+    at = resp["reset_seq"]
+    return Done(f"reset {stream} > {name}: delivers from stream sequence {at} on", stream=stream, consumer=name,
+                reset_seq=at)
+
+
 # The columns worth the eye in a table of deliveries; the others (size, consumer_seq, received) stay in
 # the DataFrame and are named under it.
 CONSUMED_SHOWN = ["seq", "time", "subject", "data", "headers", "msg_id", "delivered", "pending", "acked"]

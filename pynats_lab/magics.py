@@ -351,7 +351,7 @@ def stream_parser() -> Parser:
 
 # -- %consumer ---------------------------------------------------------------------------------------
 def consumer_parser() -> Parser:
-    p, sub = _commands("%consumer", "JetStream consumers: add, ls, report, why, watch, info, edit, pause, resume, next, unpin, sub, rm.")
+    p, sub = _commands("%consumer", "JetStream consumers: add, ls, report, why, watch, info, edit, pause, resume, next, unpin, reset, sub, rm.")
     a = sub.add_parser("add", help="create a durable consumer")
     a.add_argument("stream")
     a.add_argument("name")
@@ -460,6 +460,12 @@ def consumer_parser() -> Parser:
     un.add_argument("stream")
     un.add_argument("name")
     un.add_argument("--group", required=True, metavar="G")
+    rz = sub.add_parser("reset", help="deliver again from the ack floor, or from a stream sequence",
+                        description="Move the consumer back to its ack floor, or to --seq N as its deliver policy "
+                        "allows; what it had delivered and not acknowledged comes again (nats-server 2.14+).")
+    rz.add_argument("stream")
+    rz.add_argument("name")
+    rz.add_argument("--seq", type=_int, metavar="N", help="the stream sequence to deliver from next")
     s = sub.add_parser("sub", help="receive from a push or pull consumer for a while")
     s.add_argument("stream")
     s.add_argument("name")
@@ -807,6 +813,8 @@ def run_consumer(a: argparse.Namespace, cell: str | None) -> Any:
                                  min_ack_pending=a.min_ack_pending, priority=a.priority, pin_id=a.pin_id)
     if c == "unpin":
         return lab.consumer_unpin(a.stream, a.name, a.group)
+    if c == "reset":
+        return lab.consumer_reset(a.stream, a.name, seq=a.seq)
     if c == "sub":
         return lab.consumer_sub(a.stream, a.name, count=a.count, timeout=a.timeout, action=a.action, raw=a.raw)
     if c == "replay":

@@ -143,6 +143,8 @@ class _Snapshot:
             seq = sm.seq
             raw += archive.entry(sm.subject, sm.ts, sm.seq, sm.hdr or b"", sm.data or b"")
             yield from flush()
+        if self.st.closed:   # deleted while being sent: the end marker would make a cut copy look whole
+            raise archive.ArchiveError(f"couldn't load next message after seq {seq}: stream is closed")
         raw += archive.entry("")
         yield from flush(all_=True)
 

@@ -88,3 +88,22 @@ def test_priority_groups_widget_shows_who_receives_what(lab_js, shell):
     assert "waiting for nobody" in spill.status.value
     assert "Priority groups: overflow" in spill._repr_mimebundle_()["text/html"]
     assert not [s for s in pynats_lab.stream_names() if s.startswith("PRIORITY_DEMO")]
+
+
+def test_consumer_reset_from_the_magics(lab_js, shell, capsys):
+    """`%consumer reset` (nats-server 2.14's $JS.API.CONSUMER.RESET): back to the ack floor, or to --seq."""
+    magic(shell, "%stream add JOBS --subjects jobs.>")
+    magic(shell, "%nats pub jobs.x 'j{{Count}}' --count 5 --js")
+    magic(shell, "%consumer add JOBS w --pull")
+    magic(shell, "%consumer next JOBS w --count 2")
+    assert magic(shell, "%consumer next JOBS w --count 2 --no-ack")["data"].tolist() == ["j3", "j4"]
+    done = magic(shell, "%consumer reset JOBS w")
+    assert done.reset_seq == 3 and "delivers from stream sequence 3" in str(done)
+    assert magic(shell, "%consumer next JOBS w")["data"].tolist() == ["j3"]
+    assert magic(shell, "%consumer reset JOBS w --seq 5").reset_seq == 5
+    assert magic(shell, "%consumer next JOBS w")["data"].tolist() == ["j5"]
+    capsys.readouterr()
+    assert_one_line_errors(shell, capsys, {
+        "%consumer reset JOBS nope": "%consumer reset: consumer not found",
+        "%consumer reset JOBS w --seq 0": "%consumer reset: invalid --seq 0",
+    })
