@@ -116,7 +116,9 @@ def _setting(field: str, value: Any) -> str:
         return format_duration(value)
     if isinstance(value, list):
         return ", ".join(map(str, value)) or "none"
-    return "unset" if value is None else str(value)
+    if value is None:
+        return "none (pull)" if field == "deliver_subject" else "unset"
+    return str(value)
 
 
 async def _exists_otherwise(s: Session, stream: str, cfg: ConsumerConfig, exc) -> str | None:
@@ -130,7 +132,8 @@ async def _exists_otherwise(s: Session, stream: str, cfg: ConsumerConfig, exc) -
         return None
     differ = [f"{f.name} {_setting(f.name, getattr(have, f.name))} (asked {_setting(f.name, getattr(cfg, f.name))})"
               for f in dataclasses.fields(cfg) if f.name not in ("name", "durable_name")
-              and getattr(cfg, f.name) is not None and getattr(cfg, f.name) != getattr(have, f.name)]
+              and (getattr(cfg, f.name) is not None or f.name == "deliver_subject")  # none asked: pull
+              and getattr(cfg, f.name) != getattr(have, f.name)]
     what = f" with {'; '.join(differ)}" if differ else ""
     return (f"consumer {name} on {stream} exists{what}; {exc.description} ({exc.err_code}). %consumer edit "
             f"{stream} {name} cannot change that either: %consumer rm {stream} {name} and add it again (it starts "

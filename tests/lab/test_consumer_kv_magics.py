@@ -84,6 +84,9 @@ def test_consumer_mistakes_are_one_line(lab_js, shell, capsys):
             "%consumer add: consumer puller on ORDERS exists with deliver_policy all (asked last); deliver policy "
             "can not be updated (10012). %consumer edit ORDERS puller cannot change that either: %consumer rm "
             "ORDERS puller and add it again",
+        "%consumer add ORDERS pusher":
+            "%consumer add: consumer pusher on ORDERS exists with deliver_subject out.x (asked none (pull)); can "
+            "not update push consumer to pull based (10012)",
         "%consumer add ORDERS puller --ack none":
             "%consumer add: consumer puller on ORDERS exists with ack_policy explicit (asked none); ack policy",
     }
