@@ -49,6 +49,12 @@ async def mark_stream(s: Session, stream: str) -> None:
         await s.js.update_stream(dataclasses.replace(cfg, metadata={**meta, MARKER: s.tutorial}))
 
 
+def _called(tutorial: str) -> str:
+    """How the lines name the run: `tutorial 03` for a numbered tutorial, else its id (a regression notebook's
+    `regress/dedup_window`, a notebook of one's own)."""
+    return f"tutorial {tutorial}" if tutorial[:2].isdigit() else tutorial
+
+
 def _wanted(streams: Iterable[str], buckets: Iterable[str], objects: Iterable[str]) -> list[tuple[str, str, str]]:
     """(kind, name, stream) for every name a tutorial uses."""
     return ([("stream", n, n) for n in streams] + [("bucket", n, f"KV_{n}") for n in buckets]
@@ -95,12 +101,12 @@ async def tutorial_start(s: Session, tutorial: str, *, streams: Iterable[str] = 
         its = "it was" if len(foreign) == 1 else "they were"
         raise TutorialConflict(
             f"{taken} already exist{'s' if len(foreign) == 1 else ''} on {s.url} and {its} not made by a tutorial: "
-            f"left alone, tutorial {tutorial} stops here. Run it on the embedded server (server_url = None) or "
+            f"left alone, {_called(tutorial)} stops here. Run it on the embedded server (server_url = None) or "
             f"on a server or account where {'that name is' if len(foreign) == 1 else 'those names are'} free")
     s.tutorial = tutorial
     s.tutorial_names = wanted
     removed = await _remove(s, wanted, existing)
-    text = f"tutorial {tutorial}: " + (f"removed what an earlier run left ({', '.join(removed)})" if removed
+    text = f"{_called(tutorial)}: " + (f"removed what an earlier run left ({', '.join(removed)})" if removed
                                        else "nothing left from an earlier run")
     return Done(text, removed=removed)
 
@@ -118,7 +124,7 @@ async def tutorial_end(s: Session) -> Done:
             is None]
     s.tutorial = None
     s.tutorial_names = []
-    text = f"tutorial {tutorial}: removed {', '.join(removed) if removed else 'nothing'}"
+    text = f"{_called(tutorial)}: removed {', '.join(removed) if removed else 'nothing'}"
     if kept:
         text += f"; left alone {', '.join(kept)} (not made by a tutorial)"
     return Done(text, removed=removed, kept=kept)

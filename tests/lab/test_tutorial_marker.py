@@ -55,3 +55,6 @@ def test_a_tutorial_resets_only_what_it_made(lab_js, shell):
     assert MARKER not in (lab.stream_info("LATER").config.metadata or {})
     with pytest.raises(lab.LabError, match="no tutorial is running"):
         lab.tutorial_end()
+    # Any notebook may use it under its own id.
+    with pytest.raises(lab.TutorialConflict, match="bucket PROFILE already exists .* regress/kv stops here"):
+        lab.tutorial_start("regress/kv", buckets=["PROFILE"])
