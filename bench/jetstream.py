@@ -7,8 +7,14 @@
   (e) direct get of a random sequence in a 1,000,000-message stream, gets/s and p50
   (f) resident memory of the server holding a 1,000,000 x 128-byte memory stream   target: embedded < 600 MB
   (g) a file mirror catching up the 1,000,000-message file stream, msgs/s      target: ≥ 0.5x
+  (h) counter increments (`Nats-Incr: 1`, no payload) with their PubAck `val`: one at a time, and
+      pipelined (publish_async), increments/s                                  target: ≥ 0.8x
+  (i) atomic batch publish (`allow_atomic`), batches of 100 x 128 B, the first and the commit as requests,
+      msgs/s                                                                   target: ≥ 0.8x
+  (j) fast batch publish (`allow_batched`), one batch of the whole count, flow window 100, the publisher
+      keeping at most two windows unacknowledged, msgs/s                       target: ≥ 0.8x
 
-    python -m bench jetstream [--kinds nats-server,embedded] [--repeat 3] [--quick] [--only g]
+    python -m bench jetstream [--kinds nats-server,embedded] [--repeat 3] [--quick] [--only g|h]
 
 Every workload runs `--repeat` times per server, alternating servers, and the best run counts (the machine
 is shared: the best run is the least disturbed one). Nothing here is asserted.
@@ -154,16 +160,94 @@ async def _mirror_catch_up(url: str, origin: str, count: int) -> float:
     return rate
 
 
+async def _counters_and_batches(url: str, storage: str, sync_n: int, async_n: int, batch_n: int, cpu) -> dict:
+    """Rates, and the server's CPU µs per message of each (`cpu()` reads the server's CPU seconds): on a busy
+    machine a rate through nats-py mostly measures who got the cores, the CPU per message what the server does."""
+    import json
+
+    import nats
+
+    nc = await nats.connect(url, pending_size=64 * 1024 * 1024)
+    js = nc.jetstream()
+    out = {}
+    await nc.request("$JS.API.STREAM.CREATE.CTR", json.dumps({
+        "name": "CTR", "subjects": ["ctr.>"], "storage": storage, "allow_msg_counter": True}).encode(), timeout=10)
+    incr = {"Nats-Incr": "1"}
+    for _ in range(200):  # warm up
+        await js.publish("ctr.a", b"", headers=incr)
+    c0, t0 = cpu(), time.perf_counter()
+    for _ in range(sync_n):
+        ack = await js.publish("ctr.a", b"", headers=incr)
+    out["incr"] = sync_n / (time.perf_counter() - t0)
+    out["incr_cpu"] = (cpu() - c0) * 1e6 / sync_n
+    assert ack.val == str(200 + sync_n), ack
+    c0, t0 = cpu(), time.perf_counter()
+    futures = [await js.publish_async("ctr.b", b"", headers=incr, wait_stall=10) for _ in range(async_n)]
+    acks = await asyncio.gather(*futures)
+    out["incr_async"] = async_n / (time.perf_counter() - t0)
+    out["incr_async_cpu"] = (cpu() - c0) * 1e6 / async_n
+    assert max(int(a.val) for a in acks) == async_n
+
+    await nc.request("$JS.API.STREAM.CREATE.BAT", json.dumps({
+        "name": "BAT", "subjects": ["bat.>"], "storage": storage, "allow_atomic": True,
+        "allow_batched": True}).encode(), timeout=10)
+    size = 100
+    c0, t0 = cpu(), time.perf_counter()
+    for b in range(batch_n // size):
+        bid = f"b{b}"
+        for seq in range(1, size + 1):
+            h = {"Nats-Batch-Id": bid, "Nats-Batch-Sequence": str(seq)}
+            if seq == size:
+                h["Nats-Batch-Commit"] = "1"
+            if seq == 1 or seq == size:
+                reply = await nc.request("bat.a", PAYLOAD, headers=h, timeout=10)
+            else:
+                await nc.publish("bat.a", PAYLOAD, headers=h)
+        assert json.loads(reply.data).get("count") == size, reply.data
+    out["atomic"] = batch_n // size * size / (time.perf_counter() - t0)
+    out["atomic_cpu"] = (cpu() - c0) * 1e6 / (batch_n // size * size)
+
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox + ".>")
+    flow, acked = 100, 0
+    c0, t0 = cpu(), time.perf_counter()
+    for seq in range(1, batch_n + 1):
+        op = 0 if seq == 1 else (2 if seq == batch_n else 1)
+        await nc.publish("bat.f", PAYLOAD, reply=f"{inbox}.fast.{flow}.fail.{seq}.{op}.$FI")
+        while seq - acked >= 2 * flow or (seq == batch_n and acked < seq):
+            answer = json.loads((await sub.next_msg(10)).data)
+            if answer.get("type") == "ack":
+                acked, flow = max(acked, answer["seq"]), answer["msgs"]
+            elif "batch" in answer:
+                assert answer["count"] == batch_n, answer
+                acked = seq
+            else:
+                raise AssertionError(answer)
+    out["fast"] = batch_n / (time.perf_counter() - t0)
+    out["fast_cpu"] = (cpu() - c0) * 1e6 / batch_n
+    for name in ("CTR", "BAT"):
+        await nc.request(f"$JS.API.STREAM.DELETE.{name}", b"", timeout=10)
+    await nc.close()
+    return out
+
+
 def run_once(kind: str, quick: bool, only: str = "") -> dict:
     sync_n, async_n, kv_n = (500, 5_000, 500) if quick else (2_000, 50_000, 2_000)
+    batch_n = 10_000 if quick else 100_000
     big, gets = (100_000, 1_000) if quick else (1_000_000, 5_000)
     out: dict = {"file": {}, "memory": {}}
     with tempfile.TemporaryDirectory() as tmp:
         srv = Server(kind, Path(tmp), ("-js", "-sd", str(Path(tmp) / "store")))
         try:
+            if only == "h" or not only:
+                for storage in ("file", "memory"):
+                    out[storage].update(asyncio.run(_counters_and_batches(srv.url, storage, sync_n, async_n, batch_n,
+                                                                             srv.cpu_seconds)))
+            if only == "h":
+                return out
             if not only:
                 for storage in ("file", "memory"):
-                    out[storage] = asyncio.run(_publish_and_fetch(srv.url, storage, sync_n, async_n))
+                    out[storage].update(asyncio.run(_publish_and_fetch(srv.url, storage, sync_n, async_n)))
                     out[storage].update(asyncio.run(_kv(srv.url, storage, kv_n)))
             for storage in ("memory", "file"):
                 if only and storage == "memory":
@@ -193,6 +277,11 @@ def run(kinds: list[str], repeat: int, quick: bool, only: str = "") -> list[dict
     for kind in kinds:
         rs = runs[kind]
         row = {"server": kind}
+        for st in ("file", "memory") if only in ("", "h") else ():
+            for key, label in (("incr", "(h) {}: counter increments"), ("incr_async", "(h) {}: pipelined increments"),
+                               ("atomic", "(i) {}: atomic batch"), ("fast", "(j) {}: fast batch")):
+                row[label.format(st) + ", msgs/s"] = max(r[st][key] for r in rs)
+                row[label.format(st) + ": server CPU per message, µs"] = min(r[st][key + "_cpu"] for r in rs)
         for st in ("file", "memory") if not only else ():
             row[f"(a) {st}: sync publish p50 µs"] = min(r[st]["p50"] for r in rs)
             row[f"(a) {st}: sync publish p99 µs"] = min(r[st]["p99"] for r in rs)
@@ -204,7 +293,8 @@ def run(kinds: list[str], repeat: int, quick: bool, only: str = "") -> list[dict
             row[f"(e) {st}: direct get in {big}, p50 µs"] = min(r[st]["dget"]["p50"] for r in rs)
         if not only:
             row[f"(f) RSS with {big} x 128 B in memory, MiB"] = min(r["rss_big"] for r in rs)
-        row[f"(g) mirror catching up {big}, msgs/s"] = max(r["mirror"] for r in rs)
+        if only != "h":
+            row[f"(g) mirror catching up {big}, msgs/s"] = max(r["mirror"] for r in rs)
         rows.append(row)
     return rows
 
@@ -214,7 +304,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--kinds", default=",".join(KINDS), help="servers to compare (default: both)")
     p.add_argument("--repeat", type=int, default=3, help="runs per server; the best one counts (default 3)")
     p.add_argument("--quick", action="store_true", help="smaller counts (100k-message stream), for a smoke run")
-    p.add_argument("--only", choices=("g",), default="", help="run one workload: g = mirror catch-up")
+    p.add_argument("--only", choices=("g", "h"), default="",
+                   help="run some workloads: g = mirror catch-up, h = counters and batches (h, i, j)")
     args = p.parse_args(argv)
     rows = run([k for k in args.kinds.split(",") if k], max(args.repeat, 1), args.quick, args.only)
     print()

@@ -59,12 +59,16 @@ def check_incr(allowed: bool, hdr: bytes | None, msg: bytes, sourced: bool) -> i
         raise api_error("JSMessageIncrDisabledErr")
     if msg:
         raise api_error("JSMessageIncrPayloadErr")
-    if any(headers.get(hdr, key) for key in _INCOMPATIBLE):
+    if (b"Nats-Expected" in hdr or headers.ROLLUP in hdr) and any(headers.get(hdr, key) for key in _INCOMPATIBLE):
         raise api_error("JSMessageIncrInvalidErr")
     return incr
 
 
 def _value_of(data: bytes) -> int:
+    if data[:8] == b'{"val":"' and data[-2:] == b'"}':  # as this server and nats-server write it
+        digits = data[8:-2]
+        if digits.isdigit() or (digits[:1] == b"-" and digits[1:].isdigit()):
+            return int(digits)
     try:
         doc = json.loads(data)
         text = doc["val"]

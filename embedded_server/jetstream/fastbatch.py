@@ -27,6 +27,8 @@ _U64 = 1 << 64
 # Store refusals nats-server makes before a message is proposed (discard new): a refused message of the batch.
 _PRECHECKED_STORE_ERRORS = (MAX_MSGS, MAX_BYTES, MAX_MSGS_PER_SUBJECT)
 
+_OPS = {"0": OP_START, "1": OP_APPEND, "2": OP_COMMIT, "3": OP_COMMIT_EOB, "4": OP_PING}
+
 _inflight_total = 0
 
 
@@ -52,7 +54,9 @@ def parse_reply(reply: str, hdr: bytes | None) -> tuple[FastOp | None, bool]:
     if len(parts) < 6:
         return None, True
     _, batch_id, flow, gap, seq, op = parts
-    code = _int64(op)
+    code = _OPS.get(op)
+    if code is None:
+        code = _int64(op)
     if not OP_START <= code <= OP_PING:
         return None, True
     if not seq.isdigit() or not seq.isascii():
@@ -64,7 +68,7 @@ def parse_reply(reply: str, hdr: bytes | None) -> tuple[FastOp | None, bool]:
         return None, True
     if gap not in ("fail", "ok"):
         return None, True
-    a = _int64(flow)
+    a = int(flow) if 0 < len(flow) < 6 and flow.isascii() and flow.isdigit() else _int64(flow)
     f = FastOp()
     f.id, f.seq, f.gap_ok = batch_id, n, gap == "ok"
     f.flow = 10 if a <= 0 else min(a, 65535)
@@ -116,9 +120,11 @@ def drop_all(st) -> None:
 
 
 def _arm(st, batch_id: str, b: FastBatch) -> None:
-    if b.timer is not None:
-        b.timer.cancel()
-    b.timer = st.js.loop.call_later(batch_mod.limit(st.js, "timeout"), _cleanup, st, batch_id, b)
+    if b.timer is None:
+        timeout = batch_mod.limit(st.js, "timeout")
+        b.timer = batch_mod.IdleTimer(st.js.loop, timeout, lambda: _cleanup(st, batch_id, b))
+    else:
+        b.timer.touch()
 
 
 def _new(st, batch_id: str, gap_ok: bool, flow: int) -> FastBatch:
