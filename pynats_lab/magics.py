@@ -152,6 +152,11 @@ def nats_parser() -> Parser:
                      "--allow-msg-counter); no payload, acked, the new total in `val`")
     pub.add_argument("--batch", action="store_true", help="the --count messages as one atomic batch (the "
                      "stream needs allow_atomic): all stored or none; returns the commit's ack")
+    pub.add_argument("--fast", action="store_true", help="the --count messages as one fast batch (the stream "
+                     "needs allow_batched, nats-server 2.14+): stored as they arrive, acknowledged every --flow "
+                     "messages, one ack at the commit")
+    pub.add_argument("--flow", type=_int, default=100, metavar="N",
+                     help="with --fast: ask the stream for a flow ack every N messages (default 100)")
     pub.add_argument("--schedule", metavar="WHEN", help="a message schedule (the stream needs "
                      "allow_msg_schedules): '@every 10s', '@at TIME', cron, @hourly, or a delay such as 30s")
     pub.add_argument("--target", metavar="SUBJECT", help="where a --schedule stores its message when due")
@@ -261,6 +266,8 @@ def _stream_settings(p: Parser, adding: bool) -> None:
                        default=None, help="a counter stream: publishes carry Nats-Incr (%%nats pub --incr N)")
     p.add_argument("--allow-atomic", "--allow-batch", dest="allow_atomic", action="store_true", default=None,
                    help="atomic batch publish (%%nats pub --batch)")
+    p.add_argument("--allow-fast", dest="allow_batched", action="store_true", default=None,
+                   help="fast batch publish, nats-server 2.14+ (%%nats pub --fast)")
     p.add_argument("--allow-msg-schedules", "--allow-schedules", dest="allow_msg_schedules", action="store_true",
                    default=None, help="message schedules (%%nats pub --schedule WHEN --target SUBJECT)")
     p.add_argument("--source", dest="sources", nargs="+", action="append", metavar="ARG",
@@ -634,7 +641,7 @@ def _stream_options(a: argparse.Namespace) -> dict:
             "max_msgs_per_subject", "dupe_window", "discard", "allow_rollup", "deny_delete", "deny_purge",
             "allow_direct", "allow_msg_ttl", "subject_delete_marker_ttl", "republish_headers_only", "metadata",
             "no_transform", "no_republish", "no_mirror", "mirror", "sources", "start_seq", "start_time", "allow_msg_counter",
-            "allow_atomic", "allow_msg_schedules")
+            "allow_atomic", "allow_batched", "allow_msg_schedules")
     out = {k: getattr(a, k) for k in keys if getattr(a, k, None) is not None}
     for name in ("transform", "republish"):
         pair = _pair_flags(a, name)
@@ -670,7 +677,8 @@ def run_nats(a: argparse.Namespace, cell: str | None) -> Any:
         payload = cell.rstrip("\n") if cell is not None else a.payload
         return lab.publish(a.subject, payload, count=a.count, headers=a.header, msg_id=a.msg_id, js=a.js,
                            reply=a.reply, sleep=a.sleep, use_templates=not a.no_templates, ttl=a.ttl,
-                           incr=a.incr, batch=a.batch, schedule=a.schedule, target=a.target)
+                           incr=a.incr, batch=a.batch, fast=a.fast, flow=a.flow, schedule=a.schedule,
+                           target=a.target)
     if a.command == "sub":
         if a.background:
             return lab.subscribe_background(a.subject, queue=a.queue, raw=a.raw)

@@ -109,18 +109,84 @@ async def _publish_batch(s: Session, messages: list) -> pd.DataFrame:
                                        f"(all or none); commit ack {took:.2f} ms")
 
 
+async def _publish_fast_batch(s: Session, messages: list, flow: int) -> pd.DataFrame:
+    """A fast batch (nats-server 2.14's `allow_batched`): the batch rides in each message's reply subject
+    (`<inbox>.<id>.<flow>.fail.<seq>.<op>.$FI`); the stream stores each message at once and acknowledges every
+    `msgs` of them on that inbox; we keep at most two windows unacknowledged and wait for the commit's PubAck."""
+    batch_id = uuid.uuid4().hex
+    inbox = s.nc.new_inbox()
+    answers: asyncio.Queue = asyncio.Queue()
+
+    async def on_answer(msg) -> None:
+        answers.put_nowait(json.loads(msg.data) if msg.data else {})
+
+    sub = await s.nc.subscribe(inbox + ".>", cb=on_answer)
+    last = len(messages)
+    acked, window, flow_acks, gaps, refused, ack = 0, flow, 0, 0, [], None
+    t0 = time.time()
+
+    async def take() -> None:
+        nonlocal acked, window, flow_acks, gaps, ack
+        try:
+            answer = await asyncio.wait_for(answers.get(), 10)
+        except asyncio.TimeoutError:
+            raise LabError(f"no answer from the stream for 10 s after message {acked + 1} of the fast batch "
+                           "(is a stream with allow_batched listening on the subject?)") from None
+        kind = answer.get("type")
+        if kind == "ack":
+            flow_acks += 1
+            acked, window = max(acked, answer.get("seq", 0)), answer.get("msgs") or window
+        elif kind == "gap":
+            gaps += 1
+        elif kind == "err":
+            refused.append(f"#{answer.get('seq')}: {(answer.get('error') or {}).get('description')}")
+        elif "error" in answer:
+            jse.APIError.from_error(answer["error"])
+        else:
+            ack = answer
+
+    try:
+        for i, (subj, data, h, _mid) in enumerate(messages, 1):
+            op = 2 if i == last else (0 if i == 1 else 1)
+            await s.nc.publish(subj, data, reply=f"{inbox}.{batch_id}.{flow}.fail.{i}.{op}.$FI", headers=h or None)
+            while not answers.empty() or i - acked >= 2 * window:
+                await take()
+                if ack is not None:
+                    break
+            if ack is not None:
+                break
+        while ack is None:
+            await take()
+    finally:
+        await sub.unsubscribe()
+    took = (time.time() - t0) * 1000
+    n, seq = ack.get("count") or 0, ack.get("seq") or 0
+    frame = pd.DataFrame({"subject": [messages[-1][0]], "stream": [ack.get("stream")], "seq": [seq],
+                          "batch": [ack.get("batch")], "count": [n], "flow_acks": [flow_acks], "gaps": [gaps],
+                          "refused": ["; ".join(refused)], "ms": [took]})
+    line = f"a fast batch of {n} stored in {ack.get('stream')}, the last at seq {seq}; {flow_acks} flow ack" \
+           f"{'s' if flow_acks != 1 else ''} in {took:.1f} ms"
+    if n < last:
+        line += f"; it ended at message {n} of {last}" + (f" ({refused[-1]})" if refused else "")
+    return tables.lab_frame(frame, line)
+
+
 @in_session
 async def publish(s: Session, subject: str, payload: Any = "", *, count: int = 1, headers: Any = None,
                   msg_id: str | None = None, js: bool = False, reply: str | None = None,
                   use_templates: bool = True, sleep: Any = None, ttl: Any = None, incr: Any = None,
-                  batch: bool = False, schedule: str | None = None, target: str | None = None) -> Any:
+                  batch: bool = False, fast: bool = False, flow: int = 100, schedule: str | None = None,
+                  target: str | None = None) -> Any:
     """Publish `count` messages. natscli templates ({{Count}}, {{ID}}, {{TimeStamp}}, {{Random 5 10}} ...)
     render per message in the payload, the subject and the msg id. `ttl` ("30s", "1h", "never") sets the
     Nats-TTL header: a stream with allow_msg_ttl removes the message after that long. `incr` (an integer,
     may be negative) adds to a counter (Nats-Incr; the stream needs allow_msg_counter): the message has no
     payload, it goes through JetStream and the result has the counter's new total in `val`.
     `batch=True` publishes the `count` messages as one atomic batch (the stream needs allow_atomic): all are
-    stored or none; the result is the commit's ack (stream, seq of the last, batch id, count).
+    stored or none; the result is the commit's ack (stream, seq of the last, batch id, count). With `fast=True`
+    they go as a fast batch instead (the stream needs allow_batched; nats-server 2.14): each is stored as it
+    arrives (not all or none), the stream acknowledges every `flow` of them and the commit's ack says how many
+    made it (`count`; a refused message ends the batch there).
     `schedule` ("@every 10s", "@at <time>", a six-field cron, or a duration meaning "once, that long from
     now") with `target` publishes a message schedule (the stream needs allow_msg_schedules): the server stores
     the payload on `target` when it is due.
@@ -176,6 +242,10 @@ async def publish(s: Session, subject: str, payload: Any = "", *, count: int = 1
     done = 0
     # A bar only for many messages, and only once they take a second; the loop below only counts.
     shown = progress.bar(count, f"publishing to {subject}", enabled=None if count > 1 else False)
+    if fast:
+        if isinstance(flow, bool) or not isinstance(flow, int) or not 1 <= flow <= 65535:
+            raise LabError(f"--flow wants a number of messages from 1 to 65535, not {flow!r}")
+        return await _publish_fast_batch(s, [message(i) for i in range(1, count + 1)], flow)
     if batch:
         return await _publish_batch(s, [message(i) for i in range(1, count + 1)])
     if not js:

@@ -1,4 +1,4 @@
-"""%stream add --mirror/--source, %stream edit --no-mirror, %nats pub --incr / --batch / --schedule through a
+"""%stream add --mirror/--source, %stream edit --no-mirror, %nats pub --incr / --batch / --fast / --schedule through a
 real IPython shell, on every JetStream server kind, with the one-line errors for bad input."""
 from __future__ import annotations
 
@@ -62,8 +62,13 @@ def test_atomic_batches_and_schedules(lab_js, shell):
     ack = magic(shell, "%nats pub jobs.step step-{{Count}} --count 3 --batch")
     assert ack["count"].tolist() == [3] and ack["seq"].tolist() == [3] and ack["stream"].tolist() == ["JOBS"]
     assert _messages(shell, "JOBS") == 3
+    magic(shell, "%stream edit JOBS --allow-fast")
+    fast = magic(shell, "%nats pub jobs.fast f-{{Count}} --count 25 --fast --flow 10")
+    assert fast["count"].tolist() == [25] and fast["seq"].tolist() == [28] and fast["batch"].iloc[0]
+    assert fast["flow_acks"].tolist() == [3] and fast["refused"].tolist() == [""]
+    assert _messages(shell, "JOBS") == 28
     sched = magic(shell, "%nats pub jobs.sched.ping ping --schedule 1s --target jobs.ping")
-    assert sched["seq"].tolist() == [4]
+    assert sched["seq"].tolist() == [29]
     eventually(lambda: magic(shell, "%stream get JOBS --last-for jobs.ping") is not None, 15)
 
 
@@ -71,6 +76,8 @@ def test_bad_batch_and_schedule_input_is_one_line(lab_js, shell, capsys):
     magic(shell, "%stream add PLAIN --subjects p.>")
     assert_one_line_errors(shell, capsys, {
         "%nats pub p.x y --count 2 --batch": "%nats pub: atomic publish is disabled (10174)",
+        "%nats pub p.x y --count 2 --fast": "%nats pub: batch publish is disabled (10205)",
+        "%nats pub p.x y --fast --flow 0": "%nats pub: --flow wants a number of messages from 1 to 65535",
         "%nats pub p.x y --schedule '@every 1m'": "%nats pub: --schedule and --target go together",
         "%nats pub p.x y --schedule soonish --target p.y": "%nats pub: invalid --schedule 'soonish'",
         "%nats pub p.x y --schedule '@every 1m' --target p.y": "%nats pub: message schedules is disabled (10188)",
