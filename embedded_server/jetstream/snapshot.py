@@ -446,6 +446,7 @@ def _build(js, jsa, cfg: dict, f, workdir: str):
         consumers.append((cname, *_consumer_config(cname, doc, cfg)))
     _check_place(jsa, cfg)
     jsa._check_resources(cfg)
+    _check_room(js, jsa, cfg["storage"], int(state.get("bytes", 0) or 0))
     file_stream = cfg["storage"] == "file"
     path = os.path.join(workdir, "stream")
     store = FileStore(path, _loading_config(cfg), sync_always=js.sync_always) if file_stream \
@@ -481,6 +482,18 @@ def _build(js, jsa, cfg: dict, f, workdir: str):
         raise archive.ArchiveError(f"restore for stream '{jsa.account.name} > {cfg['name']}' did not create a stream")
     sourcing.stream_added(jsa, st)
     return st
+
+
+def _check_room(js, jsa, storage: str, size: int) -> None:
+    """The stream's bytes must fit the server's and the account's storage, as nats-server reserves them."""
+    err = "JSMemoryResourcesExceededErr" if storage == "memory" else "JSStorageResourcesExceededErr"
+    if js.usage[storage] + size > js.limit_for[storage]:
+        raise api_error(err)
+    limit = jsa.limits.get("max_memory" if storage == "memory" else "max_storage", -1)
+    if limit is not None and limit >= 0:
+        used = sum(s.store.bytes for s in jsa.streams.values() if s.store.storage == storage)
+        if used + size > limit:
+            raise api_error(err)
 
 
 def _check_place(jsa, cfg: dict) -> None:

@@ -249,3 +249,22 @@ def test_a_restore_cut_off_by_kill_9_leaves_nothing_behind(embedded_js):
     embedded_js.restart()
     assert run(after()).get("streams") is None
     assert not staging.exists() and not (streams_dir(embedded_js) / "K").exists()
+
+
+def test_a_restore_that_does_not_fit_the_storage_is_refused(js_server, start_server, tmp_path_factory):
+    store = tmp_path_factory.mktemp("small")
+    small = start_server(config=f'jetstream {{ store_dir: "{store}", max_file_store: 100KB }}\n')
+
+    async def scenario():
+        async with connected(js_server) as (nc, js), connected(small) as (nc2, _js2):
+            await js.add_stream(name="B", subjects=["b"])
+            for _ in range(150):
+                await js.publish("b", os.urandom(1000))
+            resp, data, _ = await snapshot(nc, "B")
+            refused = await restore(nc2, "B", {"config": resp["config"], "state": resp["state"]}, data,
+                                    chunk=64 * 1024)
+            return refused, await api(nc2, "$JS.API.STREAM.NAMES")
+
+    refused, names = run(scenario())
+    assert error_of(refused) == (500, 10047, "insufficient storage resources available")
+    assert names["streams"] is None
