@@ -381,7 +381,7 @@ def wire(server, accounts: list[AccountConfig]) -> list:
             def request(sub, client, subject, reply, hdr, payload, imp=imp, importer=importer,
                         exporter=exporter, local=local, traced=traced):
                 target = map_subject(local, imp.subject, subject)
-                hdr = with_request_info(hdr, client, importer.name)
+                hdr = with_request_info(hdr, client, importer.name, reply)
                 trace = server.msg_trace
                 if trace is not None:
                     trace.service_import(exporter.name, subject, target)
@@ -412,12 +412,14 @@ def wire(server, accounts: list[AccountConfig]) -> list:
 
 
 REQUEST_INFO = b"Nats-Request-Info"
-_CLIENT_INFO_ORDER = ("start", "host", "id", "acc", "svc", "user", "name", "lang", "ver", "rtt", "server", "cluster")
+_CLIENT_INFO_ORDER = ("start", "host", "id", "acc", "svc", "user", "name", "lang", "ver", "rtt", "server", "cluster",
+                      "reply")
 
 
-def with_request_info(hdr: bytes | None, client, account: str) -> bytes:
+def with_request_info(hdr: bytes | None, client, account: str, reply: str = "") -> bytes:
     """The header of a request crossing a service import with nats-server's `Nats-Request-Info` set: the
-    requester's account and RTT (`{"acc":"A","rtt":123}`) on the first import; on a chained one, the
+    requester's account and RTT (`{"acc":"A","rtt":123}`) on the first import, and the original reply subject
+    when it is a fast batch's (`....$FI`, which the stream reads the batch from); on a chained one, the
     earlier info with `svc` naming the account whose import it crosses now."""
     lines = hdr.split(b"\r\n")[1:-2] if hdr else []
     earlier = [ln for ln in lines if ln.split(b":", 1)[0].strip() == REQUEST_INFO]
@@ -427,6 +429,8 @@ def with_request_info(hdr: bytes | None, client, account: str) -> bytes:
         rtt = int(client.rtt * 1e9)
         if rtt > 0:
             info["rtt"] = rtt
+        if reply and reply.endswith(".$FI"):
+            info["reply"] = reply
     elif earlier:
         try:
             info = json.loads(earlier[0].split(b":", 1)[1])

@@ -12,6 +12,8 @@ before the next is read, so nothing is ever pending across messages here.
 """
 from __future__ import annotations
 
+import json
+
 from . import batch as batch_mod
 from . import headers, limits
 from .config_json import compact_json
@@ -19,6 +21,7 @@ from .errors import ApiError, api_error
 from .store import MAX_BYTES, MAX_MSGS, MAX_MSGS_PER_SUBJECT, StoreError
 
 SUFFIX = ".$FI"
+REQUEST_INFO = b"Nats-Request-Info"
 OP_START, OP_APPEND, OP_COMMIT, OP_COMMIT_EOB, OP_PING = range(5)
 MAX_INFLIGHT_PER_STREAM = 1000
 MAX_INFLIGHT_TOTAL = 50_000
@@ -49,7 +52,15 @@ def parse_reply(reply: str, hdr: bytes | None) -> tuple[FastOp | None, bool]:
     """nats-server's getFastBatch: (op, False) for a fast batch reply, (None, True) for a malformed one (ending
     in `.$FI`), (None, False) for any other reply."""
     if len(reply) <= 4 or not reply.endswith(SUFFIX):
-        return None, False
+        # Through a service import the reply is the import's own; the original is in Nats-Request-Info.
+        if not reply.startswith("_R_.") or not hdr or REQUEST_INFO not in hdr:
+            return None, False
+        try:
+            reply = json.loads(headers.get(hdr, REQUEST_INFO) or b"{}").get("reply") or ""
+        except (ValueError, AttributeError):
+            return None, False
+        if len(reply) <= 4 or not reply.endswith(SUFFIX):
+            return None, False
     parts = reply[:-4].rsplit(".", 5)
     if len(parts) < 6:
         return None, True

@@ -256,7 +256,7 @@ class Stream:
         batch (count only on the last, whose PubAck says it)."""
         if self.closed:
             return 0
-        if reply and reply[-4:] == ".$FI" and batch is None and not sourced:
+        if reply and (reply[-4:] == ".$FI" or (hdr and reply[:4] == "_R_.")) and batch is None and not sourced:
             op, malformed = fastbatch.parse_reply(reply, hdr)
             if op is not None or malformed:
                 return fastbatch.process(self, op, subject, reply, hdr, msg)
@@ -304,6 +304,8 @@ class Stream:
         cfg = self.cfg
         if cfg.get("sealed"):
             raise api_error("JSStreamSealedErr")
+        if hdr and b"Nats-Request-Info" in hdr:  # added by a service import: not stored, as nats-server
+            hdr = headers.remove(hdr, b"Nats-Request-Info")
         msg_id = ""
         rollup = ""
         ttl = 0

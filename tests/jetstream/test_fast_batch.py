@@ -192,3 +192,36 @@ def test_batch_limits_timeouts_abandoned_advisories_counters_and_sources(start_s
     assert out["total"] == b'{"val":"5"}'
     assert out["mirror"]["error"]["err_code"] == 10209
     assert out["sourced"].startswith(b"NATS/1.0\r\nNats-Stream-Source: B 1 > > b")
+
+
+IMPORTS = """
+accounts: {
+  A: { jetstream: enabled, users: [ {user: a, password: a} ], exports [ { service: "foo" } ] },
+  B: { users: [ {user: b, password: b} ], imports [ { service: { subject: "foo", account: A } } ] },
+}
+"""
+
+
+def test_a_fast_batch_through_a_service_import(start_server, tmp_path):
+    """The stream reads the batch from the original reply subject, which the import carries in
+    Nats-Request-Info; that header is not stored."""
+    server = start_server("-js", "-sd", str(tmp_path), config=IMPORTS)
+
+    async def scenario():
+        url = f"nats://127.0.0.1:{server.port}"
+        a = await nats.connect(url, user="a", password="a")
+        b = await nats.connect(url, user="b", password="b")
+        try:
+            await api(a, "$JS.API.STREAM.CREATE.T", {"name": "T", "subjects": ["foo"], "allow_batched": True})
+            replies = Replies(await b.subscribe("IN.>"))
+            await b.publish("foo", b"x", reply=fast("IN", "viaB", 1, COMMIT))
+            ack = await replies.take(1)
+            stored = (await api(a, "$JS.API.STREAM.MSG.GET.T", {"seq": 1}))["message"]
+            return ack, stored
+        finally:
+            await a.close()
+            await b.close()
+
+    ack, stored = run(scenario())
+    assert ack == [{"stream": "T", "seq": 1, "batch": "viaB", "count": 1}]
+    assert "hdrs" not in stored and base64.b64decode(stored["data"]) == b"x"
