@@ -417,6 +417,20 @@ def _consumer_config(name: str, doc: dict, stream_cfg: dict) -> tuple[dict, dict
              "pending": {str(int(k)): [int(v.get("sequence", 0)), int(v.get("ts", 0))]
                          for k, v in (s.get("pending") or {}).items()},
              "redelivered": {str(int(k)): int(v) for k, v in (s.get("redelivered") or {}).items()}}
+    # nats-server's checks of a consumer state it is given (consumerFileStore.Update)
+    delivered, floor = state["delivered"], state["ack_floor"]
+    bad = None
+    if floor["consumer_seq"] > delivered["consumer_seq"]:
+        bad = "bad ack floor for consumer"
+    elif floor["stream_seq"] > delivered["stream_seq"]:
+        bad = "bad ack floor for stream"
+    else:
+        for seq in map(int, state["pending"]):
+            if seq <= floor["stream_seq"] or seq > delivered["stream_seq"]:
+                bad = f"bad pending entry, sequence [{seq}] out of range"
+                break
+    if bad:
+        raise archive.ArchiveError(f"failed to set consumer {name!r} state: {bad}")
     return cfg, state
 
 

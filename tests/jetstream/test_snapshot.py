@@ -78,6 +78,9 @@ def test_a_file_stream_with_gaps_headers_and_a_consumer_round_trips(js_server):
             fetched = await sub.fetch(6, timeout=2)
             for m in fetched[:2] + fetched[3:4]:
                 await m.ack_sync()
+            await nc.request(fetched[4].reply, b"-NAK", timeout=2)      # answered once the server has it
+            redelivered = await sub.fetch(1, timeout=2)
+            assert redelivered[0].metadata.num_delivered == 2
             before_info = await api(nc, "$JS.API.STREAM.INFO.S")
             before = await messages(nc, "S", 1, 40)
             consumer_before = await api(nc, "$JS.API.CONSUMER.INFO.S.D")
@@ -113,6 +116,7 @@ def test_a_file_stream_with_gaps_headers_and_a_consumer_round_trips(js_server):
     assert after[19] is None and after[4][2].startswith(b"NATS/1.0\r\nN: 5")
     assert _consumer_view(consumer_after) == _consumer_view(consumer_before)
     assert consumer_after["num_ack_pending"] == 3 and consumer_after["ack_floor"]["stream_seq"] > 0
+    assert consumer_after["num_redelivered"] == 1
     assert error_of(again) == (400, 10130, "stream name already in use, cannot restore")
 
 
