@@ -104,8 +104,7 @@ class _Snapshot:
         window = max(min(max(1024, window), 32 * 1024 * 1024), self.chunk)
         self.slots = window // self.chunk
         self.consumers = [] if body.get("no_consumers") else sorted(st.consumers.values(), key=lambda o: o.name)
-        self.state = st.state_json()
-        self.state["consumer_count"] = len(self.consumers)
+        self.state = st.state_json()   # the answer's: every consumer counted, as nats-server's FastState
         self.last = st.store.state().last_seq
         self.first = self.state["first_seq"]
         self.ack_subject = f"$JS.SNAPSHOT.ACK.{st.name}.{_nuid()}"
@@ -130,7 +129,9 @@ class _Snapshot:
                 del raw[:archive.MAX_FRAME]
                 yield archive.frame(piece)
 
-        raw += archive.entry("state.json", now_ns(), data=config_json.compact_json(self.state))
+        # The archive's own state counts the consumers it holds (none with no_consumers), as the restore reads it.
+        state = {**self.state, "consumer_count": len(self.consumers)}
+        raw += archive.entry("state.json", now_ns(), data=config_json.compact_json(state))
         for o in self.consumers:
             raw += archive.entry("consumers/" + o.name, now_ns(), data=config_json.compact_json(_consumer_doc(o)))
             yield from flush()

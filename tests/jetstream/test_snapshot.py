@@ -93,11 +93,14 @@ def test_a_file_stream_with_gaps_headers_and_a_consumer_round_trips(js_server):
             after_info = await api(nc, "$JS.API.STREAM.INFO.S")
             consumer_after = await api(nc, "$JS.API.CONSUMER.INFO.S.D")
             again = await restore(nc, "S", meta, data)
+            bare, bare_data, _ = await snapshot(nc, "S", no_consumers=True)
+            await js.delete_stream("S")
+            without = await restore(nc, "S", {"config": bare["config"], "state": bare["state"]}, bare_data)
             return (before_info, before, consumer_before, resp, data, chunks, restored, after, after_info,
-                    consumer_after, again)
+                    consumer_after, again, (bare, without))
 
     (before_info, before, consumer_before, resp, data, chunks, restored, after, after_info, consumer_after,
-     again) = run(scenario())
+     again, (bare, without)) = run(scenario())
     assert resp["type"] == "io.nats.jetstream.api.v1.stream_snapshot_response"
     assert resp["config"]["name"] == "S" and resp["state"]["messages"] == 34
     assert resp["state"]["first_seq"] == 4 and resp["state"]["last_seq"] == 40
@@ -118,6 +121,9 @@ def test_a_file_stream_with_gaps_headers_and_a_consumer_round_trips(js_server):
     assert consumer_after["num_ack_pending"] == 3 and consumer_after["ack_floor"]["stream_seq"] > 0
     assert consumer_after["num_redelivered"] == 1
     assert error_of(again) == (400, 10130, "stream name already in use, cannot restore")
+    # no_consumers: the answer still counts the stream's consumer, the archive holds none
+    assert bare["state"]["consumer_count"] == 1
+    assert without["state"]["consumer_count"] == 0 and without["state"]["messages"] == 34
 
 
 def test_bad_snapshot_and_restore_requests_get_nats_server_errors_and_leave_nothing(js_server):
