@@ -21,7 +21,7 @@ from .done import Done
 from .errors import LabError, as_lab_error
 from .messaging import encode_payload
 from .session import Session, in_session
-from .tutorials import mark_stream
+from .tutorials import is_new, mark_stream
 from .units import at_least_one, parse_duration, parse_size
 
 ENTRY_COLUMNS = ["bucket", "key", "value", "revision", "created", "operation"]
@@ -107,8 +107,10 @@ async def kv_add(s: Session, bucket: str, *, history: int = 1, ttl: Any = None, 
                          max_value_size=parse_size(max_value_size, "--max-value-size"),
                          max_bytes=parse_size(max_bytes, "--max-bytes"), storage=StorageType(storage),
                          replicas=replicas, description=description, direct=True)
+    new = await is_new(s, f"KV_{bucket}")
     kv = await s.js.create_key_value(cfg)
-    await mark_stream(s, f"KV_{bucket}")
+    if new:
+        await mark_stream(s, f"KV_{bucket}")
     return _buckets_frame([_bucket_row(await kv.status())])
 
 

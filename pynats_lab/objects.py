@@ -14,7 +14,7 @@ from nats.js.api import ObjectMeta, ObjectMetaOptions, ObjectStoreConfig, Storag
 from .done import Done
 from .errors import LabError
 from .session import Session, in_session
-from .tutorials import mark_stream
+from .tutorials import is_new, mark_stream
 from .units import parse_duration, parse_size
 
 OBJECT_COLUMNS = ["bucket", "name", "size", "chunks", "digest", "modified", "description", "deleted"]
@@ -45,8 +45,10 @@ async def obj_add(s: Session, bucket: str, *, description: str | None = None, tt
     cfg = ObjectStoreConfig(bucket=bucket, description=description, ttl=parse_duration(ttl, "--ttl"),
                             max_bytes=parse_size(max_bytes, "--max-bytes"), storage=StorageType(storage),
                             replicas=replicas)
+    new = await is_new(s, f"OBJ_{bucket}")
     obs = await s.js.create_object_store(bucket, config=cfg)
-    await mark_stream(s, f"OBJ_{bucket}")
+    if new:
+        await mark_stream(s, f"OBJ_{bucket}")
     return _status_frame(await obs.status())
 
 

@@ -38,9 +38,21 @@ def mark_config(s: Session, config):
     return dataclasses.replace(config, metadata={**(config.metadata or {}), MARKER: tutorial})
 
 
+async def is_new(s: Session, stream: str) -> bool:
+    """Whether `stream` does not exist yet, asked only while a tutorial runs (else False: nothing to mark). A
+    bucket's create returns one that exists already: that one is not the tutorial's and must not be marked."""
+    if getattr(s, "tutorial", None) is None:
+        return False
+    try:
+        await s.js.stream_info(stream)
+    except jse.NotFoundError:
+        return True
+    return False
+
+
 async def mark_stream(s: Session, stream: str) -> None:
-    """Add the session's tutorial marker to an existing stream (buckets: nats-py creates their stream without
-    metadata)."""
+    """Add the session's tutorial marker to a stream it has just created (buckets: nats-py creates their stream
+    without metadata)."""
     if getattr(s, "tutorial", None) is None:
         return
     cfg = (await s.js.stream_info(stream)).config

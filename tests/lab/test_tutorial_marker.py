@@ -41,6 +41,9 @@ def test_a_tutorial_resets_only_what_it_made(lab_js, shell):
     assert lab.stream_info("KV_SESSIONS").config.metadata[MARKER] == "05"
     assert lab.stream_info("OBJ_ASSETS").config.metadata[MARKER] == "05"
     assert "ORDERS" in lab.stream_names() and MARKER not in (lab.stream_info("ORDERS").config.metadata or {})
+    # The user's bucket, met again by a tutorial's kv_add (which returns an existing bucket), stays unmarked.
+    lab.kv_add("PROFILE")
+    assert MARKER not in (lab.stream_info("KV_PROFILE").config.metadata or {})
 
     again = lab.tutorial_start("05", streams=["WORK", "QUEUE"], buckets=["SESSIONS"], objects=["ASSETS"])
     assert again.removed == ["stream WORK", "stream QUEUE", "bucket SESSIONS", "object store ASSETS"]
