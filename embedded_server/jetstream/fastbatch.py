@@ -68,16 +68,12 @@ def parse_reply(reply: str, hdr: bytes | None) -> tuple[FastOp | None, bool]:
     code = _OPS.get(op)
     if code is None:
         code = _int64(op)
-    if not OP_START <= code <= OP_PING:
-        return None, True
-    if not seq.isdigit() or not seq.isascii():
+    if not OP_START <= code <= OP_PING or not seq.isascii() or not seq.isdigit() or gap not in ("fail", "ok"):
         return None, True
     n = int(seq)
     if n == 0 or n >= _U64 - 1:  # over uint64, or MaxUint64 (the next sequence would wrap)
         return None, True
     if (n == 1 and code == OP_COMMIT_EOB) or (code == OP_START and n != 1) or (code == OP_APPEND and n <= 1):
-        return None, True
-    if gap not in ("fail", "ok"):
         return None, True
     a = int(flow) if 0 < len(flow) < 6 and flow.isascii() and flow.isdigit() else _int64(flow)
     f = FastOp()
@@ -226,6 +222,12 @@ def process(st, op: FastOp | None, subject: str, reply: str, hdr: bytes | None, 
             st._respond_error(reply, api_error(name, **kw))
         return 0
 
+    batches = _batches(st)
+    b = batches.get(op.id) if op is not None else None
+    if b is not None and not hdr and not b.commit and op.seq == b.lseq + 1 and not op.ping and not op.commit \
+            and not st._slow_path and _plain_ok(st, cfg, msg):
+        return _append(st, b, op, subject, reply, msg)  # the usual message: in order, no headers, no limits hit
+
     if cfg.get("sealed"):
         return refuse("JSStreamSealedErr")
     storage = st.store.storage
@@ -245,8 +247,6 @@ def process(st, op: FastOp | None, subject: str, reply: str, hdr: bytes | None, 
         return refuse("JSBatchPublishInvalidPatternErr")
     if len(op.id) > MAX_ID_LEN:
         return refuse("JSBatchPublishInvalidBatchIDErr")
-    batches = _batches(st)
-    b = batches.get(op.id)
     if b is None:
         if op.seq != 1:
             return refuse("JSBatchPublishUnknownBatchIDErr")
@@ -334,6 +334,38 @@ def process(st, op: FastOp | None, subject: str, reply: str, hdr: bytes | None, 
     _stored(st, b, op, seq, reply)
     if stored:
         st.notify_stored(seq, subject, ttl or 0)
+    return seq
+
+
+def _plain_ok(st, cfg, msg: bytes) -> bool:
+    """Nothing to refuse a header-less message of a batch in flight for (nats-server's checks in order)."""
+    js = st.js
+    storage = st.store.storage
+    max_size = st._max_msg_size
+    return cfg.get("allow_batched") and js.usage[storage] <= js.limit_for[storage] and \
+        (max_size < 0 or len(msg) <= max_size) and cfg.get("discard") != "new"
+
+
+def _append(st, b: FastBatch, op: FastOp, subject: str, reply: str, msg: bytes) -> int:
+    """A header-less message, next in its batch, on a stream with no input transform, retention limits and
+    no account limits (`_slow_path` off): stored as a plain publish is, then the flow checked."""
+    b.timer.touch()
+    b.lseq += 1
+    if op.seq == 1 and reply and not st._no_ack:
+        _flow(st, b, 0, reply)
+    try:
+        seq, _ts = st.store.store_msg(subject, None, msg, 0)
+    except StoreError as e:
+        st._respond_error(reply, api_error("JSStreamStoreFailedF", err=str(e)))
+        return 0
+    except OSError as e:
+        st.js.logger.error(f"JetStream failed to store a msg on stream '{st.account.name} > {st.name}': {e}")
+        return 0
+    st.lseq, st.lmsgid = seq, ""
+    st.js.add_usage(st)
+    b.pending += 1
+    _stored(st, b, op, seq, reply)
+    st.notify_stored(seq, subject)
     return seq
 
 
