@@ -353,13 +353,8 @@ def _append(st, b: FastBatch, op: FastOp, subject: str, reply: str, msg: bytes) 
     b.lseq += 1
     if op.seq == 1 and reply and not st._no_ack:
         _flow(st, b, 0, reply)
-    try:
-        seq, _ts = st.store.store_msg(subject, None, msg, 0)
-    except StoreError as e:
-        st._respond_error(reply, api_error("JSStreamStoreFailedF", err=str(e)))
-        return 0
-    except OSError as e:
-        st.js.logger.error(f"JetStream failed to store a msg on stream '{st.account.name} > {st.name}': {e}")
+    seq = st.store_plain(subject, reply, msg)
+    if not seq:
         return 0
     st.lseq, st.lmsgid = seq, ""
     st.js.add_usage(st)

@@ -225,13 +225,8 @@ class Stream:
         if js.usage[storage] > js.limit_for[storage]:
             self._respond_error(reply, api_error("JSInsufficientResourcesErr"))
             return 0
-        try:
-            seq, ts = self.store.store_msg(subject, None, msg, 0)
-        except StoreError as e:
-            self._respond_error(reply, api_error("JSStreamStoreFailedF", err=str(e)))
-            return 0
-        except OSError as e:
-            js.logger.error(f"JetStream failed to store a msg on stream '{self.account.name} > {self.name}': {e}")
+        seq = self.store_plain(subject, reply, msg)
+        if not seq:
             return 0
         self.lseq = seq
         self.lmsgid = ""
@@ -249,6 +244,17 @@ class Stream:
         if self._expires and not self._expiry_timer:
             self.schedule_expiry()
         return seq
+
+    def store_plain(self, subject: str, reply: str, msg: bytes) -> int:
+        """Store a message without headers: its sequence, or 0 after answering a store refusal (a disk error is
+        logged, not answered, as nats-server does)."""
+        try:
+            return self.store.store_msg(subject, None, msg, 0)[0]
+        except StoreError as e:
+            self._respond_error(reply, api_error("JSStreamStoreFailedF", err=str(e)))
+        except OSError as e:
+            self.js.logger.error(f"JetStream failed to store a msg on stream '{self.account.name} > {self.name}': {e}")
+        return 0
 
     def _process_checked(self, subject: str, reply: str, hdr: bytes | None, msg: bytes, sourced: bool = False,
                          batch: tuple[str, int] | None = None) -> int:
