@@ -163,7 +163,7 @@ class JSAccount:
         if max_consumers > 0 and len(st.consumers) >= max_consumers:
             raise api_error("JSMaximumConsumersLimitErr")
         if st.cfg["retention"] == "workqueue" and not cfg.get("direct"):
-            if cfg["ack_policy"] != "explicit":
+            if cfg["ack_policy"] not in ("explicit", "flow_control"):
                 raise api_error("JSConsumerWQRequiresExplicitAckErr")
             if cfg.get("deliver_policy", "all") != "all":
                 raise api_error("JSConsumerWQConsumerNotDeliverAllErr")

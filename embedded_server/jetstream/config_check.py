@@ -180,7 +180,7 @@ def set_static_metadata(cfg: dict, previous: dict | None = None) -> None:
     if (cfg.get("allow_msg_counter") or cfg.get("allow_atomic") or cfg.get("allow_msg_schedules")
             or cfg.get("persist_mode") == "async"):
         level = max(level, 2)
-    if cfg.get("allow_batched"):
+    if cfg.get("allow_batched") or cfg.get("ack_policy") == "flow_control":
         level = max(level, 4)
     meta["_nats.req.level"] = str(level)
     cfg["metadata"] = meta
@@ -284,6 +284,10 @@ def consumer_defaults(cfg: dict, stream_cfg: dict, pedantic: bool = False) -> di
         cfg["max_ack_pending"] = DEFAULT_MAX_ACK_PENDING
     if cfg.get("priority_policy") == "pinned_client" and not cfg.get("priority_timeout"):
         cfg["priority_timeout"] = 2 * MINUTE
+    if cfg["ack_policy"] == "flow_control" and not pedantic:
+        # nats-server 2.14+: acks ride on the flow control replies, with sourcing's 1 s heartbeat.
+        cfg["flow_control"] = True
+        cfg["idle_heartbeat"] = SECOND
     return cfg
 
 
@@ -303,7 +307,18 @@ def check_consumer_config(cfg: dict, stream_cfg: dict) -> None:
     if cfg.get("ack_wait", 0) < 0:
         raise api_error("JSConsumerAckWaitNegativeErr")
     if cfg.get("ack_policy") == "flow_control":
-        raise _invalid("flow control ack policy is not supported by this server")
+        if not cfg.get("deliver_subject"):
+            raise api_error("JSConsumerAckFCRequiresPushErr")
+        if not cfg.get("flow_control"):
+            raise api_error("JSConsumerAckFCRequiresFCErr")
+        if cfg.get("idle_heartbeat", 0) != SECOND:
+            raise _invalid("flow control ack policy heartbeat needs to be 1s")
+        if cfg.get("max_ack_pending", 0) <= 0:
+            raise api_error("JSConsumerAckFCRequiresMaxAckPendingErr")
+        if cfg.get("ack_wait") or cfg.get("backoff"):
+            raise api_error("JSConsumerAckFCRequiresNoAckWaitErr")
+        if cfg.get("max_deliver", -1) > 0:
+            raise api_error("JSConsumerAckFCRequiresNoMaxDeliverErr")
     backoff = cfg.get("backoff") or []
     if backoff and cfg["max_deliver"] != -1 and len(backoff) > cfg["max_deliver"]:
         raise api_error("JSConsumerMaxDeliverBackoffErr")

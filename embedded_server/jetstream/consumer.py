@@ -112,6 +112,7 @@ class Consumer(ConsumerPersistence, AckTracking, PullRequests, PushDelivery):
         self._store_filters = () if self._unfiltered else self.filters
         self.is_push = bool(cfg.get("deliver_subject"))
         self.ack_none = cfg["ack_policy"] == "none"
+        self.ack_fc = cfg["ack_policy"] == "flow_control"  # acked by the replies to flow control (2.14+)
         self.maxp = cfg.get("max_ack_pending", 0) if not self.ack_none else 0
         self.maxdc = max(cfg.get("max_deliver", -1), 0)
         self._headers_only = bool(cfg.get("headers_only"))
@@ -166,7 +167,8 @@ class Consumer(ConsumerPersistence, AckTracking, PullRequests, PushDelivery):
     def start(self) -> None:
         """Subscribe for acks, pull requests and flow control; start timers."""
         server, acc = self.js.server, self.account
-        self._subs.append(server.subscribe_internal(acc, self.ack_prefix + ">", self._on_ack))
+        if not self.ack_fc:  # as nats-server, a flow control ack policy takes no acks on $JS.ACK
+            self._subs.append(server.subscribe_internal(acc, self.ack_prefix + ">", self._on_ack))
         if not self.is_push:
             self._subs.append(server.subscribe_internal(
                 acc, f"$JS.API.CONSUMER.MSG.NEXT.{self.stream.name}.{self.name}", self._on_next_request))
@@ -401,7 +403,9 @@ class Consumer(ConsumerPersistence, AckTracking, PullRequests, PushDelivery):
                 self.pending[seq] = [dseq, now]
             else:
                 p[1] = now
-            if self._backoff or self._ptmr is None or self._ptmr_due > now + self._ack_wait_ns:
+            if self.ack_fc:
+                pass  # no ack wait: nothing is redelivered until a reset
+            elif self._backoff or self._ptmr is None or self._ptmr_due > now + self._ack_wait_ns:
                 self._arm_pending_timer(self._ack_wait_for(seq) + ACK_WAIT_DELAY)
         if self.is_push:
             self._last_delivery = time.monotonic()

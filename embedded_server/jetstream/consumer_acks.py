@@ -194,7 +194,7 @@ class AckTracking:
             self.rdc.pop(sseq, None)
             self._rdq_remove(sseq)
             acked.append(sseq)
-        elif policy == "all":
+        elif policy in ("all", "flow_control"):
             if dseq <= self.adflr or sseq <= self.asflr:
                 return True
             if self.maxp > 0 and len(self.pending) >= self.maxp:
@@ -268,7 +268,7 @@ class AckTracking:
         if not self.filter_matches(subject):
             return False
         policy = self.cfg["ack_policy"]
-        if policy in ("none", "all"):
+        if policy in ("none", "all", "flow_control"):
             need = sseq > self.asflr
         else:
             need = sseq > self.asflr and (sseq >= self.sseq or sseq in self.pending)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 import time
 
+from . import headers
+
 
 IDLE_HEARTBEAT_HDR = b"NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: %d\r\nNats-Last-Stream: %d\r\n\r\n"
 
@@ -55,11 +57,16 @@ class PushDelivery:
                 hdr = hdr[:-2] + b"Nats-Consumer-Stalled: " + self.fcid.encode() + b"\r\n\r\n"
             self.js.server.send_internal(self.account, self.cfg["deliver_subject"], None, hdr, b"")
             idle = 0.0
+            if self.ack_fc and self.pending and not self.fcid:
+                self._send_flow_control()
         if hb:
             self._hb_timer = self.js.loop.call_later(max(hb - idle, 0.001), self._send_hb)
 
     def _need_flow_control(self, sz: int) -> bool:
         if not self.fcid and self.pbytes > self.maxpb // 2:
+            return True
+        # Acking by flow control: ask once max_ack_pending is reached, or nothing more could go out.
+        if not self.fcid and self.ack_fc and self.maxp > 0 and len(self.pending) >= self.maxp:
             return True
         if self.fcid and self.pbytes - self.fcsz >= self.maxpb:
             self.fcsz += sz
@@ -81,3 +88,16 @@ class PushDelivery:
         self.pbytes = max(self.pbytes - self.fcsz, 0)
         self.fcid, self.fcsz = "", 0
         self.kick()
+        if self.ack_fc and hdr:
+            # The reply says how far the receiver got: an ack of everything up to there (AckAll-like).
+            sseq = _header_int(hdr, b"Nats-Last-Stream")
+            if sseq > 0:
+                self._process_ack(sseq, max(_header_int(hdr, b"Nats-Last-Consumer"), 0), 1)
+
+
+def _header_int(hdr: bytes, name: bytes) -> int:
+    value = headers.get(hdr, name)
+    try:
+        return int(value) if value else 0
+    except ValueError:
+        return 0

@@ -3,7 +3,9 @@ messages from the origin streams into the mirror or sourcing stream, catching up
 
 nats-server copies through an internal push consumer on the origin; a single embedded server reads the
 origin's store directly (same sequences, same order, no consumer on the origin) and is told of each new
-message by the origin's publish path (`Stream.sourcers`). A mirror keeps the origin's sequences and
+message by the origin's publish path (`Stream.sourcers`). A mirror or source with a durable consumer
+(`consumer: {name, deliver_subject}`) goes through that user-made consumer instead, as nats-server does
+(`DurableFeed`). A mirror keeps the origin's sequences and
 timestamps; a source re-publishes into its stream with a `Nats-Stream-Source` header that records where each
 message came from, which is how a restarted stream finds where each source stopped.
 """
@@ -17,7 +19,7 @@ from ..auth.accounts import map_subject
 from . import filters, headers
 from .clock import now_ns, parse_rfc3339, rfc3339
 from .errors import ApiError, api_error
-from .store import StoreError
+from .store import StoreError, StoreMsg
 from .transform import SubjectTransform, TransformError
 
 SECOND = 1_000_000_000
@@ -90,9 +92,34 @@ def normalise_source(raw: dict, struct: str) -> dict:
         if not isinstance(ext, dict):
             raise _bad_type(struct, "external", "server.ExternalStream", ext)
         out["external"] = {"api": ext.get("api") or "", "deliver": ext.get("deliver") or ""}
-    if raw.get("consumer") is not None:
-        out["consumer"] = raw["consumer"]
+    cons = raw.get("consumer")
+    if cons is not None:
+        if not isinstance(cons, dict):
+            raise _bad_type(struct, "consumer", "server.StreamConsumerSource", cons)
+        out["consumer"] = {}
+        for field in ("name", "deliver_subject"):
+            value = cons.get(field) or ""
+            if not isinstance(value, str):
+                raise _bad_type(struct + ".consumer", field, "string", value)
+            if value:
+                out["consumer"][field] = value
     return out
+
+
+def _durable_ok(src: dict) -> bool:
+    """nats-server's checks of a durable sourcing consumer (`consumer` in a mirror or a source)."""
+    cons = src["consumer"]
+    deliver = cons.get("deliver_subject", "")
+    return (_is_valid_name(cons.get("name")) and filters.is_literal(deliver) and filters.is_valid_subject(deliver)
+            and not src.get("opt_start_seq") and not src.get("opt_start_time") and not src.get("filter_subject"))
+
+
+def consumer_index_name(src: dict) -> str:
+    """nats-server's composeCName: a durable consumer may feed only one source of a stream."""
+    iname = src["name"]
+    if src.get("external") is not None:
+        iname += ":" + get_hash(src["external"].get("api", ""))
+    return iname + " " + (src.get("consumer") or {}).get("name", "")
 
 
 def index_name(src: dict) -> str:
@@ -100,6 +127,8 @@ def index_name(src: dict) -> str:
     iname = src["name"]
     if src.get("external") is not None:
         iname += ":" + get_hash(src["external"].get("api", ""))
+    if src.get("consumer") is not None:
+        iname += ":C=" + get_hash(src["consumer"].get("name", ""))
     trs = src.get("subject_transforms") or []
     if not trs:
         source, dest = src.get("filter_subject") or ">", ">"
@@ -153,9 +182,8 @@ def check_config(cfg: dict, pedantic: bool, lookup=None) -> None:
             raise api_error("JSMirrorWithBatchPublishErr")
         if cfg.get("allow_msg_schedules"):
             raise api_error("JSMirrorWithMsgSchedulesErr")
-        if mirror.get("consumer") is not None:
-            raise api_error("JSStreamInvalidConfigF",
-                            err="durable consumers for mirrors are not supported by this server")
+        if mirror.get("consumer") is not None and not _durable_ok(mirror):
+            raise api_error("JSMirrorDurableConsumerCfgInvalid")
         if mirror.get("filter_subject") and mirror.get("subject_transforms"):
             raise api_error("JSMirrorMultipleFiltersNotAllowed")
         if cfg.get("subject_delete_marker_ttl", 0) > 0:
@@ -179,6 +207,7 @@ def check_config(cfg: dict, pedantic: bool, lookup=None) -> None:
     if sources and cfg.get("allow_msg_schedules"):
         raise api_error("JSSourceWithMsgSchedulesErr")
     seen: set[str] = set()
+    consumers: set[str] = set()
     checked = []
     for raw in sources:
         if raw is None or not _is_valid_name(raw.get("name")):
@@ -193,8 +222,12 @@ def check_config(cfg: dict, pedantic: bool, lookup=None) -> None:
             raise api_error("JSSourceMultipleFiltersNotAllowed")
         _check_transforms(src.get("subject_transforms") or [], "Source", subset=True)
         if src.get("consumer") is not None:
-            raise api_error("JSStreamInvalidConfigF",
-                            err="durable consumers for sources are not supported by this server")
+            if not _durable_ok(src):
+                raise api_error("JSSourceDurableConsumerCfgInvalid")
+            cname = consumer_index_name(src)
+            if cname in consumers:
+                raise api_error("JSSourceDurableConsumerDuplicateDetected")
+            consumers.add(cname)
         if src.get("external") is None:
             origin = lookup(src["name"])
             if origin is not None:
@@ -312,6 +345,9 @@ class Feed:
         self.origin = origin
         self.err = None
         self.last = now_ns()
+        self._attached(origin)
+
+    def _attached(self, origin) -> None:
         if self.mirror:
             last = self.owner.stream.store.last_seq
             self.next = last + 1 if last else self.start_seq()
@@ -417,6 +453,142 @@ class Feed:
         return out
 
 
+FC_REPLY = b"NATS/1.0\r\nNats-Last-Consumer: %d\r\nNats-Last-Stream: %d\r\n\r\n"
+STALLED = b"Nats-Consumer-Stalled"
+STALLED_AFTER = 5.0  # seconds between checks that a durable feed's consumer is still the one it set up
+
+
+class DurableFeed(Feed):
+    """A mirror or source through a durable consumer of the origin (`consumer: {name, deliver_subject}`,
+    nats-server 2.14+). As nats-server does, it resets the user's consumer to its ack floor, subscribes to its
+    deliver subject and answers the consumer's flow control with how far it got (`Nats-Last-Consumer`,
+    `Nats-Last-Stream`), which is the consumer's ack (the `flow_control` ack policy): the consumer's delivered
+    and ack floor move, its num_pending falls and a work-queue origin gives the messages up."""
+
+    def __init__(self, owner: "Sourcing", spec: dict, mirror: bool):
+        super().__init__(owner, spec, mirror)
+        self.cname = spec["consumer"]["name"]
+        self.deliver = spec["consumer"]["deliver_subject"]
+        self.dseq = 0  # the last consumer sequence taken
+        self.lag = 0
+        self._sub = None
+        self._setup_timer = None
+        self.consumer = None  # the origin's consumer this feed reset and listens to
+
+    def _attached(self, origin) -> None:
+        self._setup()
+
+    def detach(self, gone: bool = False) -> None:
+        self._unsubscribe()
+        if self._setup_timer is not None:
+            self._setup_timer.cancel()
+            self._setup_timer = None
+        super().detach(gone)
+
+    def _unsubscribe(self) -> None:
+        self.consumer = None
+        if self._sub is not None:
+            self.owner.stream.js.server.unsubscribe_internal(self._sub)
+            self._sub = None
+
+    def _later(self, seq: int = 0) -> None:
+        if self._setup_timer is None and not self.stopped:
+            self._setup_timer = self.owner.stream.js.loop.call_later(RETRY, self._setup, seq)
+
+    def _setup(self, seq: int = 0) -> None:
+        """nats-server's durable sourcing set-up: `$JS.API.CONSUMER.RESET` of the consumer, then its messages.
+        A consumer that does not exist (yet) is looked for again every second, as nats-server retries."""
+        self._setup_timer = None
+        origin = self.origin
+        if origin is None or self.stopped or origin.closed:
+            return
+        o = origin.consumers.get(self.cname)
+        if o is None or o.closed:
+            self._unsubscribe()
+            self._later()
+            return
+        if o.cfg.get("ack_policy") != "flow_control":
+            self._unsubscribe()
+            self.err = api_error("JSMirrorConsumerRequiresAckFCErr" if self.mirror
+                                 else "JSSourceConsumerRequiresAckFCErr")
+            self._later()
+            return
+        self.err = None
+        self._unsubscribe()
+        o.reset_position(seq if seq else o.asflr + 1)
+        self.consumer = o
+        self.dseq = 0
+        self.last = now_ns()
+        self._sub = self.owner.stream.js.server.subscribe_internal(origin.account, self.deliver, self._on_msg)
+        self._setup_timer = self.owner.stream.js.loop.call_later(STALLED_AFTER, self._check_consumer)
+
+    def _check_consumer(self) -> None:
+        """nats-server sets a durable feed up again once its consumer's heartbeats stop (the consumer was
+        deleted, or deleted and made again): here, once the origin's consumer of that name is another one."""
+        self._setup_timer = None
+        if self.origin is None or self.stopped:
+            return
+        o = self.origin.consumers.get(self.cname)
+        if o is not self.consumer or o.closed:
+            self._unsubscribe()
+            self._setup()
+        else:
+            self._setup_timer = self.owner.stream.js.loop.call_later(STALLED_AFTER, self._check_consumer)
+
+    def origin_stored(self, seq: int) -> None:  # the consumer delivers; nothing to pull
+        return
+
+    def schedule(self) -> None:
+        return
+
+    def pump(self, limit: int) -> None:
+        return
+
+    def _on_msg(self, sub, client, subject, reply, hdr, payload) -> None:
+        if sub is not self._sub or self.origin is None:
+            return
+        self.last = now_ns()
+        if hdr and hdr.startswith(b"NATS/1.0 100"):
+            target = reply or (headers.get(hdr, STALLED) or b"").decode()
+            if target:
+                self.owner.stream.js.server.send_internal(self.origin.account, target, None,
+                                                          FC_REPLY % (self.dseq, self.sseq), b"")
+            return
+        tokens = (reply or "").split(".")
+        try:
+            sseq, dseq, ts, pending = (int(t) for t in tokens[-4:])
+        except ValueError:
+            return
+        self.lag = pending
+        st = self.owner.stream
+        if sseq <= (st.store.last_seq if self.mirror else self.sseq):
+            self.dseq = dseq  # delivered again after a reset: already here
+            return
+        sm = StoreMsg(subject, hdr, payload, sseq, ts)
+        ok = self.owner.store_mirrored(self, sm) if self.mirror else self.owner.take_sourced(self, sm)
+        if not ok:  # refused (limits, a full disk): from this message again in a second
+            self._unsubscribe()
+            if self._setup_timer is not None:
+                self._setup_timer.cancel()
+                self._setup_timer = None
+            self._later(sseq)
+            return
+        self.sseq, self.dseq = sseq, dseq
+        if not self.mirror:
+            self.owner.positions_changed()
+
+    def info(self) -> dict:
+        out = super().info()
+        out["lag"] = self.lag if self._sub is not None else 0
+        if self._sub is None:
+            out["active"] = -1
+        return out
+
+
+def new_feed(owner: "Sourcing", spec: dict, mirror: bool) -> Feed:
+    return (DurableFeed if spec.get("consumer") is not None else Feed)(owner, spec, mirror)
+
+
 class Sourcing:
     """The mirror or the sources of one stream."""
 
@@ -438,7 +610,7 @@ class Sourcing:
             self.mirror.stop()
             self.mirror = None
         elif spec is not None and self.mirror is None:
-            self.mirror = Feed(self, spec, mirror=True)
+            self.mirror = new_feed(self, spec, mirror=True)
             self._attach(self.mirror, jsa)
         wanted = {index_name(s): s for s in cfg.get("sources") or ()}
         for iname in list(self.sources):
@@ -446,7 +618,7 @@ class Sourcing:
                 feed = self.sources.pop(iname)
                 self._remembered[iname] = (feed.sseq, feed.ident)
                 feed.stop()
-        new = [Feed(self, s, mirror=False) for iname, s in wanted.items() if iname not in self.sources]
+        new = [new_feed(self, s, mirror=False) for iname, s in wanted.items() if iname not in self.sources]
         if new:
             self._recover_positions(new)
         for feed in new:
@@ -621,6 +793,12 @@ class Sourcing:
             js.add_usage(st)
         return done, state
 
+    def store_mirrored(self, feed: Feed, sm) -> bool:
+        """Store one delivered origin message at its own sequence and time (a durable mirror); False if the
+        stream refused it."""
+        feed.next = sm.seq
+        return self.copy_mirrored(feed, _OneMsg(sm), 1)[1] != RETRY_LATER
+
     @staticmethod
     def _mirrored_ttl(st, hdr: bytes) -> int:
         value = headers.get(hdr, headers.TTL)
@@ -664,6 +842,22 @@ class Sourcing:
         hdr = headers.append(hdr, [(STREAM_SOURCE, value.encode())])
         subject = feed.transform(sm.subject) if feed.transforms else sm.subject
         return st._process_checked(subject, "", hdr, sm.data, sourced=True) > 0
+
+
+class _OneMsg:
+    """One message delivered by a durable mirror's consumer, read as if it were the origin's store."""
+
+    __slots__ = ("sm", "last_seq")
+
+    def __init__(self, sm):
+        self.sm = sm
+        self.last_seq = sm.seq
+
+    def load_msg(self, seq: int):
+        return self.sm if seq == self.sm.seq else None
+
+    def load_next_msg(self, _filters, seq: int):
+        return self.sm if seq <= self.sm.seq else None
 
 
 def _remove_prefixed(hdr: bytes | None, prefixes: tuple[bytes, ...]) -> bytes | None:

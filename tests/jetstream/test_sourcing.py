@@ -370,3 +370,81 @@ def test_external_mirror_and_source_reach_another_account_through_its_imports(st
     assert mirror["mirror"]["external"] == external and mirror["mirror"]["lag"] == 0
     assert [m["data"] for m in sourced] == [b"%d" % i for i in range(20)] + [b"live"]
     assert _source_header(sourced[0]["hdrs"]).split(" ")[:5] == ["TEST:dpDEksoe", "1", ">", ">", "test"]
+
+
+def test_durable_sourcing_consumers_feed_a_source_and_a_mirror_and_ack_the_origin(js_server):
+    """A `consumer` in a source or mirror (nats-server 2.14+): the user's push consumer with the `flow_control`
+    ack policy carries the copy; its acks (the flow control replies) move its ack floor, empty a work-queue
+    origin, and a restart goes on from there without loss or duplicates."""
+    from embedded_server.jetstream.sourcing import get_hash
+
+    fc = {"ack_policy": "flow_control", "max_ack_pending": 100}
+    bad_consumers = [({"deliver_subject": ""}, 10218), ({"ack_wait": 2_000_000_000}, 10221),
+                     ({"max_deliver": 3}, 10222)]
+    bad_streams = [({"sources": [{"name": "W", "consumer": {"name": "CW"}}]}, 10215),
+                   ({"sources": [{"name": "W", "filter_subject": "w.1",
+                                  "consumer": {"name": "CW", "deliver_subject": "dlv.w"}}]}, 10215),
+                   ({"sources": [{"name": "W", "consumer": {"name": "CW", "deliver_subject": "dlv.w"}},
+                                 {"name": "W", "subject_transforms": [{"src": "w.1", "dest": "x"}],
+                                  "consumer": {"name": "CW", "deliver_subject": "dlv.x"}}]}, 10216),
+                   ({"mirror": {"name": "L", "consumer": {"name": "CL", "deliver_subject": "dlv.*"}}}, 10213)]
+
+    async def consumer_state(nc, stream, name, acked):
+        return await eventually(lambda: api(nc, f"$JS.API.CONSUMER.INFO.{stream}.{name}"),
+                                lambda i: i["ack_floor"]["stream_seq"] >= acked, 20)
+
+    async def before():
+        async with connected(js_server) as (nc, js):
+            await api(nc, "$JS.API.STREAM.CREATE.W", {"name": "W", "subjects": ["w.>"], "retention": "workqueue"})
+            await api(nc, "$JS.API.STREAM.CREATE.L", {"name": "L", "subjects": ["l.>"]})
+            errors = []
+            for extra, _ in bad_consumers:
+                cfg = {"durable_name": "X", "deliver_subject": "dlv.x", **fc, **extra}
+                errors.append(error_of(await api(nc, "$JS.API.CONSUMER.CREATE.L.X", {"stream_name": "L",
+                                                                                   "config": cfg})))
+            for body, _ in bad_streams:
+                errors.append(error_of(await api(nc, "$JS.API.STREAM.CREATE.E", {"name": "E", **body})))
+            cw = await api(nc, "$JS.API.CONSUMER.CREATE.W.CW", {"stream_name": "W", "config": {
+                "durable_name": "CW", "deliver_subject": "dlv.w", **fc}})
+            await api(nc, "$JS.API.CONSUMER.CREATE.L.CL", {"stream_name": "L", "config": {
+                "durable_name": "CL", "deliver_subject": "dlv.l", **fc}})
+            for i in range(10):
+                await js.publish(f"w.{i}", b"w%d" % i)
+                await js.publish(f"l.{i}", b"l%d" % i)
+            await api(nc, "$JS.API.STREAM.CREATE.S", {"name": "S", "sources": [
+                {"name": "W", "consumer": {"name": "CW", "deliver_subject": "dlv.w"}}]})
+            await api(nc, "$JS.API.STREAM.CREATE.M", {"name": "M", "mirror": {
+                "name": "L", "consumer": {"name": "CL", "deliver_subject": "dlv.l"}}})
+            await _wait_messages(nc, "S", 10)
+            await _wait_messages(nc, "M", 10)
+            return (errors, cw, await consumer_state(nc, "W", "CW", 10), await consumer_state(nc, "L", "CL", 10),
+                    await eventually(lambda: api(nc, "$JS.API.STREAM.INFO.W"), lambda i: i["state"]["messages"] == 0),
+                    await api(nc, "$JS.API.STREAM.INFO.S"), await _msgs(nc, "S"))
+
+    async def after():
+        async with connected(js_server) as (nc, js):
+            for i in range(10, 15):
+                await js.publish(f"w.{i}", b"w%d" % i)
+                await js.publish(f"l.{i}", b"l%d" % i)
+            await _wait_messages(nc, "S", 15)
+            await _wait_messages(nc, "M", 15)
+            await consumer_state(nc, "W", "CW", 15)
+            await consumer_state(nc, "L", "CL", 15)
+            return await _msgs(nc, "S"), await _msgs(nc, "M"), await api(nc, "$JS.API.STREAM.NAMES")
+
+    errors, cw, cw_info, cl_info, w_info, s_info, s_msgs = run(before(), timeout=60)
+    assert [e[1] if e else None for e in errors] == [c for _, c in bad_consumers + bad_streams]
+    assert cw["config"]["flow_control"] is True and cw["config"]["idle_heartbeat"] == 1_000_000_000
+    assert cw["config"]["metadata"]["_nats.req.level"] == "4"
+    for info in (cw_info, cl_info):
+        assert info["delivered"]["stream_seq"] == 10 and info["num_pending"] == 0 and info["num_ack_pending"] == 0
+        assert info["push_bound"] is True
+    assert w_info["state"]["first_seq"] == 11  # the work queue gave its messages up to the source
+    assert [(s["name"], s["lag"], s["seq"], "error" in s) for s in s_info["sources"]] == [("W", 0, 10, False)]
+    assert _source_header(s_msgs[0]["hdrs"]).split(" ")[:5] == ["W:C=" + get_hash("CW"), "1", ">", ">", "w.0"]
+
+    js_server.restart()
+    sourced, mirrored, names = run(after(), timeout=60)
+    assert [m["data"] for m in sourced] == [b"w%d" % i for i in range(15)]
+    assert [(m["seq"], m["data"]) for m in mirrored] == [(i + 1, b"l%d" % i) for i in range(15)]
+    assert "E" not in names["streams"]
