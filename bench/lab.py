@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import os
 import statistics
 import sys
 import tempfile
@@ -81,8 +82,15 @@ def timed(fn, repeat: int) -> list[float]:
 READS = (("ordered consumer", None, False), ("direct get", False, True), ("STREAM.MSG.GET", False, False))
 
 
-def read_whole(kind: str, stream: str, messages: int, repeat: int, target: str) -> list[dict]:
-    """`stream_frame(stream)` the three ways of READS; a row for each."""
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def read_whole(kind: str, stream: str, messages: int, repeat: int, target: str, server_pid: int) -> list[dict]:
+    """`stream_frame(stream)` the three ways of READS; a row for each, with the CPU the lab's process and the
+    server's spent per message (what the machine's load disturbs least)."""
     import pynats_lab as lab
     from pynats_lab import reader
 
@@ -97,16 +105,20 @@ def read_whole(kind: str, stream: str, messages: int, repeat: int, target: str) 
             return await opened(self)
 
         reader.OrderedRead.open = counting
+        lab_cpu, server_cpu = time.process_time(), _cpu_seconds(server_pid)
         try:
             ms = timed(lambda: _check_len(lab.stream_frame(stream, consumer=consumer, progress=False), messages),
                        repeat)
         finally:
             reader.OrderedRead.open = opened
+        per = 1e6 / (messages * repeat)
+        lab_cpu, server_cpu = (time.process_time() - lab_cpu) * per, (_cpu_seconds(server_pid) - server_cpu) * per
         assert bool(made) == (consumer is None), how  # the read went the way it says
         rows.append({"server": kind, "read": how, "workload": f"{messages:,} messages into one DataFrame",
                      "stream messages": messages, "median ms": statistics.median(ms), "p90 ms": max(ms),
-                     "target": target})
-        print(f"[{kind}] {messages:,} into a DataFrame, {how}: median {statistics.median(ms):,.0f} ms", flush=True)
+                     "target": target, "lab CPU us/msg": round(lab_cpu, 1), "server CPU us/msg": round(server_cpu, 1)})
+        print(f"[{kind}] {messages:,} into a DataFrame, {how}: median {statistics.median(ms):,.0f} ms, CPU per "
+              f"message {lab_cpu:.1f} us lab, {server_cpu:.1f} us server", flush=True)
     return rows
 
 
@@ -126,17 +138,18 @@ def run_kind(kind: str, messages: int, frame_messages: int, repeat: int, suites:
             lab.stream_add("BIG", "big.>", storage="file")
             secs = fill(s, "BIG", lambda i: f"big.{i % 10}", messages)
             print(f"[{kind}] stored {messages:,} messages in {secs:.1f}s", flush=True)
+            pid = srv._process.pid
             if "view" in suites:
-                rows += _views(kind, messages, frame_messages, repeat)
+                rows += _views(kind, messages, frame_messages, repeat, pid)
             if "bulk" in suites:
-                rows += read_whole(kind, "BIG", messages, 1, "< 30000 ms")
+                rows += read_whole(kind, "BIG", messages, 1, "< 30000 ms", pid)
         finally:
             lab.get_session().close()
             srv.stop()
     return rows
 
 
-def _views(kind: str, messages: int, frame_messages: int, repeat: int) -> list[dict]:
+def _views(kind: str, messages: int, frame_messages: int, repeat: int, pid: int) -> list[dict]:
     import pynats_lab as lab
 
     rows = []
@@ -163,7 +176,7 @@ def _views(kind: str, messages: int, frame_messages: int, repeat: int) -> list[d
                          "target": "< 200 ms" if "middle" in name and "filtered" not in name else ""})
     lab.stream_add("FRAME", "frame.>", storage="file")
     fill(s, "FRAME", lambda i: "frame.x", frame_messages)
-    rows += read_whole(kind, "FRAME", frame_messages, max(repeat // 5, 3), "< 3000 ms")
+    rows += read_whole(kind, "FRAME", frame_messages, max(repeat // 5, 3), "< 3000 ms", pid)
     return rows
 
 

@@ -325,7 +325,7 @@ class _StripeWalk:
             b = self.outstanding.get(a)
             if b is None:
                 return
-            resp = json.loads(msg.data)
+            resp = json.loads(msg.data.decode())  # str: no encoding detection per answer
             if "error" in resp:
                 if resp["error"].get("err_code") != 10037:  # 10037: no message at or after the position
                     import nats.js.errors as jse
