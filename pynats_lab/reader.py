@@ -14,6 +14,7 @@ import datetime as _dt
 import heapq
 import json
 import secrets
+import weakref
 from dataclasses import dataclass, field
 
 from .errors import LabError
@@ -393,6 +394,8 @@ _PULL_EXPIRES = 30_000_000_000    # ns a pull request waits at most
 _CONSUMER_IDLE = 30_000_000_000   # inactive_threshold: the server removes a consumer the lab left behind
 _RESETS = 3                       # new consumers one read may make before it gives up
 _QUIET = 3.0                      # seconds without a message before the read asks after its consumer
+_CREATE_WAIT = 2.0                # seconds a consumer create may take before the read goes on without
+_REFUSED: weakref.WeakSet = weakref.WeakSet()  # connections that could not make a reading consumer
 
 
 class OrderedRead:
@@ -425,6 +428,8 @@ class OrderedRead:
     # -- the consumer -----------------------------------------------------------------------------
     async def open(self) -> None:
         self.nc = self.reader.session.nc
+        if self.nc in _REFUSED:
+            raise LabError("a consumer create went unanswered on this connection before")
         self.loop = asyncio.get_running_loop()
         self.wake = asyncio.Event()
         self.inbox = self.nc.new_inbox()
@@ -436,11 +441,11 @@ class OrderedRead:
             await self.close()
             raise
 
-    async def _api(self, subject: str, body: dict | None = None) -> dict:
+    async def _api(self, subject: str, body: dict | None = None, timeout: float = 5) -> dict:
         import nats.js.errors as jse
 
         msg = await self.nc.request(f"{API}.{subject}", json.dumps(body).encode() if body is not None else b"",
-                                    timeout=5)
+                                    timeout=timeout)
         resp = json.loads(msg.data)
         if "error" in resp:
             raise jse.APIError.from_error(resp["error"])
@@ -454,7 +459,19 @@ class OrderedRead:
         if self.subject:
             cfg["filter_subject"] = self.subject
         self.cseq, self.asked, self.got = 0, 0, 0
-        info = await self._api(f"CONSUMER.CREATE.{self.stream}.{name}", {"stream_name": self.stream, "config": cfg})
+        # Not answered in 2 s (no permission to make consumers: the server drops the request and says so on the
+        # connection, which is not an error of the user's here), the read goes on without one, and this session
+        # does not try again; a consumer made late is removed by its inactive_threshold.
+        subject = f"CONSUMER.CREATE.{self.stream}.{name}"
+        session = self.reader.session
+        session.quiet_denials.add(f"{API}.{subject}")
+        try:
+            info = await self._api(subject, {"stream_name": self.stream, "config": cfg}, timeout=_CREATE_WAIT)
+        except asyncio.TimeoutError:
+            _REFUSED.add(self.nc)
+            raise LabError("no answer to a consumer create (allowed to make consumers?)") from None
+        finally:
+            session.quiet_denials.discard(f"{API}.{subject}")
         self.name = name
         self.names.append(name)
         if not info.get("num_pending"):

@@ -144,6 +144,8 @@ class Session:
         self._closing = False
         self._last_error: str | None = None
         self._drop_reason: str | None = None
+        # Subjects whose permission errors are expected and said otherwise (a bulk read trying a consumer).
+        self.quiet_denials: set[str] = set()
         self._options: dict = {}
         self.events: list[tuple[float, str]] = []
         # Where %server and %nats subs read the servers' monitoring documents (see monitoring.py).
@@ -368,6 +370,8 @@ class Session:
         # A dropped connection, and each failed attempt to reconnect, is said once by the disconnected note.
         if isinstance(exc, (ne.UnexpectedEOF, ne.StaleConnectionError, OSError)) or not self.nc.is_connected:
             self._drop_reason = self._drop_reason or text
+            return
+        if any(f'"{subject.lower()}"' in text.lower() for subject in self.quiet_denials):  # nats-py lowercases -ERR
             return
         if text != self._last_error:
             self._last_error = text

@@ -453,9 +453,11 @@ class StreamPager:
                            st.bytes / st.messages if st.messages else 256)
         try:
             self.session.run(read.open())
-        except (jse.APIError, ne.TimeoutError, ne.NoRespondersError):
+        except (jse.APIError, ne.TimeoutError, ne.NoRespondersError, LabError) as exc:
             if consumer:
-                raise
+                why = getattr(exc, "description", None) or str(exc)
+                raise LabError(f"{self.stream}: no consumer to read it with: {why}; read it with consumer=False") \
+                    from None
             return None  # not allowed here (account or stream consumer limit, permissions): read as pages
         return read
 
@@ -503,15 +505,19 @@ class StreamPager:
         start = self._start_for_count_before(seq)
         if start is not None:
             return self._fetch(start_seq=start, up_to_seq=seq - 1)
-        # No cheap counts (no direct get): widen a window backwards until it holds a page.
-        window = self.page_size
+        # No cheap counts (no direct get): read backwards a window at a time, each as wide as the density seen so
+        # far says the rest of the page needs (a quarter more), and never read a message twice.
         first = max(self.info.state.first_seq, 1)
+        got, hi, window = Batch(), seq, self.page_size
         while True:
-            lo = max(first, seq - window)
-            got = self._fetch(start_seq=lo, count=max(seq - lo, 1), up_to_seq=seq - 1)
+            lo = max(first, hi - window)
+            part = self._fetch(start_seq=lo, count=max(hi - lo, 1), up_to_seq=hi - 1)
+            part.extend(got)
+            got = part
             if len(got) >= self.page_size or lo <= first:
                 return got.tail(self.page_size)
-            window *= 4
+            density = max(len(got), 1) / (seq - lo)
+            window, hi = int((self.page_size - len(got)) / density * 1.25) + 1, lo
 
     def _start_for_count_before(self, seq: int) -> int | None:
         """Binary search a start sequence with exactly a page of matches in [start, seq)."""

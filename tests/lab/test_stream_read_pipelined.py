@@ -180,3 +180,42 @@ def test_a_consumer_lost_in_the_middle_of_a_read_is_replaced(lab_js, monkeypatch
     assert got["data"].tolist() == [f"m{i}" for i in range(1200)]
     assert len(set(made)) >= 2  # a second consumer finished the read
     assert pynats_lab.stream_info("LOST").state.consumer_count == 0
+
+
+READER_CONFIG = """
+authorization { users: [
+  {user: admin, password: admin},
+  {user: reader, password: reader, permissions: {
+    publish: {allow: ["$JS.API.INFO", "$JS.API.STREAM.INFO.*", "$JS.API.STREAM.MSG.GET.*"]},
+    subscribe: {allow: ["_INBOX.>"]}}}
+]}
+"""
+
+
+def test_a_user_who_may_not_make_consumers_reads_the_whole_stream_without_one(start_server, tmp_path_factory,
+                                                                              shell, monkeypatch, tmp_path, capfd):
+    monkeypatch.setattr(reader, "CONSUMER_FROM", 100)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    srv = start_server("-js", "-sd", str(tmp_path_factory.mktemp("js")), config=READER_CONFIG)
+    pynats_lab.connect(f"nats://admin:admin@127.0.0.1:{srv.port}")
+    try:
+        pynats_lab.stream_add("PERM", "perm.>", allow_direct=False)
+        _store("PERM", lambda i: "perm.x", 300)
+    finally:
+        get_session().close()
+    pynats_lab.connect(f"nats://reader:reader@127.0.0.1:{srv.port}")
+    try:
+        capfd.readouterr()
+        got = pynats_lab.stream_frame("PERM")  # the consumer is refused (dropped): read by STREAM.MSG.GET
+        assert got["seq"].tolist() == list(range(1, 301)) and got["data"].tolist() == [f"m{i}" for i in range(300)]
+        assert capfd.readouterr().err == ""  # the read worked: the refused create is no error of the user's
+        with pytest.raises(LabError, match=r"^PERM: no consumer to read it with: a consumer create went unanswered "
+                                           r"on this connection before; read it with consumer=False$"):
+            pynats_lab.stream_frame("PERM", consumer=True)
+        assert len(pynats_lab.stream_frame("PERM")) == 300  # not tried again on this connection
+        assert pynats_lab.stream_info("PERM").state.consumer_count == 0
+        pynats_lab.publish("perm.x", "x")  # anything else refused is still said
+        get_session().run(get_session().nc.flush())
+        assert "permissions violation" in capfd.readouterr().err.lower()
+    finally:
+        get_session().close()
