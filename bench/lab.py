@@ -10,7 +10,7 @@ already charted, through the monitoring port and through $SYS (< 100 ms).
 
     python -m bench lab [--messages 1000000] [--frame-messages 100000] [--kinds nats-server,embedded]
                         [--suites view,bulk,reports,watch] [--streams 1000] [--consumers 1000] [--subjects 10000]
-                        [--quick]
+                        [--reads consumer,direct,msgget] [--quick]
 
 `--quick` makes everything small (100,000 and 20,000 messages, 100 streams and consumers, 3 repeats), for a
 smoke run; its figures are not the targets'.
@@ -80,6 +80,7 @@ def timed(fn, repeat: int) -> list[float]:
 
 # How a whole-stream read is made: stream_frame's `consumer` argument and the stream's allow_direct.
 READS = (("ordered consumer", None, False), ("direct get", False, True), ("STREAM.MSG.GET", False, False))
+WAYS = {how for how, _consumer, _direct in READS}  # the ones to time (--reads)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -96,6 +97,8 @@ def read_whole(kind: str, stream: str, messages: int, repeat: int, target: str, 
 
     rows = []
     for how, consumer, direct in READS:
+        if how not in WAYS:
+            continue
         lab.stream_edit(stream, allow_direct=direct)
         made = []
         opened = reader.OrderedRead.open
@@ -312,6 +315,8 @@ def main(argv: list[str]) -> int:
                     "stream subjects), watch (%%server watch), decode (the embedded server's request decoding, "
                     "in process); comma-separated")
     ap.add_argument("--quick", action="store_true", help="small sizes for a smoke run (not the targets' sizes)")
+    ap.add_argument("--reads", default="consumer,direct,msgget", help="whole-stream reads to time: consumer "
+                    "(ordered consumer), direct (batched direct get), msgget (pipelined STREAM.MSG.GET)")
     ap.add_argument("--streams", type=int, default=1000, help="reports: streams for %%stream report")
     ap.add_argument("--consumers", type=int, default=1000, help="reports: consumers for %%consumer report")
     ap.add_argument("--subjects", type=int, default=10_000, help="reports: subjects for %%stream subjects")
@@ -320,6 +325,9 @@ def main(argv: list[str]) -> int:
         a.messages, a.frame_messages, a.repeat = 100_000, 20_000, 3
         a.streams, a.consumers, a.subjects = 100, 100, 1000
     suites = set(a.suites.split(","))
+    names = {"consumer": "ordered consumer", "direct": "direct get", "msgget": "STREAM.MSG.GET"}
+    WAYS.clear()
+    WAYS.update(names[w] for w in a.reads.split(",") if w in names)
     rows = []
     for kind in filter(None, a.kinds.split(",")):
         if suites & {"view", "bulk"}:

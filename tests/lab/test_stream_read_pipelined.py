@@ -165,6 +165,7 @@ def test_a_consumer_lost_in_the_middle_of_a_read_is_replaced(lab_js, monkeypatch
     pynats_lab.stream_add("LOST", "lost.>", allow_direct=False)
     _store("LOST", lambda i: f"lost.{i % 3}", 1200)
     monkeypatch.setattr(reader, "_MAX_BATCH", 50)  # 200 in flight: most of the stream is still to come
+    monkeypatch.setattr(reader, "_QUIET", 0.5)  # where no status says the consumer is gone, ask sooner
     take = reader.OrderedRead.take
     made = []
 
