@@ -62,6 +62,18 @@ _GO_STRUCTS = {"STATSZ": "StatszEventOptions", "IDZ": "IdzEventOptions", "VARZ":
 _CONN_STATES = {0: "open", 1: "closed", 2: "all"}
 
 
+
+def client_identity(client) -> dict:
+    """The first fields of nats-server's ClientInfo for a client connection (events, advisories)."""
+    from embedded_server.gotime import rfc3339
+    info: dict = {"start": rfc3339(client.start), "host": client.host, "id": client.cid, "acc": client.account.name}
+    if client.user:
+        info["user"] = client.user
+    for key, field in (("name", "name"), ("lang", "lang"), ("ver", "version")):
+        if client.opts.get(field):
+            info[key] = client.opts[field]
+    return info
+
 class RequestError(Exception):
     """A request the server answers with `{"error": {"code", "description"}}`."""
 
@@ -653,13 +665,7 @@ class SystemServices:
     # -- events ----------------------------------------------------------------------------------------
     def client_info(self, client, stop: float | None = None) -> dict:
         from embedded_server.gotime import rfc3339
-        info: dict = {"start": rfc3339(client.start), "host": client.host, "id": client.cid,
-                      "acc": client.account.name}
-        if client.user:
-            info["user"] = client.user
-        for key, field in (("name", "name"), ("lang", "lang"), ("ver", "version")):
-            if client.opts.get(field):
-                info[key] = client.opts[field]
+        info = client_identity(client)
         if stop is not None:
             rtt = int(client.rtt * 1_000_000_000)
             if rtt:

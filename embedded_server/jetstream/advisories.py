@@ -84,3 +84,43 @@ def batch_abandoned(js, account, stream: str, batch_id: str, reason: str) -> Non
     """An atomic batch given up: reason "timeout", "incomplete", "large" or "unsupported" (nats-server's four)."""
     send(js, account, f"{PREFIX}STREAM.BATCH_ABANDONED.{stream}", "stream_batch_abandoned",
          {"stream": stream, "batch": batch_id, "reason": reason})
+
+
+# -- snapshots and restores (nats-server's jsStreamSnapshotRequest / processStreamRestore) ---------------
+
+def client_info(js, client) -> dict | None:
+    """The requesting client as these advisories show it (nats-server's ClientInfo.forAdvisory of an API
+    request: no JWT), or None for a request made inside the server."""
+    if client is None or getattr(client, "account", None) is None:
+        return None
+    from embedded_server.events import client_identity
+    info = client_identity(client)
+    rtt = int(client.rtt * 1_000_000_000)
+    if rtt:
+        info["rtt"] = rtt
+    info["server"] = js.server.server_id
+    info["kind"] = "Client"
+    info["client_type"] = "nats"
+    return info
+
+
+def snapshot_create(js, account, stream: str, state: dict, client) -> None:
+    send(js, account, f"{PREFIX}STREAM.SNAPSHOT_CREATE.{stream}", "snapshot_create",
+         {"stream": stream, "state": state, "client": client})
+
+
+def snapshot_complete(js, account, stream: str, start: int, end: int, client, err: str) -> None:
+    body = {"stream": stream, "start": rfc3339(start), "end": rfc3339(end), "client": client}
+    if err:
+        body["error"] = err
+    send(js, account, f"{PREFIX}STREAM.SNAPSHOT_COMPLETE.{stream}", "snapshot_complete", body)
+
+
+def restore_create(js, account, stream: str, client) -> None:
+    send(js, account, f"{PREFIX}STREAM.RESTORE_CREATE.{stream}", "restore_create",
+         {"stream": stream, "client": client})
+
+
+def restore_complete(js, account, stream: str, start: int, end: int, size: int, client) -> None:
+    send(js, account, f"{PREFIX}STREAM.RESTORE_COMPLETE.{stream}", "restore_complete",
+         {"stream": stream, "start": rfc3339(start), "end": rfc3339(end), "bytes": size, "client": client})

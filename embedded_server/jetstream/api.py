@@ -64,10 +64,11 @@ def _token(subject: str, index: int) -> str:
 
 
 class Request:
-    __slots__ = ("js", "jsa", "subject", "reply", "hdr", "msg")
+    __slots__ = ("js", "jsa", "subject", "reply", "hdr", "msg", "client")
 
-    def __init__(self, js, jsa, subject, reply, hdr, msg):
+    def __init__(self, js, jsa, subject, reply, hdr, msg, client=None):
         self.js, self.jsa, self.subject, self.reply, self.hdr, self.msg = js, jsa, subject, reply, hdr, msg
+        self.client = client  # the requesting connection (None from inside the server), for advisories
 
 
 # -- account --------------------------------------------------------------------------------------
@@ -448,7 +449,7 @@ def _route(tokens: list[str]):
 def subscribe(js, jsa) -> None:
     """Listen for the API in one account."""
     def dispatch(sub, client, subject, reply, hdr, payload):
-        _dispatch(js, jsa, subject, reply, hdr, payload)
+        _dispatch(js, jsa, subject, reply, hdr, payload, client)
 
     server = js.server
     for subject in ("$JS.API.INFO", "$JS.API.STREAM.>", "$JS.API.CONSUMER.>"):
@@ -456,7 +457,7 @@ def subscribe(js, jsa) -> None:
     if js.domain:
         # nats-server maps $JS.<domain>.API.> to $JS.API.> in every JetStream account.
         def domain_dispatch(sub, client, subject, reply, hdr, payload):
-            _dispatch(js, jsa, "$JS.API." + subject.split(".", 3)[3], reply, hdr, payload)
+            _dispatch(js, jsa, "$JS.API." + subject.split(".", 3)[3], reply, hdr, payload, client)
 
         server.subscribe_internal(jsa.account, f"$JS.{js.domain}.API.>", domain_dispatch)
 
@@ -474,7 +475,7 @@ def subscribe_not_enabled(js, account) -> None:
         js.server.subscribe_internal(account, subject, answer)
 
 
-def _dispatch(js, jsa, subject: str, reply: str, hdr, payload: bytes) -> None:
+def _dispatch(js, jsa, subject: str, reply: str, hdr, payload: bytes, client=None) -> None:
     tokens = subject.split(".")[2:]
     handler, rtype = _route(tokens)
     if handler is None or not reply:
@@ -484,7 +485,7 @@ def _dispatch(js, jsa, subject: str, reply: str, hdr, payload: bytes) -> None:
     try:
         if required_level_error(hdr):
             raise api_error("JSRequiredApiLevelErr")
-        body = handler(Request(js, jsa, subject, reply, hdr, payload))
+        body = handler(Request(js, jsa, subject, reply, hdr, payload, client))
         if body is None:
             js.api_total -= 1
             return

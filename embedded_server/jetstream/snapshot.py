@@ -15,7 +15,7 @@ import shutil
 import string
 import time
 
-from . import archive, config_check, config_json, headers, limits, requests, sourcing
+from . import advisories, archive, config_check, config_json, headers, limits, requests, sourcing
 from .clock import now_ns
 from .config_json import decode_request
 from .consumer import Consumer
@@ -79,7 +79,7 @@ def stream_snapshot(req) -> dict:
     body = decode_request(req.msg, SNAPSHOT_REQUEST)
     if not _valid_publish_subject(body.get("deliver_subject", "")):
         raise api_error("JSSnapshotDeliverSubjectInvalidErr")
-    sender = _Snapshot(req.js, req.jsa, st, body)
+    sender = _Snapshot(req.js, req.jsa, st, body, advisories.client_info(req.js, req.client))
     req.js.loop.call_soon(sender.start)
     return {"config": config_json.stream_config_json(st.cfg), "state": sender.state}
 
@@ -95,8 +95,9 @@ def _empty_object(msg: bytes) -> bool:
 class _Snapshot:
     """One snapshot being sent: the archive made lazily, a chunk at a time, as acks free the window."""
 
-    def __init__(self, js, jsa, st, body):
+    def __init__(self, js, jsa, st, body, client=None):
         self.js, self.jsa, self.st = js, jsa, st
+        self.client = client  # the requester, as the advisories show it
         self.deliver = body["deliver_subject"]
         chunk = body.get("chunk_size") or DEFAULT_CHUNK
         window = body.get("window_size") or DEFAULT_WINDOW
@@ -150,7 +151,9 @@ class _Snapshot:
         yield from flush(all_=True)
 
     def start(self) -> None:
+        """After the answer: the SNAPSHOT_CREATE advisory, then the chunks."""
         server = self.js.server
+        advisories.snapshot_create(self.js, self.jsa.account, self.st.name, self.state, self.client)
         self.interest = server.has_interest(self.jsa.account, self.deliver)
         self.ack_sub = server.subscribe_internal(self.jsa.account, self.ack_subject + ".>", self._on_ack)
         if self.interest:
@@ -224,6 +227,8 @@ class _Snapshot:
         if self.ack_sub is not None:
             self.js.server.unsubscribe_internal(self.ack_sub)
         self.js.server.send_internal(self.jsa.account, self.deliver, None, hdr, b"")
+        advisories.snapshot_complete(self.js, self.jsa.account, self.st.name, self.started, now_ns(), self.client,
+                                     err)
         name = f"'{self.jsa.account.name} > {self.st.name}'"
         secs = (now_ns() - self.started) / 1e9
         if err:
@@ -264,15 +269,16 @@ def stream_restore(req) -> dict:
         limits.check_stream(jsa, checked, new=True)
     if name in jsa.streams:
         raise api_error("JSStreamNameExistRestoreFailedErr")
-    restore = _Restore(req.js, jsa, checked)
+    restore = _Restore(req.js, jsa, checked, advisories.client_info(req.js, req.client))
     return {"deliver_subject": restore.subject}
 
 
 class _Restore:
     """One restore being received: chunks appended to a file under the staging directory, then built."""
 
-    def __init__(self, js, jsa, cfg):
+    def __init__(self, js, jsa, cfg, client=None):
         self.js, self.jsa, self.cfg = js, jsa, cfg
+        self.client = client  # the requester, as the advisories show it
         self.name = cfg["name"]
         self.label = f"'{jsa.account.name} > {self.name}'"
         uid = _nuid()
@@ -289,6 +295,7 @@ class _Restore:
         self.reply = ""
         self.building = None
         js.logger.notice(f"Starting restore for stream {self.label}")
+        advisories.restore_create(js, jsa.account, self.name, client)
         self.sub = js.server.subscribe_internal(jsa.account, self.subject, self._on_chunk)
         self.timer = js.loop.call_later(STALL_TIMEOUT, self._stalled)
 
@@ -336,6 +343,9 @@ class _Restore:
         self.js.server.send_internal(self.jsa.account, reply, None, None, b"")
 
     def _answer(self, reply: str, result) -> None:
+        """The restore's end (built or failed): the RESTORE_COMPLETE advisory, then the answer."""
+        advisories.restore_complete(self.js, self.jsa.account, self.name, self.started, now_ns(), self.total,
+                                    self.client)
         resp = {"type": "io.nats.jetstream.api.v1.stream_create_response"}
         if isinstance(result, ApiError):
             resp["error"] = result.as_dict()
@@ -381,6 +391,7 @@ class _Restore:
         secs = (now_ns() - self.started) / 1e9
         self.js.logger.notice(f"Completed restore of {self.total} bytes for stream {self.label} in {secs:.3f}s")
         info = st.info(self.js.version)
+        advisories.stream_action(self.js, self.jsa.account, self.name, "create")  # as nats-server's restore
         self._answer(self.reply, {k: info[k] for k in ("config", "created", "state", "ts")})
 
 

@@ -278,3 +278,50 @@ def test_a_restore_that_does_not_fit_the_storage_is_refused(js_server, start_ser
     refused, names = run(scenario())
     assert error_of(refused) == (500, 10047, "insufficient storage resources available")
     assert names["streams"] is None
+
+
+def test_snapshot_and_restore_advisories_name_the_requesting_client(js_server):
+    async def scenario():
+        async with connected(js_server, name="backup-job") as (nc, js):
+            got = []
+
+            async def on_advisory(m):
+                got.append((m.subject, json.loads(m.data)))
+
+            await nc.subscribe("$JS.EVENT.ADVISORY.STREAM.>", cb=on_advisory)
+            await js.add_stream(name="B", subjects=["b.>"])
+            for i in range(5):
+                await js.publish("b.x", b"%d" % i)
+            resp, data, _chunks = await snapshot(nc, "B")
+            await js.delete_stream("B")
+            restored = await restore(nc, "B", {"config": resp["config"], "state": resp["state"]}, data)
+            # nats-server queues its advisories: the last may come after the restore's answer
+            for _ in range(100):
+                if len(got) >= 7:
+                    break
+                await asyncio.sleep(0.05)
+            return got, resp, data, restored, nc._client_id, nc._server_info["server_id"]
+
+    got, resp, data, restored, cid, server_id = run(scenario())
+    assert "error" not in restored
+    kinds = [s.split(".")[4] for s, _ in got]
+    assert kinds[:5] == ["CREATED", "SNAPSHOT_CREATE", "SNAPSHOT_COMPLETE", "DELETED", "RESTORE_CREATE"], kinds
+    assert sorted(kinds[5:]) == ["CREATED", "RESTORE_COMPLETE"] and {s.split(".")[5] for s, _ in got} == {"B"}
+    events = {s.split(".")[4]: e for s, e in got}
+    for kind in ("SNAPSHOT_CREATE", "SNAPSHOT_COMPLETE", "RESTORE_CREATE", "RESTORE_COMPLETE"):
+        e = events[kind]
+        assert e["type"] == "io.nats.jetstream.advisory.v1." + kind.lower() and e["stream"] == "B"
+        client = e["client"]
+        assert (client["id"], client["acc"], client["name"], client["lang"], client["server"]) == \
+            (cid, "$G", "backup-job", "python3", server_id)
+        assert client["kind"] == "Client" and client["client_type"] == "nats" and "jwt" not in client
+    assert events["SNAPSHOT_CREATE"]["state"] == resp["state"]
+    assert "error" not in events["SNAPSHOT_COMPLETE"]
+    def ns(text):  # RFC 3339 with up to nine fraction digits, as nanoseconds since the day began
+        clock, _, frac = text.rstrip("Z").partition("T")[2].partition(".")
+        h, m, s = (int(x) for x in clock.split(":"))
+        return ((h * 60 + m) * 60 + s) * 10 ** 9 + int((frac + "000000000")[:9])
+
+    for kind in ("SNAPSHOT_COMPLETE", "RESTORE_COMPLETE"):
+        assert ns(events[kind]["start"]) <= ns(events[kind]["end"])
+    assert events["RESTORE_COMPLETE"]["bytes"] == len(data)
