@@ -552,9 +552,9 @@ class Consumer(ConsumerPersistence, AckTracking, PullRequests, PushDelivery):
             self.js.server.unsubscribe_internal(sub)
         self._subs = []
         if delete:
-            for wr in self.waiting:
+            for wr in self.waiting:  # nats-server says only this: no pending counts
                 self.js.server.send_internal(self.account, wr.reply, None,
-                                             PENDING_STATUS_HDR % (b"409 Consumer Deleted", wr.n, wr.b), b"")
+                                             b"NATS/1.0 409 Consumer Deleted\r\n\r\n", b"")
             self.waiting.clear()
             if not from_stream:
                 self.store.delete()
