@@ -305,6 +305,8 @@ def _jetstream(opts, v: Any, pos: Pos | None) -> None:
             opts.max_memory_store = _storage_size(value, kpos)
         elif lk in ("max_file_store", "max_file"):
             opts.max_file_store = _storage_size(value, kpos)
+        elif lk == "block_cache":
+            opts.block_cache = _storage_size(value, kpos)
         elif lk in ("enable", "enabled"):
             opts.jetstream = _typed(value, bool, kpos)
         elif lk == "domain":

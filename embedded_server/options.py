@@ -66,6 +66,7 @@ class Options:
     max_memory_store: int = -1       # -1: dynamic, as nats-server
     max_file_store: int = -1
     sync_interval: float = DEFAULT_SYNC_INTERVAL
+    block_cache: int = -1            # bytes of file store blocks kept in memory (-1: the default, 64 MB)
     jetstream_domain: str = ""       # `jetstream { domain }`: $JS.<domain>.API.> reaches the API too
     jetstream_block: Any = None      # the config's `jetstream { ... }` map, read by jetstream/
     store_dir_from_config: bool = False
@@ -137,6 +138,7 @@ _define(("pass",), "password", str)
 _define(("auth",), "authorization", str)
 _define(("js", "jetstream"), "jetstream", bool)
 _define(("sd", "store_dir"), "store_dir", str)
+_define(("block_cache",), "block_cache", int)
 
 USAGE = """\
 Usage: pynats-server [options]
@@ -164,6 +166,7 @@ Logging Options:
 JetStream Options:
     -js, --jetstream                 Enable JetStream functionality
     -sd, --store_dir <dir>           Set the storage directory
+        --block_cache <bytes>        Memory for file store blocks (default: 64 MB; embedded server only)
 
 Authorization Options:
         --user <user>                User required for connections

@@ -20,6 +20,8 @@ from .clock import now_ns, rfc3339
 from .config import API_LEVEL
 from .config_json import stream_config_json
 from .errors import ApiError
+from .store.cache import DEFAULT_LIMIT as DEFAULT_BLOCK_CACHE
+from .store.cache import BlockCache
 from .stream import parse_go_duration
 
 __all__ = ["enable", "JetStream", "JetStreamError", "ApiError"]
@@ -120,6 +122,8 @@ class JetStream:
         self.max_store = max_file if max_file and max_file > 0 else disk_default
         self.sync_always, self.sync_interval = _sync_settings(opts)
         self.batch_limits = _batch_limits(opts)
+        cache = opts.block_cache
+        self.block_cache = BlockCache(cache if cache is not None and cache >= 0 else DEFAULT_BLOCK_CACHE)
         self.max_pending = opts.max_pending
         self.domain = opts.jetstream_domain
         self.version = PROTOCOL_VERSION
@@ -150,6 +154,7 @@ class JetStream:
         log.notice(f"  Max Storage:     {format_size(self.max_store)}")
         log.notice(f'  Store Directory: "{self.store_dir}"')
         log.notice(f"  Sync:            {'always' if self.sync_always else f'every {self.sync_interval:g}s'}")
+        log.notice(f"  Block Cache:     {_format_size(self.block_cache.limit)}")
         log.notice(f"  API Level:       {API_LEVEL}")
         log.notice("-------------------------------------------")
         for account in list(self.server.accounts.values()):
@@ -252,7 +257,8 @@ class JetStream:
                     "limits": {"default_max_consumers": 1000}, "streams": len(streams),
                     "consumers": sum(len(st.consumers) for st in streams),
                     "messages": sum(st.store.msgs for st in streams),
-                    "bytes": sum(st.store.bytes for st in streams)})
+                    "bytes": sum(st.store.bytes for st in streams),
+                    "block_cache": self.block_cache.stats()})
         want_streams, want_consumers = flag("streams") or flag("consumers"), flag("consumers")
         if flag("accounts") or want_streams or q.get("acc"):
             details = []

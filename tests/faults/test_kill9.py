@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import os
 import random
+import urllib.request
 
 import nats
 import pytest
@@ -207,3 +209,74 @@ def test_kill_during_compaction(js_server):
         seq = run(_next_seq(js_server, "k"))
         assert seq > top
         acked[seq] = b"after"
+
+
+def _jsz(server) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/jsz", timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def test_kill_during_cache_eviction(start_server, server_kind, tmp_path):
+    """A reader scanning the stream (STREAM.MSG.GET next_by_subj reads whole blocks through the block cache)
+    forces evictions from a 40 kB cache (one of the 32 kB blocks a max_bytes stream gets) while a publisher
+    writes; kill -9 comes once evictions are under way. Every acknowledged message the limit keeps is there
+    after the restart, and the cache never held more than its limit (read from /jsz, the embedded server's)."""
+    if server_kind != "embedded":
+        pytest.skip("the block cache is the embedded server's own")
+    server = start_server("-m", "-1", config=f'jetstream {{ store_dir: "{tmp_path}", block_cache: 40K }}\n')
+    acked: dict[int, bytes] = {}
+    run(_create(server, {"name": "E", "subjects": ["e"], "max_bytes": 120_000}))
+
+    async def publish(nc, js):
+        i = 0
+        while True:
+            payload = b"e-%d-" % i + b"y" * 1000
+            acked[(await js.publish("e", payload, timeout=2)).seq] = payload
+            i += 1
+
+    async def read(nc, js):
+        # Reads 45, 60 and 75 messages behind the newest in turn: two or three of the ~30-message blocks, never
+        # the one being written (not cached) nor, mostly, the oldest (which the limit releases).
+        for i in itertools.count():
+            top = max(acked, default=0)
+            if top > 80:
+                await api(nc, "$JS.API.STREAM.MSG.GET.E", {"seq": top - 45 - 15 * (i % 3), "next_by_subj": "e"})
+            else:
+                await asyncio.sleep(0.01)
+
+    loop_evictions = []
+    for r in range(ROUNDS):
+        rng = random.Random(400 + r)
+
+        async def go():
+            nc, js = await _client(server)
+            tasks = [asyncio.create_task(publish(nc, js)), asyncio.create_task(read(nc, js))]
+            start = (await asyncio.to_thread(_jsz, server))["block_cache"]["evictions"]
+            for _ in range(200):
+                cache = (await asyncio.to_thread(_jsz, server))["block_cache"]
+                if cache["evictions"] >= start + 3:
+                    break
+                await asyncio.sleep(0.05)
+            for t in tasks:
+                if t.done():
+                    t.result()
+            assert cache["peak"] <= cache["limit"] == 40_000, cache  # 40K in a config is 40,000
+            loop_evictions.append(cache["evictions"] - start)
+            await asyncio.sleep(rng.uniform(0, 0.2))
+            server.kill()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            try:
+                await nc.close()
+            except Exception:
+                pass
+
+        run(go(), timeout=60)
+        server.start()
+        top = max(acked)
+        # The limit (120 kB) keeps at least the newest 100 messages of about 1 kB.
+        state = run(_check_messages(server, "E", acked, {s for s in acked if s > top - 100}), timeout=120)
+        assert state["last_seq"] >= top
+        seq = run(_next_seq(server, "e"))
+        assert seq > top
+        acked[seq] = b"after"
+    assert all(n >= 3 for n in loop_evictions), f"the kills came before evictions: {loop_evictions}"

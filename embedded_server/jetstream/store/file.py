@@ -19,7 +19,11 @@ verified, and every sequence up to the last one recorded is accounted for (a rec
 the journal): a record cut short at the end of the newest block is a torn write, cut off with a warning; any
 other damage, and any sequence that is nowhere (a block file deleted or cut), is reported with an error and
 listed in the stream state's `lost`; nothing damaged is deleted, and the last sequence never goes back.
-The messages are also kept in memory (the index of memory.py), so reads never touch the disk.
+
+Only the index is in memory (memory.py's list of subjects, plus each message's offset in its block and its
+size: see docs/jetstream.md for the bytes per message); subjects, headers and payloads stay in the blocks and
+are read through the server's BlockCache (cache.py) or, for a single record of a block that is not cached,
+with one os.pread. Reads check each record's checksum again.
 """
 from __future__ import annotations
 
@@ -27,10 +31,13 @@ import json
 import logging
 import mmap
 import os
+import itertools
 import struct
 import zlib
+from array import array
 
-from . import MAX_SEQ, ConsumerStore, StoreCorrupt, file_msg_size
+from . import MAX_SEQ, ConsumerStore, StoreCorrupt, StoreMsg, file_msg_size
+from .cache import BlockCache
 from .memory import MemoryStore
 
 log = logging.getLogger("embedded_server.jetstream")
@@ -54,6 +61,13 @@ _LAST = struct.Struct("<4sQqQI")
 # A hole in the sequences wider than this is not believed (a record or a state file saying so is damage): no
 # block holds that many records, and the in-memory index keeps a slot per sequence.
 MAX_GAP = 1 << 22
+# A record is at most this many bytes longer than the size its message counts for (file_msg_size): reading
+# size + _SLACK bytes at its offset gets all of it.
+_SLACK = 6
+_TS_AT = _FRAME.size + 8  # where a message record's timestamp is
+_TS = struct.Struct("<q")
+_READ_FDS = 16  # blocks kept open for single-record reads
+_store_ids = itertools.count(1)
 
 
 def _frame(rtype: int, body: bytes) -> bytes:
@@ -248,8 +262,16 @@ class FileStore(MemoryStore):
     storage = "file"
     msg_size = staticmethod(file_msg_size)
 
-    def __init__(self, directory: str, cfg: dict, sync_always: bool = False, block_size: int | None = None):
+    def __init__(self, directory: str, cfg: dict, sync_always: bool = False, block_size: int | None = None,
+                 cache: BlockCache | None = None):
         self.directory = directory
+        self.cache = cache if cache is not None else BlockCache()
+        self._cid = next(_store_ids)
+        self._offs = array("I")  # per slot: the record's offset in its block
+        self._lens = array("I")  # per slot: the bytes the message counts for (0: no message)
+        self._loc = 0  # the offset of the record being indexed
+        self._rfds: dict[int, int] = {}  # block index -> a read-only fd (insertion order: oldest first)
+        self._held_at = 0
         self.msgs_dir = os.path.join(directory, "msgs")
         self.state_path = os.path.join(directory, STATE_FILE)
         self.sync_always = sync_always
@@ -290,6 +312,110 @@ class FileStore(MemoryStore):
 
     def _blocks_have_data(self) -> bool:
         return any(b.size for b in self._blocks)
+
+    # -- the index: a slot's record offset and size; the rest is read from the blocks --------------
+    def _keep(self, hdr, data, ts, size) -> None:
+        self._offs.append(self._loc)
+        self._lens.append(size)
+
+    def _keep_holes(self, n: int) -> None:
+        zeros = bytes(4 * n)
+        self._offs.frombytes(zeros)
+        self._lens.frombytes(zeros)
+
+    def _forget(self, i: int) -> None:
+        self._lens[i] = 0
+
+    def _trim_vals(self, k: int) -> None:
+        del self._offs[:k]
+        del self._lens[:k]
+
+    def _clear_vals(self) -> None:
+        self._offs = array("I")
+        self._lens = array("I")
+
+    def _size_at(self, i: int) -> int:
+        return self._lens[i]
+
+    def _first_ts_at(self, i: int):
+        return None  # a removal run (limits, a purge) moves the first message often: its time is read once asked
+
+    @property
+    def first_ts(self) -> int:
+        if self._first_ts is None:
+            i = self.first_seq - self._base
+            self._first_ts = self._ts_at(i) if self.msgs and 0 <= i < len(self._recs) else 0
+        return self._first_ts
+
+    @first_ts.setter
+    def first_ts(self, value) -> None:
+        self._first_ts = value
+
+    def _ts_at(self, i: int) -> int:
+        seq = self._base + i
+        raw = self._read(self._block_for(seq), self._offs[i] + _TS_AT, _TS.size, False)
+        return _TS.unpack(raw)[0] if len(raw) == _TS.size else 0
+
+    def _load(self, seq: int, subject: str, sequential: bool = False) -> StoreMsg | None:
+        i = seq - self._base
+        blk = self._block_for(seq)
+        raw = b""
+        if blk is not None:
+            off = self._offs[i]
+            raw = self._read(blk, off, self._lens[i] + _SLACK, sequential)
+            if len(raw) >= _FRAME.size:
+                need = _FRAME.size + _FRAME.unpack_from(raw)[3] + _CRC.size
+                if need > len(raw):  # a subject of multi-byte characters counts fewer bytes than it has
+                    raw = self._read(blk, off, need, sequential)
+        rec = _parse_at(raw, 0)
+        if rec is not None and rec[1] == T_MSG:
+            body = rec[2]
+            rseq, ts, _ttl, slen, hlen = _MSG_HEAD.unpack_from(body)
+            if rseq == seq:
+                at = _MSG_HEAD.size + slen
+                return StoreMsg(subject, body[at:at + hlen] if hlen else None, body[at + hlen:], seq, ts)
+        msg = (f"Stream store {self.directory}: the record of sequence {seq} in "
+               f"{blk.path if blk else 'no block'} no longer reads back intact")
+        self.errors.append(msg)
+        log.error(msg)
+        return None
+
+    def _read(self, blk: "_Block", off: int, n: int, sequential: bool) -> bytes:
+        """`n` bytes (fewer at the end of the file) at `off` of a block: from the records held back, the cache,
+        the whole block loaded into the cache (`sequential`: a scan reads on), or one pread."""
+        if blk is self._blocks[-1]:
+            if self._held and off >= self._held_at:
+                pending = b"".join(self._held)
+                return pending[off - self._held_at:off - self._held_at + n]
+        else:
+            key = (self._cid, blk.index)
+            data = self.cache.get(key)
+            if data is None and sequential and blk.size <= self.cache.limit:
+                with open(blk.path, "rb") as f:
+                    data = f.read()
+                self.cache.put(key, data)
+            if data is not None:
+                return data[off:off + n]
+        fd = self._rfds.pop(blk.index, -1)
+        if fd < 0:
+            fd = os.open(blk.path, os.O_RDONLY)
+            if len(self._rfds) >= _READ_FDS:
+                os.close(self._rfds.pop(next(iter(self._rfds))))
+        self._rfds[blk.index] = fd
+        return os.pread(fd, n, off)
+
+    def _let_go(self, blk: "_Block") -> None:
+        """A block file is going away: forget its cached bytes and its read fd."""
+        self.cache.drop((self._cid, blk.index))
+        fd = self._rfds.pop(blk.index, -1)
+        if fd >= 0:
+            os.close(fd)
+
+    def _let_go_all(self) -> None:
+        self.cache.drop_store(self._cid)
+        for fd in self._rfds.values():
+            os.close(fd)
+        self._rfds = {}
 
     # -- recovery -------------------------------------------------------------------------------
     # Every sequence from the stream's first to its last is accounted for on disk: a message or a skip in a
@@ -364,6 +490,7 @@ class FileStore(MemoryStore):
             self._base = last + 1
         else:
             self._recs.extend([None] * (last - self.last_seq))
+            self._keep_holes(last - self.last_seq)
         self.last_seq, self.last_ts = last, max(self.last_ts, ts)
 
     def _settle_gaps(self, saved: dict | None) -> None:
@@ -479,10 +606,8 @@ class FileStore(MemoryStore):
                 seq, ts, ttl, slen, hlen = _MSG_HEAD.unpack_from(body)
                 at = _MSG_HEAD.size
                 subject = body[at:at + slen].decode()
-                at += slen
-                hdr = body[at:at + hlen] if hlen else None
-                data = body[at + hlen:]
-                if not subject or len(hdr or b"") != hlen or len(body) < at + hlen:
+                dlen = len(body) - at - slen - hlen
+                if not subject or dlen < 0:
                     raise ValueError("lengths do not add up")
             elif rtype == T_SKIP:
                 seq, ts = _SKIP.unpack_from(body)
@@ -498,11 +623,13 @@ class FileStore(MemoryStore):
             return False
         self._fill_gap(seq)
         if rtype == T_MSG:
-            self._insert(seq, subject, hdr, data, ts, ttl, self._fss.get(subject),
-                         self.msg_size(subject, hdr, data))
+            self._loc = pos
+            self._insert(seq, subject, None, None, ts, ttl, self._fss.get(subject),
+                         30 + len(subject) + (hlen + 4 if hlen else 0) + dlen)
             blk.live += 1
         else:
             self._recs.append(None)
+            self._keep_holes(1)
             self.last_seq, self.last_ts = seq, ts
         if not blk.first:
             blk.first = seq
@@ -517,9 +644,10 @@ class FileStore(MemoryStore):
         if self.last_seq == 0 and not self._recs:
             self._base = seq
             return
-        while self.last_seq + 1 < seq:
-            self._recs.append(None)
-            self.last_seq += 1
+        if self.last_seq + 1 < seq:
+            self._recs.extend([None] * (seq - 1 - self.last_seq))
+            self._keep_holes(seq - 1 - self.last_seq)
+            self.last_seq = seq - 1
 
     def _load_journal(self) -> None:
         path = os.path.join(self.msgs_dir, "index.db")
@@ -668,7 +796,10 @@ class FileStore(MemoryStore):
                 self._held = []
             self._new_block(blk.index + 1)
             blk = self._blocks[-1]
+        self._loc = blk.size
         if self._held is not None:
+            if not self._held:
+                self._held_at = blk.size
             self._held.append(record)
             self._held_last = (seq, ts)
         else:
@@ -699,6 +830,7 @@ class FileStore(MemoryStore):
         removed = False
         for b in self._blocks[:-1]:
             if b.live <= 0 or (b.last and b.last < self.first_seq):
+                self._let_go(b)
                 try:
                     os.unlink(b.path)
                 except FileNotFoundError:
@@ -816,6 +948,7 @@ class FileStore(MemoryStore):
         if self._fd >= 0 and self._sfd >= 0:
             self._write_state(sync=False)
         self._unmap()
+        self._let_go_all()
         for fd in (self._fd, self._jfd, self._sfd):
             if fd >= 0:
                 try:
@@ -831,6 +964,7 @@ class FileStore(MemoryStore):
 
     def delete(self) -> None:
         self._unmap()
+        self._let_go_all()
         for fd in (self._fd, self._jfd, self._sfd):
             if fd >= 0:
                 os.close(fd)

@@ -1,9 +1,10 @@
 """The memory store: a stream's messages in a list indexed by sequence, with per-subject bookkeeping.
 
-Each message is one tuple (subject, hdr, data, ts) in a list whose slot is `seq - base`; removed messages
-leave `None` until the front is trimmed. Subjects are shared between messages through the per-subject state,
-which keeps a 1,000,000-message stream of small messages in a few hundred bytes per message.
-The file store (file.py) reuses this index and adds its journal on disk.
+The index is a list of subjects whose slot is `seq - base` (the subject string is shared by every message of
+that subject through the per-subject state, so a slot costs one pointer); removed messages leave `None` until
+the front is trimmed. What a message holds besides its subject lives beside the index: here a parallel list
+of (hdr, data, ts) tuples; the file store (file.py) reuses the index and keeps the rest on disk, reading it
+through a block cache. The hooks `_keep`, `_forget`, `_size_at`, `_ts_at` and `_load` are where they differ.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from . import (MAX_BYTES, MAX_MSGS, MAX_MSGS_PER_SUBJECT, MAX_SEQ, SEQ_EXHAUSTED
                StoreError, StoreMsg, StreamState, StreamStore, mem_msg_size)
 from ..clock import now_ns
 
-_SUBJ, _HDR, _DATA, _TS = 0, 1, 2, 3
+_HDR, _DATA, _TS = 0, 1, 2  # a memory store's values: (hdr, data, ts)
 # per-subject state: [msgs, first, last, first_stale, last_stale, subject, sequences, head]: `sequences[head:]`
 # are the subject's stored sequences in order (an array of unsigned 8-byte ints: a stream may start anywhere
 # up to 2^64-1, as nats-server's uint64 `first_seq` allows), so counting or finding the messages of
@@ -34,6 +35,7 @@ class MemoryStore(StreamStore):
 
     def __init__(self, cfg: dict):
         self._recs: list = []
+        self._vals: list = []
         self._base = 1
         self.first_seq = 0
         self.last_seq = 0
@@ -104,8 +106,8 @@ class MemoryStore(StreamStore):
             if not at_subject_limit:
                 raise StoreError(MAX_BYTES)
             self._fix(ss)
-            rec = self._rec(ss[_FIRST])
-            if rec is None or self.msg_size(rec[_SUBJ], rec[_HDR], rec[_DATA]) < size:
+            first = ss[_FIRST]
+            if self._rec(first) is None or self._size_at(first - self._base) < size:
                 raise StoreError(MAX_BYTES)
 
     def _insert(self, seq, subject, hdr, data, ts, ttl, ss, size):
@@ -117,7 +119,8 @@ class MemoryStore(StreamStore):
             ss[_LAST] = seq
             ss[_LSTALE] = False
             ss[_SEQS].append(seq)
-        self._recs.append((subject, hdr or None, data, ts))
+        self._recs.append(subject)
+        self._keep(hdr, data, ts, size)
         if self.msgs == 0:
             self.first_seq, self.first_ts = seq, ts
         self.last_seq, self.last_ts = seq, ts
@@ -139,6 +142,7 @@ class MemoryStore(StreamStore):
 
     def _apply_skip(self, seq, ts):
         self._recs.append(None)
+        self._keep_holes(1)
         self.last_seq, self.last_ts = seq, ts
         if self.msgs == 0:
             self.first_seq, self.first_ts = seq + 1, 0
@@ -168,21 +172,22 @@ class MemoryStore(StreamStore):
         i = seq - self._base
         if i < 0 or i >= len(self._recs):
             return False
-        rec = self._recs[i]
-        if rec is None:
+        subject = self._recs[i]
+        if subject is None:
             return False
         if persist:
             self._persist_removes([seq])
+        self.bytes -= self._size_at(i)
         self._recs[i] = None
+        self._forget(i)
         self.msgs -= 1
-        self.bytes -= self.msg_size(rec[_SUBJ], rec[_HDR], rec[_DATA])
         if self._ttls:
             self._ttls.pop(seq, None)
         if self._never:
             self._never.discard(seq)
-        ss = self._fss[rec[_SUBJ]]
+        ss = self._fss[subject]
         if ss[_N] == 1:
-            del self._fss[rec[_SUBJ]]
+            del self._fss[subject]
         else:
             ss[_N] -= 1
             seqs, head = ss[_SEQS], ss[_HEAD]
@@ -210,7 +215,7 @@ class MemoryStore(StreamStore):
             i += 1
         if i < n and self.msgs:
             self.first_seq = base + i
-            self.first_ts = recs[i][_TS]
+            self.first_ts = self._first_ts_at(i)
         else:
             self.first_seq, self.first_ts = self.last_seq + 1, 0
         self._trim()
@@ -219,11 +224,13 @@ class MemoryStore(StreamStore):
         k = self.first_seq - self._base
         if k >= _TRIM_AT and k * 2 >= len(self._recs):
             del self._recs[:k]
+            self._trim_vals(k)
             self._base += k
 
     def _reset_to(self, first: int):
         """Forget every message; the next one stored gets sequence `first`."""
         self._recs = []
+        self._clear_vals()
         self._base = first
         self.first_seq, self.first_ts = first, 0
         self.last_seq = first - 1
@@ -279,8 +286,8 @@ class MemoryStore(StreamStore):
         literal = subj.is_literal(subject)
         doomed = []
         for s in range(ss.first, last + 1):
-            rec = self._rec(s)
-            if rec is not None and (rec[_SUBJ] == subject if literal else subj.matches(subject, rec[_SUBJ])):
+            name = self._rec(s)
+            if name is not None and (name == subject if literal else subj.matches(subject, name)):
                 doomed.append(s)
                 if maxp and len(doomed) >= maxp:
                     break
@@ -295,12 +302,11 @@ class MemoryStore(StreamStore):
         due = set()
         if max_age > 0 and self.msgs:
             cutoff = now - max_age
-            recs, base = self._recs, self._base
+            recs, base, ts_at = self._recs, self._base, self._ts_at
             for i in range(self.first_seq - base, len(recs)):
-                rec = recs[i]
-                if rec is None:
+                if recs[i] is None:
                     continue
-                if rec[_TS] > cutoff:
+                if ts_at(i) > cutoff:
                     break
                 if base + i not in self._never:
                     due.add(base + i)
@@ -322,7 +328,8 @@ class MemoryStore(StreamStore):
             first_ts = self.first_ts
             if self._never:
                 recs, base = self._recs, self._base
-                first_ts = next((r[_TS] for i, r in enumerate(recs) if r is not None and base + i not in self._never), 0)
+                first_ts = next((self._ts_at(i) for i, r in enumerate(recs)
+                                 if r is not None and base + i not in self._never), 0)
             if first_ts:
                 times.append(first_ts + max_age)
         if self._ttls:
@@ -336,16 +343,47 @@ class MemoryStore(StreamStore):
             return self._recs[i]
         return None
 
-    def _msg(self, seq: int, rec) -> StoreMsg:
-        return StoreMsg(rec[_SUBJ], rec[_HDR], rec[_DATA], seq, rec[_TS])
+    # -- what a slot holds besides its subject (the file store overrides these) -------------------
+    def _keep(self, hdr, data, ts, size) -> None:
+        """The values of the message just appended to the index."""
+        self._vals.append((hdr or None, data, ts))
+
+    def _keep_holes(self, n: int) -> None:
+        """`n` slots without a message (skips, gaps) were appended to the index."""
+        self._vals.extend([None] * n)
+
+    def _forget(self, i: int) -> None:
+        self._vals[i] = None
+
+    def _trim_vals(self, k: int) -> None:
+        del self._vals[:k]
+
+    def _clear_vals(self) -> None:
+        self._vals = []
+
+    def _size_at(self, i: int) -> int:
+        """The bytes the message in slot `i` counts for."""
+        v = self._vals[i]
+        return self.msg_size(self._recs[i], v[_HDR], v[_DATA])
+
+    def _ts_at(self, i: int) -> int:
+        return self._vals[i][_TS]
+
+    def _first_ts_at(self, i: int):
+        """The time of the new first message (slot `i`); the file store answers None: read when asked."""
+        return self._vals[i][_TS]
+
+    def _load(self, seq: int, subject: str, sequential: bool = False) -> StoreMsg:
+        """The message in slot `seq` (known to hold `subject`); `sequential` when a scan reads on from it."""
+        v = self._vals[seq - self._base]
+        return StoreMsg(subject, v[_HDR], v[_DATA], seq, v[_TS])
 
     def load_msg(self, seq: int) -> StoreMsg | None:
-        rec = self._rec(seq)
-        return None if rec is None else self._msg(seq, rec)
+        subject = self._rec(seq)
+        return None if subject is None else self._load(seq, subject)
 
     def subject_for_seq(self, seq: int) -> str | None:
-        rec = self._rec(seq)
-        return None if rec is None else rec[_SUBJ]
+        return self._rec(seq)
 
     def _fix(self, ss):
         """Bring a subject's lazily kept first/last sequence up to date (from its sequence array)."""
@@ -365,11 +403,11 @@ class MemoryStore(StreamStore):
         if not filters or _all(filters):
             rec = recs[start - base]
             if rec is not None:
-                return StoreMsg(rec[0], rec[1], rec[2], start, rec[3])
+                return self._load(start, rec, True)
             for i in range(start - base + 1, len(recs)):
                 rec = recs[i]
                 if rec is not None:
-                    return self._msg(base + i, rec)
+                    return self._load(base + i, rec, True)
             return None
         if len(filters) == 1 and subj.is_literal(filters[0]):
             ss = self._fss.get(filters[0])
@@ -377,7 +415,7 @@ class MemoryStore(StreamStore):
                 return None
             seqs = ss[_SEQS]
             i = bisect_left(seqs, start, ss[_HEAD])
-            return self.load_msg(seqs[i]) if i < len(seqs) else None
+            return self._load(seqs[i], ss[_NAME], True) if i < len(seqs) else None
         # A wildcard filter: jump to the earliest matching subject when few subjects are tracked.
         if len(self._fss) < 256:
             best = 0
@@ -389,12 +427,12 @@ class MemoryStore(StreamStore):
                     cand = ss[_FIRST] if ss[_FIRST] >= start else self._count_subject(name, start, ss[_LAST])[1]
                     if cand and (not best or cand < best):
                         best = cand
-            return self.load_msg(best) if best else None
+            return self._load(best, self._recs[best - self._base], True) if best else None
         match = subj.matches_any
         for i in range(start - base, len(recs)):
             rec = recs[i]
-            if rec is not None and match(filters, rec[_SUBJ]):
-                return self._msg(base + i, rec)
+            if rec is not None and match(filters, rec):
+                return self._load(base + i, rec, True)
         return None
 
     def load_prev_msg(self, filters, start: int) -> StoreMsg | None:
@@ -402,8 +440,8 @@ class MemoryStore(StreamStore):
         everything = _all(filters)
         for s in range(start, self.first_seq - 1, -1):
             rec = self._rec(s)
-            if rec is not None and (everything or subj.matches_any(filters, rec[_SUBJ])):
-                return self._msg(s, rec)
+            if rec is not None and (everything or subj.matches_any(filters, rec)):
+                return self._load(s, rec, True)
         return None
 
     def load_last_msg(self, subject: str) -> StoreMsg | None:
@@ -441,7 +479,7 @@ class MemoryStore(StreamStore):
             if j > hi:
                 hi = mid
                 continue
-            if recs[j][_TS] >= ts:
+            if self._ts_at(j) >= ts:
                 hi = mid
             else:
                 lo = j + 1
@@ -475,7 +513,7 @@ class MemoryStore(StreamStore):
             return out
         for s in range(seq, self.last_seq + 1):
             rec = self._rec(s)
-            if rec is not None and subj.matches(subject, rec[_SUBJ]):
+            if rec is not None and subj.matches(subject, rec):
                 out.msgs += 1
                 out.first = out.first or s
                 out.last = s
@@ -538,7 +576,7 @@ class MemoryStore(StreamStore):
         match = subj.matches_any
         for s in range(sseq, self.last_seq + 1):
             rec = self._rec(s)
-            if rec is not None and match(filters, rec[_SUBJ]):
+            if rec is not None and match(filters, rec):
                 n += 1
         return n
 

@@ -1,0 +1,107 @@
+"""The file store's bounded memory (embedded server only: the store's own internals): payloads are read back from
+the blocks through a BlockCache that never holds more bytes than its limit, a single read of a cold block does
+not load the block, and the in-memory index costs a few dozen bytes per message whatever the payload size.
+"""
+import gc
+import random
+import tracemalloc
+
+from embedded_server.jetstream.store.cache import BlockCache
+from embedded_server.jetstream.store.file import FileStore
+
+CFG = {"max_msgs": -1, "max_bytes": -1, "max_msgs_per_subject": -1, "discard": "old"}
+HDR = b"NATS/1.0\r\nK: v\r\n\r\n"
+
+
+def _fill(fs, n, rng):
+    stored = {}
+    for i in range(n):
+        subject = f"s.{i % 7}" if i % 5 else "s.é"
+        hdr = HDR if i % 3 == 0 else None
+        data = rng.randbytes(rng.randint(0, 300))
+        seq, ts = fs.store_msg(subject, hdr, data, ttl=0)
+        stored[seq] = (subject, hdr, data, ts)
+    return stored
+
+
+def _same(sm, want):
+    return sm is not None and (sm.subject, sm.hdr, sm.data, sm.ts) == want
+
+
+def test_reads_go_through_a_cache_that_never_exceeds_its_limit(tmp_path):
+    rng = random.Random(7)
+    limit = 10_000
+    cache = BlockCache(limit)
+    fs = FileStore(str(tmp_path), dict(CFG), block_size=4096, cache=cache)
+    stored = _fill(fs, 1500, rng)
+    assert len(fs._blocks) > 20
+    assert cache.bytes == 0  # writing caches nothing
+
+    # A single read of a block that is not cached reads its record alone: the cache stays empty.
+    for seq in rng.sample(sorted(stored), 50):
+        assert _same(fs.load_msg(seq), stored[seq])
+    assert cache.bytes == 0 and cache.peak == 0
+
+    # A scan reads whole blocks through the cache, evicting the least recently used ones.
+    seq, seen = 0, 0
+    while (sm := fs.load_next_msg((), seq)) is not None:
+        assert _same(sm, stored[sm.seq])
+        seq, seen = sm.seq + 1, seen + 1
+    assert seen == len(stored)
+    assert 0 < cache.bytes <= limit and cache.peak <= limit and cache.evictions > 0
+    for subject in ("s.3", "s.é", "s.*"):
+        want = max(s for s, v in stored.items() if v[0] == subject or subject == "s.*")
+        assert _same(fs.load_last_msg(subject), stored[want])
+        first = min(s for s, v in stored.items() if v[0] == subject or subject == "s.*")
+        assert _same(fs.load_next_msg((subject,), 1), stored[first])
+
+    # Removals, a compaction and limits work on what is on disk; the bytes count stays exact.
+    for seq in rng.sample(sorted(stored), 200):
+        assert fs.remove_msg(seq)
+        del stored[seq]
+    assert fs.compact(300) > 0
+    stored = {s: v for s, v in stored.items() if s >= 300}
+    fs.update_config(dict(CFG, max_msgs_per_subject=40))
+    by_subject = {}
+    for s in sorted(stored):
+        by_subject.setdefault(stored[s][0], []).append(s)
+    stored = {s: stored[s] for seqs in by_subject.values() for s in seqs[-40:]}
+    assert fs.state().msgs == len(stored)
+    assert fs.state().first_ts == stored[min(stored)][3]
+    total = fs.bytes
+    fs.stop()
+
+    again_cache = BlockCache(limit)
+    again = FileStore(str(tmp_path), dict(CFG, max_msgs_per_subject=40), block_size=4096, cache=again_cache)
+    assert not again.errors and not again.warnings
+    assert again.bytes == total and again.state().msgs == len(stored)
+    for seq, want in stored.items():
+        assert _same(again.load_msg(seq), want)
+    assert again_cache.peak <= limit
+    again.stop()
+    assert again_cache.bytes == 0  # a stopped store leaves nothing in the cache
+
+
+def test_the_index_costs_bytes_per_message_not_the_payload(tmp_path):
+    """20,000 messages of 1 KB (20 MB of payload) cost the store well under 1 MB of memory: the index only."""
+    n, payload = 20_000, b"x" * 1024
+    gc.collect()
+    tracemalloc.start()
+    try:
+        fs = FileStore(str(tmp_path), dict(CFG), cache=BlockCache(0))
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(n):
+            fs.store_msg("orders.new", None, payload)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+        fs.stop()
+        reopened = FileStore(str(tmp_path), dict(CFG), cache=BlockCache(0))
+        gc.collect()
+        after_recovery = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert reopened.state().msgs == n and reopened.load_msg(n // 2).data == payload
+    reopened.stop()
+    per_message = grown / n
+    assert per_message < 40, f"{per_message:.1f} bytes per message while storing"
+    assert after_recovery / n < 80, f"{after_recovery / n:.1f} bytes per message after recovery (both stores)"
