@@ -323,8 +323,10 @@ class FileStore(MemoryStore):
         self._offs.frombytes(zeros)
         self._lens.frombytes(zeros)
 
-    def _forget(self, i: int) -> None:
+    def _drop(self, i: int) -> int:
+        size = self._lens[i]
         self._lens[i] = 0
+        return size
 
     def _trim_vals(self, k: int) -> None:
         del self._offs[:k]

@@ -4,7 +4,7 @@ The index is a list of subjects whose slot is `seq - base` (the subject string i
 that subject through the per-subject state, so a slot costs one pointer); removed messages leave `None` until
 the front is trimmed. What a message holds besides its subject lives beside the index: here a parallel list
 of (hdr, data, ts) tuples; the file store (file.py) reuses the index and keeps the rest on disk, reading it
-through a block cache. The hooks `_keep`, `_forget`, `_size_at`, `_ts_at` and `_load` are where they differ.
+through a block cache. The hooks `_keep`, `_drop`, `_size_at`, `_ts_at` and `_load` are where they differ.
 """
 from __future__ import annotations
 
@@ -177,9 +177,8 @@ class MemoryStore(StreamStore):
             return False
         if persist:
             self._persist_removes([seq])
-        self.bytes -= self._size_at(i)
+        self.bytes -= self._drop(i)
         self._recs[i] = None
-        self._forget(i)
         self.msgs -= 1
         if self._ttls:
             self._ttls.pop(seq, None)
@@ -352,8 +351,11 @@ class MemoryStore(StreamStore):
         """`n` slots without a message (skips, gaps) were appended to the index."""
         self._vals.extend([None] * n)
 
-    def _forget(self, i: int) -> None:
+    def _drop(self, i: int) -> int:
+        """Let go of the values of slot `i`; the bytes its message counted for."""
+        v = self._vals[i]
         self._vals[i] = None
+        return self.msg_size(self._recs[i], v[_HDR], v[_DATA])
 
     def _trim_vals(self, k: int) -> None:
         del self._vals[:k]
