@@ -154,7 +154,7 @@ class JetStream:
         log.notice(f"  Max Storage:     {format_size(self.max_store)}")
         log.notice(f'  Store Directory: "{self.store_dir}"')
         log.notice(f"  Sync:            {'always' if self.sync_always else f'every {self.sync_interval:g}s'}")
-        log.notice(f"  Block Cache:     {_format_size(self.block_cache.limit)}")
+        log.notice(f"  Block Cache:     {format_size(self.block_cache.limit)}")
         log.notice(f"  API Level:       {API_LEVEL}")
         log.notice("-------------------------------------------")
         for account in list(self.server.accounts.values()):
