@@ -61,9 +61,10 @@ _LAST = struct.Struct("<4sQqQI")
 # A hole in the sequences wider than this is not believed (a record or a state file saying so is damage): no
 # block holds that many records, and the in-memory index keeps a slot per sequence.
 MAX_GAP = 1 << 22
-# A record is at most this many bytes longer than the size its message counts for (file_msg_size): reading
-# size + _SLACK bytes at its offset gets all of it.
-_SLACK = 6
+# A record (frame 8, head 26, subject, headers, data, crc 4) is at most this many bytes longer than the size its
+# message counts for (file_msg_size: 30 + subject + data, 4 more with headers): reading size + _SLACK bytes at
+# its offset gets all of it (unless its subject has multi-byte characters).
+_SLACK = _FRAME.size + _MSG_HEAD.size + _CRC.size - 30
 _TS_AT = _FRAME.size + 8  # where a message record's timestamp is
 _TS = struct.Struct("<q")
 _READ_FDS = 16  # blocks kept open for single-record reads
@@ -113,6 +114,25 @@ def _parse_at(buf: bytes, pos: int):
     if zlib.crc32(body, zlib.crc32(buf[pos:body_at])) != crc:
         return None
     return end, rtype, body
+
+
+def _msg_at(buf: memoryview, pos: int, seq: int, subject: str) -> StoreMsg | None:
+    """The message record of `seq` at `pos` of `buf` if it is intact (its checksum is verified again); else None.
+    Reads in place: only the headers and the data are copied out."""
+    if pos + _FRAME.size + _CRC.size > len(buf):
+        return None
+    magic, rtype, _flags, length = _FRAME.unpack_from(buf, pos)
+    body_at = pos + _FRAME.size
+    end = body_at + length
+    if magic != MAGIC or rtype != T_MSG or length < _MSG_HEAD.size or end + _CRC.size > len(buf):
+        return None
+    if zlib.crc32(buf[pos:end]) != _CRC.unpack_from(buf, end)[0]:
+        return None
+    rseq, ts, _ttl, slen, hlen = _MSG_HEAD.unpack_from(buf, body_at)
+    at = body_at + _MSG_HEAD.size + slen
+    if rseq != seq or at + hlen > end:
+        return None
+    return StoreMsg(subject, bytes(buf[at:at + hlen]) if hlen else None, bytes(buf[at + hlen:end]), seq, ts)
 
 
 def write_atomic(path: str, data: bytes, sync: bool) -> None:
@@ -272,6 +292,7 @@ class FileStore(MemoryStore):
         self._loc = 0  # the offset of the record being indexed
         self._rfds: dict[int, int] = {}  # block index -> a read-only fd (insertion order: oldest first)
         self._held_at = 0
+        self._last_block: _Block | None = None
         self.msgs_dir = os.path.join(directory, "msgs")
         self.state_path = os.path.join(directory, STATE_FILE)
         self.sync_always = sync_always
@@ -354,41 +375,35 @@ class FileStore(MemoryStore):
         self._first_ts = value
 
     def _ts_at(self, i: int) -> int:
-        seq = self._base + i
-        raw = self._read(self._block_for(seq), self._offs[i] + _TS_AT, _TS.size, False)
-        return _TS.unpack(raw)[0] if len(raw) == _TS.size else 0
+        buf, pos = self._read(self._block_for(self._base + i), self._offs[i] + _TS_AT, _TS.size, False)
+        return _TS.unpack_from(buf, pos)[0] if pos + _TS.size <= len(buf) else 0
 
     def _load(self, seq: int, subject: str, sequential: bool = False) -> StoreMsg | None:
         i = seq - self._base
         blk = self._block_for(seq)
-        raw = b""
+        sm = None
         if blk is not None:
             off = self._offs[i]
-            raw = self._read(blk, off, self._lens[i] + _SLACK, sequential)
-            if len(raw) >= _FRAME.size:
-                need = _FRAME.size + _FRAME.unpack_from(raw)[3] + _CRC.size
-                if need > len(raw):  # a subject of multi-byte characters counts fewer bytes than it has
-                    raw = self._read(blk, off, need, sequential)
-        rec = _parse_at(raw, 0)
-        if rec is not None and rec[1] == T_MSG:
-            body = rec[2]
-            rseq, ts, _ttl, slen, hlen = _MSG_HEAD.unpack_from(body)
-            if rseq == seq:
-                at = _MSG_HEAD.size + slen
-                return StoreMsg(subject, body[at:at + hlen] if hlen else None, body[at + hlen:], seq, ts)
-        msg = (f"Stream store {self.directory}: the record of sequence {seq} in "
-               f"{blk.path if blk else 'no block'} no longer reads back intact")
-        self.errors.append(msg)
-        log.error(msg)
-        return None
+            buf, pos = self._read(blk, off, self._lens[i] + _SLACK, sequential)
+            if pos + _FRAME.size <= len(buf):
+                need = _FRAME.size + _FRAME.unpack_from(buf, pos)[3] + _CRC.size
+                if pos + need > len(buf):  # a subject of multi-byte characters counts fewer bytes than it has
+                    buf, pos = self._read(blk, off, need, sequential)
+            sm = _msg_at(memoryview(buf), pos, seq, subject)
+        if sm is None:
+            msg = (f"Stream store {self.directory}: the record of sequence {seq} in "
+                   f"{blk.path if blk else 'no block'} no longer reads back intact")
+            self.errors.append(msg)
+            log.error(msg)
+        return sm
 
-    def _read(self, blk: "_Block", off: int, n: int, sequential: bool) -> bytes:
-        """`n` bytes (fewer at the end of the file) at `off` of a block: from the records held back, the cache,
-        the whole block loaded into the cache (`sequential`: a scan reads on), or one pread."""
+    def _read(self, blk: "_Block", off: int, n: int, sequential: bool) -> tuple[bytes, int]:
+        """A buffer holding the `n` bytes (fewer at the end of the file) at `off` of a block, and where they start
+        in it: the records held back, the cached block (loaded whole if `sequential`: a scan reads on), or what
+        one pread returns."""
         if blk is self._blocks[-1]:
             if self._held and off >= self._held_at:
-                pending = b"".join(self._held)
-                return pending[off - self._held_at:off - self._held_at + n]
+                return b"".join(self._held), off - self._held_at
         else:
             key = (self._cid, blk.index)
             data = self.cache.get(key)
@@ -397,17 +412,19 @@ class FileStore(MemoryStore):
                     data = f.read()
                 self.cache.put(key, data)
             if data is not None:
-                return data[off:off + n]
+                return data, off
         fd = self._rfds.pop(blk.index, -1)
         if fd < 0:
             fd = os.open(blk.path, os.O_RDONLY)
             if len(self._rfds) >= _READ_FDS:
                 os.close(self._rfds.pop(next(iter(self._rfds))))
         self._rfds[blk.index] = fd
-        return os.pread(fd, n, off)
+        return os.pread(fd, n, off), 0
 
     def _let_go(self, blk: "_Block") -> None:
         """A block file is going away: forget its cached bytes and its read fd."""
+        if self._last_block is blk:
+            self._last_block = None
         self.cache.drop((self._cid, blk.index))
         fd = self._rfds.pop(blk.index, -1)
         if fd >= 0:
@@ -814,6 +831,9 @@ class FileStore(MemoryStore):
             blk.live += 1
 
     def _block_for(self, seq: int):
+        b = self._last_block  # a scan asks for the same block again and again
+        if b is not None and b.first <= seq <= b.last and b.first:
+            return b
         lo, hi = 0, len(self._blocks) - 1
         while lo <= hi:
             mid = (lo + hi) // 2
@@ -823,7 +843,10 @@ class FileStore(MemoryStore):
             elif b.last and seq > b.last:
                 lo = mid + 1
             else:
-                return b if b.first else None
+                if b.first:
+                    self._last_block = b
+                    return b
+                return None
         return None
 
     def _release_blocks(self) -> None:
