@@ -162,6 +162,9 @@ def test_reports_on_a_three_node_cluster_show_replicas_and_leaders(shell, monkey
             magic(shell, "%stream add R3 --subjects r3.> --replicas 3")
             magic(shell, "%stream add R1 --subjects r1.>")
             _pub(lambda i: "r3.x", 50)
+            # A bulk read of a replicated stream through its ordered consumer: all in order, none left after.
+            assert pynats_lab.stream_frame("R3", consumer=True)["seq"].tolist() == list(range(1, 51))
+            assert pynats_lab.stream_info("R3").state.consumer_count == 0
             magic(shell, "%consumer add R3 worker --pull")
             df = magic(shell, "%stream report").set_index("stream")
             r3, r1 = df.loc["R3"], df.loc["R1"]
