@@ -417,6 +417,16 @@ def test_durable_sourcing_consumers_feed_a_source_and_a_mirror_and_ack_the_origi
                 "name": "L", "consumer": {"name": "CL", "deliver_subject": "dlv.l"}}})
             await _wait_messages(nc, "S", 10)
             await _wait_messages(nc, "M", 10)
+            # a consumer with another ack policy is refused in the source's `error`, and left alone
+            await api(nc, "$JS.API.CONSUMER.CREATE.L.EX", {"stream_name": "L", "config": {
+                "durable_name": "EX", "deliver_subject": "dlv.ex", "ack_policy": "explicit"}})
+            await api(nc, "$JS.API.STREAM.CREATE.T", {"name": "T", "sources": [
+                {"name": "L", "consumer": {"name": "EX", "deliver_subject": "dlv.ex"}}]})
+            t_info = await eventually(lambda: api(nc, "$JS.API.STREAM.INFO.T"),
+                                      lambda i: "error" in i["sources"][0])
+            errors.append(error_of({"error": t_info["sources"][0]["error"]}))
+            assert t_info["state"]["messages"] == 0 and t_info["sources"][0]["active"] == -1
+            await api(nc, "$JS.API.STREAM.DELETE.T")
             return (errors, cw, await consumer_state(nc, "W", "CW", 10), await consumer_state(nc, "L", "CL", 10),
                     await eventually(lambda: api(nc, "$JS.API.STREAM.INFO.W"), lambda i: i["state"]["messages"] == 0),
                     await api(nc, "$JS.API.STREAM.INFO.S"), await _msgs(nc, "S"))
@@ -433,7 +443,7 @@ def test_durable_sourcing_consumers_feed_a_source_and_a_mirror_and_ack_the_origi
             return await _msgs(nc, "S"), await _msgs(nc, "M"), await api(nc, "$JS.API.STREAM.NAMES")
 
     errors, cw, cw_info, cl_info, w_info, s_info, s_msgs = run(before(), timeout=60)
-    assert [e[1] if e else None for e in errors] == [c for _, c in bad_consumers + bad_streams]
+    assert [e[1] if e else None for e in errors] == [c for _, c in bad_consumers + bad_streams] + [10217]
     assert cw["config"]["flow_control"] is True and cw["config"]["idle_heartbeat"] == 1_000_000_000
     assert cw["config"]["metadata"]["_nats.req.level"] == "4"
     for info in (cw_info, cl_info):
