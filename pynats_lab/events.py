@@ -240,7 +240,8 @@ def events_from(stream: str, *, type: str | None = None, session: Session | None
     without consuming anything, as the same DataFrame."""
     from .streams import stream_frame
 
-    stored = stream_frame(stream, raw=True, session=session)
+    # Never through a consumer: its created/deleted advisories would land in the very stream being read.
+    stored = stream_frame(stream, raw=True, consumer=False, session=session)
     wanted = _wanted(type)
     rows = [r for r in (event_row(subj, data) for subj, data in zip(stored["subject"], stored["data"]))
             if r is not None and wanted(r)]

@@ -25,7 +25,7 @@ def _exhaust(shell):
     magic(shell, "%consumer next WORK worker --term")
 
 
-def test_advisories_in_the_background_and_kept_in_a_stream(lab_js, shell):
+def test_advisories_in_the_background_and_kept_in_a_stream(lab_js, shell, monkeypatch):
     bg = magic(shell, "%nats events --background --capture ADVISORIES")
     assert "stream ADVISORIES keeps them" in repr(bg)
     _exhaust(shell)
@@ -43,11 +43,18 @@ def test_advisories_in_the_background_and_kept_in_a_stream(lab_js, shell):
     assert list(df[df["type"] == "nak"]["deliveries"]) == [1, 2]
     created = df[df["type"] == "consumer_action"].iloc[0]
     assert (created["consumer"], created["detail"]) == ("worker", "create")
+    kept_before = magic(shell, "%nats events --from ADVISORIES")
     kept = magic(shell, "%nats events --from ADVISORIES --type max_deliver,terminated")
     assert list(kept["type"]) == ["max_deliver", "terminated"] and list(kept["sequence"]) == [1, 2]
     assert set(magic(shell, "%nats events --from ADVISORIES --type consumer_*")["type"]) == {"consumer_action"}
-    # Reading the capture stream consumed nothing and made no consumer.
+    # Reading the capture stream consumed nothing and made no consumer, even one large enough for a bulk read's
+    # consumer: its advisories would have been captured, and the stream would have grown by being read.
     assert magic(shell, "%stream info ADVISORIES").state.consumer_count == 0
+    monkeypatch.setattr(pynats_lab.reader, "CONSUMER_FROM", 1)
+    held = magic(shell, "%stream info ADVISORIES").state.messages
+    for _ in range(2):  # the second read would see what the first one's consumer left
+        assert len(magic(shell, "%nats events --from ADVISORIES")) == len(kept_before)
+    assert magic(shell, "%stream info ADVISORIES").state.messages == held
 
 
 @pytest.mark.timeout(60)
