@@ -124,3 +124,18 @@ def restore_create(js, account, stream: str, client) -> None:
 def restore_complete(js, account, stream: str, start: int, end: int, size: int, client) -> None:
     send(js, account, f"{PREFIX}STREAM.RESTORE_COMPLETE.{stream}", "restore_complete",
          {"stream": stream, "start": rfc3339(start), "end": rfc3339(end), "bytes": size, "client": client})
+
+
+AUDIT = "$JS.EVENT.ADVISORY.API"
+
+
+def api_audit(js, account, client, subject: str, request: bytes, response: bytes) -> None:
+    """nats-server's sendJetStreamAPIAuditAdvisory: every answered JetStream API request, with its body and
+    the answer as text (nothing is built unless someone listens)."""
+    if not js.server.has_interest(account, AUDIT):
+        return
+    body = {"server": js.server.server_name, "client": client_info(js, client), "subject": subject}
+    if request:
+        body["request"] = request.decode("utf-8", "replace")
+    body["response"] = response.decode("utf-8", "replace")
+    send(js, account, AUDIT, "api_audit", body)

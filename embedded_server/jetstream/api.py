@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 
+from . import advisories
 from . import config_check
 from . import config_json
 from . import filters
@@ -502,4 +503,6 @@ def _dispatch(js, jsa, subject: str, reply: str, hdr, payload: bytes, client=Non
     jsa.api_total += 1
     if "error" in resp:
         jsa.api_errors += 1
-    js.server.send_internal(jsa.account, reply, None, None, dumps(resp))
+    answer = dumps(resp)
+    js.server.send_internal(jsa.account, reply, None, None, answer)
+    advisories.api_audit(js, jsa.account, client, subject, payload, answer)

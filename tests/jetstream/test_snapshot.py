@@ -280,15 +280,19 @@ def test_a_restore_that_does_not_fit_the_storage_is_refused(js_server, start_ser
     assert names["streams"] is None
 
 
-def test_snapshot_and_restore_advisories_name_the_requesting_client(js_server):
+def test_snapshot_restore_and_api_audit_advisories_name_the_requesting_client(js_server):
     async def scenario():
         async with connected(js_server, name="backup-job") as (nc, js):
-            got = []
+            got, audits = [], []
 
             async def on_advisory(m):
                 got.append((m.subject, json.loads(m.data)))
 
+            async def on_audit(m):
+                audits.append(json.loads(m.data))
+
             await nc.subscribe("$JS.EVENT.ADVISORY.STREAM.>", cb=on_advisory)
+            await nc.subscribe("$JS.EVENT.ADVISORY.API", cb=on_audit)
             await js.add_stream(name="B", subjects=["b.>"])
             for i in range(5):
                 await js.publish("b.x", b"%d" % i)
@@ -300,9 +304,14 @@ def test_snapshot_and_restore_advisories_name_the_requesting_client(js_server):
                 if len(got) >= 7:
                     break
                 await asyncio.sleep(0.05)
-            return got, resp, data, restored, nc._client_id, nc._server_info["server_id"]
+            missing = await api(nc, "$JS.API.STREAM.INFO.NOPE", {})
+            for _ in range(100):
+                if audits and audits[-1]["subject"] == "$JS.API.STREAM.INFO.NOPE":
+                    break
+                await asyncio.sleep(0.05)
+            return got, audits, resp, missing, data, restored, nc._client_id, nc._server_info["server_id"]
 
-    got, resp, data, restored, cid, server_id = run(scenario())
+    got, audits, resp, missing, data, restored, cid, server_id = run(scenario())
     assert "error" not in restored
     kinds = [s.split(".")[4] for s, _ in got]
     assert kinds[:5] == ["CREATED", "SNAPSHOT_CREATE", "SNAPSHOT_COMPLETE", "DELETED", "RESTORE_CREATE"], kinds
@@ -325,3 +334,12 @@ def test_snapshot_and_restore_advisories_name_the_requesting_client(js_server):
     for kind in ("SNAPSHOT_COMPLETE", "RESTORE_COMPLETE"):
         assert ns(events[kind]["start"]) <= ns(events[kind]["end"])
     assert events["RESTORE_COMPLETE"]["bytes"] == len(data)
+    # Every answered API request is audited (nats-server's api_audit): its body and the answer as text.
+    by_subject = {a["subject"]: a for a in audits}
+    snap = by_subject["$JS.API.STREAM.SNAPSHOT.B"]
+    assert snap["type"] == "io.nats.jetstream.advisory.v1.api_audit" and json.loads(snap["response"]) == resp
+    assert json.loads(snap["request"])["deliver_subject"].startswith("_INBOX.")
+    assert snap["client"]["name"] == "backup-job" and snap["server"] == server_id
+    nope = by_subject["$JS.API.STREAM.INFO.NOPE"]
+    assert json.loads(nope["response"]) == missing and nope["request"] == "{}"
+    assert "$JS.API.STREAM.CREATE.B" in by_subject and "$JS.API.STREAM.DELETE.B" in by_subject
