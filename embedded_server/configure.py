@@ -259,6 +259,8 @@ def _apply_one(opts, key: str, lk: str, v: Any, pos: Pos | None, conf: ConfMap,
         opts.store_dir_from_config = True
     elif lk == "jetstream":
         _jetstream(opts, v, pos)
+    elif lk == "feature_flags":
+        _feature_flags(opts, v, pos)
     elif lk in UNSUPPORTED:
         raise ConfigError(f'"{key}" is not supported by the embedded server (see docs/differences.md)', pos)
     else:
@@ -314,6 +316,21 @@ def _jetstream(opts, v: Any, pos: Pos | None) -> None:
             if domain and not all(c.isalnum() or c in "-_" for c in domain):
                 raise ConfigError(f"invalid domain name: \"{domain}\" is not a valid subject token", kpos)
             opts.jetstream_domain = domain
+
+
+def _feature_flags(opts, v: Any, pos: Pos | None) -> None:
+    """nats-server 2.14's `feature_flags { name: bool }`: every value must be a bool; any name is kept."""
+    if not isinstance(v, ConfMap):
+        got = {bool: "bool", int: "int64", float: "float64", str: "string", ConfList: "[]interface {}"}.get(
+            type(v), type(v).__name__)
+        raise ConfigError(f"error parsing feature flags: unsupported type {got}", pos)
+    for key, value in v.items():
+        if not isinstance(value, bool):
+            got = {int: "int64", float: "float64", str: "string", ConfMap: "map[string]interface {}",
+                   ConfList: "[]interface {}"}.get(type(value), type(value).__name__)
+            raise ConfigError(f'error parsing feature flag "{key}": expected bool, got {got}',
+                              v.pos(key) or pos)
+        opts.feature_flags[key] = value
 
 
 def _storage_size(v: Any, pos: Pos | None) -> int:

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from embedded_server.errors import StartError
 from embedded_server.gotime import rfc3339, seconds_string
-from embedded_server.options import join_host_port
+from embedded_server.options import FEATURE_FLAGS, join_host_port
 from embedded_server.version import PROTOCOL_VERSION
 
 if TYPE_CHECKING:
@@ -157,9 +157,7 @@ class Monitor:
             body = json.dumps(doc, separators=(",", ":")).encode()
         else:
             body = json.dumps(doc, indent=2, ensure_ascii=False).encode()
-        callback = query.get("callback")
-        if callback:
-            return status, "application/javascript", f"{callback}(".encode() + body + b")"
+        # No JSONP `?callback=` wrapping: nats-server 2.14.3 removed it (the query parameter is ignored).
         return status, "application/json", body
 
     def _count(self, path: str) -> None:
@@ -236,6 +234,8 @@ class Monitor:
             "http_req_stats": dict(self.req_stats),
             "config_load_time": rfc3339(srv.config_load_time),
             "config_digest": "",
+            # nats-server 2.14+: every flag with its value (defaults merged with the config's known ones).
+            "feature_flags": {k: opts.feature_flags.get(k, v) for k, v in FEATURE_FLAGS.items()},
             **({"system_account": srv.system_account_name} if srv.system_account_name else {}),
             "slow_consumer_stats": {"clients": srv.slow_consumers, "routes": 0, "gateways": 0, "leafs": 0},
             "stale_connection_stats": {"clients": srv.stale_connections, "routes": 0, "gateways": 0, "leafs": 0},

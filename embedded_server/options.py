@@ -17,6 +17,8 @@ MAX_PAYLOAD_SIZE = 1024 * 1024
 MAX_PENDING_SIZE = 64 * 1024 * 1024
 DEFAULT_MAX_CONNECTIONS = 64 * 1024
 AUTH_TIMEOUT = 2.0
+# nats-server 2.14's feature flags this server has, with their defaults (`feature_flags { ... }` in a config).
+FEATURE_FLAGS = {"js_ack_fc_v2": False}
 DEFAULT_PING_INTERVAL = 120.0
 DEFAULT_PING_MAX_OUT = 2
 DEFAULT_WRITE_DEADLINE = 10.0
@@ -69,6 +71,9 @@ class Options:
     block_cache: int = -1            # bytes of file store blocks kept in memory (-1: the default, 64 MB)
     jetstream_domain: str = ""       # `jetstream { domain }`: $JS.<domain>.API.> reaches the API too
     jetstream_block: Any = None      # the config's `jetstream { ... }` map, read by jetstream/
+    # `feature_flags { name: bool }` (nats-server 2.14+): only js_ack_fc_v2 changes anything here (the v2 form of
+    # consumer ack and flow control subjects); other names are kept and logged as unsupported, as nats-server.
+    feature_flags: dict = field(default_factory=dict)
     store_dir_from_config: bool = False
     # The system account, lame duck mode, subject mappings (mappings.py).
     system_account: str = ""         # `system_account` (or `system`) of the config; "" for the default

@@ -26,7 +26,7 @@ from embedded_server.client import Client, decode_subject, encode_subject
 from embedded_server.errors import SERVER_SHUTDOWN, StartError
 from embedded_server.protocol import go_quote, msg_frame, msg_prefix, msg_tail
 from embedded_server.logger import Logger
-from embedded_server.options import DEFAULT_PORT, Options, join_host_port
+from embedded_server.options import DEFAULT_PORT, FEATURE_FLAGS, Options, join_host_port
 from embedded_server.subjects import Sublist, Subscription
 from embedded_server.version import API_LEVEL, PROTOCOL_VERSION, VERSION
 
@@ -678,6 +678,8 @@ class Server:
         self.notice(f"  Python:   {platform.python_version()} ({self.loop_kind()})")
         self.notice(f"  Name:     {self.server_name}")
         self.notice(f"  ID:       {self.server_id}")
+        if opts.feature_flags:  # as nats-server 2.14's printFeatureFlags
+            self._log_feature_flags(opts.feature_flags)
         if opts.config_file:
             self.notice(f"Using configuration file: {opts.config_file}")
         if opts.pid_file:
@@ -736,6 +738,19 @@ class Server:
             self.jetstream = jetstream.enable(self)
         except jetstream.JetStreamError as e:
             raise StartError(f"Can't start JetStream: {e}") from None
+
+    def _log_feature_flags(self, flags: dict) -> None:
+        """The configured feature flags as nats-server logs them: opt-in/opt-out against each default."""
+        shown = []
+        for name in sorted(k for k in flags if k in FEATURE_FLAGS):
+            on, default = flags[name], FEATURE_FLAGS[name]
+            state = ("enabled" if on else "opt-out") if default else ("opt-in" if on else "disabled")
+            shown.append(f"{name} ({state})")
+        self.notice("  Feature flags:")
+        self.notice(f"    Configured:    {', '.join(shown) or 'none'}")
+        unsupported = sorted(k for k in flags if k not in FEATURE_FLAGS)
+        if unsupported:
+            self.notice(f"    Unsupported:   {', '.join(unsupported)}")
 
     @staticmethod
     def loop_kind() -> str:

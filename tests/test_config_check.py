@@ -19,6 +19,7 @@ def check(kind: str, tmp_path, text: str) -> subprocess.CompletedProcess:
     "port: 4222\nmax_payload: 2MB\nping_interval: \"2m\"\n",
     "authorization { users = [ {user: a, password: b, permissions: {publish: \"x.>\"}} ] }\n",
     "accounts { A: { users = [ {user: a, password: b} ] } }\n",
+    "port: 4222\nfeature_flags { js_ack_fc_v2: true, a_future_flag: false }\n",
 ])
 def test_a_good_config_is_valid(server_kind, tmp_path, text):
     done = check(server_kind, tmp_path, text)
@@ -30,6 +31,8 @@ def test_a_good_config_is_valid(server_kind, tmp_path, text):
     ("ping_interval: 2m\n", 'invalid use of field "ping_interval": ping_interval should be converted to a duration'),
     ("port: 4222\nbogus: 1\n", 'check.conf:2:1: unknown field "bogus"'),
     ("authorization { users = [ {user: a} ], x: 1 }\n", 'unknown field "x"'),
+    ("port: 4222\nfeature_flags { js_ack_fc_v2: 1 }\n",
+     'check.conf:2:17: error parsing feature flag "js_ack_fc_v2": expected bool, got int64'),
 ])
 def test_warnings_and_errors_fail_the_check(server_kind, tmp_path, text, message):
     done = check(server_kind, tmp_path, text)

@@ -126,6 +126,9 @@ class JetStream:
         self.block_cache = BlockCache(cache if cache is not None and cache >= 0 else DEFAULT_BLOCK_CACHE)
         self.max_pending = opts.max_pending
         self.domain = opts.jetstream_domain
+        # feature flag js_ack_fc_v2 (nats-server 2.14+, off by default): consumers send ack and flow control
+        # reply subjects in the v2 form; both forms are accepted either way.
+        self.ack_v2 = bool((getattr(opts, "feature_flags", None) or {}).get("js_ack_fc_v2", False))
         self.version = PROTOCOL_VERSION
         self.accounts: dict[str, JSAccount] = {}
         self._not_enabled: set[str] = set()   # accounts answering "JetStream not enabled for account"

@@ -15,6 +15,7 @@ heartbeats, flow control), consumer_state.py (what is saved and restored).
 """
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from collections import deque
@@ -92,7 +93,14 @@ class Consumer(ConsumerPersistence, AckTracking, PullRequests, PushDelivery):
         self.last_activity = time.monotonic()
         self._last_delivery = 0.0
         self._set_filters()
-        self.ack_prefix = f"$JS.ACK.{stream.name}.{name}."
+        # v1 and v2 (nats-server 2.14+) forms of the ack and flow control subjects; replies use v2 only with the
+        # feature flag js_ack_fc_v2.
+        v2 = f"{self.js.domain or '_'}.{account_hash(self.account.name)}."
+        self._ack_subject_v2 = f"$JS.ACK.{v2}{stream.name}.{name}.*.*.*.*.>"
+        self._fc_subjects = (f"$JS.FC.{stream.name}.{name}.*", f"$JS.FC.{v2}{stream.name}.{name}.*")
+        self.fc_prefix = f"$JS.FC.{v2}" if self.js.ack_v2 else "$JS.FC."
+        self.ack_prefix = f"$JS.ACK.{v2 if self.js.ack_v2 else ''}{stream.name}.{name}."
+        self._ack_subject_v1 = f"$JS.ACK.{stream.name}.{name}.>"
         self._ack_prefix_b = encode_subject(self.ack_prefix)
         if state:
             self._apply_state(state)
@@ -168,13 +176,14 @@ class Consumer(ConsumerPersistence, AckTracking, PullRequests, PushDelivery):
         """Subscribe for acks, pull requests and flow control; start timers."""
         server, acc = self.js.server, self.account
         if not self.ack_fc:  # as nats-server, a flow control ack policy takes no acks on $JS.ACK
-            self._subs.append(server.subscribe_internal(acc, self.ack_prefix + ">", self._on_ack))
+            self._subs.append(server.subscribe_internal(acc, self._ack_subject_v1, self._on_ack))
+            self._subs.append(server.subscribe_internal(acc, self._ack_subject_v2, self._on_ack))
         if not self.is_push:
             self._subs.append(server.subscribe_internal(
                 acc, f"$JS.API.CONSUMER.MSG.NEXT.{self.stream.name}.{self.name}", self._on_next_request))
         else:
-            self._subs.append(server.subscribe_internal(
-                acc, f"$JS.FC.{self.stream.name}.{self.name}.*", self._on_flow_control))
+            for fc_subject in self._fc_subjects:
+                self._subs.append(server.subscribe_internal(acc, fc_subject, self._on_flow_control))
             self.active = server.has_interest(acc, self.cfg["deliver_subject"])
             if not self.active:
                 self._watch_interest()
@@ -566,3 +575,11 @@ class Consumer(ConsumerPersistence, AckTracking, PullRequests, PushDelivery):
 def new_consumer_name() -> str:
     """A random 8-character name, as nats-server's createConsumerName for ephemerals."""
     return "".join(random.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(8))
+
+
+_HASH_DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def account_hash(name: str) -> str:
+    """nats-server's getHash: 8 characters of the SHA-256 of `name`, each byte taken modulo 62."""
+    return "".join(_HASH_DIGITS[b % 62] for b in hashlib.sha256(name.encode()).digest()[:8])

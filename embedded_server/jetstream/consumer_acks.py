@@ -142,9 +142,15 @@ class AckTracking:
             self.rdq.remove(seq)
 
     def _on_ack(self, sub, client, subject, reply, hdr, payload) -> None:
-        # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending> (our subscription's form).
-        parts = subject.rsplit(".", 5)
-        if len(parts) != 6 or subject.count(".") != 8:
+        # v1 $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending> (exactly 9 tokens) or v2
+        # $JS.ACK.<domain>.<account hash>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>[.<more>]
+        # (11 tokens or more), as nats-server's ackReplyInfo.
+        dots = subject.count(".")
+        if dots == 8:
+            parts = subject.rsplit(".", 5)
+        elif dots >= 10:
+            parts = subject.split(".", 10)[5:]
+        else:
             return
         try:
             dc, sseq, dseq = int(parts[1]), int(parts[2]), int(parts[3])

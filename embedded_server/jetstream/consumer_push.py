@@ -75,7 +75,7 @@ class PushDelivery:
     def _send_flow_control(self) -> None:
         rnd = "".join(random.choice("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
                       for _ in range(4))
-        self.fcid = f"$JS.FC.{self.stream.name}.{self.name}.{rnd}"
+        self.fcid = f"{self.fc_prefix}{self.stream.name}.{self.name}.{rnd}"
         self.fcsz = self.pbytes
         self.js.server.send_internal(self.account, self.cfg["deliver_subject"], self.fcid,
                                      b"NATS/1.0 100 FlowControl Request\r\n\r\n", b"")

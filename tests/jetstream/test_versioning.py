@@ -1,11 +1,14 @@
 """The feature level a server announces (INFO `version`, `api_lvl`), the level each stream and consumer needs
 (`_nats.req.level`, written into its config as nats-server does) and the server's own (`_nats.ver`, `_nats.level`
 in every answer), on both servers."""
+import asyncio
+import hashlib
 import json
+import urllib.request
 
 from embedded_server.version import API_LEVEL, PROTOCOL_VERSION
 
-from .helpers import api, connected, error_of, run
+from .helpers import api, connected, error_of, eventually, run
 
 NS = 1_000_000_000
 # name -> (stream config, the level it needs), the rules of nats-server's setStaticStreamMetadata
@@ -73,3 +76,90 @@ def test_feature_level_in_info_and_in_every_config(js_server):
     assert levels[API_LEVEL] is None
     too_new = (412, 10185, "JetStream minimum api level required")
     assert levels[API_LEVEL + 1] == (too_new if js_server.kind == "embedded" else None)
+
+
+def _hash(name: str) -> str:
+    """nats-server's getHash of an account name (8 characters, base 62), the v2 ack subjects' second token."""
+    digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+    return "".join(digits[b % 62] for b in hashlib.sha256(name.encode()).digest()[:8])
+
+
+async def _deliveries(nc, subject: str, count: int) -> list:
+    got, enough = [], asyncio.Event()
+
+    async def on_msg(msg):
+        got.append(msg)
+        if len(got) >= count:
+            enough.set()
+
+    sub = await nc.subscribe(subject, cb=on_msg)
+    await asyncio.wait_for(enough.wait(), 10)
+    await sub.unsubscribe()
+    return got
+
+
+def test_v2_ack_and_flow_control_subjects(start_server, tmp_path):
+    """nats-server 2.14+: a consumer takes acks on `$JS.ACK.<domain or _>.<account hash>.<stream>.<consumer>.
+    <delivered>.<sseq>.<cseq>.<ts>.<pending>` beside the v1 form it sends; with `feature_flags { js_ack_fc_v2:
+    true }` its ack and flow control replies take that form (an unknown flag is accepted)."""
+    plain = start_server("-js", "-sd", str(tmp_path / "plain"))
+    flagged = start_server("-m", "-1", config='jetstream { store_dir: "%s", domain: hub }\n'
+                                  'feature_flags { js_ack_fc_v2: true, not_a_flag: false }\n' % (tmp_path / "v2"))
+    stream = {"name": "S", "subjects": ["s"], "storage": "memory"}
+
+    async def scenario():
+        async with connected(plain) as (nc, js):
+            await api(nc, "$JS.API.STREAM.CREATE.S", stream)
+            for i in range(3):
+                await js.publish("s", b"%d" % i)
+            await api(nc, "$JS.API.CONSUMER.CREATE.S.C", {"stream_name": "S", "config": {
+                "durable_name": "C", "deliver_subject": "dc", "ack_policy": "explicit", "ack_wait": 60 * NS}})
+            msgs = await _deliveries(nc, "dc", 3)
+            first, third = (m.reply.split(".") for m in (msgs[0], msgs[2]))
+            await nc.publish(".".join(["$JS", "ACK", "_", _hash("$G"), *first[2:], "extra"]), b"+ACK")
+            await nc.publish(".".join(["$JS", "ACK", "_", _hash("$G"), *third[2:-1]]), b"+ACK")  # 10 tokens
+            await msgs[1].ack()
+            acked = await eventually(lambda: api(nc, "$JS.API.CONSUMER.INFO.S.C"),
+                                     lambda i: i["ack_floor"]["stream_seq"] >= 2)
+            plain_replies = [m.reply for m in msgs]
+        async with connected(flagged) as (nc, js):
+            await api(nc, "$JS.API.STREAM.CREATE.S", stream)
+            for i in range(3):
+                await js.publish("s", b"%d" % i)
+            got, fc = [], asyncio.Queue()
+
+            async def on_msg(msg):
+                if msg.headers and msg.headers.get("Status") == "100" and msg.reply:
+                    await fc.put(msg)
+                elif not msg.headers or "Status" not in msg.headers:
+                    got.append(msg)
+
+            await nc.subscribe("df", cb=on_msg)
+            await api(nc, "$JS.API.CONSUMER.CREATE.S.C", {"stream_name": "S", "config": {
+                "durable_name": "C", "deliver_subject": "dc", "ack_policy": "explicit", "ack_wait": 60 * NS}})
+            v2_msgs = await _deliveries(nc, "dc", 1)
+            await v2_msgs[0].ack()
+            v2_acked = await eventually(lambda: api(nc, "$JS.API.CONSUMER.INFO.S.C"),
+                                        lambda i: i["ack_floor"]["stream_seq"] >= 1)
+            # The flow_control ack policy: two outstanding ask for flow control, whose reply acks them.
+            await api(nc, "$JS.API.CONSUMER.CREATE.S.F", {"stream_name": "S", "config": {
+                "durable_name": "F", "deliver_subject": "df", "ack_policy": "flow_control", "max_ack_pending": 2}})
+            request = await asyncio.wait_for(fc.get(), 10)
+            await nc.publish(request.reply, b"", headers={"Nats-Last-Stream": "2", "Nats-Last-Consumer": "2"})
+            fc_acked = await eventually(lambda: api(nc, "$JS.API.CONSUMER.INFO.S.F"),
+                                        lambda i: i["ack_floor"]["stream_seq"] >= 2 and len(got) == 3)
+            return acked, plain_replies, v2_acked, v2_msgs[0].reply, request.reply, fc_acked, len(got)
+
+    acked, plain_replies, v2_acked, v2_reply, fc_reply, fc_acked, delivered = run(scenario())
+    # /varz lists the flag; a JSONP `callback` is ignored (removed in nats-server 2.14.3).
+    with urllib.request.urlopen(f"http://127.0.0.1:{flagged.http_port}/varz?callback=f", timeout=10) as r:
+        assert r.headers["Content-Type"] == "application/json"
+        assert json.loads(r.read())["feature_flags"]["js_ack_fc_v2"] is True
+    assert all(r.startswith("$JS.ACK.S.C.") and r.count(".") == 8 for r in plain_replies)
+    # The 11+-token v2 ack of the first counted, the 10-token one of the third did not, the v1 ack of the
+    # second did.
+    assert acked["ack_floor"]["stream_seq"] == 2 and acked["num_ack_pending"] == 1
+    assert v2_reply.startswith(f"$JS.ACK.hub.{_hash('$G')}.S.C.1.1.1.") and v2_reply.count(".") == 10
+    assert v2_acked["ack_floor"]["stream_seq"] == 1 and v2_acked["num_ack_pending"] == 2
+    assert fc_reply.startswith(f"$JS.FC.hub.{_hash('$G')}.S.F.") and fc_reply.count(".") == 6
+    assert fc_acked["ack_floor"]["stream_seq"] >= 2 and delivered == 3
