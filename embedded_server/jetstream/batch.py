@@ -148,7 +148,7 @@ def _process(st, subject: str, reply: str, hdr: bytes, msg: bytes, batch_id: str
     if not value or not value.isdigit():
         raise api_error("JSAtomicPublishMissingSeqErr")
     seq = int(value)
-    commit = headers.get(hdr, BATCH_COMMIT)
+    commit = headers.get(hdr, BATCH_COMMIT) if BATCH_COMMIT in hdr else None
     eob = commit == b"eob"
     size = seq - 1 if eob else seq
     js = st.js
@@ -168,7 +168,7 @@ def _process(st, subject: str, reply: str, hdr: bytes, msg: bytes, batch_id: str
     if commit is not None and not eob and commit != b"1":
         _drop(st, batch_id)
         raise api_error("JSAtomicPublishInvalidBatchCommitErr")
-    if headers.get(hdr, REQUIRED_API_LEVEL) is not None:
+    if REQUIRED_API_LEVEL in hdr and headers.get(hdr, REQUIRED_API_LEVEL) is not None:
         if required_level_error(hdr):
             _drop(st, batch_id, "unsupported")
             raise api_error("JSRequiredApiLevelErr")
@@ -194,11 +194,23 @@ def _process(st, subject: str, reply: str, hdr: bytes, msg: bytes, batch_id: str
         subj, last_hdr, data = msgs[-1]
         msgs[-1] = (subj, headers.append(last_hdr, [(BATCH_COMMIT, b"1")]), data)
     stored = 0
+    n = len(msgs)
+    lean = not st._slow_path
     for i, (subj, h, data) in enumerate(msgs):
-        last = i == len(msgs) - 1
-        stored = st._process_checked(subj, reply if last else "", h, data,
-                                     batch=(batch_id, len(msgs) if last else 0))
+        if i < n - 1:
+            if lean and only_batch_headers(h):
+                stored = st.store_batched(subj, h, data)
+            else:
+                stored = st._process_checked(subj, "", h, data, batch=(batch_id, 0))
+        else:
+            stored = st._process_checked(subj, reply, h, data, batch=(batch_id, n))
     return stored
+
+
+def only_batch_headers(hdr: bytes | None) -> bool:
+    """No header but the batch's own (`Nats-Batch-*`): every key the publish checks look up starts with `Nats-`,
+    so none of them can be found (two C-level counts instead of a dozen lookups)."""
+    return not hdr or hdr.count(b"Nats-") == hdr.count(b"Nats-Batch-")
 
 
 def _check(st, msgs: list) -> None:
@@ -214,6 +226,12 @@ def _check(st, msgs: list) -> None:
     for i, (subject, hdr, msg) in enumerate(msgs):
         if transform is not None:
             subject = transform.match(subject) or subject
+        if only_batch_headers(hdr):  # the usual message: every lookup below would find nothing
+            if counter:
+                raise api_error("JSMessageIncrMissingErr")
+            inflight.add(subject)
+            _check_discard_new(st, subject, hdr, msg, totals)
+            continue
         get = headers.get
         expect = bool(hdr) and b"Nats-Expected" in hdr  # one search instead of five for the usual message
         if expect and get(hdr, headers.EXPECTED_LAST_MSG_ID):
@@ -222,18 +240,18 @@ def _check(st, msgs: list) -> None:
         value = get(hdr, headers.EXPECTED_STREAM) if expect else None
         if value and value.decode("utf-8", "replace") != st.name:
             raise api_error("JSStreamNotMatchErr")
-        ttl = get(hdr, headers.TTL)
+        ttl = get(hdr, headers.TTL) if headers.TTL in hdr else None
         if ttl:
             parsed = st.parse_msg_ttl(ttl)  # raises 10165 when invalid
             if parsed and not cfg.get("allow_msg_ttl"):
                 raise api_error("JSMessageTTLDisabledErr")
-        msg_id = get(hdr, headers.MSG_ID)
+        msg_id = get(hdr, headers.MSG_ID) if headers.MSG_ID in hdr else None
         if msg_id:
             key = msg_id.decode("utf-8", "replace")
             if key in ids or key in st._dd:
                 raise api_error("JSAtomicPublishContainsDuplicateMessageErr")
             ids.add(key)
-        if get(hdr, b"Nats-Stream-Source"):
+        if b"Nats-Stream-Source" in hdr and get(hdr, b"Nats-Stream-Source"):
             raise api_error("JSMessageSourceHdrNotAllowedErr")
         if counter and incr is None:
             raise api_error("JSMessageIncrMissingErr")
@@ -256,7 +274,7 @@ def _check(st, msgs: list) -> None:
                 raise api_error("JSStreamWrongLastSequenceErrF", seq=fseq)
         elif expect and get(hdr, headers.EXPECTED_LAST_SUBJ_SEQ_SUBJ):
             raise api_error("JSStreamExpectedLastSeqPerSubjectInvalid")
-        rollup = get(hdr, headers.ROLLUP)
+        rollup = get(hdr, headers.ROLLUP) if headers.ROLLUP in hdr else None
         if rollup:
             kind = rollup.decode("utf-8", "replace").lower()
             if not cfg.get("allow_rollup_hdrs") or cfg.get("deny_purge"):

@@ -39,6 +39,8 @@ def check_config(cfg: dict) -> None:
 
 def parse_incr(value: bytes) -> int | None:
     """Go's big.Int SetString(value, 10): an optional sign and decimal digits, or None."""
+    if value.isdigit():  # the usual increment; bytes.isdigit is ASCII digits only, as the pattern
+        return int(value)
     value = value.strip()
     if not _BIG_INT.match(value):
         return None
@@ -47,7 +49,9 @@ def parse_incr(value: bytes) -> int | None:
 
 def check_incr(allowed: bool, hdr: bytes | None, msg: bytes, sourced: bool) -> int | None:
     """The increment of a publish (None without `Nats-Incr`), or the ApiError nats-server answers."""
-    value = headers.get(hdr, INCR) if hdr else None
+    if not hdr or INCR not in hdr:
+        return None
+    value = headers.get(hdr, INCR)
     if value is None or value == b"":
         return None
     incr = parse_incr(value)
@@ -88,7 +92,7 @@ def apply(store, subject: str, hdr: bytes, msg: bytes, incr: int) -> tuple[bytes
     last = store.load_last_msg(subject)
     if last is not None:
         total = _value_of(last.data)
-        ncs = headers.get(last.hdr, COUNTER_SOURCES) if last.hdr else None
+        ncs = headers.get(last.hdr, COUNTER_SOURCES) if last.hdr and COUNTER_SOURCES in last.hdr else None
         if ncs:
             try:
                 sources = json.loads(ncs)
@@ -96,7 +100,7 @@ def apply(store, subject: str, hdr: bytes, msg: bytes, incr: int) -> tuple[bytes
                     raise TypeError
             except (ValueError, TypeError):
                 raise api_error("JSMessageCounterBrokenErr") from None
-    src = headers.get(hdr, STREAM_SOURCE)
+    src = headers.get(hdr, STREAM_SOURCE) if hdr and STREAM_SOURCE in hdr else None
     if src:
         fields = src.decode("utf-8", "replace").split(" ")
         origin = fields[0]

@@ -215,18 +215,17 @@ def process(st, op: FastOp | None, subject: str, reply: str, hdr: bytes | None, 
     """One message with a fast batch reply subject (nats-server's processJetStreamFastBatchMsg). Returns the
     stream sequence it was stored at, or 0."""
     cfg = st.cfg
+    batches = _batches(st)
+    b = batches.get(op.id) if op is not None else None
+    if b is not None and not hdr and not b.commit and op.seq == b.lseq + 1 and not op.ping and not op.commit \
+            and not st._slow_path and _plain_ok(st, cfg, msg):
+        return _append(st, b, op, subject, reply, msg)  # the usual message: in order, no headers, no limits hit
     can_respond = bool(reply) and not cfg.get("no_ack")
 
     def refuse(name: str, **kw) -> int:
         if can_respond:
             st._respond_error(reply, api_error(name, **kw))
         return 0
-
-    batches = _batches(st)
-    b = batches.get(op.id) if op is not None else None
-    if b is not None and not hdr and not b.commit and op.seq == b.lseq + 1 and not op.ping and not op.commit \
-            and not st._slow_path and _plain_ok(st, cfg, msg):
-        return _append(st, b, op, subject, reply, msg)  # the usual message: in order, no headers, no limits hit
 
     if cfg.get("sealed"):
         return refuse("JSStreamSealedErr")
