@@ -245,12 +245,12 @@ class Client(asyncio.Protocol):
                 if tracing:
                     self._trace_in(op)
                 if kind == PUBB:
-                    _, batch, count, total = op
+                    _, subjects, tails, sizes, count, total = op
                     if plain:
-                        done = srv.route_batch(account, self, batch)
+                        done = srv.route_batch(account, self, subjects, tails, sizes)
                     else:
                         done = 0
-                        for subject, tail, size in batch:
+                        for subject, tail, size in zip(subjects, tails, sizes):
                             done += 1
                             self._publish(account, subject, None, tail, len(tail) - size - 2, 0)
                             if self.closed:
@@ -258,7 +258,7 @@ class Client(asyncio.Protocol):
                     if done < count:
                         # The connection closed halfway: what came after was not received.
                         count = done
-                        total = sum(size for _, _, size in batch[:done])
+                        total = sum(sizes[:done])
                     n_in += count
                     in_bytes += total
                 elif kind == PUBS:

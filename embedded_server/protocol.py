@@ -9,6 +9,8 @@ The accepted syntax follows nats-server's parser.go: case-insensitive verbs, spa
 from __future__ import annotations
 
 import re
+from itertools import repeat
+from operator import add, and_, eq, le
 from typing import Iterator
 
 from embedded_server.errors import (ERR_AUTHORIZATION_VIOLATION, ERR_MAX_CONTROL_LINE, ERR_MAX_PAYLOAD,
@@ -35,9 +37,9 @@ PUBS = 12     # (PUBS, subject, head, segment, count, payload_bytes)
 # A run of `count` (2 or more) consecutive well-formed PUBs to the same subject without reply, each starting
 # with the same bytes `head` ("PUB <subject> "), as they sit in `segment`. A pipelining publisher sends these;
 # delivering them is one bytes.replace of `head` by the subscriber's "MSG <subject> <sid> " (see server.py).
-PUBB = 13     # (PUBB, batch, count, payload_bytes)
-# A batch of consecutive well-formed, complete PUBs without reply (any subjects, no two neighbours alike), each
-# as (subject, tail, size) with tail as in PUB and size its payload bytes. One read from a publisher is mostly one
+PUBB = 13     # (PUBB, subjects, tails, sizes, count, payload_bytes)
+# A batch of consecutive well-formed, complete PUBs without reply (any subjects, no two neighbours alike), the
+# i-th with subjects[i], tails[i] (as in PUB) and sizes[i] (its payload bytes). One read from a publisher is mostly one
 # batch, routed in one loop (server.Server.route_batch) instead of one yielded operation per message.
 # `expand_run` turns a PUBS or PUBB back into PUB operations.
 
@@ -53,6 +55,28 @@ MAX_PAYLOAD = 1024 * 1024
 # writes a PUB without reply), 1-9 digits. Anything else (a reply, tabs, lower case, a size too long) is left to
 # the one-by-one paths of Parser.feed.
 _BATCH_PUB = re.compile(rb"PUB ([^ \t\r\n]+)  ?([0-9]{1,9})\r\n")
+
+# The same control line as a split point with a lookahead, so that the pieces between two are the tails
+# (Parser._batch), the optional second space captured (the length of what a split removes must be known), the
+# subject short enough for any size to keep the line within max_control_line.
+_SPLITS: dict = {}
+# A batch is cut by a split when its messages took at most this many bytes on average lately: a split reads
+# every payload byte, the one-by-one path jumps over payloads.
+_SPLIT_BELOW = 640
+_SPLIT_BACKOFF = -16
+_FOUR = repeat(4)
+_CRLF = repeat(b"\r\n")
+
+
+def _split_pattern(max_control_line: int):
+    pattern = _SPLITS.get(max_control_line)
+    if pattern is None:
+        if max_control_line <= 11:
+            return None
+        pattern = _SPLITS[max_control_line] = re.compile(
+            rb"PUB ([^ \t\r\n]{1,%d})( ?) (?=([0-9]{1,9})\r\n)" % (max_control_line - 11))
+    return pattern
+
 
 # Reads of a payload shorter than this are copied together rather than kept one object each (Parser.feed).
 _SMALL_READ = 16 * 1024
@@ -164,7 +188,7 @@ class Parser:
     """
 
     __slots__ = ("max_control_line", "max_payload", "expect_connect", "headers", "runs", "_buf", "_pending",
-                 "_chunks", "_have", "_failed")
+                 "_chunks", "_have", "_failed", "_split")
 
     def __init__(self, max_control_line: int = MAX_CONTROL_LINE, max_payload: int = MAX_PAYLOAD,
                  expect_connect: bool = False, headers: bool = False, runs: bool = True):
@@ -178,6 +202,7 @@ class Parser:
         self._chunks: list[bytes] = []
         self._have = 0
         self._failed: ProtocolError | None = None
+        self._split = 0         # > 0: batches are cut with one regex split (Parser._batch): small messages lately
 
     @property
     def buffered(self) -> int:
@@ -235,29 +260,9 @@ class Parser:
                 # is left where it starts for the paths below, which wait, raise or form the run.
                 m = match(buf, pos) if match is not None else None
                 if m is not None:
-                    batch = []
-                    add = batch.append
-                    total = last_size = last_pos = 0
-                    last = None
-                    while m is not None:
-                        subject, szb = m.groups()
-                        body = m.end()
-                        size = int(szb)
-                        stop = body + size
-                        if size > max_payload or body - pos - 6 > mcl or not startswith(b"\r\n", stop):
-                            break
-                        if subject == last:
-                            batch.pop()
-                            total -= last_size
-                            pos = last_pos
-                            break
-                        add((subject, buf[body - 2 - len(szb):stop + 2], size))
-                        total += size
-                        last, last_pos, last_size = subject, pos, size
-                        pos = stop + 2
-                        m = match(buf, pos)
-                    if batch:
-                        yield (PUBB, batch, len(batch), total)
+                    op, pos = self._batch(buf, pos, m)
+                    if op is not None:
+                        yield op
                         if pos >= end:
                             break
                 nl = find(b"\n", pos)
@@ -346,6 +351,83 @@ class Parser:
             self._buf = b""
             self._chunks = []
             raise
+
+    def _batch(self, buf: bytes, pos: int, m) -> tuple:
+        """(the PUBB of the publishes from `pos` on, or None if it would be empty; where the next operation
+        starts). `m` is the match of the first control line. With small messages lately (`_split`), the rest of
+        the read is cut at every control line in one regex split and checked with whole-list operations; else,
+        or when that takes less than half of it, one control line at a time. A split that took less than half
+        of what it cut is not tried again before _SPLIT_BACKOFF more batches of small messages."""
+        mcl = self.max_control_line
+        max_payload = self.max_payload
+        split = _split_pattern(mcl) if self._split > 0 else None
+        if split is not None:
+            parts = split.split(buf[pos:] if pos else buf)
+            if parts[0] or len(parts) < 9:
+                self._split = _SPLIT_BACKOFF
+            else:
+                # parts: b"", then per message its subject, b"" or the second space nats-py writes, size digits
+                # and tail (b"<size>\r\n<payload>\r\n" when the next control line follows right after it: a
+                # payload holding something like a control line, or anything between messages, makes that tail
+                # longer or shorter than its size says).
+                subjects, spaces, szbs, tails = parts[1::4], parts[2::4], parts[3::4], parts[4::4]
+                sizes = list(map(int, szbs))
+                good = list(map(eq, map(len, tails), map(add, map(len, szbs), map(add, sizes, _FOUR))))
+                good = list(map(and_, good, map(bytes.endswith, tails, _CRLF)))
+                good = list(map(and_, good, map(le, sizes, repeat(max_payload))))
+                count = len(tails)
+                if False in good:
+                    count = good.index(False)
+                    if count < len(tails) // 2:
+                        self._split = _SPLIT_BACKOFF
+                # A run of one subject (three or more in a row) is left to the run path, from where it starts.
+                same = list(map(eq, subjects[1:count], subjects[:count - 1]))
+                if True in same:
+                    runs = list(map(and_, same[1:], same[:-1]))
+                    if True in runs:
+                        count = runs.index(True)
+                    elif same[0]:
+                        count = 0
+                if not count:
+                    return None, pos
+                if count < len(tails):
+                    subjects, spaces, tails, sizes = subjects[:count], spaces[:count], tails[:count], sizes[:count]
+                nxt = pos + 5 * count + sum(map(len, subjects)) + sum(map(len, spaces)) + sum(map(len, tails))
+                return (PUBB, subjects, tails, sizes, count, sum(sizes)), nxt
+        match = _BATCH_PUB.match
+        startswith = buf.startswith
+        subjects, tails, sizes = [], [], []
+        start = pos
+        total = last_size = last_pos = 0
+        last = None
+        while m is not None:
+            subject, szb = m.groups()
+            body = m.end()
+            size = int(szb)
+            stop = body + size
+            if size > max_payload or body - pos - 6 > mcl or not startswith(b"\r\n", stop):
+                break
+            if subject == last:
+                # The start of a run of one subject is left to the run path.
+                subjects.pop()
+                tails.pop()
+                sizes.pop()
+                total -= last_size
+                pos = last_pos
+                break
+            subjects.append(subject)
+            tails.append(buf[body - 2 - len(szb):stop + 2])
+            sizes.append(size)
+            total += size
+            last, last_pos, last_size = subject, pos, size
+            pos = stop + 2
+            m = match(buf, pos)
+        count = len(sizes)
+        if not count:
+            return None, pos
+        if count >= 8 and pos - start <= _SPLIT_BELOW * count and self._split <= 0:
+            self._split += 1
+        return (PUBB, subjects, tails, sizes, count, total), pos
 
     def _pub_args(self, arg: bytes):
         args = _split_pub_args(arg)
@@ -514,7 +596,7 @@ class Parser:
 def expand_run(op: tuple) -> Iterator[tuple]:
     """The PUB operations a PUBS run or a PUBB batch stands for, in order (checked against the limits already)."""
     if op[0] == PUBB:
-        return iter([(PUB, subject, None, tail, len(tail) - size - 2) for subject, tail, size in op[1]])
+        return iter([(PUB, subject, None, tail, len(tail) - size - 2) for subject, tail, size in zip(*op[1:4])])
     return Parser(max_control_line=1 << 30, max_payload=1 << 62, runs=False).feed(op[3])
 
 

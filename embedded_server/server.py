@@ -50,7 +50,7 @@ class Plan:
     alter it (SUB, UNSUB, an UNSUB with a limit, a connection closing, new permissions) drops the account's plans.
     """
 
-    __slots__ = ("psubs", "qgroups", "plain", "fast", "routes")
+    __slots__ = ("psubs", "qgroups", "plain", "fast", "routes", "single")
 
     def __init__(self, psubs: tuple, qgroups: tuple):
         self.psubs = psubs
@@ -58,25 +58,26 @@ class Plan:
         plain = all(c is not None and not s.max and c.perms is None for s, c, _ in psubs)
         self.plain = psubs if plain else None
         self.fast = psubs if plain and not qgroups else None
-        self.routes = None
-        if plain:
-            self.routes = self._routes(psubs, qgroups)
+        self.routes = self._routes(psubs, qgroups) if plain else None
+        self.single = self.routes[0] if self.routes is not None and len(self.routes) == 1 else None
 
     @staticmethod
     def _routes(psubs: tuple, qgroups: tuple) -> tuple | None:
         """`routes`: every receiver list a message without headers may take, when none of the receivers needs a
-        check: `(fast,)` without queue groups; with them, one list per choice of a member in each group (the
-        plain subscribers, then each group's member: nats-server's order). A message picks one at random, which
-        picks each group's member uniformly and independently, as route() does. None when a member needs a check
+        check, each receiver as (its connection's output list, its MSG prefix, sub, client): one list without
+        queue groups (then also `single`); with them, one list per choice of a member in each group (the plain
+        subscribers, then each group's member: nats-server's order). A message picks one at random, which picks
+        each group's member uniformly and independently, as route() does. None when a member needs a check
         (internal, permissions, an auto-unsubscribe limit) or the choices are too many to keep."""
-        routes = [psubs]
+        routes = [tuple((client.out, prefix, sub, client) for sub, client, prefix in psubs)]
         for group in qgroups:
             if len(routes) * len(group) > _MAX_ROUTES:
                 return None
             for sub, client, _ in group:
                 if client is None or sub.max or client.perms is not None:
                     return None
-            routes = [targets + (member,) for targets in routes for member in group]
+            routes = [targets + ((client.out, prefix, sub, client),) for targets in routes
+                      for sub, client, prefix in group]
         return tuple(routes)
 
 
@@ -169,6 +170,11 @@ class Account:
 
     def __repr__(self) -> str:
         return f"<Account {self.name}>"
+
+
+def _routed(tails: list, last: bytes) -> int:
+    """How many messages of a batch were routed, `last` (a tail of the batch) being the last of them."""
+    return next(i for i, tail in enumerate(tails) if tail is last) + 1
 
 
 def _crc16(data: bytes) -> int:
@@ -379,34 +385,31 @@ class Server:
                 client.dirty = True
                 dirty.append(client)
 
-    def route_batch(self, account: Account, producer, batch: list) -> int:
-        """Route a batch of publishes without reply or headers from one connection (protocol.PUBB), each
-        (subject, tail, size). Where the subject's plan has `routes`, the message takes one of them (a random one
-        when there are queue groups) and is queued and counted here as `deliver` would, in one loop for the
-        whole batch; anything else goes through `route`. Returns how many messages were routed: all of them,
+    def route_batch(self, account: Account, producer, subjects: list, tails: list, sizes: list) -> int:
+        """Route a batch of publishes without reply or headers from one connection (protocol.PUBB), the i-th with
+        subjects[i], tails[i], sizes[i]. Where the subject's plan has `routes`, the message takes one of them (a
+        random one when there are queue groups) and is queued and counted here as `deliver` would, in one loop
+        for the whole batch; anything else goes through `route`. Returns how many messages were routed: all of them,
         unless routing one closed the producer (the rest is then dropped, as a closed connection's reads are)."""
         plans = account.plans
         dirty = self.dirty
         random_ = random.random
-        skip = None if producer.echo else producer
-        done = 0
-        for subject, tail, size in batch:
+        if not producer.echo:
+            return self._route_batch_no_echo(account, producer, subjects, tails, sizes)
+        for subject, tail, size in zip(subjects, tails, sizes):
             plan = plans.get(subject)
             if plan is None:
                 plan = account.plan(subject)
-            routes = plan.routes
-            if routes is None or (skip is not None and plan.qgroups):
-                done += 1
-                self.route(account, producer, subject, None, tail, len(tail) - size - 2)
-                if producer.closed:
-                    return done
-                continue
-            targets = routes[0] if len(routes) == 1 else routes[int(random_() * len(routes))]
-            if skip is not None:
-                self.deliver(targets, tail, 1, size, skip)
-                continue
-            for sub, client, prefix in targets:
-                out = client.out
+            targets = plan.single
+            if targets is None:
+                routes = plan.routes
+                if routes is None:
+                    self.route(account, producer, subject, None, tail, len(tail) - size - 2)
+                    if producer.closed:
+                        return _routed(tails, tail)
+                    continue
+                targets = routes[int(random_() * len(routes))]
+            for out, prefix, sub, client in targets:
                 out.append(prefix)
                 out.append(tail)
                 sub.delivered += 1
@@ -415,7 +418,21 @@ class Server:
                 if not client.dirty:
                     client.dirty = True
                     dirty.append(client)
-        return len(batch)
+        return len(sizes)
+
+    def _route_batch_no_echo(self, account: Account, producer, subjects: list, tails: list, sizes: list) -> int:
+        """route_batch for a connection that does not want its own messages back (CONNECT echo false)."""
+        for subject, tail, size in zip(subjects, tails, sizes):
+            plan = account.plans.get(subject)
+            if plan is None:
+                plan = account.plan(subject)
+            if plan.fast is not None:
+                self.deliver(plan.fast, tail, 1, size, producer)
+                continue
+            self.route(account, producer, subject, None, tail, len(tail) - size - 2)
+            if producer.closed:
+                return _routed(tails, tail)
+        return len(sizes)
 
     def route(self, account: Account, producer, subject: bytes, reply: bytes | None, tail: bytes, body_at: int,
               hdr_len: int = 0, msg_subject: bytes | None = None) -> bool:

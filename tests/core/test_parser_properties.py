@@ -235,11 +235,31 @@ def publishes(draw) -> bytes:
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(publishes(), min_size=1, max_size=30).map(b"".join), st.lists(st.integers(0, 2000), max_size=4))
-def test_batches_agree_with_one_by_one_parsing(data, points):
+@given(st.lists(publishes(), min_size=1, max_size=30).map(b"".join), st.lists(st.integers(0, 2000), max_size=4),
+       st.booleans())
+def test_batches_agree_with_one_by_one_parsing(data, points, warm):
     """Batches of publishes to changing subjects (PUBB) give the same operations, and stop with the same error at
     the same place, as parsing one by one, under any cut into reads; with limits a batch must not pass: a
-    control line over 40 bytes, a payload over 24."""
+    control line over 40 bytes, a payload over 24. `warm`: ten small publishes and one with a reply first, after
+    which the parser cuts the next batch with one split of the read (its other way)."""
+    if warm:
+        data = b"".join(b"PUB w.%d 1\r\nw\r\n" % i for i in range(10)) + b"PUB w r 1\r\nw\r\n" + data
     limits = {"max_control_line": 40, "max_payload": 24}
     assert parse_until_error(data, runs=True, points=points, **limits) == \
         parse_until_error(data, runs=False, **limits)
+
+
+def test_a_split_batch_stops_where_one_by_one_parsing_stops():
+    """Each way a message can fall outside a batch, met while the parser cuts batches with a split: the same
+    operations and the same error as one by one."""
+    warm = b"".join(b"PUB w.%d 1\r\nw\r\n" % i for i in range(10)) + b"PUB w r 1\r\nw\r\n"
+    before = b"PUB a 1\r\nx\r\nPUB b 2\r\nxy\r\n"
+    after = b"PUB e 1\r\nx\r\nPUB f 1\r\nx\r\n"
+    inner = b"PUB q 3\r\nabc\r\n"
+    for odd in (b"PUB c 1\r\nxyz", b"PUB c 0\r\nxy", b"PUB c 25\r\n" + b"y" * 25 + b"\r\n",
+                b"PUB " + b"c" * 39 + b" 1\r\nx\r\n", b"PUB " + b"c" * 31 + b" 1\r\nx\r\n", b"PUB c  1\r\nx\r\n",
+                b"PUB c r 1\r\nx\r\n", b"PUB c %d\r\n%s\r\n" % (len(inner), inner), b"PING\r\n",
+                b"PUB c 1\r\nx\r\nPUB c 1\r\nx\r\n"):
+        data = warm + before + odd + after
+        assert parse_until_error(data, runs=True, max_control_line=40, max_payload=24) == \
+            parse_until_error(data, runs=False, max_control_line=40, max_payload=24), odd

@@ -42,8 +42,11 @@ def observed(result):
 
 
 class _Connection:
-    """What a plan reads of a subscriber's connection: its permissions (none here)."""
+    """What a plan reads of a subscriber's connection: its permissions (none here) and its output list."""
     perms = None
+
+    def __init__(self):
+        self.out: list = []
 
 
 class TrieMachine(RuleBasedStateMachine):
