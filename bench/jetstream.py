@@ -92,18 +92,24 @@ async def _kv(url: str, storage: str, n: int) -> dict:
     return {"put": put_rate, "get": get_rate}
 
 
-def _fill_raw(port: int, subject: bytes, count: int, window: int = 20_000) -> None:
+def _fill_raw(port: int, subject: bytes, count: int, window: int = 20_000, payload: bytes = PAYLOAD,
+              subjects: int = 0) -> None:
     """Publish `count` messages on one pipelined socket, at most `window` of them waiting for their PubAck
-    (a server may drop what it cannot take in, so acks pace the sender)."""
+    (a server may drop what it cannot take in, so acks pace the sender). With `subjects`, message i goes to
+    `<subject>.<i % subjects>`."""
     s = _raw_connect(port)
     s.sendall(b"SUB _BENCHFILL.* 1\r\n")
-    frame = b"PUB " + subject + b" _BENCHFILL.a %d\r\n" % len(PAYLOAD) + PAYLOAD + b"\r\n"
+    names = [subject + b".%d" % i for i in range(subjects)] if subjects else [subject]
+    frames = [b"PUB %s _BENCHFILL.a %d\r\n%s\r\n" % (name, len(payload), payload) for name in names]
+    cycle = b"".join(frames)
+    per = max(1000 // len(names), 1) * len(names)
     sent = acked = 0
     buf = b""
     while acked < count:
         if sent < count and sent - acked < window:
-            n = min(1000, count - sent)
-            s.sendall(frame * n)
+            n = min(per, count - sent)
+            whole, rest = divmod(n, len(names))
+            s.sendall(cycle * whole + b"".join(frames[:rest]))
             sent += n
             continue
         buf += s.recv(1 << 20)

@@ -293,6 +293,7 @@ class FileStore(MemoryStore):
         self._rfds: dict[int, int] = {}  # block index -> a read-only fd (insertion order: oldest first)
         self._held_at = 0
         self._last_block: _Block | None = None
+        self._read_next = 0  # the sequence after the last one read
         self.msgs_dir = os.path.join(directory, "msgs")
         self.state_path = os.path.join(directory, STATE_FILE)
         self.sync_always = sync_always
@@ -379,6 +380,10 @@ class FileStore(MemoryStore):
         return _TS.unpack_from(buf, pos)[0] if pos + _TS.size <= len(buf) else 0
 
     def _load(self, seq: int, subject: str, sequential: bool = False) -> StoreMsg | None:
+        # Reading the sequence after the last one read is a scan too (a mirror copying its origin with load_msg).
+        if seq == self._read_next:
+            sequential = True
+        self._read_next = seq + 1
         i = seq - self._base
         blk = self._block_for(seq)
         sm = None
