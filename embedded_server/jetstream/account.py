@@ -179,10 +179,10 @@ class JSAccount:
         elif cfg.get("name"):
             name = cfg["name"]
         else:
+            # A legacy ephemeral: nats-server's config keeps no `name` (create answer, info, list, meta file).
             name = new_consumer_name()
             while name in st.consumers:
                 name = new_consumer_name()
-            cfg["name"] = name
         if not config_check.is_valid_name(name):
             raise api_error("JSConsumerBadDurableNameErr")
         if not cfg.get("durable_name") and not cfg.get("inactive_threshold"):

@@ -89,6 +89,8 @@ def consumer_meta(meta, dirname: str, stream_cfg: dict) -> tuple[dict, int]:
         cfg = config_check.consumer_defaults(cfg, stream_cfg)
     except ApiError as e:
         raise Unloadable(e.description) from None
+    if not cfg.get("durable_name") and not cfg.get("name"):
+        cfg["name"] = dirname  # a legacy ephemeral's config has no name until a restart, as on nats-server
     name = cfg.get("durable_name") or cfg.get("name")
     if name != dirname:
         raise Unloadable(f"the metafile names consumer {name!r}, its directory is {dirname!r}")

@@ -251,3 +251,31 @@ def test_a_push_consumer_delivers_as_soon_as_its_subscriber_appears(js_server):
         return pending
 
     assert asyncio.run(scenario()) == 10
+
+
+def test_a_legacy_ephemeral_config_has_no_name_until_a_restart(js_server):
+    """`$JS.API.CONSUMER.CREATE.<stream>` without a name: nats-server's config keeps no `name` (the create
+    answer, info, list, nats-py's ConsumerInfo.config.name is None); recovered after a restart it has one."""
+    async def created():
+        async with connected(js_server) as (nc, js):
+            await api(nc, "$JS.API.STREAM.CREATE.S", {"name": "S", "subjects": ["s"], "storage": "file"})
+            answer = await api(nc, "$JS.API.CONSUMER.CREATE.S", {"stream_name": "S", "config": {
+                "deliver_subject": "d", "ack_policy": "explicit", "inactive_threshold": 600_000_000_000}})
+            ci = await js.add_consumer("S", ConsumerConfig(ack_policy=AckPolicy.EXPLICIT,
+                                                           inactive_threshold=600.0))
+            info = await api(nc, f"$JS.API.CONSUMER.INFO.S.{answer['name']}")
+            listed = await api(nc, "$JS.API.CONSUMER.LIST.S", {})
+            return answer, ci, info, listed
+
+    async def after_restart():
+        async with connected(js_server) as (nc, _):
+            return await api(nc, "$JS.API.CONSUMER.LIST.S", {})
+
+    answer, ci, info, listed = run(created())
+    js_server.restart()
+    recovered = run(after_restart())
+    assert "error" not in answer and "name" not in answer["config"] and "name" not in info["config"]
+    assert ci.name and ci.config.name is None and ci.config.inactive_threshold == 600.0
+    assert sorted(c["name"] for c in listed["consumers"]) == sorted([answer["name"], ci.name])
+    assert [c["config"].get("name") for c in listed["consumers"]] == [None, None]
+    assert {c["config"].get("name") for c in recovered["consumers"]} == {answer["name"], ci.name}
