@@ -384,12 +384,24 @@ class Stream:
         hlen = len(hdr) if hdr else 0
         if max_size >= 0 and (hlen > max_size or len(msg) > max_size - hlen) or hlen > 65535:
             return 0
-        try:
-            seq, stored = self.store_checked(subject, hdr, msg, "", "", 0)
-        except (ApiError, StoreError):
+        # store_checked for this case: no account limits, limits retention, no TTL, msg id,
+        # rollup, schedule or republish (all of them put a stream on the slow path or need a header).
+        js = self.js
+        storage = self.store.storage
+        if js.usage[storage] > js.limit_for[storage]:
             return 0
-        if stored:
-            self.notify_stored(seq, subject, 0)
+        try:
+            seq, ts = self.store.store_msg(subject, hdr, msg, 0)
+        except StoreError:
+            return 0
+        except OSError as e:
+            self.js.logger.error(f"JetStream failed to store a msg on stream '{self.account.name} > {self.name}': {e}")
+            return 0
+        self.lseq, self.lmsgid = seq, ""
+        js.add_usage(self)
+        if self.scheduler is not None:
+            self.scheduler.stored(seq, subject, hdr, ts)
+        self.notify_stored(seq, subject)
         return seq
 
     def notify_stored(self, seq: int, subject: str, ttl: int = 0) -> None:
