@@ -66,6 +66,11 @@ def consumer_config(name: str | None = None, *, pull: bool = True, target: str |
         raise LabError("a push consumer needs --target SUBJECT (where it delivers)")
     if pull and target:
         raise LabError("--target is for push consumers: add --push")
+    ack_fc = str(getattr(ack, "value", ack)).lower() == "flow_control"
+    if ack_fc and pull:
+        raise LabError("--ack flow_control is for push consumers: add --push --target SUBJECT")
+    if ack_fc:  # what nats-server 2.14 wants of it: flow control with a 1 s heartbeat
+        flow_control, heartbeat = True, "1s" if heartbeat is None else heartbeat
     filters = [filter] if isinstance(filter, str) else list(filter or [])
     for f in filters:
         check_subject(f, "--filter", wildcards=True)

@@ -273,6 +273,10 @@ def _stream_settings(p: Parser, adding: bool) -> None:
     p.add_argument("--source", dest="sources", nargs="+", action="append", metavar="ARG",
                    help="copy from another stream: STREAM [FILTER [DEST]] (repeatable)")
     p.add_argument("--start-seq", type=_int, metavar="N", help="the mirror or sources begin at this sequence")
+    p.add_argument("--source-consumer", metavar="NAME",
+                   help="nats-server 2.14+: read the mirror (or the one source) through the origin's durable push "
+                   "consumer NAME (%%consumer add ORIGIN NAME --push --target SUBJECT --ack flow_control)")
+    p.add_argument("--source-deliver", metavar="SUBJECT", help="with --source-consumer: its deliver subject")
     p.add_argument("--start-time", metavar="TIME", help="... or at this time (ISO, or a duration ago: 2h)")
     if not adding:
         p.add_argument("--no-mirror", action="store_true", default=None,
@@ -368,7 +372,9 @@ def consumer_parser() -> Parser:
     a.add_argument("--target", metavar="SUBJECT", help="push: the subject messages are delivered to")
     a.add_argument("--deliver", default="all",
                    help="all, last, new, last-per-subject, a start sequence, or a duration like 1h")
-    a.add_argument("--ack", choices=["explicit", "none", "all"], default="explicit")
+    a.add_argument("--ack", choices=["explicit", "none", "all", "flow_control"], default="explicit",
+                   help="ack policy (default explicit); flow_control (nats-server 2.14+, push only): acked by the "
+                   "flow control replies, 1s heartbeat, no --ack-wait/--max-deliver; what --source-consumer reads")
     a.add_argument("--replay", choices=["instant", "original"], default="instant")
     a.add_argument("--filter", action="append", metavar="SUBJECT", help="only these subjects (repeatable)")
     a.add_argument("--max-deliver", type=_int, metavar="N")
@@ -640,7 +646,8 @@ def _stream_options(a: argparse.Namespace) -> dict:
     keys = ("description", "storage", "retention", "replicas", "max_msgs", "max_bytes", "max_age", "max_msg_size",
             "max_msgs_per_subject", "dupe_window", "discard", "allow_rollup", "deny_delete", "deny_purge",
             "allow_direct", "allow_msg_ttl", "subject_delete_marker_ttl", "republish_headers_only", "metadata",
-            "no_transform", "no_republish", "no_mirror", "mirror", "sources", "start_seq", "start_time", "allow_msg_counter",
+            "no_transform", "no_republish", "no_mirror", "mirror", "sources", "start_seq", "start_time",
+            "source_consumer", "source_deliver", "allow_msg_counter",
             "allow_atomic", "allow_batched", "allow_msg_schedules")
     out = {k: getattr(a, k) for k in keys if getattr(a, k, None) is not None}
     for name in ("transform", "republish"):

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 import nats.js.errors as jse
 import pandas as pd
 from nats.js.api import (DiscardPolicy, RePublish, RetentionPolicy, StorageType, StreamConfig, StreamInfo,
-                         StreamSource, SubjectTransform)
+                         StreamConsumerSource, StreamSource, SubjectTransform)
 
 from . import frames, tables
 from . import reader as _reader
@@ -98,7 +98,26 @@ def _sourcing_changes(options: dict) -> dict:
         out["sources"] = [stream_source(x, "--source", start_seq, start_time) for x in items]
     if (start_seq is not None or start_time is not None) and mirror is None and sources is None:
         raise LabError("--start-seq and --start-time go with --mirror or --source")
+    consumer = _source_consumer(options.pop("source_consumer", None), options.pop("source_deliver", None))
+    if consumer is not None:
+        if out.get("mirror") is not None and "sources" not in out:
+            out["mirror"] = dataclasses.replace(out["mirror"], consumer=consumer)
+        elif out.get("mirror") is None and len(out.get("sources") or ()) == 1:
+            out["sources"] = [dataclasses.replace(out["sources"][0], consumer=consumer)]
+        else:
+            raise LabError("--source-consumer goes with --mirror or one --source")
     return out
+
+
+def _source_consumer(name: str | None, deliver: str | None) -> StreamConsumerSource | None:
+    """nats-server 2.14's durable sourcing: the origin's push consumer (ack policy flow_control) the mirror or
+    source reads through, and the subject it delivers to."""
+    if name is None and deliver is None:
+        return None
+    if not name or not deliver:
+        raise LabError("--source-consumer NAME and --source-deliver SUBJECT go together")
+    check_subject(deliver, "--source-deliver")
+    return StreamConsumerSource(name=name, deliver_subject=deliver)
 
 
 def _special_changes(options: dict) -> dict:
@@ -159,7 +178,9 @@ async def stream_add(s: Session, name: str, subjects: list[str] | str | None = N
     """Create a stream. Options use natscli's names: storage, retention, max_msgs, max_bytes, max_age,
     max_msg_size, max_msgs_per_subject, dupe_window, replicas, discard, allow_direct, description, ...
     `mirror="ORIGIN"` or `sources=["A", ["B", "b.>"], ["C", "c.*", "all.$1"]]` copy other streams (see
-    `stream_source`), with `start_seq=` or `start_time=` where to begin; `allow_msg_counter=True` makes a
+    `stream_source`), with `start_seq=` or `start_time=` where to begin, and `source_consumer=NAME,
+    source_deliver=SUBJECT` to read the mirror or one source through the origin's durable push consumer (ack
+    policy flow_control, nats-server 2.14+); `allow_msg_counter=True` makes a
     counter stream (`publish(..., incr=N)`).
 
     Streams created here allow direct get unless `allow_direct=False`, so `stream_view` pages fast."""

@@ -82,3 +82,32 @@ def test_bad_batch_and_schedule_input_is_one_line(lab_js, shell, capsys):
         "%nats pub p.x y --schedule soonish --target p.y": "%nats pub: invalid --schedule 'soonish'",
         "%nats pub p.x y --schedule '@every 1m' --target p.y": "%nats pub: message schedules is disabled (10188)",
     })
+
+
+def test_durable_sourcing_through_a_flow_control_consumer(lab_js, shell, capsys):
+    magic(shell, "%stream add JOBS --subjects jobs.> --retention workqueue")
+    feed = magic(shell, "%consumer add JOBS FEED --push --target feed.jobs --ack flow_control --max-pending 50")
+    assert feed.config.ack_policy == "flow_control" and feed.config.flow_control is True
+    assert feed.config.idle_heartbeat == 1.0
+    magic(shell, "%stream add LOG --subjects log.>")
+    magic(shell, "%consumer add LOG TAIL --push --target feed.log --ack flow_control --max-pending 50")
+    copy = magic(shell, "%stream add DONE --source JOBS --source-consumer FEED --source-deliver feed.jobs")
+    consumer = copy.config.sources[0].consumer
+    assert (consumer.name, consumer.deliver_subject) == ("FEED", "feed.jobs")
+    mirror = magic(shell, "%stream add LOGCOPY --mirror LOG --source-consumer TAIL --source-deliver feed.log")
+    assert mirror.config.mirror.consumer.name == "TAIL"
+    magic(shell, "%nats pub jobs.{{Count}} j --count 4 --js")
+    magic(shell, "%nats pub log.x l --count 3 --js")
+    eventually(lambda: _messages(shell, "DONE") == 4 and _messages(shell, "LOGCOPY") == 3)
+    assert sorted(magic(shell, "%stream view DONE")["subject"]) == ["jobs.1", "jobs.2", "jobs.3", "jobs.4"]
+    # the copies acknowledge through flow control: the origin consumers' ack floors advance, the work queue empties
+    eventually(lambda: magic(shell, "%consumer info JOBS FEED").ack_floor.stream_seq == 4
+               and magic(shell, "%consumer info LOG TAIL").ack_floor.stream_seq == 3)
+    eventually(lambda: _messages(shell, "JOBS") == 0)
+    assert_one_line_errors(shell, capsys, {
+        "%consumer add LOG P --ack flow_control": "%consumer add: --ack flow_control is for push consumers",
+        "%stream add X --source LOG --source-consumer TAIL": "%stream add: --source-consumer NAME and "
+                                                              "--source-deliver SUBJECT go together",
+        "%stream add X --source LOG --source JOBS --source-consumer TAIL --source-deliver feed.log":
+            "%stream add: --source-consumer goes with --mirror or one --source",
+    })
