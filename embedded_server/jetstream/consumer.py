@@ -236,7 +236,7 @@ class Consumer(ConsumerPersistence, AckTracking, PullRequests, PushDelivery):
                     self.adflr = p[0]
                     self.dseq = max(self.dseq, self.adflr)
         store = self.stream.store
-        for seq in [s for s in self.pending if store.load_msg(s) is None]:
+        for seq in [s for s in self.pending if not store.has_msg(s)]:
             p = self.pending.pop(seq)
             self.rdc.pop(seq, None)
             if p[0] > self.adflr:

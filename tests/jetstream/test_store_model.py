@@ -79,8 +79,12 @@ def test_file_store_reopens_to_what_the_memory_store_holds(ops, cfg):
                 assert apply(fs, op) == apply(mem, op), op
             expected = contents(mem)
             before = contents(fs)
+            seqs = range(mem.state().last_seq + 2)
+            held = [mem.load_msg(s) is not None for s in seqs]
+            assert [mem.has_msg(s) for s in seqs] == held and [fs.has_msg(s) for s in seqs] == held
             fs.stop()
             reopened = FileStore(tmp, dict(cfg), block_size=300)
+            assert [reopened.has_msg(s) for s in seqs] == held
             got = contents(reopened)
             assert got[0] == expected[0]
             assert [m[:4] for m in got[1]] == [m[:4] for m in expected[1]]

@@ -97,6 +97,10 @@ class StreamStore:
     def load_msg(self, seq: int) -> StoreMsg | None:
         raise NotImplementedError
 
+    def has_msg(self, seq: int) -> bool:
+        """Whether sequence `seq` is stored (not removed), answered without reading the message."""
+        return self.load_msg(seq) is not None
+
     def load_next_msg(self, filters: tuple[str, ...], start: int) -> StoreMsg | None:
         """The first message at or after `start` whose subject matches one of `filters` (empty: all)."""
         raise NotImplementedError

@@ -387,6 +387,11 @@ class MemoryStore(StreamStore):
     def subject_for_seq(self, seq: int) -> str | None:
         return self._rec(seq)
 
+    def has_msg(self, seq: int) -> bool:
+        # From the index (the file store inherits it: no disk read); a file record that no longer reads back
+        # intact still counts as stored here, load_msg reports it when the message is actually needed.
+        return self._rec(seq) is not None
+
     def _fix(self, ss):
         """Bring a subject's lazily kept first/last sequence up to date (from its sequence array)."""
         if ss[_FSTALE] or ss[_LSTALE]:
