@@ -31,8 +31,12 @@ from embedded_server.subjects import Sublist, Subscription
 from embedded_server.version import API_LEVEL, PROTOCOL_VERSION, VERSION
 
 GLOBAL_ACCOUNT = "$G"
-# A plan keeps a receiver list per choice of queue group members (Plan.routes) up to this many choices.
+# A plan keeps a receiver list per choice of queue group members (Plan.routes) up to this many choices, and only
+# while those lists hold at most _ROUTES_GROWTH times the plan's own entries (plus _ROUTES_SLACK): the memory of
+# the cached plans stays within a few times what their subscriptions take.
 _MAX_ROUTES = 64
+_ROUTES_GROWTH = 4
+_ROUTES_SLACK = 64
 SYSTEM_ACCOUNT = "$SYS"
 
 
@@ -68,11 +72,16 @@ class Plan:
         queue groups (then also `single`); with them, one list per choice of a member in each group (the plain
         subscribers, then each group's member: nats-server's order). A message picks one at random, which picks
         each group's member uniformly and independently, as route() does. None when a member needs a check
-        (internal, permissions, an auto-unsubscribe limit) or the choices are too many to keep."""
+        (internal, permissions, an auto-unsubscribe limit) or the choices would take too much memory (then
+        `route` picks the members per message)."""
         routes = [tuple((client.out, prefix, sub, client) for sub, client, prefix in psubs)]
+        choices = 1
         for group in qgroups:
-            if len(routes) * len(group) > _MAX_ROUTES:
-                return None
+            choices *= len(group)
+        if choices > _MAX_ROUTES or choices * (len(psubs) + len(qgroups)) > \
+                _ROUTES_GROWTH * (len(psubs) + sum(len(group) for group in qgroups)) + _ROUTES_SLACK:
+            return None
+        for group in qgroups:
             for sub, client, _ in group:
                 if client is None or sub.max or client.perms is not None:
                     return None
