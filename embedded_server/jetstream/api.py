@@ -12,6 +12,7 @@ from . import advisories
 from . import config_check
 from . import config_json
 from . import filters
+from . import headers
 from . import priority
 from . import requests
 from . import consumer_reset
@@ -21,6 +22,9 @@ from .clock import rfc3339, now_ns, ZERO_TIME
 from .config import API_LEVEL
 from .config_json import decode_request, invalid_json
 from .errors import ApiError, api_error
+from .sourcing import stream_identity
+
+STREAM_IDENTITY = consumer_reset.IDENTITY  # b"Nats-Stream-Identity"
 
 PREFIX = "io.nats.jetstream.api.v1."
 NAMES_LIMIT = 1024
@@ -65,11 +69,12 @@ def _token(subject: str, index: int) -> str:
 
 
 class Request:
-    __slots__ = ("js", "jsa", "subject", "reply", "hdr", "msg", "client")
+    __slots__ = ("js", "jsa", "subject", "reply", "hdr", "msg", "client", "answer_hdr")
 
     def __init__(self, js, jsa, subject, reply, hdr, msg, client=None):
         self.js, self.jsa, self.subject, self.reply, self.hdr, self.msg = js, jsa, subject, reply, hdr, msg
         self.client = client  # the requesting connection (None from inside the server), for advisories
+        self.answer_hdr = None  # headers a handler puts on a successful answer (Nats-Stream-Identity)
 
 
 # -- account --------------------------------------------------------------------------------------
@@ -327,8 +332,19 @@ def consumer_create(req: Request) -> dict:
             cfg["pause_until"] = existing.cfg["pause_until"]
         else:
             cfg.pop("pause_until", None)
+    identity = ""
+    if cfg.get("direct") or cfg.get("sourcing"):
+        # nats-server 2.15 (API level 5, stream recreation detection): a sourcing consumer's create names the
+        # stream's identity in the answer, and is refused when the request expects another incarnation.
+        identity = stream_identity(st.created)
+        expected = headers.get(req.hdr, STREAM_IDENTITY) if req.hdr else None
+        if expected and expected.decode(errors="replace") != identity:
+            raise api_error("JSConsumerStreamIdentityMismatchF", msg=identity)
     config_check.set_static_metadata(cfg)
-    return req.jsa.add_consumer(st, cfg, action, pedantic).info(req.js.version)
+    info = req.jsa.add_consumer(st, cfg, action, pedantic).info(req.js.version)
+    if identity:
+        req.answer_hdr = b"NATS/1.0\r\n" + STREAM_IDENTITY + b": " + identity.encode() + b"\r\n\r\n"
+    return info
 
 
 def _lookup_consumer(req: Request):
@@ -483,10 +499,13 @@ def _dispatch(js, jsa, subject: str, reply: str, hdr, payload: bytes, client=Non
         return
     js.api_total += 1
     resp = {"type": PREFIX + rtype}
+    answer_hdr = None
     try:
         if required_level_error(hdr):
             raise api_error("JSRequiredApiLevelErr")
-        body = handler(Request(js, jsa, subject, reply, hdr, payload, client))
+        request = Request(js, jsa, subject, reply, hdr, payload, client)
+        body = handler(request)
+        answer_hdr = request.answer_hdr
         if body is None:
             js.api_total -= 1
             return
@@ -504,5 +523,5 @@ def _dispatch(js, jsa, subject: str, reply: str, hdr, payload: bytes, client=Non
     if "error" in resp:
         jsa.api_errors += 1
     answer = dumps(resp)
-    js.server.send_internal(jsa.account, reply, None, None, answer)
+    js.server.send_internal(jsa.account, reply, None, answer_hdr if "error" not in resp else None, answer)
     advisories.api_audit(js, jsa.account, client, subject, payload, answer)

@@ -192,6 +192,7 @@ _TABLE: dict[str, tuple[int, int, str]] = {
     'JSMessageSchedulesSchedulerInvalidErr': (400, 10212, 'message schedules invalid scheduler'),
     'JSMessageSchedulesTimeZoneInvalidErr': (400, 10223, 'message schedules time zone is invalid'),
     'JSMessageSourceHdrNotAllowedErr': (400, 10227, 'message stream source header is not allowed'),
+    'JSConsumerStreamIdentityMismatchF': (400, 10225, "consumer's stream identity does not match: {msg}"),
 }
 
 

@@ -163,3 +163,35 @@ def test_v2_ack_and_flow_control_subjects(start_server, tmp_path):
     assert v2_acked["ack_floor"]["stream_seq"] == 1 and v2_acked["num_ack_pending"] == 2
     assert fc_reply.startswith(f"$JS.FC.hub.{_hash('$G')}.S.F.") and fc_reply.count(".") == 6
     assert fc_acked["ack_floor"]["stream_seq"] >= 2 and delivered == 3
+
+
+def test_a_sourcing_consumer_create_names_the_stream_identity(js_server):
+    """nats-server 2.15 (stream recreation detection): a `direct`/`sourcing` consumer's create answer carries
+    `Nats-Stream-Identity` (the hash of the stream's `created`), a create expecting another identity (an earlier
+    incarnation of the stream) gets 10225, other consumers ignore the header."""
+    direct = {"ack_policy": "none", "direct": True, "mem_storage": True, "flow_control": True,
+              "idle_heartbeat": NS, "deliver_subject": "d"}
+
+    async def create(nc, cfg, identity=None):
+        msg = await nc.request("$JS.API.CONSUMER.CREATE.S", json.dumps({"stream_name": "S", "config": cfg}).encode(),
+                               timeout=3, headers=None if identity is None else {"Nats-Stream-Identity": identity})
+        return (msg.headers or {}).get("Nats-Stream-Identity"), json.loads(msg.data)
+
+    async def scenario():
+        async with connected(js_server) as (nc, _):
+            first = await api(nc, "$JS.API.STREAM.CREATE.S", {"name": "S", "subjects": ["s"]})
+            answers = [await create(nc, direct), await create(nc, {**direct, "deliver_subject": "e"}, "x"),
+                       await create(nc, {"ack_policy": "explicit", "deliver_subject": "f"}, "x")]
+            await api(nc, "$JS.API.STREAM.DELETE.S")
+            second = await api(nc, "$JS.API.STREAM.CREATE.S", {"name": "S", "subjects": ["s"]})
+            answers.append(await create(nc, direct, _hash(first["created"])))
+            answers.append(await create(nc, direct, _hash(second["created"])))
+            return first, second, answers
+
+    first, second, answers = run(scenario())
+    (hdr1, ok), (hdr2, bad), (hdr3, plain), (hdr4, old), (hdr5, again) = answers
+    assert hdr1 == _hash(first["created"]) and "error" not in ok
+    assert hdr2 is None and error_of(bad) == (400, 10225, f"consumer's stream identity does not match: {hdr1}")
+    assert hdr3 is None and "error" not in plain
+    assert hdr4 is None and error_of(old) == (400, 10225, f"consumer's stream identity does not match: {hdr5}")
+    assert hdr5 == _hash(second["created"]) != hdr1 and "error" not in again
