@@ -15,7 +15,6 @@ heartbeats, flow control), consumer_state.py (what is saved and restored).
 """
 from __future__ import annotations
 
-import hashlib
 import random
 import time
 from collections import deque
@@ -32,6 +31,7 @@ from .clock import now_ns, rfc3339
 from .consumer_acks import ACK_WAIT_DELAY, AckTracking
 from .consumer_pull import PENDING_STATUS_HDR, PullRequests, WaitingRequest
 from .consumer_push import PushDelivery
+from .sourcing import get_hash
 from .consumer_state import ConsumerPersistence
 
 FC_MAX_PENDING = 32 * 1024 * 1024
@@ -95,7 +95,7 @@ class Consumer(ConsumerPersistence, AckTracking, PullRequests, PushDelivery):
         self._set_filters()
         # v1 and v2 (nats-server 2.14+) forms of the ack and flow control subjects; replies use v2 only with the
         # feature flag js_ack_fc_v2.
-        v2 = f"{self.js.domain or '_'}.{account_hash(self.account.name)}."
+        v2 = f"{self.js.domain or '_'}.{get_hash(self.account.name)}."
         self._ack_subject_v2 = f"$JS.ACK.{v2}{stream.name}.{name}.*.*.*.*.>"
         self._fc_subjects = (f"$JS.FC.{stream.name}.{name}.*", f"$JS.FC.{v2}{stream.name}.{name}.*")
         self.fc_prefix = f"$JS.FC.{v2}" if self.js.ack_v2 else "$JS.FC."
@@ -576,10 +576,3 @@ def new_consumer_name() -> str:
     """A random 8-character name, as nats-server's createConsumerName for ephemerals."""
     return "".join(random.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(8))
 
-
-_HASH_DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-
-def account_hash(name: str) -> str:
-    """nats-server's getHash: 8 characters of the SHA-256 of `name`, each byte taken modulo 62."""
-    return "".join(_HASH_DIGITS[b % 62] for b in hashlib.sha256(name.encode()).digest()[:8])

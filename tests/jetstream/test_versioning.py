@@ -79,7 +79,7 @@ def test_feature_level_in_info_and_in_every_config(js_server):
 
 
 def _hash(name: str) -> str:
-    """nats-server's getHash of an account name (8 characters, base 62), the v2 ack subjects' second token."""
+    """nats-server's getHash (8 characters, base 62): an account's in v2 ack subjects, a stream's identity."""
     digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
     return "".join(digits[b % 62] for b in hashlib.sha256(name.encode()).digest()[:8])
 
