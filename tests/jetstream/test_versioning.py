@@ -151,6 +151,8 @@ def test_v2_ack_and_flow_control_subjects(start_server, tmp_path):
             return acked, plain_replies, v2_acked, v2_msgs[0].reply, request.reply, fc_acked, len(got)
 
     acked, plain_replies, v2_acked, v2_reply, fc_reply, fc_acked, delivered = run(scenario())
+    # The start-up log names the flags as nats-server does.
+    assert "Configured:    js_ack_fc_v2 (opt-in)" in flagged.logs and "Unsupported:   not_a_flag" in flagged.logs
     # /varz lists the flag; a JSONP `callback` is ignored (removed in nats-server 2.14.3).
     with urllib.request.urlopen(f"http://127.0.0.1:{flagged.http_port}/varz?callback=f", timeout=10) as r:
         assert r.headers["Content-Type"] == "application/json"
