@@ -29,6 +29,7 @@ _GO_NAMES = {
     "max_pending": "MaxPending", "max_subscriptions": "MaxSubs", "no_auth_user": "NoAuthUser",
     "jetstream": "JetStream", "store_dir": "StoreDir", "max_memory_store": "JetStreamMaxMemory",
     "max_file_store": "JetStreamMaxStore", "sync_interval": "SyncInterval", "accounts": "Accounts",
+    "feature_flags": "FeatureFlags",
 }
 # Bookkeeping fields that are not options of their own.
 _IGNORED = {"config_file", "check_config", "accounts", "accounts_block", "jetstream_block", "store_dir_from_config",
@@ -48,6 +49,8 @@ class ReloadRefused(ValueError):
 def _go_value(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
+    if isinstance(v, dict):  # Go prints a map with its keys sorted: map[a:1 b:2]
+        return "map[" + " ".join(f"{k}:{_go_value(v[k])}" for k in sorted(v)) + "]"
     return str(v)
 
 

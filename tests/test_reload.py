@@ -107,6 +107,8 @@ def test_a_bad_config_keeps_the_old_one(start_server):
     ("server_name: one\n", "server_name: two\n", "ServerName"),
     (users_config("user: a, password: b") + "no_auth_user: a\n",
      users_config("user: a, password: b", "user: c, password: d") + "no_auth_user: c\n", "NoAuthUser"),
+    ("server_name: one\n", "server_name: one\nfeature_flags { js_ack_fc_v2: true, b: false }\n",
+     "FeatureFlags: old=map[], new=map[b:false js_ack_fc_v2:true]"),
 ])
 def test_options_that_cannot_be_reloaded_are_refused(start_server, before, after, field):
     srv = start_server(config=before)
