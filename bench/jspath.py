@@ -1,0 +1,122 @@
+"""The embedded server's JetStream publish path alone, for profiling (h)-(j) of `bench jetstream`: a server in
+this process (thread mode, memory streams), `Stream.process_msg` called on its loop with the bytes a client's
+PUB/HPUB would hand it, and the loop thread's CPU µs per message (best of `--repeat`). No socket, no parser, no
+nats-py: what is left is stream.py, headers.py, counters.py, batch.py, fastbatch.py, the memory store and the
+routing of the answers. nats-server has no counterpart to call; compare its server CPU per message in
+`python -m bench jetstream --only h`.
+
+  counter   Nats-Incr: 1 on one subject, a PubAck (with `val`) to a reply nobody listens on
+  atomic    batches of 100 x 128 B (Nats-Batch-Id/-Sequence, the last with Nats-Batch-Commit: 1)
+  fast      one fast batch of 20,000 x 128 B (reply `<inbox>.<id>.100.fail.<seq>.<op>.$FI`), no headers
+
+    python -m bench jspath [--repeat 5] [--profile FILE]   (FILE: cProfile output of every run)
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import sys
+import tempfile
+import threading
+import time
+
+PAYLOAD = b"x" * 128
+N = 20_000
+
+
+def _on_loop(loop, fn):
+    done, out = threading.Event(), []
+
+    def call():
+        try:
+            out.append(fn())
+        finally:
+            done.set()
+    loop.call_soon_threadsafe(call)
+    if not done.wait(600):
+        raise TimeoutError(fn.__name__)
+    return out[0]
+
+
+async def _create(url: str) -> None:
+    import nats
+
+    nc = await nats.connect(url)
+    for name, extra in (("CTR", {"allow_msg_counter": True}), ("BAT", {"allow_atomic": True, "allow_batched": True})):
+        await nc.request(f"$JS.API.STREAM.CREATE.{name}", json.dumps({
+            "name": name, "subjects": [f"{name.lower()}.>"], "storage": "memory", **extra}).encode(), timeout=10)
+    await nc.close()
+
+
+def run(repeat: int, profile: str = "") -> dict:
+    from embedded_server.embedded import EmbeddedServer
+
+    prof = cProfile.Profile() if profile else None
+    best: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        srv = EmbeddedServer(jetstream=True, store_dir=tmp).start()
+        try:
+            asyncio.run(_create(srv.client_url))
+            streams = next(iter(srv.server.jetstream.accounts.values())).streams
+            ctr, bat = streams["CTR"], streams["BAT"]
+            incr = b"NATS/1.0\r\nNats-Incr: 1\r\n\r\n"
+            runs = [0]
+
+            def counter():
+                for _ in range(N):
+                    ctr.process_msg("ctr.a", "_INBOX.none.1", incr, b"")
+
+            def atomic():
+                for b in range(N // 100):
+                    head = b"NATS/1.0\r\nNats-Batch-Id: r%db%d\r\n" % (runs[0], b)
+                    for seq in range(1, 101):
+                        h = head + b"Nats-Batch-Sequence: %d\r\n" % seq
+                        h += b"Nats-Batch-Commit: 1\r\n\r\n" if seq == 100 else b"\r\n"
+                        bat.process_msg("bat.a", "_INBOX.none.2" if seq in (1, 100) else "", h, PAYLOAD)
+
+            def fast():
+                for seq in range(1, N + 1):
+                    op = 0 if seq == 1 else (2 if seq == N else 1)
+                    bat.process_msg("bat.f", f"_INBOX.none.r{runs[0]}.100.fail.{seq}.{op}.$FI", None, PAYLOAD)
+
+            def timed(work):
+                def call():
+                    if prof is not None:
+                        prof.enable()
+                    t0 = time.thread_time()
+                    work()
+                    spent = time.thread_time() - t0
+                    if prof is not None:
+                        prof.disable()
+                    return spent * 1e6 / N
+                return call
+
+            for r in range(repeat):
+                runs[0] = r
+                for name, work in (("counter", counter), ("atomic", atomic), ("fast", fast)):
+                    us = _on_loop(srv._loop, timed(work))
+                    best[name] = min(best.get(name, us), us)
+                _on_loop(srv._loop, bat.purge)
+        finally:
+            srv.stop()
+    if prof is not None:
+        prof.dump_stats(profile)
+    return best
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench jspath", description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeat", type=int, default=5, help="runs; the least CPU per message counts (default 5)")
+    p.add_argument("--profile", default="", help="write a cProfile of the runs to this file")
+    args = p.parse_args(argv)
+    best = run(max(args.repeat, 1), args.profile)
+    print("JetStream publish path, loop thread CPU per message (embedded server, memory streams):")
+    for name, us in best.items():
+        print(f"  {name:8} {us:6.2f} µs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
