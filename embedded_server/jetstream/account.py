@@ -77,7 +77,8 @@ class JSAccount:
         created = now_ns()
         if isinstance(store, FileStore):
             try:
-                write_meta(store.directory, {"config": cfg, "created": created}, sync=True)
+                write_meta(store.directory, {"config": cfg, "created": created}, sync=True,
+                           new_dirs=store.take_new_dirs())
             except OSError as e:
                 store.delete()
                 raise api_error("JSStreamCreateErrF", err=f"error creating store for stream: {e}") from None

@@ -312,6 +312,17 @@ def test_new_directories_are_fsynced(tmp_path, monkeypatch):
     fs.flush()
     assert {str(streams), str(streams / "T"), str(streams / "T" / "msgs")} <= set(synced)
     fs.stop()
+    # What a stream create does (account.add_stream): the meta is written with the new directories, each
+    # directory fsynced once, before the create is answered; msgs/ waits for the next sync with its files.
+    synced.clear()
+    fs = FileStore(str(streams / "U"), {"name": "U"}, sync_always=False)
+    file_store.write_meta(fs.directory, {"config": {"name": "U"}}, sync=True, new_dirs=fs.take_new_dirs())
+    assert sorted(synced) == sorted([str(streams), str(streams / "U")])
+    assert file_store.read_meta(fs.directory) == {"config": {"name": "U"}}
+    assert not [n for n in os.listdir(fs.directory) if n.endswith(".tmp")]
+    fs.flush()
+    assert str(streams / "U" / "msgs") in synced
+    fs.stop()
 
 
 def test_a_purge_clears_the_losses_it_covers(tmp_path):

@@ -174,11 +174,25 @@ def make_dirs(path: str, sync: bool) -> list[str]:
     return changed
 
 
-def write_meta(directory: str, meta: dict, sync: bool = True) -> None:
-    """meta.inf and its checksum meta.sum, each replaced atomically (sum last)."""
+def write_meta(directory: str, meta: dict, sync: bool = True, new_dirs: list[str] | tuple = ()) -> None:
+    """meta.inf and its checksum meta.sum, each replaced atomically (sum last). With `sync` both files are on
+    disk before either is renamed, and the directory is then fsynced once for both renames, together with
+    `new_dirs` (directories just created whose entries must be durable too: a new stream's own and its parent)."""
     data = json.dumps(meta, separators=(",", ":")).encode()
-    write_atomic(os.path.join(directory, "meta.inf"), data, sync)
-    write_atomic(os.path.join(directory, "meta.sum"), b"%08x" % zlib.crc32(data), sync)
+    paths = [os.path.join(directory, "meta.inf"), os.path.join(directory, "meta.sum")]
+    for path, body in zip(paths, (data, b"%08x" % zlib.crc32(data))):
+        fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        try:
+            os.write(fd, body)
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+    for path in paths:
+        os.replace(path + ".tmp", path)
+    if sync:
+        for d in dict.fromkeys([os.path.abspath(directory)] + [os.path.abspath(d) for d in new_dirs]):
+            fsync_dir(d)
 
 
 def read_meta(directory: str) -> dict:
@@ -302,6 +316,7 @@ class FileStore(MemoryStore):
         self._fd = -1
         self._jfd = -1
         self._sfd = -1
+        self._state_data = b""  # the JSON part of the state file as last written
         self._head = None  # the state file's head, mapped: rewriting it after each record costs no system call
         self._jsize = 0
         self._dirty = False
@@ -330,7 +345,14 @@ class FileStore(MemoryStore):
         self._recovering = False
         self._write_state(sync=False)  # opens the state file the removals below record their journal size in
         self._enforce_after_recovery()
-        self._write_state(sync=sync_always)
+        self._write_state(sync=sync_always)  # a write only if the limits removed something
+
+    def take_new_dirs(self) -> list[str]:
+        """The directories created for this store whose entries are not yet fsynced, except msgs/ (what it
+        holds is fsynced with its files at the next sync): the caller fsyncs them now, with the meta."""
+        dirs = [d for d in self._new_dirs if d != os.path.abspath(self.msgs_dir)]
+        self._new_dirs = [d for d in self._new_dirs if d not in dirs]
+        return dirs
 
     def _blocks_have_data(self) -> bool:
         return any(b.size for b in self._blocks)
@@ -759,6 +781,10 @@ class FileStore(MemoryStore):
         if self.lost_msgs:
             state["lost"] = {"msgs": self.lost_msgs, "bytes": self.lost_bytes}
         data = json.dumps(state, separators=(",", ":")).encode()
+        if self._sfd >= 0 and data == self._state_data and not sync:
+            self._head[:] = self._last_head()  # the JSON on disk is this one already
+            return
+        self._state_data = data
         if self._sfd < 0:
             new = not os.path.exists(self.state_path)
             self._sfd = os.open(self.state_path, os.O_RDWR | os.O_CREAT, 0o640)
