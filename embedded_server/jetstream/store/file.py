@@ -135,16 +135,20 @@ def _msg_at(buf: memoryview, pos: int, seq: int, subject: str) -> StoreMsg | Non
     return StoreMsg(subject, bytes(buf[at:at + hlen]) if hlen else None, bytes(buf[at + hlen:end]), seq, ts)
 
 
-def write_atomic(path: str, data: bytes, sync: bool) -> None:
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+def _write_tmp(path: str, data: bytes, sync: bool) -> None:
+    """`path`.tmp holding `data` (fsynced with `sync`), to be renamed over `path`."""
+    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
     try:
         os.write(fd, data)
         if sync:
             os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, path)
+
+
+def write_atomic(path: str, data: bytes, sync: bool) -> None:
+    _write_tmp(path, data, sync)
+    os.replace(path + ".tmp", path)
     if sync:
         fsync_dir(os.path.dirname(path))
 
@@ -180,14 +184,8 @@ def write_meta(directory: str, meta: dict, sync: bool = True, new_dirs: list[str
     `new_dirs` (directories just created whose entries must be durable too: a new stream's own and its parent)."""
     data = json.dumps(meta, separators=(",", ":")).encode()
     paths = [os.path.join(directory, "meta.inf"), os.path.join(directory, "meta.sum")]
-    for path, body in zip(paths, (data, b"%08x" % zlib.crc32(data))):
-        fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-        try:
-            os.write(fd, body)
-            if sync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+    _write_tmp(paths[0], data, sync)
+    _write_tmp(paths[1], b"%08x" % zlib.crc32(data), sync)
     for path in paths:
         os.replace(path + ".tmp", path)
     if sync:
