@@ -344,6 +344,33 @@ class Parser:
                         yield (PUB, subject, reply, buf[tail_at:nxt], len(szb) + 2)
                         pos = nxt
                         continue
+                elif startswith(b"HPUB ", pos) and buf[nl - 1] == 13 and self.headers:
+                    # Fast path of a complete, well-formed "HPUB <subject> [reply] <hdr size> <size>\r\n" with a
+                    # header block: the same operation _op would give; anything else (an error to report, a
+                    # payload still on its way) takes the general path.
+                    arg = buf[pos + 5:nl - 1]
+                    args = arg.split(b" ")
+                    nargs = len(args)
+                    if nargs == 3:
+                        subject, hdb, szb = args
+                        reply = None
+                    elif nargs == 4:
+                        subject, reply, hdb, szb = args
+                        if not reply:
+                            reply = None
+                    else:
+                        subject = b""
+                    if subject and hdb.isdigit() and szb.isdigit() and len(hdb) <= 9 and len(szb) <= 9 \
+                            and len(arg) <= mcl and b"\t" not in arg:
+                        hdr_len = int(hdb)
+                        size = int(szb)
+                        stop = nl + 1 + size
+                        if 0 < hdr_len <= size <= max_payload and stop + 2 <= end and buf[stop] == 13 \
+                                and buf[stop + 1] == 10:
+                            tail_at = nl - 2 - len(szb) - len(hdb)
+                            yield (HPUB, subject, reply, buf[tail_at:stop + 2], nl + 1 - tail_at, hdr_len)
+                            pos = stop + 2
+                            continue
                 pos = yield from self._op(buf, pos, nl)
                 expect_connect = self.expect_connect
         except ProtocolError as e:

@@ -61,27 +61,55 @@ def parse_reply(reply: str, hdr: bytes | None) -> tuple[FastOp | None, bool]:
             return None, False
         if len(reply) <= 4 or not reply.endswith(SUFFIX):
             return None, False
-    parts = reply[:-4].rsplit(".", 5)
-    if len(parts) < 6:
+    # Only the last two tokens (batch sequence and op) change from one message of a batch to the next: the
+    # rest is read once per batch (`_head`) and kept.
+    end = len(reply) - 4
+    cut = reply.rfind(".", 0, end)
+    cut2 = reply.rfind(".", 0, cut) if cut > 0 else -1
+    if cut2 < 0:
         return None, True
-    _, batch_id, flow, gap, seq, op = parts
+    head = reply[:cut2]
+    parsed = _heads.get(head)
+    if parsed is None:
+        if len(_heads) >= _HEADS_KEPT:
+            _heads.clear()
+        parsed = _heads[head] = _head(head)
+    if parsed is False:
+        return None, True
+    seq = reply[cut2 + 1:cut]
+    op = reply[cut + 1:end]
     code = _OPS.get(op)
     if code is None:
         code = _int64(op)
-    if not OP_START <= code <= OP_PING or not seq.isascii() or not seq.isdigit() or gap not in ("fail", "ok"):
+    if not OP_START <= code <= OP_PING or not seq.isascii() or not seq.isdigit():
         return None, True
     n = int(seq)
     if n == 0 or n >= _U64 - 1:  # over uint64, or MaxUint64 (the next sequence would wrap)
         return None, True
     if (n == 1 and code == OP_COMMIT_EOB) or (code == OP_START and n != 1) or (code == OP_APPEND and n <= 1):
         return None, True
-    a = int(flow) if 0 < len(flow) < 6 and flow.isascii() and flow.isdigit() else _int64(flow)
     f = FastOp()
-    f.id, f.seq, f.gap_ok = batch_id, n, gap == "ok"
-    f.flow = 10 if a <= 0 else min(a, 65535)
+    f.id, f.flow, f.gap_ok = parsed
+    f.seq = n
     f.ping, f.eob = code == OP_PING, code == OP_COMMIT_EOB
     f.commit = f.eob or code == OP_COMMIT
     return f, False
+
+
+_heads: dict[str, tuple[str, int, bool] | bool] = {}
+_HEADS_KEPT = 1024
+
+
+def _head(head: str) -> tuple[str, int, bool] | bool:
+    """`<inbox>.<batch id>.<flow>.<gap mode>` of a reply: (batch id, flow, gap ok), or False if malformed."""
+    parts = head.rsplit(".", 3)
+    if len(parts) < 4:
+        return False
+    _, batch_id, flow, gap = parts
+    if gap not in ("fail", "ok"):
+        return False
+    a = int(flow) if 0 < len(flow) < 6 and flow.isascii() and flow.isdigit() else _int64(flow)
+    return batch_id, 10 if a <= 0 else min(a, 65535), gap == "ok"
 
 
 class FastBatch:
