@@ -22,8 +22,20 @@ def get(hdr: bytes | None, key: bytes) -> bytes | None:
     """The value of the first `key` header, or None."""
     if not hdr:
         return None
-    offset = 0
     klen = len(key)
+    # The usual block: one search for the whole `\r\nKey:` line start. Found, it is the first match the loop
+    # below would take, unless the key also occurs at the block's first two bytes (where the loop gives up).
+    j = hdr.find(b"\r\n" + key + b":")
+    if j < 0:
+        return None
+    if hdr.find(key, 0, klen + 1) < 0:
+        n = len(hdr)
+        start = j + klen + 3
+        while start < n and hdr[start] == 32:
+            start += 1
+        end = hdr.find(b"\r\n", start)
+        return hdr[start:end if end >= 0 else n]
+    offset = 0
     n = len(hdr)
     while True:
         i = hdr.find(key, offset)
