@@ -18,12 +18,21 @@ def now_ns() -> int:
     return time.time_ns()
 
 
+_last_second = (None, "")  # the second formatted last and its text: messages stored together share it
+
+
 def rfc3339(ns: int) -> str:
     """Go's time.Time.MarshalJSON for a UTC time given in nanoseconds; 0 is Go's zero time."""
+    global _last_second
     if not ns:
         return ZERO_TIME
     secs, frac = divmod(ns, 1_000_000_000)
-    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+    last = _last_second
+    if secs == last[0]:
+        base = last[1]
+    else:
+        base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+        _last_second = (secs, base)
     if frac:
         return f"{base}.{frac:09d}".rstrip("0") + "Z"
     return base + "Z"
