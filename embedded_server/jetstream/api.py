@@ -255,7 +255,8 @@ def msg_get_answer(sm, no_hdr: bool) -> bytes:
     put together from bytes (the hot path of a lab reading a stream without allow_direct): the subject
     through `dumps` only when it needs escaping, the base64 left as bytes."""
     subject = sm.subject
-    if subject.isascii() and subject.isprintable() and '"' not in subject and "\\" not in subject:
+    if (subject.isascii() and subject.isprintable() and '"' not in subject and "\\" not in subject
+            and "<" not in subject and ">" not in subject and "&" not in subject):
         head = b'{"message":{"subject":"%s","seq":%d' % (subject.encode(), sm.seq)
     else:
         head = b'{"message":{"subject":%s,"seq":%d' % (dumps(subject), sm.seq)

@@ -298,3 +298,21 @@ def test_cluster_only_endpoints_answer_that_they_need_clustering(js_server):
         "STREAM.PEER.REMOVE.S": {"type": prefix + "stream_remove_peer_response", "error": error},
         "STREAM.LEADER.STEPDOWN.NONE": {"type": prefix + "stream_leader_stepdown_response", "error": error},
     }
+
+
+def test_answers_escape_html_characters_as_go_does(js_server):
+    """nats-server's answers are Go's encoding/json: `<`, `>` and `&` inside strings are written \\u003c,
+    \\u003e and \\u0026, non-ASCII is written as UTF-8. A client comparing raw answers sees the same bytes."""
+    async def scenario():
+        async with connected(js_server) as (nc, js):
+            body = {"name": "ESC", "subjects": ["esc.>", "a<b&c"], "description": "café <html>"}
+            created = await nc.request("$JS.API.STREAM.CREATE.ESC", json.dumps(body).encode(), timeout=5)
+            await nc.request("a<b&c", b"x", timeout=5)
+            got = await nc.request("$JS.API.STREAM.MSG.GET.ESC", b'{"seq":1}', timeout=5)
+            return created.data, got.data
+
+    created, got = run(scenario())
+    assert b'"subjects":["esc.\\u003e","a\\u003cb\\u0026c"]' in created
+    assert '"description":"café \\u003chtml\\u003e"'.encode() in created
+    assert b'"subject":"a\\u003cb\\u0026c"' in got
+    assert json.loads(got)["message"]["subject"] == "a<b&c"
