@@ -89,16 +89,9 @@ class AtomicBatch:
         self.timer = None
 
 
-def _batches(st) -> dict:
-    batches = getattr(st, "atomic_batches", None)
-    if batches is None:
-        batches = st.atomic_batches = {}
-    return batches
-
-
 def _drop(st, batch_id: str, reason: str = "") -> None:
     global _inflight_total
-    b = _batches(st).pop(batch_id, None)
+    b = st.atomic_batches.pop(batch_id, None)
     if b is not None:
         _inflight_total -= 1
         if b.timer is not None:
@@ -109,7 +102,7 @@ def _drop(st, batch_id: str, reason: str = "") -> None:
 
 def drop_all(st) -> None:
     """The stream stops or goes away: its staged batches with it."""
-    for batch_id in list(_batches(st)):
+    for batch_id in list(st.atomic_batches):
         _drop(st, batch_id)
 
 
@@ -153,7 +146,7 @@ def _process(st, subject: str, reply: str, hdr: bytes, msg: bytes, batch_id: str
     size = seq - 1 if eob else seq
     js = st.js
     max_msgs = limit(js, "max_msgs")
-    batches = _batches(st)
+    batches = st.atomic_batches
     b = batches.get(batch_id)
     if b is None:
         if seq != 1:

@@ -125,15 +125,8 @@ class FastBatch:
         self.commit = False
 
 
-def _batches(st) -> dict:
-    batches = getattr(st, "fast_batches", None)
-    if batches is None:
-        batches = st.fast_batches = {}
-    return batches
-
-
 def inflight(st) -> int:
-    return len(getattr(st, "fast_batches", None) or ())
+    return len(st.fast_batches)
 
 
 def _cleanup(st, batch_id: str, b: FastBatch) -> None:
@@ -143,14 +136,14 @@ def _cleanup(st, batch_id: str, b: FastBatch) -> None:
     _inflight_total -= 1
     b.timer.cancel()
     b.timer = None
-    batches = _batches(st)
+    batches = st.fast_batches
     if batches.get(batch_id) is b:
         del batches[batch_id]
 
 
 def drop_all(st) -> None:
     """The stream stops, goes away or turns `allow_batched` off: its batches with it (no advisory, as nats-server)."""
-    for batch_id, b in list(_batches(st).items()):
+    for batch_id, b in list(st.fast_batches.items()):
         _cleanup(st, batch_id, b)
 
 
@@ -165,7 +158,7 @@ def _arm(st, batch_id: str, b: FastBatch) -> None:
 def _new(st, batch_id: str, gap_ok: bool, flow: int) -> FastBatch:
     global _inflight_total
     b = FastBatch(gap_ok, flow)
-    batches = _batches(st)
+    batches = st.fast_batches
     batches[batch_id] = b
     _inflight_total += 1
     # Alone, the publisher gets the window it asked for (at most 500); beside other batches it starts at 1.
@@ -200,7 +193,7 @@ def _check_flow(st, b: FastBatch, reply: str) -> bool:
     if b.pseq < b.fseq + am:
         return False
     b.fseq += (b.pseq - b.fseq) // am * am
-    target = min(max(1, 500 // len(_batches(st))), b.max_ack_messages)
+    target = min(max(1, 500 // len(st.fast_batches)), b.max_ack_messages)
     if b.ack_messages < target:
         b.ack_messages = min(b.ack_messages * 2, target)
     elif b.ack_messages > target:
@@ -243,7 +236,7 @@ def process(st, op: FastOp | None, subject: str, reply: str, hdr: bytes | None, 
     """One message with a fast batch reply subject (nats-server's processJetStreamFastBatchMsg). Returns the
     stream sequence it was stored at, or 0."""
     cfg = st.cfg
-    batches = _batches(st)
+    batches = st.fast_batches
     b = batches.get(op.id) if op is not None else None
     if b is not None and not hdr and not b.commit and op.seq == b.lseq + 1 and not op.ping and not op.commit \
             and not st._slow_path and _plain_ok(st, cfg, msg):

@@ -87,6 +87,8 @@ class Stream:
         self.sourcers: list = []  # mirrors and sources reading from this stream (sourcing.py)
         self.sourcing = None  # this stream's own mirror or sources, when it has them
         self.scheduler = None  # due times of message schedules (allow_msg_schedules)
+        self.atomic_batches: dict = {}  # batch id -> AtomicBatch being staged (batch.py)
+        self.fast_batches: dict = {}  # batch id -> fast batch in flight (fastbatch.py)
         self._set_transforms()
         self._set_fast_path()
         self._set_pub_ack()
