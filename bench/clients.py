@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.core import KINDS, Server, hotspots, profiled_embedded, table
+from bench.core import KINDS, Server, print_results, profiled_embedded
 
 POOL = 100
 
@@ -136,10 +136,6 @@ def main(argv: list[str]) -> int:
         p.error("--clients, --subs, --messages and --repeat must be at least 1, --size at least 0")
     kinds = [k for k in args.kinds.split(",") if k]
     messages = 300 if args.quick else args.messages
-    rows = run(kinds, args.repeat, args.clients, args.subs, messages, args.size, args.profile)
-    print()
-    print(table(rows))
-    if args.profile and "embedded" in kinds:
-        print()
-        print(hotspots(args.profile))
+    print_results(run(kinds, args.repeat, args.clients, args.subs, messages, args.size, args.profile), kinds,
+                  args.profile)
     return 0

@@ -450,6 +450,15 @@ def hotspots(path: Path, top: int = 25) -> str:
     return out.getvalue()
 
 
+def print_results(rows: list[dict], kinds: list[str], profile: Path | None) -> None:
+    """The side-by-side table, then the embedded server's hot spots when it ran under cProfile."""
+    print()
+    print(table(rows))
+    if profile and "embedded" in kinds:
+        print()
+        print(hotspots(profile))
+
+
 def table(rows: list[dict]) -> str:
     import pandas as pd
 
@@ -494,12 +503,7 @@ def main(argv: list[str]) -> int:
     only = "".join(w for w in args.only.split(",") if w)
     if set(only) - set(WORKLOADS) or not only:
         p.error(f"--only takes workloads of {','.join(WORKLOADS)}, got {args.only!r}")
-    rows = run(kinds, max(args.repeat, 1), args.quick, only, args.profile)
-    print()
-    print(table(rows))
-    if args.profile and "embedded" in kinds:
-        print()
-        print(hotspots(args.profile))
+    print_results(run(kinds, max(args.repeat, 1), args.quick, only, args.profile), kinds, args.profile)
     return 0
 
 if __name__ == "__main__":
