@@ -28,7 +28,8 @@ _BCRYPT_PREFIX = "2a$"
 
 
 class Pos(NamedTuple):
-    """Where a key or value was written: file ('' for a string), line and column (both from 1)."""
+    """Where a key or value was written: file ('' for a string), line (from 1) and column as nats-server's
+    lexer counts it: from 0 on a file's first line, from 1 on the others (its line start is the newline)."""
     file: str
     line: int
     col: int
@@ -122,12 +123,12 @@ class _Parser:
         return c
 
     def here(self) -> Pos:
-        return Pos(self.file, self.line, self.i - self.line_start + 1)
+        return Pos(self.file, self.line, self.i - self.line_start + (self.line > 1))
 
     def pos_at(self, offset: int) -> Pos:
         line = self.s.count("\n", 0, offset) + 1
         start = self.s.rfind("\n", 0, offset) + 1
-        return Pos(self.file, line, offset - start + 1)
+        return Pos(self.file, line, offset - start + (line > 1))
 
     def error(self, reason: str, pos: Pos | None = None) -> ConfigError:
         return ConfigError(reason, pos or self.here())

@@ -193,21 +193,21 @@ def test_a_missing_include_names_the_file(tmp_path):
 
 @pytest.mark.parametrize("text,where,reason", [
     ("a = [1]\n", "2:1", "Expected an array value terminator"),  # nats-server reads `1]` as a string
-    ("a = \n", "1:5", "Expected value but found new line"),
+    ("a = \n", "1:4", "Expected value but found new line"),
     ("port: 4222\nfoo = [1,\n", "3:1", "Expected an array value terminator"),
-    ("a", "1:1", "config is invalid"),
-    ("a = 1.5s\n", "1:8", "Expected a top-level value to end with a new line, comment or EOF, but got 's'"),
+    ("a", "1:0", "config is invalid"),
+    ("a = 1.5s\n", "1:7", "Expected a top-level value to end with a new line, comment or EOF, but got 's'"),
     ("x {\n  y = 1\n", "3:1", "Unexpected EOF processing map."),
     ("a = \"open\n", "2:1", "Unexpected EOF."),
-    ("a = \"bad \\q\"\n", "1:11", "Invalid escape character 'q'"),
-    ("a = .5\n", "1:5", "Floats must start with a digit"),
-    ("a = 2021-1\n", "1:11", "Expected digit in ISO8601 datetime"),
-    ("a = 12-3\n", "1:8", "All ISO8601 dates must be in full Zulu form."),
-    ("= 1\n", "1:1", "Unexpected key separator '='"),
-    ("m { a: 1, : 2 }\n", "1:11", "Unexpected key separator ':'."),
-    ("m { a: 1 ] }\n", "1:10", "Expected a map value terminator"),
-    ("a = $nope\n", "1:5", "variable reference for 'nope' on line 1 can not be found"),
-    ("include [a]\n", "1:9", "Expected include value but found start of an array"),
+    ("a = \"bad \\q\"\n", "1:10", "Invalid escape character 'q'"),
+    ("a = .5\n", "1:4", "Floats must start with a digit"),
+    ("a = 2021-1\n", "1:10", "Expected digit in ISO8601 datetime"),
+    ("a = 12-3\n", "1:7", "All ISO8601 dates must be in full Zulu form."),
+    ("= 1\n", "1:0", "Unexpected key separator '='"),
+    ("m { a: 1, : 2 }\n", "1:10", "Unexpected key separator ':'."),
+    ("m { a: 1 ] }\n", "1:9", "Expected a map value terminator"),
+    ("a = $nope\n", "1:4", "variable reference for 'nope' on line 1 can not be found"),
+    ("include [a]\n", "1:8", "Expected include value but found start of an array"),
 ])
 def test_errors_say_file_line_and_column(tmp_path, text, where, reason):
     path = tmp_path / "bad.conf"
