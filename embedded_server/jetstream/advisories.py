@@ -81,9 +81,20 @@ def consumer_unpinned(js, account, stream: str, consumer: str, group: str, reaso
 
 
 def batch_abandoned(js, account, stream: str, batch_id: str, reason: str) -> None:
-    """An atomic batch given up: reason "timeout", "incomplete", "large" or "unsupported" (nats-server's four)."""
-    send(js, account, f"{PREFIX}STREAM.BATCH_ABANDONED.{stream}", "stream_batch_abandoned",
-         {"stream": stream, "batch": batch_id, "reason": reason})
+    """An atomic batch given up: reason "timeout", "incomplete", "large" or "unsupported" (nats-server's four).
+    As nats-server does, the stream's account gets it and the system account a copy that names the account
+    (only the copy when the stream is in the system account)."""
+    subject = f"{PREFIX}STREAM.BATCH_ABANDONED.{stream}"
+    body = {"stream": stream}
+    if js.domain:
+        body["domain"] = js.domain  # the field order of nats-server's struct: domain before batch
+    body["batch"], body["reason"] = batch_id, reason
+    events = js.server.events
+    system = events.account if events is not None else None
+    if account is not system:
+        send(js, account, subject, "stream_batch_abandoned", body)
+    if system is not None:
+        send(js, system, subject, "stream_batch_abandoned", {"account": account.name, **body})
 
 
 # -- snapshots and restores (nats-server's jsStreamSnapshotRequest / processStreamRestore) ---------------

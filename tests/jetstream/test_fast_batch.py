@@ -126,7 +126,9 @@ def test_fast_batch_flow_acks_gaps_errors_and_the_commit(js_server):
 
 
 BATCH_LIMITS = 'jetstream { limits { batch { max_inflight_per_stream: 1, max_inflight_total: 2, max_msgs: 3, ' \
-               'timeout: "500ms" } } }\n'
+               'timeout: "500ms" } } }\n' \
+               'accounts { APP: { jetstream: enabled, users: [ {user: app, password: app} ] }, ' \
+               'SYS: { users: [ {user: sys, password: sys} ] } }\nsystem_account: SYS\nno_auth_user: app\n'
 
 
 def test_batch_limits_timeouts_abandoned_advisories_counters_and_sources(start_server, tmp_path):
@@ -137,6 +139,9 @@ def test_batch_limits_timeouts_abandoned_advisories_counters_and_sources(start_s
             out = {}
             replies = Replies(await nc.subscribe("IN.>"))
             advisories = await nc.subscribe("$JS.EVENT.ADVISORY.STREAM.BATCH_ABANDONED.>")
+            system = await nats.connect(server.url, user="sys", password="sys")
+            copies = await system.subscribe("$JS.EVENT.ADVISORY.STREAM.BATCH_ABANDONED.>")
+            await system.flush()
 
             async def pub(subject, reply, data=b"x", headers=None, answers=1):
                 await nc.publish(subject, data, reply=reply, headers=headers)
@@ -162,6 +167,8 @@ def test_batch_limits_timeouts_abandoned_advisories_counters_and_sources(start_s
             out["atomic"] += await atomic("r1", 1) + await atomic("r1", 2, **{"Nats-Required-Api-Level": "50"})
             out["atomic"] += await atomic("big", 5)
             out["advisories"] = [timeout] + [json.loads((await advisories.next_msg(5)).data) for _ in range(3)]
+            out["system copies"] = [json.loads((await copies.next_msg(5)).data) for _ in range(4)]
+            await system.close()
 
             await api(nc, "$JS.API.STREAM.CREATE.K", {"name": "K", "subjects": ["k"], "allow_batched": True,
                                                       "allow_msg_counter": True})
@@ -188,6 +195,12 @@ def test_batch_limits_timeouts_abandoned_advisories_counters_and_sources(start_s
     assert [(a["type"], a["stream"], a["batch"], a["reason"]) for a in out["advisories"]] == [
         ("io.nats.jetstream.advisory.v1.stream_batch_abandoned", "C", b, r)
         for b, r in (("t1", "timeout"), ("g1", "incomplete"), ("l1", "large"), ("r1", "unsupported"))]
+    # The system account gets a copy of each, naming the account, in nats-server's field order.
+    assert [list(a) for a in out["system copies"]] == [["type", "id", "timestamp", "account", "stream", "batch",
+                                                        "reason"]] * 4
+    assert [(a["account"], a["batch"], a["reason"]) for a in out["system copies"]] == [
+        ("APP", a["batch"], a["reason"]) for a in out["advisories"]]
+    assert "account" not in out["advisories"][0]
     assert out["counter"] == [_ack(0, 10), {"stream": "K", "seq": 2, "batch": "k", "count": 2}]
     assert out["total"] == b'{"val":"5"}'
     assert out["mirror"]["error"]["err_code"] == 10209
