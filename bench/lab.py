@@ -9,9 +9,11 @@ stream whole the same three ways (< 30 s). And `%stream report` over 1,000 strea
 already charted, through the monitoring port and through $SYS (< 100 ms).
 
     python -m bench lab [--messages 1000000] [--frame-messages 100000] [--kinds nats-server,embedded]
-                        [--suites view,bulk,reports,watch] [--streams 1000] [--consumers 1000] [--subjects 10000]
-                        [--reads consumer,direct,msgget] [--quick]
+                        [--suites view,frame,bulk,reports,watch] [--streams 1000] [--consumers 1000] [--subjects 10000]
+                        [--reads consumer,direct,msgget] [--quick] [--profile FILE]
 
+`--suites frame` times only the whole-stream reads of --frame-messages (no 1,000,000-message stream is filled):
+`python -m bench lab --suites frame --reads msgget --repeat 2` is the pipelined STREAM.MSG.GET read alone.
 `--quick` makes everything small (100,000 and 20,000 messages, 100 streams and consumers, 3 repeats), for a
 smoke run; its figures are not the targets'.
 """
@@ -129,21 +131,28 @@ def _check_len(frame, messages: int) -> None:
     assert len(frame) == messages, (len(frame), messages)
 
 
-def run_kind(kind: str, messages: int, frame_messages: int, repeat: int, suites: set[str]) -> list[dict]:
+def run_kind(kind: str, messages: int, frame_messages: int, repeat: int, suites: set[str],
+             profile: Path | None = None) -> list[dict]:
     import pynats_lab as lab
+    from bench.core import profiled_embedded
     from tests.servers import RunningServer
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        srv = RunningServer(kind, ["-js", "-sd", str(Path(tmp) / "js")], Path(tmp)).start(timeout=60)
+        command = profiled_embedded(profile) if profile and kind == "embedded" else None
+        srv = RunningServer(kind, ["-js", "-sd", str(Path(tmp) / "js")], Path(tmp),
+                            command=command).start(timeout=60)
         try:
             s = lab.get_session().connect(srv.url)
-            lab.stream_add("BIG", "big.>", storage="file")
-            secs = fill(s, "BIG", lambda i: f"big.{i % 10}", messages)
-            print(f"[{kind}] stored {messages:,} messages in {secs:.1f}s", flush=True)
             pid = srv._process.pid
+            if suites & {"view", "bulk"}:
+                lab.stream_add("BIG", "big.>", storage="file")
+                secs = fill(s, "BIG", lambda i: f"big.{i % 10}", messages)
+                print(f"[{kind}] stored {messages:,} messages in {secs:.1f}s", flush=True)
             if "view" in suites:
                 rows += _views(kind, messages, frame_messages, repeat, pid)
+            elif "frame" in suites:
+                rows += _frame(kind, frame_messages, repeat, pid)
             if "bulk" in suites:
                 rows += read_whole(kind, "BIG", messages, 1, "< 30000 ms", pid)
         finally:
@@ -177,10 +186,15 @@ def _views(kind: str, messages: int, frame_messages: int, repeat: int, pid: int)
             rows.append({"server": kind, "read": how, "workload": name, "stream messages": messages,
                          "median ms": statistics.median(ms), "p90 ms": sorted(ms)[int(len(ms) * 0.9) - 1],
                          "target": "< 200 ms" if "middle" in name and "filtered" not in name else ""})
+    return rows + _frame(kind, frame_messages, repeat, pid)
+
+
+def _frame(kind: str, frame_messages: int, repeat: int, pid: int) -> list[dict]:
+    import pynats_lab as lab
+
     lab.stream_add("FRAME", "frame.>", storage="file")
-    fill(s, "FRAME", lambda i: "frame.x", frame_messages)
-    rows += read_whole(kind, "FRAME", frame_messages, max(repeat // 5, 3), "< 3000 ms", pid)
-    return rows
+    fill(lab.get_session(), "FRAME", lambda i: "frame.x", frame_messages)
+    return read_whole(kind, "FRAME", frame_messages, max(repeat // 5, 3), "< 3000 ms", pid)
 
 
 def run_reports(kind: str, streams: int, consumers: int, messages: int, subjects: int,
@@ -311,7 +325,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--kinds", default=",".join(_kinds()), help="server kinds, comma-separated")
     ap.add_argument("--suites", default="view,bulk,reports,watch", help="view (stream_view pages, stream_frame "
-                    "of --frame-messages), bulk (stream_frame of --messages), reports (stream/consumer report, "
+                    "of --frame-messages), frame (only the stream_frame of --frame-messages: no --messages stream "
+                    "is filled), bulk (stream_frame of --messages), reports (stream/consumer report, "
                     "stream subjects), watch (%%server watch), decode (the embedded server's request decoding, "
                     "in process); comma-separated")
     ap.add_argument("--quick", action="store_true", help="small sizes for a smoke run (not the targets' sizes)")
@@ -320,6 +335,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--streams", type=int, default=1000, help="reports: streams for %%stream report")
     ap.add_argument("--consumers", type=int, default=1000, help="reports: consumers for %%consumer report")
     ap.add_argument("--subjects", type=int, default=10_000, help="reports: subjects for %%stream subjects")
+    ap.add_argument("--profile", type=Path, metavar="FILE", help="run the embedded server under cProfile, write "
+                    "its profile to FILE and print its hot spots")
     a = ap.parse_args(argv)
     if a.quick:
         a.messages, a.frame_messages, a.repeat = 100_000, 20_000, 3
@@ -330,8 +347,8 @@ def main(argv: list[str]) -> int:
     WAYS.update(names[w] for w in a.reads.split(",") if w in names)
     rows = []
     for kind in filter(None, a.kinds.split(",")):
-        if suites & {"view", "bulk"}:
-            rows += run_kind(kind, a.messages, a.frame_messages, a.repeat, suites)
+        if suites & {"view", "frame", "bulk"}:
+            rows += run_kind(kind, a.messages, a.frame_messages, a.repeat, suites, a.profile)
         if "reports" in suites:
             rows += run_reports(kind, a.streams, a.consumers, a.messages, a.subjects, max(a.repeat // 2, 3))
         if "watch" in suites:
@@ -344,6 +361,11 @@ def main(argv: list[str]) -> int:
     df["median ms"] = df["median ms"].round(1)
     df["p90 ms"] = df["p90 ms"].round(1)
     print(df.to_markdown(index=False) if _has_tabulate() else df.to_string(index=False))
+    if a.profile and "embedded" in a.kinds.split(",") and a.profile.exists():
+        from bench.core import hotspots
+
+        print()
+        print(hotspots(a.profile))
     return 0
 
 

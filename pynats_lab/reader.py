@@ -249,7 +249,10 @@ class _StripeWalk:
     """One pipelined read: `count` messages on `subject` from `start` (below `up_to` + 1), by STREAM.MSG.GET.
 
     Driven from the answers' callback: each answer is recorded and sends the next request of its stripe, or
-    ends the stripe and hands out new ones; no task or future per request."""
+    ends the stripe and hands out new ones; no task or future per request. A stripe being walked has one
+    request out at a time, answered to `<inbox>.<slot>`: the slots (at most WINDOW) are reused from stripe to
+    stripe, so the servers route every answer through a reply subject they have seen before (a new subject
+    per answer costs each server a subscription match)."""
 
     def __init__(self, reader: StreamReader, start: int, count: int, subject: str, up_to: int | None):
         self.reader, self.count = reader, count
@@ -260,6 +263,10 @@ class _StripeWalk:
         self.found_in = 0              # found below next_start
         self.beyond: list[int] = []    # heap of found seqs at or after next_start
         self.outstanding: dict[int, int] = {}  # stripe start -> end, being walked
+        self.slot_of: dict[int, int] = {}      # stripe start -> the slot its answers come to
+        self.stripe_at: list[int | None] = []  # slot -> the stripe start it serves (None: free)
+        self.free: list[int] = []              # free slots
+        self.replies: list[str] = []           # slot -> its reply subject
         self.width_out = 0             # sequences covered by outstanding stripes
         self.scanned = 0               # sequences covered by walked stripes
         self.exhausted_at: int | None = None  # no matching message at or after this
@@ -290,6 +297,14 @@ class _StripeWalk:
             self.found_in += 1
         self.outstanding[a] = b
         self.width_out += b - a
+        if self.free:
+            slot = self.free.pop()
+            self.stripe_at[slot] = a
+        else:
+            slot = len(self.stripe_at)
+            self.stripe_at.append(a)
+            self.replies.append(f"{self.inbox}.{slot}")
+        self.slot_of[a] = slot
         return a, b
 
     def _record(self, rec: tuple) -> None:
@@ -305,7 +320,7 @@ class _StripeWalk:
     # -- requests and answers ---------------------------------------------------------------------
     async def _ask(self, stripe: int, seq: int) -> None:
         body = b'{"seq":%d,"next_by_subj":%s}' % (seq, self.subject_json)
-        await self.nc.publish(self.api, body, reply=f"{self.inbox}.{stripe}")
+        await self.nc.publish(self.api, body, reply=self.replies[self.slot_of[stripe]])
 
     async def _fill(self) -> None:
         """Hand out stripes while more are wanted; finish when nothing is out and nothing is wanted."""
@@ -322,8 +337,9 @@ class _StripeWalk:
             return
         self.last_answer = self.loop.time()
         try:
-            a = int(msg.subject[len(self.inbox) + 1:])
-            b = self.outstanding.get(a)
+            slot = int(msg.subject[len(self.inbox) + 1:])
+            a = self.stripe_at[slot] if slot < len(self.stripe_at) else None
+            b = self.outstanding.get(a) if a is not None else None
             if b is None:
                 return
             resp = json.loads(msg.data.decode())  # str: no encoding detection per answer
@@ -342,6 +358,9 @@ class _StripeWalk:
                     return
                 self.position.pop(a, None)
             del self.outstanding[a]
+            del self.slot_of[a]
+            self.stripe_at[slot] = None
+            self.free.append(slot)
             self.width_out -= b - a
             self.scanned += b - a
             await self._fill()

@@ -35,8 +35,10 @@ class RunningServer:
     """One server process (embedded_server.embedded.ServerProcess, the launcher the lab uses too). `url` is
     valid after start(); logs (stdout and stderr) are collected."""
 
-    def __init__(self, kind: str, args: list[str], workdir: Path, host: str = "127.0.0.1"):
+    def __init__(self, kind: str, args: list[str], workdir: Path, host: str = "127.0.0.1",
+                 command: list[str] | None = None):
         self.kind = kind
+        self.command = command  # instead of server_command(kind): e.g. the embedded server under cProfile
         self.args = list(args)
         self.workdir = workdir
         self.host = host
@@ -47,7 +49,7 @@ class RunningServer:
     # -- life cycle -------------------------------------------------------------------------------
     def start(self, timeout: float = 20.0) -> "RunningServer":
         port = str(self.port) if self.port else "-1"
-        self._process = ServerProcess(server_command(self.kind) + ["-a", self.host, "-p", port] + self.args,
+        self._process = ServerProcess((self.command or server_command(self.kind)) + ["-a", self.host, "-p", port] + self.args,
                                       cwd=self.workdir, env=subprocess_env(), merge_stdout=True)
         self._process.start(timeout)
         self.port, self.http_port = self._process.port, self._process.http_port

@@ -94,9 +94,20 @@ def test_without_direct_a_read_keeps_many_requests_in_flight(lab_js, monkeypatch
         most.append(len(self.outstanding))
         return got
 
+    replies: dict = {}  # the reply subjects of each read
+    ask = reader._StripeWalk._ask
+
+    async def asking(self, stripe, seq):
+        replies.setdefault(self.inbox, []).append(self.replies[self.slot_of[stripe]])
+        await ask(self, stripe, seq)
+
     monkeypatch.setattr(reader._StripeWalk, "_take", counting)
+    monkeypatch.setattr(reader._StripeWalk, "_ask", asking)
     assert len(pynats_lab.stream_frame("WIDE")) == 2000
     assert max(most) == reader.WINDOW
+    # Reply subjects are reused (the servers match each one once): a read of 1,000 asks a window's worth.
+    assert sum(map(len, replies.values())) >= 2000
+    assert {len(set(r)) for r in replies.values()} == {reader.WINDOW}
     most.clear()
     assert len(pynats_lab.stream_view("WIDE", id=100, page_size=10)) == 10
     assert max(most) <= 11  # a small page asks for about its size, not a window
