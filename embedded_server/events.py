@@ -14,6 +14,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING
 
+from embedded_server.gojson import compact_json
 from embedded_server.version import PROTOCOL_VERSION
 from embedded_server.monitor import BadRequest
 
@@ -287,7 +288,7 @@ class SystemServices:
 
     def publish(self, subject: str, doc: dict) -> None:
         self.server.send_internal(self.account, subject, None, None,
-                                  json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode())
+                                  compact_json(doc))
 
     def _respond(self, reply: str | None, kind: str, payload: bytes, build, via=None) -> None:
         """zReq: parse the options, apply the server filter, answer {"server", "data"} or {"server", "error"}
@@ -314,7 +315,7 @@ class SystemServices:
             doc["error"] = {"code": e.code, "description": e.description}
         doc["server"] = self.server_info()
         self.server.send_internal(via or self.account, reply, None, None,
-                                  json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode())
+                                  compact_json(doc))
 
     def _filtered_out(self, opts: dict) -> bool:
         srv = self.server
@@ -344,7 +345,7 @@ class SystemServices:
 
     def _send(self, reply: str, doc: dict) -> None:
         self.server.send_internal(self.account, reply, None, None,
-                                  json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode())
+                                  compact_json(doc))
 
     def _server_doc(self, kind: str, opts: dict):
         srv = self.server
@@ -660,7 +661,7 @@ class SystemServices:
                 data["permissions"] = perms.to_json()
             doc["data"] = data
         self.server.send_internal(via or self.account, reply, None, None,
-                                  json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode())
+                                  compact_json(doc))
 
     # -- events ----------------------------------------------------------------------------------------
     def client_info(self, client, stop: float | None = None) -> dict:

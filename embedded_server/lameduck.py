@@ -8,6 +8,7 @@ import json
 import random
 
 from embedded_server.errors import SERVER_SHUTDOWN
+from embedded_server.gojson import compact_json
 
 
 async def enter(server) -> None:
@@ -69,7 +70,7 @@ def _announce(server, clients) -> None:
         info["client_id"] = client.cid
         if client.host:
             info["client_ip"] = client.host
-        client.out.append(b"INFO " + json.dumps(info, separators=(",", ":")).encode() + b" \r\n")
+        client.out.append(b"INFO " + compact_json(info) + b" \r\n")
         if not client.dirty:
             client.dirty = True
             server.dirty.append(client)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import os
 import platform
 import resource
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from embedded_server.errors import StartError
+from embedded_server.gojson import compact_json, indent_json
 from embedded_server.gotime import rfc3339, seconds_string
 from embedded_server.options import FEATURE_FLAGS, join_host_port
 from embedded_server.version import PROTOCOL_VERSION
@@ -154,9 +154,9 @@ class Monitor:
         self._count(path)
         status, doc = handler(query)
         if path == "/healthz":
-            body = json.dumps(doc, separators=(",", ":")).encode()
+            body = compact_json(doc)
         else:
-            body = json.dumps(doc, indent=2, ensure_ascii=False).encode()
+            body = indent_json(doc)
         # No JSONP `?callback=` wrapping: nats-server 2.14.3 removed it (the query parameter is ignored).
         return status, "application/json", body
 

@@ -9,11 +9,11 @@ headers never reach this module.
 """
 from __future__ import annotations
 
-import json
 import random
 import time
 
 from embedded_server import errors
+from embedded_server.gojson import compact_json
 
 TRACE_DEST = b"Nats-Trace-Dest"
 TRACE_ONLY = "Nats-Trace-Only"
@@ -133,7 +133,7 @@ class MsgTrace:
     def send(self) -> None:
         events = self.server.events
         self.event["server"] = events.server_info() if events is not None else {}
-        body = json.dumps(self.event, separators=(",", ":"), ensure_ascii=False).encode()
+        body = compact_json(self.event)
         self.server.send_internal(self.account, self.dest, None, None, body)
 
 

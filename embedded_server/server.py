@@ -10,7 +10,6 @@ import asyncio
 import base64
 import contextlib
 import hmac
-import json
 import os
 import platform
 import random
@@ -24,6 +23,7 @@ from embedded_server import reload as config_reload
 from embedded_server.auth import hook
 from embedded_server.client import Client, decode_subject, encode_subject
 from embedded_server.errors import SERVER_SHUTDOWN, StartError
+from embedded_server.gojson import compact_json
 from embedded_server.protocol import go_quote, msg_frame, msg_prefix, msg_tail
 from embedded_server.logger import Logger
 from embedded_server.options import DEFAULT_PORT, FEATURE_FLAGS, Options, join_host_port
@@ -365,7 +365,7 @@ class Server:
                 info["acc_is_sys"] = True
         info["api_lvl"] = API_LEVEL  # with or without JetStream, as nats-server
         # nats-server writes a space between the JSON and the CRLF.
-        return b"INFO " + json.dumps(info, separators=(",", ":")).encode() + b" \r\n"
+        return b"INFO " + compact_json(info) + b" \r\n"
 
     # -- routing and delivery (the hot path) ------------------------------------------------------------------
     def deliver(self, targets, tail: bytes, count: int, size: int, skip=None, mid: bytes = b"") -> None:

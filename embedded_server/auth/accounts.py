@@ -17,6 +17,7 @@ from embedded_server.auth.conf import parse_permissions, parse_users
 from embedded_server.auth.permissions import Permissions, _subset_match, is_valid_subject
 from embedded_server.auth.users import NkeyUser, User
 from embedded_server.config import ConfigError, ConfList, ConfMap, Pos
+from embedded_server.gojson import compact_json
 
 GLOBAL_ACCOUNT = "$G"
 SYSTEM_ACCOUNT = "$SYS"
@@ -439,7 +440,7 @@ def with_request_info(hdr: bytes | None, client, account: str, reply: str = "") 
             info = {}
     if not info:
         return hdr
-    value = json.dumps({k: info[k] for k in _CLIENT_INFO_ORDER if k in info}, separators=(",", ":")).encode()
+    value = compact_json({k: info[k] for k in _CLIENT_INFO_ORDER if k in info})
     kept = [ln for ln in lines if ln.split(b":", 1)[0].strip() != REQUEST_INFO]
     status = hdr.split(b"\r\n", 1)[0] if hdr else b"NATS/1.0"
     return b"\r\n".join([status] + kept + [REQUEST_INFO + b": " + value]) + b"\r\n\r\n"

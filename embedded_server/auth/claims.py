@@ -4,10 +4,9 @@ published from the system account. Revoked users of an updated account are disco
 """
 from __future__ import annotations
 
-import json
-
 from embedded_server import errors
 from embedded_server.auth.accounts import wire_accounts
+from embedded_server.gojson import compact_json
 from embedded_server.version import PROTOCOL_VERSION
 
 SUBJECTS = ("$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE", "$SYS.ACCOUNT.*.CLAIMS.UPDATE")
@@ -43,7 +42,7 @@ def _update(server, subject: str, reply: str | None, payload: bytes) -> None:
         else:
             body["data"] = {"account": key, "code": 200, "message": message}
         server.send_internal(server.register_account(operator_system(server)), reply, None, None,
-                             json.dumps(body).encode())
+                             compact_json(body))
 
 
 def operator_system(server) -> str:

@@ -6,24 +6,12 @@ from __future__ import annotations
 
 import json
 
+from embedded_server.gojson import compact_json  # noqa: F401 (the JetStream modules write through config_json)
+
 from . import requests
 from .clock import rfc3339
 from .config import API_LEVEL
 from .errors import ApiError, api_error
-
-
-def compact_json(obj) -> bytes:
-    """JSON as nats-server sends it: no spaces, UTF-8 as it is, and Go's HTML-safe escapes (`<`, `>`, `&`,
-    U+2028 and U+2029 as `\\u003c` ...), so `"orders.>"` is `"orders.\\u003e"` byte for byte."""
-    return go_escape(json.dumps(obj, separators=(",", ":"), ensure_ascii=False)).encode()
-
-
-def go_escape(text: str) -> str:
-    """Go's encoding/json escapes of serialized JSON `text`: these characters can only occur inside strings."""
-    if "<" in text or ">" in text or "&" in text or "\u2028" in text or "\u2029" in text:
-        text = (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-                .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
-    return text
 
 
 def invalid_json(err: str) -> ApiError:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import urllib.request
 
 import nats
 import pytest
@@ -16,6 +18,7 @@ from pynats_lab.session import flush
 from tests.core.test_monitoring import json_type
 
 CONFIG = """
+server_name: "lab<é>&"
 accounts {
   SYS: { users: [{user: sys, password: pw}] }
   APP: { users: [{user: app, password: pw}, {user: app2, password: pw}] }
@@ -234,6 +237,40 @@ def test_connect_and_disconnect_events(pair):
         assert gone["reason"] == "Client Closed"
         assert gone["sent"] == {"msgs": 1, "bytes": 5}
         assert docs["$SYS.ACCOUNT.APP.SERVER.CONNS"]["acc"] == "APP"
+
+
+def test_info_events_and_monitoring_escape_json_as_go_does(pair):
+    """`<`, `>`, `&` and U+2028 written as \\u003c ... (Go's encoding/json), UTF-8 as it is, on every surface."""
+    name = "a<b>&c\u2028é"
+
+    async def run(srv):
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+            info = s.recv(4096)
+        nc = await connect(srv, "sys")
+        try:
+            sub = await nc.subscribe("$SYS.ACCOUNT.APP.CONNECT")
+            await flush(nc)
+            app = await connect(srv, "app", name=name)
+            event = (await sub.next_msg(5)).data
+            ping = (await nc.request("$SYS.REQ.SERVER.PING.CONNZ", b"", timeout=5)).data
+            pages = {}
+            for page in ("varz", "connz"):
+                with urllib.request.urlopen(f"http://127.0.0.1:{srv.http_port}/{page}", timeout=10) as r:
+                    pages[page] = r.read()
+            await app.close()
+            return info, event, ping, pages
+        finally:
+            await nc.close()
+
+    written_name = '"a\\u003cb\\u003e\\u0026c\\u2028é"'.encode()
+    written_server = '"lab\\u003cé\\u003e\\u0026"'.encode()
+    for kind, (info, event, ping, pages) in both(pair, run).items():
+        assert b'"server_name":' + written_server in info, (kind, info)
+        assert b'"name":' + written_name in event and b'"name":' + written_server in event, (kind, event)
+        assert b'"name":' + written_name in ping, (kind, ping)
+        assert b'"name": ' + written_name in pages["connz"], kind
+        assert b'"server_name": ' + written_server in pages["varz"], kind
+        assert json.loads(event)["client"]["name"] == name
 
 
 def test_statsz_heartbeat(pair):
