@@ -183,8 +183,12 @@ def with_priority(resp: dict) -> ConsumerInfo:
 
 @in_session
 async def consumer_ls(s: Session, stream: str) -> pd.DataFrame:
-    """The stream's consumers with their backlog (pending, ack pending, redelivered, waiting)."""
-    return frames.consumers_frame(await s.js.consumers_info(stream))
+    """The stream's consumers with their backlog (pending, ack pending, redelivered, waiting) and priority
+    groups (`priority`, `pinned`), read from the server's JSON as `consumer_info` does."""
+    from .reports import API, paged_list
+
+    infos, _missing = await paged_list(s, f"{API}.CONSUMER.LIST.{stream}", "consumers")
+    return frames.consumers_frame(with_priority(resp) for resp in infos)
 
 
 @in_session

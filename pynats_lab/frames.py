@@ -199,8 +199,18 @@ def streams_frame(infos: Iterable) -> pd.DataFrame:
     return frame.sort_values("name", ignore_index=True)
 
 
+def priority_cells(config: dict, groups: list | None) -> dict:
+    """A consumer's `priority` ("pinned_client (A, B)") and `pinned` ("A: <pin id>, ...") cells, from the
+    server's JSON (nats-py drops these fields): its config and its info's per-group state."""
+    policy = config.get("priority_policy")
+    return {"priority": f"{policy} ({', '.join(config.get('priority_groups') or [])})" if policy else None,
+            "pinned": ", ".join(f"{g.get('group')}: {g['pinned_client_id']}" for g in groups or []
+                                if g.get("pinned_client_id")) or None}
+
+
 def consumers_frame(infos: Iterable) -> pd.DataFrame:
-    """`%consumer ls`: one row per consumer with its backlog."""
+    """`%consumer ls`: one row per consumer with its backlog and priority groups, from nats-py's ConsumerInfo
+    with the priority fields `consumers.with_priority` keeps."""
     rows = []
     for ci in infos:
         c = ci.config
@@ -208,12 +218,15 @@ def consumers_frame(infos: Iterable) -> pd.DataFrame:
             "name": ci.name, "stream": ci.stream_name, "kind": "push" if c.deliver_subject else "pull",
             "durable": bool(c.durable_name), "deliver": _plain(c.deliver_policy), "ack": _plain(c.ack_policy),
             "filter": c.filter_subject or ", ".join(c.filter_subjects or []) or None,
+            **priority_cells({"priority_policy": getattr(c, "priority_policy", None),
+                              "priority_groups": getattr(c, "priority_groups", None)},
+                             getattr(ci, "priority_groups", None)),
             "pending": ci.num_pending, "ack_pending": ci.num_ack_pending, "redelivered": ci.num_redelivered,
             "waiting": ci.num_waiting, "delivered_seq": ci.delivered.stream_seq if ci.delivered else None,
             "ack_floor_seq": ci.ack_floor.stream_seq if ci.ack_floor else None, "created": ci.created,
         })
-    cols = ["name", "stream", "kind", "durable", "deliver", "ack", "filter", "pending", "ack_pending",
-            "redelivered", "waiting", "delivered_seq", "ack_floor_seq", "created"]
+    cols = ["name", "stream", "kind", "durable", "deliver", "ack", "filter", "priority", "pinned", "pending",
+            "ack_pending", "redelivered", "waiting", "delivered_seq", "ack_floor_seq", "created"]
     frame = pd.DataFrame(rows, columns=cols)
     frame["created"] = pd.to_datetime(frame["created"], utc=True)
     return frame.sort_values("name", ignore_index=True)

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import LabError
+from .frames import priority_cells
 from .session import Session, in_session
 
 API = "$JS.API"
@@ -166,10 +167,7 @@ def consumer_row(ci: dict, stream_msgs: int | None = None) -> dict:
         "paused": bool(ci.get("paused")), "pause_until": _time(cfg.get("pause_until")) if ci.get("paused") else None,
         "push_bound": bool(ci.get("push_bound")) if cfg.get("deliver_subject") else None,
         "filter": ", ".join(filters) or None,
-        "priority": (f"{cfg['priority_policy']} ({', '.join(cfg.get('priority_groups') or [])})"
-                     if cfg.get("priority_policy") else None),
-        "pinned": ", ".join(f"{g.get('group')}: {g['pinned_client_id']}" for g in ci.get("priority_groups") or []
-                            if g.get("pinned_client_id")) or None,
+        **priority_cells(cfg, ci.get("priority_groups")),
         "durable": bool(cfg.get("durable_name")),
         "leader": (ci.get("cluster") or {}).get("leader"),
     }

@@ -36,6 +36,9 @@ def test_pinned_client_from_the_magics(lab_js, shell, capsys):
     report = magic(shell, "%consumer report ORDERS").set_index("consumer")
     assert report.loc["pc", ["priority", "pinned"]].tolist() == ["pinned_client (A)", f"A: {pin}"]
     assert report.loc["plain", ["priority", "pinned"]].isna().all()
+    ls = magic(shell, "%consumer ls ORDERS").set_index("name")
+    assert ls.loc["pc", ["priority", "pinned"]].tolist() == ["pinned_client (A)", f"A: {pin}"]
+    assert ls.loc["plain", ["priority", "pinned"]].isna().all()
     other = magic(shell, "%consumer next ORDERS pc --group A --timeout 500ms")
     assert len(other) == 0 and "408 Request Timeout" in other.summary
     again = magic(shell, f"%consumer next ORDERS pc --group A --pin-id {pin}")
