@@ -11,6 +11,8 @@ The limits are nats-server's, changed as there by `jetstream { limits { batch { 
 """
 from __future__ import annotations
 
+import re
+
 from . import advisories, counters, headers
 from .clock import now_ns
 from .config import API_LEVEL
@@ -30,6 +32,14 @@ _DEFAULTS = {"max_inflight_per_stream": MAX_INFLIGHT_PER_STREAM, "max_inflight_t
              "max_msgs": MAX_BATCH_SIZE, "timeout": TIMEOUT}
 
 _inflight_total = 0
+
+# A message whose header block holds nothing but its batch's id and sequence (and the commit), in the order
+# nats-py writes them or Go's sorted one: the values headers.get would find, read in one match. Anything
+# else (another header, a repeated key, a long block) is read by the general path.
+_PLAIN = re.compile(rb"NATS/1\.0\r\n(?:Nats-Batch-Commit: *([^\r\n]*)\r\n)?Nats-Batch-Id: *([^\r\n]+)\r\n"
+                    rb"Nats-Batch-Sequence: *([0-9]{1,10})\r\n(?:Nats-Batch-Commit: *([^\r\n]*)\r\n)?\r\n")
+PLAIN_MAX = 256
+plain_match = _PLAIN.fullmatch
 
 
 def limit(js, name: str, default=None):
@@ -81,12 +91,15 @@ class IdleTimer:
 
 
 class AtomicBatch:
-    __slots__ = ("msgs", "lseq", "timer")
+    """A batch being staged: its messages as (subject, hdr, data), the last sequence heard, its idle timer, and
+    whether every message so far carried only the batch's own headers as `_PLAIN` reads them."""
+    __slots__ = ("msgs", "lseq", "timer", "plain")
 
     def __init__(self):
         self.msgs: list[tuple[str, bytes, bytes]] = []
         self.lseq = 0
         self.timer = None
+        self.plain = True
 
 
 def _drop(st, batch_id: str, reason: str = "") -> None:
@@ -107,10 +120,13 @@ def drop_all(st) -> None:
 
 
 def _arm(st, batch_id: str, b: AtomicBatch) -> None:
-    if b.timer is None:
+    timer = b.timer
+    if timer is None:
         b.timer = IdleTimer(st.js.loop, limit(st.js, "timeout"), lambda: _drop(st, batch_id, "timeout"))
     else:
-        b.timer.touch()
+        timer.deadline = timer.loop.time() + timer.timeout  # IdleTimer.touch with its handle armed
+        if timer.handle is None:
+            timer.touch()
 
 
 def process(st, subject: str, reply: str, hdr: bytes, msg: bytes, batch_id: bytes) -> int:
@@ -123,8 +139,28 @@ def process(st, subject: str, reply: str, hdr: bytes, msg: bytes, batch_id: byte
         return 0
 
 
+def process_plain(st, subject: str, reply: str, hdr: bytes, msg: bytes, m) -> int:
+    """One message of an atomic batch whose headers `_PLAIN` matched (`m`), on a stream that allows atomic
+    batches and is not sealed (Stream._atomic_plain): process() without a header lookup."""
+    raw_id = m[2]
+    if len(raw_id) > MAX_ID_LEN:
+        return process(st, subject, reply, hdr, msg, raw_id)
+    try:
+        js = st.js
+        storage = st.store.storage
+        if js.usage[storage] > js.limit_for[storage]:
+            raise api_error("JSInsufficientResourcesErr")
+        max_size = st._max_msg_size
+        if max_size >= 0 and (len(hdr) > max_size or len(msg) > max_size - len(hdr)):
+            raise api_error("JSStreamMessageExceedsMaximumErr")
+        commit = m[1] if m[1] is not None else m[4]
+        return _stage(st, subject, reply, hdr, msg, raw_id.decode("utf-8", "replace"), int(m[3]), commit, True)
+    except ApiError as e:
+        st._respond_error(reply, e)
+        return 0
+
+
 def _process(st, subject: str, reply: str, hdr: bytes, msg: bytes, batch_id: str) -> int:
-    global _inflight_total
     cfg = st.cfg
     if cfg.get("sealed"):
         raise api_error("JSStreamSealedErr")
@@ -140,8 +176,15 @@ def _process(st, subject: str, reply: str, hdr: bytes, msg: bytes, batch_id: str
     value = headers.get(hdr, BATCH_SEQ)
     if not value or not value.isdigit():
         raise api_error("JSAtomicPublishMissingSeqErr")
-    seq = int(value)
     commit = headers.get(hdr, BATCH_COMMIT) if BATCH_COMMIT in hdr else None
+    return _stage(st, subject, reply, hdr, msg, batch_id, int(value), commit, False)
+
+
+def _stage(st, subject: str, reply: str, hdr: bytes, msg: bytes, batch_id: str, seq: int, commit: bytes | None,
+           plain: bool) -> int:
+    """The checks that follow the batch sequence's, staging, and the commit. `plain`: `hdr` has no header but
+    the batch's id, sequence and commit (no Nats-Required-Api-Level to look for)."""
+    global _inflight_total
     eob = commit == b"eob"
     size = seq - 1 if eob else seq
     js = st.js
@@ -161,7 +204,7 @@ def _process(st, subject: str, reply: str, hdr: bytes, msg: bytes, batch_id: str
     if commit is not None and not eob and commit != b"1":
         _drop(st, batch_id)
         raise api_error("JSAtomicPublishInvalidBatchCommitErr")
-    if REQUIRED_API_LEVEL in hdr and headers.get(hdr, REQUIRED_API_LEVEL) is not None:
+    if not plain and REQUIRED_API_LEVEL in hdr and headers.get(hdr, REQUIRED_API_LEVEL) is not None:
         if required_level_error(hdr):
             _drop(st, batch_id, "unsupported")
             raise api_error("JSRequiredApiLevelErr")
@@ -175,20 +218,29 @@ def _process(st, subject: str, reply: str, hdr: bytes, msg: bytes, batch_id: str
         raise api_error("JSAtomicPublishTooLargeBatchErrF", size=max_msgs)
     if not eob:
         b.msgs.append((subject, hdr, msg))
+        if not plain:
+            b.plain = False
     if commit is None:
         _arm(st, batch_id, b)
-        if reply and not cfg.get("no_ack"):
+        if reply and not st._no_ack:
             st.js.send(st.account, reply, b"")
         return 0
     msgs = b.msgs
     _drop(st, batch_id)
-    _check(st, msgs)
+    lean = not st._slow_path
+    if lean and b.plain and st.cfg.get("discard") != "new":
+        if st._dd:
+            st._expire_dedupe(now_ns())  # as _check does; nothing in a plain batch can be a duplicate
+    else:
+        _check(st, msgs)
     if eob:
         subj, last_hdr, data = msgs[-1]
         msgs[-1] = (subj, headers.append(last_hdr, [(BATCH_COMMIT, b"1")]), data)
-    stored = 0
     n = len(msgs)
-    lean = not st._slow_path
+    if lean and b.plain and n > 1 and _store_plain(st, msgs):
+        subj, h, data = msgs[-1]
+        return st._process_checked(subj, reply, h, data, batch=(batch_id, n))
+    stored = 0
     for i, (subj, h, data) in enumerate(msgs):
         if i < n - 1:
             if lean and only_batch_headers(h):
@@ -198,6 +250,46 @@ def _process(st, subject: str, reply: str, hdr: bytes, msg: bytes, batch_id: str
         else:
             stored = st._process_checked(subj, reply, h, data, batch=(batch_id, n))
     return stored
+
+
+def _store_plain(st, msgs: list) -> bool:
+    """All but the last message of a committed batch of plain messages (`_PLAIN`) on a stream without
+    per-message work (lean), in one store call: what Stream.store_batched does for each of them when none is
+    refused (too large, over the server's storage limit) and no limit of the store acts on the way. False with
+    nothing stored otherwise (they are then stored one by one)."""
+    if st.sourcers or st.scheduler is not None:
+        return False
+    first = msgs[:-1]
+    max_size = st._max_msg_size
+    if max_size >= 0:
+        for _subject, hdr, data in first:
+            if len(hdr) > max_size or len(data) > max_size - len(hdr):
+                return False
+    js = st.js
+    store = st.store
+    storage = store.storage
+    if js.usage[storage] > js.limit_for[storage]:
+        return False
+    opts = js.server.options
+    # Room for the largest messages the server takes (a subject within a control line, a payload with its
+    # headers within max_payload) needs no pass over the sizes.
+    if js.limit_for[storage] - js.usage[storage] < len(first) * (opts.max_payload + opts.max_control_line + 64):
+        size = sum(store.msg_size(s, h, d) for s, h, d in first)
+        if js.usage[storage] + size > js.limit_for[storage]:
+            return False
+    last = store.store_batch(first)
+    if not last:
+        return False
+    st.lseq, st.lmsgid = last, ""
+    js.add_usage(st)
+    if st.consumers:
+        consumers = list(st.consumers.values())
+        for seq, (subject, _hdr, _data) in enumerate(first, last - len(first) + 1):
+            for o in consumers:
+                o.signal_new(seq, subject)
+    if st._expires and not st._expiry_timer:
+        st.schedule_expiry()
+    return True
 
 
 def only_batch_headers(hdr: bytes | None) -> bool:

@@ -115,6 +115,8 @@ class Stream:
         if cfg.get("allow_msg_schedules") and self.scheduler is None:
             self.scheduler = schedules.Scheduler(self)
             self.scheduler.rebuild()
+        # A message with only its atomic batch's headers goes straight to batch.process_plain.
+        self._atomic_plain = bool(cfg.get("allow_atomic") and not cfg.get("sealed") and not self.closed)
         self._max_msg_size = cfg.get("max_msg_size", -1)
         self._no_ack = bool(cfg.get("no_ack"))
         self._expires = bool(cfg.get("max_age"))
@@ -215,6 +217,10 @@ class Stream:
 
     def process_msg(self, subject: str, reply: str, hdr: bytes | None, msg: bytes) -> int:
         """Store one published message; answer `reply` with a PubAck or an error. Returns the seq or 0."""
+        if hdr and self._atomic_plain and len(hdr) <= batch_mod.PLAIN_MAX and not (reply and reply[-4:] == ".$FI"):
+            m = batch_mod.plain_match(hdr)
+            if m is not None:
+                return batch_mod.process_plain(self, subject, reply, hdr, msg, m)
         if self._slow_path or hdr or (reply and reply[-4:] == ".$FI"):
             return self._process_checked(subject, reply, hdr, msg)
         # The common case: no headers, no limits to check before storing, limits retention.
@@ -811,6 +817,7 @@ class Stream:
     def stop(self, delete: bool = False) -> None:
         self.closed = True
         self._slow_path = True
+        self._atomic_plain = False
         if self.sourcing is not None:
             self.sourcing.stop()
         batch_mod.drop_all(self)

@@ -139,3 +139,38 @@ def test_a_batch_of_counter_increments_adds_up(js_server):
     ack, last = run(scenario())
     assert ack == {"stream": "C", "seq": 2, "batch": "k", "count": 2}
     assert base64.b64decode(last["message"]["data"]) == b'{"val":"5"}'
+
+
+def test_a_memory_batch_keeps_its_limits_and_feeds_its_consumers(js_server):
+    """A memory stream with max_msgs_per_subject and a consumer: batches of messages with only the batch's
+    headers (nats-py's order, then Go's with the commit first) and one with a Nats-Msg-Id among them are stored
+    in order, the subject limit applied as if one by one, the consumer counting what is left."""
+    async def scenario():
+        async with connected(js_server) as (nc, js):
+            await api(nc, "$JS.API.STREAM.CREATE.M", {"name": "M", "subjects": ["m.>"], "storage": "memory",
+                                                      "allow_atomic": True, "max_msgs_per_subject": 2})
+            await api(nc, "$JS.API.CONSUMER.CREATE.M.D", {"stream_name": "M", "config": {
+                "durable_name": "D", "ack_policy": "explicit"}})
+            for i, subject in enumerate(["m.a", "m.a", "m.a", "m.b"], 1):
+                await nc.publish(subject, b"%d" % i, headers=_hdrs("b1", i))
+            first = await _pub(nc, "m.b", _hdrs("b1", 5, "1"), b"5")
+            await _pub(nc, "m.c", _hdrs("b2", 1), b"6")
+            await _pub(nc, "m.c", _hdrs("b2", 2, None, Nats_Msg_Id="x"), b"7")
+            second = await _pub(nc, "m.c", {"Nats-Batch-Commit": "1", "Nats-Batch-Id": "b2",
+                                            "Nats-Batch-Sequence": "3"}, b"8")
+            info = await api(nc, "$JS.API.STREAM.INFO.M", {"subjects_filter": ">"})
+            gets = [await api(nc, "$JS.API.STREAM.MSG.GET.M", {"seq": seq}) for seq in range(1, 9)]
+            consumer = await api(nc, "$JS.API.CONSUMER.INFO.M.D")
+            return first, second, info["state"], gets, consumer["num_pending"]
+
+    first, second, state, gets, pending = run(scenario())
+    assert first == {"stream": "M", "seq": 5, "batch": "b1", "count": 5}
+    assert second == {"stream": "M", "seq": 8, "batch": "b2", "count": 3}
+    assert (state["messages"], state["first_seq"], state["last_seq"]) == (6, 2, 8)
+    assert state["subjects"] == {"m.a": 2, "m.b": 2, "m.c": 2}
+    assert [g.get("message", {}).get("subject") for g in gets] == [None, "m.a", "m.a", "m.b", "m.b", None, "m.c", "m.c"]
+    assert [base64.b64decode(g["message"]["data"]) for g in gets if "message" in g] == \
+        [b"2", b"3", b"4", b"5", b"7", b"8"]
+    assert base64.b64decode(gets[6]["message"]["hdrs"]) == \
+        b"NATS/1.0\r\nNats-Batch-Id: b2\r\nNats-Batch-Sequence: 2\r\nNats-Msg-Id: x\r\n\r\n"
+    assert pending == 6

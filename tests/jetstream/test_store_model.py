@@ -127,3 +127,35 @@ def test_pending_counts_and_filtered_state_match_a_count_of_the_messages(ops, cf
             assert (got.msgs, got.first if want else 0) == (len(want), want[0] if want else 0), (start, subject)
             nxt = mem.load_next_msg((subject,), start)
             assert (nxt.seq if nxt else None) == (want[0] if want else None), (start, subject)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(ops=ops, cfg=st.sampled_from(LIMITS),
+       batch=st.lists(st.tuples(st.sampled_from(["a", "b", "c.d"]), st.binary(max_size=40), st.booleans()),
+                      min_size=1, max_size=12))
+def test_a_batch_stored_in_one_pass_is_what_storing_it_message_by_message_gives(ops, cfg, batch):
+    """MemoryStore.store_batch (a committed atomic batch) against store_msg one message at a time, after random
+    operations, under each limit: the same messages, sequences, subjects and counts, timestamps going up; or
+    nothing stored (0) when a limit would act on the way."""
+    one, bulk = MemoryStore(dict(cfg)), MemoryStore(dict(cfg))
+    for op in ops:
+        apply(one, op)
+        apply(bulk, op)
+    msgs = [(subject, b"NATS/1.0\r\nK: v\r\n\r\n" if with_hdr else None, data) for subject, data, with_hdr in batch]
+    last = None
+    for msg in msgs:
+        last = apply(one, ("store", msg[0], msg[2], msg[1] is not None))
+    before = contents(bulk)
+    got = bulk.store_batch(msgs)
+    if not got:
+        assert contents(bulk) == before
+        for msg in msgs:
+            apply(bulk, ("store", msg[0], msg[2], msg[1] is not None))
+    else:
+        assert got == last == bulk.last_seq
+    want, have = contents(one), contents(bulk)
+    assert have[0] == want[0] and have[2] == want[2]
+    assert [m[:4] for m in have[1]] == [m[:4] for m in want[1]]
+    stamps = [m[4] for m in have[1]]
+    assert stamps == sorted(set(stamps)) and bulk.state().bytes == one.state().bytes
+    assert bulk.num_pending(0, ("a",)) == one.num_pending(0, ("a",))

@@ -90,6 +90,12 @@ class StreamStore:
         Raises StoreError (MAX_MSGS, ...) under discard new."""
         raise NotImplementedError
 
+    def store_batch(self, msgs: list) -> int:
+        """Store `msgs`, (subject, hdr, data) tuples without a TTL, as that many store_msg calls would, in one
+        pass: the last sequence. 0 with nothing stored when this store does not take them so (here: never; a
+        limit that would remove or refuse one of them on the way): the caller stores them one by one."""
+        return 0
+
     def skip_msg(self) -> int:
         """Use up the next sequence without storing anything (interest retention with no interest)."""
         raise NotImplementedError

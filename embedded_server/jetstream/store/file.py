@@ -36,7 +36,7 @@ import struct
 import zlib
 from array import array
 
-from . import MAX_SEQ, ConsumerStore, StoreCorrupt, StoreMsg, file_msg_size
+from . import MAX_SEQ, ConsumerStore, StoreCorrupt, StoreMsg, StreamStore, file_msg_size
 from .cache import BlockCache
 from .memory import MemoryStore
 
@@ -293,6 +293,7 @@ def _ranges(seqs: list[int]) -> str:
 class FileStore(MemoryStore):
     storage = "file"
     msg_size = staticmethod(file_msg_size)
+    store_batch = StreamStore.store_batch  # each message written as it is stored: store_msg one by one
 
     def __init__(self, directory: str, cfg: dict, sync_always: bool = False, block_size: int | None = None,
                  cache: BlockCache | None = None):
