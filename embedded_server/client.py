@@ -284,6 +284,15 @@ class Client(asyncio.Protocol):
                             srv.deliver(fast, tail, 1, size, skip)
                         else:
                             srv.route(account, self, subject, None, tail, body_at, 0)
+                    elif plain and reply[-4:] == b".$FI":
+                        # A fast batch's message to a subject only its stream listens on: the stream takes the
+                        # batch's next message itself (Stream._inbound_raw), anything else is routed as usual.
+                        plan = account.plans.get(subject)
+                        if plan is None:
+                            plan = account.plan(subject)
+                        raw = plan.raw
+                        if raw is None or not raw(subject, reply, tail[body_at:-2]):
+                            self._publish(account, subject, reply, tail, body_at, 0)
                     else:
                         self._publish(account, subject, reply, tail, body_at, 0)
                 elif kind == HPUB:

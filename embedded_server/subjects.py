@@ -95,7 +95,7 @@ class Subscription:
     """One interest in a subject: a client's SUB, or an internal subscription with a callback."""
 
     __slots__ = ("client", "subject", "queue", "sid", "max", "delivered", "callback", "closed",
-                 "account", "__weakref__")
+                 "account", "raw", "__weakref__")
 
     def __init__(self, client, subject: str, queue: str | None, sid: bytes,
                  callback: Callable | None = None, account=None):
@@ -108,6 +108,9 @@ class Subscription:
         self.callback = callback
         self.closed = False
         self.account = account
+        # An internal subscription's shortcut for a client's PUB with a reply when it is the only receiver
+        # (server.Plan.raw): raw(subject, reply, payload) as bytes, True if it took the message.
+        self.raw = None
 
     def __repr__(self) -> str:
         q = f" queue={self.queue}" if self.queue else ""

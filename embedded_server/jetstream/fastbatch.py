@@ -16,6 +16,7 @@ import json
 
 from . import batch as batch_mod
 from . import headers, limits
+from embedded_server.client import decode_subject, encode_subject, is_reserved_reply
 from .config_json import compact_json
 from .errors import ApiError, api_error
 from .store import MAX_BYTES, MAX_MSGS, MAX_MSGS_PER_SUBJECT, StoreError
@@ -36,8 +37,8 @@ _inflight_total = 0
 
 
 class FastOp:
-    """What the reply subject of one message says."""
-    __slots__ = ("id", "seq", "flow", "ping", "gap_ok", "commit", "eob")
+    """What the reply subject of one message says (`head`: the reply up to its batch sequence, without the dot)."""
+    __slots__ = ("id", "seq", "flow", "ping", "gap_ok", "commit", "eob", "head")
 
 
 def _int64(token: str) -> int:
@@ -90,6 +91,7 @@ def parse_reply(reply: str, hdr: bytes | None) -> tuple[FastOp | None, bool]:
         return None, True
     f = FastOp()
     f.id, f.flow, f.gap_ok = parsed
+    f.head = head
     f.seq = n
     f.ping, f.eob = code == OP_PING, code == OP_COMMIT_EOB
     f.commit = f.eob or code == OP_COMMIT
@@ -381,7 +383,46 @@ def _append(st, b: FastBatch, op: FastOp, subject: str, reply: str, msg: bytes) 
     b.pending += 1
     _stored(st, b, op, seq, reply)
     st.notify_stored(seq, subject)
+    if b.timer is not None and not b.commit:
+        # The batch's next message can skip the parsing (append_raw): what its reply and subject will be.
+        head = encode_subject(op.head + ".")
+        if len(head) >= 8 and not is_reserved_reply(head):
+            st.fast_next = (head, b, encode_subject(subject), subject)
     return seq
+
+
+def append_raw(st, subject: bytes, reply: bytes, msg: bytes) -> bool:
+    """A client's PUB (no headers) that is the next message of the fast batch `_append` stored last, on the same
+    subject, `<head><lseq + 1>.1.$FI`: stored as `_append` stores it, without parsing the reply or decoding the
+    subjects (the batch's head was parsed and checked when it was cached; a reply starting with it is no
+    reserved one). False, having done nothing, for anything else: the caller routes it the general way."""
+    cached = st.fast_next
+    if cached is None:
+        return False
+    head, b, subject_b, subject_s = cached
+    seq = b.lseq + 1
+    if subject != subject_b or reply != head + b"%d.1.$FI" % seq or b.timer is None or b.commit \
+            or st._slow_path or seq >= _U64 - 1 or not _plain_ok(st, st.cfg, msg):
+        return False
+    b.timer.touch()
+    b.lseq = seq
+    store = st.store
+    try:
+        sseq = store.store_msg(subject_s, None, msg, 0)[0]
+    except (StoreError, OSError) as e:
+        st.store_failed(e, decode_subject(reply))
+        return True
+    st.lseq, st.lmsgid = sseq, ""
+    size = store.bytes
+    st.js.usage[store.storage] += size - st.accounted
+    st.accounted = size
+    # _stored: nothing pending before this message, so it is the batch's last stored one
+    b.sseq = sseq
+    b.pseq = seq
+    if seq >= b.fseq + b.ack_messages:
+        _check_flow(st, b, decode_subject(reply))
+    st.notify_stored(sseq, subject_s)
+    return True
 
 
 def _refused(st, b: FastBatch, op: FastOp, reply: str, error, dup_seq: int) -> int:

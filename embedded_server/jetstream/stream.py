@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import deque
 
 from embedded_server import gotime
+from embedded_server.client import decode_subject
 from embedded_server.gotime import duration_string
 
 from . import config_json
@@ -89,6 +90,7 @@ class Stream:
         self.scheduler = None  # due times of message schedules (allow_msg_schedules)
         self.atomic_batches: dict = {}  # batch id -> AtomicBatch being staged (batch.py)
         self.fast_batches: dict = {}  # batch id -> fast batch in flight (fastbatch.py)
+        self.fast_next = None  # what the next message of the fast batch stored last looks like (fastbatch.append_raw)
         self._set_transforms()
         self._set_fast_path()
         self._set_pub_ack()
@@ -131,7 +133,9 @@ class Stream:
         """Listen on the stream's subjects (and the direct get subjects when allowed)."""
         server = self.js.server
         for subject in self.cfg.get("subjects") or ():
-            self._subs.append(server.subscribe_internal(self.account, subject, self._inbound))
+            sub = server.subscribe_internal(self.account, subject, self._inbound)
+            sub.raw = self._inbound_raw
+            self._subs.append(sub)
         if self.cfg.get("allow_direct"):
             self._direct_subs.append(server.subscribe_internal(
                 self.account, f"$JS.API.DIRECT.GET.{self.name}", self._direct_get, queue="_sys_"))
@@ -210,6 +214,19 @@ class Stream:
                                  f"{type(e).__name__}: {e}")
             self._respond_error(reply, api_error("JSStreamGeneralErrorF", err=str(e) or type(e).__name__))
 
+    def _inbound_raw(self, subject: bytes, reply: bytes, payload: bytes) -> bool:
+        """A client's PUB with a reply, when this stream is all that listens on its subject (Plan.raw): the next
+        message of a fast batch is stored here at once (fastbatch.append_raw). False for any other message,
+        which the caller then routes to `_inbound` as usual."""
+        try:
+            return fastbatch.append_raw(self, subject, reply, payload)
+        except Exception as e:  # as _inbound: a bug must not leave the publisher without an answer
+            self.js.logger.error(f"JetStream failed to process a msg on stream '{self.account.name} > {self.name}': "
+                                 f"{type(e).__name__}: {e}")
+            self._respond_error(decode_subject(reply), api_error("JSStreamGeneralErrorF",
+                                                                 err=str(e) or type(e).__name__))
+            return True
+
     def _respond_error(self, reply: str, err: ApiError) -> None:
         if reply and not self.cfg.get("no_ack"):
             body = {"error": err.as_dict(), **self._nack_base, "seq": 0}
@@ -258,11 +275,16 @@ class Stream:
         logged, not answered, as nats-server does)."""
         try:
             return self.store.store_msg(subject, None, msg, 0)[0]
-        except StoreError as e:
-            self._respond_error(reply, api_error("JSStreamStoreFailedF", err=str(e)))
-        except OSError as e:
-            self.js.logger.error(f"JetStream failed to store a msg on stream '{self.account.name} > {self.name}': {e}")
+        except (StoreError, OSError) as e:
+            self.store_failed(e, reply)
         return 0
+
+    def store_failed(self, e: Exception, reply: str) -> None:
+        """A plain store failed: a store refusal is answered, a disk error logged (as nats-server does)."""
+        if isinstance(e, StoreError):
+            self._respond_error(reply, api_error("JSStreamStoreFailedF", err=str(e)))
+        else:
+            self.js.logger.error(f"JetStream failed to store a msg on stream '{self.account.name} > {self.name}': {e}")
 
     def _process_checked(self, subject: str, reply: str, hdr: bytes | None, msg: bytes, sourced: bool = False,
                          batch: tuple[str, int] | None = None) -> int:

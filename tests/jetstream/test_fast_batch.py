@@ -238,3 +238,72 @@ def test_a_fast_batch_through_a_service_import(start_server, tmp_path):
     ack, stored = run(scenario())
     assert ack == [{"stream": "T", "seq": 1, "batch": "viaB", "count": 1}]
     assert "hdrs" not in stored and base64.b64decode(stored["data"]) == b"x"
+
+
+def test_long_fast_batches_one_after_another_interleaved_and_beside_a_subscriber(js_server):
+    """Batches of many messages on one subject, as a publisher streams them without waiting (the embedded server
+    stores the usual message of a batch without routing it when the stream is its only receiver): the flow
+    acks, the PubAcks and what is stored, on file and memory streams; a subscriber of the subject sees every
+    message with its reply; two batches interleaved, and a batch sequence sent twice, end as on nats-server."""
+    async def scenario():
+        async with connected(js_server) as (nc, js):
+            out = {}
+            replies = Replies(await nc.subscribe("IN.>"))
+            watch = await nc.subscribe("m.w")
+            for name, storage in (("F", "file"), ("M", "memory")):
+                p = name.lower()
+                await api(nc, f"$JS.API.STREAM.CREATE.{name}", {"name": name, "subjects": [f"{p}.>"],
+                                                                "storage": storage, "allow_batched": True})
+
+                async def batch(subject, batch_id, msgs, flow, answers):
+                    for seq, data in msgs:
+                        op = START if seq == 1 else (COMMIT if seq == len(msgs) else APPEND)
+                        await nc.publish(subject, data, reply=fast("IN", batch_id, seq, op, flow))
+                    return [a for _, a in await answered(answers)]
+
+                async def answered(n):  # (batch id, answer) as they arrive
+                    return [(m.subject.split(".")[1], json.loads(m.data))
+                            for m in [await replies.sub.next_msg(5) for _ in range(n)]]
+
+                got = out[name] = {}
+                got["a"] = await batch(f"{p}.a", "a", [(s, b"a%d" % s) for s in range(1, 26)], 10, 4)
+                got["w"] = await batch(f"{p}.w", "w", [(s, b"w%d" % s) for s in range(1, 7)], 2, 4)
+                msgs = [(f"{p}.{b}", b, s, COMMIT if s == 6 else (START if s == 1 else APPEND))
+                        for s in range(1, 7) for b in "ij"]
+                for subject, b, s, op in msgs:
+                    await nc.publish(subject, b"%s%d" % (b.encode(), s), reply=fast("IN", b, s, op, 2))
+                got["ij"] = await answered(9)
+                got["repeat"] = await batch(f"{p}.a", "r", [(1, b"r1"), (2, b"r2"), (3, b"r3"), (3, b"r3"),
+                                                           (4, b"r4")], 10, 4)
+                got["quiet"] = await replies.none_left()
+                info = (await api(nc, f"$JS.API.STREAM.INFO.{name}"))["state"]
+                got["stored"] = [(m["message"]["subject"], base64.b64decode(m["message"]["data"])) for m in [
+                    await api(nc, f"$JS.API.STREAM.MSG.GET.{name}", {"seq": s}) for s in range(1, info["last_seq"] + 1)]]
+            out["watched"] = []
+            for _ in range(6):
+                m = await watch.next_msg(5)
+                out["watched"].append((m.data, m.reply))
+            return out
+
+    out = run(scenario(), timeout=60)
+    for name in ("F", "M"):
+        got, p = out[name], name.lower()
+        assert got["a"] == [_ack(0, 10), _ack(10, 10), _ack(20, 10), {"stream": name, "seq": 25, "batch": "a",
+                                                                       "count": 25}]
+        assert got["w"] == [_ack(0, 2), _ack(2, 2), _ack(4, 2), {"stream": name, "seq": 31, "batch": "w", "count": 6}]
+        # The second batch in flight starts with an ack every message, then both windows settle at 2.
+        assert got["ij"] == [("i", _ack(0, 2)), ("j", _ack(0, 1)), ("j", _ack(1, 2)), ("i", _ack(2, 2)),
+                             ("j", _ack(3, 2)), ("i", _ack(4, 2)), ("j", _ack(5, 2)),
+                             ("i", {"stream": name, "seq": 42, "batch": "i", "count": 6}),
+                             ("j", {"stream": name, "seq": 43, "batch": "j", "count": 6})]
+        # Sequence 3 again ends the batch at what was stored; its next message finds no batch.
+        assert got["repeat"] == [_ack(0, 10), {"type": "gap", "last_seq": 4, "seq": 3},
+                                 {"stream": name, "seq": 46, "batch": "r", "count": 3},
+                                 _err(400, 10208, "batch publish ID unknown", name)]
+        assert got["quiet"] is True
+        assert got["stored"] == [(f"{p}.a", b"a%d" % s) for s in range(1, 26)] + [
+            (f"{p}.w", b"w%d" % s) for s in range(1, 7)] + [
+            (f"{p}.{b}", b"%s%d" % (b.encode(), s)) for s in range(1, 7) for b in "ij"] + [
+            (f"{p}.a", b"r%d" % s) for s in range(1, 4)]
+    assert out["watched"] == [(b"w%d" % s, fast("IN", "w", s, START if s == 1 else (COMMIT if s == 6 else APPEND), 2))
+                              for s in range(1, 7)]
