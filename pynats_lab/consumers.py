@@ -475,33 +475,87 @@ async def _why_nothing(s: Session, stream: str, name: str, limit: float) -> str:
     waited = f"no message for {name} within {limit:g}s"
     if not messages:
         return f"{waited}: {stream} holds no messages"
+    if info.num_ack_pending and info.config.ack_policy == AckPolicy.FLOW_CONTROL:
+        return (f"{waited}: {info.num_ack_pending:,} delivered and not acknowledged (ack flow_control: only the "
+                f"answer to a flow control request acknowledges, up to the sequences it names), none new")
     if info.num_ack_pending:
         return (f"{waited}: {info.num_ack_pending:,} delivered and waiting for an ack (redelivered after "
                 f"ack wait), none new")
     return f"{waited}: all of {stream}'s messages this consumer selects were delivered already"
 
 
+class FlowControlAcks:
+    """Acks of an `ack flow_control` consumer (nats-server 2.14+): the server takes no per-message acks; it
+    counts as acknowledged everything up to the sequences the answer to its flow control request names
+    (`Nats-Last-Consumer`, `Nats-Last-Stream`). `taken` is the last message processed; `acked` what the
+    server was last told."""
+
+    WAIT = 3.0  # a request comes with the next heartbeat (1 s for this policy) while messages are pending
+
+    def __init__(self) -> None:
+        self.taken: tuple[int, int] | None = None
+        self.acked: tuple[int, int] | None = None
+        self.caught_up = asyncio.Event()
+
+    def take(self, msg) -> None:
+        seq = msg.metadata.sequence
+        self.taken = (seq.consumer, seq.stream)
+        self.caught_up.clear()
+
+    async def answer(self, nc, reply: str) -> None:
+        if self.taken is None:
+            await nc.publish(reply, b"")
+            return
+        taken = self.taken
+        await nc.publish(reply, b"", headers={"Nats-Last-Consumer": str(taken[0]), "Nats-Last-Stream": str(taken[1])})
+        self.acked = taken
+        if self.taken == taken:
+            self.caught_up.set()
+
+    async def settle(self) -> bool:
+        """Wait (still subscribed) for a flow control request that acknowledges the last message taken."""
+        if self.taken is None or self.acked == self.taken:
+            return True
+        try:
+            await asyncio.wait_for(self.caught_up.wait(), self.WAIT)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+
 async def _deliveries(s: Session, stream: str, name: str, info: ConsumerInfo, limit: float,
-                      count: int | None) -> AsyncIterator:
-    """Messages as the consumer delivers them (push: its deliver subject; pull: repeated fetches)."""
+                      count: int | None, fc_acks: FlowControlAcks | None = None) -> AsyncIterator:
+    """Messages as the consumer delivers them (push: its deliver subject; pull: repeated fetches). With
+    `fc_acks`, flow control requests are answered with what it says was taken, and the subscription stays
+    until that is acknowledged (or FlowControlAcks.WAIT passes)."""
     deadline = time.monotonic() + limit
     if info.config.deliver_subject:
         queue: asyncio.Queue = asyncio.Queue()
+        done = False
 
         async def on_msg(msg) -> None:
             status = (msg.headers or {}).get("Status")
             if status == "100":
                 if msg.reply:  # flow control asks for an answer; heartbeats have no reply
-                    await s.nc.publish(msg.reply, b"")
+                    if fc_acks is not None:
+                        await fc_acks.answer(s.nc, msg.reply)
+                    else:
+                        await s.nc.publish(msg.reply, b"")
                 return
-            await queue.put(msg)
+            if not done:
+                await queue.put(msg)
 
         sub = await s.nc.subscribe(info.config.deliver_subject, queue=info.config.deliver_group or "", cb=on_msg)
 
         async def next_batch(want: int, left: float) -> list:
             return [await asyncio.wait_for(queue.get(), left)]
 
-        close = sub.unsubscribe
+        async def close() -> None:
+            nonlocal done
+            done = True  # what arrives now is not taken, so not acknowledged
+            if fc_acks is not None:
+                await fc_acks.settle()
+            await sub.unsubscribe()
     else:
         psub = await s.js.pull_subscribe_bind(durable=name, stream=stream)
 
@@ -536,15 +590,28 @@ async def consumer_sub(s: Session, stream: str, name: str, *, count: int | None 
     info = await s.js.consumer_info(stream, name)
     limit = parse_duration(timeout, "--timeout") or 2.0
     msgs, received, settled = [], [], []
-    async for msg in _deliveries(s, stream, name, info, limit, count):
+    fc_acks = FlowControlAcks() if info.config.ack_policy == AckPolicy.FLOW_CONTROL else None
+    async for msg in _deliveries(s, stream, name, info, limit, count, fc_acks if action == "ack" else None):
         received.append(time.time())
         msgs.append(msg)
-        settled.append(await _settle(msg, action, info.config.ack_policy))
+        if fc_acks is not None:
+            if action == "ack":
+                fc_acks.take(msg)
+            settled.append(None)
+        else:
+            settled.append(await _settle(msg, action, info.config.ack_policy))
     await s.nc.flush()
     frame = frames.consumed_frame(msgs, received, raw)
+    if fc_acks is not None and fc_acks.acked:  # acknowledged up to the stream sequence the server was told
+        settled = ["ack" if seq <= fc_acks.acked[1] else None for seq in frame["seq"]]
     frame["acked"] = pd.Series(settled, dtype=object)
     if len(frame):
         line = f"{len(frame):,} message{'s' if len(frame) != 1 else ''} from {stream} > {name}"
+        if fc_acks is not None and action == "ack":
+            line += (f", acknowledged through the answer to its flow control request (up to stream seq "
+                     f"{fc_acks.acked[1]})" if fc_acks.acked == fc_acks.taken else
+                     f"; acknowledged only up to stream seq {fc_acks.acked[1] if fc_acks.acked else 0}: no "
+                     f"flow control request came within {FlowControlAcks.WAIT:g}s (ack flow_control)")
     else:
         line = await _why_nothing(s, stream, name, limit)
     return tables.lab_frame(frame, line, columns=CONSUMED_SHOWN)

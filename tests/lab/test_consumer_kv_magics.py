@@ -43,6 +43,26 @@ def test_pull_consumer_next_acks_naks_and_terms(lab_js, shell):
     assert str(magic(shell, "%consumer rm ORDERS worker")) == "deleted consumer worker on ORDERS"
 
 
+def test_sub_acks_an_ack_flow_control_consumer_through_its_flow_control(lab_js, shell, capsys):
+    """nats-server takes no per-message acks on `ack flow_control`: the answer to a flow control request acks."""
+    _orders(shell, 5)
+    magic(shell, "%consumer add ORDERS fc --push --target fc.in --ack flow_control --max-pending 10")
+    got = magic(shell, "%consumer sub ORDERS fc --count 3")
+    assert got["data"].tolist() == ["o1", "o2", "o3"] and got["acked"].tolist() == ["ack"] * 3
+    assert got.summary.endswith("acknowledged through the answer to its flow control request (up to stream seq 3)")
+    info = magic(shell, "%consumer info ORDERS fc")
+    # o4 and o5 arrived after the third message and were not taken: delivered, not acknowledged
+    assert (info.ack_floor.stream_seq, info.num_ack_pending) == (3, 2)
+    magic(shell, "%nats pub orders.new o6 --js")
+    kept = magic(shell, "%consumer sub ORDERS fc --count 1 --no-ack")
+    assert kept["data"].tolist() == ["o6"] and kept["acked"].tolist() == [None]
+    nothing = magic(shell, "%consumer sub ORDERS fc --timeout 300ms")
+    assert len(nothing) == 0 and "3 delivered and not acknowledged (ack flow_control" in nothing.summary
+    assert magic(shell, "%consumer info ORDERS fc").ack_floor.stream_seq == 3
+    assert_one_line_errors(shell, capsys, {
+        "%consumer next ORDERS fc": "%consumer next: fc is a push consumer: use %consumer sub ORDERS fc"})
+
+
 def test_next_acks_what_arrived_while_it_waits_for_more(lab_js, shell):
     _orders(shell, 2)
     magic(shell, "%consumer add ORDERS short --pull --ack-wait 300ms")
