@@ -35,13 +35,16 @@ def test_reads_go_through_a_cache_that_never_exceeds_its_limit(tmp_path):
     fs = FileStore(str(tmp_path), dict(CFG), block_size=4096, cache=cache)
     stored = _fill(fs, 1500, rng)
     assert len(fs._blocks) > 20
-    assert cache.bytes == 0  # writing caches nothing
+    # Writing caches the newest blocks only, as they were written.
+    written = set(cache._blocks)
+    assert 0 < cache.bytes <= limit and {i for _, i in written} <= {b.index for b in fs._blocks[-3:]}
+    _cached_as_on_disk(fs, cache)
 
-    # A single read of a block that is not cached reads its record alone: the cache stays empty (backwards, so
-    # that no read is of the sequence after the one before, which counts as a scan).
+    # A single read of a block that is not cached reads its record alone: the cache holds what it held (backwards,
+    # so that no read is of the sequence after the one before, which counts as a scan).
     for seq in sorted(rng.sample(sorted(stored), 50), reverse=True):
         assert _same(fs.load_msg(seq), stored[seq])
-    assert cache.bytes == 0 and cache.peak == 0
+    assert set(cache._blocks) == written and cache.peak <= limit
 
     # A scan reads whole blocks through the cache, evicting the least recently used ones.
     seq, seen = 0, 0
@@ -81,6 +84,77 @@ def test_reads_go_through_a_cache_that_never_exceeds_its_limit(tmp_path):
     assert again_cache.peak <= limit
     again.stop()
     assert again_cache.bytes == 0  # a stopped store leaves nothing in the cache
+
+
+def _cached_as_on_disk(fs, cache):
+    """Every block of `fs` in the cache holds what its file holds, byte for byte."""
+    indexes = {b.index: b for b in fs._blocks}
+    for (cid, index), data in cache._blocks.items():
+        if cid == fs._cid:
+            assert index in indexes  # no block removed from disk is still cached
+            with open(indexes[index].path, "rb") as f:
+                assert bytes(data) == f.read(), index
+
+
+def test_the_block_being_written_is_read_from_memory(tmp_path):
+    """The newest block is cached as it is written: reading what was just stored reads it from the cache (a hit,
+    no miss), through held writes, removals, a compaction and a purge; the cache stays within its limit, and a block that
+    outgrows the limit leaves it (its messages then read from the file)."""
+    rng = random.Random(11)
+    limit = 3 * 4096
+    cache = BlockCache(limit)
+    fs = FileStore(str(tmp_path / "a"), dict(CFG), block_size=4096, cache=cache)
+    for i in range(300):  # each message read back as soon as it is stored
+        subject, hdr, data = f"s.{i % 7}", HDR if i % 3 == 0 else None, rng.randbytes(rng.randint(0, 300))
+        seq, ts = fs.store_msg(subject, hdr, data, ttl=0)
+        assert _same(fs.load_msg(seq), (subject, hdr, data, ts))
+    assert len(fs._blocks) > 5 and cache.hits == 300 and cache.misses == 0 and cache.peak <= limit
+    _cached_as_on_disk(fs, cache)
+
+    fs.begin_writes()  # a mirror catching up: records held back, then written in one go
+    held = _fill(fs, 40, rng)
+    assert all(_same(fs.load_msg(seq), want) for seq, want in held.items())
+    fs.end_writes()
+    hits = cache.hits
+    assert all(_same(fs.load_msg(seq), want) for seq, want in held.items())
+    assert cache.hits == hits + 40 and cache.misses == 0
+    _cached_as_on_disk(fs, cache)
+
+    for seq in list(held)[::3]:
+        assert fs.remove_msg(seq)
+    assert fs.compact(fs.last_seq - 10) > 0
+    _cached_as_on_disk(fs, cache)
+    assert fs.purge() > 0
+    _cached_as_on_disk(fs, cache)
+    again = _fill(fs, 30, rng)
+    hits = cache.hits
+    assert all(_same(fs.load_msg(seq), want) for seq, want in again.items())
+    assert cache.hits == hits + 30 and cache.misses == 0 and cache.peak <= limit
+    _cached_as_on_disk(fs, cache)
+    fs.stop()
+    assert cache.bytes == 0
+
+    small = BlockCache(1000)  # smaller than a block: the block being written leaves the cache as it outgrows it
+    fs = FileStore(str(tmp_path / "b"), dict(CFG), block_size=4096, cache=small)
+    stored = _fill(fs, 60, rng)
+    assert small.bytes <= 1000 and small.peak <= 1000
+    assert all(_same(fs.load_msg(seq), want) for seq, want in stored.items())
+    _cached_as_on_disk(fs, small)
+    fs.stop()
+
+    # After a restart the block being written is loaded by a scan, then kept as it grows.
+    reopened_cache = BlockCache(limit)
+    fs = FileStore(str(tmp_path / "b"), dict(CFG), block_size=4096, cache=reopened_cache)
+    seq = 0
+    while (sm := fs.load_next_msg((), seq)) is not None:
+        assert _same(sm, stored[sm.seq])
+        seq = sm.seq + 1
+    more = _fill(fs, 5, rng)
+    hits, misses = reopened_cache.hits, reopened_cache.misses
+    assert all(_same(fs.load_msg(seq), want) for seq, want in more.items())
+    assert reopened_cache.hits == hits + 5 and reopened_cache.misses == misses
+    _cached_as_on_disk(fs, reopened_cache)
+    fs.stop()
 
 
 def test_the_index_costs_bytes_per_message_not_the_payload(tmp_path):

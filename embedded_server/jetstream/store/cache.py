@@ -1,10 +1,13 @@
-"""The block cache of the file stores: whole closed blocks in memory, least recently used first out, never more
-bytes than its limit.
+"""The block cache of the file stores: whole blocks in memory, least recently used first out, never more bytes
+than its limit.
 
 One cache serves every file store of a server (`jetstream { block_cache: 64MB }`), so the memory a server
 spends on message payloads is bounded whatever its streams hold. A scan (a consumer, a batch read) loads the
 block it reads through the cache; a single read of a block that is not cached (a direct get) reads only its
-record with os.pread and caches nothing. Nothing here writes: evicting a block never touches the disk.
+record with os.pread and caches nothing. The block being written is cached from its first byte: each append to
+its file is appended here too (`append`), so reads of the newest messages cost no system call; it leaves the
+cache like any other block, and a block that outgrows the limit is dropped. Nothing here writes: evicting a
+block never touches the disk.
 """
 from __future__ import annotations
 
@@ -46,6 +49,39 @@ class BlockCache:
         if self.bytes > self.peak:
             self.peak = self.bytes
         return True
+
+    def append(self, key, data: bytes) -> None:
+        """`data` was appended to the file of the cached block `key` (nothing if it is not cached): append it here,
+        evicting the least recently used other blocks first; a block that would not fit the limit is dropped."""
+        block = self._blocks.get(key)
+        if block is None:
+            return
+        size = len(data)
+        if len(block) + size > self.limit:
+            self.drop(key)
+            return
+        blocks = self._blocks
+        blocks.move_to_end(key)
+        while self.bytes + size > self.limit:  # never `key` itself: it is the newest and fits alone
+            _, old = blocks.popitem(last=False)
+            self.bytes -= len(old)
+            self.evictions += 1
+        if type(block) is not bytearray:
+            block = blocks[key] = bytearray(block)
+        try:
+            block += data
+        except BufferError:  # a reader still holds a view of it: append to a copy
+            block = blocks[key] = bytearray(block)
+            block += data
+        self.bytes += size
+        if self.bytes > self.peak:
+            self.peak = self.bytes
+
+    def seal(self, key) -> None:
+        """The block `key` is written no more: keep it as bytes (a growing bytearray holds spare room)."""
+        block = self._blocks.get(key)
+        if type(block) is bytearray:
+            self._blocks[key] = bytes(block)
 
     def drop(self, key) -> None:
         data = self._blocks.pop(key, None)

@@ -23,7 +23,8 @@ listed in the stream state's `lost`; nothing damaged is deleted, and the last se
 Only the index is in memory (memory.py's list of subjects, plus each message's offset in its block and its
 size: see docs/jetstream.md for the bytes per message); subjects, headers and payloads stay in the blocks and
 are read through the server's BlockCache (cache.py) or, for a single record of a block that is not cached,
-with one os.pread. Reads check each record's checksum again.
+with one os.pread. The block being written is in the cache from its first record (what is appended to its file
+is appended there too) for as long as the cache keeps it. Reads check each record's checksum again.
 """
 from __future__ import annotations
 
@@ -427,18 +428,17 @@ class FileStore(MemoryStore):
         """A buffer holding the `n` bytes (fewer at the end of the file) at `off` of a block, and where they start
         in it: the records held back, the cached block (loaded whole if `sequential`: a scan reads on), or what
         one pread returns."""
-        if blk is self._blocks[-1]:
-            if self._held and off >= self._held_at:
-                return b"".join(self._held), off - self._held_at
-        else:
-            key = (self._cid, blk.index)
-            data = self.cache.get(key)
-            if data is None and sequential and blk.size <= self.cache.limit:
-                with open(blk.path, "rb") as f:
-                    data = f.read()
-                self.cache.put(key, data)
-            if data is not None:
-                return data, off
+        if self._held and off >= self._held_at and blk is self._blocks[-1]:
+            return b"".join(self._held), off - self._held_at
+        key = (self._cid, blk.index)
+        data = self.cache.get(key)
+        if data is None and sequential and blk.size <= self.cache.limit:
+            # (the block being written too: what is appended to its file from now on is appended to this copy)
+            with open(blk.path, "rb") as f:
+                data = f.read()
+            self.cache.put(key, data)
+        if data is not None:
+            return data, off
         fd = self._rfds.pop(blk.index, -1)
         if fd < 0:
             fd = os.open(blk.path, os.O_RDONLY)
@@ -806,9 +806,13 @@ class FileStore(MemoryStore):
             if self._dirty:
                 os.fsync(self._fd)
             os.close(self._fd)
+        if self._blocks:
+            self.cache.seal((self._cid, self._blocks[-1].index))
         blk = _Block(index, os.path.join(self.msgs_dir, f"{index}.blk"))
         self._fd = os.open(blk.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         self._blocks.append(blk)
+        if os.fstat(self._fd).st_size == 0:
+            self.cache.put((self._cid, index), bytearray())  # cached as it is written (_write_records)
         if not self._recovering:
             fsync_dir(self.msgs_dir)
             # The state file learns of every block: if this one goes missing, its first sequence is known.
@@ -829,7 +833,11 @@ class FileStore(MemoryStore):
             self._write_records(b"".join(held), *self._held_last)
 
     def _write_records(self, records: bytes, seq: int, ts: int) -> None:
-        os.write(self._fd, records)
+        key = (self._cid, self._blocks[-1].index)
+        if os.write(self._fd, records) == len(records):
+            self.cache.append(key, records)
+        else:  # a short write (a full disk): reads of this block go to the file, which tells what it holds
+            self.cache.drop(key)
         head = _LAST_BODY.pack(STATE_MAGIC, seq, ts, self._jsize)
         self._head[:] = head + _CRC.pack(zlib.crc32(head))
         if self.sync_always:
