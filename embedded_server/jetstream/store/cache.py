@@ -6,7 +6,8 @@ spends on message payloads is bounded whatever its streams hold. A scan (a consu
 block it reads through the cache; a single read of a block that is not cached (a direct get) reads only its
 record with os.pread and caches nothing. The block being written is cached from its first byte: each append to
 its file is appended here too (`append`), so reads of the newest messages cost no system call; it leaves the
-cache like any other block, and a block that outgrows the limit is dropped. Nothing here writes: evicting a
+cache when the next block starts (a scan loads it again, as any closed block), when it outgrows the limit, or as
+the least recently used. Nothing here writes: evicting a
 block never touches the disk.
 """
 from __future__ import annotations
@@ -76,12 +77,6 @@ class BlockCache:
         self.bytes += size
         if self.bytes > self.peak:
             self.peak = self.bytes
-
-    def seal(self, key) -> None:
-        """The block `key` is written no more: keep it as bytes (a growing bytearray holds spare room)."""
-        block = self._blocks.get(key)
-        if type(block) is bytearray:
-            self._blocks[key] = bytes(block)
 
     def drop(self, key) -> None:
         data = self._blocks.pop(key, None)

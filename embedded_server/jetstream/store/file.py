@@ -807,7 +807,9 @@ class FileStore(MemoryStore):
                 os.fsync(self._fd)
             os.close(self._fd)
         if self._blocks:
-            self.cache.seal((self._cid, self._blocks[-1].index))
+            # What is written stays cached only while it is the newest block: writing fills no more memory than
+            # a block (a scan loads a closed block when it reads it).
+            self.cache.drop((self._cid, self._blocks[-1].index))
         blk = _Block(index, os.path.join(self.msgs_dir, f"{index}.blk"))
         self._fd = os.open(blk.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         self._blocks.append(blk)
