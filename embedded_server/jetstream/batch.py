@@ -120,13 +120,10 @@ def drop_all(st) -> None:
 
 
 def _arm(st, batch_id: str, b: AtomicBatch) -> None:
-    timer = b.timer
-    if timer is None:
+    if b.timer is None:
         b.timer = IdleTimer(st.js.loop, limit(st.js, "timeout"), lambda: _drop(st, batch_id, "timeout"))
     else:
-        timer.deadline = timer.loop.time() + timer.timeout  # IdleTimer.touch with its handle armed
-        if timer.handle is None:
-            timer.touch()
+        b.timer.touch()
 
 
 def process(st, subject: str, reply: str, hdr: bytes, msg: bytes, batch_id: bytes) -> int:
@@ -153,8 +150,26 @@ def process_plain(st, subject: str, reply: str, hdr: bytes, msg: bytes, m) -> in
         max_size = st._max_msg_size
         if max_size >= 0 and (len(hdr) > max_size or len(msg) > max_size - len(hdr)):
             raise api_error("JSStreamMessageExceedsMaximumErr")
+        batch_id = raw_id.decode("utf-8", "replace")
+        seq = int(m[3])
         commit = m[1] if m[1] is not None else m[4]
-        return _stage(st, subject, reply, hdr, msg, raw_id.decode("utf-8", "replace"), int(m[3]), commit, True)
+        if commit is None:
+            # The usual message: the next of a batch being staged, within the size limit. _stage's checks
+            # all pass for it; anything else goes there for its answer.
+            b = st.atomic_batches.get(batch_id)
+            max_msgs = js.batch_limits.get("max_msgs", 0)
+            if b is not None and b.lseq + 1 == seq and seq <= (max_msgs if max_msgs > 0 else MAX_BATCH_SIZE):
+                b.lseq = seq
+                b.msgs.append((subject, hdr, msg))
+                timer = b.timer
+                if timer is not None and timer.handle is not None:
+                    timer.deadline = timer.loop.time() + timer.timeout  # IdleTimer.touch
+                else:
+                    _arm(st, batch_id, b)
+                if reply and not st._no_ack:
+                    js.send(st.account, reply, b"")
+                return 0
+        return _stage(st, subject, reply, hdr, msg, batch_id, seq, commit, True)
     except ApiError as e:
         st._respond_error(reply, e)
         return 0
