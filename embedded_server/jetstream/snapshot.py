@@ -98,6 +98,10 @@ class _Snapshot:
     def __init__(self, js, jsa, st, body, client=None):
         self.js, self.jsa, self.st = js, jsa, st
         self.client = client  # the requester, as the advisories show it
+        # `jsck` asks for a health check first; nats-server 2.15 only names it here: its archive (and this one)
+        # reads every message through the store, which checks each record and passes over a damaged one.
+        what = "health check and snapshot" if body.get("jsck") else "snapshot"
+        js.logger.notice(f"Starting {what} for stream '{jsa.account.name} > {st.name}'")
         self.deliver = body["deliver_subject"]
         chunk = body.get("chunk_size") or DEFAULT_CHUNK
         window = body.get("window_size") or DEFAULT_WINDOW

@@ -199,6 +199,37 @@ def test_bad_snapshot_and_restore_requests_get_nats_server_errors_and_leave_noth
     assert out["names"] == ["S"]
 
 
+def test_a_record_damaged_on_disk_is_passed_over_by_jsck_snapshots_and_consumers(js_server):
+    """nats-server 2.15 runs no pre-scan for `jsck` (it logs a health check): its archive reads each message through
+    the store, which passes over a record that fails its checksum; so does a consumer."""
+    async def fill():
+        async with connected(js_server) as (nc, js):
+            await api(nc, "$JS.API.STREAM.CREATE.S", {"name": "S", "subjects": ["s"], "storage": "file"})
+            for i in (1, 2, 3):
+                await js.publish("s", f"MARKER{i}".encode())
+
+    async def read():
+        async with connected(js_server) as (nc, js):
+            resp, data, _ = await snapshot(nc, "S", jsck=True)
+            meta = {"config": {**resp["config"], "name": "R", "subjects": ["r"]}, "state": resp["state"]}
+            restored = await restore(nc, "R", meta, data)
+            copied = [m and m[3] for m in await messages(nc, "R", 1, 3)]
+            await api(nc, "$JS.API.CONSUMER.CREATE.S.C", {"stream_name": "S", "config": {"durable_name": "C"}})
+            psub = await js.pull_subscribe_bind(durable="C", stream="S")
+            pulled = [m.data for m in await psub.fetch(2, timeout=5)]
+            if len(pulled) < 2:
+                pulled += [m.data for m in await psub.fetch(1, timeout=5)]
+            return restored["state"]["messages"], copied, pulled
+
+    run(fill())
+    js_server.restart()
+    [block] = [p for p in (streams_dir(js_server) / "S").rglob("*") if p.is_file() and b"MARKER2" in p.read_bytes()]
+    block.write_bytes(block.read_bytes().replace(b"MARKER2", b"MARKER9"))  # the record's checksum no longer holds
+    count, copied, pulled = run(read())
+    assert (count, copied, pulled) == (2, [b"MARKER1", None, b"MARKER3"], [b"MARKER1", b"MARKER3"])
+    js_server.wait_for_log(r"Starting health check and snapshot for stream '\$G > S'")
+
+
 def test_a_snapshot_of_one_server_restores_on_the_other(js_server, start_server, tmp_path_factory):
     """The bytes are nats-server's archive: what one server writes, the other restores (both directions, one
     per parameter)."""

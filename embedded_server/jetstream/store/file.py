@@ -326,6 +326,7 @@ class FileStore(MemoryStore):
         self.lost_bytes = 0
         self.warnings: list[str] = []
         self.errors: list[str] = []
+        self._unreadable = 0  # the last sequence whose record no longer read back intact
         self._purge_floor = 0
         self._damage_records = 1
         self._start_new_block = False
@@ -422,6 +423,16 @@ class FileStore(MemoryStore):
                    f"{blk.path if blk else 'no block'} no longer reads back intact")
             self.errors.append(msg)
             log.error(msg)
+            self._unreadable = seq
+        return sm
+
+    def load_next_msg(self, filters, start: int) -> StoreMsg | None:
+        """As the memory store's, passing over a record damaged since it was written (logged, counted in
+        `errors`), as nats-server's LoadNextMsg does: a snapshot or a consumer goes on with the next message."""
+        sm = MemoryStore.load_next_msg(self, filters, start)
+        while sm is None and self._unreadable >= start:
+            start, self._unreadable = self._unreadable + 1, 0
+            sm = MemoryStore.load_next_msg(self, filters, start)
         return sm
 
     def _read(self, blk: "_Block", off: int, n: int, sequential: bool) -> tuple[bytes, int]:
