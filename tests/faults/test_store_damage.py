@@ -355,3 +355,20 @@ def test_a_block_file_put_back_is_no_longer_lost(tmp_path):
     again = FileStore(str(d), {"name": "S"}, block_size=BLOCK)
     assert again.state().lost_msgs == [] and all(again.load_msg(s).data == v[2] for s, v in stored.items())
     again.stop()
+
+
+def test_a_record_damaged_while_the_store_is_open_is_passed_over_by_scans(tmp_path):
+    """A record that stops reading back intact after the start (the store found it sound) is logged and passed
+    over, as nats-server's LoadNextMsg does: a scan (a snapshot, a consumer) goes on with the next message."""
+    d, stored, last = _build(tmp_path, "stop")
+    fs = FileStore(str(d), {"name": "S"}, block_size=BLOCK)
+    first = _blocks(d)[0]
+    _pos, end = _record_offsets(first)[1]  # sequence 2, subject s.1
+    _flip(first, end - 10)
+    seqs, seq = [], 0
+    while (sm := fs.load_next_msg((), seq + 1)) is not None:
+        seqs.append(seq := sm.seq)
+    assert seqs == sorted(set(stored) - {2})
+    assert fs.load_next_msg(("s.1",), 2).seq == 5 and fs.load_next_msg(("s.*",), 2).seq == 4
+    assert any("sequence 2 " in e and "no longer reads back intact" in e for e in fs.errors)
+    fs.stop()

@@ -201,7 +201,8 @@ def test_bad_snapshot_and_restore_requests_get_nats_server_errors_and_leave_noth
 
 def test_a_record_damaged_on_disk_is_passed_over_by_jsck_snapshots_and_consumers(js_server):
     """nats-server 2.15 runs no pre-scan for `jsck` (it logs a health check): its archive reads each message through
-    the store, which passes over a record that fails its checksum; so does a consumer."""
+    the store, which passes over a record that fails its checksum; so does a consumer. (The record is damaged while
+    the server is stopped; tests/faults/test_store_damage.py damages one while the embedded store is open.)"""
     async def fill():
         async with connected(js_server) as (nc, js):
             await api(nc, "$JS.API.STREAM.CREATE.S", {"name": "S", "subjects": ["s"], "storage": "file"})
@@ -222,9 +223,10 @@ def test_a_record_damaged_on_disk_is_passed_over_by_jsck_snapshots_and_consumers
             return restored["state"]["messages"], copied, pulled
 
     run(fill())
-    js_server.restart()
+    js_server.stop()
     [block] = [p for p in (streams_dir(js_server) / "S").rglob("*") if p.is_file() and b"MARKER2" in p.read_bytes()]
     block.write_bytes(block.read_bytes().replace(b"MARKER2", b"MARKER9"))  # the record's checksum no longer holds
+    js_server.start()
     count, copied, pulled = run(read())
     assert (count, copied, pulled) == (2, [b"MARKER1", None, b"MARKER3"], [b"MARKER1", b"MARKER3"])
     js_server.wait_for_log(r"Starting health check and snapshot for stream '\$G > S'")
