@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import re
 
+from embedded_server.gojson import go_escape
+
 from . import headers
 from .errors import api_error
 
@@ -117,7 +119,9 @@ def apply(store, subject: str, hdr: bytes, msg: bytes, incr: int) -> tuple[bytes
     text = str(total)
     msg = b'{"val":"%s"}' % text.encode()
     if sources:
-        hdr = _set(hdr, COUNTER_SOURCES, json.dumps(sources, separators=(",", ":")).encode())
+        # json.Marshal of nats-server's map: keys sorted, Go's escapes
+        hdr = _set(hdr, COUNTER_SOURCES,
+                   go_escape(json.dumps(sources, separators=(",", ":"), sort_keys=True, ensure_ascii=False)).encode())
     return hdr, msg, text
 
 
