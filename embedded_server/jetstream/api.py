@@ -526,10 +526,39 @@ def typed_answer(rtype: str, fields: bytes) -> bytes:
     return b'{"type":"%s",%s' % ((PREFIX + rtype).encode(), fields[1:])
 
 
+_MSG_GET_AT = len("$JS.API.STREAM.MSG.GET.")  # where the stream's name starts in a routed MSG.GET subject
+
+
+def _msg_get_found(jsa, subject: str, payload: bytes) -> bytes | None:
+    """The answer's fields of a STREAM.MSG.GET with the body a pipelined read sends, `{"seq":N,"next_by_subj":S}`
+    (no headers), when its stream exists and holds such a message: what msg_get answers, without the general
+    request's decoding and checks (such a body passes all of them). None for anything else: msg_get decides."""
+    asked = requests.seq_next_body(payload)
+    if asked is None:
+        return None
+    st = jsa.streams.get(subject[_MSG_GET_AT:])
+    if st is None:
+        return None
+    try:
+        sm = st.store.load_next_msg((asked[1],), asked[0])
+    except Exception:  # msg_get reads again and answers what went wrong
+        return None
+    return None if sm is None else msg_get_answer(sm, False)
+
+
 def _dispatch(js, jsa, subject: str, reply: str, hdr, payload: bytes, client=None) -> None:
     handler, rtype = _route_subject(subject)
     if handler is None or not reply:
         return
+    if handler is msg_get and not hdr:
+        fields = _msg_get_found(jsa, subject, payload)
+        if fields is not None:
+            js.api_total += 1
+            jsa.api_total += 1
+            answer = typed_answer(rtype, fields)
+            js.server.send_internal(jsa.account, reply, None, None, answer)
+            advisories.api_audit(js, jsa.account, client, subject, payload, answer)
+            return
     js.api_total += 1
     resp = {"type": PREFIX + rtype}
     answer_hdr = answer = None

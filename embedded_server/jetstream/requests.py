@@ -494,6 +494,16 @@ _SEQ_NEXT = re.compile(rb'\{"seq":(0|[1-9][0-9]{0,19}),"next_by_subj":"([\x20-\x
 _U64 = (1 << 64) - 1
 
 
+def seq_next_body(payload: bytes) -> tuple[int, str] | None:
+    """(seq, next_by_subj) of the lab's body `{"seq":N,"next_by_subj":"S"}` with S not empty, matched without
+    parsing (what decode gives for it); None for any other body."""
+    m = _SEQ_NEXT.fullmatch(payload)
+    if m is None or not m[2]:
+        return None
+    seq = int(m[1])
+    return (seq, m[2].decode()) if seq <= _U64 else None
+
+
 def _decode_simple(payload: bytes, typ: Struct) -> dict | None:
     """A simple body's fields, or None when the body is not that simple (see above)."""
     if typ is MSG_GET_REQUEST:

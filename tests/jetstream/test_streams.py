@@ -210,6 +210,40 @@ def test_msg_get_and_delete(js_server):
     assert error_of(gone) == (404, 10037, "no message found")
 
 
+def test_msg_get_with_a_pipelined_reads_body_answers_as_any_other_body(js_server):
+    """`{"seq":N,"next_by_subj":"S"}` exactly (what the lab sends per message, which the embedded server answers
+    by a shorter path) gets byte for byte the answer of the same request spaced out, found or not, bad, for an
+    unknown stream, with a required API level header."""
+    asks = [(1, "mg.>"), (2, "mg.b"), (2, "mg.*"), (0, "mg.a"), (4, "mg.>"), (99, "mg.>"), (1, "nope"), (0, ""),
+            (3, ""), (18446744073709551615, "mg.>")]
+    too_new = {"Nats-Required-Api-Level": "999"}
+
+    async def scenario():
+        async with connected(js_server) as (nc, js):
+            await js.add_stream(name="MG", subjects=["mg.>"])
+            await js.publish("mg.a", b"one", headers={"X-Key": "v"})
+            await js.publish("mg.b", b"")
+            await js.publish("mg.a", b"three <&>")
+            pairs = []
+            for stream, headers in (("MG", None), ("NOPE", None), ("MG", too_new)):
+                for seq, subject in asks:
+                    tight = b'{"seq":%d,"next_by_subj":"%s"}' % (seq, subject.encode())
+                    spaced = b'{"seq": %d, "next_by_subj": "%s"}' % (seq, subject.encode())
+                    pairs.append([(await nc.request(f"$JS.API.STREAM.MSG.GET.{stream}", body, timeout=2,
+                                                    headers=headers)).data for body in (tight, spaced)])
+            return pairs
+
+    pairs = run(scenario())
+    for tight, spaced in pairs:
+        assert tight == spaced
+    answers = [json.loads(tight) for tight, _ in pairs]
+    found = [a["message"]["seq"] for a in answers[:len(asks)] if "message" in a]
+    assert found == [1, 2, 2, 1, 3]  # the last, (3, ""), is a get by sequence
+    assert [error_of(a)[1] for a in answers[:len(asks)] if "error" in a] == [10037, 10037, 10037, 10003, 10037]
+    assert [error_of(a) for a in answers[len(asks):2 * len(asks)]].count((404, 10059, "stream not found")) == 9
+    assert {error_of(a)[1] for a in answers[2 * len(asks):]} == {10185}
+
+
 def test_deny_delete_deny_purge_and_sealed(js_server):
     async def scenario():
         async with connected(js_server) as (nc, js):
