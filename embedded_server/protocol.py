@@ -58,14 +58,15 @@ _BATCH_PUB = re.compile(rb"PUB ([^ \t\r\n]+)  ?([0-9]{1,9})\r\n")
 
 # The same control line as a split point with a lookahead, so that the pieces between two are the tails
 # (Parser._batch), the optional second space captured (the length of what a split removes must be known), the
-# subject short enough for any size to keep the line within max_control_line.
+# subject short enough for any size to keep the line within max_control_line. The lookbehind takes only a
+# control line that follows a CRLF (the split is made from the CRLF before the first one): every tail but the
+# last then ends with one without being looked at.
 _SPLITS: dict = {}
 # A batch is cut by a split when its messages took at most this many bytes on average lately: a split reads
 # every payload byte, the one-by-one path jumps over payloads.
 _SPLIT_BELOW = 640
 _SPLIT_BACKOFF = -16
 _FOUR = repeat(4)
-_CRLF = repeat(b"\r\n")
 
 
 def _split_pattern(max_control_line: int):
@@ -74,7 +75,7 @@ def _split_pattern(max_control_line: int):
         if max_control_line <= 11:
             return None
         pattern = _SPLITS[max_control_line] = re.compile(
-            rb"PUB ([^ \t\r\n]{1,%d})( ?) (?=([0-9]{1,9})\r\n)" % (max_control_line - 11))
+            rb"PUB (?<=\r\nPUB )([^ \t\r\n]{1,%d})( ?) (?=([0-9]{1,9})\r\n)" % (max_control_line - 11))
     return pattern
 
 
@@ -389,21 +390,23 @@ class Parser:
         max_payload = self.max_payload
         split = _split_pattern(mcl) if self._split > 0 else None
         if split is not None:
-            parts = split.split(buf[pos:] if pos else buf)
-            if parts[0] or len(parts) < 9:
+            parts = split.split(buf[pos - 2:] if buf[pos - 2:pos] == b"\r\n" else b"\r\n" + buf[pos:])
+            if parts[0] != b"\r\n" or len(parts) < 9:
                 self._split = _SPLIT_BACKOFF
             else:
-                # parts: b"", then per message its subject, b"" or the second space nats-py writes, size digits
-                # and tail (b"<size>\r\n<payload>\r\n" when the next control line follows right after it: a
-                # payload holding something like a control line, or anything between messages, makes that tail
-                # longer or shorter than its size says).
+                # parts: b"\r\n", then per message its subject, b"" or the second space nats-py writes, size
+                # digits and tail (b"<size>\r\n<payload>\r\n" when the next control line follows right after it:
+                # a payload holding something like a control line, or anything between messages, makes that tail
+                # longer or shorter than its size says; the last one must end with CRLF too).
                 subjects, spaces, szbs, tails = parts[1::4], parts[2::4], parts[3::4], parts[4::4]
                 sizes = list(map(int, szbs))
-                good = list(map(eq, map(len, tails), map(add, map(len, szbs), map(add, sizes, _FOUR))))
-                good = list(map(and_, good, map(bytes.endswith, tails, _CRLF)))
-                good = list(map(and_, good, map(le, sizes, repeat(max_payload))))
+                lens = list(map(len, tails))
+                want = list(map(add, map(len, szbs), map(add, sizes, _FOUR)))
                 count = len(tails)
-                if False in good:
+                if lens != want or max(sizes) > max_payload or not tails[-1].endswith(b"\r\n"):
+                    good = list(map(eq, lens, want))
+                    good = list(map(and_, good, map(le, sizes, repeat(max_payload))))
+                    good[-1] = good[-1] and tails[-1].endswith(b"\r\n")
                     count = good.index(False)
                     if count < len(tails) // 2:
                         self._split = _SPLIT_BACKOFF
@@ -419,7 +422,9 @@ class Parser:
                     return None, pos
                 if count < len(tails):
                     subjects, spaces, tails, sizes = subjects[:count], spaces[:count], tails[:count], sizes[:count]
-                nxt = pos + 5 * count + sum(map(len, subjects)) + sum(map(len, spaces)) + sum(map(len, tails))
+                    nxt = pos + 5 * count + sum(map(len, subjects)) + sum(map(len, spaces)) + sum(lens[:count])
+                else:
+                    nxt = len(buf)
                 return (PUBB, subjects, tails, sizes, count, sum(sizes)), nxt
         match = _BATCH_PUB.match
         startswith = buf.startswith

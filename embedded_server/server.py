@@ -70,13 +70,12 @@ class Plan:
     @staticmethod
     def _routes(psubs: tuple, qgroups: tuple) -> tuple | None:
         """`routes`: every receiver list a message without headers may take, when none of the receivers needs a
-        check, each receiver as (its connection's output list, its MSG prefix, sub, client): one list without
-        queue groups (then also `single`); with them, one list per choice of a member in each group (the plain
-        subscribers, then each group's member: nats-server's order). A message picks one at random, which picks
-        each group's member uniformly and independently, as route() does. None when a member needs a check
-        (internal, permissions, an auto-unsubscribe limit) or the choices would take too much memory (then
-        `route` picks the members per message)."""
-        routes = [tuple((client.out, prefix, sub, client) for sub, client, prefix in psubs)]
+        check, as a `Route` each: one without queue groups (then also `single`); with them, one per choice of a
+        member in each group (the plain subscribers, then each group's member: nats-server's order). A message
+        picks one at random, which picks each group's member uniformly and independently, as route() does. None
+        when a member needs a check (internal, permissions, an auto-unsubscribe limit) or the choices would take
+        too much memory (then `route` picks the members per message)."""
+        routes = [psubs]
         choices = 1
         for group in qgroups:
             choices *= len(group)
@@ -87,9 +86,22 @@ class Plan:
             for sub, client, _ in group:
                 if client is None or sub.max or client.perms is not None:
                     return None
-            routes = [targets + ((client.out, prefix, sub, client),) for targets in routes
-                      for sub, client, prefix in group]
-        return tuple(routes)
+            routes = [targets + ((sub, client, prefix),) for targets in routes for sub, client, prefix in group]
+        return tuple(Route(targets) for targets in routes)
+
+
+class Route:
+    """One receiver list of a plan (`Plan.routes`) as `Server.route_batch` takes it: `pairs`, each receiver's
+    (output list, MSG prefix) in delivery order; `receivers`, the same receivers' (subscription, connection);
+    `msgs` and `size`, what the batch being routed sent this way so far, added to the receivers' counters once
+    per batch (`Server._settle`) rather than once per message, and 0 at any other time."""
+
+    __slots__ = ("pairs", "receivers", "msgs", "size")
+
+    def __init__(self, targets: tuple):
+        self.pairs = tuple((client.out, prefix) for sub, client, prefix in targets)
+        self.receivers = tuple((sub, client) for sub, client, _ in targets)
+        self.msgs = self.size = 0
 
 
 class Account:
@@ -378,8 +390,8 @@ class Server:
         header bytes on the subscription and the client, and mark the client to be written at the end of the
         current read, when its account's and the server's totals take them too (`Client.tally_out`). Checks
         that differ per message (permissions, auto-unsubscribe limits, header support, tracing) were made by
-        the caller (`_deliver_checked`); a plan's `fast` entries need none. `route_batch` holds the one inlined
-        copy of this loop (for a batch of publishes): a change here belongs there too."""
+        the caller (`_deliver_checked`); a plan's `fast` entries need none. `route_batch` and `_settle` hold the
+        one inlined copy of this loop (for a batch of publishes): a change here belongs there too."""
         dirty = self.dirty
         for sub, client, head in targets:
             if client is skip:
@@ -399,37 +411,61 @@ class Server:
     def route_batch(self, account: Account, producer, subjects: list, tails: list, sizes: list) -> int:
         """Route a batch of publishes without reply or headers from one connection (protocol.PUBB), the i-th with
         subjects[i], tails[i], sizes[i]. Where the subject's plan has `routes`, the message takes one of them (a
-        random one when there are queue groups) and is queued and counted here as `deliver` would, in one loop
-        for the whole batch; anything else goes through `route`. Returns how many messages were routed: all of them,
-        unless routing one closed the producer (the rest is then dropped, as a closed connection's reads are)."""
-        plans = account.plans
-        dirty = self.dirty
-        random_ = random.random
+        random one when there are queue groups): its MSG is queued on each receiver here, as `deliver` would,
+        in one loop for the whole batch, and counted on the route; the counters of the subscriptions and
+        connections (and the dirty marks) take each route's count once, at the end of the batch or before
+        anything else runs (`_settle`). Anything else goes through `route`. Returns how many messages were
+        routed: all of them, unless routing one closed the producer (the rest is then dropped, as a closed
+        connection's reads are)."""
         if not producer.echo:
             return self._route_batch_no_echo(account, producer, subjects, tails, sizes)
-        for subject, tail, size in zip(subjects, tails, sizes):
-            plan = plans.get(subject)
-            if plan is None:
-                plan = account.plan(subject)
-            targets = plan.single
-            if targets is None:
-                routes = plan.routes
-                if routes is None:
-                    self.route(account, producer, subject, None, tail, len(tail) - size - 2)
-                    if producer.closed:
-                        return _routed(tails, tail)
-                    continue
-                targets = routes[int(random_() * len(routes))]
-            for out, prefix, sub, client in targets:
-                out.append(prefix)
-                out.append(tail)
-                sub.delivered += 1
-                client.out_msgs += 1
+        plans = account.plans
+        random_ = random.random
+        used: list = []
+        try:
+            for subject, plan, tail, size in zip(subjects, map(plans.get, subjects), tails, sizes):
+                if plan is None:
+                    plan = account.plan(subject)
+                route = plan.single
+                if route is None:
+                    routes = plan.routes
+                    if routes is None:
+                        if used:
+                            self._settle(used)
+                        self.route(account, producer, subject, None, tail, len(tail) - size - 2)
+                        if producer.closed:
+                            return _routed(tails, tail)
+                        continue
+                    route = routes[int(random_() * len(routes))]
+                n = route.msgs
+                if not n:
+                    used.append(route)
+                route.msgs = n + 1
+                route.size += size
+                for out, prefix in route.pairs:
+                    out.append(prefix)
+                    out.append(tail)
+        finally:
+            if used:
+                self._settle(used)
+        return len(sizes)
+
+    def _settle(self, used: list) -> None:
+        """Count what a batch sent along each of `used` (Routes) on its subscriptions and connections, mark the
+        connections to be written, and clear the routes' counts (and `used`)."""
+        dirty = self.dirty
+        for route in used:
+            n = route.msgs
+            size = route.size
+            route.msgs = route.size = 0
+            for sub, client in route.receivers:
+                sub.delivered += n
+                client.out_msgs += n
                 client.out_bytes += size
                 if not client.dirty:
                     client.dirty = True
                     dirty.append(client)
-        return len(sizes)
+        used.clear()
 
     def _route_batch_no_echo(self, account: Account, producer, subjects: list, tails: list, sizes: list) -> int:
         """route_batch for a connection that does not want its own messages back (CONNECT echo false)."""

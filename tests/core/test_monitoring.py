@@ -206,3 +206,75 @@ def test_connz_sort_and_state_and_subsz_test_answer_as_nats_server(start_server)
         answers[kind] = out
     assert answers["embedded"] == answers["nats-server"]
     assert answers["embedded"]["/subsz?test=foo.bar&subs=1"] == [("foo.*", None), ("foo.bar", "q")]
+
+
+def _frames(c: RawClient) -> list[tuple[str, str, bytes]]:
+    """Every MSG a raw client has been sent up to the PONG of a PING sent now: (subject, sid, payload)."""
+    c.send("PING\r\n")
+    frames, buf = [], c.buf
+    while True:
+        while b"\r\n" not in buf:
+            buf += c.sock.recv(65536)
+        line, rest = buf.split(b"\r\n", 1)
+        if line == b"PONG":
+            c.buf = rest
+            return frames
+        if line == b"PING" or line.startswith(b"INFO "):
+            if line == b"PING":
+                c.send("PONG\r\n")
+            buf = rest
+            continue
+        assert line.startswith(b"MSG "), line
+        _, subject, sid, size = line.split()
+        while len(rest) < int(size) + 2:
+            rest += c.sock.recv(65536)
+        frames.append((subject.decode(), sid.decode(), rest[:int(size)]))
+        buf = rest[int(size) + 2:]
+
+
+def test_counters_after_batches_of_publishes_to_many_subjects(tmp_path):
+    """Reads full of publishes to changing subjects (the embedded server routes each read's batch at once and
+    counts per batch): each subscriber gets its messages in order, and the message and byte counts of every
+    connection, subscription and the server read as on nats-server, a queue group's members together counting
+    each message once."""
+    sent = [(f"m.{i % 7}", b"x" * ((i * 37) % 90)) for i in range(400)]
+    wire = "".join(f"PUB {s} {len(p)}\r\n{p.decode()}\r\n" for s, p in sent).encode()
+    seen = {}
+    for kind in ("nats-server", "embedded"):
+        (tmp_path / kind).mkdir()
+        srv = RunningServer(kind, ["-m", "-1"], tmp_path / kind).start()
+        clients = {name: RawClient(srv) for name in ("wild", "lit", "q1", "q2", "pub")}
+        try:
+            for name, c in clients.items():
+                c.connect(name=name)
+            clients["wild"].send("SUB m.> 1\r\n")
+            clients["lit"].send("SUB m.0 1\r\nSUB m.3 2\r\nSUB m.> 3\r\n")
+            clients["q1"].send("SUB m.* q 1\r\n")
+            clients["q2"].send("SUB m.* q 1\r\n")
+            for c in clients.values():
+                assert c.ping() == []
+            clients["pub"].send(wire + wire[:len(wire) // 2 + 5])   # the second copy ends in a message's middle
+            clients["pub"].send(wire[len(wire) // 2 + 5:])
+            assert clients["pub"].ping() == []
+            got = {name: _frames(c) for name, c in clients.items() if name != "pub"}
+            assert [(s, p) for s, _, p in got["wild"]] == sent * 2, kind
+            assert [(s, p) for s, sid, p in got["lit"] if sid == "3"] == sent * 2, kind
+            assert [(s, p) for s, sid, p in got["lit"] if sid != "3"] == \
+                [(s, p) for s, p in sent * 2 if s in ("m.0", "m.3")], kind
+            assert sorted(got["q1"] + got["q2"]) == sorted((s, "1", p) for s, p in sent * 2), kind
+            conns = {c["name"]: c for c in get(srv, "/connz?subs=detail")["connections"]}
+            varz = get(srv, "/varz")
+            seen[kind] = (
+                {name: (c["in_msgs"], c["in_bytes"], c["out_msgs"] if name not in ("q1", "q2") else None,
+                        sorted((d["subject"], d["sid"], d["msgs"]) for d in c.get("subscriptions_list_detail", [])
+                               if "qgroup" not in d))
+                 for name, c in conns.items()},
+                conns["q1"]["out_msgs"] + conns["q2"]["out_msgs"], conns["q1"]["out_bytes"] + conns["q2"]["out_bytes"],
+                [conns[name]["out_msgs"] == len(got[name]) for name in ("q1", "q2")],
+                {key: varz[key] for key in ("in_msgs", "in_bytes", "out_msgs", "out_bytes")})
+        finally:
+            for c in clients.values():
+                c.close()
+            srv.stop()
+    assert seen["embedded"] == seen["nats-server"]
+    assert seen["embedded"][1] == 800 and seen["embedded"][3] == [True, True]
