@@ -9,12 +9,12 @@ stored messages out of either server; it takes nothing from anyone on such a str
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime as _dt
 import heapq
 import json
 import secrets
 import weakref
+from binascii import a2b_base64
 from dataclasses import dataclass, field
 
 from .errors import LabError
@@ -627,6 +627,9 @@ class OrderedRead:
 
 
 def _stored_record(m: dict) -> tuple:
-    hdrs = parse_header_block(base64.b64decode(m["hdrs"])) if m.get("hdrs") else {}
-    data = base64.b64decode(m["data"]) if m.get("data") else b""
-    return int(m["seq"]), m["time"], m["subject"], hdrs, data
+    # binascii's decoder is what base64.b64decode calls, without its per-call argument handling (one call per
+    # message of a pipelined read).
+    hdrs = m.get("hdrs")
+    data = m.get("data")
+    return (int(m["seq"]), m["time"], m["subject"], parse_header_block(a2b_base64(hdrs)) if hdrs else {},
+            a2b_base64(data) if data else b"")
