@@ -811,6 +811,8 @@ class Client(asyncio.Protocol):
         transport = self.transport
         if transport is not None:
             if flush and self.out:
+                if srv.before_output:
+                    srv.run_before_output()
                 transport.write(b"".join(self.out))
             self.out.clear()
             if flush:

@@ -235,6 +235,8 @@ class Server:
         self.global_account = self.register_account(GLOBAL_ACCOUNT)
         self.clients: dict[int, Client] = {}
         self.dirty: list = []        # clients with queued output, written at the end of the current read
+        # Called once before queued output is next written (a file store's held records: FileStore.hold_writes).
+        self.before_output: list = []
         self._batch = 0
         self._cid = 0
         self.auth_required = self.options.auth_required
@@ -646,12 +648,22 @@ class Server:
         """Write every client's queued output (once per read, or after an internal publish)."""
         if self._batch:
             return
+        if self.before_output:
+            self.run_before_output()
         dirty = self.dirty
         while dirty:
             clients = dirty[:]
             dirty.clear()
             for client in clients:
                 client.flush()
+
+    def run_before_output(self) -> None:
+        calls, self.before_output = self.before_output, []
+        for call in calls:
+            try:
+                call()
+            except Exception:
+                self.error(f"Writing held data failed:\n{traceback.format_exc().rstrip()}")
 
     # -- internal subscriptions (the seams for JetStream and system services) -------------------------------
     def subscribe_internal(self, account: Account, subject: str, callback: Callable,

@@ -171,6 +171,8 @@ def _new(st, batch_id: str, gap_ok: bool, flow: int) -> FastBatch:
 
 def _send(st, reply: str, body: bytes) -> None:
     if reply:
+        if st.store._fast_hold:
+            st.store.write_held()  # what the answer acknowledges is on disk before it leaves
         st.js.send(st.account, reply, body)
 
 
@@ -408,7 +410,9 @@ def append_raw(st, subject: bytes, reply: bytes, msg: bytes) -> bool:
     b.lseq = seq
     store = st.store
     try:
-        sseq = store.store_msg(subject_s, None, msg, 0)[0]
+        if store.hold_writes():
+            st.js.server.before_output.append(store.end_writes)
+        sseq = store.store_held(subject_s, msg)
     except (StoreError, OSError) as e:
         st.store_failed(e, decode_subject(reply))
         return True

@@ -85,14 +85,47 @@ def test_kill_during_publish(js_server):
             acked[(await js.publish("p", payload, timeout=2)).seq] = payload
             i += 1
 
+    _kill_and_check_publishes(js_server, "P", "p", publish, acked)
+    assert len(acked) > ROUNDS
+
+
+def _kill_and_check_publishes(server, stream: str, subject: str, publish, acked: dict) -> None:
+    """ROUNDS kills during `publish`, which fills `acked` (sequence -> payload): after each, every acknowledged
+    message is there and the next publish gets a later sequence."""
     for r in range(ROUNDS):
-        _kill_during(js_server, publish, r)
+        _kill_during(server, publish, r)
         top = max(acked, default=0)
-        run(_check_messages(js_server, "P", acked, set(acked)), timeout=120)
-        seq = run(_next_seq(js_server, "p"))
+        run(_check_messages(server, stream, acked, set(acked)), timeout=120)
+        seq = run(_next_seq(server, subject))
         assert seq > top, f"sequence {seq} handed out again (acknowledged up to {top})"
         acked[seq] = b"after"
-    assert len(acked) > ROUNDS
+
+
+def test_kill_during_fast_batch(js_server):
+    """A fast batch's messages that a flow ack said were stored survive the kill (the embedded server writes a
+    batch's messages once per read, before anything it answers leaves)."""
+    acked: dict[int, bytes] = {}
+    run(_create(js_server, {"name": "FB", "subjects": ["fb"], "allow_batched": True}))
+
+    async def publish(nc, js):
+        base = (await api(nc, "$JS.API.STREAM.INFO.FB"))["state"]["last_seq"]
+        inbox = nc.new_inbox()
+        answers = await nc.subscribe(inbox + ".>")
+        sent, upto, flow = {}, 0, 10
+        for seq in range(1, 601):  # spread over the time the kill may come in (each is read back)
+            if seq % flow == 0:
+                await asyncio.sleep(0.003)
+            sent[seq] = b"f-%d-%d" % (base, seq)
+            await nc.publish("fb", sent[seq], reply=f"{inbox}.b{base}.{flow}.fail.{seq}.{0 if seq == 1 else 1}.$FI")
+            while seq - upto >= 2 * flow:
+                answer = json.loads((await answers.next_msg(2)).data)
+                assert answer.get("type") == "ack", answer
+                for k in range(upto + 1, answer["seq"] + 1):
+                    acked[base + k] = sent[k]
+                upto = max(upto, answer["seq"])
+
+    _kill_and_check_publishes(js_server, "FB", "fb", publish, acked)
+    assert len(acked) > 10 * ROUNDS
 
 
 async def _create(server, cfg: dict, consumers: tuple[str, ...] = ()) -> None:

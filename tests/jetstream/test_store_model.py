@@ -3,6 +3,8 @@ applied to both, with tiny blocks and a tiny journal so that block roll-over, bl
 rewrites all happen; after every sequence the file store is reopened from disk and must hold exactly what the
 memory store holds.
 """
+import os
+import shutil
 import tempfile
 
 from hypothesis import HealthCheck, given, settings
@@ -17,7 +19,7 @@ CFG = {"max_msgs": -1, "max_bytes": -1, "max_msgs_per_subject": -1, "discard": "
 LIMITS = [CFG, dict(CFG, max_msgs=5), dict(CFG, max_msgs_per_subject=2), dict(CFG, max_bytes=400),
           dict(CFG, max_msgs=4, discard="new")]
 
-ops = st.lists(st.one_of(
+op = st.one_of(
     st.tuples(st.just("store"), st.sampled_from(["a", "b", "c.d"]), st.binary(max_size=40), st.booleans()),
     st.tuples(st.just("remove"), st.integers(1, 60)),
     st.tuples(st.just("purge_ex"), st.sampled_from(["", "a", "c.*"]), st.sampled_from([0, 5, 20]),
@@ -25,7 +27,8 @@ ops = st.lists(st.one_of(
     st.tuples(st.just("compact"), st.integers(1, 70)),
     st.tuples(st.just("purge"),),
     st.tuples(st.just("skip"),),
-), max_size=60)
+)
+ops = st.lists(op, max_size=60)
 
 
 def contents(store):
@@ -159,3 +162,61 @@ def test_a_batch_stored_in_one_pass_is_what_storing_it_message_by_message_gives(
     stamps = [m[4] for m in have[1]]
     assert stamps == sorted(set(stamps)) and bulk.state().bytes == one.state().bytes
     assert bulk.num_pending(0, ("a",)) == one.num_pending(0, ("a",))
+
+
+held_ops = st.lists(st.one_of(
+    op,
+    st.tuples(st.just("held"), st.sampled_from(["a", "b", "c.d"]), st.binary(max_size=40)),
+    st.tuples(st.just("write"),),
+    st.tuples(st.just("remove_last"),),
+), max_size=60)
+
+
+@settings(max_examples=int(os.environ.get("JS_STORE_EXAMPLES", "60")), deadline=None,
+          suppress_health_check=list(HealthCheck))
+@given(ops=held_ops, cfg=st.sampled_from(LIMITS))
+def test_held_fast_batch_records_reach_disk_before_anything_else_and_a_crash_loses_only_them(ops, cfg):
+    """A fast batch's records held (FileStore.hold_writes/store_held, written by write_held or end_writes)
+    among random stores, removals and purges: the store reads as the memory store throughout; a copy of its
+    directory taken as it is (what a kill -9 leaves) opens without damage, holding every message up to the
+    first record still held and nothing after it; once the hold ends, it reopens to the memory store."""
+    old_rewrite = file_store.JOURNAL_REWRITE_AT
+    file_store.JOURNAL_REWRITE_AT = 200
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            live, crashed = os.path.join(tmp, "live"), os.path.join(tmp, "crashed")
+            mem = MemoryStore(dict(cfg))
+            fs = FileStore(live, dict(cfg), block_size=300)
+            for op in ops:
+                if op[0] == "held":
+                    fs.hold_writes()
+                    try:
+                        got = fs.store_held(op[1], op[2])
+                    except StoreError as e:
+                        got = str(e)
+                    assert got == apply(mem, ("store", op[1], op[2], False)), op
+                elif op[0] == "write":
+                    fs.write_held()
+                elif op[0] == "remove_last":  # most likely one still held
+                    assert fs.remove_msg(mem.last_seq) == mem.remove_msg(mem.last_seq)
+                else:
+                    assert apply(fs, op) == apply(mem, op), op
+            now, want = contents(fs), contents(mem)
+            assert now[0] == want[0] and now[2] == want[2] and [m[:4] for m in now[1]] == [m[:4] for m in want[1]]
+            held = len(fs._held or ())
+            shutil.copytree(live, crashed)
+            after_crash = FileStore(crashed, dict(cfg), block_size=300)
+            assert not after_crash.errors and not after_crash.lost_msgs
+            last = after_crash.state().last_seq
+            assert last == mem.state().last_seq - held
+            assert [m[:4] for m in contents(after_crash)[1]] == [m[:4] for m in contents(mem)[1] if m[0] <= last]
+            after_crash.stop()
+            fs.end_writes()
+            fs.stop()
+            reopened = FileStore(live, dict(cfg), block_size=300)
+            assert contents(reopened)[0] == contents(mem)[0]
+            assert [m[:4] for m in contents(reopened)[1]] == [m[:4] for m in contents(mem)[1]]
+            assert not reopened.errors and not reopened.warnings
+            reopened.stop()
+    finally:
+        file_store.JOURNAL_REWRITE_AT = old_rewrite

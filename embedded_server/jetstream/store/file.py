@@ -4,7 +4,8 @@ Layout under `<store_dir>/jetstream/<account>/streams/<stream>/`:
 
 - `meta.inf` + `meta.sum`: the stream's configuration (JSON) and its CRC-32, replaced atomically.
 - `msgs/<n>.blk`: message records, appended with one os.write each *before* the PubAck is sent, so a
-  SIGKILL of the server loses no acknowledged message. With `sync_interval: always` the block is also
+  SIGKILL of the server loses no acknowledged message (a fast batch's: one os.write per read, before anything
+  is answered; see hold_writes). With `sync_interval: always` the block is also
   fsynced before the ack (power-loss safe); otherwise files are fsynced every `sync_interval` (2m default).
   A block is closed at nats-server's block size (a quarter of `max_bytes`, 32 kB to 8 MB; else 8 MB).
 - `msgs/index.db`: the journal of removals (deleted sequences, "everything below N is gone" markers).
@@ -331,6 +332,8 @@ class FileStore(MemoryStore):
         self._damage_records = 1
         self._start_new_block = False
         self._held: list | None = None  # records held back between begin_writes and end_writes
+        self._fast_hold = False  # the hold is a fast batch's (hold_writes)
+        self._werr: OSError | None = None  # a held write failed (hold_writes)
         self._held_last = (0, 0)
         # Without sync_always, new directories are fsynced with the files at the next sync.
         self._new_dirs = [] if sync_always else make_dirs(self.msgs_dir, False)
@@ -785,6 +788,8 @@ class FileStore(MemoryStore):
     # -- the state file -------------------------------------------------------------------------
     def _write_state(self, sync: bool) -> None:
         """Record the last sequence, the blocks and the lost data (rewritten in place, checksummed)."""
+        if self._held:
+            self.write_held()  # the last sequence recorded must be on disk
         state = {"first_seq": self.first_seq if self.msgs else self.last_seq + 1, "last_seq": self.last_seq,
                  "last_ts": self.last_ts, "blocks": [[b.index, b.first, b.last, b.size] for b in self._blocks],
                  "journal": self._jsize}
@@ -841,9 +846,54 @@ class FileStore(MemoryStore):
             self._held = []
 
     def end_writes(self) -> None:
-        held, self._held = self._held, None
+        try:
+            if self._held:
+                self.write_held()
+        finally:
+            self._held = None
+            self._fast_hold = False
+
+    # A fast batch's messages are written once per read (fastbatch.append_raw) rather than one os.write each:
+    # held from hold_writes, written (write_held) before the batch answers anything, before any other store of
+    # this stream (store_msg), before the journal, the state file, a new block, a sync or stop, and at the
+    # latest by end_writes, which runs before the server writes what the read queued (Server.before_output). So
+    # an acknowledged message is on disk before its ack leaves, as with one write per message.
+    def hold_writes(self) -> bool:
+        """Hold the records of what store_held stores: True if this started a hold (the caller then sees to
+        end_writes). A write that failed while held fails every later store (OSError) until a restart: the
+        messages it held are not on disk and must not be acknowledged by a later flow ack."""
+        if self._werr is not None:
+            raise self._werr
+        if self._held is not None:
+            return False
+        self._held = []
+        self._fast_hold = True
+        return True
+
+    def store_held(self, subject: str, data: bytes) -> int:
+        return MemoryStore.store_msg(self, subject, None, data)[0]
+
+    def store_msg(self, subject, hdr, data, ttl=0, ts=0):
+        if self._fast_hold:
+            self.write_held()
+        if self._werr is not None:
+            raise self._werr
+        return MemoryStore.store_msg(self, subject, hdr, data, ttl, ts)
+
+    def write_held(self) -> None:
+        """Write the records held so far (holding on)."""
+        held = self._held
         if held:
-            self._write_records(b"".join(held), *self._held_last)
+            self._held = []
+            try:
+                self._write_records(b"".join(held), *self._held_last)
+            except OSError as e:
+                self._werr = e
+                self._held = None
+                self._fast_hold = False
+                log.error(f"Stream store {self.directory}: writing {len(held)} held records failed ({e}); the "
+                          f"stream stores nothing more until the server restarts")
+                raise
 
     def _write_records(self, records: bytes, seq: int, ts: int) -> None:
         key = (self._cid, self._blocks[-1].index)
@@ -930,6 +980,8 @@ class FileStore(MemoryStore):
     def _journal(self, record: bytes) -> None:
         if self._recovering:
             return
+        if self._held:
+            self.write_held()  # a removal recorded before the record it removes would read as damage
         if self._jsize > JOURNAL_REWRITE_AT:
             # Rewritten here, before the next change is journaled: the in-memory state is complete now
             # (the hooks run before the store applies a change).
@@ -997,6 +1049,8 @@ class FileStore(MemoryStore):
 
     # -- durability and life cycle --------------------------------------------------------------
     def flush(self) -> None:
+        if self._held:
+            self.write_held()
         if self._dirty:
             self._dirty = False
             if self._fd >= 0:
@@ -1021,6 +1075,9 @@ class FileStore(MemoryStore):
         return FileConsumerStore(os.path.join(self.directory, "obs", name), self.sync_always)
 
     def stop(self) -> None:
+        if self._held and self._fd >= 0:
+            self._write_held()
+        self._held = None
         if self._fd >= 0 and self._sfd >= 0:
             self._write_state(sync=False)
         self._unmap()
@@ -1039,6 +1096,8 @@ class FileStore(MemoryStore):
             self._head = None
 
     def delete(self) -> None:
+        self._held = None
+        self._fast_hold = False
         self._unmap()
         self._let_go_all()
         for fd in (self._fd, self._jfd, self._sfd):

@@ -74,6 +74,20 @@ class MemoryStore(StreamStore):
     def end_writes(self) -> None:
         pass
 
+    _fast_hold = False
+
+    def hold_writes(self) -> bool:
+        """Hold what store_held writes until end_writes (see FileStore.hold_writes): True if this started a hold.
+        Nothing to hold here."""
+        return False
+
+    def store_held(self, subject: str, data: bytes) -> int:
+        """store_msg of a message without headers or TTL (a fast batch's), its record held if writes are."""
+        return self.store_msg(subject, None, data)[0]
+
+    def write_held(self) -> None:
+        pass
+
     def store_msg(self, subject, hdr, data, ttl=0, ts=0):
         ss = self._fss.get(subject)
         at_subject_limit = ss is not None and self.max_per > 0 and ss[_N] >= self.max_per
