@@ -9,7 +9,6 @@ import os
 import signal
 import sys
 
-from embedded_server.logger import Logger
 from embedded_server.options import USAGE, ConfigFileError, FlagError, load_options
 from embedded_server.running import run
 from embedded_server.version import PROTOCOL_VERSION, VERSION
@@ -98,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + USAGE)
         return 0
     except ConfigFileError as e:
-        Logger(sys.stderr).fatal(str(e))
+        # nats-server's PrintAndDie: the program's name and the error (which ends in a newline), no log line.
+        print(f"{PROG}: {e}\n", file=sys.stderr)
         return 1
     if cl.help:
         print(USAGE)

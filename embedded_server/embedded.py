@@ -108,8 +108,14 @@ class ServerLog:
                 self._cond.wait(min(left, 0.1))
 
     def failure(self) -> str:
-        fatal = [line for line in self.lines() if "[FTL]" in line]
-        return fatal[-1].split("[FTL] ", 1)[-1] if fatal else f"the server stopped:\n{self.text}"
+        """Why the server stopped: its last [FTL] line, or the error it printed before logging anything (a
+        configuration it cannot use: `nats-server: <reason>`), or else its whole log."""
+        lines = self.lines()
+        fatal = [line for line in lines if "[FTL]" in line]
+        if fatal:
+            return fatal[-1].split("[FTL] ", 1)[-1]
+        died = [line for line in lines if line.startswith(("nats-server: ", "pynats-server: "))]
+        return died[-1].split(": ", 1)[1] if died else f"the server stopped:\n{self.text}"
 
     def ports(self) -> tuple[int, int | None]:
         """(client port, monitoring port or None), from the lines nats-server logs when it listens."""

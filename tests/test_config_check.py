@@ -39,7 +39,8 @@ def test_a_good_config_is_valid(server_kind, tmp_path, text):
 def test_warnings_and_errors_fail_the_check(server_kind, tmp_path, text, message):
     done = check(server_kind, tmp_path, text)
     assert done.returncode == 1
-    assert message in done.stderr
+    # printed as nats-server's PrintAndDie does: no log line, the error and an empty line
+    assert done.stderr.startswith(("nats-server: ", "pynats-server: ")) and done.stderr.endswith(message + "\n\n")
 
 
 def test_both_servers_report_the_same_config_digest(tmp_path):
