@@ -299,7 +299,18 @@ class Client(asyncio.Protocol):
                     _, subject, reply, tail, body_at, hdr_len = op
                     n_in += 1
                     in_bytes += len(tail) - body_at - 2
-                    self._publish(account, subject, reply, tail, body_at, hdr_len)
+                    raw = None
+                    if plain and reply is None and account.trace_dest is None:
+                        # A staged atomic batch message to a subject only its stream listens on: the stream
+                        # takes it itself (Stream._inbound_raw_h) when its headers are only the batch's, so
+                        # none can ask for a trace; anything else is published as usual.
+                        plan = account.plans.get(subject)
+                        if plan is None:
+                            plan = account.plan(subject)
+                        raw = plan.raw_h
+                    if raw is None or not raw(subject, tail[body_at:body_at + hdr_len],
+                                              tail[body_at + hdr_len:-2]):
+                        self._publish(account, subject, reply, tail, body_at, hdr_len)
                 elif kind == SUB or kind == UNSUB:
                     if kind == SUB:
                         _, subject, queue, sid = op

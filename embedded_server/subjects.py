@@ -95,7 +95,7 @@ class Subscription:
     """One interest in a subject: a client's SUB, or an internal subscription with a callback."""
 
     __slots__ = ("client", "subject", "queue", "sid", "max", "delivered", "callback", "closed",
-                 "account", "raw", "__weakref__")
+                 "account", "raw", "raw_h", "__weakref__")
 
     def __init__(self, client, subject: str, queue: str | None, sid: bytes,
                  callback: Callable | None = None, account=None):
@@ -111,6 +111,8 @@ class Subscription:
         # An internal subscription's shortcut for a client's PUB with a reply when it is the only receiver
         # (server.Plan.raw): raw(subject, reply, payload) as bytes, True if it took the message.
         self.raw = None
+        # The same for a client's HPUB without a reply: raw_h(subject, hdr, payload) as bytes.
+        self.raw_h = None
 
     def __repr__(self) -> str:
         q = f" queue={self.queue}" if self.queue else ""

@@ -135,6 +135,7 @@ class Stream:
         for subject in self.cfg.get("subjects") or ():
             sub = server.subscribe_internal(self.account, subject, self._inbound)
             sub.raw = self._inbound_raw
+            sub.raw_h = self._inbound_raw_h
             self._subs.append(sub)
         if self.cfg.get("allow_direct"):
             self._direct_subs.append(server.subscribe_internal(
@@ -226,6 +227,22 @@ class Stream:
             self._respond_error(decode_subject(reply), api_error("JSStreamGeneralErrorF",
                                                                  err=str(e) or type(e).__name__))
             return True
+
+    def _inbound_raw_h(self, subject: bytes, hdr: bytes, payload: bytes) -> bool:
+        """A client's HPUB without a reply, when this stream is all that listens on its subject (Plan.raw_h): a
+        message with only its atomic batch's headers goes to batch.process_plain at once. False for any other
+        message, which the caller then routes to `_inbound` as usual."""
+        if not self._atomic_plain or len(hdr) > batch_mod.PLAIN_MAX:
+            return False
+        m = batch_mod.plain_match(hdr)
+        if m is None:
+            return False
+        try:
+            batch_mod.process_plain(self, decode_subject(subject), None, hdr, payload, m)
+        except Exception as e:  # as _inbound (nobody to answer: no reply)
+            self.js.logger.error(f"JetStream failed to process a msg on stream '{self.account.name} > {self.name}': "
+                                 f"{type(e).__name__}: {e}")
+        return True
 
     def _respond_error(self, reply: str, err: ApiError) -> None:
         if reply and not self.cfg.get("no_ack"):

@@ -144,7 +144,8 @@ def test_a_batch_of_counter_increments_adds_up(js_server):
 def test_a_memory_batch_keeps_its_limits_and_feeds_its_consumers(js_server):
     """A memory stream with max_msgs_per_subject and a consumer: batches of messages with only the batch's
     headers (nats-py's order, then Go's with the commit first) and one with a Nats-Msg-Id among them are stored
-    in order, the subject limit applied as if one by one, the consumer counting what is left."""
+    in order, the subject limit applied as if one by one, the consumer counting what is left; a subscriber of
+    the subject gets every message of a batch as it is published."""
     async def scenario():
         async with connected(js_server) as (nc, js):
             await api(nc, "$JS.API.STREAM.CREATE.M", {"name": "M", "subjects": ["m.>"], "storage": "memory",
@@ -154,16 +155,19 @@ def test_a_memory_batch_keeps_its_limits_and_feeds_its_consumers(js_server):
             for i, subject in enumerate(["m.a", "m.a", "m.a", "m.b"], 1):
                 await nc.publish(subject, b"%d" % i, headers=_hdrs("b1", i))
             first = await _pub(nc, "m.b", _hdrs("b1", 5, "1"), b"5")
-            await _pub(nc, "m.c", _hdrs("b2", 1), b"6")
+            watcher = await nc.subscribe("m.c")  # the stream is no longer the subject's only listener
+            await nc.publish("m.c", b"6", headers=_hdrs("b2", 1))
             await _pub(nc, "m.c", _hdrs("b2", 2, None, Nats_Msg_Id="x"), b"7")
             second = await _pub(nc, "m.c", {"Nats-Batch-Commit": "1", "Nats-Batch-Id": "b2",
                                             "Nats-Batch-Sequence": "3"}, b"8")
+            seen = [(await watcher.next_msg(2)).data for _ in range(3)]
             info = await api(nc, "$JS.API.STREAM.INFO.M", {"subjects_filter": ">"})
             gets = [await api(nc, "$JS.API.STREAM.MSG.GET.M", {"seq": seq}) for seq in range(1, 9)]
             consumer = await api(nc, "$JS.API.CONSUMER.INFO.M.D")
-            return first, second, info["state"], gets, consumer["num_pending"]
+            return first, second, info["state"], gets, consumer["num_pending"], seen
 
-    first, second, state, gets, pending = run(scenario())
+    first, second, state, gets, pending, seen = run(scenario())
+    assert seen == [b"6", b"7", b"8"]
     assert first == {"stream": "M", "seq": 5, "batch": "b1", "count": 5}
     assert second == {"stream": "M", "seq": 8, "batch": "b2", "count": 3}
     assert (state["messages"], state["first_seq"], state["last_seq"]) == (6, 2, 8)
