@@ -175,15 +175,10 @@ class Stream:
         if window <= 0 or not self.store.msgs:
             return
         cutoff = now_ns() - window
-        seq = self.store.get_seq_from_time(cutoff)
-        while True:
-            sm = self.store.load_next_msg((), seq)
-            if sm is None:
-                break
-            msg_id = headers.get(sm.hdr, headers.MSG_ID) if sm.hdr else None
+        for seq, ts, hdr in self.store.headers_from(self.store.get_seq_from_time(cutoff)):
+            msg_id = headers.get(hdr, headers.MSG_ID)
             if msg_id:
-                self._store_msg_id(msg_id.decode("utf-8", "replace"), sm.seq, sm.ts)
-            seq = sm.seq + 1
+                self._store_msg_id(msg_id.decode("utf-8", "replace"), seq, ts)
 
     def _expire_dedupe(self, now: int) -> None:
         window = self.cfg.get("duplicate_window", 0)

@@ -10,7 +10,7 @@ import tempfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from embedded_server.jetstream.store import StoreError
+from embedded_server.jetstream.store import StoreError, StreamStore
 from embedded_server.jetstream.store import file as file_store
 from embedded_server.jetstream.store.file import FileStore
 from embedded_server.jetstream.store.memory import MemoryStore
@@ -218,5 +218,83 @@ def test_held_fast_batch_records_reach_disk_before_anything_else_and_a_crash_los
             assert [m[:4] for m in contents(reopened)[1]] == [m[:4] for m in contents(mem)[1]]
             assert not reopened.errors and not reopened.warnings
             reopened.stop()
+    finally:
+        file_store.JOURNAL_REWRITE_AT = old_rewrite
+
+
+def _everything(store):
+    """What a start gives, down to the TTL timers and the losses reported."""
+    said = [text.replace(store.directory, "D") for text in store.errors + store.warnings]
+    return (contents(store), store.state().bytes, store.first_ts, store.last_ts,
+            dict(store._ttls), set(store._never), store.state().lost_msgs, said)
+
+
+def _abandon(fs):
+    """Leave the store as kill -9 does: nothing written on the way out (the mapped state head is in the page
+    cache already)."""
+    fs._unmap()
+    for fd in (fs._fd, fs._jfd, fs._sfd):
+        os.close(fd)
+
+
+ttl_ops = st.lists(st.tuples(st.just("ttl"), st.sampled_from(["a", "b", "t.x"]), st.sampled_from([-1, 60, 3600])),
+                   max_size=8)
+
+
+@settings(max_examples=int(os.environ.get("JS_STORE_EXAMPLES", "100")), deadline=None,
+          suppress_health_check=list(HealthCheck))
+@given(filled=st.integers(0, 30), first=ops, more=ops, ttls=ttl_ops, cfg=st.sampled_from(LIMITS))
+def test_a_checkpoint_loads_what_a_scan_of_the_blocks_gives(filled, first, more, ttls, cfg):
+    """Stop cleanly (the index checkpoint is written), start from it, go on storing and removing, then die as
+    by kill -9: the start after that (checkpoint for the blocks it still describes, the rest read) and a start
+    that reads every block (the same files without the checkpoint) give the same store, and it holds what the
+    memory store holds (unless a byte limit removed messages: the two stores count bytes differently); so does
+    a clean restart after it."""
+    old_rewrite = file_store.JOURNAL_REWRITE_AT
+    file_store.JOURNAL_REWRITE_AT = 200
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            d = os.path.join(tmp, "S")
+            sized = cfg["max_bytes"] > 0  # the stores count a message's bytes differently (as nats-server's do)
+            mem = MemoryStore(dict(cfg))
+            fs = FileStore(d, dict(cfg), block_size=300)
+            filling = [("store", "abc"[i % 3], bytes(40), i % 4 == 0) for i in range(filled)]
+            for op in filling + first + ttls:
+                if op[0] == "ttl":
+                    results = []
+                    for store in (fs, mem):
+                        try:
+                            results.append(store.store_msg(op[1], None, b"t", ttl=op[2])[0])
+                        except StoreError as e:
+                            results.append(str(e))
+                    assert results[0] == results[1] or sized, op
+                else:
+                    assert apply(fs, op) == apply(mem, op) or sized, op
+            stopped = _everything(fs)
+            fs.stop()
+            assert os.path.exists(os.path.join(d, "index.ckp"))
+            fs = FileStore(d, dict(cfg), block_size=300)
+            assert _everything(fs) == stopped
+            for op in more:
+                assert apply(fs, op) == apply(mem, op) or sized, op
+            died = _everything(fs)
+            _abandon(fs)
+            scanned_dir = os.path.join(tmp, "scan")
+            shutil.copytree(d, scanned_dir, ignore=shutil.ignore_patterns("index.ckp"))
+            scanned = FileStore(scanned_dir, dict(cfg), block_size=300)
+            from_checkpoint = FileStore(d, dict(cfg), block_size=300)
+            got = _everything(from_checkpoint)
+            assert got == _everything(scanned)
+            for store in (from_checkpoint, mem):  # what the de-duplication rebuild reads, against load_next_msg
+                assert list(store.headers_from(0)) == list(StreamStore.headers_from(store, 0))
+            assert got[0] == died[0]
+            if not sized:
+                assert got[0][0] == contents(mem)[0]
+                assert [m[:4] for m in got[0][1]] == [m[:4] for m in contents(mem)[1]]
+            scanned.stop()
+            from_checkpoint.stop()
+            again = FileStore(d, dict(cfg), block_size=300)
+            assert _everything(again) == got
+            again.stop()
     finally:
         file_store.JOURNAL_REWRITE_AT = old_rewrite

@@ -115,6 +115,14 @@ class StreamStore:
         """The last message matching `subject` (wildcards allowed; "" or ">" is the whole stream)."""
         raise NotImplementedError
 
+    def headers_from(self, seq: int):
+        """(seq, ts, hdr) of each stored message with headers from `seq` on, oldest first (what a restart's
+        de-duplication rebuild reads: only messages with headers can carry a Nats-Msg-Id)."""
+        while (sm := self.load_next_msg((), seq)) is not None:
+            if sm.hdr:
+                yield sm.seq, sm.ts, sm.hdr
+            seq = sm.seq + 1
+
     def load_prev_msg(self, filters: tuple[str, ...], start: int) -> StoreMsg | None:
         raise NotImplementedError
 

@@ -12,11 +12,13 @@ Layout under `<store_dir>/jetstream/<account>/streams/<stream>/`:
   It is rewritten atomically when it grows; block files whose messages are all gone are unlinked.
 - `state.dat`: the last sequence (rewritten in place after every record), then the blocks as last seen and
   the lost data (rewritten at every new block, sync and stop): what nats-server keeps in its index.db.
+- `index.ckp`: the index checkpoint (checkpoint.py), written at a clean stop; the next start loads the index of
+  the blocks it still describes from it instead of reading them, and reads only the others.
 - `obs/<consumer>/`: each consumer's `meta.inf`/`meta.sum` and its state in two alternating slots
   `o.0.dat`/`o.1.dat` (see FileConsumerStore), written shortly after every change (coalesced) and at shutdown.
 
-Every record is framed as `magic(2) type(1) flags(1) length(4) body crc32(4)`. On start every record is
-verified, and every sequence up to the last one recorded is accounted for (a record in a block, or a removal in
+Every record is framed as `magic(2) type(1) flags(1) length(4) body crc32(4)`. On start every record read is
+verified (all of them, unless the checkpoint stands in for their blocks), and every sequence up to the last one recorded is accounted for (a record in a block, or a removal in
 the journal): a record cut short at the end of the newest block is a torn write, cut off with a warning; any
 other damage, and any sequence that is nowhere (a block file deleted or cut), is reported with an error and
 listed in the stream state's `lost`; nothing damaged is deleted, and the last sequence never goes back.
@@ -37,10 +39,11 @@ import itertools
 import struct
 import zlib
 from array import array
+from bisect import bisect_left, bisect_right
 
-from . import MAX_SEQ, ConsumerStore, StoreCorrupt, StoreMsg, StreamStore, file_msg_size
+from . import MAX_SEQ, ConsumerStore, StoreCorrupt, StoreMsg, StreamStore, checkpoint, file_msg_size
 from .cache import BlockCache
-from .memory import MemoryStore
+from .memory import _HEAD, _N, _SEQS, MemoryStore
 
 log = logging.getLogger("embedded_server.jetstream")
 
@@ -48,6 +51,7 @@ MAGIC = 0x4A53  # "JS"
 _FRAME = struct.Struct("<HBBI")
 _CRC = struct.Struct("<I")
 _MSG_HEAD = struct.Struct("<QqiHI")  # seq, ts, ttl, subject length, header length
+_HLEN = struct.Struct("<I")
 _SKIP = struct.Struct("<Qq")
 _PURGE = struct.Struct("<Q")
 T_MSG, T_SKIP, T_DEL, T_PURGE = 1, 2, 3, 4
@@ -55,6 +59,7 @@ BLOCK_SIZE = 8 * 1024 * 1024
 MIN_BLOCK_SIZE = 32 * 1000
 JOURNAL_REWRITE_AT = 1 * 1024 * 1024
 STATE_FILE = "state.dat"
+CHECKPOINT_FILE = "index.ckp"
 # The state file starts with the stream's last sequence, rewritten (one pwrite, not synced) after every record:
 # even with its newest records gone, the stream does not hand their sequences out again.
 STATE_MAGIC = b"JSLS"
@@ -230,11 +235,11 @@ def _valid_state(state) -> bool:
 
 
 class _Block:
-    __slots__ = ("index", "path", "first", "last", "live", "size")
+    __slots__ = ("index", "path", "first", "last", "last_ts", "live", "size")
 
     def __init__(self, index: int, path: str):
         self.index, self.path = index, path
-        self.first = self.last = self.live = self.size = 0
+        self.first = self.last = self.last_ts = self.live = self.size = 0
 
 
 def block_size_for(cfg: dict) -> int:
@@ -247,6 +252,28 @@ def block_size_for(cfg: dict) -> int:
             return MIN_BLOCK_SIZE
         return BLOCK_SIZE if size >= BLOCK_SIZE else BLOCK_SIZE // 2
     return BLOCK_SIZE if cfg.get("retention", "limits") == "limits" else BLOCK_SIZE // 2
+
+
+def _tail_crc(path: str, size: int) -> int:
+    """CRC-32 of the last 4 KiB (or fewer) of a block's first `size` bytes."""
+    n = min(size, checkpoint.TAIL)
+    with open(path, "rb") as f:
+        f.seek(size - n)
+        return zlib.crc32(f.read(n))
+
+
+def _unchanged(path: str, saved: list) -> bool:
+    """Whether a block file is still what the checkpoint saw: size, modification time, checksum of its end."""
+    try:
+        st = os.stat(path)
+        return (st.st_size == saved[5] and st.st_mtime_ns == saved[6]
+                and _tail_crc(path, saved[5]) == saved[7])
+    except OSError:
+        return False
+
+
+def _name_dupes(subjects: list) -> bool:
+    return len(set(subjects)) != len(subjects)
 
 
 def _is_torn(tail: bytes, types=(T_MSG, T_SKIP)) -> bool:
@@ -311,6 +338,7 @@ class FileStore(MemoryStore):
         self._read_next = 0  # the sequence after the last one read
         self.msgs_dir = os.path.join(directory, "msgs")
         self.state_path = os.path.join(directory, STATE_FILE)
+        self.checkpoint_path = os.path.join(directory, CHECKPOINT_FILE)
         self.sync_always = sync_always
         self.block_size = block_size or block_size_for(cfg)
         self._blocks: list[_Block] = []
@@ -438,6 +466,32 @@ class FileStore(MemoryStore):
             sm = MemoryStore.load_next_msg(self, filters, start)
         return sm
 
+    def headers_from(self, seq: int):
+        """As StreamStore's, reading each block once: a message without headers costs one look at its record's
+        head (its header length); one with headers is read and checked as load_msg does."""
+        recs, base, offs = self._recs, self._base, self._offs
+        i, n = max(seq, self.first_seq, base) - base, len(recs)
+        hlen_at = _FRAME.size + _MSG_HEAD.size - 4
+        while i < n:
+            if recs[i] is None:
+                i += 1
+                continue
+            blk = self._block_for(base + i)
+            end = min(blk.last - base + 1, n) if blk is not None else i + 1
+            buf = self._read(blk, 0, blk.size, True)[0] if blk is not None and not self._held else None
+            for j in range(i, end):
+                if recs[j] is None:
+                    continue
+                try:
+                    if buf is not None and not _HLEN.unpack_from(buf, offs[j] + hlen_at)[0]:
+                        continue
+                except struct.error:
+                    pass
+                sm = self._load(base + j, recs[j], True)
+                if sm is not None and sm.hdr:
+                    yield sm.seq, sm.ts, sm.hdr
+            i = end
+
     def _read(self, blk: "_Block", off: int, n: int, sequential: bool) -> tuple[bytes, int]:
         """A buffer holding the `n` bytes (fewer at the end of the file) at `off` of a block, and where they start
         in it: the records held back, the cached block (loaded whole if `sequential`: a scan reads on), or what
@@ -488,8 +542,11 @@ class FileStore(MemoryStore):
         self._damage: str | None = None  # a damaged region waiting for the next good record to end it
         names = sorted((int(n[:-4]), n) for n in os.listdir(self.msgs_dir)
                        if n.endswith(".blk") and n[:-4].isdigit())
+        # The blocks the checkpoint of the last clean stop still describes are not read; the rest are.
+        loaded = self._load_checkpoint(names)
         for pos, (index, name) in enumerate(names):
-            self._load_block(index, os.path.join(self.msgs_dir, name), last=pos == len(names) - 1)
+            if pos >= loaded:
+                self._load_block(index, os.path.join(self.msgs_dir, name), last=pos == len(names) - 1)
         saved_last = saved.get("last_seq", 0) if saved else 0
         if saved_last - self.last_seq > MAX_GAP and (self.last_seq or self._recs):
             self._warn(f"{self.state_path} says the last sequence is {saved_last}, far beyond the blocks "
@@ -520,6 +577,165 @@ class FileStore(MemoryStore):
             if self.last_seq == 0 and not self._purged:
                 self.first_seq = 0
         self._settle_gaps(saved)
+
+    # -- the index checkpoint (checkpoint.py) ----------------------------------------------------
+    # Written at a clean stop; read at the next start. It stands in for reading the blocks it describes only
+    # while they are the files it saw (same size, modification time and checksum of their last 4 KiB): the
+    # longest run of on-disk blocks, from the first, that it describes so is loaded from it, and every block
+    # after that run is read record by record as before (kill -9 after more writes: the active block grew).
+    # The removal journal is replayed whole over it either way, so removals made since are applied, and the
+    # sequences before its first block go through the same accounting as a scan's (lost unless removed).
+    def _load_checkpoint(self, names: list) -> int:
+        """Load the index of the leading on-disk blocks from the checkpoint; how many blocks it covered."""
+        try:
+            with open(self.checkpoint_path, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            return 0
+        except OSError as e:
+            self._warn(f"cannot read {self.checkpoint_path} ({e}); every block is read instead")
+            return 0
+        try:
+            header, arrays = checkpoint.decode(raw)
+            del raw
+            return self._install_checkpoint(header, arrays, names)
+        except (checkpoint.Damaged, KeyError, TypeError, ValueError, IndexError, OverflowError) as e:
+            self._warn(f"{self.checkpoint_path} is damaged ({e}); every block is read instead")
+            return 0
+
+    def _install_checkpoint(self, header: dict, arrays: dict, names: list) -> int:
+        """Everything is checked and built in locals first: a checkpoint that does not add up changes nothing."""
+        blocks = header["blocks"]
+        if not isinstance(blocks, list) or not all(
+                isinstance(b, list) and len(b) == 8 and all(isinstance(v, int) and v >= 0 for v in b[:3] + b[4:])
+                and isinstance(b[3], int) for b in blocks):
+            raise checkpoint.Damaged("bad block list")
+        at = {b[0]: i for i, b in enumerate(blocks)}
+        j = at.get(names[0][0]) if names else None
+        if j is None:
+            return 0
+        k = 0
+        while (k < len(names) and j + k < len(blocks) and blocks[j + k][0] == names[k][0]
+               and _unchanged(os.path.join(self.msgs_dir, names[k][1]), blocks[j + k])):
+            k += 1
+        if k == 0:
+            return 0
+        matched = blocks[j:j + k]
+        base, last_seq, subjects = header["base"], header["last_seq"], header["subjects"]
+        ids, offs, lens, counts, all_seqs = (arrays[n] for n in ("ids", "offs", "lens", "counts", "seqs"))
+        if not (isinstance(base, int) and isinstance(last_seq, int) and isinstance(subjects, list)
+                and all(isinstance(n, str) and n for n in subjects) and len(counts) == len(subjects)
+                and sum(counts) == len(all_seqs) and len(ids) == len(offs) == len(lens) == last_seq - base + 1
+                and len(arrays["ttls"]) % 2 == 0):
+            raise checkpoint.Damaged("its parts do not add up")
+        lo = next((b[1] for b in matched if b[1]), 0)
+        hi, hi_ts = max((b[2], b[3]) for b in matched)
+        if hi > last_seq or (lo and lo > hi):
+            raise checkpoint.Damaged("its blocks go beyond its index")
+        start = max(lo, base)
+        state = None
+        if lo and start <= hi:
+            a, b = start - base, hi - base + 1
+            ids, offs, lens = ids[a:b], offs[a:b], lens[a:b]
+            if ids and max(ids) > len(subjects):
+                raise checkpoint.Damaged("a subject out of range")
+            table = [None] + subjects
+            recs = list(map(table.__getitem__, ids))
+            fss, pos, msgs = {}, 0, 0
+            for name, count in zip(subjects, counts):
+                seqs = all_seqs[pos:pos + count]
+                pos += count
+                i0, i1 = bisect_left(seqs, start), bisect_right(seqs, hi)
+                if i1 > i0:
+                    if i0 or i1 < len(seqs):
+                        seqs = seqs[i0:i1]
+                    fss[name] = [len(seqs), seqs[0], seqs[-1], False, False, name, seqs, 0]
+                    msgs += len(seqs)
+            if msgs != len(ids) - ids.count(0) or _name_dupes(subjects):
+                raise checkpoint.Damaged("its subjects do not match its index")
+            pairs = arrays["ttls"]
+            ttls = {pairs[i]: pairs[i + 1] for i in range(0, len(pairs), 2) if start <= pairs[i] <= hi}
+            never = {s for s in arrays["never"] if start <= s <= hi}
+            first = min(ss[1] for ss in fss.values()) if msgs else hi + 1
+            state = (recs, offs, lens, fss, msgs, sum(lens), first, ttls, never)
+        # Believed from here on.
+        if lo and lo > self._start_seq:
+            self._gap(self._start_seq, lo - 1, f"not in any block file (before {lo}, in {self.msgs_dir})")
+        if state is not None:
+            (self._recs, self._offs, self._lens, self._fss, self.msgs, self.bytes, self.first_seq, self._ttls,
+             self._never) = state
+            self._base = start
+            self.first_ts = None if self.msgs else 0  # read when asked
+            self.last_seq, self.last_ts = hi, hi_ts
+        elif lo:  # every message of these blocks had been removed and the index trimmed past them
+            self._base = self.first_seq = hi + 1
+            self.last_seq, self.last_ts = hi, hi_ts
+        for (index, name), (_, bfirst, blast, blast_ts, live, size, _, _) in zip(names, matched):
+            blk = _Block(index, os.path.join(self.msgs_dir, name))
+            blk.first, blk.last, blk.last_ts, blk.live, blk.size = bfirst, blast, blast_ts, live, size
+            self._blocks.append(blk)
+        self._start_new_block = False
+        return k
+
+    def _write_checkpoint(self) -> None:
+        """At a clean stop, after the last write to the blocks. A store that knows of damage (lost messages,
+        records that did not read back) writes none, and drops an older one: its next start reads every block
+        and reports what it finds, as it does today."""
+        path = self.checkpoint_path
+        try:
+            parts = None
+            if not (self.lost_msgs or self.errors or self._held or self._recovering or self._werr is not None):
+                parts = self._checkpoint_parts()
+            if parts is None:
+                if os.path.exists(path):
+                    os.unlink(path)
+                return
+            fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+            try:
+                for part in parts:
+                    os.write(fd, part)
+            finally:
+                os.close(fd)
+            # Not fsynced: one torn by a power loss fails its checksum and the blocks are read instead.
+            os.replace(path + ".tmp", path)
+        except (OSError, OverflowError, ValueError) as e:
+            self._warn(f"could not write {path} ({e}); the next start reads every block")
+            for p in (path, path + ".tmp"):
+                try:
+                    os.unlink(p)
+                except OSError:
+                    pass
+
+    def _checkpoint_parts(self) -> list[bytes] | None:
+        if len(self._recs) != len(self._offs) or len(self._recs) != self.last_seq - self._base + 1:
+            return None
+        blocks = []
+        for b in self._blocks:
+            st = os.stat(b.path)
+            if st.st_size != b.size:
+                return None
+            blocks.append([b.index, b.first, b.last, b.last_ts, b.live, b.size, st.st_mtime_ns,
+                           _tail_crc(b.path, b.size)])
+        subjects = list(self._fss)
+        number = dict(zip(subjects, range(1, len(subjects) + 1)))
+        number[None] = 0
+        counts, seqs = array("I"), array("Q")
+        for name in subjects:
+            ss = self._fix(self._fss[name])
+            mine = ss[_SEQS][ss[_HEAD]:]
+            if len(mine) != ss[_N]:
+                return None
+            counts.append(len(mine))
+            seqs += mine
+        ttls = array("Q")
+        for seq, at in self._ttls.items():
+            ttls.append(seq)
+            ttls.append(at)
+        header = {"base": self._base, "last_seq": self.last_seq, "last_ts": self.last_ts, "subjects": subjects,
+                  "blocks": blocks}
+        return checkpoint.encode(header, {
+            "ids": array("I", map(number.__getitem__, self._recs)), "offs": self._offs, "lens": self._lens,
+            "counts": counts, "seqs": seqs, "ttls": ttls, "never": array("Q", sorted(self._never))})
 
     def _count_missing_bytes(self, saved: dict) -> None:
         """Bytes of block files gone or shorter than the state file last saw them (what nats-server's lost
@@ -692,7 +908,7 @@ class FileStore(MemoryStore):
             self.last_seq, self.last_ts = seq, ts
         if not blk.first:
             blk.first = seq
-        blk.last = seq
+        blk.last, blk.last_ts = seq, ts
         return True
 
     def _fill_gap(self, seq: int) -> None:
@@ -927,7 +1143,7 @@ class FileStore(MemoryStore):
         blk.size += len(record)
         if not blk.first:
             blk.first = seq
-        blk.last = seq
+        blk.last, blk.last_ts = seq, ts
         if is_msg:
             blk.live += 1
 
@@ -1076,9 +1292,10 @@ class FileStore(MemoryStore):
 
     def stop(self) -> None:
         if self._held and self._fd >= 0:
-            self._write_held()
+            self.write_held()
         self._held = None
-        if self._fd >= 0 and self._sfd >= 0:
+        running = self._fd >= 0 and self._sfd >= 0
+        if running:
             self._write_state(sync=False)
         self._unmap()
         self._let_go_all()
@@ -1089,6 +1306,8 @@ class FileStore(MemoryStore):
                 finally:
                     os.close(fd)
         self._fd = self._jfd = self._sfd = -1
+        if running:
+            self._write_checkpoint()
 
     def _unmap(self) -> None:
         if self._head is not None:

@@ -508,6 +508,14 @@ class MemoryStore(StreamStore):
                 return self._load(base + i, rec, True)
         return None
 
+    def headers_from(self, seq: int):
+        recs, base = self._recs, self._base
+        for i in range(max(seq, self.first_seq, base) - base, len(recs)):
+            if recs[i] is not None:
+                v = self._vals[i]
+                if v[_HDR]:
+                    yield base + i, v[_TS], v[_HDR]
+
     def load_prev_msg(self, filters, start: int) -> StoreMsg | None:
         start = min(start, self.last_seq)
         everything = _all(filters)
