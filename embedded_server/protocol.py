@@ -59,8 +59,8 @@ _BATCH_PUB = re.compile(rb"PUB ([^ \t\r\n]+)  ?([0-9]{1,9})\r\n")
 # The same control line as a split point with a lookahead, so that the pieces between two are the tails
 # (Parser._batch), the optional second space captured (the length of what a split removes must be known), the
 # subject short enough for any size to keep the line within max_control_line. The lookbehind takes only a
-# control line that follows a CRLF (the split is made from the CRLF before the first one): every tail but the
-# last then ends with one without being looked at.
+# control line that follows a CRLF (the first one of a batch is matched on its own): every tail but the last
+# then ends with one without being looked at.
 _SPLITS: dict = {}
 # A batch is cut by a split when its messages took at most this many bytes on average lately: a split reads
 # every payload byte, the one-by-one path jumps over payloads.
@@ -390,13 +390,18 @@ class Parser:
         max_payload = self.max_payload
         split = _split_pattern(mcl) if self._split > 0 else None
         if split is not None:
-            parts = split.split(buf[pos - 2:] if buf[pos - 2:pos] == b"\r\n" else b"\r\n" + buf[pos:])
-            if parts[0] != b"\r\n" or len(parts) < 9:
+            parts = split.split(buf[pos:] if pos else buf)
+            subject, szb = m.groups()
+            if len(parts) < 9 or len(subject) > mcl - 11:
                 self._split = _SPLIT_BACKOFF
             else:
-                # parts: b"\r\n", then per message its subject, b"" or the second space nats-py writes, size
-                # digits and tail (b"<size>\r\n<payload>\r\n" when the next control line follows right after it:
-                # a payload holding something like a control line, or anything between messages, makes that tail
+                # The first message stays whole in parts[0] (no CRLF before it): its pieces come from `m`.
+                first = parts[0]
+                at = m.start(2) - pos
+                parts[0:1] = [b"", subject, b" " if m.start(2) - m.end(1) == 2 else b"", szb, first[at:]]
+                # parts: b"", then per message its subject, b"" or the second space nats-py writes, size digits
+                # and tail (b"<size>\r\n<payload>\r\n" when the next control line follows right after it: a
+                # payload holding something like a control line, or anything between messages, makes that tail
                 # longer or shorter than its size says; the last one must end with CRLF too).
                 subjects, spaces, szbs, tails = parts[1::4], parts[2::4], parts[3::4], parts[4::4]
                 sizes = list(map(int, szbs))

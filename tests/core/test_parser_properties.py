@@ -250,8 +250,8 @@ def test_batches_agree_with_one_by_one_parsing(data, points, warm):
 
 
 def test_a_split_batch_stops_where_one_by_one_parsing_stops():
-    """Each way a message can fall outside a batch, met while the parser cuts batches with a split: the same
-    operations and the same error as one by one."""
+    """Each way a message can fall outside a batch, met while the parser cuts batches with a split (within the
+    batch, or as its first message): the same operations and the same error as one by one."""
     warm = b"".join(b"PUB w.%d 1\r\nw\r\n" % i for i in range(10)) + b"PUB w r 1\r\nw\r\n"
     before = b"PUB a 1\r\nx\r\nPUB b 2\r\nxy\r\n"
     after = b"PUB e 1\r\nx\r\nPUB f 1\r\nx\r\n"
@@ -259,7 +259,7 @@ def test_a_split_batch_stops_where_one_by_one_parsing_stops():
     for odd in (b"PUB c 1\r\nxyz", b"PUB c 0\r\nxy", b"PUB c 25\r\n" + b"y" * 25 + b"\r\n",
                 b"PUB " + b"c" * 39 + b" 1\r\nx\r\n", b"PUB " + b"c" * 31 + b" 1\r\nx\r\n", b"PUB c  1\r\nx\r\n",
                 b"PUB c r 1\r\nx\r\n", b"PUB c %d\r\n%s\r\n" % (len(inner), inner), b"PING\r\n",
-                b"PUB c 1\r\nx\r\nPUB c 1\r\nx\r\n"):
-        data = warm + before + odd + after
-        assert parse_until_error(data, runs=True, max_control_line=40, max_payload=24) == \
-            parse_until_error(data, runs=False, max_control_line=40, max_payload=24), odd
+                b"PUB c 1\r\nx\r\nPUB c 1\r\nx\r\n", b"PUB c  1\r\nx\r\nPUB d 1\r\nx\r\nPUB e r 1\r\nx\r\n"):
+        for data in (warm + before + odd + after, warm + odd + before + after):   # odd within, or first
+            assert parse_until_error(data, runs=True, max_control_line=40, max_payload=24) == \
+                parse_until_error(data, runs=False, max_control_line=40, max_payload=24), odd
