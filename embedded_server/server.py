@@ -50,11 +50,12 @@ class Plan:
     message without headers or tracing goes to them with one `Server.deliver` and no test per subscriber; only a
     queue group's member, picked per message, is looked at, and joins that deliver (`Server.route`). `fast`: `plain` when
     there is also no queue group (the whole plan is one `deliver`), else None. `routes`: see `_routes`; a batch
-    of publishes (`Server.route_batch`) takes them without a call per message. A plan is only valid until the account's subscriptions change: anything that could
+    of publishes (`Server.route_batch`) takes them without a call per message; `choices`: how many (0 for None).
+    A plan is only valid until the account's subscriptions change: anything that could
     alter it (SUB, UNSUB, an UNSUB with a limit, a connection closing, new permissions) drops the account's plans.
     """
 
-    __slots__ = ("psubs", "qgroups", "plain", "fast", "routes", "single", "raw", "raw_h")
+    __slots__ = ("psubs", "qgroups", "plain", "fast", "routes", "single", "choices", "raw", "raw_h")
 
     def __init__(self, psubs: tuple, qgroups: tuple):
         self.psubs = psubs
@@ -68,6 +69,7 @@ class Plan:
         self.fast = psubs if plain and not qgroups else None
         self.routes = self._routes(psubs, qgroups) if plain else None
         self.single = self.routes[0] if self.routes is not None and len(self.routes) == 1 else None
+        self.choices = len(self.routes) if self.routes is not None else 0
 
     @staticmethod
     def _routes(psubs: tuple, qgroups: tuple) -> tuple | None:
@@ -424,7 +426,7 @@ class Server:
         if not producer.echo:
             return self._route_batch_no_echo(account, producer, subjects, tails, sizes)
         plans = account.plans
-        random_ = random.random
+        getrandbits = random.getrandbits
         used: list = []
         try:
             for subject, plan, tail, size in zip(subjects, map(plans.get, subjects), tails, sizes):
@@ -440,7 +442,8 @@ class Server:
                         if producer.closed:
                             return _routed(tails, tail)
                         continue
-                    route = routes[int(random_() * len(routes))]
+                    # (32 random bits modulo at most _MAX_ROUTES choices: uniform within 2**-26.)
+                    route = routes[getrandbits(32) % plan.choices]
                 n = route.msgs
                 if not n:
                     used.append(route)
