@@ -279,17 +279,18 @@ class _StripeWalk:
         return self.density
 
     def _take(self) -> tuple[int, int] | None:
+        if len(self.outstanding) >= WINDOW:  # first: what stops most calls (each answer frees one stripe)
+            return None
         a = self.next_start
         if (self.exhausted_at is not None and a >= self.exhausted_at) or (self.stop and a >= self.stop):
             return None
+        estimate = self._estimate()
         if self.outstanding:
-            if len(self.outstanding) >= WINDOW:
-                return None
-            if self.found_in + self._estimate() * self.width_out >= self.count:
+            if self.found_in + estimate * self.width_out >= self.count:
                 return None
         elif self.found_in >= self.count:
             return None
-        width = min(_MAX_STRIPE, max(1, int(1 / self._estimate())))
+        width = min(_MAX_STRIPE, max(1, int(1 / estimate)))
         b = a + width if not self.stop else min(a + width, self.stop)
         self.next_start = b
         while self.beyond and self.beyond[0] < b:
