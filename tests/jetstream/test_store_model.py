@@ -174,10 +174,11 @@ held_ops = st.lists(st.one_of(
 
 @settings(max_examples=int(os.environ.get("JS_STORE_EXAMPLES", "60")), deadline=None,
           suppress_health_check=list(HealthCheck))
-@given(ops=held_ops, cfg=st.sampled_from(LIMITS))
+@given(ops=held_ops, cfg=st.sampled_from([CFG] * 3 + LIMITS))  # without limits, store_held takes its own path
 def test_held_fast_batch_records_reach_disk_before_anything_else_and_a_crash_loses_only_them(ops, cfg):
     """A fast batch's records held (FileStore.hold_writes/store_held, written by write_held or end_writes)
-    among random stores, removals and purges: the store reads as the memory store throughout; a copy of its
+    among random stores, removals and purges: the store reads as the memory store throughout (and a memory
+    store given the same messages by store_held holds what store_msg gives); a copy of its
     directory taken as it is (what a kill -9 leaves) opens without damage, holding every message up to the
     first record still held and nothing after it; once the hold ends, it reopens to the memory store."""
     old_rewrite = file_store.JOURNAL_REWRITE_AT
@@ -185,22 +186,29 @@ def test_held_fast_batch_records_reach_disk_before_anything_else_and_a_crash_los
     try:
         with tempfile.TemporaryDirectory() as tmp:
             live, crashed = os.path.join(tmp, "live"), os.path.join(tmp, "crashed")
-            mem = MemoryStore(dict(cfg))
+            mem, mem_held = MemoryStore(dict(cfg)), MemoryStore(dict(cfg))
             fs = FileStore(live, dict(cfg), block_size=300)
             for op in ops:
                 if op[0] == "held":
                     fs.hold_writes()
-                    try:
-                        got = fs.store_held(op[1], op[2])
-                    except StoreError as e:
-                        got = str(e)
-                    assert got == apply(mem, ("store", op[1], op[2], False)), op
+                    got = []
+                    for store in (fs, mem_held):
+                        try:
+                            got.append(store.store_held(op[1], op[2]))
+                        except StoreError as e:
+                            got.append(str(e))
+                    assert got == [apply(mem, ("store", op[1], op[2], False))] * 2, op
+                    assert mem_held.state().bytes == mem.state().bytes
                 elif op[0] == "write":
                     fs.write_held()
                 elif op[0] == "remove_last":  # most likely one still held
-                    assert fs.remove_msg(mem.last_seq) == mem.remove_msg(mem.last_seq)
+                    last = mem.last_seq
+                    assert fs.remove_msg(last) == mem.remove_msg(last) == mem_held.remove_msg(last)
                 else:
-                    assert apply(fs, op) == apply(mem, op), op
+                    assert apply(fs, op) == apply(mem, op) == apply(mem_held, op), op
+            by_held, want = contents(mem_held), contents(mem)
+            assert by_held[0] == want[0] and by_held[2] == want[2] and mem_held.state().bytes == mem.state().bytes
+            assert [m[:4] for m in by_held[1]] == [m[:4] for m in want[1]]
             now, want = contents(fs), contents(mem)
             assert now[0] == want[0] and now[2] == want[2] and [m[:4] for m in now[1]] == [m[:4] for m in want[1]]
             held = len(fs._held or ())

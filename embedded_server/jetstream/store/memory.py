@@ -82,8 +82,16 @@ class MemoryStore(StreamStore):
         return False
 
     def store_held(self, subject: str, data: bytes) -> int:
-        """store_msg of a message without headers or TTL (a fast batch's), its record held if writes are."""
-        return self.store_msg(subject, None, data)[0]
+        """store_msg of a message without headers or TTL (a fast batch's), its record held if writes are. Here,
+        with no limit to apply, straight to _insert (the file store has its own)."""
+        seq = self.last_seq + 1
+        if self.max_per > 0 or self.discard_new or self.max_msgs > 0 or self.max_bytes > 0 or seq > MAX_SEQ:
+            return self.store_msg(subject, None, data)[0]
+        ts = now_ns()
+        if ts <= self.last_ts:
+            ts = self.last_ts + 1
+        self._insert(seq, subject, None, data, ts, 0, self._fss.get(subject), len(subject) + len(data) + 16)
+        return seq
 
     def write_held(self) -> None:
         pass
