@@ -9,7 +9,7 @@ The accepted syntax follows nats-server's parser.go: case-insensitive verbs, spa
 from __future__ import annotations
 
 import re
-from itertools import repeat
+from itertools import islice, repeat
 from operator import add, and_, eq, le
 from typing import Iterator
 
@@ -407,16 +407,20 @@ class Parser:
                 sizes = list(map(int, szbs))
                 lens = list(map(len, tails))
                 want = list(map(add, map(len, szbs), map(add, sizes, _FOUR)))
-                count = len(tails)
-                if lens != want or max(sizes) > max_payload or not tails[-1].endswith(b"\r\n"):
-                    good = list(map(eq, lens, want))
-                    good = list(map(and_, good, map(le, sizes, repeat(max_payload))))
-                    good[-1] = good[-1] and tails[-1].endswith(b"\r\n")
-                    count = good.index(False)
-                    if count < len(tails) // 2:
-                        self._split = _SPLIT_BACKOFF
+                whole = count = len(tails)
+                if lens[-1] != want[-1] or not tails[-1].endswith(b"\r\n"):
+                    # The last one (most often: cut by the end of the read) is left to the paths below.
+                    count -= 1
+                    lens.pop()
+                    want.pop()
+                if lens != want or max(sizes) > max_payload:
+                    good = list(map(and_, map(eq, lens, want), map(le, sizes, repeat(max_payload))))
+                    if False in good:
+                        count = good.index(False)
+                if count < whole // 2:
+                    self._split = _SPLIT_BACKOFF
                 # A run of one subject (three or more in a row) is left to the run path, from where it starts.
-                same = list(map(eq, subjects[1:count], subjects[:count - 1]))
+                same = list(map(eq, islice(subjects, 1, count), subjects))
                 if True in same:
                     runs = list(map(and_, same[1:], same[:-1]))
                     if True in runs:
@@ -425,11 +429,12 @@ class Parser:
                         count = 0
                 if not count:
                     return None, pos
-                if count < len(tails):
-                    subjects, spaces, tails, sizes = subjects[:count], spaces[:count], tails[:count], sizes[:count]
-                    nxt = pos + 5 * count + sum(map(len, subjects)) + sum(map(len, spaces)) + sum(lens[:count])
-                else:
-                    nxt = len(buf)
+                nxt = len(buf)
+                if count < whole:
+                    # The next operation starts where the messages left out do.
+                    nxt -= 5 * (whole - count) + sum(map(len, subjects[count:])) + sum(map(len, spaces[count:])) \
+                        + sum(map(len, tails[count:]))
+                    del subjects[count:], tails[count:], sizes[count:]
                 return (PUBB, subjects, tails, sizes, count, sum(sizes)), nxt
         match = _BATCH_PUB.match
         startswith = buf.startswith
