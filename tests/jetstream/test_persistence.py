@@ -263,7 +263,8 @@ def test_restarts_keep_deletes_subjects_and_sequences(js_server):
                                                         "num_deleted", "deleted", "num_subjects", "subjects")}
             lasts = {}
             for subject in sorted(state["subjects"] or {}):
-                lasts[subject] = (await api(nc, "$JS.API.STREAM.MSG.GET.R", {"last_by_subj": subject}))["message"]["seq"]
+                reply = await api(nc, "$JS.API.STREAM.MSG.GET.R", {"last_by_subj": subject})
+                lasts[subject] = reply["message"]["seq"]
             sample = []
             for seq in range(1, state["last_seq"] + 2, 7):
                 reply = await api(nc, "$JS.API.STREAM.MSG.GET.R", {"seq": seq})

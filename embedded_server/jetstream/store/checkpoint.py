@@ -4,8 +4,8 @@ clean stop, so the next start loads it instead of reading every record of every 
 Layout: `JSIX`, a 4-byte header length, the header (JSON), then the arrays in machine order, then a CRC-32 of
 everything before it. The header holds the scalars, the subjects (in the order the store knows them), the sizes
 of the arrays and, per block, what the block was when the checkpoint was written: index, first and last
-sequence, time of its last record, live messages, size, modification time (ns) and a CRC-32 of its last
-4 KiB. The arrays:
+sequence, time of its last record, live messages, size, modification time (ns), a CRC-32 of its last 4 KiB
+and how many message records with headers it holds. The arrays:
 
 - `ids` (uint32 per slot from the index's base): 0 for no message, else 1 + the subject's position;
 - `offs`, `lens` (uint32 per slot): the record's offset in its block and the bytes the message counts for;
@@ -24,7 +24,7 @@ import zlib
 from array import array
 
 MAGIC = b"JSIX"
-VERSION = 1
+VERSION = 2
 _HEAD = struct.Struct("<4sI")
 _CRC = struct.Struct("<I")
 TAIL = 4096  # the bytes at the end of a block whose checksum is kept

@@ -18,10 +18,11 @@ Layout under `<store_dir>/jetstream/<account>/streams/<stream>/`:
   `o.0.dat`/`o.1.dat` (see FileConsumerStore), written shortly after every change (coalesced) and at shutdown.
 
 Every record is framed as `magic(2) type(1) flags(1) length(4) body crc32(4)`. On start every record read is
-verified (all of them, unless the checkpoint stands in for their blocks), and every sequence up to the last one recorded is accounted for (a record in a block, or a removal in
-the journal): a record cut short at the end of the newest block is a torn write, cut off with a warning; any
-other damage, and any sequence that is nowhere (a block file deleted or cut), is reported with an error and
-listed in the stream state's `lost`; nothing damaged is deleted, and the last sequence never goes back.
+verified (all of them, unless the checkpoint stands in for their blocks), and every sequence up to the last
+one recorded is accounted for (a record in a block, or a removal in the journal): a record cut short at the end
+of the newest block is a torn write, cut off with a warning; any other damage, and any sequence that is nowhere
+(a block file deleted or cut), is reported with an error and listed in the stream state's `lost`; nothing
+damaged is deleted, and the last sequence never goes back.
 
 Only the index is in memory (memory.py's list of subjects, plus each message's offset in its block and its
 size: see docs/jetstream.md for the bytes per message); subjects, headers and payloads stay in the blocks and
@@ -235,11 +236,12 @@ def _valid_state(state) -> bool:
 
 
 class _Block:
-    __slots__ = ("index", "path", "first", "last", "last_ts", "live", "size")
+    __slots__ = ("index", "path", "first", "last", "last_ts", "live", "size", "hdrs")
 
     def __init__(self, index: int, path: str):
         self.index, self.path = index, path
         self.first = self.last = self.last_ts = self.live = self.size = 0
+        self.hdrs = 0  # message records with headers written to it (removed or not): 0 = none to look for
 
 
 def block_size_for(cfg: dict) -> int:
@@ -467,8 +469,9 @@ class FileStore(MemoryStore):
         return sm
 
     def headers_from(self, seq: int):
-        """As StreamStore's, reading each block once: a message without headers costs one look at its record's
-        head (its header length); one with headers is read and checked as load_msg does."""
+        """As StreamStore's, reading each block once, and only blocks that hold a message with headers: there a
+        message without headers costs one look at its record's head (its header length); one with headers is
+        read and checked as load_msg does."""
         recs, base, offs = self._recs, self._base, self._offs
         i, n = max(seq, self.first_seq, base) - base, len(recs)
         hlen_at = _FRAME.size + _MSG_HEAD.size - 4
@@ -478,6 +481,9 @@ class FileStore(MemoryStore):
                 continue
             blk = self._block_for(base + i)
             end = min(blk.last - base + 1, n) if blk is not None else i + 1
+            if blk is not None and not blk.hdrs:
+                i = end  # no message of this block has headers
+                continue
             buf = self._read(blk, 0, blk.size, True)[0] if blk is not None and not self._held else None
             for j in range(i, end):
                 if recs[j] is None:
@@ -607,7 +613,7 @@ class FileStore(MemoryStore):
         """Everything is checked and built in locals first: a checkpoint that does not add up changes nothing."""
         blocks = header["blocks"]
         if not isinstance(blocks, list) or not all(
-                isinstance(b, list) and len(b) == 8 and all(isinstance(v, int) and v >= 0 for v in b[:3] + b[4:])
+                isinstance(b, list) and len(b) == 9 and all(isinstance(v, int) and v >= 0 for v in b[:3] + b[4:])
                 and isinstance(b[3], int) for b in blocks):
             raise checkpoint.Damaged("bad block list")
         at = {b[0]: i for i, b in enumerate(blocks)}
@@ -670,9 +676,9 @@ class FileStore(MemoryStore):
         elif lo:  # every message of these blocks had been removed and the index trimmed past them
             self._base = self.first_seq = hi + 1
             self.last_seq, self.last_ts = hi, hi_ts
-        for (index, name), (_, bfirst, blast, blast_ts, live, size, _, _) in zip(names, matched):
+        for (index, name), (_, bfirst, blast, blast_ts, live, size, _, _, hdrs) in zip(names, matched):
             blk = _Block(index, os.path.join(self.msgs_dir, name))
-            blk.first, blk.last, blk.last_ts, blk.live, blk.size = bfirst, blast, blast_ts, live, size
+            blk.first, blk.last, blk.last_ts, blk.live, blk.size, blk.hdrs = bfirst, blast, blast_ts, live, size, hdrs
             self._blocks.append(blk)
         self._start_new_block = False
         return k
@@ -715,7 +721,7 @@ class FileStore(MemoryStore):
             if st.st_size != b.size:
                 return None
             blocks.append([b.index, b.first, b.last, b.last_ts, b.live, b.size, st.st_mtime_ns,
-                           _tail_crc(b.path, b.size)])
+                           _tail_crc(b.path, b.size), b.hdrs])
         subjects = list(self._fss)
         number = dict(zip(subjects, range(1, len(subjects) + 1)))
         number[None] = 0
@@ -902,6 +908,8 @@ class FileStore(MemoryStore):
             self._insert(seq, subject, None, None, ts, ttl, self._fss.get(subject),
                          30 + len(subject) + (hlen + 4 if hlen else 0) + dlen)
             blk.live += 1
+            if hlen:
+                blk.hdrs += 1
         else:
             self._recs.append(None)
             self._keep_holes(1)
@@ -1189,6 +1197,8 @@ class FileStore(MemoryStore):
         hlen = len(hdr) if hdr else 0
         body = b"".join((_MSG_HEAD.pack(seq, ts, ttl, len(sb), hlen), sb, hdr or b"", data))
         self._write(_frame(T_MSG, body), seq, ts, True)
+        if hlen:
+            self._blocks[-1].hdrs += 1
 
     def _persist_skip(self, seq, ts):
         self._write(_frame(T_SKIP, _SKIP.pack(seq, ts)), seq, ts, False)
