@@ -552,12 +552,8 @@ def _dispatch(js, jsa, subject: str, reply: str, hdr, payload: bytes, client=Non
         return
     if handler is msg_get and not hdr:
         fields = _msg_get_found(jsa, subject, payload)
-        if fields is not None:
-            js.api_total += 1
-            jsa.api_total += 1
-            answer = typed_answer(rtype, fields)
-            js.server.send_internal(jsa.account, reply, None, None, answer)
-            advisories.api_audit(js, jsa.account, client, subject, payload, answer)
+        if fields is not None:  # a message found: answered outside the API's counters and audit (see below)
+            js.server.send_internal(jsa.account, reply, None, None, typed_answer(rtype, fields))
             return
     js.api_total += 1
     resp = {"type": PREFIX + rtype}
@@ -572,9 +568,12 @@ def _dispatch(js, jsa, subject: str, reply: str, hdr, payload: bytes, client=Non
             js.api_total -= 1
             return
         if type(body) is bytes:  # the answer's fields already as JSON (msg_get_answer): after the type
-            answer = typed_answer(rtype, body)
-        else:
-            resp.update(body)
+            # nats-server sends a message STREAM.MSG.GET found "not through the API layer": it counts in neither
+            # the account's nor the server's API total, and no API audit advisory tells of it (its errors do).
+            js.api_total -= 1
+            js.server.send_internal(jsa.account, reply, None, None, typed_answer(rtype, body))
+            return
+        resp.update(body)
     except ApiError as e:
         js.api_errors += 1
         resp["error"] = e.as_dict()

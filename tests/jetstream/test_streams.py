@@ -7,7 +7,7 @@ import pytest
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
 
-from .helpers import api, connected, error_of, publish_raw, run
+from .helpers import api, connected, error_of, eventually, publish_raw, run
 
 
 def test_create_fills_in_nats_server_defaults(js_server):
@@ -213,7 +213,8 @@ def test_msg_get_and_delete(js_server):
 def test_msg_get_with_a_pipelined_reads_body_answers_as_any_other_body(js_server):
     """`{"seq":N,"next_by_subj":"S"}` exactly (what the lab sends per message, which the embedded server answers
     by a shorter path) gets byte for byte the answer of the same request spaced out, found or not, bad, for an
-    unknown stream, with a required API level header."""
+    unknown stream, with a required API level header. A message found is answered outside the API layer: not
+    counted in the account's API total, no API audit advisory; the errors are counted and audited."""
     asks = [(1, "mg.>"), (2, "mg.b"), (2, "mg.*"), (0, "mg.a"), (4, "mg.>"), (99, "mg.>"), (1, "nope"), (0, ""),
             (3, ""), (18446744073709551615, "mg.>")]
     too_new = {"Nats-Required-Api-Level": "999"}
@@ -224,6 +225,19 @@ def test_msg_get_with_a_pipelined_reads_body_answers_as_any_other_body(js_server
             await js.publish("mg.a", b"one", headers={"X-Key": "v"})
             await js.publish("mg.b", b"")
             await js.publish("mg.a", b"three <&>")
+            audits = []
+
+            async def audited(msg):
+                audit = json.loads(msg.data)
+                if "MSG.GET" in audit["subject"]:
+                    audits.append(audit)
+
+            async def count():
+                return len(audits)
+
+            await nc.subscribe("$JS.EVENT.ADVISORY.API", cb=audited)
+            await nc.flush()
+            before = (await api(nc, "$JS.API.INFO"))["api"]
             pairs = []
             for stream, headers in (("MG", None), ("NOPE", None), ("MG", too_new)):
                 for seq, subject in asks:
@@ -231,9 +245,16 @@ def test_msg_get_with_a_pipelined_reads_body_answers_as_any_other_body(js_server
                     spaced = b'{"seq": %d, "next_by_subj": "%s"}' % (seq, subject.encode())
                     pairs.append([(await nc.request(f"$JS.API.STREAM.MSG.GET.{stream}", body, timeout=2,
                                                     headers=headers)).data for body in (tight, spaced)])
-            return pairs
+            after = (await api(nc, "$JS.API.INFO"))["api"]
+            errors = 2 * sum(b'"error"' in tight for tight, _ in pairs)
+            # Audits go out in order: once the last request's is in, any of a found message would be too.
+            await eventually(count, lambda n: n >= errors)
+            return pairs, before, after, errors, audits
 
-    pairs = run(scenario())
+    pairs, before, after, errors, audits = run(scenario())
+    assert errors == 50
+    assert (after["total"] - before["total"], after["errors"] - before["errors"]) == (errors + 1, errors)
+    assert len(audits) == errors and all('"error"' in a["response"] for a in audits)
     for tight, spaced in pairs:
         assert tight == spaced
     answers = [json.loads(tight) for tight, _ in pairs]
