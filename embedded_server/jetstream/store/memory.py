@@ -134,7 +134,6 @@ class MemoryStore(StreamStore):
         if self.max_bytes > 0 and self.bytes + sum(
                 len(s) + (len(h) if h else 0) + len(d) for s, h, d in msgs) + 16 * n > self.max_bytes:
             return 0
-        size = self.msg_size
         fss, recs, vals = self._fss, self._recs, self._vals
         max_per = self.max_per
         over = []
@@ -160,11 +159,11 @@ class MemoryStore(StreamStore):
                     over.append(ss)
             recs.append(subject)
             vals.append((hdr or None, data, ts))
-            added += size(subject, hdr, data)
+            added += len(subject) + (len(hdr) if hdr else 0) + len(data)  # mem_msg_size less its 16
             ts += 1
         self.last_seq, self.last_ts = seq, ts - 1
         self.msgs += n
-        self.bytes += added
+        self.bytes += added + 16 * n
         for ss in over:
             while ss[_N] > max_per:
                 self._fix(ss)
