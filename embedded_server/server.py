@@ -653,6 +653,11 @@ class Server:
         """Write every client's queued output (once per read, or after an internal publish)."""
         if self._batch:
             return
+        self.write_out()
+
+    def write_out(self) -> None:
+        """Write every client's queued output now, also in the middle of a read (a fast batch's flow ack: its
+        publisher waits for it before it sends more)."""
         if self.before_output:
             self.run_before_output()
         dirty = self.dirty

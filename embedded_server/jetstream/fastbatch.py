@@ -178,6 +178,9 @@ def _send(st, reply: str, body: bytes) -> None:
 
 def _flow(st, b: FastBatch, seq: int, reply: str) -> None:
     _send(st, reply, b'{"type":"ack","seq":%d,"msgs":%d}' % (seq, b.ack_messages))
+    if reply:
+        # Out at once, not at the end of the read: the publisher, a window ahead, may be waiting for it.
+        st.js.server.write_out()
 
 
 def _gap(st, reply: str, last_seq: int, seq: int) -> None:
