@@ -211,6 +211,7 @@ def test_held_fast_batch_records_reach_disk_before_anything_else_and_a_crash_los
             assert [m[:4] for m in by_held[1]] == [m[:4] for m in want[1]]
             now, want = contents(fs), contents(mem)
             assert now[0] == want[0] and now[2] == want[2] and [m[:4] for m in now[1]] == [m[:4] for m in want[1]]
+            assert fs.state().bytes == sum(file_store.file_msg_size(m[1], m[2], m[3]) for m in want[1])
             held = len(fs._held or ())
             shutil.copytree(live, crashed)
             after_crash = FileStore(crashed, dict(cfg), block_size=300)
@@ -220,9 +221,10 @@ def test_held_fast_batch_records_reach_disk_before_anything_else_and_a_crash_los
             assert [m[:4] for m in contents(after_crash)[1]] == [m[:4] for m in contents(mem)[1] if m[0] <= last]
             after_crash.stop()
             fs.end_writes()
+            size = fs.state().bytes
             fs.stop()
             reopened = FileStore(live, dict(cfg), block_size=300)
-            assert contents(reopened)[0] == contents(mem)[0]
+            assert contents(reopened)[0] == contents(mem)[0] and reopened.state().bytes == size
             assert [m[:4] for m in contents(reopened)[1]] == [m[:4] for m in contents(mem)[1]]
             assert not reopened.errors and not reopened.warnings
             reopened.stop()

@@ -45,6 +45,7 @@ from bisect import bisect_left, bisect_right
 from . import MAX_SEQ, ConsumerStore, StoreCorrupt, StoreMsg, StreamStore, checkpoint, file_msg_size
 from .cache import BlockCache
 from .memory import _HEAD, _N, _SEQS, MemoryStore
+from ..clock import now_ns
 
 log = logging.getLogger("embedded_server.jetstream")
 
@@ -1095,7 +1096,18 @@ class FileStore(MemoryStore):
         return True
 
     def store_held(self, subject: str, data: bytes) -> int:
-        return MemoryStore.store_msg(self, subject, None, data)[0]
+        """store_msg of a message without headers or TTL, held: with no limit to apply, its record framed
+        (as _persist_msg does) and indexed without store_msg's checks."""
+        seq = self.last_seq + 1
+        if self.max_per > 0 or self.discard_new or self.max_msgs > 0 or self.max_bytes > 0 or seq > MAX_SEQ:
+            return MemoryStore.store_msg(self, subject, None, data)[0]
+        ts = now_ns()
+        if ts <= self.last_ts:
+            ts = self.last_ts + 1
+        sb = subject.encode()
+        self._write(_frame(T_MSG, b"".join((_MSG_HEAD.pack(seq, ts, 0, len(sb), 0), sb, data))), seq, ts, True)
+        self._insert(seq, subject, None, data, ts, 0, self._fss.get(subject), 30 + len(subject) + len(data))
+        return seq
 
     def store_msg(self, subject, hdr, data, ttl=0, ts=0):
         if self._fast_hold:
