@@ -479,3 +479,34 @@ def test_a_damaged_checkpoint_is_passed_over_with_a_warning(tmp_path, monkeypatc
         assert fs.last_seq == last and all(fs.load_msg(s).data == v[2] for s, v in stored.items())
     finally:
         fs.stop()
+
+
+def test_a_sync_writes_a_checkpoint_once_enough_is_new(tmp_path, monkeypatch):
+    """Without a clean stop: a sync writes the checkpoint once CHECKPOINT_EVERY sequences and a quarter of the
+    index are new since the last one, so a kill -9 after a long run reads only the blocks written since."""
+    from embedded_server.jetstream.store import file as file_store
+    monkeypatch.setattr(file_store, "CHECKPOINT_EVERY", 30)
+    d = tmp_path / "S"
+    fs = FileStore(str(d), {"name": "S"}, block_size=BLOCK)
+    for i in range(20):
+        fs.store_msg(f"s.{i % 3}", None, bytes(100))
+    fs.flush()
+    assert not (d / "index.ckp").exists(), "20 new sequences: not yet"
+    for i in range(100):
+        fs.store_msg(f"s.{i % 3}", b"NATS/1.0\r\nNats-Msg-Id: %d\r\n\r\n" % i if i % 9 == 0 else None, bytes(100))
+    fs.remove_msg(7)
+    fs.flush()
+    assert (d / "index.ckp").exists()
+    for i in range(30):
+        fs.store_msg("s.after", None, bytes(100))
+    fs.remove_msg(60)
+    want = _view(fs)
+    fs._unmap()
+    for fd in (fs._fd, fs._jfd, fs._sfd):
+        os.close(fd)
+    fs, read = _starts(d, monkeypatch)
+    try:
+        assert 0 < read < len(_blocks(d)) and not fs.errors and not fs.warnings
+        assert _view(fs) == want == _scanned(d, tmp_path)
+    finally:
+        fs.stop()
