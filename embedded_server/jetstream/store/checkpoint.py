@@ -38,12 +38,13 @@ class Damaged(ValueError):
     """The checkpoint is not whole; the message says how."""
 
 
-def encode(header: dict, arrays: dict) -> list[bytes]:
-    """The file's parts (write them in order); `header` gets the array lengths and the machine's layout."""
+def encode(header: dict, arrays: dict) -> list:
+    """The file's parts, bytes or the arrays themselves (no copy), to write in order; `header` gets the array
+    lengths and the machine's layout."""
     header = dict(header, version=VERSION, byteorder=sys.byteorder, sizes=_SIZES,
                   lengths={name: len(arrays[name]) for name, _, _ in _ARRAYS})
     head = json.dumps(header, separators=(",", ":")).encode()
-    parts = [_HEAD.pack(MAGIC, len(head)), head] + [arrays[name].tobytes() for name, _, _ in _ARRAYS]
+    parts = [_HEAD.pack(MAGIC, len(head)), head] + [arrays[name] for name, _, _ in _ARRAYS]
     crc = 0
     for part in parts:
         crc = zlib.crc32(part, crc)

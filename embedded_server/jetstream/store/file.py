@@ -713,7 +713,9 @@ class FileStore(MemoryStore):
             fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
             try:
                 for part in parts:
-                    os.write(fd, part)
+                    view = memoryview(part).cast("B")
+                    while view:  # a write may take less than it is given
+                        view = view[os.write(fd, view):]
             finally:
                 os.close(fd)
             # Not fsynced: one torn by a power loss fails its checksum and the blocks are read instead.
