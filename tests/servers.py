@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 from embedded_server.embedded import EmbeddedServerError, LogTimeout, ServerExited, ServerProcess
@@ -48,10 +49,21 @@ class RunningServer:
 
     # -- life cycle -------------------------------------------------------------------------------
     def start(self, timeout: float = 20.0) -> "RunningServer":
+        """Start, on a random port the first time and on the same port after that (a restart). The port of a
+        stopped server lies in the kernel's ephemeral range, so another process's outgoing connection can hold
+        it for a moment: a restart that finds it taken tries again until `timeout`."""
         port = str(self.port) if self.port else "-1"
-        self._process = ServerProcess((self.command or server_command(self.kind)) + ["-a", self.host, "-p", port] + self.args,
-                                      cwd=self.workdir, env=subprocess_env(), merge_stdout=True)
-        self._process.start(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            self._process = ServerProcess((self.command or server_command(self.kind)) + ["-a", self.host, "-p", port] + self.args,
+                                          cwd=self.workdir, env=subprocess_env(), merge_stdout=True)
+            try:
+                self._process.start(max(1.0, deadline - time.monotonic()))
+                break
+            except ServerExited as exc:
+                if not self.port or "address already in use" not in str(exc) or time.monotonic() > deadline - 1.0:
+                    raise
+                time.sleep(0.25)
         self.port, self.http_port = self._process.port, self._process.http_port
         return self
 
