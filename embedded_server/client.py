@@ -211,14 +211,20 @@ class Client(asyncio.Protocol):
         srv = self.server
         # Internal answers sent while this read is processed (PubAcks, API replies) join the one write per read.
         srv.reading = self
+        # (Server.batched, inline: this runs once per read.)
+        srv._batch += 1
         try:
-            with srv.batched():
-                try:
-                    self._process(data)
-                except ProtocolError as e:
-                    self._protocol_error(e)
+            try:
+                self._process(data)
+            except ProtocolError as e:
+                self._protocol_error(e)
         finally:
-            srv.reading = None
+            srv._batch -= 1
+            try:
+                if not srv._batch:
+                    srv.flush()
+            finally:
+                srv.reading = None
 
     def _process(self, data: bytes) -> None:
         srv = self.server

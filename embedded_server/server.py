@@ -24,7 +24,7 @@ from embedded_server.auth import hook
 from embedded_server.client import Client, decode_subject, encode_subject
 from embedded_server.errors import SERVER_SHUTDOWN, StartError
 from embedded_server.gojson import compact_json
-from embedded_server.protocol import go_quote, msg_frame, msg_prefix, msg_tail
+from embedded_server.protocol import go_quote, msg_frame, msg_tail
 from embedded_server.logger import Logger
 from embedded_server.options import DEFAULT_PORT, FEATURE_FLAGS, Options, join_host_port
 from embedded_server.subjects import Sublist, Subscription
@@ -67,9 +67,18 @@ class Plan:
         plain = all(c is not None and not s.max and c.perms is None for s, c, _ in psubs)
         self.plain = psubs if plain else None
         self.fast = psubs if plain and not qgroups else None
-        self.routes = self._routes(psubs, qgroups) if plain else None
-        self.single = self.routes[0] if self.routes is not None and len(self.routes) == 1 else None
-        self.choices = len(self.routes) if self.routes is not None else 0
+        # `routes`, `single` and `choices` are made on first use (__getattr__): most plans never see a batch of
+        # publishes (a request's unique reply subject, say, gets a plan of its own for one answer).
+
+    def __getattr__(self, name: str):
+        # Only called while a slot is still unset: the three attributes of route_batch, made once here.
+        if name not in ("routes", "single", "choices"):
+            raise AttributeError(name)
+        routes = self._routes(self.psubs, self.qgroups) if self.plain is not None else None
+        self.routes = routes
+        self.single = routes[0] if routes is not None and len(routes) == 1 else None
+        self.choices = len(routes) if routes is not None else 0
+        return getattr(self, name)
 
     @staticmethod
     def _routes(psubs: tuple, qgroups: tuple) -> tuple | None:
@@ -144,12 +153,12 @@ class Account:
             plan = self._ack_plan(subject)
         if plan is None:
             result = self.sublist.match(decode_subject(subject))
-
-            def entry(sub: Subscription) -> tuple:
-                return sub, sub.client, msg_prefix(subject, sub.sid)
-
-            plan = Plan(tuple(entry(s) for s in result.psubs),
-                        tuple(tuple(entry(s) for s in group) for group in result.qsubs))
+            # (b"MSG <subject> <sid> ", protocol.msg_prefix, built inline: a request's reply subject is unique,
+            # so its plan is built once per answer.)
+            head = b"MSG " + subject + b" "
+            plan = Plan(tuple([(s, s.client, head + s.sid + b" ") for s in result.psubs]),
+                        tuple([tuple([(s, s.client, head + s.sid + b" ") for s in group])
+                               for group in result.qsubs]) if result.qsubs else ())
             if len(self.plans) >= 4096:
                 self.plans.clear()
             self.plans[subject] = plan
