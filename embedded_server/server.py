@@ -714,6 +714,35 @@ class Server:
             self.flush()
         return delivered
 
+    def answer(self, account: Account, subject: str, payload: bytes) -> None:
+        """send_internal(account, subject, None, None, payload): an answer without headers or reply (a PubAck) to
+        a request's reply subject. That subject is usually unique to the request, so when it has no plan yet and
+        its receivers are client subscriptions that need nothing checked (no permissions, no auto-unsubscribe
+        limit, no queue group, no tracing), the answer is queued on them at once, the frame route() would
+        queue, without building and keeping a plan used once. Anything else is send_internal."""
+        subject_b = encode_subject(subject)
+        if subject_b not in account.plans and self.msg_trace is None and not self.logger.trace_enabled:
+            result = account.sublist.match(subject)
+            psubs = result.psubs
+            if psubs and not result.qsubs:
+                for sub in psubs:
+                    client = sub.client
+                    if client is None or sub.max or client.perms is not None:
+                        break
+                else:
+                    lead = b"%d\r\n" % len(payload)
+                    head = b"MSG " + subject_b + b" "
+                    self._batch += 1
+                    try:
+                        self.deliver([(sub, sub.client, head + sub.sid + b" ") for sub in psubs],
+                                     lead + payload + b"\r\n", 1, len(payload))
+                    finally:
+                        self._batch -= 1
+                    if not self._batch:
+                        self.flush()
+                    return
+        self.send_internal(account, subject, None, None, payload)
+
     @contextlib.contextmanager
     def batched(self):
         """Internal sends inside the block are written once per client at its end (JetStream delivers a

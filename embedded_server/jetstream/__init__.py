@@ -213,7 +213,8 @@ class JetStream:
 
     # -- messaging helpers ------------------------------------------------------------------------
     def send(self, account, subject: str, payload: bytes) -> None:
-        self.server.send_internal(account, subject, None, None, payload)
+        # (A PubAck or batch answer to a request's reply subject: Server.answer.)
+        self.server.answer(account, subject, payload)
 
     def deliver(self, account, deliver_subject: str, subject: str, reply: str, hdr, payload) -> bool:
         """A consumer's delivery: routed by the deliver subject, received with the message's own subject."""
