@@ -12,6 +12,7 @@ import asyncio
 import datetime as _dt
 import heapq
 import json
+import re
 import secrets
 import weakref
 from binascii import a2b_base64
@@ -248,8 +249,9 @@ _STALL = 10.0          # seconds without any answer before a read gives up
 class _StripeWalk:
     """One pipelined read: `count` messages on `subject` from `start` (below `up_to` + 1), by STREAM.MSG.GET.
 
-    Driven from the answers' callback: each answer is recorded and sends the next request of its stripe, or
-    ends the stripe and hands out new ones; no task or future per request. A stripe being walked has one
+    Driven by the answers as nats-py's parser hands them over (`_subscribe`): each answer is recorded and queues
+    the next request of its stripe, or ends the stripe and hands out new ones; the queued requests go out as one
+    block (`_send`); no task or future per request. A stripe being walked has one
     request out at a time, answered to `<inbox>.<slot>`: the slots (at most WINDOW) are reused from stripe to
     stripe, so the servers route every answer through a reply subject they have seen before (a new subject
     per answer costs each server a subscription match)."""
@@ -290,7 +292,9 @@ class _StripeWalk:
                 return None
         elif self.found_in >= self.count:
             return None
-        width = min(_MAX_STRIPE, max(1, int(1 / estimate)))
+        # A message likely per stripe, and no narrower than a window of stripes covering what is wanted: a large
+        # read walks long chains (one request per message, no hand-out per answer), a small page stays parallel.
+        width = min(_MAX_STRIPE, max(1, int(1 / estimate), int(self.count / WINDOW / estimate)))
         b = a + width if not self.stop else min(a + width, self.stop)
         self.next_start = b
         while self.beyond and self.beyond[0] < b:
@@ -304,7 +308,7 @@ class _StripeWalk:
         else:
             slot = len(self.stripe_at)
             self.stripe_at.append(a)
-            self.replies.append(f"{self.inbox}.{slot}")
+            self.replies.append(f"{self.inbox}.{slot}".encode())
         self.slot_of[a] = slot
         return a, b
 
@@ -319,43 +323,70 @@ class _StripeWalk:
             heapq.heappush(self.beyond, seq)
 
     # -- requests and answers ---------------------------------------------------------------------
-    async def _ask(self, stripe: int, seq: int) -> None:
-        body = b'{"seq":%d,"next_by_subj":%s}' % (seq, self.subject_json)
-        await self.nc.publish(self.api, body, reply=self.replies[self.slot_of[stripe]])
+    def _ask(self, stripe: int, seq: int) -> None:
+        """Queue the request for the next message of `stripe` at or after `seq`; `_send` writes what is queued."""
+        self.asks.append((seq, self.replies[self.slot_of[stripe]]))
+        if self.fast and not self.sending:
+            self.sending = True
+            self.loop.create_task(self._send())
 
-    async def _fill(self) -> None:
+    async def _send(self) -> None:
+        """Write the queued requests. Fast: all as one block of PUB commands handed to nats-py's outbound buffer
+        (one write for all the answers the parser just handed over); otherwise one `publish` each."""
+        try:
+            while self.asks:
+                asks, self.asks = self.asks, []
+                nc, api, sj = self.nc, self.api, self.subject_json
+                if self.fast and nc.is_connected:
+                    bodies = [b'{"seq":%d,"next_by_subj":%s}' % (seq, sj) for seq, _reply in asks]
+                    await nc._send_command(b"".join(
+                        b"PUB %s %s %d\r\n%s\r\n" % (api, reply, len(body), body)
+                        for (_seq, reply), body in zip(asks, bodies)))
+                    await nc._flush_pending()
+                else:
+                    for seq, reply in asks:
+                        await nc.publish(self.api_str, b'{"seq":%d,"next_by_subj":%s}' % (seq, sj),
+                                         reply=reply.decode())
+        except Exception as exc:
+            if not self.done.done():
+                self.done.set_exception(exc)
+        finally:
+            self.sending = False
+
+    def _fill(self) -> None:
         """Hand out stripes while more are wanted; finish when nothing is out and nothing is wanted."""
         while True:
             stripe = self._take()
             if stripe is None:
                 break
-            await self._ask(stripe[0], stripe[0])
+            self._ask(stripe[0], stripe[0])
         if not self.outstanding and not self.done.done():
             self.done.set_result(None)
 
     async def _on_answer(self, msg) -> None:
+        """The public path: nats-py hands each answer to this callback; the requests it makes go out at once."""
+        self._answer(msg)
+        await self._send()
+
+    def _answer(self, msg) -> None:
         if self.done.done():
             return
         self.last_answer = self.loop.time()
         try:
-            slot = int(msg.subject[len(self.inbox) + 1:])
+            slot = int(msg.subject[self.slot_at:])
             a = self.stripe_at[slot] if slot < len(self.stripe_at) else None
             b = self.outstanding.get(a) if a is not None else None
             if b is None:
                 return
-            resp = json.loads(msg.data.decode())  # str: no encoding detection per answer
-            if "error" in resp:
-                if resp["error"].get("err_code") != 10037:  # 10037: no message at or after the position
-                    import nats.js.errors as jse
-                    raise jse.APIError.from_error(resp["error"])
+            rec = _answer_record(msg.data)
+            if rec is None:  # 10037: no message at or after the position
                 pos = self.position.pop(a, a)
                 self.exhausted_at = pos if self.exhausted_at is None else min(self.exhausted_at, pos)
             else:
-                rec = _stored_record(resp["message"])
                 self._record(rec)
                 if rec[0] + 1 < b:
                     self.position[a] = rec[0] + 1
-                    await self._ask(a, rec[0] + 1)
+                    self._ask(a, rec[0] + 1)
                     return
                 self.position.pop(a, None)
             del self.outstanding[a]
@@ -364,26 +395,45 @@ class _StripeWalk:
             self.free.append(slot)
             self.width_out -= b - a
             self.scanned += b - a
-            await self._fill()
+            self._fill()
         except Exception as exc:
             if not self.done.done():
                 self.done.set_exception(exc)
 
+    async def _subscribe(self, nc):
+        """The answers' subscription. Fast path (FAST_ANSWERS and this nats-py has the internals it relies on):
+        the subscription's queue is replaced by a feed that handles each answer as nats-py's parser hands it
+        over, with no queue hop and no task switch per answer; otherwise a plain callback."""
+        self.fast = FAST_ANSWERS and all(hasattr(nc, a) for a in ("_send_command", "_flush_pending"))
+        if self.fast:
+            sub = await nc.subscribe(f"{self.inbox}.*", pending_msgs_limit=-1, pending_bytes_limit=-1)
+            if isinstance(getattr(sub, "_pending_queue", None), asyncio.Queue):
+                sub._pending_queue = _Feed(self._answer)
+                return sub
+            await sub.unsubscribe()
+            self.fast = False
+        return await nc.subscribe(f"{self.inbox}.*", cb=self._on_answer, pending_msgs_limit=-1,
+                                  pending_bytes_limit=-1)
+
     async def run(self) -> Batch:
         self.nc = nc = self.reader.session.nc
-        self.api = f"{API}.STREAM.MSG.GET.{self.reader.stream}"
+        self.api_str = f"{API}.STREAM.MSG.GET.{self.reader.stream}"
+        self.api = self.api_str.encode()
         self.inbox = nc.new_inbox()
+        self.slot_at = len(self.inbox) + 1
         self.loop = asyncio.get_running_loop()
         self.done = self.loop.create_future()
         self.position: dict[int, int] = {}   # stripe start -> the position its chain asked for last
+        self.asks: list = []                 # (seq, reply subject) of requests not yet written
+        self.sending = False
         state = await self.reader.state()
         span = state.last_seq - state.first_seq + 1 if state.last_seq >= state.first_seq else 0
         self.density = max(state.messages / span, 1.0 / _MAX_STRIPE) if span and state.messages else 1.0
         self.last_answer = self.loop.time()
-        sub = await nc.subscribe(f"{self.inbox}.*", cb=self._on_answer, pending_msgs_limit=-1,
-                                 pending_bytes_limit=-1)
+        sub = await self._subscribe(nc)
         try:
-            await self._fill()
+            self._fill()
+            await self._send()
             while True:
                 try:
                     await asyncio.wait_for(asyncio.shield(self.done), 1)
@@ -393,6 +443,7 @@ class _StripeWalk:
                         raise LabError(f"stream {self.reader.stream}: no answer to STREAM.MSG.GET for "
                                        f"{_STALL:g}s") from None
         finally:
+            self.done.cancel()  # answers still on their way are dropped
             await sub.unsubscribe()
         out = Batch()
         limit = self.next_start if self.exhausted_at is None else min(self.next_start, self.exhausted_at)
@@ -404,6 +455,28 @@ class _StripeWalk:
             out.headers.append(hdrs)
             out.payloads.append(data)
         return out
+
+
+FAST_ANSWERS = True  # False: answers through a public nats-py callback, requests through `publish` (tests A/B)
+
+
+class _Feed:
+    """Stands in for a nats-py subscription's queue: each answer is handled as it is put."""
+
+    def __init__(self, handle):
+        self.put_nowait = handle
+
+    def qsize(self) -> int:
+        return 0
+
+    def empty(self) -> bool:
+        return True
+
+    def task_done(self) -> None:
+        pass
+
+    async def join(self) -> None:
+        pass
 
 
 CONSUMER_FROM = 10_000             # a whole-stream read of a limits stream this large goes through a consumer
@@ -625,6 +698,30 @@ class OrderedRead:
             self._finish()
         else:
             self.asked = self.got  # requests lost somewhere: ask again
+
+
+# A STREAM.MSG.GET answer exactly as both servers write it for a subject without characters JSON escapes (the
+# fields in this order, base64 in hdrs/data); anything else goes through json.loads. Checked against json.loads
+# on both servers' answers (tests/lab/test_stream_read_pipelined.py).
+_ANSWER = re.compile(rb'\{"type":"io\.nats\.jetstream\.api\.v1\.stream_msg_get_response","message":\{'
+                     rb'"subject":"([^"\\]*)","seq":(\d+)(?:,"hdrs":"([A-Za-z0-9+/=]*)")?'
+                     rb'(?:,"data":"([A-Za-z0-9+/=]*)")?,"time":"([^"\\]*)"\}\}\Z')
+
+
+def _answer_record(data: bytes) -> tuple | None:
+    """A STREAM.MSG.GET answer -> its record; None for "no message found" (10037); other errors raise."""
+    m = _ANSWER.match(data)
+    if m is not None:
+        subject, seq, hdrs, payload, time = m.groups()
+        return (int(seq), time.decode(), subject.decode(), parse_header_block(a2b_base64(hdrs)) if hdrs else {},
+                a2b_base64(payload) if payload else b"")
+    resp = json.loads(data.decode())  # str: no encoding detection
+    if "error" in resp:
+        if resp["error"].get("err_code") == 10037:
+            return None
+        import nats.js.errors as jse
+        raise jse.APIError.from_error(resp["error"])
+    return _stored_record(resp["message"])
 
 
 def _stored_record(m: dict) -> tuple:

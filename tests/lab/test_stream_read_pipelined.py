@@ -5,6 +5,7 @@ same rows and is gone after the read."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -59,6 +60,47 @@ def test_without_direct_the_whole_stream_and_its_pages_are_the_same(lab_js):
     assert rare["seq"].tolist() == [i + 1 for i in range(3000) if i % 97 == 0 and i + 1 not in (1, 2, 500, 501, 502, 2999)]
 
 
+def test_without_direct_the_fast_answer_path_reads_what_the_public_path_reads(lab_js, monkeypatch):
+    """The pipelined read's fast path (answers taken from nats-py's parser without a queue, requests written as
+    one block, answers decoded by their exact shape) gives the same DataFrame as nats-py's public callback and
+    publish with json.loads, on a work queue, with headers, holes and subjects JSON escapes; nothing consumed."""
+    pynats_lab.stream_add("FAST", "fast.>", allow_direct=False, retention="workqueue")
+    _store("FAST", lambda i: ["fast.a", "fast.<b>", "fast.\u00e9t\u00e9", "fast.d"][i % 4], 1500)
+    s = get_session()
+    s.run(s.js.publish("fast.e", b""))  # no data field
+    s.run(s.js.publish("fast.e", b"\xff\x00bin", headers={"Nats-Msg-Id": "x1"}))
+    for seq in (3, 700, 701):
+        s.run(s.js.delete_msg("FAST", seq))
+    used = []
+    subscribe = reader._StripeWalk._subscribe
+
+    async def spying(self, nc):
+        sub = await subscribe(self, nc)
+        used.append(self.fast)
+        return sub
+
+    monkeypatch.setattr(reader._StripeWalk, "_subscribe", spying)
+    fast = pynats_lab.stream_frame("FAST", page_size=400)
+    monkeypatch.setattr(reader, "FAST_ANSWERS", False)
+    slow = pynats_lab.stream_frame("FAST", page_size=400)
+    assert used and set(used[:len(used) // 2]) == {True} and set(used[len(used) // 2:]) == {False}
+    assert len(fast) == 1502 - 3 and fast["seq"].is_monotonic_increasing
+    assert fast.equals(slow)
+    assert set(fast["subject"]) == {"fast.a", "fast.<b>", "fast.\u00e9t\u00e9", "fast.d", "fast.e"}
+    assert fast["msg_id"].iloc[-1] == "x1" and fast["data"].iloc[-2] == ""
+    # The decoder's fast shape against json.loads, on this server's own answers (with and without hdrs/data).
+    matched = 0
+    for seq in (1, 2, 4, 1501, 1502):
+        raw = s.run(s.nc.request("$JS.API.STREAM.MSG.GET.FAST", b'{"seq":%d}' % seq)).data
+        matched += reader._ANSWER.match(raw) is not None
+        assert reader._answer_record(raw) == reader._stored_record(json.loads(raw)["message"])
+    assert matched >= 3  # the plain subjects take the fast shape on this server
+    missing = s.run(s.nc.request("$JS.API.STREAM.MSG.GET.FAST", b'{"seq":3}')).data
+    assert reader._ANSWER.match(missing) is None and reader._answer_record(missing) is None
+    info = pynats_lab.stream_info("FAST")
+    assert info.state.messages == 1502 - 3 and info.state.consumer_count == 0
+
+
 def test_without_direct_since_a_time_and_past_the_end(lab_js):
     pynats_lab.stream_add("TIMED", "timed.>", allow_direct=False)
     _store("TIMED", lambda i: "timed.a", 20)
@@ -97,9 +139,9 @@ def test_without_direct_a_read_keeps_many_requests_in_flight(lab_js, monkeypatch
     replies: dict = {}  # the reply subjects of each read
     ask = reader._StripeWalk._ask
 
-    async def asking(self, stripe, seq):
+    def asking(self, stripe, seq):
         replies.setdefault(self.inbox, []).append(self.replies[self.slot_of[stripe]])
-        await ask(self, stripe, seq)
+        ask(self, stripe, seq)
 
     monkeypatch.setattr(reader._StripeWalk, "_take", counting)
     monkeypatch.setattr(reader._StripeWalk, "_ask", asking)
