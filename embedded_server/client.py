@@ -252,7 +252,13 @@ class Client(asyncio.Protocol):
                     self._trace_in(op)
                 if kind == PUBB:
                     _, subjects, tails, sizes, count, total = op
-                    if plain:
+                    if plain and count == 1 and (fast := (account.plans.get(subjects[0])
+                                                          or account.plan(subjects[0])).fast) is not None:
+                        # One publish (a request's answer, say): the PUB fast path below, without a batch's set-up
+                        # or the plan's batch routes built for a subject used once.
+                        srv.deliver(fast, tails[0], 1, sizes[0], skip)
+                        done = 1
+                    elif plain:
                         done = srv.route_batch(account, self, subjects, tails, sizes)
                     else:
                         done = 0
