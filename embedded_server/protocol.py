@@ -71,8 +71,9 @@ _SPLIT_WHOLE = 8192
 _FOUR = repeat(4)
 # The size fields of payloads under 2 KiB as written without leading zeros: the size each stands for, and the
 # length of a tail with it (digits, CRLF, payload, CRLF). Two lookups a message cost less than int() and sums.
-_SIZE_OF = {b"%d" % n: n for n in range(2048)}.get
-_TAIL_OF = {b"%d" % n: n + len(b"%d" % n) + 4 for n in range(2048)}.get
+_SIZE_TABLE = 2048
+_SIZE_OF = {b"%d" % n: n for n in range(_SIZE_TABLE)}.get
+_TAIL_OF = {b"%d" % n: n + len(b"%d" % n) + 4 for n in range(_SIZE_TABLE)}.get
 
 
 def _split_pattern(max_control_line: int):
@@ -441,8 +442,10 @@ class Parser:
                 if None in sizes:
                     sizes = list(map(int, szbs))
                     want = list(map(add, map(len, szbs), map(add, sizes, _FOUR)))
+                    over = max(sizes) > max_payload
                 else:
                     want = list(map(_TAIL_OF, szbs))
+                    over = max_payload < _SIZE_TABLE and max(sizes) > max_payload
                 lens = list(map(len, tails))
                 whole = count = len(tails)
                 if lens[-1] != want[-1] or not tails[-1].endswith(b"\r\n"):
@@ -450,15 +453,15 @@ class Parser:
                     count -= 1
                     lens.pop()
                     want.pop()
-                if lens != want or max(sizes) > max_payload:
+                if lens != want or over:
                     good = list(map(and_, map(eq, lens, want), map(le, sizes, repeat(max_payload))))
                     if False in good:
                         count = good.index(False)
                 if count < whole // 2:
                     self._split = _SPLIT_BACKOFF
                 # A run of one subject (three or more in a row) is left to the run path, from where it starts.
-                same = list(map(eq, islice(subjects, 1, count), subjects))
-                if True in same:
+                if True in map(eq, islice(subjects, 1, count), subjects):
+                    same = list(map(eq, islice(subjects, 1, count), subjects))
                     runs = list(map(and_, same[1:], same[:-1]))
                     if True in runs:
                         count = runs.index(True)
