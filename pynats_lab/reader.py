@@ -369,16 +369,20 @@ class _StripeWalk:
         await self._send()
 
     def _answer(self, msg) -> None:
+        self._answer_parts(msg.subject, msg.data)
+
+    def _answer_parts(self, subject, data: bytes) -> None:
+        """One answer: its subject (str or bytes: the slot is its last token) and body."""
         if self.done.done():
             return
         self.last_answer = self.loop.time()
         try:
-            slot = int(msg.subject[self.slot_at:])
+            slot = int(subject[self.slot_at:])
             a = self.stripe_at[slot] if slot < len(self.stripe_at) else None
             b = self.outstanding.get(a) if a is not None else None
             if b is None:
                 return
-            rec = _answer_record(msg.data)
+            rec = _answer_record(data)
             if rec is None:  # 10037: no message at or after the position
                 pos = self.position.pop(a, a)
                 self.exhausted_at = pos if self.exhausted_at is None else min(self.exhausted_at, pos)
@@ -409,6 +413,7 @@ class _StripeWalk:
             sub = await nc.subscribe(f"{self.inbox}.*", pending_msgs_limit=-1, pending_bytes_limit=-1)
             if isinstance(getattr(sub, "_pending_queue", None), asyncio.Queue):
                 sub._pending_queue = _Feed(self._answer)
+                self.raw = _RawAnswers.take(nc, sub, self._answer_parts)
                 return sub
             await sub.unsubscribe()
             self.fast = False
@@ -425,6 +430,7 @@ class _StripeWalk:
         self.done = self.loop.create_future()
         self.position: dict[int, int] = {}   # stripe start -> the position its chain asked for last
         self.asks: list = []                 # (seq, reply subject) of requests not yet written
+        self.raw = None                      # the connection's _RawAnswers while this read uses it
         self.sending = False
         state = await self.reader.state()
         span = state.last_seq - state.first_seq + 1 if state.last_seq >= state.first_seq else 0
@@ -444,6 +450,8 @@ class _StripeWalk:
                                        f"{_STALL:g}s") from None
         finally:
             self.done.cancel()  # answers still on their way are dropped
+            if self.raw is not None:
+                self.raw.release(sub)
             await sub.unsubscribe()
         out = Batch()
         limit = self.next_start if self.exhausted_at is None else min(self.next_start, self.exhausted_at)
@@ -458,6 +466,43 @@ class _StripeWalk:
 
 
 FAST_ANSWERS = True  # False: answers through a public nats-py callback, requests through `publish` (tests A/B)
+
+
+class _RawAnswers:
+    """Installed on a nats-py connection while pipelined reads run on it: a `MSG` (no headers) for a read's
+    subscription is handed to the read as the parser's subject and payload bytes, before nats-py makes a `Msg`
+    of it; everything else (other subscriptions, any message with headers, e.g. a no-responders status) goes
+    on to nats-py's own `_process_msg` (and from there to the read's `_Feed`). Removed when no read uses it."""
+
+    def __init__(self, nc, process):
+        self.nc, self.process, self.handlers = nc, process, {}
+
+    @classmethod
+    def take(cls, nc, sub, handle) -> "_RawAnswers | None":
+        process = nc.__dict__.get("_process_msg")
+        if isinstance(process, cls):
+            hook = process
+        elif process is None and asyncio.iscoroutinefunction(getattr(nc, "_process_msg", None)) and \
+                isinstance(getattr(nc, "stats", None), dict) and isinstance(getattr(sub, "_id", None), int):
+            hook = nc._process_msg = cls(nc, nc._process_msg)
+        else:
+            return None
+        hook.handlers[sub._id] = handle
+        return hook
+
+    def release(self, sub) -> None:
+        self.handlers.pop(sub._id, None)
+        if not self.handlers and self.nc.__dict__.get("_process_msg") is self:
+            del self.nc._process_msg
+
+    async def __call__(self, sid, subject, reply, data, headers):
+        handle = self.handlers.get(sid)
+        if handle is None or headers:
+            return await self.process(sid, subject, reply, data, headers)
+        stats = self.nc.stats
+        stats["in_msgs"] += 1
+        stats["in_bytes"] += len(data)
+        handle(subject, data)
 
 
 class _Feed:

@@ -61,8 +61,8 @@ def test_without_direct_the_whole_stream_and_its_pages_are_the_same(lab_js):
 
 
 def test_without_direct_the_fast_answer_path_reads_what_the_public_path_reads(lab_js, monkeypatch):
-    """The pipelined read's fast path (answers taken from nats-py's parser without a queue, requests written as
-    one block, answers decoded by their exact shape) gives the same DataFrame as nats-py's public callback and
+    """The pipelined read's fast path (answers taken from nats-py's parser as bytes, requests written as one
+    block, answers decoded by their exact shape) gives the same DataFrame as nats-py's public callback and
     publish with json.loads, on a work queue, with headers, holes and subjects JSON escapes; nothing consumed."""
     pynats_lab.stream_add("FAST", "fast.>", allow_direct=False, retention="workqueue")
     _store("FAST", lambda i: ["fast.a", "fast.<b>", "fast.\u00e9t\u00e9", "fast.d"][i % 4], 1500)
@@ -76,14 +76,15 @@ def test_without_direct_the_fast_answer_path_reads_what_the_public_path_reads(la
 
     async def spying(self, nc):
         sub = await subscribe(self, nc)
-        used.append(self.fast)
+        used.append((self.fast, self.raw is not None))
         return sub
 
     monkeypatch.setattr(reader._StripeWalk, "_subscribe", spying)
     fast = pynats_lab.stream_frame("FAST", page_size=400)
     monkeypatch.setattr(reader, "FAST_ANSWERS", False)
     slow = pynats_lab.stream_frame("FAST", page_size=400)
-    assert used and set(used[:len(used) // 2]) == {True} and set(used[len(used) // 2:]) == {False}
+    assert used and set(used[:len(used) // 2]) == {(True, True)} and set(used[len(used) // 2:]) == {(False, False)}
+    assert "_process_msg" not in vars(s.nc)  # the raw hook is gone with the last read that used it
     assert len(fast) == 1502 - 3 and fast["seq"].is_monotonic_increasing
     assert fast.equals(slow)
     assert set(fast["subject"]) == {"fast.a", "fast.<b>", "fast.\u00e9t\u00e9", "fast.d", "fast.e"}
