@@ -626,12 +626,12 @@ def stream_frame(stream: str, *, subject: str | None = None, raw: bool = False, 
     total = pager.info.state.messages
     show = total >= _PROGRESS_FROM if progress is None else progress
     parts = []
-    with tqdm(total=None if subject else total, desc=f"reading {stream}", unit="msg", file=sys.stdout,
-              disable=not show, leave=True) as bar:
+    with _reader.gc_paused(), tqdm(total=None if subject else total, desc=f"reading {stream}", unit="msg",
+                                   file=sys.stdout, disable=not show, leave=True) as bar:
         for part in pager.pages(consumer=consumer):
             parts.append(part)
             bar.update(len(part))
-    whole = pd.concat(parts, ignore_index=True) if parts else frames.empty_stored_frame()
+        whole = pd.concat(parts, ignore_index=True) if parts else frames.empty_stored_frame()
     on = f" on {subject}" if subject else ""
     if not len(whole):
         return tables.lab_frame(whole, f"{stream} holds no messages{on}")

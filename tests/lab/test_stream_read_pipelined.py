@@ -5,6 +5,7 @@ same rows and is gone after the read."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 
 import pytest
@@ -76,15 +77,22 @@ def test_without_direct_the_fast_answer_path_reads_what_the_public_path_reads(la
 
     async def spying(self, nc):
         sub = await subscribe(self, nc)
-        used.append((self.fast, self.raw is not None))
+        used.append((self.fast, self.raw is not None, gc.isenabled()))
         return sub
 
     monkeypatch.setattr(reader._StripeWalk, "_subscribe", spying)
     fast = pynats_lab.stream_frame("FAST", page_size=400)
     monkeypatch.setattr(reader, "FAST_ANSWERS", False)
     slow = pynats_lab.stream_frame("FAST", page_size=400)
-    assert used and set(used[:len(used) // 2]) == {(True, True)} and set(used[len(used) // 2:]) == {(False, False)}
+    assert used and set(used[:len(used) // 2]) == {(True, True, False)} and \
+        set(used[len(used) // 2:]) == {(False, False, False)}  # the collector paused during a bulk read
     assert "_process_msg" not in vars(s.nc)  # the raw hook is gone with the last read that used it
+    assert gc.isenabled()  # and the collector is on again after it
+    gc.disable()  # a user's own choice stays as it was
+    try:
+        assert len(pynats_lab.stream_frame("FAST")) == len(fast) and not gc.isenabled()
+    finally:
+        gc.enable()
     assert len(fast) == 1502 - 3 and fast["seq"].is_monotonic_increasing
     assert fast.equals(slow)
     assert set(fast["subject"]) == {"fast.a", "fast.<b>", "fast.\u00e9t\u00e9", "fast.d", "fast.e"}
