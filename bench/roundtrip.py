@@ -23,8 +23,9 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+
+from bench.jspath import _on_loop
 
 N = 20_000
 CONNECT = b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"no_responders":true,"protocol":1}\r\n'
@@ -61,20 +62,6 @@ class _Transport:
 
     def is_closing(self):
         return False
-
-
-def _on_loop(loop, fn):
-    done, out = threading.Event(), []
-
-    def call():
-        try:
-            out.append(fn())
-        finally:
-            done.set()
-    loop.call_soon_threadsafe(call)
-    if not done.wait(600):
-        raise TimeoutError(fn.__name__)
-    return out[0]
 
 
 async def _create(url: str) -> None:
