@@ -372,6 +372,13 @@ class _StripeWalk:
         await self._send()
 
     def _answer(self, msg) -> None:
+        status = msg.headers.get("Status") if msg.headers else None
+        if status:  # not an answer of the API: e.g. 503, nobody serves STREAM.MSG.GET for this account
+            if not self.done.done():
+                why = "no responders (this account cannot reach the stream's STREAM.MSG.GET: JetStream off, " \
+                      "or a service import that leaves it out)" if status == "503" else f"status {status}"
+                self.done.set_exception(LabError(f"stream {self.reader.stream}: STREAM.MSG.GET got {why}"))
+            return
         self._answer_parts(msg.subject, msg.data)
 
     def _answer_parts(self, subject, data: bytes) -> None:

@@ -14,7 +14,7 @@ import time
 
 from embedded_server.version import PROTOCOL_VERSION
 
-from . import api, limits
+from . import api, filters, limits
 from .account import JSAccount
 from .clock import now_ns, rfc3339
 from .config import API_LEVEL
@@ -190,7 +190,17 @@ class JetStream:
             self.enable_account(account)
         else:
             self._not_enabled.add(account.name)
-            api.subscribe_not_enabled(self, account)
+            if not self._imports_js_api(account.name):
+                api.subscribe_not_enabled(self, account)
+
+    def _imports_js_api(self, name: str) -> bool:
+        """Does the account reach JetStream through a service import of another account's API? As nats-server
+        (enableJetStreamInfoServiceImportOnly): an import whose subject covers $JS.API.INFO leaves out the
+        "not enabled" answers, so what it does not import gets no responders, not 10039."""
+        operator = self.server.operator
+        configs = operator.account_configs() if operator is not None else self.server.options.accounts or []
+        return any(filters.matches(i.to or i.subject, "$JS.API.INFO")
+                   for c in configs if c.name == name for i in c.service_imports)
 
     def enable_account(self, account) -> JSAccount:
         """Turn JetStream on for an account (all accounts but $SYS at start; later ones through this call)."""

@@ -282,3 +282,34 @@ def test_a_user_who_may_not_make_consumers_reads_the_whole_stream_without_one(st
         assert "permissions violation" in capfd.readouterr().err.lower()
     finally:
         get_session().close()
+
+
+IMPORTS_CONFIG = """
+accounts {
+  APP { jetstream: enabled, users [{user: app, password: app}]
+        exports [{service: "$JS.API.INFO"}, {service: "$JS.API.STREAM.INFO.*"}] }
+  OTHER { users [{user: other, password: other}]
+          imports [{service: {account: APP, subject: "$JS.API.INFO"}},
+                   {service: {account: APP, subject: "$JS.API.STREAM.INFO.*"}}] }
+}
+"""
+
+
+def test_a_read_nobody_answers_says_so_in_one_line(start_server, tmp_path_factory, shell, monkeypatch, tmp_path):
+    """An account that reaches a stream's info through imports but not its STREAM.MSG.GET: every request gets
+    the no-responders status; the read stops with one line saying why, not a JSON decoding error."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    srv = start_server("-js", "-sd", str(tmp_path_factory.mktemp("js")), config=IMPORTS_CONFIG)
+    pynats_lab.connect(f"nats://app:app@127.0.0.1:{srv.port}")
+    try:
+        pynats_lab.stream_add("WQ", "wq.>", allow_direct=False, retention="workqueue")
+        _store("WQ", lambda i: "wq.x", 50)
+    finally:
+        get_session().close()
+    pynats_lab.connect(f"nats://other:other@127.0.0.1:{srv.port}")
+    try:
+        with pytest.raises(LabError, match=r"^stream WQ: STREAM\.MSG\.GET got no responders \(this account cannot "
+                                           r"reach the stream's STREAM\.MSG\.GET"):
+            pynats_lab.stream_frame("WQ")
+    finally:
+        get_session().close()
