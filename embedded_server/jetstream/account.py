@@ -52,7 +52,8 @@ class JSAccount:
             return MemoryStore(cfg)
         path = os.path.join(self.dir, cfg["name"])
         try:
-            return FileStore(path, cfg, sync_always=self.js.sync_always, cache=self.js.block_cache)
+            return FileStore(path, cfg, sync_always=self.js.sync_always, cache=self.js.block_cache,
+                             logger=self.js.logger)
         except (OSError, StoreCorrupt) as e:
             self.js.logger.warn(f"Stream create failed for '{self.account.name} > {cfg['name']}': {e}")
             raise api_error("JSStreamCreateErrF", err="error creating store for stream") from None
@@ -252,7 +253,8 @@ class JSAccount:
             if self.subjects_overlap(cfg.get("subjects") or ()):
                 raise recovery.Unloadable("subjects overlap with an existing stream")
             log.notice(f"  Starting restore for stream '{self.account.name} > {name}'")
-            store = FileStore(path, cfg, sync_always=self.js.sync_always, cache=self.js.block_cache)
+            store = FileStore(path, cfg, sync_always=self.js.sync_always, cache=self.js.block_cache,
+                              logger=self.js.logger)
             for text in store.warnings:
                 log.warn(text)
             for text in store.errors:

@@ -479,7 +479,8 @@ def _build(js, jsa, cfg: dict, f, workdir: str):
     _check_room(js, jsa, cfg["storage"], int(state.get("bytes", 0) or 0))
     file_stream = cfg["storage"] == "file"
     path = os.path.join(workdir, "stream")
-    store = FileStore(path, _loading_config(cfg), sync_always=js.sync_always, cache=js.block_cache) if file_stream \
+    store = FileStore(path, _loading_config(cfg), sync_always=js.sync_always, cache=js.block_cache,
+                      logger=js.logger) if file_stream \
         else MemoryStore(_loading_config(cfg))
     try:
         yield from _fill(js, store, reader, first_seq, last_seq)

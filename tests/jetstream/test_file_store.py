@@ -87,6 +87,8 @@ def test_a_flipped_byte_in_the_last_record_is_corruption_not_a_torn_write(embedd
     state, seq = run(after())
     assert (state["messages"], state["last_seq"], state["lost"]["msgs"]) == (9, 10, [10]) and seq == 11
     assert "[ERR]" in embedded_js.logs and "1 message(s) lost (sequences 10): corrupt record" in embedded_js.logs
+    store_lines = [line for line in embedded_js.logs.splitlines() if "Stream store" in line]
+    assert len(store_lines) == 1 and "[ERR]" in store_lines[0], store_lines  # once, as a server log line
     assert "torn" not in embedded_js.logs
     assert block.read_bytes() == bytes(raw), "the damaged block is kept as it is"
 

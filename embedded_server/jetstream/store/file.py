@@ -333,8 +333,9 @@ class FileStore(MemoryStore):
     store_batch = StreamStore.store_batch  # each message written as it is stored: store_msg one by one
 
     def __init__(self, directory: str, cfg: dict, sync_always: bool = False, block_size: int | None = None,
-                 cache: BlockCache | None = None):
+                 cache: BlockCache | None = None, logger=None):
         self.directory = directory
+        self.logger = logger  # the server's (warn/error); None: Python logging
         self.cache = cache if cache is not None else BlockCache()
         self._cid = next(_store_ids)
         self._offs = array("I")  # per slot: the record's offset in its block
@@ -462,7 +463,7 @@ class FileStore(MemoryStore):
             msg = (f"Stream store {self.directory}: the record of sequence {seq} in "
                    f"{blk.path if blk else 'no block'} no longer reads back intact")
             self.errors.append(msg)
-            log.error(msg)
+            self._say("error", msg)
             self._unreadable = seq
         return sm
 
@@ -817,7 +818,7 @@ class FileStore(MemoryStore):
                 msg = (f"Stream store {self.directory}: {reason}; the sequences there "
                        f"({first}-{last}) had been removed before, no message lost")
             self.errors.append(msg)
-            log.error(msg)
+            self._say("error", msg)
         self._gaps = []
         # A block file put back brings its messages back: they are no longer lost.
         self.lost_msgs = sorted(s for s in lost if self._rec(s) is None)
@@ -861,7 +862,16 @@ class FileStore(MemoryStore):
     def _warn(self, text: str) -> None:
         msg = f"Stream store {self.directory}: {text}"
         self.warnings.append(msg)
-        log.warning(msg)
+        self._say("warn", msg)
+
+    def _say(self, level: str, msg: str) -> None:
+        """A warning or error of the store, once, in the server's log (its [WRN]/[ERR] lines) when the server
+        gave its logger: at once while the store is open, by the caller from `warnings`/`errors` for what the
+        opening found. Without a logger (the store used on its own), through Python logging."""
+        if self.logger is None:
+            (log.warning if level == "warn" else log.error)(msg)
+        elif not self._recovering:
+            getattr(self.logger, level)(msg)
 
     def _load_block(self, index: int, path: str, last: bool) -> None:
         with open(path, "rb") as f:
@@ -965,7 +975,7 @@ class FileStore(MemoryStore):
                 msg = (f"Stream store {self.directory}: corrupt record in {path} at offset {bad}; "
                        "some removed messages may reappear; the file is left untouched")
                 self.errors.append(msg)
-                log.error(msg)
+                self._say("error", msg)
                 bad = None
             good_end = end
             try:
@@ -983,7 +993,7 @@ class FileStore(MemoryStore):
                 msg = (f"Stream store {self.directory}: unreadable record in {path} at offset {pos}; "
                        "some removed messages may reappear; the file is left untouched")
                 self.errors.append(msg)
-                log.error(msg)
+                self._say("error", msg)
         if bad is not None and _is_torn(buf[bad:], (T_DEL, T_PURGE)):
             self._warn(f"dropped a torn record at the end of {path} (offset {bad}, {len(buf) - good_end} bytes)")
             with open(path, "r+b") as f:
@@ -993,14 +1003,14 @@ class FileStore(MemoryStore):
             msg = (f"Stream store {self.directory}: corrupt record in {path} at offset {bad}; "
                    "some removed messages may reappear; the file is left untouched")
             self.errors.append(msg)
-            log.error(msg)
+            self._say("error", msg)
         self._jfd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         self._jsize = len(buf)
         if self._saved_journal > len(buf) and bad is None:
             msg = (f"Stream store {self.directory}: {path} holds {len(buf)} bytes where {self._saved_journal} "
                    "were recorded; messages removed before may reappear")
             self.errors.append(msg)
-            log.error(msg)
+            self._say("error", msg)
 
     def _note_removed(self, seqs) -> None:
         for gap in self._gaps:
@@ -1143,8 +1153,8 @@ class FileStore(MemoryStore):
                 self._werr = e
                 self._held = None
                 self._fast_hold = False
-                log.error(f"Stream store {self.directory}: writing {len(held)} held records failed ({e}); the "
-                          f"stream stores nothing more until the server restarts")
+                self._say("error", f"Stream store {self.directory}: writing {len(held)} held records failed ({e}); "
+                                   f"the stream stores nothing more until the server restarts")
                 raise
 
     def _write_records(self, records: bytes, seq: int, ts: int) -> None:
