@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import json
 import os
 import socket
 import subprocess
@@ -25,7 +24,7 @@ import sys
 import tempfile
 import time
 
-from bench.jspath import _on_loop
+from bench.jspath import _create, _on_loop  # _create: the CTR counter stream (and BAT)
 
 N = 20_000
 CONNECT = b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"no_responders":true,"protocol":1}\r\n'
@@ -62,15 +61,6 @@ class _Transport:
 
     def is_closing(self):
         return False
-
-
-async def _create(url: str) -> None:
-    import nats
-
-    nc = await nats.connect(url)
-    await nc.request("$JS.API.STREAM.CREATE.CTR", json.dumps({
-        "name": "CTR", "subjects": ["ctr.>"], "storage": "memory", "allow_msg_counter": True}).encode(), timeout=10)
-    await nc.close()
 
 
 def in_process(repeat: int, profile: str = "") -> dict:

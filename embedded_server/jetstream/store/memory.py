@@ -25,6 +25,11 @@ _N, _FIRST, _LAST, _FSTALE, _LSTALE, _NAME, _SEQS, _HEAD = range(8)
 _TRIM_AT = 4096
 
 
+def _new_subject(subject: str, seq: int) -> list:
+    """The per-subject state of a subject whose first message is `seq`."""
+    return [1, seq, seq, False, False, subject, array("Q", (seq,)), 0]
+
+
 def _all(filters) -> bool:
     return not filters or any(f in ("", ">") for f in filters)
 
@@ -148,7 +153,7 @@ class MemoryStore(StreamStore):
             seq += 1
             ss = fss.get(subject)
             if ss is None:
-                fss[subject] = [1, seq, seq, False, False, subject, array("Q", (seq,)), 0]
+                fss[subject] = _new_subject(subject, seq)
             else:
                 subject = ss[_NAME]
                 ss[_N] += 1
@@ -185,7 +190,7 @@ class MemoryStore(StreamStore):
 
     def _insert(self, seq, subject, hdr, data, ts, ttl, ss, size):
         if ss is None:
-            ss = self._fss[subject] = [1, seq, seq, False, False, subject, array("Q", (seq,)), 0]
+            ss = self._fss[subject] = _new_subject(subject, seq)
         else:
             subject = ss[_NAME]
             ss[_N] += 1
