@@ -105,7 +105,14 @@ def test_a_local_cluster_serves_an_r3_stream_with_a_node_down():
         nc = await nats.connect(servers=cluster.servers)
         js = nc.jetstream()
         await js.add_stream(name="R3", subjects=["r3.>"], num_replicas=3)
-        await js.publish("r3.a", b"before")
+        # The new stream's interest reaches the other nodes over routes a moment after the create's answer:
+        # a first publish through another node may find no responders yet.
+        for _ in range(25):
+            try:
+                await js.publish("r3.a", b"before", timeout=2)
+                break
+            except nats.js.errors.NoStreamResponseError:
+                await asyncio.sleep(0.2)
         info = await js.stream_info("R3")
         follower = next(p.name for p in info.cluster.replicas)
         cluster.node(follower).kill()
