@@ -269,7 +269,7 @@ async def publish(s: Session, subject: str, payload: Any = "", *, count: int = 1
     async def one(i: int) -> None:
         subj, data, h, mid = message(i)
         t0 = time.time()
-        ack = await s.js.publish(subj, data, headers=h or None, timeout=5)
+        ack = await js_publish(s, subj, data, h or None)
         t1 = time.time()
         subjects.append(subj); acks.append(ack); sent.append(t0); acked.append(t1); ids.append(mid)
 
@@ -283,6 +283,23 @@ async def publish(s: Session, subject: str, payload: Any = "", *, count: int = 1
                 await asyncio.gather(*(one(i) for i in range(start, min(start + _JS_WINDOW, count + 1))))
     frame = frames.acks_frame(subjects, acks, sent, acked, ids)
     return tables.lab_frame(frame.sort_values("sent", kind="stable", ignore_index=True), acks_summary(frame))
+
+
+# As nats.go's JetStream publish: "no responders" means nothing was stored, so it is tried again a little
+# later; in a cluster a new stream's interest reaches the other nodes over routes just after its create answer.
+_NO_STREAM_RETRIES = 2
+_NO_STREAM_WAIT = 0.25
+
+
+async def js_publish(s: Session, subject: str, data: bytes, headers: dict | None) -> Any:
+    """One JetStream publish waiting for its PubAck, tried again on no responders as nats.go does."""
+    for attempt in range(_NO_STREAM_RETRIES + 1):
+        try:
+            return await s.js.publish(subject, data, headers=headers, timeout=5)
+        except jse.NoStreamResponseError:
+            if attempt == _NO_STREAM_RETRIES:
+                raise
+            await asyncio.sleep(_NO_STREAM_WAIT)
 
 
 def acks_summary(frame: pd.DataFrame) -> str:

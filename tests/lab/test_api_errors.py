@@ -65,3 +65,13 @@ def test_every_wrong_use_is_one_lab_error_line(orders):
     assert not wrong, "\n".join(wrong)
     published = [s for s in orders.stop()["subject"] if not s.startswith(("$JS", "_INBOX", "$KV", "$O"))]
     assert "orders..x" not in published and not any(s.startswith("orders.1") for s in published), published
+
+
+def test_a_jetstream_publish_no_stream_answers_is_one_line_after_two_more_tries(lab_js):
+    """No responders means nothing was stored: the publish is tried twice more, as nats.go does (a new
+    stream's interest may still be on its way over a cluster's routes), then one line."""
+    stats = lab.get_session().nc.stats
+    before = stats["out_msgs"]
+    with pytest.raises(lab.LabError, match="^no stream answered: is a stream listening on this subject"):
+        lab.publish("nowhere.x", "x", js=True)
+    assert stats["out_msgs"] - before == 3

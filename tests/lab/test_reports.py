@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 import pynats_lab
+from pynats_lab.messaging import js_publish
 from pynats_lab.session import get_session
 from tests.lab.conftest import assert_one_line_errors, cell, eventually, magic
 
@@ -18,7 +19,7 @@ def _pub(subject_of, count: int) -> None:
     s = get_session()
 
     async def go():
-        await asyncio.gather(*(s.js.publish(subject_of(i), b"x" * 10) for i in range(count)))
+        await asyncio.gather(*(js_publish(s, subject_of(i), b"x" * 10, None) for i in range(count)))
 
     s.run(go())
 
