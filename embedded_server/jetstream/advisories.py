@@ -1,4 +1,5 @@
-"""JetStream advisories on `$JS.EVENT.ADVISORY.>`, shaped as nats-server's (jetstream_events.go).
+"""JetStream advisories on `$JS.EVENT.ADVISORY.>` and the ack metric on `$JS.EVENT.METRIC.>`, shaped as
+nats-server's (jetstream_events.go).
 
 An advisory is only built when someone listens on its subject, as nats-server's sendAdvisory checks interest
 first, so an unobserved server pays nothing for them.
@@ -11,6 +12,7 @@ from .clock import now_ns, rfc3339
 from .config_json import compact_json
 
 PREFIX = "$JS.EVENT.ADVISORY."
+METRIC_ACK = "$JS.EVENT.METRIC.CONSUMER.ACK"
 _NUID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
@@ -19,11 +21,12 @@ def nuid() -> str:
     return "".join(secrets.choice(_NUID_ALPHABET) for _ in range(22))
 
 
-def send(js, account, subject: str, kind: str, body: dict) -> None:
-    """Publish one advisory of schema `kind` (e.g. "max_deliver") if anyone is subscribed to `subject`."""
+def send(js, account, subject: str, kind: str, body: dict, schema: str = "advisory") -> None:
+    """Publish one event of type `io.nats.jetstream.<schema>.v1.<kind>` (e.g. advisory max_deliver) if
+    anyone is subscribed to `subject`; the domain, if any, comes last (nats-server's structs end with it)."""
     if not js.server.has_interest(account, subject):
         return
-    event = {"type": f"io.nats.jetstream.advisory.v1.{kind}", "id": nuid(), "timestamp": rfc3339(now_ns())}
+    event = {"type": f"io.nats.jetstream.{schema}.v1.{kind}", "id": nuid(), "timestamp": rfc3339(now_ns())}
     event.update(body)
     if js.domain:
         event["domain"] = js.domain
@@ -45,6 +48,15 @@ def consumer_action(js, account, stream: str, consumer: str, action: str) -> Non
 def max_deliveries(js, account, stream: str, consumer: str, sseq: int, deliveries: int) -> None:
     send(js, account, f"{PREFIX}CONSUMER.MAX_DELIVERIES.{stream}.{consumer}", "max_deliver",
          {"stream": stream, "consumer": consumer, "stream_seq": sseq, "deliveries": deliveries})
+
+
+def ack_metric(js, account, stream: str, consumer: str, dseq: int, sseq: int, ack_time: int,
+               deliveries: int) -> None:
+    """nats-server's sampleAck: one sampled acknowledgement, `ack_time` the nanoseconds since the delivery
+    (or the last +WPI) that it acknowledges."""
+    send(js, account, f"{METRIC_ACK}.{stream}.{consumer}", "consumer_ack",
+         {"stream": stream, "consumer": consumer, "consumer_seq": dseq, "stream_seq": sseq, "ack_time": ack_time,
+          "deliveries": deliveries}, schema="metric")
 
 
 def nak(js, account, stream: str, consumer: str, dseq: int, sseq: int, deliveries: int) -> None:

@@ -93,6 +93,9 @@ class Consumer(ConsumerPersistence, AckTracking, PullRequests, PushDelivery):
         self.last_activity = time.monotonic()
         self._last_delivery = 0.0
         self._set_filters()
+        # The ack sampling percentage as nats-server keeps it: Atoi of sample_freq without its "%", cut to 32 bits.
+        freq = _go_int((cfg.get("sample_freq") or "0").removesuffix("%"))
+        self.sfreq = ((freq + (1 << 31)) % (1 << 32)) - (1 << 31) if freq is not None else 0
         # v1 and v2 (nats-server 2.14+) forms of the ack and flow control subjects; replies use v2 only with the
         # feature flag js_ack_fc_v2.
         v2 = f"{self.js.domain or '_'}.{get_hash(self.account.name)}."
@@ -492,6 +495,12 @@ class Consumer(ConsumerPersistence, AckTracking, PullRequests, PushDelivery):
                         self.rdq.append(seq)
                         self._rdqi.add(seq)
         self.cfg = new
+        if old.get("sample_freq") != new.get("sample_freq"):
+            # As nats-server's updateConfig: only a value that parses as a 32-bit number replaces the old one,
+            # so an edit that removes sample_freq leaves the sampling as it was until the consumer is loaded again.
+            freq = _go_int((new.get("sample_freq") or "").removesuffix("%"))
+            if freq is not None and -(1 << 31) <= freq < (1 << 31):
+                self.sfreq = freq
         filters_changed = config_mod.filter_list(old) != config_mod.filter_list(new)
         self._set_filters()
         if filters_changed:
@@ -570,6 +579,15 @@ class Consumer(ConsumerPersistence, AckTracking, PullRequests, PushDelivery):
         else:
             self.store.update(self.state())
             self.store.stop()
+
+
+def _go_int(text: str) -> int | None:
+    """Go's strconv.Atoi of `text` (an optional sign, ASCII digits); None where it fails."""
+    digits = text[1:] if text[:1] in "+-" else text
+    if not digits or not digits.isascii() or not digits.isdigit():
+        return None
+    value = int(text)
+    return value if -(1 << 63) <= value < (1 << 63) else None
 
 
 def new_consumer_name() -> str:

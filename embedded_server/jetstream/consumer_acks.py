@@ -5,8 +5,8 @@ nats-server's consumer.go (pending, rdc, rdq). A part of `Consumer` (consumer.py
 from __future__ import annotations
 
 import json
+import random
 import time
-
 
 from . import advisories
 from .clock import now_ns
@@ -159,10 +159,10 @@ class AckTracking:
         msg = payload
         skip_reply = sseq == 0
         if not msg or msg == b"+ACK" or msg == b"+OK":
-            if not self._process_ack(sseq, dseq, dc):
+            if not self._process_ack(sseq, dseq, dc, sample=True):
                 skip_reply = True
         elif msg.startswith(b"+NXT"):
-            self._process_ack(sseq, dseq, dc)
+            self._process_ack(sseq, dseq, dc, sample=True)
             self.process_next_request(reply, msg[4:])
             skip_reply = True
         elif msg.startswith(b"-NAK"):
@@ -180,8 +180,9 @@ class AckTracking:
         if reply and not skip_reply:
             self.js.server.send_internal(self.account, reply, None, None, b"")
 
-    def _process_ack(self, sseq: int, dseq: int, dc: int, remove_only: bool = False) -> bool:
-        """nats-server's processAckMsg; True if the ack counted (its reply is then answered)."""
+    def _process_ack(self, sseq: int, dseq: int, dc: int, remove_only: bool = False, sample: bool = False) -> bool:
+        """nats-server's processAckMsg; True if the ack counted (its reply is then answered). `sample`: a
+        client's +ACK or +NXT, which may be sampled for the ack metric (+TERM and the server's own are not)."""
         if self.closed:
             return False
         if sseq >= self.sseq and not remove_only:
@@ -192,6 +193,10 @@ class AckTracking:
         if policy == "explicit" or remove_only:
             p = self.pending.get(sseq)
             if p is not None:
+                if sample and self.sfreq > 0 and self._should_sample():
+                    # the ack subject's delivery sequence, not the pending one: nats-server samples first
+                    advisories.ack_metric(self.js, self.account, self.stream.name, self.name, dseq, sseq,
+                                          now_ns() - p[1], dc)
                 if self.maxp > 0 and len(self.pending) >= self.maxp:
                     need_signal = True
                 del self.pending[sseq]
@@ -223,6 +228,11 @@ class AckTracking:
         if need_signal:
             self.kick()
         return True
+
+    def _should_sample(self) -> bool:
+        """nats-server's shouldSample: every ack from 100 up; below, a draw of 0..99 at most sfreq (so "30%"
+        samples 31 in 100, as nats-server does)."""
+        return self.sfreq >= 100 or random.randrange(100) <= self.sfreq
 
     def _move_ack_floor(self, dseq: int, sseq: int) -> None:
         if not self.pending:
