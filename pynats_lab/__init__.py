@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import charts, frames
+from .acks import AckCollector, ack_summary, consumer_acks, consumer_acks_background
 from .backup import stream_backup, stream_restore
 from .consumers import (consumer_add, consumer_config, consumer_edit, consumer_info, consumer_ls, consumer_next,
                         consumer_pause, consumer_replay, consumer_resume, consumer_rm, consumer_sub,
@@ -114,7 +115,7 @@ __all__ = [
     "stream_report", "stream_subjects", "stream_rmm", "consumer_report", "consumer_why", "consumer_edit",
     "consumer_pause", "consumer_resume", "consumer_watch", "consumer_unpin", "consumer_reset",
     "consumer_add", "consumer_config", "consumer_ls", "consumer_info", "consumer_next", "consumer_sub",
-    "consumer_rm", "consumer_replay",
+    "consumer_rm", "consumer_replay", "consumer_acks", "consumer_acks_background", "AckCollector", "ack_summary",
     "kv_add", "kv_ls", "kv_put", "kv_create", "kv_update", "kv_get", "kv_del", "kv_history", "kv_watch", "kv_rm",
     "latency", "latency_percentiles", "bench", "dedup_series", *_WIDGETS,
     "server_ls", "server_report_connections", "server_report_jetstream", "server_report_accounts",

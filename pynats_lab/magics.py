@@ -362,7 +362,7 @@ def stream_parser() -> Parser:
 
 # -- %consumer ---------------------------------------------------------------------------------------
 def consumer_parser() -> Parser:
-    p, sub = _commands("%consumer", "JetStream consumers: add, ls, report, why, watch, info, edit, pause, resume, next, unpin, reset, sub, rm.")
+    p, sub = _commands("%consumer", "JetStream consumers: add, ls, report, why, watch, acks, info, edit, pause, resume, next, unpin, reset, sub, rm.")
     a = sub.add_parser("add", help="create a durable consumer")
     a.add_argument("stream")
     a.add_argument("name")
@@ -414,7 +414,7 @@ def consumer_parser() -> Parser:
     ed.add_argument("--inactive-threshold", metavar="DUR")
     ed.add_argument("--backoff", nargs="+", metavar="DUR", help="redelivery delays, e.g. 1s 5s 30s")
     ed.add_argument("--metadata", action="append", metavar="K=V", help="add metadata (repeatable)")
-    ed.add_argument("--sample", type=_int, metavar="PERCENT", help="ack sampling for latency advisories")
+    ed.add_argument("--sample", type=_int, metavar="PERCENT", help="sample this %% of acks (0-100) for %%consumer acks")
     ed.add_argument("--target", metavar="SUBJECT", help="push: a new deliver subject")
     pa = sub.add_parser("pause", help="pause a consumer until a time or for a duration",
                         description="Pause a consumer (nats-server 2.11+): it delivers nothing until then.")
@@ -433,6 +433,22 @@ def consumer_parser() -> Parser:
     wa.add_argument("name", nargs="?")
     wa.add_argument("--interval", default="1s", metavar="DUR", help="how often to read (default 1s)")
     wa.add_argument("--timeout", metavar="DUR", help="stop after this long (default: until stopped)")
+    ak = sub.add_parser("acks", help="sampled ack times (delivery to ack) and redeliveries, with a chart",
+                        description="Listen to the ack samples the server publishes for a consumer with sample_freq\n"
+                        "($JS.EVENT.METRIC.CONSUMER.ACK.STREAM.NAME): per sampled ack, how long the message took from\n"
+                        "its delivery to its ack (ack_time) and at which delivery it was acked. Under the chart:\n"
+                        "p50/p90/p99 per first delivery and redelivery. A p99 near ack_wait means messages that were\n"
+                        "only slow get redelivered; many acks at a redelivery mean work that fails or times out.\n"
+                        "Turn sampling on with: %consumer edit STREAM NAME --sample 100 (every ack; explicit-ack\n"
+                        "consumers only). natscli and NUI have no such view. Read-only.")
+    ak.add_argument("stream")
+    ak.add_argument("name")
+    ak.add_argument("--for", "--timeout", dest="timeout", default="10s", metavar="DUR",
+                    help="listen this long (default 10s)")
+    ak.add_argument("--count", type=_int, metavar="N", help="stop after N samples")
+    ak.add_argument("--background", action="store_true",
+                    help="return at once; the result keeps collecting (.df, .stop())")
+    ak.add_argument("--no-chart", action="store_true")
     why = sub.add_parser("why", help="why a consumer delivers nothing (or twice): findings and what to do",
                          description="Findings (finding, severity, detail, what to do) from the consumer's and "
                          "stream's info: paused, max_ack_pending reached, nobody pulling, max_waiting reached, push without "
@@ -817,6 +833,15 @@ def run_consumer(a: argparse.Namespace, cell: str | None) -> Any:
             _show(Markdown(df.attrs["explanation"]))
         else:
             print(df.attrs["explanation"].replace("**", "").replace("*", ""))
+        return df
+    if c == "acks":
+        if a.background:
+            if a.count:
+                raise _Usage("--background collects until .stop(); --count goes without it")
+            return lab.consumer_acks_background(a.stream, a.name)
+        df = lab.consumer_acks(a.stream, a.name, timeout=a.timeout, count=a.count)
+        if len(df) and not a.no_chart:
+            _show(lab.charts.latency_figure(lab.acks.chart_samples(df), f"Ack time: {a.stream} > {a.name}"))
         return df
     if c == "info":
         return lab.consumer_info(a.stream, a.name)

@@ -111,6 +111,28 @@ def test_latency_magic_shows_a_chart(kernel, server):
     assert _text(kernel("print(sorted(set(lat['kind'])))")) == "['pub-sub', 'request-reply']\n"
 
 
+ACKS_WHILE_LISTENING = """import threading, pynats_lab
+worker = threading.Timer(0.2, pynats_lab.consumer_next, ("A", "w"), {"count": 20})
+worker.start()
+acks = %consumer acks A w --count 20 --for 20s
+worker.join()"""
+
+
+def test_consumer_acks_shows_a_chart_and_percentiles_or_one_line(kernel, js_server):
+    kernel(f"%nats connect {js_server.url}")
+    kernel("%stream add A --subjects a --storage memory\n%consumer add A w --pull\n%nats pub a x --count 20 --js")
+    off = kernel("%consumer acks A w --for 100ms")
+    assert _text(off, "stderr") == ("%consumer acks: A > w has no sample_freq, so the server publishes no ack "
+                                    "samples for it: turn sampling on with %consumer edit A w --sample 100\n")
+    kernel("%consumer edit A w --sample 100")
+    out = kernel(ACKS_WHILE_LISTENING)
+    assert _text(out, "stderr") == "" and not any(o["output_type"] == "error" for o in out), out
+    assert any("image/png" in o.get("data", {}) for o in out), "the ack time chart"
+    shown = _data(kernel("acks"))["text/html"]
+    assert "20 ack samples of A &gt; w" in shown and "p90 ms" in shown and "first delivery" in shown
+    assert _text(kernel("print(acks['stream_seq'].tolist() == list(range(1, 21)))")) == "True\n"
+
+
 PUBLISH_DENIED = """authorization { users = [
   {user: a, password: b, permissions: {publish: {deny: ["admin.>"]}}}
 ] }"""
