@@ -5,9 +5,7 @@ in the background; `ack_summary` gives p50/p90/p99 per first delivery and redeli
 """
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from typing import Any
 
 import numpy as np
@@ -15,6 +13,8 @@ import pandas as pd
 
 from . import tables
 from .errors import LabError
+from .events import collect_rows
+from .messaging import Collector
 from .session import Session, flush, get_session, in_session
 from .units import at_least_one, format_duration, parse_duration
 
@@ -114,60 +114,25 @@ async def consumer_acks(s: Session, stream: str, consumer: str, *, timeout: Any 
     if limit is None or limit <= 0:
         raise LabError(f"invalid --timeout {timeout!r}: it must be more than 0")
     freq = await sampling(s, stream, consumer)
-    rows: list[dict] = []
-    done = asyncio.get_running_loop().create_future()
 
-    async def on_msg(msg) -> None:
-        row = ack_row(msg.data, pd.Timestamp.now(tz="UTC"))
-        if row is not None:
-            rows.append(row)
-            if count and len(rows) >= count and not done.done():
-                done.set_result(None)
+    async def subscribe(on_msg) -> list:
+        sub = await s.nc.subscribe(_subject(stream, consumer), cb=on_msg)
+        await flush(s.nc)
+        return [sub]
 
-    sub = await s.nc.subscribe(_subject(stream, consumer), cb=on_msg)
-    await flush(s.nc)
-    try:
-        try:
-            await asyncio.wait_for(asyncio.shield(done), limit)
-        except asyncio.TimeoutError:
-            pass
-    finally:
-        await sub.unsubscribe()
-    return acks_frame(rows[:count] if count else rows, stream, consumer, freq, format_duration(limit))
+    rows = await collect_rows(subscribe, lambda msg: ack_row(msg.data, pd.Timestamp.now(tz="UTC")), count, limit)
+    return acks_frame(rows, stream, consumer, freq, format_duration(limit))
 
 
-class AckCollector:
-    """A consumer's ack samples collected in the background; `.df` so far, `.stop()`."""
+class AckCollector(Collector):
+    """A consumer's ack samples collected in the background (a `Collector` of the metric's subject); `.df` so
+    far, `.stop()`."""
 
     def __init__(self, stream: str, consumer: str, *, session: Session | None = None):
-        self.session = (session or get_session()).ensure()
+        s = (session or get_session()).ensure()
         self.stream, self.consumer = stream, consumer
-        self.freq = self.session.run(sampling(self.session, stream, consumer))
-        self._rows: list[dict] = []
-        self._lock = threading.Lock()
-
-        async def on_msg(msg) -> None:
-            row = ack_row(msg.data, pd.Timestamp.now(tz="UTC"))
-            if row is not None:
-                with self._lock:
-                    self._rows.append(row)
-
-        async def start():
-            sub = await self.session.nc.subscribe(_subject(stream, consumer), cb=on_msg)
-            await flush(self.session.nc)
-            return sub
-
-        self._sub = self.session.run(start())
-
-    async def _settle(self) -> None:
-        try:
-            await flush(self.session.nc, 5)
-        except Exception:
-            return
-        for _ in range(200):
-            if self._sub.pending_msgs == 0:
-                return
-            await asyncio.sleep(0.005)
+        self.freq = s.run(sampling(s, stream, consumer))
+        super().__init__(_subject(stream, consumer), session=s)
 
     @property
     def df(self) -> pd.DataFrame:
@@ -175,22 +140,9 @@ class AckCollector:
         if self._sub is not None and self.session.connected:
             self.session.run(self._settle())
         with self._lock:
-            rows = list(self._rows)
-        return acks_frame(rows, self.stream, self.consumer, self.freq, None)
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def stop(self) -> pd.DataFrame:
-        """Stop listening; the DataFrame of every sample received."""
-        if self._sub is not None:
-            async def stop() -> None:
-                await self._settle()
-                await self._sub.unsubscribe()
-
-            self.session.run(stop())
-            self._sub = None
-        return self.df
+            got = list(zip(self._msgs, self._received))
+        rows = [ack_row(m.data, pd.Timestamp(t, unit="s", tz="UTC")) for m, t in got]
+        return acks_frame([r for r in rows if r is not None], self.stream, self.consumer, self.freq, None)
 
     def __repr__(self) -> str:
         state = "listening" if self._sub is not None else "stopped"

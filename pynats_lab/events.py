@@ -200,18 +200,32 @@ async def events(s: Session, *, count: int | None = None, timeout: Any = "5s", t
     wanted = _wanted(type)
     if capture:
         await _capture(s, capture)
+
+    def row_of(msg) -> dict | None:
+        row = event_row(msg.subject, msg.data)
+        return row if row is not None and wanted(row) else None
+
+    async def subscribe(on_msg) -> list:
+        return (await _subscribe(s, on_msg))[1]
+
+    return events_frame(await collect_rows(subscribe, row_of, count, limit))
+
+
+async def collect_rows(subscribe, row_of, count: int | None, limit: float | None) -> list[dict]:
+    """The rows `row_of(msg)` makes of what the subscriptions `await subscribe(on_msg)` opens receive (None:
+    not kept), until `count` rows or `limit` seconds; the subscriptions are closed after."""
     rows: list[dict] = []
     done = asyncio.get_running_loop().create_future()
 
     async def on_msg(msg) -> None:
-        row = event_row(msg.subject, msg.data)
-        if row is None or not wanted(row):
+        row = row_of(msg)
+        if row is None:
             return
         rows.append(row)
         if count and len(rows) >= count and not done.done():
             done.set_result(None)
 
-    _, subs = await _subscribe(s, on_msg)
+    subs = await subscribe(on_msg)
     try:
         try:
             await asyncio.wait_for(asyncio.shield(done), limit)
@@ -220,7 +234,7 @@ async def events(s: Session, *, count: int | None = None, timeout: Any = "5s", t
     finally:
         for sub in subs:
             await sub.unsubscribe()
-    return events_frame(rows[:count] if count else rows)
+    return rows[:count] if count else rows
 
 
 def events_background(*, type: str | None = None, capture: str | None = None,
