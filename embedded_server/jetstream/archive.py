@@ -246,8 +246,8 @@ class Reader:
         self._pos = 0
         self._eof = False
         if self._take(len(MAGIC)) != MAGIC:
-            raise ArchiveError("snapshot is not a nats-server 2.15 archive (NATSARC1); "
-                               "older tar snapshots cannot be restored here")
+            raise ArchiveError("snapshot is neither a nats-server archive (NATSARC1) nor an older nats-server's "
+                               "tar snapshot")
 
     def _fill(self, n: int) -> bool:
         """At least `n` bytes after the position, unless the stream ends first."""

@@ -2,12 +2,14 @@
 the snapshot is streamed in chunks to a deliver subject under a window of acknowledged chunks; a restore takes
 the chunks as requests, each answered, and the final empty one with the restored stream's info.
 
-The bytes are nats-server's archive (archive.py). Messages are read and written through the store's public
+The bytes are nats-server's archive (archive.py); a restore also takes the tar snapshot of an older nats-server
+(snapshot_tar.py). Messages are read and written through the store's public
 interface only. A restore is received into `<account>/__snapshots__/` and built there; a file stream is moved
 into `streams/` only once complete, so a restore cut off at any point (a stall, a crash) leaves nothing behind.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -15,7 +17,7 @@ import shutil
 import string
 import time
 
-from . import advisories, archive, config_check, config_json, headers, limits, requests, sourcing
+from . import advisories, archive, config_check, config_json, headers, limits, requests, snapshot_tar, sourcing
 from .clock import now_ns
 from .config_json import decode_request
 from .consumer import Consumer
@@ -451,9 +453,14 @@ def _consumer_config(name: str, doc: dict, stream_cfg: dict) -> tuple[dict, dict
 
 
 def _build(js, jsa, cfg: dict, f, workdir: str):
-    """Read the archive in `f` and make the stream, yielding now and then to let the event loop run; returns
-    the stream, or raises with the reason it cannot be made."""
-    reader = archive.Reader(archive.unframe(f))
+    """Read the snapshot in `f` and make the stream, yielding now and then to let the event loop run; returns
+    the stream, or raises with the reason it cannot be made. The snapshot is nats-server 2.15's archive or, from
+    an older nats-server, a tar of its file store (snapshot_tar.py), as nats-server 2.15 tells them apart."""
+    chunks = archive.unframe(f)
+    head, chunks = _peek(chunks, 512)
+    if not head.startswith(archive.MAGIC) and snapshot_tar.looks_like_tar(head):
+        return (yield from _build_from_tar(js, jsa, cfg, chunks, workdir))
+    reader = archive.Reader(chunks)
     head = reader.next()
     if head.name != "state.json":
         raise archive.ArchiveError("expected state.json first")
@@ -473,10 +480,51 @@ def _build(js, jsa, cfg: dict, f, workdir: str):
             doc = json.loads(e.data)
         except ValueError as err:
             raise archive.ArchiveError(f"failed to decode consumer {cname!r} state: {err}") from None
-        consumers.append((cname, *_consumer_config(cname, doc, cfg)))
+        consumers.append((cname, *_consumer_config(cname, doc, cfg), 0))
     _check_place(jsa, cfg)
     jsa._check_resources(cfg)
     _check_room(js, jsa, cfg["storage"], int(state.get("bytes", 0) or 0))
+    return (yield from _make(js, jsa, cfg, workdir, reader, first_seq, last_seq, consumers, now_ns()))
+
+
+def _peek(chunks, n: int):
+    """(at least the first `n` decoded bytes, unless the stream is shorter; the same stream from its start)."""
+    got, size = [], 0
+    for part in chunks:
+        got.append(part)
+        size += len(part)
+        if size >= n:
+            break
+    return b"".join(got), itertools.chain(got, chunks)
+
+
+def _build_from_tar(js, jsa, cfg: dict, chunks, workdir: str):
+    """An older nats-server's snapshot: its files extracted (their bytes counted against the storage, as
+    nats-server counts them), then its messages and consumers restored like an archive's."""
+    label = f"'{jsa.account.name} > {cfg['name']}'"
+    root = os.path.join(workdir, "tar")
+    yield from snapshot_tar.extract(chunks, root, lambda total: _check_room(js, jsa, cfg["storage"], total))
+    snap = snapshot_tar.TarSnapshot(root, js.logger, label)
+    if snap.name != cfg["name"]:
+        raise archive.ArchiveError("stream names do not match")
+    yield from snap.scan()
+    consumers = [(cname, *_consumer_config(cname, doc, cfg), created)
+                 for cname, doc, created in snap.consumers()]
+    _check_place(jsa, cfg)
+    jsa._check_resources(cfg)
+    st = yield from _make(js, jsa, cfg, workdir, snapshot_tar.EntryReader(snap), snap.first_seq, snap.last_seq,
+                          consumers, snap.created or now_ns())
+    if snap.damaged:
+        where = "; ".join(f"{f} at offset {pos} ({why})" for (f, pos), why in list(snap.damaged.items())[:5])
+        more = f" and {len(snap.damaged) - 5} more" if len(snap.damaged) > 5 else ""
+        js.logger.error(f"Restore of stream {label}: {len(snap.damaged)} damaged record(s) of the snapshot passed "
+                        f"over, their messages are not restored: {where}{more}")
+    shutil.rmtree(root, ignore_errors=True)
+    return st
+
+
+def _make(js, jsa, cfg: dict, workdir: str, reader, first_seq: int, last_seq: int, consumers, created: int):
+    """The stream built from `reader`'s messages and the consumers (name, config, state, created or 0)."""
     file_stream = cfg["storage"] == "file"
     path = os.path.join(workdir, "stream")
     store = FileStore(path, _loading_config(cfg), sync_always=js.sync_always, cache=js.block_cache,
@@ -489,14 +537,13 @@ def _build(js, jsa, cfg: dict, f, workdir: str):
     except BaseException:
         store.delete()
         raise
-    created = now_ns()
     if not file_stream:
         return _register_memory(js, jsa, cfg, store, created, consumers)
     try:
         write_meta(store.directory, {"config": cfg, "created": created}, sync=True)
-        for cname, ccfg, cstate in consumers:
+        for cname, ccfg, cstate, ccreated in consumers:
             cstore = store.consumer_store(cname)
-            cstore.save_config(ccfg, created)
+            cstore.save_config(ccfg, ccreated or created)
             cstore.update(cstate)
             cstore.flush()
             cstore.stop()
@@ -575,10 +622,10 @@ def _fill(js, store, reader, first_seq: int, last_seq: int):
 
 def _register_memory(js, jsa, cfg, store, created, consumers):
     st = Stream(jsa, cfg, store, created)
-    for cname, ccfg, cstate in consumers:
+    for cname, ccfg, cstate, ccreated in consumers:
         cstore = store.consumer_store(cname)
-        cstore.save_config(ccfg, created)
-        o = Consumer(st, ccfg, cname, created, cstore, state=cstate)
+        cstore.save_config(ccfg, ccreated or created)
+        o = Consumer(st, ccfg, cname, ccreated or created, cstore, state=cstate)
         st.consumers[cname] = o
         o.start()
     jsa.streams[cfg["name"]] = st

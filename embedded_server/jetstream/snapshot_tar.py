@@ -1,0 +1,442 @@
+"""Stream snapshots of nats-server before 2.15 (what `nats stream backup` gets from 2.10-2.14): an S2-framed tar
+of the stream's file store directory. Extracted into the restore's staging directory, then read as nats-server's
+file store reads itself, into what the archive path restores: messages in sequence order, consumers.
+
+Files read: `meta.inf` (the stream's config JSON with `Created`), `msgs/<n>.blk` (message records, checked with
+their HighwayHash), `msgs/index.db` (the store's state: first sequence, each block's deleted sequences), and
+`obs/<consumer>/meta.inf` + `o.dat` (the consumer's config JSON, its binary state). The snapshot writer stores
+blocks decrypted and uncompressed; a block that is still compressed (`cmp` + S2) is read too.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import struct
+import tarfile
+
+from . import archive
+from .archive import ArchiveError, Entry
+from .clock import parse_rfc3339
+from .highwayhash import hash64, key_lanes
+
+PIECE = 1 << 20
+_REC = struct.Struct("<IQqH")     # record length (header bit), sequence (erase/tombstone bits), time, subject length
+_REC_SIZE = 22                     # nats-server's msgHdrSize
+_HASH = 8
+_HBIT = 1 << 31
+_EBIT = 1 << 63
+_TBIT = 1 << 62
+_RL_BAD = 32 * 1024 * 1024         # nats-server's rlBadThresh
+_BLOCK = re.compile(r"^(\d+)\.blk$")
+_STATE_MAGIC, _SEQSET_MAGIC, _CONSUMER_MAGIC = 11, 22, 22
+
+
+def looks_like_tar(head: bytes) -> bool:
+    return len(head) >= 512 and head[257:262] == b"ustar"
+
+
+class _ChunkFile:
+    """A read-only file over an iterator of byte chunks (the decoded S2 stream), for tarfile's stream mode."""
+
+    def __init__(self, chunks):
+        self._chunks = chunks
+        self._buf = b""
+
+    def read(self, n: int = -1) -> bytes:
+        parts, have = [self._buf], len(self._buf)
+        while (n < 0 or have < n):
+            try:
+                part = next(self._chunks)
+            except StopIteration:
+                break
+            parts.append(part)
+            have += len(part)
+        data = b"".join(parts)
+        if n < 0:
+            self._buf = b""
+            return data
+        self._buf = data[n:]
+        return data[:n]
+
+
+def extract(chunks, dest: str, check_size):
+    """Write the tar's regular files under `dest` (a generator: yields between pieces). `check_size(total)` is
+    called with the bytes so far and raises when they do not fit. Anything but a regular file inside `dest` is
+    refused, as nats-server refuses it."""
+    total = 0
+    root = os.path.realpath(dest) + os.sep
+    try:
+        with tarfile.open(fileobj=_ChunkFile(chunks), mode="r|") as tf:
+            for member in tf:
+                if not member.isreg():
+                    raise ArchiveError("unexpected content")
+                path = os.path.realpath(os.path.join(dest, os.path.normpath(member.name)))
+                if not path.startswith(root):
+                    raise ArchiveError("unexpected content")
+                total += member.size
+                check_size(total)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                src = tf.extractfile(member)
+                with open(path, "wb") as out:
+                    while True:
+                        piece = src.read(PIECE)
+                        if not piece:
+                            break
+                        out.write(piece)
+                        yield
+    except tarfile.TarError as e:
+        raise ArchiveError(f"tar: {e}") from None
+    except EOFError:
+        raise ArchiveError("unexpected EOF") from None
+
+
+class _Cursor:
+    """Go's binary.Uvarint/Varint fields read one after the other; ValueError when the buffer ends first."""
+
+    def __init__(self, buf: bytes, pos: int = 0):
+        self.buf, self.pos = buf, pos
+
+    def u(self, n: int = 1):
+        """The next unsigned varint (or a tuple of the next `n`)."""
+        out = []
+        for _ in range(n):
+            try:
+                v, self.pos = archive._read_uvarint(self.buf, self.pos)
+            except (IndexError, ArchiveError):
+                raise ValueError("truncated") from None
+            out.append(v)
+        return out[0] if n == 1 else tuple(out)
+
+    def i(self) -> int:
+        z = self.u()
+        return (z >> 1) ^ -(z & 1)
+
+
+def _seqset(c: _Cursor) -> set[int]:
+    """nats-server's encoded SequenceSet (avl): nodes of a base and bit buckets (v1: 64 buckets, v2: 32)."""
+    buf, pos = c.buf, c.pos
+    if len(buf) < pos + 10 or buf[pos] != _SEQSET_MAGIC or buf[pos + 1] not in (1, 2):
+        raise ValueError("bad deleted-sequence set")
+    buckets = 64 if buf[pos + 1] == 1 else 32
+    nodes, size = struct.unpack_from("<II", buf, pos + 2)
+    pos += 10
+    if len(buf) < pos + nodes * ((buckets + 1) * 8 + 2):
+        raise ValueError("bad deleted-sequence set")
+    out = set()
+    for _ in range(nodes):
+        base, *bits = struct.unpack_from(f"<Q{buckets}Q", buf, pos)
+        pos += (buckets + 1) * 8 + 2
+        for b, word in enumerate(bits):
+            at = base + b * 64
+            while word:
+                low = word & -word
+                out.add(at + low.bit_length() - 1)
+                word ^= low
+    if len(out) != size:
+        raise ValueError("bad deleted-sequence set")
+    c.pos = pos
+    return out
+
+
+def parse_index(buf: bytes, name: str) -> dict:
+    """index.db, the store's full state (versions 1-4): the stream's first and last sequence, each block's first
+    and last sequence and deleted sequences, and the last block with its last record's checksum. Raises
+    ValueError when it does not hold."""
+    if len(buf) < 32:
+        raise ValueError("too short")
+    body, want = buf[:-_HASH], buf[-_HASH:]
+    if hash64(key_lanes(hashlib.sha256(name.encode()).digest()), body) != want:
+        raise ValueError("checksum did not match")
+    if body[0] != _STATE_MAGIC or not 1 <= body[1] <= 4:
+        raise ValueError("magic and version mismatch")
+    version, c = body[1], _Cursor(body, 2)
+    msgs, nbytes, first = c.u(3)
+    c.i()
+    last = c.u()
+    c.i()
+    for _ in range(c.u()):           # the subjects: name, count, first block (and last block)
+        skip = c.u()
+        c.pos += skip
+        total, _fblk = c.u(2)
+        if total > 1 or version >= 4:
+            c.u()
+    blocks = {}
+    for _ in range(c.u()):
+        index, _bytes, bfirst = c.u(3)
+        c.i()
+        blast = c.u()
+        c.i()
+        deleted = c.u()
+        if version >= 2:             # the TTL count, then (version 3 on) the schedule count
+            c.u(2 if version >= 3 else 1)
+        blocks[index] = (bfirst, blast, _seqset(c) if deleted else set())
+    last_block = c.u()
+    if c.pos + 8 > len(body):
+        raise ValueError("no last checksum")
+    return {"msgs": msgs, "bytes": nbytes, "first_seq": first, "last_seq": last, "blocks": blocks,
+            "last_block": last_block, "last_check": body[c.pos:c.pos + 8]}
+
+
+def decode_consumer_state(buf: bytes) -> dict:
+    """o.dat (nats-server's encodeConsumerState, versions 1 and 2) as the archive's consumer state JSON."""
+    if len(buf) < 2 or buf[0] != _CONSUMER_MAGIC or buf[1] not in (1, 2):
+        raise ValueError("corrupt state")
+    version, c = buf[1], _Cursor(buf, 2)
+    afc, afs, dc, ds = c.u(4)
+    if version == 1:   # version 1 kept the next to deliver
+        dc += afc - 1 if afc > 1 else 0
+        ds += afs - 1 if afs > 1 else 0
+    if afs >> 63 or ds >> 63:
+        raise ValueError("corrupt state")
+    pending, redelivered = {}, {}
+    n = c.u()
+    if n:
+        mints = c.i()
+        for _ in range(n):
+            sseq = c.u() + afs
+            dseq = c.u() + afc if version == 2 else 0
+            ts = c.i()
+            ts = (ts + mints) if version == 1 else (mints - ts)
+            pending[str(sseq)] = {"sequence": dseq, "ts": ts * 1_000_000_000}
+    if c.pos < len(buf):
+        for _ in range(c.u()):
+            seq, count = c.u(2)
+            if seq and count:
+                redelivered[str(seq + afs)] = count
+    return {"delivered": {"consumer_seq": dc, "stream_seq": ds}, "ack_floor": {"consumer_seq": afc, "stream_seq": afs},
+            "pending": pending, "redelivered": redelivered}
+
+
+def _block_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        buf = f.read()
+    if buf[:3] == b"cmp" and len(buf) > 4:   # nats-server's compressed block: cmp, algorithm, original size, S2
+        alg = buf[3]
+        c = _Cursor(buf, 4)
+        c.u()
+        at = c.pos
+        if alg == 1:   # S2: the framed stream, then the last record's checksum uncompressed
+            body = b"".join(archive.unframe(io.BytesIO(buf[at:-_HASH])))
+            return body + buf[-_HASH:]
+        if alg != 0:
+            raise ValueError(f"unknown compression {alg}")
+        return buf[at:]
+    return buf
+
+
+class TarSnapshot:
+    """An extracted snapshot: its stream meta, consumers, sequences, and its messages read block by block."""
+
+    def __init__(self, root: str, logger=None, label: str = ""):
+        self.root, self.logger, self.label = root, logger, label
+        for dirpath, _dirs, files in os.walk(root):
+            for f in files:
+                if f == "meta.key" or f.endswith(".key"):
+                    raise ArchiveError("snapshot holds encryption keys (an encrypted store); "
+                                       "the embedded server has no store encryption")
+        errors = os.path.join(root, "errors.txt")
+        if os.path.exists(errors):
+            with open(errors, "rb") as f:
+                text = f.read(300).decode("utf-8", "replace").strip()
+            raise ArchiveError(f"snapshot is incomplete, the server that made it said: {text}")
+        self.meta, self.created = self._meta(os.path.join(root, "meta.inf"), "stream")
+        self.name = self.meta.get("name", "")
+        self.damaged = {}          # (block file, offset): reason, of each record passed over
+        self.bytes = 0
+        self._blocks = self._block_files()
+        self._index = self._read_index()
+        self.tombstones: set[int] = set()
+        self.first_seq = self.last_seq = 0
+
+    # -- meta and consumers ---------------------------------------------------------------------------------------
+    @staticmethod
+    def _meta(path: str, what: str) -> tuple[dict, int]:
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except OSError:
+            raise ArchiveError(f"snapshot has no {what} meta.inf") from None
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            raise ArchiveError(f"{what} meta.inf is not JSON (an encrypted store?)") from None
+        if not isinstance(doc, dict):
+            raise ArchiveError(f"{what} meta.inf is not a JSON object")
+        created = 0
+        stamp = doc.pop("Created", None)
+        if isinstance(stamp, str):
+            try:
+                created = parse_rfc3339(stamp)
+            except ValueError:
+                created = 0
+        return doc, created
+
+    def consumers(self) -> list[tuple[str, dict, int]]:
+        """(name, {"config", "state"}, created) of each consumer in obs/, by name."""
+        out = []
+        odir = os.path.join(self.root, "obs")
+        names = sorted(os.listdir(odir)) if os.path.isdir(odir) else []
+        for name in names:
+            cdir = os.path.join(odir, name)
+            try:
+                cfg, created = self._meta(os.path.join(cdir, "meta.inf"), "consumer")
+            except ArchiveError as e:
+                raise ArchiveError(f"error restoring consumer [{json.dumps(name)}]: {e}") from None
+            cfg.pop("Name", None)
+            state = {"delivered": {}, "ack_floor": {}}
+            try:
+                with open(os.path.join(cdir, "o.dat"), "rb") as f:
+                    state = decode_consumer_state(f.read())
+            except FileNotFoundError:
+                pass
+            except ValueError as e:
+                raise ArchiveError(f"error restoring consumer [{json.dumps(name)}]: {e}") from None
+            out.append((name, {"config": cfg, "state": state}, created))
+        return out
+
+    # -- messages ----------------------------------------------------------------------------------------------------
+    def _block_files(self) -> list[tuple[int, str]]:
+        mdir = os.path.join(self.root, "msgs")
+        out = []
+        for f in os.listdir(mdir) if os.path.isdir(mdir) else ():
+            m = _BLOCK.match(f)
+            if m:
+                out.append((int(m.group(1)), os.path.join(mdir, f)))
+        return sorted(out)
+
+    def _read_index(self) -> dict | None:
+        """index.db when it holds and matches the blocks (its last block and that block's last checksum), as
+        nats-server trusts it; else None: the state is rebuilt from the blocks, with a warning."""
+        path = os.path.join(self.root, "msgs", "index.db")
+        if not os.path.exists(path):
+            return None
+        with open(path, "rb") as f:
+            buf = f.read()
+        try:
+            index = parse_index(buf, self.name)
+        except ValueError as e:
+            self._warn(f"stream state (index.db) not used, {e}; rebuilding it from the message blocks")
+            return None
+        files = dict(self._blocks)
+        last = files.get(index["last_block"])
+        if last is None or index["last_block"] != (self._blocks[-1][0] if self._blocks else None):
+            self._warn("stream state (index.db) does not match the message blocks; rebuilding it from them")
+            return None
+        try:
+            tail = _block_bytes(last)[-_HASH:]
+        except (OSError, ValueError, ArchiveError):
+            tail = b""
+        if tail != index["last_check"]:
+            self._warn("stream state (index.db) is older than the message blocks; rebuilding it from them")
+            return None
+        return index
+
+    def _warn(self, text: str) -> None:
+        if self.logger is not None:
+            self.logger.warn(f"Restore of stream {self.label}: {text}")
+
+    def _damage(self, path: str, pos: int, reason: str) -> None:
+        self.damaged.setdefault((os.path.relpath(path, self.root), pos), reason)
+
+    def _records(self, index: int, path: str):
+        """(offset, seq with its bits, ts, subject, hdr, msg or None for a record not to be read, ok) of a block;
+        a record whose checksum fails is yielded with ok False; a block that stops making sense ends it."""
+        try:
+            buf = _block_bytes(path)
+        except (OSError, ValueError, ArchiveError) as e:
+            self._damage(path, 0, f"unreadable block: {e}")
+            return
+        key = key_lanes(hashlib.sha256(f"{self.name}-{index}".encode()).digest())
+        pos, end = 0, len(buf)
+        while pos < end:
+            if pos + _REC_SIZE > end:
+                self._damage(path, pos, "record cut short")
+                return
+            rl, seq, ts, slen = _REC.unpack_from(buf, pos)
+            has_hdr = rl & _HBIT
+            rl &= ~_HBIT
+            dlen = rl - _REC_SIZE
+            if dlen < 0 or slen > dlen - _HASH or pos + rl > end or rl > _RL_BAD:
+                self._damage(path, pos, "record lengths do not add up")
+                return
+            body = buf[pos + _REC_SIZE:pos + rl - _HASH]
+            subject = body[:slen]
+            if has_hdr:
+                if slen + 4 > len(body):
+                    self._damage(path, pos, "record lengths do not add up")
+                    return
+                hlen = struct.unpack_from("<I", body, slen)[0]
+                payload = body[slen + 4:]
+                if hlen > len(payload):
+                    self._damage(path, pos, "record lengths do not add up")
+                    return
+            else:
+                hlen, payload = 0, body[slen:]
+            yield pos, seq, ts, subject, payload, hlen, key, buf[pos + 4:pos + 20], buf[pos + rl - _HASH:pos + rl]
+            pos += rl
+
+    def _check(self, path, pos, key, head, subject, payload, want) -> bool:
+        if hash64(key, head, subject, payload) == want:
+            return True
+        self._damage(path, pos, "invalid checksum")
+        return False
+
+    def scan(self):
+        """The first pass (a generator: yields now and then): the tombstones, which live in later blocks than the
+        messages they delete, and the first and last sequence."""
+        last = 0
+        for index, path in self._blocks:
+            for n, (pos, seq, ts, subject, payload, _hl, key, head, want) in enumerate(self._records(index, path)):
+                if not n & 1023:
+                    yield
+                if seq & _TBIT:
+                    if self._check(path, pos, key, head, subject, payload, want):
+                        self.tombstones.add(seq & ~_TBIT)
+                        last = max(last, seq & ~_TBIT)
+                    continue
+                last = max(last, seq & ~_EBIT)
+        if self._index is not None:
+            self.first_seq = self._index["first_seq"]
+            self.last_seq = max(last, self._index["last_seq"])
+        else:
+            self.last_seq = last
+            self.first_seq = last + 1
+            for e in self.entries():
+                if e.seq:
+                    self.first_seq = e.seq
+                    break
+                yield
+            self.bytes = 0
+
+    def entries(self):
+        """The messages in sequence order as archive entries (Entry.seq > 0), then the end entry."""
+        index = self._index
+        blocks = index["blocks"] if index is not None else {}
+        floor = index["first_seq"] if index is not None else 0
+        lseq = 0
+        for bindex, path in self._blocks:
+            bfirst, _blast, dmap = blocks.get(bindex, (0, 0, ()))
+            for pos, seq, ts, subject, payload, hlen, key, head, want in self._records(bindex, path):
+                if seq & (_TBIT | _EBIT) or seq == 0 or seq < bfirst or seq < floor or seq <= lseq:
+                    continue
+                if seq in dmap or seq in self.tombstones:
+                    continue
+                if not self._check(path, pos, key, head, subject, payload, want):
+                    continue
+                lseq = seq
+                self.bytes += len(payload) + len(subject)
+                yield Entry(subject.decode("utf-8", "replace"), ts, seq, bytes(payload[:hlen]), bytes(payload[hlen:]))
+        yield Entry("", 0, 0, b"", b"")
+
+
+class EntryReader:
+    """The entries of a TarSnapshot behind the archive Reader's `next()`."""
+
+    def __init__(self, snap: TarSnapshot):
+        self._it = snap.entries()
+
+    def next(self) -> Entry:
+        return next(self._it)

@@ -1,0 +1,159 @@
+"""A backup taken on a nats-server before 2.15 (an S2-framed tar of its file store, what `nats stream backup` gets
+from the 2.10-2.14 servers most production runs) restores on the embedded server as on nats-server 2.15: the
+same stream, messages, times, deletions and consumer state. The old server is the wheel `make test` caches
+under build/cache (see the Makefile)."""
+import glob
+import io
+import os
+import random
+import re
+import tarfile
+
+import pytest
+
+from embedded_server.jetstream import archive
+from tests.servers import REPO, RunningServer
+
+from .helpers import api, connected, error_of, run
+from .test_snapshot import _consumer_view, messages, restore, snapshot
+
+
+def old_nats_server() -> str:
+    """The pre-2.15 nats-server binary. `make test` sets OLD_NATS_SERVER (as CI runs it): there it must exist."""
+    named = os.environ.get("OLD_NATS_SERVER")
+    found = [named] if named else sorted(glob.glob(str(REPO / "build/cache/nats-server-*/nats-server")))
+    if found and os.access(found[-1], os.X_OK):
+        return found[-1]
+    if named or os.environ.get("CI"):
+        pytest.fail(f"the old nats-server is missing ({named or 'build/cache'}): `make old-nats-server` fetches it")
+    pytest.skip("no nats-server before 2.15 under build/cache: `make old-nats-server` fetches it")
+
+
+def _reframe(raw: bytes) -> bytes:
+    """Decoded snapshot bytes framed again (uncompressed S2 frames)."""
+    out = [archive.STREAM_ID]
+    for i in range(0, len(raw), archive.MAX_FRAME):
+        out.append(archive.frame(raw[i:i + archive.MAX_FRAME]))
+    return b"".join(out)
+
+
+def _tar_files(raw: bytes) -> dict:
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r|") as tf:
+        return {m.name: tf.extractfile(m).read() for m in tf}
+
+
+def _tar(files: dict) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_an_old_nats_server_backup_restores_as_on_nats_server_2_15(tmp_path):
+    old_binary = old_nats_server()
+    servers = {}
+    for kind, command in (("old", [old_binary]), ("embedded", None), ("nats-server", None)):
+        work = tmp_path / kind
+        work.mkdir()
+        srv = RunningServer("nats-server" if kind == "old" else kind, ["-js", "-sd", str(work / "js")], work,
+                            command=command)
+        servers[kind] = srv
+    rnd = random.Random(7)
+
+    async def on_old(nc, js):
+        # A hot subject with a per-subject limit: its oldest messages go out of order, by limits (no tombstone:
+        # only the old server's index.db knows); user deletes (erased, and not) leave tombstones; a purge moves the
+        # first sequence.
+        await js.add_stream(name="ORDERS", subjects=["orders.>"], max_msgs_per_subject=60)
+        for i in range(1, 301):
+            subject = "orders.hot" if i > 100 and i % 2 else f"orders.{i % 5}"
+            await js.publish(subject, rnd.randbytes(rnd.randrange(0, 120)),
+                             headers={"I": str(i), "Kind": subject} if i % 3 else None)
+        await api(nc, "$JS.API.STREAM.PURGE.ORDERS", {"seq": 4})
+        for seq in (150, 152, 260):
+            await js.delete_msg("ORDERS", seq)
+        await api(nc, "$JS.API.STREAM.MSG.DELETE.ORDERS", {"seq": 200, "no_erase": True})
+        await api(nc, "$JS.API.CONSUMER.CREATE.ORDERS.D", {"stream_name": "ORDERS", "config": {
+            "durable_name": "D", "ack_policy": "explicit", "filter_subject": "orders.hot", "max_deliver": 5}})
+        sub = await js.pull_subscribe_bind("D", "ORDERS")
+        got = await sub.fetch(25, timeout=2)
+        for m in got[:6] + got[9:11]:
+            await m.ack_sync()
+        await nc.request(got[7].reply, b"-NAK", timeout=2)
+        again = await sub.fetch(1, timeout=2)
+        assert again[0].metadata.num_delivered == 2
+        await sub.unsubscribe()
+        info = await api(nc, "$JS.API.STREAM.INFO.ORDERS")
+        consumer = await api(nc, "$JS.API.CONSUMER.INFO.ORDERS.D")
+        msgs = await messages(nc, "ORDERS", 1, 300)
+        resp, data, _ = await snapshot(nc, "ORDERS", chunk_size=64 * 1024)
+        return info, consumer, msgs, resp, data
+
+    async def restored(srv, meta, data):
+        async with connected(srv) as (nc, _js):
+            answer = await restore(nc, "ORDERS", meta, data, chunk=16 * 1024)
+            return (answer, await api(nc, "$JS.API.STREAM.INFO.ORDERS"), await messages(nc, "ORDERS", 1, 300),
+                    await api(nc, "$JS.API.CONSUMER.INFO.ORDERS.D"))
+
+    async def damaged(srv, meta, bad, keyed):
+        async with connected(srv) as (nc, js):
+            await js.delete_stream("ORDERS")
+            answer = await restore(nc, "ORDERS", meta, bad, chunk=64 * 1024)
+            got = await messages(nc, "ORDERS", 1, 300)
+            await js.delete_stream("ORDERS")
+            return answer, got, await restore(nc, "ORDERS", meta, keyed, chunk=64 * 1024)
+
+    try:
+        old = servers["old"].start()
+        async def first():
+            async with connected(old) as (nc, js):
+                return await on_old(nc, js)
+        info, consumer, before, resp, data = run(first())
+        old.stop()
+        raw = b"".join(archive.unframe(io.BytesIO(data)))
+        assert raw[257:262] == b"ustar", "the old server's snapshot is a tar"
+        meta = {"config": resp["config"], "state": resp["state"]}
+        after = {kind: run(restored(servers[kind].start(), meta, data)) for kind in ("embedded", "nats-server")}
+
+        # The snapshot again with one message's bytes changed inside its block, and with an encryption key added.
+        files = _tar_files(raw)
+        block = bytearray(files["msgs/1.blk"])
+        victim = next(m for m in before if m and m[0] > 100 and len(m[3]) > 10)
+        at = block.find(victim[3])
+        block[at] ^= 0xFF
+        bad = _reframe(_tar({**files, "msgs/1.blk": bytes(block)}))
+        keyed = _reframe(_tar({**files, "msgs/1.key": b"k" * 32}))
+        bad_answer, bad_msgs, keyed_answer = run(damaged(servers["embedded"], meta, bad, keyed))
+    finally:
+        for srv in servers.values():
+            srv.stop()
+
+    assert info["state"]["first_seq"] == 4 and info["state"]["num_deleted"] > 40, info["state"]
+    for kind, (answer, sinfo, msgs, cinfo) in after.items():
+        assert "error" not in answer, (kind, answer)
+        assert answer["state"] == sinfo["state"]
+        state = {k: v for k, v in sinfo["state"].items() if k != "deleted"}
+        assert state == {**info["state"], "consumer_count": 1}, kind
+        assert sinfo["created"] == info["created"], kind
+        assert msgs == before, kind
+        assert _consumer_view(cinfo) == _consumer_view(consumer), kind
+        assert cinfo["num_redelivered"] == 1 and cinfo["num_ack_pending"] == 17, kind
+    assert after["embedded"][1]["config"] == after["nats-server"][1]["config"] | {
+        "metadata": after["embedded"][1]["config"]["metadata"]}
+    assert "[WRN] Restore of stream" not in servers["embedded"].logs   # index.db read and matched the blocks
+    live = [m for m in before if m]
+    assert [m[0] for m in live][:3] == [4, 5, 6] and before[149] is None and before[199] is None
+    assert before[100] is None and before[101] is not None   # the hot subject's oldest, gone by its limit
+    assert any(m[2] for m in live) and any(not m[2] for m in live) and len({m[1] for m in live}) == 6
+
+    # A record that fails its checksum is passed over (its message not restored) and said once in the log.
+    assert "error" not in bad_answer, bad_answer
+    assert [m for m in bad_msgs if m] == [m for m in live if m[0] != victim[0]]
+    assert re.search(r"\[ERR\] Restore of stream '\$G > ORDERS': 1 damaged record\(s\) of the "
+                                     r"snapshot passed over, their messages are not restored: msgs/1\.blk at offset "
+                     r"\d+ \(invalid checksum\)", servers["embedded"].logs)
+    assert error_of(keyed_answer) == (500, 10062, "restore failed: snapshot holds encryption keys (an encrypted "
+                                                  "store); the embedded server has no store encryption")
