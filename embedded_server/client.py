@@ -84,6 +84,7 @@ class Client(asyncio.Protocol):
         self.port = 0
         self.parser = protocol.Parser(opts.max_control_line, opts.max_payload,
                                       expect_connect=server.auth_required)
+        self.parser.hpub_runs = self._takes_hpub_runs
         self.max_pending = opts.max_pending
         # CONNECT options; nats-server's defaults before any CONNECT is seen.
         self.opts: dict = {"echo": True, "verbose": True, "pedantic": True, "protocol": 0, "headers": False,
@@ -238,7 +239,7 @@ class Client(asyncio.Protocol):
         skip = None if self.echo else self
         # The operations protocol.Parser yields, by name (locals: the loop below runs once per message).
         PUB, HPUB, PUBS, SUB, UNSUB = protocol.PUB, protocol.HPUB, protocol.PUBS, protocol.SUB, protocol.UNSUB
-        PUBB = protocol.PUBB
+        PUBB, HPUBS = protocol.PUBB, protocol.HPUBS
         PING, PONG, CONNECT, INFO = protocol.PING, protocol.PONG, protocol.CONNECT, protocol.INFO
         ERR, HMSG = protocol.ERR, protocol.HMSG
         ops = self.parser.feed(data) if data is not None else self._ops
@@ -323,6 +324,24 @@ class Client(asyncio.Protocol):
                     if raw is None or not raw(subject, tail[body_at:body_at + hdr_len],
                                               tail[body_at + hdr_len:-2]):
                         self._publish(account, subject, reply, tail, body_at, hdr_len)
+                elif kind == HPUBS:
+                    _, subject, head, segment, count, total = op
+                    n_in += count
+                    in_bytes += total
+                    done = 0
+                    if plain and account.trace_dest is None:
+                        # A run of staged atomic batch messages: the stream that alone listens on the subject
+                        # takes what it can of it in one call (Stream._inbound_run_h); the rest goes one by one.
+                        plan = account.plans.get(subject)
+                        if plan is None:
+                            plan = account.plan(subject)
+                        if plan.raw_hs is not None:
+                            done = plan.raw_hs(subject, len(head), segment)
+                    if done < len(segment):
+                        for _, subject, reply, tail, body_at, hdr_len in protocol.expand_run(op, done):
+                            self._hpub(account, plain, subject, tail, body_at, hdr_len)
+                            if self.closed:
+                                break
                 elif kind == SUB or kind == UNSUB:
                     if kind == SUB:
                         _, subject, queue, sid = op
@@ -371,6 +390,25 @@ class Client(asyncio.Protocol):
             if out and not self.dirty and not self.closed:
                 self.dirty = True
                 srv.dirty.append(self)
+
+    def _takes_hpub_runs(self, subject: bytes) -> bool:
+        """Parser.hpub_runs: HPUBs to `subject` form a run when a stream alone listens on it (Plan.raw_hs)."""
+        account = self.account
+        plan = account.plans.get(subject)
+        if plan is None:
+            plan = account.plan(subject)
+        return plan.raw_hs is not None
+
+    def _hpub(self, account, plain: bool, subject: bytes, tail: bytes, body_at: int, hdr_len: int) -> None:
+        """One HPUB without a reply of a run (protocol.HPUBS), as _process takes a single one."""
+        raw = None
+        if plain and account.trace_dest is None:
+            plan = account.plans.get(subject)
+            if plan is None:
+                plan = account.plan(subject)
+            raw = plan.raw_h
+        if raw is None or not raw(subject, tail[body_at:body_at + hdr_len], tail[body_at + hdr_len:-2]):
+            self._publish(account, subject, None, tail, body_at, hdr_len)
 
     def _yield_work(self, ops) -> None:
         """A read full of SUBs (a storm of them) has used its slice of the event loop: the rest of it waits

@@ -41,10 +41,16 @@ PUBB = 13     # (PUBB, subjects, tails, sizes, count, payload_bytes)
 # A batch of consecutive well-formed, complete PUBs without reply (any subjects, no two neighbours alike), the
 # i-th with subjects[i], tails[i] (as in PUB) and sizes[i] (its payload bytes). One read from a publisher is mostly one
 # batch, routed in one loop (server.Server.route_batch) instead of one yielded operation per message.
-# `expand_run` turns a PUBS or PUBB back into PUB operations.
+HPUBS = 14    # (HPUBS, subject, head, segment, count, total_bytes)
+# A run of `count` (2 or more) consecutive well-formed, complete HPUBs to the same subject without reply, each
+# starting with the same bytes `head` ("HPUB <subject> ", nats-py's second space included), as they sit in
+# `segment`; `total_bytes` counts headers and payloads. An atomic batch's staged messages come so: a stream takes
+# the whole run in one call (Plan.raw_hs).
+# `expand_run` turns a PUBS, PUBB or HPUBS back into PUB or HPUB operations.
 
 OP_NAMES = {PUB: "PUB", HPUB: "HPUB", SUB: "SUB", UNSUB: "UNSUB", PING: "PING", PONG: "PONG",
-            CONNECT: "CONNECT", INFO: "INFO", OK: "+OK", ERR: "-ERR", HMSG: "HMSG", PUBS: "PUBS", PUBB: "PUBB"}
+            CONNECT: "CONNECT", INFO: "INFO", OK: "+OK", ERR: "-ERR", HMSG: "HMSG", PUBS: "PUBS", PUBB: "PUBB",
+            HPUBS: "HPUBS"}
 
 MAX_CONTROL_LINE = 4096
 MAX_PAYLOAD = 1024 * 1024
@@ -195,12 +201,15 @@ class Parser:
     first is an 'Authorization Violation'), `headers` (HPUB allowed), `max_payload`, `max_control_line`.
     """
 
-    __slots__ = ("max_control_line", "max_payload", "expect_connect", "headers", "runs", "_buf", "_pending",
-                 "_chunks", "_have", "_failed", "_split")
+    __slots__ = ("max_control_line", "max_payload", "expect_connect", "headers", "runs", "hpub_runs", "_buf",
+                 "_pending", "_chunks", "_have", "_failed", "_split")
 
     def __init__(self, max_control_line: int = MAX_CONTROL_LINE, max_payload: int = MAX_PAYLOAD,
                  expect_connect: bool = False, headers: bool = False, runs: bool = True):
         self.runs = runs
+        # hpub_runs(subject): whether HPUBs to `subject` without reply may form an HPUBS run (with `runs`); None:
+        # never. The caller says where a run is taken whole (a stream staging batches); elsewhere one by one.
+        self.hpub_runs = None
         self.max_control_line = max_control_line
         self.max_payload = max_payload
         self.expect_connect = expect_connect
@@ -384,8 +393,21 @@ class Parser:
                         if 0 < hdr_len <= size <= max_payload and stop + 2 <= end and buf[stop] == 13 \
                                 and buf[stop + 1] == 10:
                             tail_at = nl - 2 - len(szb) - len(hdb)
-                            yield (HPUB, subject, reply, buf[tail_at:stop + 2], nl + 1 - tail_at, hdr_len)
-                            pos = stop + 2
+                            nxt = stop + 2
+                            hl = tail_at - pos
+                            # Gather the following HPUBs of the same subject without reply into one run (a cheap
+                            # look first: the next line has a space where this one's sizes start).
+                            if reply is None and match is not None and nxt + hl < end \
+                                    and buf[nxt + hl - 1] == 32 and startswith(buf[pos:tail_at], nxt) \
+                                    and self.hpub_runs is not None and self.hpub_runs(subject):
+                                run_end, count, total = self._hpub_run(buf, pos, hl, nxt, end)
+                                if count > 1:
+                                    yield (HPUBS, subject, buf[pos:tail_at], buf[pos:run_end], count,
+                                           total + size)
+                                    pos = run_end
+                                    continue
+                            yield (HPUB, subject, reply, buf[tail_at:nxt], nl + 1 - tail_at, hdr_len)
+                            pos = nxt
                             continue
                 pos = yield from self._op(buf, pos, nl)
                 expect_connect = self.expect_connect
@@ -394,6 +416,37 @@ class Parser:
             self._buf = b""
             self._chunks = []
             raise
+
+    def _hpub_run(self, buf: bytes, pos: int, hl: int, run_end: int, end: int) -> tuple[int, int, int]:
+        """The HPUBs from `run_end` on that start with the `hl` bytes at `pos` ("HPUB <subject> ") and would take
+        the one-by-one fast path of feed (two sizes, complete, within the limits): (where the first other operation
+        starts, 1 + how many, their total sizes). Anything else ends the run and is left for feed."""
+        head = buf[pos:pos + hl]
+        startswith = buf.startswith
+        find = buf.find
+        mcl = self.max_control_line
+        max_payload = self.max_payload
+        count = 1
+        total = 0
+        while startswith(head, run_end):
+            nl = find(b"\n", run_end + hl)
+            if nl < 0 or buf[nl - 1] != 13:
+                break
+            sizes = buf[run_end + hl:nl - 1].split(b" ")
+            if len(sizes) != 2:
+                break
+            hdb, szb = sizes
+            if not hdb.isdigit() or not szb.isdigit() or len(hdb) > 9 or len(szb) > 9 or nl - 6 - run_end > mcl:
+                break
+            hdr_len = int(hdb)
+            size = int(szb)
+            stop = nl + 1 + size
+            if not 0 < hdr_len <= size <= max_payload or stop + 2 > end or buf[stop] != 13 or buf[stop + 1] != 10:
+                break
+            count += 1
+            total += size
+            run_end = stop + 2
+        return run_end, count, total
 
     def _batch(self, buf: bytes, pos: int, m) -> tuple:
         """(the PUBB of the publishes from `pos` on, or None if it would be empty; where the next operation
@@ -675,11 +728,14 @@ class Parser:
         self._buf = rest
 
 
-def expand_run(op: tuple) -> Iterator[tuple]:
-    """The PUB operations a PUBS run or a PUBB batch stands for, in order (checked against the limits already)."""
+def expand_run(op: tuple, start: int = 0) -> Iterator[tuple]:
+    """The PUB operations a PUBS run or a PUBB batch stands for, or the HPUB operations of an HPUBS run, in order
+    (checked against the limits already); of a PUBS or HPUBS, those from byte `start` of its segment on (where
+    one of them starts)."""
     if op[0] == PUBB:
         return iter([(PUB, subject, None, tail, len(tail) - size - 2) for subject, tail, size in zip(*op[1:4])])
-    return Parser(max_control_line=1 << 30, max_payload=1 << 62, runs=False).feed(op[3])
+    segment = op[3] if not start else op[3][start:]
+    return Parser(max_control_line=1 << 30, max_payload=1 << 62, runs=False, headers=True).feed(segment)
 
 
 # -- frames: what the server writes to a subscriber (built here only) ----------------------------------------

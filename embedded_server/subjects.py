@@ -95,7 +95,7 @@ class Subscription:
     """One interest in a subject: a client's SUB, or an internal subscription with a callback."""
 
     __slots__ = ("client", "subject", "queue", "sid", "max", "delivered", "callback", "closed",
-                 "account", "raw", "raw_h", "__weakref__")
+                 "account", "raw", "raw_h", "raw_hs", "__weakref__")
 
     def __init__(self, client, subject: str, queue: str | None, sid: bytes,
                  callback: Callable | None = None, account=None):
@@ -113,6 +113,9 @@ class Subscription:
         self.raw = None
         # The same for a client's HPUB without a reply: raw_h(subject, hdr, payload) as bytes.
         self.raw_h = None
+        # And for a run of them (protocol.HPUBS): raw_hs(subject, head_len, segment), how many bytes of the
+        # segment it took (whole operations; the rest is offered one by one).
+        self.raw_hs = None
 
     def __repr__(self) -> str:
         q = f" queue={self.queue}" if self.queue else ""

@@ -40,6 +40,10 @@ _PLAIN = re.compile(rb"NATS/1\.0\r\n(?:Nats-Batch-Commit: *([^\r\n]*)\r\n)?Nats-
                     rb"Nats-Batch-Sequence: *([0-9]{1,10})\r\n(?:Nats-Batch-Commit: *([^\r\n]*)\r\n)?\r\n")
 PLAIN_MAX = 256
 plain_match = _PLAIN.fullmatch
+# One HPUB of a run (protocol.HPUBS) after its "HPUB <subject> " head: the sizes, then a header block _PLAIN
+# takes (group 3; groups 4-7 as _PLAIN's 1-4). It is the message's whole header block when it ends where the
+# header size says: the match at a place is unique (each optional line starts with "N", each next line not).
+_RUN_REC = re.compile(rb"([0-9]{1,9}) ([0-9]{1,9})\r\n(" + _PLAIN.pattern + rb")")
 
 
 def limit(js, name: str, default=None):
@@ -173,6 +177,70 @@ def process_plain(st, subject: str, reply: str, hdr: bytes, msg: bytes, m) -> in
     except ApiError as e:
         st._respond_error(reply, e)
         return 0
+
+
+def stage_run(st, subject: str, head_len: int, seg: bytes) -> int:
+    """A run of HPUBs without a reply to `subject` (protocol.HPUBS: `seg`, each starting with a `head_len`-byte
+    head) on a stream that allows atomic batches (Stream._atomic_plain): each message whose header block
+    _PLAIN takes goes as process_plain would take it, in order; the next message of the batch staged last is
+    appended here at once, after the checks process_plain makes for it. Returns where the first message that is
+    not such starts (len(seg) when all were), for the caller to route it and the rest one by one."""
+    js = st.js
+    storage = st.store.storage
+    max_size = st._max_msg_size
+    limit_max = js.batch_limits.get("max_msgs", 0)
+    max_msgs = limit_max if limit_max > 0 else MAX_BATCH_SIZE
+    match = _RUN_REC.match
+    end = len(seg)
+    pos = 0
+    cur = b = None   # the raw id and the batch of the message before, while appending here is allowed
+    touched = None   # the batch id appended to since its idle timer was last touched
+    full = js.usage[storage] > js.limit_for[storage]
+    try:
+        while pos < end:
+            m = match(seg, pos + head_len)
+            if m is None:
+                return pos
+            h0 = m.start(3)
+            h1 = m.end()
+            hl = h1 - h0
+            if hl != int(m[1]) or hl > PLAIN_MAX:
+                return pos
+            stop = h0 + int(m[2])
+            seq = int(m[6])
+            if b is not None and m[5] == cur and b.lseq + 1 == seq and seq <= max_msgs and m[4] is None \
+                    and m[7] is None and not full and (max_size < 0 or (hl <= max_size and stop - h1 <= max_size - hl)):
+                b.lseq = seq
+                b.msgs.append((subject, seg[h0:h1], seg[h1:stop]))
+                touched = b
+            else:
+                if touched is not None:
+                    _touch(st, cur, touched)
+                    touched = None
+                try:
+                    process_plain(st, subject, None, seg[h0:h1], seg[h1:stop], (None, m[4], m[5], m[6], m[7]))
+                except Exception as e:  # as Stream._inbound_raw_h (nobody to answer: no reply)
+                    js.logger.error(f"JetStream failed to process a msg on stream '{st.account.name} > {st.name}': "
+                                    f"{type(e).__name__}: {e}")
+                if not st._atomic_plain:
+                    return stop + 2
+                cur = m[5]
+                b = st.atomic_batches.get(cur.decode("utf-8", "replace")) if len(cur) <= MAX_ID_LEN else None
+                full = js.usage[storage] > js.limit_for[storage]
+            pos = stop + 2
+        return pos
+    finally:
+        if touched is not None:
+            _touch(st, cur, touched)
+
+
+def _touch(st, raw_id: bytes, b: AtomicBatch) -> None:
+    """process_plain's touch of a staged batch's idle timer."""
+    timer = b.timer
+    if timer is not None and timer.handle is not None:
+        timer.deadline = timer.loop.time() + timer.timeout  # IdleTimer.touch
+    else:
+        _arm(st, raw_id.decode("utf-8", "replace"), b)
 
 
 def _process(st, subject: str, reply: str, hdr: bytes, msg: bytes, batch_id: str) -> int:

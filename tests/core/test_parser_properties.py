@@ -39,17 +39,36 @@ def operations(draw) -> bytes:
     return {"ping": b"PING\r\n", "pong": b"PONG\r\n", "ok": b"+OK\r\n"}[kind]
 
 
-streams = st.lists(st.one_of(operations(), st.lists(st.just(b"PUB run 3\r\nabc\r\n"), min_size=2, max_size=5)
-                             .map(b"".join)), min_size=1, max_size=25).map(b"".join)
+@st.composite
+def hpub_runs(draw) -> bytes:
+    """HPUBs to one subject without reply, back to back, as nats-py writes them (two spaces) or with one; now and
+    then one with a reply, another subject or sizes that do not fit in the middle."""
+    out = []
+    sep = draw(st.sampled_from([b" ", b"  "]))
+    for _ in range(draw(st.integers(2, 6))):
+        hdr = b"NATS/1.0\r\nNats-Batch-Id: b\r\nNats-Batch-Sequence: %d\r\n\r\n" % draw(st.integers(1, 9))
+        payload = draw(payloads)
+        odd = draw(st.sampled_from([b"", b"", b"", b" r", b"x"]))
+        subject = b"run" + (odd if odd == b"x" else b"")
+        gap = sep + odd[1:] + b" " if odd == b" r" else sep
+        out.append(b"HPUB %s%s%d %d\r\n%s%s\r\n" % (subject, gap, len(hdr), len(hdr) + len(payload), hdr, payload))
+    return b"".join(out)
+
+
+streams = st.lists(st.one_of(operations(), hpub_runs(),
+                             st.lists(st.just(b"PUB run 3\r\nabc\r\n"), min_size=2, max_size=5).map(b"".join)),
+                   min_size=1, max_size=25).map(b"".join)
 
 
 def parse(chunks, runs: bool = True) -> list[tuple]:
-    """All operations from feeding `chunks` in order, PUBS runs and PUBB batches expanded into their PUBs."""
+    """All operations from feeding `chunks` in order, PUBS and HPUBS runs and PUBB batches expanded into their
+    PUBs and HPUBs."""
     p = Parser(headers=True, runs=runs)
+    p.hpub_runs = lambda subject: subject == b"run"
     out = []
     for chunk in chunks:
         for op in p.feed(chunk):
-            if op[0] in (protocol.PUBS, protocol.PUBB):
+            if op[0] in (protocol.PUBS, protocol.PUBB, protocol.HPUBS):
                 out.extend(protocol.expand_run(op))
             else:
                 out.append(op)

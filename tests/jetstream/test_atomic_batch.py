@@ -178,3 +178,46 @@ def test_a_memory_batch_keeps_its_limits_and_feeds_its_consumers(js_server):
     assert base64.b64decode(gets[6]["message"]["hdrs"]) == \
         b"NATS/1.0\r\nNats-Batch-Id: b2\r\nNats-Batch-Sequence: 2\r\nNats-Msg-Id: x\r\n\r\n"
     assert pending == 6
+
+
+def test_batches_published_back_to_back_without_replies(js_server):
+    """Staged messages sent without a reply, many in one write (the embedded server takes such a run of HPUBs in
+    one call): two batches interleaved, a gap, a message with another header in the middle, a batch over the
+    size limit, a message for a stream-less subject between; each commit's answer and what is stored are
+    nats-server's."""
+    async def scenario():
+        async with connected(js_server) as (nc, js):
+            await api(nc, "$JS.API.STREAM.CREATE.R", {"name": "R", "subjects": ["r.>"], "storage": "memory",
+                                                      "allow_atomic": True})
+            answers = {}
+            for b in ("p", "q", "gap", "hdr", "big"):
+                await _pub(nc, "r.x", _hdrs(b, 1), b"%s1" % b.encode())
+            for seq in range(2, 6):   # p and q interleaved, one write
+                await nc.publish("r.x", b"p%d" % seq, headers=_hdrs("p", seq))
+                await nc.publish("r.x", b"q%d" % seq, headers=_hdrs("q", seq))
+            for seq in (2, 3, 5, 6):
+                await nc.publish("r.x", b"gap%d" % seq, headers=_hdrs("gap", seq))
+            for seq in range(2, 7):
+                extra = {"Nats-Msg-Id": "m4"} if seq == 4 else {}
+                await nc.publish("r.x", b"hdr%d" % seq, headers=_hdrs("hdr", seq, **extra))
+                if seq == 3:
+                    await nc.publish("s.x", b"elsewhere", headers=_hdrs("hdr", seq))
+            for seq in range(2, 1002):
+                await nc.publish("r.x", b"", headers=_hdrs("big", seq))
+            for b, seq in (("p", 6), ("q", 6), ("gap", 7), ("hdr", 7), ("big", 1002)):
+                answers[b] = await _pub(nc, "r.x", _hdrs(b, seq, "1"), b"%s%d" % (b.encode(), seq))
+            info = await api(nc, "$JS.API.STREAM.INFO.R")
+            gets = [await api(nc, "$JS.API.STREAM.MSG.GET.R", {"seq": s}) for s in range(1, 14)]
+            return answers, info["state"]["messages"], gets
+
+    answers, stored, gets = run(scenario())
+    assert answers["p"] == {"stream": "R", "seq": 6, "batch": "p", "count": 6}
+    assert answers["q"] == {"stream": "R", "seq": 12, "batch": "q", "count": 6}
+    assert error_of(answers["gap"]) == (400, 10176, "atomic publish batch is incomplete")
+    assert answers["hdr"] == {"stream": "R", "seq": 19, "batch": "hdr", "count": 7}
+    assert error_of(answers["big"]) == (400, 10199, "atomic publish batch is too large: 1000")
+    assert stored == 19
+    assert [base64.b64decode(g["message"]["data"]) for g in gets] == \
+        [b"p%d" % i for i in range(1, 7)] + [b"q%d" % i for i in range(1, 7)] + [b"hdr1"]
+    assert base64.b64decode(gets[5]["message"]["hdrs"]) == \
+        b"NATS/1.0\r\nNats-Batch-Id: p\r\nNats-Batch-Sequence: 6\r\nNats-Batch-Commit: 1\r\n\r\n"
