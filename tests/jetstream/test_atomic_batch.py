@@ -3,6 +3,7 @@ or an `eob` marker) stores the whole batch with a PubAck carrying `batch` and `c
 nothing of the batch, with nats-server's error."""
 import base64
 import json
+from datetime import datetime, timezone
 
 import pytest
 
@@ -48,6 +49,39 @@ def test_a_batch_is_stored_whole_at_its_commit(js_server):
     assert b"Nats-Batch-Commit: 1" in base64.b64decode(last["message"]["hdrs"])
     assert eob == {"stream": "A", "seq": 4, "batch": "b2", "count": 1}
     assert b"Nats-Batch-Commit: 1" in base64.b64decode(marked["message"]["hdrs"]) and total == 4
+
+
+def _ns(text: str) -> int:
+    """A message `time` (RFC 3339, up to nine fraction digits, as Go writes it) in nanoseconds since 1970."""
+    whole, _, frac = text.rstrip("Z").partition(".")
+    return int(datetime.fromisoformat(whole).replace(tzinfo=timezone.utc).timestamp()) * 10**9 + int(frac.ljust(9, "0"))
+
+
+def test_a_batch_is_stamped_when_it_commits(js_server):
+    """A message published between a batch's first messages and its commit is stored first, with the earlier
+    time: the batch's messages are stamped as the commit stores them, in order, on memory and file streams."""
+    async def scenario():
+        out = {}
+        async with connected(js_server) as (nc, js):
+            for storage in ("memory", "file"):
+                name = f"T{storage.upper()}"
+                await api(nc, f"$JS.API.STREAM.CREATE.{name}", {"name": name, "subjects": [f"{storage}.>"],
+                                                                "storage": storage, "allow_atomic": True})
+                await nc.publish(f"{storage}.a", b"1", headers=_hdrs("b", 1))
+                await nc.publish(f"{storage}.b", b"2", headers=_hdrs("b", 2))
+                plain = json.loads((await nc.request(f"{storage}.plain", b"p", timeout=3)).data)
+                ack = await _pub(nc, f"{storage}.c", _hdrs("b", 3, "1"))
+                gets = [(await api(nc, f"$JS.API.STREAM.MSG.GET.{name}", {"seq": seq}))["message"]
+                        for seq in range(1, 5)]
+                out[storage] = plain, ack, [(g["subject"], _ns(g["time"])) for g in gets]
+        return out
+
+    for storage, (plain, ack, stored) in run(scenario()).items():
+        name = f"T{storage.upper()}"
+        assert plain == {"stream": name, "seq": 1} and ack == {"stream": name, "seq": 4, "batch": "b", "count": 3}
+        assert [subject for subject, _ in stored] == [f"{storage}.{s}" for s in ("plain", "a", "b", "c")]
+        times = [ts for _, ts in stored]
+        assert times[0] < times[1] <= times[2] <= times[3], (storage, times)
 
 
 @pytest.mark.parametrize("steps, expected", [

@@ -126,7 +126,8 @@ class MemoryStore(StreamStore):
 
     def store_batch(self, msgs):
         """Store (subject, hdr, data) tuples as consecutive store_msg calls without a TTL would, in one pass
-        (a committed atomic batch): one sequence and one nanosecond more per message. Taken only when no limit
+        (a committed atomic batch): one sequence more per message, each stamped with its own clock read as
+        nats-server stamps each (never earlier than the message before it). Taken only when no limit
         acts on the way: under discard new a limit, and max_msgs or max_bytes, must have room for all of them;
         max_msgs_per_subject alone is applied once at the end (the same messages go as one by one). Otherwise
         0, nothing stored."""
@@ -142,15 +143,15 @@ class MemoryStore(StreamStore):
         fss, recs, vals = self._fss, self._recs, self._vals
         max_per = self.max_per
         over = []
-        ts = now_ns()
-        if ts <= self.last_ts:
-            ts = self.last_ts + 1
+        ts = self.last_ts
         seq = self.last_seq
-        if self.msgs == 0:
-            self.first_seq, self.first_ts = seq + 1, ts
+        first = self.msgs == 0
+        clock = now_ns
         added = 0
         for subject, hdr, data in msgs:  # _insert's bookkeeping, inline: a call per message is what this saves
             seq += 1
+            now = clock()
+            ts = now if now > ts else ts + 1
             ss = fss.get(subject)
             if ss is None:
                 fss[subject] = _new_subject(subject, seq)
@@ -165,8 +166,9 @@ class MemoryStore(StreamStore):
             recs.append(subject)
             vals.append((hdr or None, data, ts))
             added += len(subject) + (len(hdr) if hdr else 0) + len(data)  # mem_msg_size less its 16
-            ts += 1
-        self.last_seq, self.last_ts = seq, ts - 1
+        if first:
+            self.first_seq, self.first_ts = self.last_seq + 1, vals[-n][2]
+        self.last_seq, self.last_ts = seq, ts
         self.msgs += n
         self.bytes += added + 16 * n
         for ss in over:
