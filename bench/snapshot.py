@@ -2,9 +2,11 @@
 file stream of N x 128-byte messages snapshotted as natscli does (every chunk acked, 128 KiB chunks), deleted,
 and restored from the same bytes (64 KiB requests, as jsm.go sends them).
 
-    python -m bench snapshot [--kinds nats-server,embedded] [--repeat 3] [--messages 100000]
+    python -m bench snapshot [--kinds nats-server,embedded] [--repeat 3] [--messages 100000] [--old-server PATH]
 
-Each run counts messages per second through the snapshot and through the restore (until the restored stream's
+With `--old-server` (a nats-server before 2.15, e.g. the one `make old-nats-server` caches under build/cache)
+the snapshot is taken once on that server (its tar of the store) and each run restores those bytes: the
+restore of a production backup. Each run counts messages per second through the snapshot and through the restore (until the restored stream's
 info comes back), and the snapshot's size. The best of `--repeat` runs per server counts. Nothing is asserted.
 """
 from __future__ import annotations
@@ -25,7 +27,8 @@ from bench.core import KINDS, Server, table  # noqa: E402
 from bench.jetstream import _fill_raw  # noqa: E402
 
 
-async def _snapshot_and_restore(url: str, count: int) -> dict:
+async def _snapshot(url: str) -> tuple[dict, bytes, float]:
+    """Snapshot stream SNAP as natscli does and delete it: (the answer, the bytes, seconds)."""
     import nats
 
     nc = await nats.connect(url, pending_size=256 * 1024 * 1024)
@@ -49,6 +52,16 @@ async def _snapshot_and_restore(url: str, count: int) -> dict:
     await asyncio.wait_for(done.wait(), 600)
     snap_secs = time.perf_counter() - t0
     await js.delete_stream("SNAP")
+    await nc.close()
+    return resp, bytes(data), snap_secs
+
+
+async def _restore(url: str, resp: dict, data: bytes, count: int) -> float:
+    """Messages per second restoring `data` (64 KiB requests) until the restored stream's info comes back."""
+    import nats
+
+    nc = await nats.connect(url)
+    js = nc.jetstream()
     t0 = time.perf_counter()
     msg = await nc.request("$JS.API.STREAM.RESTORE.SNAP", json.dumps(
         {"config": resp["config"], "state": resp["state"]}).encode(), timeout=30)
@@ -60,12 +73,19 @@ async def _snapshot_and_restore(url: str, count: int) -> dict:
     assert final["state"]["messages"] == count, final
     await js.delete_stream("SNAP")
     await nc.close()
-    return {"snapshot": count / snap_secs, "restore": count / restore_secs, "size": len(data) / 2**20}
+    return count / restore_secs
 
 
-def run_once(kind: str, count: int) -> dict:
+def _snapshot_then_restore(url: str, count: int) -> dict:
+    resp, data, snap_secs = asyncio.run(_snapshot(url))
+    return {"snapshot": count / snap_secs, "restore": asyncio.run(_restore(url, resp, data, count)),
+            "size": len(data) / 2**20}
+
+
+def run_once(kind: str, count: int, command: list[str] | None = None, then=_snapshot_then_restore):
+    """A server of `kind` (started with `command` when given) with a stream of `count` messages, then `then`."""
     with tempfile.TemporaryDirectory() as tmp:
-        srv = Server(kind, Path(tmp), ("-js", "-sd", str(Path(tmp) / "store")))
+        srv = Server(kind, Path(tmp), ("-js", "-sd", str(Path(tmp) / "store")), command=command)
         try:
             async def create():
                 import nats
@@ -75,7 +95,16 @@ def run_once(kind: str, count: int) -> dict:
                 await nc.close()
             asyncio.run(create())
             _fill_raw(srv.port, b"snap.x", count)
-            return asyncio.run(_snapshot_and_restore(srv.url, count))
+            return then(srv.url, count)
+        finally:
+            srv.stop()
+
+
+def _restore_only(kind: str, resp: dict, data: bytes, count: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        srv = Server(kind, Path(tmp), ("-js", "-sd", str(Path(tmp) / "store")))
+        try:
+            return asyncio.run(_restore(srv.url, resp, data, count))
         finally:
             srv.stop()
 
@@ -85,8 +114,17 @@ def main(argv: list[str]) -> int:
     p.add_argument("--kinds", default=",".join(KINDS), help="servers to compare (default: both)")
     p.add_argument("--repeat", type=int, default=3, help="runs per server; the best one counts (default 3)")
     p.add_argument("--messages", type=int, default=100_000, help="messages in the stream (default 100000)")
+    p.add_argument("--old-server", metavar="PATH", help="restore the tar snapshot of this older nats-server")
     args = p.parse_args(argv)
     kinds = [k for k in args.kinds.split(",") if k]
+    if args.old_server:
+        resp, data, _ = run_once("nats-server", args.messages, [str(Path(args.old_server).resolve())],
+                                 lambda url, count: asyncio.run(_snapshot(url)))
+        count = resp["state"]["messages"]   # what the old server holds (its fill may have dropped some)
+        best = {k: max(_restore_only(k, resp, data, count) for _ in range(max(args.repeat, 1))) for k in kinds}
+        print(table([{"server": k, f"restore of an old server's {count:,} x 128 B tar, msgs/s": best[k],
+                      "snapshot size, MiB": len(data) / 2**20} for k in kinds]))
+        return 0
     runs: dict[str, list[dict]] = {k: [] for k in kinds}
     for _ in range(max(args.repeat, 1)):
         for kind in kinds:

@@ -98,6 +98,13 @@ def test_an_old_nats_server_backup_restores_as_on_nats_server_2_15(tmp_path):
             return (answer, await api(nc, "$JS.API.STREAM.INFO.ORDERS"), await messages(nc, "ORDERS", 1, 300),
                     await api(nc, "$JS.API.CONSUMER.INFO.ORDERS.D"))
 
+    async def as_memory(srv, meta, data):
+        async with connected(srv) as (nc, js):
+            await js.delete_stream("ORDERS")
+            memory = {"config": {**meta["config"], "storage": "memory"}, "state": meta["state"]}
+            answer = await restore(nc, "ORDERS", memory, data, chunk=64 * 1024)
+            return answer, await api(nc, "$JS.API.CONSUMER.INFO.ORDERS.D")
+
     async def damaged(srv, meta, bad, keyed):
         async with connected(srv) as (nc, js):
             await js.delete_stream("ORDERS")
@@ -117,6 +124,7 @@ def test_an_old_nats_server_backup_restores_as_on_nats_server_2_15(tmp_path):
         assert raw[257:262] == b"ustar", "the old server's snapshot is a tar"
         meta = {"config": resp["config"], "state": resp["state"]}
         after = {kind: run(restored(servers[kind].start(), meta, data)) for kind in ("embedded", "nats-server")}
+        memory = {kind: run(as_memory(servers[kind], meta, data)) for kind in ("embedded", "nats-server")}
 
         # The snapshot again with one message's bytes changed inside its block, and with an encryption key added.
         files = _tar_files(raw)
@@ -148,6 +156,14 @@ def test_an_old_nats_server_backup_restores_as_on_nats_server_2_15(tmp_path):
     assert [m[0] for m in live][:3] == [4, 5, 6] and before[149] is None and before[199] is None
     assert before[100] is None and before[101] is not None   # the hot subject's oldest, gone by its limit
     assert any(m[2] for m in live) and any(not m[2] for m in live) and len({m[1] for m in live}) == 6
+
+    # Restored as a memory stream: the embedded server keeps the messages and the consumer's state; nats-server
+    # 2.15's memory store never reads the files it moved in (docs/differences.md).
+    answer, cinfo = memory["embedded"]
+    assert answer["config"]["storage"] == "memory" and answer["state"]["messages"] == info["state"]["messages"]
+    assert (answer["state"]["first_seq"], answer["state"]["last_seq"]) == (4, 300)
+    assert _consumer_view(cinfo)["delivered"] == _consumer_view(consumer)["delivered"]
+    assert memory["nats-server"][0]["state"]["messages"] == 0
 
     # A record that fails its checksum is passed over (its message not restored) and said once in the log.
     assert "error" not in bad_answer, bad_answer
