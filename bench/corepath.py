@@ -8,7 +8,8 @@ output: the server's CPU per delivery without the kernel's share.
 
 `--against DIR` loads a second checkout of the repository (a `git worktree` of an older commit, say) into the
 same process and alternates the rounds between the two: on a shared machine both then run under the same load,
-which makes a before/after comparison steadier than two bench core runs. Each round publishes 8,192 messages;
+which makes a before/after comparison steadier than two bench core runs. The process takes the server
+process's malloc settings (`running.keep_freed_memory`) first, for both checkouts. Each round publishes 8,192 messages;
 the table gives the best round and the mean, µs of process CPU per delivery. Nothing here is asserted.
 """
 from __future__ import annotations
@@ -135,6 +136,9 @@ def main(argv: list[str]) -> int:
     if args.rounds < 1 or args.read < 64:
         p.error("--rounds must be at least 1 and --read at least 64")
     roots = [REPO] + ([args.against.resolve()] if args.against is not None else [])
+    # The server process's malloc settings (running.run), so that reads and joins cost here what they cost there.
+    from embedded_server.running import keep_freed_memory
+    keep_freed_memory()
     header = "workload, µs CPU per delivery (best / mean)"
     print(f"{header:<46} {'this checkout':>16}" + (f" {'--against':>16} {'ratio':>6}" if len(roots) > 1 else ""))
     for w in only:
