@@ -62,6 +62,9 @@ MAX_PAYLOAD = 1024 * 1024
 # the one-by-one paths of Parser.feed.
 _BATCH_PUB = re.compile(rb"PUB ([^ \t\r\n]+)  ?([0-9]{1,9})\r\n")
 
+# The sizes of an HPUB without reply after its "HPUB <subject> " (Parser._hpub_run): two fields of 1-9 digits.
+_HPUB_SIZES = re.compile(rb"([0-9]{1,9}) ([0-9]{1,9})\r\n")
+
 # The same control line as a split point with a lookahead, so that the pieces between two are the tails
 # (Parser._batch), the optional second space captured (the length of what a split removes must be known), the
 # subject short enough for any size to keep the line within max_control_line. The lookbehind takes only a
@@ -423,25 +426,22 @@ class Parser:
         starts, 1 + how many, their total sizes). Anything else ends the run and is left for feed."""
         head = buf[pos:pos + hl]
         startswith = buf.startswith
-        find = buf.find
-        mcl = self.max_control_line
+        sizes = _HPUB_SIZES.match
+        # A control line within max_control_line whatever its sizes (two of 9 digits at most), or check each.
+        mcl = self.max_control_line if hl + 14 > self.max_control_line else 0
         max_payload = self.max_payload
         count = 1
         total = 0
         while startswith(head, run_end):
-            nl = find(b"\n", run_end + hl)
-            if nl < 0 or buf[nl - 1] != 13:
+            m = sizes(buf, run_end + hl)
+            if m is None:
                 break
-            sizes = buf[run_end + hl:nl - 1].split(b" ")
-            if len(sizes) != 2:
-                break
-            hdb, szb = sizes
-            if not hdb.isdigit() or not szb.isdigit() or len(hdb) > 9 or len(szb) > 9 or nl - 6 - run_end > mcl:
-                break
-            hdr_len = int(hdb)
-            size = int(szb)
-            stop = nl + 1 + size
-            if not 0 < hdr_len <= size <= max_payload or stop + 2 > end or buf[stop] != 13 or buf[stop + 1] != 10:
+            hdr_len = int(m[1])
+            size = int(m[2])
+            at = m.end()
+            stop = at + size
+            if not 0 < hdr_len <= size <= max_payload or stop + 2 > end or buf[stop] != 13 or buf[stop + 1] != 10 \
+                    or (mcl and at - 7 - run_end > mcl):
                 break
             count += 1
             total += size

@@ -201,30 +201,31 @@ def stage_run(st, subject: str, head_len: int, seg: bytes) -> int:
             m = match(seg, pos + head_len)
             if m is None:
                 return pos
-            h0 = m.start(3)
-            h1 = m.end()
-            hl = h1 - h0
-            if hl != int(m[1]) or hl > PLAIN_MAX:
+            hdr_len, size, hdr, commit, raw_id, seq, commit_last = m.groups()
+            hl = len(hdr)
+            if hl != int(hdr_len) or hl > PLAIN_MAX:
                 return pos
-            stop = h0 + int(m[2])
-            seq = int(m[6])
-            if b is not None and m[5] == cur and b.lseq + 1 == seq and seq <= max_msgs and m[4] is None \
-                    and m[7] is None and not full and (max_size < 0 or (hl <= max_size and stop - h1 <= max_size - hl)):
+            h1 = m.end()
+            stop = h1 - hl + int(size)
+            seq = int(seq)
+            if b is not None and raw_id == cur and b.lseq + 1 == seq and seq <= max_msgs and commit is None \
+                    and commit_last is None and not full \
+                    and (max_size < 0 or (hl <= max_size and stop - h1 <= max_size - hl)):
                 b.lseq = seq
-                b.msgs.append((subject, seg[h0:h1], seg[h1:stop]))
+                b.msgs.append((subject, hdr, seg[h1:stop]))
                 touched = b
             else:
                 if touched is not None:
                     _touch(st, cur, touched)
                     touched = None
                 try:
-                    process_plain(st, subject, None, seg[h0:h1], seg[h1:stop], (None, m[4], m[5], m[6], m[7]))
+                    process_plain(st, subject, None, hdr, seg[h1:stop], (None, commit, raw_id, m[6], commit_last))
                 except Exception as e:  # as Stream._inbound_raw_h (nobody to answer: no reply)
                     js.logger.error(f"JetStream failed to process a msg on stream '{st.account.name} > {st.name}': "
                                     f"{type(e).__name__}: {e}")
                 if not st._atomic_plain:
                     return stop + 2
-                cur = m[5]
+                cur = raw_id
                 b = st.atomic_batches.get(cur.decode("utf-8", "replace")) if len(cur) <= MAX_ID_LEN else None
                 full = js.usage[storage] > js.limit_for[storage]
             pos = stop + 2

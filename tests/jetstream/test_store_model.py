@@ -135,15 +135,18 @@ def test_pending_counts_and_filtered_state_match_a_count_of_the_messages(ops, cf
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(ops=ops, cfg=st.sampled_from(LIMITS),
        batch=st.lists(st.tuples(st.sampled_from(["a", "b", "c.d"]), st.binary(max_size=40), st.booleans()),
-                      min_size=1, max_size=12))
-def test_a_batch_stored_in_one_pass_is_what_storing_it_message_by_message_gives(ops, cfg, batch):
+                      min_size=1, max_size=12), one_subject=st.booleans())
+def test_a_batch_stored_in_one_pass_is_what_storing_it_message_by_message_gives(ops, cfg, batch, one_subject):
     """MemoryStore.store_batch (a committed atomic batch) against store_msg one message at a time, after random
     operations, under each limit: the same messages, sequences, subjects and counts, timestamps going up; or
-    nothing stored (0) when a limit would act on the way."""
+    nothing stored (0) when a limit would act on the way. Batches of mixed subjects, and of one subject (stored
+    in bulk)."""
     one, bulk = MemoryStore(dict(cfg)), MemoryStore(dict(cfg))
     for op in ops:
         apply(one, op)
         apply(bulk, op)
+    if one_subject:
+        batch = [(batch[0][0], data, with_hdr) for _, data, with_hdr in batch]
     msgs = [(subject, b"NATS/1.0\r\nK: v\r\n\r\n" if with_hdr else None, data) for subject, data, with_hdr in batch]
     last = None
     for msg in msgs:

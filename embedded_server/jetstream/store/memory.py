@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
+from itertools import islice, repeat
+from operator import lt
 
 from .. import filters as subj
 from . import (MAX_BYTES, MAX_MSGS, MAX_MSGS_PER_SUBJECT, MAX_SEQ, SEQ_EXHAUSTED, ConsumerStore, SimpleState,
@@ -140,37 +142,62 @@ class MemoryStore(StreamStore):
         if self.max_bytes > 0 and self.bytes + sum(
                 len(s) + (len(h) if h else 0) + len(d) for s, h, d in msgs) + 16 * n > self.max_bytes:
             return 0
-        fss, recs, vals = self._fss, self._recs, self._vals
+        subjects, hdrs, datas = zip(*msgs)
+        if not all(hdrs):
+            hdrs = [h or None for h in hdrs]
+        fss, recs = self._fss, self._recs
         max_per = self.max_per
         over = []
-        ts = self.last_ts
         seq = self.last_seq
-        first = self.msgs == 0
         clock = now_ns
-        added = 0
-        for subject, hdr, data in msgs:  # _insert's bookkeeping, inline: a call per message is what this saves
-            seq += 1
-            now = clock()
-            ts = now if now > ts else ts + 1
+        stamps = [clock() for _ in repeat(None, n)]
+        if stamps[0] <= self.last_ts or not all(map(lt, stamps, islice(stamps, 1, None))):
+            ts = self.last_ts
+            for i, now in enumerate(stamps):
+                ts = now if now > ts else ts + 1
+                stamps[i] = ts
+        if self.msgs == 0:
+            self.first_seq, self.first_ts = seq + 1, stamps[0]
+        subject = subjects[0]
+        if subjects.count(subject) == n:
+            # One subject (a batch's usual case): its state and the index in bulk.
             ss = fss.get(subject)
             if ss is None:
-                fss[subject] = _new_subject(subject, seq)
+                ss = fss[subject] = _new_subject(subject, seq + 1)
+                ss[_SEQS].extend(range(seq + 2, seq + n + 1))
+                ss[_N] = n
             else:
                 subject = ss[_NAME]
-                ss[_N] += 1
-                ss[_LAST] = seq
-                ss[_LSTALE] = False
-                ss[_SEQS].append(seq)
-                if max_per > 0 and ss[_N] > max_per:
-                    over.append(ss)
-            recs.append(subject)
-            vals.append((hdr or None, data, ts))
-            added += len(subject) + (len(hdr) if hdr else 0) + len(data)  # mem_msg_size less its 16
-        if first:
-            self.first_seq, self.first_ts = self.last_seq + 1, vals[-n][2]
-        self.last_seq, self.last_ts = seq, ts
+                ss[_N] += n
+                ss[_SEQS].extend(range(seq + 1, seq + n + 1))
+            ss[_LAST] = seq + n
+            ss[_LSTALE] = False
+            if max_per > 0 and ss[_N] > max_per:
+                over.append(ss)
+            recs.extend(repeat(subject, n))
+        else:
+            for subject in subjects:  # _insert's bookkeeping, inline: a call per message is what this saves
+                seq += 1
+                ss = fss.get(subject)
+                if ss is None:
+                    fss[subject] = _new_subject(subject, seq)
+                else:
+                    subject = ss[_NAME]
+                    ss[_N] += 1
+                    ss[_LAST] = seq
+                    ss[_LSTALE] = False
+                    ss[_SEQS].append(seq)
+                    if max_per > 0 and ss[_N] > max_per:
+                        over.append(ss)
+                recs.append(subject)
+            seq -= n
+        self._vals.extend(zip(hdrs, datas, stamps))
+        # mem_msg_size of each: subject, headers, data and 16
+        added = sum(map(len, subjects)) + sum(map(len, filter(None, hdrs))) + sum(map(len, datas)) + 16 * n
+        seq += n
+        self.last_seq, self.last_ts = seq, stamps[-1]
         self.msgs += n
-        self.bytes += added + 16 * n
+        self.bytes += added
         for ss in over:
             while ss[_N] > max_per:
                 self._fix(ss)
