@@ -87,3 +87,18 @@ def hash64(key: tuple[int, int, int, int], *parts: bytes) -> bytes:
     if len(data) > n:
         _remainder(st, bytes(data[n:]))
     return struct.pack("<Q", _finish(st))
+
+
+def hash64_sliced(key: tuple[int, int, int, int], data: bytes, step: int = 1 << 16):
+    """hash64 of a large `data` as a generator that yields after every `step` bytes (so an event loop can run
+    meanwhile); the digest is its return value."""
+    st = _start(key)
+    n = len(data) & ~31
+    view = memoryview(data)
+    for at in range(0, n, step):
+        for l0, l1, l2, l3 in _LANES.iter_unpack(view[at:min(at + step, n)]):
+            _update(st, l0, l1, l2, l3)
+        yield
+    if len(data) > n:
+        _remainder(st, bytes(data[n:]))
+    return struct.pack("<Q", _finish(st))

@@ -590,6 +590,11 @@ def _fill(js, store, reader, first_seq: int, last_seq: int):
     now = now_ns()
     while True:
         e = reader.next()
+        if e is None:   # the reader is passing over deleted records
+            if time.monotonic() > slice_end:
+                yield
+                slice_end = time.monotonic() + SLICE
+            continue
         if e.seq == 0:
             if e.end:
                 break

@@ -20,7 +20,7 @@ import tarfile
 from . import archive
 from .archive import ArchiveError, Entry
 from .clock import parse_rfc3339
-from .highwayhash import hash64, key_lanes
+from .highwayhash import hash64, hash64_sliced, key_lanes
 
 PIECE = 1 << 20
 _REC = struct.Struct("<IQqH")     # record length (header bit), sequence (erase/tombstone bits), time, subject length
@@ -141,14 +141,15 @@ def _seqset(c: _Cursor) -> set[int]:
     return out
 
 
-def parse_index(buf: bytes, name: str) -> dict:
+def parse_index(buf: bytes, name: str):
     """index.db, the store's full state (versions 1-4): the stream's first and last sequence, each block's first
-    and last sequence and deleted sequences, and the last block with its last record's checksum. Raises
-    ValueError when it does not hold."""
+    and last sequence and deleted sequences, and the last block with its last record's checksum. A generator
+    (it yields now and then: a store of many subjects has a large index.db) returning that; raises ValueError
+    when it does not hold."""
     if len(buf) < 32:
         raise ValueError("too short")
     body, want = buf[:-_HASH], buf[-_HASH:]
-    if hash64(key_lanes(hashlib.sha256(name.encode()).digest()), body) != want:
+    if (yield from hash64_sliced(key_lanes(hashlib.sha256(name.encode()).digest()), body)) != want:
         raise ValueError("checksum did not match")
     if body[0] != _STATE_MAGIC or not 1 <= body[1] <= 4:
         raise ValueError("magic and version mismatch")
@@ -157,7 +158,9 @@ def parse_index(buf: bytes, name: str) -> dict:
     c.i()
     last = c.u()
     c.i()
-    for _ in range(c.u()):           # the subjects: name, count, first block (and last block)
+    for n in range(c.u()):           # the subjects: name, count, first block (and last block)
+        if not n & 0x3FFF:
+            yield
         skip = c.u()
         c.pos += skip
         total, _fblk = c.u(2)
@@ -165,6 +168,7 @@ def parse_index(buf: bytes, name: str) -> dict:
             c.u()
     blocks = {}
     for _ in range(c.u()):
+        yield
         index, _bytes, bfirst = c.u(3)
         c.i()
         blast = c.u()
@@ -247,7 +251,7 @@ class TarSnapshot:
         self.damaged = {}          # (block file, offset): reason, of each record passed over
         self.bytes = 0
         self._blocks = self._block_files()
-        self._index = self._read_index()
+        self._index = None
         self.tombstones: set[int] = set()
         self.first_seq = self.last_seq = 0
 
@@ -307,16 +311,16 @@ class TarSnapshot:
                 out.append((int(m.group(1)), os.path.join(mdir, f)))
         return sorted(out)
 
-    def _read_index(self) -> dict | None:
+    def _read_index(self):
         """index.db when it holds and matches the blocks (its last block and that block's last checksum), as
-        nats-server trusts it; else None: the state is rebuilt from the blocks, with a warning."""
+        nats-server trusts it; else None: the state is rebuilt from the blocks, with a warning. A generator."""
         path = os.path.join(self.root, "msgs", "index.db")
         if not os.path.exists(path):
             return None
         with open(path, "rb") as f:
             buf = f.read()
         try:
-            index = parse_index(buf, self.name)
+            index = yield from parse_index(buf, self.name)
         except ValueError as e:
             self._warn(f"stream state (index.db) not used, {e}; rebuilding it from the message blocks")
             return None
@@ -386,7 +390,8 @@ class TarSnapshot:
 
     def scan(self):
         """The first pass (a generator: yields now and then): the tombstones, which live in later blocks than the
-        messages they delete, and the first and last sequence."""
+        messages they delete, and the first and last sequence (index.db read first)."""
+        self._index = yield from self._read_index()
         last = 0
         for index, path in self._blocks:
             for n, (pos, seq, ts, subject, payload, _hl, key, head, want) in enumerate(self._records(index, path)):
@@ -405,24 +410,29 @@ class TarSnapshot:
             self.last_seq = last
             self.first_seq = last + 1
             for e in self.entries():
+                if e is None:
+                    yield
+                    continue
                 if e.seq:
                     self.first_seq = e.seq
-                    break
-                yield
+                break
             self.bytes = 0
 
     def entries(self):
-        """The messages in sequence order as archive entries (Entry.seq > 0), then the end entry."""
+        """The messages in sequence order as archive entries (Entry.seq > 0), then the end entry; None now and
+        then while passing over deleted records."""
         index = self._index
         blocks = index["blocks"] if index is not None else {}
         floor = index["first_seq"] if index is not None else 0
         lseq = 0
         for bindex, path in self._blocks:
             bfirst, _blast, dmap = blocks.get(bindex, (0, 0, ()))
-            for pos, seq, ts, subject, payload, hlen, key, head, want in self._records(bindex, path):
-                if seq & (_TBIT | _EBIT) or seq == 0 or seq < bfirst or seq < floor or seq <= lseq:
-                    continue
-                if seq in dmap or seq in self.tombstones:
+            for n, (pos, seq, ts, subject, payload, hlen, key, head, want) in enumerate(
+                    self._records(bindex, path)):
+                if (seq & (_TBIT | _EBIT) or seq == 0 or seq < bfirst or seq < floor or seq <= lseq
+                        or seq in dmap or seq in self.tombstones):
+                    if not n & 0x3FF:
+                        yield None   # a long run of deleted records: the caller's turn to let others run
                     continue
                 if not self._check(path, pos, key, head, subject, payload, want):
                     continue
