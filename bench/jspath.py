@@ -9,6 +9,9 @@ routing of the answers. nats-server has no counterpart to call; compare its serv
   atomic    batches of 100 x 128 B (Nats-Batch-Id/-Sequence, the last with Nats-Batch-Commit: 1)
   fast      one fast batch of 20,000 x 128 B (reply `<inbox>.<id>.100.fail.<seq>.<op>.$FI`), no headers, each
             message handed over as client.py does (Stream._inbound_raw first)
+  wire      atomic's batches as the bytes nats-py writes for (i) of `bench jetstream` (the first message and the
+            commit as requests, the 98 between without reply in the commit's read), fed to a client connection
+            whose transport only counts what is written: the parser and the client's dispatch as well
 
     python -m bench jspath [--repeat 5] [--profile FILE]   (FILE: cProfile output of every run)
 """
@@ -65,6 +68,36 @@ def run(repeat: int, profile: str = "") -> dict:
             incr = b"NATS/1.0\r\nNats-Incr: 1\r\n\r\n"
             runs = [0]
 
+            def connect():
+                from bench.corepath import _Transport
+                from embedded_server.client import Client
+
+                c = Client(srv.server)
+                c.connection_made(_Transport())
+                c.data_received(b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"no_responders":true}'
+                                b'\r\nSUB _INBOX.wire.* 1\r\n')
+                return c
+            conn = _on_loop(srv._loop, connect)
+
+            def hpub(bid: bytes, seq: int, reply: bytes, commit: bool = False) -> bytes:
+                h = b"NATS/1.0\r\nNats-Batch-Id: %s\r\nNats-Batch-Sequence: %d\r\n" % (bid, seq)
+                h += b"Nats-Batch-Commit: 1\r\n\r\n" if commit else b"\r\n"
+                return b"HPUB bat.w %s %d %d\r\n%s%s\r\n" % (reply, len(h), len(h) + len(PAYLOAD), h, PAYLOAD)
+
+            def wire_reads(r: int) -> list[bytes]:
+                reads = []
+                for b in range(N // 100):
+                    bid = b"w%db%d" % (r, b)
+                    reads.append(hpub(bid, 1, b"_INBOX.wire.%d" % (2 * b)))
+                    reads.append(b"".join(hpub(bid, seq, b"") for seq in range(2, 100))
+                                 + hpub(bid, 100, b"_INBOX.wire.%d" % (2 * b + 1), True))
+                return reads
+            wire_in: list[bytes] = []
+
+            def wire():
+                for data in wire_in:
+                    conn.data_received(data)
+
             def counter():
                 for _ in range(N):
                     ctr.process_msg("ctr.a", "_INBOX.none.1", incr, b"")
@@ -101,7 +134,8 @@ def run(repeat: int, profile: str = "") -> dict:
 
             for r in range(repeat):
                 runs[0] = r
-                for name, work in (("counter", counter), ("atomic", atomic), ("fast", fast)):
+                wire_in[:] = wire_reads(r)
+                for name, work in (("counter", counter), ("atomic", atomic), ("fast", fast), ("wire", wire)):
                     us = _on_loop(srv._loop, timed(work))
                     best[name] = min(best.get(name, us), us)
                 _on_loop(srv._loop, bat.purge)
