@@ -307,3 +307,81 @@ def test_restarts_keep_deletes_subjects_and_sequences(js_server):
     if js_server.kind == "embedded":
         assert (streams_dir(js_server) / "R" / "index.ckp").exists()
         assert "index.ckp" not in js_server.logs  # never passed over with a warning
+
+
+async def _counts(server, stream: str) -> dict:
+    """What a stream's state says of its sequences: messages, first, last, deleted, lost (0 when left out)."""
+    async with connected(server) as (nc, js):
+        st = (await api(nc, f"$JS.API.STREAM.INFO.{stream}"))["state"]
+        return {k: st.get(k, 0) for k in ("messages", "first_seq", "last_seq", "num_deleted", "lost")}
+
+
+def _kill_9_keeps(server, stream: str, expected: dict) -> None:
+    server.kill()
+    server.start()
+    assert run(_counts(server, stream)) == expected
+    assert "[ERR]" not in server.logs and "lost" not in server.logs, server.logs
+
+
+def test_skipped_sequences_of_removed_blocks_survive_kill_9(js_server):
+    """An interest stream stores nothing for a subject no consumer wants: the sequence is skipped (a skip record,
+    nats-server's SkipMsg). With thousands of them the blocks holding only skips (or skips and messages since
+    acknowledged) are removed; kill -9 and a start must still give back the state the stream had (first and
+    last sequence, messages, deleted count), with nothing reported lost or damaged. Both the blocks between two
+    live messages (removed at a start) and the leading ones (removed when the first message is acknowledged)."""
+    async def fill():
+        async with connected(js_server) as (nc, js):
+            # max_bytes makes both servers cut ~32 kB blocks (nats-server's dynBlkSize).
+            assert "error" not in await api(nc, "$JS.API.STREAM.CREATE.I", {
+                "name": "I", "subjects": ["i.*"], "retention": "interest", "max_bytes": 100_000})
+            await js.add_consumer("I", ConsumerConfig(durable_name="C", filter_subject="i.a",
+                                                      ack_policy=AckPolicy.EXPLICIT))
+            assert (await js.publish("i.a", b"first")).seq == 1
+            for start in range(0, 4000, 250):  # nobody wants i.b: skipped
+                acks = await asyncio.gather(*(js.publish("i.b", b"x" * 20) for _ in range(250)))
+                assert [a.seq for a in acks] == list(range(start + 2, start + 252))
+            assert (await js.publish("i.a", b"second")).seq == 4002
+
+    async def ack_first():
+        async with connected(js_server) as (nc, js):
+            psub = await js.pull_subscribe_bind("C", stream="I")
+            (m,) = await psub.fetch(1, timeout=5)
+            assert m.metadata.sequence.stream == 1
+            await m.ack_sync()
+
+    run(fill(), timeout=60)
+    held = run(_counts(js_server, "I"))
+    assert held == {"messages": 2, "first_seq": 1, "last_seq": 4002, "num_deleted": 4000, "lost": 0}
+    js_server.restart()  # the embedded server removes the blocks of skips between the two messages here
+    assert run(_counts(js_server, "I")) == held
+    _kill_9_keeps(js_server, "I", held)
+    run(ack_first())
+    acked = run(_counts(js_server, "I"))
+    assert acked == {"messages": 1, "first_seq": 4002, "last_seq": 4002, "num_deleted": 0, "lost": 0}
+    _kill_9_keeps(js_server, "I", acked)
+
+
+def test_a_mirror_of_a_stream_with_deletes_keeps_its_state_through_kill_9(js_server):
+    """A mirror skips the sequences its origin no longer has (a subject purge there leaves one every other
+    sequence); a lower `max_msgs` then removes old messages, and with them the blocks holding those skips. After
+    kill -9 and a start the mirror's state is what it was, nothing reported lost or damaged."""
+    async def fill():
+        async with connected(js_server) as (nc, js):
+            assert "error" not in await api(nc, "$JS.API.STREAM.CREATE.O", {"name": "O", "subjects": ["o.*"]})
+            for start in range(0, 3000, 250):
+                await asyncio.gather(*(js.publish(f"o.{'ab'[i % 2]}", b"x" * 20) for i in range(start, start + 250)))
+            assert (await api(nc, "$JS.API.STREAM.PURGE.O", {"filter": "o.b"}))["purged"] == 1500
+            # max_bytes makes both servers cut ~32 kB blocks (nats-server's dynBlkSize).
+            mirror = {"name": "M", "mirror": {"name": "O"}, "max_bytes": 100_000}
+            assert "error" not in await api(nc, "$JS.API.STREAM.CREATE.M", mirror)
+            deadline = asyncio.get_running_loop().time() + 30
+            while (await _counts(js_server, "M"))["last_seq"] < 2999 and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.1)
+            assert await _counts(js_server, "M") == {"messages": 1500, "first_seq": 1, "last_seq": 2999, "num_deleted": 1499,
+                                            "lost": 0}
+            assert "error" not in await api(nc, "$JS.API.STREAM.UPDATE.M", dict(mirror, max_msgs=100))
+            return await _counts(js_server, "M")
+
+    held = run(fill(), timeout=60)
+    assert held == {"messages": 100, "first_seq": 2801, "last_seq": 2999, "num_deleted": 99, "lost": 0}
+    _kill_9_keeps(js_server, "M", held)

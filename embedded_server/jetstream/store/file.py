@@ -8,8 +8,9 @@ Layout under `<store_dir>/jetstream/<account>/streams/<stream>/`:
   is answered; see hold_writes). With `sync_interval: always` the block is also
   fsynced before the ack (power-loss safe); otherwise files are fsynced every `sync_interval` (2m default).
   A block is closed at nats-server's block size (a quarter of `max_bytes`, 32 kB to 8 MB; else 8 MB).
-- `msgs/index.db`: the journal of removals (deleted sequences, "everything below N is gone" markers).
-  It is rewritten atomically when it grows; block files whose messages are all gone are unlinked.
+- `msgs/index.db`: the journal of removals (deleted sequences, "everything below N is gone" markers, and the
+  sequences of each block file unlinked once nothing in it was left: its skips are recorded nowhere else).
+  It is rewritten atomically when it grows.
 - `state.dat`: the last sequence (rewritten in place after every record), then the blocks as last seen and
   the lost data (rewritten at every new block, sync and stop): what nats-server keeps in its index.db.
 - `index.ckp`: the index checkpoint (checkpoint.py), written at a clean stop (and at a sync now and then); the
@@ -57,7 +58,9 @@ _MSG_HEAD = struct.Struct("<QqiHI")  # seq, ts, ttl, subject length, header leng
 _HLEN = struct.Struct("<I")
 _SKIP = struct.Struct("<Qq")
 _PURGE = struct.Struct("<Q")
-T_MSG, T_SKIP, T_DEL, T_PURGE = 1, 2, 3, 4
+_GONE = struct.Struct("<QQ")  # first, last
+T_MSG, T_SKIP, T_DEL, T_PURGE, T_GONE = 1, 2, 3, 4, 5
+_JOURNAL_TYPES = (T_DEL, T_PURGE, T_GONE)
 BLOCK_SIZE = 8 * 1024 * 1024
 MIN_BLOCK_SIZE = 32 * 1000
 JOURNAL_REWRITE_AT = 1 * 1024 * 1024
@@ -117,7 +120,7 @@ def _parse_at(buf: bytes, pos: int):
     if pos + _FRAME.size + _CRC.size > len(buf):
         return None
     magic, rtype, _flags, length = _FRAME.unpack_from(buf, pos)
-    if magic != MAGIC or rtype not in (T_MSG, T_SKIP, T_DEL, T_PURGE):
+    if magic != MAGIC or rtype not in (T_MSG, T_SKIP, T_DEL, T_PURGE, T_GONE):
         return None
     body_at = pos + _FRAME.size
     end = body_at + length + _CRC.size
@@ -311,6 +314,43 @@ def _records_in(region: bytes) -> int:
         count += 1
         pos += _FRAME.size + length + _CRC.size
     return max(count, 1)
+
+
+def _uncovered(lo: int, hi: int, ranges: list) -> list[tuple[int, int]]:
+    """The parts of lo..hi that none of the (first, last) `ranges` (sorted, not overlapping) covers."""
+    out = []
+    for first, last in itertools.islice(ranges, max(bisect_right(ranges, (lo, MAX_SEQ + 1)) - 1, 0), None):
+        if lo > hi or first > hi:
+            break
+        if first > lo:
+            out.append((lo, min(first - 1, hi)))
+        lo = max(lo, last + 1)
+    if lo <= hi:
+        out.append((lo, hi))
+    return out
+
+
+def _without(first: int, last: int, lost: list[int]) -> list[tuple[int, int]]:
+    """first..last in ranges that leave out the sorted sequences `lost` (reported lost: not to be called removed)."""
+    out = []
+    for s in lost[bisect_left(lost, first):bisect_right(lost, last)]:
+        if s > first:
+            out.append((first, s - 1))
+        first = s + 1
+    if first <= last:
+        out.append((first, last))
+    return out
+
+
+def _merged(ranges: list) -> list[tuple[int, int]]:
+    """(first, last) ranges sorted and joined where they touch or overlap."""
+    out: list[tuple[int, int]] = []
+    for first, last in sorted(ranges):
+        if out and first <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], last))
+        else:
+            out.append((first, last))
+    return out
 
 
 def _ranges(seqs: list[int]) -> str:
@@ -552,6 +592,7 @@ class FileStore(MemoryStore):
     def _recover(self) -> None:
         saved = self._read_state()
         self._saved_journal = (saved or {}).get("journal", 0)
+        self._released: list[tuple[int, int]] = []  # sequences of unlinked blocks (the journal's T_GONE records)
         self._gaps: list[list] = []  # [first, last, reason, removed-by-journal set]
         self._damage: str | None = None  # a damaged region waiting for the next good record to end it
         names = sorted((int(n[:-4]), n) for n in os.listdir(self.msgs_dir)
@@ -576,8 +617,6 @@ class FileStore(MemoryStore):
             # record it held is gone, so its sequence is not handed out again.
             self._gap(self.last_seq + 1, self.last_seq + self._damage_records, self._damage)
             self._extend_to(self.last_seq + self._damage_records, self.last_ts)
-        if saved:
-            self._count_missing_bytes(saved)
         self._damage = None
         if not self._blocks:
             self._new_block(1)
@@ -590,6 +629,9 @@ class FileStore(MemoryStore):
             self.first_seq, self.first_ts = self.last_seq + 1, 0
             if self.last_seq == 0 and not self._purged:
                 self.first_seq = 0
+        self._released = _merged(self._released)
+        if saved:
+            self._count_missing_bytes(saved)
         self._settle_gaps(saved)
 
     # -- the index checkpoint (checkpoint.py) ----------------------------------------------------
@@ -763,10 +805,14 @@ class FileStore(MemoryStore):
 
     def _count_missing_bytes(self, saved: dict) -> None:
         """Bytes of block files gone or shorter than the state file last saw them (what nats-server's lost
-        `bytes` counts); damage inside the files is counted where it is found."""
+        `bytes` counts); damage inside the files is counted where it is found. A block unlinked since because
+        nothing in it was left (its sequences below the first one, or journaled as gone) is no loss."""
         on_disk = {b.index: b.size for b in self._blocks}
-        for index, _first, _last, size in saved["blocks"]:
-            if on_disk.get(index, 0) < size and (index in on_disk or _last):
+        floor = max(self._purge_floor, saved.get("first_seq", 0))
+        for index, first, last, size in saved["blocks"]:
+            if index not in on_disk and (not last or not _uncovered(max(first, floor), last, self._released)):
+                continue
+            if on_disk.get(index, 0) < size:
                 self.lost_bytes += size - on_disk.get(index, 0)
 
     def _missing_tail_reason(self, saved: dict) -> str:
@@ -805,7 +851,8 @@ class FileStore(MemoryStore):
                 if names:
                     reason = f"{', '.join(names)} missing from {self.msgs_dir}"
             seqs = [s for s in lost if first <= s < floor]
-            seqs += [s for s in range(max(first, floor), min(last, max(first, floor) + MAX_GAP - 1) + 1)
+            lo = max(first, floor)
+            seqs += [s for a, b in _uncovered(lo, min(last, lo + MAX_GAP - 1), self._released) for s in range(a, b + 1)
                      if s not in removed]
             lost.update(seqs)
             seqs.sort()
@@ -989,12 +1036,14 @@ class FileStore(MemoryStore):
                 elif rtype == T_PURGE:
                     (first,) = _PURGE.unpack_from(body)
                     self._apply_purge(first)
+                elif rtype == T_GONE:
+                    self._apply_gone(*_GONE.unpack(body))
             except struct.error:
                 msg = (f"Stream store {self.directory}: unreadable record in {path} at offset {pos}; "
                        "some removed messages may reappear; the file is left untouched")
                 self.errors.append(msg)
                 self._say("error", msg)
-        if bad is not None and _is_torn(buf[bad:], (T_DEL, T_PURGE)):
+        if bad is not None and _is_torn(buf[bad:], _JOURNAL_TYPES):
             self._warn(f"dropped a torn record at the end of {path} (offset {bad}, {len(buf) - good_end} bytes)")
             with open(path, "r+b") as f:
                 f.truncate(good_end)
@@ -1013,9 +1062,22 @@ class FileStore(MemoryStore):
             self._say("error", msg)
 
     def _note_removed(self, seqs) -> None:
-        for gap in self._gaps:
-            first, last, _, removed = gap
+        for first, last, _, removed in self._gaps:
             removed.update(s for s in seqs if first <= s <= last)
+
+    def _apply_gone(self, first: int, last: int) -> None:
+        """The block that held sequences first..last was unlinked, nothing in it left: none of them is lost. (A
+        record found there, of a block file put back, is one removed before: removed again.)"""
+        if first > last:
+            raise struct.error("a range that ends before it starts")
+        lo, hi = max(first, self._base), min(last, self.last_seq)
+        if lo <= hi:
+            held = self._recs[lo - self._base:hi - self._base + 1]
+            if held.count(None) != len(held):
+                for i, subject in enumerate(held):
+                    if subject is not None:
+                        self._remove(lo + i, persist=False)
+        self._released.append((first, last))
 
     def _apply_purge(self, first: int) -> None:
         self._purged = True
@@ -1213,21 +1275,33 @@ class FileStore(MemoryStore):
         return None
 
     def _release_blocks(self) -> None:
-        """Unlink older blocks that hold no live message any more; never the active one."""
-        keep = []
-        removed = False
+        """Unlink older blocks that hold no live message any more; never the active one. Their sequences are
+        journaled as gone first: the skips among them are recorded nowhere else (a removed message is in the
+        journal already), and a start must not take a sequence that is in no block and no removal for lost."""
+        keep, gone = [], []
         for b in self._blocks[:-1]:
-            if b.live <= 0 or (b.last and b.last < self.first_seq):
-                self._let_go(b)
-                try:
-                    os.unlink(b.path)
-                except FileNotFoundError:
-                    pass
-                removed = True
+            (gone if b.live <= 0 or (b.last and b.last < self.first_seq) else keep).append(b)
+        if not gone:
+            return
+        runs: list[list[int]] = []  # consecutive blocks make one record
+        for b in gone:
+            if not b.first:
+                continue
+            if runs and runs[-1][1] + 1 == b.first:
+                runs[-1][1] = b.last
             else:
-                keep.append(b)
-        if removed:
-            self._blocks = keep + [self._blocks[-1]]
+                runs.append([b.first, b.last])
+        for first, last in runs:
+            for a, z in _without(max(first, self._purge_floor), last, self.lost_msgs):
+                # Never a rewrite here: the change that released these blocks may be journaled and not yet applied.
+                self._journal(_frame(T_GONE, _GONE.pack(a, z)), rewrite=False)
+        for b in gone:
+            self._let_go(b)
+            try:
+                os.unlink(b.path)
+            except FileNotFoundError:
+                pass
+        self._blocks = keep + [self._blocks[-1]]
 
     # -- persistence hooks ----------------------------------------------------------------------
     def _persist_msg(self, seq, subject, hdr, data, ts, ttl):
@@ -1241,14 +1315,15 @@ class FileStore(MemoryStore):
     def _persist_skip(self, seq, ts):
         self._write(_frame(T_SKIP, _SKIP.pack(seq, ts)), seq, ts, False)
 
-    def _journal(self, record: bytes) -> None:
+    def _journal(self, record: bytes, rewrite: bool = True) -> None:
         if self._recovering:
             return
         if self._held:
             self.write_held()  # a removal recorded before the record it removes would read as damage
-        if self._jsize > JOURNAL_REWRITE_AT:
-            # Rewritten here, before the next change is journaled: the in-memory state is complete now
-            # (the hooks run before the store applies a change).
+        if rewrite and self._jsize > JOURNAL_REWRITE_AT:
+            # Rewritten here, before the change is journaled: the in-memory state is complete now (the hooks run
+            # before the store applies a change). Only at a change's first record: once one of its records is
+            # written, a rewrite from the index (which does not show the change yet) would leave it out.
             self._rewrite_journal()
         os.write(self._jfd, record)
         self._jsize += len(record)
@@ -1263,7 +1338,7 @@ class FileStore(MemoryStore):
             return
         for i in range(0, len(seqs), 8192):
             chunk = seqs[i:i + 8192]
-            self._journal(_frame(T_DEL, struct.pack(f"<I{len(chunk)}Q", len(chunk), *chunk)))
+            self._journal(_frame(T_DEL, struct.pack(f"<I{len(chunk)}Q", len(chunk), *chunk)), rewrite=not i)
         for seq in seqs:
             b = self._block_for(seq)
             if b is not None:
@@ -1274,6 +1349,7 @@ class FileStore(MemoryStore):
         if self._recovering:
             return
         self._journal(_frame(T_PURGE, _PURGE.pack(first_seq)))
+        self._purge_floor = max(self._purge_floor, first_seq)
         if self.lost_msgs and self.lost_msgs[0] < first_seq:
             # A purge or compaction discards what was below: the report of losses there goes with it.
             self.lost_msgs = [s for s in self.lost_msgs if s >= first_seq]
@@ -1295,7 +1371,9 @@ class FileStore(MemoryStore):
             self._release_blocks()
 
     def _rewrite_journal(self) -> None:
-        """Replace the journal by the smallest one with the same effect, atomically."""
+        """Replace the journal by the smallest one with the same effect, atomically: everything below the first
+        sequence gone, the removed sequences of the blocks on disk, and the sequences after the first that are in
+        no block (those of unlinked blocks; not those reported lost)."""
         first = self.first_seq if self.msgs else self.last_seq + 1
         deleted = [s for b in self._blocks if b.first for s in range(max(b.first, first), b.last + 1)
                    if self._rec(s) is None]
@@ -1303,12 +1381,16 @@ class FileStore(MemoryStore):
         for i in range(0, len(deleted), 8192):
             chunk = deleted[i:i + 8192]
             parts.append(_frame(T_DEL, struct.pack(f"<I{len(chunk)}Q", len(chunk), *chunk)))
+        on_disk = [(b.first, b.last) for b in self._blocks if b.first]
+        for a, z in _uncovered(first, self.last_seq, on_disk):
+            parts += [_frame(T_GONE, _GONE.pack(*r)) for r in _without(a, z, self.lost_msgs)]
         data = b"".join(parts)
         path = os.path.join(self.msgs_dir, "index.db")
         os.close(self._jfd)
         write_atomic(path, data, sync=True)
         self._jfd = os.open(path, os.O_WRONLY | os.O_APPEND, 0o640)
         self._jsize = len(data)
+        self._purge_floor = max(self._purge_floor, first)
         self._write_state(sync=True)
 
     # -- durability and life cycle --------------------------------------------------------------
