@@ -517,8 +517,8 @@ def _build_from_tar(js, jsa, cfg: dict, chunks, workdir: str):
     if snap.damaged:
         where = "; ".join(f"{f} at offset {pos} ({why})" for (f, pos), why in list(snap.damaged.items())[:5])
         more = f" and {len(snap.damaged) - 5} more" if len(snap.damaged) > 5 else ""
-        js.logger.error(f"Restore of stream {label}: {len(snap.damaged)} damaged record(s) of the snapshot passed "
-                        f"over, their messages are not restored: {where}{more}")
+        js.logger.error(f"Restore of stream {label}: {len(snap.damaged)} damaged place(s) in the snapshot's message "
+                        f"blocks passed over, their messages are not restored: {where}{more}")
     shutil.rmtree(root, ignore_errors=True)
     return st
 

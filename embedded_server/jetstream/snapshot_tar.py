@@ -312,8 +312,10 @@ class TarSnapshot:
         return sorted(out)
 
     def _read_index(self):
-        """index.db when it holds and matches the blocks (its last block and that block's last checksum), as
-        nats-server trusts it; else None: the state is rebuilt from the blocks, with a warning. A generator."""
+        """index.db when its checksum holds (a generator), else None (the state is rebuilt from the blocks, with a
+        warning). `matched` says whether it also matches the blocks (its last block and that block's last
+        checksum), as nats-server requires to trust it whole; when it does not, the deletes it records still
+        stand (a deletion is never undone) and the blocks give the rest."""
         path = os.path.join(self.root, "msgs", "index.db")
         if not os.path.exists(path):
             return None
@@ -324,18 +326,17 @@ class TarSnapshot:
         except ValueError as e:
             self._warn(f"stream state (index.db) not used, {e}; rebuilding it from the message blocks")
             return None
-        files = dict(self._blocks)
-        last = files.get(index["last_block"])
-        if last is None or index["last_block"] != (self._blocks[-1][0] if self._blocks else None):
-            self._warn("stream state (index.db) does not match the message blocks; rebuilding it from them")
-            return None
-        try:
-            tail = _block_bytes(last)[-_HASH:]
-        except (OSError, ValueError, ArchiveError):
-            tail = b""
-        if tail != index["last_check"]:
-            self._warn("stream state (index.db) is older than the message blocks; rebuilding it from them")
-            return None
+        last = dict(self._blocks).get(index["last_block"])
+        tail = b""
+        if last is not None and index["last_block"] == self._blocks[-1][0]:
+            try:
+                tail = _block_bytes(last)[-_HASH:]
+            except (OSError, ValueError, ArchiveError):
+                pass
+        index["matched"] = tail == index["last_check"]
+        if not index["matched"]:
+            self._warn("stream state (index.db) does not match the message blocks (written before or after them); "
+                       "the deletes it records are kept, the rest is rebuilt from the blocks")
         return index
 
     def _warn(self, text: str) -> None:
@@ -346,8 +347,9 @@ class TarSnapshot:
         self.damaged.setdefault((os.path.relpath(path, self.root), pos), reason)
 
     def _records(self, index: int, path: str):
-        """(offset, seq with its bits, ts, subject, hdr, msg or None for a record not to be read, ok) of a block;
-        a record whose checksum fails is yielded with ok False; a block that stops making sense ends it."""
+        """(offset, sequence with its bits, time, subject, headers + payload, headers' length, the block's hash key,
+        the hashed head, the stored hash) of each record of a block. Where the lengths stop adding up (a cut or
+        overwritten block) the rest of the block is passed over, as nats-server stops reading there."""
         try:
             buf = _block_bytes(path)
         except (OSError, ValueError, ArchiveError) as e:
@@ -356,29 +358,25 @@ class TarSnapshot:
         key = key_lanes(hashlib.sha256(f"{self.name}-{index}".encode()).digest())
         pos, end = 0, len(buf)
         while pos < end:
-            if pos + _REC_SIZE > end:
-                self._damage(path, pos, "record cut short")
+            rl = seq = ts = slen = hlen = 0
+            ok = pos + _REC_SIZE <= end
+            if ok:
+                rl, seq, ts, slen = _REC.unpack_from(buf, pos)
+                has_hdr = rl & _HBIT
+                rl &= ~_HBIT
+                ok = _REC_SIZE + _HASH + slen + (4 if has_hdr else 0) <= rl <= _RL_BAD and pos + rl <= end
+            if ok:
+                body = buf[pos + _REC_SIZE:pos + rl - _HASH]
+                subject = body[:slen]
+                if has_hdr:
+                    hlen = struct.unpack_from("<I", body, slen)[0]
+                    payload = body[slen + 4:]
+                    ok = hlen <= len(payload)
+                else:
+                    payload = body[slen:]
+            if not ok:
+                self._damage(path, pos, f"record lengths do not add up, the block's last {end - pos} bytes passed over")
                 return
-            rl, seq, ts, slen = _REC.unpack_from(buf, pos)
-            has_hdr = rl & _HBIT
-            rl &= ~_HBIT
-            dlen = rl - _REC_SIZE
-            if dlen < 0 or slen > dlen - _HASH or pos + rl > end or rl > _RL_BAD:
-                self._damage(path, pos, "record lengths do not add up")
-                return
-            body = buf[pos + _REC_SIZE:pos + rl - _HASH]
-            subject = body[:slen]
-            if has_hdr:
-                if slen + 4 > len(body):
-                    self._damage(path, pos, "record lengths do not add up")
-                    return
-                hlen = struct.unpack_from("<I", body, slen)[0]
-                payload = body[slen + 4:]
-                if hlen > len(payload):
-                    self._damage(path, pos, "record lengths do not add up")
-                    return
-            else:
-                hlen, payload = 0, body[slen:]
             yield pos, seq, ts, subject, payload, hlen, key, buf[pos + 4:pos + 20], buf[pos + rl - _HASH:pos + rl]
             pos += rl
 
@@ -403,7 +401,7 @@ class TarSnapshot:
                         last = max(last, seq & ~_TBIT)
                     continue
                 last = max(last, seq & ~_EBIT)
-        if self._index is not None:
+        if self._index is not None and self._index["matched"]:
             self.first_seq = self._index["first_seq"]
             self.last_seq = max(last, self._index["last_seq"])
         else:
