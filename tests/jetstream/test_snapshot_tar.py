@@ -169,6 +169,8 @@ def test_an_old_nats_server_backup_restores_as_on_nats_server_2_15(tmp_path):
         assert msgs == before, kind
         assert _consumer_view(cinfo) == _consumer_view(consumer), kind
         assert cinfo["num_redelivered"] == 1 and cinfo["num_ack_pending"] == 17, kind
+    # A consumer's `created` comes from its meta.inf (written a moment after the consumer was made), on both.
+    assert after["embedded"][3]["created"] == after["nats-server"][3]["created"]
     assert after["embedded"][1]["config"] == after["nats-server"][1]["config"] | {
         "metadata": after["embedded"][1]["config"]["metadata"]}
     assert "[WRN] Restore of stream" not in servers["embedded"].logs.split("Completed restore")[0]  # index.db used
