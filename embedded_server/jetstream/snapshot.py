@@ -513,7 +513,7 @@ def _build_from_tar(js, jsa, cfg: dict, chunks, workdir: str):
     _check_place(jsa, cfg)
     jsa._check_resources(cfg)
     st = yield from _make(js, jsa, cfg, workdir, snapshot_tar.EntryReader(snap), snap.first_seq, snap.last_seq,
-                          consumers, snap.created or now_ns())
+                          consumers, snap.created or now_ns(), snap.last_ts)
     if snap.damaged:
         where = "; ".join(f"{f} at offset {pos} ({why})" for (f, pos), why in list(snap.damaged.items())[:5])
         more = f" and {len(snap.damaged) - 5} more" if len(snap.damaged) > 5 else ""
@@ -523,15 +523,17 @@ def _build_from_tar(js, jsa, cfg: dict, chunks, workdir: str):
     return st
 
 
-def _make(js, jsa, cfg: dict, workdir: str, reader, first_seq: int, last_seq: int, consumers, created: int):
-    """The stream built from `reader`'s messages and the consumers (name, config, state, created or 0)."""
+def _make(js, jsa, cfg: dict, workdir: str, reader, first_seq: int, last_seq: int, consumers, created: int,
+          last_ts: int = 0):
+    """The stream built from `reader`'s messages and the consumers (name, config, state, created or 0); `last_ts`,
+    when known, the time of the last sequence when that is not a message (deleted or purged)."""
     file_stream = cfg["storage"] == "file"
     path = os.path.join(workdir, "stream")
     store = FileStore(path, _loading_config(cfg), sync_always=js.sync_always, cache=js.block_cache,
                       logger=js.logger) if file_stream \
         else MemoryStore(_loading_config(cfg))
     try:
-        yield from _fill(js, store, reader, first_seq, last_seq)
+        yield from _fill(js, store, reader, first_seq, last_seq, last_ts)
         store.update_config(cfg)
         _check_place(jsa, cfg)   # again: others may have made streams while this one was being built
     except BaseException:
@@ -581,8 +583,10 @@ def _check_place(jsa, cfg: dict) -> None:
         raise archive.ArchiveError("error adding stream: subjects overlap with an existing stream")
 
 
-def _fill(js, store, reader, first_seq: int, last_seq: int):
+def _fill(js, store, reader, first_seq: int, last_seq: int, last_ts: int = 0):
     slice_end = time.monotonic() + SLICE
+    if first_seq > last_seq and last_ts:
+        first_seq = last_seq   # emptied: the last sequence is skipped below with its time, the first follows it
     if first_seq > 1:
         store.compact(first_seq)
     lseq = max(first_seq, 1) - 1
@@ -622,7 +626,7 @@ def _fill(js, store, reader, first_seq: int, last_seq: int):
             continue
         store.store_msg(e.name, e.hdr or None, e.data, ttl, ts=e.ts)
     while store.state().last_seq < last_seq:
-        store.skip_msg()
+        store.skip_msg(last_ts)   # deleted last sequences: the stream's last time is the last one's
 
 
 def _register_memory(js, jsa, cfg, store, created, consumers):

@@ -157,7 +157,7 @@ def parse_index(buf: bytes, name: str):
     msgs, nbytes, first = c.u(3)
     c.i()
     last = c.u()
-    c.i()
+    last_ts = c.i()
     for n in range(c.u()):           # the subjects: name, count, first block (and last block)
         if not n & 0x3FFF:
             yield
@@ -180,7 +180,7 @@ def parse_index(buf: bytes, name: str):
     last_block = c.u()
     if c.pos + 8 > len(body):
         raise ValueError("no last checksum")
-    return {"msgs": msgs, "bytes": nbytes, "first_seq": first, "last_seq": last, "blocks": blocks,
+    return {"msgs": msgs, "bytes": nbytes, "first_seq": first, "last_seq": last, "last_ts": last_ts, "blocks": blocks,
             "last_block": last_block, "last_check": body[c.pos:c.pos + 8]}
 
 
@@ -253,7 +253,7 @@ class TarSnapshot:
         self._blocks = self._block_files()
         self._index = None
         self.tombstones: set[int] = set()
-        self.first_seq = self.last_seq = 0
+        self.first_seq = self.last_seq = self.last_ts = 0
 
     # -- meta and consumers ---------------------------------------------------------------------------------------
     @staticmethod
@@ -330,7 +330,8 @@ class TarSnapshot:
         tail = b""
         if last is not None and index["last_block"] == self._blocks[-1][0]:
             try:
-                tail = _block_bytes(last)[-_HASH:]
+                block = _block_bytes(last)
+                tail = block[-_HASH:] if len(block) >= _HASH else bytes(_HASH)   # an empty block's is zeros
             except (OSError, ValueError, ArchiveError):
                 pass
         index["matched"] = tail == index["last_check"]
@@ -390,22 +391,24 @@ class TarSnapshot:
         """The first pass (a generator: yields now and then): the tombstones, which live in later blocks than the
         messages they delete, and the first and last sequence (index.db read first)."""
         self._index = yield from self._read_index()
-        last = 0
+        last = last_ts = 0
         for index, path in self._blocks:
             for n, (pos, seq, ts, subject, payload, _hl, key, head, want) in enumerate(self._records(index, path)):
                 if not n & 1023:
                     yield
-                if seq & _TBIT:
-                    if self._check(path, pos, key, head, subject, payload, want):
-                        self.tombstones.add(seq & ~_TBIT)
-                        last = max(last, seq & ~_TBIT)
-                    continue
-                last = max(last, seq & ~_EBIT)
+                if seq & _TBIT:   # a tombstone holds the deleted message's sequence and time
+                    if not self._check(path, pos, key, head, subject, payload, want):
+                        continue
+                    self.tombstones.add(seq & ~_TBIT)
+                seq &= ~(_TBIT | _EBIT)
+                if seq >= last:
+                    last, last_ts = seq, ts
         if self._index is not None and self._index["matched"]:
             self.first_seq = self._index["first_seq"]
             self.last_seq = max(last, self._index["last_seq"])
+            self.last_ts = self._index["last_ts"] if self.last_seq == self._index["last_seq"] else last_ts
         else:
-            self.last_seq = last
+            self.last_seq, self.last_ts = last, last_ts
             self.first_seq = last + 1
             for e in self.entries():
                 if e is None:

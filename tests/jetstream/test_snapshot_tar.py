@@ -98,13 +98,26 @@ def test_an_old_nats_server_backup_restores_as_on_nats_server_2_15(tmp_path):
         consumer = await api(nc, "$JS.API.CONSUMER.INFO.ORDERS.D")
         msgs = await messages(nc, "ORDERS", 1, 300)
         resp, data, _ = await snapshot(nc, "ORDERS", chunk_size=64 * 1024)
-        return info, consumer, msgs, resp, data
+        # Streams ending without a message: never written (an empty block), emptied by a purge (its first
+        # sequence moved), its last messages deleted (the last sequence and time are the deleted one's).
+        for name in ("NEVER", "PURGED", "TAIL"):
+            await js.add_stream(name=name, subjects=[name.lower()])
+        for i in range(10):
+            await js.publish("purged", b"x")
+            await js.publish("tail", b"%d" % i)
+        await api(nc, "$JS.API.STREAM.PURGE.PURGED")
+        for seq in (8, 9, 10):
+            await js.delete_msg("TAIL", seq)
+        empties = {name: (await snapshot(nc, name))[:2] for name in ("NEVER", "PURGED", "TAIL")}
+        return info, consumer, msgs, resp, data, empties
 
-    async def restored(srv, meta, data):
+    async def restored(srv, meta, data, empties):
         async with connected(srv) as (nc, _js):
             answer = await restore(nc, "ORDERS", meta, data, chunk=16 * 1024)
+            emptied = {name: (await restore(nc, name, {"config": r["config"], "state": r["state"]}, d))["state"]
+                       for name, (r, d) in empties.items()}
             return (answer, await api(nc, "$JS.API.STREAM.INFO.ORDERS"), await messages(nc, "ORDERS", 1, 300),
-                    await api(nc, "$JS.API.CONSUMER.INFO.ORDERS.D"))
+                    await api(nc, "$JS.API.CONSUMER.INFO.ORDERS.D"), emptied)
 
     async def as_memory(srv, meta, data):
         async with connected(srv) as (nc, js):
@@ -128,12 +141,13 @@ def test_an_old_nats_server_backup_restores_as_on_nats_server_2_15(tmp_path):
         async def first():
             async with connected(old) as (nc, js):
                 return await on_old(nc, js)
-        info, consumer, before, resp, data = run(first())
+        info, consumer, before, resp, data, empties = run(first())
         old.stop()
         raw = b"".join(archive.unframe(io.BytesIO(data)))
         assert raw[257:262] == b"ustar", "the old server's snapshot is a tar"
         meta = {"config": resp["config"], "state": resp["state"]}
-        after = {kind: run(restored(servers[kind].start(), meta, data)) for kind in ("embedded", "nats-server")}
+        after = {kind: run(restored(servers[kind].start(), meta, data, empties))
+                 for kind in ("embedded", "nats-server")}
         memory = {kind: run(as_memory(servers[kind], meta, data)) for kind in ("embedded", "nats-server")}
 
         # The snapshot again with one message's bytes changed inside its block, and with an encryption key added.
@@ -160,7 +174,8 @@ def test_an_old_nats_server_backup_restores_as_on_nats_server_2_15(tmp_path):
             srv.stop()
 
     assert info["state"]["first_seq"] == 4 and info["state"]["num_deleted"] > 40, info["state"]
-    for kind, (answer, sinfo, msgs, cinfo) in after.items():
+    for kind, (answer, sinfo, msgs, cinfo, emptied) in after.items():
+        assert emptied == {name: {**r["state"], "consumer_count": 0} for name, (r, _d) in empties.items()}, kind
         assert "error" not in answer, (kind, answer)
         assert answer["state"] == sinfo["state"]
         state = {k: v for k, v in sinfo["state"].items() if k != "deleted"}

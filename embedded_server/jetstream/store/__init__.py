@@ -96,8 +96,9 @@ class StreamStore:
         limit that would remove or refuse one of them on the way): the caller stores them one by one."""
         return 0
 
-    def skip_msg(self) -> int:
-        """Use up the next sequence without storing anything (interest retention with no interest)."""
+    def skip_msg(self, ts: int = 0) -> int:
+        """Use up the next sequence without storing anything (interest retention with no interest); `ts`, when
+        given, is the time it keeps (a restore), else now."""
         raise NotImplementedError
 
     def load_msg(self, seq: int) -> StoreMsg | None:

@@ -238,11 +238,13 @@ class MemoryStore(StreamStore):
         elif ttl < 0:
             self._never.add(seq)
 
-    def skip_msg(self) -> int:
+    def skip_msg(self, ts: int = 0) -> int:
+        """`ts`: the time the sequence keeps, as given (a restore's deleted last sequences, as store_msg takes a
+        given time); else now."""
         seq = self.last_seq + 1
         if seq > MAX_SEQ:
             raise StoreError(SEQ_EXHAUSTED)
-        ts = max(now_ns(), self.last_ts + 1)
+        ts = ts or max(now_ns(), self.last_ts + 1)
         self._persist_skip(seq, ts)
         self._apply_skip(seq, ts)
         return seq
