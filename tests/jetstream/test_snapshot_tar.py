@@ -140,8 +140,9 @@ def test_an_old_nats_server_backup_restores_as_on_nats_server_2_15(tmp_path):
         old = servers["old"].start()
         async def first():
             async with connected(old) as (nc, js):
-                return await on_old(nc, js)
-        info, consumer, before, resp, data, empties = run(first())
+                version = tuple(int(x) for x in nc._server_info["version"].split("-")[0].split("."))
+                return version, *(await on_old(nc, js))
+        old_version, info, consumer, before, resp, data, empties = run(first())
         old.stop()
         raw = b"".join(archive.unframe(io.BytesIO(data)))
         assert raw[257:262] == b"ustar", "the old server's snapshot is a tar"
@@ -218,7 +219,8 @@ def test_an_old_nats_server_backup_restores_as_on_nats_server_2_15(tmp_path):
     assert "[WRN] Restore of stream '$G > ORDERS': stream state (index.db) does not match the message blocks" in \
         servers["embedded"].logs
     assert "error" not in packed_answer and packed_msgs == before
-    assert "error" not in bare_answer and bare_msgs == before, bare_answer
-    assert bare_answer["state"] == after["embedded"][1]["state"]
+    assert "error" not in bare_answer and all(bare_msgs[m[0] - 1] == m for m in live), bare_answer
+    if old_version >= (2, 11):   # 2.10 leaves no tombstone for a purge: without index.db its messages come back
+        assert bare_msgs == before and bare_answer["state"] == after["embedded"][1]["state"]
     assert error_of(keyed_answer) == (500, 10062, "restore failed: snapshot holds encryption keys (an encrypted "
                                                   "store); the embedded server has no store encryption")
