@@ -503,7 +503,8 @@ def _build_from_tar(js, jsa, cfg: dict, chunks, workdir: str):
     nats-server counts them), then its messages and consumers restored like an archive's."""
     label = f"'{jsa.account.name} > {cfg['name']}'"
     root = os.path.join(workdir, "tar")
-    yield from snapshot_tar.extract(chunks, root, lambda total: _check_room(js, jsa, cfg["storage"], total))
+    yield from snapshot_tar.extract(chunks, root, lambda total: _check_room(js, jsa, cfg["storage"], total),
+                                    jsa.account.name)
     snap = snapshot_tar.TarSnapshot(root, js.logger, label)
     if snap.name != cfg["name"]:
         raise archive.ArchiveError("stream names do not match")

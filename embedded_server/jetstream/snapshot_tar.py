@@ -62,20 +62,20 @@ class _ChunkFile:
         return data[:n]
 
 
-def extract(chunks, dest: str, check_size):
+def extract(chunks, dest: str, check_size, account: str = "$G"):
     """Write the tar's regular files under `dest` (a generator: yields between pieces). `check_size(total)` is
     called with the bytes so far and raises when they do not fit. Anything but a regular file inside `dest` is
-    refused, as nats-server refuses it."""
+    refused, with nats-server's words."""
     total = 0
     root = os.path.realpath(dest) + os.sep
     try:
         with tarfile.open(fileobj=_ChunkFile(chunks), mode="r|") as tf:
             for member in tf:
                 if not member.isreg():
-                    raise ArchiveError("unexpected content")
+                    raise ArchiveError(f"unexpected content (account={account})")
                 path = os.path.realpath(os.path.join(dest, os.path.normpath(member.name)))
                 if not path.startswith(root):
-                    raise ArchiveError("unexpected content")
+                    raise ArchiveError(f"unexpected content (account={account})")
                 total += member.size
                 check_size(total)
                 os.makedirs(os.path.dirname(path), exist_ok=True)

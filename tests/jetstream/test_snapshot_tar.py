@@ -50,13 +50,18 @@ def _tar_files(raw: bytes) -> dict:
         return {m.name: tf.extractfile(m).read() for m in tf}
 
 
-def _tar(files: dict) -> bytes:
+def _tar(files: dict, links: dict | None = None) -> bytes:
+    """A tar of `files` (name: bytes) and symbolic `links` (name: target)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
         for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tf.addfile(info)
     return buf.getvalue()
 
 
@@ -126,6 +131,13 @@ def test_an_old_nats_server_backup_restores_as_on_nats_server_2_15(tmp_path):
             answer = await restore(nc, "ORDERS", memory, data, chunk=64 * 1024)
             return answer, await api(nc, "$JS.API.CONSUMER.INFO.ORDERS.D")
 
+    async def refusals(srv, meta, linked, renamed, data):
+        async with connected(srv) as (nc, _js):
+            await api(nc, "$JS.API.STREAM.DELETE.ORDERS")
+            return (error_of(await restore(nc, "ORDERS", meta, linked, chunk=64 * 1024)),
+                    error_of(await restore(nc, "OTHER", renamed, data, chunk=64 * 1024)),
+                    sorted((await api(nc, "$JS.API.STREAM.NAMES")).get("streams") or ()))
+
     async def variants(srv, meta, *snapshots):
         """Each snapshot restored in turn on `srv`: (its answer, its messages)."""
         out = []
@@ -150,9 +162,13 @@ def test_an_old_nats_server_backup_restores_as_on_nats_server_2_15(tmp_path):
         after = {kind: run(restored(servers[kind].start(), meta, data, empties))
                  for kind in ("embedded", "nats-server")}
         memory = {kind: run(as_memory(servers[kind], meta, data)) for kind in ("embedded", "nats-server")}
+        # Refused alike: a tar with a link in it, and a backup restored under another name.
+        files = _tar_files(raw)
+        linked = _reframe(_tar(files, {"msgs/2.blk": "/etc/passwd"}))
+        renamed = {"config": {**meta["config"], "name": "OTHER", "subjects": ["other.>"]}, "state": meta["state"]}
+        refused = {kind: run(refusals(servers[kind], meta, linked, renamed, data)) for kind in ("embedded", "nats-server")}
 
         # The snapshot again with one message's bytes changed inside its block, and with an encryption key added.
-        files = _tar_files(raw)
         block = bytearray(files["msgs/1.blk"])
         victim = next(m for m in before if m and m[0] > 100 and len(m[3]) > 10)
         at = block.find(victim[3])
@@ -168,8 +184,10 @@ def test_an_old_nats_server_backup_restores_as_on_nats_server_2_15(tmp_path):
         # from the purge's, what the per-subject limit removed by applying it again (as nats-server rebuilds).
         no_index = _reframe(_tar({k: v for k, v in files.items() if k != "msgs/index.db"}))
         cut = _reframe(_tar({**files, "msgs/1.blk": plain[:len(plain) // 2]}))   # a block cut in the middle
+        failed = _reframe(_tar({**files, "errors.txt": b"Could not read message block [1]: EOF"}))
         (bad_answer, bad_msgs), (keyed_answer, _), (packed_answer, packed_msgs), (bare_answer, bare_msgs), \
-            (cut_answer, cut_msgs) = run(variants(servers["embedded"], meta, bad, keyed, compressed, no_index, cut))
+            (cut_answer, cut_msgs), (failed_answer, _) = run(
+                variants(servers["embedded"], meta, bad, keyed, compressed, no_index, cut, failed))
     finally:
         for srv in servers.values():
             srv.stop()
@@ -203,6 +221,10 @@ def test_an_old_nats_server_backup_restores_as_on_nats_server_2_15(tmp_path):
     assert _consumer_view(cinfo)["delivered"] == _consumer_view(consumer)["delivered"]
     assert memory["nats-server"][0]["state"]["messages"] == 0
 
+    assert refused["embedded"] == refused["nats-server"] == (
+        (500, 10062, "restore failed: unexpected content (account=$G)"),
+        (500, 10062, "restore failed: stream names do not match"), ["NEVER", "PURGED", "TAIL"])
+
     # A record that fails its checksum is passed over (its message not restored) and said once in the log.
     assert "error" not in bad_answer, bad_answer
     assert [m for m in bad_msgs if m] == [m for m in live if m[0] != victim[0]]
@@ -222,5 +244,8 @@ def test_an_old_nats_server_backup_restores_as_on_nats_server_2_15(tmp_path):
     assert "error" not in bare_answer and all(bare_msgs[m[0] - 1] == m for m in live), bare_answer
     if old_version >= (2, 11):   # 2.10 leaves no tombstone for a purge: without index.db its messages come back
         assert bare_msgs == before and bare_answer["state"] == after["embedded"][1]["state"]
+    # The old writer's errors.txt (its snapshot stopped half-way) is refused with its text.
+    assert error_of(failed_answer) == (500, 10062, "restore failed: snapshot is incomplete, the server that made it "
+                                                   "said: Could not read message block [1]: EOF")
     assert error_of(keyed_answer) == (500, 10062, "restore failed: snapshot holds encryption keys (an encrypted "
                                                   "store); the embedded server has no store encryption")
