@@ -17,6 +17,7 @@ import os
 import random
 import re
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -495,11 +496,14 @@ def test_a_sync_writes_a_checkpoint_once_enough_is_new(tmp_path, monkeypatch):
     for i in range(100):
         fs.store_msg(f"s.{i % 3}", b"NATS/1.0\r\nNats-Msg-Id: %d\r\n\r\n" % i if i % 9 == 0 else None, bytes(100))
     fs.remove_msg(7)
-    fs.flush()
-    assert (d / "index.ckp").exists()
+    fs.flush()  # copies the index; a thread writes it (renamed into place when whole) while the store goes on
     for i in range(30):
         fs.store_msg("s.after", None, bytes(100))
     fs.remove_msg(60)
+    deadline = time.monotonic() + 30
+    while not (d / "index.ckp").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert (d / "index.ckp").exists()
     want = _view(fs)
     fs._unmap()
     for fd in (fs._fd, fs._jfd, fs._sfd):
