@@ -7,6 +7,7 @@ updates to finish).
 """
 from __future__ import annotations
 
+import functools
 import struct
 
 _M = 0xFFFFFFFFFFFFFFFF
@@ -40,9 +41,15 @@ def _swap(x: int) -> int:
     return ((x >> 32) | (x << 32)) & _M
 
 
+@functools.lru_cache(maxsize=64)
+def _initial(key: tuple[int, int, int, int]) -> tuple:
+    """The state a key starts from (a block's records share their key)."""
+    return (tuple(_INIT0[i] ^ key[i] for i in range(4)) + tuple(_INIT1[i] ^ _swap(key[i]) for i in range(4))
+            + _INIT0 + _INIT1)
+
+
 def _start(key: tuple[int, int, int, int]) -> list:
-    return ([_INIT0[i] ^ key[i] for i in range(4)] + [_INIT1[i] ^ _swap(key[i]) for i in range(4)]
-            + list(_INIT0) + list(_INIT1))
+    return list(_initial(key))
 
 
 def _remainder(st: list, tail: bytes) -> None:
@@ -65,8 +72,10 @@ def _remainder(st: list, tail: bytes) -> None:
 
 
 def _finish(st: list) -> int:
-    for _ in range(4):
-        _update(st, _swap(st[2]), _swap(st[3]), _swap(st[0]), _swap(st[1]))
+    for _ in range(4):   # v0's lanes permuted, each with its halves swapped
+        a0, a1, a2, a3 = st[0], st[1], st[2], st[3]
+        _update(st, ((a2 >> 32) | (a2 << 32)) & _M, ((a3 >> 32) | (a3 << 32)) & _M,
+                ((a0 >> 32) | (a0 << 32)) & _M, ((a1 >> 32) | (a1 << 32)) & _M)
     return (st[0] + st[4] + st[8] + st[12]) & _M
 
 
