@@ -236,7 +236,7 @@ class TarSnapshot:
 
     def __init__(self, root: str, logger=None, label: str = ""):
         self.root, self.logger, self.label = root, logger, label
-        for dirpath, _dirs, files in os.walk(root):
+        for _dir, _subdirs, files in os.walk(root):
             for f in files:
                 if f == "meta.key" or f.endswith(".key"):
                     raise ArchiveError("snapshot holds encryption keys (an encrypted store); "
@@ -249,7 +249,6 @@ class TarSnapshot:
         self.meta, self.created = self._meta(os.path.join(root, "meta.inf"), "stream")
         self.name = self.meta.get("name", "")
         self.damaged = {}          # (block file, offset): reason, of each record passed over
-        self.bytes = 0
         self._blocks = self._block_files()
         self._index = None
         self.tombstones: set[int] = set()
@@ -417,7 +416,6 @@ class TarSnapshot:
                 if e.seq:
                     self.first_seq = e.seq
                 break
-            self.bytes = 0
 
     def entries(self):
         """The messages in sequence order as archive entries (Entry.seq > 0), then the end entry; None now and
@@ -438,7 +436,6 @@ class TarSnapshot:
                 if not self._check(path, pos, key, head, subject, payload, want):
                     continue
                 lseq = seq
-                self.bytes += len(payload) + len(subject)
                 yield Entry(subject.decode("utf-8", "replace"), ts, seq, bytes(payload[:hlen]), bytes(payload[hlen:]))
         yield Entry("", 0, 0, b"", b"")
 
