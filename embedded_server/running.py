@@ -15,22 +15,39 @@ from embedded_server.errors import ReloadError, StartError
 from embedded_server.logger import Logger
 from embedded_server.options import CommandLine, Options
 from embedded_server.server import Server
+from embedded_server.spin import DEFAULT_WINDOW, SpinSelector
 
 # Go's names for signals, as nats-server logs them ('Trapped "terminated" signal').
 _SIGNAL_NAMES = {signal.SIGTERM: "terminated", signal.SIGINT: "interrupt", signal.SIGHUP: "hangup",
                  signal.SIGUSR2: "user defined signal 2"}
 
 
-def new_event_loop() -> asyncio.AbstractEventLoop:
+def new_event_loop(spin: bool = False) -> asyncio.AbstractEventLoop:
     """uvloop when it is installed (much faster), else the standard loop; PYNATS_SERVER_LOOP=asyncio forces the
-    standard one (what a plain `pip install` runs)."""
-    if os.environ.get("PYNATS_SERVER_LOOP") == "asyncio":
-        return asyncio.new_event_loop()
+    standard one (what a plain `pip install` runs). With `spin` the standard loop polls briefly after I/O
+    before it sleeps (spin.py; `PYNATS_SERVER_SPIN_US`, microseconds up to 10,000, sets the window, 0 turns
+    it off): for a server in its own process, not for one on a thread of a process whose other threads need
+    the GIL."""
+    if os.environ.get("PYNATS_SERVER_LOOP") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()
+    window = _spin_window() if spin else 0.0
+    if window > 0:
+        return asyncio.SelectorEventLoop(SpinSelector(window))
+    return asyncio.new_event_loop()
+
+
+def _spin_window() -> float:
+    """The spin window in seconds: `PYNATS_SERVER_SPIN_US` when it is a number of microseconds, else the default."""
+    value = os.environ.get("PYNATS_SERVER_SPIN_US", "").strip()
     try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
+        return min(max(0.0, float(value)), 10_000.0) * 1e-6 if value else DEFAULT_WINDOW
+    except ValueError:
+        return DEFAULT_WINDOW
 
 
 def make_logger(opts: Options) -> Logger:
@@ -105,7 +122,7 @@ def run(opts: Options, logger: Logger | None = None, command_line: CommandLine |
     keep_freed_memory()
     logger = logger or make_logger(opts)
     server = Server(opts, logger, command_line)
-    loop = new_event_loop()
+    loop = new_event_loop(spin=True)
     try:
         asyncio.set_event_loop(loop)
         return loop.run_until_complete(serve(server, threading.current_thread() is threading.main_thread()))

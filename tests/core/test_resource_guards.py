@@ -143,3 +143,28 @@ def test_a_storm_of_subs_on_a_published_subject_leaves_other_clients_served(serv
         assert data, "the storm connection was closed"
         got += data
     assert got.count(b"MSG storm.x") == N_STORM
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / __import__("os").sysconf("SC_CLK_TCK")
+
+
+def test_a_server_left_idle_after_round_trips_uses_no_cpu(server, record_property):
+    """Round trips one at a time (the embedded server polls briefly after I/O before it sleeps: spin.py), then
+    the clients stay connected and quiet: the server must go to sleep, using next to no CPU meanwhile."""
+    s = raw(server)
+    s.sendall(b"SUB svc 1\r\n")
+    for _ in range(300):  # a request to itself: PUB in, MSG out, one round trip at a time
+        s.sendall(b"PUB svc 1\r\nx\r\n")
+        buf = b""
+        while b"MSG svc 1 1\r\nx\r\n" not in buf:
+            buf += s.recv(65536)
+    ping(s)
+    before = cpu_seconds(server.proc.pid)
+    time.sleep(0.6)  # the quiet period measured (no condition to wait for)
+    used = cpu_seconds(server.proc.pid) - before
+    record_property("idle_cpu_seconds", used)
+    s.close()
+    assert used < 0.05, f"{server.kind} used {used:.2f} s of CPU in 0.6 s of quiet"

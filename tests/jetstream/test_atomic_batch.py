@@ -54,7 +54,8 @@ def test_a_batch_is_stored_whole_at_its_commit(js_server):
 def _ns(text: str) -> int:
     """A message `time` (RFC 3339, up to nine fraction digits, as Go writes it) in nanoseconds since 1970."""
     whole, _, frac = text.rstrip("Z").partition(".")
-    return int(datetime.fromisoformat(whole).replace(tzinfo=timezone.utc).timestamp()) * 10**9 + int(frac.ljust(9, "0"))
+    seconds = int(datetime.fromisoformat(whole).replace(tzinfo=timezone.utc).timestamp())
+    return seconds * 10**9 + int(frac.ljust(9, "0"))
 
 
 def test_a_batch_is_stamped_when_it_commits(js_server):
