@@ -280,6 +280,7 @@ class Parser:
             max_payload = self.max_payload
             expect_connect = self.expect_connect   # only a CONNECT (general path below) can clear it
             match = _BATCH_PUB.match if self.runs else None
+            lone = None  # the subject hpub_runs refused last in this read: not asked again
             while pos < end:
                 if expect_connect and buf[pos] not in b"Cc":
                     raise ProtocolError(ERR_AUTHORIZATION_VIOLATION.text, ERR_AUTHORIZATION_VIOLATION)
@@ -401,14 +402,17 @@ class Parser:
                             # Gather the following HPUBs of the same subject without reply into one run (a cheap
                             # look first: the next line has a space where this one's sizes start).
                             if reply is None and match is not None and nxt + hl < end \
-                                    and buf[nxt + hl - 1] == 32 and startswith(buf[pos:tail_at], nxt) \
-                                    and self.hpub_runs is not None and self.hpub_runs(subject):
-                                run_end, count, total = self._hpub_run(buf, pos, hl, nxt, end)
-                                if count > 1:
-                                    yield (HPUBS, subject, buf[pos:tail_at], buf[pos:run_end], count,
-                                           total + size)
-                                    pos = run_end
-                                    continue
+                                    and buf[nxt + hl - 1] == 32 and subject != lone and self.hpub_runs is not None \
+                                    and startswith(buf[pos:tail_at], nxt):
+                                if not self.hpub_runs(subject):
+                                    lone = subject
+                                else:
+                                    run_end, count, total = self._hpub_run(buf, pos, hl, nxt, end)
+                                    if count > 1:
+                                        yield (HPUBS, subject, buf[pos:tail_at], buf[pos:run_end], count,
+                                               total + size)
+                                        pos = run_end
+                                        continue
                             yield (HPUB, subject, reply, buf[tail_at:nxt], nl + 1 - tail_at, hdr_len)
                             pos = nxt
                             continue
