@@ -4,11 +4,15 @@ different cores (`split`: every wake-up crosses cores, as on a quiet machine) or
 kernel picks on a busy one), the embedded server with spinning off (window 0) and on (the default window).
 
     python -m bench spin [--place split,same] [--windows 0,200] [--repeat 3] [--count 1500] [--rt] [--nats-server]
+                         [--workload counter|request]
+
+`--workload request`: requests answered by a responder on a second connection of the client's process instead
+(the server forwards the request and the answer: two round trips through it per request).
 
 `--rt` (root) makes the client and the server SCHED_FIFO tasks for the measured increments only (a fraction of
 a second each): on a shared machine that is the way to see what a quiet one would do. nats-server is left out
 under `--rt` (its runtime's spinning threads, pinned to one core as FIFO tasks, starve each other). Prints
-increments/s, the server's CPU µs per increment and the p10/p50/p90 round trip per window and placement; each
+round trips/s, the server's CPU µs per round trip and the p10/p50/p90 round trip per window and placement; each
 run alternates the windows. Nothing is asserted.
 """
 from __future__ import annotations
@@ -38,16 +42,31 @@ def _place(pid: int, cpus: str, fifo: bool | None) -> None:
         subprocess.run(["chrt", "-a", *policy, str(pid)], check=True, stdout=subprocess.DEVNULL)
 
 
-async def _increments(srv: Server, count: int, place: str, rt: bool) -> dict:
+async def _round_trips(srv: Server, count: int, place: str, rt: bool, workload: str) -> dict:
     import nats
 
     nc = await nats.connect(srv.url)
-    js = nc.jetstream()
-    await nc.request("$JS.API.STREAM.CREATE.CTR", json.dumps({
-        "name": "CTR", "subjects": ["ctr.>"], "storage": "memory", "allow_msg_counter": True}).encode(), timeout=10)
-    incr = {"Nats-Incr": "1"}
+    if workload == "counter":
+        js = nc.jetstream()
+        await nc.request("$JS.API.STREAM.CREATE.CTR", json.dumps({
+            "name": "CTR", "subjects": ["ctr.>"], "storage": "memory", "allow_msg_counter": True}).encode(),
+            timeout=10)
+        incr = {"Nats-Incr": "1"}
+
+        async def one():
+            return await js.publish("ctr.a", b"", headers=incr)
+    else:  # a request answered by a responder on a second connection of the same process, as bench core (c)
+        responder = await nats.connect(srv.url)
+
+        async def answer(msg):
+            await msg.respond(msg.data)
+        await responder.subscribe("svc", cb=answer)
+        await responder.flush()
+
+        async def one():
+            return await nc.request("svc", b"x", timeout=10)
     for _ in range(300):  # warm up
-        await js.publish("ctr.a", b"", headers=incr)
+        ack = await one()
     me, all_cpus = os.getpid(), ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
     _place(me, "0", rt or None)
     _place(srv.proc.pid, "1" if place == "split" else "0", rt or None)
@@ -56,20 +75,24 @@ async def _increments(srv: Server, count: int, place: str, rt: bool) -> dict:
         c0, t0 = srv.cpu_seconds(), time.perf_counter()
         for _ in range(count):
             t1 = time.perf_counter()
-            ack = await js.publish("ctr.a", b"", headers=incr)
+            ack = await one()
             lat.append(time.perf_counter() - t1)
         elapsed, cpu = time.perf_counter() - t0, srv.cpu_seconds() - c0
     finally:
         _place(srv.proc.pid, all_cpus, False if rt else None)
         _place(me, all_cpus, False if rt else None)
-    assert ack.val == str(300 + count), ack
+    if workload == "counter":
+        assert ack.val == str(300 + count), ack
+    else:
+        assert ack.data == b"x"
+        await responder.close()
     await nc.close()
     lat.sort()
     return {"rate": count / elapsed, "cpu": cpu * 1e6 / count,
             **{f"p{q}": lat[len(lat) * q // 100] * 1e6 for q in (10, 50, 90)}}
 
 
-def run_once(variant: str, count: int, place: str, rt: bool) -> dict:
+def run_once(variant: str, count: int, place: str, rt: bool, workload: str) -> dict:
     env_before = os.environ.get("PYNATS_SERVER_SPIN_US")
     with tempfile.TemporaryDirectory() as tmp:
         if variant != "nats-server":
@@ -82,7 +105,7 @@ def run_once(variant: str, count: int, place: str, rt: bool) -> dict:
             else:
                 os.environ["PYNATS_SERVER_SPIN_US"] = env_before
         try:
-            return asyncio.run(_increments(srv, count, place, rt))
+            return asyncio.run(_round_trips(srv, count, place, rt, workload))
         finally:
             srv.stop()
 
@@ -96,6 +119,8 @@ def main(argv: list[str]) -> int:
                    help="embedded spin windows to compare, µs (PYNATS_SERVER_SPIN_US; 0 = off)")
     p.add_argument("--repeat", type=int, default=3, help="runs per window and placement (default 3)")
     p.add_argument("--count", type=int, default=1500, help="increments measured per run (default 1500)")
+    p.add_argument("--workload", choices=("counter", "request"), default="counter",
+                   help="counter increments (default), or requests answered by a second connection")
     p.add_argument("--rt", action="store_true", help="SCHED_FIFO for the measured increments (needs root)")
     p.add_argument("--nats-server", action="store_true", help="also nats-server (not with --rt)")
     args = p.parse_args(argv)
@@ -109,12 +134,12 @@ def main(argv: list[str]) -> int:
         runs: dict[str, list[dict]] = {v: [] for v in variants}
         for _ in range(max(args.repeat, 1)):
             for v in variants:
-                runs[v].append(run_once(v, args.count, place, args.rt))
+                runs[v].append(run_once(v, args.count, place, args.rt, args.workload))
         for v in variants:
             rs = runs[v]
             rows.append({"server": f"{place}, " + (v if v == "nats-server" else f"embedded, spin {v} µs"),
-                         "increments/s (best)": max(r["rate"] for r in rs),
-                         "server CPU µs per increment (least)": min(r["cpu"] for r in rs),
+                         "round trips/s (best)": max(r["rate"] for r in rs),
+                         "server CPU µs per round trip (least)": min(r["cpu"] for r in rs),
                          **{f"round trip p{q} µs (median run)": sorted(r[f"p{q}"] for r in rs)[len(rs) // 2]
                             for q in (10, 50, 90)}})
     print(os.popen("uptime").read().strip())
