@@ -325,7 +325,7 @@ class Client(asyncio.Protocol):
                                               tail[body_at + hdr_len:-2]):
                         self._publish(account, subject, reply, tail, body_at, hdr_len)
                 elif kind == HPUBS:
-                    _, subject, head, segment, count, total = op
+                    _, subject, head, segment, count, total, records = op
                     n_in += count
                     in_bytes += total
                     done = 0
@@ -336,9 +336,10 @@ class Client(asyncio.Protocol):
                         if plan is None:
                             plan = account.plan(subject)
                         if plan.raw_hs is not None:
-                            done = plan.raw_hs(subject, len(head), segment)
-                    if done < len(segment):
-                        for _, subject, reply, tail, body_at, hdr_len in protocol.expand_run(op, done):
+                            done = plan.raw_hs[0](subject, records)
+                    if done < count:
+                        start = records[done].start() - records[0].start()
+                        for _, subject, reply, tail, body_at, hdr_len in protocol.expand_run(op, start):
                             self._hpub(account, plain, subject, tail, body_at, hdr_len)
                             if self.closed:
                                 break
@@ -391,13 +392,14 @@ class Client(asyncio.Protocol):
                 self.dirty = True
                 srv.dirty.append(self)
 
-    def _takes_hpub_runs(self, subject: bytes) -> bool:
-        """Parser.hpub_runs: HPUBs to `subject` form a run when a stream alone listens on it (Plan.raw_hs)."""
+    def _takes_hpub_runs(self, subject: bytes):
+        """Parser.hpub_runs: HPUBs to `subject` form a run when a stream alone listens on it (Plan.raw_hs), of the
+        messages its record pattern takes."""
         account = self.account
         plan = account.plans.get(subject)
         if plan is None:
             plan = account.plan(subject)
-        return plan.raw_hs is not None
+        return plan.raw_hs[1] if plan.raw_hs is not None else None
 
     def _hpub(self, account, plain: bool, subject: bytes, tail: bytes, body_at: int, hdr_len: int) -> None:
         """One HPUB without a reply of a run (protocol.HPUBS), as _process takes a single one."""

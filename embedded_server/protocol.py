@@ -41,11 +41,12 @@ PUBB = 13     # (PUBB, subjects, tails, sizes, count, payload_bytes)
 # A batch of consecutive well-formed, complete PUBs without reply (any subjects, no two neighbours alike), the
 # i-th with subjects[i], tails[i] (as in PUB) and sizes[i] (its payload bytes). One read from a publisher is mostly one
 # batch, routed in one loop (server.Server.route_batch) instead of one yielded operation per message.
-HPUBS = 14    # (HPUBS, subject, head, segment, count, total_bytes)
+HPUBS = 14    # (HPUBS, subject, head, segment, count, total_bytes, records)
 # A run of `count` (2 or more) consecutive well-formed, complete HPUBs to the same subject without reply, each
 # starting with the same bytes `head` ("HPUB <subject> ", nats-py's second space included), as they sit in
-# `segment`; `total_bytes` counts headers and payloads. An atomic batch's staged messages come so: a stream takes
-# the whole run in one call (Plan.raw_hs).
+# `segment`; `total_bytes` counts headers and payloads. `records`: each one's match of the record pattern the
+# caller gave (Parser.hpub_runs) after its head, whose group 3 is its whole header block. An atomic batch's
+# staged messages come so: a stream takes the run in one call (Plan.raw_hs).
 # `expand_run` turns a PUBS, PUBB or HPUBS back into PUB or HPUB operations.
 
 OP_NAMES = {PUB: "PUB", HPUB: "HPUB", SUB: "SUB", UNSUB: "UNSUB", PING: "PING", PONG: "PONG",
@@ -61,9 +62,6 @@ MAX_PAYLOAD = 1024 * 1024
 # writes a PUB without reply), 1-9 digits. Anything else (a reply, tabs, lower case, a size too long) is left to
 # the one-by-one paths of Parser.feed.
 _BATCH_PUB = re.compile(rb"PUB ([^ \t\r\n]+)  ?([0-9]{1,9})\r\n")
-
-# The sizes of an HPUB without reply after its "HPUB <subject> " (Parser._hpub_run): two fields of 1-9 digits.
-_HPUB_SIZES = re.compile(rb"([0-9]{1,9}) ([0-9]{1,9})\r\n")
 
 # The same control line as a split point with a lookahead, so that the pieces between two are the tails
 # (Parser._batch), the optional second space captured (the length of what a split removes must be known), the
@@ -210,8 +208,9 @@ class Parser:
     def __init__(self, max_control_line: int = MAX_CONTROL_LINE, max_payload: int = MAX_PAYLOAD,
                  expect_connect: bool = False, headers: bool = False, runs: bool = True):
         self.runs = runs
-        # hpub_runs(subject): whether HPUBs to `subject` without reply may form an HPUBS run (with `runs`); None:
-        # never. The caller says where a run is taken whole (a stream staging batches); elsewhere one by one.
+        # hpub_runs(subject): None, or the `match` of a pattern for what follows "HPUB <subject> " in an HPUB without
+        # reply that may join an HPUBS run (with `runs`): group 1 and 2 its sizes, then CRLF, group 3 its header
+        # block. The caller says where a run is taken whole (a stream staging batches); elsewhere one by one.
         self.hpub_runs = None
         self.max_control_line = max_control_line
         self.max_payload = max_payload
@@ -404,13 +403,14 @@ class Parser:
                             if reply is None and match is not None and nxt + hl < end \
                                     and buf[nxt + hl - 1] == 32 and subject != lone and self.hpub_runs is not None \
                                     and startswith(buf[pos:tail_at], nxt):
-                                if not self.hpub_runs(subject):
+                                record = self.hpub_runs(subject)
+                                if record is None:
                                     lone = subject
                                 else:
-                                    run_end, count, total = self._hpub_run(buf, pos, hl, nxt, end)
-                                    if count > 1:
-                                        yield (HPUBS, subject, buf[pos:tail_at], buf[pos:run_end], count,
-                                               total + size)
+                                    run_end, records, total = self._hpub_run(buf, pos, hl, end, record)
+                                    if len(records) > 1:
+                                        yield (HPUBS, subject, buf[pos:tail_at], buf[pos:run_end], len(records),
+                                               total, records)
                                         pos = run_end
                                         continue
                             yield (HPUB, subject, reply, buf[tail_at:nxt], nl + 1 - tail_at, hdr_len)
@@ -424,33 +424,34 @@ class Parser:
             self._chunks = []
             raise
 
-    def _hpub_run(self, buf: bytes, pos: int, hl: int, run_end: int, end: int) -> tuple[int, int, int]:
-        """The HPUBs from `run_end` on that start with the `hl` bytes at `pos` ("HPUB <subject> ") and would take
-        the one-by-one fast path of feed (two sizes, complete, within the limits): (where the first other operation
-        starts, 1 + how many, their total sizes). Anything else ends the run and is left for feed."""
+    def _hpub_run(self, buf: bytes, pos: int, hl: int, end: int, record) -> tuple[int, list, int]:
+        """The HPUBs from `pos` on that start with the `hl` bytes at `pos` ("HPUB <subject> "), whose rest `record`
+        matches with group 3 their whole header block, and that would take the one-by-one fast path of feed (two
+        sizes, complete, within the limits): (where the first other operation starts, their matches, their total
+        sizes). Anything else ends the run and is left for feed."""
         head = buf[pos:pos + hl]
         startswith = buf.startswith
-        sizes = _HPUB_SIZES.match
         # A control line within max_control_line whatever its sizes (two of 9 digits at most), or check each.
         mcl = self.max_control_line if hl + 14 > self.max_control_line else 0
         max_payload = self.max_payload
-        count = 1
+        records = []
         total = 0
+        run_end = pos
         while startswith(head, run_end):
-            m = sizes(buf, run_end + hl)
+            m = record(buf, run_end + hl)
             if m is None:
                 break
             hdr_len = int(m[1])
             size = int(m[2])
-            at = m.end()
+            at = m.start(3)
             stop = at + size
-            if not 0 < hdr_len <= size <= max_payload or stop + 2 > end or buf[stop] != 13 or buf[stop + 1] != 10 \
-                    or (mcl and at - 7 - run_end > mcl):
+            if m.end() - at != hdr_len or not 0 < hdr_len <= size <= max_payload or stop + 2 > end \
+                    or buf[stop] != 13 or buf[stop + 1] != 10 or (mcl and at - 7 - run_end > mcl):
                 break
-            count += 1
+            records.append(m)
             total += size
             run_end = stop + 2
-        return run_end, count, total
+        return run_end, records, total
 
     def _batch(self, buf: bytes, pos: int, m) -> tuple:
         """(the PUBB of the publishes from `pos` on, or None if it would be empty; where the next operation

@@ -113,8 +113,9 @@ class Subscription:
         self.raw = None
         # The same for a client's HPUB without a reply: raw_h(subject, hdr, payload) as bytes.
         self.raw_h = None
-        # And for a run of them (protocol.HPUBS): raw_hs(subject, head_len, segment), how many bytes of the
-        # segment it took (whole operations; the rest is offered one by one).
+        # And for a run of them (protocol.HPUBS): (take, record), `record` the match of the pattern a message of
+        # such a run must fit (Parser.hpub_runs), take(subject, records) how many of the run it took (the rest is
+        # offered one by one).
         self.raw_hs = None
 
     def __repr__(self) -> str:

@@ -40,10 +40,11 @@ _PLAIN = re.compile(rb"NATS/1\.0\r\n(?:Nats-Batch-Commit: *([^\r\n]*)\r\n)?Nats-
                     rb"Nats-Batch-Sequence: *([0-9]{1,10})\r\n(?:Nats-Batch-Commit: *([^\r\n]*)\r\n)?\r\n")
 PLAIN_MAX = 256
 plain_match = _PLAIN.fullmatch
-# One HPUB of a run (protocol.HPUBS) after its "HPUB <subject> " head: the sizes, then a header block _PLAIN
-# takes (group 3; groups 4-7 as _PLAIN's 1-4). It is the message's whole header block when it ends where the
-# header size says: the match at a place is unique (each optional line starts with "N", each next line not).
-_RUN_REC = re.compile(rb"([0-9]{1,9}) ([0-9]{1,9})\r\n(" + _PLAIN.pattern + rb")")
+# One HPUB of a run (protocol.HPUBS, Parser.hpub_runs) after its "HPUB <subject> " head: the sizes, then a
+# header block _PLAIN takes (group 3; groups 4-7 as _PLAIN's 1-4). The parser takes it when it is the message's
+# whole header block (it ends where the header size says): the match at a place is unique (each optional line
+# starts with "N", each next line not).
+RUN_RECORD = re.compile(rb"([0-9]{1,9}) ([0-9]{1,9})\r\n(" + _PLAIN.pattern + rb")").match
 
 
 def limit(js, name: str, default=None):
@@ -179,32 +180,28 @@ def process_plain(st, subject: str, reply: str, hdr: bytes, msg: bytes, m) -> in
         return 0
 
 
-def stage_run(st, subject: str, head_len: int, seg: bytes) -> int:
-    """A run of HPUBs without a reply to `subject` (protocol.HPUBS: `seg`, each starting with a `head_len`-byte
-    head) on a stream that allows atomic batches (Stream._atomic_plain): each message whose header block
-    _PLAIN takes goes as process_plain would take it, in order; the next message of the batch staged last is
-    appended here at once, after the checks process_plain makes for it. Returns where the first message that is
-    not such starts (len(seg) when all were), for the caller to route it and the rest one by one."""
+def stage_run(st, subject: str, records: list) -> int:
+    """A run of HPUBs without a reply to `subject` (protocol.HPUBS: `records`, each message's RUN_RECORD match)
+    on a stream that allows atomic batches (Stream._atomic_plain): each goes as process_plain would take it, in
+    order; the next message of the batch staged last is appended here at once, after the checks process_plain
+    makes for it. Returns how many it took (all unless one had a header block over PLAIN_MAX or the stream
+    stopped taking them), for the caller to route the rest one by one."""
     js = st.js
     storage = st.store.storage
     max_size = st._max_msg_size
     limit_max = js.batch_limits.get("max_msgs", 0)
     max_msgs = limit_max if limit_max > 0 else MAX_BATCH_SIZE
-    match = _RUN_REC.match
-    end = len(seg)
-    pos = 0
+    seg = records[0].string
     cur = b = None   # the raw id and the batch of the message before, while appending here is allowed
-    touched = None   # the batch id appended to since its idle timer was last touched
+    touched = None   # the batch appended to since its idle timer was last touched
     full = js.usage[storage] > js.limit_for[storage]
+    taken = 0
     try:
-        while pos < end:
-            m = match(seg, pos + head_len)
-            if m is None:
-                return pos
-            hdr_len, size, hdr, commit, raw_id, seq, commit_last = m.groups()
+        for m in records:
+            _hdr_len, size, hdr, commit, raw_id, seq, commit_last = m.groups()
             hl = len(hdr)
-            if hl != int(hdr_len) or hl > PLAIN_MAX:
-                return pos
+            if hl > PLAIN_MAX:
+                return taken
             h1 = m.end()
             stop = h1 - hl + int(size)
             seq = int(seq)
@@ -224,12 +221,12 @@ def stage_run(st, subject: str, head_len: int, seg: bytes) -> int:
                     js.logger.error(f"JetStream failed to process a msg on stream '{st.account.name} > {st.name}': "
                                     f"{type(e).__name__}: {e}")
                 if not st._atomic_plain:
-                    return stop + 2
+                    return taken + 1
                 cur = raw_id
                 b = st.atomic_batches.get(cur.decode("utf-8", "replace")) if len(cur) <= MAX_ID_LEN else None
                 full = js.usage[storage] > js.limit_for[storage]
-            pos = stop + 2
-        return pos
+            taken += 1
+        return taken
     finally:
         if touched is not None:
             _touch(st, cur, touched)

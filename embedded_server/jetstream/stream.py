@@ -136,7 +136,7 @@ class Stream:
             sub = server.subscribe_internal(self.account, subject, self._inbound)
             sub.raw = self._inbound_raw
             sub.raw_h = self._inbound_raw_h
-            sub.raw_hs = self._inbound_run_h
+            sub.raw_hs = (self._inbound_run_h, batch_mod.RUN_RECORD)
             self._subs.append(sub)
         if self.cfg.get("allow_direct"):
             self._direct_subs.append(server.subscribe_internal(
@@ -240,18 +240,18 @@ class Stream:
                                  f"{type(e).__name__}: {e}")
         return True
 
-    def _inbound_run_h(self, subject: bytes, head_len: int, segment: bytes) -> int:
-        """A run of a client's HPUBs without a reply (protocol.HPUBS), when this stream is all that listens on
-        their subject (Plan.raw_hs): the messages with only their atomic batch's headers, from the first on, are
-        staged by batch.stage_run. How many bytes of the segment it took; the caller routes the rest one by one."""
+    def _inbound_run_h(self, subject: bytes, records: list) -> int:
+        """A run of a client's HPUBs without a reply (protocol.HPUBS, each message's match of batch.RUN_RECORD),
+        when this stream is all that listens on their subject (Plan.raw_hs): the messages with only their atomic
+        batch's headers are staged by batch.stage_run. How many it took; the caller routes the rest one by one."""
         if not self._atomic_plain:
             return 0
         try:
-            return batch_mod.stage_run(self, decode_subject(subject), head_len, segment)
+            return batch_mod.stage_run(self, decode_subject(subject), records)
         except Exception as e:  # as _inbound (nobody to answer: no reply)
             self.js.logger.error(f"JetStream failed to process a msg on stream '{self.account.name} > {self.name}': "
                                  f"{type(e).__name__}: {e}")
-            return len(segment)
+            return len(records)
 
     def _respond_error(self, reply: str, err: ApiError) -> None:
         if reply and not self.cfg.get("no_ack"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings, strategies as st
 
 from embedded_server import errors, protocol
+from embedded_server.jetstream.batch import RUN_RECORD
 from embedded_server.protocol import Parser, ProtocolError
 
 subjects = st.text(alphabet="abcxyz.*>_-0123456789", min_size=1, max_size=12).map(str.encode)
@@ -64,7 +65,7 @@ def parse(chunks, runs: bool = True) -> list[tuple]:
     """All operations from feeding `chunks` in order, PUBS and HPUBS runs and PUBB batches expanded into their
     PUBs and HPUBs."""
     p = Parser(headers=True, runs=runs)
-    p.hpub_runs = lambda subject: subject == b"run"
+    p.hpub_runs = lambda subject: RUN_RECORD if subject == b"run" else None
     out = []
     for chunk in chunks:
         for op in p.feed(chunk):
