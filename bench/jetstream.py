@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.core import KINDS, Server, _raw_connect, _sync, table  # noqa: E402
+from bench.core import KINDS, Server, _raw_connect, table  # noqa: E402
 
 PAYLOAD = b"x" * 128
 

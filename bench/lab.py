@@ -165,7 +165,6 @@ def _views(kind: str, messages: int, frame_messages: int, repeat: int, pid: int)
     import pynats_lab as lab
 
     rows = []
-    s = lab.get_session()
     mid = messages // 2
     cases = {
         "view: 100-message page at the middle": lambda: lab.stream_view("BIG", id=mid, page_size=100),

@@ -16,7 +16,6 @@ import base64
 import datetime as _dt
 import json
 from pathlib import Path
-from typing import Any
 
 from .done import Done
 from .errors import LabError

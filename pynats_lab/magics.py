@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
 
-from .errors import LabError, describe
+from .errors import describe
 
 
 class _Stop(Exception):

@@ -6,7 +6,6 @@ the cell and its code. Tutorials also must not print a magic's one-line error wh
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import re
 import subprocess

@@ -6,7 +6,7 @@ parseUserPermissions, parseAllowResponses, parseSubjectPermission, validateNoAut
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from embedded_server.auth import nkey as _nkey

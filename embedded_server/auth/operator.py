@@ -16,7 +16,7 @@ from embedded_server.auth import jwt as _jwt
 from embedded_server.auth import nkey as _nkey
 from embedded_server.auth.authenticator import Identity
 from embedded_server.auth.permissions import Permissions, ResponsePermission, SubjectPermission
-from embedded_server.config import ConfigError, ConfList, ConfMap, Pos
+from embedded_server.config import ConfigError
 
 
 @dataclass

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hmac
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from embedded_server.auth.permissions import Permissions
 

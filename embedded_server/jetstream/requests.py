@@ -282,7 +282,6 @@ def _time_err(text: str, elem: str = "", rest: str = "", message: str = "") -> G
 def parse_time(text: str) -> int:
     """Go's time.Time.UnmarshalJSON (strict RFC 3339) in nanoseconds since the epoch, with Go's error texts."""
     v = text
-    fields = {}
 
     def num(elem: str, width: int, name: str, lo: int, hi: int, fixed: bool = True):
         nonlocal v

@@ -231,7 +231,7 @@ def test_a_work_queue_fed_by_a_source_is_not_refilled_after_a_restart(js_server)
     async def after():
         async with connected(js_server) as (nc, js):
             await js.publish("jobs", b"job5")
-            info = await _wait_messages(nc, "WQ", 1)
+            await _wait_messages(nc, "WQ", 1)
             await asyncio.sleep(0.5)
             return await api(nc, "$JS.API.STREAM.INFO.WQ"), await _msgs(nc, "WQ")
 

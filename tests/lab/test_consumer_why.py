@@ -12,7 +12,7 @@ import pytest
 import pynats_lab
 from pynats_lab.reports import api_request
 from pynats_lab.session import get_session
-from tests.lab.conftest import assert_one_line_errors, cell, eventually, magic
+from tests.lab.conftest import assert_one_line_errors, eventually, magic
 
 
 def _stream(shell, name="ORDERS", n=10, extra=""):

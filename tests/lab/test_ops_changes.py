@@ -3,13 +3,10 @@ resume / edit (each says what it changed), %nats pub --ttl, and %stream add/edit
 markers, a subject transform, republish and metadata (natscli's flag names too)."""
 from __future__ import annotations
 
-import time
-
 import pandas as pd
 
-import pynats_lab
 from pynats_lab.session import get_session
-from tests.lab.conftest import assert_one_line_errors, cell, eventually, magic
+from tests.lab.conftest import assert_one_line_errors, eventually, magic
 
 
 def test_rmm_removes_one_message_and_says_which(lab_js, shell, capsys):
