@@ -20,7 +20,7 @@ import tarfile
 from . import archive
 from .archive import ArchiveError, Entry
 from .clock import parse_rfc3339
-from .highwayhash import hash64, hash64_sliced, key_lanes
+from .highwayhash import hash64, hash64_many, hash64_sliced, key_lanes, vectorised
 
 PIECE = 1 << 20
 _REC = struct.Struct("<IQqH")     # record length (header bit), sequence (erase/tombstone bits), time, subject length
@@ -231,6 +231,44 @@ def _block_bytes(path: str) -> bytes:
     return buf
 
 
+class _Checks:
+    """Whether each record of a block matches its HighwayHash-64 (of bytes 4-20 of the record's header, then its
+    subject, then its headers and payload without their length field), asked record by record. With numpy, the
+    first question hashes every record of the block at once (highwayhash.hash64_many); without it, each record is
+    hashed when asked (the pass over deleted records asks nothing)."""
+
+    def __init__(self, buf: bytes, key, records):
+        self._buf, self._key, self._records = buf, key, records
+        self._ok = None
+
+    def ok(self, n: int) -> bool:
+        if self._ok is None and vectorised():
+            self._ok = self._all()
+        if self._ok is not None:
+            return self._ok[n]
+        pos, _seq, _ts, subject, payload, _hlen, rl = self._records[n]
+        buf = self._buf
+        return hash64(self._key, buf[pos + 4:pos + 20], subject, payload) == buf[pos + rl - _HASH:pos + rl]
+
+    def _all(self) -> list[bool]:
+        """Every record's verdict: the hashed bytes made contiguous in a copy of the block (header bytes 4-20 and the
+        subject moved up to meet the headers and payload), hashed in one batch, compared with the stored hashes."""
+        buf = self._buf
+        joined = bytearray(buf)
+        starts, lengths, wants = [], [], []
+        for pos, _seq, _ts, subject, payload, _hlen, rl in self._records:
+            end = pos + rl - _HASH
+            start = end - len(payload) - len(subject) - 16     # the headers' length field is not hashed either
+            joined[start:start + 16] = buf[pos + 4:pos + 20]
+            joined[start + 16:start + 16 + len(subject)] = subject
+            starts.append(start)
+            lengths.append(end - start)
+            wants.append(int.from_bytes(buf[end:end + _HASH], "little"))
+        got = hash64_many(self._key, joined, starts, lengths)
+        self._buf = self._records = None
+        return [a == b for a, b in zip(got, wants)]
+
+
 class TarSnapshot:
     """An extracted snapshot: its stream meta, consumers, sequences, and its messages read block by block."""
 
@@ -347,8 +385,8 @@ class TarSnapshot:
         self.damaged.setdefault((os.path.relpath(path, self.root), pos), reason)
 
     def _records(self, index: int, path: str):
-        """(offset, sequence with its bits, time, subject, headers + payload, headers' length, the block's hash key,
-        the hashed head, the stored hash) of each record of a block. Where the lengths stop adding up (a cut or
+        """(offset, sequence with its bits, time, subject, headers + payload, headers' length, the block's _Checks,
+        the record's number in it) of each record of a block. Where the lengths stop adding up (a cut or
         overwritten block) the rest of the block is passed over, as nats-server stops reading there."""
         try:
             buf = _block_bytes(path)
@@ -356,6 +394,7 @@ class TarSnapshot:
             self._damage(path, 0, f"unreadable block: {e}")
             return
         key = key_lanes(hashlib.sha256(f"{self.name}-{index}".encode()).digest())
+        records, cut = [], None
         pos, end = 0, len(buf)
         while pos < end:
             rl = seq = ts = slen = hlen = 0
@@ -375,13 +414,18 @@ class TarSnapshot:
                 else:
                     payload = body[slen:]
             if not ok:
-                self._damage(path, pos, f"record lengths do not add up, the block's last {end - pos} bytes passed over")
-                return
-            yield pos, seq, ts, subject, payload, hlen, key, buf[pos + 4:pos + 20], buf[pos + rl - _HASH:pos + rl]
+                cut = pos
+                break
+            records.append((pos, seq, ts, subject, payload, hlen, rl))
             pos += rl
+        checks = _Checks(buf, key, records)
+        for n, (pos, seq, ts, subject, payload, hlen, _rl) in enumerate(records):
+            yield pos, seq, ts, subject, payload, hlen, checks, n
+        if cut is not None:
+            self._damage(path, cut, f"record lengths do not add up, the block's last {end - cut} bytes passed over")
 
-    def _check(self, path, pos, key, head, subject, payload, want) -> bool:
-        if hash64(key, head, subject, payload) == want:
+    def _check(self, path, pos, checks, n) -> bool:
+        if checks.ok(n):
             return True
         self._damage(path, pos, "invalid checksum")
         return False
@@ -392,11 +436,11 @@ class TarSnapshot:
         self._index = yield from self._read_index()
         last = last_ts = 0
         for index, path in self._blocks:
-            for n, (pos, seq, ts, subject, payload, _hl, key, head, want) in enumerate(self._records(index, path)):
+            for n, (pos, seq, ts, _subject, _payload, _hl, checks, i) in enumerate(self._records(index, path)):
                 if not n & 1023:
                     yield
                 if seq & _TBIT:   # a tombstone holds the deleted message's sequence and time
-                    if not self._check(path, pos, key, head, subject, payload, want):
+                    if not self._check(path, pos, checks, i):
                         continue
                     self.tombstones.add(seq & ~_TBIT)
                 seq &= ~(_TBIT | _EBIT)
@@ -426,14 +470,13 @@ class TarSnapshot:
         lseq = 0
         for bindex, path in self._blocks:
             bfirst, _blast, dmap = blocks.get(bindex, (0, 0, ()))
-            for n, (pos, seq, ts, subject, payload, hlen, key, head, want) in enumerate(
-                    self._records(bindex, path)):
+            for n, (pos, seq, ts, subject, payload, hlen, checks, i) in enumerate(self._records(bindex, path)):
                 if (seq & (_TBIT | _EBIT) or seq == 0 or seq < bfirst or seq < floor or seq <= lseq
                         or seq in dmap or seq in self.tombstones):
                     if not n & 0x3FF:
                         yield None   # a long run of deleted records: the caller's turn to let others run
                     continue
-                if not self._check(path, pos, key, head, subject, payload, want):
+                if not self._check(path, pos, checks, i):
                     continue
                 lseq = seq
                 yield Entry(subject.decode("utf-8", "replace"), ts, seq, bytes(payload[:hlen]), bytes(payload[hlen:]))
