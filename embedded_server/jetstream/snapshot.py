@@ -33,6 +33,7 @@ ACK_TIMEOUT = 5.0          # nats-server's snapshotAckTimeout
 STALL_TIMEOUT = 5.0        # nats-server's restore activityInterval
 INTEREST_WAIT = 2.0        # how long a snapshot waits for someone to listen on its deliver subject
 SLICE = 0.005              # a restore builds its stream in slices of this long
+FRAMES_AT_ONCE = 4         # a snapshot frames its bytes this many 64 KiB frames at a time (archive.frames)
 STAGING = "__snapshots__"
 
 SNAPSHOT_REQUEST = requests.Struct("JSApiStreamSnapshotRequest", {
@@ -131,10 +132,14 @@ class _Snapshot:
         yield archive.STREAM_ID
 
         def flush(all_=False):
+            """Whole frames, FRAMES_AT_ONCE of them together (their checksums computed at once), or all that is left."""
+            if len(raw) < FRAMES_AT_ONCE * archive.MAX_FRAME and not all_:
+                return
+            pieces = []
             while len(raw) >= archive.MAX_FRAME or (all_ and raw):
-                piece = bytes(raw[:archive.MAX_FRAME])
+                pieces.append(bytes(raw[:archive.MAX_FRAME]))
                 del raw[:archive.MAX_FRAME]
-                yield archive.frame(piece)
+            yield from archive.frames(pieces)
 
         # The archive's own state counts the consumers it holds (none with no_consumers), as the restore reads it.
         state = {**self.state, "consumer_count": len(self.consumers)}

@@ -1,11 +1,15 @@
-"""HighwayHash-64, which checks every message record of an old nats-server's snapshot (snapshot_tar.py): the
-scalar code gives Google's published test vectors, and the batch form (numpy across records, taken when numpy is
-importable) gives the scalar code's digest for any key, any lengths 0-300 mixed in one batch (the 32-byte packet
-boundaries among them), and inputs long enough to finish on the scalar code."""
+"""The checksums of a snapshot restore computed many at once with numpy give what the scalar code gives.
+HighwayHash-64, which checks every message record of an old nats-server's snapshot (snapshot_tar.py): the scalar
+code gives Google's published test vectors, and the batch form gives the scalar code's digest for any key, any
+lengths 0-300 mixed in one batch (the 32-byte packet boundaries among them), and inputs long enough to finish on
+the scalar code. CRC-32C of the S2 frames likewise, and unframe checks every frame."""
+import io
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from embedded_server.jetstream import highwayhash
+from embedded_server.jetstream import archive, highwayhash
 from embedded_server.jetstream.highwayhash import hash64, hash64_many
 
 # Google's highwayhash_test.cc: key bytes 0..31, input bytes 0..n-1, for n = 0..64 (a selection)
@@ -53,3 +57,24 @@ def test_a_batch_hashes_as_one_by_one(key, sizes, long, seed):
         assert hash64_many(key, blob, starts, sizes) == want
     finally:
         highwayhash._np, highwayhash._BATCH = saved
+
+
+@settings(max_examples=25, deadline=None)
+@given(sizes=st.lists(st.sampled_from([0, 1, 3, 4, 5, 63, 64, 65, 128, 4096, 65536]) | st.integers(0, 70000),
+                      min_size=1, max_size=6), seed=st.binary(min_size=1, max_size=64))
+def test_the_frames_crc32c_all_at_once_as_one_by_one(sizes, seed):
+    """The S2 frames' CRC-32C (archive.crc32c_many: numpy across the frames' chunks, joined) as the scalar code's,
+    any lengths mixed; and unframe gives the frames back as they were, or the checksum error."""
+    frames = [(seed * (n // len(seed) + 1))[:n] for n in sizes]
+    assert archive.crc32c_many(frames) == [archive.crc32c(f) for f in frames]
+    assert archive.crc32c(b"123456789") == 0xE3069283   # the published check value
+    stream = archive.STREAM_ID + b"".join(archive.frame(f) for f in frames if f)
+    assert b"".join(archive.unframe(io.BytesIO(stream), batch=70000)) == b"".join(frames)
+    if any(frames):
+        bad = bytearray(stream)
+        bad[-1] ^= 1                    # the last frame's last byte: every frame before it still comes out
+        got = []
+        with pytest.raises(archive.ArchiveError, match="crc mismatch"):
+            for part in archive.unframe(io.BytesIO(bytes(bad)), batch=70000):
+                got.append(part)
+        assert b"".join(got) == b"".join(f for f in frames if f)[:-len([f for f in frames if f][-1])]
