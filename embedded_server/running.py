@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 
-from embedded_server import lameduck
+from embedded_server import collector, lameduck
 from embedded_server.errors import ReloadError, StartError
 from embedded_server.logger import Logger
 from embedded_server.options import CommandLine, Options
@@ -67,8 +67,8 @@ def _watch_parent(parent: int, loop: asyncio.AbstractEventLoop, stop) -> None:
     loop.call_later(1.0, check)
 
 
-async def serve(server: Server, handle_signals: bool = True) -> int:
-    """Start `server` and run until it is shut down. Returns the exit code."""
+async def serve(server: Server, handle_signals: bool = True, on_ready=None) -> int:
+    """Start `server` and run until it is shut down (`on_ready()` once it has started). Returns the exit code."""
     loop = asyncio.get_running_loop()
     logger = server.logger
 
@@ -99,6 +99,8 @@ async def serve(server: Server, handle_signals: bool = True) -> int:
     except StartError as e:
         logger.fatal(str(e))
         return 1
+    if on_ready is not None:
+        on_ready()
     await server.wait_stopped()
     return 0
 
@@ -125,7 +127,8 @@ def run(opts: Options, logger: Logger | None = None, command_line: CommandLine |
     loop = new_event_loop(spin=True)
     try:
         asyncio.set_event_loop(loop)
-        return loop.run_until_complete(serve(server, threading.current_thread() is threading.main_thread()))
+        return loop.run_until_complete(serve(server, threading.current_thread() is threading.main_thread(),
+                                             on_ready=collector.settle_after_start))
     finally:
         try:
             loop.run_until_complete(loop.shutdown_asyncgens())

@@ -168,3 +168,53 @@ def test_a_server_left_idle_after_round_trips_uses_no_cpu(server, record_propert
     record_property("idle_cpu_seconds", used)
     s.close()
     assert used < 0.05, f"{server.kind} used {used:.2f} s of CPU in 0.6 s of quiet"
+
+
+def test_the_server_process_collector_frees_frozen_cycles_once_the_frozen_heap_doubles(monkeypatch):
+    """embedded_server/collector.py freezes the heap of a server process after start-up and after slow full
+    collections (gc.freeze: no pause walks it); garbage in reference cycles among frozen objects must still be
+    freed, at the latest when the frozen objects have doubled, so that memory stays bounded. (In-process: the
+    collector's bookkeeping, not a server.)"""
+    import gc
+    import weakref
+
+    from embedded_server import collector
+
+    class Node:
+        pass
+
+    def cycles(n: int) -> list:
+        out = []
+        for _ in range(n):
+            a, b = Node(), Node()
+            a.other, b.other = b, a
+            out.append(a)
+        return out
+
+    monkeypatch.setattr(collector, "SLOW", 0.0)  # every full collection counts as slow here
+    settler = collector.Settler()
+    enabled = gc.isenabled()
+    gc.disable()  # only the collections below, in this order
+    try:
+        settler.settle()
+        base = gc.get_freeze_count()
+        assert base == settler.base > 0
+        doomed = cycles(base // 8)           # few: frozen after the next full collection, then dropped
+        probe = weakref.ref(doomed[0])
+        gc.collect()
+        assert gc.get_freeze_count() > base and not settler.unfrozen
+        del doomed
+        gc.collect()
+        assert probe() is not None           # frozen garbage waits...
+        kept = cycles(base)                  # ...until the frozen objects have doubled:
+        gc.collect()                         # this collection freezes them and unfreezes everything,
+        assert settler.unfrozen and gc.get_freeze_count() == 0
+        gc.collect()                         # this one walks it all and freezes what survives
+        assert probe() is None, "garbage in cycles among frozen objects was never freed"
+        assert all(k.other.other is k for k in kept[:10]) and not settler.unfrozen
+        assert settler.base == gc.get_freeze_count() >= 2 * len(kept)
+    finally:
+        settler.stop()
+        gc.unfreeze()
+        if enabled:
+            gc.enable()
