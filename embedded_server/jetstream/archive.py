@@ -124,24 +124,30 @@ def crc32c_many(frames: list) -> list[int]:
     """crc32c of each of `frames` (bytes-like), all at once with numpy when it is importable and the `crc32c`
     package is not (that one is faster frame by frame)."""
     global _NP_TABLES
-    if _crc32c_c is not None or _np is None or len(frames) < 2:
+    if _crc32c_c is not None or _np is None or sum(len(f) for f in frames) < 4 * _CHUNK:
         return [crc32c(f) for f in frames]
     if _NP_TABLES is None:
         _NP_TABLES = _np.array(_TABLES[:4], dtype=_np.uint32)
     out = [0] * len(frames)
-    rows = [i for i, f in enumerate(frames) if len(f) >= 4]
+    by_width: dict[int, list[int]] = {}     # frames of about the same length share a grid
     for i, f in enumerate(frames):
         if len(f) < 4:
             out[i] = crc32c(f)
-    if not rows:
-        return out
-    longest = max(len(frames[i]) for i in rows)
-    width = _CHUNK
-    while width < longest:
-        width *= 2
-    grid = _np.zeros((len(rows), width), dtype=_np.uint8)
-    for r, i in enumerate(rows):
-        f = frames[i]
+            continue
+        width = _CHUNK
+        while width < len(f):
+            width *= 2
+        by_width.setdefault(width, []).append(i)
+    for width, rows in by_width.items():
+        for i, c in zip(rows, _crc32c_grid([frames[i] for i in rows], width)):
+            out[i] = c
+    return out
+
+
+def _crc32c_grid(frames: list, width: int):
+    """crc32c of frames of 4 to `width` bytes (width: _CHUNK times a power of two)."""
+    grid = _np.zeros((len(frames), width), dtype=_np.uint8)
+    for r, f in enumerate(frames):
         grid[r, width - len(f):] = _np.frombuffer(f, dtype=_np.uint8)
         grid[r, width - len(f):width - len(f) + 4] ^= 0xFF
     words = grid.view(_np.uint32).reshape(-1, _CHUNK // 4)     # every chunk of every frame, as 32-bit words
@@ -151,16 +157,14 @@ def crc32c_many(frames: list) -> list[int]:
     for j in range(_CHUNK // 4):    # slicing by 4 on all chunks at once
         c ^= words[:, j]
         c = t3.take(c & m) ^ t2.take((c >> 8) & m) ^ t1.take((c >> 16) & m) ^ t0.take(c >> 24)
-    c = c.reshape(len(rows), -1)
+    c = c.reshape(len(frames), -1)
     size = _CHUNK
     while c.shape[1] > 1:           # neighbours joined: the left one carried over the right one's zero bytes
         z0, z1, z2, z3 = _zeros_map(size)[1]
         left, right = c[:, 0::2], c[:, 1::2]
         c = z0.take(left & m) ^ z1.take((left >> 8) & m) ^ z2.take((left >> 16) & m) ^ z3.take(left >> 24) ^ right
         size *= 2
-    for r, i in enumerate(rows):
-        out[i] = int(c[r, 0]) ^ 0xFFFFFFFF
-    return out
+    return [int(x) ^ 0xFFFFFFFF for x in c[:, 0]]
 
 
 def _mask(c: int) -> int:
