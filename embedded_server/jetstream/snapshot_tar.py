@@ -461,9 +461,10 @@ class TarSnapshot:
                     self.first_seq = e.seq
                 break
 
-    def entries(self):
+    def entries(self, release: bool = False):
         """The messages in sequence order as archive entries (Entry.seq > 0), then the end entry; None now and
-        then while passing over deleted records."""
+        then while passing over deleted records. With `release`, each block file is removed once its messages are
+        out (the last pass: the extracted snapshot shrinks as the new store grows)."""
         index = self._index
         blocks = index["blocks"] if index is not None else {}
         floor = index["first_seq"] if index is not None else 0
@@ -480,14 +481,19 @@ class TarSnapshot:
                     continue
                 lseq = seq
                 yield Entry(subject.decode("utf-8", "replace"), ts, seq, bytes(payload[:hlen]), bytes(payload[hlen:]))
+            if release:
+                try:
+                    os.remove(path)
+                except OSError:
+                    pass    # the staging directory goes as a whole at the end anyway
         yield Entry("", 0, 0, b"", b"")
 
 
 class EntryReader:
-    """The entries of a TarSnapshot behind the archive Reader's `next()`."""
+    """The entries of a TarSnapshot behind the archive Reader's `next()`, each block file removed once read."""
 
     def __init__(self, snap: TarSnapshot):
-        self._it = snap.entries()
+        self._it = snap.entries(release=True)
 
     def next(self) -> Entry:
         return next(self._it)
