@@ -25,6 +25,7 @@ from .highwayhash import hash64, hash64_many, hash64_sliced, key_lanes, vectoris
 PIECE = 1 << 20
 _REC = struct.Struct("<IQqH")     # record length (header bit), sequence (erase/tombstone bits), time, subject length
 _REC_SIZE = 22                     # nats-server's msgHdrSize
+_U32 = struct.Struct("<I")
 _HASH = 8
 _HBIT = 1 << 31
 _EBIT = 1 << 63
@@ -246,9 +247,10 @@ class _Checks:
             self._ok = self._all()
         if self._ok is not None:
             return self._ok[n]
-        pos, _seq, _ts, subject, payload, _hlen, rl = self._records[n]
-        buf = self._buf
-        return hash64(self._key, buf[pos + 4:pos + 20], subject, payload) == buf[pos + rl - _HASH:pos + rl]
+        pos, _seq, _ts, slen, hdr, rl = self._records[n]
+        buf, body = self._buf, pos + _REC_SIZE
+        return hash64(self._key, buf[pos + 4:pos + 20], buf[body:body + slen],
+                      buf[body + slen + hdr:pos + rl - _HASH]) == buf[pos + rl - _HASH:pos + rl]
 
     def _all(self) -> list[bool]:
         """Every record's verdict: the hashed bytes made contiguous in a copy of the block (header bytes 4-20 and the
@@ -256,11 +258,12 @@ class _Checks:
         buf = self._buf
         joined = bytearray(buf)
         starts, lengths, wants = [], [], []
-        for pos, _seq, _ts, subject, payload, _hlen, rl in self._records:
+        for pos, _seq, _ts, slen, hdr, rl in self._records:
             end = pos + rl - _HASH
-            start = end - len(payload) - len(subject) - 16     # the headers' length field is not hashed either
+            start = pos + 6 + hdr      # the headers' length field (hdr: 4 bytes or none) is not hashed either
+            if hdr:
+                joined[start + 16:start + 16 + slen] = buf[pos + _REC_SIZE:pos + _REC_SIZE + slen]
             joined[start:start + 16] = buf[pos + 4:pos + 20]
-            joined[start + 16:start + 16 + len(subject)] = subject
             starts.append(start)
             lengths.append(end - start)
             wants.append(int.from_bytes(buf[end:end + _HASH], "little"))
@@ -384,10 +387,11 @@ class TarSnapshot:
     def _damage(self, path: str, pos: int, reason: str) -> None:
         self.damaged.setdefault((os.path.relpath(path, self.root), pos), reason)
 
-    def _records(self, index: int, path: str):
+    def _records(self, index: int, path: str, bodies: bool = True):
         """(offset, sequence with its bits, time, subject, headers + payload, headers' length, the block's _Checks,
-        the record's number in it) of each record of a block. Where the lengths stop adding up (a cut or
-        overwritten block) the rest of the block is passed over, as nats-server stops reading there."""
+        the record's number in it) of each record of a block (subject and the rest None unless `bodies`). Where the
+        lengths stop adding up (a cut or overwritten block) the rest of the block is passed over, as nats-server
+        stops reading there."""
         try:
             buf = _block_bytes(path)
         except (OSError, ValueError, ArchiveError) as e:
@@ -396,31 +400,28 @@ class TarSnapshot:
         key = key_lanes(hashlib.sha256(f"{self.name}-{index}".encode()).digest())
         records, cut = [], None
         pos, end = 0, len(buf)
+        unpack, hlen_at = _REC.unpack_from, _U32.unpack_from
         while pos < end:
-            rl = seq = ts = slen = hlen = 0
-            ok = pos + _REC_SIZE <= end
-            if ok:
-                rl, seq, ts, slen = _REC.unpack_from(buf, pos)
-                has_hdr = rl & _HBIT
-                rl &= ~_HBIT
-                ok = _REC_SIZE + _HASH + slen + (4 if has_hdr else 0) <= rl <= _RL_BAD and pos + rl <= end
-            if ok:
-                body = buf[pos + _REC_SIZE:pos + rl - _HASH]
-                subject = body[:slen]
-                if has_hdr:
-                    hlen = struct.unpack_from("<I", body, slen)[0]
-                    payload = body[slen + 4:]
-                    ok = hlen <= len(payload)
-                else:
-                    payload = body[slen:]
-            if not ok:
+            if pos + _REC_SIZE > end:
                 cut = pos
                 break
-            records.append((pos, seq, ts, subject, payload, hlen, rl))
+            rl, seq, ts, slen = unpack(buf, pos)
+            hdr = 4 if rl & _HBIT else 0
+            rl &= ~_HBIT
+            if not (_REC_SIZE + _HASH + slen + hdr <= rl <= _RL_BAD and pos + rl <= end) or (
+                    hdr and hlen_at(buf, pos + _REC_SIZE + slen)[0] > rl - _REC_SIZE - _HASH - slen - hdr):
+                cut = pos
+                break
+            records.append((pos, seq, ts, slen, hdr, rl))
             pos += rl
         checks = _Checks(buf, key, records)
-        for n, (pos, seq, ts, subject, payload, hlen, _rl) in enumerate(records):
-            yield pos, seq, ts, subject, payload, hlen, checks, n
+        for n, (pos, seq, ts, slen, hdr, rl) in enumerate(records):
+            if bodies:
+                body = pos + _REC_SIZE
+                yield (pos, seq, ts, buf[body:body + slen], buf[body + slen + hdr:pos + rl - _HASH],
+                       hlen_at(buf, body + slen)[0] if hdr else 0, checks, n)
+            else:
+                yield pos, seq, ts, None, None, 0, checks, n
         if cut is not None:
             self._damage(path, cut, f"record lengths do not add up, the block's last {end - cut} bytes passed over")
 
@@ -436,7 +437,8 @@ class TarSnapshot:
         self._index = yield from self._read_index()
         last = last_ts = 0
         for index, path in self._blocks:
-            for n, (pos, seq, ts, _subject, _payload, _hl, checks, i) in enumerate(self._records(index, path)):
+            for n, (pos, seq, ts, _subject, _payload, _hl, checks, i) in enumerate(
+                    self._records(index, path, bodies=False)):
                 if not n & 1023:
                     yield
                 if seq & _TBIT:   # a tombstone holds the deleted message's sequence and time
