@@ -8,6 +8,7 @@ Snappy's block format).
 from __future__ import annotations
 
 import struct
+import sys
 
 MAGIC = b"NATSARC1"
 STREAM_ID = b"\xff\x06\x00\x00S2sTwO"
@@ -71,12 +72,10 @@ def crc32c(data: bytes) -> int:
 # is s bytes. A frame is laid right-aligned into a row of zeros (leading zeros leave a zero register as it is) and
 # its first four bytes are flipped, which is what the initial register of all ones does.
 try:
-    import sys as _sys
-
     import numpy as _np
-    if _sys.byteorder != "little":  # pragma: no cover - the word views read little-endian
-        _np = None
 except ImportError:  # pragma: no cover - depends on the machine (the lab's venv has numpy)
+    _np = None
+if sys.byteorder != "little":  # pragma: no cover - the word views read little-endian
     _np = None
 
 _CHUNK = 64
