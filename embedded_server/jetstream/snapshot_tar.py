@@ -26,6 +26,7 @@ PIECE = 1 << 20
 _REC = struct.Struct("<IQqH")     # record length (header bit), sequence (erase/tombstone bits), time, subject length
 _REC_SIZE = 22                     # nats-server's msgHdrSize
 _U32 = struct.Struct("<I")
+_PART = 2048                       # records read and hashed together (a few ms, so the event loop runs between)
 _HASH = 8
 _HBIT = 1 << 31
 _EBIT = 1 << 63
@@ -233,10 +234,10 @@ def _block_bytes(path: str) -> bytes:
 
 
 class _Checks:
-    """Whether each record of a block matches its HighwayHash-64 (of bytes 4-20 of the record's header, then its
-    subject, then its headers and payload without their length field), asked record by record. With numpy, the
-    first question hashes every record of the block at once (highwayhash.hash64_many); without it, each record is
-    hashed when asked (the pass over deleted records asks nothing)."""
+    """Whether each of some records of a block (up to _PART) matches its HighwayHash-64 (of bytes 4-20 of the
+    record's header, then its subject, then its headers and payload without their length field), asked record by
+    record. With numpy, the first question hashes all of them at once (highwayhash.hash64_many); without it, each
+    record is hashed when asked (the pass over deleted records asks nothing)."""
 
     def __init__(self, buf: bytes, key, records):
         self._buf, self._key, self._records = buf, key, records
@@ -253,20 +254,23 @@ class _Checks:
                       buf[body + slen + hdr:pos + rl - _HASH]) == buf[pos + rl - _HASH:pos + rl]
 
     def _all(self) -> list[bool]:
-        """Every record's verdict: the hashed bytes made contiguous in a copy of the block (header bytes 4-20 and the
-        subject moved up to meet the headers and payload), hashed in one batch, compared with the stored hashes."""
-        buf = self._buf
-        joined = bytearray(buf)
+        """Every record's verdict: the hashed bytes made contiguous in a copy of the records' part of the block
+        (header bytes 4-20 and the subject moved up to meet the headers and payload), hashed in one batch, compared
+        with the stored hashes."""
+        buf, records = self._buf, self._records
+        base = records[0][0]
+        joined = bytearray(buf[base:records[-1][0] + records[-1][5]])
         starts, lengths, wants = [], [], []
-        for pos, _seq, _ts, slen, hdr, rl in self._records:
+        for at, _seq, _ts, slen, hdr, rl in records:
+            pos = at - base
             end = pos + rl - _HASH
             start = pos + 6 + hdr      # the headers' length field (hdr: 4 bytes or none) is not hashed either
             if hdr:
-                joined[start + 16:start + 16 + slen] = buf[pos + _REC_SIZE:pos + _REC_SIZE + slen]
-            joined[start:start + 16] = buf[pos + 4:pos + 20]
+                joined[start + 16:start + 16 + slen] = buf[at + _REC_SIZE:at + _REC_SIZE + slen]
+            joined[start:start + 16] = buf[at + 4:at + 20]
             starts.append(start)
             lengths.append(end - start)
-            wants.append(int.from_bytes(buf[end:end + _HASH], "little"))
+            wants.append(int.from_bytes(buf[at + rl - _HASH:at + rl], "little"))
         got = hash64_many(self._key, joined, starts, lengths)
         self._buf = self._records = None
         return [a == b for a, b in zip(got, wants)]
@@ -398,30 +402,34 @@ class TarSnapshot:
             self._damage(path, 0, f"unreadable block: {e}")
             return
         key = key_lanes(hashlib.sha256(f"{self.name}-{index}".encode()).digest())
-        records, cut = [], None
-        pos, end = 0, len(buf)
+        cut = None
+        at, end = 0, len(buf)
         unpack, hlen_at = _REC.unpack_from, _U32.unpack_from
-        while pos < end:
-            if pos + _REC_SIZE > end:
-                cut = pos
-                break
-            rl, seq, ts, slen = unpack(buf, pos)
-            hdr = 4 if rl & _HBIT else 0
-            rl &= ~_HBIT
-            if not (_REC_SIZE + _HASH + slen + hdr <= rl <= _RL_BAD and pos + rl <= end) or (
-                    hdr and hlen_at(buf, pos + _REC_SIZE + slen)[0] > rl - _REC_SIZE - _HASH - slen - hdr):
-                cut = pos
-                break
-            records.append((pos, seq, ts, slen, hdr, rl))
-            pos += rl
-        checks = _Checks(buf, key, records)
-        for n, (pos, seq, ts, slen, hdr, rl) in enumerate(records):
-            if bodies:
-                body = pos + _REC_SIZE
-                yield (pos, seq, ts, buf[body:body + slen], buf[body + slen + hdr:pos + rl - _HASH],
-                       hlen_at(buf, body + slen)[0] if hdr else 0, checks, n)
-            else:
-                yield pos, seq, ts, None, None, 0, checks, n
+        while at < end and cut is None:    # _PART records at a time: read, then handed out (hashed together)
+            records = []
+            pos = at
+            while pos < end and len(records) < _PART:
+                if pos + _REC_SIZE > end:
+                    cut = pos
+                    break
+                rl, seq, ts, slen = unpack(buf, pos)
+                hdr = 4 if rl & _HBIT else 0
+                rl &= ~_HBIT
+                if not (_REC_SIZE + _HASH + slen + hdr <= rl <= _RL_BAD and pos + rl <= end) or (
+                        hdr and hlen_at(buf, pos + _REC_SIZE + slen)[0] > rl - _REC_SIZE - _HASH - slen - hdr):
+                    cut = pos
+                    break
+                records.append((pos, seq, ts, slen, hdr, rl))
+                pos += rl
+            at = pos
+            checks = _Checks(buf, key, records)
+            for n, (pos, seq, ts, slen, hdr, rl) in enumerate(records):
+                if bodies:
+                    body = pos + _REC_SIZE
+                    yield (pos, seq, ts, buf[body:body + slen], buf[body + slen + hdr:pos + rl - _HASH],
+                           hlen_at(buf, body + slen)[0] if hdr else 0, checks, n)
+                else:
+                    yield pos, seq, ts, None, None, 0, checks, n
         if cut is not None:
             self._damage(path, cut, f"record lengths do not add up, the block's last {end - cut} bytes passed over")
 
