@@ -16,7 +16,7 @@ what happened meanwhile:
 collector.py; PYNATS_SERVER_GC_FREEZE).
 
 Prints p50/p90/p99/p99.9/max per server (each repeat's own, then all repeats pooled) and, for the round trips
-above the pooled p99 of each server, how many overlapped each kind of event and how much of their excess
+above the pooled p99 and p99.9 of each server, how many overlapped each kind of event and how much of their excess
 (latency minus p50) those events account for. Both servers alternate in one run. Nothing is asserted.
 """
 from __future__ import annotations
@@ -247,12 +247,13 @@ def main(argv: list[str]) -> int:
         pooled = [x for run in runs[kind] for x in run["lat"]]
         p = percentiles(pooled)
         print(f"{kind:12} pooled ({len(pooled)}): " + "  ".join(f"{k} {v:7.0f} µs" for k, v in p.items()))
-        a = attribute(runs[kind], p["p50"], p["p99"])
-        print(f"  {a['slow']} round trips above p99; overlapping (count, share of their excess over p50):")
-        for key, n in a["counts"].items():
-            print(f"    {key:24} {n:5d}  {100 * a['share'][key]:5.1f} %")
-        if a["callbacks"]:
-            print("    long server callbacks among them: " + ", ".join(f"{n} x{c}" for n, c in a["callbacks"]))
+        for name in ("p99", "p99.9"):
+            a = attribute(runs[kind], p["p50"], p[name])
+            print(f"  {a['slow']} round trips above {name}; overlapping (count, share of their excess over p50):")
+            for key, n in a["counts"].items():
+                print(f"    {key:24} {n:5d}  {100 * a['share'][key]:5.1f} %")
+            if a["callbacks"]:
+                print("    long server callbacks among them: " + ", ".join(f"{n} x{c}" for n, c in a["callbacks"]))
         if runs[kind] and "probe" in runs[kind][0]:
             hit = n = 0
             for run in runs[kind]:
