@@ -337,6 +337,59 @@ def test_new_directories_are_fsynced(tmp_path, monkeypatch):
     fs.stop()
 
 
+def test_a_power_loss_as_a_block_is_unlinked_loses_no_sequence(tmp_path, monkeypatch):
+    """With the default sync_interval, a block left with nothing in it (its messages removed, its skips recorded
+    nowhere else) is unlinked after its sequences are journaled as gone. A power loss right after an unlink may
+    leave the journal as it was at its last fsync while the unlink (and every other write) reached the disk: the
+    journal is fsynced before a block goes, so the start after that finds every sequence accounted for and
+    reports nothing lost."""
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc/self/fd to tell which file an fsync was for")
+    import shutil
+
+    d = tmp_path / "S"
+    journal = str(d / "msgs" / "index.db")
+    synced = {}  # path -> its size at its last fsync
+    images = []  # what the disk may hold after a power loss at each unlink of a block, and the removal then
+    removing = [0]
+    real_fsync, real_unlink = os.fsync, os.unlink
+
+    def fsync(fd):
+        real_fsync(fd)
+        synced[os.readlink(f"/proc/self/fd/{fd}")] = os.fstat(fd).st_size
+
+    def unlink(path, *a, **k):
+        if str(path).endswith(".blk"):
+            image = tmp_path / f"power-loss-{len(images)}"
+            shutil.copytree(d, image)
+            real_unlink(image / "msgs" / os.path.basename(path))
+            os.truncate(image / "msgs" / "index.db", synced.get(journal, 0))
+            images.append((image, removing[-1]))
+        return real_unlink(path, *a, **k)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "unlink", unlink)
+    fs = FileStore(str(d), {"name": "S"}, block_size=300)
+    for _ in range(10):
+        fs.store_msg("a", None, b"x" * 40)
+    for _ in range(12):  # a block of nothing but skips (an interest stream nobody listened to)
+        fs.skip_msg()
+    fs.store_msg("b", None, b"kept")
+    for seq in range(1, 11):  # the blocks go as they empty, the skips' blocks with the last of them
+        removing.append(seq)
+        fs.remove_msg(seq)
+    assert len(images) >= 3 and len(fs._blocks) == 1
+    monkeypatch.undo()
+    fs.stop()
+    for image, removed_to in images:
+        after = FileStore(str(image), {"name": "S"}, block_size=300)
+        st = after.state()
+        assert (st.lost_msgs, st.lost_bytes, after.errors) == ([], 0, []), image.name
+        held = [s for s in range(1, 24) if after.load_msg(s) is not None]
+        assert held == list(range(removed_to + 1, 11)) + [23] and st.last_seq == 23, image.name
+        after.stop()
+
+
 def test_a_purge_clears_the_losses_it_covers(tmp_path):
     """Lost sequences stay reported across restarts until a purge or compaction discards that part of the
     stream (as nats-server forgets lost data for removed messages)."""

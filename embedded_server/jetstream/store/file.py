@@ -9,8 +9,8 @@ Layout under `<store_dir>/jetstream/<account>/streams/<stream>/`:
   fsynced before the ack (power-loss safe); otherwise files are fsynced every `sync_interval` (2m default).
   A block is closed at nats-server's block size (a quarter of `max_bytes`, 32 kB to 8 MB; else 8 MB).
 - `msgs/index.db`: the journal of removals (deleted sequences, "everything below N is gone" markers, and the
-  sequences of each block file unlinked once nothing in it was left: its skips are recorded nowhere else).
-  It is rewritten atomically when it grows.
+  sequences of each block file unlinked once nothing in it was left: its skips are recorded nowhere else;
+  the journal is fsynced before a block is unlinked). It is rewritten atomically when it grows.
 - `state.dat`: the last sequence (rewritten in place after every record), then the blocks as last seen and
   the lost data (rewritten at every new block, sync and stop): what nats-server keeps in its index.db.
 - `index.ckp`: the index checkpoint (checkpoint.py), written at a clean stop (and at a sync now and then); the
@@ -409,6 +409,8 @@ class FileStore(MemoryStore):
         self._state_data = b""  # the JSON part of the state file as last written
         self._head = None  # the state file's head, mapped: rewriting it after each record costs no system call
         self._jsize = 0
+        self._jsynced = -1  # the journal's size at its last fsync (-1: not known to be on disk)
+        self._jdir_synced = True  # False while a journal created by this store may be missing from msgs/ on disk
         self._dirty = False
         self._recovering = True
         self._purged = False
@@ -1069,7 +1071,8 @@ class FileStore(MemoryStore):
     def _load_journal(self) -> None:
         path = os.path.join(self.msgs_dir, "index.db")
         buf = b""
-        if os.path.exists(path):
+        self._jdir_synced = os.path.exists(path)
+        if self._jdir_synced:
             with open(path, "rb") as f:
                 buf = f.read()
         good_end = 0
@@ -1206,6 +1209,7 @@ class FileStore(MemoryStore):
             self.cache.put((self._cid, index), bytearray())  # cached as it is written (_write_records)
         if not self._recovering:
             fsync_dir(self.msgs_dir)
+            self._jdir_synced = True
             # The state file learns of every block: if this one goes missing, its first sequence is known.
             self._write_state(sync=self.sync_always)
 
@@ -1355,6 +1359,10 @@ class FileStore(MemoryStore):
             for a, z in _without(max(first, self._purge_floor), last, self.lost_msgs):
                 # Never a rewrite here: the change that released these blocks may be journaled and not yet applied.
                 self._journal(_frame(T_GONE, _GONE.pack(a, z)), rewrite=False)
+        # The journal is on disk before any block goes: an unlink can reach the disk before the journal's unsynced
+        # end (a power loss would then find the block's sequences in no block and no removal, and report them
+        # lost). One fsync per release (blocks go rarely: once every block's worth of messages at most).
+        self._sync_journal()
         for b in gone:
             self._let_go(b)
             try:
@@ -1390,6 +1398,7 @@ class FileStore(MemoryStore):
         self._head[:] = self._last_head()
         if self.sync_always:
             os.fsync(self._jfd)
+            self._jsynced = self._jsize
         else:
             self._dirty = True
 
@@ -1426,6 +1435,15 @@ class FileStore(MemoryStore):
             self._new_block(self._blocks[-1].index + 1)
         self._after_removal()
 
+    def _sync_journal(self) -> None:
+        """fsync what the journal holds (and msgs/, if the journal is new there) unless it is on disk already."""
+        if self._jsynced != self._jsize:
+            os.fsync(self._jfd)
+            self._jsynced = self._jsize
+        if not self._jdir_synced:
+            fsync_dir(self.msgs_dir)
+            self._jdir_synced = True
+
     def _after_removal(self) -> None:
         if len(self._blocks) > 1 and (self._blocks[0].live <= 0 or self._blocks[0].last < self.first_seq):
             self._release_blocks()
@@ -1449,7 +1467,8 @@ class FileStore(MemoryStore):
         os.close(self._jfd)
         write_atomic(path, data, sync=True)
         self._jfd = os.open(path, os.O_WRONLY | os.O_APPEND, 0o640)
-        self._jsize = len(data)
+        self._jsize = self._jsynced = len(data)
+        self._jdir_synced = True
         self._purge_floor = max(self._purge_floor, first)
         self._write_state(sync=True)
 
@@ -1463,6 +1482,7 @@ class FileStore(MemoryStore):
                 os.fsync(self._fd)
             if self._jfd >= 0:
                 os.fsync(self._jfd)
+                self._jsynced = self._jsize
             self._write_state(sync=True)
             for d in self._new_dirs:
                 fsync_dir(d)
