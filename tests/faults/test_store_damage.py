@@ -567,3 +567,83 @@ def test_a_sync_writes_a_checkpoint_once_enough_is_new(tmp_path, monkeypatch):
         assert _view(fs) == want == _scanned(d, tmp_path)
     finally:
         fs.stop()
+
+
+@pytest.mark.parametrize("held,changes", [("before it reads the blocks", "blocks go"),
+                                           ("before it writes", "blocks go"),
+                                           ("before it reads the blocks", "no block goes")])
+def test_a_sync_checkpoint_held_while_the_stream_changes(tmp_path, monkeypatch, held, changes):
+    """The thread of a sync's checkpoint is held (after the copies were taken on the loop) while the stream goes
+    on: messages are stored, removed and skipped, a subject is purged, new blocks start, the journal is rewritten;
+    with "blocks go" the blocks it copied also empty and go. Then it writes (or, held before it read
+    blocks that went since, writes nothing). After a kill -9 the start (from whatever checkpoint is there, and
+    the blocks) is what a start reading every block gives, nothing lost, no warning. A stop while a checkpoint
+    is held waits for it and writes its own after it (the next start reads no block); a delete waits for it too
+    and leaves nothing behind."""
+    import threading
+
+    from embedded_server.jetstream.store import checkpoint
+    from embedded_server.jetstream.store import file as file_store
+    monkeypatch.setattr(file_store, "CHECKPOINT_EVERY", 30)
+    monkeypatch.setattr(file_store, "JOURNAL_REWRITE_AT", 200)
+    go = threading.Event()
+
+    def hold(real):  # a sync's thread waits for `go`; a stop's checkpoint (written on the loop) does not
+        return lambda *a: (threading.current_thread() is threading.main_thread() or go.wait(60)) and real(*a)
+
+    if held == "before it reads the blocks":
+        monkeypatch.setattr(file_store, "_tail_crc", hold(file_store._tail_crc))
+    else:
+        monkeypatch.setattr(checkpoint, "encode", hold(checkpoint.encode))
+    rewrites = []
+    rewrite = FileStore._rewrite_journal
+    monkeypatch.setattr(FileStore, "_rewrite_journal", lambda self: rewrites.append(1) or rewrite(self))
+    d = tmp_path / "S"
+    fs = FileStore(str(d), {"name": "S"}, block_size=BLOCK)
+    for i in range(150):
+        fs.store_msg(f"s.{i % 3}", None, bytes(100))
+    fs.flush()
+    thread = fs._ckp_thread
+    assert thread is not None and thread.is_alive()
+    for seq in range(1, 80) if changes == "blocks go" else range(2, 80, 4):
+        fs.remove_msg(seq)
+    fs.purge_ex("s.1", 0, 0)
+    for _ in range(40):
+        fs.skip_msg()
+    for i in range(60):
+        fs.store_msg("s.after" if i % 2 else "s.0", None, bytes(100))
+    assert (d / "msgs" / "1.blk").exists() == (changes == "no block goes") and rewrites, "the journal was rewritten"
+    go.set()
+    thread.join()
+    assert (d / "index.ckp").exists() == (held == "before it writes" or changes == "no block goes")
+    want = _view(fs)
+    fs._unmap()
+    for fd in (fs._fd, fs._jfd, fs._sfd, *fs._rfds.values()):
+        os.close(fd)
+    fs, read = _starts(d, monkeypatch)
+    assert _view(fs) == want == _scanned(d, tmp_path)
+    assert not fs.errors and not fs.warnings and fs.state().lost_msgs == []
+
+    # A held thread goes on only once it is waited for: a stop that wrote its own checkpoint before waiting would
+    # then have it replaced by the older one; a delete that did not wait would have it written into the directory
+    # it removes.
+    for ending in ("stop", "delete"):
+        go.clear()
+        fs._ckp_seq = 0  # due again at the next sync
+        fs.store_msg("s.more", None, b"x")
+        fs.flush()
+        thread = fs._ckp_thread
+        assert thread is not None and thread.is_alive()
+        thread.join = lambda *a, _thread=thread: (go.set(), threading.Thread.join(_thread, *a))[1]
+        fs.store_msg("s.more", None, b"after the copies")
+        if ending == "stop":
+            fs.stop()
+            assert not thread.is_alive()
+            fs, read = _starts(d, monkeypatch)
+            assert read == 0 and fs.load_msg(fs.last_seq).data == b"after the copies", \
+                "the stop's checkpoint, not the older one held"
+            assert not fs.errors and not fs.warnings
+        else:
+            fs.delete()
+            assert not thread.is_alive()
+    assert not d.exists()

@@ -249,9 +249,13 @@ def _everything(store):
 
 def _abandon(fs):
     """Leave the store as kill -9 does: nothing written on the way out (the mapped state head is in the page
-    cache already)."""
+    cache already), every file descriptor closed (the read ones too: left open, they piled up over the examples).
+    A sync's checkpoint still being written by its thread is let finish first (as if the kill came just after it):
+    the files are then what they are, not changing under the copy and the starts that follow."""
+    if fs._ckp_thread is not None:
+        fs._ckp_thread.join()
     fs._unmap()
-    for fd in (fs._fd, fs._jfd, fs._sfd):
+    for fd in (fs._fd, fs._jfd, fs._sfd, *fs._rfds.values()):
         os.close(fd)
 
 
