@@ -390,6 +390,27 @@ def test_a_power_loss_as_a_block_is_unlinked_loses_no_sequence(tmp_path, monkeyp
         after.stop()
 
 
+def test_a_block_emptied_across_a_kill_9_still_goes(tmp_path):
+    """Removals journaled before a kill -9 count against their blocks on the start that reads the blocks again:
+    a block whose last message goes after that start is unlinked with the first block, as without the crash
+    (each block counted every message record in it, so it stayed on disk until the stream's first sequence
+    passed it)."""
+    d = tmp_path / "S"
+    fs = FileStore(str(d), {"name": "S"}, block_size=300)  # three messages a block
+    for _ in range(12):
+        fs.store_msg("a", None, b"x" * 40)
+    fs.remove_msg(4)
+    fs.remove_msg(5)
+    fs._unmap()
+    for fd in (fs._fd, fs._jfd, fs._sfd):
+        os.close(fd)
+    fs = FileStore(str(d), {"name": "S"}, block_size=300)
+    for seq in (6, 1, 2, 3):
+        fs.remove_msg(seq)
+    assert [p.name for p in _blocks(d)] == ["3.blk", "4.blk"] and not fs.errors and fs.state().lost_msgs == []
+    fs.stop()
+
+
 def test_a_purge_clears_the_losses_it_covers(tmp_path):
     """Lost sequences stay reported across restarts until a purge or compaction discards that part of the
     stream (as nats-server forgets lost data for removed messages)."""

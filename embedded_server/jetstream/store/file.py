@@ -1093,7 +1093,7 @@ class FileStore(MemoryStore):
                     (count,) = struct.unpack_from("<I", body)
                     seqs = struct.unpack_from(f"<{count}Q", body, 4)
                     for seq in seqs:
-                        self._remove(seq, persist=False)
+                        self._replay_remove(seq)
                     if self._gaps:
                         self._note_removed(seqs)
                 elif rtype == T_PURGE:
@@ -1128,6 +1128,15 @@ class FileStore(MemoryStore):
         for first, last, _, removed in self._gaps:
             removed.update(s for s in seqs if first <= s <= last)
 
+    def _replay_remove(self, seq: int) -> None:
+        """A removal read from the journal at start: a message a block read just now holds (or one stored since the
+        checkpoint) leaves its block's live count too, so that a block emptied before a crash goes as it would have
+        (a block read record by record counted every message record in it)."""
+        if self._remove(seq, persist=False):
+            b = self._block_for(seq)
+            if b is not None:
+                b.live -= 1
+
     def _apply_gone(self, first: int, last: int) -> None:
         """The block that held sequences first..last was unlinked, nothing in it left: none of them is lost. (A
         record found there, of a block file put back, is one removed before: removed again.)"""
@@ -1139,7 +1148,7 @@ class FileStore(MemoryStore):
             if held.count(None) != len(held):
                 for i, subject in enumerate(held):
                     if subject is not None:
-                        self._remove(lo + i, persist=False)
+                        self._replay_remove(lo + i)
         self._released.append((first, last))
 
     def _apply_purge(self, first: int) -> None:
@@ -1149,7 +1158,7 @@ class FileStore(MemoryStore):
             self._reset_to(first)
             return
         for s in range(max(self.first_seq, self._base), first):
-            self._remove(s, persist=False)
+            self._replay_remove(s)
         if self.msgs == 0:
             self.first_seq, self.first_ts = first, 0
 
