@@ -3,10 +3,12 @@ applied to both, with tiny blocks and a tiny journal so that block roll-over, bl
 rewrites all happen; after every sequence the file store is reopened from disk and must hold exactly what the
 memory store holds.
 """
+import errno
 import os
 import shutil
 import tempfile
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -380,3 +382,45 @@ def test_journal_rewrites_keep_every_removal_and_every_unlinked_block(tmp_path, 
         assert store.purge_ex("a", 0, 0) == 9000
     assert fs._jsize > file_store.JOURNAL_REWRITE_AT  # crossed it: the next change rewrites the journal
     after_kill_9(fs, mem, d)
+
+
+@pytest.mark.parametrize("failing", ["write_atomic", "fsync_dir"])
+def test_a_journal_rewrite_that_fails_loses_no_later_removal(tmp_path, monkeypatch, failing):
+    """A journal rewrite that fails (disk full before the new journal took the old one's place, or a failed
+    directory sync after it did) fails that one removal, which is then not made; later removals are journaled
+    in the journal on disk, so after kill -9 the store holds exactly what a memory store given the same
+    successful changes holds, with nothing reported lost."""
+    monkeypatch.setattr(file_store, "JOURNAL_REWRITE_AT", 200)
+    real = getattr(file_store, failing)
+    armed = []
+
+    def fail_once(*args, **kwargs):
+        if armed:
+            armed.clear()
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(file_store, failing, fail_once)
+    d, mem = str(tmp_path / "s"), MemoryStore(dict(CFG))
+    fs = FileStore(d, dict(CFG), block_size=4096)
+    for store in (fs, mem):
+        for i in range(60):
+            store.store_msg(f"s.{i % 3}", None, b"x" * 20)
+    failed = None
+    for seq in range(2, 60):
+        if fs._jsize > file_store.JOURNAL_REWRITE_AT and failed is None:
+            armed.append(1)
+            with pytest.raises(OSError):
+                fs.remove_msg(seq)
+            failed = seq
+            continue
+        fs.remove_msg(seq)
+        mem.remove_msg(seq)
+    assert failed is not None and not armed
+    assert fs.load_msg(failed) is not None  # the failed removal was not made
+    _abandon(fs)
+    again = FileStore(d, dict(CFG), block_size=4096)
+    got, want = contents(again), contents(mem)
+    assert (got[0], [m[:4] for m in got[1]], got[2]) == (want[0], [m[:4] for m in want[1]], want[2])
+    assert again.state().lost_msgs == [] and again.errors == []
+    again.stop()

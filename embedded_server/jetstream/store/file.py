@@ -1473,8 +1473,17 @@ class FileStore(MemoryStore):
             parts += [_frame(T_GONE, _GONE.pack(*r)) for r in _without(a, z, self.lost_msgs)]
         data = b"".join(parts)
         path = os.path.join(self.msgs_dir, "index.db")
-        os.close(self._jfd)
-        write_atomic(path, data, sync=True)
+        try:
+            write_atomic(path, data, sync=True)
+        except OSError:
+            # Whether or not the new journal took the old one's place (the rename is atomic), `path` is the
+            # journal now: append to it from here on, never to a replaced file, and let the caller see the failure.
+            os.close(self._jfd)
+            self._jfd = os.open(path, os.O_WRONLY | os.O_APPEND, 0o640)
+            self._jsize = os.fstat(self._jfd).st_size
+            self._jsynced = min(self._jsynced, self._jsize)
+            raise
+        os.close(self._jfd)  # the replaced journal's
         self._jfd = os.open(path, os.O_WRONLY | os.O_APPEND, 0o640)
         self._jsize = self._jsynced = len(data)
         self._jdir_synced = True
