@@ -395,20 +395,12 @@ class Client(asyncio.Protocol):
     def _takes_hpub_runs(self, subject: bytes):
         """Parser.hpub_runs: HPUBs to `subject` form a run when a stream alone listens on it (Plan.raw_hs), of the
         messages its record pattern takes."""
-        account = self.account
-        plan = account.plans.get(subject)
-        if plan is None:
-            plan = account.plan(subject)
+        plan = self.account.plan(subject)
         return plan.raw_hs[1] if plan.raw_hs is not None else None
 
     def _hpub(self, account, plain: bool, subject: bytes, tail: bytes, body_at: int, hdr_len: int) -> None:
         """One HPUB without a reply of a run (protocol.HPUBS), as _process takes a single one."""
-        raw = None
-        if plain and account.trace_dest is None:
-            plan = account.plans.get(subject)
-            if plan is None:
-                plan = account.plan(subject)
-            raw = plan.raw_h
+        raw = account.plan(subject).raw_h if plain and account.trace_dest is None else None
         if raw is None or not raw(subject, tail[body_at:body_at + hdr_len], tail[body_at + hdr_len:-2]):
             self._publish(account, subject, None, tail, body_at, hdr_len)
 

@@ -170,12 +170,16 @@ class Account:
             plan = Plan(tuple([(s, s.client, head + s.sid + b" ") for s in result.psubs]),
                         tuple([tuple([(s, s.client, head + s.sid + b" ") for s in group])
                                for group in result.qsubs]) if result.qsubs else ())
-            plans = self.plans
-            if len(plans) >= MAX_PLANS:
-                for old in list(islice(plans, PLANS_EVICT)):
-                    del plans[old]
-            plans[subject] = plan
+            self._keep_plan(subject, plan)
         return plan
+
+    def _keep_plan(self, key: bytes, plan: Plan) -> None:
+        """Keep `plan` under `key`; once MAX_PLANS are kept, the oldest PLANS_EVICT make room."""
+        plans = self.plans
+        if len(plans) >= MAX_PLANS:
+            for old in list(islice(plans, PLANS_EVICT)):
+                del plans[old]
+        plans[key] = plan
 
     def shown_as(self, plan: Plan, subject: bytes, msg_subject: bytes) -> Plan:
         """The plan of deliver subject `subject` with receivers seeing `msg_subject` in the MSG line (a JetStream
@@ -187,11 +191,7 @@ class Account:
             rewritten = Plan(tuple((s, c, b"MSG " + msg_subject + p[cut:]) for s, c, p in plan.psubs),
                              tuple(tuple((s, c, b"MSG " + msg_subject + p[cut:]) for s, c, p in g)
                                    for g in plan.qgroups))
-            plans = self.plans
-            if len(plans) >= MAX_PLANS:
-                for old in list(islice(plans, PLANS_EVICT)):
-                    del plans[old]
-            plans[key] = rewritten
+            self._keep_plan(key, rewritten)
         return rewritten
 
     def _ack_plan(self, subject: bytes) -> tuple | None:

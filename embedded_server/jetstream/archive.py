@@ -171,10 +171,6 @@ def _mask(c: int) -> int:
     return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-def _masked(data: bytes) -> int:
-    return _mask(crc32c(data))
-
-
 def frame(data: bytes, crc: int | None = None) -> bytes:
     """`data` (at most MAX_FRAME bytes) as one uncompressed frame (`crc`: its crc32c when known)."""
     n = len(data) + 4

@@ -1475,17 +1475,14 @@ class FileStore(MemoryStore):
         path = os.path.join(self.msgs_dir, "index.db")
         try:
             write_atomic(path, data, sync=True)
-        except OSError:
-            # Whether or not the new journal took the old one's place (the rename is atomic), `path` is the
-            # journal now: append to it from here on, never to a replaced file, and let the caller see the failure.
+        finally:
+            # Whether or not the new journal took the old one's place (the rename is atomic; a failure goes on to
+            # the caller), `path` is the journal now: append to it from here on, never to a replaced file.
             os.close(self._jfd)
             self._jfd = os.open(path, os.O_WRONLY | os.O_APPEND, 0o640)
             self._jsize = os.fstat(self._jfd).st_size
             self._jsynced = min(self._jsynced, self._jsize)
-            raise
-        os.close(self._jfd)  # the replaced journal's
-        self._jfd = os.open(path, os.O_WRONLY | os.O_APPEND, 0o640)
-        self._jsize = self._jsynced = len(data)
+        self._jsynced = self._jsize  # written with a sync
         self._jdir_synced = True
         self._purge_floor = max(self._purge_floor, first)
         self._write_state(sync=True)
