@@ -1,5 +1,5 @@
 """The embedded server's JetStream publish path alone, for profiling (h)-(j) of `bench jetstream`: a server in
-this process (thread mode, memory streams), `Stream.process_msg` called on its loop with the bytes a client's
+this process (thread mode, memory streams, or file streams with `--storage file`), `Stream.process_msg` called on its loop with the bytes a client's
 PUB/HPUB would hand it, and the loop thread's CPU µs per message (best of `--repeat`). No socket, no parser, no
 nats-py: what is left is stream.py, headers.py, counters.py, batch.py, fastbatch.py, the memory store and the
 routing of the answers. nats-server has no counterpart to call; compare its server CPU per message in
@@ -8,12 +8,13 @@ routing of the answers. nats-server has no counterpart to call; compare its serv
   counter   Nats-Incr: 1 on one subject, a PubAck (with `val`) to a reply nobody listens on
   atomic    batches of 100 x 128 B (Nats-Batch-Id/-Sequence, the last with Nats-Batch-Commit: 1)
   fast      one fast batch of 20,000 x 128 B (reply `<inbox>.<id>.100.fail.<seq>.<op>.$FI`), no headers, each
-            message handed over as client.py does (Stream._inbound_raw first)
+            message handed over as client.py does (Stream._inbound_raw first), what a read queued let out
+            (Server.run_before_output: a file store's held records written) every 64 messages
   wire      atomic's batches as the bytes nats-py writes for (i) of `bench jetstream` (the first message and the
             commit as requests, the 98 between without reply in the commit's read), fed to a client connection
             whose transport only counts what is written: the parser and the client's dispatch as well
 
-    python -m bench jspath [--repeat 5] [--profile FILE]   (FILE: cProfile output of every run)
+    python -m bench jspath [--repeat 5] [--storage memory|file] [--profile FILE]   (FILE: cProfile output of every run)
 """
 from __future__ import annotations
 
@@ -44,17 +45,17 @@ def _on_loop(loop, fn):
     return out[0]
 
 
-async def _create(url: str) -> None:
+async def _create(url: str, storage: str) -> None:
     import nats
 
     nc = await nats.connect(url)
     for name, extra in (("CTR", {"allow_msg_counter": True}), ("BAT", {"allow_atomic": True, "allow_batched": True})):
         await nc.request(f"$JS.API.STREAM.CREATE.{name}", json.dumps({
-            "name": name, "subjects": [f"{name.lower()}.>"], "storage": "memory", **extra}).encode(), timeout=10)
+            "name": name, "subjects": [f"{name.lower()}.>"], "storage": storage, **extra}).encode(), timeout=10)
     await nc.close()
 
 
-def run(repeat: int, profile: str = "") -> dict:
+def run(repeat: int, profile: str = "", storage: str = "memory") -> dict:
     from embedded_server.embedded import EmbeddedServer
 
     prof = cProfile.Profile() if profile else None
@@ -62,7 +63,7 @@ def run(repeat: int, profile: str = "") -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         srv = EmbeddedServer(jetstream=True, store_dir=tmp).start()
         try:
-            asyncio.run(_create(srv.client_url))
+            asyncio.run(_create(srv.client_url, storage))
             streams = next(iter(srv.server.jetstream.accounts.values())).streams
             ctr, bat = streams["CTR"], streams["BAT"]
             incr = b"NATS/1.0\r\nNats-Incr: 1\r\n\r\n"
@@ -113,12 +114,16 @@ def run(repeat: int, profile: str = "") -> dict:
             def fast():
                 # As a client's PUB reaches the stream (client.py): the batch's next message by _inbound_raw
                 # (fastbatch.append_raw), anything else by process_msg.
-                raw, process = bat._inbound_raw, bat.process_msg
+                raw, process, server = bat._inbound_raw, bat.process_msg, srv.server
                 for seq in range(1, N + 1):
                     op = 0 if seq == 1 else (2 if seq == N else 1)
                     reply = f"_INBOX.none.r{runs[0]}.100.fail.{seq}.{op}.$FI"
                     if not raw(b"bat.f", reply.encode(), PAYLOAD):
                         process("bat.f", reply, None, PAYLOAD)
+                    if not seq % 64 and server.before_output:
+                        server.run_before_output()  # the end of a read
+                if server.before_output:
+                    server.run_before_output()
 
             def timed(work):
                 def call():
@@ -149,10 +154,11 @@ def run(repeat: int, profile: str = "") -> dict:
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m bench jspath", description=__doc__.split("\n\n")[0])
     p.add_argument("--repeat", type=int, default=5, help="runs; the least CPU per message counts (default 5)")
+    p.add_argument("--storage", choices=("memory", "file"), default="memory", help="the streams' storage")
     p.add_argument("--profile", default="", help="write a cProfile of the runs to this file")
     args = p.parse_args(argv)
-    best = run(max(args.repeat, 1), args.profile)
-    print("JetStream publish path, loop thread CPU per message (embedded server, memory streams):")
+    best = run(max(args.repeat, 1), args.profile, args.storage)
+    print(f"JetStream publish path, loop thread CPU per message (embedded server, {args.storage} streams):")
     for name, us in best.items():
         print(f"  {name:8} {us:6.2f} µs")
     return 0
