@@ -13,6 +13,8 @@ routing of the answers. nats-server has no counterpart to call; compare its serv
   wire      atomic's batches as the bytes nats-py writes for (i) of `bench jetstream` (the first message and the
             commit as requests, the 98 between without reply in the commit's read), fed to a client connection
             whose transport only counts what is written: the parser and the client's dispatch as well
+  fastwire  fast's batch as the bytes nats-py writes for (j) of `bench jetstream`, 64 PUBs a read, fed to that
+            client connection (subscribed to the batch's inbox: the flow acks are delivered to it)
 
     python -m bench jspath [--repeat 5] [--storage memory|file] [--profile FILE]   (FILE: cProfile output of every run)
 """
@@ -76,7 +78,7 @@ def run(repeat: int, profile: str = "", storage: str = "memory") -> dict:
                 c = Client(srv.server)
                 c.connection_made(_Transport())
                 c.data_received(b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"no_responders":true}'
-                                b'\r\nSUB _INBOX.wire.* 1\r\n')
+                                b'\r\nSUB _INBOX.wire.* 1\r\nSUB _INBOX.fw.> 2\r\n')
                 return c
             conn = _on_loop(srv._loop, connect)
 
@@ -94,6 +96,19 @@ def run(repeat: int, profile: str = "", storage: str = "memory") -> dict:
                                  + hpub(bid, 100, b"_INBOX.wire.%d" % (2 * b + 1), True))
                 return reads
             wire_in: list[bytes] = []
+
+            def fastwire_reads(r: int) -> list[bytes]:
+                pubs = []
+                for seq in range(1, N + 1):
+                    op = 0 if seq == 1 else (2 if seq == N else 1)
+                    pubs.append(b"PUB bat.g _INBOX.fw.r%d.100.fail.%d.%d.$FI %d\r\n%s\r\n" % (
+                        r, seq, op, len(PAYLOAD), PAYLOAD))
+                return [b"".join(pubs[i:i + 64]) for i in range(0, N, 64)]
+            fastwire_in: list[bytes] = []
+
+            def fastwire():
+                for data in fastwire_in:
+                    conn.data_received(data)
 
             def wire():
                 for data in wire_in:
@@ -140,7 +155,9 @@ def run(repeat: int, profile: str = "", storage: str = "memory") -> dict:
             for r in range(repeat):
                 runs[0] = r
                 wire_in[:] = wire_reads(r)
-                for name, work in (("counter", counter), ("atomic", atomic), ("fast", fast), ("wire", wire)):
+                fastwire_in[:] = fastwire_reads(r)
+                for name, work in (("counter", counter), ("atomic", atomic), ("fast", fast), ("wire", wire),
+                                   ("fastwire", fastwire)):
                     us = _on_loop(srv._loop, timed(work))
                     best[name] = min(best.get(name, us), us)
                 _on_loop(srv._loop, bat.purge)
