@@ -42,12 +42,15 @@ import itertools
 import struct
 import threading
 import zlib
+from time import time_ns
+from zlib import crc32
 from array import array
 from bisect import bisect_left, bisect_right
 
 from . import MAX_SEQ, ConsumerStore, StoreCorrupt, StoreMsg, StreamStore, checkpoint, file_msg_size
 from .cache import BlockCache
-from .memory import _HEAD, _N, _SEQS, MemoryStore
+from .memory import _HEAD, _LSTALE, _N, _NAME, _SEQS, MemoryStore
+from .memory import _LAST as _SUBJECT_LAST
 from ..clock import now_ns
 
 log = logging.getLogger("embedded_server.jetstream")
@@ -56,6 +59,7 @@ MAGIC = 0x4A53  # "JS"
 _FRAME = struct.Struct("<HBBI")
 _CRC = struct.Struct("<I")
 _MSG_HEAD = struct.Struct("<QqiHI")  # seq, ts, ttl, subject length, header length
+_MSG_FRAME = struct.Struct("<HBBIQqiHI")  # a message record's frame and head in one (FileStore.store_held)
 _HLEN = struct.Struct("<I")
 _SKIP = struct.Struct("<Qq")
 _PURGE = struct.Struct("<Q")
@@ -1258,16 +1262,46 @@ class FileStore(MemoryStore):
 
     def store_held(self, subject: str, data: bytes) -> int:
         """store_msg of a message without headers or TTL, held: with no limit to apply, its record framed
-        (as _persist_msg does) and indexed without store_msg's checks."""
+        (as _persist_msg does) and indexed without store_msg's checks. The usual one (held, its subject known,
+        room in the block) is written and indexed here, as _write and _insert would (a fast batch's hot path)."""
         seq = self.last_seq + 1
         if self.max_per > 0 or self.discard_new or self.max_msgs > 0 or self.max_bytes > 0 or seq > MAX_SEQ:
             return MemoryStore.store_msg(self, subject, None, data)[0]
-        ts = now_ns()
+        ts = time_ns()
         if ts <= self.last_ts:
             ts = self.last_ts + 1
         sb = subject.encode()
-        self._write(_frame(T_MSG, b"".join((_MSG_HEAD.pack(seq, ts, 0, len(sb), 0), sb, data))), seq, ts, True)
-        self._insert(seq, subject, None, data, ts, 0, self._fss.get(subject), 30 + len(subject) + len(data))
+        n = len(sb)
+        dn = len(data)
+        head = _MSG_FRAME.pack(MAGIC, T_MSG, 0, _MSG_HEAD.size + n + dn, seq, ts, 0, n, 0)
+        record = b"".join((head, sb, data, _CRC.pack(crc32(data, crc32(sb, crc32(head))))))
+        size = 30 + len(subject) + dn
+        held = self._held
+        blk = self._blocks[-1]
+        at = blk.size
+        end = at + len(record)
+        ss = self._fss.get(subject)
+        if held is None or ss is None or not at or end > self.block_size or not self.msgs:
+            self._write(record, seq, ts, True)
+            self._insert(seq, subject, None, data, ts, 0, ss, size)
+            return seq
+        if not held:
+            self._held_at = at
+        held.append(record)
+        self._held_last = (seq, ts)
+        blk.size = end
+        blk.last, blk.last_ts = seq, ts
+        blk.live += 1
+        ss[_N] += 1
+        ss[_SUBJECT_LAST] = seq
+        ss[_LSTALE] = False
+        ss[_SEQS].append(seq)
+        self._recs.append(ss[_NAME])
+        self._offs.append(at)
+        self._lens.append(size)
+        self.last_seq, self.last_ts = seq, ts
+        self.msgs += 1
+        self.bytes += size
         return seq
 
     def store_msg(self, subject, hdr, data, ttl=0, ts=0):
