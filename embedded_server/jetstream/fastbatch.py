@@ -407,11 +407,16 @@ def append_raw(st, subject: bytes, reply: bytes, msg: bytes) -> bool:
     head, b, subject_b, subject_s = cached
     seq = b.lseq + 1
     if subject != subject_b or reply != head + b"%d.1.$FI" % seq or b.timer is None or b.commit \
-            or st._slow_path or seq >= _U64 - 1 or not _plain_ok(st, st.cfg, msg):
+            or st._slow_path or seq >= _U64 - 1 or not st._batched_plain:
+        return False
+    store = st.store
+    js = st.js
+    max_size = st._max_msg_size
+    # _plain_ok's checks, with the config's part decided once (Stream._set_fast_path)
+    if (max_size >= 0 and len(msg) > max_size) or js.usage[store.storage] > js.limit_for[store.storage]:
         return False
     b.timer.touch()
     b.lseq = seq
-    store = st.store
     try:
         if store.hold_writes():
             st.js.server.before_output.append(store.end_writes)
@@ -421,14 +426,15 @@ def append_raw(st, subject: bytes, reply: bytes, msg: bytes) -> bool:
         return True
     st.lseq, st.lmsgid = sseq, ""
     size = store.bytes
-    st.js.usage[store.storage] += size - st.accounted
+    js.usage[store.storage] += size - st.accounted
     st.accounted = size
     # _stored: nothing pending before this message, so it is the batch's last stored one
     b.sseq = sseq
     b.pseq = seq
     if seq >= b.fseq + b.ack_messages:
         _check_flow(st, b, decode_subject(reply))
-    st.notify_stored(sseq, subject_s)
+    if st.consumers or st.sourcers or st._expires:  # else notify_stored has nothing to do (no TTL here)
+        st.notify_stored(sseq, subject_s)
     return True
 
 

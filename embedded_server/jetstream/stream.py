@@ -120,6 +120,8 @@ class Stream:
         # A message with only its atomic batch's headers goes straight to batch.process_plain.
         self._atomic_plain = bool(cfg.get("allow_atomic") and not cfg.get("sealed") and not self.closed)
         self._max_msg_size = cfg.get("max_msg_size", -1)
+        # What fastbatch._plain_ok asks of the config, for the fast batch's raw path (fastbatch.append_raw).
+        self._batched_plain = bool(cfg.get("allow_batched")) and cfg.get("discard") != "new"
         self._no_ack = bool(cfg.get("no_ack"))
         self._expires = bool(cfg.get("max_age"))
 
