@@ -431,7 +431,8 @@ def consumer_unpin(req: Request) -> dict:
 
 
 def cluster_required(req: Request) -> dict:
-    """Leader step-down and peer removal: a lone nats-server answers that they need clustering."""
+    """Leader step-down, peer removal and 2.15's peer evacuation and move cancelling: a lone nats-server
+    answers that they need clustering, whatever the stream or consumer named."""
     raise api_error("JSClusterRequiredErr")
 
 
@@ -463,6 +464,9 @@ ROUTES = [
     (("STREAM", "LEADER", "STEPDOWN", "*"), cluster_required, "stream_leader_stepdown_response"),
     (("CONSUMER", "LEADER", "STEPDOWN", "*", "*"), cluster_required, "consumer_leader_stepdown_response"),
     (("STREAM", "PEER", "REMOVE", "*"), cluster_required, "stream_remove_peer_response"),
+    (("STREAM", "PEER", "EVACUATE", "*"), cluster_required, "stream_evacuate_peer_response"),
+    (("CONSUMER", "PEER", "EVACUATE", "*", "*"), cluster_required, "consumer_evacuate_peer_response"),
+    (("STREAM", "CANCEL_MOVE", "*"), cluster_required, "stream_cancel_move_response"),
     (("CONSUMER", "RESET", "*", "*"), consumer_reset.consumer_reset, "consumer_reset_response"),
 ]
 

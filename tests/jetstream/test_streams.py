@@ -334,14 +334,18 @@ def test_bad_request_error_maps_to_nats_py_error(js_server):
 
 
 def test_cluster_only_endpoints_answer_that_they_need_clustering(js_server):
-    """A lone server answers leader step-down and peer removal with 10010, as nats-server does."""
+    """A lone server answers leader step-down, peer removal and 2.15's peer evacuation and move cancelling
+    (of a stream or consumer that exists or not) with 10010, as nats-server does."""
     async def scenario():
         async with connected(js_server) as (nc, js):
             await api(nc, "$JS.API.STREAM.CREATE.S", {"name": "S", "subjects": ["s"]})
             await api(nc, "$JS.API.CONSUMER.CREATE.S.c", {"stream_name": "S", "config": {"name": "c"}})
             out = {}
             for subject, body in (("STREAM.LEADER.STEPDOWN.S", b""), ("CONSUMER.LEADER.STEPDOWN.S.c", b""),
-                                  ("STREAM.PEER.REMOVE.S", b'{"peer": "x"}'), ("STREAM.LEADER.STEPDOWN.NONE", b"")):
+                                  ("STREAM.PEER.REMOVE.S", b'{"peer": "x"}'), ("STREAM.LEADER.STEPDOWN.NONE", b""),
+                                  ("STREAM.PEER.EVACUATE.S", b'{"peer": "x"}'), ("STREAM.CANCEL_MOVE.S", b""),
+                                  ("CONSUMER.PEER.EVACUATE.S.c", b'{"peer": "x"}'), ("STREAM.CANCEL_MOVE.NONE", b""),
+                                  ("CONSUMER.PEER.EVACUATE.S.NONE", b"{}")):
                 out[subject] = json.loads((await nc.request(f"$JS.API.{subject}", body, timeout=3)).data)
             return out
 
@@ -352,6 +356,11 @@ def test_cluster_only_endpoints_answer_that_they_need_clustering(js_server):
         "CONSUMER.LEADER.STEPDOWN.S.c": {"type": prefix + "consumer_leader_stepdown_response", "error": error},
         "STREAM.PEER.REMOVE.S": {"type": prefix + "stream_remove_peer_response", "error": error},
         "STREAM.LEADER.STEPDOWN.NONE": {"type": prefix + "stream_leader_stepdown_response", "error": error},
+        "STREAM.PEER.EVACUATE.S": {"type": prefix + "stream_evacuate_peer_response", "error": error},
+        "STREAM.CANCEL_MOVE.S": {"type": prefix + "stream_cancel_move_response", "error": error},
+        "CONSUMER.PEER.EVACUATE.S.c": {"type": prefix + "consumer_evacuate_peer_response", "error": error},
+        "STREAM.CANCEL_MOVE.NONE": {"type": prefix + "stream_cancel_move_response", "error": error},
+        "CONSUMER.PEER.EVACUATE.S.NONE": {"type": prefix + "consumer_evacuate_peer_response", "error": error},
     }
 
 
