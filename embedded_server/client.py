@@ -650,6 +650,8 @@ class Client(asyncio.Protocol):
     def _unsub(self, sid: bytes, max_msgs: int) -> None:
         sub = self.subs.get(sid)
         if sub is not None:
+            if max_msgs > 0:
+                (sub.account or self.account).settle_subs()
             if max_msgs > 0 and max_msgs > sub.delivered:
                 sub.max = max_msgs
                 # Deliveries to it are now counted one by one (plans only hold what needs no check).

@@ -108,6 +108,8 @@ class Monitor:
         info["stop"] = rfc3339(info["stop_ts"])
         info["reason"] = client.close_reason
         info["acc_name"] = client.account.name if client.account is not None else ""
+        if client.subs:
+            self.server.settle_deliveries()
         info["subs_snapshot"] = [(s.subject, s.queue, s.sid, s.delivered, client.cid) for s in client.subs.values()]
         self.closed.append(info)
 
@@ -296,6 +298,8 @@ class Monitor:
             raise BadRequest(f"Error decoding state for {q.get('state')}")
         if sort not in _SORTS:
             raise BadRequest(f"invalid sorting option: {sort}")
+        if detail:
+            srv.settle_deliveries()
         if sort in ("stop", "reason") and state != "closed":
             raise BadRequest(f"sort by {sort} only valid on closed connections")
         user = q.get("user", "")
@@ -355,6 +359,9 @@ class Monitor:
                 raise BadRequest(f"invalid test subject, must be valid publish subject: {test}")
         accounts = [srv.accounts[acc_name]] if acc_name in srv.accounts else (
             [] if acc_name else list(srv.accounts.values()))
+        if subs:
+            for acc in accounts:
+                acc.settle_subs()
         stats = {"num_subscriptions": 0, "num_cache": 0, "num_inserts": 0, "num_removes": 0, "num_matches": 0,
                  "cache_hit_rate": 0.0, "max_fanout": 0, "avg_fanout": 0.0}
         hits = 0

@@ -43,6 +43,8 @@ SYSTEM_ACCOUNT = "$SYS"
 # 0.5-0.8 ms pause every 4,096 new subjects, such as a request's unique reply subject; see subjects.CACHE_EVICT).
 MAX_PLANS = 4096
 PLANS_EVICT = 64
+# Tallies kept per account for routes yet to be made (Route): beyond this many the next route starts afresh.
+_MAX_TALLIES = 4096
 
 
 class Plan:
@@ -83,16 +85,18 @@ class Plan:
         self.choices = 0
         self.made = False
 
-    def make_routes(self) -> None:
-        """Make `routes`, `single` and `choices` (route_batch, once per plan)."""
-        routes = self._routes(self.psubs, self.qgroups) if self.plain is not None else None
+    def make_routes(self, account: Account) -> None:
+        """Make `routes`, `single` and `choices` (route_batch, once per plan of `account`)."""
+        routes = self._routes(self.psubs, self.qgroups, account.tallies) if self.plain is not None else None
+        if routes is not None:
+            account.routed(routes)
         self.routes = routes
         self.single = routes[0] if routes is not None and len(routes) == 1 else None
         self.choices = len(routes) if routes is not None else 0
         self.made = True
 
     @staticmethod
-    def _routes(psubs: tuple, qgroups: tuple) -> tuple | None:
+    def _routes(psubs: tuple, qgroups: tuple, tallies: dict) -> tuple | None:
         """`routes`: every receiver list a message without headers may take, when none of the receivers needs a
         check, as a `Route` each: one without queue groups (then also `single`); with them, one per choice of a
         member in each group (the plain subscribers, then each group's member: nats-server's order). A message
@@ -111,20 +115,41 @@ class Plan:
                 if client is None or sub.max or client.perms is not None:
                     return None
             routes = [targets + ((sub, client, prefix),) for targets in routes for sub, client, prefix in group]
-        return tuple(Route(targets) for targets in routes)
+        return tuple(Route(targets, tallies) for targets in routes)
 
 
 class Route:
     """One receiver list of a plan (`Plan.routes`) as `Server.route_batch` takes it: `pairs`, each receiver's
-    (output list, MSG prefix) in delivery order; `receivers`, the same receivers' (subscription, connection);
-    `msgs` and `size`, what the batch being routed sent this way so far, added to the receivers' counters once
-    per batch (`Server._settle`) rather than once per message, and 0 at any other time."""
+    (output list, MSG prefix) in delivery order; `subs`, the same receivers' subscriptions; `msgs`, the messages
+    sent this way that their `delivered` counters do not have yet (they take them when something is about to
+    read them or the plan goes: `Account.settle_subs`); `tally`, the `Tally` of the receivers' connections,
+    shared by every route of the account with the same connections in the same order."""
 
-    __slots__ = ("pairs", "receivers", "msgs", "size")
+    __slots__ = ("pairs", "subs", "msgs", "tally")
 
-    def __init__(self, targets: tuple):
+    def __init__(self, targets: tuple, tallies: dict):
         self.pairs = tuple((client.out, prefix) for sub, client, prefix in targets)
-        self.receivers = tuple((sub, client) for sub, client, _ in targets)
+        self.subs = tuple(sub for sub, _, _ in targets)
+        self.msgs = 0
+        clients = tuple(client for _, client, _ in targets)
+        tally = tallies.get(clients)
+        if tally is None:
+            if len(tallies) >= _MAX_TALLIES:
+                tallies.clear()   # the routes made before keep theirs; only sharing is lost
+            tally = tallies[clients] = Tally(clients)
+        self.tally = tally
+
+
+class Tally:
+    """What a batch of publishes (`Server.route_batch`) sent to one list of connections (`clients`, a connection
+    once per subscription of it that received): `msgs` messages, `size` payload bytes in all, added to their
+    counters (and dirty marks) once per batch (`Server._settle`), 0 at any other time. Routes to the same
+    connections share one, so that a batch settles a few tallies rather than every route it took."""
+
+    __slots__ = ("clients", "msgs", "size")
+
+    def __init__(self, clients: tuple):
+        self.clients = clients
         self.msgs = self.size = 0
 
 
@@ -136,6 +161,10 @@ class Account:
         self.sublist = Sublist()
         # Delivery plans per published subject (and per (deliver subject, stored subject) for JetStream).
         self.plans: dict = {}
+        # The connection lists of the plans' routes, each with its Tally (Route), and the plans' routes made
+        # (Plan.routes), whose counts the subscriptions take when read (settle_subs).
+        self.tallies: dict = {}
+        self.routes: list = []
         # Plans of JetStream ack subjects per `$JS.ACK.<stream>.<consumer>` (see plan).
         self.ack_plans: dict[bytes, Plan | None] = {}
         self.sublist.on_change = self.drop_plans
@@ -150,7 +179,10 @@ class Account:
 
     def drop_plans(self) -> None:
         """Forget the delivery plans: the subscriptions, or what a subscriber needs checked, changed."""
+        self.settle_subs()
         self.plans.clear()
+        self.tallies.clear()
+        self.routes.clear()
         self.ack_plans.clear()
         if self.interest_watchers:
             watchers, self.interest_watchers = self.interest_watchers, []
@@ -180,6 +212,26 @@ class Account:
             for old in list(islice(plans, PLANS_EVICT)):
                 del plans[old]
         plans[key] = plan
+
+    def routed(self, routes: tuple) -> None:
+        """Keep a plan's new `routes` for settle_subs (Plan.make_routes)."""
+        kept = self.routes
+        if len(kept) >= 2 * MAX_PLANS:
+            # Plans evicted since the last drop_plans: their routes' counts go to the subscriptions now.
+            self.settle_subs()
+            kept[:] = [plan.routes for plan in self.plans.values() if plan.routes is not None]
+        kept.append(routes)
+
+    def settle_subs(self) -> None:
+        """Give the subscriptions the deliveries the plans' routes still hold (Route.msgs): before anything reads
+        `Subscription.delivered` (monitoring, an UNSUB with a limit) and before the plans go."""
+        for routes in self.routes:
+            for route in routes:
+                n = route.msgs
+                if n:
+                    route.msgs = 0
+                    for sub in route.subs:
+                        sub.delivered += n
 
     def shown_as(self, plan: Plan, subject: bytes, msg_subject: bytes) -> Plan:
         """The plan of deliver subject `subject` with receivers seeing `msg_subject` in the MSG line (a JetStream
@@ -325,6 +377,11 @@ class Server:
     def lookup_account(self, name: str) -> Account | None:
         return self.accounts.get(name)
 
+    def settle_deliveries(self) -> None:
+        """Bring every subscription's `delivered` counter up to date (Account.settle_subs): monitoring reads them."""
+        for account in self.accounts.values():
+            account.settle_subs()
+
     def next_client_id(self) -> int:
         self._cid += 1
         return self._cid
@@ -442,9 +499,10 @@ class Server:
         """Route a batch of publishes without reply or headers from one connection (protocol.PUBB), the i-th with
         subjects[i], tails[i], sizes[i]. Where the subject's plan has `routes`, the message takes one of them (a
         random one when there are queue groups): its MSG is queued on each receiver here, as `deliver` would,
-        in one loop for the whole batch, and counted on the route; the counters of the subscriptions and
-        connections (and the dirty marks) take each route's count once, at the end of the batch or before
-        anything else runs (`_settle`). Anything else goes through `route`. Returns how many messages were
+        in one loop for the whole batch, and counted on the route and on its connections' `Tally`; the
+        connections' counters (and dirty marks) take each tally's count once, at the end of the batch or before
+        anything else runs (`_settle`), the subscriptions' counters the routes' when they are next read
+        (`Account.settle_subs`). Anything else goes through `route`. Returns how many messages were
         routed: all of them, unless routing one closed the producer (the rest is then dropped, as a closed
         connection's reads are)."""
         if not producer.echo:
@@ -460,7 +518,7 @@ class Server:
                 if route is None:
                     routes = plan.routes
                     if routes is None and not plan.made:
-                        plan.make_routes()
+                        plan.make_routes(account)
                         route = plan.single
                         routes = plan.routes
                     if route is None:
@@ -473,11 +531,13 @@ class Server:
                             continue
                         # (32 random bits modulo at most _MAX_ROUTES choices: uniform within 2**-26.)
                         route = routes[getrandbits(32) % plan.choices]
-                n = route.msgs
+                route.msgs += 1
+                tally = route.tally
+                n = tally.msgs
                 if not n:
-                    used.append(route)
-                route.msgs = n + 1
-                route.size += size
+                    used.append(tally)
+                tally.msgs = n + 1
+                tally.size += size
                 for out, prefix in route.pairs:
                     out.append(prefix)
                     out.append(tail)
@@ -487,15 +547,14 @@ class Server:
         return len(sizes)
 
     def _settle(self, used: list) -> None:
-        """Count what a batch sent along each of `used` (Routes) on its subscriptions and connections, mark the
-        connections to be written, and clear the routes' counts (and `used`)."""
+        """Count what a batch sent to each of `used` (Tallies) on its connections, mark them to be written, and
+        clear the tallies (and `used`). (The subscriptions' counters take theirs later: Account.settle_subs.)"""
         dirty = self.dirty
-        for route in used:
-            n = route.msgs
-            size = route.size
-            route.msgs = route.size = 0
-            for sub, client in route.receivers:
-                sub.delivered += n
+        for tally in used:
+            n = tally.msgs
+            size = tally.size
+            tally.msgs = tally.size = 0
+            for client in tally.clients:
                 client.out_msgs += n
                 client.out_bytes += size
                 if not client.dirty:

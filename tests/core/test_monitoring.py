@@ -236,7 +236,7 @@ def test_counters_after_batches_of_publishes_to_many_subjects(tmp_path):
     """Reads full of publishes to changing subjects (the embedded server routes each read's batch at once and
     counts per batch): each subscriber gets its messages in order, and the message and byte counts of every
     connection, subscription and the server read as on nats-server, a queue group's members together counting
-    each message once."""
+    each message once; an UNSUB whose limit the batches already reached ends the subscription at once."""
     sent = [(f"m.{i % 7}", b"x" * ((i * 37) % 90)) for i in range(400)]
     wire = "".join(f"PUB {s} {len(p)}\r\n{p.decode()}\r\n" for s, p in sent).encode()
     seen = {}
@@ -272,10 +272,32 @@ def test_counters_after_batches_of_publishes_to_many_subjects(tmp_path):
                  for name, c in conns.items()},
                 conns["q1"]["out_msgs"] + conns["q2"]["out_msgs"], conns["q1"]["out_bytes"] + conns["q2"]["out_bytes"],
                 [conns[name]["out_msgs"] == len(got[name]) for name in ("q1", "q2")],
+                # each member's subscription counts what it received, /connz and /subsz alike
+                [[d["msgs"] for d in conns[name]["subscriptions_list_detail"]] == [len(got[name])]
+                 for name in ("q1", "q2")],
+                sorted((d["subject"], d.get("qgroup", ""), d["msgs"] if "qgroup" not in d else None)
+                       for d in get(srv, "/subsz?subs=1&limit=1000")["subscriptions_list"] if d["subject"].startswith("m.")),
                 {key: varz[key] for key in ("in_msgs", "in_bytes", "out_msgs", "out_bytes")})
+            # A limit already reached by what batches delivered (since the last look at the counts) ends the
+            # subscription at once.
+            clients["pub"].send(wire)
+            assert clients["pub"].ping() == []
+            assert len(_frames(clients["wild"])) == 400, kind
+            q1 = len(got["q1"]) + len(_frames(clients["q1"]))
+            _frames(clients["q2"])
+            clients["wild"].send("UNSUB 1 1200\r\n")
+            clients["q1"].send("UNSUB 1 %d\r\n" % (q1 + 1))
+            assert clients["wild"].ping() == [] and clients["q1"].ping() == []
+            subs = [c.get("subscriptions_list") for c in get(srv, "/connz?subs=1")["connections"]
+                    if c["name"] == "wild"]
+            clients["pub"].send(wire[:wire.index(b"PUB m.5")])
+            assert clients["pub"].ping() == []
+            seen[kind] += ([(s, p) for s, _, p in _frames(clients["wild"])],
+                           len(_frames(clients["q1"])) + len(_frames(clients["q2"])), subs)
         finally:
             for c in clients.values():
                 c.close()
             srv.stop()
     assert seen["embedded"] == seen["nats-server"]
-    assert seen["embedded"][1] == 800 and seen["embedded"][3] == [True, True]
+    assert seen["embedded"][1] == 800 and seen["embedded"][3] == [True, True] and seen["embedded"][4] == [True, True] \
+        and seen["embedded"][-3:] == ([], 5, [None])
