@@ -316,6 +316,11 @@ def _jetstream(opts, v: Any, pos: Pos | None) -> None:
             if domain and not all(c.isalnum() or c in "-_" for c in domain):
                 raise ConfigError(f"invalid domain name: \"{domain}\" is not a valid subject token", kpos)
             opts.jetstream_domain = domain
+        elif lk == "limits" and isinstance(value, ConfMap):
+            for name, limit in value.items():
+                if name.lower() == "default_max_consumers":
+                    # nats-server 2.15 reads it as an int64 and reports a wrong type at the jetstream block
+                    opts.jetstream_default_max_consumers = _typed(limit, int, pos)
 
 
 def _feature_flags(opts, v: Any, pos: Pos | None) -> None:

@@ -70,6 +70,9 @@ class Options:
     sync_interval: float = DEFAULT_SYNC_INTERVAL
     block_cache: int = -1            # bytes of file store blocks kept in memory (-1: the default, 64 MB)
     jetstream_domain: str = ""       # `jetstream { domain }`: $JS.<domain>.API.> reaches the API too
+    # `jetstream { limits { default_max_consumers } }` (nats-server 2.15): the consumers a stream may have when
+    # neither the stream nor its account sets max_consumers; 0 is the default (1,000), below 0 unlimited
+    jetstream_default_max_consumers: int = 0
     jetstream_block: Any = None      # the config's `jetstream { ... }` map, read by jetstream/
     # `feature_flags { name: bool }` (nats-server 2.14+): only js_ack_fc_v2 changes anything here (the v2 form of
     # consumer ack and flow control subjects); other names are kept and logged as unsupported, as nats-server.

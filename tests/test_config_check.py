@@ -20,6 +20,7 @@ def check(kind: str, tmp_path, text: str) -> subprocess.CompletedProcess:
     "authorization { users = [ {user: a, password: b, permissions: {publish: \"x.>\"}} ] }\n",
     "accounts { A: { users = [ {user: a, password: b} ] } }\n",
     "port: 4222\nfeature_flags { js_ack_fc_v2: true, a_future_flag: false }\n",
+    "port: 4222\njetstream { limits { default_max_consumers: -1 } }\n",
 ])
 def test_a_good_config_is_valid(server_kind, tmp_path, text):
     done = check(server_kind, tmp_path, text)
@@ -35,6 +36,8 @@ def test_a_good_config_is_valid(server_kind, tmp_path, text):
     ("authorization { users = [ {user: a} ], x: 1 }\n", 'check.conf:1:39: unknown field "x"'),
     ("port: 4222\nfeature_flags { js_ack_fc_v2: 1 }\n",
      'check.conf:2:17: error parsing feature flag "js_ack_fc_v2": expected bool, got int64'),
+    ("port: 4222\njetstream {\n  limits { default_max_consumers: \"many\" }\n}\n",
+     "check.conf:2:1: interface conversion: interface {} is string, not int64"),
 ])
 def test_warnings_and_errors_fail_the_check(server_kind, tmp_path, text, message):
     done = check(server_kind, tmp_path, text)

@@ -27,6 +27,9 @@ from .stream import parse_go_duration
 __all__ = ["enable", "JetStream", "JetStreamError", "ApiError"]
 
 
+DEFAULT_MAX_CONSUMERS = 1000  # nats-server 2.15's per-stream default
+
+
 class JetStreamError(Exception):
     """JetStream cannot start (store directory unusable): the server reports it and does not start."""
 
@@ -126,6 +129,9 @@ class JetStream:
         self.block_cache = BlockCache(cache if cache is not None and cache >= 0 else DEFAULT_BLOCK_CACHE)
         self.max_pending = opts.max_pending
         self.domain = opts.jetstream_domain
+        # nats-server 2.15: a stream whose config and account set no max_consumers takes at most this many
+        # (jetstream { limits { default_max_consumers } }, 1,000 unless set; below 0 unlimited)
+        self.default_max_consumers = getattr(opts, "jetstream_default_max_consumers", 0) or DEFAULT_MAX_CONSUMERS
         # feature flag js_ack_fc_v2 (nats-server 2.14+, off by default): consumers send ack and flow control
         # reply subjects in the v2 form; both forms are accepted either way.
         self.ack_v2 = bool((getattr(opts, "feature_flags", None) or {}).get("js_ack_fc_v2", False))
@@ -259,7 +265,7 @@ class JetStream:
     def varz(self) -> dict:
         """The `jetstream` section of /varz."""
         return {"config": self._config_doc(), "stats": self._stats_doc(),
-                "limits": {"default_max_consumers": 1000}}
+                "limits": {"default_max_consumers": self.default_max_consumers}}
 
     def jsz(self, q: dict | None = None) -> dict:
         """/jsz as nats-server shapes it; `accounts`, `streams`, `consumers`, `config`, `acc` select detail."""
@@ -268,7 +274,7 @@ class JetStream:
         streams = [st for jsa in self.accounts.values() for st in jsa.streams.values()]
         doc = self._stats_doc()
         doc.update({"server_id": self.server.server_id, "now": rfc3339(now_ns()), "config": self._config_doc(),
-                    "limits": {"default_max_consumers": 1000}, "streams": len(streams),
+                    "limits": {"default_max_consumers": self.default_max_consumers}, "streams": len(streams),
                     "consumers": sum(len(st.consumers) for st in streams),
                     "messages": sum(st.store.msgs for st in streams),
                     "bytes": sum(st.store.bytes for st in streams),

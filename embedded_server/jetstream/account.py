@@ -162,6 +162,8 @@ class JSAccount:
         if action == "update":
             raise api_error("JSConsumerDoesNotExist")
         max_consumers = limits.max_consumers(self, st.cfg) if self.limited else st.cfg.get("max_consumers", -1)
+        if max_consumers <= 0:  # neither the stream nor the account sets one: the server's default (2.15)
+            max_consumers = self.js.default_max_consumers
         if max_consumers > 0 and len(st.consumers) >= max_consumers:
             raise api_error("JSMaximumConsumersLimitErr")
         if st.cfg["retention"] == "workqueue" and not cfg.get("direct"):

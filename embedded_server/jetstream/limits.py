@@ -78,6 +78,8 @@ def check_stream(jsa, cfg: dict, new: bool) -> None:
             raise api_error("JSStreamMaxStreamBytesExceeded")
     if new and 0 < lim["max_streams"] <= len(jsa.streams):
         raise api_error("JSMaximumStreamsLimitErr")
+    if 0 < lim["max_consumers"] < cfg.get("max_consumers", -1):  # nats-server's checkLimits, create and update
+        raise api_error("JSMaximumConsumersLimitErr")
     limit = lim["max_memory"] if memory else lim["max_storage"]
     if limit < 0:
         return

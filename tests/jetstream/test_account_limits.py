@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.request
 
 import nats
 
@@ -110,3 +111,70 @@ def test_jetstream_domain_and_per_account_api_counts(start_server, tmp_path):
         results[kind] = asyncio.run(scenario(srv))
     assert results["embedded"] == results["nats-server"] == [
         ("lab-domain", 0, 0), ("lab-domain", 1, 0), {"stream": "D", "domain": "lab-domain", "seq": 1}, "lab-domain"]
+
+
+CONSUMER_DEFAULT = """
+http: "127.0.0.1:-1"
+jetstream { store_dir: "%s", limits { default_max_consumers: 2 } }
+accounts {
+  D: { users: [{user: d, password: pw}], jetstream: enabled }
+  A: { users: [{user: a, password: pw}], jetstream: { max_consumers: 3 } }
+}
+"""
+
+
+def test_default_max_consumers_limits_streams_that_set_no_limit(start_server, tmp_path):
+    """nats-server 2.15: a stream whose config and account set no `max_consumers` takes at most
+    `jetstream { limits { default_max_consumers } }` consumers (1,000 unless set), shown in /varz and /jsz; the
+    stream's own limit, or else its account's, wins over the default either way; a stream may not ask for more
+    than its account allows (10026)."""
+    srv = start_server(config=CONSUMER_DEFAULT % tmp_path)
+
+    async def consumers(nc, stream, cfg) -> tuple[dict, int, dict | None]:
+        made = await _request(nc, f"$JS.API.STREAM.CREATE.{stream}", {"name": stream, "subjects": [stream], **cfg})
+        if "error" in made:
+            return made["error"], 0, None
+        for n in range(6):
+            answer = await _request(nc, f"$JS.API.CONSUMER.CREATE.{stream}.c{n}",
+                                    {"stream_name": stream, "config": {"durable_name": f"c{n}"}})
+            if "error" in answer:
+                return made["config"]["max_consumers"], n, answer["error"]
+        return made["config"]["max_consumers"], 6, None
+
+    async def scenario():
+        out = {}
+        for user, streams in (("d", {"S": {}, "T": {"max_consumers": 4}}),
+                              ("a", {"A1": {}, "A2": {"max_consumers": 4}, "A3": {"max_consumers": 2}})):
+            nc = await nats.connect(f"nats://{user}:pw@127.0.0.1:{srv.port}", allow_reconnect=False)
+            try:
+                for stream, cfg in streams.items():
+                    out[stream] = await consumers(nc, stream, cfg)
+                if user == "a":  # an update asking for more than the account allows is refused too
+                    out["A1 update"] = (await _request(nc, "$JS.API.STREAM.UPDATE.A1", {
+                        "name": "A1", "subjects": ["A1"], "max_consumers": 5})).get("error")
+            finally:
+                await nc.close()
+        return out
+
+    out = run_async(scenario())
+    limit = {"code": 400, "err_code": 10026, "description": "maximum consumers limit reached"}
+    assert out == {
+        "S": (-1, 2, limit),     # the server's default, the stream's config still saying -1
+        "T": (4, 4, limit),      # the stream's own limit, above the default
+        "A1": (-1, 3, limit),    # the account's limit, above the default
+        "A2": (limit, 0, None),  # more than the account allows
+        "A3": (2, 2, limit),
+        "A1 update": limit,
+    }
+    for endpoint in ("varz", "jsz"):
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.http_port}/{endpoint}", timeout=10) as r:
+            doc = json.loads(r.read())
+        assert (doc["jetstream"] if endpoint == "varz" else doc)["limits"] == {"default_max_consumers": 2}
+
+
+async def _request(nc, subject: str, body: dict) -> dict:
+    return json.loads((await nc.request(subject, json.dumps(body).encode(), timeout=5)).data)
+
+
+def run_async(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
