@@ -17,8 +17,12 @@ MAX_PAYLOAD_SIZE = 1024 * 1024
 MAX_PENDING_SIZE = 64 * 1024 * 1024
 DEFAULT_MAX_CONNECTIONS = 64 * 1024
 AUTH_TIMEOUT = 2.0
-# nats-server 2.14's feature flags this server has, with their defaults (`feature_flags { ... }` in a config).
-FEATURE_FLAGS = {"js_ack_fc_v2": False}
+# nats-server 2.15.1's feature flags, with their defaults (`feature_flags { ... }` in a config), all listed in
+# /varz. js_ack_fc_v2 changes consumers' ack and flow control subjects here as there; js_api_reply_v2 only names
+# the `$JSC.R` reply of the consumer requests of a source or mirror, which this server does not send (its sources
+# read the origin's store); js_raft_delete_range and js_snapshot_sources change raft, which a lone server has not.
+FEATURE_FLAGS = {"js_ack_fc_v2": False, "js_api_reply_v2": False, "js_raft_delete_range": True,
+                 "js_snapshot_sources": False}
 DEFAULT_PING_INTERVAL = 120.0
 DEFAULT_PING_MAX_OUT = 2
 DEFAULT_WRITE_DEADLINE = 10.0
@@ -75,7 +79,8 @@ class Options:
     jetstream_default_max_consumers: int = 0
     jetstream_block: Any = None      # the config's `jetstream { ... }` map, read by jetstream/
     # `feature_flags { name: bool }` (nats-server 2.14+): only js_ack_fc_v2 changes anything here (the v2 form of
-    # consumer ack and flow control subjects); other names are kept and logged as unsupported, as nats-server.
+    # consumer ack and flow control subjects; see FEATURE_FLAGS); unknown names are kept and logged as
+    # unsupported, as nats-server.
     feature_flags: dict = field(default_factory=dict)
     store_dir_from_config: bool = False
     # The system account, lame duck mode, subject mappings (mappings.py).

@@ -102,9 +102,10 @@ def test_v2_ack_and_flow_control_subjects(start_server, tmp_path):
     """nats-server 2.14+: a consumer takes acks on `$JS.ACK.<domain or _>.<account hash>.<stream>.<consumer>.
     <delivered>.<sseq>.<cseq>.<ts>.<pending>` beside the v1 form it sends; with `feature_flags { js_ack_fc_v2:
     true }` its ack and flow control replies take that form (an unknown flag is accepted)."""
-    plain = start_server("-js", "-sd", str(tmp_path / "plain"))
+    plain = start_server("-js", "-sd", str(tmp_path / "plain"), "-m", "-1")
     flagged = start_server("-m", "-1", config='jetstream { store_dir: "%s", domain: hub }\n'
-                                  'feature_flags { js_ack_fc_v2: true, not_a_flag: false }\n' % (tmp_path / "v2"))
+                                  'feature_flags { js_ack_fc_v2: true, not_a_flag: false, js_api_reply_v2: true, '
+                                  'js_raft_delete_range: false }\n' % (tmp_path / "v2"))
     stream = {"name": "S", "subjects": ["s"], "storage": "memory"}
 
     async def scenario():
@@ -152,11 +153,19 @@ def test_v2_ack_and_flow_control_subjects(start_server, tmp_path):
 
     acked, plain_replies, v2_acked, v2_reply, fc_reply, fc_acked, delivered = run(scenario())
     # The start-up log names the flags as nats-server does.
-    assert "Configured:    js_ack_fc_v2 (opt-in)" in flagged.logs and "Unsupported:   not_a_flag" in flagged.logs
-    # /varz lists the flag; a JSONP `callback` is ignored (removed in nats-server 2.14.3).
+    assert ("Configured:    js_ack_fc_v2 (opt-in), js_api_reply_v2 (opt-in), js_raft_delete_range (opt-out)"
+            in flagged.logs and "Unsupported:   not_a_flag" in flagged.logs)
+    # /varz lists every flag of nats-server 2.15.1 with its value; a JSONP `callback` is ignored (removed in
+    # nats-server 2.14.3).
     with urllib.request.urlopen(f"http://127.0.0.1:{flagged.http_port}/varz?callback=f", timeout=10) as r:
         assert r.headers["Content-Type"] == "application/json"
-        assert json.loads(r.read())["feature_flags"]["js_ack_fc_v2"] is True
+        assert json.loads(r.read())["feature_flags"] == {"js_ack_fc_v2": True, "js_api_reply_v2": True,
+                                                         "js_raft_delete_range": False, "js_snapshot_sources": False}
+    with urllib.request.urlopen(f"http://127.0.0.1:{plain.http_port}/varz", timeout=10) as r:
+        varz = json.loads(r.read())
+    assert varz["feature_flags"] == {"js_ack_fc_v2": False, "js_api_reply_v2": False, "js_raft_delete_range": True,
+                                     "js_snapshot_sources": False}
+    assert varz["jetstream"]["limits"] == {"default_max_consumers": 1000}  # nats-server 2.15's default
     assert all(r.startswith("$JS.ACK.S.C.") and r.count(".") == 8 for r in plain_replies)
     # The 11+-token v2 ack of the first counted, the 10-token one of the third did not, the v1 ack of the
     # second did.
