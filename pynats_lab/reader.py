@@ -315,16 +315,6 @@ class _StripeWalk:
         self.slot_of[a] = slot
         return a, b
 
-    def _record(self, rec: tuple) -> None:
-        seq = rec[0]
-        if seq in self.found:
-            return
-        self.found[seq] = rec
-        if seq < self.next_start:
-            self.found_in += 1
-        else:
-            heapq.heappush(self.beyond, seq)
-
     # -- requests and answers ---------------------------------------------------------------------
     def _ask(self, stripe: int, seq: int) -> None:
         """Queue the request for the next message of `stripe` at or after `seq`; `_send` writes what is queued."""
@@ -339,6 +329,7 @@ class _StripeWalk:
         try:
             while self.asks:
                 asks, self.asks = self.asks, []
+                self.sent += len(asks)
                 nc, api, sj = self.nc, self.api, self.subject_json
                 if self.fast and nc.is_connected:
                     bodies = [b'{"seq":%d,"next_by_subj":%s}' % (seq, sj) for seq, _reply in asks]
@@ -383,36 +374,75 @@ class _StripeWalk:
 
     def _answer_parts(self, subject, data: bytes) -> None:
         """One answer: its subject (str or bytes: the slot is its last token) and body."""
-        if self.done.done():
+        self._answers(((subject, data),))
+
+    def _answers(self, answers) -> None:
+        """Answers as they came, (subject, body) each; one call for all that one chunk from the socket held
+        (`_RawAnswers._parse`), so what is the same for all is looked up once: this loop is most of the read."""
+        done = self.done
+        if done.done():
             return
         self.last_answer = self.loop.time()
+        slot_at, stripe_at, outstanding, position, found = \
+            self.slot_at, self.stripe_at, self.outstanding, self.position, self.found
+        replies, asks, match = self.replies, self.asks, _ANSWER.match
+        slots = len(stripe_at)
         try:
-            slot = int(subject[self.slot_at:])
-            a = self.stripe_at[slot] if slot < len(self.stripe_at) else None
-            b = self.outstanding.get(a) if a is not None else None
-            if b is None:
-                return
-            rec = _answer_record(data)
-            if rec is None:  # 10037: no message at or after the position
-                pos = self.position.pop(a, a)
-                self.exhausted_at = pos if self.exhausted_at is None else min(self.exhausted_at, pos)
-            else:
-                self._record(rec)
-                if rec[0] + 1 < b:
-                    self.position[a] = rec[0] + 1
-                    self._ask(a, rec[0] + 1)
+            for subject, data in answers:
+                slot = int(subject[slot_at:])
+                a = stripe_at[slot] if slot < slots else None
+                b = outstanding.get(a) if a is not None else None
+                if b is None:
+                    continue
+                m = match(data)
+                if m is not None:  # _answer_record's fast shape, inline
+                    subj, seq, hdrs, payload, time = m.groups()
+                    seq = int(seq)
+                    rec = (seq, time.decode(), subj.decode(),
+                           parse_header_block(a2b_base64(hdrs)) if hdrs else {},
+                           a2b_base64(payload) if payload else b"")
+                else:
+                    rec = _answer_record(data)
+                    if rec is None:  # 10037: no message at or after the position
+                        pos = position.pop(a, a)
+                        self.exhausted_at = pos if self.exhausted_at is None else min(self.exhausted_at, pos)
+                        self._stripe_done(a, b, slot)
+                        if done.done():
+                            return
+                        slots = len(stripe_at)
+                        continue
+                    seq = rec[0]
+                if seq not in found:  # _record, inline
+                    found[seq] = rec
+                    if seq < self.next_start:
+                        self.found_in += 1
+                    else:
+                        heapq.heappush(self.beyond, seq)
+                if seq + 1 < b:  # the stripe's next request (_ask, inline)
+                    position[a] = seq + 1
+                    asks.append((seq + 1, replies[slot]))
+                    continue
+                position.pop(a, None)
+                self._stripe_done(a, b, slot)
+                if done.done():
                     return
-                self.position.pop(a, None)
-            del self.outstanding[a]
-            del self.slot_of[a]
-            self.stripe_at[slot] = None
-            self.free.append(slot)
-            self.width_out -= b - a
-            self.scanned += b - a
-            self._fill()
+                slots = len(stripe_at)
+            if asks and self.fast and not self.sending:
+                self.sending = True
+                self.loop.create_task(self._send())
         except Exception as exc:
-            if not self.done.done():
-                self.done.set_exception(exc)
+            if not done.done():
+                done.set_exception(exc)
+
+    def _stripe_done(self, a: int, b: int, slot: int) -> None:
+        """Stripe [a, b) walked: its slot is free, new stripes are handed out (or the read ends)."""
+        del self.outstanding[a]
+        del self.slot_of[a]
+        self.stripe_at[slot] = None
+        self.free.append(slot)
+        self.width_out -= b - a
+        self.scanned += b - a
+        self._fill()
 
     async def _subscribe(self, nc):
         """The answers' subscription. Fast path (FAST_ANSWERS and this nats-py has the internals it relies on):
@@ -423,7 +453,7 @@ class _StripeWalk:
             sub = await nc.subscribe(f"{self.inbox}.*", pending_msgs_limit=-1, pending_bytes_limit=-1)
             if isinstance(getattr(sub, "_pending_queue", None), asyncio.Queue):
                 sub._pending_queue = _Feed(self._answer)
-                self.raw = _RawAnswers.take(nc, sub, self._answer_parts)
+                self.raw = _RawAnswers.take(nc, sub, self._answers)
                 return sub
             await sub.unsubscribe()
             self.fast = False
@@ -440,6 +470,7 @@ class _StripeWalk:
         self.done = self.loop.create_future()
         self.position: dict[int, int] = {}   # stripe start -> the position its chain asked for last
         self.asks: list = []                 # (seq, reply subject) of requests not yet written
+        self.sent = 0                        # requests written
         self.raw = None                      # the connection's _RawAnswers while this read uses it
         self.sending = False
         state = await self.reader.state()
@@ -463,16 +494,15 @@ class _StripeWalk:
             if self.raw is not None:
                 self.raw.release(sub)
             await sub.unsubscribe()
-        out = Batch()
         limit = self.next_start if self.exhausted_at is None else min(self.next_start, self.exhausted_at)
-        for seq in sorted(s for s in self.found if s < limit)[:self.count]:
-            s, t, subj, hdrs, data = self.found[seq]
-            out.seqs.append(s)
-            out.times.append(t)
-            out.subjects.append(subj)
-            out.headers.append(hdrs)
-            out.payloads.append(data)
-        return out
+        # The records leave the walk here: it is in reference cycles (its subscription's callback, futures), so
+        # what it still held would wait for the cyclic collector, which would then walk every record.
+        found, self.found = self.found, {}
+        records = [found[seq] for seq in sorted(s for s in found if s < limit)[:self.count]]
+        del found
+        if not records:
+            return Batch()
+        return Batch(*map(list, zip(*records)))
 
 
 _GC = {"holds": 0, "paused": False}
@@ -501,16 +531,33 @@ def gc_paused():
 
 
 FAST_ANSWERS = True  # False: answers through a public nats-py callback, requests through `publish` (tests A/B)
+_FAST_PARSE = True   # False: the read's answers taken only at nats-py's `_process_msg` (tests A/B)
 
 
 class _RawAnswers:
     """Installed on a nats-py connection while pipelined reads run on it: a `MSG` (no headers) for a read's
-    subscription is handed to the read as the parser's subject and payload bytes, before nats-py makes a `Msg`
-    of it; everything else (other subscriptions, any message with headers, e.g. a no-responders status) goes
-    on to nats-py's own `_process_msg` (and from there to the read's `_Feed`). Removed when no read uses it."""
+    subscription is handed to the read as the subject and payload bytes, before nats-py makes a `Msg` of it;
+    everything else (other subscriptions, any message with headers, e.g. a no-responders status) goes on to
+    nats-py's own handling (and from there to the read's `_Feed`). Removed when no read uses it.
+
+    Two hooks, both instance attributes (nothing of nats-py's classes changes): `parse` on the connection's
+    parser takes the read's answers from each chunk the socket gave, one after another, without nats-py's
+    regular expression, argument dict and awaited `_process_msg` per message (about half of nats-py's cost a
+    message), and hands the rest of the chunk to nats-py's parser from the first thing that is not such an
+    answer on; `_process_msg` on the connection catches the answers nats-py's parser still hands over (after
+    a PING in the same chunk, say)."""
 
     def __init__(self, nc, process):
         self.nc, self.process, self.handlers = nc, process, {}
+        self.parser = getattr(nc, "_ps", None)
+        self.parse = None
+        from nats.protocol import parser as _parser
+
+        self.between = getattr(_parser, "AWAITING_CONTROL_LINE", None)  # the parser's state between messages
+        if _FAST_PARSE and self.between is not None and self.parser is not None and \
+                "parse" not in vars(self.parser) and isinstance(getattr(self.parser, "buf", None), bytearray):
+            self.parse = self.parser.parse
+            self.parser.parse = self._parse
 
     @classmethod
     def take(cls, nc, sub, handle) -> "_RawAnswers | None":
@@ -529,6 +576,8 @@ class _RawAnswers:
         self.handlers.pop(sub._id, None)
         if not self.handlers and self.nc.__dict__.get("_process_msg") is self:
             del self.nc._process_msg
+            if self.parse is not None and vars(self.parser).get("parse") == self._parse:
+                del self.parser.parse
 
     async def __call__(self, sid, subject, reply, data, headers):
         handle = self.handlers.get(sid)
@@ -537,7 +586,51 @@ class _RawAnswers:
         stats = self.nc.stats
         stats["in_msgs"] += 1
         stats["in_bytes"] += len(data)
-        handle(subject, data)
+        handle(((subject, data),))
+
+    async def _parse(self, data: bytes = b"") -> None:
+        """nats-py's `Parser.parse` for one chunk, the read's answers at its front taken here and handed over
+        together (one call a chunk and read)."""
+        ps = self.parser
+        if ps.state != self.between:  # in the middle of a message nats-py's parser began
+            return await self.parse(data)
+        buf = bytes(ps.buf) + data if ps.buf else data
+        pos, n = 0, len(buf)
+        handlers, stats = self.handlers, self.nc.stats
+        got, into = [], None
+        rest = True
+        while buf.startswith(b"MSG ", pos):
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                break  # the line is not all here: nats-py's parser keeps it
+            args = buf[pos + 4:eol].split()  # subject, sid, size: no reply, or it is not an answer
+            if len(args) != 3 or not args[1].isdigit() or not args[2].isdigit():
+                break
+            handle = handlers.get(int(args[1]))
+            if handle is None:
+                break
+            end = eol + 2 + int(args[2])
+            if end + 2 > n:  # the payload is not all here: kept for the next chunk, line and all
+                rest = False
+                break
+            if handle is not into:
+                if got:
+                    into(got)
+                    got = []
+                into = handle
+            payload = buf[eol + 2:end]
+            pos = end + 2
+            stats["in_msgs"] += 1
+            stats["in_bytes"] += len(payload)
+            got.append((args[0], payload))
+        if got:
+            into(got)
+        if not rest:
+            ps.buf = bytearray(buf[pos:])
+            return
+        ps.buf = bytearray()
+        if pos < n:
+            await self.parse(buf[pos:] if pos else buf)
 
 
 class _Feed:

@@ -145,20 +145,21 @@ def test_without_direct_a_read_keeps_many_requests_in_flight(lab_js, monkeypatch
         most.append(len(self.outstanding))
         return got
 
-    replies: dict = {}  # the reply subjects of each read
-    ask = reader._StripeWalk._ask
+    walks = []  # (requests sent, reply subjects made) of each read
+    run = reader._StripeWalk.run
 
-    def asking(self, stripe, seq):
-        replies.setdefault(self.inbox, []).append(self.replies[self.slot_of[stripe]])
-        ask(self, stripe, seq)
+    async def running(self):
+        got = await run(self)
+        walks.append((self.sent, len(set(self.replies))))
+        return got
 
     monkeypatch.setattr(reader._StripeWalk, "_take", counting)
-    monkeypatch.setattr(reader._StripeWalk, "_ask", asking)
+    monkeypatch.setattr(reader._StripeWalk, "run", running)
     assert len(pynats_lab.stream_frame("WIDE")) == 2000
     assert max(most) == reader.WINDOW
-    # Reply subjects are reused (the servers match each one once): a read of 1,000 asks a window's worth.
-    assert sum(map(len, replies.values())) >= 2000
-    assert {len(set(r)) for r in replies.values()} == {reader.WINDOW}
+    # Reply subjects are reused (the servers match each one once): a read of 2,000 asks a window's worth.
+    assert sum(sent for sent, _ in walks) >= 2000
+    assert {made for _, made in walks} == {reader.WINDOW}
     most.clear()
     assert len(pynats_lab.stream_view("WIDE", id=100, page_size=10)) == 10
     assert max(most) <= 11  # a small page asks for about its size, not a window
@@ -313,3 +314,54 @@ def test_a_read_nobody_answers_says_so_in_one_line(start_server, tmp_path_factor
             pynats_lab.stream_frame("WQ")
     finally:
         get_session().close()
+
+
+def test_the_fast_parse_hands_each_answer_over_once_in_order_wherever_the_bytes_are_cut():
+    """The read's hook on nats-py's parser (`_RawAnswers._parse`), fed a read's answers as the server writes
+    them with other traffic between (an answer with a reply subject, one with headers, another subscription's
+    message, an unknown subscription's, a PONG), cut into chunks at every place: the read gets each of its
+    answers once, in order, another read's go to it, the rest to nats-py; nats-py's counts as without the hook."""
+    from nats.aio.client import Client
+
+    class Sub:
+        def __init__(self, sid):
+            self._id = sid
+
+    wire = [b'MSG _INBOX.r.1 5 13\r\n{"seq":1,"a"}\r\n', b"MSG _INBOX.r.2 5 3\r\nabc\r\n",
+            b"MSG _INBOX.r.3 5 _INBOX.back 4\r\nwith\r\n", b"MSG _INBOX.q.0 9 5\r\nother\r\n",
+            b"HMSG _INBOX.r.4 5 16 20\r\nNATS/1.0 503\r\n\r\nbody\r\n", b"MSG x.y 11 2\r\nno\r\n", b"PONG\r\n",
+            b"MSG _INBOX.r.5 5 0\r\n\r\n", b"MSG  _INBOX.r.6\t5  4\r\ntabs\r\n", b"MSG _INBOX.q.1 9 1\r\nz\r\n"]
+    stream = b"".join(wire)
+    mine = [(b"_INBOX.r.1", b'{"seq":1,"a"}'), (b"_INBOX.r.2", b"abc"), (b"_INBOX.r.3", b"with"),
+            (b"_INBOX.r.5", b""), (b"_INBOX.r.6", b"tabs")]
+    theirs = [(b"_INBOX.q.0", b"other"), (b"_INBOX.q.1", b"z")]
+
+    async def feed(cuts, hooked):
+        nc = Client()
+        got, other = [], []
+        nc._process_pong = lambda: asyncio.sleep(0)  # no ping was sent by this unconnected client
+        hook = reader._RawAnswers.take(nc, Sub(5), got.extend)
+        reader._RawAnswers.take(nc, Sub(9), other.extend)
+        assert ("parse" in vars(nc._ps)) == hooked
+        at = 0
+        for cut in cuts + [len(stream)]:
+            await nc._ps.parse(stream[at:cut])
+            at = cut
+        hook.release(Sub(5))
+        hook.release(Sub(9))
+        assert "parse" not in vars(nc._ps) and "_process_msg" not in vars(nc)
+        return [(bytes(s), bytes(d)) for s, d in got], [(bytes(s), bytes(d)) for s, d in other], nc.stats
+
+    async def every_cut():
+        plain = await feed([], False)
+        assert plain[:2] == (mine, theirs) and plain[2]["in_msgs"] == 9
+        reader._FAST_PARSE = True
+        for cuts in [[i] for i in range(1, len(stream))] + [list(range(1, len(stream))), list(range(7, len(stream), 7))]:
+            assert await feed(cuts, True) == plain, cuts
+
+    fast = reader._FAST_PARSE
+    reader._FAST_PARSE = False
+    try:
+        asyncio.run(every_cut())
+    finally:
+        reader._FAST_PARSE = fast
