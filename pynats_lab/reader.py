@@ -63,6 +63,7 @@ class StreamReader:
         self.stream = stream
         self.direct = direct
         self.batch_supported: bool | None = None
+        self.received = 0  # answers received by this reader's reads so far (what a progress bar follows)
 
     async def _ensure_mode(self) -> None:
         if self.direct is None:
@@ -161,6 +162,7 @@ class StreamReader:
             out.subjects.append(hdrs["Nats-Subject"])
             out.headers.append(hdrs)
             out.payloads.append(msg.data)
+            self.received += 1
 
         sub = await nc.subscribe(inbox, cb=on_msg, pending_msgs_limit=-1, pending_bytes_limit=-1)
         try:
@@ -217,6 +219,7 @@ class StreamReader:
             out.subjects.append(subj)
             out.headers.append(hdrs)
             out.payloads.append(data)
+            self.received += 1
             seq = s + 1
         return out
 
@@ -383,6 +386,7 @@ class _StripeWalk:
         if done.done():
             return
         self.last_answer = self.loop.time()
+        self.reader.received += len(answers)
         slot_at, stripe_at, outstanding, position, found = \
             self.slot_at, self.stripe_at, self.outstanding, self.position, self.found
         replies, asks, match = self.replies, self.asks, _ANSWER.match

@@ -509,10 +509,28 @@ class StreamPager:
             read = self._open_consumer(start_seq or 1, up_to_seq, None)
             if read is not None:
                 try:
-                    return self.session.run(read.take(count))
+                    return self._run_read(lambda: read.take(count), count,
+                                          lambda: len(read.records) + read.taken)
                 finally:
                     self._close(read)
-        return self.session.run(self.reader.fetch(start_seq, count, self.subject, start_time, up_to_seq))
+        return self._run_read(lambda: self.reader.fetch(start_seq, count, self.subject, start_time, up_to_seq),
+                              count, lambda: self.reader.received)
+
+    def _run_read(self, make, count: int, received) -> Batch:
+        """Run the read `make()` of up to `count` messages; one of `_PROGRESS_FROM` or more shows a progress bar
+        (on stdout, once it has taken a second) following `received()`."""
+        if count < _PROGRESS_FROM:
+            return self.session.run(make())
+        from .progress import Following, bar
+
+        total = min(count, self.info.state.messages) if not self.subject else None
+        base = received()
+
+        async def go() -> Batch:
+            async with Following(bar(total, f"reading {self.stream}"), lambda: min(received() - base, total or count)):
+                return await make()
+
+        return self.session.run(go())
 
     def _page_before(self, seq: int) -> Batch:
         """The `page_size` matching messages just before `seq`."""
@@ -574,7 +592,7 @@ def stream_view(stream: str, *, id: int | None = None, since: Any = None, subjec
 
     `id` starts at a sequence, `since` at a time ("2h" ago, a datetime or ISO string), `subject` filters
     (wildcards allowed), `last` shows the newest page. Columns: seq, time, subject, data, headers, size,
-    msg_id."""
+    msg_id. A page of 50,000 messages or more shows a progress bar once it has taken a second."""
     pager = StreamPager(stream, subject=subject, start_seq=id, since=since, page_size=page_size, raw=raw,
                         session=session)
     page = pager.last() if last else pager.start()

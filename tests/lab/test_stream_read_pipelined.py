@@ -165,7 +165,9 @@ def test_without_direct_a_read_keeps_many_requests_in_flight(lab_js, monkeypatch
     assert max(most) <= 11  # a small page asks for about its size, not a window
 
 
-def test_a_large_read_shows_progress_on_stdout(lab_js, capsys):
+def test_a_large_read_shows_progress_on_stdout(lab_js, capsys, monkeypatch):
+    from pynats_lab import progress, streams
+
     pynats_lab.stream_add("PROG", "prog.>", allow_direct=False)
     _store("PROG", lambda i: "prog.x", 300)
     capsys.readouterr()
@@ -173,6 +175,14 @@ def test_a_large_read_shows_progress_on_stdout(lab_js, capsys):
     shown = capsys.readouterr()
     assert "reading PROG" in shown.out and "300/300" in shown.out and shown.err == ""
     assert len(pynats_lab.stream_frame("PROG")) == 300  # small: no bar
+    assert "reading PROG" not in capsys.readouterr().out
+    # A page as large as a bulk read (%stream view --page-size 100000) shows one too, once it takes a second.
+    monkeypatch.setattr(streams, "_PROGRESS_FROM", 250)
+    monkeypatch.setattr(progress, "DELAY", 0)
+    assert len(pynats_lab.stream_view("PROG", page_size=280)) == 280
+    shown = capsys.readouterr()
+    assert "reading PROG" in shown.out and "280/280" in shown.out and shown.err == ""
+    assert len(pynats_lab.stream_view("PROG", page_size=200)) == 200  # smaller than that: none
     assert "reading PROG" not in capsys.readouterr().out
 
 
