@@ -326,6 +326,30 @@ class _StripeWalk:
             self.sending = True
             self.loop.create_task(self._send())
 
+    def _block(self, asks: list) -> bytes:
+        """The PUB commands of queued requests, as one block."""
+        api, sj = self.api, self.subject_json
+        bodies = [b'{"seq":%d,"next_by_subj":%s}' % (seq, sj) for seq, _reply in asks]
+        return b"".join(b"PUB %s %s %d\r\n%s\r\n" % (api, reply, len(body), body)
+                        for (_seq, reply), body in zip(asks, bodies))
+
+    def _write_now(self) -> bool:
+        """Write the queued requests to the socket at once, from the parser's turn, when nothing of nats-py's
+        own is waiting to go before them (its outbound buffer empty) on a plain TCP (or TLS) connection: no task,
+        future and flusher hop a chunk. False (nothing written) otherwise; `_send` then writes them."""
+        nc = self.nc
+        if not _DIRECT_WRITE or getattr(nc, "_pending", True) or not nc.is_connected or \
+                type(getattr(nc, "_transport", None)).__name__ != "TcpTransport":
+            return False
+        asks, self.asks = self.asks, []
+        try:
+            nc._transport.write(self._block(asks))
+        except Exception:
+            self.asks = asks + self.asks
+            return False
+        self.sent += len(asks)
+        return True
+
     async def _send(self) -> None:
         """Write the queued requests. Fast: all as one block of PUB commands handed to nats-py's outbound buffer
         (one write for all the answers the parser just handed over); otherwise one `publish` each."""
@@ -333,12 +357,9 @@ class _StripeWalk:
             while self.asks:
                 asks, self.asks = self.asks, []
                 self.sent += len(asks)
-                nc, api, sj = self.nc, self.api, self.subject_json
+                nc, sj = self.nc, self.subject_json
                 if self.fast and nc.is_connected:
-                    bodies = [b'{"seq":%d,"next_by_subj":%s}' % (seq, sj) for seq, _reply in asks]
-                    await nc._send_command(b"".join(
-                        b"PUB %s %s %d\r\n%s\r\n" % (api, reply, len(body), body)
-                        for (_seq, reply), body in zip(asks, bodies)))
+                    await nc._send_command(self._block(asks))
                     await nc._flush_pending()
                 else:
                     for seq, reply in asks:
@@ -431,7 +452,7 @@ class _StripeWalk:
                 if done.done():
                     return
                 slots = len(stripe_at)
-            if asks and self.fast and not self.sending:
+            if asks and self.fast and not self.sending and not self._write_now():
                 self.sending = True
                 self.loop.create_task(self._send())
         except Exception as exc:
@@ -535,6 +556,7 @@ def gc_paused():
 
 
 FAST_ANSWERS = True  # False: answers through a public nats-py callback, requests through `publish` (tests A/B)
+_DIRECT_WRITE = True  # False: requests made by answers go through nats-py's outbound buffer and flusher (A/B)
 _FAST_PARSE = True   # False: the read's answers taken only at nats-py's `_process_msg` (tests A/B)
 
 
