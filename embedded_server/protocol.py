@@ -64,10 +64,10 @@ MAX_PAYLOAD = 1024 * 1024
 _BATCH_PUB = re.compile(rb"PUB ([^ \t\r\n]+)  ?([0-9]{1,9})\r\n")
 
 # The same control line as a split point with a lookahead, so that the pieces between two are the tails
-# (Parser._batch), the optional second space captured (the length of what a split removes must be known), the
-# subject short enough for any size to keep the line within max_control_line. The lookbehind takes only a
-# control line that follows a CRLF (the first one of a batch is matched on its own): every tail but the last
-# then ends with one without being looked at.
+# (Parser._batch), with one space or with two (one pattern each: a split then removes a known length, and
+# captures no space), the subject short enough for any size to keep the line within max_control_line. The
+# lookbehind takes only a control line that follows a CRLF (the first one of a batch is matched on its own):
+# every tail but the last then ends with one without being looked at.
 _SPLITS: dict = {}
 # A batch is cut by a split when its messages took at most this many bytes on average lately: a split reads
 # every payload byte, the one-by-one path jumps over payloads.
@@ -83,13 +83,14 @@ _SIZE_OF = {b"%d" % n: n for n in range(_SIZE_TABLE)}.get
 _TAIL_OF = {b"%d" % n: n + len(b"%d" % n) + 4 for n in range(_SIZE_TABLE)}.get
 
 
-def _split_pattern(max_control_line: int):
-    pattern = _SPLITS.get(max_control_line)
+def _split_pattern(max_control_line: int, spaces: int):
+    """The split pattern (see _SPLITS) of control lines with `spaces` (1 or 2) before the size."""
+    pattern = _SPLITS.get((max_control_line, spaces))
     if pattern is None:
         if max_control_line <= 11:
             return None
-        pattern = _SPLITS[max_control_line] = re.compile(
-            rb"PUB (?<=\r\nPUB )([^ \t\r\n]{1,%d})( ?) (?=([0-9]{1,9})\r\n)" % (max_control_line - 11))
+        pattern = _SPLITS[max_control_line, spaces] = re.compile(
+            rb"PUB (?<=\r\nPUB )([^ \t\r\n]{1,%d})%s(?=([0-9]{1,9})\r\n)" % (max_control_line - 11, b" " * spaces))
     return pattern
 
 
@@ -461,41 +462,45 @@ class Parser:
         of what it cut is not tried again before _SPLIT_BACKOFF more batches of small messages."""
         mcl = self.max_control_line
         max_payload = self.max_payload
-        split = _split_pattern(mcl) if self._split > 0 else None
+        # The first control line's spaces (nats-py writes two) choose the pattern: a control line with the other
+        # number is no cut, so it makes the tail before it too long and ends the batch there.
+        spaces = m.start(2) - m.end(1)
+        split = _split_pattern(mcl, spaces) if self._split > 0 else None
         if split is not None:
             subject, szb = m.groups()
+            cut = 4 + spaces    # what a cut removes besides the subject: "PUB ", the spaces
             parts = None
             if 0 < pos <= _SPLIT_WHOLE and len(subject) <= mcl - 11 and buf[pos - 2:pos] == b"\r\n":
                 # A batch starting a little way into the read (after the end of a payload the previous read
                 # began): the whole read is cut, which cuts at `pos` too (a CRLF before it, and no cut before
                 # can reach over a CRLF), and the pieces before `pos` are dropped, rather than cutting a copy of
-                # the read from `pos` on. (Each cut removes "PUB <subject><space> ", 5 bytes and two pieces.)
+                # the read from `pos` on. (Each cut removes "PUB <subject><spaces>" and gives three pieces.)
                 parts = split.split(buf)
                 at = len(parts[0])
                 i = 0
-                last = len(parts) - 4
+                last = len(parts) - 3
                 while at < pos and i < last:
-                    at += 5 + len(parts[i + 1]) + len(parts[i + 2]) + len(parts[i + 4])
-                    i += 4
+                    at += cut + len(parts[i + 1]) + len(parts[i + 3])
+                    i += 3
                 if at == pos:
                     parts[:i + 1] = [b""]
                 else:
                     parts = None
             if parts is None:
                 parts = split.split(buf[pos:] if pos else buf)
-                if len(parts) >= 9 and len(subject) <= mcl - 11:
+                if len(parts) >= 7 and len(subject) <= mcl - 11:
                     # The first message stays whole in parts[0] (no CRLF before it): its pieces come from `m`.
                     first = parts[0]
                     at = m.start(2) - pos
-                    parts[0:1] = [b"", subject, b" " if m.start(2) - m.end(1) == 2 else b"", szb, first[at:]]
-            if len(parts) < 9 or len(subject) > mcl - 11:
+                    parts[0:1] = [b"", subject, szb, first[at:]]
+            if len(parts) < 7 or len(subject) > mcl - 11:
                 self._split = _SPLIT_BACKOFF
             else:
-                # parts: b"", then per message its subject, b"" or the second space nats-py writes, size digits
-                # and tail (b"<size>\r\n<payload>\r\n" when the next control line follows right after it: a
-                # payload holding something like a control line, or anything between messages, makes that tail
-                # longer or shorter than its size says; the last one must end with CRLF too).
-                subjects, spaces, szbs, tails = parts[1::4], parts[2::4], parts[3::4], parts[4::4]
+                # parts: b"", then per message its subject, size digits and tail (b"<size>\r\n<payload>\r\n"
+                # when the next control line follows right after it: a payload holding something like a control
+                # line, or anything between messages, makes that tail longer or shorter than its size says; the
+                # last one must end with CRLF too).
+                subjects, szbs, tails = parts[1::3], parts[2::3], parts[3::3]
                 sizes = list(map(_SIZE_OF, szbs))
                 if None in sizes:
                     sizes = list(map(int, szbs))
@@ -530,8 +535,7 @@ class Parser:
                 nxt = len(buf)
                 if count < whole:
                     # The next operation starts where the messages left out do.
-                    nxt -= 5 * (whole - count) + sum(map(len, subjects[count:])) + sum(map(len, spaces[count:])) \
-                        + sum(map(len, tails[count:]))
+                    nxt -= cut * (whole - count) + sum(map(len, subjects[count:])) + sum(map(len, tails[count:]))
                     del subjects[count:], tails[count:], sizes[count:]
                 return (PUBB, subjects, tails, sizes, count, sum(sizes)), nxt
         match = _BATCH_PUB.match
