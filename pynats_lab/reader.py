@@ -400,9 +400,10 @@ class _StripeWalk:
         """One answer: its subject (str or bytes: the slot is its last token) and body."""
         self._answers(((subject, data),))
 
-    def _answers(self, answers) -> None:
+    def _answers(self, answers, chunk: bool = False) -> None:
         """Answers as they came, (subject, body) each; one call for all that one chunk from the socket held
-        (`_RawAnswers._parse`), so what is the same for all is looked up once: this loop is most of the read."""
+        (`_RawAnswers._parse`, `chunk`: their requests are written at once), so what is the same for all is
+        looked up once: this loop is most of the read."""
         done = self.done
         if done.done():
             return
@@ -452,7 +453,7 @@ class _StripeWalk:
                 if done.done():
                     return
                 slots = len(stripe_at)
-            if asks and self.fast and not self.sending and not self._write_now():
+            if asks and self.fast and not self.sending and not (chunk and self._write_now()):
                 self.sending = True
                 self.loop.create_task(self._send())
         except Exception as exc:
@@ -641,7 +642,7 @@ class _RawAnswers:
                 break
             if handle is not into:
                 if got:
-                    into(got)
+                    into(got, True)
                     got = []
                 into = handle
             payload = buf[eol + 2:end]
@@ -650,7 +651,7 @@ class _RawAnswers:
             stats["in_bytes"] += len(payload)
             got.append((args[0], payload))
         if got:
-            into(got)
+            into(got, True)
         if not rest:
             ps.buf = bytearray(buf[pos:])
             return

@@ -350,8 +350,8 @@ def test_the_fast_parse_hands_each_answer_over_once_in_order_wherever_the_bytes_
         nc = Client()
         got, other = [], []
         nc._process_pong = lambda: asyncio.sleep(0)  # no ping was sent by this unconnected client
-        hook = reader._RawAnswers.take(nc, Sub(5), got.extend)
-        reader._RawAnswers.take(nc, Sub(9), other.extend)
+        hook = reader._RawAnswers.take(nc, Sub(5), lambda answers, chunk=False: got.extend(answers))
+        reader._RawAnswers.take(nc, Sub(9), lambda answers, chunk=False: other.extend(answers))
         assert ("parse" in vars(nc._ps)) == hooked
         at = 0
         for cut in cuts + [len(stream)]:
