@@ -47,11 +47,16 @@ HPUBS = 14    # (HPUBS, subject, head, segment, count, total_bytes, records)
 # `segment`; `total_bytes` counts headers and payloads. `records`: each one's match of the record pattern the
 # caller gave (Parser.hpub_runs) after its head, whose group 3 is its whole header block. An atomic batch's
 # staged messages come so: a stream takes the run in one call (Plan.raw_hs).
-# `expand_run` turns a PUBS, PUBB or HPUBS back into PUB or HPUB operations.
+PUBF = 15     # (PUBF, subject, buf, items, total_bytes)
+# A run of 2 or more consecutive well-formed, complete PUBs to the same subject, each with a fast batch's reply
+# (ending in ".$FI", ADR-50) and a single space between the fields, as they sit in `buf`: `items` holds one
+# (reply, tail_at, payload_at, end) each, its PUB being (PUB, subject, reply, buf[tail_at:end], payload_at -
+# tail_at). A publisher streaming a fast batch sends these; the stream takes the run in one call (Plan.raw_fs).
+# `expand_run` turns a PUBS, PUBB, HPUBS or PUBF back into PUB or HPUB operations.
 
 OP_NAMES = {PUB: "PUB", HPUB: "HPUB", SUB: "SUB", UNSUB: "UNSUB", PING: "PING", PONG: "PONG",
             CONNECT: "CONNECT", INFO: "INFO", OK: "+OK", ERR: "-ERR", HMSG: "HMSG", PUBS: "PUBS", PUBB: "PUBB",
-            HPUBS: "HPUBS"}
+            HPUBS: "HPUBS", PUBF: "PUBF"}
 
 MAX_CONTROL_LINE = 4096
 MAX_PAYLOAD = 1024 * 1024
@@ -62,6 +67,10 @@ MAX_PAYLOAD = 1024 * 1024
 # writes a PUB without reply), 1-9 digits. Anything else (a reply, tabs, lower case, a size too long) is left to
 # the one-by-one paths of Parser.feed.
 _BATCH_PUB = re.compile(rb"PUB ([^ \t\r\n]+)  ?([0-9]{1,9})\r\n")
+
+# What follows "PUB <subject> " in a PUB of a fast batch run (PUBF): a reply ending in ".$FI" without space, tab,
+# CR or LF, one space, 1-9 digits.
+_FAST_TAIL = re.compile(rb"([^ \t\r\n]*\.\$FI) ([0-9]{1,9})\r\n")
 
 # The same control line as a split point with a lookahead, so that the pieces between two are the tails
 # (Parser._batch), with one space or with two (one pattern each: a split then removes a known length, and
@@ -203,8 +212,8 @@ class Parser:
     first is an 'Authorization Violation'), `headers` (HPUB allowed), `max_payload`, `max_control_line`.
     """
 
-    __slots__ = ("max_control_line", "max_payload", "expect_connect", "headers", "runs", "hpub_runs", "_buf",
-                 "_pending", "_chunks", "_have", "_failed", "_split")
+    __slots__ = ("max_control_line", "max_payload", "expect_connect", "headers", "runs", "hpub_runs", "fast_runs",
+                 "_buf", "_pending", "_chunks", "_have", "_failed", "_split")
 
     def __init__(self, max_control_line: int = MAX_CONTROL_LINE, max_payload: int = MAX_PAYLOAD,
                  expect_connect: bool = False, headers: bool = False, runs: bool = True):
@@ -213,6 +222,8 @@ class Parser:
         # reply that may join an HPUBS run (with `runs`): group 1 and 2 its sizes, then CRLF, group 3 its header
         # block. The caller says where a run is taken whole (a stream staging batches); elsewhere one by one.
         self.hpub_runs = None
+        # fast_runs: PUBs with a fast batch's reply to one subject may form a PUBF run (with `runs`).
+        self.fast_runs = False
         self.max_control_line = max_control_line
         self.max_payload = max_payload
         self.expect_connect = expect_connect
@@ -370,6 +381,15 @@ class Parser:
                                 yield (PUBS, subject, head, buf[pos:run_end], count, total)
                                 pos = run_end
                                 continue
+                        elif reply is not None and reply[-4:] == b".$FI" and self.fast_runs and self.runs \
+                                and nargs == 3 and startswith(buf[pos:pos + 5 + len(subject)], nxt):
+                            # The next PUB starts as this one, "PUB <subject> ": a fast batch's run, maybe.
+                            items = [(reply, tail_at, nl + 1, nxt)]
+                            run_end, total = self._fast_run(buf, pos, 5 + len(subject), nxt, end, items)
+                            if len(items) > 1:
+                                yield (PUBF, subject, buf, items, total + size)
+                                pos = run_end
+                                continue
                         yield (PUB, subject, reply, buf[tail_at:nxt], len(szb) + 2)
                         pos = nxt
                         continue
@@ -424,6 +444,34 @@ class Parser:
             self._buf = b""
             self._chunks = []
             raise
+
+    def _fast_run(self, buf: bytes, pos: int, hs: int, at: int, end: int, items: list) -> tuple[int, int]:
+        """The PUBs from `at` on that start with the `hs` bytes at `pos` ("PUB <subject> "), whose rest _FAST_TAIL
+        matches and that would take the one-by-one fast path of feed (complete, within the limits), appended to
+        `items` as PUBF has them: (where the first other operation starts, their total payload bytes). Anything
+        else ends the run and is left for feed."""
+        head = buf[pos:pos + hs]
+        startswith = buf.startswith
+        match = _FAST_TAIL.match
+        mcl = self.max_control_line
+        max_payload = self.max_payload
+        append = items.append
+        total = 0
+        while startswith(head, at):
+            m = match(buf, at + hs)
+            if m is None:
+                break
+            body = m.end()
+            szb = m[2]
+            size = int(szb)
+            stop = body + size
+            if size > max_payload or stop + 2 > end or buf[stop] != 13 or buf[stop + 1] != 10 \
+                    or body - at - 6 > mcl:
+                break
+            append((m[1], body - 2 - len(szb), body, stop + 2))
+            total += size
+            at = stop + 2
+        return at, total
 
     def _hpub_run(self, buf: bytes, pos: int, hl: int, end: int, record) -> tuple[int, list, int]:
         """The HPUBs from `pos` on that start with the `hl` bytes at `pos` ("HPUB <subject> "), whose rest `record`
@@ -738,11 +786,15 @@ class Parser:
 
 
 def expand_run(op: tuple, start: int = 0) -> Iterator[tuple]:
-    """The PUB operations a PUBS run or a PUBB batch stands for, or the HPUB operations of an HPUBS run, in order
-    (checked against the limits already); of a PUBS or HPUBS, those from byte `start` of its segment on (where
-    one of them starts)."""
+    """The PUB operations a PUBS run, a PUBF run or a PUBB batch stands for, or the HPUB operations of an HPUBS
+    run, in order (checked against the limits already); of a PUBS or HPUBS, those from byte `start` of its
+    segment on (where one of them starts), of a PUBF from its item `start` on."""
     if op[0] == PUBB:
         return iter([(PUB, subject, None, tail, len(tail) - size - 2) for subject, tail, size in zip(*op[1:4])])
+    if op[0] == PUBF:
+        _, subject, buf, items, _ = op
+        return iter([(PUB, subject, reply, buf[tail_at:end], body_at - tail_at)
+                     for reply, tail_at, body_at, end in items[start:]])
     segment = op[3] if not start else op[3][start:]
     return Parser(max_control_line=1 << 30, max_payload=1 << 62, runs=False, headers=True).feed(segment)
 

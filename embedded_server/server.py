@@ -63,17 +63,18 @@ class Plan:
     """
 
     __slots__ = ("psubs", "qgroups", "plain", "fast", "routes", "single", "choices", "made", "raw", "raw_h",
-                 "raw_hs")
+                 "raw_hs", "raw_fs")
 
     def __init__(self, psubs: tuple, qgroups: tuple):
         self.psubs = psubs
         self.qgroups = qgroups
-        # `raw`, `raw_h`, `raw_hs`: the shortcuts of the one internal subscription that is the whole plan
+        # `raw`, `raw_h`, `raw_hs`, `raw_fs`: the shortcuts of the one internal subscription that is the whole plan
         # (Subscription.raw).
         only = psubs[0][0] if len(psubs) == 1 and not qgroups and psubs[0][1] is None else None
         self.raw = only.raw if only is not None else None
         self.raw_h = only.raw_h if only is not None else None
         self.raw_hs = only.raw_hs if only is not None else None
+        self.raw_fs = only.raw_fs if only is not None else None
         plain = all(c is not None and not s.max and c.perms is None for s, c, _ in psubs)
         self.plain = psubs if plain else None
         self.fast = psubs if plain and not qgroups else None

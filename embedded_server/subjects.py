@@ -100,7 +100,7 @@ class Subscription:
     """One interest in a subject: a client's SUB, or an internal subscription with a callback."""
 
     __slots__ = ("client", "subject", "queue", "sid", "max", "delivered", "callback", "closed",
-                 "account", "raw", "raw_h", "raw_hs", "__weakref__")
+                 "account", "raw", "raw_h", "raw_hs", "raw_fs", "__weakref__")
 
     def __init__(self, client, subject: str, queue: str | None, sid: bytes,
                  callback: Callable | None = None, account=None):
@@ -122,6 +122,9 @@ class Subscription:
         # such a run must fit (Parser.hpub_runs), take(subject, records) how many of the run it took (the rest is
         # offered one by one).
         self.raw_hs = None
+        # And for a run of PUBs with a fast batch's reply (protocol.PUBF): raw_fs(subject, buf, items, start), the
+        # index of the first item from `start` on it did not take (the caller offers that one alone to `raw`).
+        self.raw_fs = None
 
     def __repr__(self) -> str:
         q = f" queue={self.queue}" if self.queue else ""

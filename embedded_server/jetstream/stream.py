@@ -8,6 +8,7 @@ headers) costs one store call and one PubAck built from a per-stream byte templa
 from __future__ import annotations
 
 from collections import deque
+from itertools import islice
 
 from embedded_server import gotime
 from embedded_server.client import decode_subject
@@ -139,6 +140,7 @@ class Stream:
             sub.raw = self._inbound_raw
             sub.raw_h = self._inbound_raw_h
             sub.raw_hs = (self._inbound_run_h, batch_mod.RUN_RECORD)
+            sub.raw_fs = self._inbound_run
             self._subs.append(sub)
         if self.cfg.get("allow_direct"):
             self._direct_subs.append(server.subscribe_internal(
@@ -220,11 +222,28 @@ class Stream:
         try:
             return fastbatch.append_raw(self, subject, reply, payload)
         except Exception as e:  # as _inbound: a bug must not leave the publisher without an answer
-            self.js.logger.error(f"JetStream failed to process a msg on stream '{self.account.name} > {self.name}': "
-                                 f"{type(e).__name__}: {e}")
-            self._respond_error(decode_subject(reply), api_error("JSStreamGeneralErrorF",
-                                                                 err=str(e) or type(e).__name__))
+            self._raw_failed(reply, e)
             return True
+
+    def _inbound_run(self, subject: bytes, buf: bytes, items: list, start: int) -> int:
+        """A run of a client's PUBs with a fast batch's reply (protocol.PUBF), when this stream is all that listens
+        on their subject (Plan.raw_fs): each from item `start` on taken as _inbound_raw takes it, in order, until
+        one is not the batch's next message. Where that one is (len(items) if none); the caller routes it."""
+        append = fastbatch.append_raw
+        done = start
+        for reply, _, payload_at, end in islice(items, start, None):
+            try:
+                if not append(self, subject, reply, buf[payload_at:end - 2]):
+                    break
+            except Exception as e:  # as _inbound_raw
+                self._raw_failed(reply, e)
+            done += 1
+        return done
+
+    def _raw_failed(self, reply: bytes, e: Exception) -> None:
+        self.js.logger.error(f"JetStream failed to process a msg on stream '{self.account.name} > {self.name}': "
+                             f"{type(e).__name__}: {e}")
+        self._respond_error(decode_subject(reply), api_error("JSStreamGeneralErrorF", err=str(e) or type(e).__name__))
 
     def _inbound_raw_h(self, subject: bytes, hdr: bytes, payload: bytes) -> bool:
         """A client's HPUB without a reply, when this stream is all that listens on its subject (Plan.raw_h): a

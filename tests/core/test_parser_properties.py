@@ -56,7 +56,23 @@ def hpub_runs(draw) -> bytes:
     return b"".join(out)
 
 
-streams = st.lists(st.one_of(operations(), hpub_runs(),
+@st.composite
+def fast_runs(draw) -> bytes:
+    """PUBs to one subject with a fast batch's reply (ending in .$FI), back to back; now and then one with another
+    subject, another reply, two spaces or a payload ending in CR in the middle."""
+    out = []
+    for seq in range(1, draw(st.integers(2, 6)) + 1):
+        payload = draw(payloads)
+        odd = draw(st.sampled_from([b"", b"", b"", b"subject", b"reply", b"spaces", b"cr"]))
+        subject = b"fb.x" if odd == b"subject" else b"fb"
+        reply = b"_INBOX.%s.b.100.fail.%d.1%s" % (draw(tokens), seq, b"" if odd == b"reply" else b".$FI")
+        gap = b"  " if odd == b"spaces" else b" "
+        payload += b"\r" if odd == b"cr" else b""
+        out.append(b"PUB %s %s%s%d\r\n%s\r\n" % (subject, reply, gap, len(payload), payload))
+    return b"".join(out)
+
+
+streams = st.lists(st.one_of(operations(), hpub_runs(), fast_runs(),
                              st.lists(st.just(b"PUB run 3\r\nabc\r\n"), min_size=2, max_size=5).map(b"".join)),
                    min_size=1, max_size=25).map(b"".join)
 
@@ -66,10 +82,11 @@ def parse(chunks, runs: bool = True) -> list[tuple]:
     PUBs and HPUBs."""
     p = Parser(headers=True, runs=runs)
     p.hpub_runs = lambda subject: RUN_RECORD if subject == b"run" else None
+    p.fast_runs = True
     out = []
     for chunk in chunks:
         for op in p.feed(chunk):
-            if op[0] in (protocol.PUBS, protocol.PUBB, protocol.HPUBS):
+            if op[0] in (protocol.PUBS, protocol.PUBB, protocol.HPUBS, protocol.PUBF):
                 out.extend(protocol.expand_run(op))
             else:
                 out.append(op)
@@ -99,6 +116,20 @@ def test_byte_by_byte_gives_the_same_operations(data):
 @given(streams)
 def test_runs_stand_for_exactly_their_publishes(data):
     assert parse([data], runs=True) == parse([data], runs=False)
+
+
+def test_a_fast_batch_stream_is_one_run_of_its_publishes():
+    """A publisher's fast batch in one read is one PUBF holding each PUB as the parser gives it alone; a message
+    that is not one of the run (another subject) ends it."""
+    pubs = [b"PUB fb _INBOX.a.b.100.fail.%d.1.$FI 3\r\nab%d\r\n" % (seq, seq % 10) for seq in range(1, 6)]
+    data = b"".join(pubs[:3]) + b"PUB fb.other _INBOX.a.b.100.fail.4.1.$FI 1\r\nx\r\n" + b"".join(pubs[3:])
+    p = Parser()
+    p.fast_runs = True
+    ops = list(p.feed(data))
+    assert [op[0] for op in ops] == [protocol.PUBF, protocol.PUB, protocol.PUBF] and ops[1][1] == b"fb.other"
+    assert len(ops[0][3]) == 3 and len(ops[2][3]) == 2 and ops[0][4] == 9
+    one_by_one = [op for pub in pubs for op in Parser().feed(pub)]
+    assert list(protocol.expand_run(ops[0])) + list(protocol.expand_run(ops[2])) == one_by_one
 
 
 @settings(max_examples=200, deadline=None)

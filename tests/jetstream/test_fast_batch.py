@@ -3,6 +3,7 @@
 messages, gap and error reports, and one PubAck with `batch` and `count` when the batch commits or ends.
 Also the batch limits of `jetstream { limits { batch {...} } }` and the BATCH_ABANDONED advisory of atomic
 batches."""
+import asyncio
 import base64
 import json
 
@@ -307,3 +308,51 @@ def test_long_fast_batches_one_after_another_interleaved_and_beside_a_subscriber
             (f"{p}.a", b"r%d" % s) for s in range(1, 4)]
     assert out["watched"] == [(b"w%d" % s, fast("IN", "w", s, START if s == 1 else (COMMIT if s == 6 else APPEND), 2))
                               for s in range(1, 7)]
+
+
+def test_a_fast_batch_written_at_once_is_answered_and_stored_as_sent_one_by_one(js_server):
+    """A publisher that writes a whole fast batch in one go (the server reads many of its PUBs at once: the
+    embedded server takes such a run in one call): the flow acks and the PubAck in order, every message stored
+    with its payload (one with CRLF inside), and a plain publish to another subject in the middle stored in its
+    place, on file and memory streams."""
+    async def scenario():
+        out = {}
+        async with connected(js_server) as (nc, _):
+            for name, storage in (("F", "file"), ("M", "memory")):
+                p = name.lower()
+                await api(nc, f"$JS.API.STREAM.CREATE.{name}", {"name": name, "subjects": [f"{p}.>"],
+                                                                "storage": storage, "allow_batched": True})
+                pubs = []
+                for seq in range(1, 31):
+                    op = START if seq == 1 else (COMMIT if seq == 30 else APPEND)
+                    data = b"x\r\ny" if seq == 7 else b"a%d" % seq
+                    pubs.append(b"PUB %s.a %s %d\r\n%s\r\n" % (p.encode(), fast("IN", "a", seq, op, 10).encode(),
+                                                             len(data), data))
+                    if seq == 15:
+                        pubs.append(b"PUB %s.b 3\r\nmid\r\n" % p.encode())
+                reader, writer = await asyncio.open_connection("127.0.0.1", js_server.port)
+                await reader.readuntil(b"\r\n")
+                writer.write(b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB IN.> 1\r\nPING\r\n')
+                await reader.readuntil(b"PONG\r\n")
+                writer.write(b"".join(pubs))
+                answers = []
+                while not answers or b'"batch"' not in answers[-1]:
+                    head = await asyncio.wait_for(reader.readuntil(b"\r\n"), 10)
+                    if head.startswith(b"MSG "):
+                        size = int(head.split()[-1])
+                        answers.append((await reader.readexactly(size + 2))[:-2])
+                writer.close()
+                info = (await api(nc, f"$JS.API.STREAM.INFO.{name}"))["state"]
+                out[name] = {"answers": [json.loads(a) for a in answers], "stored": [
+                    (m["message"]["subject"], base64.b64decode(m["message"]["data"])) for m in [
+                        await api(nc, f"$JS.API.STREAM.MSG.GET.{name}", {"seq": s})
+                        for s in range(1, info["last_seq"] + 1)]]}
+        return out
+
+    out = run(scenario(), timeout=60)
+    for name in ("F", "M"):
+        p = name.lower()
+        assert out[name]["answers"] == [_ack(0, 10), _ack(10, 10), _ack(20, 10),
+                                        {"stream": name, "seq": 31, "batch": "a", "count": 30}]
+        batch = [(f"{p}.a", b"x\r\ny" if s == 7 else b"a%d" % s) for s in range(1, 31)]
+        assert out[name]["stored"] == batch[:15] + [(f"{p}.b", b"mid")] + batch[15:]
