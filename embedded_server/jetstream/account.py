@@ -164,14 +164,16 @@ class JSAccount:
         max_consumers = limits.max_consumers(self, st.cfg) if self.limited else st.cfg.get("max_consumers", -1)
         if max_consumers <= 0:  # neither the stream nor the account sets one: the server's default (2.15)
             max_consumers = self.js.default_max_consumers
-        if max_consumers > 0 and len(st.consumers) >= max_consumers:
+        # nats-server's numLimitableConsumers: the consumers of mirrors and sources do not count
+        limitable = sum(1 for o in st.consumers.values() if not o.cfg.get("sourcing"))
+        if max_consumers > 0 and limitable >= max_consumers:
             raise api_error("JSMaximumConsumersLimitErr")
-        if st.cfg["retention"] == "workqueue" and not cfg.get("direct"):
+        if st.cfg["retention"] == "workqueue" and not cfg.get("direct") and not cfg.get("sourcing"):
             if cfg["ack_policy"] not in ("explicit", "flow_control"):
                 raise api_error("JSConsumerWQRequiresExplicitAckErr")
             if cfg.get("deliver_policy", "all") != "all":
                 raise api_error("JSConsumerWQConsumerNotDeliverAllErr")
-            if st.consumers:
+            if limitable:
                 if not config_mod.filter_list(cfg):
                     raise api_error("JSConsumerWQMultipleUnfilteredErr")
                 if not self._partition_unique(st, name, cfg):
@@ -206,7 +208,7 @@ class JSAccount:
     def _partition_unique(self, st: Stream, name: str, cfg: dict) -> bool:
         subjects = config_mod.filter_list(cfg)
         for other in st.consumers.values():
-            if other.name == name:
+            if other.name == name or other.cfg.get("direct") or other.cfg.get("sourcing"):
                 continue
             ofilters = config_mod.filter_list(other.cfg)
             if not ofilters:

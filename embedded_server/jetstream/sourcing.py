@@ -16,7 +16,7 @@ import json
 import os
 
 from ..auth.accounts import map_subject
-from . import filters, headers
+from . import config_check, filters, headers
 from .clock import now_ns, parse_rfc3339, rfc3339
 from .errors import ApiError, api_error
 from .store import StoreError, StoreMsg
@@ -371,6 +371,10 @@ class Feed:
         self.stopped = True
         self.detach()
 
+    def remove(self) -> None:
+        """The mirror or source left its stream's config, or the stream was deleted."""
+        self.stop()
+
     def _cancel_retry(self) -> None:
         if self._retry is not None:
             self._retry.cancel()
@@ -585,6 +589,89 @@ class DurableFeed(Feed):
         return out
 
 
+class ManagedFeed(DurableFeed):
+    """A mirror or source without `consumer` whose origin has work-queue or interest retention (nats-server
+    2.14+, ADR-60): the origin's server turns its sourcing consumer into a durable, `JS_SRC_<hash>` or
+    `JS_MIRROR_<hash>`, with the `flow_control` ack policy, so that the origin learns which messages are stored
+    here (a work queue gives them up, an interest stream holds them meanwhile). The feed makes that consumer
+    when it is missing, then reads it as a DurableFeed does, and deletes it when the mirror or source goes."""
+
+    def __init__(self, owner: "Sourcing", spec: dict, mirror: bool):
+        Feed.__init__(self, owner, spec, mirror)
+        self.cname = managed_consumer_name(owner.stream, spec, mirror)
+        self.deliver = ""
+        self.dseq = 0
+        self.lag = 0
+        self._sub = None
+        self._setup_timer = None
+        self.consumer = None
+
+    def _setup(self, seq: int = 0) -> None:
+        self._setup_timer = None
+        origin = self.origin
+        if origin is None or self.stopped or origin.closed:
+            return
+        o = origin.consumers.get(self.cname)
+        if o is None or o.closed:
+            try:
+                o = self._create(origin)
+            except ApiError as e:  # the origin refused it (a full disk, ...): try again in a second
+                self._unsubscribe()
+                self.err = e
+                self._later()
+                return
+        self.deliver = o.cfg.get("deliver_subject") or ""
+        super()._setup(seq)
+
+    def _create(self, origin):
+        """The consumer nats-server's origin makes of a sourcing consumer request on such a stream."""
+        st = self.owner.stream
+        kind, letter = ("mirror", "M") if self.mirror else ("src", "S")
+        ext = self.spec.get("external") or {}
+        prefix = ext.get("deliver") or "$JS"
+        meta = {f"_nats.{kind}.stream": st.name, f"_nats.{kind}.acc": st.account.name}
+        if st.js.domain:
+            meta[f"_nats.{kind}.domain"] = st.js.domain
+        cfg = {"name": self.cname, "durable_name": self.cname, "ack_policy": "flow_control", "flow_control": True,
+               "idle_heartbeat": SECOND, "sourcing": True, "metadata": meta,
+               "deliver_subject": f"{prefix}.{letter}.{get_hash(os.urandom(16).hex())}".replace("..", ".")}
+        if self.spec.get("opt_start_seq"):
+            cfg.update(deliver_policy="by_start_sequence", opt_start_seq=self.spec["opt_start_seq"])
+        elif self.spec.get("opt_start_time"):
+            cfg.update(deliver_policy="by_start_time", opt_start_time=self.spec["opt_start_time"])
+        if len(self.filters) == 1:
+            cfg["filter_subject"] = self.filters[0]
+        elif self.filters:
+            cfg["filter_subjects"] = list(self.filters)
+        config_check.set_static_metadata(cfg)
+        return origin.jsa.add_consumer(origin, cfg, "create", False)
+
+    def remove(self) -> None:
+        origin = self.origin
+        self.stop()
+        if origin is not None and not origin.closed:
+            o = origin.consumers.get(self.cname)
+            if o is not None and o.cfg.get("sourcing"):
+                origin.jsa.delete_consumer(origin, o)
+
+
+def managed_consumer_name(st, spec: dict, mirror: bool) -> str:
+    """nats-server's createStableConsumerHash / createSourcingConsumerHash: from the sourcing stream's name,
+    account and domain, and the source's index name when the same origin is sourced more than once."""
+    stable = f"{st.name} {st.account.name}" + (f" {st.js.domain}" if st.js.domain else "")
+    if mirror:
+        return "JS_MIRROR_" + get_hash(stable)
+    ident = get_hash(stable)
+    if sum(1 for src in st.cfg.get("sources") or () if src.get("name") == spec["name"]) > 1:
+        ident = f"{ident} {index_name(spec)}"
+    return "JS_SRC_" + get_hash(ident)
+
+
+def managed(origin) -> bool:
+    """Whether a mirror or source without `consumer` reads `origin` through a server-managed durable."""
+    return origin.cfg.get("retention", "limits") != "limits"
+
+
 def new_feed(owner: "Sourcing", spec: dict, mirror: bool) -> Feed:
     return (DurableFeed if spec.get("consumer") is not None else Feed)(owner, spec, mirror)
 
@@ -607,7 +694,7 @@ class Sourcing:
         jsa = self.stream.jsa
         spec = cfg.get("mirror")
         if spec is None and self.mirror is not None:
-            self.mirror.stop()
+            self.mirror.remove()
             self.mirror = None
         elif spec is not None and self.mirror is None:
             self.mirror = new_feed(self, spec, mirror=True)
@@ -617,7 +704,7 @@ class Sourcing:
             if iname not in wanted:
                 feed = self.sources.pop(iname)
                 self._remembered[iname] = (feed.sseq, feed.ident)
-                feed.stop()
+                feed.remove()
         new = [new_feed(self, s, mirror=False) for iname, s in wanted.items() if iname not in self.sources]
         if new:
             self._recover_positions(new)
@@ -635,7 +722,21 @@ class Sourcing:
         if origin is None or origin is self.stream:
             feed.err = api_error("JSStreamNotFoundErr")
             return
-        feed.attach(origin)
+        self._fitting(feed, origin).attach(origin)
+
+    def _fitting(self, feed: Feed, origin) -> Feed:
+        """The feed that reads `origin` as nats-server would: a source or mirror without `consumer` goes through
+        a server-managed durable on a work-queue or interest origin, and reads the store of any other."""
+        if feed.spec.get("consumer") is not None or managed(origin) == isinstance(feed, ManagedFeed):
+            return feed
+        fresh = (ManagedFeed if managed(origin) else Feed)(self, feed.spec, feed.mirror)
+        fresh.sseq, fresh.ident = feed.sseq, feed.ident
+        feed.stop()
+        if feed is self.mirror:
+            self.mirror = fresh
+        else:
+            self.sources[feed.iname] = fresh
+        return fresh
 
     def _recover_positions(self, feeds: list[Feed]) -> None:
         """Where each new source stopped: remembered from before, or read back from the `Nats-Stream-Source`
@@ -709,10 +810,10 @@ class Sourcing:
             if feed.origin is None and feed.name == origin.name:
                 if feed.spec.get("external") is None:
                     if origin.jsa is self.stream.jsa:
-                        feed.attach(origin)
+                        self._fitting(feed, origin).attach(origin)
                 elif external_account(self.stream.jsa, feed.spec["external"].get("api", ""),
                                       feed.name) is origin.jsa:
-                    feed.attach(origin)
+                    self._fitting(feed, origin).attach(origin)
 
     def origin_removed(self, origin) -> None:
         for feed in self.feeds():
@@ -722,11 +823,15 @@ class Sourcing:
     def feeds(self) -> list[Feed]:
         return ([self.mirror] if self.mirror is not None else []) + list(self.sources.values())
 
-    def stop(self) -> None:
-        if self.sources and self._save_timer is not None:
+    def stop(self, delete: bool = False) -> None:
+        """The stream stops (shutdown) or, with `delete`, is deleted: its server-managed consumers go too."""
+        if self.sources and self._save_timer is not None and not delete:
             self.save_positions()
         for feed in self.feeds():
-            feed.stop()
+            if delete:
+                feed.remove()
+            else:
+                feed.stop()
 
     def info(self) -> dict:
         """The `mirror` or `sources` block of stream info."""

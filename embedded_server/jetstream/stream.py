@@ -888,7 +888,7 @@ class Stream:
         self._slow_path = True
         self._atomic_plain = False
         if self.sourcing is not None:
-            self.sourcing.stop()
+            self.sourcing.stop(delete=delete)
         batch_mod.drop_all(self)
         fastbatch.drop_all(self)
         if self.scheduler is not None:

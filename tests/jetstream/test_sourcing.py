@@ -458,3 +458,87 @@ def test_durable_sourcing_consumers_feed_a_source_and_a_mirror_and_ack_the_origi
     assert [m["data"] for m in sourced] == [b"w%d" % i for i in range(15)]
     assert [(m["seq"], m["data"]) for m in mirrored] == [(i + 1, b"l%d" % i) for i in range(15)]
     assert "E" not in names["streams"]
+
+
+def test_sources_and_mirrors_of_work_queue_and_interest_streams_go_through_server_managed_durables(js_server):
+    """nats-server 2.14+ (ADR-60): a source or mirror without `consumer` of a work-queue or interest stream reads
+    it through a durable the server makes on the origin (`JS_SRC_<hash>`/`JS_MIRROR_<hash>`, ack policy
+    `flow_control`, `sourcing`), which acknowledges what was stored: the work queue gives the sourced messages up,
+    the interest stream keeps them until both copies are made. The durable does not count against the work
+    queue's one-unfiltered-consumer rule, lasts across a restart without loss or duplicates, and is deleted when
+    its source is edited away, its mirror promoted or its stream deleted."""
+    from embedded_server.jetstream.sourcing import get_hash
+
+    src_name, mirror_name = "JS_SRC_" + get_hash(get_hash("C $G")), "JS_MIRROR_" + get_hash("M $G")
+
+    async def names(nc, stream):
+        return sorted((await api(nc, f"$JS.API.CONSUMER.NAMES.{stream}"))["consumers"])
+
+    async def before():
+        async with connected(js_server) as (nc, js):
+            await api(nc, "$JS.API.STREAM.CREATE.W", {"name": "W", "subjects": ["w.>"], "retention": "workqueue"})
+            await api(nc, "$JS.API.STREAM.CREATE.I", {"name": "I", "subjects": ["i"], "retention": "interest"})
+            for i in range(3):
+                await js.publish("w.a", b"a%d" % i)
+                await js.publish("w.b", b"b%d" % i)
+            await api(nc, "$JS.API.STREAM.CREATE.C", {"name": "C", "sources": [
+                {"name": "W", "filter_subject": "w.a"}, {"name": "I"}]})
+            await api(nc, "$JS.API.STREAM.CREATE.M", {"name": "M", "mirror": {"name": "I"}})
+            await _wait_messages(nc, "C", 3)
+            await eventually(lambda: names(nc, "I"), lambda n: len(n) == 2)
+            for i in range(2):
+                await js.publish("i", b"i%d" % i)
+            await _wait_messages(nc, "C", 5)
+            await _wait_messages(nc, "M", 2)
+            w = await eventually(lambda: api(nc, "$JS.API.STREAM.INFO.W"), lambda i: i["state"]["messages"] == 3)
+            i_info = await eventually(lambda: api(nc, "$JS.API.STREAM.INFO.I"),
+                                      lambda i: i["state"]["messages"] == 0)
+            listed = {c["name"]: c["config"] for c in (await api(nc, "$JS.API.CONSUMER.LIST.W", {}))["consumers"]}
+            mirror_cfg = (await api(nc, f"$JS.API.CONSUMER.INFO.I.{mirror_name}"))["config"]
+            other = await api(nc, "$JS.API.CONSUMER.CREATE.W.X", {"stream_name": "W", "config": {
+                "durable_name": "X", "ack_policy": "explicit"}})
+            await api(nc, "$JS.API.CONSUMER.DELETE.W.X")
+            return w, i_info, listed, mirror_cfg, await names(nc, "I"), error_of(other), await _msgs(nc, "C")
+
+    async def after():
+        async with connected(js_server) as (nc, js):
+            for i in range(3, 5):
+                await js.publish("w.a", b"a%d" % i)
+            await js.publish("i", b"i2")
+            await _wait_messages(nc, "C", 8)
+            await _wait_messages(nc, "M", 3)
+            await asyncio.sleep(0.3)
+            out = [await _msgs(nc, "C"), await _msgs(nc, "M"),
+                   await eventually(lambda: api(nc, "$JS.API.STREAM.INFO.W"), lambda i: i["state"]["messages"] == 3)]
+            await api(nc, "$JS.API.STREAM.UPDATE.C", {"name": "C", "sources": [{"name": "W", "filter_subject": "w.a"}]})
+            out.append(await eventually(lambda: names(nc, "I"), lambda n: len(n) == 1))
+            await api(nc, "$JS.API.STREAM.UPDATE.M", {"name": "M"})
+            out.append(await eventually(lambda: names(nc, "I"), lambda n: not n))
+            await api(nc, "$JS.API.STREAM.DELETE.C")
+            out.append(await eventually(lambda: names(nc, "W"), lambda n: not n))
+            return out
+
+    w, i_info, listed, mirror_cfg, i_names, other, c_msgs = run(before(), timeout=60)
+    assert w["state"]["consumer_count"] == 1 and [m["data"] for m in c_msgs[:3]] == [b"a0", b"a1", b"a2"]
+    assert _source_header(c_msgs[0]["hdrs"]).split(" ")[:5] == ["W", "1", "w.a", ">", "w.a"]
+    assert list(listed) == [src_name] and i_names == sorted([src_name, mirror_name])
+    expected = {"durable_name": src_name, "deliver_policy": "all", "ack_policy": "flow_control", "max_deliver": -1,
+                "filter_subject": "w.a", "max_ack_pending": 1000, "flow_control": True,
+                "idle_heartbeat": 1_000_000_000, "sourcing": True,
+                "metadata": {"_nats.req.level": "4", "_nats.src.acc": "$G", "_nats.src.stream": "C"}}
+    assert {k: listed[src_name].get(k) for k in expected} == expected
+    assert listed[src_name]["deliver_subject"].startswith("$JS.S.")
+    mirror_meta = {"_nats.req.level": "4", "_nats.mirror.acc": "$G", "_nats.mirror.stream": "M"}
+    assert {k: mirror_cfg["metadata"].get(k) for k in mirror_meta} == mirror_meta
+    assert mirror_cfg["deliver_subject"].startswith("$JS.M.") and "filter_subject" not in mirror_cfg
+    assert other is None and i_info["state"]["messages"] == 0
+
+    # nats-server 2.15.1 takes about 20 s after a restart before its managed durables deliver again (measured
+    # here, 2 Dec 2026), so only the embedded server is restarted; both go on from where they were.
+    if js_server.kind == "embedded":
+        js_server.restart()
+    c_msgs, m_msgs, w, i_left, m_left, w_left = run(after(), timeout=60)
+    assert sorted(m["data"] for m in c_msgs) == sorted([b"a%d" % i for i in range(5)] + [b"i0", b"i1", b"i2"])
+    assert [(m["seq"], m["data"]) for m in m_msgs] == [(1, b"i0"), (2, b"i1"), (3, b"i2")]
+    assert w["state"]["messages"] == 3  # the w.b messages nobody sourced
+    assert i_left == [mirror_name] and m_left == [] and w_left == []
