@@ -471,8 +471,9 @@ class DurableFeed(Feed):
 
     def __init__(self, owner: "Sourcing", spec: dict, mirror: bool):
         super().__init__(owner, spec, mirror)
-        self.cname = spec["consumer"]["name"]
-        self.deliver = spec["consumer"]["deliver_subject"]
+        consumer = spec.get("consumer") or {}
+        self.cname = consumer.get("name", "")
+        self.deliver = consumer.get("deliver_subject", "")
         self.dseq = 0  # the last consumer sequence taken
         self.lag = 0
         self._sub = None
@@ -506,7 +507,7 @@ class DurableFeed(Feed):
         origin = self.origin
         if origin is None or self.stopped or origin.closed:
             return
-        o = origin.consumers.get(self.cname)
+        o = self._find_consumer(origin)
         if o is None or o.closed:
             self._unsubscribe()
             self._later()
@@ -525,6 +526,10 @@ class DurableFeed(Feed):
         self.last = now_ns()
         self._sub = self.owner.stream.js.server.subscribe_internal(origin.account, self.deliver, self._on_msg)
         self._setup_timer = self.owner.stream.js.loop.call_later(STALLED_AFTER, self._check_consumer)
+
+    def _find_consumer(self, origin):
+        """The origin's consumer this feed reads (None: looked for again in a second)."""
+        return origin.consumers.get(self.cname)
 
     def _check_consumer(self) -> None:
         """nats-server sets a durable feed up again once its consumer's heartbeats stop (the consumer was
@@ -597,31 +602,19 @@ class ManagedFeed(DurableFeed):
     when it is missing, then reads it as a DurableFeed does, and deletes it when the mirror or source goes."""
 
     def __init__(self, owner: "Sourcing", spec: dict, mirror: bool):
-        Feed.__init__(self, owner, spec, mirror)
+        super().__init__(owner, spec, mirror)
         self.cname = managed_consumer_name(owner.stream, spec, mirror)
-        self.deliver = ""
-        self.dseq = 0
-        self.lag = 0
-        self._sub = None
-        self._setup_timer = None
-        self.consumer = None
 
-    def _setup(self, seq: int = 0) -> None:
-        self._setup_timer = None
-        origin = self.origin
-        if origin is None or self.stopped or origin.closed:
-            return
+    def _find_consumer(self, origin):
         o = origin.consumers.get(self.cname)
         if o is None or o.closed:
             try:
                 o = self._create(origin)
             except ApiError as e:  # the origin refused it (a full disk, ...): try again in a second
-                self._unsubscribe()
                 self.err = e
-                self._later()
-                return
+                return None
         self.deliver = o.cfg.get("deliver_subject") or ""
-        super()._setup(seq)
+        return o
 
     def _create(self, origin):
         """The consumer nats-server's origin makes of a sourcing consumer request on such a stream."""
