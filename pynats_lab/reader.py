@@ -576,6 +576,7 @@ class _RawAnswers:
 
     def __init__(self, nc, process):
         self.nc, self.process, self.handlers = nc, process, {}
+        self.by_sid: dict[bytes, object] = {}  # the handlers by their sid as the server writes it back
         self.parser = getattr(nc, "_ps", None)
         self.parse = None
         from nats.protocol import parser as _parser
@@ -597,10 +598,12 @@ class _RawAnswers:
         else:
             return None
         hook.handlers[sub._id] = handle
+        hook.by_sid[b"%d" % sub._id] = handle
         return hook
 
     def release(self, sub) -> None:
         self.handlers.pop(sub._id, None)
+        self.by_sid.pop(b"%d" % sub._id, None)
         if not self.handlers and self.nc.__dict__.get("_process_msg") is self:
             del self.nc._process_msg
             if self.parse is not None and vars(self.parser).get("parse") == self._parse:
@@ -623,18 +626,19 @@ class _RawAnswers:
             return await self.parse(data)
         buf = bytes(ps.buf) + data if ps.buf else data
         pos, n = 0, len(buf)
-        handlers, stats = self.handlers, self.nc.stats
+        by_sid = self.by_sid
         got, into = [], None
         rest = True
+        count = size = 0
         while buf.startswith(b"MSG ", pos):
             eol = buf.find(b"\r\n", pos)
             if eol < 0:
                 break  # the line is not all here: nats-py's parser keeps it
             args = buf[pos + 4:eol].split()  # subject, sid, size: no reply, or it is not an answer
-            if len(args) != 3 or not args[1].isdigit() or not args[2].isdigit():
+            if len(args) != 3:
                 break
-            handle = handlers.get(int(args[1]))
-            if handle is None:
+            handle = by_sid.get(args[1])
+            if handle is None or not args[2].isdigit():
                 break
             end = eol + 2 + int(args[2])
             if end + 2 > n:  # the payload is not all here: kept for the next chunk, line and all
@@ -645,11 +649,14 @@ class _RawAnswers:
                     into(got, True)
                     got = []
                 into = handle
-            payload = buf[eol + 2:end]
+            got.append((args[0], buf[eol + 2:end]))
+            count += 1
+            size += end - eol - 2
             pos = end + 2
-            stats["in_msgs"] += 1
-            stats["in_bytes"] += len(payload)
-            got.append((args[0], payload))
+        if count:
+            stats = self.nc.stats
+            stats["in_msgs"] += count
+            stats["in_bytes"] += size
         if got:
             into(got, True)
         if not rest:
