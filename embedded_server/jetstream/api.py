@@ -6,6 +6,7 @@ that endpoint's `type` with nats-server's zero-value fields (a failed purge stil
 from __future__ import annotations
 
 import json
+import os
 from binascii import b2a_base64
 
 from . import advisories
@@ -22,7 +23,7 @@ from .clock import rfc3339, now_ns, ZERO_TIME
 from .config import API_LEVEL
 from .config_json import decode_request, invalid_json
 from .errors import ApiError, api_error
-from .sourcing import stream_identity
+from .sourcing import get_hash, stream_identity
 
 STREAM_IDENTITY = consumer_reset.IDENTITY  # b"Nats-Stream-Identity"
 
@@ -341,6 +342,16 @@ def consumer_create(req: Request) -> dict:
     st = req.jsa.lookup(stream)
     if config_missing and kind != "new":
         raise api_error("JSConsumerConfigRequiredErr")
+    if cfg.get("direct") and cfg.get("sourcing") and cfg.get("name"):
+        # nats-server 2.14+: a source's named consumer becomes a durable acknowledged by flow control on a
+        # work-queue or interest stream (ADR-60); elsewhere the stable name gets a suffix of its own.
+        if st.cfg.get("retention", "limits") != "limits":
+            cfg.pop("direct")
+            for field in ("ack_wait", "max_deliver", "inactive_threshold"):
+                cfg.pop(field, None)
+            cfg.update(durable_name=cfg["name"], ack_policy="flow_control")
+        else:
+            cfg["name"] = name = f"{cfg['name']}-{get_hash(os.urandom(16).hex())}"
     existing = st.consumers.get(name) if name else None
     if existing is not None:
         if existing.cfg.get("pause_until"):
@@ -386,7 +397,7 @@ def consumer_delete(req: Request) -> dict:
 def consumer_names(req: Request) -> dict:
     offset, _ = _paging(req, requests.CONSUMERS_REQUEST)
     st = req.jsa.lookup(_token(req.subject, 5))
-    names = sorted(st.consumers)
+    names = st.public_consumers()
     total = len(names)
     offset = min(offset, total)
     return {"total": total, "offset": offset, "limit": NAMES_LIMIT, "consumers": names[offset:offset + NAMES_LIMIT]}
@@ -395,7 +406,7 @@ def consumer_names(req: Request) -> dict:
 def consumer_list(req: Request) -> dict:
     offset, _ = _paging(req, requests.CONSUMERS_REQUEST)
     st = req.jsa.lookup(_token(req.subject, 5))
-    names = sorted(st.consumers)
+    names = st.public_consumers()
     total = len(names)
     offset = min(offset, total)
     infos = [st.consumers[n].info() for n in names[offset:offset + LIST_LIMIT]]

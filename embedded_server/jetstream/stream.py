@@ -869,8 +869,13 @@ class Stream:
             out["deleted"] = st.deleted
         if st.lost_msgs:
             out["lost"] = {"msgs": st.lost_msgs, "bytes": st.lost_bytes}
-        out["consumer_count"] = len(self.consumers)
+        out["consumer_count"] = len(self.public_consumers())
         return out
+
+    def public_consumers(self) -> list[str]:
+        """The names of the consumers listed and counted (nats-server's getPublicConsumers): every one but the
+        `direct` consumers of other servers' mirrors and sources."""
+        return sorted(n for n, o in self.consumers.items() if not o.cfg.get("direct"))
 
     def info(self, version: str | None = None, with_deleted: bool = False, subjects_filter: str = "") -> dict:
         out = {"config": config_json.stream_config_json(self.cfg, version), "created": rfc3339(self.created),

@@ -542,3 +542,42 @@ def test_sources_and_mirrors_of_work_queue_and_interest_streams_go_through_serve
     assert [(m["seq"], m["data"]) for m in m_msgs] == [(1, b"i0"), (2, b"i1"), (3, b"i2")]
     assert w["state"]["messages"] == 3  # the w.b messages nobody sourced
     assert i_left == [mirror_name] and m_left == [] and w_left == []
+
+
+def test_a_named_direct_sourcing_consumer_request_is_shaped_by_the_origin_retention(js_server):
+    """What another server's source asks for (`direct`, `sourcing`, a stable name): nats-server 2.14+ makes it a
+    `flow_control` durable of that name on a work-queue or interest stream, and on a limits stream an ephemeral
+    whose name gets a suffix of its own per request; `direct` consumers are left out of consumer names, lists
+    and the stream's `consumer_count`, and counted in account info."""
+    request = {"name": "JS_SRC_abc", "ack_policy": "none", "ack_wait": 79_200_000_000_000, "max_deliver": 1,
+               "flow_control": True, "idle_heartbeat": 1_000_000_000, "direct": True, "sourcing": True,
+               "inactive_threshold": 10_000_000_000, "mem_storage": True}
+
+    async def scenario():
+        async with connected(js_server) as (nc, _):
+            out = {}
+            for name, retention in (("L", "limits"), ("W", "workqueue"), ("I", "interest")):
+                await api(nc, f"$JS.API.STREAM.CREATE.{name}", {"name": name, "subjects": [name.lower()],
+                                                                "retention": retention})
+                made = [await api(nc, f"$JS.API.CONSUMER.CREATE.{name}", {
+                    "stream_name": name, "config": {**request, "deliver_subject": f"d.{name}.{n}"}}) for n in (1, 2)]
+                listed = await api(nc, f"$JS.API.CONSUMER.LIST.{name}", {})
+                out[name] = (made, (await api(nc, f"$JS.API.CONSUMER.NAMES.{name}", {}))["consumers"],
+                             [c["name"] for c in listed["consumers"]],
+                             (await api(nc, f"$JS.API.STREAM.INFO.{name}"))["state"]["consumer_count"])
+            return out, (await api(nc, "$JS.API.INFO"))["consumers"]
+
+    out, account_consumers = run(scenario())
+    (first, second), names, listed, count = out["L"]
+    for made in (first, second):
+        assert made["name"].startswith("JS_SRC_abc-") and len(made["name"]) == len("JS_SRC_abc-") + 8
+        assert made["config"]["direct"] is True and made["config"]["ack_policy"] == "none"
+    assert first["name"] != second["name"] and names == listed == [] and count == 0
+    for stream in "WI":
+        (made, again), names, listed, count = out[stream]
+        cfg = made["config"]
+        assert made["name"] == again["name"] == cfg["durable_name"] == "JS_SRC_abc"
+        assert (cfg["ack_policy"], cfg.get("direct"), cfg["sourcing"], cfg["max_deliver"], cfg["max_ack_pending"],
+                "ack_wait" in cfg, "inactive_threshold" in cfg) == ("flow_control", None, True, -1, 1000, False, False)
+        assert names == listed == ["JS_SRC_abc"] and count == 1
+    assert account_consumers == 4
