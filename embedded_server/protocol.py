@@ -9,7 +9,7 @@ The accepted syntax follows nats-server's parser.go: case-insensitive verbs, spa
 from __future__ import annotations
 
 import re
-from itertools import islice, repeat
+from itertools import compress, count as counter, islice, repeat
 from operator import add, and_, eq, le
 from typing import Iterator
 
@@ -570,14 +570,19 @@ class Parser:
                         count = good.index(False)
                 if count < whole // 2:
                     self._split = _SPLIT_BACKOFF
-                # A run of one subject (three or more in a row) is left to the run path, from where it starts.
+                # A run of one subject (three or more in a row) is left to the run path, from where it starts,
+                # as is a pair that starts the batch. (Pairs are few: the loop goes over where they are.)
                 if True in map(eq, islice(subjects, 1, count), subjects):
-                    same = list(map(eq, islice(subjects, 1, count), subjects))
-                    runs = list(map(and_, same[1:], same[:-1]))
-                    if True in runs:
-                        count = runs.index(True)
-                    elif same[0]:
-                        count = 0
+                    pairs = compress(counter(), map(eq, islice(subjects, 1, count), subjects))
+                    first = last = next(pairs)
+                    for at in pairs:
+                        if at == last + 1:
+                            count = last
+                            break
+                        last = at
+                    else:
+                        if not first:
+                            count = 0
                 if not count:
                     return None, pos
                 nxt = len(buf)

@@ -310,7 +310,8 @@ def test_a_split_batch_stops_where_one_by_one_parsing_stops():
     for odd in (b"PUB c 1\r\nxyz", b"PUB c 0\r\nxy", b"PUB c 25\r\n" + b"y" * 25 + b"\r\n",
                 b"PUB " + b"c" * 39 + b" 1\r\nx\r\n", b"PUB " + b"c" * 31 + b" 1\r\nx\r\n", b"PUB c  1\r\nx\r\n",
                 b"PUB c r 1\r\nx\r\n", b"PUB c %d\r\n%s\r\n" % (len(inner), inner), b"PING\r\n",
-                b"PUB c 1\r\nx\r\nPUB c 1\r\nx\r\n", b"PUB c  1\r\nx\r\nPUB d 1\r\nx\r\nPUB e r 1\r\nx\r\n"):
+                b"PUB c 1\r\nx\r\nPUB c 1\r\nx\r\n", b"PUB c  1\r\nx\r\nPUB d 1\r\nx\r\nPUB e r 1\r\nx\r\n",
+                b"PUB c 1\r\nx\r\n" * 3, b"PUB c 1\r\nx\r\n" * 2 + b"PUB d 1\r\nx\r\n" * 2 + b"PUB c 1\r\nx\r\n" * 3):
         for data in (warm + before + odd + after, warm + odd + before + after):   # odd within, or first
             assert parse_until_error(data, runs=True, max_control_line=40, max_payload=24) == \
                 parse_until_error(data, runs=False, max_control_line=40, max_payload=24), odd
