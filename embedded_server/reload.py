@@ -66,6 +66,8 @@ def diff_options(old, new) -> list[str]:
         if name in _JS_LIMITS:
             if _js_limit_raised(old_value, new_value, old.jetstream):
                 changed.append(name)
+        elif name == "jetstream_default_max_consumers":  # nats-server 2.15 reloads it ("JetStream limits")
+            changed.append(name)
         elif name in _RELOADABLE or name in _AUTH or name == "auth_timeout":
             changed.append(name)
         elif name == "no_auth_user" and old_value and not new_value and not any(
@@ -144,6 +146,11 @@ def reload(server) -> None:
                 server.notice("Reloaded: accounts")
         elif name in _JS_LIMITS:
             _raise_js_limit(server, name, value)
+        elif name == "jetstream_default_max_consumers":
+            if server.jetstream is not None:
+                from embedded_server.jetstream import DEFAULT_MAX_CONSUMERS
+                server.jetstream.default_max_consumers = value or DEFAULT_MAX_CONSUMERS
+            server.notice("Reloaded: JetStream limits")
         elif name in ("ping_interval", "write_deadline"):
             server.notice(f"Reloaded: {_RELOADABLE[name]} = {seconds_string(value)}")
         else:

@@ -3,6 +3,7 @@ permissions changed under live connections, and bad or unsupported changes refus
 from __future__ import annotations
 
 import asyncio
+import time
 
 import nats
 import pytest
@@ -176,22 +177,35 @@ def test_jetstream_limits_may_be_raised_not_lowered(start_server, tmp_path):
     import json
     import urllib.request
 
-    def config(mem: str, store: str) -> str:
-        return f'jetstream {{\n  store_dir: "{tmp_path}"\n  max_memory_store: {mem}\n  max_file_store: {store}\n}}\n'
+    def config(mem: str, store: str, consumers: int | None = None) -> str:
+        limits = "" if consumers is None else f"  limits {{ default_max_consumers: {consumers} }}\n"
+        return (f'jetstream {{\n  store_dir: "{tmp_path}"\n  max_memory_store: {mem}\n  max_file_store: {store}\n'
+                f'{limits}}}\n')
 
     def limits():
         with urllib.request.urlopen(f"http://127.0.0.1:{srv.http_port}/varz", timeout=5) as resp:
-            cfg = json.load(resp)["jetstream"]["config"]
-        return cfg["max_memory"], cfg["max_storage"]
+            js = json.load(resp)["jetstream"]
+        return js["config"]["max_memory"], js["config"]["max_storage"], js["limits"]["default_max_consumers"]
+
+    def settled(expected):
+        # nats-server applies a reload's JetStream limits a moment after it logs the reload
+        deadline = time.monotonic() + 5
+        while limits() != expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return limits()
 
     srv = start_server("-m", "-1", config=config("10MB", "20MB"))
-    assert limits() == (10 << 20, 20 << 20)
+    assert limits() == (10 << 20, 20 << 20, 1000)
     logs = rewrite_and_reload(srv, config("20MB", "40MB"))
     assert "Reloaded: JetStream max_mem_store = 20.00 MB" in logs
     assert "Reloaded: JetStream max_file_store = 40.00 MB" in logs
-    assert limits() == (20 << 20, 40 << 20)
+    assert settled((20 << 20, 40 << 20, 1000)) == (20 << 20, 40 << 20, 1000)
     for mem, why in (("10MB", "decreasing jetstream max memory and store"), ("-1", "jetstream max memory and max store")):
         since = len(srv.logs.splitlines())
         rewrite_and_reload(srv, config(mem, "40MB"))
         assert f"config reload not supported for {why}" in srv.wait_for_log("Failed to reload", 5, since)
-        assert limits() == (20 << 20, 40 << 20)
+        assert limits() == (20 << 20, 40 << 20, 1000)
+    # nats-server 2.15's default consumer limit reloads too, at any value (alone here: with a `limits` block in
+    # the config, nats-server 2.15.1 sometimes shows the old max_memory in /varz after raising it)
+    assert "Reloaded: JetStream limits" in rewrite_and_reload(srv, config("20MB", "40MB", 3))
+    assert settled((20 << 20, 40 << 20, 3)) == (20 << 20, 40 << 20, 3)
