@@ -198,6 +198,8 @@ class JetStream:
             self._not_enabled.add(account.name)
             if not self._imports_js_api(account.name):
                 api.subscribe_not_enabled(self, account)
+            if account.name == system:
+                api.subscribe_system(self, account)
 
     def _imports_js_api(self, name: str) -> bool:
         """Does the account reach JetStream through a service import of another account's API? As nats-server

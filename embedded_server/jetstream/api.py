@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from binascii import b2a_base64
 
 from . import advisories
@@ -534,6 +535,30 @@ def subscribe_not_enabled(js, account) -> None:
 
     for subject in ("$JS.API.INFO", "$JS.API.STREAM.>", "$JS.API.CONSUMER.>"):
         js.server.subscribe_internal(account, subject, answer)
+
+
+def subscribe_system(js, account) -> None:
+    """The system account's JetStream API that a lone nats-server answers: `$JS.API.ACCOUNT.PURGE.<account>`
+    deletes every stream of that account and its directory in the store (jsLeaderAccountPurgeRequest)."""
+    def purge(sub, client, subject, reply, hdr, payload):
+        name = subject.split(".", 4)[4] if subject.count(".") >= 4 else ""
+        resp: dict = {"type": PREFIX + "account_purge_response"}
+        if "\\" in name or "/" in name:
+            resp["error"] = api_error("JSStreamGeneralErrorF",
+                                      err="account name can not contain path separators").as_dict()
+        else:
+            jsa = js.accounts.get(name)
+            streams = sorted(jsa.streams) if jsa is not None else []
+            known = "true" if js.server.lookup_account(name) is not None else "false"
+            js.logger.notice(f"Purge request for account {name} (streams: {len(streams)}, hasAccount: {known})")
+            for stream in streams:
+                jsa.delete_stream(stream)
+            shutil.rmtree(os.path.join(js.store_dir, name), ignore_errors=True)
+            resp["initiated"] = True
+        if reply:
+            js.server.send_internal(account, reply, None, None, dumps(resp))
+
+    js.server.subscribe_internal(account, "$JS.API.ACCOUNT.PURGE.*", purge)
 
 
 def typed_answer(rtype: str, fields: bytes) -> bytes:

@@ -57,3 +57,41 @@ system_account: SYS
     anonymous = run(info())
     assert "error" not in anonymous and anonymous["streams"] == 0, anonymous
     assert error_of(run(info(user="ops", password="ops"))) == (503, 10039, "JetStream not enabled for account")
+
+
+def test_the_system_account_purges_an_accounts_jetstream(start_server, tmp_path):
+    """`$JS.API.ACCOUNT.PURGE.<account>` from the system account (natscli `nats server account purge`): a lone
+    nats-server deletes every stream of the account and its directory in the store, answers `initiated`, and the
+    account goes on using JetStream; a name with a path separator is refused (10051)."""
+    store = tmp_path / "store"
+    server = start_server(config=f"""
+jetstream {{ store_dir: "{store}" }}
+accounts {{
+  A: {{ jetstream: enabled, users: [ {{user: a, password: a}} ] }}
+  SYS: {{ users: [ {{user: ops, password: ops}} ] }}
+}}
+system_account: SYS
+""")
+
+    async def scenario():
+        async with connected(server, user="a", password="a") as (nc, js):
+            for name in ("S", "T"):
+                await api(nc, f"$JS.API.STREAM.CREATE.{name}", {"name": name, "subjects": [name.lower()]})
+            await js.publish("s", b"x")
+            await api(nc, "$JS.API.CONSUMER.CREATE.S.c", {"stream_name": "S", "config": {"durable_name": "c"}})
+            async with connected(server, user="ops", password="ops") as (sys_nc, _):
+                answers = [await api(sys_nc, f"$JS.API.ACCOUNT.PURGE.{name}") for name in ("A", "NOPE", "x/y")]
+            gone = await api(nc, "$JS.API.STREAM.NAMES")
+            account_dir = (store / "jetstream" / "A").exists()
+            again = await api(nc, "$JS.API.STREAM.CREATE.S", {"name": "S", "subjects": ["s"]})
+            ack = await js.publish("s", b"y")
+            return answers, gone, account_dir, again, ack
+
+    answers, gone, account_dir, again, ack = run(scenario())
+    purged = {"type": "io.nats.jetstream.api.v1.account_purge_response", "initiated": True}
+    assert answers[:2] == [purged, purged]
+    assert answers[2]["type"] == purged["type"] and "initiated" not in answers[2]
+    assert error_of(answers[2]) == (500, 10051, "account name can not contain path separators")
+    assert gone["streams"] is None and gone["total"] == 0 and account_dir is False
+    assert again["state"]["messages"] == 0 and ack.seq == 1
+    assert "Purge request for account A (streams: 2, hasAccount: true)" in server.logs
