@@ -1265,7 +1265,7 @@ class FileStore(MemoryStore):
         (as _persist_msg does) and indexed without store_msg's checks. The usual one (held, its subject known,
         room in the block) is written and indexed here, as _write and _insert would (a fast batch's hot path)."""
         seq = self.last_seq + 1
-        if self.max_per > 0 or self.discard_new or self.max_msgs > 0 or self.max_bytes > 0 or seq > MAX_SEQ:
+        if not self._unlimited or seq > MAX_SEQ:
             return MemoryStore.store_msg(self, subject, None, data)[0]
         ts = time_ns()
         if ts <= self.last_ts:

@@ -66,6 +66,8 @@ class MemoryStore(StreamStore):
         self.max_per = cfg.get("max_msgs_per_subject", -1)
         self.discard_new = cfg.get("discard") == "new"
         self.discard_new_per = bool(cfg.get("discard_new_per_subject"))
+        # No limit for a new message to meet (store_held's shortcut).
+        self._unlimited = self.max_msgs <= 0 and self.max_bytes <= 0 and self.max_per <= 0 and not self.discard_new
         if self.max_per > 0:
             for name in list(self._fss):
                 ss = self._fss.get(name)
@@ -93,7 +95,7 @@ class MemoryStore(StreamStore):
         """store_msg of a message without headers or TTL (a fast batch's), its record held if writes are. Here,
         with no limit to apply, straight to _insert (the file store has its own)."""
         seq = self.last_seq + 1
-        if self.max_per > 0 or self.discard_new or self.max_msgs > 0 or self.max_bytes > 0 or seq > MAX_SEQ:
+        if not self._unlimited or seq > MAX_SEQ:
             return self.store_msg(subject, None, data)[0]
         ts = now_ns()
         if ts <= self.last_ts:
