@@ -560,8 +560,11 @@ class DurableFeed(Feed):
         if hdr and hdr.startswith(b"NATS/1.0 100"):
             target = reply or (headers.get(hdr, STALLED) or b"").decode()
             if target:
-                self.owner.stream.js.server.send_internal(self.origin.account, target, None,
-                                                          FC_REPLY % (self.dseq, self.sseq), b"")
+                # Answered on the next turn of the loop, as a reply over the network would be: answered at
+                # once, the consumer would go on delivering in the same turn, and a catch-up of many
+                # messages would hold every other client up until it is done.
+                self.owner.stream.js.loop.call_soon(self._answer_flow_control, target,
+                                                    FC_REPLY % (self.dseq, self.sseq))
             return
         tokens = (reply or "").split(".")
         try:
@@ -585,6 +588,10 @@ class DurableFeed(Feed):
         self.sseq, self.dseq = sseq, dseq
         if not self.mirror:
             self.owner.positions_changed()
+
+    def _answer_flow_control(self, target: str, hdr: bytes) -> None:
+        if self._sub is not None and self.origin is not None:
+            self.owner.stream.js.server.send_internal(self.origin.account, target, None, hdr, b"")
 
     def info(self) -> dict:
         out = super().info()
