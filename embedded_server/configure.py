@@ -19,6 +19,9 @@ from embedded_server.config import ConfigError, ConfList, ConfMap, Pos, parse_du
 UNSUPPORTED = ("cluster", "gateway", "leaf", "leafnodes", "tls", "websocket", "ws", "mqtt", "https",
                "https_port", "ocsp", "ocsp_cache", "remote_syslog", "syslog", "prof_port", "proxies",
                "default_sentinel", "ports_file_dir")
+# Keys of `jetstream { ... }` that turn on store encryption. The embedded server has none, so it refuses them
+# rather than storing in plaintext what the file asks to keep encrypted.
+ENCRYPTION_KEYS = ("key", "ek", "encryption_key", "prev_key", "prev_ek", "prev_encryption_key", "cipher", "tpm")
 
 
 class ConfigErrors(ConfigError):
@@ -258,7 +261,7 @@ def _apply_one(opts, key: str, lk: str, v: Any, pos: Pos | None, conf: ConfMap,
         opts.store_dir = _typed(v, str, pos)
         opts.store_dir_from_config = True
     elif lk == "jetstream":
-        _jetstream(opts, v, pos)
+        _jetstream(opts, v, pos, errors, warnings)
     elif lk == "feature_flags":
         _feature_flags(opts, v, pos)
     elif lk in UNSUPPORTED:
@@ -281,7 +284,31 @@ def _apply_one(opts, key: str, lk: str, v: Any, pos: Pos | None, conf: ConfMap,
             raise ConfigError(f'unknown field "{key}"', pos)
 
 
-def _jetstream(opts, v: Any, pos: Pos | None) -> None:
+def _go_type(v: Any) -> str:
+    """The name Go's %T gives a value of the config."""
+    return {bool: "bool", int: "int64", float: "float64", str: "string", ConfMap: "map[string]interface {}",
+            ConfList: "[]interface {}"}.get(type(v), type(v).__name__)
+
+
+def _go_v(v: Any) -> str:
+    """A value of the config as Go's %v prints it."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, ConfMap):
+        return "map[" + " ".join(f"{k}:{_go_v(v[k])}" for k in sorted(v)) + "]"
+    if isinstance(v, ConfList):
+        return "[" + " ".join(_go_v(x) for x in v) + "]"
+    return str(v)
+
+
+def _int64(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _jetstream(opts, v: Any, pos: Pos | None, errors: list[ConfigError], warnings: list[ConfigError]) -> None:
+    """nats-server's parseJetStream. As there, unknown keys and unreadable durations are collected and the
+    parse goes on; any other error ends the block (raised). A value of the wrong type is reported where the
+    `jetstream` key is (nats-server's recovered panic), the other errors where their key is."""
     if isinstance(v, bool):
         opts.jetstream = v
         return
@@ -294,33 +321,108 @@ def _jetstream(opts, v: Any, pos: Pos | None) -> None:
             raise ConfigError(f"Expected 'enabled' or 'disabled' for string value, got '{v}'", pos)
         return
     if not isinstance(v, ConfMap):
-        raise ConfigError(f"Expected map, bool or string to define JetStream, got {type(v).__name__}", pos)
-    opts.jetstream = True
+        raise ConfigError(f"Expected map, bool or string to define JetStream, got {_go_type(v)}", pos)
     opts.jetstream_block = v
+    enable = True
     for key, value in v.items():
         lk, kpos = key.lower(), v.pos(key) or pos
-        if lk in ("store", "store_dir", "storedir"):
+        if lk == "strict":
+            if not isinstance(value, bool):
+                shown = value if isinstance(value, str) else f"%!s({_go_type(value)}={_go_v(value)})"
+                raise ConfigError(f"Expected 'true' or 'false' for bool value, got '{shown}'", kpos)
+        elif lk in ("store", "store_dir", "storedir"):
             if opts.store_dir and opts.store_dir_from_config:
                 raise ConfigError("Duplicate 'store_dir' configuration", kpos)
-            opts.store_dir = _typed(value, str, kpos)
+            opts.store_dir = _typed(value, str, pos)
+        elif lk in ("sync", "sync_interval"):
+            if not (isinstance(value, str) and value.lower() == "always"):
+                try:
+                    _duration(key, value, kpos, warnings)
+                except ConfigError as e:
+                    errors.append(e)
         elif lk in ("max_memory_store", "max_mem_store", "max_mem"):
-            opts.max_memory_store = _storage_size(value, kpos)
+            opts.max_memory_store = _storage_size(value, kpos, "max_mem_store ")
         elif lk in ("max_file_store", "max_file"):
-            opts.max_file_store = _storage_size(value, kpos)
-        elif lk == "block_cache":
+            opts.max_file_store = _storage_size(value, kpos, "max_file_store ")
+        elif lk == "block_cache":   # the embedded server's own (docs/configuration.md)
             opts.block_cache = _storage_size(value, kpos)
         elif lk in ("enable", "enabled"):
-            opts.jetstream = _typed(value, bool, kpos)
+            enable = _typed(value, bool, pos)
         elif lk == "domain":
-            domain = _typed(value, str, kpos)
+            domain = _typed(value, str, pos)
             if domain and not all(c.isalnum() or c in "-_" for c in domain):
                 raise ConfigError(f"invalid domain name: \"{domain}\" is not a valid subject token", kpos)
             opts.jetstream_domain = domain
-        elif lk == "limits" and isinstance(value, ConfMap):
-            for name, limit in value.items():
-                if name.lower() == "default_max_consumers":
-                    # nats-server 2.15 reads it as an int64 and reports a wrong type at the jetstream block
-                    opts.jetstream_default_max_consumers = _typed(limit, int, pos)
+        elif lk == "limits":
+            _jetstream_limits(opts, value, pos, kpos, errors)
+        elif lk in ENCRYPTION_KEYS:
+            errors.append(ConfigError(
+                f'"{key}" is not supported by the embedded server: it has no store encryption and would keep '
+                f"the messages in plaintext (see docs/differences.md)", kpos))
+        # Keys for clusters and nats-server's internals, which do nothing on one embedded server: read with
+        # nats-server's checks (docs/differences.md).
+        elif lk in ("extension_hint", "unique_tag"):
+            _typed(value, str, pos)
+        elif lk == "meta_compact_sync":
+            _typed(value, bool, pos)
+        elif lk in ("max_outstanding_catchup", "max_buffered_size"):
+            _storage_size(value, kpos, lk + " ")
+        elif lk in ("max_buffered_msgs", "request_queue_limit", "info_queue_limit"):
+            if _int64(value) is None:
+                raise ConfigError(f'Expected a parseable size for "{key}", got {_go_v(value)}', kpos)
+        elif lk == "meta_compact":
+            if _int64(value) is None or value < 0:
+                raise ConfigError(f'Expected an absolute size for "{key}", got {_go_v(value)}', kpos)
+        elif lk == "meta_compact_size":
+            if _storage_size(value, kpos, lk + " ") < 0:
+                raise ConfigError(f'Expected an absolute size for "{key}", got {_go_v(value)}', kpos)
+        elif lk == "max_concurrent_io":
+            if _int64(value) is None or not 4 <= value <= 8192:
+                raise ConfigError(f'Expected an absolute size for "{key}" between 4 and 8192, got {_go_v(value)}',
+                                  kpos)
+        elif key not in v.used:
+            errors.append(ConfigError(f'unknown field "{key}"', kpos))
+    opts.jetstream = enable
+
+
+def _jetstream_limits(opts, v: Any, js_pos: Pos | None, pos: Pos | None, errors: list[ConfigError]) -> None:
+    """nats-server's parseJetStreamLimits (`jetstream { limits { ... } }`)."""
+    if not isinstance(v, ConfMap):
+        raise ConfigError(f"Expected a map to define JetStreamLimits, got {_go_type(v)}", pos)
+    for key, value in v.items():
+        lk, kpos = key.lower(), v.pos(key) or pos
+        if lk == "default_max_consumers":   # nats-server 2.15
+            opts.jetstream_default_max_consumers = _typed(value, int, js_pos)
+        elif lk in ("max_ack_pending", "max_ha_assets", "max_request_batch"):
+            _typed(value, int, js_pos)
+        elif lk == "duplicate_window":
+            _go_duration_error(_typed(value, str, js_pos), errors)
+        elif lk == "batch":
+            _jetstream_limits_batch(value, js_pos, kpos, errors)
+        elif key not in v.used:
+            errors.append(ConfigError(f'unknown field "{key}"', kpos))
+
+
+def _jetstream_limits_batch(v: Any, js_pos: Pos | None, pos: Pos | None, errors: list[ConfigError]) -> None:
+    """nats-server's parseJetStreamLimitsBatch (`limits { batch { ... } }`, read again by jetstream/)."""
+    if not isinstance(v, ConfMap):
+        raise ConfigError(f"Expected a map to define batch limits, got {_go_type(v)}", pos)
+    for key, value in v.items():
+        lk, kpos = key.lower(), v.pos(key) or pos
+        if lk in ("max_inflight_per_stream", "max_inflight_total", "max_msgs"):
+            _typed(value, int, js_pos)
+        elif lk == "timeout":
+            _go_duration_error(_typed(value, str, js_pos), errors)
+        elif key not in v.used:
+            errors.append(ConfigError(f'unknown field "{key}"', kpos))
+
+
+def _go_duration_error(text: str, errors: list[ConfigError]) -> None:
+    """time.ParseDuration's error, which nats-server lists without a position."""
+    try:
+        parse_duration(text)
+    except ValueError as e:
+        errors.append(ConfigError(str(e)))
 
 
 def _feature_flags(opts, v: Any, pos: Pos | None) -> None:
@@ -338,19 +440,20 @@ def _feature_flags(opts, v: Any, pos: Pos | None) -> None:
         opts.feature_flags[key] = value
 
 
-def _storage_size(v: Any, pos: Pos | None) -> int:
-    """nats-server's getStorageSize: an integer, or a string like "1G" (K, M, G, T powers of 1024)."""
+def _storage_size(v: Any, pos: Pos | None, prefix: str = "") -> int:
+    """nats-server's getStorageSize: an integer, or a string like "1G" (K, M, G, T powers of 1024). `prefix`
+    starts the error's text, as nats-server names some keys there."""
     if isinstance(v, int) and not isinstance(v, bool):
         return v
     if not isinstance(v, str):
-        raise ConfigError("must be int64 or string", pos)
+        raise ConfigError(prefix + "must be int64 or string", pos)
     if not v:
         return 0
     mult = {"K": 10, "M": 20, "G": 30, "T": 40}.get(v[-1])
     try:
         num = int(v[:-1])
     except ValueError:
-        raise ConfigError(f'strconv.ParseInt: parsing "{v[:-1]}": invalid syntax', pos) from None
+        raise ConfigError(f'{prefix}strconv.ParseInt: parsing "{v[:-1]}": invalid syntax', pos) from None
     if mult is None:
-        raise ConfigError("sizes defined as strings must end in K, M, G, T", pos)
+        raise ConfigError(prefix + "sizes defined as strings must end in K, M, G, T", pos)
     return num << mult
