@@ -22,6 +22,11 @@ UNSUPPORTED = ("cluster", "gateway", "leaf", "leafnodes", "tls", "websocket", "w
 # Keys of `jetstream { ... }` that turn on store encryption. The embedded server has none, so it refuses them
 # rather than storing in plaintext what the file asks to keep encrypted.
 ENCRYPTION_KEYS = ("key", "ek", "encryption_key", "prev_key", "prev_ek", "prev_encryption_key", "cipher", "tpm")
+# Cluster and internals keys of `jetstream { ... }` read as sizes or counts, with the Go names of the options
+# they set (nats-server refuses a reload that changes them).
+_FIXED_SIZES = {"max_outstanding_catchup": "JetStreamMaxCatchup", "max_buffered_size": "StreamMaxBufferedSize"}
+_FIXED_COUNTS = {"max_buffered_msgs": "StreamMaxBufferedMsgs", "request_queue_limit": "JetStreamRequestQueueLimit",
+                 "info_queue_limit": "JetStreamInfoQueueLimit"}
 
 
 class ConfigErrors(ConfigError):
@@ -323,6 +328,8 @@ def _jetstream(opts, v: Any, pos: Pos | None, errors: list[ConfigError], warning
     if not isinstance(v, ConfMap):
         raise ConfigError(f"Expected map, bool or string to define JetStream, got {_go_type(v)}", pos)
     opts.jetstream_block = v
+    # nats-server's options of this block that a reload may not change, by their Go names (reload.py)
+    fixed = opts.jetstream_fixed = {}
     enable = True
     for key, value in v.items():
         lk, kpos = key.lower(), v.pos(key) or pos
@@ -330,14 +337,17 @@ def _jetstream(opts, v: Any, pos: Pos | None, errors: list[ConfigError], warning
             if not isinstance(value, bool):
                 shown = value if isinstance(value, str) else f"%!s({_go_type(value)}={_go_v(value)})"
                 raise ConfigError(f"Expected 'true' or 'false' for bool value, got '{shown}'", kpos)
+            fixed["NoJetStreamStrict"] = not value
         elif lk in ("store", "store_dir", "storedir"):
             if opts.store_dir and opts.store_dir_from_config:
                 raise ConfigError("Duplicate 'store_dir' configuration", kpos)
             opts.store_dir = _typed(value, str, pos)
         elif lk in ("sync", "sync_interval"):
-            if not (isinstance(value, str) and value.lower() == "always"):
+            if isinstance(value, str) and value.lower() == "always":
+                fixed["SyncAlways"] = True
+            else:
                 try:
-                    _duration(key, value, kpos, warnings)
+                    fixed["SyncInterval"] = _duration(key, value, kpos, warnings)
                 except ConfigError as e:
                     errors.append(e)
         elif lk in ("max_memory_store", "max_mem_store", "max_mem"):
@@ -361,15 +371,18 @@ def _jetstream(opts, v: Any, pos: Pos | None, errors: list[ConfigError], warning
                 f"the messages in plaintext (see docs/differences.md)", kpos))
         # Keys for clusters and nats-server's internals, which do nothing on one embedded server: read with
         # nats-server's checks (docs/differences.md).
-        elif lk in ("extension_hint", "unique_tag"):
-            _typed(value, str, pos)
+        elif lk == "extension_hint":
+            fixed["JetStreamExtHint"] = _typed(value, str, pos)
+        elif lk == "unique_tag":
+            fixed["JetStreamUniqueTag"] = _typed(value, str, pos).strip().lower()
         elif lk == "meta_compact_sync":
             _typed(value, bool, pos)
-        elif lk in ("max_outstanding_catchup", "max_buffered_size"):
-            _storage_size(value, kpos, lk + " ")
-        elif lk in ("max_buffered_msgs", "request_queue_limit", "info_queue_limit"):
+        elif lk in _FIXED_SIZES:
+            fixed[_FIXED_SIZES[lk]] = _storage_size(value, kpos, lk + " ")
+        elif lk in _FIXED_COUNTS:
             if _int64(value) is None:
                 raise ConfigError(f'Expected a parseable size for "{key}", got {_go_v(value)}', kpos)
+            fixed[_FIXED_COUNTS[lk]] = value
         elif lk == "meta_compact":
             if _int64(value) is None or value < 0:
                 raise ConfigError(f'Expected an absolute size for "{key}", got {_go_v(value)}', kpos)
@@ -380,49 +393,55 @@ def _jetstream(opts, v: Any, pos: Pos | None, errors: list[ConfigError], warning
             if _int64(value) is None or not 4 <= value <= 8192:
                 raise ConfigError(f'Expected an absolute size for "{key}" between 4 and 8192, got {_go_v(value)}',
                                   kpos)
+            fixed["JetStreamConcurrentIOs"] = value
         elif key not in v.used:
             errors.append(ConfigError(f'unknown field "{key}"', kpos))
     opts.jetstream = enable
 
 
 def _jetstream_limits(opts, v: Any, js_pos: Pos | None, pos: Pos | None, errors: list[ConfigError]) -> None:
-    """nats-server's parseJetStreamLimits (`jetstream { limits { ... } }`)."""
+    """nats-server's parseJetStreamLimits (`jetstream { limits { ... } }`): `opts.jetstream_limits` holds what
+    it sets (durations in seconds, `batch` a dict of its own), a reload compares it as a whole."""
     if not isinstance(v, ConfMap):
         raise ConfigError(f"Expected a map to define JetStreamLimits, got {_go_type(v)}", pos)
+    limits = opts.jetstream_limits = {}
     for key, value in v.items():
         lk, kpos = key.lower(), v.pos(key) or pos
         if lk == "default_max_consumers":   # nats-server 2.15
             opts.jetstream_default_max_consumers = _typed(value, int, js_pos)
         elif lk in ("max_ack_pending", "max_ha_assets", "max_request_batch"):
-            _typed(value, int, js_pos)
+            limits[lk] = _typed(value, int, js_pos)
         elif lk == "duplicate_window":
-            _go_duration_error(_typed(value, str, js_pos), errors)
+            limits[lk] = _go_duration_error(_typed(value, str, js_pos), errors)
         elif lk == "batch":
-            _jetstream_limits_batch(value, js_pos, kpos, errors)
+            limits[lk] = _jetstream_limits_batch(value, js_pos, kpos, errors)
         elif key not in v.used:
             errors.append(ConfigError(f'unknown field "{key}"', kpos))
 
 
-def _jetstream_limits_batch(v: Any, js_pos: Pos | None, pos: Pos | None, errors: list[ConfigError]) -> None:
+def _jetstream_limits_batch(v: Any, js_pos: Pos | None, pos: Pos | None, errors: list[ConfigError]) -> dict:
     """nats-server's parseJetStreamLimitsBatch (`limits { batch { ... } }`, read again by jetstream/)."""
     if not isinstance(v, ConfMap):
         raise ConfigError(f"Expected a map to define batch limits, got {_go_type(v)}", pos)
+    batch = {}
     for key, value in v.items():
         lk, kpos = key.lower(), v.pos(key) or pos
         if lk in ("max_inflight_per_stream", "max_inflight_total", "max_msgs"):
-            _typed(value, int, js_pos)
+            batch[lk] = _typed(value, int, js_pos)
         elif lk == "timeout":
-            _go_duration_error(_typed(value, str, js_pos), errors)
+            batch[lk] = _go_duration_error(_typed(value, str, js_pos), errors)
         elif key not in v.used:
             errors.append(ConfigError(f'unknown field "{key}"', kpos))
+    return batch
 
 
-def _go_duration_error(text: str, errors: list[ConfigError]) -> None:
-    """time.ParseDuration's error, which nats-server lists without a position."""
+def _go_duration_error(text: str, errors: list[ConfigError]) -> float:
+    """Seconds of a Go duration; time.ParseDuration's error is listed without a position, as nats-server."""
     try:
-        parse_duration(text)
+        return parse_duration(text)
     except ValueError as e:
         errors.append(ConfigError(str(e)))
+        return 0.0
 
 
 def _feature_flags(opts, v: Any, pos: Pos | None) -> None:

@@ -78,6 +78,10 @@ class Options:
     # neither the stream nor its account sets max_consumers; 0 is the default (1,000), below 0 unlimited
     jetstream_default_max_consumers: int = 0
     jetstream_block: Any = None      # the config's `jetstream { ... }` map, read by jetstream/
+    # `jetstream { limits { max_ack_pending, max_ha_assets, max_request_batch, duplicate_window, batch {} } }`
+    jetstream_limits: dict = field(default_factory=dict)
+    # the block's options a reload may not change, by nats-server's Go names (reload.py)
+    jetstream_fixed: dict = field(default_factory=dict)
     # `feature_flags { name: bool }` (nats-server 2.14+): only js_ack_fc_v2 changes anything here (the v2 form of
     # consumer ack and flow control subjects; see FEATURE_FLAGS); unknown names are kept and logged as
     # unsupported, as nats-server.

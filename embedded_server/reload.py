@@ -32,7 +32,8 @@ _GO_NAMES = {
     "feature_flags": "FeatureFlags",
 }
 # Bookkeeping fields that are not options of their own.
-_IGNORED = {"config_file", "check_config", "accounts", "accounts_block", "jetstream_block", "store_dir_from_config",
+_IGNORED = {"config_file", "check_config", "accounts", "accounts_block", "jetstream_block", "jetstream_fixed",
+            "store_dir_from_config",
             "system_account", "lame_duck_duration", "lame_duck_grace_period", "mappings", "users_block",
             "operator_keys", "operator_mode", "command_line", "config_digest", "config_warnings"}
 
@@ -40,6 +41,14 @@ _IGNORED = {"config_file", "check_config", "accounts", "accounts_block", "jetstr
 # JetStream's server-wide limits: a reload may raise them while JetStream runs (nats-server 2.12.7+), with the
 # name of its "Reloaded: JetStream ..." line.
 _JS_LIMITS = {"max_memory_store": "max_mem_store", "max_file_store": "max_file_store"}
+
+
+# The options of `jetstream { ... }` nats-server cannot reload, in the order of its Options, with their values
+# when the file does not set them (configure.py keeps what the file sets in `jetstream_fixed`).
+_JS_FIXED = (("NoJetStreamStrict", False), ("JetStreamExtHint", ""), ("JetStreamUniqueTag", ""),
+             ("JetStreamMaxCatchup", 0), ("JetStreamRequestQueueLimit", 0), ("JetStreamInfoQueueLimit", 0),
+             ("JetStreamConcurrentIOs", 0), ("StreamMaxBufferedMsgs", 0), ("StreamMaxBufferedSize", 0),
+             ("SyncInterval", 120.0), ("SyncAlways", False))
 
 
 class ReloadRefused(ValueError):
@@ -66,7 +75,7 @@ def diff_options(old, new) -> list[str]:
         if name in _JS_LIMITS:
             if _js_limit_raised(old_value, new_value, old.jetstream):
                 changed.append(name)
-        elif name == "jetstream_default_max_consumers":  # nats-server 2.15 reloads it ("JetStream limits")
+        elif name in ("jetstream_default_max_consumers", "jetstream_limits"):  # "JetStream limits"
             changed.append(name)
         elif name in _RELOADABLE or name in _AUTH or name == "auth_timeout":
             changed.append(name)
@@ -79,7 +88,32 @@ def diff_options(old, new) -> list[str]:
                                 f"new={_go_value(new_value)}")
     if old.accounts_block != new.accounts_block:
         changed.append("accounts")
+    _check_js_fixed(old, new)
     return changed
+
+
+def _js_fixed(opts) -> dict:
+    """The values nats-server runs with for the options of `_JS_FIXED` (its setBaselineOptions defaults)."""
+    values = {name: opts.jetstream_fixed.get(name, default) for name, default in _JS_FIXED}
+    if values["JetStreamRequestQueueLimit"] <= 0:
+        values["JetStreamRequestQueueLimit"] = 10_000
+    if values["JetStreamInfoQueueLimit"] <= 0:
+        values["JetStreamInfoQueueLimit"] = values["JetStreamRequestQueueLimit"]
+    if values["JetStreamConcurrentIOs"] <= 0:
+        values["JetStreamConcurrentIOs"] = 4096
+    return values
+
+
+def _check_js_fixed(old, new) -> None:
+    """Refuse, as nats-server, a reload that changes an option of `jetstream { ... }` it cannot change at run
+    time (these do nothing on the embedded server, but a file that reloads here must reload there too)."""
+    before, after = _js_fixed(old), _js_fixed(new)
+    for name, _ in _JS_FIXED:
+        if before[name] == after[name] or (name == "JetStreamConcurrentIOs" and not new.jetstream):
+            continue
+        show = seconds_string if name == "SyncInterval" else _go_value
+        raise ReloadRefused(f"config reload not supported for {name}: old={show(before[name])}, "
+                            f"new={show(after[name])}")
 
 
 def _js_limit_raised(old_value: int, new_value: int, jetstream: bool) -> bool:
@@ -132,6 +166,7 @@ def reload(server) -> None:
         raise ReloadError(str(e)) from None
     old, server.options = server.options, new
     auth_changed = False
+    logged: set[str] = set()
     for name in changed:
         value = getattr(new, name, None)
         if name in _AUTH:
@@ -146,11 +181,15 @@ def reload(server) -> None:
                 server.notice("Reloaded: accounts")
         elif name in _JS_LIMITS:
             _raise_js_limit(server, name, value)
-        elif name == "jetstream_default_max_consumers":
-            if server.jetstream is not None:
-                from embedded_server.jetstream import DEFAULT_MAX_CONSUMERS
-                server.jetstream.default_max_consumers = value or DEFAULT_MAX_CONSUMERS
-            server.notice("Reloaded: JetStream limits")
+        elif name in ("jetstream_default_max_consumers", "jetstream_limits"):
+            js = server.jetstream
+            if js is not None:
+                from embedded_server.jetstream import DEFAULT_MAX_CONSUMERS, _batch_limits
+                js.default_max_consumers = new.jetstream_default_max_consumers or DEFAULT_MAX_CONSUMERS
+                js.batch_limits = _batch_limits(new)
+            if "JetStream limits" not in logged:
+                logged.add("JetStream limits")
+                server.notice("Reloaded: JetStream limits")
         elif name in ("ping_interval", "write_deadline"):
             server.notice(f"Reloaded: {_RELOADABLE[name]} = {seconds_string(value)}")
         else:

@@ -110,6 +110,11 @@ def test_a_bad_config_keeps_the_old_one(start_server):
      users_config("user: a, password: b", "user: c, password: d") + "no_auth_user: c\n", "NoAuthUser"),
     ("server_name: one\n", "server_name: one\nfeature_flags { js_ack_fc_v2: true, b: false }\n",
      "FeatureFlags: old=map[], new=map[b:false js_ack_fc_v2:true]"),
+    # jetstream {} options nats-server cannot change at run time (cluster ones do nothing on the embedded server)
+    ('jetstream { store_dir: "store" }\n', 'jetstream { store_dir: "store", unique_tag: " AZ" }\n',
+     "JetStreamUniqueTag: old=, new=az"),
+    ('jetstream { store_dir: "store", sync: "2m" }\n', 'jetstream { store_dir: "store", sync: "1m" }\n',
+     "SyncInterval: old=2m0s, new=1m0s"),
 ])
 def test_options_that_cannot_be_reloaded_are_refused(start_server, before, after, field):
     srv = start_server(config=before)
@@ -209,3 +214,8 @@ def test_jetstream_limits_may_be_raised_not_lowered(start_server, tmp_path):
     # the config, nats-server 2.15.1 sometimes shows the old max_memory in /varz after raising it)
     assert "Reloaded: JetStream limits" in rewrite_and_reload(srv, config("20MB", "40MB", 3))
     assert settled((20 << 20, 40 << 20, 3)) == (20 << 20, 40 << 20, 3)
+    # an unknown key in the block makes the whole file fail, and nothing changes
+    since = len(srv.logs.splitlines())
+    rewrite_and_reload(srv, config("40MB", "40MB", 3).replace("limits {", "limits { bogus: 1,"))
+    assert 'unknown field "bogus"' in srv.wait_for_log("Failed to reload", 5, since)
+    assert limits() == (20 << 20, 40 << 20, 3)
