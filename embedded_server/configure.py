@@ -401,7 +401,7 @@ def _jetstream(opts, v: Any, pos: Pos | None, errors: list[ConfigError], warning
 
 def _jetstream_limits(opts, v: Any, js_pos: Pos | None, pos: Pos | None, errors: list[ConfigError]) -> None:
     """nats-server's parseJetStreamLimits (`jetstream { limits { ... } }`): `opts.jetstream_limits` holds what
-    it sets (durations in seconds, `batch` a dict of its own), a reload compares it as a whole."""
+    it sets (durations in nanoseconds, `batch` a dict of its own), a reload compares it as a whole."""
     if not isinstance(v, ConfMap):
         raise ConfigError(f"Expected a map to define JetStreamLimits, got {_go_type(v)}", pos)
     limits = opts.jetstream_limits = {}
@@ -435,13 +435,15 @@ def _jetstream_limits_batch(v: Any, js_pos: Pos | None, pos: Pos | None, errors:
     return batch
 
 
-def _go_duration_error(text: str, errors: list[ConfigError]) -> float:
-    """Seconds of a Go duration; time.ParseDuration's error is listed without a position, as nats-server."""
+def _go_duration_error(text: str, errors: list[ConfigError]) -> int:
+    """Nanoseconds of a Go duration; time.ParseDuration's error is listed without a position, as nats-server."""
+    from embedded_server import gotime
+
     try:
-        return parse_duration(text)
+        return gotime.parse_duration(text)
     except ValueError as e:
         errors.append(ConfigError(str(e)))
-        return 0.0
+        return 0
 
 
 def _feature_flags(opts, v: Any, pos: Pos | None) -> None:

@@ -220,6 +220,11 @@ class JetStream:
         return jsa
 
     # -- resources --------------------------------------------------------------------------------
+    @property
+    def server_limits(self) -> dict:
+        """`jetstream { limits { ... } }` as the running configuration has it (a reload may change it)."""
+        return self.server.options.jetstream_limits
+
     def add_usage(self, stream, gone: bool = False) -> None:
         """A stream's size changed (or it went away): move the totals the limits are checked against."""
         size = 0 if gone else stream.store.bytes
@@ -266,8 +271,19 @@ class JetStream:
 
     def varz(self) -> dict:
         """The `jetstream` section of /varz."""
-        return {"config": self._config_doc(), "stats": self._stats_doc(),
-                "limits": {"default_max_consumers": self.default_max_consumers}}
+        return {"config": self._config_doc(), "stats": self._stats_doc(), "limits": self._limits_doc()}
+
+    def _limits_doc(self) -> dict:
+        """nats-server's JSLimitOpts as /varz and /jsz show them: the limits set (zero ones left out)."""
+        lim, batch = self.server_limits, self.server_limits.get("batch") or {}
+        doc = {"max_request_batch": lim.get("max_request_batch", 0), "max_ack_pending": lim.get("max_ack_pending", 0),
+               "max_ha_assets": lim.get("max_ha_assets", 0), "max_duplicate_window": lim.get("duplicate_window", 0),
+               "max_batch_inflight_per_stream": batch.get("max_inflight_per_stream", 0),
+               "max_batch_inflight_total": batch.get("max_inflight_total", 0),
+               "max_batch_size": batch.get("max_msgs", 0), "max_batch_timeout": batch.get("timeout", 0)}
+        doc = {k: v for k, v in doc.items() if v}
+        doc["default_max_consumers"] = self.default_max_consumers
+        return doc
 
     def jsz(self, q: dict | None = None) -> dict:
         """/jsz as nats-server shapes it; `accounts`, `streams`, `consumers`, `config`, `acc` select detail."""
@@ -276,7 +292,7 @@ class JetStream:
         streams = [st for jsa in self.accounts.values() for st in jsa.streams.values()]
         doc = self._stats_doc()
         doc.update({"server_id": self.server.server_id, "now": rfc3339(now_ns()), "config": self._config_doc(),
-                    "limits": {"default_max_consumers": self.default_max_consumers}, "streams": len(streams),
+                    "limits": self._limits_doc(), "streams": len(streams),
                     "consumers": sum(len(st.consumers) for st in streams),
                     "messages": sum(st.store.msgs for st in streams),
                     "bytes": sum(st.store.bytes for st in streams),

@@ -60,7 +60,7 @@ class JSAccount:
 
     def add_stream(self, req: dict, pedantic: bool) -> tuple[Stream, bool]:
         """nats-server's addStream: (stream, created). An identical repeat returns the existing stream."""
-        cfg = config_check.check_stream_config(req, pedantic, self._sourcing_check)
+        cfg = config_check.check_stream_config(req, pedantic, self._sourcing_check, self.js.server_limits)
         config_check.set_static_metadata(cfg)
         if cfg["num_replicas"] > 1:
             raise api_error("JSStreamReplicasNotSupportedErr")
@@ -111,7 +111,7 @@ class JSAccount:
 
     def update_stream(self, name: str, req: dict, pedantic: bool) -> Stream:
         st = self.lookup(name)
-        cfg = config_check.check_stream_config(req, pedantic, self._sourcing_check)
+        cfg = config_check.check_stream_config(req, pedantic, self._sourcing_check, self.js.server_limits)
         cfg = config_check.check_stream_update(st.cfg, cfg)
         if self.limited:
             limits.check_stream(self, cfg, new=False)
@@ -140,10 +140,9 @@ class JSAccount:
         """nats-server's addConsumerWithAction for a single server."""
         if st.closed:
             raise api_error("JSStreamInvalidErr")
-        cfg = config_check.consumer_defaults(req_cfg, st.cfg, pedantic)
-        if self.limited:
-            limits.check_consumer(self, cfg, explicit_max_ack_pending=bool(req_cfg.get("max_ack_pending")))
-        config_check.check_consumer_config(cfg, st.cfg)
+        server_limits, account_limit = self.js.server_limits, self.limits["max_ack_pending"] if self.limited else 0
+        cfg = config_check.consumer_defaults(req_cfg, st.cfg, pedantic, server_limits, account_limit)
+        config_check.check_consumer_config(cfg, st.cfg, server_limits, account_limit)
         name = cfg.get("durable_name") or cfg.get("name") or ""
         if name:
             existing = st.consumers.get(name)

@@ -125,7 +125,7 @@ def stream_create(req: Request) -> dict:
 
 def stream_update(req: Request) -> dict:
     cfg, pedantic = config_json.decode_stream_request(req.msg)
-    checked = config_check.check_stream_config(cfg, pedantic)
+    checked = config_check.check_stream_config(cfg, pedantic, server_limits=req.js.server_limits)
     if _token(req.subject, 5) != checked["name"]:
         raise api_error("JSStreamMismatchErr")
     st = req.jsa.update_stream(checked["name"], cfg, pedantic)

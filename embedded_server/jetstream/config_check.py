@@ -27,9 +27,10 @@ def _pedantic(text: str) -> ApiError:
     return api_error("JSPedanticErrF", err=text)
 
 
-def check_stream_config(req: dict, pedantic: bool = False, sourcing_check=None) -> dict:
+def check_stream_config(req: dict, pedantic: bool = False, sourcing_check=None, server_limits=None) -> dict:
     """nats-server's checkStreamCfg for a single server: defaults filled in, or an ApiError raised.
-    `sourcing_check(cfg, pedantic)` checks a mirror and sources where nats-server does (sourcing.py)."""
+    `sourcing_check(cfg, pedantic)` checks a mirror and sources where nats-server does (sourcing.py);
+    `server_limits` is `jetstream { limits {} }` (its `duplicate_window` caps the stream's, in ns)."""
     cfg = dict(req)
     name = cfg.get("name", "")
     if not is_valid_name(name):
@@ -64,17 +65,25 @@ def check_stream_config(req: dict, pedantic: bool = False, sourcing_check=None) 
         raise _invalid("max age needs to be >= 100ms")
     cfg["max_age"] = max_age
     dup = cfg.get("duplicate_window", 0)
+    dup_limit = (server_limits or {}).get("duplicate_window", 0)
     if dup == 0 and not cfg.get("mirror") and not cfg.get("sources"):
-        if max_age and max_age < DEFAULT_DUPLICATE_WINDOW:
+        window = DEFAULT_DUPLICATE_WINDOW
+        if 0 < dup_limit < window:
+            if pedantic:
+                raise _pedantic("duplicate window limits are higher than current limits")
+            window = dup_limit
+        if max_age and max_age < window:
             if pedantic:
                 raise _pedantic("duplicate window cannot be bigger than max age")
             dup = max_age
         else:
-            dup = DEFAULT_DUPLICATE_WINDOW
+            dup = window
     if dup < 0:
         raise _invalid("duplicates window can not be negative")
     if max_age and dup > max_age:
         raise _invalid("duplicates window can not be larger then max age")
+    if dup_limit > 0 and dup > dup_limit:
+        raise _invalid(f"duplicates window can not be larger then server limit of {duration_string(dup_limit)}")
     if 0 < dup < SECOND // 10:
         raise _invalid("duplicates window needs to be >= 100ms")
     cfg["duplicate_window"] = dup
@@ -237,8 +246,11 @@ def _cons_invalid(text: str) -> ApiError:
     return api_error("JSConsumerInvalidPolicyErrF", err=text)
 
 
-def consumer_defaults(cfg: dict, stream_cfg: dict, pedantic: bool = False) -> dict:
-    """nats-server's setConsumerConfigDefaults."""
+def consumer_defaults(cfg: dict, stream_cfg: dict, pedantic: bool = False, server_limits=None,
+                      account_max_ack_pending: int = 0) -> dict:
+    """nats-server's setConsumerConfigDefaults. `server_limits` is `jetstream { limits {} }`: its
+    `max_ack_pending` and the account's lower the default of 1,000; its `max_request_batch` is a pull
+    consumer's default `max_batch`."""
     cfg = dict(cfg)
     cfg.setdefault("deliver_policy", "all")
     cfg.setdefault("ack_policy", "none")
@@ -280,8 +292,18 @@ def consumer_defaults(cfg: dict, stream_cfg: dict, pedantic: bool = False) -> di
         if pedantic and limits.get("inactive_threshold", 0) > 0:
             raise _pedantic("inactive_threshold must be set if it's configured in stream limits")
         cfg["inactive_threshold"] = limits.get("inactive_threshold", 0)
+    server_limits = server_limits or {}
     if not cfg.get("max_ack_pending") and cfg["ack_policy"] != "none":
-        cfg["max_ack_pending"] = DEFAULT_MAX_ACK_PENDING
+        ack_pending = DEFAULT_MAX_ACK_PENDING
+        for limit in (server_limits.get("max_ack_pending", 0), account_max_ack_pending):
+            if 0 < limit < ack_pending:
+                ack_pending = limit
+        cfg["max_ack_pending"] = ack_pending
+    max_request_batch = server_limits.get("max_request_batch", 0)
+    if not cfg.get("deliver_subject") and not cfg.get("max_batch") and max_request_batch > 0:
+        if pedantic:
+            raise _pedantic("max_request_batch must be set if it's JetStream limits are set")
+        cfg["max_batch"] = max_request_batch
     if cfg.get("priority_policy") == "pinned_client" and not cfg.get("priority_timeout"):
         cfg["priority_timeout"] = 2 * MINUTE
     if cfg["ack_policy"] == "flow_control" and not pedantic:
@@ -291,8 +313,9 @@ def consumer_defaults(cfg: dict, stream_cfg: dict, pedantic: bool = False) -> di
     return cfg
 
 
-def check_consumer_config(cfg: dict, stream_cfg: dict) -> None:
-    """nats-server's checkConsumerCfg (single server)."""
+def check_consumer_config(cfg: dict, stream_cfg: dict, server_limits=None, account_max_ack_pending: int = 0) -> None:
+    """nats-server's checkConsumerCfg (single server); the limits as in consumer_defaults."""
+    server_limits = server_limits or {}
     if cfg.get("name") and not is_valid_name(cfg["name"]):
         raise _invalid("consumer name can not contain '.', '*', '>', '\\', '/'")
     if cfg.get("durable_name") and not is_valid_name(cfg["durable_name"]):
@@ -353,6 +376,12 @@ def check_consumer_config(cfg: dict, stream_cfg: dict) -> None:
             raise api_error("JSConsumerMaxRequestBatchNegativeErr")
         if 0 < cfg.get("max_expires", 0) < 1_000_000:
             raise api_error("JSConsumerMaxRequestExpiresTooSmall")
+        max_request_batch = server_limits.get("max_request_batch", 0)
+        if max_request_batch > 0 and cfg.get("max_batch", 0) > max_request_batch:
+            raise api_error("JSConsumerMaxRequestBatchExceededF", limit=max_request_batch)
+    for limit in (server_limits.get("max_ack_pending", 0), account_max_ack_pending):
+        if limit > 0 and cfg.get("max_ack_pending", 0) > limit:
+            raise api_error("JSConsumerMaxPendingAckExcessErrF", limit=limit)
     limits = stream_cfg.get("consumer_limits") or {}
     if limits.get("max_ack_pending", 0) > 0 and cfg.get("max_ack_pending", 0) > limits["max_ack_pending"]:
         raise api_error("JSConsumerMaxPendingAckExcessErrF", limit=limits["max_ack_pending"])

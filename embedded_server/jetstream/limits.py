@@ -98,17 +98,6 @@ def max_consumers(jsa, stream_cfg: dict) -> int:
     return own
 
 
-def check_consumer(jsa, cfg: dict, explicit_max_ack_pending: bool) -> None:
-    """The account's max_ack_pending is the default and the ceiling of a consumer's (10121 above it)."""
-    limit = jsa.limits["max_ack_pending"]
-    if limit <= 0 or cfg.get("ack_policy") == "none":
-        return
-    if not explicit_max_ack_pending:
-        cfg["max_ack_pending"] = limit
-    elif cfg.get("max_ack_pending", 0) > limit:
-        raise api_error("JSConsumerMaxPendingAckExcessErrF", limit=limit)
-
-
 def publish_exceeds(jsa, storage: str, subject: str, hdr: bytes | None, msg: bytes) -> bool:
     """Would storing this message take the account over its memory or storage limit?"""
     limit = jsa.limits["max_memory" if storage == "memory" else "max_storage"]

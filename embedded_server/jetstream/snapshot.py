@@ -273,7 +273,7 @@ def stream_restore(req) -> dict:
     if "\\" in name or "/" in name:
         raise api_error("JSStreamNameContainsPathSeparatorsErr")
     jsa = req.jsa
-    checked = config_check.check_stream_config(cfg, False, jsa._sourcing_check)
+    checked = config_check.check_stream_config(cfg, False, jsa._sourcing_check, jsa.js.server_limits)
     if checked["num_replicas"] > 1:
         raise api_error("JSStreamReplicasNotSupportedErr")
     if jsa.limited:

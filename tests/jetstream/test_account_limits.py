@@ -1,6 +1,7 @@
 """Account JetStream limits from the configuration, on both servers: reported by $JS.API.INFO, and every limit
 enforced with nats-server's error (max bytes required, per-stream bytes, streams, consumers per stream,
-max_ack_pending default and ceiling, memory/storage reservations, storage used by publishes)."""
+max_ack_pending default and ceiling, memory/storage reservations, storage used by publishes), and the server-wide
+`jetstream { limits {} }`."""
 from __future__ import annotations
 
 import asyncio
@@ -178,3 +179,82 @@ async def _request(nc, subject: str, body: dict) -> dict:
 
 def run_async(coro):
     return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+SERVER_LIMITS = """
+http: "127.0.0.1:-1"
+jetstream {
+  store_dir: "%s"
+  limits { max_ack_pending: 100, max_request_batch: 50, duplicate_window: "1m", batch { max_msgs: 3, timeout: "5s" } }
+}
+accounts {
+  D: { users: [{user: d, password: pw}], jetstream: enabled }
+  A: { users: [{user: a, password: pw}], jetstream: { max_ack_pending: 40 } }
+}
+"""
+
+
+def test_server_limits_cap_consumers_and_streams(start_server, tmp_path):
+    """`jetstream { limits { max_ack_pending, max_request_batch, duplicate_window } }`: defaults lowered to them
+    and anything above them refused, as nats-server (the server's limit is checked before the account's)."""
+    srv = start_server(config=SERVER_LIMITS % tmp_path)
+
+    def consumer(stream: str, name: str, **cfg) -> tuple[str, dict]:
+        return (f"CONSUMER.CREATE.{stream}.{name}",
+                {"stream_name": stream, "config": {"durable_name": name, "ack_policy": "explicit", **cfg}})
+
+    def shown(answer: dict, *fields: str):
+        if "error" in answer:
+            return answer["error"]
+        return tuple(answer["config"].get(f) for f in fields)
+
+    async def scenario():
+        out = []
+        for user, steps in (("d", [
+            ("STREAM.CREATE.S", {"name": "S", "subjects": ["s"]}),
+            ("STREAM.CREATE.T", {"name": "T", "subjects": ["t"], "duplicate_window": 120_000_000_000}),
+            ("STREAM.CREATE.U", {"name": "U", "subjects": ["u"], "max_age": 30_000_000_000}),
+            ("STREAM.CREATE.V", {"name": "V", "subjects": ["v"], "pedantic": True}),
+            ("STREAM.UPDATE.S", {"name": "S", "subjects": ["s"], "duplicate_window": 90_000_000_000}),
+            consumer("S", "C1"), consumer("S", "C2", max_ack_pending=200), consumer("S", "C3", max_batch=60),
+            consumer("S", "C4", deliver_subject="push.c4"), consumer("S", "C5", max_ack_pending=-1),
+            ("CONSUMER.CREATE.S.C6", {"stream_name": "S", "config": {"durable_name": "C6"}, "pedantic": True}),
+        ]), ("a", [
+            ("STREAM.CREATE.A", {"name": "A", "subjects": ["a"]}),
+            consumer("A", "C1"), consumer("A", "C2", max_ack_pending=60), consumer("A", "C3", max_ack_pending=200),
+        ])):
+            nc = await nats.connect(f"nats://{user}:pw@127.0.0.1:{srv.port}", allow_reconnect=False)
+            try:
+                for subject, body in steps:
+                    answer = await _request(nc, "$JS.API." + subject, body)
+                    fields = ("duplicate_window",) if subject.startswith("STREAM") else ("max_ack_pending",
+                                                                                         "max_batch")
+                    out.append(shown(answer, *fields))
+            finally:
+                await nc.close()
+        return out
+
+    out = run_async(scenario())
+    ack_pending = {"code": 400, "err_code": 10121, "description": "consumer max ack pending exceeds system limit of %d"}
+    window = {"code": 500, "err_code": 10052,
+              "description": "duplicates window can not be larger then server limit of 1m0s"}
+    assert out == [
+        (60_000_000_000,), window, (30_000_000_000,),
+        {"code": 400, "err_code": 10157,
+         "description": "pedantic mode: duplicate window limits are higher than current limits"},
+        window,
+        (100, 50),
+        dict(ack_pending, description=ack_pending["description"] % 100),
+        {"code": 400, "err_code": 10125, "description": "consumer max request batch exceeds server limit of 50"},
+        (100, None),   # a push consumer has no max_batch
+        (-1, 50),
+        {"code": 400, "err_code": 10157,
+         "description": "pedantic mode: max_request_batch must be set if it's JetStream limits are set"},
+        (60_000_000_000,), (40, 50),
+        dict(ack_pending, description=ack_pending["description"] % 40),
+        dict(ack_pending, description=ack_pending["description"] % 100),
+    ]
+    with urllib.request.urlopen(f"http://127.0.0.1:{srv.http_port}/varz", timeout=10) as r:
+        assert json.loads(r.read())["jetstream"]["limits"] == {
+            "max_request_batch": 50, "max_ack_pending": 100, "max_duplicate_window": 60_000_000_000,
+            "max_batch_size": 3, "max_batch_timeout": 5_000_000_000, "default_max_consumers": 1000}
