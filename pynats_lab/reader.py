@@ -249,7 +249,10 @@ class StreamReader:
 
 WINDOW = 256          # STREAM.MSG.GET requests in flight at once
 _MAX_STRIPE = 1 << 20  # the widest stripe a chain walks (a very sparse filter)
-_STALL = 10.0          # seconds without any answer before a read gives up
+_STALL = 10.0          # seconds without any answer (the connection up) before a read gives up
+_ASK_AGAIN = 2.0       # seconds without any answer before every stripe is asked again (requests lost)
+_RECONNECT_WAIT = 60.0  # seconds a read waits for a lost connection to come back
+_TICK = 0.25           # how often a read looks at its connection while it waits
 
 
 class _StripeWalk:
@@ -339,7 +342,8 @@ class _StripeWalk:
         future and flusher hop a chunk. False (nothing written) otherwise; `_send` then writes them."""
         nc = self.nc
         if not _DIRECT_WRITE or getattr(nc, "_pending", True) or not nc.is_connected or \
-                type(getattr(nc, "_transport", None)).__name__ != "TcpTransport":
+                type(getattr(nc, "_transport", None)).__name__ != "TcpTransport" or \
+                getattr(nc._transport, "_io_writer", None) is None or nc._transport._io_writer.is_closing():
             return False
         asks, self.asks = self.asks, []
         try:
@@ -355,6 +359,8 @@ class _StripeWalk:
         (one write for all the answers the parser just handed over); otherwise one `publish` each."""
         try:
             while self.asks:
+                if not self.nc.is_connected:  # kept: asked again from each stripe's position once reconnected
+                    break
                 asks, self.asks = self.asks, []
                 self.sent += len(asks)
                 nc, sj = self.nc, self.subject_json
@@ -389,6 +395,9 @@ class _StripeWalk:
     def _answer(self, msg) -> None:
         status = msg.headers.get("Status") if msg.headers else None
         if status:  # not an answer of the API: e.g. 503, nobody serves STREAM.MSG.GET for this account
+            if status == "503" and self.back_at is not None and self.loop.time() - self.back_at < _STALL:
+                self.unavailable = True  # a server just back may not serve its API yet: asked again soon
+                return
             if not self.done.done():
                 why = "no responders (this account cannot reach the stream's STREAM.MSG.GET: JetStream off, " \
                       "or a service import that leaves it out)" if status == "503" else f"status {status}"
@@ -475,16 +484,89 @@ class _StripeWalk:
         the subscription's queue is replaced by a feed that handles each answer as nats-py's parser hands it
         over, with no queue hop and no task switch per answer; otherwise a plain callback."""
         self.fast = FAST_ANSWERS and all(hasattr(nc, a) for a in ("_send_command", "_flush_pending"))
+        epoch = self.epoch  # answers to an inbox the read has left (before a reconnect) are dropped
+
+        def answer(msg) -> None:
+            if self.epoch == epoch:
+                self._answer(msg)
+
         if self.fast:
             sub = await nc.subscribe(f"{self.inbox}.*", pending_msgs_limit=-1, pending_bytes_limit=-1)
             if isinstance(getattr(sub, "_pending_queue", None), asyncio.Queue):
-                sub._pending_queue = _Feed(self._answer)
+                sub._pending_queue = _Feed(answer)
                 self.raw = _RawAnswers.take(nc, sub, self._answers)
                 return sub
             await sub.unsubscribe()
             self.fast = False
-        return await nc.subscribe(f"{self.inbox}.*", cb=self._on_answer, pending_msgs_limit=-1,
-                                  pending_bytes_limit=-1)
+
+        async def on_answer(msg) -> None:
+            if self.epoch == epoch:
+                await self._on_answer(msg)
+
+        return await nc.subscribe(f"{self.inbox}.*", cb=on_answer, pending_msgs_limit=-1, pending_bytes_limit=-1)
+
+    async def _drop(self, sub) -> None:
+        """The read is done with this subscription (its raw hook released; gone already if the connection is)."""
+        if self.raw is not None:
+            self.raw.release(sub)
+            self.raw = None
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+
+    async def _ask_again(self) -> None:
+        """Every stripe being walked asked again from its position, answered to a new inbox: after a reconnect
+        the requests written to the old connection are never answered, and after a stall they may never be. A
+        late answer to the old inbox is dropped with its subscription; one to a position asked again changes
+        nothing (`found` is by sequence)."""
+        old = self.sub
+        self.epoch += 1
+        self.asks_again += 1
+        await self._drop(old)
+        self.inbox = self.nc.new_inbox()
+        self.slot_at = len(self.inbox) + 1
+        self.replies = [f"{self.inbox}.{slot}".encode() for slot in range(len(self.stripe_at))]
+        self.sub = await self._subscribe(self.nc)
+        self.asks = [(self.position.get(a, a), self.replies[slot]) for a, slot in self.slot_of.items()]
+        self.last_answer = self.loop.time()
+        self.unavailable = False
+        await self._send()
+
+    async def _try_again(self) -> None:
+        """`_ask_again`; a connection lost again meanwhile is waited for (and asked again once back)."""
+        try:
+            await self._ask_again()
+        except Exception:
+            if self.nc.is_connected:
+                raise
+            self.lost_at = self.lost_at or self.loop.time()
+
+    async def _watch(self) -> None:
+        """Between answers, once a tick: a connection gone and back (or requests unanswered for a while) asks
+        again; a connection closed, gone too long or silent too long ends the read with one line."""
+        nc, now, stream = self.nc, self.loop.time(), self.reader.stream
+        if nc.is_closed:
+            raise LabError(f"stream {stream}: the connection closed during the read (after {len(self.found):,} "
+                           "messages); connect again and read again")
+        if not nc.is_connected:
+            self.lost_at = self.lost_at or now
+            if now - self.lost_at > _RECONNECT_WAIT:
+                raise LabError(f"stream {stream}: the connection was lost and is not back after "
+                               f"{_RECONNECT_WAIT:g}s (the read had {len(self.found):,} messages); read again "
+                               "once the server is reachable")
+            return
+        reconnects = nc.stats.get("reconnects", 0)
+        if self.lost_at is not None or reconnects != self.reconnects:
+            self.lost_at, self.reconnects, self.back_at = None, reconnects, now
+            await self._try_again()
+        elif self.unavailable and now - self.last_answer > _ASK_AGAIN / 4:
+            await self._try_again()
+        elif now - self.last_answer > _STALL:
+            raise LabError(f"stream {stream}: no answer to STREAM.MSG.GET for {_STALL:g}s") from None
+        elif now - max(self.last_answer, self.last_asked_again) > _ASK_AGAIN and self.outstanding:
+            self.last_asked_again = now
+            stalled = self.last_answer
+            await self._try_again()
+            self.last_answer = stalled  # asking again does not move the stall's clock
 
     async def run(self) -> Batch:
         self.nc = nc = self.reader.session.nc
@@ -502,24 +584,25 @@ class _StripeWalk:
         state = await self.reader.state()
         span = state.last_seq - state.first_seq + 1 if state.last_seq >= state.first_seq else 0
         self.density = max(state.messages / span, 1.0 / _MAX_STRIPE) if span and state.messages else 1.0
-        self.last_answer = self.loop.time()
-        sub = await self._subscribe(nc)
+        self.epoch = self.asks_again = 0     # inboxes left behind; times every stripe was asked again
+        self.reconnects = nc.stats.get("reconnects", 0)
+        self.lost_at: float | None = None    # when the connection was seen gone
+        self.back_at: float | None = None    # when the connection came back
+        self.unavailable = False             # a 503 just after a reconnect: the API not there yet, ask again soon
+        self.last_answer = self.last_asked_again = self.loop.time()
+        self.sub = await self._subscribe(nc)
         try:
             self._fill()
             await self._send()
             while True:
                 try:
-                    await asyncio.wait_for(asyncio.shield(self.done), 1)
+                    await asyncio.wait_for(asyncio.shield(self.done), _TICK)
                     break
                 except asyncio.TimeoutError:
-                    if self.loop.time() - self.last_answer > _STALL:
-                        raise LabError(f"stream {self.reader.stream}: no answer to STREAM.MSG.GET for "
-                                       f"{_STALL:g}s") from None
+                    await self._watch()
         finally:
             self.done.cancel()  # answers still on their way are dropped
-            if self.raw is not None:
-                self.raw.release(sub)
-            await sub.unsubscribe()
+            await self._drop(self.sub)
         limit = self.next_start if self.exhausted_at is None else min(self.next_start, self.exhausted_at)
         # The records leave the walk here: it is in reference cycles (its subscription's callback, futures), so
         # what it still held would wait for the cyclic collector, which would then walk every record.

@@ -14,6 +14,7 @@ import pynats_lab
 from pynats_lab.errors import LabError
 from pynats_lab import reader
 from pynats_lab.session import get_session
+from tests.lab.conftest import eventually, magic
 
 
 def _store(stream: str, subjects, count: int) -> None:
@@ -375,3 +376,89 @@ def test_the_fast_parse_hands_each_answer_over_once_in_order_wherever_the_bytes_
         asyncio.run(every_cut())
     finally:
         reader._FAST_PARSE = fast
+
+
+def _store_fast(stream: str, subject: str, count: int, slice_: int = 10_000) -> None:
+    """`count` small messages published without waiting for acks, in slices each waited for until stored (past
+    its ingest queue nats-server drops core publishes)."""
+    s = get_session()
+
+    async def publish(start, end):
+        for i in range(start, end):
+            await s.nc.publish(subject, b"m%d" % i)
+        await s.nc.flush()
+
+    for start in range(0, count, slice_):
+        end = min(start + slice_, count)
+        s.run(publish(start, end))
+        eventually(lambda: pynats_lab.stream_info(stream).state.messages == end)
+
+
+def _gate(monkeypatch, after: int):
+    """Once a read has `after` answers, every further answer is dropped (as if lost on a dying connection)
+    until `opened` is set: the read is then certainly in the middle, its window of requests in flight."""
+    import threading
+
+    held, opened = threading.Event(), threading.Event()
+    answers = reader._StripeWalk._answers
+
+    def gated(self, got, chunk=False):
+        if held.is_set() and not opened.is_set():
+            return
+        answers(self, got, chunk)
+        if self.reader.received >= after and not held.is_set():
+            held.set()
+
+    monkeypatch.setattr(reader._StripeWalk, "_answers", gated)
+    return held, opened
+
+
+def test_without_direct_a_read_goes_on_across_a_server_restart(lab_js, shell, capsys, monkeypatch):
+    """A file work queue read by STREAM.MSG.GET while its server stops and starts again (same port and store):
+    the requests in flight on the old connection are asked again once nats-py has reconnected, and the read
+    ends with every message once, in order, the same as a read after. A server that does not come back ends
+    the read with one line."""
+    import threading
+
+    srv, count = lab_js, 50_000
+    pynats_lab.stream_add("FLAKY", "flaky.>", allow_direct=False, retention="workqueue", storage="file")
+    _store_fast("FLAKY", "flaky.x", count)
+    held, opened = _gate(monkeypatch, after=25_000)  # in the third page of 10,000
+    got, failed = [], []
+
+    def read():
+        try:
+            got.append(pynats_lab.stream_frame("FLAKY", progress=False))
+        except Exception as exc:  # the test says what it was
+            failed.append(exc)
+
+    reading = threading.Thread(target=read)
+    reading.start()
+    assert held.wait(30)
+    reconnects = get_session().nc.stats["reconnects"]
+    srv.stop()
+    opened.set()
+    srv.start()
+    reading.join(60)
+    assert not reading.is_alive() and not failed, failed
+    assert get_session().nc.stats["reconnects"] > reconnects  # the read really crossed a reconnect
+    df = got[0]
+    assert df["seq"].tolist() == list(range(1, count + 1))
+    assert df["data"].iloc[[0, 24_999, -1]].tolist() == ["m0", "m24999", f"m{count - 1}"]
+    after = pynats_lab.stream_frame("FLAKY", progress=False)
+    assert df.equals(after)
+    info = pynats_lab.stream_info("FLAKY")
+    assert info.state.messages == count and info.state.consumer_count == 0
+    # The server gone for good: the read waits a while for it (60 s; 1 s here), then says so in one line.
+    monkeypatch.setattr(reader, "_RECONNECT_WAIT", 1.0)
+    held, opened = _gate(monkeypatch, after=5_000)
+    stopping = threading.Thread(target=lambda: held.wait(30) and (srv.stop(), opened.set()))
+    stopping.start()
+    capsys.readouterr()
+    assert magic(shell, "%stream view FLAKY --page-size 20000") is None
+    stopping.join(30)
+    err = capsys.readouterr().err
+    mine = [line for line in err.splitlines() if not line.startswith("nats: ")]
+    assert "Traceback" not in err and len(mine) == 1, err
+    assert mine[0].startswith("%stream view: stream FLAKY: the connection was lost and is not back after 1s "
+                              "(the read had "), mine
