@@ -449,16 +449,26 @@ def test_without_direct_a_read_goes_on_across_a_server_restart(lab_js, shell, ca
     assert df.equals(after)
     info = pynats_lab.stream_info("FLAKY")
     assert info.state.messages == count and info.state.consumer_count == 0
+
+    def one_line_when(stop, after: int) -> str:
+        """`%stream view` of a large page while `stop()` runs in its middle: its one line on stderr."""
+        held, opened = _gate(monkeypatch, after=after)
+        stopping = threading.Thread(target=lambda: held.wait(30) and (stop(), opened.set()))
+        stopping.start()
+        capsys.readouterr()
+        assert magic(shell, "%stream view FLAKY --page-size 20000") is None
+        stopping.join(30)
+        err = capsys.readouterr().err
+        mine = [line for line in err.splitlines() if not line.startswith("nats: ")]
+        assert "Traceback" not in err and len(mine) == 1, err
+        return mine[0]
+
+    # The connection closed under the read (by the user, elsewhere): said in one line, at once.
+    s = get_session()
+    assert one_line_when(lambda: s.run(s.nc.close()), 3_000).startswith(
+        "%stream view: stream FLAKY: the connection closed during the read (after ")
+    pynats_lab.connect(srv.url)
     # The server gone for good: the read waits a while for it (60 s; 1 s here), then says so in one line.
     monkeypatch.setattr(reader, "_RECONNECT_WAIT", 1.0)
-    held, opened = _gate(monkeypatch, after=5_000)
-    stopping = threading.Thread(target=lambda: held.wait(30) and (srv.stop(), opened.set()))
-    stopping.start()
-    capsys.readouterr()
-    assert magic(shell, "%stream view FLAKY --page-size 20000") is None
-    stopping.join(30)
-    err = capsys.readouterr().err
-    mine = [line for line in err.splitlines() if not line.startswith("nats: ")]
-    assert "Traceback" not in err and len(mine) == 1, err
-    assert mine[0].startswith("%stream view: stream FLAKY: the connection was lost and is not back after 1s "
-                              "(the read had "), mine
+    assert one_line_when(srv.stop, 5_000).startswith(
+        "%stream view: stream FLAKY: the connection was lost and is not back after 1s (the read had ")
