@@ -164,6 +164,19 @@ def test_without_direct_a_read_keeps_many_requests_in_flight(lab_js, monkeypatch
     most.clear()
     assert len(pynats_lab.stream_view("WIDE", id=100, page_size=10)) == 10
     assert max(most) <= 11  # a small page asks for about its size, not a window
+    # Answers lost on a live connection (dropped here from the 500th on, until the read asks again): after 2 s
+    # without one the read asks every stripe again, to a new inbox, and still ends with every message once.
+    answers, asked_again = reader._StripeWalk._answers, []
+
+    def losing(self, got, chunk=False):
+        if self.reader.received >= 500 and not self.asks_again:
+            return
+        asked_again.append(self.asks_again)
+        answers(self, got, chunk)
+
+    monkeypatch.setattr(reader._StripeWalk, "_answers", losing)
+    assert pynats_lab.stream_frame("WIDE")["seq"].tolist() == list(range(1, 2001))
+    assert asked_again[0] == 0 and asked_again[-1] >= 1
 
 
 def test_a_large_read_shows_progress_on_stdout(lab_js, capsys, monkeypatch):
