@@ -169,14 +169,14 @@ def test_without_direct_a_read_keeps_many_requests_in_flight(lab_js, monkeypatch
     answers, asked_again = reader._StripeWalk._answers, []
 
     def losing(self, got, chunk=False):
-        if self.reader.received >= 500 and not self.asks_again:
+        if len(self.found) >= 500 and not self.asks_again:
             return
         asked_again.append(self.asks_again)
         answers(self, got, chunk)
 
     monkeypatch.setattr(reader._StripeWalk, "_answers", losing)
     assert pynats_lab.stream_frame("WIDE")["seq"].tolist() == list(range(1, 2001))
-    assert asked_again[0] == 0 and asked_again[-1] >= 1
+    assert asked_again[0] == 0 and max(asked_again) >= 1  # the walk asked again
 
 
 def test_a_large_read_shows_progress_on_stdout(lab_js, capsys, monkeypatch):
