@@ -136,6 +136,7 @@ class ServerProcess:
         self.command = [str(c) for c in command]
         self.cwd, self.env, self.preexec_fn, self.merge_stdout = cwd, env, preexec_fn, merge_stdout
         self.log = ServerLog(max_lines)
+        self._pump_thread: threading.Thread | None = None  # reads the server's log until the pipe's end
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
         self.http_port: int | None = None
@@ -158,7 +159,8 @@ class ServerProcess:
             stderr=subprocess.STDOUT if self.merge_stdout else subprocess.PIPE,
             text=True, errors="replace", preexec_fn=self.preexec_fn)
         stream = self.proc.stdout if self.merge_stdout else self.proc.stderr
-        threading.Thread(target=self._pump, args=(stream,), name="nats-server-log", daemon=True).start()
+        self._pump_thread = threading.Thread(target=self._pump, args=(stream,), name="nats-server-log", daemon=True)
+        self._pump_thread.start()
         try:
             self.wait_for_log("Server is ready", timeout)
         except EmbeddedServerError:
@@ -174,7 +176,11 @@ class ServerProcess:
             self.log._cond.notify_all()
 
     def wait_for_log(self, pattern: str | re.Pattern, timeout: float = 10.0, since: int = 0) -> str:
-        return self.log.wait_for(pattern, timeout, since, alive=lambda: self.running)
+        """A server that exited may still have lines in the pipe (its last ones, `Server Exiting..`): the log
+        counts as alive until they are all read."""
+        pump = self._pump_thread
+        return self.log.wait_for(pattern, timeout, since,
+                                 alive=lambda: self.running or (pump is not None and pump.is_alive()))
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM, then SIGKILL if it does not exit in time. Returns the exit code."""

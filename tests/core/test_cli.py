@@ -60,6 +60,7 @@ def test_signals_shut_down_cleanly(start_server, signum, name):
     srv = start_server()
     srv.proc.send_signal(signum)
     assert srv.proc.wait(10) == 0
+    srv.wait_for_log("Server Exiting", 10)  # the exited server's last lines may still be in the pipe
     logs = srv.logs
     assert f'Trapped "{name}" signal' in logs and "Server Exiting.." in logs
 
