@@ -246,7 +246,7 @@ def process(st, op: FastOp | None, subject: str, reply: str, hdr: bytes | None, 
     batches = st.fast_batches
     b = batches.get(op.id) if op is not None else None
     if b is not None and not hdr and not b.commit and op.seq == b.lseq + 1 and not op.ping and not op.commit \
-            and not st._slow_path and _plain_ok(st, cfg, msg):
+            and not st._slow_path and _plain_ok(st, msg):
         return _append(st, b, op, subject, reply, msg)  # the usual message: in order, no headers, no limits hit
     can_respond = bool(reply) and not cfg.get("no_ack")
 
@@ -364,13 +364,14 @@ def process(st, op: FastOp | None, subject: str, reply: str, hdr: bytes | None, 
     return seq
 
 
-def _plain_ok(st, cfg, msg: bytes) -> bool:
-    """Nothing to refuse a header-less message of a batch in flight for (nats-server's checks in order)."""
+def _plain_ok(st, msg: bytes) -> bool:
+    """Nothing to refuse a header-less message of a batch in flight for (nats-server's checks; the config's part
+    decided once, Stream._batched_plain). append_raw makes the same checks inline."""
     js = st.js
     storage = st.store.storage
     max_size = st._max_msg_size
-    return cfg.get("allow_batched") and js.usage[storage] <= js.limit_for[storage] and \
-        (max_size < 0 or len(msg) <= max_size) and cfg.get("discard") != "new"
+    return st._batched_plain and js.usage[storage] <= js.limit_for[storage] and \
+        (max_size < 0 or len(msg) <= max_size)
 
 
 def _append(st, b: FastBatch, op: FastOp, subject: str, reply: str, msg: bytes) -> int:
@@ -412,7 +413,7 @@ def append_raw(st, subject: bytes, reply: bytes, msg: bytes) -> bool:
     store = st.store
     js = st.js
     max_size = st._max_msg_size
-    # _plain_ok's checks, with the config's part decided once (Stream._set_fast_path)
+    # _plain_ok's checks, inline (the config's part is Stream._batched_plain, set by _set_fast_path)
     if (max_size >= 0 and len(msg) > max_size) or js.usage[store.storage] > js.limit_for[store.storage]:
         return False
     b.timer.touch()
