@@ -252,7 +252,7 @@ class JSAccount:
         store = None
         try:
             meta = read_meta(path)
-            cfg, created = recovery.stream_meta(meta, name)
+            cfg, created = recovery.stream_meta(meta, name, self.js.server_limits)
             if self.subjects_overlap(cfg.get("subjects") or ()):
                 raise recovery.Unloadable("subjects overlap with an existing stream")
             log.notice(f"  Starting restore for stream '{self.account.name} > {name}'")
@@ -263,6 +263,9 @@ class JSAccount:
             for text in store.errors:
                 log.error(text)
             st = Stream(self, cfg, store, created or now_ns())
+        except recovery.OverLimit as e:
+            log.warn(f'  Error recreating stream "{name}": {e}')
+            return
         except Exception as e:  # noqa: BLE001 - whatever the files hold, the other streams still start
             if store is not None:
                 store.stop()
@@ -295,10 +298,16 @@ class JSAccount:
             if not os.path.isdir(path):
                 raise recovery.Unloadable("not a directory")
             cstore = st.store.consumer_store(name)
-            cfg, created = recovery.consumer_meta(read_meta(path), name, st.cfg)
+            cfg, created = recovery.consumer_meta(read_meta(path), name, st.cfg, self.js.server_limits,
+                                                  self.limits["max_ack_pending"] if self.limited else 0)
             state = recovery.consumer_state(cstore.load_state())
             # Ephemerals come back too, as in nats-server; their inactivity threshold then removes them.
             o = Consumer(st, cfg, name, created or now_ns(), cstore, state=state)
+        except recovery.OverLimit as e:
+            if cstore is not None:
+                cstore.close()
+            self.js.logger.warn(f"    Error adding consumer '{self.account.name} > {st.name} > {name}': {e}")
+            return
         except Exception as e:  # noqa: BLE001 - one consumer's files never keep its stream from running
             if cstore is not None:
                 cstore.close()

@@ -313,6 +313,18 @@ def consumer_defaults(cfg: dict, stream_cfg: dict, pedantic: bool = False, serve
     return cfg
 
 
+def check_consumer_limits(cfg: dict, server_limits=None, account_max_ack_pending: int = 0) -> None:
+    """The server's `max_request_batch` (pull consumers) and `max_ack_pending`, then the account's, in
+    checkConsumerCfg's order: for a request, and for a stored consumer when the server starts."""
+    server_limits = server_limits or {}
+    max_request_batch = server_limits.get("max_request_batch", 0)
+    if not cfg.get("deliver_subject") and max_request_batch > 0 and cfg.get("max_batch", 0) > max_request_batch:
+        raise api_error("JSConsumerMaxRequestBatchExceededF", limit=max_request_batch)
+    for limit in (server_limits.get("max_ack_pending", 0), account_max_ack_pending):
+        if limit > 0 and cfg.get("max_ack_pending", 0) > limit:
+            raise api_error("JSConsumerMaxPendingAckExcessErrF", limit=limit)
+
+
 def check_consumer_config(cfg: dict, stream_cfg: dict, server_limits=None, account_max_ack_pending: int = 0) -> None:
     """nats-server's checkConsumerCfg (single server); the limits as in consumer_defaults."""
     server_limits = server_limits or {}
@@ -376,12 +388,7 @@ def check_consumer_config(cfg: dict, stream_cfg: dict, server_limits=None, accou
             raise api_error("JSConsumerMaxRequestBatchNegativeErr")
         if 0 < cfg.get("max_expires", 0) < 1_000_000:
             raise api_error("JSConsumerMaxRequestExpiresTooSmall")
-        max_request_batch = server_limits.get("max_request_batch", 0)
-        if max_request_batch > 0 and cfg.get("max_batch", 0) > max_request_batch:
-            raise api_error("JSConsumerMaxRequestBatchExceededF", limit=max_request_batch)
-    for limit in (server_limits.get("max_ack_pending", 0), account_max_ack_pending):
-        if limit > 0 and cfg.get("max_ack_pending", 0) > limit:
-            raise api_error("JSConsumerMaxPendingAckExcessErrF", limit=limit)
+    check_consumer_limits(cfg, server_limits, account_max_ack_pending)
     limits = stream_cfg.get("consumer_limits") or {}
     if limits.get("max_ack_pending", 0) > 0 and cfg.get("max_ack_pending", 0) > limits["max_ack_pending"]:
         raise api_error("JSConsumerMaxPendingAckExcessErrF", limit=limits["max_ack_pending"])

@@ -21,6 +21,16 @@ class Unloadable(Exception):
     """Content on disk that does not describe a stream or consumer this server can run."""
 
 
+class OverLimit(Exception):
+    """A stored stream or consumer that is sound but above a limit of the configuration it starts with (a
+    `jetstream { limits }` or account limit lowered since it was made). As nats-server, it is not loaded and
+    the log says why in nats-server's words; its files stay where they are, so raising the limit again brings
+    it back at the next start."""
+
+    def __init__(self, error: ApiError):
+        super().__init__(f"{error.description} ({error.err_code})")
+
+
 def _is_uint(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEQ
 
@@ -60,8 +70,9 @@ def _check_types(cfg: dict, struct: requests.Struct) -> None:
         raise Unloadable(str(e)) from None
 
 
-def stream_meta(meta, dirname: str) -> tuple[dict, int]:
-    """(config, created) of a stream's meta.inf, checked as a create request would be."""
+def stream_meta(meta, dirname: str, server_limits=None) -> tuple[dict, int]:
+    """(config, created) of a stream's meta.inf, checked as a create request would be; OverLimit when it is
+    above `server_limits` (its duplicate window, as nats-server's checkStreamCfg on recovery)."""
     cfg = _config(meta, "stream")
     typed = dict(cfg)
     if isinstance(cfg.get("mirror"), dict):
@@ -78,15 +89,23 @@ def stream_meta(meta, dirname: str) -> tuple[dict, int]:
         raise Unloadable(f"the metafile names stream {cfg.get('name')!r}, its directory is {dirname!r}")
     if cfg.get("storage", "file") != "file":
         raise Unloadable(f"storage is {cfg.get('storage')!r} in a file stream's directory")
+    if server_limits:
+        try:
+            config_check.check_stream_config(cfg, server_limits=server_limits)
+        except ApiError as e:
+            raise OverLimit(e) from None
     return cfg, _created(meta)
 
 
-def consumer_meta(meta, dirname: str, stream_cfg: dict) -> tuple[dict, int]:
-    """(config, created) of a consumer's meta.inf."""
+def consumer_meta(meta, dirname: str, stream_cfg: dict, server_limits=None,
+                  account_max_ack_pending: int = 0) -> tuple[dict, int]:
+    """(config, created) of a consumer's meta.inf, with the defaults of the limits it starts with (a pull
+    consumer without `max_batch` shows the server's `max_request_batch`, as on nats-server; not written back);
+    OverLimit when it is above the server's or its account's limits, as nats-server's checkConsumerCfg."""
     cfg = _config(meta, "consumer")
     _check_types(_texts_for_times(cfg, ("opt_start_time", "pause_until")), requests.CONSUMER_CONFIG)
     try:
-        cfg = config_check.consumer_defaults(cfg, stream_cfg)
+        cfg = config_check.consumer_defaults(cfg, stream_cfg, False, server_limits, account_max_ack_pending)
     except ApiError as e:
         raise Unloadable(e.description) from None
     if not cfg.get("durable_name") and not cfg.get("name"):
@@ -94,6 +113,10 @@ def consumer_meta(meta, dirname: str, stream_cfg: dict) -> tuple[dict, int]:
     name = cfg.get("durable_name") or cfg.get("name")
     if name != dirname:
         raise Unloadable(f"the metafile names consumer {name!r}, its directory is {dirname!r}")
+    try:
+        config_check.check_consumer_limits(cfg, server_limits, account_max_ack_pending)
+    except ApiError as e:
+        raise OverLimit(e) from None
     return cfg, _created(meta)
 
 

@@ -192,11 +192,17 @@ accounts {
   A: { users: [{user: a, password: pw}], jetstream: { max_ack_pending: 40 } }
 }
 """
+LOWERED_LIMITS = (SERVER_LIMITS.replace("max_ack_pending: 100, max_request_batch: 50, duplicate_window: \"1m\"",
+                                        "max_ack_pending: 50, max_request_batch: 45, duplicate_window: \"20s\", "
+                                        "default_max_consumers: 1")
+                  .replace("{ max_ack_pending: 40 }", "{ max_ack_pending: 30 }"))
 
 
 def test_server_limits_cap_consumers_and_streams(start_server, tmp_path):
     """`jetstream { limits { max_ack_pending, max_request_batch, duplicate_window } }`: defaults lowered to them
-    and anything above them refused, as nats-server (the server's limit is checked before the account's)."""
+    and anything above them refused, as nats-server (the server's limit is checked before the account's).
+    Lowered after streams and consumers exist, the server still starts: what is now above a limit is not
+    loaded, with nats-server's log lines, and comes back once the limits are raised again."""
     srv = start_server(config=SERVER_LIMITS % tmp_path)
 
     def consumer(stream: str, name: str, **cfg) -> tuple[str, dict]:
@@ -219,9 +225,15 @@ def test_server_limits_cap_consumers_and_streams(start_server, tmp_path):
             consumer("S", "C1"), consumer("S", "C2", max_ack_pending=200), consumer("S", "C3", max_batch=60),
             consumer("S", "C4", deliver_subject="push.c4"), consumer("S", "C5", max_ack_pending=-1),
             ("CONSUMER.CREATE.S.C6", {"stream_name": "S", "config": {"durable_name": "C6"}, "pedantic": True}),
+            ("STREAM.CREATE.W", {"name": "W", "subjects": ["w"], "duplicate_window": 10_000_000_000}),
+            consumer("W", "K1", max_ack_pending=80, max_batch=10), consumer("W", "K2", max_ack_pending=20, max_batch=48),
+            consumer("W", "K3", max_ack_pending=20, max_batch=10), consumer("W", "K4", max_ack_pending=20, max_batch=10),
         ]), ("a", [
             ("STREAM.CREATE.A", {"name": "A", "subjects": ["a"]}),
             consumer("A", "C1"), consumer("A", "C2", max_ack_pending=60), consumer("A", "C3", max_ack_pending=200),
+            ("STREAM.CREATE.A2", {"name": "A2", "subjects": ["a2"], "duplicate_window": 10_000_000_000}),
+            consumer("A2", "K", max_ack_pending=35, max_batch=10),
+            consumer("A2", "L", max_ack_pending=10, max_batch=10),
         ])):
             nc = await nats.connect(f"nats://{user}:pw@127.0.0.1:{srv.port}", allow_reconnect=False)
             try:
@@ -230,6 +242,8 @@ def test_server_limits_cap_consumers_and_streams(start_server, tmp_path):
                     fields = ("duplicate_window",) if subject.startswith("STREAM") else ("max_ack_pending",
                                                                                          "max_batch")
                     out.append(shown(answer, *fields))
+                if user == "d":
+                    await nc.request("u", b"kept", timeout=5)
             finally:
                 await nc.close()
         return out
@@ -250,11 +264,79 @@ def test_server_limits_cap_consumers_and_streams(start_server, tmp_path):
         (-1, 50),
         {"code": 400, "err_code": 10157,
          "description": "pedantic mode: max_request_batch must be set if it's JetStream limits are set"},
+        (10_000_000_000,), (80, 10), (20, 48), (20, 10), (20, 10),
         (60_000_000_000,), (40, 50),
         dict(ack_pending, description=ack_pending["description"] % 40),
         dict(ack_pending, description=ack_pending["description"] % 100),
+        (10_000_000_000,), (35, 10), (10, 10),
     ]
     with urllib.request.urlopen(f"http://127.0.0.1:{srv.http_port}/varz", timeout=10) as r:
         assert json.loads(r.read())["jetstream"]["limits"] == {
             "max_request_batch": 50, "max_ack_pending": 100, "max_duplicate_window": 60_000_000_000,
             "max_batch_size": 3, "max_batch_timeout": 5_000_000_000, "default_max_consumers": 1000}
+
+    async def loaded(recreate: bool = False):
+        seen = {}
+        for user in ("d", "a"):
+            nc = await nats.connect(f"nats://{user}:pw@127.0.0.1:{srv.port}", allow_reconnect=False)
+            try:
+                if recreate and user == "d":  # a name left on disk is free; its messages are taken over
+                    made = await _request(nc, "$JS.API.STREAM.CREATE.U",
+                                          {"name": "U", "subjects": ["u"], "duplicate_window": 15_000_000_000})
+                    seen["U again"] = made.get("error") or (made["config"]["duplicate_window"],
+                                                            made["state"]["messages"])
+                for stream in (await _request(nc, "$JS.API.STREAM.NAMES", {}))["streams"] or []:
+                    info = await _request(nc, f"$JS.API.STREAM.INFO.{stream}", {})
+                    names = await _request(nc, f"$JS.API.CONSUMER.NAMES.{stream}", {})
+                    seen[stream] = (info["config"]["duplicate_window"], info["state"]["messages"],
+                                    names["consumers"])
+                if user == "d":
+                    seen["S info"] = (await _request(nc, "$JS.API.STREAM.INFO.S", {})).get("error")
+                    seen["K1 info"] = (await _request(nc, "$JS.API.CONSUMER.INFO.W.K1", {})).get("error")
+            finally:
+                await nc.close()
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.http_port}/jsz", timeout=10) as r:
+            jsz = json.loads(r.read())
+        seen["jsz"] = (jsz["streams"], jsz["consumers"], jsz["messages"])
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{srv.http_port}/healthz", timeout=10)
+            seen["healthz"] = 200
+        except urllib.error.HTTPError as e:
+            seen["healthz"] = (e.code, json.loads(e.read()))
+        return seen
+
+    conf = srv.args[srv.args.index("-c") + 1]
+    with open(conf, "w") as f:
+        f.write(LOWERED_LIMITS % tmp_path)
+    srv.restart()
+    logged = sorted(line[line.index("[WRN]"):] for line in srv.logs.splitlines()
+                    if "Error recreating stream" in line or "Error adding consumer" in line)
+    assert logged == sorted([
+        '[WRN]   Error recreating stream "%s": duplicates window can not be larger then server limit of 20s (10052)'
+        % name for name in ("A", "S", "U")] + [
+        "[WRN]     Error adding consumer 'A > A2 > K': consumer max ack pending exceeds system limit of 30 (10121)",
+        "[WRN]     Error adding consumer 'D > W > K1': consumer max ack pending exceeds system limit of 50 (10121)",
+        "[WRN]     Error adding consumer 'D > W > K2': consumer max request batch exceeds server limit of 45 (10125)",
+    ])
+    not_found = {"code": 404, "err_code": 10059, "description": "stream not found"}
+    # more consumers than the lowered default_max_consumers still load, as on nats-server
+    assert run_async(loaded(recreate=True)) == {
+        "U again": (15_000_000_000, 1),
+        "W": (10_000_000_000, 0, ["K3", "K4"]), "U": (15_000_000_000, 1, []), "A2": (10_000_000_000, 0, ["L"]),
+        "S info": not_found,
+        "K1 info": {"code": 404, "err_code": 10014, "description": "consumer not found"},
+        "jsz": (3, 3, 1),
+        "healthz": (503, {"status": "unavailable", "error": "JetStream stream 'A > A' could not be recovered"}),
+    }
+    with open(conf, "w") as f:
+        f.write(SERVER_LIMITS % tmp_path)
+    srv.restart()
+    # Nothing was lost: raised again, every stream and consumer is back. nats-server took over U's directory
+    # without writing the new config, so it loads U's old one (docs/differences.md)
+    u_window = 30_000_000_000 if srv.kind == "nats-server" else 15_000_000_000
+    assert run_async(loaded()) == {
+        "S": (60_000_000_000, 0, ["C1", "C4", "C5"]), "U": (u_window, 1, []),
+        "W": (10_000_000_000, 0, ["K1", "K2", "K3", "K4"]),
+        "A": (60_000_000_000, 0, ["C1"]), "A2": (10_000_000_000, 0, ["K", "L"]),
+        "S info": None, "K1 info": None, "jsz": (5, 10, 1), "healthz": 200,
+    }
