@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 
-from embedded_server.options import USAGE, ConfigFileError, FlagError, load_options
+from embedded_server.options import USAGE, ConfigFileError, FlagError, load_options, start_error
 from embedded_server.running import run
 from embedded_server.version import PROTOCOL_VERSION, VERSION
 
@@ -126,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: configuration file {opts.config_file} is valid" + (f" ({digest})" if digest else ""),
               file=sys.stderr)
         return 0
+    refused = start_error(opts)
+    if refused:
+        print(f"{PROG}: {refused}", file=sys.stderr)
+        return 1
     try:
         return run(opts, command_line=cl)
     except KeyboardInterrupt:

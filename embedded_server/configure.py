@@ -359,10 +359,7 @@ def _jetstream(opts, v: Any, pos: Pos | None, errors: list[ConfigError], warning
         elif lk in ("enable", "enabled"):
             enable = _typed(value, bool, pos)
         elif lk == "domain":
-            domain = _typed(value, str, pos)
-            if domain and not all(c.isalnum() or c in "-_" for c in domain):
-                raise ConfigError(f"invalid domain name: \"{domain}\" is not a valid subject token", kpos)
-            opts.jetstream_domain = domain
+            opts.jetstream_domain = _typed(value, str, pos)   # checked when the server starts (start_error)
         elif lk == "limits":
             _jetstream_limits(opts, value, pos, kpos, errors)
         elif lk in ENCRYPTION_KEYS:

@@ -336,13 +336,16 @@ class EmbeddedServer:
     def _start_thread(self, timeout: float) -> None:
         from embedded_server.running import new_event_loop, serve
         from embedded_server.logger import Logger
-        from embedded_server.options import ConfigFileError, FlagError, load_options
+        from embedded_server.options import ConfigFileError, FlagError, load_options, start_error
         from embedded_server.server import Server
 
         try:
             opts, command_line = load_options(self.argv)
         except (FlagError, ConfigFileError) as e:
             raise EmbeddedServerError(str(e)) from None
+        refused = start_error(opts)
+        if refused:
+            raise EmbeddedServerError(refused)
         logger = Logger(debug=opts.debug, trace=opts.trace, sink=self.log.add)
         self.server = Server(opts, logger, command_line)
         started = threading.Event()

@@ -291,6 +291,21 @@ def apply_config_file(opts: Options, path: str) -> None:
     opts.config_file = path
 
 
+def start_error(opts: Options) -> str | None:
+    """What nats-server's validateOptions refuses when a server starts, though `-t` (which only reads the
+    file) passed it: a JetStream domain that cannot be one token of `$JS.<domain>.API.>`."""
+    domain = opts.jetstream_domain
+    if domain:
+        from embedded_server.subjects import is_valid_subject
+
+        subject = f"$JS.{domain}.API.>"
+        if not is_valid_subject(subject):
+            return f'invalid domain name: derived "{subject}" is not a valid subject'
+        if any(c in domain for c in " \t\r\n\f.*>"):
+            return "invalid domain name: may not contain ., * or >"
+    return None
+
+
 def load_options(argv: list[str]) -> tuple[Options, CommandLine]:
     """Flags, then the config file they name, then the flags again (they win), as nats-server does."""
     cl = parse_command_line(argv)

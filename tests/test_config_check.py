@@ -27,8 +27,8 @@ def error_lines(done: subprocess.CompletedProcess, tmp_path) -> list[str]:
     "port: 4222\nfeature_flags { js_ack_fc_v2: true, a_future_flag: false }\n",
     "port: 4222\njetstream { limits { default_max_consumers: -1 } }\n",
     # every key nats-server 2.15.1 reads in these blocks (cluster ones do nothing on one server); keys defined
-    # only to be used as $variables are not unknown fields
-    "jetstream {\n  strict: true, sync: always, max_mem: 1G, max_file: \"2G\", domain: hub, enabled: true\n"
+    # only to be used as $variables are not unknown fields; a domain with a dot passes (refused at start, below)
+    "jetstream {\n  strict: true, sync: always, max_mem: 1G, max_file: \"2G\", domain: \"a.b\", enabled: true\n"
     "  unique_tag: az, extension_hint: x, max_outstanding_catchup: 64MB, max_buffered_size: \"1K\"\n"
     "  max_buffered_msgs: 5, request_queue_limit: 10, info_queue_limit: 10, meta_compact: 5\n"
     "  meta_compact_size: 1MB, meta_compact_sync: false, max_concurrent_io: 8, N: 7\n"
@@ -72,6 +72,18 @@ def test_warnings_and_errors_fail_the_check(server_kind, tmp_path, text, message
     assert done.returncode == 1
     # printed as nats-server's PrintAndDie does: no log line, the error and an empty line
     assert done.stderr.startswith(("nats-server: ", "pynats-server: ")) and done.stderr.endswith(message + "\n\n")
+
+
+def test_a_domain_that_is_not_one_subject_token_stops_the_start(server_kind, tmp_path):
+    """`-t` only reads the file (a domain with a dot passes, above); a start checks that the domain makes one token
+    of `$JS.<domain>.API.>` and exits with nats-server's line."""
+    for domain, message in (("a.b", "invalid domain name: may not contain ., * or >"),
+                            ("a b", 'invalid domain name: derived "$JS.a b.API.>" is not a valid subject')):
+        path = tmp_path / "start.conf"
+        path.write_text(f'jetstream {{ store_dir: "{tmp_path}/js", domain: "{domain}" }}\n')
+        done = subprocess.run(server_command(server_kind) + ["-c", str(path), "-a", "127.0.0.1", "-p", "-1"],
+                              capture_output=True, text=True, timeout=30, env=subprocess_env(), cwd=tmp_path)
+        assert (done.returncode, done.stderr.split(": ", 1)[1]) == (1, message + "\n")
 
 
 def test_every_unknown_jetstream_key_is_reported(server_kind, tmp_path):
