@@ -886,10 +886,12 @@ class Client(asyncio.Protocol):
         self._ping_timer = self._auth_timer = None
         self.release_stalled()
         self.unstall()
+        # (Removing them from their account's sublist settles that account's delivery counts: drop_plans.)
+        subs = tuple(self.subs.values())
         self.clear_subscriptions()
         self.tally_out()
         srv = self.server
-        srv.remove_client(self)
+        srv.remove_client(self, subs)
         transport = self.transport
         if transport is not None:
             if flush and self.out:

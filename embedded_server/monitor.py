@@ -101,16 +101,17 @@ class Monitor:
             self._http.close()
             self._http = None
 
-    def closed_client(self, client: "Client") -> None:
-        # With its user and account: /connz?auth=true shows them for closed connections too, as nats-server.
+    def closed_client(self, client: "Client", subs: tuple = ()) -> None:
+        """Remember a closed connection for /connz?state=closed: with its user and account (shown with auth=true,
+        as nats-server) and the subscriptions it had, `subs`, with what they received (their counts are settled:
+        removing them from their account's sublist settled that account, Account.drop_plans)."""
         info = self.conn_info(client, subs=False, detail=False, auth=True)
         info["stop_ts"] = time.time()
         info["stop"] = rfc3339(info["stop_ts"])
         info["reason"] = client.close_reason
         info["acc_name"] = client.account.name if client.account is not None else ""
-        if client.subs:
-            self.server.settle_deliveries()
-        info["subs_snapshot"] = [(s.subject, s.queue, s.sid, s.delivered, client.cid) for s in client.subs.values()]
+        info["subscriptions"] = len(subs)
+        info["subs_snapshot"] = [(s.subject, s.queue, s.sid, s.delivered, client.cid) for s in subs]
         self.closed.append(info)
 
     # -- HTTP ---------------------------------------------------------------------------------------------

@@ -393,10 +393,11 @@ class Server:
         self.clients[client.cid] = client
         self.total_connections += 1
 
-    def remove_client(self, client: Client) -> None:
+    def remove_client(self, client: Client, subs: tuple = ()) -> None:
+        """`client` closed; `subs`, the subscriptions it had (already removed), for /connz?state=closed."""
         self.clients.pop(client.cid, None)
         if self.monitor is not None:
-            self.monitor.closed_client(client)
+            self.monitor.closed_client(client, subs)
         if self.events is not None and client.announced:
             # Published after the close has written what the client was owed (its last -ERR), as nats-server
             # queues events to its internal send loop.

@@ -105,16 +105,24 @@ def test_closed_connections_are_remembered(pair):
     for kind, srv in pair.items():
         c = RawClient(srv)
         c.connect(name="leaving")
+        c.send("SUB gone.* 7\r\n")
+        assert c.ping() == []
+        c.send("".join(f"PUB gone.{x} 2\r\nhi\r\n" for x in "abc"))   # one read: delivered as a batch
+        assert [c.read_msg() for _ in range(3)] == [(f"gone.{x}", b"hi") for x in "abc"]
         assert c.ping() == []
         c.close()
         deadline = time.monotonic() + 5
         while True:
-            closed = get(srv, "/connz?state=closed")["connections"]
+            closed = get(srv, "/connz?state=closed&subs=detail")["connections"]
             if any(x.get("name") == "leaving" for x in closed) or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
         leaving = next(x for x in closed if x.get("name") == "leaving")
         assert leaving["reason"] == "Client Closed" and "stop" in leaving, kind
+        # the subscriptions it had, with what they had received when it closed
+        assert leaving["subscriptions"] == 1, kind
+        assert [(d["subject"], d["sid"], d["msgs"]) for d in leaving["subscriptions_list_detail"]] == \
+            [("gone.*", "7", 3)], kind
         assert "account" not in leaving, kind
         # With auth=true a connection names its account, closed or open, except the global account $G.
         closed = get(srv, "/connz?state=closed&auth=true")["connections"]
@@ -301,3 +309,45 @@ def test_counters_after_batches_of_publishes_to_many_subjects(tmp_path):
     assert seen["embedded"] == seen["nats-server"]
     assert seen["embedded"][1] == 800 and seen["embedded"][3] == [True, True] and seen["embedded"][4] == [True, True] \
         and seen["embedded"][-3:] == ([], 5, [None])
+
+
+TWO_ACCOUNTS = """
+http: "127.0.0.1:-1"
+accounts {
+  A: { users: [{user: a, password: pw}] }
+  B: { users: [{user: b, password: pw}] }
+}
+"""
+
+
+def test_a_closed_connection_leaves_other_accounts_counts_as_they_are(start_server):
+    """Each account's subscriptions count what they received; one account's connection closing keeps its own
+    figures in the closed list and changes nothing of the other account's (/connz, /subsz)."""
+    srv = start_server(config=TWO_ACCOUNTS)
+    clients = {}
+    try:
+        for name in ("a1", "a2", "b1", "b2", "b3"):   # a1, b1, b2 subscribe; a2 and b3 publish
+            c = clients[name] = RawClient(srv)
+            c.connect(name=name, user=name[0], **{"pass": "pw"})
+            if name in ("a1", "b1", "b2"):
+                c.send("SUB x.* 1\r\n")
+            assert c.ping() == []
+        for name, n in (("a2", 3), ("b3", 5)):   # one read of publishes each: delivered as a batch
+            clients[name].send("".join(f"PUB x.{i} 2\r\nhi\r\n" for i in range(n)))
+            assert clients[name].ping() == []
+        for name, n in (("a1", 3), ("b1", 5), ("b2", 5)):
+            assert [clients[name].read_msg() for _ in range(n)] == [(f"x.{i}", b"hi") for i in range(n)]
+        clients.pop("a1").close()
+        deadline = time.monotonic() + 5
+        while not get(srv, "/connz?state=closed")["connections"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        conns = {c["name"]: (c.get("reason"), [d["msgs"] for d in c.get("subscriptions_list_detail", [])])
+                 for c in get(srv, "/connz?state=all&subs=detail")["connections"]}
+        subsz = sorted((d["account"], d["msgs"]) for d in get(srv, "/subsz?subs=1&limit=1000")["subscriptions_list"]
+                       if d["subject"] == "x.*")
+    finally:
+        for c in clients.values():
+            c.close()
+    assert conns == {"a1": ("Client Closed", [3]), "a2": (None, []), "b1": (None, [5]), "b2": (None, [5]),
+                     "b3": (None, [])}
+    assert subsz == [("B", 5), ("B", 5)]
