@@ -8,18 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.servers import KINDS, REPO, RunningServer, subprocess_env
+from tests.servers import REPO
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
@@ -31,73 +25,16 @@ pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def nats_url(tmp_path):
-    """One JetStream server for the page: the embedded one once its JetStream exists, else nats-server."""
-    import importlib.util
-
-    kind = "embedded" if "embedded" in KINDS and importlib.util.find_spec("embedded_server.jetstream") \
-        else "nats-server"
-    srv = RunningServer(kind, ["-js", "-sd", str(tmp_path / "js")], tmp_path).start()
-    yield srv.url
-    srv.stop()
-
-
-@pytest.fixture
-def jupyterlab(tmp_path, nats_url):
-    """JupyterLab on a free port with a token, rooted in a temporary directory holding the notebook."""
-    root = tmp_path / "root"
-    root.mkdir()
-    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
-    # No news/update prompt: the page stays quiet and offline.
-    notification = tmp_path / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-    notification.parent.mkdir(parents=True)
-    notification.write_text('{"checkForUpdates": false, "fetchNews": "false"}')
-    # Every cell in the page, not only those in view: the test runs and reads them all.
-    tracker = tmp_path / "settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
-    tracker.parent.mkdir(parents=True)
-    tracker.write_text('{"windowingMode": "none"}')
-    port, token = _free_port(), secrets.token_hex(16)
-    env = subprocess_env()
-    env.update(NATS_URL=nats_url, XDG_DATA_HOME=str(tmp_path / "data"), JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"),
-               JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"), IPYTHONDIR=str(tmp_path / "ipython"))
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-           "--port-retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-           f"--LabApp.user_settings_dir={tmp_path / 'settings'}", f"--LabApp.workspaces_dir={tmp_path / 'ws'}",
-           "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-           "--allow-root"]
-    log = open(tmp_path / "jupyterlab.log", "w")
-    proc = subprocess.Popen(cmd, env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 40
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                raise RuntimeError("JupyterLab did not start:\n" + (tmp_path / "jupyterlab.log").read_text())
-            time.sleep(0.2)
-    yield base, token
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
-
-
 def shows(page, css: str, text: str, timeout: int = 10_000) -> None:
     """Wait until the first element matching `css` shows `text`."""
     page.wait_for_function("([css, text]) => document.querySelector(css)?.innerText.includes(text)",
                            arg=[css, text], timeout=timeout)
+
+
+def lab_url(base: str, token: str, notebook: Path) -> str:
+    """The notebook in a workspace of its own: the JupyterLab the browser tests share restores no other
+    test's tabs into the page."""
+    return f"{base}/lab/workspaces/{notebook.stem}/tree/{notebook.name}?token={token}"
 
 
 def run_all_cells(page, url: str, loaded_screenshot: str | None = None) -> None:
@@ -120,8 +57,8 @@ def notebook_page(jupyterlab, tmp_path: Path, notebook: Path, failure_png: str):
     screenshot `failure_png` if the test fails on it."""
     from playwright.sync_api import sync_playwright
 
-    base, token = jupyterlab
-    shutil.copy(notebook, tmp_path / "root" / notebook.name)
+    base, token, root = jupyterlab
+    shutil.copy(notebook, root / notebook.name)
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
@@ -129,7 +66,7 @@ def notebook_page(jupyterlab, tmp_path: Path, notebook: Path, failure_png: str):
             viewport={"width": 1400, "height": 1000})
         page = context.new_page()
         try:
-            run_all_cells(page, f"{base}/lab/tree/{notebook.name}?token={token}")
+            run_all_cells(page, lab_url(base, token, notebook))
             yield page
         except Exception:
             page.screenshot(path=str(ARTIFACTS / failure_png), full_page=True)
@@ -141,7 +78,8 @@ def notebook_page(jupyterlab, tmp_path: Path, notebook: Path, failure_png: str):
 def test_widgets_render_in_jupyterlab(jupyterlab, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    base, token = jupyterlab
+    base, token, root = jupyterlab
+    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
@@ -153,7 +91,7 @@ def test_widgets_render_in_jupyterlab(jupyterlab, tmp_path):
             context.close()
             raise
         try:
-            run_all_cells(page, f"{base}/lab/tree/{NOTEBOOK.name}?token={token}", "jupyterlab_loaded.png")
+            run_all_cells(page, lab_url(base, token, NOTEBOOK), "jupyterlab_loaded.png")
             rows = page.locator(".pynats-stream-viewer select option")
             rows.first.wait_for(timeout=40_000)
             page.wait_for_function(

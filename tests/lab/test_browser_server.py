@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.test_browser import ARTIFACTS, CHROMIUM, jupyterlab, nats_url, notebook_page  # noqa: F401
+from tests.lab.test_browser import ARTIFACTS, CHROMIUM, notebook_page
 
 NOTEBOOK = Path(__file__).parent / "notebooks" / "browser_server_monitor.ipynb"
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")]
 
 
-def test_server_monitor_updates_in_place(jupyterlab, tmp_path):  # noqa: F811
+def test_server_monitor_updates_in_place(jupyterlab, tmp_path):
     with notebook_page(jupyterlab, tmp_path, NOTEBOOK, "server_monitor_failure.png") as page:
         page.wait_for_selector(".pynats-server-monitor svg polyline", timeout=40_000)
         # Redrawn in place: the number of readings grows in the same widget, and the load shows.
