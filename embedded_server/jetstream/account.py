@@ -14,7 +14,7 @@ from .clock import now_ns
 from .consumer import Consumer, new_consumer_name
 from .errors import ApiError, api_error
 from .store import StoreCorrupt
-from .store.file import FileStore, read_meta, write_meta
+from .store.file import FileConsumerStore, FileStore, read_meta, write_meta
 from .store.memory import MemoryStore
 from .stream import Stream
 
@@ -195,10 +195,11 @@ class JSAccount:
         created = now_ns()
         try:
             cstore = st.store.consumer_store(name)
+            state = _state_left(cstore)
             cstore.save_config(cfg, created)
         except OSError as e:
             raise api_error("JSConsumerCreateErrF", err="error creating store for consumer") from e
-        o = Consumer(st, cfg, name, created, cstore)
+        o = Consumer(st, cfg, name, created, cstore, state=state)
         st.consumers[name] = o
         o.start()
         advisories.consumer_action(self.js, self.account, st.name, name, "create")
@@ -321,6 +322,17 @@ class JSAccount:
     def stop(self) -> None:
         for st in self.streams.values():
             st.stop(delete=False)
+
+
+def _state_left(cstore) -> dict | None:
+    """The delivery state left on disk by a consumer of this name that was not loaded at start (above a lowered
+    limit, recovery.OverLimit): a new consumer of that name takes it over, as on nats-server."""
+    if not isinstance(cstore, FileConsumerStore):
+        return None
+    try:
+        return recovery.consumer_state(cstore.load_state())
+    except (recovery.Unloadable, StoreCorrupt, OSError, ValueError):
+        return None
 
 
 def consumer_comparable(cfg: dict) -> dict:

@@ -228,6 +228,7 @@ def test_server_limits_cap_consumers_and_streams(start_server, tmp_path):
             ("STREAM.CREATE.W", {"name": "W", "subjects": ["w"], "duplicate_window": 10_000_000_000}),
             consumer("W", "K1", max_ack_pending=80, max_batch=10), consumer("W", "K2", max_ack_pending=20, max_batch=48),
             consumer("W", "K3", max_ack_pending=20, max_batch=10), consumer("W", "K4", max_ack_pending=20, max_batch=10),
+            consumer("U", "UC", max_ack_pending=10, max_batch=10),
         ]), ("a", [
             ("STREAM.CREATE.A", {"name": "A", "subjects": ["a"]}),
             consumer("A", "C1"), consumer("A", "C2", max_ack_pending=60), consumer("A", "C3", max_ack_pending=200),
@@ -242,8 +243,10 @@ def test_server_limits_cap_consumers_and_streams(start_server, tmp_path):
                     fields = ("duplicate_window",) if subject.startswith("STREAM") else ("max_ack_pending",
                                                                                          "max_batch")
                     out.append(shown(answer, *fields))
-                if user == "d":
+                if user == "d":   # a message in U, delivered to UC and not acknowledged
                     await nc.request("u", b"kept", timeout=5)
+                    pull = await nc.jetstream().pull_subscribe_bind("UC", "U")
+                    assert len(await pull.fetch(1, timeout=5)) == 1
             finally:
                 await nc.close()
         return out
@@ -264,7 +267,7 @@ def test_server_limits_cap_consumers_and_streams(start_server, tmp_path):
         (-1, 50),
         {"code": 400, "err_code": 10157,
          "description": "pedantic mode: max_request_batch must be set if it's JetStream limits are set"},
-        (10_000_000_000,), (80, 10), (20, 48), (20, 10), (20, 10),
+        (10_000_000_000,), (80, 10), (20, 48), (20, 10), (20, 10), (10, 10),
         (60_000_000_000,), (40, 50),
         dict(ack_pending, description=ack_pending["description"] % 40),
         dict(ack_pending, description=ack_pending["description"] % 100),
@@ -293,6 +296,14 @@ def test_server_limits_cap_consumers_and_streams(start_server, tmp_path):
                 if user == "d":
                     seen["S info"] = (await _request(nc, "$JS.API.STREAM.INFO.S", {})).get("error")
                     seen["K1 info"] = (await _request(nc, "$JS.API.CONSUMER.INFO.W.K1", {})).get("error")
+                if recreate and user == "d":  # and a consumer's: it takes over the delivery state left
+                    for stream, name in (("W", "K1"), ("U", "UC")):
+                        made = await _request(nc, f"$JS.API.CONSUMER.CREATE.{stream}.{name}", {
+                            "stream_name": stream, "config": {"durable_name": name, "ack_policy": "explicit",
+                                                              "max_ack_pending": 5, "max_batch": 10}})
+                        seen[f"{name} again"] = made.get("error") or (
+                            made["config"]["max_ack_pending"], made["delivered"]["stream_seq"],
+                            made["num_ack_pending"], made["num_pending"])
             finally:
                 await nc.close()
         with urllib.request.urlopen(f"http://127.0.0.1:{srv.http_port}/jsz", timeout=10) as r:
@@ -321,11 +332,12 @@ def test_server_limits_cap_consumers_and_streams(start_server, tmp_path):
     not_found = {"code": 404, "err_code": 10059, "description": "stream not found"}
     # more consumers than the lowered default_max_consumers still load, as on nats-server
     assert run_async(loaded(recreate=True)) == {
-        "U again": (15_000_000_000, 1),
+        "U again": (15_000_000_000, 1), "UC again": (5, 1, 1, 0),
+        "K1 again": {"code": 400, "err_code": 10026, "description": "maximum consumers limit reached"},
         "W": (10_000_000_000, 0, ["K3", "K4"]), "U": (15_000_000_000, 1, []), "A2": (10_000_000_000, 0, ["L"]),
         "S info": not_found,
         "K1 info": {"code": 404, "err_code": 10014, "description": "consumer not found"},
-        "jsz": (3, 3, 1),
+        "jsz": (3, 4, 1),
         "healthz": (503, {"status": "unavailable", "error": "JetStream stream 'A > A' could not be recovered"}),
     }
     with open(conf, "w") as f:
@@ -335,8 +347,8 @@ def test_server_limits_cap_consumers_and_streams(start_server, tmp_path):
     # without writing the new config, so it loads U's old one (docs/differences.md)
     u_window = 30_000_000_000 if srv.kind == "nats-server" else 15_000_000_000
     assert run_async(loaded()) == {
-        "S": (60_000_000_000, 0, ["C1", "C4", "C5"]), "U": (u_window, 1, []),
+        "S": (60_000_000_000, 0, ["C1", "C4", "C5"]), "U": (u_window, 1, ["UC"]),
         "W": (10_000_000_000, 0, ["K1", "K2", "K3", "K4"]),
         "A": (60_000_000_000, 0, ["C1"]), "A2": (10_000_000_000, 0, ["K", "L"]),
-        "S info": None, "K1 info": None, "jsz": (5, 10, 1), "healthz": 200,
+        "S info": None, "K1 info": None, "jsz": (5, 11, 1), "healthz": 200,
     }
