@@ -136,11 +136,16 @@ class JSAccount:
         advisories.stream_action(self.js, self.account, name, "delete")
 
     # -- consumers --------------------------------------------------------------------------------
+    def consumer_limits(self) -> tuple[dict, int]:
+        """(`jetstream { limits }`, this account's `max_ack_pending` or 0): what a consumer's config is held to
+        when it is created, restored from a snapshot or loaded at start."""
+        return self.js.server_limits, self.limits["max_ack_pending"] if self.limited else 0
+
     def add_consumer(self, st: Stream, req_cfg: dict, action: str, pedantic: bool) -> Consumer:
         """nats-server's addConsumerWithAction for a single server."""
         if st.closed:
             raise api_error("JSStreamInvalidErr")
-        server_limits, account_limit = self.js.server_limits, self.limits["max_ack_pending"] if self.limited else 0
+        server_limits, account_limit = self.consumer_limits()
         cfg = config_check.consumer_defaults(req_cfg, st.cfg, pedantic, server_limits, account_limit)
         config_check.check_consumer_config(cfg, st.cfg, server_limits, account_limit)
         name = cfg.get("durable_name") or cfg.get("name") or ""
@@ -299,8 +304,7 @@ class JSAccount:
             if not os.path.isdir(path):
                 raise recovery.Unloadable("not a directory")
             cstore = st.store.consumer_store(name)
-            cfg, created = recovery.consumer_meta(read_meta(path), name, st.cfg, self.js.server_limits,
-                                                  self.limits["max_ack_pending"] if self.limited else 0)
+            cfg, created = recovery.consumer_meta(read_meta(path), name, st.cfg, *self.consumer_limits())
             state = recovery.consumer_state(cstore.load_state())
             # Ephemerals come back too, as in nats-server; their inactivity threshold then removes them.
             o = Consumer(st, cfg, name, created or now_ns(), cstore, state=state)

@@ -413,7 +413,7 @@ def _loading_config(cfg: dict) -> dict:
     return out
 
 
-def _consumer_config(name: str, doc: dict, stream_cfg: dict) -> tuple[dict, dict]:
+def _consumer_config(jsa, name: str, doc: dict, stream_cfg: dict) -> tuple[dict, dict]:
     if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
         raise archive.ArchiveError(f"consumer {name!r} is missing config")
     if not isinstance(doc.get("state"), dict):
@@ -424,11 +424,14 @@ def _consumer_config(name: str, doc: dict, stream_cfg: dict) -> tuple[dict, dict
         raise archive.ArchiveError(f"failed to decode consumer {name!r} state: {e}") from None
     if not cfg.get("durable_name") and not cfg.get("name"):
         cfg["name"] = name
-    cfg = config_check.consumer_defaults(cfg, stream_cfg)
+    server_limits, account_limit = jsa.consumer_limits()
+    cfg = config_check.consumer_defaults(cfg, stream_cfg, False, server_limits, account_limit)
     try:
-        config_check.check_consumer_config(cfg, stream_cfg)
+        config_check.check_consumer_config(cfg, stream_cfg, server_limits, account_limit)
     except ApiError as e:
-        raise archive.ArchiveError(f"failed to add consumer {name!r}: {e.description}") from None
+        # (nats-server's "failed to add consumer %q: %w" of its ApiError, which prints its code too)
+        raise archive.ArchiveError(f"failed to add consumer {json.dumps(name)}: {e.description} ({e.err_code})") \
+            from None
     config_check.set_static_metadata(cfg)
     s = doc["state"]
 
@@ -485,7 +488,7 @@ def _build(js, jsa, cfg: dict, f, workdir: str):
             doc = json.loads(e.data)
         except ValueError as err:
             raise archive.ArchiveError(f"failed to decode consumer {cname!r} state: {err}") from None
-        consumers.append((cname, *_consumer_config(cname, doc, cfg), 0))
+        consumers.append((cname, *_consumer_config(jsa, cname, doc, cfg), 0))
     _check_place(jsa, cfg)
     jsa._check_resources(cfg)
     _check_room(js, jsa, cfg["storage"], int(state.get("bytes", 0) or 0))
@@ -514,7 +517,7 @@ def _build_from_tar(js, jsa, cfg: dict, chunks, workdir: str):
     if snap.name != cfg["name"]:
         raise archive.ArchiveError("stream names do not match")
     yield from snap.scan()
-    consumers = [(cname, *_consumer_config(cname, doc, cfg), created)
+    consumers = [(cname, *_consumer_config(jsa, cname, doc, cfg), created)
                  for cname, doc, created in snap.consumers()]
     _check_place(jsa, cfg)
     jsa._check_resources(cfg)

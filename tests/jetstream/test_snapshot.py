@@ -295,8 +295,10 @@ def test_a_restore_cut_off_by_kill_9_leaves_nothing_behind(embedded_js):
 
 
 def test_a_restore_that_does_not_fit_the_storage_is_refused(js_server, start_server, tmp_path_factory):
+    """A snapshot too big for the storage, or holding a consumer above the server's limits, is refused."""
     store = tmp_path_factory.mktemp("small")
-    small = start_server(config=f'jetstream {{ store_dir: "{store}", max_file_store: 100KB }}\n')
+    small = start_server(config=f'jetstream {{ store_dir: "{store}", max_file_store: 100KB\n'
+                                'limits { max_ack_pending: 50 } }\n')
 
     async def scenario():
         async with connected(js_server) as (nc, js), connected(small) as (nc2, _js2):
@@ -306,11 +308,18 @@ def test_a_restore_that_does_not_fit_the_storage_is_refused(js_server, start_ser
             resp, data, _ = await snapshot(nc, "B")
             refused = await restore(nc2, "B", {"config": resp["config"], "state": resp["state"]}, data,
                                     chunk=64 * 1024)
-            return refused, await api(nc2, "$JS.API.STREAM.NAMES")
+            await js.add_stream(name="C", subjects=["c"])
+            await js.add_consumer("C", durable_name="D", ack_policy="explicit")   # max_ack_pending 1,000
+            resp, data, _ = await snapshot(nc, "C")
+            over = await restore(nc2, "C", {"config": resp["config"], "state": resp["state"]}, data)
+            return refused, over, await api(nc2, "$JS.API.STREAM.NAMES")
 
-    refused, names = run(scenario())
+    refused, over, names = run(scenario())
     assert error_of(refused) == (500, 10047, "insufficient storage resources available")
-    assert names["streams"] is None
+    assert error_of(over) == (500, 10062, 'restore failed: failed to add consumer "D": consumer max ack pending '
+                                          'exceeds system limit of 50 (10121)')
+    # nats-server keeps the stream it had made, without the consumer; a failed restore leaves nothing here
+    assert names["streams"] == (["C"] if small.kind == "nats-server" else None)
 
 
 def test_snapshot_restore_and_api_audit_advisories_name_the_requesting_client(js_server):
