@@ -1,6 +1,7 @@
 """The `server` fixture: every behaviour test runs against the embedded server and the real nats-server."""
 from __future__ import annotations
 
+import threading
 
 import pytest
 
@@ -10,6 +11,61 @@ from tests.servers import KINDS, RunningServer
 @pytest.fixture(params=KINDS)
 def server_kind(request) -> str:
     return request.param
+
+
+class _Spare:
+    """An embedded server with the same flags as the next test's, started in the background while the test
+    before it runs (a Python server takes a few tenths of a second to start; nats-server starts at once).
+    Taken, it is the test's own, fresh server: nothing ran on it, its store directory is new. Whoever takes
+    it stops it; the one left over is stopped at the end of the run."""
+
+    def __init__(self, tmp_path_factory, jetstream: bool):
+        self._factory, self._jetstream = tmp_path_factory, jetstream
+        self._srv: RunningServer | None = None
+        self._thread: threading.Thread | None = None
+        self._failed = False
+
+    def _new(self) -> RunningServer:
+        workdir = self._factory.mktemp("server")
+        flags = ["-js", "-sd", str(self._factory.mktemp("jetstream"))] if self._jetstream else []
+        return RunningServer("embedded", flags, workdir)
+
+    def _prepare(self) -> None:
+        srv = self._srv = self._new()
+        self._failed = False
+
+        def start():
+            try:
+                srv.start()
+            except Exception:  # the test that takes it starts one itself and sees why
+                self._failed = True
+                srv.stop()
+
+        self._thread = threading.Thread(target=start, name="spare-server", daemon=True)
+        self._thread.start()
+
+    def take(self) -> RunningServer:
+        srv = None
+        if self._thread is not None:
+            self._thread.join()
+            srv = None if self._failed else self._srv
+        if srv is None:
+            srv = self._new().start()
+        self._prepare()
+        return srv
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._srv.stop()
+
+
+@pytest.fixture(scope="session")
+def _spares(tmp_path_factory):
+    spares = {"core": _Spare(tmp_path_factory, False), "js": _Spare(tmp_path_factory, True)}
+    yield spares
+    for spare in spares.values():
+        spare.close()
 
 
 @pytest.fixture
@@ -28,20 +84,29 @@ def start_server(server_kind, tmp_path_factory):
         started.append(srv)
         return srv.start()
 
+    def adopt(srv: RunningServer) -> RunningServer:
+        started.append(srv)
+        return srv
+
+    start.adopt = adopt
     yield start
     for srv in started:
         srv.stop()
 
 
 @pytest.fixture
-def server(start_server) -> RunningServer:
+def server(server_kind, start_server, _spares) -> RunningServer:
     """A plain core server (no auth, no JetStream)."""
+    if server_kind == "embedded":
+        return start_server.adopt(_spares["core"].take())
     return start_server()
 
 
 @pytest.fixture
-def js_server(server_kind, start_server, tmp_path_factory) -> RunningServer:
+def js_server(server_kind, start_server, _spares, tmp_path_factory) -> RunningServer:
     """A server with JetStream on and file storage in a fresh temporary directory."""
+    if server_kind == "embedded":
+        return start_server.adopt(_spares["js"].take())
     return start_server("-js", "-sd", str(tmp_path_factory.mktemp("jetstream")))
 
 
