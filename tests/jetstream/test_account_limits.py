@@ -195,7 +195,8 @@ accounts {
 LOWERED_LIMITS = (SERVER_LIMITS.replace("max_ack_pending: 100, max_request_batch: 50, duplicate_window: \"1m\"",
                                         "max_ack_pending: 50, max_request_batch: 45, duplicate_window: \"20s\", "
                                         "default_max_consumers: 1")
-                  .replace("{ max_ack_pending: 40 }", "{ max_ack_pending: 30 }"))
+                  .replace("{ max_ack_pending: 40 }", "{ max_ack_pending: 30 }")
+                  .replace("jetstream: enabled", "jetstream: { max_consumers: 1 }"))
 
 
 def test_server_limits_cap_consumers_and_streams(start_server, tmp_path):
@@ -330,7 +331,7 @@ def test_server_limits_cap_consumers_and_streams(start_server, tmp_path):
         "[WRN]     Error adding consumer 'D > W > K2': consumer max request batch exceeds server limit of 45 (10125)",
     ])
     not_found = {"code": 404, "err_code": 10059, "description": "stream not found"}
-    # more consumers than the lowered default_max_consumers still load, as on nats-server
+    # more consumers than the lowered default_max_consumers (and D's max_consumers) still load, as on nats-server
     assert run_async(loaded(recreate=True)) == {
         "U again": (15_000_000_000, 1), "UC again": (5, 1, 1, 0),
         "K1 again": {"code": 400, "err_code": 10026, "description": "maximum consumers limit reached"},
