@@ -131,53 +131,9 @@ class StreamReader:
 
     async def _direct_request(self, req: dict) -> Batch | None:
         """One batched request, complete after its EOB; None if the server does not batch."""
-        nc = self.session.nc
-        inbox = nc.new_inbox()
-        out = Batch()
-        done = asyncio.get_running_loop().create_future()
-        state = {"batch": None}
-
-        async def on_msg(msg) -> None:
-            hdrs = msg.headers or {}
-            status = hdrs.get(_STATUS)
-            if status:
-                if status == "204":
-                    out.pending = int(hdrs.get("Nats-Num-Pending", 0))
-                    if not done.done():
-                        done.set_result(True)
-                elif status == "404":
-                    out.pending = 0
-                    if not done.done():
-                        done.set_result(True)
-                elif not done.done():
-                    done.set_exception(LabError(f"direct get failed: {status} {hdrs.get('Description', '')}"))
-                return
-            if state["batch"] is None:
-                state["batch"] = "Nats-Num-Pending" in hdrs
-                if not state["batch"]:
-                    if not done.done():
-                        done.set_result(False)
-            out.seqs.append(int(hdrs["Nats-Sequence"]))
-            out.times.append(hdrs["Nats-Time-Stamp"])
-            out.subjects.append(hdrs["Nats-Subject"])
-            out.headers.append(hdrs)
-            out.payloads.append(msg.data)
-            self.received += 1
-
-        sub = await nc.subscribe(inbox, cb=on_msg, pending_msgs_limit=-1, pending_bytes_limit=-1)
-        try:
-            await nc.publish(f"{API}.DIRECT.GET.{self.stream}", json.dumps(req).encode(), reply=inbox)
-            try:
-                batched = await asyncio.wait_for(done, 10)
-            except asyncio.TimeoutError:
-                raise LabError(f"stream {self.stream}: no answer to a direct get (is allow_direct on?)") from None
-        finally:
-            await sub.unsubscribe()
-        if batched is False:
-            self.batch_supported = False
-            return None
-        self.batch_supported = True
-        return out
+        got = await _DirectGet(self, req).run()
+        self.batch_supported = got is not None
+        return got
 
     # -- STREAM.MSG.GET, pipelined ----------------------------------------------------------------
     async def _pipelined(self, start_seq, count, subject, start_time, up_to_seq) -> Batch:
@@ -255,7 +211,229 @@ _RECONNECT_WAIT = 60.0  # seconds a read waits for a lost connection to come bac
 _TICK = 0.25           # how often a read looks at its connection while it waits
 
 
-class _StripeWalk:
+class _Link:
+    """A read's view of its connection, looked at between answers: gone (waited for, up to _RECONNECT_WAIT), back
+    after a loss (the read asks again for what it still wants: what was asked on the old connection is never
+    answered), just back (a 503 then is the server's API not there yet), closed (one line)."""
+
+    def __init__(self, nc, stream: str):
+        self.nc, self.stream = nc, stream
+        self.reconnects = nc.stats.get("reconnects", 0)
+        self.lost_at: float | None = None  # when the connection was seen gone
+        self.back_at: float | None = None  # when it came back
+
+    def check(self, now: float, have: int) -> bool | None:
+        """True: back after a loss (ask again); None: gone (wait); False: as it was. Closed, or gone longer than
+        _RECONNECT_WAIT: a LabError saying so (`have`: messages the read had)."""
+        nc = self.nc
+        if nc.is_closed:
+            raise LabError(f"stream {self.stream}: the connection closed during the read (after {have:,} messages); "
+                           "connect again and read again")
+        if not nc.is_connected:
+            self.lost(now)
+            if now - self.lost_at > _RECONNECT_WAIT:
+                raise LabError(f"stream {self.stream}: the connection was lost and is not back after "
+                               f"{_RECONNECT_WAIT:g}s (the read had {have:,} messages); read again once the server "
+                               "is reachable")
+            return None
+        reconnects = nc.stats.get("reconnects", 0)
+        if self.lost_at is not None or reconnects != self.reconnects:
+            self.lost_at, self.reconnects, self.back_at = None, reconnects, now
+            return True
+        return False
+
+    def lost(self, now: float) -> None:
+        self.lost_at = self.lost_at or now
+
+    def steady(self) -> bool:
+        """Connected, and not lost since `check` last looked."""
+        nc = self.nc
+        return nc.is_connected and self.lost_at is None and nc.stats.get("reconnects", 0) == self.reconnects
+
+    def just_back(self, now: float) -> bool:
+        return self.back_at is not None and now - self.back_at < _STALL
+
+
+class _AskingAgain:
+    """What the STREAM.MSG.GET walk and the direct get share between answers (`_watch`, once a tick): after a
+    reconnect, or _ASK_AGAIN without an answer, everything still wanted is asked again on a new inbox
+    (`_ask_again`, from the first sequence not yet received; late answers to the old inbox are dropped); a 503
+    just after a reconnect is asked again soon; _STALL without an answer on a live connection ends the read with
+    the line `_silent` gives. A read using it sets `nc`, `loop` and `reader`, calls `_watching` before it asks,
+    moves `last_answer` on each answer, and has `_ask_again`, `_have` (messages received so far), `_waiting`
+    (answers still owed) and `_silent`."""
+
+    def _watching(self, nc) -> None:
+        self.link = _Link(nc, self.reader.stream)
+        self.unavailable = False  # a 503 just after a reconnect: the API not there yet, ask again soon
+        self.last_answer = self.last_asked_again = self.loop.time()
+
+    async def _try_again(self) -> None:
+        """`_ask_again`; a connection lost again meanwhile is waited for (and asked again once back)."""
+        try:
+            await self._ask_again()
+        except Exception:
+            if self.nc.is_connected:
+                raise
+            self.link.lost(self.loop.time())
+
+    async def _watch(self) -> None:
+        now = self.loop.time()
+        back = self.link.check(now, self._have())
+        if back is None:
+            return
+        if back or (self.unavailable and now - self.last_answer > _ASK_AGAIN / 4):
+            await self._try_again()
+        elif now - self.last_answer > _STALL:
+            raise await self._silent()
+        elif now - max(self.last_answer, self.last_asked_again) > _ASK_AGAIN and self._waiting():
+            self.last_asked_again = now
+            stalled = self.last_answer
+            await self._try_again()
+            self.last_answer = stalled  # asking again does not move the stall's clock
+
+
+class _DirectGet(_AskingAgain):
+    """One batched DIRECT.GET (`req`: batch, and seq or start_time, maybe next_by_subj), complete after its
+    end-of-batch status. The messages come in sequence order, so after a reconnect or a silence the rest is asked
+    again from the sequence after the last one received, on a new inbox (`_AskingAgain`): nothing twice, nothing
+    missed. A failure says what is wrong: a 503 or a silence is checked against the stream's own allow_direct."""
+
+    def __init__(self, reader: StreamReader, req: dict):
+        self.reader, self.req = reader, req
+        self.out = Batch()
+        self.batched: bool | None = None  # whether this server answers in batches (seen from the first message)
+        self.epoch = 0                    # inboxes asked on; answers to an older one are dropped
+        self.sub = None
+        self.failed: str | None = None    # a status that ends the read: said by `_failure`
+
+    async def run(self) -> Batch | None:
+        self.nc = self.reader.session.nc
+        self.loop = asyncio.get_running_loop()
+        self.done = self.loop.create_future()
+        self._watching(self.nc)
+        try:
+            await self._ask_again()
+            while True:
+                try:
+                    batched = await asyncio.wait_for(asyncio.shield(self.done), _TICK)
+                    break
+                except asyncio.TimeoutError:
+                    await self._watch()
+        finally:
+            self.done.cancel()
+            self.epoch += 1
+            if self.sub is not None:
+                with contextlib.suppress(Exception):
+                    await self.sub.unsubscribe()
+        if self.failed is not None:
+            raise await self._failure()
+        return self.out if batched else None
+
+    async def _ask_again(self) -> None:
+        """Ask for what is still wanted, from the sequence after the last received, answered to a new inbox."""
+        nc, old = self.nc, self.sub
+        self.epoch += 1
+        epoch = self.epoch
+        self.sub = None
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.unsubscribe()
+        req = dict(self.req)
+        if self.out.seqs:
+            req.pop("start_time", None)
+            req["seq"] = self.out.seqs[-1] + 1
+            req["batch"] -= len(self.out)
+            if req["batch"] <= 0:  # all here, only the end of the batch was lost
+                if not self.done.done():
+                    self.done.set_result(True)
+                return
+        inbox = nc.new_inbox()
+
+        async def on_msg(msg) -> None:
+            if self.epoch == epoch:
+                self._on_msg(msg)
+
+        self.sub = await nc.subscribe(inbox, cb=on_msg, pending_msgs_limit=-1, pending_bytes_limit=-1)
+        self.last_answer = self.loop.time()
+        self.unavailable = False
+        await nc.publish(f"{API}.DIRECT.GET.{self.reader.stream}", json.dumps(req).encode(), reply=inbox)
+
+    def _on_msg(self, msg) -> None:
+        done, out = self.done, self.out
+        if done.done():
+            return
+        self.last_answer = self.loop.time()
+        hdrs = msg.headers or {}
+        status = hdrs.get(_STATUS)
+        if status:
+            if status == "204":
+                out.pending = int(hdrs.get("Nats-Num-Pending", 0))
+                done.set_result(True)
+            elif status == "404":
+                out.pending = 0
+                done.set_result(True)
+            elif status == "503" and self.link.just_back(self.last_answer):
+                self.unavailable = True  # a server just back may not serve direct get yet: asked again soon
+            else:
+                self.failed = f"{status} {hdrs.get('Description', '')}".strip()
+                done.set_result(None)
+            return
+        if self.batched is None:
+            self.batched = "Nats-Num-Pending" in hdrs
+            if not self.batched:
+                done.set_result(False)
+                return
+        seq = int(hdrs["Nats-Sequence"])
+        if out.seqs and seq <= out.seqs[-1]:
+            return  # already here: never expected (asked again from after the last one), but never kept twice
+        out.seqs.append(seq)
+        out.times.append(hdrs["Nats-Time-Stamp"])
+        out.subjects.append(hdrs["Nats-Subject"])
+        out.headers.append(hdrs)
+        out.payloads.append(msg.data)
+        self.reader.received += 1
+
+    def _have(self) -> int:
+        return len(self.out)
+
+    def _waiting(self) -> bool:
+        return not self.done.done()
+
+    async def _direct_is_off(self) -> str | None:
+        """Why direct get cannot answer, from the stream's own state: turned off, or the stream gone; None if on."""
+        import nats.js.errors as jse
+
+        try:
+            info = await self.reader.session.js.stream_info(self.reader.stream)
+        except jse.NotFoundError:
+            return "the stream was deleted during the read"
+        except Exception:
+            return None
+        if not info.config.allow_direct:
+            return "allow_direct was turned off during the read; read again (it reads by STREAM.MSG.GET then)"
+        return None
+
+    async def _silent(self) -> LabError:
+        stream = self.reader.stream
+        why = await self._direct_is_off()
+        if why:
+            return LabError(f"stream {stream}: no answer to a direct get: {why}")
+        return LabError(f"stream {stream}: no answer to a direct get for {_STALL:g}s, though the stream has "
+                        f"allow_direct on (after {len(self.out):,} messages); is the server overloaded?")
+
+    async def _failure(self) -> LabError:
+        stream = self.reader.stream
+        if self.failed.startswith("503"):
+            why = await self._direct_is_off()
+            if why:
+                return LabError(f"stream {stream}: direct get got no responders: {why}")
+            return LabError(f"stream {stream}: direct get got no responders (this account cannot reach the "
+                            "stream's DIRECT.GET: JetStream off, or a service import that leaves it out)")
+        return LabError(f"direct get failed: {self.failed}")
+
+
+class _StripeWalk(_AskingAgain):
     """One pipelined read: `count` messages on `subject` from `start` (below `up_to` + 1), by STREAM.MSG.GET.
 
     Driven by the answers as nats-py's parser hands them over (`_subscribe`): each answer is recorded and queues
@@ -395,7 +573,7 @@ class _StripeWalk:
     def _answer(self, msg) -> None:
         status = msg.headers.get("Status") if msg.headers else None
         if status:  # not an answer of the API: e.g. 503, nobody serves STREAM.MSG.GET for this account
-            if status == "503" and self.back_at is not None and self.loop.time() - self.back_at < _STALL:
+            if status == "503" and self.link.just_back(self.loop.time()):
                 self.unavailable = True  # a server just back may not serve its API yet: asked again soon
                 return
             if not self.done.done():
@@ -531,42 +709,14 @@ class _StripeWalk:
         self.unavailable = False
         await self._send()
 
-    async def _try_again(self) -> None:
-        """`_ask_again`; a connection lost again meanwhile is waited for (and asked again once back)."""
-        try:
-            await self._ask_again()
-        except Exception:
-            if self.nc.is_connected:
-                raise
-            self.lost_at = self.lost_at or self.loop.time()
+    def _have(self) -> int:
+        return len(self.found)
 
-    async def _watch(self) -> None:
-        """Between answers, once a tick: a connection gone and back (or requests unanswered for a while) asks
-        again; a connection closed, gone too long or silent too long ends the read with one line."""
-        nc, now, stream = self.nc, self.loop.time(), self.reader.stream
-        if nc.is_closed:
-            raise LabError(f"stream {stream}: the connection closed during the read (after {len(self.found):,} "
-                           "messages); connect again and read again")
-        if not nc.is_connected:
-            self.lost_at = self.lost_at or now
-            if now - self.lost_at > _RECONNECT_WAIT:
-                raise LabError(f"stream {stream}: the connection was lost and is not back after "
-                               f"{_RECONNECT_WAIT:g}s (the read had {len(self.found):,} messages); read again "
-                               "once the server is reachable")
-            return
-        reconnects = nc.stats.get("reconnects", 0)
-        if self.lost_at is not None or reconnects != self.reconnects:
-            self.lost_at, self.reconnects, self.back_at = None, reconnects, now
-            await self._try_again()
-        elif self.unavailable and now - self.last_answer > _ASK_AGAIN / 4:
-            await self._try_again()
-        elif now - self.last_answer > _STALL:
-            raise LabError(f"stream {stream}: no answer to STREAM.MSG.GET for {_STALL:g}s") from None
-        elif now - max(self.last_answer, self.last_asked_again) > _ASK_AGAIN and self.outstanding:
-            self.last_asked_again = now
-            stalled = self.last_answer
-            await self._try_again()
-            self.last_answer = stalled  # asking again does not move the stall's clock
+    def _waiting(self) -> bool:
+        return bool(self.outstanding)
+
+    async def _silent(self) -> LabError:
+        return LabError(f"stream {self.reader.stream}: no answer to STREAM.MSG.GET for {_STALL:g}s")
 
     async def run(self) -> Batch:
         self.nc = nc = self.reader.session.nc
@@ -585,11 +735,7 @@ class _StripeWalk:
         span = state.last_seq - state.first_seq + 1 if state.last_seq >= state.first_seq else 0
         self.density = max(state.messages / span, 1.0 / _MAX_STRIPE) if span and state.messages else 1.0
         self.epoch = self.asks_again = 0     # inboxes left behind; times every stripe was asked again
-        self.reconnects = nc.stats.get("reconnects", 0)
-        self.lost_at: float | None = None    # when the connection was seen gone
-        self.back_at: float | None = None    # when the connection came back
-        self.unavailable = False             # a 503 just after a reconnect: the API not there yet, ask again soon
-        self.last_answer = self.last_asked_again = self.loop.time()
+        self._watching(nc)
         self.sub = await self._subscribe(nc)
         try:
             self._fill()
@@ -778,6 +924,7 @@ _CONSUMER_IDLE = 30_000_000_000   # inactive_threshold: the server removes a con
 _RESETS = 3                       # new consumers one read may make before it gives up
 _QUIET = 3.0                      # seconds without a message before the read asks after its consumer
 _CREATE_WAIT = 2.0                # seconds a consumer create may take before the read goes on without
+_RECONNECTED = "the connection came back"  # `broken` after a reconnect: a new consumer, not counted
 _REFUSED: weakref.WeakSet = weakref.WeakSet()  # connections that could not make a reading consumer
 
 
@@ -788,9 +935,11 @@ class OrderedRead:
     filter; it is pulled a few requests ahead (about `_WINDOW_BYTES` in flight, so neither the server's buffer
     for this client nor the lab's grows with the stream). Each message's stream sequence, time and the count
     left arrive in its reply subject, so no metadata header is parsed. The read ends at `stop` (the stream's
-    last sequence when it began) or when nothing is left. A gap in the consumer's own sequence or a vanished
-    consumer makes a new one from the next sequence, as nats.go's ordered consumer does. `close()` deletes it;
-    `inactive_threshold` removes it if the lab never gets to."""
+    last sequence when it began) or when nothing is left. A gap in the consumer's own sequence, a vanished
+    consumer or a reconnect (the pulls die with the old connection, and a restarted server may have lost the
+    consumer) makes a new one from the sequence after the last received, on a new inbox, as nats.go's ordered
+    consumer does on reset: nothing twice, nothing missed. `close()` deletes it; `inactive_threshold` removes it
+    if the lab never gets to."""
 
     def __init__(self, reader: StreamReader, start: int, subject: str | None, stop: int | None,
                  avg_size: float = 256):
@@ -815,14 +964,25 @@ class OrderedRead:
             raise LabError("a consumer create went unanswered on this connection before")
         self.loop = asyncio.get_running_loop()
         self.wake = asyncio.Event()
-        self.inbox = self.nc.new_inbox()
-        self.sub = await self.nc.subscribe(self.inbox, cb=self._on_msg, pending_msgs_limit=-1,
-                                           pending_bytes_limit=-1)
+        self.link = _Link(self.nc, self.stream)
+        self.sub = None
         try:
+            await self._listen()
             await self._create()
         except BaseException:
             await self.close()
             raise
+
+    async def _listen(self) -> None:
+        """A new inbox for a new consumer: what is still on its way for the old one (messages, and statuses of its
+        pull requests, which name no consumer) is not heard."""
+        old = self.sub
+        self.inbox = self.nc.new_inbox()
+        self.sub = await self.nc.subscribe(self.inbox, cb=self._on_msg, pending_msgs_limit=-1,
+                                           pending_bytes_limit=-1)
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.unsubscribe()
 
     async def _api(self, subject: str, body: dict | None = None, timeout: float = 5) -> dict:
         import nats.js.errors as jse
@@ -834,7 +994,7 @@ class OrderedRead:
             raise jse.APIError.from_error(resp["error"])
         return resp
 
-    async def _create(self) -> None:
+    async def _create(self, resumed: bool = False) -> None:
         name = f"lab_read_{secrets.token_hex(6)}"
         cfg = {"name": name, "deliver_policy": "by_start_sequence", "opt_start_seq": self.last_seq + 1,
                "ack_policy": "none", "replay_policy": "instant", "mem_storage": True, "num_replicas": 1,
@@ -851,6 +1011,8 @@ class OrderedRead:
         try:
             info = await self._api(subject, {"stream_name": self.stream, "config": cfg}, timeout=_CREATE_WAIT)
         except asyncio.TimeoutError:
+            if resumed:  # it made one on this connection before: the server is not answering yet
+                raise LabError("no answer to a consumer create") from None
             _REFUSED.add(self.nc)
             raise LabError("no answer to a consumer create (allowed to make consumers?)") from None
         finally:
@@ -860,35 +1022,53 @@ class OrderedRead:
         if not info.get("num_pending"):
             self._finish()
 
-    async def _delete(self, name: str) -> None:
+    async def _delete(self, name: str, timeout: float = 5) -> bool:
+        """Delete a consumer this read made: True once it is gone (deleted, or not found)."""
         import nats.errors as ne
         import nats.js.errors as jse
 
         try:
-            await self._api(f"CONSUMER.DELETE.{self.stream}.{name}")
-        except (jse.NotFoundError, ne.TimeoutError, ne.ConnectionClosedError):
-            pass  # gone already, or left to inactive_threshold
+            await self._api(f"CONSUMER.DELETE.{self.stream}.{name}", timeout=timeout)
+        except jse.NotFoundError:
+            pass  # gone already (a restarted server may have lost it)
+        except ne.Error:
+            return False  # no answer: tried again by `close`, else left to inactive_threshold
+        return True
 
     async def close(self) -> None:
         """Stop receiving and delete the consumer(s) this read made."""
         self.name = None
-        try:
-            await self.sub.unsubscribe()
-        except Exception:
-            pass
+        if self.sub is not None:
+            with contextlib.suppress(Exception):
+                await self.sub.unsubscribe()
         for name in self.names:
             await self._delete(name)
         self.names = []
 
     async def _reset(self) -> None:
-        self.resets += 1
-        if self.resets > _RESETS:
-            raise LabError(f"stream {self.stream}: the reading consumer was lost {_RESETS} times ({self.broken})")
+        """A new consumer from the sequence after the last received. After a reconnect this is not counted among
+        the _RESETS, and a server just back that cannot make it yet is asked again a tick later."""
+        import nats.errors as ne
+
+        resumed = self.broken == _RECONNECTED
+        if not resumed:
+            self.resets += 1
+            if self.resets > _RESETS:
+                raise LabError(f"stream {self.stream}: the reading consumer was lost {_RESETS} times ({self.broken})")
         old, self.name, self.broken = self.name, None, None
         if old:
-            await self._delete(old)
-            self.names.remove(old)
-        await self._create()
+            if await self._delete(old, _CREATE_WAIT if resumed else 5):
+                self.names.remove(old)
+        try:
+            await self._listen()
+            await self._create(resumed)
+        except (LabError, ne.Error) as exc:
+            if not self.nc.is_connected or (resumed and self.link.just_back(self.loop.time())):
+                self.broken = _RECONNECTED  # the watch waits for the connection, then this is tried again
+                return
+            why = getattr(exc, "description", None) or str(exc)
+            raise LabError(f"stream {self.stream}: no consumer to go on reading with after "
+                           f"{self.taken + len(self.records):,} messages ({why}); read again") from None
 
     # -- answers ----------------------------------------------------------------------------------
     def _finish(self) -> None:
@@ -939,8 +1119,8 @@ class OrderedRead:
 
     async def _pull(self) -> None:
         """Pull while less than the window is outstanding and more than is wanted soon is not on its way."""
-        if self.name is None or self.finished:
-            return
+        if self.name is None or self.finished or not self.nc.is_connected:
+            return  # pulls buffered for a reconnect would go to a consumer the read replaces then
         body = b'{"batch":%d,"expires":%d}' % (self.batch, _PULL_EXPIRES)
         subject = f"{API}.CONSUMER.MSG.NEXT.{self.stream}.{self.name}"
         window = self.batch * _PULLS
@@ -955,17 +1135,23 @@ class OrderedRead:
         self.want = self.taken + count
         quiet_since = self.loop.time()
         while len(self.records) < count and not self.finished:
-            if self.broken:
+            up = self.link.check(self.loop.time(), self.taken + len(self.records))
+            if up:  # back after a loss: its pulls died with the old connection
+                self.broken, self.name = _RECONNECTED, None
+            if self.broken and up is not None:
                 await self._reset()
-                continue
-            await self._pull()
+                quiet_since = self.loop.time()
+                if not self.broken:
+                    continue
+            elif up is not None:
+                await self._pull()
             self.wake.clear()
             before = len(self.records)
             try:
-                await asyncio.wait_for(self.wake.wait(), 1)
+                await asyncio.wait_for(self.wake.wait(), _TICK)
             except asyncio.TimeoutError:
                 pass
-            if len(self.records) != before or self.finished:
+            if len(self.records) != before or self.finished or up is None:
                 quiet_since = self.loop.time()
             elif self.loop.time() - quiet_since > _QUIET:
                 await self._check_stalled()
@@ -977,13 +1163,21 @@ class OrderedRead:
 
     async def _check_stalled(self) -> None:
         """Nothing arrived for a while: the rest was deleted meanwhile, or the consumer is gone."""
+        import nats.errors as ne
         import nats.js.errors as jse
 
+        if self.name is None:
+            return
         try:
             info = await self._api(f"CONSUMER.INFO.{self.stream}.{self.name}")
         except jse.NotFoundError:
             self.broken = "consumer gone"
             return
+        except ne.Error as exc:
+            if not self.link.steady():
+                return  # lost meanwhile: the watch waits for it and makes a new consumer once it is back
+            raise LabError(f"stream {self.stream}: the reading consumer stopped delivering and its server does not "
+                           f"say why ({exc}); read again") from None
         if not info.get("num_pending"):
             self._finish()
         else:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import re
 
 import pytest
 
@@ -407,81 +408,139 @@ def _store_fast(stream: str, subject: str, count: int, slice_: int = 10_000) -> 
         eventually(lambda: pynats_lab.stream_info(stream).state.messages == end)
 
 
-def _gate(monkeypatch, after: int):
-    """Once a read has `after` answers, every further answer is dropped (as if lost on a dying connection)
-    until `opened` is set: the read is then certainly in the middle, its window of requests in flight."""
+# Where each read's answers arrive, how far it is, and what changes when it asks again (what was asked before is
+# then not heard): the STREAM.MSG.GET walk, direct get, the ordered consumer.
+_ARRIVE = {"msgget": (reader._StripeWalk, reader._StripeWalk._answers, lambda read: read.reader.received,
+                      lambda read: (read, read.epoch)),
+           "direct": (reader._DirectGet, reader._DirectGet._on_msg, lambda read: read.reader.received,
+                      lambda read: (read, read.epoch)),
+           "consumer": (reader.OrderedRead, reader.OrderedRead._on_msg, lambda read: read.last_seq,
+                        lambda read: read.name)}
+
+
+def _gate(monkeypatch, after: int, mode: str = "msgget"):
+    """Once a read (of `mode`) has `after` messages, every further answer to what it asked so far is dropped, as
+    on a dying connection (a suffix is lost, never a middle); from `opened` on, answers to what it asks again
+    pass: the read is certainly in the middle when it is stopped, its requests in flight."""
     import threading
 
     held, opened = threading.Event(), threading.Event()
-    answers = reader._StripeWalk._answers
+    kind, arrive, progress, asked = _ARRIVE[mode]
+    lost = []  # what the read had asked when the gate closed
 
-    def gated(self, got, chunk=False):
-        if held.is_set() and not opened.is_set():
-            return
-        answers(self, got, chunk)
-        if self.reader.received >= after and not held.is_set():
+    def passes(read) -> bool:
+        if held.is_set():
+            return opened.is_set() and asked(read) not in lost
+        if progress(read) >= after:
+            lost.append(asked(read))
             held.set()
+        return True
 
-    monkeypatch.setattr(reader._StripeWalk, "_answers", gated)
+    if asyncio.iscoroutinefunction(arrive):
+        async def gated(self, *args):
+            if passes(self):
+                await arrive(self, *args)
+    else:
+        def gated(self, *args):
+            if passes(self):
+                arrive(self, *args)
+
+    monkeypatch.setattr(kind, arrive.__name__, gated)
     return held, opened
 
 
-def test_without_direct_a_read_goes_on_across_a_server_restart(lab_js, shell, capsys, monkeypatch):
-    """A file work queue read by STREAM.MSG.GET while its server stops and starts again (same port and store):
-    the requests in flight on the old connection are asked again once nats-py has reconnected, and the read
-    ends with every message once, in order, the same as a read after. A server that does not come back ends
-    the read with one line."""
+def test_every_read_goes_on_across_a_server_restart(lab_js, shell, capsys, monkeypatch):
+    """Each of the three reads while its server stops and starts again (same port and store): a file work queue
+    by STREAM.MSG.GET, then by direct get, and a limits stream through an ordered consumer. What was asked on the
+    old connection is asked again, from the first sequence not yet received, once nats-py has reconnected (the
+    consumer made again from there), and each read ends with every message once, in order, the same as a read
+    after. A connection closed under any of them, a direct get nobody answers, direct get turned off, and a
+    server that does not come back each end the read with one line saying which."""
     import threading
 
-    srv, count = lab_js, 50_000
+    srv, count, bulk = lab_js, 50_000, 20_000
     pynats_lab.stream_add("FLAKY", "flaky.>", allow_direct=False, retention="workqueue", storage="file")
     _store_fast("FLAKY", "flaky.x", count)
-    held, opened = _gate(monkeypatch, after=25_000)  # in the third page of 10,000
-    got, failed = [], []
+    pynats_lab.stream_add("BULKY", "bulky.>", storage="file")
+    _store_fast("BULKY", "bulky.x", bulk)
 
-    def read():
-        try:
-            got.append(pynats_lab.stream_frame("FLAKY", progress=False))
-        except Exception as exc:  # the test says what it was
-            failed.append(exc)
+    def across_a_restart(mode: str, stream: str, after: int):
+        held, opened = _gate(monkeypatch, after=after, mode=mode)
+        got, failed = [], []
 
-    reading = threading.Thread(target=read)
-    reading.start()
-    assert held.wait(30)
-    reconnects = get_session().nc.stats["reconnects"]
-    srv.stop()
-    opened.set()
-    srv.start()
-    reading.join(60)
-    assert not reading.is_alive() and not failed, failed
-    assert get_session().nc.stats["reconnects"] > reconnects  # the read really crossed a reconnect
-    df = got[0]
+        def read():
+            try:
+                got.append(pynats_lab.stream_frame(stream, progress=False))
+            except Exception as exc:  # the test says what it was
+                failed.append(exc)
+
+        reading = threading.Thread(target=read)
+        reading.start()
+        assert held.wait(30), mode
+        reconnects = get_session().nc.stats["reconnects"]
+        srv.stop()
+        opened.set()
+        srv.start()
+        reading.join(60)
+        assert not reading.is_alive() and not failed, (mode, failed)
+        assert get_session().nc.stats["reconnects"] > reconnects, mode  # the read really crossed a reconnect
+        return got[0]
+
+    df = across_a_restart("msgget", "FLAKY", 25_000)  # in the third page of 10,000
     assert df["seq"].tolist() == list(range(1, count + 1))
     assert df["data"].iloc[[0, 24_999, -1]].tolist() == ["m0", "m24999", f"m{count - 1}"]
     after = pynats_lab.stream_frame("FLAKY", progress=False)
     assert df.equals(after)
-    info = pynats_lab.stream_info("FLAKY")
-    assert info.state.messages == count and info.state.consumer_count == 0
+    pynats_lab.stream_edit("FLAKY", allow_direct=True)
+    assert across_a_restart("direct", "FLAKY", 25_000).equals(after)  # the third batch of 10,000
+    df = across_a_restart("consumer", "BULKY", bulk // 2)
+    assert df["seq"].tolist() == list(range(1, bulk + 1)) and df["data"].iloc[-1] == f"m{bulk - 1}"
+    assert df.equals(pynats_lab.stream_frame("BULKY", consumer=False))
+    for stream, messages in (("FLAKY", count), ("BULKY", bulk)):
+        info = pynats_lab.stream_info(stream)  # nothing taken from the work queue, no consumer left behind
+        assert info.state.messages == messages and info.state.consumer_count == 0
 
-    def one_line_when(stop, after: int) -> str:
-        """`%stream view` of a large page while `stop()` runs in its middle: its one line on stderr."""
-        held, opened = _gate(monkeypatch, after=after)
-        stopping = threading.Thread(target=lambda: held.wait(30) and (stop(), opened.set()))
+    def one_line_when(stop, after: int, mode: str, stream: str = "FLAKY", reopen: bool = True) -> str:
+        """`%stream view` of a large page (read by `mode`) while `stop()` runs in its middle: its one line on
+        stderr. `reopen=False`: the read's answers stay dropped after `stop()`."""
+        held, opened = _gate(monkeypatch, after=after, mode=mode)
+        stopping = threading.Thread(target=lambda: held.wait(30) and (stop(), reopen and opened.set()))
         stopping.start()
         capsys.readouterr()
-        assert magic(shell, "%stream view FLAKY --page-size 20000") is None
+        try:
+            assert magic(shell, f"%stream view {stream} --page-size 20000") is None
+        finally:
+            opened.set()
         stopping.join(30)
         err = capsys.readouterr().err
         mine = [line for line in err.splitlines() if not line.startswith("nats: ")]
         assert "Traceback" not in err and len(mine) == 1, err
         return mine[0]
 
-    # The connection closed under the read (by the user, elsewhere): said in one line, at once.
+    # The connection closed under the read (by the user, elsewhere): said in one line, at once, by each read.
     s = get_session()
-    assert one_line_when(lambda: s.run(s.nc.close()), 3_000).startswith(
+    for mode, stream in (("direct", "FLAKY"), ("consumer", "BULKY")):
+        assert one_line_when(lambda: s.run(s.nc.close()), 3_000, mode, stream).startswith(
+            f"%stream view: stream {stream}: the connection closed during the read (after "), mode
+        pynats_lab.connect(srv.url)
+        s = get_session()
+    # Direct get unanswered on a live connection: asked again, then said as it is; allow_direct is not blamed.
+    monkeypatch.setattr(reader, "_STALL", 1.0)
+    monkeypatch.setattr(reader, "_ASK_AGAIN", 0.5)
+    assert re.fullmatch(r"%stream view: stream FLAKY: no answer to a direct get for 1s, though the stream has "
+                        r"allow_direct on \(after 3,0\d\d messages\); is the server overloaded\?",
+                        one_line_when(lambda: None, 3_000, "direct", reopen=False))
+    # Direct get turned off in the middle of a read: asked again after 2 s (the answers to what it asked before
+    # are lost here), it is told so, and says so.
+    monkeypatch.setattr(reader, "_STALL", 10.0)
+    monkeypatch.setattr(reader, "_ASK_AGAIN", 2.0)
+    assert one_line_when(lambda: pynats_lab.stream_edit("FLAKY", allow_direct=False), 3_000, "direct") == \
+        "%stream view: stream FLAKY: direct get got no responders: allow_direct was turned off during the read; " \
+        "read again (it reads by STREAM.MSG.GET then)"
+    assert one_line_when(lambda: s.run(s.nc.close()), 3_000, "msgget").startswith(
         "%stream view: stream FLAKY: the connection closed during the read (after ")
     pynats_lab.connect(srv.url)
     # The server gone for good: the read waits a while for it (60 s; 1 s here), then says so in one line.
     monkeypatch.setattr(reader, "_RECONNECT_WAIT", 1.0)
-    assert one_line_when(srv.stop, 5_000).startswith(
+    assert one_line_when(srv.stop, 5_000, "msgget").startswith(
         "%stream view: stream FLAKY: the connection was lost and is not back after 1s (the read had ")
