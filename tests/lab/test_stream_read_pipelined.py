@@ -500,7 +500,8 @@ def test_every_read_goes_on_across_a_server_restart(lab_js, shell, capsys, monke
         info = pynats_lab.stream_info(stream)  # nothing taken from the work queue, no consumer left behind
         assert info.state.messages == messages and info.state.consumer_count == 0
 
-    def one_line_when(stop, after: int, mode: str, stream: str = "FLAKY", reopen: bool = True) -> str:
+    def one_line_when(stop, after: int, mode: str, stream: str = "FLAKY", reopen: bool = True,
+                      page: int = 20_000) -> str:
         """`%stream view` of a large page (read by `mode`) while `stop()` runs in its middle: its one line on
         stderr. `reopen=False`: the read's answers stay dropped after `stop()`."""
         held, opened = _gate(monkeypatch, after=after, mode=mode)
@@ -508,7 +509,7 @@ def test_every_read_goes_on_across_a_server_restart(lab_js, shell, capsys, monke
         stopping.start()
         capsys.readouterr()
         try:
-            assert magic(shell, f"%stream view {stream} --page-size 20000") is None
+            assert magic(shell, f"%stream view {stream} --page-size {page}") is None
         finally:
             opened.set()
         stopping.join(30)
@@ -530,13 +531,14 @@ def test_every_read_goes_on_across_a_server_restart(lab_js, shell, capsys, monke
     assert re.fullmatch(r"%stream view: stream FLAKY: no answer to a direct get for 1s, though the stream has "
                         r"allow_direct on \(after 3,0\d\d messages\); is the server overloaded\?",
                         one_line_when(lambda: None, 3_000, "direct", reopen=False))
-    # Direct get turned off in the middle of a read: asked again after 2 s (the answers to what it asked before
-    # are lost here), it is told so, and says so.
+    # Direct get turned off in the middle of a read, or its stream deleted: asked again (the answers to what it
+    # asked before are lost here), it is told "no responders", and says why.
     monkeypatch.setattr(reader, "_STALL", 10.0)
-    monkeypatch.setattr(reader, "_ASK_AGAIN", 2.0)
     assert one_line_when(lambda: pynats_lab.stream_edit("FLAKY", allow_direct=False), 3_000, "direct") == \
         "%stream view: stream FLAKY: direct get got no responders: allow_direct was turned off during the read; " \
         "read again (it reads by STREAM.MSG.GET then)"
+    assert one_line_when(lambda: pynats_lab.stream_rm("BULKY"), 3_000, "direct", "BULKY", page=5_000) == \
+        "%stream view: stream BULKY: direct get got no responders: the stream was deleted during the read"
     assert one_line_when(lambda: s.run(s.nc.close()), 3_000, "msgget").startswith(
         "%stream view: stream FLAKY: the connection closed during the read (after ")
     pynats_lab.connect(srv.url)
