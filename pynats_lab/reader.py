@@ -1041,6 +1041,9 @@ class OrderedRead:
         if self.sub is not None:
             with contextlib.suppress(Exception):
                 await self.sub.unsubscribe()
+        if not self.nc.is_connected:
+            self.names = []  # not waited for (each delete would wait out its timeout): inactive_threshold removes them
+            return
         for name in self.names:
             await self._delete(name)
         self.names = []
