@@ -446,6 +446,9 @@ class _StripeWalk(_AskingAgain):
     def __init__(self, reader: StreamReader, start: int, count: int, subject: str, up_to: int | None):
         self.reader, self.count = reader, count
         self.subject_json = json.dumps(subject).encode()
+        # A request's body with its CRLF ({"seq":N,"next_by_subj":<subject>}), and its size line by its length.
+        self.body = b'{"seq":%d,"next_by_subj":' + self.subject_json.replace(b"%", b"%%") + b'}\r\n'
+        self.size_line = [b"%d\r\n" % (n - 2) for n in range(len(self.body) + 20)]
         self.stop = up_to + 1 if up_to else None
         self.next_start = start        # stripes below this were handed out
         self.found: dict = {}          # seq -> record
@@ -455,7 +458,8 @@ class _StripeWalk(_AskingAgain):
         self.slot_of: dict[int, int] = {}      # stripe start -> the slot its answers come to
         self.stripe_at: list[int | None] = []  # slot -> the stripe start it serves (None: free)
         self.free: list[int] = []              # free slots
-        self.replies: list[str] = []           # slot -> its reply subject
+        self.replies: list[bytes] = []         # slot -> its reply subject
+        self.pubs: list[bytes] = []            # slot -> the start of its requests' PUB line
         self.width_out = 0             # sequences covered by outstanding stripes
         self.scanned = 0               # sequences covered by walked stripes
         self.exhausted_at: int | None = None  # no matching message at or after this
@@ -496,23 +500,30 @@ class _StripeWalk(_AskingAgain):
             slot = len(self.stripe_at)
             self.stripe_at.append(a)
             self.replies.append(f"{self.inbox}.{slot}".encode())
+            self.pubs.append(b"PUB %s %s " % (self.api, self.replies[slot]))
         self.slot_of[a] = slot
         return a, b
 
     # -- requests and answers ---------------------------------------------------------------------
     def _ask(self, stripe: int, seq: int) -> None:
         """Queue the request for the next message of `stripe` at or after `seq`; `_send` writes what is queued."""
-        self.asks.append((seq, self.replies[self.slot_of[stripe]]))
+        self.asks.append((seq, self.slot_of[stripe]))
         if self.fast and not self.sending:
             self.sending = True
             self.loop.create_task(self._send())
 
     def _block(self, asks: list) -> bytes:
-        """The PUB commands of queued requests, as one block."""
-        api, sj = self.api, self.subject_json
-        bodies = [b'{"seq":%d,"next_by_subj":%s}' % (seq, sj) for seq, _reply in asks]
-        return b"".join(b"PUB %s %s %d\r\n%s\r\n" % (api, reply, len(body), body)
-                        for (_seq, reply), body in zip(asks, bodies))
+        """The PUB commands of queued requests, as one block (each: its slot's PUB line start, the body's size,
+        the body from one template)."""
+        pubs, body_of, size_line = self.pubs, self.body, self.size_line
+        parts: list = []
+        put = parts.append
+        for seq, slot in asks:
+            body = body_of % seq
+            put(pubs[slot])
+            put(size_line[len(body)])
+            put(body)
+        return b"".join(parts)
 
     def _write_now(self) -> bool:
         """Write the queued requests to the socket at once, from the parser's turn, when nothing of nats-py's
@@ -546,9 +557,9 @@ class _StripeWalk(_AskingAgain):
                     await nc._send_command(self._block(asks))
                     await nc._flush_pending()
                 else:
-                    for seq, reply in asks:
+                    for seq, slot in asks:
                         await nc.publish(self.api_str, b'{"seq":%d,"next_by_subj":%s}' % (seq, sj),
-                                         reply=reply.decode())
+                                         reply=self.replies[slot].decode())
         except Exception as exc:
             if not self.done.done():
                 self.done.set_exception(exc)
@@ -588,43 +599,42 @@ class _StripeWalk(_AskingAgain):
         self._answers(((subject, data),))
 
     def _answers(self, answers, chunk: bool = False) -> None:
-        """Answers as they came, (subject, body) each; one call for all that one chunk from the socket held
-        (`_RawAnswers._parse`, `chunk`: their requests are written at once), so what is the same for all is
+        """Answers as they came: an `_AnswerRun` (a whole chunk of answers `_RawAnswers._parse` took from the
+        socket's bytes, decoded a column at a time) or (subject, body) pairs; one call for all that one chunk
+        from the socket held (`chunk`: their requests are written at once), so what is the same for all is
         looked up once: this loop is most of the read."""
         done = self.done
         if done.done():
             return
         self.last_answer = self.loop.time()
         self.reader.received += len(answers)
-        slot_at, stripe_at, outstanding, position, found = \
-            self.slot_at, self.stripe_at, self.outstanding, self.position, self.found
-        replies, asks, match = self.replies, self.asks, _ANSWER.match
-        slots = len(stripe_at)
+        stripe_at, outstanding, position, found = self.stripe_at, self.outstanding, self.position, self.found
+        asks = self.asks
         try:
-            for subject, data in answers:
-                slot = int(subject[slot_at:])
+            if answers.__class__ is _AnswerRun:
+                got = zip(*answers.decode())
+            else:  # one by one: the slot (the reply subject's last token) first, then the body if still wanted
+                got, slot_at = [], self.slot_at
+                for subject, data in answers:
+                    slot = int(subject[slot_at:])
+                    a = stripe_at[slot] if slot < len(stripe_at) else None
+                    if a is not None and a in outstanding:
+                        got.append((slot, _answer_record(data)))
+            slots = len(stripe_at)
+            for slot, rec in got:
                 a = stripe_at[slot] if slot < slots else None
                 b = outstanding.get(a) if a is not None else None
                 if b is None:
                     continue
-                m = match(data)
-                if m is not None:  # _answer_record's fast shape, inline
-                    subj, seq, hdrs, payload, time = m.groups()
-                    seq = int(seq)
-                    rec = (seq, time.decode(), subj.decode(),
-                           parse_header_block(a2b_base64(hdrs)) if hdrs else {},
-                           a2b_base64(payload) if payload else b"")
-                else:
-                    rec = _answer_record(data)
-                    if rec is None:  # 10037: no message at or after the position
-                        pos = position.pop(a, a)
-                        self.exhausted_at = pos if self.exhausted_at is None else min(self.exhausted_at, pos)
-                        self._stripe_done(a, b, slot)
-                        if done.done():
-                            return
-                        slots = len(stripe_at)
-                        continue
-                    seq = rec[0]
+                if rec is None:  # 10037: no message at or after the position
+                    pos = position.pop(a, a)
+                    self.exhausted_at = pos if self.exhausted_at is None else min(self.exhausted_at, pos)
+                    self._stripe_done(a, b, slot)
+                    if done.done():
+                        return
+                    slots = len(stripe_at)
+                    continue
+                seq = rec[0]
                 if seq not in found:  # _record, inline
                     found[seq] = rec
                     if seq < self.next_start:
@@ -633,7 +643,7 @@ class _StripeWalk(_AskingAgain):
                         heapq.heappush(self.beyond, seq)
                 if seq + 1 < b:  # the stripe's next request (_ask, inline)
                     position[a] = seq + 1
-                    asks.append((seq + 1, replies[slot]))
+                    asks.append((seq + 1, slot))
                     continue
                 position.pop(a, None)
                 self._stripe_done(a, b, slot)
@@ -703,8 +713,9 @@ class _StripeWalk(_AskingAgain):
         self.inbox = self.nc.new_inbox()
         self.slot_at = len(self.inbox) + 1
         self.replies = [f"{self.inbox}.{slot}".encode() for slot in range(len(self.stripe_at))]
+        self.pubs = [b"PUB %s %s " % (self.api, reply) for reply in self.replies]
         self.sub = await self._subscribe(self.nc)
-        self.asks = [(self.position.get(a, a), self.replies[slot]) for a, slot in self.slot_of.items()]
+        self.asks = [(self.position.get(a, a), slot) for a, slot in self.slot_of.items()]
         self.last_answer = self.loop.time()
         self.unavailable = False
         await self._send()
@@ -727,7 +738,7 @@ class _StripeWalk(_AskingAgain):
         self.loop = asyncio.get_running_loop()
         self.done = self.loop.create_future()
         self.position: dict[int, int] = {}   # stripe start -> the position its chain asked for last
-        self.asks: list = []                 # (seq, reply subject) of requests not yet written
+        self.asks: list = []                 # (seq, slot) of requests not yet written
         self.sent = 0                        # requests written
         self.raw = None                      # the connection's _RawAnswers while this read uses it
         self.sending = False
@@ -859,6 +870,10 @@ class _RawAnswers:
         got, into = [], None
         rest = True
         count = size = 0
+        run = _AnswerRun.take(buf, by_sid)  # the usual chunk of a bulk read: all answers, in one go
+        if run is not None:
+            pos, count, size = run.end, run.count, run.size()
+            run.handle(run, True)
         while buf.startswith(b"MSG ", pos):
             eol = buf.find(b"\r\n", pos)
             if eol < 0:
@@ -1190,9 +1205,66 @@ class OrderedRead:
 # A STREAM.MSG.GET answer exactly as both servers write it for a subject without characters JSON escapes (the
 # fields in this order, base64 in hdrs/data); anything else goes through json.loads. Checked against json.loads
 # on both servers' answers (tests/lab/test_stream_read_pipelined.py).
-_ANSWER = re.compile(rb'\{"type":"io\.nats\.jetstream\.api\.v1\.stream_msg_get_response","message":\{'
-                     rb'"subject":"([^"\\]*)","seq":(\d+)(?:,"hdrs":"([A-Za-z0-9+/=]*)")?'
-                     rb'(?:,"data":"([A-Za-z0-9+/=]*)")?,"time":"([^"\\]*)"\}\}\Z')
+_ANSWER_BODY = (rb'\{"type":"io\.nats\.jetstream\.api\.v1\.stream_msg_get_response","message":\{'
+                rb'"subject":"([^"\\]*)","seq":(\d+)(?:,"hdrs":"([A-Za-z0-9+/=]*)")?'
+                rb'(?:,"data":"([A-Za-z0-9+/=]*)")?,"time":"([^"\\]*)"\}\}')
+_ANSWER = re.compile(_ANSWER_BODY + rb'\Z')
+# The same answer with the MSG line before it (no reply subject), as a pipelined read's answers come from the
+# socket: the reply subject's last token (1: the slot), sid (2), size (3), the body (4: its length must be the
+# size), then the body's fields (5 subject, 6 seq, 7 hdrs, 8 data, 9 time). Only for bytes without a backslash:
+# then no JSON string has an escape, and each field is its string's bytes up to the next quote (a class of one
+# character, which the regular expression engine scans fastest).
+_MSG_ANSWER = re.compile(rb'MSG [^ ]*\.(\d+) (\d+) (\d+)\r\n('
+                         rb'\{"type":"io\.nats\.jetstream\.api\.v1\.stream_msg_get_response","message":\{'
+                         rb'"subject":"([^"]*)","seq":(\d+)(?:,"hdrs":"([^"]*)")?(?:,"data":"([^"]*)")?,'
+                         rb'"time":"([^"]*)"\}\})\r\n')
+_GROUPS = 9
+
+
+class _AnswerRun:
+    """A chunk from the socket that is a run of one read's answers, each in the shape both servers write (the
+    last may be cut off: it is left to nats-py's parser), as `_MSG_ANSWER.split` gives it: one regular
+    expression call for the whole chunk, and every field decoded a column at a time (no Python code per
+    answer). `take` gives None when the chunk is anything else (other traffic, an error answer, another read's
+    answers): those chunks go answer by answer."""
+
+    __slots__ = ("pieces", "count", "handle", "end")
+
+    @classmethod
+    def take(cls, buf: bytes, by_sid: dict) -> "_AnswerRun | None":
+        if b"\\" in buf or _MSG_ANSWER.match(buf) is None:
+            return None
+        pieces = _MSG_ANSWER.split(buf)  # [between, 9 groups, between, 9 groups, ..., the rest]
+        stride = _GROUPS + 1
+        if pieces[0] or any(pieces[stride:-1:stride]):
+            return None  # something else between two answers
+        count = len(pieces) // stride
+        sids = pieces[2::stride]
+        handle = by_sid.get(sids[0])
+        if handle is None or sids.count(sids[0]) != count or \
+                list(map(len, pieces[4::stride])) != list(map(int, pieces[3::stride])):
+            return None
+        run = cls()
+        run.pieces, run.count, run.handle, run.end = pieces, count, handle, len(buf) - len(pieces[-1])
+        return run
+
+    def __len__(self) -> int:
+        return self.count
+
+    def size(self) -> int:
+        """Bytes of the answers' bodies (nats-py's in_bytes)."""
+        return sum(map(len, self.pieces[4::_GROUPS + 1]))
+
+    def decode(self) -> tuple[list, list]:
+        """The answers' slots, and their records as `_answer_record` gives them (headers None where none)."""
+        pieces, stride = self.pieces, _GROUPS + 1
+        hdrs, data = pieces[7::stride], pieces[8::stride]
+        headers = [parse_header_block(a2b_base64(h)) if h else None for h in hdrs] if any(hdrs) else \
+            [None] * self.count
+        payloads = list(map(a2b_base64, data)) if None not in data else [a2b_base64(d) if d else b"" for d in data]
+        return (list(map(int, pieces[1::stride])),
+                list(zip(map(int, pieces[6::stride]), map(bytes.decode, pieces[9::stride]),
+                         map(bytes.decode, pieces[5::stride]), headers, payloads)))
 
 
 def _answer_record(data: bytes) -> tuple | None:

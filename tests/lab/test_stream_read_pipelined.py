@@ -72,10 +72,24 @@ def test_without_direct_the_fast_answer_path_reads_what_the_public_path_reads(la
     s = get_session()
     s.run(s.js.publish("fast.e", b""))  # no data field
     s.run(s.js.publish("fast.e", b"\xff\x00bin", headers={"Nats-Msg-Id": "x1"}))
-    for seq in (3, 700, 701):
+
+    async def plain():  # no character JSON escapes: whole chunks of answers go through _AnswerRun
+        for i in range(1200):
+            await s.nc.publish(f"fast.p{i % 3}", b"p%d" % i, headers={"k": "v"} if i % 5 == 0 else None)
+        await s.nc.flush()
+
+    s.run(plain())
+    eventually(lambda: pynats_lab.stream_info("FAST").state.messages == 2702)
+    for seq in (3, 700, 701, 2000):
         s.run(s.js.delete_msg("FAST", seq))
-    used = []
-    subscribe = reader._StripeWalk._subscribe
+    used, runs = [], []
+    subscribe, decode = reader._StripeWalk._subscribe, reader._AnswerRun.decode
+
+    def decoding(self):
+        runs.append(self.count)
+        return decode(self)
+
+    monkeypatch.setattr(reader._AnswerRun, "decode", decoding)
 
     async def spying(self, nc):
         sub = await subscribe(self, nc)
@@ -95,21 +109,51 @@ def test_without_direct_the_fast_answer_path_reads_what_the_public_path_reads(la
         assert len(pynats_lab.stream_frame("FAST")) == len(fast) and not gc.isenabled()
     finally:
         gc.enable()
-    assert len(fast) == 1502 - 3 and fast["seq"].is_monotonic_increasing
+    assert len(fast) == 2702 - 4 and fast["seq"].is_monotonic_increasing
     assert fast.equals(slow)
-    assert set(fast["subject"]) == {"fast.a", "fast.<b>", "fast.\u00e9t\u00e9", "fast.d", "fast.e"}
-    assert fast["msg_id"].iloc[-1] == "x1" and fast["data"].iloc[-2] == ""
-    # The decoder's fast shape against json.loads, on this server's own answers (with and without hdrs/data).
-    matched = 0
-    for seq in (1, 2, 4, 1501, 1502):
+    assert sum(runs) >= 500  # most of the plain answers came whole chunks at a time; the rest one by one
+    assert set(fast["subject"]) == {"fast.a", "fast.<b>", "fast.\u00e9t\u00e9", "fast.d", "fast.e", "fast.p0",
+                                    "fast.p1", "fast.p2"}
+    by_seq = fast.set_index("seq")
+    assert by_seq.loc[1502, "msg_id"] == "x1" and by_seq.loc[1501, "data"] == ""
+    assert by_seq.loc[2702, "data"] == "p1199" and by_seq.loc[2698, "headers"] == {"k": "v"}
+    # The decoders against json.loads, on this server's own answers (with and without hdrs/data): one by one
+    # (_answer_record) and as a chunk (_AnswerRun), which takes a chunk only if every answer in it is one of
+    # those it decodes exactly (no escape in a string, no error, sizes right).
+    matched, bodies = 0, {}
+    for seq in (1, 2, 3, 4, 7, 1501, 1502, 1503, 1505):
         raw = s.run(s.nc.request("$JS.API.STREAM.MSG.GET.FAST", b'{"seq":%d}' % seq)).data
+        bodies[seq] = raw
+        if seq == 3:  # deleted: "no message found"
+            assert reader._ANSWER.match(raw) is None and reader._answer_record(raw) is None
+            continue
         matched += reader._ANSWER.match(raw) is not None
         assert reader._answer_record(raw) == reader._stored_record(json.loads(raw)["message"])
-    assert matched >= 3  # the plain subjects take the fast shape on this server
-    missing = s.run(s.nc.request("$JS.API.STREAM.MSG.GET.FAST", b'{"seq":3}')).data
-    assert reader._ANSWER.match(missing) is None and reader._answer_record(missing) is None
+    assert matched >= 6  # the plain subjects take the fast shape on this server
+    handle = object()
+
+    def run_of(seqs, size=len):
+        wire = b"".join(b"MSG _INBOX.t.%d 9 %d\r\n%s\r\n" % (i, size(bodies[q]), bodies[q]) for i, q in enumerate(seqs))
+        return reader._AnswerRun.take(wire + b'MSG _INBOX.t.9 9 50\r\n{"type"', {b"9": handle})
+
+    plain = [q for q in (1, 2, 4, 7, 1501, 1502, 1503, 1505) if b"\\" not in bodies[q]]
+    escaped = [q for q in (2, 7) if q not in plain]  # "<b>" and "\u00e9t\u00e9" as this server writes them
+    assert {1, 4, 1501, 1502, 1503, 1505} <= set(plain)
+    chunk = run_of(plain)
+    assert chunk is not None and chunk.handle is handle and len(chunk) == len(plain)
+    slots, records = chunk.decode()
+    assert slots == list(range(len(plain)))
+    assert [(q, t, subj, h or {}, d) for q, t, subj, h, d in records] == \
+        [reader._stored_record(json.loads(bodies[q])["message"]) for q in plain]
+    got = dict(zip(plain, records))
+    assert got[1501][3:] == (None, b"") and got[1502][3] == {"Nats-Msg-Id": "x1"} and got[1502][4] == b"\xff\x00bin"
+    assert got[1503][3] == {"k": "v"} and got[1505][3:] == (None, b"p2") and got[1][3] == {"n": "0"}
+    assert run_of([1, 3, 4]) is None  # an error answer among them
+    assert all(run_of([1, q]) is None for q in escaped)  # a string with an escape
+    assert run_of([1, 4], size=lambda body: len(body) + 1) is None  # a size that is not the body's
+    assert run_of([1, 4]) is not None and reader._AnswerRun.take(b"PING\r\n", {b"9": handle}) is None
     info = pynats_lab.stream_info("FAST")
-    assert info.state.messages == 1502 - 3 and info.state.consumer_count == 0
+    assert info.state.messages == 2702 - 4 and info.state.consumer_count == 0
 
 
 def test_without_direct_since_a_time_and_past_the_end(lab_js):
@@ -352,20 +396,33 @@ def test_the_fast_parse_hands_each_answer_over_once_in_order_wherever_the_bytes_
         def __init__(self, sid):
             self._id = sid
 
-    wire = [b'MSG _INBOX.r.1 5 13\r\n{"seq":1,"a"}\r\n', b"MSG _INBOX.r.2 5 3\r\nabc\r\n",
-            b"MSG _INBOX.r.3 5 _INBOX.back 4\r\nwith\r\n", b"MSG _INBOX.q.0 9 5\r\nother\r\n",
-            b"HMSG _INBOX.r.4 5 16 20\r\nNATS/1.0 503\r\n\r\nbody\r\n", b"MSG x.y 11 2\r\nno\r\n", b"PONG\r\n",
-            b"MSG _INBOX.r.5 5 0\r\n\r\n", b"MSG  _INBOX.r.6\t5  4\r\ntabs\r\n", b"MSG _INBOX.q.1 9 1\r\nz\r\n"]
+    answer = (b'{"type":"io.nats.jetstream.api.v1.stream_msg_get_response","message":{"subject":"s.a","seq":%d,'
+              b'"data":"eA==","time":"2026-12-02T10:00:00.5Z"}}')
+    wire = [b"MSG _INBOX.r.%d 5 %d\r\n%s\r\n" % (slot, len(answer % seq), answer % seq) for slot, seq in ((7, 10), (8, 11))]
+    wire += [b'MSG _INBOX.r.1 5 13\r\n{"seq":1,"a"}\r\n', b"MSG _INBOX.r.2 5 3\r\nabc\r\n",
+             b"MSG _INBOX.r.3 5 _INBOX.back 4\r\nwith\r\n", b"MSG _INBOX.q.0 9 5\r\nother\r\n",
+             b"HMSG _INBOX.r.4 5 16 20\r\nNATS/1.0 503\r\n\r\nbody\r\n", b"MSG x.y 11 2\r\nno\r\n", b"PONG\r\n",
+             b"MSG _INBOX.r.5 5 0\r\n\r\n", b"MSG  _INBOX.r.6\t5  4\r\ntabs\r\n", b"MSG _INBOX.q.1 9 1\r\nz\r\n"]
     stream = b"".join(wire)
-    mine = [(b"_INBOX.r.1", b'{"seq":1,"a"}'), (b"_INBOX.r.2", b"abc"), (b"_INBOX.r.3", b"with"),
+    mine = [(b"_INBOX.r.7", answer % 10), (b"_INBOX.r.8", answer % 11),
+            (b"_INBOX.r.1", b'{"seq":1,"a"}'), (b"_INBOX.r.2", b"abc"), (b"_INBOX.r.3", b"with"),
             (b"_INBOX.r.5", b""), (b"_INBOX.r.6", b"tabs")]
     theirs = [(b"_INBOX.q.0", b"other"), (b"_INBOX.q.1", b"z")]
+
+    runs = []
+
+    def pairs(answers):
+        """What the read was handed, as (subject, body) pairs: a whole run of answers as its slots and bodies."""
+        if isinstance(answers, reader._AnswerRun):
+            runs.append(len(answers))
+            return [(b"_INBOX.r." + slot, body) for slot, body in zip(answers.pieces[1::10], answers.pieces[4::10])]
+        return answers
 
     async def feed(cuts, hooked):
         nc = Client()
         got, other = [], []
         nc._process_pong = lambda: asyncio.sleep(0)  # no ping was sent by this unconnected client
-        hook = reader._RawAnswers.take(nc, Sub(5), lambda answers, chunk=False: got.extend(answers))
+        hook = reader._RawAnswers.take(nc, Sub(5), lambda answers, chunk=False: got.extend(pairs(answers)))
         reader._RawAnswers.take(nc, Sub(9), lambda answers, chunk=False: other.extend(answers))
         assert ("parse" in vars(nc._ps)) == hooked
         at = 0
@@ -379,10 +436,11 @@ def test_the_fast_parse_hands_each_answer_over_once_in_order_wherever_the_bytes_
 
     async def every_cut():
         plain = await feed([], False)
-        assert plain[:2] == (mine, theirs) and plain[2]["in_msgs"] == 9
+        assert plain[:2] == (mine, theirs) and plain[2]["in_msgs"] == 11 and not runs
         reader._FAST_PARSE = True
         for cuts in [[i] for i in range(1, len(stream))] + [list(range(1, len(stream))), list(range(7, len(stream), 7))]:
             assert await feed(cuts, True) == plain, cuts
+        assert runs and max(runs) == 2  # the two answers at the front were taken as one run when cut after them
 
     fast = reader._FAST_PARSE
     reader._FAST_PARSE = False
