@@ -28,11 +28,11 @@ REGRESSION = sorted((NOTEBOOKS / "regression").glob("*.ipynb"))
 # The suite never asserts a time (performance is measured, not asserted): the latency budget notebook runs
 # with budgets only a broken server misses, so it checks that every kind is measured and compared.
 LOOSE_BUDGETS = ["-p", "request_reply_budget=100", "-p", "js_publish_budget=200"]
-JOBS = 2  # CI has two cores; a kernel mostly waits on its server, so two at a time keeps both busy
-# The tutorials: the one long job of them in sequence on one server takes as long as the others one by one on
-# two workers; a third worker runs those while the kernels wait (on sleeps in the lessons, a kernel's shutdown),
-# so the whole ends with the sequence (146 s -> 124 s on this machine at load 3.5).
-TUTORIAL_JOBS = 3
+# Notebooks at a time. CI has two cores, but a notebook's kernel often waits (on timers in the lesson or the
+# check: ack waits, schedules, windows; on its shutdown): a third runs meanwhile. The tutorials then end with
+# their one long job in sequence (146 s -> 124 s and 130 s), the regression notebooks on both servers
+# 74.3 s -> 59.6 s and 66.7 s (back to back on this machine, load 3-5).
+JOBS = 3
 CELL_TIMEOUT = 120
 
 _MAGIC_ERROR = re.compile(r"^%(?:nats|stream|consumer|kv|server)(?: [\w-]+)?: .+$", re.M)
@@ -150,7 +150,7 @@ def _run_in_sequence(notebooks: list[Path], out: Path, workdir: Path, kind: str)
 
 @pytest.fixture(scope="module")
 def tutorial_runs(tmp_path_factory) -> dict[str, dict]:
-    """Every tutorial, executed once, TUTORIAL_JOBS at a time, each on a store of its own; beside them, in one
+    """Every tutorial, executed once, JOBS at a time, each on a store of its own; beside them, in one
     more job, the same tutorials in sequence on one shared server, then the README block (`"sequence"`)."""
     base = tmp_path_factory.mktemp("tutorials")
     own_kind = "embedded" if "embedded" in KINDS else "nats-server"
@@ -158,10 +158,10 @@ def tutorial_runs(tmp_path_factory) -> dict[str, dict]:
         os.environ.setdefault(key, value)
     os.environ["PYTHONPATH"] = subprocess_env()["PYTHONPATH"]
     started = time.monotonic()
-    with ProcessPoolExecutor(max_workers=TUTORIAL_JOBS) as pool:
+    with ProcessPoolExecutor(max_workers=JOBS) as pool:
         futures = {}
         shared = [nb for nb in TUTORIALS if "server_url" in _parameters(nbformat.read(nb, as_version=4))]
-        # Submitted first: the longest job, so the two workers finish at about the same time.
+        # Submitted first: the longest job, so the workers finish at about the same time.
         futures["sequence"] = pool.submit(_run_in_sequence, shared, base / "sequence-out",
                                           tmp_path_factory.mktemp("sequence"), own_kind)
         for nb in TUTORIALS:
@@ -171,7 +171,7 @@ def tutorial_runs(tmp_path_factory) -> dict[str, dict]:
         runs = {name: fut.result() for name, fut in futures.items()}
     seconds = {name: round(r["seconds"], 1) for name, r in runs.items() if name != "sequence"}
     seconds["in sequence"] = round(sum(r["seconds"] for r in runs["sequence"]), 1)
-    print(f"\ntutorials: {time.monotonic() - started:.1f}s wall with {TUTORIAL_JOBS} jobs; per notebook: {seconds}")
+    print(f"\ntutorials: {time.monotonic() - started:.1f}s wall with {JOBS} jobs; per notebook: {seconds}")
     return runs
 
 
