@@ -61,6 +61,27 @@ class _Spare:
 
 
 @pytest.fixture(scope="session")
+def _stopper():
+    """stop(srv) after a test: an embedded server (a Python process takes a few hundredths of a second to shut
+    down) is stopped on a thread while the next test starts; every one has exited by the end of the run.
+    nats-server stops at once, here."""
+    threads: list[threading.Thread] = []
+
+    def stop(srv: RunningServer) -> None:
+        if srv.kind != "embedded":
+            srv.stop()
+            return
+        thread = threading.Thread(target=srv.stop, name="stop-server", daemon=True)
+        thread.start()
+        threads.append(thread)
+        threads[:] = [t for t in threads if t.is_alive()]
+
+    yield stop
+    for thread in threads:
+        thread.join()
+
+
+@pytest.fixture(scope="session")
 def _spares(tmp_path_factory):
     spares = {"core": _Spare(tmp_path_factory, False), "js": _Spare(tmp_path_factory, True)}
     yield spares
@@ -69,7 +90,7 @@ def _spares(tmp_path_factory):
 
 
 @pytest.fixture
-def start_server(server_kind, tmp_path_factory):
+def start_server(server_kind, tmp_path_factory, _stopper):
     """Factory: start_server(*flags, config=None) starts a server of this test's kind; all are stopped after."""
     started: list[RunningServer] = []
 
@@ -91,7 +112,7 @@ def start_server(server_kind, tmp_path_factory):
     start.adopt = adopt
     yield start
     for srv in started:
-        srv.stop()
+        _stopper(srv)
 
 
 @pytest.fixture
