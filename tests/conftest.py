@@ -7,6 +7,8 @@ import pytest
 
 from tests.servers import KINDS, RunningServer
 
+SPARES = 2  # embedded servers of each kind started ahead
+
 
 @pytest.fixture(params=KINDS)
 def server_kind(request) -> str:
@@ -14,16 +16,14 @@ def server_kind(request) -> str:
 
 
 class _Spare:
-    """An embedded server with the same flags as the next test's, started in the background while the test
-    before it runs (a Python server takes a few tenths of a second to start; nats-server starts at once).
-    Taken, it is the test's own, fresh server: nothing ran on it, its store directory is new. Whoever takes
-    it stops it; the one left over is stopped at the end of the run."""
+    """Embedded servers with the same flags as the next tests', started in the background while the tests
+    before them run (a Python server takes a few tenths of a second to start; nats-server starts at once).
+    Taken, one is the test's own, fresh server: nothing ran on it, its store directory is new. Whoever takes
+    it stops it; those left over are stopped at the end of the run."""
 
-    def __init__(self, tmp_path_factory, jetstream: bool):
-        self._factory, self._jetstream = tmp_path_factory, jetstream
-        self._srv: RunningServer | None = None
-        self._thread: threading.Thread | None = None
-        self._failed = False
+    def __init__(self, tmp_path_factory, jetstream: bool, depth: int = SPARES):
+        self._factory, self._jetstream, self._depth = tmp_path_factory, jetstream, depth
+        self._ready: list[tuple[RunningServer, threading.Thread, list]] = []
 
     def _new(self) -> RunningServer:
         workdir = self._factory.mktemp("server")
@@ -31,33 +31,35 @@ class _Spare:
         return RunningServer("embedded", flags, workdir)
 
     def _prepare(self) -> None:
-        srv = self._srv = self._new()
-        self._failed = False
+        srv, failed = self._new(), []
 
         def start():
             try:
                 srv.start()
             except Exception:  # the test that takes it starts one itself and sees why
-                self._failed = True
+                failed.append(True)
                 srv.stop()
 
-        self._thread = threading.Thread(target=start, name="spare-server", daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=start, name="spare-server", daemon=True)
+        thread.start()
+        self._ready.append((srv, thread, failed))
 
     def take(self) -> RunningServer:
         srv = None
-        if self._thread is not None:
-            self._thread.join()
-            srv = None if self._failed else self._srv
+        if self._ready:
+            srv, thread, failed = self._ready.pop(0)
+            thread.join()
+            srv = None if failed else srv
         if srv is None:
             srv = self._new().start()
-        self._prepare()
+        while len(self._ready) < self._depth:
+            self._prepare()
         return srv
 
     def close(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
-            self._srv.stop()
+        for srv, thread, _failed in self._ready:
+            thread.join()
+            srv.stop()
 
 
 @pytest.fixture(scope="session")
