@@ -159,7 +159,8 @@ class ServerProcess:
             stderr=subprocess.STDOUT if self.merge_stdout else subprocess.PIPE,
             text=True, errors="replace", preexec_fn=self.preexec_fn)
         stream = self.proc.stdout if self.merge_stdout else self.proc.stderr
-        self._pump_thread = threading.Thread(target=self._pump, args=(stream,), name="nats-server-log", daemon=True)
+        self._pump_thread = threading.Thread(target=self._pump, args=(stream, self.proc), name="nats-server-log",
+                                             daemon=True)
         self._pump_thread.start()
         try:
             self.wait_for_log("Server is ready", timeout)
@@ -169,9 +170,16 @@ class ServerProcess:
         self.port, self.http_port = self.log.ports()
         return self
 
-    def _pump(self, stream) -> None:
+    def _pump(self, stream, proc: subprocess.Popen) -> None:
         for line in stream:
             self.log.add(line)
+        # The pipe ends when the server exits, whoever stopped it: reaped at once, it never lingers as a zombie
+        # that its parent's own shutdown waits on as a live child (ipykernel gave such a kernel 2.5 s, then
+        # killed it before its exit handlers ran).
+        try:
+            proc.wait()
+        except Exception:  # noqa: BLE001 - reaped elsewhere meanwhile
+            pass
         with self.log._cond:
             self.log._cond.notify_all()
 
