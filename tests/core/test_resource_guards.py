@@ -170,11 +170,8 @@ def test_a_server_left_idle_after_round_trips_uses_no_cpu(server, record_propert
     assert used < 0.05, f"{server.kind} used {used:.2f} s of CPU in 0.6 s of quiet"
 
 
-def test_the_server_process_collector_frees_frozen_cycles_once_the_frozen_heap_doubles(monkeypatch):
-    """embedded_server/collector.py freezes the heap of a server process after start-up and after slow full
-    collections (gc.freeze: no pause walks it); garbage in reference cycles among frozen objects must still be
-    freed, at the latest when the frozen objects have doubled, so that memory stays bounded. (In-process: the
-    collector's bookkeeping, not a server.)"""
+def frozen_cycles_check() -> None:
+    """The collector check below, in the interpreter that runs it (a fresh one)."""
     import gc
     import weakref
 
@@ -191,7 +188,7 @@ def test_the_server_process_collector_frees_frozen_cycles_once_the_frozen_heap_d
             out.append(a)
         return out
 
-    monkeypatch.setattr(collector, "SLOW", 0.0)  # every full collection counts as slow here
+    collector.SLOW = 0.0  # every full collection counts as slow here (this process is the check's own)
     settler = collector.Settler()
     enabled = gc.isenabled()
     gc.disable()  # only the collections below, in this order
@@ -218,3 +215,21 @@ def test_the_server_process_collector_frees_frozen_cycles_once_the_frozen_heap_d
         gc.unfreeze()
         if enabled:
             gc.enable()
+
+
+def test_the_server_process_collector_frees_frozen_cycles_once_the_frozen_heap_doubles():
+    """embedded_server/collector.py freezes the heap of a server process after start-up and after slow full
+    collections (gc.freeze: no pause walks it); garbage in reference cycles among frozen objects must still be
+    freed, at the latest when the frozen objects have doubled, so that memory stays bounded. (The collector's
+    bookkeeping, not a server; in a fresh interpreter, since the test process's background threads (spare
+    servers starting, servers stopping) allocate and free objects between the collections and move the frozen
+    counts the check compares.)"""
+    import subprocess
+    import sys
+
+    from tests.servers import subprocess_env
+
+    code = "from tests.core.test_resource_guards import frozen_cycles_check; frozen_cycles_check()"
+    run = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
