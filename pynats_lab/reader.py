@@ -256,7 +256,8 @@ class _Link:
 
 class _AskingAgain:
     """What the STREAM.MSG.GET walk and the direct get share between answers (`_watch`, once a tick): after a
-    reconnect, or _ASK_AGAIN without an answer, everything still wanted is asked again on a new inbox
+    reconnect, or _ASK_AGAIN without an answer (doubled after each such ask while none comes; only reads whose
+    `_waiting` says answers are owed), everything still wanted is asked again on a new inbox
     (`_ask_again`, from the first sequence not yet received; late answers to the old inbox are dropped); a 503
     just after a reconnect is asked again soon; _STALL without an answer on a live connection ends the read with
     the line `_silent` gives. A read using it sets `nc`, `loop` and `reader`, calls `_watching` before it asks,
@@ -267,6 +268,7 @@ class _AskingAgain:
         self.link = _Link(nc, self.reader.stream)
         self.unavailable = False  # a 503 just after a reconnect: the API not there yet, ask again soon
         self.last_answer = self.last_asked_again = self.loop.time()
+        self.silent_asks = 0      # asked again for silence since the last answer: each doubles the next wait
 
     async def _try_again(self) -> None:
         """`_ask_again`; a connection lost again meanwhile is waited for (and asked again once back)."""
@@ -286,11 +288,22 @@ class _AskingAgain:
             await self._try_again()
         elif now - self.last_answer > _STALL:
             raise await self._silent()
-        elif now - max(self.last_answer, self.last_asked_again) > _ASK_AGAIN and self._waiting():
+        elif self._waiting() and \
+                now - max(self.last_answer, self.last_asked_again) > _ASK_AGAIN * 2 ** self._silent_asks():
+            # Doubled each time nothing came since: a server slow to answer (a sparse subject scanned for, a
+            # loaded server) still gets its answer out before the next ask, instead of each ask starting its
+            # work again and none ever answered in time.
+            self.silent_asks += 1
             self.last_asked_again = now
             stalled = self.last_answer
             await self._try_again()
             self.last_answer = stalled  # asking again does not move the stall's clock
+
+    def _silent_asks(self) -> int:
+        """Asks for silence since the last answer (none once an answer came after the last one)."""
+        if self.last_answer > self.last_asked_again:
+            self.silent_asks = 0
+        return self.silent_asks
 
 
 class _DirectGet(_AskingAgain):
@@ -398,7 +411,23 @@ class _DirectGet(_AskingAgain):
         return len(self.out)
 
     def _waiting(self) -> bool:
-        return not self.done.done()
+        """Never asked again for silence alone: a batch's answers are not lost on a live connection (a server
+        that drops a slow consumer's messages closes it: a reconnect, asked again then), and a batch slow to
+        start (a sparse subject in a big stream) would begin its scan again at each ask."""
+        return False
+
+    async def _watch(self) -> None:
+        await super()._watch()
+        # Silent on a live connection: a slow batch (waited for), or direct get turned off or the stream deleted
+        # under it (its answers stop): the stream's own state says which, after _ASK_AGAIN, then 2x, 4x... .
+        now = self.loop.time()
+        if not self.done.done() and self.link.steady() and \
+                now - max(self.last_answer, self.last_asked_again) > _ASK_AGAIN * 2 ** self._silent_asks():
+            self.silent_asks += 1
+            self.last_asked_again = now
+            why = await self._direct_is_off()
+            if why:
+                raise LabError(f"stream {self.reader.stream}: no answer to a direct get: {why}")
 
     async def _direct_is_off(self) -> str | None:
         """Why direct get cannot answer, from the stream's own state: turned off, or the stream gone; None if on."""
