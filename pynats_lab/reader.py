@@ -256,9 +256,9 @@ class _Link:
 
 class _AskingAgain:
     """What the STREAM.MSG.GET walk and the direct get share between answers (`_watch`, once a tick): after a
-    reconnect, or _ASK_AGAIN without an answer (doubled after each such ask while none comes; only reads whose
-    `_waiting` says answers are owed), everything still wanted is asked again on a new inbox
-    (`_ask_again`, from the first sequence not yet received; late answers to the old inbox are dropped); a 503
+    reconnect, everything still wanted is asked again on a new inbox (`_ask_again`, from the first sequence not
+    yet received; late answers to the old inbox are dropped); _ASK_AGAIN without an answer while `_waiting`
+    (doubled after each time while none comes) calls `_on_silence`, which asks again the same way; a 503
     just after a reconnect is asked again soon; _STALL without an answer on a live connection ends the read with
     the line `_silent` gives. A read using it sets `nc`, `loop` and `reader`, calls `_watching` before it asks,
     moves `last_answer` on each answer, and has `_ask_again`, `_have` (messages received so far), `_waiting`
@@ -295,9 +295,13 @@ class _AskingAgain:
             # work again and none ever answered in time.
             self.silent_asks += 1
             self.last_asked_again = now
-            stalled = self.last_answer
-            await self._try_again()
-            self.last_answer = stalled  # asking again does not move the stall's clock
+            await self._on_silence()
+
+    async def _on_silence(self) -> None:
+        """A while without an answer on a live connection: requests lost without a reconnect, asked again."""
+        stalled = self.last_answer
+        await self._try_again()
+        self.last_answer = stalled  # asking again does not move the stall's clock
 
     def _silent_asks(self) -> int:
         """Asks for silence since the last answer (none once an answer came after the last one)."""
@@ -411,23 +415,16 @@ class _DirectGet(_AskingAgain):
         return len(self.out)
 
     def _waiting(self) -> bool:
-        """Never asked again for silence alone: a batch's answers are not lost on a live connection (a server
-        that drops a slow consumer's messages closes it: a reconnect, asked again then), and a batch slow to
-        start (a sparse subject in a big stream) would begin its scan again at each ask."""
-        return False
+        return not self.done.done()
 
-    async def _watch(self) -> None:
-        await super()._watch()
-        # Silent on a live connection: a slow batch (waited for), or direct get turned off or the stream deleted
-        # under it (its answers stop): the stream's own state says which, after _ASK_AGAIN, then 2x, 4x... .
-        now = self.loop.time()
-        if not self.done.done() and self.link.steady() and \
-                now - max(self.last_answer, self.last_asked_again) > _ASK_AGAIN * 2 ** self._silent_asks():
-            self.silent_asks += 1
-            self.last_asked_again = now
-            why = await self._direct_is_off()
-            if why:
-                raise LabError(f"stream {self.reader.stream}: no answer to a direct get: {why}")
+    async def _on_silence(self) -> None:
+        """Not asked again for silence alone: a batch's answers are not lost on a live connection (a server that
+        drops a slow consumer's messages closes it: a reconnect, asked again then), and a batch slow to start (a
+        sparse subject in a big stream) would begin its scan again at each ask. The silence is either such a slow
+        batch (waited for) or direct get turned off or the stream deleted under it: the stream's state says."""
+        why = await self._direct_is_off()
+        if why:
+            raise LabError(f"stream {self.reader.stream}: no answer to a direct get: {why}")
 
     async def _direct_is_off(self) -> str | None:
         """Why direct get cannot answer, from the stream's own state: turned off, or the stream gone; None if on."""
